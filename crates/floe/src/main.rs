@@ -1,0 +1,2 @@
+//! The `floe` binary (work in progress).
+fn main() {}
