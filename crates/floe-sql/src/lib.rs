@@ -1,0 +1,19 @@
+//! Floe's SQL layer: sessions and the statements they run.
+//!
+//! Owns parsing (sqlparser, PostgreSQL dialect), routing each statement to DataFusion or to the
+//! session itself (transactions, `SET`/`SHOW`), PostgreSQL type semantics on top of Arrow, and
+//! the mapping of every failure to a SQLSTATE. It must not know how bytes are stored
+//! (`floe-storage`) or how they travel (`floe-wire`).
+
+pub mod engine;
+pub mod error;
+mod rewrite;
+pub mod session;
+pub mod types;
+pub mod vars;
+
+pub use datafusion;
+pub use engine::{Engine, EngineConfig};
+pub use error::{sqlstate, SqlError, SqlResult};
+pub use session::{Notice, Prepared, RowStream, Session, StatementResult, TxnStatus};
+pub use types::SqlType;

@@ -1,0 +1,110 @@
+//! The engine: what all sessions share — the DataFusion state (catalog, functions, memory pool)
+//! and the server-wide settings.
+//!
+//! Planning reads the shared [`SessionState`] through an `Arc` without cloning it; a session
+//! gets a private copy only when it changes a setting DataFusion itself must see (TimeZone).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, MemoryPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::SessionState;
+use datafusion::prelude::SessionConfig;
+
+use crate::error::{SqlError, SqlResult};
+use crate::session::Session;
+use crate::types::FloeTypePlanner;
+
+/// The one database that exists until `CREATE DATABASE` arrives.
+pub const DEFAULT_DATABASE: &str = "postgres";
+/// The default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Server-wide settings the SQL layer needs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Bytes query execution may use before it spills or fails with 53200. `None`: no limit.
+    pub query_memory_limit: Option<usize>,
+    /// Threads of parallelism a single query may use.
+    pub target_partitions: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            query_memory_limit: None,
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// Shared state of the SQL layer; cheap to clone via `Arc`.
+pub struct Engine {
+    state: Arc<SessionState>,
+    next_backend_pid: AtomicI32,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds the engine: DataFusion configured to read SQL the way PostgreSQL does.
+    pub fn new(config: EngineConfig) -> SqlResult<Arc<Engine>> {
+        let mut session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(DEFAULT_DATABASE, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_target_partitions(config.target_partitions.max(1));
+        {
+            let options = session_config.options_mut();
+            options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+            // `1.5` is numeric in PostgreSQL, not double precision.
+            options.sql_parser.parse_float_as_decimal = true;
+            options.sql_parser.enable_ident_normalization = true;
+            options.execution.time_zone = Some("+00:00".to_string());
+        }
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = config.query_memory_limit {
+            let pool: Arc<dyn MemoryPool> = if config.target_partitions > 1 {
+                Arc::new(FairSpillPool::new(limit))
+            } else {
+                Arc::new(GreedyMemoryPool::new(limit))
+            };
+            runtime = runtime.with_memory_pool(pool);
+        }
+        let runtime = runtime.build_arc().map_err(SqlError::from)?;
+        let state = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_type_planner(Arc::new(FloeTypePlanner))
+            .build();
+        Ok(Arc::new(Engine {
+            state: Arc::new(state),
+            next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
+        }))
+    }
+
+    /// The shared DataFusion state sessions plan and execute with.
+    pub fn state(&self) -> &Arc<SessionState> {
+        &self.state
+    }
+
+    /// Opens a session for `user` on `database` with the startup packet's parameters.
+    pub fn new_session<'a>(
+        self: &Arc<Self>,
+        user: &str,
+        database: &str,
+        startup_params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> SqlResult<Session> {
+        let pid = self.next_backend_pid.fetch_add(1, Ordering::Relaxed);
+        Session::new(self.clone(), user, database, pid, startup_params)
+    }
+}

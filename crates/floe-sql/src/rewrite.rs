@@ -1,0 +1,184 @@
+//! Rewrites that make DataFusion answer the way PostgreSQL does.
+//!
+//! Two kinds: on the SQL AST before planning (session functions such as `current_user` or
+//! `current_setting()` become constants of this session), and on the logical plan after
+//! planning (integer literals that fit in 32 bits are `integer`, as in PostgreSQL, not
+//! DataFusion's `bigint`).
+
+use std::ops::ControlFlow;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::{Expr as PlanExpr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, VisitMut, VisitorMut,
+};
+
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::session::Session;
+use crate::vars::SERVER_VERSION;
+
+/// Replaces calls of session functions with this session's values.
+pub fn rewrite_statement(statement: &mut Statement, session: &Session) -> SqlResult<()> {
+    let mut visitor = SessionFunctions {
+        session,
+        error: None,
+    };
+    let _ = statement.visit(&mut visitor);
+    match visitor.error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+struct SessionFunctions<'a> {
+    session: &'a Session,
+    error: Option<SqlError>,
+}
+
+impl VisitorMut for SessionFunctions<'_> {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if function.name.0.len() > 2 {
+            return ControlFlow::Continue(());
+        }
+        let name = match function.name.0.last().and_then(|p| p.as_ident()) {
+            Some(ident) => ident.value.to_ascii_lowercase(),
+            None => return ControlFlow::Continue(()),
+        };
+        if function.name.0.len() == 2 {
+            let schema = function.name.0[0]
+                .as_ident()
+                .map(|i| i.value.to_ascii_lowercase())
+                .unwrap_or_default();
+            if schema != "pg_catalog" {
+                return ControlFlow::Continue(());
+            }
+        }
+        let args = match &function.args {
+            FunctionArguments::None => Vec::new(),
+            FunctionArguments::List(list) => list.args.clone(),
+            FunctionArguments::Subquery(_) => return ControlFlow::Continue(()),
+        };
+        let replacement = match (name.as_str(), args.len()) {
+            ("version", 0) => Some(text(&format!(
+                "PostgreSQL {SERVER_VERSION} (Floe {}) on {}-linux, compiled by rustc, 64-bit",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH
+            ))),
+            ("current_database", 0) | ("current_catalog", 0) => Some(text(self.session.database())),
+            ("current_schema", 0) => Some(text("public")),
+            ("current_user", 0) | ("session_user", 0) | ("user", 0) | ("current_role", 0) => {
+                Some(text(self.session.user()))
+            }
+            ("pg_backend_pid", 0) => Some(Expr::value(Value::Number(
+                self.session.backend_pid().to_string(),
+                false,
+            ))),
+            ("current_setting", 1 | 2) => {
+                let name = match string_arg(&args[0]) {
+                    Some(name) => name,
+                    None => {
+                        self.error = Some(SqlError::not_supported(
+                            "current_setting() needs a constant parameter name",
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                };
+                let missing_ok = args.get(1).map(bool_arg).unwrap_or(Some(false));
+                match (self.session.setting(&name), missing_ok) {
+                    (Ok(value), _) => Some(text(&value)),
+                    (Err(_), Some(true)) => Some(Expr::value(Value::Null)),
+                    (Err(err), _) => {
+                        self.error = Some(err);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(replacement) = replacement {
+            *expr = replacement;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn text(value: &str) -> Expr {
+    Expr::value(Value::SingleQuotedString(value.to_string()))
+}
+
+fn arg_expr(arg: &FunctionArg) -> Option<&Expr> {
+    match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+        FunctionArg::Named {
+            arg: FunctionArgExpr::Expr(e),
+            ..
+        } => Some(e),
+        _ => None,
+    }
+}
+
+fn string_arg(arg: &FunctionArg) -> Option<String> {
+    match arg_expr(arg)? {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn bool_arg(arg: &FunctionArg) -> Option<bool> {
+    match arg_expr(arg)? {
+        Expr::Value(v) => match &v.value {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Types integer literals as PostgreSQL does: `integer` when they fit, else `bigint`.
+///
+/// DataFusion plans every integer literal as `Int64`; clients that read `SELECT 1` as an
+/// `int4` (every typed driver) would otherwise get `int8`. LIMIT/OFFSET keep their literals.
+pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
+    let transformed = plan.transform_up_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::Limit(_)) {
+            return Ok(Transformed::no(node));
+        }
+        let node = node.map_expressions(|expr| {
+            expr.transform_up(|e| match e {
+                PlanExpr::Literal(ScalarValue::Int64(Some(v)), meta)
+                    if i32::try_from(v).is_ok() =>
+                {
+                    Ok(Transformed::yes(PlanExpr::Literal(
+                        ScalarValue::Int32(Some(v as i32)),
+                        meta,
+                    )))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })?;
+        if !node.transformed {
+            // Children may have changed type; refresh this node's schema.
+            return node.map_data(|n| match n {
+                LogicalPlan::Values(_) => Ok(n),
+                other => other.recompute_schema(),
+            });
+        }
+        node.map_data(|n| match n {
+            LogicalPlan::Values(values) => LogicalPlanBuilder::values(values.values)?.build(),
+            other => other.recompute_schema(),
+        })
+    });
+    match transformed {
+        Ok(t) => Ok(t.data),
+        Err(e) => Err(SqlError::new(sqlstate::INTERNAL_ERROR, e.to_string())),
+    }
+}

@@ -1,0 +1,1145 @@
+//! A client session: its settings, its transaction block, and the statements it runs.
+//!
+//! Statements are prepared first ([`Session::prepare`]: parsed, routed, planned, parameter and
+//! result types known) and then executed with parameter values ([`Session::execute`]); the
+//! simple protocol does both in a row. Queries go to DataFusion; transaction control, `SET`,
+//! `SHOW`, `RESET` and `DISCARD` are handled here.
+//!
+//! Invariant: after any error inside a transaction block the block is *failed*, and every
+//! statement except `ROLLBACK` (or `COMMIT`, which then rolls back, or `ROLLBACK TO SAVEPOINT`)
+//! gets 25P02 until the block ends — as in PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{execute_stream, SendableRecordBatchStream};
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    self, DiscardObject, Expr, Ident, ObjectName, Reset, Set, Statement, TransactionIsolationLevel,
+    TransactionMode, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use futures::stream;
+
+use crate::engine::{Engine, DEFAULT_DATABASE};
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::rewrite;
+use crate::types::SqlType;
+use crate::vars::{arrow_timezone, ParameterChange, SessionVars};
+
+/// Maximum nesting depth the parser accepts before answering 54001-like errors.
+const PARSER_RECURSION_LIMIT: usize = 200;
+
+/// The transaction state a client sees in ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    /// Not in a transaction block ('I').
+    Idle,
+    /// In a transaction block ('T').
+    InBlock,
+    /// In a failed transaction block ('E').
+    Failed,
+}
+
+/// A message for the client that is not an error (NoticeResponse).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// `WARNING`, `NOTICE`, …
+    pub severity: &'static str,
+    /// SQLSTATE.
+    pub code: &'static str,
+    /// Message text.
+    pub message: String,
+}
+
+/// Rows a statement produced: their schema and a stream of batches.
+pub struct RowStream {
+    /// Column names and types (tagged fields carry their PostgreSQL type).
+    pub schema: SchemaRef,
+    /// The batches, produced lazily; an error here is a statement error too.
+    pub stream: SendableRecordBatchStream,
+}
+
+/// What executing one statement produced.
+pub enum StatementResult {
+    /// Rows, to be completed with the tag `SELECT n` (or `tag` if set, e.g. `SHOW`).
+    Rows {
+        /// The rows.
+        rows: RowStream,
+        /// Command tag word; the row count is appended where PostgreSQL does.
+        tag: &'static str,
+    },
+    /// A command with only a completion tag, e.g. `BEGIN` or `SET`.
+    Command(String),
+    /// The empty query.
+    Empty,
+}
+
+/// What a prepared statement will do when executed.
+#[derive(Debug, Clone)]
+enum PreparedPlan {
+    /// A query planned by DataFusion (a `Prepare` node when it has parameters).
+    Query(LogicalPlan),
+    /// `EXPLAIN`: the plan is printed as PostgreSQL's single `QUERY PLAN` column.
+    Explain(LogicalPlan),
+    /// A statement this module executes itself.
+    Utility(Statement),
+    /// Nothing (the empty query).
+    Empty,
+}
+
+/// A statement ready to execute: parameter and result types are known.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The source statement as the parser saw it (None for the empty query).
+    pub statement: Option<Statement>,
+    plan: PreparedPlan,
+    /// The type of each parameter `$1..$n`.
+    pub param_types: Vec<SqlType>,
+    /// The result columns, or `None` for a statement that returns no rows.
+    pub result_schema: Option<SchemaRef>,
+}
+
+impl Prepared {
+    /// Whether the statement is the empty query.
+    pub fn is_empty(&self) -> bool {
+        matches!(self.plan, PreparedPlan::Empty)
+    }
+}
+
+/// Settings restored when a transaction block ends: `SET LOCAL` always, plain `SET` on
+/// rollback (PostgreSQL undoes settings of an aborted transaction).
+#[derive(Debug, Default)]
+struct SettingsUndo {
+    /// Value before the block's first SET of each parameter.
+    before: HashMap<String, (String, bool)>,
+}
+
+#[derive(Debug)]
+struct TxnBlock {
+    failed: bool,
+    savepoints: Vec<String>,
+    undo: SettingsUndo,
+}
+
+/// One client's session.
+pub struct Session {
+    engine: Arc<Engine>,
+    /// DataFusion state: the engine's shared one until a session setting needs its own copy.
+    state: Arc<SessionState>,
+    vars: SessionVars,
+    txn: Option<TxnBlock>,
+    user: String,
+    database: String,
+    backend_pid: i32,
+    notices: Vec<Notice>,
+    parameter_changes: Vec<ParameterChange>,
+    /// SQL-level prepared statements (`PREPARE name AS …`).
+    sql_prepared: HashMap<String, Arc<Prepared>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("txn", &self.txn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new<'a>(
+        engine: Arc<Engine>,
+        user: &str,
+        database: &str,
+        backend_pid: i32,
+        startup_params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> SqlResult<Session> {
+        if database != DEFAULT_DATABASE {
+            return Err(SqlError::new(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist"),
+            ));
+        }
+        let vars = SessionVars::from_startup(startup_params)?;
+        let mut session = Session {
+            state: engine.state().clone(),
+            engine,
+            vars,
+            txn: None,
+            user: user.to_string(),
+            database: database.to_string(),
+            backend_pid,
+            notices: Vec::new(),
+            parameter_changes: Vec::new(),
+            sql_prepared: HashMap::new(),
+        };
+        session.sync_datafusion_settings();
+        Ok(session)
+    }
+
+    /// The session's user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The connected database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The process id reported to the client (BackendKeyData, `pg_backend_pid()`).
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    /// The session's parameters.
+    pub fn vars(&self) -> &SessionVars {
+        &self.vars
+    }
+
+    /// The transaction status for ReadyForQuery.
+    pub fn txn_status(&self) -> TxnStatus {
+        match &self.txn {
+            None => TxnStatus::Idle,
+            Some(b) if b.failed => TxnStatus::Failed,
+            Some(_) => TxnStatus::InBlock,
+        }
+    }
+
+    /// Notices produced since the last call.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Reported parameters that changed since the last call (to send as ParameterStatus).
+    pub fn take_parameter_changes(&mut self) -> Vec<ParameterChange> {
+        std::mem::take(&mut self.parameter_changes)
+    }
+
+    /// Records that a statement failed (also when the failure surfaced while streaming rows):
+    /// a transaction block becomes failed.
+    pub fn on_statement_error(&mut self) {
+        if let Some(block) = &mut self.txn {
+            block.failed = true;
+        }
+    }
+
+    /// Splits a query string into statements (PostgreSQL dialect).
+    pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
+        let dialect = PostgreSqlDialect {};
+        let statements = Parser::new(&dialect)
+            .with_recursion_limit(PARSER_RECURSION_LIMIT)
+            .try_with_sql(sql)?
+            .parse_statements()?;
+        Ok(statements)
+    }
+
+    /// Prepares a statement. `param_types` are the types the client declared (`Unknown` where
+    /// it left them open); the rest are inferred.
+    pub async fn prepare(
+        &self,
+        statement: Option<Statement>,
+        declared_types: &[SqlType],
+    ) -> SqlResult<Prepared> {
+        let Some(statement) = statement else {
+            return Ok(Prepared {
+                statement: None,
+                plan: PreparedPlan::Empty,
+                param_types: vec![],
+                result_schema: None,
+            });
+        };
+        if self.txn_status() == TxnStatus::Failed && !ends_failed_block(&statement) {
+            return Err(SqlError::in_failed_transaction());
+        }
+        match &statement {
+            Statement::Query(_) => {
+                let plan = self.plan_query(&statement, declared_types).await?;
+                let (param_types, schema) = describe_plan(&plan, declared_types)?;
+                Ok(Prepared {
+                    statement: Some(statement),
+                    plan: PreparedPlan::Query(plan),
+                    param_types,
+                    result_schema: Some(schema),
+                })
+            }
+            Statement::Explain { .. } => {
+                let plan = self.plan_query(&statement, declared_types).await?;
+                let (param_types, _) = describe_plan(&plan, declared_types)?;
+                Ok(Prepared {
+                    statement: Some(statement),
+                    plan: PreparedPlan::Explain(plan),
+                    param_types,
+                    result_schema: Some(query_plan_schema()),
+                })
+            }
+            _ => {
+                let result_schema = self.utility_result_schema(&statement)?;
+                Ok(Prepared {
+                    statement: Some(statement.clone()),
+                    plan: PreparedPlan::Utility(statement),
+                    param_types: declared_types.to_vec(),
+                    result_schema,
+                })
+            }
+        }
+    }
+
+    /// Executes a prepared statement with parameter values. On error the transaction block
+    /// (if any) is failed.
+    pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        let result = self.execute_inner(prepared, params).await;
+        if result.is_err() {
+            self.on_statement_error();
+        }
+        result
+    }
+
+    async fn execute_inner(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        if let Some(statement) = &prepared.statement {
+            if self.txn_status() == TxnStatus::Failed && !ends_failed_block(statement) {
+                return Err(SqlError::in_failed_transaction());
+            }
+        }
+        match &prepared.plan {
+            PreparedPlan::Empty => Ok(StatementResult::Empty),
+            PreparedPlan::Query(plan) => {
+                let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
+                let rows = self.run_plan(plan).await?;
+                Ok(StatementResult::Rows {
+                    rows,
+                    tag: "SELECT",
+                })
+            }
+            PreparedPlan::Explain(plan) => {
+                let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
+                let rows = self.run_explain(plan).await?;
+                Ok(StatementResult::Rows {
+                    rows,
+                    tag: "EXPLAIN",
+                })
+            }
+            PreparedPlan::Utility(statement) => {
+                self.execute_utility(statement.clone(), params).await
+            }
+        }
+    }
+
+    /// Parses and runs one query string's statements with the simple protocol's semantics.
+    /// Convenience for tests and internal callers; the wire layer streams instead.
+    pub async fn run_simple(&mut self, statement: Statement) -> SqlResult<StatementResult> {
+        let prepared = self.prepare(Some(statement), &[]).await?;
+        self.execute(&prepared, vec![]).await
+    }
+
+    async fn plan_query(
+        &self,
+        statement: &Statement,
+        declared: &[SqlType],
+    ) -> SqlResult<LogicalPlan> {
+        let mut statement = statement.clone();
+        rewrite::rewrite_statement(&mut statement, self)?;
+        let known: Vec<ast::DataType> = declared
+            .iter()
+            .take_while(|t| **t != SqlType::Unknown)
+            .map(sql_data_type)
+            .collect();
+        let statement = if known.is_empty() {
+            statement
+        } else {
+            Statement::Prepare {
+                name: Ident::new("floe_unnamed"),
+                data_types: known,
+                statement: Box::new(statement),
+            }
+        };
+        let plan = self
+            .state
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        rewrite::postgres_literal_types(plan)
+    }
+
+    async fn run_plan(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
+        let physical = self.state.create_physical_plan(&plan).await?;
+        let schema = plan_output_schema(&plan);
+        let stream = execute_stream(physical, self.state.task_ctx())?;
+        Ok(RowStream {
+            schema: schema.clone(),
+            stream: Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::StreamExt::map(stream, move |batch| batch),
+            )),
+        })
+    }
+
+    async fn run_explain(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
+        let physical = self.state.create_physical_plan(&plan).await?;
+        let batches = datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
+        let mut lines = Vec::new();
+        for batch in &batches {
+            let plan_type = batch.column(0).as_any().downcast_ref::<StringArray>();
+            let plan_text = batch.column(1).as_any().downcast_ref::<StringArray>();
+            if let (Some(types), Some(texts)) = (plan_type, plan_text) {
+                for i in 0..batch.num_rows() {
+                    if !lines.is_empty() {
+                        lines.push(String::new());
+                    }
+                    lines.push(format!("{}:", types.value(i)));
+                    lines.extend(texts.value(i).lines().map(|l| format!("  {l}")));
+                }
+            }
+        }
+        Ok(text_rows(query_plan_schema(), vec![lines]))
+    }
+
+    fn utility_result_schema(&self, statement: &Statement) -> SqlResult<Option<SchemaRef>> {
+        Ok(match statement {
+            Statement::ShowVariable { variable } => {
+                let name = show_name(variable);
+                if name.eq_ignore_ascii_case("all") {
+                    Some(show_all_schema())
+                } else {
+                    // Validates the name at prepare time, like PostgreSQL.
+                    self.vars.get(&name)?;
+                    Some(Arc::new(Schema::new(vec![Field::new(
+                        name.to_ascii_lowercase(),
+                        DataType::Utf8,
+                        true,
+                    )])))
+                }
+            }
+            Statement::Execute {
+                name: Some(name), ..
+            } => {
+                let key = object_name_key(name);
+                self.sql_prepared
+                    .get(&key)
+                    .ok_or_else(|| unknown_prepared(&key))?
+                    .result_schema
+                    .clone()
+            }
+            _ => None,
+        })
+    }
+
+    async fn execute_utility(
+        &mut self,
+        statement: Statement,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        match statement {
+            Statement::StartTransaction { modes, begin, .. } => {
+                self.begin(&modes)?;
+                Ok(StatementResult::Command(
+                    if begin { "BEGIN" } else { "START TRANSACTION" }.into(),
+                ))
+            }
+            Statement::Commit { chain, .. } => self.commit(chain),
+            Statement::Rollback { chain, savepoint } => match savepoint {
+                Some(name) => self.rollback_to_savepoint(&name.value),
+                None => self.rollback(chain),
+            },
+            Statement::Savepoint { name } => self.savepoint(name.value),
+            Statement::ReleaseSavepoint { name } => self.release_savepoint(&name.value),
+            Statement::Set(set) => self.execute_set(set),
+            Statement::ShowVariable { variable } => self.execute_show(&variable),
+            Statement::Reset(reset) => {
+                match reset.reset {
+                    Reset::ALL => {
+                        let changes = self.vars.reset_all();
+                        self.parameter_changes.extend(changes);
+                    }
+                    Reset::ConfigurationParameter(name) => {
+                        let name = object_name_key(&name);
+                        self.remember_for_undo(&name, false);
+                        if let Some(change) = self.vars.reset(&name)? {
+                            self.parameter_changes.push(change);
+                        }
+                    }
+                }
+                self.sync_datafusion_settings();
+                Ok(StatementResult::Command("RESET".into()))
+            }
+            Statement::Discard { object_type } => self.discard(object_type),
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => self.sql_prepare(name, data_types, *statement).await,
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                ..
+            } => self.sql_execute(&name, parameters, params).await,
+            Statement::Deallocate { name, .. } => {
+                if name.value.eq_ignore_ascii_case("all") {
+                    self.sql_prepared.clear();
+                } else if self
+                    .sql_prepared
+                    .remove(&name.value.to_ascii_lowercase())
+                    .is_none()
+                {
+                    return Err(unknown_prepared(&name.value));
+                }
+                Ok(StatementResult::Command("DEALLOCATE".into()))
+            }
+            other => Err(not_supported_statement(&other)),
+        }
+    }
+
+    fn begin(&mut self, modes: &[TransactionMode]) -> SqlResult<()> {
+        if self.txn.is_some() {
+            self.notices.push(Notice {
+                severity: "WARNING",
+                code: sqlstate::ACTIVE_SQL_TRANSACTION,
+                message: "there is already a transaction in progress".into(),
+            });
+            return Ok(());
+        }
+        self.txn = Some(TxnBlock {
+            failed: false,
+            savepoints: Vec::new(),
+            undo: SettingsUndo::default(),
+        });
+        self.apply_transaction_modes(modes, false)
+    }
+
+    fn apply_transaction_modes(&mut self, modes: &[TransactionMode], local: bool) -> SqlResult<()> {
+        for mode in modes {
+            match mode {
+                TransactionMode::IsolationLevel(level) => {
+                    let value = match level {
+                        TransactionIsolationLevel::ReadUncommitted => "read uncommitted",
+                        TransactionIsolationLevel::ReadCommitted => "read committed",
+                        TransactionIsolationLevel::RepeatableRead => "repeatable read",
+                        TransactionIsolationLevel::Serializable => "serializable",
+                        TransactionIsolationLevel::Snapshot => "repeatable read",
+                    };
+                    self.set_var("transaction_isolation", value, true)?;
+                }
+                TransactionMode::AccessMode(mode) => {
+                    let value = match mode {
+                        ast::TransactionAccessMode::ReadOnly => "on",
+                        ast::TransactionAccessMode::ReadWrite => "off",
+                    };
+                    self.set_var("transaction_read_only", value, true)?;
+                }
+            }
+        }
+        let _ = local;
+        Ok(())
+    }
+
+    fn commit(&mut self, chain: bool) -> SqlResult<StatementResult> {
+        match self.txn.take() {
+            None => {
+                self.no_transaction_warning();
+                Ok(StatementResult::Command("COMMIT".into()))
+            }
+            Some(block) => {
+                let failed = block.failed;
+                self.finish_block(block, failed);
+                if chain {
+                    self.begin(&[])?;
+                }
+                Ok(StatementResult::Command(
+                    if failed { "ROLLBACK" } else { "COMMIT" }.into(),
+                ))
+            }
+        }
+    }
+
+    fn rollback(&mut self, chain: bool) -> SqlResult<StatementResult> {
+        match self.txn.take() {
+            None => self.no_transaction_warning(),
+            Some(block) => {
+                self.finish_block(block, true);
+                if chain {
+                    self.begin(&[])?;
+                }
+            }
+        }
+        Ok(StatementResult::Command("ROLLBACK".into()))
+    }
+
+    fn no_transaction_warning(&mut self) {
+        self.notices.push(Notice {
+            severity: "WARNING",
+            code: sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+            message: "there is no transaction in progress".into(),
+        });
+    }
+
+    /// Ends a block: undoes SET LOCAL always, and every SET when rolling back.
+    fn finish_block(&mut self, block: TxnBlock, rolled_back: bool) {
+        for (name, (value, local)) in block.undo.before {
+            if rolled_back || local {
+                if let Ok(Some(change)) = self.vars.set(&name, &value) {
+                    self.parameter_changes.push(change);
+                }
+            }
+        }
+        // Per-transaction characteristics end with the block.
+        let _ = self.vars.reset("transaction_isolation");
+        let _ = self.vars.reset("transaction_read_only");
+        self.sync_datafusion_settings();
+    }
+
+    fn savepoint(&mut self, name: String) -> SqlResult<StatementResult> {
+        match &mut self.txn {
+            Some(block) => {
+                block.savepoints.push(name.to_ascii_lowercase());
+                Ok(StatementResult::Command("SAVEPOINT".into()))
+            }
+            None => Err(SqlError::new(
+                sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                "SAVEPOINT can only be used in transaction blocks",
+            )),
+        }
+    }
+
+    fn release_savepoint(&mut self, name: &str) -> SqlResult<StatementResult> {
+        let key = name.to_ascii_lowercase();
+        match &mut self.txn {
+            Some(block) => match block.savepoints.iter().rposition(|s| *s == key) {
+                Some(pos) => {
+                    block.savepoints.truncate(pos);
+                    Ok(StatementResult::Command("RELEASE".into()))
+                }
+                None => Err(no_such_savepoint(name)),
+            },
+            None => Err(SqlError::new(
+                sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                "RELEASE SAVEPOINT can only be used in transaction blocks",
+            )),
+        }
+    }
+
+    fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<StatementResult> {
+        let key = name.to_ascii_lowercase();
+        match &mut self.txn {
+            Some(block) => match block.savepoints.iter().rposition(|s| *s == key) {
+                Some(pos) => {
+                    block.savepoints.truncate(pos + 1);
+                    block.failed = false;
+                    Ok(StatementResult::Command("ROLLBACK".into()))
+                }
+                None => Err(no_such_savepoint(name)),
+            },
+            None => Err(SqlError::new(
+                sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            )),
+        }
+    }
+
+    fn execute_set(&mut self, set: Set) -> SqlResult<StatementResult> {
+        match set {
+            Set::SingleAssignment {
+                scope,
+                variable,
+                values,
+                ..
+            } => {
+                let local = matches!(scope, Some(ast::ContextModifier::Local));
+                let name = object_name_key(&variable);
+                let value = set_value_text(&values)?;
+                if value.eq_ignore_ascii_case("default") && values.len() == 1 {
+                    self.remember_for_undo(&name, local);
+                    if let Some(change) = self.vars.reset(&name)? {
+                        self.parameter_changes.push(change);
+                    }
+                } else {
+                    self.set_var(&name, &value, local)?;
+                }
+            }
+            Set::SetTimeZone { local, value } => {
+                let value = set_value_text(std::slice::from_ref(&value))?;
+                self.set_var("TimeZone", &value, local)?;
+            }
+            Set::SetNames { charset_name, .. } => {
+                self.set_var("client_encoding", &charset_name.value, false)?;
+            }
+            Set::SetTransaction { modes, .. } => {
+                if self.txn.is_none() {
+                    self.notices.push(Notice {
+                        severity: "WARNING",
+                        code: sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                        message: "SET TRANSACTION can only be used in transaction blocks".into(),
+                    });
+                } else {
+                    self.apply_transaction_modes(&modes, true)?;
+                }
+            }
+            Set::SetRole { role_name, .. } => {
+                if let Some(role) = role_name {
+                    if role.value != self.user && !role.value.eq_ignore_ascii_case("none") {
+                        return Err(SqlError::new(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("role \"{}\" does not exist", role.value),
+                        ));
+                    }
+                }
+            }
+            Set::SetSessionAuthorization(param) => {
+                let text = param.to_string();
+                if !text.to_ascii_lowercase().contains("default") && !text.contains(&self.user) {
+                    return Err(SqlError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!("role {text} does not exist"),
+                    ));
+                }
+            }
+            other => return Err(SqlError::not_supported(format!("{other} is not supported"))),
+        }
+        self.sync_datafusion_settings();
+        Ok(StatementResult::Command("SET".into()))
+    }
+
+    fn set_var(&mut self, name: &str, value: &str, local: bool) -> SqlResult<()> {
+        if local && self.txn.is_none() {
+            self.notices.push(Notice {
+                severity: "WARNING",
+                code: sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                message: "SET LOCAL can only be used in transaction blocks".into(),
+            });
+            return Ok(());
+        }
+        self.remember_for_undo(name, local);
+        if let Some(change) = self.vars.set(name, value)? {
+            self.parameter_changes.push(change);
+        }
+        Ok(())
+    }
+
+    fn remember_for_undo(&mut self, name: &str, local: bool) {
+        let current = self.vars.get_opt(name);
+        if let (Some(block), Some(current)) = (&mut self.txn, current) {
+            let key = SessionVars::canonical_name(name);
+            let entry = block.undo.before.entry(key).or_insert((current, local));
+            // A plain SET after SET LOCAL makes the value stick on commit.
+            entry.1 = entry.1 && local;
+        }
+    }
+
+    fn execute_show(&mut self, variable: &[Ident]) -> SqlResult<StatementResult> {
+        let name = show_name(variable);
+        if name.eq_ignore_ascii_case("all") {
+            let rows = self.vars.show_all();
+            let (names, rest): (Vec<_>, Vec<_>) =
+                rows.into_iter().map(|(n, s, d)| (n, (s, d))).unzip();
+            let (settings, descriptions): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+            return Ok(StatementResult::Rows {
+                rows: text_rows(show_all_schema(), vec![names, settings, descriptions]),
+                tag: "SHOW",
+            });
+        }
+        let value = self.vars.get(&name)?;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            name.to_ascii_lowercase(),
+            DataType::Utf8,
+            true,
+        )]));
+        Ok(StatementResult::Rows {
+            rows: text_rows(schema, vec![vec![value]]),
+            tag: "SHOW",
+        })
+    }
+
+    fn discard(&mut self, object: DiscardObject) -> SqlResult<StatementResult> {
+        match object {
+            DiscardObject::ALL => {
+                if self.txn.is_some() {
+                    return Err(SqlError::new(
+                        sqlstate::ACTIVE_SQL_TRANSACTION,
+                        "DISCARD ALL cannot run inside a transaction block",
+                    ));
+                }
+                let changes = self.vars.reset_all();
+                self.parameter_changes.extend(changes);
+                self.sql_prepared.clear();
+                self.sync_datafusion_settings();
+                Ok(StatementResult::Command("DISCARD ALL".into()))
+            }
+            DiscardObject::PLANS => Ok(StatementResult::Command("DISCARD PLANS".into())),
+            DiscardObject::SEQUENCES => Ok(StatementResult::Command("DISCARD SEQUENCES".into())),
+            DiscardObject::TEMP => Ok(StatementResult::Command("DISCARD TEMP".into())),
+        }
+    }
+
+    async fn sql_prepare(
+        &mut self,
+        name: Ident,
+        data_types: Vec<ast::DataType>,
+        statement: Statement,
+    ) -> SqlResult<StatementResult> {
+        let key = name.value.to_ascii_lowercase();
+        if self.sql_prepared.contains_key(&key) {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_PREPARED_STATEMENT,
+                format!("prepared statement \"{}\" already exists", name.value),
+            ));
+        }
+        let declared: Vec<SqlType> = data_types
+            .iter()
+            .map(|t| sql_type_of(t, &self.state))
+            .collect::<SqlResult<_>>()?;
+        let prepared = self.prepare(Some(statement), &declared).await?;
+        self.sql_prepared.insert(key, Arc::new(prepared));
+        Ok(StatementResult::Command("PREPARE".into()))
+    }
+
+    async fn sql_execute(
+        &mut self,
+        name: &ObjectName,
+        arguments: Vec<Expr>,
+        _params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        let key = object_name_key(name);
+        let prepared = self
+            .sql_prepared
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| unknown_prepared(&key))?;
+        if arguments.len() != prepared.param_types.len() {
+            return Err(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                format!("wrong number of parameters for prepared statement \"{key}\"",),
+            )
+            .with_detail(format!(
+                "Expected {} parameters but got {}.",
+                prepared.param_types.len(),
+                arguments.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(arguments.len());
+        for (arg, ty) in arguments.into_iter().zip(&prepared.param_types) {
+            values.push(self.evaluate_constant(arg, ty).await?);
+        }
+        Box::pin(self.execute(&prepared, values)).await
+    }
+
+    /// Evaluates a constant expression (an `EXECUTE` argument) to a value of type `ty`.
+    async fn evaluate_constant(&self, expr: Expr, ty: &SqlType) -> SqlResult<ScalarValue> {
+        let sql = format!("SELECT CAST({expr} AS {})", cast_target_name(ty));
+        let statement = self
+            .parse(&sql)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("no statement"))?;
+        let plan = self.plan_query(&statement, &[]).await?;
+        let physical = self.state.create_physical_plan(&plan).await?;
+        let batches = datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
+        let batch = batches
+            .first()
+            .ok_or_else(|| SqlError::internal("constant expression produced no row"))?;
+        Ok(ScalarValue::try_from_array(batch.column(0), 0)?)
+    }
+
+    /// Makes DataFusion see the settings it depends on (the session time zone).
+    fn sync_datafusion_settings(&mut self) {
+        let tz = arrow_timezone(&self.vars.get("TimeZone").unwrap_or_else(|_| "UTC".into()));
+        let current = self.state.config().options().execution.time_zone.clone();
+        if current.as_deref() == Some(tz.as_str()) {
+            return;
+        }
+        if tz == "+00:00" {
+            self.state = self.engine.state().clone();
+            return;
+        }
+        let mut state = (*self.engine.state().as_ref()).clone();
+        state.config_mut().options_mut().execution.time_zone = Some(tz);
+        self.state = Arc::new(state);
+    }
+
+    /// Current value of a setting, for `current_setting()`.
+    pub(crate) fn setting(&self, name: &str) -> SqlResult<String> {
+        self.vars.get(name)
+    }
+}
+
+/// Whether `statement` may run in a failed transaction block.
+fn ends_failed_block(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Rollback { .. } | Statement::Commit { .. }
+    )
+}
+
+fn no_such_savepoint(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::INVALID_SAVEPOINT_SPECIFICATION,
+        format!("savepoint \"{name}\" does not exist"),
+    )
+}
+
+fn unknown_prepared(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::INVALID_SQL_STATEMENT_NAME,
+        format!("prepared statement \"{name}\" does not exist"),
+    )
+}
+
+fn not_supported_statement(statement: &Statement) -> SqlError {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    SqlError::not_supported(format!("{} is not supported yet", words.join(" ")))
+}
+
+/// The lower-cased dotted name of an object (`SET Foo.Bar` → `foo.bar`).
+fn object_name_key(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident.value.to_ascii_lowercase(),
+            None => part.to_string().to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn show_name(variable: &[Ident]) -> String {
+    let words: Vec<String> = variable
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect();
+    match words.join(" ").as_str() {
+        "time zone" => "TimeZone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => words.join("."),
+    }
+}
+
+/// The text of SET's value list (`SET search_path TO a, b` → `a, b`).
+fn set_value_text(values: &[Expr]) -> SqlResult<String> {
+    let mut parts = Vec::with_capacity(values.len());
+    for value in values {
+        let text = match value {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s)
+                | Value::DoubleQuotedString(s)
+                | Value::EscapedStringLiteral(s) => s.clone(),
+                Value::Number(n, _) => n.to_string(),
+                Value::Boolean(b) => b.to_string(),
+                other => other.to_string(),
+            },
+            Expr::Identifier(ident) => ident.value.clone(),
+            Expr::CompoundIdentifier(parts) => parts
+                .iter()
+                .map(|p| p.value.clone())
+                .collect::<Vec<_>>()
+                .join("."),
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Minus,
+                expr,
+            } => {
+                format!("-{}", set_value_text(std::slice::from_ref(expr))?)
+            }
+            Expr::Interval(interval) => interval.value.to_string().trim_matches('\'').to_string(),
+            other => {
+                return Err(SqlError::syntax(format!(
+                    "syntax error at or near \"{other}\""
+                )))
+            }
+        };
+        parts.push(text);
+    }
+    Ok(parts.join(", "))
+}
+
+/// A SQL type name for a [`SqlType`], used to declare parameter types to the planner.
+fn sql_data_type(t: &SqlType) -> ast::DataType {
+    let name = cast_target_name(t);
+    let dialect = PostgreSqlDialect {};
+    Parser::new(&dialect)
+        .try_with_sql(&name)
+        .and_then(|mut p| p.parse_data_type())
+        .unwrap_or(ast::DataType::Text)
+}
+
+/// The SQL spelling of a type in a CAST.
+fn cast_target_name(t: &SqlType) -> String {
+    match t {
+        SqlType::Numeric => "NUMERIC(38, 10)".into(),
+        SqlType::Unknown => "TEXT".into(),
+        SqlType::Oid => "BIGINT".into(),
+        SqlType::Array(inner) => format!("{}[]", cast_target_name(inner)),
+        SqlType::Timestamptz => "TIMESTAMPTZ".into(),
+        SqlType::Timestamp => "TIMESTAMP".into(),
+        SqlType::Time => "TIME".into(),
+        SqlType::Bpchar => "CHAR".into(),
+        SqlType::Varchar => "VARCHAR".into(),
+        other => other.name().to_ascii_uppercase(),
+    }
+}
+
+/// The [`SqlType`] a SQL type name denotes.
+fn sql_type_of(t: &ast::DataType, state: &SessionState) -> SqlResult<SqlType> {
+    let _ = state;
+    let text = t.to_string().to_ascii_lowercase();
+    let ty = match text.as_str() {
+        "int" | "integer" | "int4" => SqlType::Int4,
+        "smallint" | "int2" => SqlType::Int2,
+        "bigint" | "int8" => SqlType::Int8,
+        "real" | "float4" => SqlType::Float4,
+        "double precision" | "float8" | "float" => SqlType::Float8,
+        "text" => SqlType::Text,
+        "boolean" | "bool" => SqlType::Bool,
+        "date" => SqlType::Date,
+        "uuid" => SqlType::Uuid,
+        "json" => SqlType::Json,
+        "jsonb" => SqlType::Jsonb,
+        "bytea" => SqlType::Bytea,
+        "interval" => SqlType::Interval,
+        "timestamptz" | "timestamp with time zone" => SqlType::Timestamptz,
+        s if s.starts_with("timestamp") => SqlType::Timestamp,
+        s if s.starts_with("time") => SqlType::Time,
+        s if s.starts_with("numeric") || s.starts_with("decimal") => SqlType::Numeric,
+        s if s.starts_with("varchar") || s.starts_with("character varying") => SqlType::Varchar,
+        s if s.starts_with("char") => SqlType::Bpchar,
+        other => {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_OBJECT,
+                format!("type \"{other}\" does not exist"),
+            ))
+        }
+    };
+    Ok(ty)
+}
+
+/// Parameter types (declared, else inferred, else text) and the output schema of a plan.
+fn describe_plan(plan: &LogicalPlan, declared: &[SqlType]) -> SqlResult<(Vec<SqlType>, SchemaRef)> {
+    let fields = plan.get_parameter_fields()?;
+    let mut count = declared.len();
+    for name in fields.keys() {
+        if let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            count = count.max(n);
+        } else {
+            return Err(SqlError::syntax(format!(
+                "named parameter {name} is not supported"
+            )));
+        }
+    }
+    let mut types = Vec::with_capacity(count);
+    for i in 0..count {
+        let declared_type = declared.get(i).filter(|t| **t != SqlType::Unknown);
+        let inferred = fields
+            .get(&format!("${}", i + 1))
+            .and_then(|f| f.as_ref())
+            .map(|f| SqlType::from_arrow_field(f));
+        types.push(declared_type.cloned().or(inferred).unwrap_or(SqlType::Text));
+    }
+    Ok((types, plan_output_schema(plan)))
+}
+
+/// The schema of the rows a plan returns (looking through a `Prepare` wrapper).
+fn plan_output_schema(plan: &LogicalPlan) -> SchemaRef {
+    match plan {
+        LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
+            Arc::new(prepare.input.schema().as_arrow().clone())
+        }
+        other => Arc::new(other.schema().as_arrow().clone()),
+    }
+}
+
+/// Substitutes parameter values, cast to the statement's parameter types.
+fn bind_params(
+    plan: LogicalPlan,
+    types: &[SqlType],
+    params: Vec<ScalarValue>,
+) -> SqlResult<LogicalPlan> {
+    let declared_fields: Option<Vec<FieldRef>> = match &plan {
+        LogicalPlan::Statement(PlanStatement::Prepare(p)) => Some(p.fields.clone()),
+        _ => None,
+    };
+    if params.is_empty() && types.is_empty() {
+        return Ok(plan);
+    }
+    if params.len() != types.len() {
+        return Err(SqlError::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                params.len(),
+                types.len()
+            ),
+        ));
+    }
+    let mut values = Vec::with_capacity(params.len());
+    for (i, value) in params.into_iter().enumerate() {
+        let target = declared_fields
+            .as_ref()
+            .and_then(|f| f.get(i))
+            .map(|f| f.data_type().clone())
+            .unwrap_or_else(|| types[i].to_arrow());
+        let value = if value.data_type() == target {
+            value
+        } else {
+            value.cast_to(&target)?
+        };
+        values.push(value);
+    }
+    // A Prepare node checks every declared parameter; a plain plan just substitutes.
+    let param_values = ParamValues::from(values);
+    match plan {
+        LogicalPlan::Statement(PlanStatement::Prepare(prepare))
+            if prepare.fields.len() < types.len() =>
+        {
+            let input = Arc::unwrap_or_clone(prepare.input);
+            Ok(input.replace_params_with_values(&param_values)?)
+        }
+        plan => Ok(plan.with_param_values(param_values)?),
+    }
+}
+
+fn query_plan_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "QUERY PLAN",
+        DataType::Utf8,
+        true,
+    )]))
+}
+
+fn show_all_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new("setting", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+    ]))
+}
+
+/// A row stream of text columns given column-wise.
+fn text_rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> RowStream {
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays);
+    let batch = batch.map_err(datafusion::error::DataFusionError::from);
+    RowStream {
+        schema: schema.clone(),
+        stream: Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream::iter(vec![batch]),
+        )),
+    }
+}

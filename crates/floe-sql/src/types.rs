@@ -1,0 +1,350 @@
+//! PostgreSQL types as Floe knows them, and how each is held in Arrow.
+//!
+//! Most PostgreSQL types have an exact Arrow counterpart (`int4` = `Int32`, `timestamptz` =
+//! `Timestamp(µs, tz)`). A few do not: `uuid`, `json`, `jsonb`, `varchar` and `char(n)` are held
+//! as Arrow `Utf8` with the field metadata [`PG_TYPE_KEY`] naming the PostgreSQL type, so the
+//! wire layer can report the right type OID and encode the value the way clients expect.
+//! The type planner ([`FloeTypePlanner`]) attaches that metadata when SQL names such a type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, IntervalUnit, TimeUnit};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::sql::sqlparser::ast;
+
+/// Field metadata key naming the PostgreSQL type of a `Utf8` field that Arrow can't tell apart.
+pub const PG_TYPE_KEY: &str = "floe.pg_type";
+
+/// The PostgreSQL types Floe speaks, with their fixed catalog OIDs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SqlType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Text,
+    Varchar,
+    Bpchar,
+    Name,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    Timestamptz,
+    Interval,
+    Uuid,
+    Json,
+    Jsonb,
+    Oid,
+    Array(Box<SqlType>),
+    /// A parameter whose type nothing determines yet (PostgreSQL's `unknown`).
+    Unknown,
+}
+
+impl SqlType {
+    /// The type's OID in `pg_type`.
+    pub fn oid(&self) -> u32 {
+        match self {
+            SqlType::Bool => 16,
+            SqlType::Bytea => 17,
+            SqlType::Name => 19,
+            SqlType::Int8 => 20,
+            SqlType::Int2 => 21,
+            SqlType::Int4 => 23,
+            SqlType::Text => 25,
+            SqlType::Oid => 26,
+            SqlType::Json => 114,
+            SqlType::Float4 => 700,
+            SqlType::Float8 => 701,
+            SqlType::Unknown => 705,
+            SqlType::Bpchar => 1042,
+            SqlType::Varchar => 1043,
+            SqlType::Date => 1082,
+            SqlType::Time => 1083,
+            SqlType::Timestamp => 1114,
+            SqlType::Timestamptz => 1184,
+            SqlType::Interval => 1186,
+            SqlType::Numeric => 1700,
+            SqlType::Uuid => 2950,
+            SqlType::Jsonb => 3802,
+            SqlType::Array(inner) => inner.array_oid(),
+        }
+    }
+
+    /// The OID of the array type whose elements are `self` (0 if there is none).
+    pub fn array_oid(&self) -> u32 {
+        match self {
+            SqlType::Bool => 1000,
+            SqlType::Bytea => 1001,
+            SqlType::Name => 1003,
+            SqlType::Int2 => 1005,
+            SqlType::Int4 => 1007,
+            SqlType::Text => 1009,
+            SqlType::Bpchar => 1014,
+            SqlType::Varchar => 1015,
+            SqlType::Int8 => 1016,
+            SqlType::Float4 => 1021,
+            SqlType::Float8 => 1022,
+            SqlType::Oid => 1028,
+            SqlType::Timestamp => 1115,
+            SqlType::Date => 1182,
+            SqlType::Time => 1183,
+            SqlType::Timestamptz => 1185,
+            SqlType::Interval => 1187,
+            SqlType::Numeric => 1231,
+            SqlType::Uuid => 2951,
+            SqlType::Json => 199,
+            SqlType::Jsonb => 3807,
+            SqlType::Array(_) | SqlType::Unknown => 0,
+        }
+    }
+
+    /// The type with OID `oid`, if Floe knows it.
+    pub fn from_oid(oid: u32) -> Option<SqlType> {
+        const SCALARS: [SqlType; 22] = [
+            SqlType::Bool,
+            SqlType::Int2,
+            SqlType::Int4,
+            SqlType::Int8,
+            SqlType::Float4,
+            SqlType::Float8,
+            SqlType::Numeric,
+            SqlType::Text,
+            SqlType::Varchar,
+            SqlType::Bpchar,
+            SqlType::Name,
+            SqlType::Bytea,
+            SqlType::Date,
+            SqlType::Time,
+            SqlType::Timestamp,
+            SqlType::Timestamptz,
+            SqlType::Interval,
+            SqlType::Uuid,
+            SqlType::Json,
+            SqlType::Jsonb,
+            SqlType::Oid,
+            SqlType::Unknown,
+        ];
+        for t in SCALARS.iter() {
+            if t.oid() == oid {
+                return Some(t.clone());
+            }
+            if t.array_oid() == oid && oid != 0 {
+                return Some(SqlType::Array(Box::new(t.clone())));
+            }
+        }
+        None
+    }
+
+    /// PostgreSQL's name for the type, as `format_type` prints it.
+    pub fn name(&self) -> String {
+        match self {
+            SqlType::Bool => "boolean".into(),
+            SqlType::Int2 => "smallint".into(),
+            SqlType::Int4 => "integer".into(),
+            SqlType::Int8 => "bigint".into(),
+            SqlType::Float4 => "real".into(),
+            SqlType::Float8 => "double precision".into(),
+            SqlType::Numeric => "numeric".into(),
+            SqlType::Text => "text".into(),
+            SqlType::Varchar => "character varying".into(),
+            SqlType::Bpchar => "character".into(),
+            SqlType::Name => "name".into(),
+            SqlType::Bytea => "bytea".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Time => "time without time zone".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::Timestamptz => "timestamp with time zone".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Uuid => "uuid".into(),
+            SqlType::Json => "json".into(),
+            SqlType::Jsonb => "jsonb".into(),
+            SqlType::Oid => "oid".into(),
+            SqlType::Array(inner) => format!("{}[]", inner.name()),
+            SqlType::Unknown => "unknown".into(),
+        }
+    }
+
+    /// The metadata tag for types Arrow can't tell apart from `Utf8`.
+    fn tag(&self) -> Option<&'static str> {
+        match self {
+            SqlType::Uuid => Some("uuid"),
+            SqlType::Json => Some("json"),
+            SqlType::Jsonb => Some("jsonb"),
+            SqlType::Varchar => Some("varchar"),
+            SqlType::Bpchar => Some("bpchar"),
+            SqlType::Name => Some("name"),
+            _ => None,
+        }
+    }
+
+    /// The Arrow type values of this type are held in.
+    pub fn to_arrow(&self) -> DataType {
+        match self {
+            SqlType::Bool => DataType::Boolean,
+            SqlType::Int2 => DataType::Int16,
+            SqlType::Int4 => DataType::Int32,
+            SqlType::Oid => DataType::Int64,
+            SqlType::Int8 => DataType::Int64,
+            SqlType::Float4 => DataType::Float32,
+            SqlType::Float8 => DataType::Float64,
+            SqlType::Numeric => DataType::Decimal128(38, 10),
+            SqlType::Text
+            | SqlType::Varchar
+            | SqlType::Bpchar
+            | SqlType::Name
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb
+            | SqlType::Unknown => DataType::Utf8,
+            SqlType::Bytea => DataType::Binary,
+            SqlType::Date => DataType::Date32,
+            SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::Timestamptz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+            }
+            SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            SqlType::Array(inner) => DataType::List(Arc::new(inner.to_arrow_field("item"))),
+        }
+    }
+
+    /// An Arrow field of this type (nullable), tagged when Arrow alone can't tell the type.
+    pub fn to_arrow_field(&self, name: &str) -> Field {
+        let field = Field::new(name, self.to_arrow(), true);
+        match self.tag() {
+            Some(tag) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.into(), tag.into())])),
+            None => field,
+        }
+    }
+
+    /// The PostgreSQL type of an Arrow field (its tag first, else its Arrow type).
+    pub fn from_arrow_field(field: &Field) -> SqlType {
+        if let Some(tag) = field.metadata().get(PG_TYPE_KEY) {
+            match tag.as_str() {
+                "uuid" => return SqlType::Uuid,
+                "json" => return SqlType::Json,
+                "jsonb" => return SqlType::Jsonb,
+                "varchar" => return SqlType::Varchar,
+                "bpchar" => return SqlType::Bpchar,
+                "name" => return SqlType::Name,
+                _ => {}
+            }
+        }
+        SqlType::from_arrow(field.data_type())
+    }
+
+    /// The PostgreSQL type of an untagged Arrow type.
+    pub fn from_arrow(data_type: &DataType) -> SqlType {
+        match data_type {
+            DataType::Boolean => SqlType::Bool,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => SqlType::Int2,
+            DataType::Int32 | DataType::UInt16 => SqlType::Int4,
+            DataType::Int64 | DataType::UInt32 => SqlType::Int8,
+            DataType::UInt64 | DataType::Decimal32(..) | DataType::Decimal64(..) => {
+                SqlType::Numeric
+            }
+            DataType::Decimal128(..) | DataType::Decimal256(..) => SqlType::Numeric,
+            DataType::Float16 | DataType::Float32 => SqlType::Float4,
+            DataType::Float64 => SqlType::Float8,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlType::Text,
+            DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_) => SqlType::Bytea,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Time32(_) | DataType::Time64(_) => SqlType::Time,
+            DataType::Timestamp(_, None) => SqlType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => SqlType::Timestamptz,
+            DataType::Interval(_) | DataType::Duration(_) => SqlType::Interval,
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                match SqlType::from_arrow_field(f) {
+                    SqlType::Unknown => SqlType::Array(Box::new(SqlType::Text)),
+                    inner => SqlType::Array(Box::new(inner)),
+                }
+            }
+            DataType::Dictionary(_, value) => SqlType::from_arrow(value),
+            DataType::Null => SqlType::Text,
+            _ => SqlType::Text,
+        }
+    }
+
+    /// The type a SQL type name denotes, for the names Arrow can't represent by itself.
+    fn from_sql_tagged(sql_type: &ast::DataType) -> Option<SqlType> {
+        use ast::DataType as D;
+        match sql_type {
+            D::Uuid => Some(SqlType::Uuid),
+            D::JSON => Some(SqlType::Json),
+            D::JSONB => Some(SqlType::Jsonb),
+            D::Varchar(_) | D::CharacterVarying(_) => Some(SqlType::Varchar),
+            D::Char(_) | D::Character(_) => Some(SqlType::Bpchar),
+            D::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+                "uuid" => Some(SqlType::Uuid),
+                "json" => Some(SqlType::Json),
+                "jsonb" => Some(SqlType::Jsonb),
+                "name" => Some(SqlType::Name),
+                "bpchar" => Some(SqlType::Bpchar),
+                "oid" | "regclass" | "regtype" | "regproc" | "regnamespace" => Some(SqlType::Oid),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Plans the SQL type names DataFusion has no Arrow type for (`uuid`, `json`, `jsonb`, …) as
+/// tagged `Utf8` fields, and `numeric` without a typmod as PostgreSQL's wide numeric.
+#[derive(Debug, Default)]
+pub struct FloeTypePlanner;
+
+impl TypePlanner for FloeTypePlanner {
+    fn plan_type_field(&self, sql_type: &ast::DataType) -> DfResult<Option<FieldRef>> {
+        if let Some(t) = SqlType::from_sql_tagged(sql_type) {
+            return Ok(Some(Arc::new(t.to_arrow_field(""))));
+        }
+        if let ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _))
+        | ast::DataType::Array(ast::ArrayElemTypeDef::AngleBracket(inner)) = sql_type
+        {
+            if let Some(t) = SqlType::from_sql_tagged(inner) {
+                let list = SqlType::Array(Box::new(t));
+                return Ok(Some(Arc::new(list.to_arrow_field(""))));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids_round_trip() {
+        for oid in [
+            16, 17, 20, 21, 23, 25, 114, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184, 1186, 1700,
+            2950, 3802, 1007, 1009, 2951,
+        ] {
+            let t = SqlType::from_oid(oid).expect("known oid");
+            assert_eq!(t.oid(), oid, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn tagged_fields_keep_their_type() {
+        for t in [
+            SqlType::Uuid,
+            SqlType::Json,
+            SqlType::Jsonb,
+            SqlType::Varchar,
+        ] {
+            assert_eq!(SqlType::from_arrow_field(&t.to_arrow_field("c")), t);
+        }
+        let arr = SqlType::Array(Box::new(SqlType::Uuid));
+        assert_eq!(SqlType::from_arrow_field(&arr.to_arrow_field("c")), arr);
+    }
+}
