@@ -5,6 +5,7 @@
 //! the mapping of every failure to a SQLSTATE. It must not know how bytes are stored
 //! (`floe-storage`) or how they travel (`floe-wire`).
 
+pub mod colnames;
 pub mod engine;
 pub mod error;
 mod rewrite;

@@ -29,6 +29,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::stream;
 
+use crate::colnames;
 use crate::engine::{Engine, DEFAULT_DATABASE};
 use crate::error::{sqlstate, SqlError, SqlResult};
 use crate::rewrite;
@@ -91,7 +92,7 @@ enum PreparedPlan {
     /// `EXPLAIN`: the plan is printed as PostgreSQL's single `QUERY PLAN` column.
     Explain(LogicalPlan),
     /// A statement this module executes itself.
-    Utility(Statement),
+    Utility(Box<Statement>),
     /// Nothing (the empty query).
     Empty,
 }
@@ -287,7 +288,7 @@ impl Session {
                 let result_schema = self.utility_result_schema(&statement)?;
                 Ok(Prepared {
                     statement: Some(statement.clone()),
-                    plan: PreparedPlan::Utility(statement),
+                    plan: PreparedPlan::Utility(Box::new(statement)),
                     param_types: declared_types.to_vec(),
                     result_schema,
                 })
@@ -338,7 +339,7 @@ impl Session {
                 })
             }
             PreparedPlan::Utility(statement) => {
-                self.execute_utility(statement.clone(), params).await
+                self.execute_utility((**statement).clone(), params).await
             }
         }
     }
@@ -356,6 +357,7 @@ impl Session {
         declared: &[SqlType],
     ) -> SqlResult<LogicalPlan> {
         let mut statement = statement.clone();
+        colnames::name_columns(&mut statement);
         rewrite::rewrite_statement(&mut statement, self)?;
         let known: Vec<ast::DataType> = declared
             .iter()
@@ -1053,12 +1055,25 @@ fn describe_plan(plan: &LogicalPlan, declared: &[SqlType]) -> SqlResult<(Vec<Sql
 
 /// The schema of the rows a plan returns (looking through a `Prepare` wrapper).
 fn plan_output_schema(plan: &LogicalPlan) -> SchemaRef {
-    match plan {
+    let schema = match plan {
         LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
-            Arc::new(prepare.input.schema().as_arrow().clone())
+            prepare.input.schema().as_arrow()
         }
-        other => Arc::new(other.schema().as_arrow().clone()),
-    }
+        other => other.schema().as_arrow(),
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = colnames::display_name(f.name());
+            if name.len() == f.name().len() {
+                f.as_ref().clone()
+            } else {
+                f.as_ref().clone().with_name(name)
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// Substitutes parameter values, cast to the statement's parameter types.

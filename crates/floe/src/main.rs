@@ -1,2 +1,166 @@
-//! The `floe` binary (work in progress).
-fn main() {}
+//! The `floe` binary: command line, configuration, logging, and wiring of the parts.
+
+mod config;
+
+use std::fs::File;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use floe_sql::{Engine, EngineConfig};
+use floe_wire::{Server, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+use config::{Cli, Command, ServeConfig};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("floe: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = init_logging(&config.log_level) {
+                eprintln!("floe: invalid --log-level {:?}: {e}", config.log_level);
+                return ExitCode::from(2);
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("floe")
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("floe: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("floe: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| e.to_string())
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another Floe server")]
+    DataDirLocked(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the SQL engine: {0}")]
+    Engine(floe_sql::SqlError),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Takes the data directory's lock file so two servers never share one directory.
+fn lock_data_dir(config: &ServeConfig) -> Result<File, ServeError> {
+    let dir = &config.data_dir;
+    let shown = dir.display().to_string();
+    std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir {
+        path: shown.clone(),
+        source,
+    })?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("floe.lock"))
+        .map_err(|source| ServeError::DataDir {
+            path: shown.clone(),
+            source,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirLocked(shown)),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServeError::DataDir {
+            path: shown,
+            source,
+        }),
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let _lock = lock_data_dir(&config)?;
+    let engine = Engine::new(EngineConfig {
+        query_memory_limit: config.memory_limit,
+        ..EngineConfig::default()
+    })
+    .map_err(ServeError::Engine)?;
+    let server = Server::bind(
+        ServerConfig {
+            listen: config.listen,
+            max_connections: config.max_connections,
+            shutdown_grace: Duration::from_secs(config.shutdown_grace),
+        },
+        Arc::clone(&engine),
+    )
+    .await
+    .map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = server.local_addr()?;
+    tracing::info!(
+        %addr,
+        data_dir = %config.data_dir.display(),
+        "Floe is ready: psql -h {} -p {} -U postgres",
+        addr.ip(),
+        addr.port()
+    );
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT"),
+        _ = term => tracing::info!("received SIGTERM"),
+    }
+}

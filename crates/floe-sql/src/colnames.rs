@@ -1,0 +1,274 @@
+//! Result column names as PostgreSQL chooses them.
+//!
+//! DataFusion names an unaliased column after its whole expression (`Int64(1) + Int64(2)`);
+//! PostgreSQL uses a short name (`?column?`, the function's name, the cast's type name, …, see
+//! `FigureColname` in PostgreSQL's `parse_target.c`). Before planning, every unaliased select
+//! item gets PostgreSQL's name as an alias. PostgreSQL allows two columns of one select list to
+//! share a name and DataFusion does not, so repeats get an invisible suffix
+//! ([`HIDDEN_SUFFIX`] + counter) that [`display_name`] strips from the result description.
+//!
+//! Table functions in FROM are named like PostgreSQL too: `generate_series(1, 3)` yields a
+//! column `generate_series`, and `generate_series(1, 3) AS g` a column `g`.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, DataType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, Statement, TableAlias,
+    TableAliasColumnDef, TableFactor, TimezoneInfo, VisitMut, VisitorMut,
+};
+
+/// Separates a column's name from the counter that keeps repeated names apart.
+pub const HIDDEN_SUFFIX: char = '\u{1}';
+
+/// The name a client should see for an internally unique column name.
+pub fn display_name(name: &str) -> &str {
+    name.split(HIDDEN_SUFFIX).next().unwrap_or(name)
+}
+
+/// Aliases every unaliased select item of every SELECT in `statement` with PostgreSQL's name.
+pub fn name_columns(statement: &mut Statement) {
+    let _ = statement.visit(&mut Namer);
+}
+
+struct Namer;
+
+impl VisitorMut for Namer {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        name_set_expr(&mut query.body);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: Some(_),
+            ..
+        } = factor
+        {
+            let function = object_last(name);
+            if is_scalar_table_function(&function) {
+                match alias {
+                    None => {
+                        *alias = Some(TableAlias {
+                            explicit: true,
+                            name: Ident::new(function.clone()),
+                            columns: vec![TableAliasColumnDef::from_name(function)],
+                            at: None,
+                        })
+                    }
+                    Some(a) if a.columns.is_empty() => {
+                        a.columns = vec![TableAliasColumnDef {
+                            name: a.name.clone(),
+                            data_type: None,
+                        }]
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Table functions returning one unnamed column, named after the function or its alias.
+fn is_scalar_table_function(name: &str) -> bool {
+    matches!(name, "generate_series" | "range")
+}
+
+fn name_set_expr(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => name_items(&mut select.projection),
+        SetExpr::Query(query) => name_set_expr(&mut query.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            name_set_expr(left);
+            name_set_expr(right);
+        }
+        _ => {}
+    }
+}
+
+fn name_items(items: &mut [SelectItem]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for item in items.iter_mut() {
+        let (expr, name) = match item {
+            SelectItem::UnnamedExpr(expr) => {
+                // A plain column keeps DataFusion's own naming (qualifier handling included).
+                if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                    let name = figure_name(expr).unwrap_or_else(|| "?column?".into());
+                    *seen.entry(name).or_default() += 1;
+                    continue;
+                }
+                let name = figure_name(expr).unwrap_or_else(|| "?column?".into());
+                (expr.clone(), name)
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                let name = alias_name(alias);
+                (expr.clone(), name)
+            }
+            _ => continue,
+        };
+        let count = seen.entry(name.clone()).or_default();
+        *count += 1;
+        let unique = if *count == 1 {
+            name
+        } else {
+            format!("{name}{HIDDEN_SUFFIX}{count}")
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: Ident::with_quote('"', unique),
+        };
+    }
+}
+
+/// An identifier as PostgreSQL stores it: unquoted names fold to lower case.
+fn ident_name(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn alias_name(ident: &Ident) -> String {
+    ident_name(ident)
+}
+
+fn object_last(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident_name)
+        .unwrap_or_default()
+}
+
+/// PostgreSQL's `FigureColname`: `None` means `?column?`.
+fn figure_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(ident) => Some(ident_name(ident)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
+        Expr::Nested(inner) => figure_name(inner),
+        Expr::Collate { expr, .. } => figure_name(expr),
+        Expr::CompoundFieldAccess { root, .. } => figure_name(root),
+        Expr::Function(function) => Some(object_last(&function.name)),
+        Expr::Cast {
+            expr, data_type, ..
+        } => figure_name(expr).or_else(|| Some(type_name(data_type))),
+        Expr::TypedString(typed) => Some(type_name(&typed.data_type)),
+        Expr::Interval(_) => Some("interval".into()),
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        Expr::Array(_) => Some("array".into()),
+        Expr::Tuple(_) => Some("row".into()),
+        Expr::Extract { .. } => Some("extract".into()),
+        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Trim { .. } => Some("btrim".into()),
+        Expr::Position { .. } => Some("position".into()),
+        Expr::Overlay { .. } => Some("overlay".into()),
+        Expr::Ceil { .. } => Some("ceil".into()),
+        Expr::Floor { .. } => Some("floor".into()),
+        Expr::Subquery(query) => subquery_name(query),
+        _ => None,
+    }
+}
+
+/// A scalar subquery is named after its single column.
+fn subquery_name(query: &Query) -> Option<String> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    match select.projection.first()? {
+        SelectItem::UnnamedExpr(expr) => figure_name(expr),
+        SelectItem::ExprWithAlias { alias, .. } => Some(display_name(&alias_name(alias)).into()),
+        _ => None,
+    }
+}
+
+/// PostgreSQL's internal name of a type, as a cast column is named (`int4`, `float8`, …).
+pub fn type_name(data_type: &DataType) -> String {
+    use DataType as D;
+    match data_type {
+        D::Int(_) | D::Integer(_) | D::Int4(_) => "int4".into(),
+        D::BigInt(_) | D::Int8(_) => "int8".into(),
+        D::SmallInt(_) | D::Int2(_) => "int2".into(),
+        D::Real | D::Float4 => "float4".into(),
+        D::Double(_) | D::DoublePrecision | D::Float8 => "float8".into(),
+        D::Float(info) => match info {
+            ast::ExactNumberInfo::Precision(p) | ast::ExactNumberInfo::PrecisionAndScale(p, _)
+                if *p <= 24 =>
+            {
+                "float4".into()
+            }
+            _ => "float8".into(),
+        },
+        D::Numeric(_) | D::Decimal(_) | D::Dec(_) => "numeric".into(),
+        D::Text => "text".into(),
+        D::Varchar(_) | D::CharacterVarying(_) | D::CharVarying(_) => "varchar".into(),
+        D::Char(_) | D::Character(_) => "bpchar".into(),
+        D::Bool | D::Boolean => "bool".into(),
+        D::Date => "date".into(),
+        D::Time(_, tz) => match tz {
+            TimezoneInfo::WithTimeZone | TimezoneInfo::Tz => "timetz".into(),
+            _ => "time".into(),
+        },
+        D::Timestamp(_, tz) => match tz {
+            TimezoneInfo::WithTimeZone | TimezoneInfo::Tz => "timestamptz".into(),
+            _ => "timestamp".into(),
+        },
+        D::Interval { .. } => "interval".into(),
+        D::Uuid => "uuid".into(),
+        D::JSON => "json".into(),
+        D::JSONB => "jsonb".into(),
+        D::Bytea => "bytea".into(),
+        D::Regclass => "regclass".into(),
+        D::Array(elem) => match elem {
+            ast::ArrayElemTypeDef::AngleBracket(t)
+            | ast::ArrayElemTypeDef::SquareBracket(t, _)
+            | ast::ArrayElemTypeDef::Parenthesis(t) => type_name(t),
+            ast::ArrayElemTypeDef::None => "anyarray".into(),
+        },
+        D::Custom(name, _) => object_last(name),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn names(sql: &str) -> String {
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        name_columns(&mut statement);
+        statement.to_string().replace(HIDDEN_SUFFIX, "#")
+    }
+
+    #[test]
+    fn names_follow_postgres() {
+        assert_eq!(
+            names("SELECT 1, 1 + 2, 'x'::text, NULL::int, count(*), a, t.b, (c)"),
+            "SELECT 1 AS \"?column?\", 1 + 2 AS \"?column?#2\", 'x'::TEXT AS \"text\", \
+             NULL::INT AS \"int4\", count(*) AS \"count\", a, t.b, (c) AS \"c\""
+        );
+        assert_eq!(
+            names("SELECT CASE WHEN true THEN 1 END, ARRAY[1], x::int8 FROM t"),
+            "SELECT CASE WHEN true THEN 1 END AS \"case\", ARRAY[1] AS \"array\", x::INT8 AS \"x\" FROM t"
+        );
+        assert_eq!(
+            names("SELECT * FROM generate_series(1, 3)"),
+            "SELECT * FROM generate_series(1, 3) AS generate_series (generate_series)"
+        );
+        assert_eq!(
+            names("SELECT g FROM generate_series(1, 3) g"),
+            "SELECT g FROM generate_series(1, 3) g (g)"
+        );
+        assert_eq!(display_name("?column?\u{1}2"), "?column?");
+    }
+}

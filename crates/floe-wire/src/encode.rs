@@ -1,0 +1,441 @@
+//! Result encoding: Arrow schemas to RowDescription fields, record batches to DataRows.
+//!
+//! Values go through `arrow-pg`'s encoder, except where the PostgreSQL type is carried in
+//! field metadata rather than the Arrow type (uuid and jsonb, whose binary forms differ from
+//! text) and NULLs, which are written here for every type.
+
+use std::error::Error;
+use std::sync::Arc;
+
+use arrow_pg::encoder::encode_value;
+use bytes::{BufMut, BytesMut};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema};
+use floe_sql::vars::SessionVars;
+use floe_sql::SqlType;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::format::FormatOptions;
+use pgwire::types::ToSqlText;
+use postgres_types::{IsNull, ToSql};
+
+/// Text output options for a session (DateStyle, IntervalStyle, TimeZone, …).
+pub(crate) fn format_options(vars: &SessionVars) -> Arc<FormatOptions> {
+    let get = |name: &str| vars.get(name).unwrap_or_default();
+    let mut options = FormatOptions::default();
+    options.date_style = get("DateStyle");
+    options.interval_style = get("IntervalStyle");
+    options.bytea_output = get("bytea_output");
+    options.time_zone = get("TimeZone");
+    options.extra_float_digits = get("extra_float_digits").parse().unwrap_or(1);
+    Arc::new(options)
+}
+
+/// The format of result column `idx`: a single code applies to all columns.
+pub(crate) fn format_for(format: &Format, idx: usize) -> FieldFormat {
+    match format {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        Format::Individual(codes) => match codes.len() {
+            0 => FieldFormat::Text,
+            1 => FieldFormat::from(codes[0]),
+            _ => codes
+                .get(idx)
+                .map(|c| FieldFormat::from(*c))
+                .unwrap_or(FieldFormat::Text),
+        },
+    }
+}
+
+/// The pgwire type for a Floe SQL type.
+pub(crate) fn pg_type(sql_type: &SqlType) -> Type {
+    Type::from_oid(sql_type.oid()).unwrap_or(Type::TEXT)
+}
+
+/// `pg_type.typlen` for the RowDescription.
+fn type_size(sql_type: &SqlType) -> i16 {
+    match sql_type {
+        SqlType::Bool => 1,
+        SqlType::Int2 => 2,
+        SqlType::Int4 | SqlType::Float4 | SqlType::Date | SqlType::Oid => 4,
+        SqlType::Int8
+        | SqlType::Float8
+        | SqlType::Time
+        | SqlType::Timestamp
+        | SqlType::Timestamptz => 8,
+        SqlType::Interval | SqlType::Uuid => 16,
+        SqlType::Name => 64,
+        _ => -1,
+    }
+}
+
+/// RowDescription fields for a result schema.
+pub(crate) fn field_infos(
+    schema: &Schema,
+    format: &Format,
+    options: &Arc<FormatOptions>,
+) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(idx, field)| {
+            let sql_type = SqlType::from_arrow_field(field);
+            FieldInfo::new(
+                field.name().clone(),
+                None,
+                None,
+                pg_type(&sql_type),
+                format_for(format, idx),
+            )
+            .with_format_options(options.clone())
+            .with_type_size(type_size(&sql_type))
+        })
+        .collect()
+}
+
+/// Encodes record batches of one result into DataRows.
+pub(crate) struct RowEncoder {
+    fields: Arc<Vec<FieldInfo>>,
+    types: Vec<SqlType>,
+    encoder: DataRowEncoder,
+    /// The session's TimeZone, for timestamptz text.
+    time_zone: Option<chrono_tz::Tz>,
+}
+
+impl RowEncoder {
+    pub(crate) fn new(schema: &Schema, fields: Arc<Vec<FieldInfo>>) -> RowEncoder {
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| SqlType::from_arrow_field(f))
+            .collect();
+        let time_zone = fields
+            .first()
+            .and_then(|f| f.format_options().time_zone.parse::<chrono_tz::Tz>().ok());
+        RowEncoder {
+            encoder: DataRowEncoder::new(fields.clone()),
+            fields,
+            types,
+            time_zone,
+        }
+    }
+
+    /// Encodes every row of `batch`, appending to `out`.
+    pub(crate) fn encode(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<DataRow>,
+    ) -> PgWireResult<()> {
+        let schema = batch.schema();
+        out.reserve(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            for col in 0..batch.num_columns() {
+                let array = batch.column(col);
+                let pg_field = &self.fields[col];
+                if array.is_null(row) {
+                    self.encoder.encode_field_with_type_and_format(
+                        &None::<i32>,
+                        pg_field.datatype(),
+                        pg_field.format(),
+                        pg_field.format_options(),
+                    )?;
+                    continue;
+                }
+                if pg_field.format() == FieldFormat::Text {
+                    if let Some(text) = pg_text(array.as_ref(), row, &self.time_zone) {
+                        self.encoder.encode_field_with_type_and_format(
+                            &text.as_str(),
+                            pg_field.datatype(),
+                            FieldFormat::Text,
+                            pg_field.format_options(),
+                        )?;
+                        continue;
+                    }
+                }
+                match (&self.types[col], array.data_type()) {
+                    (SqlType::Uuid, DataType::Utf8) if pg_field.format() == FieldFormat::Binary => {
+                        let text = array.as_string::<i32>().value(row);
+                        let uuid = uuid::Uuid::parse_str(text).map_err(|e| {
+                            PgWireError::ApiError(format!("invalid uuid {text:?}: {e}").into())
+                        })?;
+                        self.encoder.encode_field_with_type_and_format(
+                            &Preencoded {
+                                text,
+                                binary: uuid.as_bytes(),
+                                prefix: None,
+                            },
+                            pg_field.datatype(),
+                            FieldFormat::Binary,
+                            pg_field.format_options(),
+                        )?;
+                    }
+                    (SqlType::Jsonb, DataType::Utf8) => {
+                        let text = array.as_string::<i32>().value(row);
+                        self.encoder.encode_field_with_type_and_format(
+                            &Preencoded {
+                                text,
+                                binary: text.as_bytes(),
+                                prefix: Some(1),
+                            },
+                            pg_field.datatype(),
+                            pg_field.format(),
+                            pg_field.format_options(),
+                        )?;
+                    }
+                    _ => encode_value(&mut self.encoder, array, row, schema.field(col), pg_field)?,
+                }
+            }
+            out.push(self.encoder.take_row());
+        }
+        Ok(())
+    }
+}
+
+/// A value whose text and binary forms are already known (uuid, jsonb).
+#[derive(Debug)]
+struct Preencoded<'a> {
+    text: &'a str,
+    binary: &'a [u8],
+    /// A leading byte of the binary form (jsonb's version number).
+    prefix: Option<u8>,
+}
+
+impl ToSql for Preencoded<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        if let Some(prefix) = self.prefix {
+            out.put_u8(prefix);
+        }
+        out.put_slice(self.binary);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for Preencoded<'_> {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.put_slice(self.text.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// PostgreSQL's text form for the types whose output differs from `arrow-pg`'s (floats and
+/// date/time values); `None` for every other type.
+fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<String> {
+    use datafusion::arrow::datatypes::{
+        Float32Type, Float64Type, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    Some(match array.data_type() {
+        DataType::Float64 => float_text(array.as_primitive::<Float64Type>().value(row), 15),
+        DataType::Float32 => float32_text(array.as_primitive::<Float32Type>().value(row)),
+        DataType::Time64(TimeUnit::Microsecond) => {
+            time_text(array.as_primitive::<Time64MicrosecondType>().value(row))
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            time_text(array.as_primitive::<Time64NanosecondType>().value(row) / 1000)
+        }
+        DataType::Timestamp(unit, zone) => {
+            let micros = match unit {
+                TimeUnit::Second => array
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .checked_mul(1_000_000)?,
+                TimeUnit::Millisecond => array
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .checked_mul(1000)?,
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => {
+                    array.as_primitive::<TimestampNanosecondType>().value(row) / 1000
+                }
+            };
+            let utc = chrono::DateTime::from_timestamp_micros(micros)?;
+            match zone {
+                None => datetime_text(&utc.naive_utc()),
+                Some(_) => {
+                    let tz = tz.unwrap_or(chrono_tz::UTC);
+                    let local = utc.with_timezone(&tz);
+                    let offset = chrono::Offset::fix(local.offset()).local_minus_utc();
+                    format!(
+                        "{}{}",
+                        datetime_text(&local.naive_local()),
+                        offset_text(offset)
+                    )
+                }
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped, like PostgreSQL.
+fn time_text(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let mut out = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    push_fraction(&mut out, frac);
+    out
+}
+
+fn push_fraction(out: &mut String, micros: i64) {
+    if micros != 0 {
+        let digits = format!("{micros:06}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+}
+
+fn datetime_text(t: &chrono::NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    let (year, bc) = if year <= 0 {
+        (1 - year, " BC")
+    } else {
+        (year, "")
+    };
+    let mut out = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        year,
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    push_fraction(&mut out, (t.nanosecond() / 1000) as i64);
+    out.push_str(bc);
+    out
+}
+
+/// `+HH`, `-HH:MM`, `+HH:MM:SS` as PostgreSQL prints a UTC offset.
+fn offset_text(seconds: i32) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let s = seconds.abs();
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    match (m, sec) {
+        (0, 0) => format!("{sign}{h:02}"),
+        (_, 0) => format!("{sign}{h:02}:{m:02}"),
+        _ => format!("{sign}{h:02}:{m:02}:{sec:02}"),
+    }
+}
+
+/// A float the way PostgreSQL 15 prints it (shortest exact form, `extra_float_digits` = 1):
+/// exponent notation below 1e-4 or from 10^`digits` on, `Infinity`, `NaN`.
+fn float_text(v: f64, digits: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    shortest_to_pg(&format!("{v:e}"), digits)
+}
+
+fn float32_text(v: f32) -> String {
+    if v.is_nan() || v.is_infinite() || v == 0.0 {
+        return float_text(v as f64, 6);
+    }
+    shortest_to_pg(&format!("{v:e}"), 6)
+}
+
+/// Rewrites Rust's shortest `1.2345e-5` form into PostgreSQL's layout.
+fn shortest_to_pg(sci: &str, digits: i32) -> String {
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let sig: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    if exp < -4 || exp >= digits {
+        out.push_str(&sig[..1]);
+        if sig.len() > 1 {
+            out.push('.');
+            out.push_str(&sig[1..]);
+        }
+        out.push_str(&format!(
+            "e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        ));
+    } else if exp < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        out.push_str(&sig);
+    } else {
+        let int_len = exp as usize + 1;
+        if sig.len() <= int_len {
+            out.push_str(&sig);
+            for _ in sig.len()..int_len {
+                out.push('0');
+            }
+        } else {
+            out.push_str(&sig[..int_len]);
+            out.push('.');
+            out.push_str(&sig[int_len..]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_postgres() {
+        assert_eq!(float_text(1e10, 15), "10000000000");
+        assert_eq!(float_text(1e15, 15), "1e+15");
+        assert_eq!(float_text(0.0001, 15), "0.0001");
+        assert_eq!(float_text(0.00001234, 15), "1.234e-05");
+        assert_eq!(float_text(1.0 / 3.0, 15), "0.3333333333333333");
+        assert_eq!(float_text(-2.5, 15), "-2.5");
+        assert_eq!(float_text(f64::NEG_INFINITY, 15), "-Infinity");
+        assert_eq!(float32_text(0.1), "0.1");
+        assert_eq!(float32_text(2.0), "2");
+        assert_eq!(float32_text(1234567.0), "1.234567e+06");
+    }
+
+    #[test]
+    fn times_print_like_postgres() {
+        assert_eq!(time_text(36_672_000_000), "10:11:12");
+        assert_eq!(time_text(36_672_500_000), "10:11:12.5");
+        assert_eq!(offset_text(0), "+00");
+        assert_eq!(offset_text(-(5 * 3600 + 30 * 60)), "-05:30");
+    }
+}

@@ -1,0 +1,973 @@
+//! The per-connection protocol handlers: startup, simple query, extended query, errors.
+//!
+//! One [`Connection`] exists per client socket and owns that client's [`Session`]. pgwire
+//! processes a connection's messages one at a time, so the session lock is never contended;
+//! it exists because pgwire's handler traits take `&self`.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::Schema;
+use floe_sql::{
+    sqlstate, Engine, Notice, Prepared, RowStream, Session, SqlError, SqlType, StatementResult,
+    TxnStatus,
+};
+use futures::sink::{Sink, SinkExt};
+use futures::stream::{self, StreamExt};
+use pgwire::api::auth::{
+    protocol_negotiation, save_startup_parameters_to_metadata, StartupHandler,
+};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type,
+    DEFAULT_NAME,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::data::{DataRow, RowDescription};
+use pgwire::messages::extendedquery::{Execute, Parse, ParseComplete, Sync as PgSync};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
+};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, ParameterStatus, SecretKey, Startup,
+};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::types::format::FormatOptions;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::cancel::{CancelReason, ConnControl, Registration, Registry};
+use crate::encode::{self, RowEncoder};
+use crate::params;
+
+/// Limits and settings shared by all connections.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionLimits {
+    /// Connections beyond this get FATAL 53300 at startup.
+    pub(crate) max_connections: usize,
+}
+
+/// Session state shared between a connection's handlers.
+#[derive(Debug)]
+struct Shared {
+    session: Mutex<Option<Session>>,
+    /// Text output options of the session, refreshed after utility statements.
+    format: StdMutex<Arc<FormatOptions>>,
+}
+
+impl Shared {
+    fn format(&self) -> Arc<FormatOptions> {
+        self.format
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn refresh_format(&self, session: &Session) {
+        *self.format.lock().unwrap_or_else(|e| e.into_inner()) =
+            encode::format_options(session.vars());
+    }
+}
+
+/// One client connection's handlers.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    engine: Arc<Engine>,
+    registry: Arc<Registry>,
+    limits: ConnectionLimits,
+    shared: Arc<Shared>,
+    parser: Arc<FloeQueryParser>,
+    registration: OnceLock<Registration>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        registry: Arc<Registry>,
+        limits: ConnectionLimits,
+    ) -> Arc<Connection> {
+        let shared = Arc::new(Shared {
+            session: Mutex::new(None),
+            format: StdMutex::new(Arc::new(FormatOptions::default())),
+        });
+        Arc::new(Connection {
+            engine,
+            registry,
+            limits,
+            parser: Arc::new(FloeQueryParser {
+                shared: shared.clone(),
+            }),
+            shared,
+            registration: OnceLock::new(),
+        })
+    }
+
+    /// The connection's control block, once startup completed.
+    pub(crate) fn control(&self) -> Option<&Arc<ConnControl>> {
+        self.registration.get().map(|r| r.control())
+    }
+}
+
+/// The handler set pgwire asks for; every role is played by the one [`Connection`].
+pub(crate) struct Handlers {
+    pub(crate) conn: Arc<Connection>,
+    pub(crate) cancel: Arc<FloeCancelHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.conn.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.conn.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.conn.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.conn.clone()
+    }
+}
+
+/// Answers CancelRequests by backend key.
+#[derive(Debug)]
+pub(crate) struct FloeCancelHandler {
+    pub(crate) registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl CancelHandler for FloeCancelHandler {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let secret = match &request.secret_key {
+            SecretKey::I32(s) => Some(*s),
+            SecretKey::Bytes(b) if b.len() == 4 => {
+                Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            SecretKey::Bytes(_) => None,
+        };
+        let matched = secret.is_some_and(|s| self.registry.cancel(request.pid, s));
+        tracing::debug!(pid = request.pid, matched, "cancel request");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The ErrorResponse fields for a SQL error.
+pub(crate) fn error_info(err: &SqlError) -> ErrorInfo {
+    let mut info = ErrorInfo::new(
+        if err.code == sqlstate::ADMIN_SHUTDOWN {
+            "FATAL".to_owned()
+        } else {
+            "ERROR".to_owned()
+        },
+        err.code.to_owned(),
+        err.message.clone(),
+    );
+    info.detail = err.detail.clone();
+    info.hint = err.hint.clone();
+    info.position = err.position.map(|p| p.to_string());
+    info
+}
+
+fn user_error(err: SqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&err)))
+}
+
+fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_owned(),
+        code.to_owned(),
+        message.into(),
+    )))
+}
+
+/// Why a simple-protocol statement stopped.
+enum Failure {
+    /// The statement failed: report it and carry on with the connection.
+    Statement(Box<ErrorInfo>),
+    /// The connection itself failed (I/O): stop.
+    Connection(PgWireError),
+}
+
+impl From<SqlError> for Failure {
+    fn from(err: SqlError) -> Self {
+        Failure::Statement(Box::new(error_info(&err)))
+    }
+}
+
+/// Errors from encoding values are statement errors; errors writing to the socket are not.
+fn classify(err: PgWireError) -> Failure {
+    match err {
+        PgWireError::IoError(_) => Failure::Connection(err),
+        other => Failure::Statement(Box::new(other.into())),
+    }
+}
+
+fn txn_status(status: TxnStatus) -> TransactionStatus {
+    match status {
+        TxnStatus::Idle => TransactionStatus::Idle,
+        TxnStatus::InBlock => TransactionStatus::Transaction,
+        TxnStatus::Failed => TransactionStatus::Error,
+    }
+}
+
+fn not_started() -> PgWireError {
+    fatal(
+        sqlstate::PROTOCOL_VIOLATION,
+        "connection startup is not complete",
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation and statement_timeout
+
+/// Stops a statement on a CancelRequest, on `statement_timeout`, or at shutdown.
+#[derive(Clone)]
+struct Cancellation {
+    control: Option<Arc<ConnControl>>,
+    deadline: Option<Instant>,
+}
+
+impl Cancellation {
+    fn new(control: Option<Arc<ConnControl>>, timeout_ms: u64) -> Cancellation {
+        Cancellation {
+            control,
+            deadline: (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms)),
+        }
+    }
+
+    /// Runs `fut` unless the statement is cancelled first.
+    async fn run<F: Future>(&self, fut: F) -> Result<F::Output, SqlError> {
+        let cancelled = async {
+            match &self.control {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timeout = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = fut => Ok(out),
+            reason = cancelled => Err(match reason {
+                CancelReason::User => SqlError::query_canceled(),
+                CancelReason::Shutdown => SqlError::new(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command",
+                ),
+            }),
+            _ = timeout => Err(SqlError::new(
+                sqlstate::QUERY_CANCELED,
+                "canceling statement due to statement timeout",
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages shared by both protocols
+
+async fn send_notices<C>(client: &mut C, notices: Vec<Notice>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<C::Error>,
+{
+    for notice in notices {
+        let info = ErrorInfo::new(
+            notice.severity.to_owned(),
+            notice.code.to_owned(),
+            notice.message,
+        );
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                info,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn send_parameter_changes<C>(client: &mut C, session: &mut Session) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<C::Error>,
+{
+    for (name, value) in session.take_parameter_changes() {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Turns a DataFusion batch stream into a DataRow stream that honours cancellation.
+fn row_stream(
+    rows: RowStream,
+    fields: Arc<Vec<FieldInfo>>,
+    cancel: Cancellation,
+) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let encoder = RowEncoder::new(&rows.schema, fields);
+    let state = (
+        rows.stream,
+        encoder,
+        Vec::<DataRow>::new().into_iter(),
+        cancel,
+        false,
+    );
+    stream::unfold(
+        state,
+        |(mut batches, mut encoder, mut pending, cancel, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(row) = pending.next() {
+                    return Some((Ok(row), (batches, encoder, pending, cancel, false)));
+                }
+                let next = match cancel.run(batches.next()).await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        return Some((
+                            Err(user_error(e)),
+                            (batches, encoder, pending, cancel, true),
+                        ))
+                    }
+                };
+                match next {
+                    None => return None,
+                    Some(Err(e)) => {
+                        let e = user_error(SqlError::from(e));
+                        return Some((Err(e), (batches, encoder, pending, cancel, true)));
+                    }
+                    Some(Ok(batch)) => {
+                        let mut out = Vec::with_capacity(batch.num_rows());
+                        if let Err(e) = encoder.encode(&batch, &mut out) {
+                            return Some((Err(e), (batches, encoder, pending, cancel, true)));
+                        }
+                        pending = out.into_iter();
+                    }
+                }
+            }
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Startup
+
+/// `options` from the startup packet: `-c name=value` and `--name=value` pairs.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next()
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            Some(rest)
+        } else {
+            word.strip_prefix("--")
+        };
+        if let Some((name, value)) = setting.and_then(|s| s.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_string()));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl StartupHandler for Connection {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(startup) = message else {
+            return Err(fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "expected a startup message",
+            ));
+        };
+        self.start(client, &startup).await
+    }
+}
+
+impl Connection {
+    async fn start<C>(&self, client: &mut C, startup: &Startup) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        protocol_negotiation(client, startup).await?;
+        save_startup_parameters_to_metadata(client, startup);
+        let params = &startup.parameters;
+        let user = match params.get("user").filter(|u| !u.is_empty()) {
+            Some(u) => u.clone(),
+            None => {
+                return Err(fatal(
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    "no PostgreSQL user name specified in startup packet",
+                ))
+            }
+        };
+        let database = params
+            .get("database")
+            .filter(|d| !d.is_empty())
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        if *self.registry.shutdown_signal().borrow() {
+            return Err(fatal("57P03", "the database system is shutting down"));
+        }
+        if self.registry.connection_count() > self.limits.max_connections {
+            return Err(fatal("53300", "sorry, too many clients already"));
+        }
+        let options = params
+            .get("options")
+            .map(|o| startup_options(o))
+            .unwrap_or_default();
+        let settings = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let session = self
+            .engine
+            .new_session(&user, &database, settings)
+            .map_err(|e| fatal(e.code, e.message))?;
+        let registration = self.registry.register(session.backend_pid());
+        let pid = session.backend_pid();
+        let secret = registration.secret();
+        client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
+        let _ = self.registration.set(registration);
+
+        client
+            .feed(PgWireBackendMessage::Authentication(Authentication::Ok))
+            .await?;
+        for (name, value) in session.vars().reported() {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name, value,
+                )))
+                .await?;
+        }
+        client
+            .feed(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(
+                pid,
+                SecretKey::I32(secret),
+            )))
+            .await?;
+        self.shared.refresh_format(&session);
+        *self.shared.session.lock().await = Some(session);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                TransactionStatus::Idle,
+            )))
+            .await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        tracing::debug!(%user, %database, pid, "session started");
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simple query protocol
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut guard = self.shared.session.lock().await;
+        let session = guard.as_mut().ok_or_else(not_started)?;
+        let control = self.control().cloned();
+        if let Some(c) = &control {
+            c.begin();
+        }
+        let outcome = self
+            .simple_query(client, session, &query.query, &control)
+            .await;
+        if let Some(c) = &control {
+            c.end();
+        }
+        let mut fatal_error = None;
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::Connection(e)) => return Err(e),
+            Err(Failure::Statement(info)) => {
+                session.on_statement_error();
+                send_notices(client, session.take_notices()).await?;
+                if info.is_fatal() {
+                    fatal_error = Some(info.message.clone());
+                }
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse((*info).into()))
+                    .await?;
+            }
+        }
+        if let Some(message) = fatal_error {
+            client.flush().await?;
+            client.close().await?;
+            return Err(PgWireError::IoError(std::io::Error::other(message)));
+        }
+        send_parameter_changes(client, session).await?;
+        let status = txn_status(session.txn_status());
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // `on_query` is overridden and never calls this.
+        Err(user_error(SqlError::internal(
+            "unexpected simple query path",
+        )))
+    }
+}
+
+impl Connection {
+    /// Runs each statement of a simple Query message, streaming its results.
+    async fn simple_query<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        sql: &str,
+        control: &Option<Arc<ConnControl>>,
+    ) -> Result<(), Failure>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<C::Error>,
+    {
+        let statements = session.parse(sql)?;
+        if statements.is_empty() {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await
+                .map_err(|e| Failure::Connection(e.into()))?;
+            return Ok(());
+        }
+        for statement in statements {
+            let cancel = Cancellation::new(control.clone(), session.vars().statement_timeout_ms());
+            let prepared = cancel.run(session.prepare(Some(statement), &[])).await??;
+            let result = cancel.run(session.execute(&prepared, vec![])).await??;
+            send_notices(client, session.take_notices())
+                .await
+                .map_err(Failure::Connection)?;
+            match result {
+                StatementResult::Rows { rows, tag } => {
+                    self.send_rows(client, rows, tag, &cancel).await?;
+                }
+                StatementResult::Command(tag) => {
+                    self.shared.refresh_format(session);
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                            tag,
+                        )))
+                        .await
+                        .map_err(|e| Failure::Connection(e.into()))?;
+                }
+                StatementResult::Empty => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await
+                        .map_err(|e| Failure::Connection(e.into()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_rows<C>(
+        &self,
+        client: &mut C,
+        rows: RowStream,
+        tag: &str,
+        cancel: &Cancellation,
+    ) -> Result<(), Failure>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<C::Error>,
+    {
+        let wire = |e: C::Error| Failure::Connection(e.into());
+        let fields = Arc::new(encode::field_infos(
+            &rows.schema,
+            &Format::UnifiedText,
+            &self.shared.format(),
+        ));
+        let description = RowDescription::new(fields.iter().map(Into::into).collect());
+        client
+            .feed(PgWireBackendMessage::RowDescription(description))
+            .await
+            .map_err(wire)?;
+        let mut encoder = RowEncoder::new(&rows.schema, fields);
+        let mut batches = rows.stream;
+        let mut count = 0usize;
+        let mut buffer = Vec::new();
+        while let Some(batch) = cancel.run(batches.next()).await? {
+            let batch = batch.map_err(SqlError::from)?;
+            encoder.encode(&batch, &mut buffer).map_err(classify)?;
+            for row in buffer.drain(..) {
+                client
+                    .feed(PgWireBackendMessage::DataRow(row))
+                    .await
+                    .map_err(wire)?;
+                count += 1;
+            }
+        }
+        let tag = if tag == "SELECT" {
+            format!("SELECT {count}")
+        } else {
+            tag.to_string()
+        };
+        client
+            .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                tag,
+            )))
+            .await
+            .map_err(wire)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extended query protocol
+
+/// Prepares statements for Parse messages.
+#[derive(Debug)]
+pub(crate) struct FloeQueryParser {
+    shared: Arc<Shared>,
+}
+
+fn result_fields(
+    schema: Option<&Arc<Schema>>,
+    format: &Format,
+    options: &Arc<FormatOptions>,
+) -> Vec<FieldInfo> {
+    match schema {
+        Some(schema) => encode::field_infos(schema, format, options),
+        None => Vec::new(),
+    }
+}
+
+#[async_trait]
+impl QueryParser for FloeQueryParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let guard = self.shared.session.lock().await;
+        let session = guard.as_ref().ok_or_else(not_started)?;
+        let mut statements = session.parse(sql).map_err(user_error)?;
+        if statements.len() > 1 {
+            return Err(user_error(SqlError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let declared: Vec<SqlType> = types
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .and_then(|t| SqlType::from_oid(t.oid()))
+                    .unwrap_or(SqlType::Unknown)
+            })
+            .collect();
+        let prepared = session
+            .prepare(Some(statement), &declared)
+            .await
+            .map_err(user_error)?;
+        Ok(Some(Arc::new(prepared)))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.iter().map(encode::pg_type).collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(result_fields(
+            stmt.result_schema.as_ref(),
+            column_format.unwrap_or(&Format::UnifiedText),
+            &self.shared.format(),
+        ))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Arc<Prepared>;
+    type QueryParser = FloeQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.clone().unwrap_or_default();
+        if !name.is_empty() && client.portal_store().get_statement(&name).is_some() {
+            return Err(user_error(SqlError::new(
+                sqlstate::DUPLICATE_PREPARED_STATEMENT,
+                format!("prepared statement \"{name}\" already exists"),
+            )));
+        }
+        let parser = self.query_parser();
+        match StoredStatement::parse(client, &message, parser).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client
+                .portal_store()
+                .put_empty_statement(message.name.as_deref().unwrap_or(DEFAULT_NAME)),
+        }
+        client
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let control = self.control().cloned();
+        if let Some(c) = &control {
+            c.begin();
+        }
+        let result = self._on_execute(client, message).await;
+        if let Some(c) = &control {
+            c.end();
+        }
+        let mut guard = self.shared.session.lock().await;
+        if let Some(session) = guard.as_mut() {
+            if result.is_err() {
+                session.on_statement_error();
+            }
+            client.set_transaction_status(txn_status(session.txn_status()));
+        }
+        result
+    }
+
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let mut guard = self.shared.session.lock().await;
+        let status = match guard.as_mut() {
+            Some(session) => {
+                send_notices(client, session.take_notices()).await?;
+                send_parameter_changes(client, session).await?;
+                txn_status(session.txn_status())
+            }
+            None => TransactionStatus::Idle,
+        };
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &target.statement;
+        let params = prepared.param_types.iter().map(encode::pg_type).collect();
+        let fields = result_fields(
+            prepared.result_schema.as_ref(),
+            &Format::UnifiedText,
+            &self.shared.format(),
+        );
+        Ok(DescribeStatementResponse::new(params, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &target.statement.statement;
+        Ok(DescribePortalResponse::new(result_fields(
+            prepared.result_schema.as_ref(),
+            &target.result_column_format,
+            &self.shared.format(),
+        )))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = portal.statement.statement.clone();
+        let mut guard = self.shared.session.lock().await;
+        let session = guard.as_mut().ok_or_else(not_started)?;
+        let values = params::decode(
+            &portal.parameters,
+            &portal.parameter_format,
+            &prepared.param_types,
+        )
+        .map_err(user_error)?;
+        let cancel = Cancellation::new(
+            self.control().cloned(),
+            session.vars().statement_timeout_ms(),
+        );
+        let result = cancel
+            .run(session.execute(&prepared, values))
+            .await
+            .map_err(user_error)?
+            .map_err(user_error)?;
+        send_notices(client, session.take_notices()).await?;
+        match result {
+            StatementResult::Rows { rows, tag } => {
+                let fields = Arc::new(encode::field_infos(
+                    &rows.schema,
+                    &portal.result_column_format,
+                    &self.shared.format(),
+                ));
+                let mut response =
+                    QueryResponse::new(fields.clone(), row_stream(rows, fields, cancel));
+                response.set_command_tag(tag);
+                Ok(Response::Query(response))
+            }
+            StatementResult::Command(tag) => {
+                self.shared.refresh_format(session);
+                Ok(Response::Execution(Tag::new(&tag)))
+            }
+            StatementResult::Empty => Ok(Response::EmptyQuery),
+        }
+    }
+}
+
+impl ErrorHandler for Connection {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        // Any error inside a transaction block fails the block, as in PostgreSQL. Message
+        // processing is sequential, so the session is free here.
+        if let Ok(mut guard) = self.shared.session.try_lock() {
+            if let Some(session) = guard.as_mut() {
+                session.on_statement_error();
+            }
+        }
+        tracing::debug!(error = %error, "statement error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_options_parse_like_libpq() {
+        assert_eq!(
+            startup_options("-c statement_timeout=5s --search-path=public -cTimeZone=UTC"),
+            vec![
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("search_path".to_string(), "public".to_string()),
+                ("TimeZone".to_string(), "UTC".to_string()),
+            ]
+        );
+    }
+}
