@@ -1,6 +1,23 @@
 #!/usr/bin/env bash
-# The one test command (see README): installs what the tests need, then runs every test.
+# The one test command (see README). It installs what the tests need, idempotently, then runs:
+#   1. Rust unit and integration tests (tokio-postgres protocol tests included),
+#   2. every sqllogictest file over the wire against `floe serve`, and sql-tests/postgres/
+#      also against PostgreSQL 15 (required when its binaries are installed),
+#   3. the Python driver tests (psycopg 3, asyncpg), psql and raw-socket tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe-target}"
+
+# The server binary the wire tests start.
+cargo build --locked -p floe --bin floe
+export FLOE_BIN="$CARGO_TARGET_DIR/debug/floe"
+
+if [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+    export FLOE_REQUIRE_POSTGRES="${FLOE_REQUIRE_POSTGRES:-1}"
+fi
+
 cargo test --workspace --locked
+
+if [ -x scripts/client-tests.sh ]; then
+    ./scripts/client-tests.sh
+fi

@@ -8,10 +8,12 @@
 use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Expr as PlanExpr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, VisitMut, VisitorMut,
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, VisitMut,
+    VisitorMut,
 };
 
 use crate::error::{sqlstate, SqlError, SqlResult};
@@ -143,6 +145,38 @@ fn bool_arg(arg: &FunctionArg) -> Option<bool> {
     }
 }
 
+/// `$n::type` casts of placeholders in a statement: (n, type).
+pub fn placeholder_casts(statement: &Statement) -> Vec<(usize, ast::DataType)> {
+    struct Casts(Vec<(usize, ast::DataType)>);
+    impl ast::Visitor for Casts {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } = expr
+            {
+                let mut inner = inner.as_ref();
+                while let Expr::Nested(e) = inner {
+                    inner = e;
+                }
+                if let Expr::Value(v) = inner {
+                    if let Value::Placeholder(p) = &v.value {
+                        if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse().ok()) {
+                            self.0.push((n, data_type.clone()));
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut casts = Casts(Vec::new());
+    let _ = ast::Visit::visit(statement, &mut casts);
+    casts.0
+}
+
 /// Types integer literals as PostgreSQL does: `integer` when they fit, else `bigint`.
 ///
 /// DataFusion plans every integer literal as `Int64`; clients that read `SELECT 1` as an
@@ -152,8 +186,10 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
         if matches!(node, LogicalPlan::Limit(_)) {
             return Ok(Transformed::no(node));
         }
+        let names = NamePreserver::new(&node);
         let node = node.map_expressions(|expr| {
-            expr.transform_up(|e| match e {
+            let saved = names.save(&expr);
+            let rewritten = expr.transform_up(|e| match e {
                 PlanExpr::Literal(ScalarValue::Int64(Some(v)), meta)
                     if i32::try_from(v).is_ok() =>
                 {
@@ -163,7 +199,9 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
                     )))
                 }
                 other => Ok(Transformed::no(other)),
-            })
+            })?;
+            // Keep the expression's output name, which parent nodes refer to.
+            Ok(rewritten.update_data(|e| saved.restore(e)))
         })?;
         if !node.transformed {
             // Children may have changed type; refresh this node's schema.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::common::metadata::{FieldMetadata, ScalarAndMetadata};
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
@@ -265,8 +266,9 @@ impl Session {
         }
         match &statement {
             Statement::Query(_) => {
-                let plan = self.plan_query(&statement, declared_types).await?;
-                let (param_types, schema) = describe_plan(&plan, declared_types)?;
+                let declared = with_placeholder_casts(&statement, declared_types);
+                let plan = self.plan_query(&statement, &declared).await?;
+                let (param_types, schema) = describe_plan(&plan, &declared)?;
                 Ok(Prepared {
                     statement: Some(statement),
                     plan: PreparedPlan::Query(plan),
@@ -275,8 +277,9 @@ impl Session {
                 })
             }
             Statement::Explain { .. } => {
-                let plan = self.plan_query(&statement, declared_types).await?;
-                let (param_types, _) = describe_plan(&plan, declared_types)?;
+                let declared = with_placeholder_casts(&statement, declared_types);
+                let plan = self.plan_query(&statement, &declared).await?;
+                let (param_types, _) = describe_plan(&plan, &declared)?;
                 Ok(Prepared {
                     statement: Some(statement),
                     plan: PreparedPlan::Explain(plan),
@@ -803,7 +806,7 @@ impl Session {
         }
         let declared: Vec<SqlType> = data_types
             .iter()
-            .map(|t| sql_type_of(t, &self.state))
+            .map(sql_type_of)
             .collect::<SqlResult<_>>()?;
         let prepared = self.prepare(Some(statement), &declared).await?;
         self.sql_prepared.insert(key, Arc::new(prepared));
@@ -994,9 +997,45 @@ fn cast_target_name(t: &SqlType) -> String {
     }
 }
 
+/// Parameter types the client left open but the statement casts (`$1::int2`), as PostgreSQL
+/// infers them.
+fn with_placeholder_casts(statement: &Statement, declared: &[SqlType]) -> Vec<SqlType> {
+    let mut types = declared.to_vec();
+    for (n, data_type) in rewrite::placeholder_casts(statement) {
+        let Some(ty) = cast_type(&data_type) else {
+            continue;
+        };
+        if n == 0 {
+            continue;
+        }
+        if types.len() < n {
+            types.resize(n, SqlType::Unknown);
+        }
+        if types[n - 1] == SqlType::Unknown {
+            types[n - 1] = ty;
+        }
+    }
+    // Trailing unknowns add nothing the plan does not say itself.
+    while types.last() == Some(&SqlType::Unknown) && types.len() > declared.len() {
+        types.pop();
+    }
+    types
+}
+
+/// The type of a cast target, arrays included; `None` for types Floe does not know.
+fn cast_type(t: &ast::DataType) -> Option<SqlType> {
+    match t {
+        ast::DataType::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::AngleBracket(inner)
+            | ast::ArrayElemTypeDef::Parenthesis(inner),
+        ) => cast_type(inner).map(|i| SqlType::Array(Box::new(i))),
+        other => sql_type_of(other).ok(),
+    }
+}
+
 /// The [`SqlType`] a SQL type name denotes.
-fn sql_type_of(t: &ast::DataType, state: &SessionState) -> SqlResult<SqlType> {
-    let _ = state;
+fn sql_type_of(t: &ast::DataType) -> SqlResult<SqlType> {
     let text = t.to_string().to_ascii_lowercase();
     let ty = match text.as_str() {
         "int" | "integer" | "int4" => SqlType::Int4,
@@ -1005,6 +1044,8 @@ fn sql_type_of(t: &ast::DataType, state: &SessionState) -> SqlResult<SqlType> {
         "real" | "float4" => SqlType::Float4,
         "double precision" | "float8" | "float" => SqlType::Float8,
         "text" => SqlType::Text,
+        "name" => SqlType::Name,
+        "oid" => SqlType::Oid,
         "boolean" | "bool" => SqlType::Bool,
         "date" => SqlType::Date,
         "uuid" => SqlType::Uuid,
@@ -1101,9 +1142,8 @@ fn bind_params(
     }
     let mut values = Vec::with_capacity(params.len());
     for (i, value) in params.into_iter().enumerate() {
-        let target = declared_fields
-            .as_ref()
-            .and_then(|f| f.get(i))
+        let field = declared_fields.as_ref().and_then(|f| f.get(i));
+        let target = field
             .map(|f| f.data_type().clone())
             .unwrap_or_else(|| types[i].to_arrow());
         let value = if value.data_type() == target {
@@ -1111,10 +1151,14 @@ fn bind_params(
         } else {
             value.cast_to(&target)?
         };
-        values.push(value);
+        // Declared parameters carry their PostgreSQL type tag (uuid, varchar, …) as metadata.
+        let metadata = field
+            .filter(|f| !f.metadata().is_empty())
+            .map(|f| FieldMetadata::new_from_field(f));
+        values.push(ScalarAndMetadata::new(value, metadata));
     }
     // A Prepare node checks every declared parameter; a plain plan just substitutes.
-    let param_values = ParamValues::from(values);
+    let param_values = ParamValues::List(values);
     match plan {
         LogicalPlan::Statement(PlanStatement::Prepare(prepare))
             if prepare.fields.len() < types.len() =>
