@@ -8,6 +8,7 @@
 pub mod colnames;
 pub mod engine;
 pub mod error;
+pub mod literals;
 mod rewrite;
 pub mod session;
 pub mod types;

@@ -7,7 +7,7 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Expr as PlanExpr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::scalar::ScalarValue;
@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::literals;
 use crate::session::Session;
 use crate::vars::SERVER_VERSION;
 
@@ -42,6 +43,17 @@ impl VisitorMut for SessionFunctions<'_> {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        match literal_cast(expr) {
+            Ok(Some(replacement)) => {
+                *expr = replacement;
+                return ControlFlow::Continue(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
         let Expr::Function(function) = expr else {
             return ControlFlow::Continue(());
         };
@@ -145,6 +157,88 @@ fn bool_arg(arg: &FunctionArg) -> Option<bool> {
     }
 }
 
+/// String literals cast to bytea or to an array type, which DataFusion would read as raw bytes
+/// or not at all: `'\\x0102'::bytea` becomes a binary literal, `'{1,2}'::int[]` an `ARRAY[…]`
+/// cast to the element type.
+fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
+    let (text, data_type) = match expr {
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => match inner.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => (s, data_type),
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        },
+        Expr::TypedString(typed) => match &typed.value.value {
+            Value::SingleQuotedString(s) => (s, &typed.data_type),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let is_uuid = match data_type {
+        ast::DataType::Uuid => true,
+        ast::DataType::Custom(name, _) => name.to_string().eq_ignore_ascii_case("uuid"),
+        _ => false,
+    };
+    if is_uuid {
+        // uuid input accepts upper case, braces and missing hyphens; output is canonical.
+        let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| {
+            SqlError::new(
+                sqlstate::INVALID_TEXT_REPRESENTATION,
+                format!("invalid input syntax for type uuid: \"{text}\""),
+            )
+        })?;
+        return Ok(Some(Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(Expr::value(Value::SingleQuotedString(
+                uuid.hyphenated().to_string(),
+            ))),
+            data_type: data_type.clone(),
+            array: false,
+            format: None,
+        }));
+    }
+    match data_type {
+        ast::DataType::Bytea => {
+            let bytes = literals::parse_bytea(text).ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::INVALID_TEXT_REPRESENTATION,
+                    "invalid input syntax for type bytea",
+                )
+            })?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            Ok(Some(Expr::value(Value::HexStringLiteral(hex))))
+        }
+        ast::DataType::Array(_) => {
+            let elements = literals::parse_array(text).ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::INVALID_TEXT_REPRESENTATION,
+                    format!("malformed array literal: \"{text}\""),
+                )
+            })?;
+            let elem = elements
+                .into_iter()
+                .map(|e| match e {
+                    Some(t) => Expr::value(Value::SingleQuotedString(t)),
+                    None => Expr::value(Value::Null),
+                })
+                .collect();
+            Ok(Some(Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(Expr::Array(ast::Array { elem, named: true })),
+                data_type: data_type.clone(),
+                array: false,
+                format: None,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// `$n::type` casts of placeholders in a statement: (n, type).
 pub fn placeholder_casts(statement: &Statement) -> Vec<(usize, ast::DataType)> {
     struct Casts(Vec<(usize, ast::DataType)>);
@@ -175,6 +269,38 @@ pub fn placeholder_casts(statement: &Statement) -> Vec<(usize, ast::DataType)> {
     let mut casts = Casts(Vec::new());
     let _ = ast::Visit::visit(statement, &mut casts);
     casts.0
+}
+
+/// Whether a plan calls a function whose value is the statement's start time.
+pub fn uses_clock(plan: &LogicalPlan) -> bool {
+    const CLOCK: [&str; 6] = [
+        "now",
+        "current_timestamp",
+        "current_date",
+        "current_time",
+        "localtimestamp",
+        "localtime",
+    ];
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let _ = expr.apply(|e| {
+                if let PlanExpr::ScalarFunction(f) = e {
+                    if CLOCK.contains(&f.name()) {
+                        found = true;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
 }
 
 /// Types integer literals as PostgreSQL does: `integer` when they fit, else `bigint`.

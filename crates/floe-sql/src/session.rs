@@ -128,6 +128,8 @@ struct SettingsUndo {
 #[derive(Debug)]
 struct TxnBlock {
     failed: bool,
+    /// When the block began: `now()` inside the block, as in PostgreSQL.
+    started_at: chrono::DateTime<chrono::Utc>,
     savepoints: Vec<String>,
     undo: SettingsUndo,
 }
@@ -383,8 +385,25 @@ impl Session {
         rewrite::postgres_literal_types(plan)
     }
 
+    /// Optimizes and plans for execution. Plans that read the clock (`now()`, …) get a state
+    /// stamped with the statement's start — the transaction's start inside a block.
+    async fn physical_plan(
+        &self,
+        plan: &LogicalPlan,
+    ) -> SqlResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        if !rewrite::uses_clock(plan) {
+            return Ok(self.state.create_physical_plan(plan).await?);
+        }
+        let mut state = (*self.state).clone();
+        state.mark_start_execution();
+        if let Some(block) = &self.txn {
+            state.execution_props_mut().query_execution_start_time = Some(block.started_at);
+        }
+        Ok(state.create_physical_plan(plan).await?)
+    }
+
     async fn run_plan(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
-        let physical = self.state.create_physical_plan(&plan).await?;
+        let physical = self.physical_plan(&plan).await?;
         let schema = plan_output_schema(&plan);
         let stream = execute_stream(physical, self.state.task_ctx())?;
         Ok(RowStream {
@@ -397,7 +416,7 @@ impl Session {
     }
 
     async fn run_explain(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
-        let physical = self.state.create_physical_plan(&plan).await?;
+        let physical = self.physical_plan(&plan).await?;
         let batches = datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
         let mut lines = Vec::new();
         for batch in &batches {
@@ -522,6 +541,7 @@ impl Session {
         }
         self.txn = Some(TxnBlock {
             failed: false,
+            started_at: chrono::Utc::now(),
             savepoints: Vec::new(),
             undo: SettingsUndo::default(),
         });
@@ -851,7 +871,7 @@ impl Session {
             .pop()
             .ok_or_else(|| SqlError::internal("no statement"))?;
         let plan = self.plan_query(&statement, &[]).await?;
-        let physical = self.state.create_physical_plan(&plan).await?;
+        let physical = self.physical_plan(&plan).await?;
         let batches = datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
         let batch = batches
             .first()

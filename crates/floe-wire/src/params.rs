@@ -18,6 +18,7 @@ use postgres_types::FromSql;
 use rust_decimal::Decimal;
 
 use crate::encode::pg_type;
+use floe_sql::literals::{parse_array, parse_bytea};
 
 /// Days between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -167,113 +168,6 @@ fn normalize_offset(text: &str) -> String {
         format!("{text}:00")
     } else {
         text.to_string()
-    }
-}
-
-/// bytea input: hex (`\x0a0b`) or escape format (`a\\b\001`).
-fn parse_bytea(text: &str) -> Option<Vec<u8>> {
-    if let Some(hex) = text
-        .strip_prefix("\\x")
-        .or_else(|| text.strip_prefix("\\X"))
-    {
-        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if !digits.len().is_multiple_of(2) {
-            return None;
-        }
-        return digits
-            .chunks(2)
-            .map(|pair| {
-                let hi = (pair[0] as char).to_digit(16)?;
-                let lo = (pair[1] as char).to_digit(16)?;
-                Some((hi * 16 + lo) as u8)
-            })
-            .collect();
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'\\' {
-            out.push(bytes[i]);
-            i += 1;
-        } else if bytes.get(i + 1) == Some(&b'\\') {
-            out.push(b'\\');
-            i += 2;
-        } else if i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') as u32 * 64
-                + (bytes[i + 2] - b'0') as u32 * 8
-                + (bytes[i + 3] - b'0') as u32;
-            out.push(u8::try_from(v).ok()?);
-            i += 4;
-        } else {
-            return None;
-        }
-    }
-    Some(out)
-}
-
-/// A one-dimensional array literal `{a,"b c",NULL}` into its elements.
-fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
-    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut out = Vec::new();
-    if inner.trim().is_empty() {
-        return Some(out);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut value = String::new();
-            loop {
-                match chars.next()? {
-                    '\\' => value.push(chars.next()?),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-            out.push(Some(value));
-        } else {
-            let mut value = String::new();
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '{' || c == '"' {
-                    return None; // nested arrays and stray quotes are not 1-D literals
-                }
-                if c == '\\' {
-                    chars.next();
-                    value.push(chars.next()?);
-                    continue;
-                }
-                value.push(c);
-                chars.next();
-            }
-            let value = value.trim().to_string();
-            if value.is_empty() {
-                return None;
-            }
-            out.push(if value.eq_ignore_ascii_case("NULL") {
-                None
-            } else {
-                Some(value)
-            });
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        match chars.next() {
-            None => return Some(out),
-            Some(',') => continue,
-            Some(_) => return None,
-        }
     }
 }
 
@@ -510,25 +404,6 @@ mod tests {
         assert_eq!((v.days, v.nanoseconds), (-1, -7_200_000_000_000));
         assert!(parse_interval("P1D").is_none());
         assert!(parse_interval("").is_none());
-    }
-
-    #[test]
-    fn arrays_and_bytea() {
-        assert_eq!(
-            parse_array(r#"{1, "a b", NULL, "x\"y"}"#).unwrap(),
-            vec![
-                Some("1".into()),
-                Some("a b".into()),
-                None,
-                Some("x\"y".into())
-            ]
-        );
-        assert_eq!(parse_array("{}").unwrap(), vec![]);
-        assert!(parse_array("{{1},{2}}").is_none());
-        assert!(parse_array("1,2").is_none());
-        assert_eq!(parse_bytea("\\x0aff").unwrap(), vec![10, 255]);
-        assert_eq!(parse_bytea("a\\\\b\\001").unwrap(), b"a\\b\x01".to_vec());
-        assert!(parse_bytea("\\x0").is_none());
     }
 
     #[test]
