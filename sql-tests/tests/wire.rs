@@ -364,3 +364,49 @@ fn sigterm_shuts_down_gracefully() {
     let err = rt.block_on(async { client.query_one("SELECT 1", &[]).await.unwrap_err() });
     assert!(err.is_closed() || err.code().is_none(), "{err:?}");
 }
+
+async fn now(c: &Client) -> String {
+    match &c.simple_query("SELECT now()::text").await.unwrap()[1] {
+        SimpleQueryMessage::Row(r) => r.get(0).unwrap().to_string(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn repeated_statements_see_fresh_values() {
+    let server = TestServer::start_floe();
+    let c = server.connect().await;
+    let first = now(&c).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_ne!(
+        first,
+        now(&c).await,
+        "now() must not be cached across statements"
+    );
+    // Inside a block, now() is the transaction's start.
+    c.batch_execute("BEGIN").await.unwrap();
+    let a = now(&c).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(a, now(&c).await);
+    c.batch_execute("COMMIT").await.unwrap();
+    // Re-running a cached query re-executes it fully.
+    for _ in 0..3 {
+        let rows = c
+            .query("SELECT g FROM generate_series(1, 3) g", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        let rows = c
+            .simple_query("SELECT g FROM generate_series(1, 3) g")
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter()
+                .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+                .count(),
+            3
+        );
+        let one = c.query_one("SELECT 1 + 1", &[]).await.unwrap();
+        assert_eq!(one.get::<_, i32>(0), 2);
+    }
+}

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr as PlanExpr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr as PlanExpr, LogicalPlan, LogicalPlanBuilder, Volatility};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, VisitMut,
@@ -301,6 +301,33 @@ pub fn uses_clock(plan: &LogicalPlan) -> bool {
         })
     });
     found
+}
+
+/// Whether a plan's result depends only on its inputs: no volatile or clock functions.
+pub fn is_deterministic(plan: &LogicalPlan) -> bool {
+    if uses_clock(plan) {
+        return false;
+    }
+    let mut volatile = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let _ = expr.apply(|e| {
+                if let PlanExpr::ScalarFunction(f) = e {
+                    if f.func.signature().volatility != Volatility::Immutable {
+                        volatile = true;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if volatile {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    !volatile
 }
 
 /// Types integer literals as PostgreSQL does: `integer` when they fit, else `bigint`.

@@ -19,7 +19,7 @@ use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{execute_stream, SendableRecordBatchStream};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -108,9 +108,40 @@ pub struct Prepared {
     pub param_types: Vec<SqlType>,
     /// The result columns, or `None` for a statement that returns no rows.
     pub result_schema: Option<SchemaRef>,
+    /// The physical plan, kept for re-execution when that is safe (see [`Prepared::reusable`]).
+    physical: Arc<std::sync::OnceLock<Arc<dyn ExecutionPlan>>>,
+    /// Whether executions may share one physical plan: a parameterless query whose value does
+    /// not depend on when it runs (no `now()`, no `random()`).
+    reusable: bool,
 }
 
 impl Prepared {
+    fn new(
+        statement: Option<Statement>,
+        plan: PreparedPlan,
+        param_types: Vec<SqlType>,
+        result_schema: Option<SchemaRef>,
+    ) -> Prepared {
+        let reusable = match &plan {
+            PreparedPlan::Query(p) => param_types.is_empty() && rewrite::is_deterministic(p),
+            _ => false,
+        };
+        Prepared {
+            statement,
+            plan,
+            param_types,
+            result_schema,
+            physical: Arc::new(std::sync::OnceLock::new()),
+            reusable,
+        }
+    }
+
+    /// Whether a simple-protocol query string may be answered from the session's statement
+    /// cache: a query whose plan depends on nothing but the session's settings.
+    pub fn is_cacheable(&self) -> bool {
+        matches!(self.plan, PreparedPlan::Query(_))
+    }
+
     /// Whether the statement is the empty query.
     pub fn is_empty(&self) -> bool {
         matches!(self.plan, PreparedPlan::Empty)
@@ -148,6 +179,8 @@ pub struct Session {
     parameter_changes: Vec<ParameterChange>,
     /// SQL-level prepared statements (`PREPARE name AS …`).
     sql_prepared: HashMap<String, Arc<Prepared>>,
+    /// Simple-protocol query strings already prepared, cleared by any utility statement.
+    statement_cache: HashMap<String, Arc<Prepared>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -186,6 +219,7 @@ impl Session {
             notices: Vec::new(),
             parameter_changes: Vec::new(),
             sql_prepared: HashMap::new(),
+            statement_cache: HashMap::new(),
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -238,6 +272,23 @@ impl Session {
         }
     }
 
+    /// The prepared form of a simple-protocol query string seen before, if still valid.
+    pub fn cached_statement(&self, sql: &str) -> Option<Arc<Prepared>> {
+        self.statement_cache.get(sql).cloned()
+    }
+
+    /// Remembers a simple-protocol query string's prepared form (queries only).
+    pub fn cache_statement(&mut self, sql: &str, prepared: Arc<Prepared>) {
+        const MAX_CACHED: usize = 256;
+        if !prepared.is_cacheable() || sql.len() > 64 * 1024 {
+            return;
+        }
+        if self.statement_cache.len() >= MAX_CACHED {
+            self.statement_cache.clear();
+        }
+        self.statement_cache.insert(sql.to_string(), prepared);
+    }
+
     /// Splits a query string into statements (PostgreSQL dialect).
     pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
         let dialect = PostgreSqlDialect {};
@@ -256,12 +307,7 @@ impl Session {
         declared_types: &[SqlType],
     ) -> SqlResult<Prepared> {
         let Some(statement) = statement else {
-            return Ok(Prepared {
-                statement: None,
-                plan: PreparedPlan::Empty,
-                param_types: vec![],
-                result_schema: None,
-            });
+            return Ok(Prepared::new(None, PreparedPlan::Empty, vec![], None));
         };
         if self.txn_status() == TxnStatus::Failed && !ends_failed_block(&statement) {
             return Err(SqlError::in_failed_transaction());
@@ -271,32 +317,32 @@ impl Session {
                 let declared = with_placeholder_casts(&statement, declared_types);
                 let plan = self.plan_query(&statement, &declared).await?;
                 let (param_types, schema) = describe_plan(&plan, &declared)?;
-                Ok(Prepared {
-                    statement: Some(statement),
-                    plan: PreparedPlan::Query(plan),
+                Ok(Prepared::new(
+                    Some(statement),
+                    PreparedPlan::Query(plan),
                     param_types,
-                    result_schema: Some(schema),
-                })
+                    Some(schema),
+                ))
             }
             Statement::Explain { .. } => {
                 let declared = with_placeholder_casts(&statement, declared_types);
                 let plan = self.plan_query(&statement, &declared).await?;
                 let (param_types, _) = describe_plan(&plan, &declared)?;
-                Ok(Prepared {
-                    statement: Some(statement),
-                    plan: PreparedPlan::Explain(plan),
+                Ok(Prepared::new(
+                    Some(statement),
+                    PreparedPlan::Explain(plan),
                     param_types,
-                    result_schema: Some(query_plan_schema()),
-                })
+                    Some(query_plan_schema()),
+                ))
             }
             _ => {
                 let result_schema = self.utility_result_schema(&statement)?;
-                Ok(Prepared {
-                    statement: Some(statement.clone()),
-                    plan: PreparedPlan::Utility(Box::new(statement)),
-                    param_types: declared_types.to_vec(),
+                Ok(Prepared::new(
+                    Some(statement.clone()),
+                    PreparedPlan::Utility(Box::new(statement)),
+                    declared_types.to_vec(),
                     result_schema,
-                })
+                ))
             }
         }
     }
@@ -328,8 +374,12 @@ impl Session {
         match &prepared.plan {
             PreparedPlan::Empty => Ok(StatementResult::Empty),
             PreparedPlan::Query(plan) => {
-                let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
-                let rows = self.run_plan(plan).await?;
+                let rows = if prepared.reusable {
+                    self.run_reusable(prepared, plan).await?
+                } else {
+                    let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
+                    self.run_plan(plan).await?
+                };
                 Ok(StatementResult::Rows {
                     rows,
                     tag: "SELECT",
@@ -402,6 +452,26 @@ impl Session {
         Ok(state.create_physical_plan(plan).await?)
     }
 
+    /// Runs a reusable query, planning it for execution only the first time.
+    async fn run_reusable(&self, prepared: &Prepared, plan: &LogicalPlan) -> SqlResult<RowStream> {
+        let schema = prepared
+            .result_schema
+            .clone()
+            .unwrap_or_else(|| plan_output_schema(plan));
+        let physical = match prepared.physical.get() {
+            Some(p) => p.clone(),
+            None => {
+                let physical = self.physical_plan(plan).await?;
+                if stateless(&physical) {
+                    let _ = prepared.physical.set(physical.clone());
+                }
+                physical
+            }
+        };
+        let stream = execute_stream(physical, self.state.task_ctx())?;
+        Ok(RowStream { schema, stream })
+    }
+
     async fn run_plan(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
         let physical = self.physical_plan(&plan).await?;
         let schema = plan_output_schema(&plan);
@@ -470,6 +540,8 @@ impl Session {
         statement: Statement,
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
+        // Settings may change how queries plan (TimeZone, …): forget cached plans.
+        self.statement_cache.clear();
         match statement {
             Statement::StartTransaction { modes, begin, .. } => {
                 self.begin(&modes)?;
@@ -1112,6 +1184,19 @@ fn describe_plan(plan: &LogicalPlan, declared: &[SqlType]) -> SqlResult<(Vec<Sql
         types.push(declared_type.cloned().or(inferred).unwrap_or(SqlType::Text));
     }
     Ok((types, plan_output_schema(plan)))
+}
+
+/// Whether a physical plan may be executed again: only operators that keep no state between
+/// executions (a hash join's build side, a lazy generator's position would leak otherwise).
+fn stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const STATELESS: [&str; 5] = [
+        "ProjectionExec",
+        "PlaceholderRowExec",
+        "EmptyExec",
+        "FilterExec",
+        "CoalesceBatchesExec",
+    ];
+    STATELESS.contains(&plan.name()) && plan.children().iter().all(|c| stateless(c))
 }
 
 /// The schema of the rows a plan returns (looking through a `Prepare` wrapper).

@@ -588,6 +588,11 @@ impl Connection {
         C::Error: Debug,
         PgWireError: From<C::Error>,
     {
+        let timeout = session.vars().statement_timeout_ms();
+        if let Some(prepared) = session.cached_statement(sql) {
+            let cancel = Cancellation::new(control.clone(), timeout);
+            return self.run_prepared(client, session, &prepared, &cancel).await;
+        }
         let statements = session.parse(sql)?;
         if statements.is_empty() {
             client
@@ -598,34 +603,56 @@ impl Connection {
                 .map_err(|e| Failure::Connection(e.into()))?;
             return Ok(());
         }
+        let single = statements.len() == 1;
         for statement in statements {
             let cancel = Cancellation::new(control.clone(), session.vars().statement_timeout_ms());
-            let prepared = cancel.run(session.prepare(Some(statement), &[])).await??;
-            let result = cancel.run(session.execute(&prepared, vec![])).await??;
-            send_notices(client, session.take_notices())
-                .await
-                .map_err(Failure::Connection)?;
-            match result {
-                StatementResult::Rows { rows, tag } => {
-                    self.send_rows(client, rows, tag, &cancel).await?;
-                }
-                StatementResult::Command(tag) => {
-                    self.shared.refresh_format(session);
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                            tag,
-                        )))
-                        .await
-                        .map_err(|e| Failure::Connection(e.into()))?;
-                }
-                StatementResult::Empty => {
-                    client
-                        .feed(PgWireBackendMessage::EmptyQueryResponse(
-                            EmptyQueryResponse::new(),
-                        ))
-                        .await
-                        .map_err(|e| Failure::Connection(e.into()))?;
-                }
+            let prepared = Arc::new(cancel.run(session.prepare(Some(statement), &[])).await??);
+            if single {
+                session.cache_statement(sql, prepared.clone());
+            }
+            self.run_prepared(client, session, &prepared, &cancel)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Executes one prepared statement of a simple query and sends its results.
+    async fn run_prepared<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        prepared: &Prepared,
+        cancel: &Cancellation,
+    ) -> Result<(), Failure>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<C::Error>,
+    {
+        let result = cancel.run(session.execute(prepared, vec![])).await??;
+        send_notices(client, session.take_notices())
+            .await
+            .map_err(Failure::Connection)?;
+        match result {
+            StatementResult::Rows { rows, tag } => {
+                self.send_rows(client, rows, tag, cancel).await?;
+            }
+            StatementResult::Command(tag) => {
+                self.shared.refresh_format(session);
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        tag,
+                    )))
+                    .await
+                    .map_err(|e| Failure::Connection(e.into()))?;
+            }
+            StatementResult::Empty => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await
+                    .map_err(|e| Failure::Connection(e.into()))?;
             }
         }
         Ok(())
@@ -717,8 +744,15 @@ impl QueryParser for FloeQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let guard = self.shared.session.lock().await;
-        let session = guard.as_ref().ok_or_else(not_started)?;
+        let mut guard = self.shared.session.lock().await;
+        let session = guard.as_mut().ok_or_else(not_started)?;
+        // Clients that leave parameter types open re-send the same text: reuse its plan.
+        let open_types = types.iter().all(|t| t.is_none());
+        if open_types {
+            if let Some(prepared) = session.cached_statement(sql) {
+                return Ok(Some(prepared));
+            }
+        }
         let mut statements = session.parse(sql).map_err(user_error)?;
         if statements.len() > 1 {
             return Err(user_error(SqlError::syntax(
@@ -736,11 +770,16 @@ impl QueryParser for FloeQueryParser {
                     .unwrap_or(SqlType::Unknown)
             })
             .collect();
-        let prepared = session
-            .prepare(Some(statement), &declared)
-            .await
-            .map_err(user_error)?;
-        Ok(Some(Arc::new(prepared)))
+        let prepared = Arc::new(
+            session
+                .prepare(Some(statement), &declared)
+                .await
+                .map_err(user_error)?,
+        );
+        if open_types {
+            session.cache_statement(sql, prepared.clone());
+        }
+        Ok(Some(prepared))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
