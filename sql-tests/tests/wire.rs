@@ -410,3 +410,53 @@ async fn repeated_statements_see_fresh_values() {
         assert_eq!(one.get::<_, i32>(0), 2);
     }
 }
+
+#[tokio::test]
+async fn warnings_arrive_as_notices() {
+    use tokio_postgres::AsyncMessage;
+    let server = TestServer::start_floe();
+    let (client, mut connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = futures::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notice(notice)) => {
+                    let _ = tx.send(notice);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client.batch_execute("COMMIT").await.unwrap();
+    let notice = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notice.severity(), "WARNING");
+    assert_eq!(notice.code(), &SqlState::NO_ACTIVE_SQL_TRANSACTION);
+    assert_eq!(notice.message(), "there is no transaction in progress");
+}
+
+#[test]
+fn shutdown_cancels_statements_that_outlive_the_grace_period() {
+    let mut server = TestServer::start_floe_with(&["--shutdown-grace", "1"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(server.connect());
+    let running = rt.spawn(async move {
+        client
+            .simple_query("SELECT count(*) FROM generate_series(1, 50000000000)")
+            .await
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = server
+        .terminate(Duration::from_secs(15))
+        .expect("floe did not exit after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    let result = rt.block_on(running).unwrap();
+    let err = result.expect_err("the long query must not complete");
+    // The client is told why (57P01) or sees the connection close.
+    if let Some(code) = err.code() {
+        assert_eq!(code, &SqlState::ADMIN_SHUTDOWN);
+    }
+}
