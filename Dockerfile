@@ -3,7 +3,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p floe --bin floe
+RUN ./scripts/setup.sh && cargo build --release --locked -p floe --bin floe
 
 FROM debian:bookworm-slim
 RUN useradd --system --create-home --home-dir /var/lib/floe floe \

@@ -8,8 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe-target}"
 
-# The server binary the wire tests start.
-cargo build --locked -p floe --bin floe
+./scripts/setup.sh
+
+# Everything in one build (the server binary the wire tests start included): one feature set
+# for the whole workspace, so nothing heavy is compiled twice.
+cargo build --workspace --all-targets --locked
 export FLOE_BIN="$CARGO_TARGET_DIR/debug/floe"
 
 if [ -x /usr/lib/postgresql/15/bin/postgres ]; then

@@ -60,6 +60,27 @@ pub fn floe_binary() -> PathBuf {
     debug_dir.join("floe")
 }
 
+fn spawn_floe(port: u16, data_dir: &Path, extra: &[&str]) -> Child {
+    let binary = floe_binary();
+    assert!(
+        binary.exists(),
+        "floe binary not found at {} (build it with `cargo build -p floe`)",
+        binary.display()
+    );
+    Command::new(&binary)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--log-level")
+        .arg(std::env::var("FLOE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .args(extra)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot start floe")
+}
+
 fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -76,28 +97,10 @@ impl TestServer {
 
     /// Starts `floe serve` with extra arguments.
     pub fn start_floe_with(extra: &[&str]) -> TestServer {
-        let binary = floe_binary();
-        assert!(
-            binary.exists(),
-            "floe binary not found at {} (build it with `cargo build -p floe`)",
-            binary.display()
-        );
         let port = free_port();
         let data_dir = temp_dir("floe-test");
-        let child = Command::new(&binary)
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--log-level")
-            .arg(std::env::var("FLOE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("cannot start floe");
         let server = TestServer {
-            child,
+            child: spawn_floe(port, &data_dir, extra),
             port,
             data_dir,
             kind: ServerKind::Floe,
@@ -105,6 +108,23 @@ impl TestServer {
         };
         server.wait_ready();
         server
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up) and waits for it to die.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Floe again on the same data directory and port (after [`TestServer::kill9`] or
+    /// [`TestServer::terminate`]).
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert_eq!(self.kind, ServerKind::Floe, "only Floe restarts");
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
+        }
+        self.child = spawn_floe(self.port, &self.data_dir, extra);
+        self.wait_ready();
     }
 
     /// Whether PostgreSQL 15 can be started here.

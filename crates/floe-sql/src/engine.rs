@@ -1,5 +1,5 @@
-//! The engine: what all sessions share — the DataFusion state (catalog, functions, memory pool)
-//! and the server-wide settings.
+//! The engine: what all sessions share — the database, the DataFusion state (catalog,
+//! functions, memory pool) and the server-wide settings.
 //!
 //! Planning reads the shared [`SessionState`] through an `Arc` without cloning it; a session
 //! gets a private copy only when it changes a setting DataFusion itself must see (TimeZone).
@@ -10,23 +10,31 @@ use std::sync::Arc;
 use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::execution::SessionState;
+use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::prelude::SessionConfig;
 
+use floe_storage::{Db, DbOptions};
+
+use crate::catalog::FloeCatalogList;
 use crate::error::{SqlError, SqlResult};
+use crate::functions;
 use crate::session::Session;
 use crate::types::FloeTypePlanner;
 
-/// The one database that exists until `CREATE DATABASE` arrives.
-pub const DEFAULT_DATABASE: &str = "postgres";
+/// The database every server starts with.
+pub const DEFAULT_DATABASE: &str = floe_storage::DEFAULT_DATABASE;
 /// The default schema.
-pub const DEFAULT_SCHEMA: &str = "public";
+pub const DEFAULT_SCHEMA: &str = floe_storage::DEFAULT_SCHEMA;
 
 /// Server-wide settings the SQL layer needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Where the database keeps its files.
+    pub data_dir: std::path::PathBuf,
     /// Bytes query execution may use before it spills or fails with 53200. `None`: no limit.
     pub query_memory_limit: Option<usize>,
+    /// Bytes the hot tier may hold; writes beyond it fail with 53200. `None`: no limit.
+    pub hot_memory_limit: Option<usize>,
     /// Threads of parallelism a single query may use.
     pub target_partitions: usize,
 }
@@ -34,7 +42,9 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            data_dir: std::path::PathBuf::from("floe-data"),
             query_memory_limit: None,
+            hot_memory_limit: None,
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -44,6 +54,7 @@ impl Default for EngineConfig {
 
 /// Shared state of the SQL layer; cheap to clone via `Arc`.
 pub struct Engine {
+    db: Arc<Db>,
     state: Arc<SessionState>,
     next_backend_pid: AtomicI32,
 }
@@ -55,11 +66,19 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Builds the engine: DataFusion configured to read SQL the way PostgreSQL does.
+    /// Builds the engine: opens the database in `config.data_dir` (replaying its commit log)
+    /// and configures DataFusion to read SQL the way PostgreSQL does.
     pub fn new(config: EngineConfig) -> SqlResult<Arc<Engine>> {
+        let db = Db::open(
+            &config.data_dir,
+            DbOptions {
+                memory_limit: config.hot_memory_limit,
+                ..DbOptions::default()
+            },
+        )?;
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DEFAULT_DATABASE, DEFAULT_SCHEMA)
-            .with_create_default_catalog_and_schema(true)
+            .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(config.target_partitions.max(1));
         {
@@ -80,16 +99,31 @@ impl Engine {
             runtime = runtime.with_memory_pool(pool);
         }
         let runtime = runtime.build_arc().map_err(SqlError::from)?;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
             .build();
+        state
+            .register_udf(Arc::new(functions::nextval_udf(db.clone())))
+            .map_err(SqlError::from)?;
         Ok(Arc::new(Engine {
+            db,
             state: Arc::new(state),
             next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
         }))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// Stops accepting commits after the ones in flight (shutdown).
+    pub fn close(&self) {
+        self.db.close();
     }
 
     /// The shared DataFusion state sessions plan and execute with.

@@ -58,6 +58,28 @@ pub mod sqlstate {
     pub const INVALID_CATALOG_NAME: &str = "3D000";
     pub const INVALID_SAVEPOINT_SPECIFICATION: &str = "3B001";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const DUPLICATE_TABLE: &str = "42P07";
+    pub const DUPLICATE_SCHEMA: &str = "42P06";
+    pub const DUPLICATE_DATABASE: &str = "42P04";
+    pub const INVALID_SCHEMA_NAME: &str = "3F000";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
+    pub const RESERVED_NAME: &str = "42939";
+    pub const OBJECT_IN_USE: &str = "55006";
+    pub const INVALID_TABLE_DEFINITION: &str = "42P16";
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const NOT_NULL_VIOLATION: &str = "23502";
+    pub const CHECK_VIOLATION: &str = "23514";
+    pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+    pub const SEQUENCE_GENERATOR_LIMIT_EXCEEDED: &str = "2200H";
+    pub const DATA_CORRUPTED: &str = "XX001";
+    pub const GENERATED_ALWAYS: &str = "428C9";
+    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
+    pub const IO_ERROR: &str = "58030";
 }
 
 /// Result alias for the SQL layer.
@@ -282,10 +304,73 @@ pub fn arrow_name_to_pg(arrow: &str) -> &str {
     }
 }
 
+impl From<SqlError> for DataFusionError {
+    fn from(err: SqlError) -> Self {
+        DataFusionError::External(Box::new(err))
+    }
+}
+
+impl From<floe_storage::StorageError> for SqlError {
+    fn from(err: floe_storage::StorageError) -> Self {
+        use floe_storage::StorageError as E;
+        match err {
+            E::SerializationFailure => {
+                SqlError::new(sqlstate::SERIALIZATION_FAILURE, err.to_string())
+            }
+            E::Deadlock { ref detail } => {
+                let detail = detail.clone();
+                SqlError::new(sqlstate::DEADLOCK_DETECTED, err.to_string())
+                    .with_detail(detail)
+                    .with_hint("See server log for query details.")
+            }
+            E::UniqueViolation { ref detail, .. } => {
+                let detail = detail.clone();
+                SqlError::new(sqlstate::UNIQUE_VIOLATION, err.to_string()).with_detail(detail)
+            }
+            E::MemoryLimit { ref detail } => {
+                let detail = detail.clone();
+                SqlError::new(sqlstate::OUT_OF_MEMORY, err.to_string())
+                    .with_detail(detail)
+                    .with_hint("Raise --memory-limit, or write less in one transaction.")
+            }
+            E::UndefinedTable(_) => SqlError::new(sqlstate::UNDEFINED_TABLE, err.to_string()),
+            E::DuplicateTable(_) => SqlError::new(sqlstate::DUPLICATE_TABLE, err.to_string()),
+            E::Corrupt { .. } => SqlError::new(sqlstate::DATA_CORRUPTED, err.to_string()),
+            E::Io(_) | E::Engine(_) | E::Poisoned => {
+                SqlError::new(sqlstate::IO_ERROR, err.to_string())
+            }
+            E::ShuttingDown => SqlError::new(sqlstate::ADMIN_SHUTDOWN, err.to_string()),
+            E::Arrow(ref arrow) => from_arrow(arrow),
+            E::Internal(_) => SqlError::internal(err.to_string()),
+        }
+    }
+}
+
 impl From<DataFusionError> for SqlError {
     fn from(err: DataFusionError) -> Self {
         from_datafusion(&err)
     }
+}
+
+/// A storage error seen through a reference (inside a DataFusion error).
+fn storage_error_ref(err: &floe_storage::StorageError) -> SqlError {
+    use floe_storage::StorageError as E;
+    let owned = match err {
+        E::SerializationFailure => E::SerializationFailure,
+        E::Deadlock { detail } => E::Deadlock {
+            detail: detail.clone(),
+        },
+        E::UniqueViolation { constraint, detail } => E::UniqueViolation {
+            constraint: constraint.clone(),
+            detail: detail.clone(),
+        },
+        E::MemoryLimit { detail } => E::MemoryLimit {
+            detail: detail.clone(),
+        },
+        E::Arrow(arrow) => return from_arrow(arrow),
+        other => return SqlError::internal(other.to_string()),
+    };
+    SqlError::from(owned)
 }
 
 fn from_datafusion(err: &DataFusionError) -> SqlError {
@@ -317,6 +402,9 @@ fn from_datafusion(err: &DataFusionError) -> SqlError {
             }
             if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
                 return from_arrow(arrow);
+            }
+            if let Some(storage) = inner.downcast_ref::<floe_storage::StorageError>() {
+                return storage_error_ref(storage);
             }
             SqlError::internal(inner.to_string())
         }

@@ -5,9 +5,12 @@
 //! the mapping of every failure to a SQLSTATE. It must not know how bytes are stored
 //! (`floe-storage`) or how they travel (`floe-wire`).
 
+pub mod catalog;
 pub mod colnames;
+pub mod copy;
 pub mod engine;
 pub mod error;
+mod functions;
 pub mod literals;
 mod rewrite;
 pub mod session;

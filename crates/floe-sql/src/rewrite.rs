@@ -89,6 +89,41 @@ impl VisitorMut for SessionFunctions<'_> {
             ("current_user", 0) | ("session_user", 0) | ("user", 0) | ("current_role", 0) => {
                 Some(text(self.session.user()))
             }
+            ("nextval", 1) => {
+                let name = match sequence_name_arg(&args[0]) {
+                    Some(name) => name,
+                    None => {
+                        self.error = Some(SqlError::not_supported(
+                            "nextval() needs a constant sequence name",
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                };
+                match self.session.sequence_oid(&name) {
+                    Ok(oid) => {
+                        let oid_arg = Expr::Cast {
+                            kind: ast::CastKind::Cast,
+                            expr: Box::new(Expr::value(Value::Number(oid.to_string(), false))),
+                            data_type: ast::DataType::BigInt(None),
+                            array: false,
+                            format: None,
+                        };
+                        let mut call = function.clone();
+                        call.name =
+                            ast::ObjectName::from(vec![ast::Ident::new(crate::functions::NEXTVAL)]);
+                        call.args = FunctionArguments::List(ast::FunctionArgumentList {
+                            duplicate_treatment: None,
+                            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(oid_arg))],
+                            clauses: vec![],
+                        });
+                        Some(Expr::Function(call))
+                    }
+                    Err(err) => {
+                        self.error = Some(err);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
             ("pg_backend_pid", 0) => Some(Expr::value(Value::Number(
                 self.session.backend_pid().to_string(),
                 false,
@@ -147,6 +182,21 @@ fn string_arg(arg: &FunctionArg) -> Option<String> {
     }
 }
 
+/// The sequence name of `nextval('name')` or `nextval('name'::regclass)`.
+fn sequence_name_arg(arg: &FunctionArg) -> Option<String> {
+    let mut expr = arg_expr(arg)?;
+    while let Expr::Cast { expr: inner, .. } = expr {
+        expr = inner;
+    }
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn bool_arg(arg: &FunctionArg) -> Option<bool> {
     match arg_expr(arg)? {
         Expr::Value(v) => match &v.value {
@@ -184,6 +234,38 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
         ast::DataType::Custom(name, _) => name.to_string().eq_ignore_ascii_case("uuid"),
         _ => false,
     };
+    let json_kind = match data_type {
+        ast::DataType::JSON => Some(false),
+        ast::DataType::JSONB => Some(true),
+        ast::DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+            "json" => Some(false),
+            "jsonb" => Some(true),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(binary) = json_kind {
+        let invalid = |reason: String| {
+            SqlError::new(
+                sqlstate::INVALID_TEXT_REPRESENTATION,
+                "invalid input syntax for type json",
+            )
+            .with_detail(reason)
+        };
+        let value = if binary {
+            literals::normalize_jsonb(text).map_err(invalid)?
+        } else {
+            literals::validate_json(text).map_err(invalid)?;
+            text.clone()
+        };
+        return Ok(Some(Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(Expr::value(Value::SingleQuotedString(value))),
+            data_type: data_type.clone(),
+            array: false,
+            format: None,
+        }));
+    }
     if is_uuid {
         // uuid input accepts upper case, braces and missing hyphens; output is canonical.
         let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| {

@@ -30,8 +30,18 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::stream;
 
+mod alter;
+mod copy;
+mod ddl;
+mod dml;
+
+pub(crate) use ddl::ident_name as fold_ident;
+
+use datafusion::execution::TaskContext;
+use floe_storage::{Isolation, ReadView, SavepointMark, Txn};
+
 use crate::colnames;
-use crate::engine::{Engine, DEFAULT_DATABASE};
+use crate::engine::Engine;
 use crate::error::{sqlstate, SqlError, SqlResult};
 use crate::rewrite;
 use crate::types::SqlType;
@@ -81,6 +91,19 @@ pub enum StatementResult {
     },
     /// A command with only a completion tag, e.g. `BEGIN` or `SET`.
     Command(String),
+    /// COPY FROM STDIN started: the client sends `columns` columns of data next
+    /// ([`Session::copy_data`], [`Session::copy_done`]).
+    CopyIn {
+        /// Number of columns per row.
+        columns: usize,
+    },
+    /// COPY TO STDOUT: these rows, written in COPY's format.
+    CopyOut {
+        /// The rows.
+        rows: RowStream,
+        /// Output format.
+        options: crate::copy::CopyOptions,
+    },
     /// The empty query.
     Empty,
 }
@@ -92,6 +115,8 @@ enum PreparedPlan {
     Query(LogicalPlan),
     /// `EXPLAIN`: the plan is printed as PostgreSQL's single `QUERY PLAN` column.
     Explain(LogicalPlan),
+    /// INSERT, UPDATE or DELETE.
+    Dml(Arc<dml::DmlPlan>),
     /// A statement this module executes itself.
     Utility(Box<Statement>),
     /// Nothing (the empty query).
@@ -113,6 +138,9 @@ pub struct Prepared {
     /// Whether executions may share one physical plan: a parameterless query whose value does
     /// not depend on when it runs (no `now()`, no `random()`).
     reusable: bool,
+    /// The catalog version the plan was made against; a plan older than the catalog is made
+    /// again before it runs.
+    catalog_version: u64,
 }
 
 impl Prepared {
@@ -133,6 +161,7 @@ impl Prepared {
             result_schema,
             physical: Arc::new(std::sync::OnceLock::new()),
             reusable,
+            catalog_version: 0,
         }
     }
 
@@ -161,8 +190,38 @@ struct TxnBlock {
     failed: bool,
     /// When the block began: `now()` inside the block, as in PostgreSQL.
     started_at: chrono::DateTime<chrono::Utc>,
-    savepoints: Vec<String>,
+    savepoints: Vec<(String, SavepointMark)>,
     undo: SettingsUndo,
+    /// The storage transaction. Behind a mutex so a statement can hold it across awaits and a
+    /// cancelled statement still leaves it in the block.
+    storage: Arc<tokio::sync::Mutex<Txn>>,
+}
+
+/// The storage transaction a statement writes in.
+enum StatementTxn {
+    /// The transaction block's; stays open after the statement.
+    Block(tokio::sync::OwnedMutexGuard<Txn>),
+    /// The statement's own; committed when the statement succeeds.
+    Auto(Txn),
+}
+
+impl std::ops::Deref for StatementTxn {
+    type Target = Txn;
+    fn deref(&self) -> &Txn {
+        match self {
+            StatementTxn::Block(guard) => guard,
+            StatementTxn::Auto(txn) => txn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for StatementTxn {
+    fn deref_mut(&mut self) -> &mut Txn {
+        match self {
+            StatementTxn::Block(guard) => &mut *guard,
+            StatementTxn::Auto(txn) => txn,
+        }
+    }
 }
 
 /// One client's session.
@@ -181,6 +240,8 @@ pub struct Session {
     sql_prepared: HashMap<String, Arc<Prepared>>,
     /// Simple-protocol query strings already prepared, cleared by any utility statement.
     statement_cache: HashMap<String, Arc<Prepared>>,
+    /// A COPY FROM STDIN in progress.
+    copy_in: Option<copy::CopyIn>,
 }
 
 impl std::fmt::Debug for Session {
@@ -201,7 +262,7 @@ impl Session {
         backend_pid: i32,
         startup_params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> SqlResult<Session> {
-        if database != DEFAULT_DATABASE {
+        if engine.db().catalog().database(database).is_none() {
             return Err(SqlError::new(
                 sqlstate::INVALID_CATALOG_NAME,
                 format!("database \"{database}\" does not exist"),
@@ -220,6 +281,7 @@ impl Session {
             parameter_changes: Vec::new(),
             sql_prepared: HashMap::new(),
             statement_cache: HashMap::new(),
+            copy_in: None,
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -313,16 +375,31 @@ impl Session {
             return Err(SqlError::in_failed_transaction());
         }
         match &statement {
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                let declared = with_placeholder_casts(&statement, declared_types);
+                let (plan, param_types, result_schema) =
+                    self.plan_dml(&statement, &declared).await?;
+                let mut prepared = Prepared::new(
+                    Some(statement),
+                    PreparedPlan::Dml(Arc::new(plan)),
+                    param_types,
+                    result_schema,
+                );
+                prepared.catalog_version = self.db().catalog_version();
+                Ok(prepared)
+            }
             Statement::Query(_) => {
                 let declared = with_placeholder_casts(&statement, declared_types);
                 let plan = self.plan_query(&statement, &declared).await?;
                 let (param_types, schema) = describe_plan(&plan, &declared)?;
-                Ok(Prepared::new(
+                let mut prepared = Prepared::new(
                     Some(statement),
                     PreparedPlan::Query(plan),
                     param_types,
                     Some(schema),
-                ))
+                );
+                prepared.catalog_version = self.db().catalog_version();
+                Ok(prepared)
             }
             Statement::Explain { .. } => {
                 let declared = with_placeholder_casts(&statement, declared_types);
@@ -371,14 +448,30 @@ impl Session {
                 return Err(SqlError::in_failed_transaction());
             }
         }
+        let stale = matches!(prepared.plan, PreparedPlan::Query(_) | PreparedPlan::Dml(_))
+            && prepared.catalog_version != self.db().catalog_version();
+        if stale {
+            // Tables changed since planning: plan again against today's catalog.
+            let replanned = self
+                .prepare(prepared.statement.clone(), &prepared.param_types)
+                .await?;
+            if replanned.param_types.len() != prepared.param_types.len() {
+                return Err(SqlError::not_supported(
+                    "cached plan must not change its parameters",
+                ));
+            }
+            return Box::pin(self.execute_inner(&replanned, params)).await;
+        }
         match &prepared.plan {
+            PreparedPlan::Dml(plan) => self.execute_dml(plan, &prepared.param_types, params).await,
             PreparedPlan::Empty => Ok(StatementResult::Empty),
             PreparedPlan::Query(plan) => {
+                let view = self.read_view().await;
                 let rows = if prepared.reusable {
-                    self.run_reusable(prepared, plan).await?
+                    self.run_reusable(prepared, plan, view).await?
                 } else {
                     let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
-                    self.run_plan(plan).await?
+                    self.run_plan(plan, view).await?
                 };
                 Ok(StatementResult::Rows {
                     rows,
@@ -387,7 +480,8 @@ impl Session {
             }
             PreparedPlan::Explain(plan) => {
                 let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
-                let rows = self.run_explain(plan).await?;
+                let view = self.read_view().await;
+                let rows = self.run_explain(plan, view).await?;
                 Ok(StatementResult::Rows {
                     rows,
                     tag: "EXPLAIN",
@@ -452,8 +546,120 @@ impl Session {
         Ok(state.create_physical_plan(plan).await?)
     }
 
+    /// The database.
+    pub(crate) fn db(&self) -> &Arc<floe_storage::Db> {
+        self.engine.db()
+    }
+
+    /// A task context whose scans read `view`.
+    pub(crate) fn task_ctx(&self, view: Arc<ReadView>) -> Arc<TaskContext> {
+        let ctx = TaskContext::from(self.state.as_ref());
+        let config = ctx.session_config().clone().with_extension(view);
+        Arc::new(ctx.with_session_config(config))
+    }
+
+    /// The isolation level the session's settings ask for.
+    fn isolation(&self) -> Isolation {
+        match self
+            .vars
+            .get("transaction_isolation")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "repeatable read" => Isolation::RepeatableRead,
+            "serializable" => Isolation::Serializable,
+            _ => Isolation::ReadCommitted,
+        }
+    }
+
+    /// What the next read statement sees: the block's snapshot rules, or the latest commit.
+    async fn read_view(&mut self) -> Arc<ReadView> {
+        let isolation = self.isolation();
+        match &self.txn {
+            Some(block) => {
+                let mut txn = block.storage.clone().lock_owned().await;
+                if !txn.has_snapshot() {
+                    txn.set_isolation(isolation);
+                }
+                txn.statement_view()
+            }
+            None => Arc::new(ReadView::committed(self.db().snapshot())),
+        }
+    }
+
+    /// The transaction a writing statement uses.
+    async fn statement_txn(&mut self) -> SqlResult<StatementTxn> {
+        let isolation = self.isolation();
+        match &self.txn {
+            Some(block) => {
+                let mut txn = block.storage.clone().lock_owned().await;
+                if !txn.has_snapshot() {
+                    txn.set_isolation(isolation);
+                }
+                Ok(StatementTxn::Block(txn))
+            }
+            None => Ok(StatementTxn::Auto(
+                self.db().begin(Isolation::ReadCommitted),
+            )),
+        }
+    }
+
+    /// Ends a writing statement: its own transaction commits if it succeeded.
+    async fn finish_statement_txn<T>(
+        &mut self,
+        txn: StatementTxn,
+        result: SqlResult<T>,
+    ) -> SqlResult<T> {
+        match (txn, result) {
+            (StatementTxn::Auto(txn), Ok(value)) => {
+                txn.commit().await?;
+                Ok(value)
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// Runs `write` in the statement's transaction.
+    async fn with_write_txn(
+        &mut self,
+        write: impl FnOnce(&mut Txn) -> SqlResult<()>,
+    ) -> SqlResult<()> {
+        let mut txn = self.statement_txn().await?;
+        let result = write(&mut txn);
+        self.finish_statement_txn(txn, result).await
+    }
+
+    /// The OID of the sequence `name` (for `nextval`).
+    pub(crate) fn sequence_oid(&self, name: &str) -> SqlResult<u32> {
+        let parts: Vec<ast::Ident> = name
+            .split('.')
+            .map(|p| {
+                let p = p.trim();
+                if p.starts_with('"') && p.ends_with('"') && p.len() >= 2 {
+                    Ident::with_quote('"', &p[1..p.len() - 1])
+                } else {
+                    Ident::new(p)
+                }
+            })
+            .collect();
+        let object = ObjectName::from(parts);
+        let def = self.relation(&object)?;
+        match def.kind {
+            floe_storage::RelationKind::Sequence(_) => Ok(def.id),
+            _ => Err(SqlError::new(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("\"{}\" is not a sequence", def.name),
+            )),
+        }
+    }
+
     /// Runs a reusable query, planning it for execution only the first time.
-    async fn run_reusable(&self, prepared: &Prepared, plan: &LogicalPlan) -> SqlResult<RowStream> {
+    async fn run_reusable(
+        &self,
+        prepared: &Prepared,
+        plan: &LogicalPlan,
+        view: Arc<ReadView>,
+    ) -> SqlResult<RowStream> {
         let schema = prepared
             .result_schema
             .clone()
@@ -468,14 +674,14 @@ impl Session {
                 physical
             }
         };
-        let stream = execute_stream(physical, self.state.task_ctx())?;
+        let stream = execute_stream(physical, self.task_ctx(view))?;
         Ok(RowStream { schema, stream })
     }
 
-    async fn run_plan(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
+    async fn run_plan(&self, plan: LogicalPlan, view: Arc<ReadView>) -> SqlResult<RowStream> {
         let physical = self.physical_plan(&plan).await?;
         let schema = plan_output_schema(&plan);
-        let stream = execute_stream(physical, self.state.task_ctx())?;
+        let stream = execute_stream(physical, self.task_ctx(view))?;
         Ok(RowStream {
             schema: schema.clone(),
             stream: Box::pin(RecordBatchStreamAdapter::new(
@@ -485,9 +691,9 @@ impl Session {
         })
     }
 
-    async fn run_explain(&self, plan: LogicalPlan) -> SqlResult<RowStream> {
+    async fn run_explain(&self, plan: LogicalPlan, view: Arc<ReadView>) -> SqlResult<RowStream> {
         let physical = self.physical_plan(&plan).await?;
-        let batches = datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
+        let batches = datafusion::physical_plan::collect(physical, self.task_ctx(view)).await?;
         let mut lines = Vec::new();
         for batch in &batches {
             let plan_type = batch.column(0).as_any().downcast_ref::<StringArray>();
@@ -549,7 +755,7 @@ impl Session {
                     if begin { "BEGIN" } else { "START TRANSACTION" }.into(),
                 ))
             }
-            Statement::Commit { chain, .. } => self.commit(chain),
+            Statement::Commit { chain, .. } => self.commit(chain).await,
             Statement::Rollback { chain, savepoint } => match savepoint {
                 Some(name) => self.rollback_to_savepoint(&name.value),
                 None => self.rollback(chain),
@@ -576,6 +782,45 @@ impl Session {
                 Ok(StatementResult::Command("RESET".into()))
             }
             Statement::Discard { object_type } => self.discard(object_type),
+            Statement::CreateTable(create) => self.create_table(create).await,
+            copy @ Statement::Copy { .. } => self.copy(copy).await,
+            Statement::AlterTable(alter) => self.alter_table(alter).await,
+            // Storage needs neither: accepted so scripts and tools (pgbench -i) run unchanged.
+            Statement::Vacuum(_) => Ok(StatementResult::Command("VACUUM".into())),
+            Statement::Analyze(_) => Ok(StatementResult::Command("ANALYZE".into())),
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => self.create_schema(&schema_name, if_not_exists).await,
+            Statement::CreateDatabase {
+                db_name,
+                if_not_exists,
+                ..
+            } => self.create_database(&db_name, if_not_exists).await,
+            Statement::Drop {
+                object_type: ast::ObjectType::Database,
+                names,
+                if_exists,
+                ..
+            } => match names.as_slice() {
+                [name] => self.drop_database(name, if_exists).await,
+                _ => Err(SqlError::syntax("DROP DATABASE takes one name")),
+            },
+            Statement::Drop {
+                object_type,
+                names,
+                if_exists,
+                cascade,
+                ..
+            } => {
+                self.drop_objects(object_type, names, if_exists, cascade)
+                    .await
+            }
+            Statement::Truncate(truncate) => {
+                self.truncate(truncate.table_names.into_iter().map(|t| t.name).collect())
+                    .await
+            }
             Statement::Prepare {
                 name,
                 data_types,
@@ -611,11 +856,13 @@ impl Session {
             });
             return Ok(());
         }
+        let storage = self.db().begin(self.isolation());
         self.txn = Some(TxnBlock {
             failed: false,
             started_at: chrono::Utc::now(),
             savepoints: Vec::new(),
             undo: SettingsUndo::default(),
+            storage: Arc::new(tokio::sync::Mutex::new(storage)),
         });
         self.apply_transaction_modes(modes, false)
     }
@@ -646,7 +893,7 @@ impl Session {
         Ok(())
     }
 
-    fn commit(&mut self, chain: bool) -> SqlResult<StatementResult> {
+    async fn commit(&mut self, chain: bool) -> SqlResult<StatementResult> {
         match self.txn.take() {
             None => {
                 self.no_transaction_warning();
@@ -654,7 +901,15 @@ impl Session {
             }
             Some(block) => {
                 let failed = block.failed;
+                let storage = block.storage.clone();
                 self.finish_block(block, failed);
+                let txn = {
+                    let mut guard = storage.lock().await;
+                    std::mem::replace(&mut *guard, self.db().begin(Isolation::ReadCommitted))
+                };
+                if !failed {
+                    txn.commit().await?;
+                }
                 if chain {
                     self.begin(&[])?;
                 }
@@ -704,7 +959,12 @@ impl Session {
     fn savepoint(&mut self, name: String) -> SqlResult<StatementResult> {
         match &mut self.txn {
             Some(block) => {
-                block.savepoints.push(name.to_ascii_lowercase());
+                let mark = block
+                    .storage
+                    .try_lock()
+                    .map_err(|_| SqlError::internal("transaction busy"))?
+                    .savepoint();
+                block.savepoints.push((name.to_ascii_lowercase(), mark));
                 Ok(StatementResult::Command("SAVEPOINT".into()))
             }
             None => Err(SqlError::new(
@@ -717,7 +977,7 @@ impl Session {
     fn release_savepoint(&mut self, name: &str) -> SqlResult<StatementResult> {
         let key = name.to_ascii_lowercase();
         match &mut self.txn {
-            Some(block) => match block.savepoints.iter().rposition(|s| *s == key) {
+            Some(block) => match block.savepoints.iter().rposition(|s| s.0 == key) {
                 Some(pos) => {
                     block.savepoints.truncate(pos);
                     Ok(StatementResult::Command("RELEASE".into()))
@@ -734,9 +994,14 @@ impl Session {
     fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<StatementResult> {
         let key = name.to_ascii_lowercase();
         match &mut self.txn {
-            Some(block) => match block.savepoints.iter().rposition(|s| *s == key) {
+            Some(block) => match block.savepoints.iter().rposition(|s| s.0 == key) {
                 Some(pos) => {
                     block.savepoints.truncate(pos + 1);
+                    block
+                        .storage
+                        .try_lock()
+                        .map_err(|_| SqlError::internal("transaction busy"))?
+                        .rollback_to(block.savepoints[pos].1);
                     block.failed = false;
                     Ok(StatementResult::Command("ROLLBACK".into()))
                 }
@@ -944,7 +1209,8 @@ impl Session {
             .ok_or_else(|| SqlError::internal("no statement"))?;
         let plan = self.plan_query(&statement, &[]).await?;
         let physical = self.physical_plan(&plan).await?;
-        let batches = datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
+        let view = Arc::new(ReadView::committed(self.db().snapshot()));
+        let batches = datafusion::physical_plan::collect(physical, self.task_ctx(view)).await?;
         let batch = batches
             .first()
             .ok_or_else(|| SqlError::internal("constant expression produced no row"))?;
@@ -954,16 +1220,37 @@ impl Session {
     /// Makes DataFusion see the settings it depends on (the session time zone).
     fn sync_datafusion_settings(&mut self) {
         let tz = arrow_timezone(&self.vars.get("TimeZone").unwrap_or_else(|_| "UTC".into()));
-        let current = self.state.config().options().execution.time_zone.clone();
-        if current.as_deref() == Some(tz.as_str()) {
+        // DataFusion resolves unqualified names in one schema: the first of search_path.
+        let schema = self
+            .search_path()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| crate::engine::DEFAULT_SCHEMA.to_string());
+        let wanted = (Some(tz.as_str()), self.database.as_str(), schema.as_str());
+        let options = self.state.config().options();
+        let current = (
+            options.execution.time_zone.as_deref(),
+            options.catalog.default_catalog.as_str(),
+            options.catalog.default_schema.as_str(),
+        );
+        if current == wanted {
             return;
         }
-        if tz == "+00:00" {
+        let base = self.engine.state().config().options();
+        let base = (
+            base.execution.time_zone.as_deref(),
+            base.catalog.default_catalog.as_str(),
+            base.catalog.default_schema.as_str(),
+        );
+        if base == wanted {
             self.state = self.engine.state().clone();
             return;
         }
         let mut state = (*self.engine.state().as_ref()).clone();
-        state.config_mut().options_mut().execution.time_zone = Some(tz);
+        let options = state.config_mut().options_mut();
+        options.execution.time_zone = Some(tz);
+        options.catalog.default_catalog = self.database.clone();
+        options.catalog.default_schema = schema;
         self.state = Arc::new(state);
     }
 

@@ -297,6 +297,151 @@ impl SqlType {
     }
 }
 
+/// Field metadata key holding a column's declared length or precision (`varchar(20)`), as
+/// PostgreSQL's typmod prints it.
+pub const PG_TYPMOD_KEY: &str = "floe.typmod";
+
+/// The Arrow field a table column of SQL type `data_type` is stored as. `numeric(p, s)` keeps
+/// its precision and scale; `varchar(n)` and `char(n)` remember `n`.
+pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<Field> {
+    use crate::error::{sqlstate, SqlError};
+    use ast::{CharacterLength, DataType as D, ExactNumberInfo};
+    let with_typmod = |field: Field, typmod: String| {
+        let mut metadata = field.metadata().clone();
+        metadata.insert(PG_TYPMOD_KEY.into(), typmod);
+        field.with_metadata(metadata)
+    };
+    let field = match data_type {
+        D::Numeric(info) | D::Decimal(info) | D::Dec(info) => match info {
+            ExactNumberInfo::None => SqlType::Numeric.to_arrow_field(name),
+            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _)
+                if *p == 0 || *p > 38 =>
+            {
+                return Err(SqlError::not_supported(format!(
+                    "numeric precision {p} is not supported (Floe stores numeric in at most 38                      digits)"
+                )))
+            }
+            ExactNumberInfo::Precision(p) => with_typmod(
+                Field::new(name, DataType::Decimal128(*p as u8, 0), true),
+                format!("({p},0)"),
+            ),
+            ExactNumberInfo::PrecisionAndScale(p, s) => {
+                if *s < 0 || *s > *p as i64 {
+                    return Err(SqlError::new(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+                    ));
+                }
+                with_typmod(
+                    Field::new(name, DataType::Decimal128(*p as u8, *s as i8), true),
+                    format!("({p},{s})"),
+                )
+            }
+        },
+        D::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+        | D::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
+            with_typmod(SqlType::Varchar.to_arrow_field(name), format!("({length})"))
+        }
+        D::Char(len) | D::Character(len) => {
+            let length = match len {
+                Some(CharacterLength::IntegerLength { length, .. }) => *length,
+                _ => 1,
+            };
+            with_typmod(SqlType::Bpchar.to_arrow_field(name), format!("({length})"))
+        }
+        D::Float(ast::ExactNumberInfo::Precision(p)) if *p <= 24 => {
+            SqlType::Float4.to_arrow_field(name)
+        }
+        D::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::AngleBracket(inner)
+            | ast::ArrayElemTypeDef::Parenthesis(inner),
+        ) => {
+            let element = column_field("item", inner)?;
+            Field::new(name, DataType::List(Arc::new(element)), true)
+        }
+        other => match SqlType::from_sql(other) {
+            Some(SqlType::Unknown) | None => {
+                return Err(SqlError::new(
+                    sqlstate::UNDEFINED_OBJECT,
+                    format!("type \"{}\" does not exist", other.to_string().to_lowercase()),
+                ))
+            }
+            Some(t) => t.to_arrow_field(name),
+        },
+    };
+    Ok(field)
+}
+
+/// The SQL spelling of a column's exact type, for CASTs to it.
+pub fn cast_name(field: &Field) -> String {
+    match field.data_type() {
+        DataType::Decimal128(p, s) => format!("NUMERIC({p}, {s})"),
+        DataType::List(inner) => format!("{}[]", cast_name(inner)),
+        _ => match SqlType::from_arrow_field(field) {
+            SqlType::Bpchar => "BPCHAR".into(),
+            SqlType::Varchar => "VARCHAR".into(),
+            SqlType::Timestamptz => "TIMESTAMPTZ".into(),
+            SqlType::Timestamp => "TIMESTAMP".into(),
+            SqlType::Time => "TIME".into(),
+            SqlType::Oid => "BIGINT".into(),
+            SqlType::Name => "NAME".into(),
+            other => other.name().to_ascii_uppercase(),
+        },
+    }
+}
+
+/// PostgreSQL's `format_type` of a column: `numeric(10,2)`, `character varying(20)`, `integer[]`.
+pub fn format_column_type(field: &Field) -> String {
+    let typmod = field
+        .metadata()
+        .get(PG_TYPMOD_KEY)
+        .cloned()
+        .unwrap_or_default();
+    match field.data_type() {
+        DataType::List(inner) => format!("{}[]", format_column_type(inner)),
+        _ => format!("{}{typmod}", SqlType::from_arrow_field(field).name()),
+    }
+}
+
+impl SqlType {
+    /// The type a SQL type name denotes (arrays included); `None` for types Floe does not know.
+    pub fn from_sql(t: &ast::DataType) -> Option<SqlType> {
+        if let Some(tagged) = SqlType::from_sql_tagged(t) {
+            return Some(tagged);
+        }
+        if let ast::DataType::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::AngleBracket(inner)
+            | ast::ArrayElemTypeDef::Parenthesis(inner),
+        ) = t
+        {
+            return SqlType::from_sql(inner).map(|i| SqlType::Array(Box::new(i)));
+        }
+        let text = t.to_string().to_ascii_lowercase();
+        Some(match text.as_str() {
+            "int" | "integer" | "int4" => SqlType::Int4,
+            "smallint" | "int2" => SqlType::Int2,
+            "bigint" | "int8" => SqlType::Int8,
+            "real" | "float4" => SqlType::Float4,
+            "double precision" | "float8" | "float" | "double" => SqlType::Float8,
+            "text" | "string" => SqlType::Text,
+            "boolean" | "bool" => SqlType::Bool,
+            "date" => SqlType::Date,
+            "bytea" => SqlType::Bytea,
+            "interval" => SqlType::Interval,
+            "timestamptz" | "timestamp with time zone" => SqlType::Timestamptz,
+            s if s.starts_with("timestamp") && s.contains("with time zone") => SqlType::Timestamptz,
+            s if s.starts_with("timestamp") => SqlType::Timestamp,
+            s if s.starts_with("time") => SqlType::Time,
+            s if s.starts_with("numeric") || s.starts_with("decimal") => SqlType::Numeric,
+            s if s.starts_with("varchar") || s.starts_with("character varying") => SqlType::Varchar,
+            s if s.starts_with("char") => SqlType::Bpchar,
+            _ => return None,
+        })
+    }
+}
+
 /// Plans the SQL type names DataFusion has no Arrow type for (`uuid`, `json`, `jsonb`, …) as
 /// tagged `Utf8` fields, and `numeric` without a typmod as PostgreSQL's wide numeric.
 #[derive(Debug, Default)]

@@ -464,7 +464,14 @@ fn invalid_value(spec: &ParamSpec, value: &str) -> SqlError {
 fn normalize(spec: &ParamSpec, value: &str) -> SqlResult<String> {
     let lower = value.trim().to_ascii_lowercase();
     match spec.name {
-        "client_encoding" => match lower.replace(['-', '_'], "").as_str() {
+        // PostgreSQL ignores everything but letters and digits in encoding names
+        // (asyncpg sends 'utf-8' with the quotes).
+        "client_encoding" => match lower
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .as_str()
+        {
             "utf8" | "unicode" => Ok("UTF8".into()),
             _ => Err(SqlError::not_supported(format!(
                 "conversion between {value} and UTF8 is not supported"

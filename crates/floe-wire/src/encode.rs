@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalUnit, Schema};
 use floe_sql::vars::SessionVars;
 use floe_sql::SqlType;
 use pgwire::api::portal::Format;
@@ -147,8 +147,13 @@ impl RowEncoder {
                 }
                 if pg_field.format() == FieldFormat::Text {
                     if let Some(text) = pg_text(array.as_ref(), row, &self.time_zone) {
+                        // Written as is: a `&str` of an array type would be quoted as an element.
                         self.encoder.encode_field_with_type_and_format(
-                            &text.as_str(),
+                            &Preencoded {
+                                text: &text,
+                                binary: &[],
+                                prefix: None,
+                            },
                             pg_field.datatype(),
                             FieldFormat::Text,
                             pg_field.format_options(),
@@ -195,7 +200,7 @@ impl RowEncoder {
     }
 }
 
-/// A value whose text and binary forms are already known (uuid, jsonb).
+/// A value whose text and binary forms are already known (uuid, jsonb, Floe's text forms).
 #[derive(Debug)]
 struct Preencoded<'a> {
     text: &'a str,
@@ -237,7 +242,7 @@ impl ToSqlText for Preencoded<'_> {
 }
 
 /// PostgreSQL's text form for the types whose output differs from `arrow-pg`'s (floats and
-/// date/time values); `None` for every other type.
+/// date/time values, and arrays of them); `None` for every other type.
 fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<String> {
     use datafusion::arrow::datatypes::{
         Float32Type, Float64Type, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
@@ -245,6 +250,13 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
         TimestampSecondType,
     };
     Some(match array.data_type() {
+        DataType::List(item) if array_needs_pg_text(item.data_type()) => {
+            array_text(array.as_list::<i32>().value(row).as_ref(), tz)?
+        }
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            pg_interval::Interval::new(v.months, v.days, v.nanoseconds / 1000).to_postgres()
+        }
         DataType::Float64 => float_text(array.as_primitive::<Float64Type>().value(row), 15),
         DataType::Float32 => float32_text(array.as_primitive::<Float32Type>().value(row)),
         DataType::Time64(TimeUnit::Microsecond) => {
@@ -287,6 +299,56 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
         }
         _ => return None,
     })
+}
+
+/// Whether arrays of this element type need Floe's text form: arrow-pg prints their elements
+/// differently from PostgreSQL (`-0`, fraction digits) and leaves elements with spaces unquoted.
+fn array_needs_pg_text(item: &DataType) -> bool {
+    matches!(
+        item,
+        DataType::Float32
+            | DataType::Float64
+            | DataType::Time64(_)
+            | DataType::Timestamp(..)
+            | DataType::Interval(IntervalUnit::MonthDayNano)
+    )
+}
+
+/// A one-dimensional array in PostgreSQL's text form (`array_out`): `{a,NULL,"b c"}`.
+fn array_text(values: &dyn Array, tz: &Option<chrono_tz::Tz>) -> Option<String> {
+    let mut out = String::from("{");
+    for i in 0..values.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        if values.is_null(i) {
+            out.push_str("NULL");
+            continue;
+        }
+        let text = pg_text(values, i, tz)?;
+        let quote = text.is_empty()
+            || text.eq_ignore_ascii_case("NULL")
+            || text.chars().any(|c| {
+                matches!(
+                    c,
+                    '{' | '}' | ',' | '"' | '\\' | ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'
+                )
+            });
+        if quote {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push('}');
+    Some(out)
 }
 
 /// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped, like PostgreSQL.
@@ -429,6 +491,48 @@ mod tests {
         assert_eq!(float32_text(0.1), "0.1");
         assert_eq!(float32_text(2.0), "2");
         assert_eq!(float32_text(1234567.0), "1.234567e+06");
+    }
+
+    #[test]
+    fn arrays_print_like_postgres() {
+        use datafusion::arrow::array::{
+            Float64Builder, IntervalMonthDayNanoBuilder, ListBuilder, TimestampMicrosecondBuilder,
+        };
+        use datafusion::arrow::datatypes::IntervalMonthDayNano;
+
+        let mut floats = ListBuilder::new(Float64Builder::new());
+        floats.values().append_value(1.5);
+        floats.values().append_value(-0.0);
+        floats.values().append_null();
+        floats.values().append_value(f64::INFINITY);
+        floats.append(true);
+        floats.append(true);
+        let floats = floats.finish();
+        assert_eq!(
+            pg_text(&floats, 0, &None).unwrap(),
+            "{1.5,-0,NULL,Infinity}"
+        );
+        assert_eq!(pg_text(&floats, 1, &None).unwrap(), "{}");
+
+        let mut stamps = ListBuilder::new(TimestampMicrosecondBuilder::new());
+        stamps.values().append_value(1_709_210_096_789_000);
+        stamps.append(true);
+        let stamps = stamps.finish();
+        assert_eq!(
+            pg_text(&stamps, 0, &None).unwrap(),
+            "{\"2024-02-29 12:34:56.789\"}"
+        );
+
+        let mut intervals = ListBuilder::new(IntervalMonthDayNanoBuilder::new());
+        intervals
+            .values()
+            .append_value(IntervalMonthDayNano::new(0, 1, 1_000_000_000));
+        intervals.append(true);
+        let intervals = intervals.finish();
+        assert_eq!(
+            pg_text(&intervals, 0, &None).unwrap(),
+            "{\"1 day 00:00:01\"}"
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -34,6 +35,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
 use pgwire::messages::data::{DataRow, RowDescription};
 use pgwire::messages::extendedquery::{Execute, Parse, ParseComplete, Sync as PgSync};
 use pgwire::messages::response::{
@@ -59,10 +61,19 @@ pub(crate) struct ConnectionLimits {
     pub(crate) max_connections: usize,
 }
 
+/// What a simple query leaves the connection doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Ready for the next query.
+    Continue,
+    /// Waiting for COPY data.
+    CopyIn,
+}
+
 /// Session state shared between a connection's handlers.
 #[derive(Debug)]
-struct Shared {
-    session: Mutex<Option<Session>>,
+pub(crate) struct Shared {
+    pub(crate) session: Mutex<Option<Session>>,
     /// Text output options of the session, refreshed after utility statements.
     format: StdMutex<Arc<FormatOptions>>,
 }
@@ -87,7 +98,7 @@ pub(crate) struct Connection {
     engine: Arc<Engine>,
     registry: Arc<Registry>,
     limits: ConnectionLimits,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     parser: Arc<FloeQueryParser>,
     registration: OnceLock<Registration>,
 }
@@ -146,6 +157,10 @@ impl PgWireServerHandlers for Handlers {
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         self.conn.clone()
     }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.conn.clone()
+    }
 }
 
 /// Answers CancelRequests by backend key.
@@ -189,7 +204,7 @@ pub(crate) fn error_info(err: &SqlError) -> ErrorInfo {
     info
 }
 
-fn user_error(err: SqlError) -> PgWireError {
+pub(crate) fn user_error(err: SqlError) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&err)))
 }
 
@@ -223,7 +238,7 @@ fn classify(err: PgWireError) -> Failure {
     }
 }
 
-fn txn_status(status: TxnStatus) -> TransactionStatus {
+pub(crate) fn txn_status(status: TxnStatus) -> TransactionStatus {
     match status {
         TxnStatus::Idle => TransactionStatus::Idle,
         TxnStatus::InBlock => TransactionStatus::Transaction,
@@ -530,7 +545,15 @@ impl SimpleQueryHandler for Connection {
         }
         let mut fatal_error = None;
         match outcome {
-            Ok(()) => {}
+            Ok(Flow::CopyIn) => {
+                // The client sends CopyData next; the copy handler finishes the statement
+                // and pgwire sends ReadyForQuery after CopyDone.
+                client.set_transaction_status(txn_status(session.txn_status()));
+                client.set_state(PgWireConnectionState::CopyInProgress(false));
+                client.flush().await?;
+                return Ok(());
+            }
+            Ok(Flow::Continue) => {}
             Err(Failure::Connection(e)) => return Err(e),
             Err(Failure::Statement(info)) => {
                 session.on_statement_error();
@@ -582,7 +605,7 @@ impl Connection {
         session: &mut Session,
         sql: &str,
         control: &Option<Arc<ConnControl>>,
-    ) -> Result<(), Failure>
+    ) -> Result<Flow, Failure>
     where
         C: Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -601,19 +624,30 @@ impl Connection {
                 ))
                 .await
                 .map_err(|e| Failure::Connection(e.into()))?;
-            return Ok(());
+            return Ok(Flow::Continue);
         }
         let single = statements.len() == 1;
-        for statement in statements {
+        let count = statements.len();
+        for (i, statement) in statements.into_iter().enumerate() {
             let cancel = Cancellation::new(control.clone(), session.vars().statement_timeout_ms());
             let prepared = Arc::new(cancel.run(session.prepare(Some(statement), &[])).await??);
             if single {
                 session.cache_statement(sql, prepared.clone());
             }
-            self.run_prepared(client, session, &prepared, &cancel)
+            let flow = self
+                .run_prepared(client, session, &prepared, &cancel)
                 .await?;
+            if flow == Flow::CopyIn {
+                if i + 1 < count {
+                    return Err(SqlError::not_supported(
+                        "COPY FROM STDIN must be the last statement of a query string",
+                    )
+                    .into());
+                }
+                return Ok(Flow::CopyIn);
+            }
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     /// Executes one prepared statement of a simple query and sends its results.
@@ -623,7 +657,7 @@ impl Connection {
         session: &mut Session,
         prepared: &Prepared,
         cancel: &Cancellation,
-    ) -> Result<(), Failure>
+    ) -> Result<Flow, Failure>
     where
         C: Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -654,7 +688,75 @@ impl Connection {
                     .await
                     .map_err(|e| Failure::Connection(e.into()))?;
             }
+            StatementResult::CopyIn { columns } => {
+                let response = CopyInResponse::new(0, columns as i16, vec![0; columns]);
+                client
+                    .feed(PgWireBackendMessage::CopyInResponse(response))
+                    .await
+                    .map_err(|e| Failure::Connection(e.into()))?;
+                return Ok(Flow::CopyIn);
+            }
+            StatementResult::CopyOut { rows, options } => {
+                self.send_copy_out(client, rows, &options, cancel).await?;
+            }
         }
+        Ok(Flow::Continue)
+    }
+
+    /// COPY TO STDOUT: CopyOutResponse, one CopyData per row, CopyDone, `COPY n`.
+    async fn send_copy_out<C>(
+        &self,
+        client: &mut C,
+        rows: RowStream,
+        options: &floe_sql::copy::CopyOptions,
+        cancel: &Cancellation,
+    ) -> Result<(), Failure>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<C::Error>,
+    {
+        let wire = |e: C::Error| Failure::Connection(e.into());
+        let fields = Arc::new(encode::field_infos(
+            &rows.schema,
+            &Format::UnifiedText,
+            &self.shared.format(),
+        ));
+        let columns = fields.len();
+        client
+            .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                0,
+                columns as i16,
+                vec![0; columns],
+            )))
+            .await
+            .map_err(wire)?;
+        let mut encoder = RowEncoder::new(&rows.schema, fields);
+        let mut batches = rows.stream;
+        let mut count = 0usize;
+        let mut buffer = Vec::new();
+        while let Some(batch) = cancel.run(batches.next()).await? {
+            let batch = batch.map_err(SqlError::from)?;
+            encoder.encode(&batch, &mut buffer).map_err(classify)?;
+            for data in crate::copy::copy_data(&buffer, options) {
+                client
+                    .feed(PgWireBackendMessage::CopyData(data))
+                    .await
+                    .map_err(wire)?;
+                count += 1;
+            }
+            buffer.clear();
+        }
+        client
+            .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+            .await
+            .map_err(wire)?;
+        client
+            .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                format!("COPY {count}"),
+            )))
+            .await
+            .map_err(wire)?;
         Ok(())
     }
 
@@ -696,8 +798,9 @@ impl Connection {
                 count += 1;
             }
         }
-        let tag = if tag == "SELECT" {
-            format!("SELECT {count}")
+        // Row-returning DML (RETURNING) reports its row count like SELECT.
+        let tag = if matches!(tag, "SELECT" | "INSERT 0" | "UPDATE" | "DELETE") {
+            format!("{tag} {count}")
         } else {
             tag.to_string()
         };
@@ -974,6 +1077,35 @@ impl ExtendedQueryHandler for Connection {
                 Ok(Response::Execution(Tag::new(&tag)))
             }
             StatementResult::Empty => Ok(Response::EmptyQuery),
+            StatementResult::CopyIn { columns } => Ok(Response::CopyIn(CopyResponse::new(
+                0,
+                columns,
+                stream::empty(),
+            ))),
+            StatementResult::CopyOut { rows, options } => {
+                let fields = Arc::new(encode::field_infos(
+                    &rows.schema,
+                    &Format::UnifiedText,
+                    &self.shared.format(),
+                ));
+                let columns = fields.len();
+                let mut encoder = RowEncoder::new(&rows.schema, fields);
+                let data = rows.stream.flat_map(move |batch| {
+                    let mut buffer = Vec::new();
+                    let encoded = batch
+                        .map_err(|e| user_error(SqlError::from(e)))
+                        .and_then(|batch| encoder.encode(&batch, &mut buffer));
+                    let items: Vec<PgWireResult<CopyData>> = match encoded {
+                        Ok(()) => crate::copy::copy_data(&buffer, &options)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                        Err(e) => vec![Err(e)],
+                    };
+                    stream::iter(items)
+                });
+                Ok(Response::CopyOut(CopyResponse::new(0, columns, data)))
+            }
         }
     }
 }

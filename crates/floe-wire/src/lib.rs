@@ -11,6 +11,7 @@
 //! from the session (which knows about failed blocks), not from pgwire's own bookkeeping.
 
 mod cancel;
+mod copy;
 mod encode;
 mod handler;
 mod params;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, NaiveTime, Timelike, Utc};
+use datafusion::arrow::array::{new_empty_array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::IntervalMonthDayNano;
 use datafusion::scalar::ScalarValue;
 use floe_sql::{sqlstate, SqlError, SqlResult, SqlType};
@@ -107,13 +109,16 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
             })?;
             ScalarValue::Utf8(Some(text.to_string()))
         }
+        SqlType::Numeric => match parse_numeric(text) {
+            Some(value) => value,
+            None => ScalarValue::Utf8(Some(text.trim().to_string())),
+        },
         SqlType::Int2
         | SqlType::Int4
         | SqlType::Int8
         | SqlType::Oid
         | SqlType::Float4
         | SqlType::Float8
-        | SqlType::Numeric
         | SqlType::Bool
         | SqlType::Date
         | SqlType::Time
@@ -145,14 +150,64 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
                     }
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
-            list_of(scalars, inner)
+            list_of(scalars, inner)?
         }
         _ => ScalarValue::Utf8(Some(text.to_string())),
     })
 }
 
-fn list_of(scalars: Vec<ScalarValue>, inner: &SqlType) -> ScalarValue {
-    ScalarValue::List(ScalarValue::new_list_nullable(&scalars, &inner.to_arrow()))
+/// A one-dimensional array value whose item field is exactly the one of `inner[]`'s Arrow type
+/// (tagged for uuid, varchar, json, …), so it binds to a parameter of that type as is.
+fn list_of(scalars: Vec<ScalarValue>, inner: &SqlType) -> SqlResult<ScalarValue> {
+    let values = if scalars.is_empty() {
+        new_empty_array(&inner.to_arrow())
+    } else {
+        ScalarValue::iter_to_array(scalars)?
+    };
+    let list = ListArray::try_new(
+        Arc::new(inner.to_arrow_field("item")),
+        OffsetBuffer::from_lengths([values.len()]),
+        values,
+        None,
+    )?;
+    Ok(ScalarValue::List(Arc::new(list)))
+}
+
+/// A numeric in PostgreSQL's input syntax (`-12.50`, `1E-9`, `.5`) as a `Decimal128` that keeps
+/// the written scale; `None` for what this does not read (NaN, Infinity, more than 38 digits),
+/// which is left to the cast.
+fn parse_numeric(text: &str) -> Option<ScalarValue> {
+    let text = text.trim();
+    let (negative, rest) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (number, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let mut mantissa: i128 = 0;
+    for c in whole.bytes().chain(fraction.bytes()) {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa.checked_mul(10)?.checked_add((c - b'0') as i128)?;
+    }
+    let mut scale = fraction.len() as i32 - exponent;
+    if scale < 0 {
+        mantissa = mantissa.checked_mul(10i128.checked_pow(scale.unsigned_abs())?)?;
+        scale = 0;
+    }
+    if scale > 38 || mantissa >= 10i128.pow(38) {
+        return None;
+    }
+    let mantissa = if negative { -mantissa } else { mantissa };
+    Some(ScalarValue::Decimal128(Some(mantissa), 38, scale as i8))
 }
 
 /// `+05` → `+05:00` (Arrow wants minutes in an offset).
@@ -357,7 +412,7 @@ fn decode_binary_array(inner: &SqlType, raw: &[u8]) -> Result<ScalarValue, Decod
     let _has_nulls = reader.i32()?;
     let _element_oid = reader.i32()?;
     if ndim == 0 {
-        return Ok(list_of(vec![], inner));
+        return list_of(vec![], inner).map_err(|e| e.to_string());
     }
     if ndim != 1 {
         return Err("multidimensional arrays are not supported".into());
@@ -384,7 +439,7 @@ fn decode_binary_array(inner: &SqlType, raw: &[u8]) -> Result<ScalarValue, Decod
         };
         scalars.push(v);
     }
-    Ok(list_of(scalars, inner))
+    list_of(scalars, inner).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -424,6 +479,29 @@ mod tests {
         assert_eq!(v.to_string(), "[7, ]");
         assert!(decode_binary(&SqlType::Int4, &[0, 1]).is_err());
         assert!(decode_binary(&SqlType::Array(Box::new(SqlType::Int4)), &raw[..10]).is_err());
+    }
+
+    #[test]
+    fn numeric_text_keeps_its_scale() {
+        let d = |text: &str| parse_numeric(text);
+        assert_eq!(d("1.50"), Some(ScalarValue::Decimal128(Some(150), 38, 2)));
+        assert_eq!(d(" -3 "), Some(ScalarValue::Decimal128(Some(-3), 38, 0)));
+        assert_eq!(d("1E-9"), Some(ScalarValue::Decimal128(Some(1), 38, 9)));
+        assert_eq!(d("2.5e3"), Some(ScalarValue::Decimal128(Some(2500), 38, 0)));
+        assert_eq!(d(".5"), Some(ScalarValue::Decimal128(Some(5), 38, 1)));
+        assert_eq!(d("NaN"), None);
+        assert_eq!(d("1x"), None);
+        assert_eq!(d("."), None);
+        assert_eq!(d(&"9".repeat(39)), None);
+    }
+
+    #[test]
+    fn arrays_carry_the_element_tag() {
+        let ty = SqlType::Array(Box::new(SqlType::Uuid));
+        let v = decode_text(&ty, "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,NULL}").unwrap();
+        assert_eq!(v.data_type(), ty.to_arrow());
+        let v = decode_text(&ty, "{}").unwrap();
+        assert_eq!(v.data_type(), ty.to_arrow());
     }
 
     #[test]

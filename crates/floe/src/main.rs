@@ -29,9 +29,13 @@ fn main() -> ExitCode {
                 eprintln!("floe: invalid --log-level {:?}: {e}", config.log_level);
                 return ExitCode::from(2);
             }
+            // Planning deep expressions (a 300-term sum, a 75-way UNION) recurses deeply in
+            // DataFusion; the default 2 MiB stacks overflow and abort the process. The space is
+            // reserved, not committed: only deep statements touch it.
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("floe")
+                .thread_stack_size(64 << 20)
                 .build()
             {
                 Ok(rt) => rt,
@@ -112,7 +116,10 @@ fn lock_data_dir(config: &ServeConfig) -> Result<File, ServeError> {
 async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&config)?;
     let engine = Engine::new(EngineConfig {
-        query_memory_limit: config.memory_limit,
+        data_dir: config.data_dir.clone(),
+        // One budget, split: rows held in memory and query execution never exceed it together.
+        query_memory_limit: config.memory_limit.map(|m| m / 5 * 2),
+        hot_memory_limit: config.memory_limit.map(|m| m / 5 * 3),
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;
@@ -138,6 +145,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         addr.port()
     );
     server.run(shutdown_signal()).await?;
+    engine.close();
     Ok(())
 }
 

@@ -1,0 +1,103 @@
+//! Functions that need the database: `nextval`.
+//!
+//! A call names its sequence by text (`nextval('t_id_seq')`); the session resolves the name
+//! along its `search_path` while planning and calls `floe_nextval(<oid>)`, so evaluation needs
+//! no session state.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, Int64Builder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{exec_err, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use floe_storage::Db;
+
+/// The name the planner calls.
+pub const NEXTVAL: &str = "floe_nextval";
+
+/// `floe_nextval(sequence_oid bigint) → bigint`.
+pub fn nextval_udf(db: Arc<Db>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(NextVal {
+        db,
+        signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+    })
+}
+
+#[derive(Debug)]
+struct NextVal {
+    db: Arc<Db>,
+    signature: Signature,
+}
+
+impl PartialEq for NextVal {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.db, &other.db)
+    }
+}
+
+impl Eq for NextVal {}
+
+impl Hash for NextVal {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        NEXTVAL.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for NextVal {
+    fn name(&self) -> &str {
+        NEXTVAL
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let oids: ArrayRef = match &args.args[0] {
+            ColumnarValue::Array(a) => a.clone(),
+            ColumnarValue::Scalar(s) => s.to_array_of_size(rows.max(1))?,
+        };
+        let Some(oids) = oids.as_any().downcast_ref::<Int64Array>() else {
+            return exec_err!("nextval expects a sequence oid");
+        };
+        let catalog = self.db.catalog();
+        let mut out = Int64Builder::with_capacity(rows);
+        for i in 0..rows.min(oids.len()) {
+            if oids.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let oid = oids.value(i) as u32;
+            let Some(def) = catalog.relation(oid) else {
+                return Err(crate::SqlError::new(
+                    crate::sqlstate::UNDEFINED_TABLE,
+                    format!("could not open relation with OID {oid}"),
+                )
+                .into());
+            };
+            match self.db.nextval(def) {
+                Ok(Some(value)) => out.append_value(value),
+                Ok(None) => {
+                    return Err(crate::SqlError::new(
+                        crate::sqlstate::SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                        format!(
+                            "nextval: reached maximum value of sequence \"{}\"",
+                            def.name
+                        ),
+                    )
+                    .into())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}

@@ -1,0 +1,483 @@
+//! ALTER TABLE.
+//!
+//! Metadata changes (renames, defaults, NOT NULL, CHECK) replace the table's definition and
+//! keep its rows. Changes to how rows are laid out (ADD/DROP COLUMN, ADD PRIMARY KEY, column
+//! types) rewrite the table: a SELECT computes every row in the new layout, and one commit
+//! replaces definition and rows together (storage validates that no other commit wrote rows in
+//! the old layout after it).
+//!
+//! Departures from PostgreSQL, for now: no table lock is taken, so a row committed by another
+//! session while a rewrite runs can be lost; ALTER commits at once, also inside a block.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::sql::sqlparser::ast::{
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, RenameTableNameKind,
+    TableConstraint,
+};
+use floe_storage::{
+    CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, TableCodec, TableData, TableDef,
+};
+use futures::TryStreamExt;
+
+use super::ddl::ident_name;
+use super::{Session, StatementResult};
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::types::{cast_name, column_field};
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Session {
+    pub(super) async fn alter_table(&mut self, alter: AlterTable) -> SqlResult<StatementResult> {
+        let Some(def) = self.find_relation(&alter.name)? else {
+            if alter.if_exists {
+                self.notices.push(super::Notice {
+                    severity: "NOTICE",
+                    code: sqlstate::SUCCESSFUL_COMPLETION,
+                    message: format!("relation \"{}\" does not exist, skipping", alter.name),
+                });
+                return Ok(StatementResult::Command("ALTER TABLE".into()));
+            }
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_TABLE,
+                format!("relation \"{}\" does not exist", alter.name),
+            ));
+        };
+        if !def.is_table() {
+            return Err(SqlError::new(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("\"{}\" is not a table", def.name),
+            ));
+        }
+        let mut new_def = (*def).clone();
+        // `SELECT` list computing each new column from the old row (None: metadata only).
+        let mut rewrite = false;
+        let mut new_values: Vec<String> = def.columns.iter().map(|c| quote(&c.name)).collect();
+        let mut checks_to_validate = Vec::new();
+        let mut not_null_to_validate = Vec::new();
+        for operation in alter.operations {
+            match operation {
+                AlterTableOperation::RenameTable { table_name } => {
+                    let name = match table_name {
+                        RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+                    };
+                    let (_, name) = self.split_name(&name)?;
+                    if self
+                        .db()
+                        .catalog()
+                        .relation_by_name(&def.database, &def.schema, &name)
+                        .is_some()
+                    {
+                        return Err(SqlError::new(
+                            sqlstate::DUPLICATE_TABLE,
+                            format!("relation \"{name}\" already exists"),
+                        ));
+                    }
+                    new_def.name = name;
+                }
+                AlterTableOperation::RenameColumn {
+                    old_column_name,
+                    new_column_name,
+                } => {
+                    let position = column_position(&new_def, &ident_name(&old_column_name))?;
+                    let new_name = ident_name(&new_column_name);
+                    if new_def.column_index(&new_name).is_some() {
+                        return Err(SqlError::new(
+                            sqlstate::DUPLICATE_COLUMN,
+                            format!(
+                                "column \"{new_name}\" of relation \"{}\" already exists",
+                                def.name
+                            ),
+                        ));
+                    }
+                    new_def.columns[position].name = new_name.clone();
+                    new_def.columns[position].field =
+                        new_def.columns[position].field.clone().with_name(new_name);
+                }
+                AlterTableOperation::AddColumn {
+                    if_not_exists,
+                    column_def,
+                    ..
+                } => {
+                    let name = ident_name(&column_def.name);
+                    if new_def.column_index(&name).is_some() {
+                        if if_not_exists {
+                            continue;
+                        }
+                        return Err(SqlError::new(
+                            sqlstate::DUPLICATE_COLUMN,
+                            format!(
+                                "column \"{name}\" of relation \"{}\" already exists",
+                                def.name
+                            ),
+                        ));
+                    }
+                    let mut field = column_field(&name, &column_def.data_type)?;
+                    let mut default = None;
+                    let mut not_null = false;
+                    for option in &column_def.options {
+                        match &option.option {
+                            ColumnOption::Null => {}
+                            ColumnOption::NotNull => not_null = true,
+                            ColumnOption::Default(expr) => default = Some(expr.to_string()),
+                            ColumnOption::Check(check) => {
+                                new_def.constraints.push(ConstraintDef::Check {
+                                    name: format!("{}_{name}_check", def.name),
+                                    expr: check.expr.to_string(),
+                                });
+                                checks_to_validate.push(check.expr.to_string());
+                            }
+                            other => {
+                                return Err(SqlError::not_supported(format!(
+                                    "ADD COLUMN … {other} is not supported yet"
+                                )))
+                            }
+                        }
+                    }
+                    field = field.with_nullable(!not_null);
+                    let value = default.clone().unwrap_or_else(|| "NULL".into());
+                    new_values.push(format!("CAST({value} AS {})", cast_name(&field)));
+                    if not_null {
+                        not_null_to_validate.push(new_def.columns.len());
+                    }
+                    new_def.columns.push(ColumnDef {
+                        id: new_def.next_column_id,
+                        name,
+                        field,
+                        default,
+                        identity: None,
+                    });
+                    new_def.next_column_id += 1;
+                    rewrite = true;
+                }
+                AlterTableOperation::DropColumn {
+                    column_names,
+                    if_exists,
+                    ..
+                } => {
+                    for column in column_names {
+                        let name = ident_name(&column);
+                        let Some(position) = new_def.column_index(&name) else {
+                            if if_exists {
+                                continue;
+                            }
+                            return Err(undefined_column(&name, &def.name));
+                        };
+                        if let Some(pk) = &new_def.primary_key {
+                            if pk.columns.contains(&position) {
+                                new_def.primary_key = None;
+                            }
+                        }
+                        let id = new_def.columns[position].id;
+                        new_def.constraints.retain(|c| match c {
+                            ConstraintDef::Unique { columns, .. } => !columns.contains(&id),
+                            ConstraintDef::Check { expr, .. } => !expr.contains(&name),
+                        });
+                        new_def.columns.remove(position);
+                        new_values.remove(position);
+                        if let Some(pk) = &mut new_def.primary_key {
+                            for c in &mut pk.columns {
+                                if *c > position {
+                                    *c -= 1;
+                                }
+                            }
+                        }
+                        rewrite = true;
+                    }
+                }
+                AlterTableOperation::AlterColumn { column_name, op } => {
+                    let name = ident_name(&column_name);
+                    let position = column_position(&new_def, &name)?;
+                    match op {
+                        AlterColumnOperation::SetNotNull => {
+                            let column = &mut new_def.columns[position];
+                            column.field = column.field.clone().with_nullable(false);
+                            not_null_to_validate.push(position);
+                        }
+                        AlterColumnOperation::DropNotNull => {
+                            if new_def
+                                .primary_key
+                                .as_ref()
+                                .is_some_and(|pk| pk.columns.contains(&position))
+                            {
+                                return Err(SqlError::new(
+                                    sqlstate::INVALID_TABLE_DEFINITION,
+                                    format!("column \"{name}\" is in a primary key"),
+                                ));
+                            }
+                            let column = &mut new_def.columns[position];
+                            column.field = column.field.clone().with_nullable(true);
+                        }
+                        AlterColumnOperation::SetDefault { value } => {
+                            new_def.columns[position].default = Some(value.to_string());
+                        }
+                        AlterColumnOperation::DropDefault => {
+                            new_def.columns[position].default = None;
+                        }
+                        AlterColumnOperation::SetDataType {
+                            data_type, using, ..
+                        } => {
+                            let column = &new_def.columns[position];
+                            let field = column_field(&name, &data_type)?
+                                .with_nullable(column.field.is_nullable());
+                            let source = match using {
+                                Some(expr) => expr.to_string(),
+                                None => quote(&name),
+                            };
+                            new_values[position] =
+                                format!("CAST({source} AS {})", cast_name(&field));
+                            new_def.columns[position].field = field;
+                            rewrite = true;
+                        }
+                        other => {
+                            return Err(SqlError::not_supported(format!(
+                                "ALTER COLUMN … {other} is not supported yet"
+                            )))
+                        }
+                    }
+                }
+                AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+                    TableConstraint::PrimaryKey(pk) => {
+                        if new_def.primary_key.is_some() {
+                            return Err(SqlError::new(
+                                sqlstate::INVALID_TABLE_DEFINITION,
+                                format!(
+                                    "multiple primary keys for table \"{}\" are not allowed",
+                                    def.name
+                                ),
+                            ));
+                        }
+                        let mut columns = Vec::new();
+                        for c in &pk.columns {
+                            let name = c.column.expr.to_string();
+                            let name = name.trim_matches('"').to_lowercase();
+                            let position = column_position(&new_def, &name)?;
+                            let column = &mut new_def.columns[position];
+                            column.field = column.field.clone().with_nullable(false);
+                            not_null_to_validate.push(position);
+                            columns.push(position);
+                        }
+                        new_def.primary_key = Some(PrimaryKey {
+                            name: pk
+                                .name
+                                .as_ref()
+                                .map(ident_name)
+                                .unwrap_or_else(|| format!("{}_pkey", def.name)),
+                            columns,
+                        });
+                        rewrite = true;
+                    }
+                    TableConstraint::Check(check) => {
+                        new_def.constraints.push(ConstraintDef::Check {
+                            name: check
+                                .name
+                                .as_ref()
+                                .map(ident_name)
+                                .unwrap_or_else(|| format!("{}_check", def.name)),
+                            expr: check.expr.to_string(),
+                        });
+                        checks_to_validate.push(check.expr.to_string());
+                    }
+                    TableConstraint::Unique(unique) => {
+                        let mut ids = Vec::new();
+                        let mut names = Vec::new();
+                        for c in &unique.columns {
+                            let name = c.column.expr.to_string().trim_matches('"').to_lowercase();
+                            let position = column_position(&new_def, &name)?;
+                            ids.push(new_def.columns[position].id);
+                            names.push(name);
+                        }
+                        new_def.constraints.push(ConstraintDef::Unique {
+                            name: unique
+                                .name
+                                .as_ref()
+                                .map(ident_name)
+                                .unwrap_or_else(|| format!("{}_{}_key", def.name, names.join("_"))),
+                            columns: ids,
+                        });
+                    }
+                    other => {
+                        return Err(SqlError::not_supported(format!(
+                            "ADD {other} is not supported yet"
+                        )))
+                    }
+                },
+                AlterTableOperation::DropConstraint {
+                    if_exists, name, ..
+                } => {
+                    let name = ident_name(&name);
+                    let before = new_def.constraints.len();
+                    new_def.constraints.retain(|c| c.name() != name);
+                    if new_def
+                        .primary_key
+                        .as_ref()
+                        .is_some_and(|pk| pk.name == name)
+                    {
+                        new_def.primary_key = None;
+                        rewrite = true;
+                    } else if new_def.constraints.len() == before && !if_exists {
+                        return Err(SqlError::new(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!(
+                                "constraint \"{name}\" of relation \"{}\" does not exist",
+                                def.name
+                            ),
+                        ));
+                    }
+                }
+                other => {
+                    return Err(SqlError::not_supported(format!(
+                        "ALTER TABLE … {other} is not supported yet"
+                    )))
+                }
+            }
+        }
+        let new_def = Arc::new(new_def);
+        let qualified = format!("{}.{}", quote(&def.schema), quote(&def.name));
+        for position in not_null_to_validate {
+            let column = &def.columns.get(position).map(|c| c.name.clone());
+            if let Some(column) = column {
+                let sql = format!(
+                    "SELECT count(*) FROM {qualified} WHERE {} IS NULL",
+                    quote(column)
+                );
+                if self.count_rows(&sql).await? > 0 {
+                    return Err(SqlError::new(
+                        sqlstate::NOT_NULL_VIOLATION,
+                        format!(
+                            "column \"{column}\" of relation \"{}\" contains null values",
+                            def.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for check in checks_to_validate {
+            let sql = format!("SELECT count(*) FROM {qualified} WHERE NOT ({check})");
+            if self.count_rows(&sql).await? > 0 {
+                return Err(SqlError::new(
+                    sqlstate::CHECK_VIOLATION,
+                    format!(
+                        "check constraint of relation \"{}\" is violated by some row",
+                        def.name
+                    ),
+                ));
+            }
+        }
+        if rewrite {
+            let sql = format!("SELECT {} FROM {qualified}", new_values.join(", "));
+            self.rewrite_table(new_def, &sql).await?;
+        } else {
+            self.db()
+                .commit_catalog(vec![CatalogChange::PutRelation(new_def)])
+                .await?;
+        }
+        Ok(StatementResult::Command("ALTER TABLE".into()))
+    }
+
+    async fn count_rows(&self, sql: &str) -> SqlResult<i64> {
+        let batches = self.query_latest(sql).await?;
+        let value = batches
+            .first()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| datafusion::scalar::ScalarValue::try_from_array(b.column(0), 0))
+            .transpose()?;
+        Ok(match value {
+            Some(datafusion::scalar::ScalarValue::Int64(Some(n))) => n,
+            _ => 0,
+        })
+    }
+
+    /// Runs a query at the newest committed state.
+    async fn query_latest(&self, sql: &str) -> SqlResult<Vec<RecordBatch>> {
+        let statement = self.parse_one(sql)?;
+        let plan = self.plan_query(&statement, &[]).await?;
+        let physical = self.physical_plan(&plan).await?;
+        let view = Arc::new(floe_storage::ReadView::committed(self.db().snapshot()));
+        let stream = datafusion::physical_plan::execute_stream(physical, self.task_ctx(view))?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// Replaces the table's definition and all its rows (computed by `select`) in one commit.
+    async fn rewrite_table(&mut self, new_def: Arc<TableDef>, select: &str) -> SqlResult<()> {
+        let batches = self.query_latest(select).await?;
+        let data = Arc::new(TableData::new(new_def.clone())?);
+        let schema = data.codec.schema().clone();
+        let mut txn = self.db().begin(floe_storage::Isolation::ReadCommitted);
+        txn.truncate(&data);
+        let mut seen: HashSet<Key> = HashSet::new();
+        let mut rowid = 0u64;
+        for batch in batches {
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+            for (i, field) in schema.fields().iter().enumerate() {
+                let column = batch.column(i);
+                let column = if column.data_type() == field.data_type() {
+                    column.clone()
+                } else {
+                    cast(column, field.data_type())?
+                };
+                if !field.is_nullable() && column.null_count() > 0 {
+                    return Err(SqlError::new(
+                        sqlstate::NOT_NULL_VIOLATION,
+                        format!(
+                            "column \"{}\" of relation \"{}\" contains null values",
+                            field.name(),
+                            new_def.name
+                        ),
+                    ));
+                }
+                columns.push(column);
+            }
+            let rows = data.codec.encode_rows(&columns)?;
+            let keys = data.codec.encode_keys(&columns)?;
+            for i in 0..batch.num_rows() {
+                let key: Key = match &keys {
+                    Some(keys) => {
+                        let key: Key = Arc::from(keys.row(i).data());
+                        if !seen.insert(key.clone()) {
+                            let pk = new_def
+                                .primary_key
+                                .as_ref()
+                                .map(|p| p.name.clone())
+                                .unwrap_or_default();
+                            return Err(SqlError::new(
+                                sqlstate::UNIQUE_VIOLATION,
+                                format!("could not create unique index \"{pk}\""),
+                            )
+                            .with_detail(format!(
+                                "Key {} is duplicated.",
+                                data.codec.describe_key(&key)
+                            )));
+                        }
+                        key
+                    }
+                    None => {
+                        rowid += 1;
+                        TableCodec::rowid_key(rowid)
+                    }
+                };
+                txn.write(&data, key, Some(Arc::from(rows.row(i).data())))?;
+            }
+        }
+        txn.change_catalog(CatalogChange::PutRelation(new_def));
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+fn column_position(def: &TableDef, name: &str) -> SqlResult<usize> {
+    def.column_index(name)
+        .ok_or_else(|| undefined_column(name, &def.name))
+}
+
+fn undefined_column(column: &str, table: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::UNDEFINED_COLUMN,
+        format!("column \"{column}\" of relation \"{table}\" does not exist"),
+    )
+}

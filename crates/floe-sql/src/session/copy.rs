@@ -1,0 +1,244 @@
+//! `COPY … FROM STDIN` and `COPY … TO STDOUT`.
+//!
+//! COPY FROM is an INSERT whose rows come from the client: the statement is planned once as
+//! `INSERT INTO t (cols) SELECT * FROM floe_internal.copy` (so values convert exactly as string
+//! literals do in an INSERT, defaults and constraints included), and every chunk of parsed rows
+//! runs through that plan in the statement's transaction. COPY TO runs the query (or
+//! `SELECT cols FROM t`) and hands the rows to the wire layer with the output options.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Statement};
+
+use super::dml::{replace_sources, DmlPlan};
+use super::{Session, StatementResult, StatementTxn};
+use crate::copy::{CopyOptions, CopyParser, TextRow};
+use crate::error::{sqlstate, SqlError, SqlResult};
+
+/// Rows converted and written at a time.
+const CHUNK_ROWS: usize = 8192;
+
+/// A COPY FROM STDIN waiting for the client's data.
+pub(crate) struct CopyIn {
+    plan: Arc<DmlPlan>,
+    source_schema: SchemaRef,
+    parser: CopyParser,
+    txn: StatementTxn,
+    rows: Vec<TextRow>,
+    count: u64,
+    /// The first error; later data is read and dropped, the error is reported at the end.
+    error: Option<SqlError>,
+}
+
+impl Session {
+    pub(super) async fn copy(&mut self, statement: Statement) -> SqlResult<StatementResult> {
+        let Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            values,
+        } = statement
+        else {
+            return Err(SqlError::internal("not a COPY statement"));
+        };
+        let options = CopyOptions::from_ast(&options, &legacy_options)?;
+        match (&target, to) {
+            (CopyTarget::Stdin, false) | (CopyTarget::Stdout, true) => {}
+            _ => {
+                return Err(SqlError::not_supported(
+                    "COPY to or from a file or program is not supported; use STDIN/STDOUT \
+                     (psql's \\copy)",
+                ))
+            }
+        }
+        if to {
+            let query = match source {
+                CopySource::Query(query) => query.to_string(),
+                CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let list = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    format!("SELECT {list} FROM {table_name}")
+                }
+            };
+            let statement = self.parse_one(&query)?;
+            let prepared = self.prepare(Some(statement), &[]).await?;
+            return match Box::pin(self.execute(&prepared, vec![])).await? {
+                StatementResult::Rows { rows, .. } => {
+                    Ok(StatementResult::CopyOut { rows, options })
+                }
+                _ => Err(SqlError::internal("COPY query returned no rows")),
+            };
+        }
+        let CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(SqlError::syntax("COPY FROM needs a table"));
+        };
+        let def = self.relation(&table_name)?;
+        let width = if columns.is_empty() {
+            def.columns.len()
+        } else {
+            columns.len()
+        };
+        let column_list = if columns.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                columns
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let source_schema: SchemaRef = Arc::new(Schema::new(
+            (0..width)
+                .map(|i| Field::new(format!("c{i}"), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let insert = self.parse_one(&format!(
+            "INSERT INTO {table_name}{column_list} SELECT * FROM {}.copy",
+            crate::catalog::INTERNAL_SCHEMA
+        ))?;
+        let (plan, _, _) = self
+            .plan_dml_from(&insert, &[], Some(source_schema.clone()))
+            .await?;
+        let txn = self.statement_txn().await?;
+        let mut copy_in = CopyIn {
+            plan: Arc::new(plan),
+            source_schema,
+            parser: CopyParser::new(options),
+            txn,
+            rows: Vec::new(),
+            count: 0,
+            error: None,
+        };
+        // Data given inline after the statement (a script piped to psql).
+        if !values.is_empty() {
+            let mut inline = Vec::new();
+            for value in values {
+                inline.extend_from_slice(value.unwrap_or_else(|| "\\N".into()).as_bytes());
+                inline.push(b'\n');
+            }
+            self.copy_in = Some(copy_in);
+            self.copy_data(&inline).await;
+            let tag = self.copy_done().await?;
+            return Ok(StatementResult::Command(tag));
+        }
+        copy_in.rows.reserve(CHUNK_ROWS);
+        self.copy_in = Some(copy_in);
+        Ok(StatementResult::CopyIn { columns: width })
+    }
+
+    /// Whether a COPY FROM STDIN is waiting for data.
+    pub fn copy_in_progress(&self) -> bool {
+        self.copy_in.is_some()
+    }
+
+    /// A chunk of COPY data from the client. Errors are kept for [`Session::copy_done`].
+    pub async fn copy_data(&mut self, data: &[u8]) {
+        let Some(mut state) = self.copy_in.take() else {
+            return;
+        };
+        if state.error.is_none() {
+            if let Err(e) = state.parser.feed(data, &mut state.rows) {
+                state.error = Some(e);
+            } else if state.rows.len() >= CHUNK_ROWS {
+                if let Err(e) = self.write_copy_rows(&mut state).await {
+                    state.error = Some(e);
+                }
+            }
+        }
+        self.copy_in = Some(state);
+    }
+
+    /// The client's data ended: writes the rest, commits (outside a transaction block) and
+    /// returns the command tag.
+    pub async fn copy_done(&mut self) -> SqlResult<String> {
+        let Some(mut state) = self.copy_in.take() else {
+            return Err(SqlError::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                "unexpected CopyDone: no COPY in progress",
+            ));
+        };
+        let mut result = match state.error.take() {
+            Some(e) => Err(e),
+            None => state.parser.finish(&mut state.rows),
+        };
+        if result.is_ok() {
+            result = self.write_copy_rows(&mut state).await;
+        }
+        let count = state.count;
+        let outcome = self.finish_statement_txn(state.txn, result).await;
+        match outcome {
+            Ok(()) => Ok(format!("COPY {count}")),
+            Err(e) => {
+                self.on_statement_error();
+                Err(e)
+            }
+        }
+    }
+
+    /// The client aborted the COPY: nothing of it is kept.
+    pub fn copy_fail(&mut self, message: &str) -> SqlError {
+        self.copy_in = None;
+        self.on_statement_error();
+        SqlError::new(
+            sqlstate::QUERY_CANCELED,
+            format!("COPY from stdin failed: {message}"),
+        )
+    }
+
+    async fn write_copy_rows(&mut self, state: &mut CopyIn) -> SqlResult<()> {
+        if state.rows.is_empty() {
+            return Ok(());
+        }
+        let width = state.source_schema.fields().len();
+        let rows = std::mem::take(&mut state.rows);
+        for (i, row) in rows.iter().enumerate() {
+            if row.len() != width {
+                let (code, what) = if row.len() < width {
+                    (sqlstate::BAD_COPY_FILE_FORMAT, "missing data for column")
+                } else {
+                    (
+                        sqlstate::BAD_COPY_FILE_FORMAT,
+                        "extra data after last expected column",
+                    )
+                };
+                return Err(SqlError::new(code, what.to_string())
+                    .with_detail(format!("COPY, row {}", state.count as usize + i + 1)));
+            }
+        }
+        let columns: Vec<ArrayRef> = (0..width)
+            .map(|c| {
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r[c].as_deref()))) as ArrayRef
+            })
+            .collect();
+        let batch = RecordBatch::try_new(state.source_schema.clone(), columns)?;
+        let select = replace_sources(state.plan.select().clone(), &[("copy", batch)])?;
+        let written = self
+            .write_rows(&state.plan, &select, &mut state.txn)
+            .await?;
+        state.count += written.len() as u64;
+        state.rows = rows;
+        state.rows.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,1042 @@
+//! DML: INSERT, UPDATE and DELETE as a query DataFusion plans plus a writer that applies its
+//! rows to the statement's transaction.
+//!
+//! Each statement is rewritten into a SELECT that yields, per affected row, the row's new values
+//! in table-column order (cast to the column types; defaults filled in), the row's storage key
+//! (`__floe_key`, UPDATE and DELETE), and one boolean per CHECK constraint. DataFusion plans
+//! it like any query, so parameters get their types from the target columns, and every
+//! expression, join (UPDATE … FROM, DELETE … USING) and subquery works as in a SELECT. The
+//! target table is read through `floe_internal.target`, a provider with the key column.
+//!
+//! The writer locks each row, then asks storage whether it changed since the snapshot: under
+//! READ COMMITTED a changed row is re-evaluated at the newest version (PostgreSQL's
+//! EvalPlanQual: the UPDATE applies to the new version if it still matches); under REPEATABLE
+//! READ it is a serialization failure (40001).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::{provider_as_source, MemTable, TableProvider};
+use datafusion::logical_expr::{col, lit, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::execute_stream;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    self, Assignment, AssignmentTarget, ConflictTarget, Expr, FromTable, OnConflictAction,
+    OnInsert, SetExpr, Statement, TableFactor, TableObject, UpdateTableFromKind,
+};
+use floe_storage::{
+    ConstraintDef, FloeTable, Key, RowBytes, RowCheck, TableCodec, TableData, Txn, KEY_COLUMN,
+};
+use futures::TryStreamExt;
+
+use super::ddl::ident_name;
+use super::{bind_params, describe_plan, RowStream, Session, StatementResult};
+use crate::catalog::{with_dml_sources, DmlSources, INTERNAL_SCHEMA};
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::types::{cast_name, SqlType};
+
+/// Which statement a [`DmlPlan`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DmlKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// What INSERT does when the key already exists.
+#[derive(Debug, Clone)]
+enum OnConflict {
+    /// Fail with 23505.
+    Error,
+    /// Skip the row.
+    Nothing,
+    /// Update the existing row: a plan over `floe_internal.target` (the existing rows, with
+    /// keys) and `floe_internal.returning` (the proposed rows as `excluded`, with keys).
+    Update(Box<LogicalPlan>),
+}
+
+/// A planned INSERT, UPDATE or DELETE.
+#[derive(Debug, Clone)]
+pub(crate) struct DmlPlan {
+    pub kind: DmlKind,
+    table: Arc<TableData>,
+    /// See the module doc for its columns.
+    select: LogicalPlan,
+    /// Names of the CHECK constraints whose results follow the key column.
+    checks: Vec<String>,
+    returning: Option<LogicalPlan>,
+    on_conflict: OnConflict,
+}
+
+/// A SQL name quoted for safe reuse in generated SQL.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn internal_table(name: &str) -> String {
+    format!("{INTERNAL_SCHEMA}.{name}")
+}
+
+impl DmlPlan {
+    /// The plan producing the statement's rows.
+    pub(super) fn select(&self) -> &LogicalPlan {
+        &self.select
+    }
+}
+
+impl Session {
+    /// Plans a DML statement; returns the plan, parameter types and RETURNING's columns.
+    pub(super) async fn plan_dml(
+        &self,
+        statement: &Statement,
+        declared: &[SqlType],
+    ) -> SqlResult<(DmlPlan, Vec<SqlType>, Option<SchemaRef>)> {
+        self.plan_dml_from(statement, declared, None).await
+    }
+
+    /// [`Session::plan_dml`] with `floe_internal.copy` shaped like `copy_source` (COPY FROM).
+    pub(super) async fn plan_dml_from(
+        &self,
+        statement: &Statement,
+        declared: &[SqlType],
+        copy_source: Option<SchemaRef>,
+    ) -> SqlResult<(DmlPlan, Vec<SqlType>, Option<SchemaRef>)> {
+        let (kind, table_name, alias, returning) = match statement {
+            Statement::Insert(insert) => {
+                let TableObject::TableName(name) = &insert.table else {
+                    return Err(SqlError::not_supported("INSERT INTO a table function"));
+                };
+                let alias = insert.table_alias.as_ref().map(|a| ident_name(&a.alias));
+                (
+                    DmlKind::Insert,
+                    name.clone(),
+                    alias,
+                    insert.returning.clone(),
+                )
+            }
+            Statement::Update(update) => {
+                let TableFactor::Table { name, alias, .. } = &update.table.relation else {
+                    return Err(SqlError::not_supported("UPDATE of a non-table relation"));
+                };
+                if !update.table.joins.is_empty() {
+                    return Err(SqlError::syntax("syntax error at or near \"JOIN\""));
+                }
+                let alias = alias.as_ref().map(|a| ident_name(&a.name));
+                (
+                    DmlKind::Update,
+                    name.clone(),
+                    alias,
+                    update.returning.clone(),
+                )
+            }
+            Statement::Delete(delete) => {
+                let tables = match &delete.from {
+                    FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+                };
+                let [target] = tables.as_slice() else {
+                    return Err(SqlError::not_supported("DELETE from several tables"));
+                };
+                let TableFactor::Table { name, alias, .. } = &target.relation else {
+                    return Err(SqlError::not_supported("DELETE from a non-table relation"));
+                };
+                let alias = alias.as_ref().map(|a| ident_name(&a.name));
+                (
+                    DmlKind::Delete,
+                    name.clone(),
+                    alias,
+                    delete.returning.clone(),
+                )
+            }
+            _ => return Err(SqlError::internal("not a DML statement")),
+        };
+        let def = self.relation(&table_name)?;
+        if !def.is_table() {
+            return Err(SqlError::new(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("cannot change relation \"{}\"", def.name),
+            ));
+        }
+        let table = self
+            .db()
+            .table(def.id)
+            .ok_or_else(|| SqlError::internal("table has no storage"))?;
+        let alias = alias.unwrap_or_else(|| def.name.clone());
+        // Only new rows are checked: DELETE has none.
+        let checks: Vec<(String, String)> = def
+            .constraints
+            .iter()
+            .filter(|_| kind != DmlKind::Delete)
+            .filter_map(|c| match c {
+                ConstraintDef::Check { name, expr } => Some((name.clone(), expr.clone())),
+                _ => None,
+            })
+            .collect();
+
+        let inner = match statement {
+            Statement::Insert(insert) => self.insert_select(&table, insert)?,
+            Statement::Update(update) => update_select(&table, &alias, update)?,
+            Statement::Delete(delete) => delete_select(&alias, delete)?,
+            _ => unreachable!("matched above"),
+        };
+        let outer = with_checks(&inner, &checks);
+
+        let copy = match copy_source {
+            Some(schema) => Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?) as _),
+            None => None,
+        };
+        let sources = DmlSources {
+            target: Some(Arc::new(FloeTable::new(
+                self.db().clone(),
+                table.clone(),
+                true,
+            ))),
+            returning: Some(empty_rows(&table, true)?),
+            copy,
+        };
+        let select_statement = self.parse_one(&outer)?;
+        let select = with_dml_sources(sources.clone(), async {
+            self.plan_query(&select_statement, declared).await
+        })
+        .await?;
+        let (param_types, _) = describe_plan(&select, declared)?;
+
+        let returning = match returning {
+            Some(items) => {
+                let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                let sql = format!(
+                    "SELECT {} FROM {} AS {}",
+                    items.join(", "),
+                    internal_table("returning"),
+                    quote(&alias)
+                );
+                let statement = self.parse_one(&sql)?;
+                Some(
+                    with_dml_sources(sources.clone(), async {
+                        self.plan_query(&statement, &[]).await
+                    })
+                    .await?,
+                )
+            }
+            None => None,
+        };
+        let result_schema = returning.as_ref().map(super::plan_output_schema);
+
+        let on_conflict = match statement {
+            Statement::Insert(insert) => {
+                self.plan_on_conflict(&table, &alias, insert.on.as_ref(), &sources)
+                    .await?
+            }
+            _ => OnConflict::Error,
+        };
+        Ok((
+            DmlPlan {
+                kind,
+                table,
+                select,
+                checks: checks.into_iter().map(|(name, _)| name).collect(),
+                returning,
+                on_conflict,
+            },
+            param_types,
+            result_schema,
+        ))
+    }
+
+    pub(super) fn parse_one(&self, sql: &str) -> SqlResult<Statement> {
+        self.parse(sql)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("generated SQL has no statement"))
+    }
+
+    /// `INSERT INTO t (cols) source` as a SELECT of whole rows.
+    fn insert_select(&self, table: &TableData, insert: &ast::Insert) -> SqlResult<String> {
+        let def = &table.def;
+        let mut target: Vec<usize> = Vec::new();
+        for column in &insert.columns {
+            let name = column
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(ident_name)
+                .unwrap_or_default();
+            let position = def.column_index(&name).ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{name}\" of relation \"{}\" does not exist",
+                        def.name
+                    ),
+                )
+            })?;
+            if target.contains(&position) {
+                return Err(SqlError::syntax(format!(
+                    "column \"{name}\" specified more than once"
+                )));
+            }
+            target.push(position);
+        }
+        if insert.columns.is_empty() {
+            target = (0..def.columns.len()).collect();
+        }
+        let default_of = |position: usize| -> String {
+            let column = &def.columns[position];
+            let value = column.default.clone().unwrap_or_else(|| "NULL".into());
+            format!("CAST({value} AS {})", cast_name(&column.field))
+        };
+        let Some(source) = &insert.source else {
+            // DEFAULT VALUES.
+            let values: Vec<String> = (0..def.columns.len())
+                .map(|i| format!("{} AS {}", default_of(i), quote(&def.columns[i].name)))
+                .collect();
+            return Ok(format!("SELECT {}", values.join(", ")));
+        };
+        let mut source = source.clone();
+        let mut width = None;
+        if let SetExpr::Values(values) = source.body.as_mut() {
+            for row in &mut values.rows {
+                if row.len() > target.len() {
+                    return Err(SqlError::syntax(
+                        "INSERT has more expressions than target columns",
+                    ));
+                }
+                if row.len() < target.len() && !insert.columns.is_empty() {
+                    return Err(SqlError::syntax(
+                        "INSERT has more target columns than expressions",
+                    ));
+                }
+                width = Some(row.len());
+                for (j, value) in row.iter_mut().enumerate() {
+                    let column = &def.columns[target[j]];
+                    let is_default = matches!(value, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"));
+                    if is_default {
+                        *value = parse_expr(&default_of(target[j]))?;
+                    } else if matches!(value, Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)))
+                    {
+                        *value =
+                            parse_expr(&format!("CAST({value} AS {})", cast_name(&column.field)))?;
+                    }
+                }
+            }
+        }
+        if let Some(width) = width {
+            target.truncate(width);
+        }
+        let source_columns: Vec<String> = (0..target.len()).map(|j| format!("__c{j}")).collect();
+        let mut values = Vec::with_capacity(def.columns.len());
+        for (i, column) in def.columns.iter().enumerate() {
+            let value = match target.iter().position(|&t| t == i) {
+                Some(j) => {
+                    if column.identity == Some(true) {
+                        return Err(SqlError::new(
+                            sqlstate::GENERATED_ALWAYS,
+                            format!(
+                                "cannot insert a non-DEFAULT value into column \"{}\"",
+                                column.name
+                            ),
+                        )
+                        .with_detail(format!(
+                            "Column \"{}\" is an identity column defined as GENERATED ALWAYS.",
+                            column.name
+                        ))
+                        .with_hint("Use OVERRIDING SYSTEM VALUE to override."));
+                    }
+                    format!("CAST(__src.__c{j} AS {})", cast_name(&column.field))
+                }
+                None => default_of(i),
+            };
+            values.push(format!("{value} AS {}", quote(&column.name)));
+        }
+        Ok(format!(
+            "SELECT {} FROM ({source}) AS __src({})",
+            values.join(", "),
+            source_columns.join(", ")
+        ))
+    }
+
+    async fn plan_on_conflict(
+        &self,
+        table: &Arc<TableData>,
+        alias: &str,
+        on: Option<&OnInsert>,
+        sources: &DmlSources,
+    ) -> SqlResult<OnConflict> {
+        let Some(on) = on else {
+            return Ok(OnConflict::Error);
+        };
+        let OnInsert::OnConflict(conflict) = on else {
+            return Err(SqlError::not_supported("ON DUPLICATE KEY UPDATE"));
+        };
+        let def = &table.def;
+        let Some(pk) = &def.primary_key else {
+            return Err(SqlError::new(
+                sqlstate::INVALID_COLUMN_REFERENCE,
+                "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+            ));
+        };
+        match &conflict.conflict_target {
+            Some(ConflictTarget::Columns(columns)) => {
+                let mut wanted: Vec<usize> = Vec::new();
+                for c in columns {
+                    match def.column_index(&ident_name(c)) {
+                        Some(i) => wanted.push(i),
+                        None => {
+                            return Err(SqlError::new(
+                                sqlstate::UNDEFINED_COLUMN,
+                                format!("column \"{}\" does not exist", ident_name(c)),
+                            ))
+                        }
+                    }
+                }
+                let mut key = pk.columns.clone();
+                wanted.sort_unstable();
+                key.sort_unstable();
+                if wanted != key {
+                    return Err(SqlError::new(
+                        sqlstate::INVALID_COLUMN_REFERENCE,
+                        "there is no unique or exclusion constraint matching the ON CONFLICT \
+                         specification",
+                    ));
+                }
+            }
+            Some(ConflictTarget::OnConstraint(name)) => {
+                let name = name.to_string();
+                if name != pk.name {
+                    return Err(SqlError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!(
+                            "constraint \"{name}\" for table \"{}\" does not exist",
+                            def.name
+                        ),
+                    ));
+                }
+            }
+            None => {}
+        }
+        match &conflict.action {
+            OnConflictAction::DoNothing => Ok(OnConflict::Nothing),
+            OnConflictAction::DoUpdate(update) => {
+                if conflict.conflict_target.is_none() {
+                    return Err(SqlError::syntax(
+                        "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                    ));
+                }
+                let assigned = assignments(def, &update.assignments)?;
+                let mut values = Vec::new();
+                for (i, column) in def.columns.iter().enumerate() {
+                    let value = match assigned.get(&i) {
+                        Some(expr) => format!("CAST(({expr}) AS {})", cast_name(&column.field)),
+                        None => format!("{}.{}", quote(alias), quote(&column.name)),
+                    };
+                    values.push(format!("{value} AS {}", quote(&column.name)));
+                }
+                let mut inner = format!(
+                    "SELECT {}, {}.{KEY_COLUMN} AS {KEY_COLUMN} FROM {} AS {} JOIN {} AS excluded \
+                     ON {}.{KEY_COLUMN} = excluded.{KEY_COLUMN}",
+                    values.join(", "),
+                    quote(alias),
+                    internal_table("target"),
+                    quote(alias),
+                    internal_table("returning"),
+                    quote(alias),
+                );
+                if let Some(selection) = &update.selection {
+                    inner.push_str(&format!(" WHERE {selection}"));
+                }
+                let checks: Vec<(String, String)> = def
+                    .constraints
+                    .iter()
+                    .filter_map(|c| match c {
+                        ConstraintDef::Check { name, expr } => Some((name.clone(), expr.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                let statement = self.parse_one(&with_checks(&inner, &checks))?;
+                let sources = DmlSources {
+                    target: Some(empty_rows(table, true)?),
+                    returning: sources.returning.clone(),
+                    copy: None,
+                };
+                let plan =
+                    with_dml_sources(sources, async { self.plan_query(&statement, &[]).await })
+                        .await?;
+                Ok(OnConflict::Update(Box::new(plan)))
+            }
+        }
+    }
+
+    /// Runs a planned DML statement in the session's transaction (or its own).
+    pub(super) async fn execute_dml(
+        &mut self,
+        plan: &DmlPlan,
+        param_types: &[SqlType],
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        if self.vars.get("transaction_read_only").unwrap_or_default() == "on" {
+            let verb = match plan.kind {
+                DmlKind::Insert => "INSERT",
+                DmlKind::Update => "UPDATE",
+                DmlKind::Delete => "DELETE",
+            };
+            return Err(SqlError::new(
+                sqlstate::READ_ONLY_SQL_TRANSACTION,
+                format!("cannot execute {verb} in a read-only transaction"),
+            ));
+        }
+        let select = bind_params(plan.select.clone(), param_types, params)?;
+        let mut txn = self.statement_txn().await?;
+        let result = self.write_rows(plan, &select, &mut txn).await;
+        let affected = self.finish_statement_txn(txn, result).await?;
+        let count = affected.len();
+        let tag = match plan.kind {
+            DmlKind::Insert => "INSERT 0",
+            DmlKind::Update => "UPDATE",
+            DmlKind::Delete => "DELETE",
+        };
+        match &plan.returning {
+            None => Ok(StatementResult::Command(format!("{tag} {count}"))),
+            Some(returning) => {
+                let rows = self.run_returning(plan, returning, &affected).await?;
+                Ok(StatementResult::Rows { rows, tag })
+            }
+        }
+    }
+
+    /// Applies the statement's rows; returns the rows RETURNING sees.
+    pub(super) async fn write_rows(
+        &self,
+        plan: &DmlPlan,
+        select: &LogicalPlan,
+        txn: &mut Txn,
+    ) -> SqlResult<Vec<RowBytes>> {
+        let view = txn.statement_view();
+        let batches = self.collect_plan(select, view.clone()).await?;
+        let table = &plan.table;
+        let width = table.def.columns.len();
+        let mut affected = Vec::new();
+        for batch in batches {
+            match plan.kind {
+                DmlKind::Insert => {
+                    let values = self.checked_values(plan, &batch, 0)?;
+                    self.insert_rows(plan, values, txn, &mut affected).await?;
+                }
+                DmlKind::Update => {
+                    let keys = key_column(&batch, width)?;
+                    let values = self.checked_values(plan, &batch, 1)?;
+                    let rows = table.codec.encode_rows(&values)?;
+                    let new_keys = table.codec.encode_keys(&values)?;
+                    for i in 0..batch.num_rows() {
+                        let old_key: Key = Arc::from(keys.value(i));
+                        txn.lock_row(table, &old_key).await?;
+                        let (row, new_key): (RowBytes, Option<Key>) =
+                            match txn.check_row(table, &old_key, &view)? {
+                                RowCheck::Current(Some(_)) => (
+                                    Arc::from(rows.row(i).data()),
+                                    new_keys.as_ref().map(|k| Arc::from(k.row(i).data())),
+                                ),
+                                RowCheck::Current(None) | RowCheck::Changed(None) => continue,
+                                RowCheck::Changed(Some(_)) => {
+                                    match self.recheck(plan, select, &old_key, txn).await? {
+                                        Some(values) => {
+                                            let rows = table.codec.encode_rows(&values)?;
+                                            let keys = table.codec.encode_keys(&values)?;
+                                            (
+                                                Arc::from(rows.row(0).data()),
+                                                keys.map(|k| Arc::from(k.row(0).data())),
+                                            )
+                                        }
+                                        None => continue,
+                                    }
+                                }
+                            };
+                        match new_key {
+                            Some(new_key) if new_key != old_key => {
+                                txn.lock_row(table, &new_key).await?;
+                                if txn.key_exists(table, &new_key) {
+                                    return Err(duplicate_key(table, &new_key));
+                                }
+                                txn.write(table, old_key, None)?;
+                                txn.write(table, new_key, Some(row.clone()))?;
+                            }
+                            _ => txn.write(table, old_key, Some(row.clone()))?,
+                        }
+                        affected.push(row);
+                    }
+                }
+                DmlKind::Delete => {
+                    let keys = key_column(&batch, 0)?;
+                    for i in 0..batch.num_rows() {
+                        let key: Key = Arc::from(keys.value(i));
+                        txn.lock_row(table, &key).await?;
+                        let old = match txn.check_row(table, &key, &view)? {
+                            RowCheck::Current(Some(row)) => row,
+                            RowCheck::Current(None) | RowCheck::Changed(None) => continue,
+                            RowCheck::Changed(Some(row)) => {
+                                if self.recheck(plan, select, &key, txn).await?.is_none() {
+                                    continue;
+                                }
+                                row
+                            }
+                        };
+                        txn.write(table, key, None)?;
+                        affected.push(old);
+                    }
+                }
+            }
+        }
+        Ok(affected)
+    }
+
+    async fn insert_rows(
+        &self,
+        plan: &DmlPlan,
+        values: Vec<ArrayRef>,
+        txn: &mut Txn,
+        affected: &mut Vec<RowBytes>,
+    ) -> SqlResult<()> {
+        let table = &plan.table;
+        let rows = table.codec.encode_rows(&values)?;
+        let keys = table.codec.encode_keys(&values)?;
+        let mut conflicts: Vec<(Key, usize)> = Vec::new();
+        for i in 0..rows.num_rows() {
+            let row: RowBytes = Arc::from(rows.row(i).data());
+            let key: Key = match &keys {
+                Some(keys) => {
+                    let key: Key = Arc::from(keys.row(i).data());
+                    txn.lock_row(table, &key).await?;
+                    if txn.key_exists(table, &key) {
+                        match plan.on_conflict {
+                            OnConflict::Error => return Err(duplicate_key(table, &key)),
+                            OnConflict::Nothing => continue,
+                            OnConflict::Update(_) => {
+                                if conflicts.iter().any(|(k, _)| *k == key) {
+                                    return Err(SqlError::new(
+                                        sqlstate::CARDINALITY_VIOLATION,
+                                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                                    )
+                                    .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+                                }
+                                conflicts.push((key, i));
+                                continue;
+                            }
+                        }
+                    }
+                    key
+                }
+                None => TableCodec::rowid_key(table.next_rowid()),
+            };
+            txn.write(table, key, Some(row.clone()))?;
+            affected.push(row);
+        }
+        if let (OnConflict::Update(update), false) = (&plan.on_conflict, conflicts.is_empty()) {
+            self.upsert(plan, update.as_ref(), &values, &conflicts, txn, affected)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// ON CONFLICT DO UPDATE for the rows whose keys exist.
+    async fn upsert(
+        &self,
+        plan: &DmlPlan,
+        update: &LogicalPlan,
+        proposed: &[ArrayRef],
+        conflicts: &[(Key, usize)],
+        txn: &mut Txn,
+        affected: &mut Vec<RowBytes>,
+    ) -> SqlResult<()> {
+        let table = &plan.table;
+        let indices = datafusion::arrow::array::UInt32Array::from_iter_values(
+            conflicts.iter().map(|(_, i)| *i as u32),
+        );
+        let key_array: ArrayRef = Arc::new(BinaryArray::from_iter_values(
+            conflicts.iter().map(|(k, _)| k.as_ref()),
+        ));
+        let mut excluded: Vec<ArrayRef> = proposed
+            .iter()
+            .map(|c| datafusion::arrow::compute::take(c.as_ref(), &indices, None))
+            .collect::<Result<_, _>>()?;
+        excluded.push(key_array.clone());
+        let mut existing_rows = Vec::with_capacity(conflicts.len());
+        for (key, _) in conflicts {
+            let current = txn
+                .own_row(table.def.id, key)
+                .flatten()
+                .or_else(|| table.hot.latest(key).and_then(|(_, row)| row));
+            existing_rows
+                .push(current.ok_or_else(|| SqlError::internal("conflicting row vanished"))?);
+        }
+        let existing = table
+            .codec
+            .decode_rows(existing_rows.iter().map(|r| r.as_ref()))?;
+        let mut existing_columns = existing.columns().to_vec();
+        existing_columns.push(key_array);
+        let schema = keyed_schema(table);
+        let existing = RecordBatch::try_new(schema.clone(), existing_columns)?;
+        let excluded = RecordBatch::try_new(schema.clone(), excluded)?;
+        let update = replace_sources(
+            update.clone(),
+            &[("target", existing), ("returning", excluded)],
+        )?;
+        let batches = self.collect_plan(&update, txn.statement_view()).await?;
+        let width = table.def.columns.len();
+        for batch in batches {
+            let keys = key_column(&batch, width)?;
+            let values = self.checked_values(
+                plan,
+                &RecordBatch::try_new(batch.schema(), batch.columns().to_vec())?,
+                1,
+            )?;
+            let rows = table.codec.encode_rows(&values)?;
+            let new_keys = table.codec.encode_keys(&values)?;
+            for i in 0..batch.num_rows() {
+                let key: Key = Arc::from(keys.value(i));
+                let row: RowBytes = Arc::from(rows.row(i).data());
+                if let Some(new_keys) = &new_keys {
+                    let new_key: Key = Arc::from(new_keys.row(i).data());
+                    if new_key != key {
+                        return Err(SqlError::not_supported(
+                            "ON CONFLICT DO UPDATE that changes the key is not supported",
+                        ));
+                    }
+                }
+                txn.write(table, key, Some(row.clone()))?;
+                affected.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// The new values of a batch (table columns, cast exactly), after NOT NULL and CHECK.
+    /// `extra` is the number of columns between the values and the checks (the key).
+    fn checked_values(
+        &self,
+        plan: &DmlPlan,
+        batch: &RecordBatch,
+        extra: usize,
+    ) -> SqlResult<Vec<ArrayRef>> {
+        let def = &plan.table.def;
+        let width = def.columns.len();
+        let schema = plan.table.codec.schema();
+        let mut values = Vec::with_capacity(width);
+        for (i, field) in schema.fields().iter().enumerate() {
+            let column = batch.column(i);
+            let column = if column.data_type() == field.data_type() {
+                column.clone()
+            } else {
+                cast(column, field.data_type())?
+            };
+            if !field.is_nullable() && column.null_count() > 0 {
+                let row = (0..column.len()).find(|&r| column.is_null(r)).unwrap_or(0);
+                return Err(SqlError::new(
+                    sqlstate::NOT_NULL_VIOLATION,
+                    format!(
+                        "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                        field.name(),
+                        def.name
+                    ),
+                )
+                .with_detail(failing_row(batch, width, row)));
+            }
+            values.push(column);
+        }
+        for (c, name) in plan.checks.iter().enumerate() {
+            let result = batch.column(width + extra + c);
+            let Some(result) = result.as_any().downcast_ref::<BooleanArray>() else {
+                return Err(SqlError::new(
+                    sqlstate::DATATYPE_MISMATCH,
+                    format!("CHECK constraint \"{name}\" is not a boolean expression"),
+                ));
+            };
+            if let Some(row) = (0..result.len()).find(|&r| result.is_valid(r) && !result.value(r)) {
+                return Err(SqlError::new(
+                    sqlstate::CHECK_VIOLATION,
+                    format!(
+                        "new row for relation \"{}\" violates check constraint \"{name}\"",
+                        def.name
+                    ),
+                )
+                .with_detail(failing_row(batch, width, row)));
+            }
+        }
+        Ok(values)
+    }
+
+    /// READ COMMITTED re-check of one row at the newest committed version: its new values if
+    /// it still qualifies.
+    async fn recheck(
+        &self,
+        plan: &DmlPlan,
+        select: &LogicalPlan,
+        key: &Key,
+        txn: &Txn,
+    ) -> SqlResult<Option<Vec<ArrayRef>>> {
+        let filtered = LogicalPlanBuilder::from(select.clone())
+            .filter(col(KEY_COLUMN).eq(lit(ScalarValue::Binary(Some(key.to_vec())))))?
+            .build()?;
+        let batches = self.collect_plan(&filtered, txn.latest_view()).await?;
+        let Some(batch) = batches.into_iter().find(|b| b.num_rows() > 0) else {
+            return Ok(None);
+        };
+        let batch = batch.slice(0, 1);
+        if plan.kind == DmlKind::Delete {
+            return Ok(Some(vec![]));
+        }
+        self.checked_values(plan, &batch, 1).map(Some)
+    }
+
+    async fn collect_plan(
+        &self,
+        plan: &LogicalPlan,
+        view: Arc<floe_storage::ReadView>,
+    ) -> SqlResult<Vec<RecordBatch>> {
+        let physical = self.physical_plan(plan).await?;
+        let stream = execute_stream(physical, self.task_ctx(view))?;
+        Ok(stream.try_collect().await?)
+    }
+
+    async fn run_returning(
+        &self,
+        plan: &DmlPlan,
+        returning: &LogicalPlan,
+        affected: &[RowBytes],
+    ) -> SqlResult<RowStream> {
+        let table = &plan.table;
+        let rows = table
+            .codec
+            .decode_rows(affected.iter().map(|r| r.as_ref()))?;
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(BinaryArray::from_iter_values(
+            std::iter::repeat_n(&[][..], affected.len()),
+        )));
+        let batch = RecordBatch::try_new(keyed_schema(table), columns)?;
+        let plan_with_rows = replace_sources(returning.clone(), &[("returning", batch)])?;
+        let view = Arc::new(floe_storage::ReadView::committed(self.db().snapshot()));
+        let physical = self.physical_plan(&plan_with_rows).await?;
+        let schema = super::plan_output_schema(returning);
+        let stream = execute_stream(physical, self.task_ctx(view))?;
+        Ok(RowStream {
+            schema: schema.clone(),
+            stream: Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+            ),
+        })
+    }
+}
+
+/// Wraps a SELECT of new rows with one boolean column per CHECK constraint.
+fn with_checks(inner: &str, checks: &[(String, String)]) -> String {
+    let mut outer = "SELECT __new.*".to_string();
+    for (i, (_, expr)) in checks.iter().enumerate() {
+        outer.push_str(&format!(", ({expr}) AS __check_{i}"));
+    }
+    outer.push_str(&format!(" FROM ({inner}) AS __new"));
+    outer
+}
+
+/// `UPDATE t SET … [FROM …] WHERE …` as a SELECT of new rows and keys.
+fn update_select(table: &TableData, alias: &str, update: &ast::Update) -> SqlResult<String> {
+    let def = &table.def;
+    let assigned = assignments(def, &update.assignments)?;
+    let mut values = Vec::new();
+    for (i, column) in def.columns.iter().enumerate() {
+        let value = match assigned.get(&i) {
+            Some(expr) => {
+                if column.identity == Some(true) && !is_default(expr) {
+                    return Err(SqlError::new(
+                        sqlstate::GENERATED_ALWAYS,
+                        format!("column \"{}\" can only be updated to DEFAULT", column.name),
+                    ));
+                }
+                if is_default(expr) {
+                    let default = column.default.clone().unwrap_or_else(|| "NULL".into());
+                    format!("CAST({default} AS {})", cast_name(&column.field))
+                } else {
+                    format!("CAST(({expr}) AS {})", cast_name(&column.field))
+                }
+            }
+            None => format!("{}.{}", quote(alias), quote(&column.name)),
+        };
+        values.push(format!("{value} AS {}", quote(&column.name)));
+    }
+    let mut from = String::new();
+    match &update.from {
+        Some(UpdateTableFromKind::BeforeSet(tables) | UpdateTableFromKind::AfterSet(tables)) => {
+            for t in tables {
+                from.push_str(&format!(", {t}"));
+            }
+        }
+        None => {}
+    }
+    let mut sql = format!(
+        "SELECT {}, {}.{KEY_COLUMN} AS {KEY_COLUMN} FROM {} AS {}{from}",
+        values.join(", "),
+        quote(alias),
+        internal_table("target"),
+        quote(alias),
+    );
+    if let Some(selection) = &update.selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    Ok(sql)
+}
+
+/// `DELETE FROM t [USING …] WHERE …` as a SELECT of keys.
+fn delete_select(alias: &str, delete: &ast::Delete) -> SqlResult<String> {
+    let mut using = String::new();
+    for t in delete.using.iter().flatten() {
+        using.push_str(&format!(", {t}"));
+    }
+    let mut sql = format!(
+        "SELECT {}.{KEY_COLUMN} AS {KEY_COLUMN} FROM {} AS {}{using}",
+        quote(alias),
+        internal_table("target"),
+        quote(alias),
+    );
+    if let Some(selection) = &delete.selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    Ok(sql)
+}
+
+fn is_default(expr: &Expr) -> bool {
+    matches!(expr, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+/// `SET a = 1, b = 2` as column position → expression.
+fn assignments(
+    def: &floe_storage::TableDef,
+    assignments: &[Assignment],
+) -> SqlResult<HashMap<usize, Expr>> {
+    let mut out = HashMap::new();
+    for assignment in assignments {
+        let AssignmentTarget::ColumnName(name) = &assignment.target else {
+            return Err(SqlError::not_supported("assigning to a column list"));
+        };
+        let column = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(ident_name)
+            .unwrap_or_default();
+        let position = def.column_index(&column).ok_or_else(|| {
+            SqlError::new(
+                sqlstate::UNDEFINED_COLUMN,
+                format!(
+                    "column \"{column}\" of relation \"{}\" does not exist",
+                    def.name
+                ),
+            )
+        })?;
+        if out.insert(position, assignment.value.clone()).is_some() {
+            return Err(SqlError::syntax(format!(
+                "multiple assignments to same column \"{column}\""
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_expr(sql: &str) -> SqlResult<Expr> {
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    Ok(datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(sql)?
+        .parse_expr()?)
+}
+
+fn key_column(batch: &RecordBatch, position: usize) -> SqlResult<&BinaryArray> {
+    batch
+        .column(position)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| SqlError::internal("DML key column is not binary"))
+}
+
+fn duplicate_key(table: &TableData, key: &Key) -> SqlError {
+    let constraint = table
+        .def
+        .primary_key
+        .as_ref()
+        .map(|pk| pk.name.clone())
+        .unwrap_or_default();
+    SqlError::new(
+        sqlstate::UNIQUE_VIOLATION,
+        format!("duplicate key value violates unique constraint \"{constraint}\""),
+    )
+    .with_detail(format!(
+        "Key {} already exists.",
+        table.codec.describe_key(key)
+    ))
+}
+
+/// `Failing row contains (1, null, x).`
+fn failing_row(batch: &RecordBatch, width: usize, row: usize) -> String {
+    let options = FormatOptions::default().with_null("null");
+    let values: Vec<String> = (0..width.min(batch.num_columns()))
+        .map(|i| {
+            ArrayFormatter::try_new(batch.column(i).as_ref(), &options)
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("Failing row contains ({}).", values.join(", "))
+}
+
+/// The table's schema plus the key column.
+fn keyed_schema(table: &TableData) -> SchemaRef {
+    let mut fields: Vec<_> = table
+        .codec
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(datafusion::arrow::datatypes::Field::new(
+        KEY_COLUMN,
+        datafusion::arrow::datatypes::DataType::Binary,
+        false,
+    ));
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+}
+
+/// An empty in-memory relation shaped like the table (with the key column when asked).
+fn empty_rows(table: &TableData, with_key: bool) -> SqlResult<Arc<dyn TableProvider>> {
+    let schema = if with_key {
+        keyed_schema(table)
+    } else {
+        table.codec.schema().clone()
+    };
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+/// Points a plan's `floe_internal.<name>` scans at these rows.
+pub(super) fn replace_sources(
+    plan: LogicalPlan,
+    sources: &[(&str, RecordBatch)],
+) -> SqlResult<LogicalPlan> {
+    let mut providers: Vec<(&str, Arc<dyn TableProvider>)> = Vec::with_capacity(sources.len());
+    for (name, batch) in sources {
+        let provider = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])?;
+        providers.push((name, Arc::new(provider)));
+    }
+    let replaced = plan.transform_up(|node| {
+        if let LogicalPlan::TableScan(mut scan) = node {
+            if scan.table_name.schema() == Some(INTERNAL_SCHEMA) {
+                let found = providers
+                    .iter()
+                    .find(|(name, _)| *name == scan.table_name.table());
+                if let Some((_, provider)) = found {
+                    scan.source = provider_as_source(provider.clone());
+                    return Ok(Transformed::yes(LogicalPlan::TableScan(scan)));
+                }
+            }
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        }
+        Ok(Transformed::no(node))
+    })?;
+    Ok(replaced.data)
+}

@@ -1,0 +1,804 @@
+//! The database: the commit clock, the commit log and catalog in RocksDB, the hot tier of every
+//! table, snapshots, row locks, sequences and the change stream.
+//!
+//! Writes: a transaction buffers its changes ([`crate::Txn`]) and hands them to the one
+//! committer thread. The committer takes every commit waiting, gives each the next timestamp,
+//! writes all their log records in one RocksDB batch with one fsync (group commit), then applies
+//! them to the catalog and hot tier and publishes them on the change stream, in timestamp order,
+//! and only then acknowledges. So an acknowledged commit is on disk, and a snapshot at `ts`
+//! sees exactly the commits up to `ts`.
+//!
+//! Recovery replays the log over the catalog. RocksDB's write-ahead log is checksummed and
+//! recovers to the last whole batch, so a torn tail is dropped, never applied.
+//!
+//! Until the cold tier exists, the log is never truncated: restart time grows with history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use tokio::sync::oneshot;
+
+use crate::catalog::{Catalog, CatalogChange, DatabaseDef, SchemaDef, TableDef};
+use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
+use crate::codec::{decode_record, encode_record, Key, LogEntry, RowBytes, TableCodec};
+use crate::error::{StorageError, StorageResult};
+use crate::hot::HotTable;
+use crate::lock::LockManager;
+use crate::txn::{Isolation, Txn};
+
+const CF_LOG: &str = "log";
+const CF_CATALOG: &str = "catalog";
+const CF_SEQUENCES: &str = "sequences";
+/// Values a sequence reserves on disk at a time (PostgreSQL logs 32 ahead too).
+const SEQUENCE_RESERVE: i64 = 32;
+/// Commits written in one group at most.
+const MAX_GROUP: usize = 512;
+
+/// How the database is opened.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Bytes the hot tier may hold; writes beyond it fail with [`StorageError::MemoryLimit`].
+    pub memory_limit: Option<usize>,
+    /// Commits the change stream keeps for late readers.
+    pub change_retention_commits: usize,
+    /// Bytes the change stream keeps for late readers.
+    pub change_retention_bytes: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            memory_limit: None,
+            change_retention_commits: 100_000,
+            change_retention_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One table's live state: definition, codec and hot rows.
+#[derive(Debug)]
+pub struct TableData {
+    /// The definition the rows are encoded for.
+    pub def: Arc<TableDef>,
+    /// Key and row encoding.
+    pub codec: Arc<TableCodec>,
+    /// The in-memory rows.
+    pub hot: Arc<HotTable>,
+    next_rowid: Arc<AtomicU64>,
+}
+
+impl TableData {
+    /// Live state for `def` with no rows: a table being created or rewritten.
+    pub fn new(def: Arc<TableDef>) -> StorageResult<TableData> {
+        Ok(TableData {
+            codec: Arc::new(TableCodec::new(&def)?),
+            def,
+            hot: Arc::new(HotTable::default()),
+            next_rowid: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// A hidden row id for a new row of a table without a primary key.
+    pub fn next_rowid(&self) -> u64 {
+        self.next_rowid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn saw_rowid(&self, key: &[u8]) {
+        if !self.codec.has_primary_key() {
+            if let Some(id) = TableCodec::rowid_of(key) {
+                self.next_rowid.fetch_max(id + 1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A registered read point: versions it can see are kept until it is dropped.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Commits with `commit_ts <= ts` are visible.
+    pub ts: u64,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut active = self.inner.snapshots.lock();
+        if let Some(count) = active.get_mut(&self.ts) {
+            *count -= 1;
+            if *count == 0 {
+                active.remove(&self.ts);
+            }
+        }
+    }
+}
+
+/// One table's part of a commit.
+#[derive(Debug)]
+pub(crate) struct TableCommit {
+    pub table_id: u32,
+    /// The codec the rows were encoded with (checked against the table's at commit).
+    pub codec: Arc<TableCodec>,
+    pub truncate: bool,
+    pub rows: Vec<(Key, Option<RowBytes>)>,
+}
+
+/// A transaction's changes on their way to the committer.
+#[derive(Debug, Default)]
+pub(crate) struct CommitBody {
+    pub catalog: Vec<CatalogChange>,
+    pub tables: Vec<TableCommit>,
+}
+
+struct CommitRequest {
+    body: CommitBody,
+    record: Vec<u8>,
+    reply: oneshot::Sender<StorageResult<u64>>,
+}
+
+#[derive(Debug)]
+struct SequenceState {
+    /// The last value handed out, and whether one was (`setval(…, false)` clears it).
+    last: i64,
+    called: bool,
+    /// Values up to here are covered by the durable reservation.
+    reserved: Option<i64>,
+}
+
+/// Everything the committer thread shares with the sessions.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    rocks: DB,
+    pub(crate) catalog: RwLock<Arc<Catalog>>,
+    pub(crate) tables: RwLock<HashMap<u32, Arc<TableData>>>,
+    visible_ts: AtomicU64,
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    pub(crate) locks: LockManager,
+    changes: Arc<ChangeLog>,
+    hot_bytes: AtomicI64,
+    poisoned: AtomicBool,
+    sequences: Mutex<HashMap<u32, SequenceState>>,
+    catalog_version: AtomicU64,
+    options: DbOptions,
+}
+
+/// An open database. Cheap to share as `Arc<Db>`.
+#[derive(Debug)]
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+    committer: Mutex<Option<mpsc::Sender<CommitRequest>>>,
+    committer_thread: Mutex<Option<JoinHandle<()>>>,
+    next_txn_id: AtomicU64,
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir`, replaying the commit log.
+    pub fn open(dir: &Path, options: DbOptions) -> StorageResult<Arc<Db>> {
+        std::fs::create_dir_all(dir)?;
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        db_options.set_keep_log_file_num(4);
+        let cfs = [CF_LOG, CF_CATALOG, CF_SEQUENCES]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let rocks = DB::open_cf_descriptors(&db_options, dir.join("meta"), cfs)?;
+
+        let mut catalog = {
+            let cf = cf(&rocks, CF_CATALOG)?;
+            let entries = rocks
+                .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                .collect::<Result<Vec<_>, _>>()?;
+            Catalog::load(entries.into_iter())?
+        };
+        if catalog.database(crate::DEFAULT_DATABASE).is_none() {
+            bootstrap(&rocks, &mut catalog)?;
+        }
+        let mut tables = HashMap::new();
+        for def in catalog.relations().filter(|d| d.is_table()) {
+            tables.insert(def.id, Arc::new(TableData::new(def.clone())?));
+        }
+        let last_ts = replay(&rocks, &tables)?;
+        let hot_bytes: usize = tables.values().map(|t| t.hot.bytes()).sum();
+        tracing::info!(
+            commit_ts = last_ts,
+            tables = tables.len(),
+            hot_bytes,
+            "recovered from the commit log"
+        );
+
+        let inner = Arc::new(Inner {
+            rocks,
+            catalog: RwLock::new(Arc::new(catalog)),
+            tables: RwLock::new(tables),
+            visible_ts: AtomicU64::new(last_ts),
+            snapshots: Mutex::new(BTreeMap::new()),
+            locks: LockManager::default(),
+            changes: Arc::new(ChangeLog::new(
+                last_ts,
+                options.change_retention_commits,
+                options.change_retention_bytes,
+            )),
+            hot_bytes: AtomicI64::new(hot_bytes as i64),
+            poisoned: AtomicBool::new(false),
+            sequences: Mutex::new(HashMap::new()),
+            catalog_version: AtomicU64::new(1),
+            options,
+        });
+        let (sender, receiver) = mpsc::channel();
+        let committer_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("floe-committer".into())
+            .spawn(move || committer_inner.run_committer(receiver, last_ts + 1))?;
+        Ok(Arc::new(Db {
+            inner,
+            committer: Mutex::new(Some(sender)),
+            committer_thread: Mutex::new(Some(thread)),
+            next_txn_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// Stops the committer after the commits already handed to it; later commits fail.
+    pub fn close(&self) {
+        self.committer.lock().take();
+        if let Some(thread) = self.committer_thread.lock().take() {
+            let _ = thread.join();
+        }
+        self.inner.changes.close();
+    }
+
+    /// Starts a transaction.
+    pub fn begin(self: &Arc<Self>, isolation: Isolation) -> Txn {
+        let id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
+        Txn::new(self.clone(), id, isolation)
+    }
+
+    /// A snapshot of everything committed so far.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let mut active = self.inner.snapshots.lock();
+        let ts = self.inner.visible_ts.load(Ordering::Acquire);
+        *active.entry(ts).or_insert(0) += 1;
+        Arc::new(Snapshot {
+            ts,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// The newest commit timestamp visible to new snapshots.
+    pub fn visible_ts(&self) -> u64 {
+        self.inner.visible_ts.load(Ordering::Acquire)
+    }
+
+    /// The catalog as of now (an immutable copy; cheap to take).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.read().clone()
+    }
+
+    /// A number that changes whenever the catalog does (for plan caches).
+    pub fn catalog_version(&self) -> u64 {
+        self.inner.catalog_version.load(Ordering::Acquire)
+    }
+
+    /// The live state of table `id`.
+    pub fn table(&self, id: u32) -> Option<Arc<TableData>> {
+        self.inner.tables.read().get(&id).cloned()
+    }
+
+    /// The row locks.
+    pub fn locks(&self) -> &LockManager {
+        &self.inner.locks
+    }
+
+    /// Follows every commit after `after_ts`.
+    pub fn changes(&self, after_ts: u64) -> ChangeReader {
+        self.inner.changes.subscribe(after_ts)
+    }
+
+    /// Bytes held by the hot tier.
+    pub fn hot_bytes(&self) -> usize {
+        self.inner.hot_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// The hot tier's budget.
+    pub fn memory_limit(&self) -> Option<usize> {
+        self.inner.options.memory_limit
+    }
+
+    /// A fresh OID (persisted with the next catalog change that uses it).
+    pub fn allocate_oid(&self) -> u32 {
+        let mut catalog = self.inner.catalog.write();
+        let next = catalog.next_oid;
+        Arc::make_mut(&mut catalog).next_oid = next + 1;
+        next
+    }
+
+    /// Commits catalog changes on their own (DDL outside a transaction's data).
+    pub async fn commit_catalog(
+        self: &Arc<Self>,
+        changes: Vec<CatalogChange>,
+    ) -> StorageResult<u64> {
+        self.submit(CommitBody {
+            catalog: changes,
+            tables: vec![],
+        })
+        .await
+    }
+
+    pub(crate) async fn submit(&self, body: CommitBody) -> StorageResult<u64> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(StorageError::Poisoned);
+        }
+        let mut entries = Vec::new();
+        for table in &body.tables {
+            if table.truncate {
+                entries.push(LogEntry::Truncate {
+                    table_id: table.table_id,
+                });
+            }
+            if !table.rows.is_empty() {
+                entries.push(LogEntry::Rows {
+                    table_id: table.table_id,
+                    ipc: table.codec.encode_changes(&table.rows)?,
+                });
+            }
+        }
+        let record = encode_record(&entries);
+        let (reply, answer) = oneshot::channel();
+        {
+            let sender = self.committer.lock();
+            let sender = sender.as_ref().ok_or(StorageError::ShuttingDown)?;
+            sender
+                .send(CommitRequest {
+                    body,
+                    record,
+                    reply,
+                })
+                .map_err(|_| StorageError::ShuttingDown)?;
+        }
+        answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// `nextval`: the sequence's next value, durable before it is returned.
+    pub fn nextval(&self, sequence: &TableDef) -> StorageResult<Option<i64>> {
+        let crate::catalog::RelationKind::Sequence(params) = &sequence.kind else {
+            return Err(StorageError::Internal(format!(
+                "\"{}\" is not a sequence",
+                sequence.name
+            )));
+        };
+        let mut states = self.inner.sequences.lock();
+        let state = self
+            .inner
+            .sequence_state(&mut states, sequence.id, params)?;
+        let next = if state.called {
+            match state.last.checked_add(params.increment) {
+                Some(v) if v <= params.max && v >= params.min => v,
+                _ if params.cycle && params.increment > 0 => params.min,
+                _ if params.cycle => params.max,
+                _ => return Ok(None),
+            }
+        } else {
+            state.last
+        };
+        let reserved = state.reserved.is_some_and(|r| {
+            if params.increment > 0 {
+                next <= r
+            } else {
+                next >= r
+            }
+        });
+        if !reserved {
+            let upto = next.saturating_add(params.increment.saturating_mul(SEQUENCE_RESERVE));
+            self.inner.persist_sequence(sequence.id, upto)?;
+            state.reserved = Some(upto);
+        }
+        state.last = next;
+        state.called = true;
+        Ok(Some(next))
+    }
+
+    /// `setval(seq, value, is_called)`.
+    pub fn setval(&self, sequence: &TableDef, value: i64, called: bool) -> StorageResult<()> {
+        let crate::catalog::RelationKind::Sequence(params) = &sequence.kind else {
+            return Err(StorageError::Internal("not a sequence".into()));
+        };
+        let mut states = self.inner.sequences.lock();
+        let state = self
+            .inner
+            .sequence_state(&mut states, sequence.id, params)?;
+        // After a crash, continue after `value` (a gap is allowed, a repeat is not).
+        self.inner.persist_sequence(sequence.id, value)?;
+        state.last = value;
+        state.called = called;
+        state.reserved = Some(value);
+        Ok(())
+    }
+
+    /// The sequence's last value and whether it was handed out (for `SELECT * FROM seq`).
+    pub fn sequence_value(&self, sequence: &TableDef) -> StorageResult<(i64, bool)> {
+        let crate::catalog::RelationKind::Sequence(params) = &sequence.kind else {
+            return Err(StorageError::Internal("not a sequence".into()));
+        };
+        let mut states = self.inner.sequences.lock();
+        let state = self
+            .inner
+            .sequence_state(&mut states, sequence.id, params)?;
+        Ok((state.last, state.called))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn cf<'a>(rocks: &'a DB, name: &str) -> StorageResult<&'a rocksdb::ColumnFamily> {
+    rocks
+        .cf_handle(name)
+        .ok_or_else(|| StorageError::Internal(format!("column family {name} missing")))
+}
+
+/// Creates the `postgres` database with its `public` schema in a new data directory.
+fn bootstrap(rocks: &DB, catalog: &mut Catalog) -> StorageResult<()> {
+    let changes = [
+        CatalogChange::PutDatabase(DatabaseDef {
+            oid: 5,
+            name: crate::DEFAULT_DATABASE.into(),
+        }),
+        CatalogChange::PutSchema(SchemaDef {
+            oid: 2200,
+            database: crate::DEFAULT_DATABASE.into(),
+            name: crate::DEFAULT_SCHEMA.into(),
+        }),
+    ];
+    let mut batch = WriteBatch::default();
+    let catalog_cf = cf(rocks, CF_CATALOG)?;
+    for change in &changes {
+        let (key, value) = Catalog::persist(change)?;
+        if let Some(value) = value {
+            batch.put_cf(catalog_cf, key, value);
+        }
+        catalog.apply(change);
+    }
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    rocks.write_opt(batch, &sync)?;
+    Ok(())
+}
+
+/// Applies every log record to the tables; returns the last commit ts.
+fn replay(rocks: &DB, tables: &HashMap<u32, Arc<TableData>>) -> StorageResult<u64> {
+    let log_cf = cf(rocks, CF_LOG)?;
+    let mut last_ts = 0;
+    for item in rocks.iterator_cf(log_cf, rocksdb::IteratorMode::Start) {
+        let (key, value) = item?;
+        let ts = u64::from_be_bytes(
+            key.as_ref()
+                .try_into()
+                .map_err(|_| StorageError::corrupt("commit log key", "not 8 bytes"))?,
+        );
+        for entry in decode_record(&value)? {
+            match entry {
+                LogEntry::Truncate { table_id } => {
+                    if let Some(table) = tables.get(&table_id) {
+                        for (key, _) in table.hot.visible_keys(ts) {
+                            table.hot.apply(&key, None, ts, ts);
+                        }
+                    }
+                }
+                LogEntry::Rows { table_id, ipc } => {
+                    // A table dropped later has no definition: its records are history.
+                    if let Some(table) = tables.get(&table_id) {
+                        let changes = table.codec.decode_changes(&ipc)?;
+                        table.hot.apply_all(
+                            changes.iter().map(|(k, r)| (k, r)),
+                            ts,
+                            ts,
+                            |key, _, _| table.saw_rowid(key),
+                        );
+                    }
+                }
+            }
+        }
+        last_ts = ts;
+    }
+    Ok(last_ts)
+}
+
+impl Inner {
+    /// The oldest snapshot still registered (or the visible ts when none is).
+    fn horizon(&self) -> u64 {
+        let active = self.snapshots.lock();
+        active
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.visible_ts.load(Ordering::Acquire))
+    }
+
+    fn run_committer(self: Arc<Self>, receiver: mpsc::Receiver<CommitRequest>, mut next_ts: u64) {
+        let mut commits_since_vacuum = 0usize;
+        while let Ok(first) = receiver.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            // A commit that changes the catalog is written in a group of its own, so the
+            // commits around it are validated against the catalog they will be applied to.
+            let mut pending = Vec::new();
+            for request in group {
+                if request.body.catalog.is_empty() {
+                    pending.push(request);
+                } else {
+                    next_ts = self.write_group(std::mem::take(&mut pending), next_ts);
+                    next_ts = self.write_group(vec![request], next_ts);
+                }
+            }
+            commits_since_vacuum += pending.len() + 1;
+            next_ts = self.write_group(pending, next_ts);
+            if commits_since_vacuum >= 4096 {
+                commits_since_vacuum = 0;
+                let horizon = self.horizon();
+                let tables: Vec<_> = self.tables.read().values().cloned().collect();
+                for table in tables {
+                    let before = table.hot.bytes() as i64;
+                    table.hot.vacuum(horizon);
+                    self.hot_bytes
+                        .fetch_add(table.hot.bytes() as i64 - before, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Validates, writes (one fsync), applies and acknowledges a group; returns the next ts.
+    fn write_group(&self, group: Vec<CommitRequest>, mut next_ts: u64) -> u64 {
+        if group.is_empty() {
+            return next_ts;
+        }
+        let mut accepted = Vec::with_capacity(group.len());
+        let mut batch = WriteBatch::default();
+        let (log_cf, catalog_cf) = match (cf(&self.rocks, CF_LOG), cf(&self.rocks, CF_CATALOG)) {
+            (Ok(l), Ok(c)) => (l, c),
+            _ => {
+                for request in group {
+                    let _ = request.reply.send(Err(StorageError::Internal(
+                        "column families missing".into(),
+                    )));
+                }
+                return next_ts;
+            }
+        };
+        for request in group {
+            let catalog_writes = self
+                .validate(&request.body)
+                .and_then(|()| request.body.catalog.iter().map(Catalog::persist).collect());
+            let catalog_writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = match catalog_writes {
+                Ok(writes) => writes,
+                Err(e) => {
+                    let _ = request.reply.send(Err(e));
+                    continue;
+                }
+            };
+            let ts = next_ts;
+            next_ts += 1;
+            batch.put_cf(log_cf, ts.to_be_bytes(), &request.record);
+            for (key, value) in catalog_writes {
+                match value {
+                    Some(value) => batch.put_cf(catalog_cf, key, value),
+                    None => batch.delete_cf(catalog_cf, key),
+                }
+            }
+            if !request.body.catalog.is_empty() {
+                let next_oid = self.catalog.read().next_oid;
+                batch.put_cf(
+                    catalog_cf,
+                    crate::catalog::keys::NEXT_OID,
+                    next_oid.to_string().into_bytes(),
+                );
+            }
+            accepted.push((ts, request));
+        }
+        if accepted.is_empty() {
+            return next_ts;
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        if let Err(e) = self.rocks.write_opt(batch, &sync) {
+            tracing::error!(error = %e, "commit log write failed; refusing further commits");
+            self.poisoned.store(true, Ordering::Release);
+            for (_, request) in accepted {
+                let _ = request.reply.send(Err(StorageError::Poisoned));
+            }
+            return next_ts;
+        }
+        let horizon = self.horizon();
+        for (ts, request) in accepted {
+            self.apply(ts, &request.body, horizon);
+            self.visible_ts.store(ts, Ordering::Release);
+            let _ = request.reply.send(Ok(ts));
+        }
+        next_ts
+    }
+
+    /// Checks that every table a commit writes still has the layout its rows were encoded for.
+    fn validate(&self, body: &CommitBody) -> StorageResult<()> {
+        let tables = self.tables.read();
+        for table in &body.tables {
+            let redefined = body.catalog.iter().rev().find_map(|c| match c {
+                CatalogChange::PutRelation(def) if def.id == table.table_id => Some(def.clone()),
+                _ => None,
+            });
+            let same = match redefined {
+                Some(def) => TableCodec::new(&def)?.same_layout(&table.codec),
+                None => tables
+                    .get(&table.table_id)
+                    .is_some_and(|t| t.codec.same_layout(&table.codec)),
+            };
+            if !same {
+                return Err(StorageError::SerializationFailure);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, ts: u64, body: &CommitBody, horizon: u64) {
+        if !body.catalog.is_empty() {
+            self.apply_catalog(&body.catalog);
+        }
+        let mut changes = Vec::new();
+        let tables = self.tables.read();
+        for commit in &body.tables {
+            let Some(table) = tables.get(&commit.table_id) else {
+                continue;
+            };
+            let mut delta = 0;
+            if commit.truncate {
+                for (key, row) in table.hot.visible_keys(ts) {
+                    delta += table.hot.apply(&key, None, ts, horizon).1;
+                    changes.push(RowChange {
+                        table_id: commit.table_id,
+                        row,
+                        diff: -1,
+                    });
+                }
+            }
+            delta += table.hot.apply_all(
+                commit.rows.iter().map(|(k, r)| (k, r)),
+                ts,
+                horizon,
+                |key, applied, new| {
+                    table.saw_rowid(key);
+                    if let Some(old) = applied.old {
+                        changes.push(RowChange {
+                            table_id: commit.table_id,
+                            row: old,
+                            diff: -1,
+                        });
+                    }
+                    if let Some(new) = new {
+                        changes.push(RowChange {
+                            table_id: commit.table_id,
+                            row: new.clone(),
+                            diff: 1,
+                        });
+                    }
+                },
+            );
+            self.hot_bytes.fetch_add(delta as i64, Ordering::Relaxed);
+        }
+        drop(tables);
+        self.changes.publish(CommitChanges {
+            commit_ts: ts,
+            changes,
+        });
+    }
+
+    fn apply_catalog(&self, changes: &[CatalogChange]) {
+        let mut catalog = self.catalog.write();
+        let mut tables = self.tables.write();
+        for change in changes {
+            Arc::make_mut(&mut catalog).apply(change);
+            match change {
+                CatalogChange::PutRelation(def) if def.is_table() => {
+                    let codec = match TableCodec::new(def) {
+                        Ok(c) => Arc::new(c),
+                        Err(e) => {
+                            // Validated before the write; a failure here is our bug.
+                            tracing::error!(error = %e, table = def.id, "table codec failed");
+                            continue;
+                        }
+                    };
+                    let data = match tables.get(&def.id) {
+                        Some(old) if old.codec.same_layout(&codec) => TableData {
+                            def: def.clone(),
+                            codec,
+                            hot: old.hot.clone(),
+                            next_rowid: old.next_rowid.clone(),
+                        },
+                        old => {
+                            if let Some(old) = old {
+                                self.hot_bytes
+                                    .fetch_sub(old.hot.bytes() as i64, Ordering::Relaxed);
+                            }
+                            TableData {
+                                def: def.clone(),
+                                codec,
+                                hot: Arc::new(HotTable::default()),
+                                next_rowid: Arc::new(AtomicU64::new(1)),
+                            }
+                        }
+                    };
+                    tables.insert(def.id, Arc::new(data));
+                }
+                CatalogChange::DropRelation(id) => {
+                    if let Some(old) = tables.remove(id) {
+                        self.hot_bytes
+                            .fetch_sub(old.hot.bytes() as i64, Ordering::Relaxed);
+                    }
+                    self.sequences.lock().remove(id);
+                }
+                _ => {}
+            }
+        }
+        self.catalog_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn sequence_state<'a>(
+        &self,
+        states: &'a mut HashMap<u32, SequenceState>,
+        id: u32,
+        params: &crate::catalog::SequenceDef,
+    ) -> StorageResult<&'a mut SequenceState> {
+        if !states.contains_key(&id) {
+            let stored = self
+                .rocks
+                .get_cf(cf(&self.rocks, CF_SEQUENCES)?, id.to_be_bytes())?;
+            let state = match stored {
+                // After a restart, continue past everything that may have been handed out.
+                Some(bytes) => {
+                    let reserved = i64::from_be_bytes(
+                        bytes
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| StorageError::corrupt("sequence", "not 8 bytes"))?,
+                    );
+                    SequenceState {
+                        last: reserved,
+                        called: true,
+                        reserved: Some(reserved),
+                    }
+                }
+                None => SequenceState {
+                    last: params.start,
+                    called: false,
+                    reserved: None,
+                },
+            };
+            states.insert(id, state);
+        }
+        states
+            .get_mut(&id)
+            .ok_or_else(|| StorageError::Internal("sequence state vanished".into()))
+    }
+
+    fn persist_sequence(&self, id: u32, reserved: i64) -> StorageResult<()> {
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.rocks.put_cf_opt(
+            cf(&self.rocks, CF_SEQUENCES)?,
+            id.to_be_bytes(),
+            reserved.to_be_bytes(),
+            &sync,
+        )?;
+        Ok(())
+    }
+}

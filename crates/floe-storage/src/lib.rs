@@ -1,0 +1,37 @@
+//! Floe's storage: where rows live and how commits become durable.
+//!
+//! Owns the commit clock, the commit log and catalog (RocksDB), the MVCC hot tier, row locks,
+//! transactions, sequences, the change stream and the DataFusion `TableProvider` over it all.
+//! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
+//! here, interpreted by `floe-sql`.
+//!
+//! Invariants: every commit has a unique `u64` timestamp from one sequence; a commit is
+//! acknowledged only after its log record is synced and it is applied to the hot tier; a
+//! snapshot at `ts` sees exactly the commits with `commit_ts <= ts` (plus its transaction's
+//! own writes).
+
+pub mod catalog;
+pub mod changes;
+pub mod codec;
+pub mod db;
+pub mod error;
+pub mod hot;
+pub mod lock;
+pub mod provider;
+pub mod txn;
+
+pub use catalog::{
+    Catalog, CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, PrimaryKey, RelationKind,
+    SchemaDef, SequenceDef, TableDef,
+};
+pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
+pub use codec::{Key, RowBytes, TableCodec};
+pub use db::{Db, DbOptions, Snapshot, TableData};
+pub use error::{StorageError, StorageResult};
+pub use provider::{FloeTable, KEY_COLUMN};
+pub use txn::{Isolation, OwnWrites, ReadView, RowCheck, SavepointMark, Txn};
+
+/// The database every server has from the start.
+pub const DEFAULT_DATABASE: &str = "postgres";
+/// The schema every database has from the start.
+pub const DEFAULT_SCHEMA: &str = "public";

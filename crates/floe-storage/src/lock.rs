@@ -1,0 +1,188 @@
+//! Row locks: one writer per row key until its transaction ends, waits in line, deadlocks found.
+//!
+//! A transaction locks every key it writes (and every key `SELECT … FOR UPDATE` returns) and
+//! holds the locks until it commits or rolls back; the locks are released only after the
+//! commit is applied, so a waiter that wakes up sees the new version. Deadlocks are detected
+//! when a wait would close a cycle in the wait-for graph; the transaction that would close it
+//! gets [`StorageError::Deadlock`] (PostgreSQL's 40P01).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::codec::Key;
+use crate::error::{StorageError, StorageResult};
+
+/// A transaction's identity for locking.
+pub type TxnId = u64;
+
+#[derive(Debug)]
+struct Owner {
+    txn: TxnId,
+    released: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct LockTable {
+    owners: HashMap<(u32, Key), Owner>,
+    waits_for: HashMap<TxnId, TxnId>,
+}
+
+/// The row-lock table of a database.
+#[derive(Debug, Default)]
+pub struct LockManager {
+    table: Mutex<LockTable>,
+}
+
+/// Removes a waiter's wait-for edge however its wait ends (woken, cancelled, timed out).
+struct WaitEdge<'a> {
+    manager: &'a LockManager,
+    txn: TxnId,
+}
+
+impl Drop for WaitEdge<'_> {
+    fn drop(&mut self) {
+        self.manager.table.lock().waits_for.remove(&self.txn);
+    }
+}
+
+impl LockManager {
+    /// Locks `key` of `table` for `txn`, waiting while another transaction holds it. Returns
+    /// `true` if the lock is new to `txn` (the caller must release it), `false` if `txn`
+    /// already held it.
+    pub async fn lock(&self, txn: TxnId, table: u32, key: &Key) -> StorageResult<bool> {
+        let lock_key = (table, key.clone());
+        loop {
+            let released = {
+                let mut t = self.table.lock();
+                let owner = match t.owners.get(&lock_key) {
+                    None => {
+                        t.owners.insert(
+                            lock_key,
+                            Owner {
+                                txn,
+                                released: Arc::new(Notify::new()),
+                            },
+                        );
+                        return Ok(true);
+                    }
+                    Some(owner) if owner.txn == txn => return Ok(false),
+                    Some(owner) => owner,
+                };
+                let (blocker, released) = (owner.txn, owner.released.clone());
+                if let Some(cycle) = cycle_through(&t.waits_for, txn, blocker) {
+                    return Err(StorageError::Deadlock { detail: cycle });
+                }
+                t.waits_for.insert(txn, blocker);
+                released
+            };
+            let _edge = WaitEdge { manager: self, txn };
+            let notified = released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // The owner may have released between our check and `enable`.
+            let still_held = self
+                .table
+                .lock()
+                .owners
+                .get(&lock_key)
+                .is_some_and(|o| Arc::ptr_eq(&o.released, &released));
+            if still_held {
+                notified.await;
+            }
+        }
+    }
+
+    /// Whether `txn` holds the lock on `key`.
+    pub fn holds(&self, txn: TxnId, table: u32, key: &Key) -> bool {
+        self.table
+            .lock()
+            .owners
+            .get(&(table, key.clone()))
+            .is_some_and(|o| o.txn == txn)
+    }
+
+    /// Releases `txn`'s locks on `keys` and wakes their waiters.
+    pub fn release(&self, txn: TxnId, keys: impl IntoIterator<Item = (u32, Key)>) {
+        let mut t = self.table.lock();
+        for key in keys {
+            if t.owners.get(&key).is_some_and(|o| o.txn == txn) {
+                if let Some(owner) = t.owners.remove(&key) {
+                    owner.released.notify_waiters();
+                }
+            }
+        }
+    }
+}
+
+/// If `txn` waiting for `blocker` closes a cycle, a description of it.
+fn cycle_through(waits_for: &HashMap<TxnId, TxnId>, txn: TxnId, blocker: TxnId) -> Option<String> {
+    let mut path = vec![txn, blocker];
+    let mut current = blocker;
+    while let Some(&next) = waits_for.get(&current) {
+        if next == txn {
+            path.push(txn);
+            let steps: Vec<String> = path
+                .windows(2)
+                .map(|w| format!("Transaction {} waits for transaction {}.", w[0], w[1]))
+                .collect();
+            return Some(steps.join(" "));
+        }
+        if path.contains(&next) {
+            return None;
+        }
+        path.push(next);
+        current = next;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(s: &str) -> Key {
+        Arc::from(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn second_locker_waits_for_release() {
+        let locks = Arc::new(LockManager::default());
+        assert!(locks.lock(1, 7, &key("a")).await.unwrap());
+        assert!(!locks.lock(1, 7, &key("a")).await.unwrap());
+        let l2 = locks.clone();
+        let waiter = tokio::spawn(async move { l2.lock(2, 7, &key("a")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        locks.release(1, [(7, key("a"))]);
+        assert!(waiter.await.unwrap().unwrap());
+        assert!(locks.holds(2, 7, &key("a")));
+    }
+
+    #[tokio::test]
+    async fn deadlocks_are_detected() {
+        let locks = Arc::new(LockManager::default());
+        locks.lock(1, 7, &key("a")).await.unwrap();
+        locks.lock(2, 7, &key("b")).await.unwrap();
+        let l1 = locks.clone();
+        let t1 = tokio::spawn(async move { l1.lock(1, 7, &key("b")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let err = locks.lock(2, 7, &key("a")).await.unwrap_err();
+        assert!(matches!(err, StorageError::Deadlock { .. }), "{err:?}");
+        locks.release(2, [(7, key("b"))]);
+        assert!(t1.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_leaves_no_edge() {
+        let locks = Arc::new(LockManager::default());
+        locks.lock(1, 7, &key("a")).await.unwrap();
+        let a = key("a");
+        let wait = tokio::time::timeout(Duration::from_millis(20), locks.lock(2, 7, &a));
+        assert!(wait.await.is_err());
+        assert!(locks.table.lock().waits_for.is_empty());
+    }
+}

@@ -1,0 +1,487 @@
+//! DataFusion's view of a table: a [`TableProvider`] whose scan reads the hot tier at the
+//! statement's snapshot, merged with the transaction's own writes.
+//!
+//! The snapshot is not part of the plan: [`HotScanExec`] finds the statement's [`ReadView`] in
+//! the task context's session config at execution time, so a physical plan can be executed
+//! again at another snapshot (prepared statements reuse plans).
+//!
+//! Primary-key predicates (`pk = literal` on every key column, or ranges on a one-column key)
+//! become a key range, so point lookups and range scans touch only their keys. The
+//! `with_key` variant adds the hidden `__floe_key` column that DML uses to name rows.
+
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+
+use crate::codec::{Key, RowBytes};
+use crate::db::{Db, TableData};
+use crate::hot::KeyRange;
+use crate::txn::ReadView;
+
+/// Name of the hidden column holding a row's key (DML only).
+pub const KEY_COLUMN: &str = "__floe_key";
+/// Rows per batch a scan produces.
+const BATCH_ROWS: usize = 4096;
+
+/// A table as DataFusion sees it.
+#[derive(Debug)]
+pub struct FloeTable {
+    db: Arc<Db>,
+    table: Arc<TableData>,
+    schema: SchemaRef,
+    with_key: bool,
+}
+
+impl FloeTable {
+    /// The provider for `table`; `with_key` adds the [`KEY_COLUMN`].
+    pub fn new(db: Arc<Db>, table: Arc<TableData>, with_key: bool) -> FloeTable {
+        let base = table.codec.schema().clone();
+        let schema = if with_key {
+            let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
+            Arc::new(Schema::new(fields))
+        } else {
+            base
+        };
+        FloeTable {
+            db,
+            table,
+            schema,
+            with_key,
+        }
+    }
+
+    /// The table's live state.
+    pub fn data(&self) -> &Arc<TableData> {
+        &self.table
+    }
+
+    /// The key range the filters restrict the scan to (full range if none).
+    fn key_range(&self, filters: &[Expr]) -> KeyRange {
+        let mut range: KeyRange = (Bound::Unbounded, Bound::Unbounded);
+        if self.with_key {
+            for filter in filters {
+                if let Some(ScalarValue::Binary(Some(bytes))) = equality_literal(filter, KEY_COLUMN)
+                {
+                    let key: Key = Arc::from(bytes.as_slice());
+                    return (Bound::Included(key.clone()), Bound::Included(key));
+                }
+            }
+        }
+        let key_columns = self.table.codec.key_columns();
+        if key_columns.is_empty() {
+            return range;
+        }
+        let schema = self.table.codec.schema();
+        // Every key column compared for equality: a point lookup.
+        let mut values = Vec::with_capacity(key_columns.len());
+        for &i in key_columns {
+            let field = schema.field(i);
+            let value = filters
+                .iter()
+                .find_map(|f| equality_literal(f, field.name()))
+                .and_then(|v| literal_array(&v, field.data_type()));
+            match value {
+                Some(v) => values.push(v),
+                None => break,
+            }
+        }
+        if values.len() == key_columns.len() {
+            if let Ok(Some(rows)) = self.table.codec.encode_key_values(&values) {
+                let key: Key = Arc::from(rows.row(0).data());
+                return (Bound::Included(key.clone()), Bound::Included(key));
+            }
+        }
+        // A range on a one-column key.
+        if key_columns.len() == 1 {
+            let field = schema.field(key_columns[0]);
+            for filter in filters {
+                for (op, value) in comparisons(filter, field.name()) {
+                    let Some(array) = literal_array(&value, field.data_type()) else {
+                        continue;
+                    };
+                    let Ok(Some(rows)) = self.table.codec.encode_key_values(&[array]) else {
+                        continue;
+                    };
+                    let key: Key = Arc::from(rows.row(0).data());
+                    match op {
+                        Operator::Gt => tighten_lower(&mut range.0, Bound::Excluded(key)),
+                        Operator::GtEq => tighten_lower(&mut range.0, Bound::Included(key)),
+                        Operator::Lt => tighten_upper(&mut range.1, Bound::Excluded(key)),
+                        Operator::LtEq => tighten_upper(&mut range.1, Bound::Included(key)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        range
+    }
+}
+
+fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
+    let replace = match (&*current, &new) {
+        (Bound::Unbounded, _) => true,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            b > a || (b == a && matches!(new, Bound::Excluded(_)))
+        }
+        _ => false,
+    };
+    if replace {
+        *current = new;
+    }
+}
+
+fn tighten_upper(current: &mut Bound<Key>, new: Bound<Key>) {
+    let replace = match (&*current, &new) {
+        (Bound::Unbounded, _) => true,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            b < a || (b == a && matches!(new, Bound::Excluded(_)))
+        }
+        _ => false,
+    };
+    if replace {
+        *current = new;
+    }
+}
+
+/// The literal in `column = literal` (either side), looking through casts of the literal.
+fn equality_literal(expr: &Expr, column: &str) -> Option<ScalarValue> {
+    comparisons(expr, column)
+        .into_iter()
+        .find(|(op, _)| *op == Operator::Eq)
+        .map(|(_, v)| v)
+}
+
+/// `(op, literal)` for `column op literal` (normalised so the column is on the left);
+/// `BETWEEN` gives two.
+fn comparisons(expr: &Expr, column: &str) -> Vec<(Operator, ScalarValue)> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if let (Some(c), Some(v)) = (column_name(left), literal(right)) {
+                if c == column {
+                    return vec![(*op, v)];
+                }
+            }
+            if let (Some(v), Some(c)) = (literal(left), column_name(right)) {
+                if c == column {
+                    if let Some(op) = op.swap() {
+                        return vec![(op, v)];
+                    }
+                }
+            }
+            vec![]
+        }
+        Expr::Between(between) if !between.negated => {
+            match (
+                column_name(&between.expr),
+                literal(&between.low),
+                literal(&between.high),
+            ) {
+                (Some(c), Some(low), Some(high)) if c == column => {
+                    vec![(Operator::GtEq, low), (Operator::LtEq, high)]
+                }
+                _ => vec![],
+            }
+        }
+        _ => vec![],
+    }
+}
+
+fn column_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(c) => Some(c.name.as_str()),
+        _ => None,
+    }
+}
+
+fn literal(expr: &Expr) -> Option<ScalarValue> {
+    match expr {
+        Expr::Literal(v, _) if !v.is_null() => Some(v.clone()),
+        Expr::Cast(cast) => literal(&cast.expr)
+            .and_then(|v| v.cast_to(cast.field.data_type()).ok())
+            .filter(|v| !v.is_null()),
+        Expr::TryCast(cast) => literal(&cast.expr)
+            .and_then(|v| v.cast_to(cast.field.data_type()).ok())
+            .filter(|v| !v.is_null()),
+        _ => None,
+    }
+}
+
+/// A one-element array of `value` converted exactly to `data_type` (no lossy casts).
+fn literal_array(value: &ScalarValue, data_type: &DataType) -> Option<ArrayRef> {
+    let converted = value.cast_to(data_type).ok()?;
+    // A lossy conversion (1.5 to an integer key) must not select the wrong key.
+    let back = converted.cast_to(&value.data_type()).ok()?;
+    if back != *value {
+        return None;
+    }
+    converted.to_array().ok()
+}
+
+#[async_trait]
+impl TableProvider for FloeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let range = self.key_range(filters);
+        let projection = projection.cloned();
+        let schema = match &projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        Ok(Arc::new(HotScanExec {
+            db: self.db.clone(),
+            table: self.table.clone(),
+            with_key: self.with_key,
+            projection,
+            range,
+            // A filter may still remove rows, so the limit only applies without filters.
+            limit: if filters.is_empty() { limit } else { None },
+            properties: Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(schema.clone()),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )),
+            schema,
+        }))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters narrow the key range; DataFusion still applies them to every row.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
+
+/// Reads a table's rows visible to the statement (see the module doc).
+#[derive(Debug)]
+pub struct HotScanExec {
+    db: Arc<Db>,
+    table: Arc<TableData>,
+    with_key: bool,
+    projection: Option<Vec<usize>>,
+    range: KeyRange,
+    limit: Option<usize>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl HotScanExec {
+    /// Whether the scan reads a single key.
+    pub fn is_point_lookup(&self) -> bool {
+        matches!(&self.range, (Bound::Included(a), Bound::Included(b)) if a == b)
+    }
+}
+
+impl DisplayAs for HotScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let access = match &self.range {
+            _ if self.is_point_lookup() => "key lookup",
+            (Bound::Unbounded, Bound::Unbounded) => "full scan",
+            _ => "key range",
+        };
+        write!(f, "HotScanExec: table={}, {access}", self.table.def.name)
+    }
+}
+
+impl ExecutionPlan for HotScanExec {
+    fn name(&self) -> &str {
+        "HotScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let view = context
+            .session_config()
+            .get_extension::<ReadView>()
+            .unwrap_or_else(|| Arc::new(ReadView::committed(self.db.snapshot())));
+        let own = view.own_writes(self.table.def.id, &self.range);
+        let state = ScanState {
+            table: self.table.clone(),
+            view,
+            range: self.range.clone(),
+            own: own.rows.into_iter().peekable(),
+            skip_committed: own.truncated,
+            remaining: self.limit.unwrap_or(usize::MAX),
+            with_key: self.with_key,
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            match state.next_batch() {
+                Ok(Some(batch)) => Some((Ok(batch), state)),
+                Ok(None) => None,
+                Err(e) => {
+                    state.done = true;
+                    Some((Err(e), state))
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}
+
+struct ScanState {
+    table: Arc<TableData>,
+    view: Arc<ReadView>,
+    range: KeyRange,
+    own: std::iter::Peekable<std::vec::IntoIter<(Key, Option<RowBytes>)>>,
+    skip_committed: bool,
+    remaining: usize,
+    with_key: bool,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    done: bool,
+}
+
+impl ScanState {
+    fn next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
+        while !self.done && self.remaining > 0 {
+            let mut committed = Vec::new();
+            let last = if self.skip_committed {
+                None
+            } else {
+                self.table.hot.scan_chunk(
+                    &self.range,
+                    self.view.snapshot_ts(),
+                    BATCH_ROWS.min(self.remaining),
+                    &mut committed,
+                )
+            };
+            match &last {
+                Some(key) => self.range.0 = Bound::Excluded(key.clone()),
+                None => self.done = true,
+            }
+            let rows = self.merge(committed, last.as_ref());
+            if !rows.is_empty() {
+                return self.to_batch(rows).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Overlays the transaction's own writes up to `last` (all remaining when `None`).
+    fn merge(
+        &mut self,
+        committed: Vec<(Key, RowBytes)>,
+        last: Option<&Key>,
+    ) -> Vec<(Key, RowBytes)> {
+        let mut out = Vec::with_capacity(committed.len());
+        let mut committed = committed.into_iter().peekable();
+        loop {
+            let own_next = self
+                .own
+                .peek()
+                .filter(|(k, _)| last.is_none_or(|last| k <= last))
+                .map(|(k, _)| k.clone());
+            let take_own = match (committed.peek(), &own_next) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((ck, _)), Some(ok)) => ok <= ck,
+            };
+            if take_own {
+                if let Some((key, row)) = self.own.next() {
+                    if committed.peek().is_some_and(|(ck, _)| *ck == key) {
+                        committed.next();
+                    }
+                    if let Some(row) = row {
+                        out.push((key, row));
+                    }
+                }
+            } else if let Some(row) = committed.next() {
+                out.push(row);
+            }
+            if out.len() >= self.remaining {
+                break;
+            }
+        }
+        out.truncate(self.remaining);
+        self.remaining -= out.len();
+        out
+    }
+
+    fn to_batch(&self, rows: Vec<(Key, RowBytes)>) -> DfResult<RecordBatch> {
+        let count = rows.len();
+        let decoded = self
+            .table
+            .codec
+            .decode_rows(rows.iter().map(|(_, r)| r.as_ref()))?;
+        let mut columns: Vec<ArrayRef> = decoded.columns().to_vec();
+        if self.with_key {
+            columns.push(Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|(k, _)| k.as_ref()),
+            )));
+        }
+        let columns = match &self.projection {
+            Some(p) => p.iter().map(|&i| columns[i].clone()).collect(),
+            None => columns,
+        };
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(count)),
+        )?)
+    }
+}

@@ -1,0 +1,373 @@
+//! Storage-level tests: commits, snapshots, recovery and the change stream, without SQL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field};
+use floe_storage::{
+    CatalogChange, ColumnDef, Db, DbOptions, Isolation, PrimaryKey, RelationKind, RowCheck,
+    StorageError, TableData, TableDef,
+};
+
+fn accounts_def(db: &Db, name: &str) -> TableDef {
+    TableDef {
+        id: db.allocate_oid(),
+        database: "postgres".into(),
+        schema: "public".into(),
+        name: name.into(),
+        kind: RelationKind::Table,
+        columns: vec![
+            ColumnDef {
+                id: 1,
+                name: "id".into(),
+                field: Field::new("id", DataType::Int32, false),
+                default: None,
+                identity: None,
+            },
+            ColumnDef {
+                id: 2,
+                name: "balance".into(),
+                field: Field::new("balance", DataType::Int64, true),
+                default: None,
+                identity: None,
+            },
+            ColumnDef {
+                id: 3,
+                name: "note".into(),
+                field: Field::new("note", DataType::Utf8, true),
+                default: None,
+                identity: None,
+            },
+        ],
+        primary_key: Some(PrimaryKey {
+            name: format!("{name}_pkey"),
+            columns: vec![0],
+        }),
+        constraints: vec![],
+        next_column_id: 4,
+    }
+}
+
+async fn create(db: &Arc<Db>, name: &str) -> Arc<TableData> {
+    let def = Arc::new(accounts_def(db, name));
+    db.commit_catalog(vec![CatalogChange::PutRelation(def.clone())])
+        .await
+        .unwrap();
+    db.table(def.id).unwrap()
+}
+
+/// Encodes rows `(id, balance, note)`; returns (key, row) pairs.
+fn rows(
+    table: &TableData,
+    values: &[(i32, i64)],
+) -> Vec<(floe_storage::Key, floe_storage::RowBytes)> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(values.iter().map(|v| v.0))),
+        Arc::new(Int64Array::from_iter_values(values.iter().map(|v| v.1))),
+        Arc::new(StringArray::from_iter_values(
+            values.iter().map(|v| format!("row {}", v.0)),
+        )),
+    ];
+    let keys = table.codec.encode_keys(&columns).unwrap().unwrap();
+    let encoded = table.codec.encode_rows(&columns).unwrap();
+    (0..values.len())
+        .map(|i| {
+            (
+                Arc::from(keys.row(i).data()),
+                Arc::from(encoded.row(i).data()),
+            )
+        })
+        .collect()
+}
+
+fn balances(table: &TableData, ts: u64) -> Vec<(i32, i64)> {
+    let visible = table.hot.visible_keys(ts);
+    let batch = table
+        .codec
+        .decode_rows(visible.iter().map(|(_, r)| r.as_ref()))
+        .unwrap();
+    let ids = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .unwrap();
+    let bal = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    (0..batch.num_rows())
+        .map(|i| (ids.value(i), bal.value(i)))
+        .collect()
+}
+
+#[tokio::test]
+async fn commits_are_visible_to_later_snapshots_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = create(&db, "accounts").await;
+
+    let before = db.snapshot();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for (key, row) in rows(&table, &[(1, 100), (2, 200)]) {
+        txn.lock_row(&table, &key).await.unwrap();
+        txn.write(&table, key, Some(row)).unwrap();
+    }
+    // Uncommitted: invisible to others, visible to the transaction itself.
+    assert!(balances(&table, db.visible_ts()).is_empty());
+    let own = txn.statement_view();
+    assert_eq!(
+        own.own_writes(
+            table.def.id,
+            &(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        )
+        .rows
+        .len(),
+        2
+    );
+    let ts = txn.commit().await.unwrap().unwrap();
+    assert_eq!(balances(&table, ts), vec![(1, 100), (2, 200)]);
+    assert!(balances(&table, before.ts).is_empty());
+
+    // A rolled-back transaction leaves nothing.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for (key, row) in rows(&table, &[(3, 300)]) {
+        txn.lock_row(&table, &key).await.unwrap();
+        txn.write(&table, key, Some(row)).unwrap();
+    }
+    drop(txn);
+    assert_eq!(balances(&table, db.visible_ts()).len(), 2);
+}
+
+#[tokio::test]
+async fn recovery_replays_every_acknowledged_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let table_id;
+    {
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let table = create(&db, "accounts").await;
+        table_id = table.def.id;
+        for i in 0..50 {
+            let mut txn = db.begin(Isolation::ReadCommitted);
+            for (key, row) in rows(&table, &[(i, i as i64 * 10)]) {
+                txn.lock_row(&table, &key).await.unwrap();
+                txn.write(&table, key, Some(row)).unwrap();
+            }
+            txn.commit().await.unwrap();
+        }
+        // Delete one, update one.
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        let changed = rows(&table, &[(7, -1), (8, 8888)]);
+        txn.lock_row(&table, &changed[0].0).await.unwrap();
+        txn.write(&table, changed[0].0.clone(), None).unwrap();
+        txn.lock_row(&table, &changed[1].0).await.unwrap();
+        txn.write(&table, changed[1].0.clone(), Some(changed[1].1.clone()))
+            .unwrap();
+        txn.commit().await.unwrap();
+        db.close();
+    }
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = db.table(table_id).expect("table survives restart");
+    let all = balances(&table, db.visible_ts());
+    assert_eq!(all.len(), 49);
+    assert!(!all.iter().any(|(id, _)| *id == 7));
+    assert!(all.contains(&(8, 8888)));
+    assert_eq!(
+        db.catalog()
+            .relation_by_name("postgres", "public", "accounts")
+            .map(|t| t.id),
+        Some(table_id)
+    );
+    // New OIDs never collide with recovered ones.
+    assert!(db.allocate_oid() > table_id);
+}
+
+#[tokio::test]
+async fn repeatable_read_conflicts_and_read_committed_sees_the_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = create(&db, "c").await;
+    let initial = rows(&table, &[(1, 0)]);
+    let (key, row) = initial[0].clone();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.lock_row(&table, &key).await.unwrap();
+    txn.write(&table, key.clone(), Some(row)).unwrap();
+    txn.commit().await.unwrap();
+
+    let mut rr = db.begin(Isolation::RepeatableRead);
+    let rr_view = rr.statement_view();
+    let mut rc = db.begin(Isolation::ReadCommitted);
+    let rc_view = rc.statement_view();
+
+    let updated = rows(&table, &[(1, 1)]);
+    let mut writer = db.begin(Isolation::ReadCommitted);
+    writer.lock_row(&table, &key).await.unwrap();
+    writer
+        .write(&table, key.clone(), Some(updated[0].1.clone()))
+        .unwrap();
+    writer.commit().await.unwrap();
+
+    rr.lock_row(&table, &key).await.unwrap();
+    assert!(matches!(
+        rr.check_row(&table, &key, &rr_view),
+        Err(StorageError::SerializationFailure)
+    ));
+    drop(rr);
+    rc.lock_row(&table, &key).await.unwrap();
+    assert_eq!(
+        rc.check_row(&table, &key, &rc_view).unwrap(),
+        RowCheck::Changed(Some(updated[0].1.clone()))
+    );
+}
+
+#[tokio::test]
+async fn the_change_stream_carries_commits_in_order_and_nothing_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = create(&db, "s").await;
+    let mut reader = db.changes(db.visible_ts());
+
+    let r = rows(&table, &[(1, 10), (2, 20)]);
+    let mut t1 = db.begin(Isolation::ReadCommitted);
+    for (k, row) in &r {
+        t1.lock_row(&table, k).await.unwrap();
+        t1.write(&table, k.clone(), Some(row.clone())).unwrap();
+    }
+    let ts1 = t1.commit().await.unwrap().unwrap();
+
+    let mut aborted = db.begin(Isolation::ReadCommitted);
+    aborted.lock_row(&table, &r[0].0).await.unwrap();
+    aborted.write(&table, r[0].0.clone(), None).unwrap();
+    drop(aborted);
+
+    let updated = rows(&table, &[(2, 21)]);
+    let mut t2 = db.begin(Isolation::ReadCommitted);
+    t2.lock_row(&table, &updated[0].0).await.unwrap();
+    t2.write(&table, updated[0].0.clone(), Some(updated[0].1.clone()))
+        .unwrap();
+    let ts2 = t2.commit().await.unwrap().unwrap();
+
+    let first = reader.next().await.unwrap();
+    assert_eq!(first.commit_ts, ts1);
+    assert_eq!(
+        first.changes.iter().map(|c| c.diff).collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+    let second = reader.next().await.unwrap();
+    assert_eq!(second.commit_ts, ts2);
+    assert_eq!(
+        ts2,
+        ts1 + 1,
+        "the rolled-back transaction took no timestamp"
+    );
+    let diffs: Vec<(i64, &[u8])> = second
+        .changes
+        .iter()
+        .map(|c| (c.diff, c.row.as_ref()))
+        .collect();
+    assert_eq!(
+        diffs,
+        vec![(-1, r[1].1.as_ref()), (1, updated[0].1.as_ref())]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_increments_serialize_on_the_row_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = create(&db, "counter").await;
+    let (key, row) = rows(&table, &[(1, 0)]).remove(0);
+    let mut t = db.begin(Isolation::ReadCommitted);
+    t.lock_row(&table, &key).await.unwrap();
+    t.write(&table, key.clone(), Some(row)).unwrap();
+    t.commit().await.unwrap();
+
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let db = db.clone();
+        let table = table.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let mut txn = db.begin(Isolation::ReadCommitted);
+                let view = txn.statement_view();
+                txn.lock_row(&table, &key).await.unwrap();
+                let current = match txn.check_row(&table, &key, &view).unwrap() {
+                    RowCheck::Current(r) | RowCheck::Changed(r) => r.unwrap(),
+                };
+                let batch = table.codec.decode_rows([current.as_ref()]).unwrap();
+                let value = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .value(0);
+                let (_, new_row) = rows(&table, &[(1, value + 1)]).remove(0);
+                txn.write(&table, key.clone(), Some(new_row)).unwrap();
+                txn.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(balances(&table, db.visible_ts()), vec![(1, 200)]);
+}
+
+#[tokio::test]
+async fn sequences_never_repeat_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = TableDef {
+        id: 20000,
+        database: "postgres".into(),
+        schema: "public".into(),
+        name: "s".into(),
+        kind: RelationKind::Sequence(floe_storage::SequenceDef {
+            start: 1,
+            increment: 1,
+            min: 1,
+            max: i64::MAX,
+            cycle: false,
+            owned_by: None,
+        }),
+        columns: vec![],
+        primary_key: None,
+        constraints: vec![],
+        next_column_id: 1,
+    };
+    let last;
+    {
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(db.nextval(&seq).unwrap(), Some(1));
+        assert_eq!(db.nextval(&seq).unwrap(), Some(2));
+        last = db.nextval(&seq).unwrap().unwrap();
+        db.close();
+    }
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    assert!(db.nextval(&seq).unwrap().unwrap() > last);
+}
+
+#[tokio::test]
+async fn the_memory_budget_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        DbOptions {
+            memory_limit: Some(64 * 1024),
+            ..DbOptions::default()
+        },
+    )
+    .unwrap();
+    let table = create(&db, "big").await;
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let mut failed = false;
+    for i in 0..10_000 {
+        let (key, row) = rows(&table, &[(i, i as i64)]).remove(0);
+        if let Err(e) = txn.write(&table, key, Some(row)) {
+            assert!(matches!(e, StorageError::MemoryLimit { .. }), "{e:?}");
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "64 KiB cannot hold 10k rows");
+}

@@ -1,0 +1,106 @@
+//! COPY on the wire: the copy-in sub-protocol (CopyData/CopyDone/CopyFail routed to the
+//! session) and copy-out (rows encoded as text, then written in COPY's format).
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use floe_sql::copy::{write_row, CopyOptions};
+use futures::sink::{Sink, SinkExt};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::ClientInfo;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::response::CommandComplete;
+use pgwire::messages::PgWireBackendMessage;
+
+use crate::handler::{txn_status, user_error, Connection};
+
+/// The values of a text-format DataRow (`None`: NULL).
+fn fields(row: &DataRow) -> Vec<Option<&str>> {
+    let data = &row.data[..];
+    let mut out = Vec::with_capacity(row.field_count.max(0) as usize);
+    let mut pos = 0;
+    for _ in 0..row.field_count {
+        let Some(len) = data.get(pos..pos + 4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        pos += 4;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let end = pos + len as usize;
+        out.push(data.get(pos..end).and_then(|b| std::str::from_utf8(b).ok()));
+        pos = end;
+    }
+    out
+}
+
+/// One CopyData message per row, in `options`' format.
+pub(crate) fn copy_data(rows: &[DataRow], options: &CopyOptions) -> Vec<CopyData> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut buffer = Vec::new();
+    for row in rows {
+        buffer.clear();
+        write_row(&fields(row), options, &mut buffer);
+        out.push(CopyData::new(Bytes::copy_from_slice(&buffer)));
+    }
+    out
+}
+
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut guard = self.shared.session.lock().await;
+        if let Some(session) = guard.as_mut() {
+            session.copy_data(&copy_data.data).await;
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut guard = self.shared.session.lock().await;
+        let Some(session) = guard.as_mut() else {
+            return Ok(());
+        };
+        let result = session.copy_done().await;
+        client.set_transaction_status(txn_status(session.txn_status()));
+        let tag = result.map_err(user_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                tag,
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut guard = self.shared.session.lock().await;
+        match guard.as_mut() {
+            Some(session) => {
+                let error = session.copy_fail(&fail.message);
+                client.set_transaction_status(txn_status(session.txn_status()));
+                user_error(error)
+            }
+            None => user_error(floe_sql::SqlError::query_canceled()),
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Tables over the wire: visibility between sessions, concurrent writers, isolation levels,
+//! durability through restarts and SIGKILL.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_sql_tests::TestServer;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, IsolationLevel, NoTls};
+
+async fn count(c: &Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+}
+
+#[tokio::test]
+async fn uncommitted_rows_are_invisible_to_other_sessions() {
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'one')")
+        .await
+        .unwrap();
+    assert_eq!(count(&a, "SELECT count(*) FROM t").await, 1, "own writes");
+    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 0, "uncommitted");
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 1, "committed");
+
+    a.batch_execute("BEGIN; DELETE FROM t; INSERT INTO t VALUES (2, 'two')")
+        .await
+        .unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t WHERE id = 1").await, 1);
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t WHERE id = 2").await, 0);
+    assert_eq!(count(&a, "SELECT count(*) FROM t WHERE id = 1").await, 1);
+
+    // REPEATABLE READ keeps its snapshot; READ COMMITTED sees new commits.
+    b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 1);
+    a.batch_execute("INSERT INTO t VALUES (3, 'three')")
+        .await
+        .unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 1);
+    b.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_increments_under_read_committed_all_apply() {
+    let server = TestServer::start_floe();
+    let setup = server.connect().await;
+    setup
+        .batch_execute("CREATE TABLE c (id int PRIMARY KEY, v int); INSERT INTO c VALUES (1, 0)")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = server.connect().await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                client
+                    .execute("UPDATE c SET v = v + 1 WHERE id = 1", &[])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v: i32 = setup
+        .query_one("SELECT v FROM c WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 400);
+}
+
+#[tokio::test]
+async fn repeatable_read_write_conflicts_fail_with_40001() {
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute("CREATE TABLE r (id int PRIMARY KEY, v int); INSERT INTO r VALUES (1, 0)")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM r")
+        .await
+        .unwrap();
+    a.batch_execute("UPDATE r SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let err = b
+        .batch_execute("UPDATE r SET v = 2 WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    b.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deadlocks_are_detected() {
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute(
+        "CREATE TABLE d (id int PRIMARY KEY, v int); INSERT INTO d VALUES (1, 0), (2, 0)",
+    )
+    .await
+    .unwrap();
+    a.batch_execute("BEGIN; UPDATE d SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE d SET v = 2 WHERE id = 2")
+        .await
+        .unwrap();
+    let a_waits = tokio::spawn(async move {
+        let r = a.batch_execute("UPDATE d SET v = 1 WHERE id = 2").await;
+        (a, r)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b_result = b.batch_execute("UPDATE d SET v = 2 WHERE id = 1").await;
+    let err = b_result.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_DEADLOCK_DETECTED));
+    b.batch_execute("ROLLBACK").await.unwrap();
+    let (a, a_result) = a_waits.await.unwrap();
+    a_result.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&a, "SELECT sum(v)::bigint FROM d").await, 2);
+}
+
+/// Transfers between accounts keep the total, under READ COMMITTED (row locks re-check the
+/// newest version) and under REPEATABLE READ (conflicts retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_transfers_keep_the_total() {
+    let server = TestServer::start_floe();
+    let setup = server.connect().await;
+    setup
+        .batch_execute(
+            "CREATE TABLE bank (id int PRIMARY KEY, balance bigint NOT NULL);
+             INSERT INTO bank SELECT g, 1000 FROM generate_series(1, 10) g",
+        )
+        .await
+        .unwrap();
+    for isolation in [
+        IsolationLevel::ReadCommitted,
+        IsolationLevel::RepeatableRead,
+    ] {
+        let mut tasks = Vec::new();
+        for worker in 0..6u64 {
+            let (mut client, conn) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+            tokio::spawn(conn);
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0;
+                let mut seed = worker * 7919 + 1;
+                while done < 30 {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    let from = (seed >> 33) % 10 + 1;
+                    let to = (seed >> 17) % 10 + 1;
+                    if from == to {
+                        continue;
+                    }
+                    let tx = client
+                        .build_transaction()
+                        .isolation_level(isolation)
+                        .start()
+                        .await
+                        .unwrap();
+                    let moved = async {
+                        tx.execute(
+                            "UPDATE bank SET balance = balance - 7 WHERE id = $1",
+                            &[&(from as i32)],
+                        )
+                        .await?;
+                        tx.execute(
+                            "UPDATE bank SET balance = balance + 7 WHERE id = $1",
+                            &[&(to as i32)],
+                        )
+                        .await?;
+                        tx.commit().await
+                    }
+                    .await;
+                    match moved {
+                        Ok(()) => done += 1,
+                        Err(e)
+                            if e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+                                || e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {}
+                        Err(e) => panic!("transfer failed: {e:?}"),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            count(&setup, "SELECT sum(balance)::bigint FROM bank").await,
+            10_000,
+            "{isolation:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn committed_data_survives_a_clean_restart() {
+    let mut server = TestServer::start_floe();
+    {
+        let c = server.connect().await;
+        c.batch_execute(
+            "CREATE TABLE p (id bigserial PRIMARY KEY, name text, n numeric(10, 2));
+             INSERT INTO p (name, n) VALUES ('a', 1.5), ('b', NULL);
+             UPDATE p SET name = 'B' WHERE name = 'b';
+             CREATE TABLE gone (x int); DROP TABLE gone;",
+        )
+        .await
+        .unwrap();
+    }
+    assert!(server.terminate(Duration::from_secs(15)).is_some());
+    server.restart(&[]);
+    let c = server.connect().await;
+    let rows = c
+        .query("SELECT id, name, n::text FROM p ORDER BY id", &[])
+        .await
+        .unwrap();
+    let got: Vec<(i64, String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, "a".into(), Some("1.50".into())), (2, "B".into(), None)]
+    );
+    // The sequence continues after its last value.
+    let id: i64 = c
+        .query_one("INSERT INTO p (name) VALUES ('c') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(id > 2, "sequence went back to {id}");
+    let err = c.batch_execute("SELECT * FROM gone").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
+}
+
+/// Kills the server with SIGKILL while a client commits in a loop; after each restart every
+/// acknowledged commit is there and no transaction is half applied.
+#[test]
+fn acknowledged_commits_survive_sigkill() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut server = TestServer::start_floe();
+    runtime.block_on(async {
+        let c = server.connect().await;
+        c.batch_execute(
+            "CREATE TABLE ledger (id bigint PRIMARY KEY, a bigint NOT NULL, b bigint NOT NULL);
+             INSERT INTO ledger VALUES (0, 0, 0)",
+        )
+        .await
+        .unwrap();
+    });
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let mut seed: u64 = std::env::var("FLOE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    println!("crash test seed: {seed} (FLOE_CRASH_SEED)");
+    for round in 0..20 {
+        let url = server.url();
+        let acked = acknowledged.clone();
+        // Each transaction inserts one row and moves 1 from `a` to `b` of row 0, so a
+        // half-applied transaction would show as a row count that disagrees with row 0.
+        let writer = runtime.spawn(async move {
+            let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await else {
+                return;
+            };
+            tokio::spawn(conn);
+            loop {
+                let next = acked.load(Ordering::SeqCst) + 1;
+                let sql = format!(
+                    "BEGIN;
+                     INSERT INTO ledger VALUES ({next}, 0, 0);
+                     UPDATE ledger SET a = a - 1, b = b + 1 WHERE id = 0;
+                     COMMIT;"
+                );
+                if client.batch_execute(&sql).await.is_err() {
+                    return;
+                }
+                acked.store(next, Ordering::SeqCst);
+            }
+        });
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wait_ms = 50 + (seed >> 33) % 250;
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        server.kill9();
+        runtime.block_on(async {
+            let _ = writer.await;
+        });
+        server.restart(&[]);
+        let acked = acknowledged.load(Ordering::SeqCst);
+        runtime.block_on(async {
+            let c = server.connect().await;
+            let rows = count(&c, "SELECT count(*) FROM ledger WHERE id > 0").await as u64;
+            let moved: i64 = c
+                .query_one("SELECT b FROM ledger WHERE id = 0", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert!(
+                rows >= acked,
+                "round {round}: {acked} commits acknowledged but {rows} rows survived"
+            );
+            assert!(rows <= acked + 1, "round {round}: rows from nowhere");
+            assert_eq!(
+                moved as u64, rows,
+                "round {round}: a transaction was half applied"
+            );
+            acknowledged.store(rows, Ordering::SeqCst);
+        });
+    }
+}
+
+#[tokio::test]
+async fn copy_in_and_out_in_text_and_csv() {
+    use futures::{SinkExt, TryStreamExt};
+    let server = TestServer::start_floe();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE cp (id int PRIMARY KEY, name text, score numeric(6, 2), day date)",
+    )
+    .await
+    .unwrap();
+    let sink = c.copy_in("COPY cp FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    let mut data = String::new();
+    for i in 1..=20_000 {
+        data.push_str(&format!("{i}\tname\\t{i}\t{}.5\t2024-01-02\n", i % 100));
+    }
+    data.push_str("20001\t\\N\t\\N\t\\N\n");
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 20_001);
+    assert_eq!(count(&c, "SELECT count(*) FROM cp").await, 20_001);
+    let row = c
+        .query_one(
+            "SELECT name, score::text, day::text FROM cp WHERE id = 7",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "name\t7");
+    assert_eq!(row.get::<_, String>(1), "7.50");
+    assert_eq!(row.get::<_, String>(2), "2024-01-02");
+
+    let sink = c
+        .copy_in("COPY cp (id, name) FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(
+        b"id,name\n30000,\"a, \"\"quoted\"\" name\"\n30001,\n",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+
+    let out = c
+        .copy_out("COPY (SELECT id, name, score FROM cp WHERE id IN (7, 20001, 30000) ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = out.try_collect().await.unwrap();
+    let text: String = chunks
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(
+        text,
+        "7\tname\\t7\t7.50\n20001\t\\N\t\\N\n30000\ta, \"quoted\" name\t\\N\n"
+    );
+    let out = c
+        .copy_out("COPY cp (id, name) TO STDOUT WITH (FORMAT csv)")
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = out.try_collect().await.unwrap();
+    assert_eq!(chunks.len(), 20_003);
+
+    // A bad row fails the whole COPY; nothing of it is kept and the session goes on.
+    let sink = c.copy_in("COPY cp FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(
+        b"40000\tok\t1\t2024-01-01\nnot-a-number\tx\t1\t2024-01-01\n",
+    ))
+    .await
+    .unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_TEXT_REPRESENTATION));
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM cp WHERE id = 40000").await,
+        0
+    );
+    let sink = c.copy_in("COPY cp FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\tdup\t1\t2024-01-01\n"))
+        .await
+        .unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    assert_eq!(count(&c, "SELECT count(*) FROM cp").await, 20_003);
+}
