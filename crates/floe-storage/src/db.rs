@@ -758,36 +758,35 @@ impl Inner {
         id: u32,
         params: &crate::catalog::SequenceDef,
     ) -> StorageResult<&'a mut SequenceState> {
-        if !states.contains_key(&id) {
-            let stored = self
-                .rocks
-                .get_cf(cf(&self.rocks, CF_SEQUENCES)?, id.to_be_bytes())?;
-            let state = match stored {
-                // After a restart, continue past everything that may have been handed out.
-                Some(bytes) => {
-                    let reserved = i64::from_be_bytes(
-                        bytes
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| StorageError::corrupt("sequence", "not 8 bytes"))?,
-                    );
-                    SequenceState {
-                        last: reserved,
-                        called: true,
-                        reserved: Some(reserved),
-                    }
+        let entry = match states.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => return Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => e,
+        };
+        let stored = self
+            .rocks
+            .get_cf(cf(&self.rocks, CF_SEQUENCES)?, id.to_be_bytes())?;
+        let state = match stored {
+            // After a restart, continue past everything that may have been handed out.
+            Some(bytes) => {
+                let reserved = i64::from_be_bytes(
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StorageError::corrupt("sequence", "not 8 bytes"))?,
+                );
+                SequenceState {
+                    last: reserved,
+                    called: true,
+                    reserved: Some(reserved),
                 }
-                None => SequenceState {
-                    last: params.start,
-                    called: false,
-                    reserved: None,
-                },
-            };
-            states.insert(id, state);
-        }
-        states
-            .get_mut(&id)
-            .ok_or_else(|| StorageError::Internal("sequence state vanished".into()))
+            }
+            None => SequenceState {
+                last: params.start,
+                called: false,
+                reserved: None,
+            },
+        };
+        Ok(entry.insert(state))
     }
 
     fn persist_sequence(&self, id: u32, reserved: i64) -> StorageResult<()> {

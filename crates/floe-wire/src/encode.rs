@@ -10,7 +10,9 @@ use std::sync::Arc;
 use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalUnit, Schema};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, IntervalMonthDayNanoType, IntervalUnit, Schema,
+};
 use floe_sql::vars::SessionVars;
 use floe_sql::SqlType;
 use pgwire::api::portal::Format;
@@ -161,6 +163,22 @@ impl RowEncoder {
                         continue;
                     }
                 }
+                if pg_field.format() == FieldFormat::Binary {
+                    if let Some(binary) = pg_binary(array.as_ref(), row, &self.types[col]) {
+                        let binary = binary.map_err(|e| PgWireError::ApiError(e.into()))?;
+                        self.encoder.encode_field_with_type_and_format(
+                            &Preencoded {
+                                text: "",
+                                binary: &binary,
+                                prefix: None,
+                            },
+                            pg_field.datatype(),
+                            FieldFormat::Binary,
+                            pg_field.format_options(),
+                        )?;
+                        continue;
+                    }
+                }
                 match (&self.types[col], array.data_type()) {
                     (SqlType::Uuid, DataType::Utf8) if pg_field.format() == FieldFormat::Binary => {
                         let text = array.as_string::<i32>().value(row);
@@ -253,6 +271,9 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
         DataType::List(item) if array_needs_pg_text(item.data_type()) => {
             array_text(array.as_list::<i32>().value(row).as_ref(), tz)?
         }
+        DataType::Decimal128(_, scale) => {
+            numeric_text(array.as_primitive::<Decimal128Type>().value(row), *scale)
+        }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
             pg_interval::Interval::new(v.months, v.days, v.nanoseconds / 1000).to_postgres()
@@ -301,6 +322,139 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
     })
 }
 
+/// PostgreSQL's binary form where `arrow-pg`'s is missing or limited: numeric (arrow-pg goes
+/// through `rust_decimal`, which holds 28 digits, not Decimal128's 38) and arrays of numeric,
+/// uuid and jsonb (whose elements arrow-pg writes as text). `None` for every other type.
+fn pg_binary(array: &dyn Array, row: usize, ty: &SqlType) -> Option<Result<Vec<u8>, String>> {
+    match (ty, array.data_type()) {
+        (_, DataType::Decimal128(_, scale)) => Some(Ok(numeric_binary(
+            array.as_primitive::<Decimal128Type>().value(row),
+            *scale,
+        ))),
+        (SqlType::Array(item), DataType::List(_))
+            if matches!(**item, SqlType::Numeric | SqlType::Uuid | SqlType::Jsonb) =>
+        {
+            let values = array.as_list::<i32>().value(row);
+            if !matches!(
+                (&**item, values.data_type()),
+                (SqlType::Numeric, DataType::Decimal128(..))
+                    | (SqlType::Uuid | SqlType::Jsonb, DataType::Utf8)
+            ) {
+                return None;
+            }
+            Some(array_binary(values.as_ref(), item))
+        }
+        _ => None,
+    }
+}
+
+/// A one-dimensional array in PostgreSQL's binary form (`array_send`).
+fn array_binary(values: &dyn Array, item: &SqlType) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let ndim: i32 = if values.is_empty() { 0 } else { 1 };
+    out.extend(ndim.to_be_bytes());
+    out.extend(((values.null_count() > 0) as i32).to_be_bytes());
+    out.extend((item.oid() as i32).to_be_bytes());
+    if ndim == 1 {
+        out.extend((values.len() as i32).to_be_bytes());
+        out.extend(1i32.to_be_bytes());
+    }
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            out.extend((-1i32).to_be_bytes());
+            continue;
+        }
+        let element = match (item, values.data_type()) {
+            (_, DataType::Decimal128(_, scale)) => {
+                numeric_binary(values.as_primitive::<Decimal128Type>().value(i), *scale)
+            }
+            (SqlType::Uuid, _) => {
+                let text = values.as_string::<i32>().value(i);
+                uuid::Uuid::parse_str(text)
+                    .map_err(|e| format!("invalid uuid {text:?}: {e}"))?
+                    .as_bytes()
+                    .to_vec()
+            }
+            _ => {
+                let mut jsonb = vec![1u8];
+                jsonb.extend(values.as_string::<i32>().value(i).as_bytes());
+                jsonb
+            }
+        };
+        out.extend((element.len() as i32).to_be_bytes());
+        out.extend(element);
+    }
+    Ok(out)
+}
+
+/// The decimal digits of `mantissa` × 10^-`scale` without sign, and the display scale.
+fn decimal_digits(mantissa: i128, scale: i8) -> (bool, String, usize) {
+    let mut digits = mantissa.unsigned_abs().to_string();
+    if scale < 0 {
+        digits.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
+    }
+    (mantissa < 0, digits, scale.max(0) as usize)
+}
+
+/// A numeric's text form, with exactly `scale` digits after the point, like PostgreSQL.
+fn numeric_text(mantissa: i128, scale: i8) -> String {
+    let (negative, digits, scale) = decimal_digits(mantissa, scale);
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale);
+    let mut out = String::with_capacity(digits.len() + 2);
+    if negative {
+        out.push('-');
+    }
+    out.push_str(whole);
+    if scale > 0 {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out
+}
+
+/// A numeric's binary form (`numeric_send`): ndigits, weight, sign, dscale, then base-10000
+/// digits, the first of which is the 10000^weight place.
+fn numeric_binary(mantissa: i128, scale: i8) -> Vec<u8> {
+    let (negative, digits, dscale) = decimal_digits(mantissa, scale);
+    let digits = format!("{digits:0>width$}", width = dscale + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - dscale);
+    // Pad the integer part on the left and the fraction on the right to groups of four.
+    let whole = format!("{}{whole}", "0".repeat((4 - whole.len() % 4) % 4));
+    let fraction = format!("{fraction}{}", "0".repeat((4 - fraction.len() % 4) % 4));
+    let group = |chunk: &[u8]| {
+        chunk
+            .iter()
+            .fold(0i16, |acc, d| acc * 10 + (d - b'0') as i16)
+    };
+    let mut groups: Vec<i16> = whole.as_bytes().chunks(4).map(group).collect();
+    let mut weight = groups.len() as i16 - 1;
+    groups.extend(fraction.as_bytes().chunks(4).map(group));
+    let leading = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..leading);
+    weight -= leading as i16;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let mut out = Vec::with_capacity(8 + 2 * groups.len());
+    out.extend((groups.len() as i16).to_be_bytes());
+    out.extend(weight.to_be_bytes());
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    out.extend(sign.to_be_bytes());
+    out.extend((dscale as i16).to_be_bytes());
+    for g in groups {
+        out.extend(g.to_be_bytes());
+    }
+    out
+}
+
 /// Whether arrays of this element type need Floe's text form: arrow-pg prints their elements
 /// differently from PostgreSQL (`-0`, fraction digits) and leaves elements with spaces unquoted.
 fn array_needs_pg_text(item: &DataType) -> bool {
@@ -308,6 +462,7 @@ fn array_needs_pg_text(item: &DataType) -> bool {
         item,
         DataType::Float32
             | DataType::Float64
+            | DataType::Decimal128(..)
             | DataType::Time64(_)
             | DataType::Timestamp(..)
             | DataType::Interval(IntervalUnit::MonthDayNano)
@@ -533,6 +688,35 @@ mod tests {
             pg_text(&intervals, 0, &None).unwrap(),
             "{\"1 day 00:00:01\"}"
         );
+    }
+
+    #[test]
+    fn numerics_keep_every_digit() {
+        assert_eq!(numeric_text(150, 2), "1.50");
+        assert_eq!(numeric_text(-5, 3), "-0.005");
+        assert_eq!(numeric_text(0, 2), "0.00");
+        assert_eq!(numeric_text(42, 0), "42");
+        assert_eq!(numeric_text(12, -3), "12000");
+        let max = 10i128.pow(38) - 1;
+        assert_eq!(
+            numeric_text(max, 10),
+            format!("{}.{}", "9".repeat(28), "9".repeat(10))
+        );
+
+        // numeric_send of 1.50: 1 digit group after weight 0, then 5000; dscale 2
+        let words = |v: &[i16]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(numeric_binary(150, 2), words(&[2, 0, 0, 2, 1, 5000]));
+        // -12345.678: groups 1|2345|6780, weight 1
+        assert_eq!(
+            numeric_binary(-12345678, 3),
+            words(&[3, 1, 0x4000, 3, 1, 2345, 6780])
+        );
+        // 0.000000001: the first group is 10000^-3
+        assert_eq!(numeric_binary(1, 9), words(&[1, -3, 0, 9, 1000]));
+        // zero: no digits, weight 0, the scale kept
+        assert_eq!(numeric_binary(0, 2), words(&[0, 0, 0, 2]));
+        // 10000000: 1000|0000 -> one group 1000 at weight 1
+        assert_eq!(numeric_binary(10_000_000, 0), words(&[1, 1, 0, 0, 1000]));
     }
 
     #[test]

@@ -17,7 +17,6 @@ use datafusion::scalar::ScalarValue;
 use floe_sql::{sqlstate, SqlError, SqlResult, SqlType};
 use pgwire::api::portal::Format;
 use postgres_types::FromSql;
-use rust_decimal::Decimal;
 
 use crate::encode::pg_type;
 use floe_sql::literals::{parse_array, parse_bytea};
@@ -327,11 +326,7 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
         SqlType::Oid => ScalarValue::Int64(Some(from_sql::<u32>(ty, raw)? as i64)),
         SqlType::Float4 => ScalarValue::Float32(Some(from_sql::<f32>(ty, raw)?)),
         SqlType::Float8 => ScalarValue::Float64(Some(from_sql::<f64>(ty, raw)?)),
-        SqlType::Numeric => {
-            let d = from_sql::<Decimal>(ty, raw)?;
-            let scale = d.scale();
-            ScalarValue::Decimal128(Some(d.mantissa()), 38, scale as i8)
-        }
+        SqlType::Numeric => decode_binary_numeric(raw)?,
         SqlType::Text | SqlType::Varchar | SqlType::Bpchar | SqlType::Name | SqlType::Unknown => {
             ScalarValue::Utf8(Some(
                 std::str::from_utf8(raw).map_err(|e| e.to_string())?.into(),
@@ -386,6 +381,56 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
         }
         SqlType::Array(inner) => decode_binary_array(inner, raw)?,
     })
+}
+
+/// A binary numeric (`numeric_send`: ndigits, weight, sign, dscale, then base-10000 digits) as a
+/// `Decimal128` with the sent scale; up to 38 digits, no NaN or infinity.
+fn decode_binary_numeric(raw: &[u8]) -> Result<ScalarValue, DecodeError> {
+    let word = |i: usize| -> Result<i16, DecodeError> {
+        raw.get(i * 2..i * 2 + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "numeric data too short".to_string())
+    };
+    let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)? as u16, word(3)?);
+    if ndigits < 0 || dscale < 0 || raw.len() != 8 + 2 * ndigits as usize {
+        return Err("invalid numeric length".into());
+    }
+    let negative = match sign {
+        0x0000 => false,
+        0x4000 => true,
+        0xC000 => return Err("numeric NaN is not supported".into()),
+        0xD000 | 0xF000 => return Err("numeric infinity is not supported".into()),
+        _ => return Err("invalid numeric sign".into()),
+    };
+    if dscale > 38 {
+        return Err("numeric scale out of range".into());
+    }
+    let out_of_range = || "numeric value out of range".to_string();
+    let mut mantissa: i128 = 0;
+    for i in 0..ndigits {
+        let digit = word(4 + i as usize)?;
+        if !(0..10_000).contains(&digit) {
+            return Err("invalid numeric digit".into());
+        }
+        // This digit's place, as a power of ten of the result scaled by 10^dscale.
+        let exponent = 4 * (weight as i32 - i as i32) + dscale as i32;
+        let part = if exponent >= 0 {
+            10i128
+                .checked_pow(exponent as u32)
+                .and_then(|p| p.checked_mul(digit as i128))
+                .ok_or_else(out_of_range)?
+        } else if exponent > -4 {
+            digit as i128 / 10i128.pow(exponent.unsigned_abs())
+        } else {
+            0
+        };
+        mantissa = mantissa.checked_add(part).ok_or_else(out_of_range)?;
+    }
+    if mantissa >= 10i128.pow(38) {
+        return Err(out_of_range());
+    }
+    let mantissa = if negative { -mantissa } else { mantissa };
+    Ok(ScalarValue::Decimal128(Some(mantissa), 38, dscale as i8))
 }
 
 /// A one-dimensional binary array: ndim, has-nulls flag, element OID, (length, lower bound)
@@ -493,6 +538,34 @@ mod tests {
         assert_eq!(d("1x"), None);
         assert_eq!(d("."), None);
         assert_eq!(d(&"9".repeat(39)), None);
+    }
+
+    #[test]
+    fn binary_numerics_keep_every_digit() {
+        let words = |v: &[i16]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        let d = |v: &[i16]| decode_binary_numeric(&words(v)).unwrap();
+        assert_eq!(
+            d(&[2, 0, 0, 2, 1, 5000]),
+            ScalarValue::Decimal128(Some(150), 38, 2)
+        );
+        assert_eq!(
+            d(&[3, 1, 0x4000, 3, 1, 2345, 6780]),
+            ScalarValue::Decimal128(Some(-12345678), 38, 3)
+        );
+        assert_eq!(
+            d(&[1, -3, 0, 9, 1000]),
+            ScalarValue::Decimal128(Some(1), 38, 9)
+        );
+        assert_eq!(d(&[0, 0, 0, 2]), ScalarValue::Decimal128(Some(0), 38, 2));
+        // 36 nines, more than rust_decimal holds
+        let nines: Vec<i16> = [9, 8, 0, 0].into_iter().chain([9999; 9]).collect();
+        assert_eq!(
+            d(&nines),
+            ScalarValue::Decimal128(Some(10i128.pow(36) - 1), 38, 0)
+        );
+        assert!(decode_binary_numeric(&words(&[0, 0, 0xC000u16 as i16, 0])).is_err());
+        assert!(decode_binary_numeric(&words(&[1, 10, 0, 0, 1])).is_err());
+        assert!(decode_binary_numeric(&words(&[2, 0, 0, 0, 1])).is_err());
     }
 
     #[test]

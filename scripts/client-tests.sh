@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The driver tests (tests/clients: psql, psycopg 3, asyncpg, raw sockets) against real servers.
+# Creates or reuses a venv in ~/.cache/floe-venv and installs tests/clients/requirements.txt into
+# it (skipped while the requirements file is unchanged), then runs pytest; its exit code is ours.
+# Each test module starts its own `floe serve` from FLOE_BIN (default
+# $CARGO_TARGET_DIR/debug/floe); FLOE_CLIENT_TARGET=postgres runs them against PostgreSQL 15.
+# Extra arguments go to pytest, e.g. `scripts/client-tests.sh -k psql -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe-target}"
+export FLOE_BIN="${FLOE_BIN:-$CARGO_TARGET_DIR/debug/floe}"
+
+venv="${FLOE_VENV:-$HOME/.cache/floe-venv}"
+requirements=tests/clients/requirements.txt
+stamp="$venv/.floe-requirements.sha256"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+    echo "$want" >"$stamp"
+fi
+
+if [ "${FLOE_CLIENT_TARGET:-floe}" = floe ] && [ ! -x "$FLOE_BIN" ]; then
+    echo "client-tests: $FLOE_BIN not found; run 'cargo build -p floe --bin floe' first" >&2
+    exit 1
+fi
+
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/clients "$@"
