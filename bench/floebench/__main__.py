@@ -118,7 +118,7 @@ def machine(ctx):
         versions["psycopg"] = "not installed"
     import matplotlib
     versions["matplotlib"] = matplotlib.__version__
-    tg = os.path.join(ctx.bench_dir, ".tools", "bin", "tpchgen-cli")
+    tg = os.environ.get("TPCHGEN_CLI") or os.path.join(ctx.bench_dir, ".tools", "bin", "tpchgen-cli")
     rev = cmd_out(["git", "rev-parse", "--short", "HEAD"], cwd=ctx.root)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                            cwd=ctx.root, capture_output=True, text=True).stdout.strip()

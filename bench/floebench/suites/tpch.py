@@ -34,7 +34,7 @@ def tpchgen_binary(ctx):
                  shutil.which("tpchgen-cli")):
         if cand and os.path.exists(cand):
             return cand
-    raise HarnessError("tpchgen-cli not found (bench/run installs it into bench/.tools)")
+    raise HarnessError("tpchgen-cli not found (bench/run installs it into ~/.cache/floe-bench-tools)")
 
 
 def generate(ctx, sf):

@@ -1,5 +1,6 @@
 //! DataFusion's catalog over Floe's: databases are DataFusion catalogs, schemas are schemas,
-//! tables resolve to storage's [`FloeTable`] providers.
+//! tables resolve to storage's [`FloeTable`] providers. Every database also has the
+//! `pg_catalog` and `information_schema` schemas ([`crate::pg_catalog`]).
 //!
 //! The hidden schema `floe_internal` names the relations a DML statement reads while it is
 //! being planned — its target with the row-key column (`floe_internal.target`) and the rows
@@ -106,14 +107,20 @@ struct FloeDatabase {
 
 impl CatalogProvider for FloeDatabase {
     fn schema_names(&self) -> Vec<String> {
-        self.db
+        let mut names: Vec<String> = self
+            .db
             .catalog()
             .schemas(&self.database)
             .map(|s| s.name.clone())
-            .collect()
+            .collect();
+        names.extend(crate::pg_catalog::schema_names().map(String::from));
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(schema) = crate::pg_catalog::schema(&self.db, &self.database, name) {
+            return Some(schema);
+        }
         if name == INTERNAL_SCHEMA {
             return Some(Arc::new(InternalSchema));
         }

@@ -109,6 +109,7 @@ impl Engine {
         state
             .register_udf(Arc::new(functions::nextval_udf(db.clone())))
             .map_err(SqlError::from)?;
+        crate::pg_catalog::install(&mut state, db.clone())?;
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),

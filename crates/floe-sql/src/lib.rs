@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 mod functions;
 pub mod literals;
+pub mod pg_catalog;
 mod rewrite;
 pub mod session;
 pub mod types;

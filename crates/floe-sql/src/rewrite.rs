@@ -30,7 +30,7 @@ pub fn rewrite_statement(statement: &mut Statement, session: &Session) -> SqlRes
     let _ = statement.visit(&mut visitor);
     match visitor.error {
         Some(err) => Err(err),
-        None => Ok(()),
+        None => crate::pg_catalog::rewrite_statement(statement, session),
     }
 }
 

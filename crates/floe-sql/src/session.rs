@@ -354,9 +354,10 @@ impl Session {
     /// Splits a query string into statements (PostgreSQL dialect).
     pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
         let dialect = PostgreSqlDialect {};
+        let sql = copy_boolean_options(sql);
         let statements = Parser::new(&dialect)
             .with_recursion_limit(PARSER_RECURSION_LIMIT)
-            .try_with_sql(sql)?
+            .try_with_sql(&sql)?
             .parse_statements()?;
         Ok(statements)
     }
@@ -1260,6 +1261,37 @@ impl Session {
     }
 }
 
+/// COPY's boolean options as sqlparser reads them: PostgreSQL also accepts `on`/`off`
+/// (pgbench -i sends `copy … from stdin with (freeze on)`).
+fn copy_boolean_options(sql: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = sql.trim_start();
+    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("copy") {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut words = sql.split_inclusive(|c: char| c.is_whitespace() || c == '(' || c == ',');
+    let mut previous_option = false;
+    for word in &mut words {
+        let bare = word.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ')');
+        let tail = &word[bare.len()..];
+        if previous_option && bare.eq_ignore_ascii_case("on") {
+            out.push_str("true");
+            out.push_str(tail);
+        } else if previous_option && bare.eq_ignore_ascii_case("off") {
+            out.push_str("false");
+            out.push_str(tail);
+        } else {
+            out.push_str(word);
+        }
+        if !bare.is_empty() {
+            previous_option = ["freeze", "header"]
+                .iter()
+                .any(|o| bare.trim_start_matches('(').eq_ignore_ascii_case(o));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Whether `statement` may run in a failed transaction block.
 fn ends_failed_block(statement: &Statement) -> bool {
     matches!(
@@ -1592,5 +1624,26 @@ fn text_rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> RowStream {
             schema,
             stream::iter(vec![batch]),
         )),
+    }
+}
+
+#[cfg(test)]
+mod copy_option_tests {
+    use super::copy_boolean_options;
+
+    #[test]
+    fn on_and_off_become_booleans_in_copy_only() {
+        assert_eq!(
+            copy_boolean_options("copy t from stdin with (freeze on)"),
+            "copy t from stdin with (freeze true)"
+        );
+        assert_eq!(
+            copy_boolean_options("COPY t FROM STDIN (FORMAT csv, HEADER off)"),
+            "COPY t FROM STDIN (FORMAT csv, HEADER false)"
+        );
+        assert_eq!(
+            copy_boolean_options("select 'freeze on'"),
+            "select 'freeze on'"
+        );
     }
 }
