@@ -125,23 +125,18 @@ def survives(server, sql):
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-STACK_OVERFLOW = floe_xfail(
-    "stack overflow aborts the whole server (SIGABRT): deep expression trees and long "
-    "UNION ALL chains recurse beyond the worker thread's stack"
-)
-
 DEEP = {
-    "1 + 1 + ... (100 000 terms)": ("SELECT 1" + " + 1" * 100_000, STACK_OVERFLOW),
-    "1 + 1 + ... (10 000 terms)": ("SELECT 1" + " + 1" * 10_000, STACK_OVERFLOW),
-    "1 + 1 + ... (500 terms)": ("SELECT 1" + " + 1" * 500, STACK_OVERFLOW),
+    "1 + 1 + ... (100 000 terms)": ("SELECT 1" + " + 1" * 100_000, None),
+    "1 + 1 + ... (10 000 terms)": ("SELECT 1" + " + 1" * 10_000, None),
+    "1 + 1 + ... (500 terms)": ("SELECT 1" + " + 1" * 500, None),
     "1 + 1 + ... (100 terms)": ("SELECT 1" + " + 1" * 100, None),
-    "a AND a AND ... (20 000 terms)": ("SELECT true" + " AND true" * 20_000, STACK_OVERFLOW),
-    "'a' || 'a' || ... (20 000 terms)": ("SELECT 'a'" + " || 'a'" * 20_000, STACK_OVERFLOW),
+    "a AND a AND ... (20 000 terms)": ("SELECT true" + " AND true" * 20_000, None),
+    "'a' || 'a' || ... (20 000 terms)": ("SELECT 'a'" + " || 'a'" * 20_000, None),
     "10 000 nested parentheses": ("SELECT " + "(" * 10_000 + "1" + ")" * 10_000, None),
     "2 000 nested scalar subqueries": ("SELECT " + "(SELECT " * 2000 + "1" + ")" * 2000, None),
     "5 000 nested function calls": ("SELECT " + "abs(" * 5000 + "1" + ")" * 5000, None),
-    "2 000 UNION ALL branches": ("SELECT 1" + " UNION ALL SELECT 1" * 2000, STACK_OVERFLOW),
-    "100 UNION ALL branches": ("SELECT 1" + " UNION ALL SELECT 1" * 100, STACK_OVERFLOW),
+    "2 000 UNION ALL branches": ("SELECT 1" + " UNION ALL SELECT 1" * 2000, None),
+    "100 UNION ALL branches": ("SELECT 1" + " UNION ALL SELECT 1" * 100, None),
     "30 UNION ALL branches": ("SELECT 1" + " UNION ALL SELECT 1" * 30, None),
 }
 

@@ -78,6 +78,7 @@ pub mod sqlstate {
     pub const DATA_CORRUPTED: &str = "XX001";
     pub const GENERATED_ALWAYS: &str = "428C9";
     pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
     pub const IO_ERROR: &str = "58030";
 }

@@ -10,6 +10,7 @@
 //! gets 25P02 until the block ends — as in PostgreSQL.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -359,6 +360,9 @@ impl Session {
             .with_recursion_limit(PARSER_RECURSION_LIMIT)
             .try_with_sql(&sql)?
             .parse_statements()?;
+        for statement in &statements {
+            check_nesting(statement)?;
+        }
         Ok(statements)
     }
 
@@ -1258,6 +1262,58 @@ impl Session {
     /// Current value of a setting, for `current_setting()`.
     pub(crate) fn setting(&self, name: &str) -> SqlResult<String> {
         self.vars.get(name)
+    }
+}
+
+/// Deepest expression or set-operation nesting a statement may have. The parser builds long
+/// operator chains (`1 + 1 + …`, `UNION ALL …`) iteratively, but planning recurses over them;
+/// PostgreSQL answers such statements with 54001 too.
+const MAX_NESTING: usize = 400;
+
+/// Rejects statements nested deeper than [`MAX_NESTING`] with 54001.
+fn check_nesting(statement: &Statement) -> SqlResult<()> {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Visit, Visitor};
+    struct Depth {
+        current: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+            self.current += 1;
+            if self.current > MAX_NESTING {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+            self.current -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<()> {
+            // A chain of set operations nests one level per operator.
+            let mut depth = 0;
+            let mut body = query.body.as_ref();
+            while let SetExpr::SetOperation { left, .. } = body {
+                depth += 1;
+                body = left.as_ref();
+            }
+            if self.current + depth > MAX_NESTING {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut depth = Depth { current: 0 };
+    match statement.visit(&mut depth) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(SqlError::new(
+            sqlstate::STATEMENT_TOO_COMPLEX,
+            "stack depth limit exceeded",
+        )
+        .with_hint(format!(
+            "The statement nests expressions or set operations more than {MAX_NESTING} deep; \
+             split it up."
+        ))),
     }
 }
 
