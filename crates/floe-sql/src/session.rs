@@ -356,6 +356,7 @@ impl Session {
     pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
         let dialect = PostgreSqlDialect {};
         let sql = copy_boolean_options(sql);
+        let sql = maintenance_commands(&sql);
         let statements = Parser::new(&dialect)
             .with_recursion_limit(PARSER_RECURSION_LIMIT)
             .try_with_sql(&sql)?
@@ -1315,6 +1316,26 @@ fn check_nesting(statement: &Statement) -> SqlResult<()> {
              split it up."
         ))),
     }
+}
+
+/// `VACUUM [options] [tables]` and `ANALYZE [tables]` as the bare commands sqlparser reads:
+/// Floe's storage needs neither, and tools such as `pgbench -i` send them with arguments
+/// sqlparser does not parse (`vacuum analyze t`).
+fn maintenance_commands(sql: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = sql.trim().trim_end_matches(';').trim();
+    if trimmed.contains(';') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let first = trimmed
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or_default();
+    for command in ["vacuum", "analyze"] {
+        if first.eq_ignore_ascii_case(command) && trimmed.len() > command.len() {
+            return std::borrow::Cow::Owned(command.to_ascii_uppercase());
+        }
+    }
+    std::borrow::Cow::Borrowed(sql)
 }
 
 /// COPY's boolean options as sqlparser reads them: PostgreSQL also accepts `on`/`off`
