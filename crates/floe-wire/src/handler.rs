@@ -598,6 +598,15 @@ impl SimpleQueryHandler for Connection {
 }
 
 impl Connection {
+    /// Text-format field descriptions of a result (simple protocol and COPY output).
+    fn text_fields(&self, schema: &Schema) -> Arc<Vec<FieldInfo>> {
+        Arc::new(encode::field_infos(
+            schema,
+            &Format::UnifiedText,
+            &self.shared.format(),
+        ))
+    }
+
     /// Runs each statement of a simple Query message, streaming its results.
     async fn simple_query<C>(
         &self,
@@ -717,11 +726,7 @@ impl Connection {
         PgWireError: From<C::Error>,
     {
         let wire = |e: C::Error| Failure::Connection(e.into());
-        let fields = Arc::new(encode::field_infos(
-            &rows.schema,
-            &Format::UnifiedText,
-            &self.shared.format(),
-        ));
+        let fields = self.text_fields(&rows.schema);
         let columns = fields.len();
         client
             .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
@@ -773,11 +778,7 @@ impl Connection {
         PgWireError: From<C::Error>,
     {
         let wire = |e: C::Error| Failure::Connection(e.into());
-        let fields = Arc::new(encode::field_infos(
-            &rows.schema,
-            &Format::UnifiedText,
-            &self.shared.format(),
-        ));
+        let fields = self.text_fields(&rows.schema);
         let description = RowDescription::new(fields.iter().map(Into::into).collect());
         client
             .feed(PgWireBackendMessage::RowDescription(description))
@@ -1083,11 +1084,7 @@ impl ExtendedQueryHandler for Connection {
                 stream::empty(),
             ))),
             StatementResult::CopyOut { rows, options } => {
-                let fields = Arc::new(encode::field_infos(
-                    &rows.schema,
-                    &Format::UnifiedText,
-                    &self.shared.format(),
-                ));
+                let fields = self.text_fields(&rows.schema);
                 let columns = fields.len();
                 let mut encoder = RowEncoder::new(&rows.schema, fields);
                 let data = rows.stream.flat_map(move |batch| {
