@@ -35,6 +35,7 @@ mod alter;
 mod copy;
 mod ddl;
 mod dml;
+mod fast;
 
 pub(crate) use ddl::ident_name as fold_ident;
 
@@ -118,6 +119,8 @@ enum PreparedPlan {
     Explain(LogicalPlan),
     /// INSERT, UPDATE or DELETE.
     Dml(Arc<dml::DmlPlan>),
+    /// A primary-key read or write run without DataFusion (see [`fast`]).
+    Fast(Arc<fast::FastPlan>),
     /// A statement this module executes itself.
     Utility(Box<Statement>),
     /// Nothing (the empty query).
@@ -380,6 +383,16 @@ impl Session {
         if self.txn_status() == TxnStatus::Failed && !ends_failed_block(&statement) {
             return Err(SqlError::in_failed_transaction());
         }
+        if let Some(fast) = self.fast_match(&statement, declared_types) {
+            let mut prepared = Prepared::new(
+                Some(statement),
+                PreparedPlan::Fast(Arc::new(fast.plan)),
+                fast.param_types,
+                fast.result_schema,
+            );
+            prepared.catalog_version = self.db().catalog_version();
+            return Ok(prepared);
+        }
         match &statement {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let declared = with_placeholder_casts(&statement, declared_types);
@@ -454,8 +467,10 @@ impl Session {
                 return Err(SqlError::in_failed_transaction());
             }
         }
-        let stale = matches!(prepared.plan, PreparedPlan::Query(_) | PreparedPlan::Dml(_))
-            && prepared.catalog_version != self.db().catalog_version();
+        let stale = matches!(
+            prepared.plan,
+            PreparedPlan::Query(_) | PreparedPlan::Dml(_) | PreparedPlan::Fast(_)
+        ) && prepared.catalog_version != self.db().catalog_version();
         if stale {
             // Tables changed since planning: plan again against today's catalog.
             let replanned = self
@@ -470,6 +485,9 @@ impl Session {
         }
         match &prepared.plan {
             PreparedPlan::Dml(plan) => self.execute_dml(plan, &prepared.param_types, params).await,
+            PreparedPlan::Fast(plan) => {
+                self.execute_fast(plan, &prepared.param_types, params).await
+            }
             PreparedPlan::Empty => Ok(StatementResult::Empty),
             PreparedPlan::Query(plan) => {
                 let view = self.read_view().await;

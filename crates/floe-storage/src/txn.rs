@@ -94,6 +94,24 @@ impl ReadView {
         self.snapshot.ts
     }
 
+    /// The row stored under `key` as this view sees it: the transaction's own version if it
+    /// wrote one, else the committed version visible at the snapshot. A point lookup without a
+    /// scan (the fast path for primary-key reads).
+    pub fn get(&self, table: &TableData, key: &[u8]) -> Option<RowBytes> {
+        if let Some(writes) = &self.writes {
+            let writes = writes.lock();
+            if let Some(t) = writes.tables.get(&table.def.id) {
+                if let Some(own) = t.rows.get(key) {
+                    return own.clone();
+                }
+                if t.truncated {
+                    return None;
+                }
+            }
+        }
+        table.hot.get(key, self.snapshot.ts)
+    }
+
     /// The transaction's writes to `table_id` within `range`.
     pub fn own_writes(&self, table_id: u32, range: &KeyRange) -> OwnWrites {
         let Some(writes) = &self.writes else {

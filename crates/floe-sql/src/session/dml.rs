@@ -956,7 +956,7 @@ fn key_column(batch: &RecordBatch, position: usize) -> SqlResult<&BinaryArray> {
         .ok_or_else(|| SqlError::internal("DML key column is not binary"))
 }
 
-fn duplicate_key(table: &TableData, key: &Key) -> SqlError {
+pub(super) fn duplicate_key(table: &TableData, key: &Key) -> SqlError {
     let constraint = table
         .def
         .primary_key
@@ -974,11 +974,18 @@ fn duplicate_key(table: &TableData, key: &Key) -> SqlError {
 }
 
 /// `Failing row contains (1, null, x).`
-fn failing_row(batch: &RecordBatch, width: usize, row: usize) -> String {
+pub(super) fn failing_row(batch: &RecordBatch, width: usize, row: usize) -> String {
     let options = FormatOptions::default().with_null("null");
     let values: Vec<String> = (0..width.min(batch.num_columns()))
         .map(|i| {
-            ArrayFormatter::try_new(batch.column(i).as_ref(), &options)
+            let column = batch.column(i);
+            // PostgreSQL prints booleans as t/f in row images.
+            if let Some(b) = column.as_any().downcast_ref::<BooleanArray>() {
+                if b.is_valid(row) {
+                    return if b.value(row) { "t" } else { "f" }.to_string();
+                }
+            }
+            ArrayFormatter::try_new(column.as_ref(), &options)
                 .map(|f| f.value(row).to_string())
                 .unwrap_or_default()
         })

@@ -1,0 +1,983 @@
+//! The fast path: primary-key point reads, point updates and plain inserts without DataFusion.
+//!
+//! pgbench's statements (`SELECT abalance FROM pgbench_accounts WHERE aid = $1`,
+//! `UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2`,
+//! `INSERT INTO pgbench_history (…) VALUES ($1, …, CURRENT_TIMESTAMP)`) and the by-id reads
+//! and writes ORMs send are recognised on the parsed statement when it is prepared, then run
+//! straight against the hot tier: encode the key, one map lookup, decode one row. Planning
+//! such a statement with DataFusion costs far more than executing it.
+//!
+//! The shapes are deliberately narrow, and everything outside them takes the general path:
+//! - the statement names one table of the catalog (no CTE, join, subquery, RETURNING, ORDER
+//!   BY, LIMIT, locking clause, …);
+//! - the WHERE clause is exactly `key_column = value` for every primary-key column, ANDed;
+//! - values are parameters, integer or string constants, or (INSERT) `CURRENT_TIMESTAMP`/`now()`;
+//!   UPDATE may also assign `column`, `column + value` or `column - value`;
+//! - every column a value goes into has a plain type (booleans, integers, floats, unconstrained
+//!   text, timestamps) so no typmod, padding or rounding rule applies;
+//! - the table has no CHECK or UNIQUE constraint and INSERT leaves out only columns without a
+//!   default, so no constraint is checked here except NOT NULL and the primary key;
+//! - parameter types follow from the columns exactly as DataFusion would infer them; a client
+//!   that declares another type gets the general path.
+//!
+//! Semantics follow the general path's: reads see the statement's view (own writes included);
+//! UPDATE locks the row, and under READ COMMITTED applies to the newest version when another
+//! transaction changed it (the key predicate cannot stop matching, since the key columns are
+//! never assigned), under REPEATABLE READ such a change is a serialization failure.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    self, AssignmentTarget, BinaryOperator, Expr, FunctionArguments, GroupByExpr, ObjectName,
+    SelectItem, SetExpr, Statement, TableFactor, TableObject, UnaryOperator, Value,
+};
+use floe_storage::{Key, RelationKind, RowBytes, RowCheck, TableData, TableDef, Txn};
+
+use super::ddl::ident_name;
+use super::dml::{duplicate_key, failing_row};
+use super::{RowStream, Session, StatementResult};
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::types::{SqlType, PG_TYPMOD_KEY};
+
+/// Where a value comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Operand {
+    /// Parameter `$n + 1`, of the column's type.
+    Param(usize),
+    /// A constant, already of the column's type.
+    Const(ScalarValue),
+    /// The row's current value of a column (UPDATE).
+    Column(usize),
+    /// `CURRENT_TIMESTAMP`: the statement's (or transaction block's) start.
+    Now,
+}
+
+/// A new column value in UPDATE.
+#[derive(Debug, Clone)]
+pub(crate) enum Assigned {
+    Value(Operand),
+    Add(Operand, Operand),
+    Sub(Operand, Operand),
+}
+
+/// A statement the fast path runs.
+#[derive(Debug)]
+pub(crate) enum FastPlan {
+    /// `SELECT columns FROM t WHERE key = …`.
+    Get {
+        table: Arc<TableData>,
+        key: Vec<Operand>,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+    },
+    /// `UPDATE t SET c = … WHERE key = …`.
+    Update {
+        table: Arc<TableData>,
+        key: Vec<Operand>,
+        sets: Vec<(usize, Assigned)>,
+    },
+    /// `INSERT INTO t [(columns)] VALUES (…), …`: one operand per table column and row.
+    Insert {
+        table: Arc<TableData>,
+        rows: Vec<Vec<Operand>>,
+    },
+}
+
+/// A recognised statement with the types the client is told.
+#[derive(Debug)]
+pub(crate) struct FastMatch {
+    pub plan: FastPlan,
+    pub param_types: Vec<SqlType>,
+    pub result_schema: Option<SchemaRef>,
+}
+
+/// Resolves column references and values against one table, collecting parameter types.
+struct Binder<'a> {
+    def: &'a TableDef,
+    /// What a qualified column reference may be qualified with (the table's name or alias).
+    qualifier: String,
+    params: Vec<Option<SqlType>>,
+}
+
+impl Binder<'_> {
+    fn column(&self, expr: &Expr) -> Option<usize> {
+        let name = match expr {
+            Expr::Identifier(ident) => ident_name(ident),
+            Expr::CompoundIdentifier(parts)
+                if parts.len() == 2 && ident_name(&parts[0]) == self.qualifier =>
+            {
+                ident_name(&parts[1])
+            }
+            Expr::Nested(inner) => return self.column(inner),
+            _ => return None,
+        };
+        self.def.columns.iter().position(|c| c.name == name)
+    }
+
+    /// A parameter, constant or clock value standing for a value of column `target`.
+    fn value(&mut self, expr: &Expr, target: usize, clock: bool) -> Option<Operand> {
+        let field = &self.def.columns[target].field;
+        let ty = plain_type(field)?;
+        match expr {
+            Expr::Nested(inner) => self.value(inner, target, clock),
+            Expr::Value(v) => match &v.value {
+                Value::Placeholder(p) => {
+                    let n: usize = p.strip_prefix('$')?.parse().ok()?;
+                    if n == 0 || n > u16::MAX as usize {
+                        return None;
+                    }
+                    if self.params.len() < n {
+                        self.params.resize(n, None);
+                    }
+                    match &self.params[n - 1] {
+                        Some(existing) if *existing != ty => return None,
+                        _ => self.params[n - 1] = Some(ty),
+                    }
+                    Some(Operand::Param(n - 1))
+                }
+                Value::Number(text, false) => number(text, false, field),
+                Value::SingleQuotedString(s) if matches!(ty, SqlType::Text | SqlType::Varchar) => {
+                    Some(Operand::Const(ScalarValue::Utf8(Some(s.clone()))))
+                }
+                Value::Boolean(b) if ty == SqlType::Bool => {
+                    Some(Operand::Const(ScalarValue::Boolean(Some(*b))))
+                }
+                _ => None,
+            },
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => match expr.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(text, false) => number(text, true, field),
+                    _ => None,
+                },
+                _ => None,
+            },
+            Expr::Function(f)
+                if clock && matches!(ty, SqlType::Timestamp | SqlType::Timestamptz) =>
+            {
+                let name = match f.name.0.as_slice() {
+                    [part] => ident_name(part.as_ident()?),
+                    _ => return None,
+                };
+                let plain_call = f.filter.is_none()
+                    && f.over.is_none()
+                    && f.null_treatment.is_none()
+                    && f.within_group.is_empty()
+                    && matches!(f.parameters, FunctionArguments::None);
+                let no_args = match &f.args {
+                    FunctionArguments::None => name == "current_timestamp",
+                    FunctionArguments::List(list) => {
+                        name == "now" && list.args.is_empty() && list.clauses.is_empty()
+                    }
+                    FunctionArguments::Subquery(_) => false,
+                };
+                (plain_call && no_args).then_some(Operand::Now)
+            }
+            _ => None,
+        }
+    }
+
+    /// `key = value AND …` naming every primary-key column once: the values in key order.
+    fn key_predicate(&mut self, selection: &Expr) -> Option<Vec<Operand>> {
+        let key_columns = self.def.primary_key.as_ref()?.columns.clone();
+        let mut terms = Vec::new();
+        conjuncts(selection, &mut terms);
+        if terms.len() != key_columns.len() {
+            return None;
+        }
+        let mut values: Vec<Option<Operand>> = vec![None; key_columns.len()];
+        for term in terms {
+            let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = term
+            else {
+                return None;
+            };
+            let (column, value) = match (self.column(left), self.column(right)) {
+                (Some(c), None) => (c, right.as_ref()),
+                (None, Some(c)) => (c, left.as_ref()),
+                _ => return None,
+            };
+            let slot = key_columns.iter().position(|&k| k == column)?;
+            if values[slot].is_some() || !key_type(&self.def.columns[column].field) {
+                return None;
+            }
+            values[slot] = Some(self.value(value, column, false)?);
+        }
+        values.into_iter().collect()
+    }
+
+    /// The parameter types, if every `$n` up to the highest was used.
+    fn param_types(self, declared: &[SqlType]) -> Option<Vec<SqlType>> {
+        let types: Vec<SqlType> = self.params.into_iter().collect::<Option<_>>()?;
+        if declared.len() > types.len() {
+            return None;
+        }
+        for (declared, inferred) in declared.iter().zip(&types) {
+            if *declared != SqlType::Unknown && declared != inferred {
+                return None;
+            }
+        }
+        Some(types)
+    }
+}
+
+fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// The column's type if values of it need no typmod, padding or rounding rule.
+fn plain_type(field: &Field) -> Option<SqlType> {
+    if field.metadata().contains_key(PG_TYPMOD_KEY) {
+        return None;
+    }
+    let ty = SqlType::from_arrow_field(field);
+    matches!(
+        ty,
+        SqlType::Bool
+            | SqlType::Int2
+            | SqlType::Int4
+            | SqlType::Int8
+            | SqlType::Float4
+            | SqlType::Float8
+            | SqlType::Text
+            | SqlType::Varchar
+            | SqlType::Timestamp
+            | SqlType::Timestamptz
+    )
+    .then_some(ty)
+}
+
+/// Key columns the fast path looks up by: integers and text.
+fn key_type(field: &Field) -> bool {
+    matches!(
+        plain_type(field),
+        Some(SqlType::Int2 | SqlType::Int4 | SqlType::Int8 | SqlType::Text | SqlType::Varchar)
+    )
+}
+
+fn is_integer(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int16 | DataType::Int32 | DataType::Int64
+    )
+}
+
+fn is_float(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Float32 | DataType::Float64)
+}
+
+/// An integer constant for an integer or float column (anything else, such as `1.5` for an
+/// integer column or a value out of the column's range, is the general path's business).
+fn number(text: &str, negative: bool, field: &Field) -> Option<Operand> {
+    let data_type = field.data_type();
+    if !(is_integer(data_type) || is_float(data_type)) {
+        return None;
+    }
+    let value: i64 = text.parse().ok()?;
+    let value = if negative {
+        value.checked_neg()?
+    } else {
+        value
+    };
+    let scalar = ScalarValue::Int64(Some(value)).cast_to(data_type).ok()?;
+    (!scalar.is_null()).then_some(Operand::Const(scalar))
+}
+
+/// The single table a FROM clause or DML target names, with its alias.
+fn single_table(relation: &TableFactor) -> Option<(&ObjectName, Option<String>)> {
+    match relation {
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            with_hints,
+            version: None,
+            with_ordinality: false,
+            partitions,
+            json_path: None,
+            sample: None,
+            index_hints,
+        } if with_hints.is_empty() && partitions.is_empty() && index_hints.is_empty() => {
+            let alias = match alias {
+                Some(alias) if !alias.columns.is_empty() => return None,
+                Some(alias) => Some(ident_name(&alias.name)),
+                None => None,
+            };
+            Some((name, alias))
+        }
+        _ => None,
+    }
+}
+
+impl Session {
+    /// The table `name` refers to, if it is one of Floe's tables and nothing else could be
+    /// meant by it (PostgreSQL looks in pg_catalog first).
+    fn fast_table(&self, name: &ObjectName) -> Option<Arc<TableData>> {
+        let last = name.0.last()?.as_ident()?;
+        let relation = ident_name(last);
+        if relation.starts_with("pg_") || name.0.len() == 1 && relation == "information_schema" {
+            return None;
+        }
+        let def = self.find_relation(name).ok()??;
+        if !matches!(def.kind, RelationKind::Table) {
+            return None;
+        }
+        let table = self.db().table(def.id)?;
+        // The live table must be the one the catalog describes (not mid-ALTER).
+        Arc::ptr_eq(&table.def, &def).then_some(table)
+    }
+
+    /// Recognises a statement the fast path runs (see the module doc).
+    pub(super) fn fast_match(
+        &self,
+        statement: &Statement,
+        declared: &[SqlType],
+    ) -> Option<FastMatch> {
+        match statement {
+            Statement::Query(query) => self.fast_select(query, declared),
+            Statement::Update(update) => self.fast_update_match(update, declared),
+            Statement::Insert(insert) => self.fast_insert_match(insert, declared),
+            _ => None,
+        }
+    }
+
+    fn fast_select(&self, query: &ast::Query, declared: &[SqlType]) -> Option<FastMatch> {
+        let ast::Query {
+            with,
+            body,
+            order_by,
+            limit_clause,
+            fetch,
+            locks,
+            for_clause,
+            settings,
+            format_clause,
+            pipe_operators,
+        } = query;
+        if with.is_some()
+            || order_by.is_some()
+            || limit_clause.is_some()
+            || fetch.is_some()
+            || !locks.is_empty()
+            || for_clause.is_some()
+            || settings.is_some()
+            || format_clause.is_some()
+            || !pipe_operators.is_empty()
+        {
+            return None;
+        }
+        let SetExpr::Select(select) = body.as_ref() else {
+            return None;
+        };
+        let ast::Select {
+            select_token: _,
+            optimizer_hints,
+            distinct,
+            select_modifiers,
+            top,
+            top_before_distinct: _,
+            projection,
+            exclude,
+            into,
+            from,
+            lateral_views,
+            prewhere,
+            selection,
+            connect_by,
+            group_by,
+            cluster_by,
+            distribute_by,
+            sort_by,
+            having,
+            named_window,
+            qualify,
+            window_before_qualify: _,
+            value_table_mode,
+            flavor,
+        } = select.as_ref();
+        let plain = optimizer_hints.is_empty()
+            && distinct.is_none()
+            && select_modifiers.is_none()
+            && top.is_none()
+            && exclude.is_none()
+            && into.is_none()
+            && lateral_views.is_empty()
+            && prewhere.is_none()
+            && connect_by.is_empty()
+            && matches!(group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+            && cluster_by.is_empty()
+            && distribute_by.is_empty()
+            && sort_by.is_empty()
+            && having.is_none()
+            && named_window.is_empty()
+            && qualify.is_none()
+            && value_table_mode.is_none()
+            && matches!(flavor, ast::SelectFlavor::Standard);
+        if !plain || from.len() != 1 || !from[0].joins.is_empty() || projection.is_empty() {
+            return None;
+        }
+        let (name, alias) = single_table(&from[0].relation)?;
+        let table = self.fast_table(name)?;
+        let def = &table.def;
+        let mut binder = Binder {
+            def,
+            qualifier: alias.unwrap_or_else(|| def.name.clone()),
+            params: Vec::new(),
+        };
+        let mut projected = Vec::new();
+        let mut fields = Vec::new();
+        for item in projection {
+            let (column, alias) = match item {
+                SelectItem::UnnamedExpr(expr) => (binder.column(expr)?, None),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    (binder.column(expr)?, Some(ident_name(alias)))
+                }
+                _ => return None,
+            };
+            let field = &def.columns[column].field;
+            let name = alias.unwrap_or_else(|| def.columns[column].name.clone());
+            projected.push(column);
+            fields.push(field.clone().with_name(name).with_nullable(true));
+        }
+        let key = binder.key_predicate(selection.as_ref()?)?;
+        let param_types = binder.param_types(declared)?;
+        let schema = Arc::new(Schema::new(fields));
+        Some(FastMatch {
+            plan: FastPlan::Get {
+                table,
+                key,
+                projection: projected,
+                schema: schema.clone(),
+            },
+            param_types,
+            result_schema: Some(schema),
+        })
+    }
+
+    fn fast_update_match(&self, update: &ast::Update, declared: &[SqlType]) -> Option<FastMatch> {
+        let ast::Update {
+            update_token: _,
+            optimizer_hints,
+            table,
+            assignments,
+            from,
+            selection,
+            returning,
+            output,
+            or,
+            order_by,
+            limit,
+        } = update;
+        if !optimizer_hints.is_empty()
+            || !table.joins.is_empty()
+            || from.is_some()
+            || returning.is_some()
+            || output.is_some()
+            || or.is_some()
+            || !order_by.is_empty()
+            || limit.is_some()
+        {
+            return None;
+        }
+        let (name, alias) = single_table(&table.relation)?;
+        let table = self.fast_table(name)?;
+        let def = &table.def;
+        if !def.constraints.is_empty() {
+            return None;
+        }
+        let key_columns = def.primary_key.as_ref()?.columns.clone();
+        let mut binder = Binder {
+            def,
+            qualifier: alias.unwrap_or_else(|| def.name.clone()),
+            params: Vec::new(),
+        };
+        let mut sets: Vec<(usize, Assigned)> = Vec::new();
+        for assignment in assignments {
+            let AssignmentTarget::ColumnName(target) = &assignment.target else {
+                return None;
+            };
+            let [target] = target.0.as_slice() else {
+                return None;
+            };
+            let target_name = ident_name(target.as_ident()?);
+            let column = def.columns.iter().position(|c| c.name == target_name)?;
+            if key_columns.contains(&column)
+                || def.columns[column].identity == Some(true)
+                || sets.iter().any(|(c, _)| *c == column)
+            {
+                return None;
+            }
+            let field = &def.columns[column].field;
+            let operand = |binder: &mut Binder, expr: &Expr| match binder.column(expr) {
+                Some(source) if def.columns[source].field.data_type() == field.data_type() => {
+                    plain_type(&def.columns[source].field).map(|_| Operand::Column(source))
+                }
+                Some(_) => None,
+                None => binder.value(expr, column, false),
+            };
+            let value = match &assignment.value {
+                Expr::BinaryOp { left, op, right }
+                    if matches!(op, BinaryOperator::Plus | BinaryOperator::Minus) =>
+                {
+                    let data_type = field.data_type();
+                    if !(is_integer(data_type) || is_float(data_type)) {
+                        return None;
+                    }
+                    let left = operand(&mut binder, left)?;
+                    let right = operand(&mut binder, right)?;
+                    if *op == BinaryOperator::Plus {
+                        Assigned::Add(left, right)
+                    } else {
+                        Assigned::Sub(left, right)
+                    }
+                }
+                other => Assigned::Value(operand(&mut binder, other)?),
+            };
+            sets.push((column, value));
+        }
+        let key = binder.key_predicate(selection.as_ref()?)?;
+        let param_types = binder.param_types(declared)?;
+        Some(FastMatch {
+            plan: FastPlan::Update { table, key, sets },
+            param_types,
+            result_schema: None,
+        })
+    }
+
+    fn fast_insert_match(&self, insert: &ast::Insert, declared: &[SqlType]) -> Option<FastMatch> {
+        let plain = insert.optimizer_hints.is_empty()
+            && insert.or.is_none()
+            && !insert.ignore
+            && insert.into
+            && insert.table_alias.is_none()
+            && !insert.overwrite
+            && insert.assignments.is_empty()
+            && insert.partitioned.is_none()
+            && insert.after_columns.is_empty()
+            && !insert.has_table_keyword
+            && insert.on.is_none()
+            && insert.returning.is_none()
+            && insert.output.is_none()
+            && !insert.replace_into
+            && insert.priority.is_none()
+            && insert.insert_alias.is_none()
+            && insert.settings.is_none()
+            && insert.format_clause.is_none()
+            && insert.multi_table_insert_type.is_none()
+            && insert.multi_table_into_clauses.is_empty()
+            && insert.multi_table_when_clauses.is_empty();
+        if !plain {
+            return None;
+        }
+        let TableObject::TableName(name) = &insert.table else {
+            return None;
+        };
+        let source = insert.source.as_ref()?;
+        if source.with.is_some()
+            || source.order_by.is_some()
+            || source.limit_clause.is_some()
+            || source.fetch.is_some()
+            || !source.locks.is_empty()
+            || source.for_clause.is_some()
+            || source.settings.is_some()
+            || source.format_clause.is_some()
+            || !source.pipe_operators.is_empty()
+        {
+            return None;
+        }
+        let SetExpr::Values(values) = source.body.as_ref() else {
+            return None;
+        };
+        if values.explicit_row || values.value_keyword || values.rows.is_empty() {
+            return None;
+        }
+        let table = self.fast_table(name)?;
+        let def = &table.def;
+        if !def.constraints.is_empty() {
+            return None;
+        }
+        let targets: Vec<usize> = if insert.columns.is_empty() {
+            (0..def.columns.len()).collect()
+        } else {
+            let mut targets = Vec::with_capacity(insert.columns.len());
+            for column in &insert.columns {
+                let [ident] = column.0.as_slice() else {
+                    return None;
+                };
+                let name = ident_name(ident.as_ident()?);
+                let position = def.columns.iter().position(|c| c.name == name)?;
+                if targets.contains(&position) {
+                    return None;
+                }
+                targets.push(position);
+            }
+            targets
+        };
+        // Left-out columns must be plain NULLs (no default, no identity).
+        for (i, column) in def.columns.iter().enumerate() {
+            if !targets.contains(&i) && (column.default.is_some() || column.identity.is_some()) {
+                return None;
+            }
+            if targets.contains(&i) && column.identity == Some(true) {
+                return None;
+            }
+        }
+        let mut binder = Binder {
+            def,
+            qualifier: def.name.clone(),
+            params: Vec::new(),
+        };
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            if row.content.len() != targets.len() {
+                return None;
+            }
+            let mut operands: Vec<Operand> = def
+                .columns
+                .iter()
+                .map(|c| {
+                    Operand::Const(
+                        ScalarValue::try_from(c.field.data_type()).unwrap_or(ScalarValue::Null),
+                    )
+                })
+                .collect();
+            for (expr, &target) in row.content.iter().zip(&targets) {
+                operands[target] = binder.value(expr, target, true)?;
+            }
+            rows.push(operands);
+        }
+        let param_types = binder.param_types(declared)?;
+        Some(FastMatch {
+            plan: FastPlan::Insert { table, rows },
+            param_types,
+            result_schema: None,
+        })
+    }
+
+    /// Runs a fast-path statement.
+    pub(super) async fn execute_fast(
+        &mut self,
+        plan: &FastPlan,
+        param_types: &[SqlType],
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        if params.len() != param_types.len() {
+            return Err(SqlError::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!(
+                    "bind message supplies {} parameters, but prepared statement requires {}",
+                    params.len(),
+                    param_types.len()
+                ),
+            ));
+        }
+        let params = params
+            .into_iter()
+            .zip(param_types)
+            .map(|(value, ty)| {
+                let target = ty.to_arrow();
+                if value.data_type() == target {
+                    Ok(value)
+                } else {
+                    value.cast_to(&target).map_err(SqlError::from)
+                }
+            })
+            .collect::<SqlResult<Vec<_>>>()?;
+        match plan {
+            FastPlan::Get {
+                table,
+                key,
+                projection,
+                schema,
+            } => {
+                let view = self.read_view().await;
+                let row = match self.fast_key(table, key, &params)? {
+                    Some(key) => view.get(table, &key),
+                    None => None,
+                };
+                let batch = match row {
+                    Some(row) => {
+                        let full = table.codec.decode_rows([row.as_ref()])?;
+                        RecordBatch::try_new(
+                            schema.clone(),
+                            projection.iter().map(|&i| full.column(i).clone()).collect(),
+                        )?
+                    }
+                    None => RecordBatch::new_empty(schema.clone()),
+                };
+                let stream = futures::stream::iter([Ok(batch)]);
+                Ok(StatementResult::Rows {
+                    rows: RowStream {
+                        schema: schema.clone(),
+                        stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream)),
+                    },
+                    tag: "SELECT",
+                })
+            }
+            FastPlan::Update { table, key, sets } => {
+                self.check_writable("UPDATE")?;
+                let mut txn = self.statement_txn().await?;
+                let result = self.fast_update(table, key, sets, &params, &mut txn).await;
+                let count = self.finish_statement_txn(txn, result).await?;
+                Ok(StatementResult::Command(format!("UPDATE {count}")))
+            }
+            FastPlan::Insert { table, rows } => {
+                self.check_writable("INSERT")?;
+                let now = self.clock_value();
+                let mut txn = self.statement_txn().await?;
+                let result = self.fast_insert(table, rows, &params, &now, &mut txn).await;
+                let count = self.finish_statement_txn(txn, result).await?;
+                Ok(StatementResult::Command(format!("INSERT 0 {count}")))
+            }
+        }
+    }
+
+    /// `transaction_read_only` refuses writes (25006).
+    pub(super) fn check_writable(&self, verb: &str) -> SqlResult<()> {
+        if self.vars.get("transaction_read_only").unwrap_or_default() == "on" {
+            return Err(SqlError::new(
+                sqlstate::READ_ONLY_SQL_TRANSACTION,
+                format!("cannot execute {verb} in a read-only transaction"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `CURRENT_TIMESTAMP` as DataFusion's `now()` gives it: the statement's start, or the
+    /// transaction block's, in the session's time zone.
+    fn clock_value(&self) -> ScalarValue {
+        let start = self
+            .txn
+            .as_ref()
+            .map(|block| block.started_at)
+            .unwrap_or_else(chrono::Utc::now);
+        let tz = self.state.config().options().execution.time_zone.clone();
+        ScalarValue::TimestampNanosecond(start.timestamp_nanos_opt(), tz.map(Into::into))
+    }
+
+    /// The storage key for the key operands (`None`: a NULL key matches nothing).
+    fn fast_key(
+        &self,
+        table: &TableData,
+        key: &[Operand],
+        params: &[ScalarValue],
+    ) -> SqlResult<Option<Key>> {
+        let key_columns = table.codec.key_columns();
+        let mut arrays = Vec::with_capacity(key.len());
+        for (operand, &column) in key.iter().zip(key_columns) {
+            let value = match operand {
+                Operand::Param(n) => params[*n].clone(),
+                Operand::Const(v) => v.clone(),
+                Operand::Column(_) | Operand::Now => {
+                    return Err(SqlError::internal("fast path: bad key operand"))
+                }
+            };
+            if value.is_null() {
+                return Ok(None);
+            }
+            let target = table.def.columns[column].field.data_type();
+            let value = if value.data_type() == *target {
+                value
+            } else {
+                match value.cast_to(target) {
+                    Ok(v) => v,
+                    // A value outside the key type's range equals no key.
+                    Err(_) => return Ok(None),
+                }
+            };
+            arrays.push(value.to_array()?);
+        }
+        let rows = table
+            .codec
+            .encode_key_values(&arrays)?
+            .ok_or_else(|| SqlError::internal("fast path on a table without a primary key"))?;
+        Ok(Some(Arc::from(rows.row(0).data())))
+    }
+
+    async fn fast_update(
+        &self,
+        table: &Arc<TableData>,
+        key: &[Operand],
+        sets: &[(usize, Assigned)],
+        params: &[ScalarValue],
+        txn: &mut Txn,
+    ) -> SqlResult<usize> {
+        let view = txn.statement_view();
+        let Some(key) = self.fast_key(table, key, params)? else {
+            return Ok(0);
+        };
+        // Only a row the statement's snapshot sees is a candidate (as a scan would find it).
+        if view.get(table, &key).is_none() {
+            return Ok(0);
+        }
+        txn.lock_row(table, &key).await?;
+        let row = match txn.check_row(table, &key, &view)? {
+            RowCheck::Current(Some(row)) | RowCheck::Changed(Some(row)) => row,
+            RowCheck::Current(None) | RowCheck::Changed(None) => return Ok(0),
+        };
+        let old = table.codec.decode_rows([row.as_ref()])?;
+        let mut columns = old.columns().to_vec();
+        for (column, assigned) in sets {
+            let target = table.def.columns[*column].field.data_type();
+            let array = |operand: &Operand| -> SqlResult<ArrayRef> {
+                let array = match operand {
+                    Operand::Column(i) => old.column(*i).clone(),
+                    Operand::Param(n) => params[*n].to_array()?,
+                    Operand::Const(v) => v.to_array()?,
+                    Operand::Now => self.clock_value().to_array()?,
+                };
+                Ok(if array.data_type() == target {
+                    array
+                } else {
+                    cast(&array, target)?
+                })
+            };
+            let value = match assigned {
+                Assigned::Value(v) => array(v)?,
+                Assigned::Add(a, b) => {
+                    numeric::add(&array(a)?, &array(b)?).map_err(|e| out_of_range(e, target))?
+                }
+                Assigned::Sub(a, b) => {
+                    numeric::sub(&array(a)?, &array(b)?).map_err(|e| out_of_range(e, target))?
+                }
+            };
+            columns[*column] = value;
+        }
+        check_not_null(table, &columns)?;
+        let rows = table.codec.encode_rows(&columns)?;
+        let new_row: RowBytes = Arc::from(rows.row(0).data());
+        txn.write(table, key, Some(new_row))?;
+        Ok(1)
+    }
+
+    async fn fast_insert(
+        &self,
+        table: &Arc<TableData>,
+        rows: &[Vec<Operand>],
+        params: &[ScalarValue],
+        now: &ScalarValue,
+        txn: &mut Txn,
+    ) -> SqlResult<usize> {
+        let def = &table.def;
+        let mut columns: Vec<Vec<ArrayRef>> =
+            vec![Vec::with_capacity(rows.len()); def.columns.len()];
+        for row in rows {
+            for (i, operand) in row.iter().enumerate() {
+                let target = def.columns[i].field.data_type();
+                let array = match operand {
+                    Operand::Param(n) => params[*n].to_array()?,
+                    Operand::Const(v) if v.is_null() => new_null_array(target, 1),
+                    Operand::Const(v) => v.to_array()?,
+                    Operand::Now => now.to_array()?,
+                    Operand::Column(_) => {
+                        return Err(SqlError::internal("fast path: column in VALUES"))
+                    }
+                };
+                let array = if array.data_type() == target {
+                    array
+                } else {
+                    cast(&array, target)?
+                };
+                columns[i].push(array);
+            }
+        }
+        let columns: Vec<ArrayRef> = columns
+            .iter()
+            .map(|parts| {
+                let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                datafusion::arrow::compute::concat(&parts)
+            })
+            .collect::<Result<_, _>>()?;
+        check_not_null(table, &columns)?;
+        let encoded = table.codec.encode_rows(&columns)?;
+        let keys = table.codec.encode_keys(&columns)?;
+        for i in 0..rows.len() {
+            let key: Key = match &keys {
+                Some(keys) => {
+                    let key: Key = Arc::from(keys.row(i).data());
+                    txn.lock_row(table, &key).await?;
+                    if txn.key_exists(table, &key) {
+                        return Err(duplicate_key(table, &key));
+                    }
+                    key
+                }
+                None => floe_storage::TableCodec::rowid_key(table.next_rowid()),
+            };
+            txn.write(table, key, Some(Arc::from(encoded.row(i).data())))?;
+        }
+        Ok(rows.len())
+    }
+}
+
+/// Integer overflow as PostgreSQL words it (`integer out of range`, 22003).
+fn out_of_range(err: ArrowError, data_type: &DataType) -> SqlError {
+    let name = match data_type {
+        DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "bigint",
+        _ => return SqlError::from(err),
+    };
+    match err {
+        ArrowError::ArithmeticOverflow(_) => SqlError::new(
+            sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("{name} out of range"),
+        ),
+        other => SqlError::from(other),
+    }
+}
+
+/// NOT NULL, with PostgreSQL's message and the failing row as DETAIL.
+fn check_not_null(table: &TableData, columns: &[ArrayRef]) -> SqlResult<()> {
+    let def = &table.def;
+    for (i, column) in def.columns.iter().enumerate() {
+        if column.not_null() && columns[i].null_count() > 0 {
+            let row = (0..columns[i].len())
+                .find(|&r| columns[i].is_null(r))
+                .unwrap_or(0);
+            let nullable: Vec<Field> = table
+                .codec
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            let batch = RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(nullable)),
+                columns.to_vec(),
+                &RecordBatchOptions::new().with_row_count(Some(columns[i].len())),
+            )?;
+            return Err(SqlError::new(
+                sqlstate::NOT_NULL_VIOLATION,
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    column.name, def.name
+                ),
+            )
+            .with_detail(failing_row(&batch, def.columns.len(), row)));
+        }
+    }
+    Ok(())
+}
