@@ -1,8 +1,10 @@
 """micro: the criterion benches of the `floe-storage` package, when it has any.
 
-Full runs use `cargo bench -p floe-storage` (optimised); the smoke run uses
-`cargo test --benches -p floe-storage`, which runs every criterion bench once in test mode
-(a debug build: it checks that the benches still build and run, it measures nothing).
+Full runs use `cargo bench --workspace --bench storage` (optimised); the smoke run uses
+`cargo test --workspace --benches`, which runs every criterion bench once in test mode
+(a debug build: it checks that the benches still build and run, it measures nothing). Both
+select the whole workspace, never `-p floe-storage`: a package-scoped build resolves other
+features and would recompile DataFusion.
 Micro benches have no peer in the same run, so they are reported in absolute numbers only.
 """
 
@@ -43,9 +45,10 @@ def run(ctx):
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ctx.root, "target"))
     crit = os.path.join(target_dir, "criterion")
     if ctx.smoke:
-        cmd = ["cargo", "test", "--locked", "--benches", "-p", "floe-storage"]
+        cmd = ["cargo", "test", "--locked", "--workspace", "--benches"]
     else:
-        cmd = ["cargo", "bench", "--locked", "-p", "floe-storage"]
+        cmd = ["cargo", "bench", "--locked", "--workspace"] + \
+            [arg for b in benches for arg in ("--bench", b)]
     ctx.log("micro: " + " ".join(cmd))
     log = os.path.join(ctx.work, "micro.log")
     os.makedirs(ctx.work, exist_ok=True)
