@@ -44,6 +44,7 @@ fn accounts_def(db: &Db, name: &str) -> TableDef {
             columns: vec![0],
         }),
         constraints: vec![],
+        indexes: vec![],
         next_column_id: 4,
     }
 }
@@ -111,7 +112,7 @@ async fn commits_are_visible_to_later_snapshots_only() {
     let mut txn = db.begin(Isolation::ReadCommitted);
     for (key, row) in rows(&table, &[(1, 100), (2, 200)]) {
         txn.lock_row(&table, &key).await.unwrap();
-        txn.write(&table, key, Some(row)).unwrap();
+        txn.write(&table, key, Some(row)).await.unwrap();
     }
     // Uncommitted: invisible to others, visible to the transaction itself.
     assert!(balances(&table, db.visible_ts()).is_empty());
@@ -133,7 +134,7 @@ async fn commits_are_visible_to_later_snapshots_only() {
     let mut txn = db.begin(Isolation::ReadCommitted);
     for (key, row) in rows(&table, &[(3, 300)]) {
         txn.lock_row(&table, &key).await.unwrap();
-        txn.write(&table, key, Some(row)).unwrap();
+        txn.write(&table, key, Some(row)).await.unwrap();
     }
     drop(txn);
     assert_eq!(balances(&table, db.visible_ts()).len(), 2);
@@ -151,7 +152,7 @@ async fn recovery_replays_every_acknowledged_commit() {
             let mut txn = db.begin(Isolation::ReadCommitted);
             for (key, row) in rows(&table, &[(i, i as i64 * 10)]) {
                 txn.lock_row(&table, &key).await.unwrap();
-                txn.write(&table, key, Some(row)).unwrap();
+                txn.write(&table, key, Some(row)).await.unwrap();
             }
             txn.commit().await.unwrap();
         }
@@ -159,9 +160,10 @@ async fn recovery_replays_every_acknowledged_commit() {
         let mut txn = db.begin(Isolation::ReadCommitted);
         let changed = rows(&table, &[(7, -1), (8, 8888)]);
         txn.lock_row(&table, &changed[0].0).await.unwrap();
-        txn.write(&table, changed[0].0.clone(), None).unwrap();
+        txn.write(&table, changed[0].0.clone(), None).await.unwrap();
         txn.lock_row(&table, &changed[1].0).await.unwrap();
         txn.write(&table, changed[1].0.clone(), Some(changed[1].1.clone()))
+            .await
             .unwrap();
         txn.commit().await.unwrap();
         db.close();
@@ -191,7 +193,7 @@ async fn repeatable_read_conflicts_and_read_committed_sees_the_new_version() {
     let (key, row) = initial[0].clone();
     let mut txn = db.begin(Isolation::ReadCommitted);
     txn.lock_row(&table, &key).await.unwrap();
-    txn.write(&table, key.clone(), Some(row)).unwrap();
+    txn.write(&table, key.clone(), Some(row)).await.unwrap();
     txn.commit().await.unwrap();
 
     let mut rr = db.begin(Isolation::RepeatableRead);
@@ -204,6 +206,7 @@ async fn repeatable_read_conflicts_and_read_committed_sees_the_new_version() {
     writer.lock_row(&table, &key).await.unwrap();
     writer
         .write(&table, key.clone(), Some(updated[0].1.clone()))
+        .await
         .unwrap();
     writer.commit().await.unwrap();
 
@@ -231,19 +234,22 @@ async fn the_change_stream_carries_commits_in_order_and_nothing_rolled_back() {
     let mut t1 = db.begin(Isolation::ReadCommitted);
     for (k, row) in &r {
         t1.lock_row(&table, k).await.unwrap();
-        t1.write(&table, k.clone(), Some(row.clone())).unwrap();
+        t1.write(&table, k.clone(), Some(row.clone()))
+            .await
+            .unwrap();
     }
     let ts1 = t1.commit().await.unwrap().unwrap();
 
     let mut aborted = db.begin(Isolation::ReadCommitted);
     aborted.lock_row(&table, &r[0].0).await.unwrap();
-    aborted.write(&table, r[0].0.clone(), None).unwrap();
+    aborted.write(&table, r[0].0.clone(), None).await.unwrap();
     drop(aborted);
 
     let updated = rows(&table, &[(2, 21)]);
     let mut t2 = db.begin(Isolation::ReadCommitted);
     t2.lock_row(&table, &updated[0].0).await.unwrap();
     t2.write(&table, updated[0].0.clone(), Some(updated[0].1.clone()))
+        .await
         .unwrap();
     let ts2 = t2.commit().await.unwrap().unwrap();
 
@@ -279,7 +285,7 @@ async fn concurrent_increments_serialize_on_the_row_lock() {
     let (key, row) = rows(&table, &[(1, 0)]).remove(0);
     let mut t = db.begin(Isolation::ReadCommitted);
     t.lock_row(&table, &key).await.unwrap();
-    t.write(&table, key.clone(), Some(row)).unwrap();
+    t.write(&table, key.clone(), Some(row)).await.unwrap();
     t.commit().await.unwrap();
 
     let mut tasks = Vec::new();
@@ -303,7 +309,7 @@ async fn concurrent_increments_serialize_on_the_row_lock() {
                     .unwrap()
                     .value(0);
                 let (_, new_row) = rows(&table, &[(1, value + 1)]).remove(0);
-                txn.write(&table, key.clone(), Some(new_row)).unwrap();
+                txn.write(&table, key.clone(), Some(new_row)).await.unwrap();
                 txn.commit().await.unwrap();
             }
         }));
@@ -333,6 +339,7 @@ async fn sequences_never_repeat_across_restarts() {
         columns: vec![],
         primary_key: None,
         constraints: vec![],
+        indexes: vec![],
         next_column_id: 1,
     };
     let last;
@@ -363,7 +370,7 @@ async fn the_memory_budget_is_enforced() {
     let mut failed = false;
     for i in 0..10_000 {
         let (key, row) = rows(&table, &[(i, i as i64)]).remove(0);
-        if let Err(e) = txn.write(&table, key, Some(row)) {
+        if let Err(e) = txn.write(&table, key, Some(row)).await {
             assert!(matches!(e, StorageError::MemoryLimit { .. }), "{e:?}");
             failed = true;
             break;

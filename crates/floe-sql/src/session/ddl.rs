@@ -268,6 +268,7 @@ impl Session {
                     columns: vec![],
                     primary_key: None,
                     constraints: vec![],
+                    indexes: vec![],
                     next_column_id: 1,
                 });
                 default = Some(format!("nextval('{schema}.{seq_name}'::regclass)"));
@@ -379,6 +380,7 @@ impl Session {
             columns,
             primary_key,
             constraints,
+            indexes: vec![],
             next_column_id,
         };
         // Validates that every column type has a storage encoding before anything is written.

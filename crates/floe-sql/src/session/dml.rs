@@ -559,10 +559,10 @@ impl Session {
                                 if txn.key_exists(table, &new_key) {
                                     return Err(duplicate_key(table, &new_key));
                                 }
-                                txn.write(table, old_key, None)?;
-                                txn.write(table, new_key, Some(row.clone()))?;
+                                txn.write(table, old_key, None).await?;
+                                txn.write(table, new_key, Some(row.clone())).await?;
                             }
-                            _ => txn.write(table, old_key, Some(row.clone()))?,
+                            _ => txn.write(table, old_key, Some(row.clone())).await?,
                         }
                         affected.push(row);
                     }
@@ -582,7 +582,7 @@ impl Session {
                                 row
                             }
                         };
-                        txn.write(table, key, None)?;
+                        txn.write(table, key, None).await?;
                         affected.push(old);
                     }
                 }
@@ -629,7 +629,7 @@ impl Session {
                 }
                 None => TableCodec::rowid_key(table.next_rowid()),
             };
-            txn.write(table, key, Some(row.clone()))?;
+            txn.write(table, key, Some(row.clone())).await?;
             affected.push(row);
         }
         if let (OnConflict::Update(update), false) = (&plan.on_conflict, conflicts.is_empty()) {
@@ -704,7 +704,7 @@ impl Session {
                         ));
                     }
                 }
-                txn.write(table, key, Some(row.clone()))?;
+                txn.write(table, key, Some(row.clone())).await?;
                 affected.push(row);
             }
         }
