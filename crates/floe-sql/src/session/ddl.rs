@@ -140,7 +140,7 @@ impl Session {
         Ok((schema, relation))
     }
 
-    fn notice(&mut self, message: String) {
+    pub(super) fn notice(&mut self, message: String) {
         self.notices.push(Notice {
             severity: "NOTICE",
             code: sqlstate::SUCCESSFUL_COMPLETION,
