@@ -378,3 +378,126 @@ async fn the_memory_budget_is_enforced() {
     }
     assert!(failed, "64 KiB cannot hold 10k rows");
 }
+
+/// A table whose `balance` is UNIQUE; storage adds the constraint's index on commit.
+async fn create_unique(db: &Arc<Db>, name: &str) -> Arc<TableData> {
+    let mut def = accounts_def(db, name);
+    def.constraints.push(floe_storage::ConstraintDef::Unique {
+        name: format!("{name}_balance_key"),
+        columns: vec![2],
+    });
+    db.commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def.clone()))])
+        .await
+        .unwrap();
+    db.table(def.id).unwrap()
+}
+
+async fn insert(db: &Arc<Db>, table: &Arc<TableData>, values: &[(i32, i64)]) -> u64 {
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for (key, row) in rows(table, values) {
+        txn.lock_row(table, &key).await.unwrap();
+        txn.write(table, key, Some(row)).await.unwrap();
+    }
+    txn.commit().await.unwrap().unwrap()
+}
+
+fn balance_key(table: &TableData, balance: i64) -> floe_storage::Key {
+    let index = &table.indexes[0];
+    let values: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values([balance]))];
+    index.encode_values(&values).unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn unique_indexes_follow_commits_and_reject_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = create_unique(&db, "u").await;
+    assert_eq!(table.def.indexes.len(), 1);
+    assert!(table.def.indexes[0].unique && table.def.indexes[0].constraint);
+    insert(&db, &table, &[(1, 100), (2, 200)]).await;
+    let index = table.indexes[0].clone();
+    let k1 = rows(&table, &[(1, 0)]).remove(0).0;
+    assert_eq!(index.candidates(&balance_key(&table, 100)), vec![k1.clone()]);
+
+    // A held snapshot keeps the old entry; after the horizon passes it, vacuum drops it.
+    let old_snapshot = db.snapshot();
+    insert(&db, &table, &[(1, 150)]).await;
+    assert_eq!(index.candidates(&balance_key(&table, 150)), vec![k1.clone()]);
+    assert_eq!(index.candidates(&balance_key(&table, 100)), vec![k1.clone()]);
+    index.vacuum(old_snapshot.ts);
+    assert_eq!(index.len(), 3);
+    drop(old_snapshot);
+    index.vacuum(db.visible_ts());
+    assert_eq!(index.len(), 2);
+    assert!(index.candidates(&balance_key(&table, 100)).is_empty());
+
+    // A duplicate is refused, with PostgreSQL's message; the freed value is available.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (key, row) = rows(&table, &[(3, 200)]).remove(0);
+    txn.lock_row(&table, &key).await.unwrap();
+    match txn.write(&table, key, Some(row)).await {
+        Err(StorageError::UniqueViolation { constraint, detail }) => {
+            assert_eq!(constraint, "u_balance_key");
+            assert_eq!(detail, "Key (balance)=(200) already exists.");
+        }
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+    drop(txn);
+    insert(&db, &table, &[(3, 100)]).await;
+
+    // Deleting and re-inserting a value in one transaction works.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (k3, _) = rows(&table, &[(3, 0)]).remove(0);
+    txn.lock_row(&table, &k3).await.unwrap();
+    txn.write(&table, k3, None).await.unwrap();
+    let (k4, r4) = rows(&table, &[(4, 100)]).remove(0);
+    txn.lock_row(&table, &k4).await.unwrap();
+    txn.write(&table, k4, Some(r4)).await.unwrap();
+    txn.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn unique_indexes_are_built_checked_and_rebuilt_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    {
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let table = create(&db, "b").await;
+        id = table.def.id;
+        insert(&db, &table, &[(1, 10), (2, 10), (3, 30)]).await;
+        let mut def = table.def.as_ref().clone();
+        def.constraints.push(floe_storage::ConstraintDef::Unique {
+            name: "b_balance_key".into(),
+            columns: vec![2],
+        });
+        let err = db
+            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def.clone()))])
+            .await
+            .unwrap_err();
+        match err {
+            StorageError::DuplicateInIndex { index, detail } => {
+                assert_eq!(index, "b_balance_key");
+                assert_eq!(detail, "Key (balance)=(10) is duplicated.");
+            }
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        assert!(db.table(id).unwrap().def.indexes.is_empty());
+        insert(&db, &table, &[(2, 20)]).await;
+        db.commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def))])
+            .await
+            .unwrap();
+        let table = db.table(id).unwrap();
+        // The replaced version (2, 10) is still kept for old snapshots, so its entry is too.
+        assert_eq!(table.indexes[0].candidates(&balance_key(&table, 20)).len(), 1);
+        db.close();
+    }
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = db.table(id).unwrap();
+    assert_eq!(table.indexes.len(), 1);
+    assert_eq!(table.indexes[0].len(), 3);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (key, row) = rows(&table, &[(9, 30)]).remove(0);
+    txn.lock_row(&table, &key).await.unwrap();
+    let err = txn.write(&table, key, Some(row)).await.unwrap_err();
+    assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err:?}");
+}
