@@ -101,7 +101,10 @@ async fn racing_inserters_leave_one_row_per_value() {
         total += t.await.unwrap();
     }
     assert_eq!(total, 50);
-    assert_eq!(count(&setup, "SELECT count(DISTINCT v) FROM race").await, 50);
+    assert_eq!(
+        count(&setup, "SELECT count(DISTINCT v) FROM race").await,
+        50
+    );
     assert_eq!(count(&setup, "SELECT count(*) FROM race").await, 50);
 }
 
@@ -181,4 +184,25 @@ async fn indexes_survive_a_restart() {
         .collect();
     assert_eq!(names, ["ri_a_key", "ri_b_uniq", "ri_c_idx", "ri_pkey"]);
     assert_eq!(count(&c, "SELECT count(*) FROM ri WHERE c = 1").await, 2);
+}
+
+/// A transaction whose rows were not checked against a unique index created after them
+/// cannot commit them (PostgreSQL would have made CREATE INDEX wait; Floe fails the writer).
+#[tokio::test]
+async fn rows_unchecked_against_a_new_unique_index_do_not_commit() {
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute("CREATE TABLE late (id int PRIMARY KEY, x int)")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; INSERT INTO late VALUES (1, 1)")
+        .await
+        .unwrap();
+    b.batch_execute("INSERT INTO late VALUES (2, 1); CREATE UNIQUE INDEX late_x ON late (x)")
+        .await
+        .unwrap();
+    let err = a.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    assert_eq!(count(&b, "SELECT count(*) FROM late").await, 1);
 }

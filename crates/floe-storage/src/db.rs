@@ -143,6 +143,8 @@ pub(crate) struct TableCommit {
     pub codec: Arc<TableCodec>,
     pub truncate: bool,
     pub rows: Vec<(Key, Option<RowBytes>)>,
+    /// The unique indexes the new rows were checked against (`None`: no new rows).
+    pub unique_checked: Option<Vec<u32>>,
 }
 
 /// A transaction's changes on their way to the committer.
@@ -701,9 +703,17 @@ impl Inner {
             });
             let same = match redefined {
                 Some(def) => TableCodec::new(&def)?.same_layout(&table.codec),
-                None => tables
-                    .get(&table.table_id)
-                    .is_some_and(|t| t.codec.same_layout(&table.codec)),
+                None => {
+                    let Some(live) = tables.get(&table.table_id) else {
+                        return Err(StorageError::SerializationFailure);
+                    };
+                    let unchecked = table.unique_checked.as_ref().is_some_and(|checked| {
+                        live.indexes
+                            .iter()
+                            .any(|i| i.unique && !checked.contains(&i.oid))
+                    });
+                    live.codec.same_layout(&table.codec) && !unchecked
+                }
             };
             if !same {
                 return Err(StorageError::SerializationFailure);

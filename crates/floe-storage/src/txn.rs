@@ -41,6 +41,8 @@ struct TableWrites {
     data: Arc<TableData>,
     truncated: bool,
     rows: BTreeMap<Key, Option<RowBytes>>,
+    /// Unique indexes (OIDs) every new row was checked against; `None` before the first row.
+    unique_checked: Option<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -385,20 +387,36 @@ impl Txn {
         if let Some((oid, _)) = self.unique_conflict(table, &key, row.as_ref()).await? {
             return Err(self.unique_violation(table, oid, row.as_ref()));
         }
-        if let Some(row) = &row {
-            let indexes = self.unique_indexes(table);
-            let mut writes = self.writes.lock();
-            for index in indexes {
-                if let Some(index_key) = index.key_of(&table.codec, row)? {
-                    writes
-                        .index_writes
-                        .entry((index.oid, index_key))
-                        .or_default()
-                        .push(key.clone());
+        let checked = match &row {
+            Some(row) => {
+                let indexes = self.unique_indexes(table);
+                let mut writes = self.writes.lock();
+                for index in &indexes {
+                    if let Some(index_key) = index.key_of(&table.codec, row)? {
+                        writes
+                            .index_writes
+                            .entry((index.oid, index_key))
+                            .or_default()
+                            .push(key.clone());
+                    }
                 }
+                Some(indexes.iter().map(|i| i.oid).collect::<Vec<_>>())
+            }
+            None => None,
+        };
+        self.write_unchecked(table, key, row)?;
+        if let Some(checked) = checked {
+            // The commit is refused if a unique index appears that some row was not checked
+            // against (a CREATE UNIQUE INDEX committed meanwhile).
+            let mut writes = self.writes.lock();
+            if let Some(entry) = writes.tables.get_mut(&table.def.id) {
+                entry.unique_checked = Some(match entry.unique_checked.take() {
+                    None => checked,
+                    Some(before) => before.into_iter().filter(|o| checked.contains(o)).collect(),
+                });
             }
         }
-        self.write_unchecked(table, key, row)
+        Ok(())
     }
 
     /// The 23505 error for writing `row` to `table` against unique index `oid`.
@@ -457,6 +475,7 @@ impl Txn {
                 data: table.clone(),
                 truncated: false,
                 rows: BTreeMap::new(),
+                unique_checked: None,
             });
         let previous = entry.rows.insert(key.clone(), row);
         writes.undo.push(Undo::Row {
@@ -477,6 +496,7 @@ impl Txn {
                 data: table.clone(),
                 truncated: false,
                 rows: BTreeMap::new(),
+                unique_checked: None,
             });
         let rows = std::mem::take(&mut entry.rows);
         let was_truncated = std::mem::replace(&mut entry.truncated, true);
@@ -565,6 +585,7 @@ impl Txn {
                     codec: t.data.codec.clone(),
                     truncate: t.truncated,
                     rows: t.rows.into_iter().collect(),
+                    unique_checked: t.unique_checked,
                 })
                 .collect(),
         };

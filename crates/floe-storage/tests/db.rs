@@ -417,13 +417,22 @@ async fn unique_indexes_follow_commits_and_reject_duplicates() {
     insert(&db, &table, &[(1, 100), (2, 200)]).await;
     let index = table.indexes[0].clone();
     let k1 = rows(&table, &[(1, 0)]).remove(0).0;
-    assert_eq!(index.candidates(&balance_key(&table, 100)), vec![k1.clone()]);
+    assert_eq!(
+        index.candidates(&balance_key(&table, 100)),
+        vec![k1.clone()]
+    );
 
     // A held snapshot keeps the old entry; after the horizon passes it, vacuum drops it.
     let old_snapshot = db.snapshot();
     insert(&db, &table, &[(1, 150)]).await;
-    assert_eq!(index.candidates(&balance_key(&table, 150)), vec![k1.clone()]);
-    assert_eq!(index.candidates(&balance_key(&table, 100)), vec![k1.clone()]);
+    assert_eq!(
+        index.candidates(&balance_key(&table, 150)),
+        vec![k1.clone()]
+    );
+    assert_eq!(
+        index.candidates(&balance_key(&table, 100)),
+        vec![k1.clone()]
+    );
     index.vacuum(old_snapshot.ts);
     assert_eq!(index.len(), 3);
     drop(old_snapshot);
@@ -488,7 +497,10 @@ async fn unique_indexes_are_built_checked_and_rebuilt_on_recovery() {
             .unwrap();
         let table = db.table(id).unwrap();
         // The replaced version (2, 10) is still kept for old snapshots, so its entry is too.
-        assert_eq!(table.indexes[0].candidates(&balance_key(&table, 20)).len(), 1);
+        assert_eq!(
+            table.indexes[0].candidates(&balance_key(&table, 20)).len(),
+            1
+        );
         db.close();
     }
     let db = Db::open(dir.path(), DbOptions::default()).unwrap();
@@ -499,5 +511,8 @@ async fn unique_indexes_are_built_checked_and_rebuilt_on_recovery() {
     let (key, row) = rows(&table, &[(9, 30)]).remove(0);
     txn.lock_row(&table, &key).await.unwrap();
     let err = txn.write(&table, key, Some(row)).await.unwrap_err();
-    assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err:?}");
+    assert!(
+        matches!(err, StorageError::UniqueViolation { .. }),
+        "{err:?}"
+    );
 }
