@@ -206,3 +206,44 @@ async fn rows_unchecked_against_a_new_unique_index_do_not_commit() {
     assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
     assert_eq!(count(&b, "SELECT count(*) FROM late").await, 1);
 }
+
+/// Equality on an indexed column reads through the index and still sees every change,
+/// including the transaction's own.
+#[tokio::test]
+async fn equality_on_an_indexed_column_uses_the_index() {
+    let server = TestServer::start_floe();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ie (id int PRIMARY KEY, b int, c text);
+         INSERT INTO ie SELECT g, g % 10, 'x' FROM generate_series(1, 1000) g;
+         CREATE INDEX ON ie (b);",
+    )
+    .await
+    .unwrap();
+    let plan: Vec<String> = c
+        .simple_query("EXPLAIN SELECT * FROM ie WHERE b = 3")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        plan.iter().any(|l| l.contains("index lookup (ie_b_idx)")),
+        "{plan:?}"
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM ie WHERE b = 3").await, 100);
+    c.batch_execute(
+        "BEGIN; UPDATE ie SET b = 3 WHERE id = 1; INSERT INTO ie VALUES (5000, 3, 'n');",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM ie WHERE b = 3").await, 102);
+    c.batch_execute("DELETE FROM ie WHERE b = 3 AND id < 100; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM ie WHERE b = 3").await, 91);
+    assert_eq!(count(&c, "SELECT count(*) FROM ie WHERE b = 1").await, 99);
+}
