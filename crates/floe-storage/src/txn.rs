@@ -304,17 +304,38 @@ impl Txn {
         row: Option<&RowBytes>,
     ) -> StorageResult<Option<(u32, Key)>> {
         let indexes = self.unique_indexes(table);
+        Ok(self.check_unique(table, &indexes, key, row).await?.0)
+    }
+
+    /// [`Txn::unique_conflict`] against `indexes`; also returns the index keys the write
+    /// introduces (to register once it is made).
+    async fn check_unique(
+        &mut self,
+        table: &Arc<TableData>,
+        indexes: &[Arc<HotIndex>],
+        key: &Key,
+        row: Option<&RowBytes>,
+    ) -> StorageResult<(Option<(u32, Key)>, Vec<(u32, Key)>)> {
+        let mut introduced = Vec::new();
         if indexes.is_empty() {
-            return Ok(None);
+            return Ok((None, introduced));
         }
-        let old = self.current_row(table, key);
+        // Decode each row once for all indexes.
+        let new_columns = match row {
+            Some(row) => Some(table.codec.decode_rows([row.as_ref()])?),
+            None => None,
+        };
+        let old_columns = match self.current_row(table, key) {
+            Some(old) => Some(table.codec.decode_rows([old.as_ref()])?),
+            None => None,
+        };
         for index in indexes {
-            let new_key = match row {
-                Some(row) => index.key_of(&table.codec, row)?,
+            let new_key = match &new_columns {
+                Some(batch) => index.keys_of_columns(batch.columns())?.pop().flatten(),
                 None => None,
             };
-            let old_key = match &old {
-                Some(old) => index.key_of(&table.codec, old)?,
+            let old_key = match &old_columns {
+                Some(batch) => index.keys_of_columns(batch.columns())?.pop().flatten(),
                 None => None,
             };
             if new_key == old_key {
@@ -329,11 +350,12 @@ impl Txn {
                 continue;
             };
             self.lock_index_key(index.oid, &new_key).await?;
-            if let Some(other) = self.holder_of(table, &index, &new_key, key)? {
-                return Ok(Some((index.oid, other)));
+            if let Some(other) = self.holder_of(table, index, &new_key, key)? {
+                return Ok((Some((index.oid, other)), introduced));
             }
+            introduced.push((index.oid, new_key));
         }
-        Ok(None)
+        Ok((None, introduced))
     }
 
     async fn lock_index_key(&mut self, index_oid: u32, index_key: &Key) -> StorageResult<()> {
@@ -384,26 +406,26 @@ impl Txn {
         key: Key,
         row: Option<RowBytes>,
     ) -> StorageResult<()> {
-        if let Some((oid, _)) = self.unique_conflict(table, &key, row.as_ref()).await? {
+        let indexes = self.unique_indexes(table);
+        let (conflict, introduced) = self
+            .check_unique(table, &indexes, &key, row.as_ref())
+            .await?;
+        if let Some((oid, _)) = conflict {
             return Err(self.unique_violation(table, oid, row.as_ref()));
         }
-        let checked = match &row {
-            Some(row) => {
-                let indexes = self.unique_indexes(table);
-                let mut writes = self.writes.lock();
-                for index in &indexes {
-                    if let Some(index_key) = index.key_of(&table.codec, row)? {
-                        writes
-                            .index_writes
-                            .entry((index.oid, index_key))
-                            .or_default()
-                            .push(key.clone());
-                    }
-                }
-                Some(indexes.iter().map(|i| i.oid).collect::<Vec<_>>())
+        let checked = row
+            .as_ref()
+            .map(|_| indexes.iter().map(|i| i.oid).collect::<Vec<_>>());
+        if !introduced.is_empty() {
+            let mut writes = self.writes.lock();
+            for index_key in introduced {
+                writes
+                    .index_writes
+                    .entry(index_key)
+                    .or_default()
+                    .push(key.clone());
             }
-            None => None,
-        };
+        }
         self.write_unchecked(table, key, row)?;
         if let Some(checked) = checked {
             // The commit is refused if a unique index appears that some row was not checked
