@@ -164,11 +164,7 @@ impl HotIndex {
     }
 
     /// Records committed changes `(row key, old index key, new index key)` at `commit_ts`.
-    pub(crate) fn record(
-        &self,
-        changes: impl IntoIterator<Item = (Key, Option<Key>, Option<Key>)>,
-        commit_ts: u64,
-    ) {
+    pub(crate) fn record(&self, changes: impl IntoIterator<Item = IndexChange>, commit_ts: u64) {
         let mut entries = self.entries.write();
         let mut stamped = 0;
         for (row_key, old, new) in changes {
@@ -268,12 +264,15 @@ impl HotIndex {
     }
 }
 
+/// One committed change as the index sees it: (row key, old index key, new index key).
+pub(crate) type IndexChange = (Key, Option<Key>, Option<Key>);
+
 /// Index keys for a batch of committed changes `(row key, old row, new row)`.
 pub(crate) fn index_changes(
     index: &HotIndex,
     codec: &TableCodec,
     changes: &[(Key, Option<RowBytes>, Option<RowBytes>)],
-) -> StorageResult<Vec<(Key, Option<Key>, Option<Key>)>> {
+) -> StorageResult<Vec<IndexChange>> {
     let old_rows: Vec<&[u8]> = changes
         .iter()
         .filter_map(|(_, old, _)| old.as_deref())
