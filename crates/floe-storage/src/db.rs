@@ -70,7 +70,7 @@ pub struct TableData {
     pub codec: Arc<TableCodec>,
     /// The in-memory rows.
     pub hot: Arc<HotTable>,
-    /// The secondary indexes over `hot`, in the order of `def.indexes`.
+    /// The secondary indexes over `hot` (those of `def.indexes` whose columns exist).
     pub indexes: Vec<Arc<HotIndex>>,
     next_rowid: Arc<AtomicU64>,
 }
@@ -78,9 +78,17 @@ pub struct TableData {
 impl TableData {
     /// Live state for `def` with no rows: a table being created or rewritten.
     pub fn new(def: Arc<TableDef>) -> StorageResult<TableData> {
+        // An index over a column the definition no longer has (DROP COLUMN, before commit
+        // drops the index from the definition) indexes nothing.
         let indexes = def
             .indexes
             .iter()
+            .filter(|index| {
+                index
+                    .columns
+                    .iter()
+                    .all(|id| def.columns.iter().any(|c| c.id == *id))
+            })
             .map(|index| HotIndex::new(index, &def).map(Arc::new))
             .collect::<StorageResult<_>>()?;
         Ok(TableData {
@@ -94,11 +102,9 @@ impl TableData {
 
     /// The index with OID `oid` and its definition.
     pub fn index(&self, oid: u32) -> Option<(&IndexDef, &Arc<HotIndex>)> {
-        self.def
-            .indexes
-            .iter()
-            .zip(&self.indexes)
-            .find(|(_, index)| index.oid == oid)
+        let def = self.def.indexes.iter().find(|i| i.oid == oid)?;
+        let index = self.indexes.iter().find(|i| i.oid == oid)?;
+        Some((def, index))
     }
 
     /// A hidden row id for a new row of a table without a primary key.
@@ -227,7 +233,10 @@ impl Db {
         }
         let last_ts = replay(&rocks, &tables)?;
         for table in tables.values() {
-            for (def, index) in table.def.indexes.iter().zip(&table.indexes) {
+            for index in &table.indexes {
+                let Some((def, _)) = table.index(index.oid) else {
+                    continue;
+                };
                 if let Err(e) = index.build(&def.name, &table.def, &table.codec, &table.hot) {
                     // Writers enforced uniqueness; a duplicate here is our bug. The index
                     // still holds the other entries, so lookups stay as good as they can be.
