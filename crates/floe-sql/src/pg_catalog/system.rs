@@ -1774,7 +1774,7 @@ fn pg_tables(ctx: &Ctx) -> Vec<Row> {
                 (&def.name).into(),
                 "postgres".into(),
                 V::Null,
-                (!oids::keys(def).is_empty()).into(),
+                (!oids::indexes(def).is_empty()).into(),
                 false.into(),
                 false.into(),
                 false.into(),

@@ -155,12 +155,8 @@ impl Session {
             ));
         }
         let (schema, name) = self.creation_target(&create.name)?;
-        if self
-            .db()
-            .catalog()
-            .relation_by_name(&self.database, &schema, &name)
-            .is_some()
-        {
+        // Indexes share the relations' namespace.
+        if super::index::name_taken(&self.db().catalog(), &self.database, &schema, &name) {
             if create.if_not_exists {
                 self.notice(format!("relation \"{name}\" already exists, skipping"));
                 return Ok(StatementResult::Command("CREATE TABLE".into()));

@@ -16,7 +16,7 @@ use super::{Session, StatementResult};
 use crate::error::{sqlstate, SqlError, SqlResult};
 
 /// Whether `name` is taken in `schema` by a relation, a primary key or an index.
-fn name_taken(catalog: &Catalog, database: &str, schema: &str, name: &str) -> bool {
+pub(super) fn name_taken(catalog: &Catalog, database: &str, schema: &str, name: &str) -> bool {
     catalog.relation_by_name(database, schema, name).is_some()
         || catalog.relations_in(database, schema).any(|def| {
             def.index(name).is_some() || def.primary_key.as_ref().is_some_and(|pk| pk.name == name)
