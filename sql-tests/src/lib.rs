@@ -331,10 +331,13 @@ impl std::fmt::Display for SqlFailure {
 
 impl std::error::Error for SqlFailure {}
 
-/// Formats a tokio-postgres error with its SQLSTATE.
+/// Formats a tokio-postgres error with its SQLSTATE (and DETAIL, when there is one).
 pub fn describe_error(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} DETAIL: {detail}", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
         None => format!("client error: {err}"),
     }
 }

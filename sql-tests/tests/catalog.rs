@@ -185,6 +185,7 @@ fn psql_output_matches_postgres() {
     let schema = "CREATE TABLE cmp_a (id int PRIMARY KEY, code varchar(10) NOT NULL UNIQUE, \
         price numeric(10,3), tags text[], note text, at timestamptz, big bigint NOT NULL); \
         CREATE TABLE cmp_b (k int, v char(2), f double precision, d date, b bytea, j jsonb); \
+        CREATE INDEX cmp_b_k_v_idx ON cmp_b (k, v); CREATE UNIQUE INDEX cmp_b_d_uq ON cmp_b (d); \
         CREATE TABLE cmp_c (id serial PRIMARY KEY, n bigint NOT NULL); \
         CREATE SCHEMA cmp_s; \
         CREATE TABLE cmp_s.c (x smallint PRIMARY KEY, y boolean)";
@@ -206,6 +207,8 @@ fn psql_output_matches_postgres() {
         "\\di",
         "\\d cmp_a_pkey",
         "\\d cmp_a_code_key",
+        "\\d cmp_b_k_v_idx",
+        "\\d cmp_b_d_uq",
         "\\dn",
         "\\dv",
         "\\ds",

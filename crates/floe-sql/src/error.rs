@@ -328,6 +328,10 @@ impl From<floe_storage::StorageError> for SqlError {
                 let detail = detail.clone();
                 SqlError::new(sqlstate::UNIQUE_VIOLATION, err.to_string()).with_detail(detail)
             }
+            E::DuplicateInIndex { ref detail, .. } => {
+                let detail = detail.clone();
+                SqlError::new(sqlstate::UNIQUE_VIOLATION, err.to_string()).with_detail(detail)
+            }
             E::MemoryLimit { ref detail } => {
                 let detail = detail.clone();
                 SqlError::new(sqlstate::OUT_OF_MEMORY, err.to_string())
@@ -366,6 +370,10 @@ fn storage_error_ref(err: &floe_storage::StorageError) -> SqlError {
             detail: detail.clone(),
         },
         E::MemoryLimit { detail } => E::MemoryLimit {
+            detail: detail.clone(),
+        },
+        E::DuplicateInIndex { index, detail } => E::DuplicateInIndex {
+            index: index.clone(),
             detail: detail.clone(),
         },
         E::Arrow(arrow) => return from_arrow(arrow),

@@ -36,6 +36,7 @@ mod copy;
 mod ddl;
 mod dml;
 mod fast;
+mod index;
 
 pub(crate) use ddl::ident_name as fold_ident;
 
@@ -831,6 +832,13 @@ impl Session {
                 [name] => self.drop_database(name, if_exists).await,
                 _ => Err(SqlError::syntax("DROP DATABASE takes one name")),
             },
+            Statement::Drop {
+                object_type: ast::ObjectType::Index,
+                names,
+                if_exists,
+                ..
+            } => self.drop_indexes(names, if_exists).await,
+            Statement::CreateIndex(create) => self.create_index(create).await,
             Statement::Drop {
                 object_type,
                 names,

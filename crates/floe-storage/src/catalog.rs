@@ -150,8 +150,30 @@ pub struct TableDef {
     pub primary_key: Option<PrimaryKey>,
     /// UNIQUE and CHECK constraints.
     pub constraints: Vec<ConstraintDef>,
+    /// Secondary indexes: one per UNIQUE constraint (same name) plus `CREATE INDEX`es.
+    #[serde(default)]
+    pub indexes: Vec<IndexDef>,
     /// Next column id to hand out.
     pub next_column_id: u32,
+}
+
+/// A secondary index of a table (PostgreSQL's `pg_index` row other than the primary key's).
+///
+/// A UNIQUE constraint owns the index of the same name (`constraint`); storage adds and
+/// removes those itself when a definition is committed ([`TableDef::with_constraint_indexes`]),
+/// so DDL only edits `constraints`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexDef {
+    /// Stable OID from the catalog's sequence; also names the index's row locks.
+    pub oid: u32,
+    /// Index name (unique among the schema's relations and indexes).
+    pub name: String,
+    /// Ids of the indexed columns, in index order.
+    pub columns: Vec<u32>,
+    /// Rejects two rows with equal non-NULL keys.
+    pub unique: bool,
+    /// Backs the UNIQUE constraint of the same name.
+    pub constraint: bool,
 }
 
 impl TableDef {
@@ -173,6 +195,45 @@ impl TableDef {
     /// Whether this relation holds rows.
     pub fn is_table(&self) -> bool {
         matches!(self.kind, RelationKind::Table)
+    }
+
+    /// The index named `name`.
+    pub fn index(&self, name: &str) -> Option<&IndexDef> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+
+    /// This definition with exactly one index per UNIQUE constraint (new ones get OIDs from
+    /// `allocate`), and without indexes over columns that no longer exist.
+    pub fn with_constraint_indexes(&self, mut allocate: impl FnMut() -> u32) -> TableDef {
+        let mut def = self.clone();
+        let column_ids: Vec<u32> = def.columns.iter().map(|c| c.id).collect();
+        let unique: Vec<(String, Vec<u32>)> = def
+            .constraints
+            .iter()
+            .filter_map(|c| match c {
+                ConstraintDef::Unique { name, columns } => Some((name.clone(), columns.clone())),
+                ConstraintDef::Check { .. } => None,
+            })
+            .collect();
+        def.indexes.retain(|index| {
+            index.columns.iter().all(|c| column_ids.contains(c))
+                && (!index.constraint
+                    || unique
+                        .iter()
+                        .any(|(name, columns)| *name == index.name && *columns == index.columns))
+        });
+        for (name, columns) in unique {
+            if !def.indexes.iter().any(|i| i.constraint && i.name == name) {
+                def.indexes.push(IndexDef {
+                    oid: allocate(),
+                    name,
+                    columns,
+                    unique: true,
+                    constraint: true,
+                });
+            }
+        }
+        def
     }
 }
 
@@ -469,6 +530,13 @@ mod tests {
             constraints: vec![ConstraintDef::Check {
                 name: "t_amount_check".into(),
                 expr: "amount >= 0".into(),
+            }],
+            indexes: vec![IndexDef {
+                oid: 16401,
+                name: "t_amount_idx".into(),
+                columns: vec![2],
+                unique: false,
+                constraint: false,
             }],
             next_column_id: 3,
         };

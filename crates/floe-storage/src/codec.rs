@@ -392,6 +392,7 @@ mod tests {
                 columns: vec![0],
             }),
             constraints: vec![],
+            indexes: vec![],
             next_column_id: 3,
         }
     }

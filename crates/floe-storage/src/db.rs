@@ -23,11 +23,12 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
-use crate::catalog::{Catalog, CatalogChange, DatabaseDef, SchemaDef, TableDef};
+use crate::catalog::{Catalog, CatalogChange, DatabaseDef, IndexDef, SchemaDef, TableDef};
 use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::codec::{decode_record, encode_record, Key, LogEntry, RowBytes, TableCodec};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::HotTable;
+use crate::index::{index_changes, HotIndex};
 use crate::lock::LockManager;
 use crate::txn::{Isolation, Txn};
 
@@ -69,18 +70,41 @@ pub struct TableData {
     pub codec: Arc<TableCodec>,
     /// The in-memory rows.
     pub hot: Arc<HotTable>,
+    /// The secondary indexes over `hot` (those of `def.indexes` whose columns exist).
+    pub indexes: Vec<Arc<HotIndex>>,
     next_rowid: Arc<AtomicU64>,
 }
 
 impl TableData {
     /// Live state for `def` with no rows: a table being created or rewritten.
     pub fn new(def: Arc<TableDef>) -> StorageResult<TableData> {
+        // An index over a column the definition no longer has (DROP COLUMN, before commit
+        // drops the index from the definition) indexes nothing.
+        let indexes = def
+            .indexes
+            .iter()
+            .filter(|index| {
+                index
+                    .columns
+                    .iter()
+                    .all(|id| def.columns.iter().any(|c| c.id == *id))
+            })
+            .map(|index| HotIndex::new(index, &def).map(Arc::new))
+            .collect::<StorageResult<_>>()?;
         Ok(TableData {
             codec: Arc::new(TableCodec::new(&def)?),
             def,
             hot: Arc::new(HotTable::default()),
+            indexes,
             next_rowid: Arc::new(AtomicU64::new(1)),
         })
+    }
+
+    /// The index with OID `oid` and its definition.
+    pub fn index(&self, oid: u32) -> Option<(&IndexDef, &Arc<HotIndex>)> {
+        let def = self.def.indexes.iter().find(|i| i.oid == oid)?;
+        let index = self.indexes.iter().find(|i| i.oid == oid)?;
+        Some((def, index))
     }
 
     /// A hidden row id for a new row of a table without a primary key.
@@ -125,6 +149,8 @@ pub(crate) struct TableCommit {
     pub codec: Arc<TableCodec>,
     pub truncate: bool,
     pub rows: Vec<(Key, Option<RowBytes>)>,
+    /// The unique indexes the new rows were checked against (`None`: no new rows).
+    pub unique_checked: Option<Vec<u32>>,
 }
 
 /// A transaction's changes on their way to the committer.
@@ -163,6 +189,8 @@ pub(crate) struct Inner {
     poisoned: AtomicBool,
     sequences: Mutex<HashMap<u32, SequenceState>>,
     catalog_version: AtomicU64,
+    /// Indexes built by `validate` for the catalog commit being written, by OID.
+    pending_indexes: Mutex<HashMap<u32, Arc<HotIndex>>>,
     options: DbOptions,
 }
 
@@ -204,6 +232,18 @@ impl Db {
             tables.insert(def.id, Arc::new(TableData::new(def.clone())?));
         }
         let last_ts = replay(&rocks, &tables)?;
+        for table in tables.values() {
+            for index in &table.indexes {
+                let Some((def, _)) = table.index(index.oid) else {
+                    continue;
+                };
+                if let Err(e) = index.build(&def.name, &table.def, &table.codec, &table.hot) {
+                    // Writers enforced uniqueness; a duplicate here is our bug. The index
+                    // still holds the other entries, so lookups stay as good as they can be.
+                    tracing::error!(error = %e, index = def.name, "index rebuild failed");
+                }
+            }
+        }
         let hot_bytes: usize = tables.values().map(|t| t.hot.bytes()).sum();
         tracing::info!(
             commit_ts = last_ts,
@@ -228,6 +268,7 @@ impl Db {
             poisoned: AtomicBool::new(false),
             sequences: Mutex::new(HashMap::new()),
             catalog_version: AtomicU64::new(1),
+            pending_indexes: Mutex::new(HashMap::new()),
             options,
         });
         let (sender, receiver) = mpsc::channel();
@@ -329,9 +370,16 @@ impl Db {
         .await
     }
 
-    pub(crate) async fn submit(&self, body: CommitBody) -> StorageResult<u64> {
+    pub(crate) async fn submit(&self, mut body: CommitBody) -> StorageResult<u64> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(StorageError::Poisoned);
+        }
+        for change in &mut body.catalog {
+            if let CatalogChange::PutRelation(def) = change {
+                if def.is_table() {
+                    *def = Arc::new(def.with_constraint_indexes(|| self.allocate_oid()));
+                }
+            }
         }
         let mut entries = Vec::new();
         for table in &body.tables {
@@ -550,6 +598,9 @@ impl Inner {
                 let horizon = self.horizon();
                 let tables: Vec<_> = self.tables.read().values().cloned().collect();
                 for table in tables {
+                    for index in &table.indexes {
+                        index.vacuum(horizon);
+                    }
                     let before = table.hot.bytes() as i64;
                     table.hot.vacuum(horizon);
                     self.hot_bytes
@@ -632,6 +683,28 @@ impl Inner {
     /// Checks that every table a commit writes still has the layout its rows were encoded for.
     fn validate(&self, body: &CommitBody) -> StorageResult<()> {
         let tables = self.tables.read();
+        self.pending_indexes.lock().clear();
+        for change in &body.catalog {
+            let CatalogChange::PutRelation(def) = change else {
+                continue;
+            };
+            let Some(table) = tables.get(&def.id) else {
+                continue;
+            };
+            if !def.is_table() || !TableCodec::new(def)?.same_layout(&table.codec) {
+                continue;
+            }
+            for index_def in &def.indexes {
+                if table.indexes.iter().any(|i| i.same_shape(index_def, def)) {
+                    continue;
+                }
+                let index = HotIndex::new(index_def, def)?;
+                index.build(&index_def.name, def, &table.codec, &table.hot)?;
+                self.pending_indexes
+                    .lock()
+                    .insert(index_def.oid, Arc::new(index));
+            }
+        }
         for table in &body.tables {
             let redefined = body.catalog.iter().rev().find_map(|c| match c {
                 CatalogChange::PutRelation(def) if def.id == table.table_id => Some(def.clone()),
@@ -639,9 +712,17 @@ impl Inner {
             });
             let same = match redefined {
                 Some(def) => TableCodec::new(&def)?.same_layout(&table.codec),
-                None => tables
-                    .get(&table.table_id)
-                    .is_some_and(|t| t.codec.same_layout(&table.codec)),
+                None => {
+                    let Some(live) = tables.get(&table.table_id) else {
+                        return Err(StorageError::SerializationFailure);
+                    };
+                    let unchecked = table.unique_checked.as_ref().is_some_and(|checked| {
+                        live.indexes
+                            .iter()
+                            .any(|i| i.unique && !checked.contains(&i.oid))
+                    });
+                    live.codec.same_layout(&table.codec) && !unchecked
+                }
             };
             if !same {
                 return Err(StorageError::SerializationFailure);
@@ -661,9 +742,14 @@ impl Inner {
                 continue;
             };
             let mut delta = 0;
+            let indexed = !table.indexes.is_empty();
+            let mut index_rows: Vec<(Key, Option<RowBytes>, Option<RowBytes>)> = Vec::new();
             if commit.truncate {
                 for (key, row) in table.hot.visible_keys(ts) {
                     delta += table.hot.apply(&key, None, ts, horizon).1;
+                    if indexed {
+                        index_rows.push((key.clone(), Some(row.clone()), None));
+                    }
                     changes.push(RowChange {
                         table_id: commit.table_id,
                         row,
@@ -677,6 +763,9 @@ impl Inner {
                 horizon,
                 |key, applied, new| {
                     table.saw_rowid(key);
+                    if indexed {
+                        index_rows.push((key.clone(), applied.old.clone(), new.clone()));
+                    }
                     if let Some(old) = applied.old {
                         changes.push(RowChange {
                             table_id: commit.table_id,
@@ -694,6 +783,13 @@ impl Inner {
                 },
             );
             self.hot_bytes.fetch_add(delta as i64, Ordering::Relaxed);
+            for index in &table.indexes {
+                match index_changes(index, &table.codec, &index_rows) {
+                    Ok(entries) => index.record(entries, ts),
+                    // The rows were encoded by this codec; failing to decode them is our bug.
+                    Err(e) => tracing::error!(error = %e, index = index.oid, "index update failed"),
+                }
+            }
         }
         drop(tables);
         self.changes.publish(CommitChanges {
@@ -719,6 +815,7 @@ impl Inner {
                     };
                     let data = match tables.get(&def.id) {
                         Some(old) if old.codec.same_layout(&codec) => TableData {
+                            indexes: self.indexes_for(def, &codec, old),
                             def: def.clone(),
                             codec,
                             hot: old.hot.clone(),
@@ -729,10 +826,22 @@ impl Inner {
                                 self.hot_bytes
                                     .fetch_sub(old.hot.bytes() as i64, Ordering::Relaxed);
                             }
+                            let indexes = def
+                                .indexes
+                                .iter()
+                                .filter_map(|index| match HotIndex::new(index, def) {
+                                    Ok(index) => Some(Arc::new(index)),
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "index definition failed");
+                                        None
+                                    }
+                                })
+                                .collect();
                             TableData {
                                 def: def.clone(),
                                 codec,
                                 hot: Arc::new(HotTable::default()),
+                                indexes,
                                 next_rowid: Arc::new(AtomicU64::new(1)),
                             }
                         }
@@ -750,6 +859,37 @@ impl Inner {
             }
         }
         self.catalog_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The indexes of `def` over the rows of `old` (same layout): kept ones as they are, new
+    /// ones from `validate`'s builds.
+    fn indexes_for(
+        &self,
+        def: &TableDef,
+        codec: &TableCodec,
+        old: &TableData,
+    ) -> Vec<Arc<HotIndex>> {
+        let mut pending = self.pending_indexes.lock();
+        let mut out = Vec::with_capacity(def.indexes.len());
+        for index_def in &def.indexes {
+            if let Some(kept) = old.indexes.iter().find(|i| i.same_shape(index_def, def)) {
+                out.push(kept.clone());
+                continue;
+            }
+            if let Some(built) = pending.remove(&index_def.oid) {
+                out.push(built);
+                continue;
+            }
+            // Not built by validate (a bug if it happens): build it now.
+            match HotIndex::new(index_def, def).and_then(|index| {
+                index.build(&index_def.name, def, codec, &old.hot)?;
+                Ok(index)
+            }) {
+                Ok(index) => out.push(Arc::new(index)),
+                Err(e) => tracing::error!(error = %e, index = index_def.name, "index build failed"),
+            }
+        }
+        out
     }
 
     fn sequence_state<'a>(

@@ -44,6 +44,14 @@ pub enum StorageError {
         /// `Key (a)=(1) already exists.`
         detail: String,
     },
+    /// CREATE UNIQUE INDEX (or ADD UNIQUE) over rows that already repeat a key (23505).
+    #[error("could not create unique index \"{index}\"")]
+    DuplicateInIndex {
+        /// The index's name.
+        index: String,
+        /// `Key (a)=(1) is duplicated.`
+        detail: String,
+    },
     /// The hot tier's memory budget would be exceeded (53200).
     #[error("out of memory")]
     MemoryLimit {

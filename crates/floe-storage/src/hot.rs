@@ -178,6 +178,22 @@ impl HotTable {
             .collect()
     }
 
+    /// Every kept version that is a row: `(key, row, ended)` where `ended` is the commit ts of
+    /// the next version of the key (`u64::MAX` for the newest). For building indexes.
+    pub fn versions(&self) -> Vec<(Key, RowBytes, u64)> {
+        let map = self.map.read();
+        let mut out = Vec::with_capacity(map.len());
+        for (key, chain) in map.iter() {
+            for (i, version) in chain.iter().enumerate() {
+                if let Some(row) = &version.row {
+                    let ended = chain.get(i + 1).map_or(u64::MAX, |next| next.commit_ts);
+                    out.push((key.clone(), row.clone(), ended));
+                }
+            }
+        }
+        out
+    }
+
     /// Drops versions no snapshot at or after `horizon` can see. Cheap to call when there is
     /// little garbage.
     pub fn vacuum(&self, horizon: u64) {

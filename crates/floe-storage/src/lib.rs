@@ -16,18 +16,20 @@ pub mod codec;
 pub mod db;
 pub mod error;
 pub mod hot;
+pub mod index;
 pub mod lock;
 pub mod provider;
 pub mod txn;
 
 pub use catalog::{
-    Catalog, CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, PrimaryKey, RelationKind,
-    SchemaDef, SequenceDef, TableDef,
+    Catalog, CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, IndexDef, PrimaryKey,
+    RelationKind, SchemaDef, SequenceDef, TableDef,
 };
 pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
 pub use codec::{Key, RowBytes, TableCodec};
 pub use db::{Db, DbOptions, Snapshot, TableData};
 pub use error::{StorageError, StorageResult};
+pub use index::HotIndex;
 pub use provider::{FloeTable, KEY_COLUMN};
 pub use txn::{Isolation, OwnWrites, ReadView, RowCheck, SavepointMark, Txn};
 

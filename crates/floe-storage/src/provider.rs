@@ -8,6 +8,11 @@
 //! Primary-key predicates (`pk = literal` on every key column, or ranges on a one-column key)
 //! become a key range, so point lookups and range scans touch only their keys. The
 //! `with_key` variant adds the hidden `__floe_key` column that DML uses to name rows.
+//!
+//! Otherwise, equality on every column of a secondary index (`col = literal`) becomes an index
+//! lookup: the scan reads only the rows the index names, at the snapshot, plus the
+//! transaction's own writes. Filters stay `Inexact`, so DataFusion re-applies them to every
+//! row: that is the index recheck, and why an index that names too many rows is harmless.
 
 use std::fmt;
 use std::ops::Bound;
@@ -71,6 +76,31 @@ impl FloeTable {
     /// The table's live state.
     pub fn data(&self) -> &Arc<TableData> {
         &self.table
+    }
+
+    /// An index every column of which the filters compare for equality, with the lookup key.
+    fn index_lookup(&self, filters: &[Expr]) -> Option<(u32, Key)> {
+        let schema = self.table.codec.schema();
+        for index in &self.table.indexes {
+            let mut values = Vec::with_capacity(index.positions().len());
+            for &p in index.positions() {
+                let field = schema.field(p);
+                let value = filters
+                    .iter()
+                    .find_map(|f| equality_literal(f, field.name()))
+                    .and_then(|v| literal_array(&v, field.data_type()))?;
+                values.push(value);
+            }
+            if values.is_empty() {
+                continue;
+            }
+            if let Ok(mut keys) = index.encode_values(&values) {
+                if let Some(key) = keys.pop() {
+                    return Some((index.oid, key));
+                }
+            }
+        }
+        None
     }
 
     /// The key range the filters restrict the scan to (full range if none).
@@ -253,6 +283,10 @@ impl TableProvider for FloeTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let range = self.key_range(filters);
+        let index_lookup = match &range {
+            (Bound::Unbounded, Bound::Unbounded) => self.index_lookup(filters),
+            _ => None,
+        };
         let projection = projection.cloned();
         let schema = match &projection {
             Some(p) => Arc::new(self.schema.project(p)?),
@@ -264,6 +298,7 @@ impl TableProvider for FloeTable {
             with_key: self.with_key,
             projection,
             range,
+            index_lookup,
             // A filter may still remove rows, so the limit only applies without filters.
             limit: if filters.is_empty() { limit } else { None },
             properties: Arc::new(PlanProperties::new(
@@ -293,6 +328,8 @@ pub struct HotScanExec {
     with_key: bool,
     projection: Option<Vec<usize>>,
     range: KeyRange,
+    /// Read only the rows this index (by OID) names for this index key.
+    index_lookup: Option<(u32, Key)>,
     limit: Option<usize>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -307,6 +344,17 @@ impl HotScanExec {
 
 impl DisplayAs for HotScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some((oid, _)) = &self.index_lookup {
+            let name = self
+                .table
+                .index(*oid)
+                .map_or("?", |(def, _)| def.name.as_str());
+            return write!(
+                f,
+                "HotScanExec: table={}, index lookup ({name})",
+                self.table.def.name
+            );
+        }
         let access = match &self.range {
             _ if self.is_point_lookup() => "key lookup",
             (Bound::Unbounded, Bound::Unbounded) => "full scan",
@@ -353,7 +401,20 @@ impl ExecutionPlan for HotScanExec {
             .get_extension::<ReadView>()
             .unwrap_or_else(|| Arc::new(ReadView::committed(self.db.snapshot())));
         let own = view.own_writes(self.table.def.id, &self.range);
+        // The index as the committer maintains it now (a plan may outlive a DROP INDEX).
+        let candidates = self.index_lookup.as_ref().and_then(|(oid, index_key)| {
+            let live = self.db.table(self.table.def.id)?;
+            if !Arc::ptr_eq(&live.hot, &self.table.hot) {
+                return None;
+            }
+            let (_, index) = live.index(*oid)?;
+            let mut keys = index.candidates(index_key);
+            keys.sort();
+            keys.dedup();
+            Some(keys)
+        });
         let state = ScanState {
+            candidates,
             table: self.table.clone(),
             view,
             range: self.range.clone(),
@@ -383,6 +444,8 @@ impl ExecutionPlan for HotScanExec {
 }
 
 struct ScanState {
+    /// Index lookup: only these keys (sorted) of the committed rows are read.
+    candidates: Option<Vec<Key>>,
     table: Arc<TableData>,
     view: Arc<ReadView>,
     range: KeyRange,
@@ -397,6 +460,29 @@ struct ScanState {
 
 impl ScanState {
     fn next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
+        if let Some(keys) = self.candidates.take() {
+            if self.done {
+                return Ok(None);
+            }
+            self.done = true;
+            let committed = if self.skip_committed {
+                Vec::new()
+            } else {
+                let snapshot_ts = self.view.snapshot_ts();
+                keys.into_iter()
+                    .filter_map(|key| {
+                        let row = self.table.hot.get(&key, snapshot_ts)?;
+                        Some((key, row))
+                    })
+                    .collect()
+            };
+            let rows = self.merge(committed, None);
+            return if rows.is_empty() {
+                Ok(None)
+            } else {
+                self.to_batch(rows).map(Some)
+            };
+        }
         while !self.done && self.remaining > 0 {
             let mut committed = Vec::new();
             let last = if self.skip_committed {

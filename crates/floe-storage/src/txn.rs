@@ -10,7 +10,7 @@
 //! - Locks are released after the commit is applied (or on rollback), never before.
 //! - Savepoints mark a position in the undo log; rolling back to one restores the write set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use crate::codec::{Key, RowBytes};
 use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
+use crate::index::HotIndex;
 use crate::lock::TxnId;
 
 /// Transaction isolation levels.
@@ -40,6 +41,8 @@ struct TableWrites {
     data: Arc<TableData>,
     truncated: bool,
     rows: BTreeMap<Key, Option<RowBytes>>,
+    /// Unique indexes (OIDs) every new row was checked against; `None` before the first row.
+    unique_checked: Option<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,9 @@ enum Undo {
 #[derive(Debug, Default)]
 pub struct WriteSet {
     tables: BTreeMap<u32, TableWrites>,
+    /// Rows this transaction gave each (unique index oid, index key): candidates for its own
+    /// uniqueness checks, rechecked against the row's current version (so never undone).
+    index_writes: HashMap<(u32, Key), Vec<Key>>,
     undo: Vec<Undo>,
     bytes: usize,
 }
@@ -271,8 +277,217 @@ impl Txn {
             .and_then(|t| t.rows.get(key).cloned())
     }
 
-    /// Writes a row (`None` deletes it). The caller has locked the key.
-    pub fn write(
+    /// The unique indexes a write to `table` must respect: the newest definition's when
+    /// `table` is the live table (a plan may predate a CREATE INDEX), else `table`'s own (a
+    /// table being rewritten).
+    fn unique_indexes(&self, table: &Arc<TableData>) -> Vec<Arc<HotIndex>> {
+        let current = self
+            .db
+            .table(table.def.id)
+            .filter(|live| Arc::ptr_eq(&live.hot, &table.hot));
+        let source = current.as_ref().unwrap_or(table);
+        source
+            .indexes
+            .iter()
+            .filter(|i| i.unique)
+            .cloned()
+            .collect()
+    }
+
+    /// The row `key` holds now for this transaction: its own write, else the newest committed
+    /// version (none after its own TRUNCATE).
+    fn current_row(&self, table: &TableData, key: &Key) -> Option<RowBytes> {
+        if let Some(own) = self.own_row(table.def.id, key) {
+            return own;
+        }
+        if self
+            .writes
+            .lock()
+            .tables
+            .get(&table.def.id)
+            .is_some_and(|t| t.truncated)
+        {
+            return None;
+        }
+        table.hot.latest(key).and_then(|(_, row)| row)
+    }
+
+    /// Locks the unique-index keys that writing `row` at `key` adds or removes, and returns
+    /// the first unique index (by OID) with another row holding the new key, and that row's
+    /// key. Holding the locks, the answer stays true until this transaction ends.
+    pub async fn unique_conflict(
+        &mut self,
+        table: &Arc<TableData>,
+        key: &Key,
+        row: Option<&RowBytes>,
+    ) -> StorageResult<Option<(u32, Key)>> {
+        let indexes = self.unique_indexes(table);
+        Ok(self.check_unique(table, &indexes, key, row).await?.0)
+    }
+
+    /// [`Txn::unique_conflict`] against `indexes`; also returns the index keys the write
+    /// introduces (to register once it is made).
+    async fn check_unique(
+        &mut self,
+        table: &Arc<TableData>,
+        indexes: &[Arc<HotIndex>],
+        key: &Key,
+        row: Option<&RowBytes>,
+    ) -> StorageResult<(Option<(u32, Key)>, Vec<(u32, Key)>)> {
+        let mut introduced = Vec::new();
+        if indexes.is_empty() {
+            return Ok((None, introduced));
+        }
+        // Decode each row once for all indexes.
+        let new_columns = match row {
+            Some(row) => Some(table.codec.decode_rows([row.as_ref()])?),
+            None => None,
+        };
+        let old_columns = match self.current_row(table, key) {
+            Some(old) => Some(table.codec.decode_rows([old.as_ref()])?),
+            None => None,
+        };
+        for index in indexes {
+            let new_key = match &new_columns {
+                Some(batch) => index.keys_of_columns(batch.columns())?.pop().flatten(),
+                None => None,
+            };
+            let old_key = match &old_columns {
+                Some(batch) => index.keys_of_columns(batch.columns())?.pop().flatten(),
+                None => None,
+            };
+            if new_key == old_key {
+                continue;
+            }
+            // Lock the key being vacated too, so an insert of it waits for this transaction
+            // (and succeeds if it commits), as in PostgreSQL.
+            if let Some(old_key) = &old_key {
+                self.lock_index_key(index.oid, old_key).await?;
+            }
+            let Some(new_key) = new_key else {
+                continue;
+            };
+            self.lock_index_key(index.oid, &new_key).await?;
+            if let Some(other) = self.holder_of(table, index, &new_key, key)? {
+                return Ok((Some((index.oid, other)), introduced));
+            }
+            introduced.push((index.oid, new_key));
+        }
+        Ok((None, introduced))
+    }
+
+    async fn lock_index_key(&mut self, index_oid: u32, index_key: &Key) -> StorageResult<()> {
+        if self.db.locks().lock(self.id, index_oid, index_key).await? {
+            self.locked.push((index_oid, index_key.clone()));
+        }
+        Ok(())
+    }
+
+    /// A row other than `except` that holds `index_key` now (own writes and the newest
+    /// committed versions, each rechecked).
+    fn holder_of(
+        &self,
+        table: &TableData,
+        index: &HotIndex,
+        index_key: &Key,
+        except: &Key,
+    ) -> StorageResult<Option<Key>> {
+        let mut candidates = index.candidates(index_key);
+        if let Some(own) = self
+            .writes
+            .lock()
+            .index_writes
+            .get(&(index.oid, index_key.clone()))
+        {
+            candidates.extend(own.iter().cloned());
+        }
+        for candidate in candidates {
+            if candidate == *except {
+                continue;
+            }
+            let Some(row) = self.current_row(table, &candidate) else {
+                continue;
+            };
+            if index.key_of(&table.codec, &row)?.as_ref() == Some(index_key) {
+                return Ok(Some(candidate));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes a row (`None` deletes it), enforcing the table's unique indexes: a duplicate
+    /// non-NULL index key fails with [`StorageError::UniqueViolation`]. The caller has locked
+    /// the row's key.
+    pub async fn write(
+        &mut self,
+        table: &Arc<TableData>,
+        key: Key,
+        row: Option<RowBytes>,
+    ) -> StorageResult<()> {
+        let indexes = self.unique_indexes(table);
+        let (conflict, introduced) = self
+            .check_unique(table, &indexes, &key, row.as_ref())
+            .await?;
+        if let Some((oid, _)) = conflict {
+            return Err(self.unique_violation(table, oid, row.as_ref()));
+        }
+        let checked = row
+            .as_ref()
+            .map(|_| indexes.iter().map(|i| i.oid).collect::<Vec<_>>());
+        if !introduced.is_empty() {
+            let mut writes = self.writes.lock();
+            for index_key in introduced {
+                writes
+                    .index_writes
+                    .entry(index_key)
+                    .or_default()
+                    .push(key.clone());
+            }
+        }
+        self.write_unchecked(table, key, row)?;
+        if let Some(checked) = checked {
+            // The commit is refused if a unique index appears that some row was not checked
+            // against (a CREATE UNIQUE INDEX committed meanwhile).
+            let mut writes = self.writes.lock();
+            if let Some(entry) = writes.tables.get_mut(&table.def.id) {
+                entry.unique_checked = Some(match entry.unique_checked.take() {
+                    None => checked,
+                    Some(before) => before.into_iter().filter(|o| checked.contains(o)).collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The 23505 error for writing `row` to `table` against unique index `oid`.
+    pub fn unique_violation(
+        &self,
+        table: &Arc<TableData>,
+        oid: u32,
+        row: Option<&RowBytes>,
+    ) -> StorageError {
+        let live = self
+            .db
+            .table(table.def.id)
+            .filter(|live| live.index(oid).is_some());
+        let source = live.as_ref().unwrap_or(table);
+        let Some((def, index)) = source.index(oid) else {
+            return StorageError::Internal(format!("unique index {oid} vanished"));
+        };
+        let index_key = row.and_then(|r| index.key_of(&source.codec, r).ok().flatten());
+        StorageError::UniqueViolation {
+            constraint: def.name.clone(),
+            detail: format!(
+                "Key {} already exists.",
+                index_key
+                    .map(|k| index.describe(&source.def, &k))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Writes a row without checking unique indexes (the caller has, or the table has none).
+    fn write_unchecked(
         &mut self,
         table: &Arc<TableData>,
         key: Key,
@@ -300,6 +515,7 @@ impl Txn {
                 data: table.clone(),
                 truncated: false,
                 rows: BTreeMap::new(),
+                unique_checked: None,
             });
         let previous = entry.rows.insert(key.clone(), row);
         writes.undo.push(Undo::Row {
@@ -320,6 +536,7 @@ impl Txn {
                 data: table.clone(),
                 truncated: false,
                 rows: BTreeMap::new(),
+                unique_checked: None,
             });
         let rows = std::mem::take(&mut entry.rows);
         let was_truncated = std::mem::replace(&mut entry.truncated, true);
@@ -408,6 +625,7 @@ impl Txn {
                     codec: t.data.codec.clone(),
                     truncate: t.truncated,
                     rows: t.rows.into_iter().collect(),
+                    unique_checked: t.unique_checked,
                 })
                 .collect(),
         };

@@ -44,6 +44,7 @@ fn accounts_def(db: &Db, name: &str) -> TableDef {
             columns: vec![0],
         }),
         constraints: vec![],
+        indexes: vec![],
         next_column_id: 4,
     }
 }
@@ -111,7 +112,7 @@ async fn commits_are_visible_to_later_snapshots_only() {
     let mut txn = db.begin(Isolation::ReadCommitted);
     for (key, row) in rows(&table, &[(1, 100), (2, 200)]) {
         txn.lock_row(&table, &key).await.unwrap();
-        txn.write(&table, key, Some(row)).unwrap();
+        txn.write(&table, key, Some(row)).await.unwrap();
     }
     // Uncommitted: invisible to others, visible to the transaction itself.
     assert!(balances(&table, db.visible_ts()).is_empty());
@@ -133,7 +134,7 @@ async fn commits_are_visible_to_later_snapshots_only() {
     let mut txn = db.begin(Isolation::ReadCommitted);
     for (key, row) in rows(&table, &[(3, 300)]) {
         txn.lock_row(&table, &key).await.unwrap();
-        txn.write(&table, key, Some(row)).unwrap();
+        txn.write(&table, key, Some(row)).await.unwrap();
     }
     drop(txn);
     assert_eq!(balances(&table, db.visible_ts()).len(), 2);
@@ -151,7 +152,7 @@ async fn recovery_replays_every_acknowledged_commit() {
             let mut txn = db.begin(Isolation::ReadCommitted);
             for (key, row) in rows(&table, &[(i, i as i64 * 10)]) {
                 txn.lock_row(&table, &key).await.unwrap();
-                txn.write(&table, key, Some(row)).unwrap();
+                txn.write(&table, key, Some(row)).await.unwrap();
             }
             txn.commit().await.unwrap();
         }
@@ -159,9 +160,10 @@ async fn recovery_replays_every_acknowledged_commit() {
         let mut txn = db.begin(Isolation::ReadCommitted);
         let changed = rows(&table, &[(7, -1), (8, 8888)]);
         txn.lock_row(&table, &changed[0].0).await.unwrap();
-        txn.write(&table, changed[0].0.clone(), None).unwrap();
+        txn.write(&table, changed[0].0.clone(), None).await.unwrap();
         txn.lock_row(&table, &changed[1].0).await.unwrap();
         txn.write(&table, changed[1].0.clone(), Some(changed[1].1.clone()))
+            .await
             .unwrap();
         txn.commit().await.unwrap();
         db.close();
@@ -191,7 +193,7 @@ async fn repeatable_read_conflicts_and_read_committed_sees_the_new_version() {
     let (key, row) = initial[0].clone();
     let mut txn = db.begin(Isolation::ReadCommitted);
     txn.lock_row(&table, &key).await.unwrap();
-    txn.write(&table, key.clone(), Some(row)).unwrap();
+    txn.write(&table, key.clone(), Some(row)).await.unwrap();
     txn.commit().await.unwrap();
 
     let mut rr = db.begin(Isolation::RepeatableRead);
@@ -204,6 +206,7 @@ async fn repeatable_read_conflicts_and_read_committed_sees_the_new_version() {
     writer.lock_row(&table, &key).await.unwrap();
     writer
         .write(&table, key.clone(), Some(updated[0].1.clone()))
+        .await
         .unwrap();
     writer.commit().await.unwrap();
 
@@ -231,19 +234,22 @@ async fn the_change_stream_carries_commits_in_order_and_nothing_rolled_back() {
     let mut t1 = db.begin(Isolation::ReadCommitted);
     for (k, row) in &r {
         t1.lock_row(&table, k).await.unwrap();
-        t1.write(&table, k.clone(), Some(row.clone())).unwrap();
+        t1.write(&table, k.clone(), Some(row.clone()))
+            .await
+            .unwrap();
     }
     let ts1 = t1.commit().await.unwrap().unwrap();
 
     let mut aborted = db.begin(Isolation::ReadCommitted);
     aborted.lock_row(&table, &r[0].0).await.unwrap();
-    aborted.write(&table, r[0].0.clone(), None).unwrap();
+    aborted.write(&table, r[0].0.clone(), None).await.unwrap();
     drop(aborted);
 
     let updated = rows(&table, &[(2, 21)]);
     let mut t2 = db.begin(Isolation::ReadCommitted);
     t2.lock_row(&table, &updated[0].0).await.unwrap();
     t2.write(&table, updated[0].0.clone(), Some(updated[0].1.clone()))
+        .await
         .unwrap();
     let ts2 = t2.commit().await.unwrap().unwrap();
 
@@ -279,7 +285,7 @@ async fn concurrent_increments_serialize_on_the_row_lock() {
     let (key, row) = rows(&table, &[(1, 0)]).remove(0);
     let mut t = db.begin(Isolation::ReadCommitted);
     t.lock_row(&table, &key).await.unwrap();
-    t.write(&table, key.clone(), Some(row)).unwrap();
+    t.write(&table, key.clone(), Some(row)).await.unwrap();
     t.commit().await.unwrap();
 
     let mut tasks = Vec::new();
@@ -303,7 +309,7 @@ async fn concurrent_increments_serialize_on_the_row_lock() {
                     .unwrap()
                     .value(0);
                 let (_, new_row) = rows(&table, &[(1, value + 1)]).remove(0);
-                txn.write(&table, key.clone(), Some(new_row)).unwrap();
+                txn.write(&table, key.clone(), Some(new_row)).await.unwrap();
                 txn.commit().await.unwrap();
             }
         }));
@@ -333,6 +339,7 @@ async fn sequences_never_repeat_across_restarts() {
         columns: vec![],
         primary_key: None,
         constraints: vec![],
+        indexes: vec![],
         next_column_id: 1,
     };
     let last;
@@ -363,11 +370,149 @@ async fn the_memory_budget_is_enforced() {
     let mut failed = false;
     for i in 0..10_000 {
         let (key, row) = rows(&table, &[(i, i as i64)]).remove(0);
-        if let Err(e) = txn.write(&table, key, Some(row)) {
+        if let Err(e) = txn.write(&table, key, Some(row)).await {
             assert!(matches!(e, StorageError::MemoryLimit { .. }), "{e:?}");
             failed = true;
             break;
         }
     }
     assert!(failed, "64 KiB cannot hold 10k rows");
+}
+
+/// A table whose `balance` is UNIQUE; storage adds the constraint's index on commit.
+async fn create_unique(db: &Arc<Db>, name: &str) -> Arc<TableData> {
+    let mut def = accounts_def(db, name);
+    def.constraints.push(floe_storage::ConstraintDef::Unique {
+        name: format!("{name}_balance_key"),
+        columns: vec![2],
+    });
+    db.commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def.clone()))])
+        .await
+        .unwrap();
+    db.table(def.id).unwrap()
+}
+
+async fn insert(db: &Arc<Db>, table: &Arc<TableData>, values: &[(i32, i64)]) -> u64 {
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for (key, row) in rows(table, values) {
+        txn.lock_row(table, &key).await.unwrap();
+        txn.write(table, key, Some(row)).await.unwrap();
+    }
+    txn.commit().await.unwrap().unwrap()
+}
+
+fn balance_key(table: &TableData, balance: i64) -> floe_storage::Key {
+    let index = &table.indexes[0];
+    let values: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values([balance]))];
+    index.encode_values(&values).unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn unique_indexes_follow_commits_and_reject_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = create_unique(&db, "u").await;
+    assert_eq!(table.def.indexes.len(), 1);
+    assert!(table.def.indexes[0].unique && table.def.indexes[0].constraint);
+    insert(&db, &table, &[(1, 100), (2, 200)]).await;
+    let index = table.indexes[0].clone();
+    let k1 = rows(&table, &[(1, 0)]).remove(0).0;
+    assert_eq!(
+        index.candidates(&balance_key(&table, 100)),
+        vec![k1.clone()]
+    );
+
+    // A held snapshot keeps the old entry; after the horizon passes it, vacuum drops it.
+    let old_snapshot = db.snapshot();
+    insert(&db, &table, &[(1, 150)]).await;
+    assert_eq!(
+        index.candidates(&balance_key(&table, 150)),
+        vec![k1.clone()]
+    );
+    assert_eq!(
+        index.candidates(&balance_key(&table, 100)),
+        vec![k1.clone()]
+    );
+    index.vacuum(old_snapshot.ts);
+    assert_eq!(index.len(), 3);
+    drop(old_snapshot);
+    index.vacuum(db.visible_ts());
+    assert_eq!(index.len(), 2);
+    assert!(index.candidates(&balance_key(&table, 100)).is_empty());
+
+    // A duplicate is refused, with PostgreSQL's message; the freed value is available.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (key, row) = rows(&table, &[(3, 200)]).remove(0);
+    txn.lock_row(&table, &key).await.unwrap();
+    match txn.write(&table, key, Some(row)).await {
+        Err(StorageError::UniqueViolation { constraint, detail }) => {
+            assert_eq!(constraint, "u_balance_key");
+            assert_eq!(detail, "Key (balance)=(200) already exists.");
+        }
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+    drop(txn);
+    insert(&db, &table, &[(3, 100)]).await;
+
+    // Deleting and re-inserting a value in one transaction works.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (k3, _) = rows(&table, &[(3, 0)]).remove(0);
+    txn.lock_row(&table, &k3).await.unwrap();
+    txn.write(&table, k3, None).await.unwrap();
+    let (k4, r4) = rows(&table, &[(4, 100)]).remove(0);
+    txn.lock_row(&table, &k4).await.unwrap();
+    txn.write(&table, k4, Some(r4)).await.unwrap();
+    txn.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn unique_indexes_are_built_checked_and_rebuilt_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    {
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let table = create(&db, "b").await;
+        id = table.def.id;
+        insert(&db, &table, &[(1, 10), (2, 10), (3, 30)]).await;
+        let mut def = table.def.as_ref().clone();
+        def.constraints.push(floe_storage::ConstraintDef::Unique {
+            name: "b_balance_key".into(),
+            columns: vec![2],
+        });
+        let err = db
+            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def.clone()))])
+            .await
+            .unwrap_err();
+        match err {
+            StorageError::DuplicateInIndex { index, detail } => {
+                assert_eq!(index, "b_balance_key");
+                assert_eq!(detail, "Key (balance)=(10) is duplicated.");
+            }
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        assert!(db.table(id).unwrap().def.indexes.is_empty());
+        insert(&db, &table, &[(2, 20)]).await;
+        db.commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def))])
+            .await
+            .unwrap();
+        let table = db.table(id).unwrap();
+        // The replaced version (2, 10) is still kept for old snapshots, so its entry is too.
+        assert_eq!(
+            table.indexes[0].candidates(&balance_key(&table, 20)).len(),
+            1
+        );
+        db.close();
+    }
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = db.table(id).unwrap();
+    assert_eq!(table.indexes.len(), 1);
+    assert_eq!(table.indexes[0].len(), 3);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (key, row) = rows(&table, &[(9, 30)]).remove(0);
+    txn.lock_row(&table, &key).await.unwrap();
+    let err = txn.write(&table, key, Some(row)).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::UniqueViolation { .. }),
+        "{err:?}"
+    );
 }

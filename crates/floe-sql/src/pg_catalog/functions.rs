@@ -239,7 +239,7 @@ fn table_is_visible(db: &Db, oid: u32, path: &[String]) -> bool {
         Some(def) => (def.clone(), def.name.clone()),
         None => match oids::decode_derived(oid) {
             Some((rel, Derived::Index, slot)) => match catalog.relation(rel) {
-                Some(def) => match oids::keys(def).into_iter().find(|k| k.slot == slot) {
+                Some(def) => match oids::indexes(def).into_iter().find(|k| k.slot == slot) {
                     Some(key) => (def.clone(), key.name),
                     None => return false,
                 },
@@ -290,7 +290,7 @@ pub(crate) fn regclass_name(db: &Db, oid: u32) -> String {
     }
     if let Some((rel, Derived::Index, slot)) = oids::decode_derived(oid) {
         if let Some(def) = catalog.relation(rel) {
-            if let Some(key) = oids::keys(def).into_iter().find(|k| k.slot == slot) {
+            if let Some(key) = oids::indexes(def).into_iter().find(|k| k.slot == slot) {
                 return named(def, &key.name);
             }
         }
@@ -345,7 +345,7 @@ fn index_definition(db: &Db, oid: u32, column: i64) -> Option<String> {
     };
     let catalog = db.catalog();
     let def = catalog.relation(rel)?;
-    let key = oids::keys(def).into_iter().find(|k| k.slot == slot)?;
+    let key = oids::indexes(def).into_iter().find(|k| k.slot == slot)?;
     if column > 0 {
         let id = key.columns.get(column as usize - 1)?;
         return oids::column_by_id(def, *id).map(|c| oids::quote_ident(&c.name));

@@ -78,6 +78,8 @@ pub(crate) struct KeyInfo {
     pub slot: u32,
     pub name: String,
     pub primary: bool,
+    /// Whether the index rejects duplicates.
+    pub unique: bool,
     /// Column numbers (attnum).
     pub columns: Vec<i64>,
 }
@@ -96,6 +98,7 @@ pub(crate) fn keys(def: &TableDef) -> Vec<KeyInfo> {
             slot: 0,
             name: pk.name.clone(),
             primary: true,
+            unique: true,
             columns: pk
                 .columns
                 .iter()
@@ -109,12 +112,36 @@ pub(crate) fn keys(def: &TableDef) -> Vec<KeyInfo> {
                 slot: i as u32 + 1,
                 name: name.clone(),
                 primary: false,
+                unique: true,
                 columns: columns.iter().map(|c| *c as i64).collect(),
             });
         }
     }
     keys
 }
+
+/// Every index of `def`: the constraints' ([`keys`]) and then the `CREATE INDEX`es, which get
+/// derived OIDs in slots from [`STANDALONE_INDEX_SLOT`] on (by position among the table's
+/// indexes).
+pub(crate) fn indexes(def: &TableDef) -> Vec<KeyInfo> {
+    let mut out = keys(def);
+    for (i, index) in def.indexes.iter().enumerate() {
+        if index.constraint {
+            continue;
+        }
+        out.push(KeyInfo {
+            slot: STANDALONE_INDEX_SLOT + i as u32,
+            name: index.name.clone(),
+            primary: false,
+            unique: index.unique,
+            columns: index.columns.iter().map(|c| *c as i64).collect(),
+        });
+    }
+    out
+}
+
+/// First derived-OID slot of indexes that no constraint owns.
+pub(crate) const STANDALONE_INDEX_SLOT: u32 = 512;
 
 /// The column with attnum `id`.
 pub(crate) fn column_by_id(def: &TableDef, id: i64) -> Option<&ColumnDef> {

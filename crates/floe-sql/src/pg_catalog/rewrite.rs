@@ -474,7 +474,7 @@ impl Expressions<'_> {
             catalog
                 .relations_in(self.database(), schema)
                 .find_map(|def| {
-                    oids::keys(def)
+                    oids::indexes(def)
                         .into_iter()
                         .find(|k| k.name == name)
                         .map(|k| k.index_oid(def.id))

@@ -1054,7 +1054,7 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
         );
     }
     for (namespace, def) in relations(ctx) {
-        let keys = oids::keys(def);
+        let keys = oids::indexes(def);
         let (am, tuples, natts) = match &def.kind {
             RelationKind::Table => (oids::HEAP_AM_OID, row_count(ctx, def), def.columns.len()),
             RelationKind::View { .. } => (0, -1.0, def.columns.len()),
@@ -1223,7 +1223,7 @@ fn pg_attribute(ctx: &Ctx) -> Vec<Row> {
                 .row(),
             );
         }
-        for key in oids::keys(def) {
+        for key in oids::indexes(def) {
             for (i, id) in key.columns.iter().enumerate() {
                 let Some(column) = oids::column_by_id(def, *id) else {
                     continue;
@@ -1283,7 +1283,7 @@ fn index_row(def: &TableDef, key: &KeyInfo) -> Row {
         def.id.into(),
         n.into(),
         n.into(),
-        true.into(),
+        key.unique.into(),
         false.into(),
         key.primary.into(),
         false.into(),
@@ -1307,7 +1307,7 @@ fn pg_index(ctx: &Ctx) -> Vec<Row> {
     relations(ctx)
         .into_iter()
         .flat_map(|(_, def)| {
-            oids::keys(def)
+            oids::indexes(def)
                 .iter()
                 .map(|key| index_row(def, key))
                 .collect::<Vec<_>>()
@@ -1774,7 +1774,7 @@ fn pg_tables(ctx: &Ctx) -> Vec<Row> {
                 (&def.name).into(),
                 "postgres".into(),
                 V::Null,
-                (!oids::keys(def).is_empty()).into(),
+                (!oids::indexes(def).is_empty()).into(),
                 false.into(),
                 false.into(),
                 false.into(),
@@ -1823,7 +1823,8 @@ pub(crate) fn index_definition(def: &TableDef, key: &KeyInfo) -> String {
         .filter_map(|id| oids::column_by_id(def, *id).map(|c| oids::quote_ident(&c.name)))
         .collect();
     format!(
-        "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+        "CREATE {}INDEX {} ON {}.{} USING btree ({})",
+        if key.unique { "UNIQUE " } else { "" },
         oids::quote_ident(&key.name),
         oids::quote_ident(&def.schema),
         oids::quote_ident(&def.name),
@@ -1834,7 +1835,7 @@ pub(crate) fn index_definition(def: &TableDef, key: &KeyInfo) -> String {
 fn pg_indexes(ctx: &Ctx) -> Vec<Row> {
     let mut rows = Vec::new();
     for (_, def) in relations(ctx) {
-        for key in oids::keys(def) {
+        for key in oids::indexes(def) {
             rows.push(vec![
                 (&def.schema).into(),
                 (&def.name).into(),

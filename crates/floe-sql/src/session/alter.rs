@@ -461,7 +461,8 @@ impl Session {
                         TableCodec::rowid_key(rowid)
                     }
                 };
-                txn.write(&data, key, Some(Arc::from(rows.row(i).data())))?;
+                txn.write(&data, key, Some(Arc::from(rows.row(i).data())))
+                    .await?;
             }
         }
         txn.change_catalog(CatalogChange::PutRelation(new_def));

@@ -140,7 +140,7 @@ impl Session {
         Ok((schema, relation))
     }
 
-    fn notice(&mut self, message: String) {
+    pub(super) fn notice(&mut self, message: String) {
         self.notices.push(Notice {
             severity: "NOTICE",
             code: sqlstate::SUCCESSFUL_COMPLETION,
@@ -155,12 +155,8 @@ impl Session {
             ));
         }
         let (schema, name) = self.creation_target(&create.name)?;
-        if self
-            .db()
-            .catalog()
-            .relation_by_name(&self.database, &schema, &name)
-            .is_some()
-        {
+        // Indexes share the relations' namespace.
+        if super::index::name_taken(&self.db().catalog(), &self.database, &schema, &name) {
             if create.if_not_exists {
                 self.notice(format!("relation \"{name}\" already exists, skipping"));
                 return Ok(StatementResult::Command("CREATE TABLE".into()));
@@ -268,6 +264,7 @@ impl Session {
                     columns: vec![],
                     primary_key: None,
                     constraints: vec![],
+                    indexes: vec![],
                     next_column_id: 1,
                 });
                 default = Some(format!("nextval('{schema}.{seq_name}'::regclass)"));
@@ -379,6 +376,7 @@ impl Session {
             columns,
             primary_key,
             constraints,
+            indexes: vec![],
             next_column_id,
         };
         // Validates that every column type has a storage encoding before anything is written.

@@ -60,6 +60,17 @@ enum OnConflict {
     Update(Box<LogicalPlan>),
 }
 
+/// Which existing row an INSERT … ON CONFLICT yields to (PostgreSQL's arbiter index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arbiter {
+    /// No conflict target (DO NOTHING): any unique constraint or index.
+    Any,
+    /// The primary key.
+    PrimaryKey,
+    /// The unique index with this OID.
+    Index(u32),
+}
+
 /// A planned INSERT, UPDATE or DELETE.
 #[derive(Debug, Clone)]
 pub(crate) struct DmlPlan {
@@ -71,6 +82,7 @@ pub(crate) struct DmlPlan {
     checks: Vec<String>,
     returning: Option<LogicalPlan>,
     on_conflict: OnConflict,
+    arbiter: Arbiter,
 }
 
 /// A SQL name quoted for safe reuse in generated SQL.
@@ -226,12 +238,12 @@ impl Session {
         };
         let result_schema = returning.as_ref().map(super::plan_output_schema);
 
-        let on_conflict = match statement {
+        let (on_conflict, arbiter) = match statement {
             Statement::Insert(insert) => {
                 self.plan_on_conflict(&table, &alias, insert.on.as_ref(), &sources)
                     .await?
             }
-            _ => OnConflict::Error,
+            _ => (OnConflict::Error, Arbiter::Any),
         };
         Ok((
             DmlPlan {
@@ -241,6 +253,7 @@ impl Session {
                 checks: checks.into_iter().map(|(name, _)| name).collect(),
                 returning,
                 on_conflict,
+                arbiter,
             },
             param_types,
             result_schema,
@@ -364,26 +377,26 @@ impl Session {
         alias: &str,
         on: Option<&OnInsert>,
         sources: &DmlSources,
-    ) -> SqlResult<OnConflict> {
+    ) -> SqlResult<(OnConflict, Arbiter)> {
         let Some(on) = on else {
-            return Ok(OnConflict::Error);
+            return Ok((OnConflict::Error, Arbiter::Any));
         };
         let OnInsert::OnConflict(conflict) = on else {
             return Err(SqlError::not_supported("ON DUPLICATE KEY UPDATE"));
         };
         let def = &table.def;
-        let Some(pk) = &def.primary_key else {
-            return Err(SqlError::new(
+        let no_match = || {
+            SqlError::new(
                 sqlstate::INVALID_COLUMN_REFERENCE,
                 "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-            ));
+            )
         };
-        match &conflict.conflict_target {
+        let arbiter = match &conflict.conflict_target {
             Some(ConflictTarget::Columns(columns)) => {
-                let mut wanted: Vec<usize> = Vec::new();
+                let mut wanted: Vec<u32> = Vec::new();
                 for c in columns {
                     match def.column_index(&ident_name(c)) {
-                        Some(i) => wanted.push(i),
+                        Some(i) => wanted.push(def.columns[i].id),
                         None => {
                             return Err(SqlError::new(
                                 sqlstate::UNDEFINED_COLUMN,
@@ -392,20 +405,34 @@ impl Session {
                         }
                     }
                 }
-                let mut key = pk.columns.clone();
                 wanted.sort_unstable();
-                key.sort_unstable();
-                if wanted != key {
-                    return Err(SqlError::new(
-                        sqlstate::INVALID_COLUMN_REFERENCE,
-                        "there is no unique or exclusion constraint matching the ON CONFLICT \
-                         specification",
-                    ));
+                let sorted = |mut ids: Vec<u32>| {
+                    ids.sort_unstable();
+                    ids
+                };
+                let pk_ids = def
+                    .primary_key
+                    .as_ref()
+                    .map(|pk| sorted(pk.columns.iter().map(|&p| def.columns[p].id).collect()));
+                if pk_ids.as_ref() == Some(&wanted) {
+                    Arbiter::PrimaryKey
+                } else {
+                    def.indexes
+                        .iter()
+                        .find(|i| i.unique && sorted(i.columns.clone()) == wanted)
+                        .map(|i| Arbiter::Index(i.oid))
+                        .ok_or_else(no_match)?
                 }
             }
             Some(ConflictTarget::OnConstraint(name)) => {
                 let name = name.to_string();
-                if name != pk.name {
+                if def.primary_key.as_ref().is_some_and(|pk| pk.name == name) {
+                    Arbiter::PrimaryKey
+                } else if let Some(index) =
+                    def.indexes.iter().find(|i| i.constraint && i.name == name)
+                {
+                    Arbiter::Index(index.oid)
+                } else {
                     return Err(SqlError::new(
                         sqlstate::UNDEFINED_OBJECT,
                         format!(
@@ -415,10 +442,10 @@ impl Session {
                     ));
                 }
             }
-            None => {}
-        }
+            None => Arbiter::Any,
+        };
         match &conflict.action {
-            OnConflictAction::DoNothing => Ok(OnConflict::Nothing),
+            OnConflictAction::DoNothing => Ok((OnConflict::Nothing, arbiter)),
             OnConflictAction::DoUpdate(update) => {
                 if conflict.conflict_target.is_none() {
                     return Err(SqlError::syntax(
@@ -464,7 +491,7 @@ impl Session {
                 let plan =
                     with_dml_sources(sources, async { self.plan_query(&statement, &[]).await })
                         .await?;
-                Ok(OnConflict::Update(Box::new(plan)))
+                Ok((OnConflict::Update(Box::new(plan)), arbiter))
             }
         }
     }
@@ -559,10 +586,10 @@ impl Session {
                                 if txn.key_exists(table, &new_key) {
                                     return Err(duplicate_key(table, &new_key));
                                 }
-                                txn.write(table, old_key, None)?;
-                                txn.write(table, new_key, Some(row.clone()))?;
+                                txn.write(table, old_key, None).await?;
+                                txn.write(table, new_key, Some(row.clone())).await?;
                             }
-                            _ => txn.write(table, old_key, Some(row.clone()))?,
+                            _ => txn.write(table, old_key, Some(row.clone())).await?,
                         }
                         affected.push(row);
                     }
@@ -582,7 +609,7 @@ impl Session {
                                 row
                             }
                         };
-                        txn.write(table, key, None)?;
+                        txn.write(table, key, None).await?;
                         affected.push(old);
                     }
                 }
@@ -609,6 +636,9 @@ impl Session {
                     let key: Key = Arc::from(keys.row(i).data());
                     txn.lock_row(table, &key).await?;
                     if txn.key_exists(table, &key) {
+                        if matches!(plan.arbiter, Arbiter::Index(_)) {
+                            return Err(duplicate_key(table, &key));
+                        }
                         match plan.on_conflict {
                             OnConflict::Error => return Err(duplicate_key(table, &key)),
                             OnConflict::Nothing => continue,
@@ -629,7 +659,34 @@ impl Session {
                 }
                 None => TableCodec::rowid_key(table.next_rowid()),
             };
-            txn.write(table, key, Some(row.clone()))?;
+            if !matches!(plan.on_conflict, OnConflict::Error) {
+                if let Some((oid, existing)) = txn.unique_conflict(table, &key, Some(&row)).await? {
+                    match (&plan.on_conflict, plan.arbiter) {
+                        (OnConflict::Nothing, Arbiter::Any) => continue,
+                        (OnConflict::Nothing, Arbiter::Index(arbiter)) if arbiter == oid => {
+                            continue
+                        }
+                        (OnConflict::Update(_), Arbiter::Index(arbiter)) if arbiter == oid => {
+                            txn.lock_row(table, &existing).await?;
+                            let still = txn.unique_conflict(table, &key, Some(&row)).await?;
+                            if still.as_ref().map(|(_, k)| k) != Some(&existing) {
+                                return Err(floe_storage::StorageError::SerializationFailure.into());
+                            }
+                            if conflicts.iter().any(|(k, _)| *k == existing) {
+                                return Err(SqlError::new(
+                                    sqlstate::CARDINALITY_VIOLATION,
+                                    "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                                )
+                                .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+                            }
+                            conflicts.push((existing, i));
+                            continue;
+                        }
+                        _ => return Err(txn.unique_violation(table, oid, Some(&row)).into()),
+                    }
+                }
+            }
+            txn.write(table, key, Some(row.clone())).await?;
             affected.push(row);
         }
         if let (OnConflict::Update(update), false) = (&plan.on_conflict, conflicts.is_empty()) {
@@ -704,7 +761,7 @@ impl Session {
                         ));
                     }
                 }
-                txn.write(table, key, Some(row.clone()))?;
+                txn.write(table, key, Some(row.clone())).await?;
                 affected.push(row);
             }
         }

@@ -869,7 +869,7 @@ impl Session {
         check_not_null(table, &columns)?;
         let rows = table.codec.encode_rows(&columns)?;
         let new_row: RowBytes = Arc::from(rows.row(0).data());
-        txn.write(table, key, Some(new_row))?;
+        txn.write(table, key, Some(new_row)).await?;
         Ok(1)
     }
 
@@ -926,7 +926,8 @@ impl Session {
                 }
                 None => floe_storage::TableCodec::rowid_key(table.next_rowid()),
             };
-            txn.write(table, key, Some(Arc::from(encoded.row(i).data())))?;
+            txn.write(table, key, Some(Arc::from(encoded.row(i).data())))
+                .await?;
         }
         Ok(rows.len())
     }
