@@ -162,7 +162,7 @@ impl Session {
                 DmlKind::Delete => "delete from",
             };
             return Err(SqlError::new(
-                sqlstate::FEATURE_NOT_SUPPORTED,
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("cannot {verb} view \"{}\"", def.name),
             )
             .with_detail("Views are not automatically updatable in Floe yet."));

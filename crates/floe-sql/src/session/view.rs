@@ -12,7 +12,7 @@
 //! as CREATE TABLE would store them, and writes the definition and the rows in one commit.
 //!
 //! Departures from PostgreSQL, for now: views are not automatically updatable (INSERT, UPDATE
-//! and DELETE on a view fail with 0A000); view text is resolved again at every use, so renaming
+//! and DELETE on a view fail with 55000); view text is resolved again at every use, so renaming
 //! or dropping a column of a table a view reads breaks the view instead of being refused.
 
 use std::collections::HashSet;
@@ -669,6 +669,12 @@ pub(super) fn rewrite_syntax(sql: &str) -> std::borrow::Cow<'_, str> {
             out = Some(sql[..end].to_string());
         }
     }
+    if single && words.first() == Some(&"create") && words.contains(&"table") {
+        let current = out.clone().unwrap_or_else(|| sql.to_string());
+        if let Some(typed) = ctas_column_names(&current) {
+            out = Some(typed);
+        }
+    }
     for (from, to) in [("for no key update", "for update"), ("for key share", "for share")] {
         let current = out.clone().unwrap_or_else(|| sql.to_string());
         let current_lower = current.to_ascii_lowercase();
@@ -685,4 +691,37 @@ pub(super) fn rewrite_syntax(sql: &str) -> std::borrow::Cow<'_, str> {
         Some(s) => std::borrow::Cow::Owned(s),
         None => std::borrow::Cow::Borrowed(sql),
     }
+}
+
+/// `CREATE TABLE t (a, b) AS …`: the parser wants types in the column list, so each bare name
+/// gets a placeholder type (CREATE TABLE AS uses only the names).
+fn ctas_column_names(sql: &str) -> Option<String> {
+    let open = sql.find('(')?;
+    let close = open + sql[open..].find(')')?;
+    let head = sql[..open].to_ascii_lowercase();
+    if !head.split_whitespace().any(|w| w == "table") || head.contains(" as ") {
+        return None;
+    }
+    let rest = sql[close + 1..].trim_start();
+    let after_as = rest.get(..2)?.eq_ignore_ascii_case("as")
+        && rest[2..].starts_with(|c: char| c.is_whitespace() || c == '(');
+    if !after_as {
+        return None;
+    }
+    let names: Vec<&str> = sql[open + 1..close].split(',').map(str::trim).collect();
+    let bare = |n: &&str| {
+        !n.is_empty()
+            && (n.chars().all(|c| c.is_alphanumeric() || c == '_')
+                || (n.len() >= 2 && n.starts_with('"') && n.ends_with('"')))
+    };
+    if !names.iter().all(bare) {
+        return None;
+    }
+    let typed: Vec<String> = names.iter().map(|n| format!("{n} text")).collect();
+    Some(format!(
+        "{}({}){}",
+        &sql[..open],
+        typed.join(", "),
+        &sql[close + 1..]
+    ))
 }
