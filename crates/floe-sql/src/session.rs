@@ -480,8 +480,7 @@ impl Session {
         let stale = matches!(
             prepared.plan,
             PreparedPlan::Query(_) | PreparedPlan::Dml(_) | PreparedPlan::Locking(_)
-        )
-            && prepared.catalog_version != self.db().catalog_version();
+        ) && prepared.catalog_version != self.db().catalog_version();
         if stale {
             // Tables changed since planning: plan again against today's catalog.
             let replanned = self

@@ -108,7 +108,8 @@ impl Session {
         if select.distinct.is_some() {
             return Err(not_allowed("DISTINCT clause"));
         }
-        let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+        let grouped =
+            !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
         if grouped || select.having.is_some() {
             return Err(not_allowed("GROUP BY clause"));
         }
@@ -128,9 +129,14 @@ impl Session {
                         args: None,
                         ..
                     } => {
-                        let alias_ident = alias.as_ref().map(|a| a.name.clone()).unwrap_or_else(
-                            || name.0.last().and_then(|p| p.as_ident()).cloned().unwrap_or_else(|| Ident::new("")),
-                        );
+                        let alias_ident =
+                            alias.as_ref().map(|a| a.name.clone()).unwrap_or_else(|| {
+                                name.0
+                                    .last()
+                                    .and_then(|p| p.as_ident())
+                                    .cloned()
+                                    .unwrap_or_else(|| Ident::new(""))
+                            });
                         let def = self.find_relation(name).ok().flatten();
                         let wanted = only
                             .as_ref()
@@ -184,9 +190,7 @@ impl Session {
             if let Some(missing) = only.iter().find(|o| !found_of.contains(o)) {
                 return Err(SqlError::new(
                     sqlstate::UNDEFINED_TABLE,
-                    format!(
-                        "relation \"{missing}\" in FOR UPDATE clause not found in FROM clause"
-                    ),
+                    format!("relation \"{missing}\" in FOR UPDATE clause not found in FROM clause"),
                 ));
             }
         }
@@ -274,8 +278,11 @@ impl Session {
         let batches: Vec<_> = rows
             .into_iter()
             .map(|b| {
-                RecordBatch::try_new(schema.clone(), b.columns()[..schema.fields().len()].to_vec())
-                    .map_err(datafusion::error::DataFusionError::from)
+                RecordBatch::try_new(
+                    schema.clone(),
+                    b.columns()[..schema.fields().len()].to_vec(),
+                )
+                .map_err(datafusion::error::DataFusionError::from)
             })
             .collect();
         Ok(StatementResult::Rows {
@@ -354,7 +361,9 @@ impl Session {
                 let mut filter: Option<PlanExpr> = None;
                 for (i, key) in row_keys.iter().enumerate() {
                     let condition = match key {
-                        Some(key) => col(lock_column(i)).eq(lit(ScalarValue::Binary(Some(key.to_vec())))),
+                        Some(key) => {
+                            col(lock_column(i)).eq(lit(ScalarValue::Binary(Some(key.to_vec()))))
+                        }
                         None => col(lock_column(i)).is_null(),
                     };
                     filter = Some(match filter {
@@ -365,7 +374,9 @@ impl Session {
                 let Some(filter) = filter else {
                     continue;
                 };
-                let recheck = LogicalPlanBuilder::from(query.clone()).filter(filter)?.build()?;
+                let recheck = LogicalPlanBuilder::from(query.clone())
+                    .filter(filter)?
+                    .build()?;
                 for again in self.collect_locking(&recheck, txn.latest_view()).await? {
                     if again.num_rows() > 0 {
                         out.push(again.slice(0, 1));

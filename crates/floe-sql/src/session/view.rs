@@ -397,7 +397,10 @@ impl Session {
         if depth >= MAX_VIEW_DEPTH {
             return Err(SqlError::new(
                 sqlstate::INVALID_OBJECT_DEFINITION,
-                format!("infinite recursion detected in rules for relation \"{}\"", def.name),
+                format!(
+                    "infinite recursion detected in rules for relation \"{}\"",
+                    def.name
+                ),
             ));
         }
         let mut statement = self
@@ -675,7 +678,10 @@ pub(super) fn rewrite_syntax(sql: &str) -> std::borrow::Cow<'_, str> {
             out = Some(typed);
         }
     }
-    for (from, to) in [("for no key update", "for update"), ("for key share", "for share")] {
+    for (from, to) in [
+        ("for no key update", "for update"),
+        ("for key share", "for share"),
+    ] {
         let current = out.clone().unwrap_or_else(|| sql.to_string());
         let current_lower = current.to_ascii_lowercase();
         if let Some(at) = current_lower.find(from) {
