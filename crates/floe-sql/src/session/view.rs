@@ -655,21 +655,29 @@ pub(super) fn rewrite_syntax(sql: &str) -> std::borrow::Cow<'_, str> {
     let single = !lower.trim().trim_end_matches(';').contains(';');
     let mut out: Option<String> = None;
     let words: Vec<&str> = lower.split_whitespace().collect();
-    if single && words.len() > 3 && words[0] == "alter" && words[1] == "view" {
+    if single
+        && words.len() > 3
+        && words[0] == "alter"
+        && words[1] == "view"
+        && words.contains(&"rename")
+    {
         if let Some(at) = lower.find("view") {
             out = Some(format!("{}TABLE{}", &sql[..at], &sql[at + 4..]));
         }
     }
     if single && words.first() == Some(&"create") && words.contains(&"table") {
         let trimmed = lower.trim_end().trim_end_matches(';').trim_end();
-        let cut = |suffix: &str| -> Option<usize> {
-            let body = trimmed.strip_suffix(suffix)?;
-            body.ends_with(char::is_whitespace).then_some(body.len())
-        };
-        if let Some(end) = cut("with no data").or_else(|| cut("with\tno\tdata")) {
-            out = Some(format!("{} LIMIT 0", &sql[..end]));
-        } else if let Some(end) = cut("with data") {
-            out = Some(sql[..end].to_string());
+        let tail: Vec<&str> = trimmed.split_whitespace().rev().take(3).collect();
+        let with_at = trimmed
+            .rfind("with")
+            .filter(|&at| at > 0 && trimmed[..at].ends_with(char::is_whitespace));
+        if let Some(at) = with_at {
+            let body = sql[..at].trim_end();
+            if tail == ["data", "no", "with"] {
+                out = Some(format!("{body} LIMIT 0"));
+            } else if tail.get(..2) == Some(&["data", "with"][..]) {
+                out = Some(body.to_string());
+            }
         }
     }
     if single && words.first() == Some(&"create") && words.contains(&"table") {
@@ -730,4 +738,45 @@ fn ctas_column_names(sql: &str) -> Option<String> {
         typed.join(", "),
         &sql[close + 1..]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_syntax;
+
+    #[test]
+    fn syntax_the_parser_lacks_is_rewritten() {
+        assert_eq!(
+            rewrite_syntax("ALTER VIEW v RENAME TO w"),
+            "ALTER TABLE v RENAME TO w"
+        );
+        assert_eq!(
+            rewrite_syntax("create table t as select * from u with no data;"),
+            "create table t as select * from u LIMIT 0"
+        );
+        assert_eq!(
+            rewrite_syntax("CREATE TABLE t AS SELECT 1 WITH DATA"),
+            "CREATE TABLE t AS SELECT 1"
+        );
+        assert_eq!(
+            rewrite_syntax("CREATE TABLE t (a, \"B\") AS SELECT 1, 2"),
+            "CREATE TABLE t (a text, \"B\" text) AS SELECT 1, 2"
+        );
+        assert_eq!(
+            rewrite_syntax("select * from t for no key update"),
+            "select * from t for update"
+        );
+        assert_eq!(
+            rewrite_syntax("select * from t FOR KEY SHARE of t"),
+            "select * from t for share of t"
+        );
+        // Ordinary statements are untouched.
+        for sql in [
+            "CREATE TABLE t (a int, b text)",
+            "SELECT 'with no data'",
+            "CREATE TABLE t (a int) ",
+        ] {
+            assert_eq!(rewrite_syntax(sql), sql);
+        }
+    }
 }
