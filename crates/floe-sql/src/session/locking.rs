@@ -50,10 +50,10 @@ fn lock_column(i: usize) -> String {
     format!("__floe_lock_{i}")
 }
 
-fn not_allowed(what: &str) -> SqlError {
+fn not_allowed(strength: &str, what: &str) -> SqlError {
     SqlError::new(
         sqlstate::FEATURE_NOT_SUPPORTED,
-        format!("FOR UPDATE is not allowed with {what}"),
+        format!("{strength} is not allowed with {what}"),
     )
 }
 
@@ -74,6 +74,10 @@ impl Session {
     ) -> SqlResult<(LockingPlan, Vec<SqlType>, SchemaRef)> {
         let mut query = query.clone();
         let locks = std::mem::take(&mut query.locks);
+        let strength = match locks.first().map(|l| &l.lock_type) {
+            Some(ast::LockType::Share) => "FOR SHARE",
+            _ => "FOR UPDATE",
+        };
         let nonblock = if locks
             .iter()
             .any(|l| matches!(l.nonblock, Some(NonBlock::Nowait)))
@@ -101,17 +105,17 @@ impl Session {
         let select = match query.body.as_mut() {
             SetExpr::Select(select) => select,
             SetExpr::SetOperation { .. } => {
-                return Err(not_allowed("UNION/INTERSECT/EXCEPT"));
+                return Err(not_allowed(strength, "UNION/INTERSECT/EXCEPT"));
             }
             _ => return Err(SqlError::not_supported("FOR UPDATE on this kind of query")),
         };
         if select.distinct.is_some() {
-            return Err(not_allowed("DISTINCT clause"));
+            return Err(not_allowed(strength, "DISTINCT clause"));
         }
         let grouped =
             !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
         if grouped || select.having.is_some() {
-            return Err(not_allowed("GROUP BY clause"));
+            return Err(not_allowed(strength, "GROUP BY clause"));
         }
 
         let mut items: Vec<FromItem> = Vec::new();
