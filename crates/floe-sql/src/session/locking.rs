@@ -274,6 +274,12 @@ impl Session {
         param_types: &[SqlType],
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
+        if self.vars.get("transaction_read_only").unwrap_or_default() == "on" {
+            return Err(SqlError::new(
+                sqlstate::READ_ONLY_SQL_TRANSACTION,
+                "cannot execute SELECT FOR UPDATE in a read-only transaction",
+            ));
+        }
         let query = bind_params(plan.plan.clone(), param_types, params)?;
         let mut txn = self.statement_txn().await?;
         let result = self.lock_rows(plan, &query, &mut txn).await;
