@@ -251,7 +251,15 @@ impl Session {
         let plan = with_dml_sources(sources, async {
             self.plan_query(&statement, declared).await
         })
-        .await?;
+        .await
+        .map_err(|err| {
+            // The hidden key column is what an aggregate cannot group: PostgreSQL's error.
+            if err.to_string().contains(KEY_COLUMN) {
+                not_allowed(strength, "aggregate functions")
+            } else {
+                err
+            }
+        })?;
         let (param_types, full) = describe_plan(&plan, declared)?;
         let visible = full.fields().len().saturating_sub(targets.len());
         let schema = Arc::new(Schema::new(full.fields()[..visible].to_vec()));
