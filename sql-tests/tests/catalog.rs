@@ -437,3 +437,42 @@ async fn relation_oids_survive_a_restart() {
         .get(0);
     assert_eq!(regclass, before.0);
 }
+
+#[tokio::test]
+async fn psql_describes_views() {
+    if !have("psql") {
+        return;
+    }
+    let server = TestServer::start_floe();
+    execute(
+        &server,
+        "CREATE TABLE vt (id int PRIMARY KEY, name text); \
+         CREATE VIEW vv (ident, label) AS SELECT id, name FROM vt WHERE id > 0",
+    )
+    .await;
+    assert_shows(
+        &psql(&server, "\\dv"),
+        &[
+            "Schema | Name | Type | Owner",
+            "public | vv | view | postgres",
+            "(1 row)",
+        ],
+    );
+    assert_shows(
+        &psql(&server, "\\d vv"),
+        &[
+            "View \"public.vv\"",
+            "Column | Type | Collation | Nullable | Default",
+            "ident | integer | | |",
+            "label | text | | |",
+        ],
+    );
+    assert_shows(
+        &psql(&server, "\\d+ vv"),
+        &["View definition:", "SELECT id, name FROM vt WHERE id > 0;"],
+    );
+    assert_shows(
+        &psql(&server, "SELECT pg_get_viewdef('vv'::regclass)"),
+        &["SELECT id, name FROM vt WHERE id > 0;"],
+    );
+}

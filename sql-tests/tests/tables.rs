@@ -419,3 +419,217 @@ async fn copy_in_and_out_in_text_and_csv() {
     assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
     assert_eq!(count(&c, "SELECT count(*) FROM cp").await, 20_003);
 }
+
+/// `SELECT … FOR UPDATE` locks the rows it returns until the transaction ends: a second
+/// FOR UPDATE and an UPDATE of the row wait; NOWAIT fails with 55P03; SKIP LOCKED skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn select_for_update_locks_rows() {
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = Arc::new(server.connect().await);
+    a.batch_execute(
+        "CREATE TABLE fu (id int PRIMARY KEY, v int); INSERT INTO fu VALUES (1, 10), (2, 20)",
+    )
+    .await
+    .unwrap();
+    a.batch_execute("BEGIN").await.unwrap();
+    let rows = a
+        .query("SELECT v FROM fu WHERE id = $1 FOR UPDATE", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), 10);
+
+    let err = b
+        .batch_execute("SELECT * FROM fu WHERE id = 1 FOR UPDATE NOWAIT")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE));
+    assert!(
+        err.as_db_error()
+            .is_some_and(|e| e.message() == "could not obtain lock on row in relation \"fu\""),
+        "{err:?}"
+    );
+    let skipped = b
+        .query("SELECT id FROM fu ORDER BY id FOR UPDATE SKIP LOCKED", &[])
+        .await
+        .unwrap();
+    let ids: Vec<i32> = skipped.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![2], "the locked row is skipped");
+    // FOR NO KEY UPDATE / FOR SHARE parse and lock too.
+    b.batch_execute(
+        "SELECT * FROM fu WHERE id = 2 FOR NO KEY UPDATE; SELECT * FROM fu WHERE id = 2 FOR SHARE",
+    )
+    .await
+    .unwrap();
+
+    // A waiting FOR UPDATE and a waiting UPDATE proceed only after commit, and see the new row.
+    let b2 = b.clone();
+    let waiting_select = tokio::spawn(async move {
+        b2.batch_execute("BEGIN").await.unwrap();
+        let row = b2
+            .query_one("SELECT v FROM fu WHERE id = 1 FOR UPDATE", &[])
+            .await
+            .unwrap();
+        let v: i32 = row.get(0);
+        b2.batch_execute("UPDATE fu SET v = v + 1 WHERE id = 1; COMMIT")
+            .await
+            .unwrap();
+        v
+    });
+    let c = server.connect().await;
+    let waiting_update =
+        tokio::spawn(async move { c.execute("UPDATE fu SET v = v * 2 WHERE id = 1", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting_select.is_finished(), "FOR UPDATE must wait");
+    assert!(!waiting_update.is_finished(), "UPDATE must wait");
+    a.batch_execute("UPDATE fu SET v = 100 WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    let seen = waiting_select.await.unwrap();
+    // The waiters run in either order; each sees the newest version when it gets the lock.
+    assert!(
+        seen == 100 || seen == 200,
+        "READ COMMITTED FOR UPDATE returns the row's new version, got {seen}"
+    );
+    assert_eq!(waiting_update.await.unwrap().unwrap(), 1);
+    let v: i32 = a
+        .query_one("SELECT v FROM fu WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // (100 + 1) * 2 when the FOR UPDATE went first, 100 * 2 + 1 otherwise: no lost update.
+    assert_eq!(v, if seen == 100 { 202 } else { 201 });
+
+    // A row that no longer matches after the wait is skipped.
+    a.batch_execute("BEGIN; UPDATE fu SET v = 0 WHERE id = 2")
+        .await
+        .unwrap();
+    let b3 = b.clone();
+    let filtered = tokio::spawn(async move {
+        b3.query("SELECT id FROM fu WHERE v = 20 FOR UPDATE", &[])
+            .await
+            .unwrap()
+            .len()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(filtered.await.unwrap(), 0);
+
+    // REPEATABLE READ: a row changed since the snapshot is a serialization failure.
+    b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM fu")
+        .await
+        .unwrap();
+    a.batch_execute("UPDATE fu SET v = 5 WHERE id = 2")
+        .await
+        .unwrap();
+    let err = b
+        .batch_execute("SELECT * FROM fu WHERE id = 2 FOR UPDATE")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    b.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// The classic read-then-write transfer: `SELECT balance … FOR UPDATE`, then UPDATE with the
+/// value read. Without the lock, READ COMMITTED loses updates; with it the total holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_transfers_with_select_for_update_keep_the_total() {
+    let server = TestServer::start_floe();
+    let setup = server.connect().await;
+    setup
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+             INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 5) g",
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..6u64 {
+        let (mut client, conn) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+        tokio::spawn(conn);
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            let mut seed = worker * 7919 + 1;
+            while done < 25 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let from = ((seed >> 33) % 5 + 1) as i32;
+                let to = ((seed >> 17) % 5 + 1) as i32;
+                if from == to {
+                    continue;
+                }
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::ReadCommitted)
+                    .start()
+                    .await
+                    .unwrap();
+                let moved = async {
+                    // Lock in id order so transfers do not deadlock.
+                    let (first, second) = (from.min(to), from.max(to));
+                    let select = "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE";
+                    let b1: i64 = tx.query_one(select, &[&first]).await?.get(0);
+                    let b2: i64 = tx.query_one(select, &[&second]).await?.get(0);
+                    let (from_balance, to_balance) =
+                        if first == from { (b1, b2) } else { (b2, b1) };
+                    // `$1::bigint`: Floe infers a bare `SET col = $1` parameter as text (known gap).
+                    let update = "UPDATE accounts SET balance = $1::bigint WHERE id = $2";
+                    tx.execute(update, &[&(from_balance - 7), &from]).await?;
+                    tx.execute(update, &[&(to_balance + 7), &to]).await?;
+                    tx.commit().await
+                }
+                .await;
+                match moved {
+                    Ok(()) => done += 1,
+                    Err(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {}
+                    Err(e) => panic!("transfer failed: {e:?}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        count(&setup, "SELECT sum(balance)::bigint FROM accounts").await,
+        5_000
+    );
+}
+
+#[tokio::test]
+async fn views_and_create_table_as_survive_a_restart() {
+    let mut server = TestServer::start_floe();
+    {
+        let c = server.connect().await;
+        c.batch_execute(
+            "CREATE TABLE base (id int PRIMARY KEY, v text);
+             INSERT INTO base VALUES (1, 'a'), (2, 'b');
+             CREATE VIEW base_v (ident, value) AS SELECT id, v FROM base WHERE id > 1;
+             CREATE VIEW base_vv AS SELECT * FROM base_v;
+             CREATE TABLE base_copy AS SELECT id * 10 AS id10, v FROM base;",
+        )
+        .await
+        .unwrap();
+    }
+    assert!(server.terminate(Duration::from_secs(15)).is_some());
+    server.restart(&[]);
+    let c = server.connect().await;
+    let row = c
+        .query_one("SELECT ident, value FROM base_vv", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, String>(1)),
+        (2, "b".into())
+    );
+    assert_eq!(
+        count(&c, "SELECT sum(id10)::bigint FROM base_copy").await,
+        30
+    );
+    c.batch_execute("INSERT INTO base_copy VALUES (40, 'd')")
+        .await
+        .unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM base_copy").await, 3);
+    let err = c.batch_execute("DROP TABLE base").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST));
+}

@@ -28,6 +28,8 @@ pub struct DmlSources {
     pub returning: Option<Arc<dyn TableProvider>>,
     /// `floe_internal.copy`: the rows COPY FROM delivers, as text.
     pub copy: Option<Arc<dyn TableProvider>>,
+    /// `floe_internal.lock_<i>`: the tables `SELECT … FOR UPDATE` locks rows of, with keys.
+    pub locked: Vec<Arc<dyn TableProvider>>,
 }
 
 impl DmlSources {
@@ -36,7 +38,10 @@ impl DmlSources {
             "target" => self.target.clone(),
             "returning" => self.returning.clone(),
             "copy" => self.copy.clone(),
-            _ => None,
+            _ => name
+                .strip_prefix("lock_")
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| self.locked.get(i).cloned()),
         }
     }
 }

@@ -66,6 +66,9 @@ pub mod sqlstate {
     pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
     pub const RESERVED_NAME: &str = "42939";
     pub const OBJECT_IN_USE: &str = "55006";
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    pub const INVALID_OBJECT_DEFINITION: &str = "42P17";
     pub const INVALID_TABLE_DEFINITION: &str = "42P16";
     pub const UNIQUE_VIOLATION: &str = "23505";
     pub const NOT_NULL_VIOLATION: &str = "23502";

@@ -37,6 +37,8 @@ mod ddl;
 mod dml;
 mod fast;
 mod index;
+mod locking;
+mod view;
 
 pub(crate) use ddl::ident_name as fold_ident;
 
@@ -122,6 +124,8 @@ enum PreparedPlan {
     Dml(Arc<dml::DmlPlan>),
     /// A primary-key read or write run without DataFusion (see [`fast`]).
     Fast(Arc<fast::FastPlan>),
+    /// `SELECT … FOR UPDATE` and the other row-locking clauses.
+    Locking(Arc<locking::LockingPlan>),
     /// A statement this module executes itself.
     Utility(Box<Statement>),
     /// Nothing (the empty query).
@@ -361,6 +365,7 @@ impl Session {
         let dialect = PostgreSqlDialect {};
         let sql = copy_boolean_options(sql);
         let sql = maintenance_commands(&sql);
+        let sql = view::rewrite_syntax(&sql);
         let statements = Parser::new(&dialect)
             .with_recursion_limit(PARSER_RECURSION_LIMIT)
             .try_with_sql(&sql)?
@@ -404,6 +409,24 @@ impl Session {
                     PreparedPlan::Dml(Arc::new(plan)),
                     param_types,
                     result_schema,
+                );
+                prepared.catalog_version = self.db().catalog_version();
+                Ok(prepared)
+            }
+            Statement::Query(query) if view::has_into(query) => Ok(Prepared::new(
+                Some(statement.clone()),
+                PreparedPlan::Utility(Box::new(statement)),
+                declared_types.to_vec(),
+                None,
+            )),
+            Statement::Query(query) if !query.locks.is_empty() => {
+                let declared = with_placeholder_casts(&statement, declared_types);
+                let (plan, param_types, schema) = self.plan_locking(query, &declared).await?;
+                let mut prepared = Prepared::new(
+                    Some(statement),
+                    PreparedPlan::Locking(Arc::new(plan)),
+                    param_types,
+                    Some(schema),
                 );
                 prepared.catalog_version = self.db().catalog_version();
                 Ok(prepared)
@@ -470,7 +493,10 @@ impl Session {
         }
         let stale = matches!(
             prepared.plan,
-            PreparedPlan::Query(_) | PreparedPlan::Dml(_) | PreparedPlan::Fast(_)
+            PreparedPlan::Query(_)
+                | PreparedPlan::Dml(_)
+                | PreparedPlan::Fast(_)
+                | PreparedPlan::Locking(_)
         ) && prepared.catalog_version != self.db().catalog_version();
         if stale {
             // Tables changed since planning: plan again against today's catalog.
@@ -488,6 +514,10 @@ impl Session {
             PreparedPlan::Dml(plan) => self.execute_dml(plan, &prepared.param_types, params).await,
             PreparedPlan::Fast(plan) => {
                 self.execute_fast(plan, &prepared.param_types, params).await
+            }
+            PreparedPlan::Locking(plan) => {
+                self.execute_locking(plan, &prepared.param_types, params)
+                    .await
             }
             PreparedPlan::Empty => Ok(StatementResult::Empty),
             PreparedPlan::Query(plan) => {
@@ -531,6 +561,7 @@ impl Session {
         declared: &[SqlType],
     ) -> SqlResult<LogicalPlan> {
         let mut statement = statement.clone();
+        self.expand_views(&mut statement)?;
         colnames::name_columns(&mut statement);
         rewrite::rewrite_statement(&mut statement, self)?;
         let known: Vec<ast::DataType> = declared
@@ -807,7 +838,12 @@ impl Session {
                 Ok(StatementResult::Command("RESET".into()))
             }
             Statement::Discard { object_type } => self.discard(object_type),
+            Statement::CreateTable(create) if create.query.is_some() => {
+                self.create_table_as(create).await
+            }
             Statement::CreateTable(create) => self.create_table(create).await,
+            Statement::CreateView(create) => self.create_view(create).await,
+            Statement::Query(query) if view::has_into(&query) => self.select_into(*query).await,
             copy @ Statement::Copy { .. } => self.copy(copy).await,
             Statement::AlterTable(alter) => self.alter_table(alter).await,
             // Storage needs neither: accepted so scripts and tools (pgbench -i) run unchanged.

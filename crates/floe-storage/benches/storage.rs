@@ -48,6 +48,7 @@ fn accounts_def(id: u32) -> TableDef {
             columns: vec![0],
         }),
         constraints: vec![],
+        indexes: vec![],
         next_column_id: 5,
     }
 }
@@ -56,7 +57,9 @@ fn columns(from: i32, count: i32) -> Vec<ArrayRef> {
     let ids = from..from + count;
     vec![
         Arc::new(Int32Array::from_iter_values(ids.clone())),
-        Arc::new(Int32Array::from_iter_values(ids.clone().map(|i| i / 100_000 + 1))),
+        Arc::new(Int32Array::from_iter_values(
+            ids.clone().map(|i| i / 100_000 + 1),
+        )),
         Arc::new(Int32Array::from_iter_values(ids.clone().map(|_| 0))),
         Arc::new(StringArray::from_iter_values(ids.map(|_| " ".repeat(84)))),
     ]
@@ -98,8 +101,10 @@ fn hot(c: &mut Criterion) {
     let table = TableData::new(Arc::new(accounts_def(16384))).unwrap();
     let hot = HotTable::default();
     let rows = encoded(&table, 1, ROWS);
-    let changes: Vec<(Key, Option<RowBytes>)> =
-        rows.iter().map(|(k, r)| (k.clone(), Some(r.clone()))).collect();
+    let changes: Vec<(Key, Option<RowBytes>)> = rows
+        .iter()
+        .map(|(k, r)| (k.clone(), Some(r.clone())))
+        .collect();
     hot.apply_all(changes.iter().map(|(k, r)| (k, r)), 1, 1, |_, _, _| {});
     let mut group = c.benchmark_group("hot");
     let mut i = 0usize;
@@ -167,7 +172,7 @@ fn commit(c: &mut Criterion) {
                         let mut txn = db.begin(Isolation::ReadCommitted);
                         for (key, row) in rows {
                             txn.lock_row(&table, &key).await.unwrap();
-                            txn.write(&table, key, Some(row)).unwrap();
+                            txn.write(&table, key, Some(row)).await.unwrap();
                         }
                         txn.commit().await.unwrap()
                     })

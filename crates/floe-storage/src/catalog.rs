@@ -124,8 +124,13 @@ pub enum RelationKind {
     Table,
     /// A view: its defining query (SQL text).
     View {
-        /// The SELECT.
+        /// The SELECT, as SQL text (wildcards as written; the view's columns are fixed at
+        /// creation in [`TableDef::columns`]).
         query: String,
+        /// OIDs of the relations the query reads directly (tables and views): they cannot be
+        /// dropped without CASCADE while the view exists.
+        #[serde(default)]
+        depends_on: Vec<u32>,
     },
     /// A sequence.
     Sequence(SequenceDef),

@@ -95,6 +95,26 @@ impl LockManager {
         }
     }
 
+    /// Locks `key` of `table` for `txn` if no other transaction holds it (NOWAIT, SKIP
+    /// LOCKED). `None`: another transaction holds it; `Some(new)` as for [`LockManager::lock`].
+    pub fn try_lock(&self, txn: TxnId, table: u32, key: &Key) -> Option<bool> {
+        let mut t = self.table.lock();
+        match t.owners.get(&(table, key.clone())) {
+            Some(owner) if owner.txn == txn => Some(false),
+            Some(_) => None,
+            None => {
+                t.owners.insert(
+                    (table, key.clone()),
+                    Owner {
+                        txn,
+                        released: Arc::new(Notify::new()),
+                    },
+                );
+                Some(true)
+            }
+        }
+    }
+
     /// Whether `txn` holds the lock on `key`.
     pub fn holds(&self, txn: TxnId, table: u32, key: &Key) -> bool {
         self.table

@@ -229,6 +229,18 @@ impl Txn {
         Ok(())
     }
 
+    /// Locks a row only if no other transaction holds it; `false` if one does.
+    pub fn try_lock_row(&mut self, table: &TableData, key: &Key) -> bool {
+        match self.db.locks().try_lock(self.id, table.def.id, key) {
+            Some(true) => {
+                self.locked.push((table.def.id, key.clone()));
+                true
+            }
+            Some(false) => true,
+            None => false,
+        }
+    }
+
     /// For a row this transaction has locked: how it looks now relative to `view`.
     pub fn check_row(
         &self,

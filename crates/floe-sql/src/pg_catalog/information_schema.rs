@@ -490,7 +490,7 @@ fn views(ctx: &Ctx) -> Vec<Row> {
     relations(ctx)
         .into_iter()
         .filter_map(|def| match &def.kind {
-            RelationKind::View { query } => Some(vec![
+            RelationKind::View { query, .. } => Some(vec![
                 (&ctx.database).into(),
                 (&def.schema).into(),
                 (&def.name).into(),

@@ -1798,7 +1798,7 @@ fn pg_views(ctx: &Ctx) -> Vec<Row> {
         })
         .collect();
     for (_, def) in relations(ctx) {
-        if let RelationKind::View { query } = &def.kind {
+        if let RelationKind::View { query, .. } = &def.kind {
             rows.push(vec![
                 (&def.schema).into(),
                 (&def.name).into(),

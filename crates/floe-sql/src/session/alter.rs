@@ -48,6 +48,9 @@ impl Session {
                 format!("relation \"{}\" does not exist", alter.name),
             ));
         };
+        if matches!(def.kind, floe_storage::RelationKind::View { .. }) {
+            return self.alter_view(def, alter).await;
+        }
         if !def.is_table() {
             return Err(SqlError::new(
                 sqlstate::WRONG_OBJECT_TYPE,

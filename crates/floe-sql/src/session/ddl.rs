@@ -113,7 +113,7 @@ impl Session {
     }
 
     /// The schema a new relation named `name` goes into, and its unqualified name.
-    fn creation_target(&self, name: &ObjectName) -> SqlResult<(String, String)> {
+    pub(super) fn creation_target(&self, name: &ObjectName) -> SqlResult<(String, String)> {
         let (schema, relation) = self.split_name(name)?;
         let schema = match schema {
             Some(schema) => {
@@ -401,6 +401,12 @@ impl Session {
         match object_type {
             ObjectType::Table | ObjectType::View | ObjectType::Sequence => {
                 let mut changes = Vec::new();
+                let named: Vec<u32> = names
+                    .iter()
+                    .filter_map(|n| self.find_relation(n).ok().flatten())
+                    .map(|d| d.id)
+                    .collect();
+                let mut dropped: Vec<u32> = Vec::new();
                 for name in &names {
                     let Some(def) = self.find_relation(name)? else {
                         if if_exists {
@@ -436,9 +442,18 @@ impl Session {
                             ),
                         ));
                     }
+                    if dropped.contains(&def.id) {
+                        continue;
+                    }
+                    for view in self.drop_dependents(&def, &named, cascade)? {
+                        if !dropped.contains(&view.id) {
+                            dropped.push(view.id);
+                            changes.push(CatalogChange::DropRelation(view.id));
+                        }
+                    }
+                    dropped.push(def.id);
                     changes.extend(self.drop_relation_changes(&def));
                 }
-                let _ = cascade;
                 if !changes.is_empty() {
                     self.db().commit_catalog(changes).await?;
                 }

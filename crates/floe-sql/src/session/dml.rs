@@ -167,6 +167,18 @@ impl Session {
             _ => return Err(SqlError::internal("not a DML statement")),
         };
         let def = self.relation(&table_name)?;
+        if matches!(def.kind, floe_storage::RelationKind::View { .. }) {
+            let verb = match kind {
+                DmlKind::Insert => "insert into",
+                DmlKind::Update => "update",
+                DmlKind::Delete => "delete from",
+            };
+            return Err(SqlError::new(
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("cannot {verb} view \"{}\"", def.name),
+            )
+            .with_detail("Views are not automatically updatable in Floe yet."));
+        }
         if !def.is_table() {
             return Err(SqlError::new(
                 sqlstate::WRONG_OBJECT_TYPE,
@@ -209,6 +221,7 @@ impl Session {
             ))),
             returning: Some(empty_rows(&table, true)?),
             copy,
+            locked: vec![],
         };
         let select_statement = self.parse_one(&outer)?;
         let select = with_dml_sources(sources.clone(), async {
@@ -487,6 +500,7 @@ impl Session {
                     target: Some(empty_rows(table, true)?),
                     returning: sources.returning.clone(),
                     copy: None,
+                    locked: vec![],
                 };
                 let plan =
                     with_dml_sources(sources, async { self.plan_query(&statement, &[]).await })

@@ -1,0 +1,785 @@
+//! Views and CREATE TABLE AS.
+//!
+//! A view is a catalog relation ([`RelationKind::View`]) holding its query as SQL text, its
+//! columns (names and types fixed at creation, so `SELECT *` means the columns that existed
+//! then, as in PostgreSQL) and the OIDs of the relations it reads. Views have no rows: before a
+//! statement is planned, every reference to a view is replaced by its query as a derived table
+//! aliased with the view's name and column names ([`Session::expand_views`]), recursively for
+//! views over views. The dependencies make `DROP TABLE` of a table a view reads fail with
+//! 2BP01 unless CASCADE, which drops the views too.
+//!
+//! CREATE TABLE AS (and `SELECT … INTO`) plans the query, derives column types from its result
+//! as CREATE TABLE would store them, and writes the definition and the rows in one commit.
+//!
+//! Departures from PostgreSQL, for now: views are not automatically updatable (INSERT, UPDATE
+//! and DELETE on a view fail with 55000); view text is resolved again at every use, so renaming
+//! or dropping a column of a table a view reads breaks the view instead of being refused.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::Field;
+use datafusion::physical_plan::execute_stream;
+use datafusion::sql::sqlparser::ast::{
+    self, AlterTable, AlterTableOperation, CreateTable, Ident, ObjectName, Query,
+    RenameTableNameKind, Statement, TableAlias, TableAliasColumnDef, TableFactor, Visit, VisitMut,
+    Visitor, VisitorMut,
+};
+use floe_storage::{CatalogChange, ColumnDef, RelationKind, TableCodec, TableData, TableDef};
+use futures::TryStreamExt;
+
+use super::ddl::ident_name;
+use super::{Notice, Session, StatementResult};
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::types::{SqlType, PG_TYPMOD_KEY};
+
+/// How deep views may nest before we call it a cycle (PostgreSQL reports infinite recursion).
+const MAX_VIEW_DEPTH: usize = 64;
+
+/// The field a result column is stored as: its PostgreSQL type's storage form, nullable.
+fn stored_field(name: &str, field: &Field) -> Field {
+    let sql_type = match field.data_type() {
+        datafusion::arrow::datatypes::DataType::Null => SqlType::Text,
+        _ => SqlType::from_arrow_field(field),
+    };
+    let canonical = sql_type.to_arrow_field(name);
+    let same_type = canonical.data_type() == field.data_type();
+    let decimal = matches!(
+        field.data_type(),
+        datafusion::arrow::datatypes::DataType::Decimal128(..)
+    );
+    if same_type || decimal {
+        // Keep type tags and typmods (varchar(20), numeric(10,2)) of passed-through columns.
+        let mut metadata = canonical.metadata().clone();
+        for (k, v) in field.metadata() {
+            if k == PG_TYPMOD_KEY || !metadata.contains_key(k) {
+                metadata.insert(k.clone(), v.clone());
+            }
+        }
+        Field::new(name, field.data_type().clone(), true).with_metadata(metadata)
+    } else {
+        canonical.with_nullable(true)
+    }
+}
+
+/// Column definitions for a query's result, with `names` replacing the first names.
+fn result_columns(
+    schema: &datafusion::arrow::datatypes::Schema,
+    names: &[String],
+    too_many: &str,
+) -> SqlResult<Vec<ColumnDef>> {
+    if names.len() > schema.fields().len() {
+        return Err(SqlError::syntax(too_many.to_string()));
+    }
+    let mut seen = HashSet::new();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let name = names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| crate::colnames::display_name(field.name()).to_string());
+        if !seen.insert(name.clone()) {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_COLUMN,
+                format!("column \"{name}\" specified more than once"),
+            ));
+        }
+        columns.push(ColumnDef {
+            id: i as u32 + 1,
+            field: stored_field(&name, field),
+            name,
+            default: None,
+            identity: None,
+        });
+    }
+    Ok(columns)
+}
+
+fn kind_word(def: &TableDef) -> &'static str {
+    match def.kind {
+        RelationKind::Table => "table",
+        RelationKind::View { .. } => "view",
+        RelationKind::Sequence(_) => "sequence",
+    }
+}
+
+impl Session {
+    /// `CREATE [OR REPLACE] VIEW name [(columns)] AS query`.
+    pub(super) async fn create_view(
+        &mut self,
+        create: ast::CreateView,
+    ) -> SqlResult<StatementResult> {
+        if create.materialized {
+            return Err(SqlError::not_supported(
+                "CREATE MATERIALIZED VIEW is not supported yet",
+            ));
+        }
+        if create.temporary {
+            return Err(SqlError::not_supported(
+                "CREATE TEMPORARY VIEW is not supported yet",
+            ));
+        }
+        let (schema, name) = self.creation_target(&create.name)?;
+        let existing = self
+            .db()
+            .catalog()
+            .relation_by_name(&self.database, &schema, &name)
+            .cloned();
+        if let Some(existing) = &existing {
+            let is_view = matches!(existing.kind, RelationKind::View { .. });
+            if create.if_not_exists {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(StatementResult::Command("CREATE VIEW".into()));
+            }
+            if !create.or_replace {
+                return Err(SqlError::new(
+                    sqlstate::DUPLICATE_TABLE,
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+            if !is_view {
+                return Err(SqlError::new(
+                    sqlstate::WRONG_OBJECT_TYPE,
+                    format!("\"{name}\" is not a view"),
+                ));
+            }
+        }
+        let statement = Statement::Query(create.query.clone());
+        let plan = self.plan_query(&statement, &[]).await?;
+        if !plan.get_parameter_fields()?.is_empty() {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_PARAMETER,
+                "there is no parameter $1",
+            ));
+        }
+        let output = super::plan_output_schema(&plan);
+        let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
+        let columns = result_columns(
+            &output,
+            &names,
+            "CREATE VIEW specifies more column names than columns",
+        )?;
+        if let Some(existing) = &existing {
+            check_replacement(existing, &columns)?;
+        }
+        let depends_on = self.referenced_relations(&create.query)?;
+        let id = match &existing {
+            Some(existing) => existing.id,
+            None => self.db().allocate_oid(),
+        };
+        let next_column_id = columns.len() as u32 + 1;
+        let def = TableDef {
+            id,
+            database: self.database.clone(),
+            schema,
+            name,
+            kind: RelationKind::View {
+                query: create.query.to_string(),
+                depends_on,
+            },
+            columns,
+            primary_key: None,
+            constraints: vec![],
+            indexes: vec![],
+            next_column_id,
+        };
+        self.db()
+            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def))])
+            .await?;
+        Ok(StatementResult::Command("CREATE VIEW".into()))
+    }
+
+    /// The catalog relations a query names (not its CTEs), by OID.
+    fn referenced_relations(&self, query: &Query) -> SqlResult<Vec<u32>> {
+        struct Names {
+            ctes: HashSet<String>,
+            relations: Vec<ObjectName>,
+        }
+        impl Visitor for Names {
+            type Break = ();
+            fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+                if let Some(with) = &query.with {
+                    for cte in &with.cte_tables {
+                        self.ctes.insert(ident_name(&cte.alias.name));
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+                self.relations.push(relation.clone());
+                ControlFlow::Continue(())
+            }
+        }
+        let mut names = Names {
+            ctes: HashSet::new(),
+            relations: vec![],
+        };
+        let _ = query.visit(&mut names);
+        let mut ids = Vec::new();
+        for relation in &names.relations {
+            if relation.0.len() == 1 {
+                if let Some(ident) = relation.0[0].as_ident() {
+                    if names.ctes.contains(&ident_name(ident)) {
+                        continue;
+                    }
+                }
+            }
+            if let Ok(Some(def)) = self.find_relation(relation) {
+                if !ids.contains(&def.id) {
+                    ids.push(def.id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Views that read any of `ids`, directly or through other views, not counting `ids`.
+    pub(super) fn dependent_views(&self, ids: &[u32]) -> Vec<Arc<TableDef>> {
+        let catalog = self.db().catalog();
+        let mut found: Vec<Arc<TableDef>> = Vec::new();
+        let mut frontier: Vec<u32> = ids.to_vec();
+        while let Some(id) = frontier.pop() {
+            for relation in catalog.relations() {
+                if let RelationKind::View { depends_on, .. } = &relation.kind {
+                    if depends_on.contains(&id)
+                        && !ids.contains(&relation.id)
+                        && !found.iter().any(|f| f.id == relation.id)
+                    {
+                        found.push(relation.clone());
+                        frontier.push(relation.id);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Dropping `def` (and `also_dropped`): the views that go with it under CASCADE, or the
+    /// 2BP01 error without it.
+    pub(super) fn drop_dependents(
+        &mut self,
+        def: &TableDef,
+        also_dropped: &[u32],
+        cascade: bool,
+    ) -> SqlResult<Vec<Arc<TableDef>>> {
+        let mut ids = vec![def.id];
+        ids.extend_from_slice(also_dropped);
+        let dependents = self.dependent_views(&ids);
+        if dependents.is_empty() {
+            return Ok(dependents);
+        }
+        if !cascade {
+            let detail: Vec<String> = dependents
+                .iter()
+                .map(|v| {
+                    format!(
+                        "view {} depends on {} {}",
+                        v.name,
+                        if v.kind == def.kind || !def.is_table() {
+                            "view"
+                        } else {
+                            kind_word(def)
+                        },
+                        def.name
+                    )
+                })
+                .collect();
+            return Err(SqlError::new(
+                sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!(
+                    "cannot drop {} {} because other objects depend on it",
+                    kind_word(def),
+                    def.name
+                ),
+            )
+            .with_detail(detail.join("\n"))
+            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+        }
+        for view in &dependents {
+            self.notices.push(Notice {
+                severity: "NOTICE",
+                code: sqlstate::SUCCESSFUL_COMPLETION,
+                message: format!("drop cascades to view {}", view.name),
+            });
+        }
+        Ok(dependents)
+    }
+
+    /// `ALTER VIEW v RENAME TO w` (also `ALTER TABLE v RENAME TO w`).
+    pub(super) async fn alter_view(
+        &mut self,
+        def: Arc<TableDef>,
+        alter: AlterTable,
+    ) -> SqlResult<StatementResult> {
+        let mut new_def = (*def).clone();
+        for operation in alter.operations {
+            match operation {
+                AlterTableOperation::RenameTable { table_name } => {
+                    let name = match table_name {
+                        RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+                    };
+                    let (_, name) = self.split_name(&name)?;
+                    if self
+                        .db()
+                        .catalog()
+                        .relation_by_name(&def.database, &def.schema, &name)
+                        .is_some()
+                    {
+                        return Err(SqlError::new(
+                            sqlstate::DUPLICATE_TABLE,
+                            format!("relation \"{name}\" already exists"),
+                        ));
+                    }
+                    new_def.name = name;
+                }
+                AlterTableOperation::RenameColumn {
+                    old_column_name,
+                    new_column_name,
+                } => {
+                    let old = ident_name(&old_column_name);
+                    let new = ident_name(&new_column_name);
+                    let position = new_def.column_index(&old).ok_or_else(|| {
+                        SqlError::new(
+                            sqlstate::UNDEFINED_COLUMN,
+                            format!("column \"{old}\" does not exist"),
+                        )
+                    })?;
+                    if new_def.column_index(&new).is_some() {
+                        return Err(SqlError::new(
+                            sqlstate::DUPLICATE_COLUMN,
+                            format!(
+                                "column \"{new}\" of relation \"{}\" already exists",
+                                def.name
+                            ),
+                        ));
+                    }
+                    new_def.columns[position].field =
+                        new_def.columns[position].field.clone().with_name(&new);
+                    new_def.columns[position].name = new;
+                }
+                _ => {
+                    return Err(SqlError::new(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("\"{}\" is not a table", def.name),
+                    ))
+                }
+            }
+        }
+        self.db()
+            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(new_def))])
+            .await?;
+        Ok(StatementResult::Command("ALTER VIEW".into()))
+    }
+
+    /// Replaces every reference to a view in `statement` by the view's query.
+    pub(super) fn expand_views(&self, statement: &mut Statement) -> SqlResult<()> {
+        self.expand_views_at(statement, 0)
+    }
+
+    fn expand_views_at(&self, statement: &mut Statement, depth: usize) -> SqlResult<()> {
+        let mut expander = ViewExpander {
+            session: self,
+            ctes: HashSet::new(),
+            depth,
+            error: None,
+        };
+        let _ = statement.visit(&mut expander);
+        match expander.error {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// The query of view `def`, with the views it reads expanded.
+    fn view_query(&self, def: &TableDef, query: &str, depth: usize) -> SqlResult<Box<Query>> {
+        if depth >= MAX_VIEW_DEPTH {
+            return Err(SqlError::new(
+                sqlstate::INVALID_OBJECT_DEFINITION,
+                format!(
+                    "infinite recursion detected in rules for relation \"{}\"",
+                    def.name
+                ),
+            ));
+        }
+        let mut statement = self
+            .parse(query)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("view has no query"))?;
+        self.expand_views_at(&mut statement, depth + 1)?;
+        match statement {
+            Statement::Query(query) => Ok(query),
+            _ => Err(SqlError::internal("view definition is not a query")),
+        }
+    }
+
+    /// `CREATE TABLE t [(names)] AS query`.
+    pub(super) async fn create_table_as(
+        &mut self,
+        create: CreateTable,
+    ) -> SqlResult<StatementResult> {
+        let Some(query) = create.query.clone() else {
+            return Err(SqlError::internal("CREATE TABLE AS without a query"));
+        };
+        let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
+        self.create_table_from_query(&create.name, &names, *query, create.if_not_exists)
+            .await
+    }
+
+    /// `SELECT … INTO t FROM …`.
+    pub(super) async fn select_into(&mut self, mut query: Query) -> SqlResult<StatementResult> {
+        let into = match query.body.as_mut() {
+            ast::SetExpr::Select(select) => select.into.take(),
+            _ => None,
+        };
+        let Some(into) = into else {
+            return Err(SqlError::internal("SELECT INTO without INTO"));
+        };
+        if into.temporary {
+            return Err(SqlError::not_supported(
+                "SELECT INTO a temporary table is not supported yet",
+            ));
+        }
+        self.create_table_from_query(&into.name, &[], query, false)
+            .await
+    }
+
+    async fn create_table_from_query(
+        &mut self,
+        name: &ObjectName,
+        names: &[String],
+        query: Query,
+        if_not_exists: bool,
+    ) -> SqlResult<StatementResult> {
+        let (schema, table_name) = self.creation_target(name)?;
+        if self
+            .db()
+            .catalog()
+            .relation_by_name(&self.database, &schema, &table_name)
+            .is_some()
+        {
+            if if_not_exists {
+                self.notice(format!(
+                    "relation \"{table_name}\" already exists, skipping"
+                ));
+                return Ok(StatementResult::Command("CREATE TABLE AS".into()));
+            }
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{table_name}\" already exists"),
+            ));
+        }
+        let statement = Statement::Query(Box::new(query));
+        let plan = self.plan_query(&statement, &[]).await?;
+        if !plan.get_parameter_fields()?.is_empty() {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_PARAMETER,
+                "there is no parameter $1",
+            ));
+        }
+        let output = super::plan_output_schema(&plan);
+        let columns = result_columns(&output, names, "too many column names were specified")?;
+        let next_column_id = columns.len() as u32 + 1;
+        let def = Arc::new(TableDef {
+            id: self.db().allocate_oid(),
+            database: self.database.clone(),
+            schema,
+            name: table_name,
+            kind: RelationKind::Table,
+            columns,
+            primary_key: None,
+            constraints: vec![],
+            indexes: vec![],
+            next_column_id,
+        });
+        let data = Arc::new(TableData::new(def.clone())?);
+        let storage_schema = data.codec.schema().clone();
+
+        let view = self.read_view().await;
+        let physical = self.physical_plan(&plan).await?;
+        let stream = execute_stream(physical, self.task_ctx(view))?;
+        let batches: Vec<_> = stream.try_collect().await?;
+
+        let mut txn = self.db().begin(floe_storage::Isolation::ReadCommitted);
+        let mut count = 0usize;
+        for batch in batches {
+            let mut arrays: Vec<ArrayRef> = Vec::with_capacity(storage_schema.fields().len());
+            for (i, field) in storage_schema.fields().iter().enumerate() {
+                let column = batch.column(i);
+                arrays.push(if column.data_type() == field.data_type() {
+                    column.clone()
+                } else {
+                    cast(column, field.data_type())?
+                });
+            }
+            let rows = data.codec.encode_rows(&arrays)?;
+            for i in 0..batch.num_rows() {
+                let key = TableCodec::rowid_key(data.next_rowid());
+                txn.write(&data, key, Some(Arc::from(rows.row(i).data())))
+                    .await?;
+                count += 1;
+            }
+        }
+        txn.change_catalog(CatalogChange::PutRelation(def));
+        txn.commit().await?;
+        Ok(StatementResult::Command(format!("SELECT {count}")))
+    }
+}
+
+/// CREATE OR REPLACE VIEW may only add columns at the end, as in PostgreSQL.
+fn check_replacement(existing: &TableDef, columns: &[ColumnDef]) -> SqlResult<()> {
+    if columns.len() < existing.columns.len() {
+        return Err(SqlError::new(
+            sqlstate::INVALID_TABLE_DEFINITION,
+            "cannot drop columns from view",
+        ));
+    }
+    for (old, new) in existing.columns.iter().zip(columns) {
+        if old.name != new.name {
+            return Err(SqlError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                format!(
+                    "cannot change name of view column \"{}\" to \"{}\"",
+                    old.name, new.name
+                ),
+            )
+            .with_hint(
+                "Use ALTER VIEW ... RENAME COLUMN ... to change name of view column instead.",
+            ));
+        }
+        let (old_type, new_type) = (
+            SqlType::from_arrow_field(&old.field),
+            SqlType::from_arrow_field(&new.field),
+        );
+        if old_type != new_type {
+            return Err(SqlError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                format!(
+                    "cannot change data type of view column \"{}\" from {} to {}",
+                    old.name,
+                    old_type.name(),
+                    new_type.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct ViewExpander<'a> {
+    session: &'a Session,
+    ctes: HashSet<String>,
+    depth: usize,
+    error: Option<SqlError>,
+}
+
+impl VisitorMut for ViewExpander<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes.insert(ident_name(&cte.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        if let [part] = name.0.as_slice() {
+            if part
+                .as_ident()
+                .is_some_and(|i| self.ctes.contains(&ident_name(i)))
+            {
+                return ControlFlow::Continue(());
+            }
+        }
+        // Unknown names are left for the planner to report.
+        let Ok(Some(def)) = self.session.find_relation(name) else {
+            return ControlFlow::Continue(());
+        };
+        let RelationKind::View { query, .. } = &def.kind else {
+            return ControlFlow::Continue(());
+        };
+        let subquery = match self.session.view_query(&def, query, self.depth) {
+            Ok(q) => q,
+            Err(err) => {
+                self.error = Some(err);
+                return ControlFlow::Break(());
+            }
+        };
+        let (alias_name, mut alias_columns) = match alias.take() {
+            Some(a) => (a.name, a.columns),
+            None => (Ident::with_quote('"', def.name.clone()), vec![]),
+        };
+        for column in def.columns.iter().skip(alias_columns.len()) {
+            alias_columns.push(TableAliasColumnDef {
+                name: Ident::with_quote('"', column.name.clone()),
+                data_type: None,
+            });
+        }
+        *factor = TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(TableAlias {
+                explicit: true,
+                name: alias_name,
+                columns: alias_columns,
+                at: None,
+            }),
+            sample: None,
+        };
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether a query is `SELECT … INTO table`.
+pub(super) fn has_into(query: &Query) -> bool {
+    matches!(query.body.as_ref(), ast::SetExpr::Select(select) if select.into.is_some())
+}
+
+/// PostgreSQL syntax the parser does not take, rewritten into forms it does:
+/// `ALTER VIEW v RENAME …` (as ALTER TABLE, which PostgreSQL also accepts on views),
+/// CREATE TABLE AS's `WITH [NO] DATA`, and the lock strengths `FOR NO KEY UPDATE` and
+/// `FOR KEY SHARE` (Floe's row locks are exclusive: they lock like FOR UPDATE / FOR SHARE).
+pub(super) fn rewrite_syntax(sql: &str) -> std::borrow::Cow<'_, str> {
+    let lower = sql.to_ascii_lowercase();
+    let single = !lower.trim().trim_end_matches(';').contains(';');
+    let mut out: Option<String> = None;
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    if single
+        && words.len() > 3
+        && words[0] == "alter"
+        && words[1] == "view"
+        && words.contains(&"rename")
+    {
+        if let Some(at) = lower.find("view") {
+            out = Some(format!("{}TABLE{}", &sql[..at], &sql[at + 4..]));
+        }
+    }
+    if single && words.first() == Some(&"create") && words.contains(&"table") {
+        let trimmed = lower.trim_end().trim_end_matches(';').trim_end();
+        let tail: Vec<&str> = trimmed.split_whitespace().rev().take(3).collect();
+        let with_at = trimmed
+            .rfind("with")
+            .filter(|&at| at > 0 && trimmed[..at].ends_with(char::is_whitespace));
+        if let Some(at) = with_at {
+            let body = sql[..at].trim_end();
+            if tail == ["data", "no", "with"] {
+                out = Some(format!("{body} LIMIT 0"));
+            } else if tail.get(..2) == Some(&["data", "with"][..]) {
+                out = Some(body.to_string());
+            }
+        }
+    }
+    if single && words.first() == Some(&"create") && words.contains(&"table") {
+        let current = out.clone().unwrap_or_else(|| sql.to_string());
+        if let Some(typed) = ctas_column_names(&current) {
+            out = Some(typed);
+        }
+    }
+    for (from, to) in [
+        ("for no key update", "for update"),
+        ("for key share", "for share"),
+    ] {
+        let current = out.clone().unwrap_or_else(|| sql.to_string());
+        let current_lower = current.to_ascii_lowercase();
+        if let Some(at) = current_lower.find(from) {
+            out = Some(format!(
+                "{}{}{}",
+                &current[..at],
+                to,
+                &current[at + from.len()..]
+            ));
+        }
+    }
+    match out {
+        Some(s) => std::borrow::Cow::Owned(s),
+        None => std::borrow::Cow::Borrowed(sql),
+    }
+}
+
+/// `CREATE TABLE t (a, b) AS …`: the parser wants types in the column list, so each bare name
+/// gets a placeholder type (CREATE TABLE AS uses only the names).
+fn ctas_column_names(sql: &str) -> Option<String> {
+    let open = sql.find('(')?;
+    let close = open + sql[open..].find(')')?;
+    let head = sql[..open].to_ascii_lowercase();
+    if !head.split_whitespace().any(|w| w == "table") || head.contains(" as ") {
+        return None;
+    }
+    let rest = sql[close + 1..].trim_start();
+    let after_as = rest.get(..2)?.eq_ignore_ascii_case("as")
+        && rest[2..].starts_with(|c: char| c.is_whitespace() || c == '(');
+    if !after_as {
+        return None;
+    }
+    let names: Vec<&str> = sql[open + 1..close].split(',').map(str::trim).collect();
+    let bare = |n: &&str| {
+        !n.is_empty()
+            && (n.chars().all(|c| c.is_alphanumeric() || c == '_')
+                || (n.len() >= 2 && n.starts_with('"') && n.ends_with('"')))
+    };
+    if !names.iter().all(bare) {
+        return None;
+    }
+    let typed: Vec<String> = names.iter().map(|n| format!("{n} text")).collect();
+    Some(format!(
+        "{}({}){}",
+        &sql[..open],
+        typed.join(", "),
+        &sql[close + 1..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_syntax;
+
+    #[test]
+    fn syntax_the_parser_lacks_is_rewritten() {
+        assert_eq!(
+            rewrite_syntax("ALTER VIEW v RENAME TO w"),
+            "ALTER TABLE v RENAME TO w"
+        );
+        assert_eq!(
+            rewrite_syntax("create table t as select * from u with no data;"),
+            "create table t as select * from u LIMIT 0"
+        );
+        assert_eq!(
+            rewrite_syntax("CREATE TABLE t AS SELECT 1 WITH DATA"),
+            "CREATE TABLE t AS SELECT 1"
+        );
+        assert_eq!(
+            rewrite_syntax("CREATE TABLE t (a, \"B\") AS SELECT 1, 2"),
+            "CREATE TABLE t (a text, \"B\" text) AS SELECT 1, 2"
+        );
+        assert_eq!(
+            rewrite_syntax("select * from t for no key update"),
+            "select * from t for update"
+        );
+        assert_eq!(
+            rewrite_syntax("select * from t FOR KEY SHARE of t"),
+            "select * from t for share of t"
+        );
+        // Ordinary statements are untouched.
+        for sql in [
+            "CREATE TABLE t (a int, b text)",
+            "SELECT 'with no data'",
+            "CREATE TABLE t (a int) ",
+        ] {
+            assert_eq!(rewrite_syntax(sql), sql);
+        }
+    }
+}
