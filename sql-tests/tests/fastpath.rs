@@ -205,6 +205,29 @@ async fn scenario(c: &Client) -> Vec<String> {
     )
     .await;
     step(c, s, "SELECT id, bal, name FROM acc ORDER BY id", &[]).await;
+    // UNIQUE is enforced on the fast path too (by storage).
+    c.batch_execute("CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE)")
+        .await
+        .unwrap();
+    step(c, s, "INSERT INTO u VALUES ($1, $2)", &[&1i32, &"a@x"]).await;
+    step(c, s, "INSERT INTO u VALUES ($1, $2)", &[&2i32, &"a@x"]).await;
+    step(c, s, "INSERT INTO u VALUES ($1, $2)", &[&2i32, &"b@x"]).await;
+    step(
+        c,
+        s,
+        "UPDATE u SET email = $1 WHERE id = $2",
+        &[&"a@x", &2i32],
+    )
+    .await;
+    step(
+        c,
+        s,
+        "UPDATE u SET email = $1 WHERE id = $2",
+        &[&"c@x", &1i32],
+    )
+    .await;
+    step(c, s, "INSERT INTO u VALUES (3, 'a@x')", &[]).await;
+    step(c, s, "SELECT id, email FROM u ORDER BY id", &[]).await;
     // Inside a transaction block: own writes, rollback, truncate.
     c.batch_execute("BEGIN").await.unwrap();
     step(

@@ -15,8 +15,9 @@
 //!   UPDATE may also assign `column`, `column + value` or `column - value`;
 //! - every column a value goes into has a plain type (booleans, integers, floats, unconstrained
 //!   text, timestamps) so no typmod, padding or rounding rule applies;
-//! - the table has no CHECK or UNIQUE constraint and INSERT leaves out only columns without a
-//!   default, so no constraint is checked here except NOT NULL and the primary key;
+//! - the table has no CHECK constraint and INSERT leaves out only columns without a default,
+//!   so nothing is checked here but NOT NULL and the primary key (UNIQUE constraints and
+//!   indexes are enforced by storage in `Txn::write`, on every path);
 //! - parameter types follow from the columns exactly as DataFusion would infer them; a client
 //!   that declares another type gets the general path.
 //!
@@ -246,6 +247,14 @@ fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
         Expr::Nested(inner) => conjuncts(inner, out),
         other => out.push(other),
     }
+}
+
+/// Whether the table has CHECK constraints (evaluated by the general path only; UNIQUE
+/// constraints and indexes are enforced by storage on every write).
+fn has_checks(def: &TableDef) -> bool {
+    def.constraints
+        .iter()
+        .any(|c| matches!(c, floe_storage::ConstraintDef::Check { .. }))
 }
 
 /// The column's type if values of it need no typmod, padding or rounding rule.
@@ -505,7 +514,7 @@ impl Session {
         let (name, alias) = single_table(&table.relation)?;
         let table = self.fast_table(name)?;
         let def = &table.def;
-        if !def.constraints.is_empty() {
+        if has_checks(def) {
             return None;
         }
         let key_columns = def.primary_key.as_ref()?.columns.clone();
@@ -616,7 +625,7 @@ impl Session {
         }
         let table = self.fast_table(name)?;
         let def = &table.def;
-        if !def.constraints.is_empty() {
+        if has_checks(def) {
             return None;
         }
         let targets: Vec<usize> = if insert.columns.is_empty() {
