@@ -401,7 +401,8 @@ impl Session {
         }
         match &statement {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let declared = with_placeholder_casts(&statement, declared_types);
+                let mut declared = with_placeholder_casts(&statement, declared_types);
+                self.assignment_param_types(&statement, &mut declared);
                 let (plan, param_types, result_schema) =
                     self.plan_dml(&statement, &declared).await?;
                 let mut prepared = Prepared::new(

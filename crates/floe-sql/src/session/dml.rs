@@ -510,6 +510,55 @@ impl Session {
         }
     }
 
+    /// `UPDATE … SET col = $n`: parameter `$n` takes the column's type, as in PostgreSQL (the
+    /// generated SELECT casts the value, which would leave the parameter untyped).
+    pub(super) fn assignment_param_types(&self, statement: &Statement, types: &mut Vec<SqlType>) {
+        let Statement::Update(update) = statement else {
+            return;
+        };
+        let TableFactor::Table { name, .. } = &update.table.relation else {
+            return;
+        };
+        let Ok(Some(def)) = self.find_relation(name) else {
+            return;
+        };
+        for assignment in &update.assignments {
+            let AssignmentTarget::ColumnName(target) = &assignment.target else {
+                continue;
+            };
+            let Some(ident) = target.0.last().and_then(|p| p.as_ident()) else {
+                continue;
+            };
+            let column_name = ident_name(ident);
+            let Some(column) = def.columns.iter().find(|c| c.name == column_name) else {
+                continue;
+            };
+            let mut value = &assignment.value;
+            while let Expr::Nested(inner) = value {
+                value = inner;
+            }
+            let Expr::Value(v) = value else {
+                continue;
+            };
+            let ast::Value::Placeholder(p) = &v.value else {
+                continue;
+            };
+            let Some(n) = p
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| (1..=usize::from(u16::MAX)).contains(n))
+            else {
+                continue;
+            };
+            if types.len() < n {
+                types.resize(n, SqlType::Unknown);
+            }
+            if types[n - 1] == SqlType::Unknown {
+                types[n - 1] = SqlType::from_arrow_field(&column.field);
+            }
+        }
+    }
+
     /// Runs a planned DML statement in the session's transaction (or its own).
     pub(super) async fn execute_dml(
         &mut self,
