@@ -124,7 +124,10 @@ fn generation_start(generation: u64) -> [u8; 9] {
 /// `(generation, table_id)` of a data key.
 fn parse_data_key(key: &[u8]) -> StorageResult<(u64, u32)> {
     if key.len() != 17 || key[0] != DATA_PREFIX {
-        return Err(StorageError::corrupt("checkpoint key", "bad length or prefix"));
+        return Err(StorageError::corrupt(
+            "checkpoint key",
+            "bad length or prefix",
+        ));
     }
     let generation = u64::from_be_bytes(key[1..9].try_into().unwrap_or_default());
     let table_id = u32::from_be_bytes(key[9..13].try_into().unwrap_or_default());
@@ -200,12 +203,11 @@ pub(crate) fn load(
         };
         let changes = table.codec.decode_changes(&value)?;
         rows += changes.len();
-        table.hot.apply_all(
-            changes.iter().map(|(k, r)| (k, r)),
-            ts,
-            ts,
-            |key, _, _| table.saw_rowid(key),
-        );
+        table
+            .hot
+            .apply_all(changes.iter().map(|(k, r)| (k, r)), ts, ts, |key, _, _| {
+                table.saw_rowid(key)
+            });
     }
     Ok(rows)
 }
@@ -250,7 +252,11 @@ pub(crate) fn remove_garbage(
                 rocks.compact_range_cf(cp_cf, Some(start), Some(end));
             }
             if let Some((_, ts)) = state.current {
-                rocks.compact_range_cf(log_cf, Some(log_key(0)), Some(log_key(ts.saturating_add(1))));
+                rocks.compact_range_cf(
+                    log_cf,
+                    Some(log_key(0)),
+                    Some(log_key(ts.saturating_add(1))),
+                );
             }
         }
         Ok(())
@@ -316,12 +322,8 @@ impl Inner {
         pointer.extend_from_slice(&checkpoint_ts.to_be_bytes());
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.rocks.put_cf_opt(
-            cf(&self.rocks, CF_CHECKPOINT)?,
-            CURRENT_KEY,
-            pointer,
-            &sync,
-        )?;
+        self.rocks
+            .put_cf_opt(cf(&self.rocks, CF_CHECKPOINT)?, CURRENT_KEY, pointer, &sync)?;
         state.current = Some((generation, checkpoint_ts));
         drop(snapshot);
         let _ = self.log_bytes_since_checkpoint.fetch_update(
@@ -387,8 +389,7 @@ impl Inner {
                     pending.clear();
                     pending_bytes = 0;
                     if batch.size_in_bytes() >= BATCH_BYTES {
-                        self.rocks
-                            .write_opt(std::mem::take(&mut batch), &no_wal)?;
+                        self.rocks.write_opt(std::mem::take(&mut batch), &no_wal)?;
                         self.failpoint(CheckpointFailpoint::AfterBatch)?;
                     }
                 }
@@ -429,8 +430,7 @@ impl Inner {
         let Some(threshold) = self.options.checkpoint_log_bytes else {
             return;
         };
-        if log_bytes < threshold || self.checkpoint_trigger.pending.swap(true, Ordering::AcqRel)
-        {
+        if log_bytes < threshold || self.checkpoint_trigger.pending.swap(true, Ordering::AcqRel) {
             return;
         }
         let mut signal = self.checkpoint_trigger.signal.lock();

@@ -24,11 +24,11 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
+use crate::catalog::{Catalog, CatalogChange, DatabaseDef, IndexDef, SchemaDef, TableDef};
+use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger, CF_CHECKPOINT,
 };
-use crate::catalog::{Catalog, CatalogChange, DatabaseDef, IndexDef, SchemaDef, TableDef};
-use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::codec::{decode_record, encode_record, Key, LogEntry, RowBytes, TableCodec};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::HotTable;
@@ -261,8 +261,7 @@ impl Db {
         }
         let checkpoint_state = checkpoint::read_state(&rocks)?;
         let checkpoint_rows = checkpoint::load(&rocks, &checkpoint_state, &tables)?;
-        let (replayed_ts, log_records, log_bytes) =
-            replay(&rocks, &tables, checkpoint_state.ts())?;
+        let (replayed_ts, log_records, log_bytes) = replay(&rocks, &tables, checkpoint_state.ts())?;
         // After a clean shutdown the log may be empty: the clock resumes after the checkpoint.
         let last_ts = replayed_ts.max(checkpoint_state.ts());
         // Leftovers of a checkpoint interrupted by a crash (or of its cleanup).
@@ -350,8 +349,7 @@ impl Db {
             let _ = thread.join();
         }
         self.inner.changes.close();
-        if self.inner.options.checkpoint_on_close && !self.inner.poisoned.load(Ordering::Acquire)
-        {
+        if self.inner.options.checkpoint_on_close && !self.inner.poisoned.load(Ordering::Acquire) {
             if let Err(e) = self.inner.checkpoint() {
                 tracing::warn!(error = %e, "checkpoint at shutdown failed; the next start replays the log");
             }

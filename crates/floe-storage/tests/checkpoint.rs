@@ -150,7 +150,11 @@ async fn restart_from_a_checkpoint_gives_identical_contents_and_replays_later_co
         let info = db.checkpoint().unwrap().expect("a checkpoint is written");
         assert_eq!(info.checkpoint_ts, db.visible_ts());
         assert_eq!(info.rows, 98);
-        assert_eq!(db.log_record_count().unwrap(), 0, "covered records are deleted");
+        assert_eq!(
+            db.log_record_count().unwrap(),
+            0,
+            "covered records are deleted"
+        );
         assert!(db.checkpoint().unwrap().is_none(), "nothing new: skipped");
         after_checkpoint = db.visible_ts();
 
@@ -334,7 +338,10 @@ async fn a_crash_while_writing_a_checkpoint_leaves_the_previous_state_recoverabl
                 },
             )
             .unwrap();
-            assert!(db.checkpoint().is_err(), "{failpoint:?} fails the checkpoint");
+            assert!(
+                db.checkpoint().is_err(),
+                "{failpoint:?} fails the checkpoint"
+            );
             // The running database is unaffected.
             assert_eq!(contents(&db, id), expected);
         }
@@ -387,7 +394,10 @@ async fn background_checkpoints_keep_the_log_short() {
             }
             txn.commit().await.unwrap();
         }
-        assert!(db.checkpoint_ts() > 0, "the threshold triggered checkpoints");
+        assert!(
+            db.checkpoint_ts() > 0,
+            "the threshold triggered checkpoints"
+        );
         // The checkpointer catches up: what is left is about one threshold's worth.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
