@@ -67,7 +67,7 @@ fn rows(table: &TableData, values: &[(i32, i64)], note_len: usize) -> Vec<(Key, 
         Arc::new(StringArray::from_iter_values(
             values
                 .iter()
-                .map(|v| format!("row {} {}", v.0, "x".repeat(note_len))),
+                .map(|v| format!("row {} {}", v.0, noise(v.0, v.1, note_len))),
         )),
     ];
     for field in table.codec.schema().fields().iter().skip(3) {
@@ -86,6 +86,23 @@ fn rows(table: &TableData, values: &[(i32, i64)], note_len: usize) -> Vec<(Key, 
             )
         })
         .collect()
+}
+
+/// `len` letters that do not compress (so sizes on disk are honest), fixed by the seed.
+fn noise(a: i32, b: i64, len: usize) -> String {
+    let mut state = (a as u64) << 32 ^ b as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        for byte in state.to_le_bytes() {
+            if out.len() < len {
+                out.push((b'a' + byte % 26) as char);
+            }
+        }
+    }
+    out
 }
 
 async fn write(db: &Arc<Db>, table: &Arc<TableData>, values: &[(i32, i64)]) -> u64 {
@@ -417,4 +434,92 @@ async fn background_checkpoints_keep_the_log_short() {
     println!("restart after ~20 MB: {:?}", started.elapsed());
     assert!(db.log_record_count().unwrap() <= 2 * (THRESHOLD as usize / NOTE));
     assert_eq!(contents(&db, id).len(), COMMITS as usize);
+}
+
+/// A measurement, not a check of time: commits ~1 GB (updates over 10,000 keys of ~10 kB, so
+/// ~100 MB live) with the default threshold, then times a restart after a crash (no checkpoint
+/// on close: the log since the last background checkpoint replays) and after a clean close.
+/// Run with `cargo test --test checkpoint -- --ignored --nocapture`; `FLOE_MEASURE_MB` sets
+/// the volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: writes about 1 GB"]
+async fn measure_restart_after_a_gigabyte_of_commits() {
+    const KEYS: i32 = 10_000;
+    const ROWS_PER_COMMIT: i32 = 100;
+    const NOTE: usize = 10_000;
+    let megabytes: usize = std::env::var("FLOE_MEASURE_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let commits = megabytes * (1 << 20) / (ROWS_PER_COMMIT as usize * NOTE);
+    let dir = tempfile::tempdir().unwrap();
+    // `FLOE_MEASURE_NO_CHECKPOINTS=1`: the old behaviour, for comparison.
+    let checkpoints = std::env::var_os("FLOE_MEASURE_NO_CHECKPOINTS").is_none();
+    let options = DbOptions {
+        checkpoint_on_close: false,
+        checkpoint_log_bytes: DbOptions::default()
+            .checkpoint_log_bytes
+            .filter(|_| checkpoints),
+        ..DbOptions::default()
+    };
+    let id;
+    let started = Instant::now();
+    {
+        let db = Db::open(dir.path(), options.clone()).unwrap();
+        let table = create(&db, accounts_def(&db, "big")).await;
+        id = table.def.id;
+        for commit in 0..commits {
+            let first = (commit as i32 * ROWS_PER_COMMIT) % KEYS;
+            let values: Vec<(i32, i64)> = (first..first + ROWS_PER_COMMIT)
+                .map(|k| (k, commit as i64))
+                .collect();
+            let mut txn = db.begin(Isolation::ReadCommitted);
+            for (key, row) in rows(&table, &values, NOTE) {
+                txn.write(&table, key, Some(row)).await.unwrap();
+            }
+            txn.commit().await.unwrap();
+        }
+        println!(
+            "{commits} commits (~{megabytes} MB) in {:?}; checkpoint ts {} of {}; {} log records left",
+            started.elapsed(),
+            db.checkpoint_ts(),
+            db.visible_ts(),
+            db.log_record_count().unwrap()
+        );
+    }
+    let size = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir.join("meta"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    println!("data directory: {} MB", size(dir.path()) >> 20);
+    let started = Instant::now();
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    println!(
+        "restart after a crash: {:?} ({} keys)",
+        started.elapsed(),
+        contents(&db, id).len()
+    );
+    if !checkpoints {
+        return;
+    }
+    let started = Instant::now();
+    db.checkpoint().unwrap();
+    db.close();
+    println!("clean close (checkpoint): {:?}", started.elapsed());
+    drop(db);
+    let started = Instant::now();
+    let db = Db::open(dir.path(), options).unwrap();
+    println!(
+        "restart after a clean close: {:?} ({} keys, {} log records)",
+        started.elapsed(),
+        contents(&db, id).len(),
+        db.log_record_count().unwrap()
+    );
+    assert_eq!(
+        contents(&db, id).len(),
+        (commits * ROWS_PER_COMMIT as usize).min(KEYS as usize)
+    );
 }
