@@ -523,3 +523,38 @@ async fn measure_restart_after_a_gigabyte_of_commits() {
         (commits * ROWS_PER_COMMIT as usize).min(KEYS as usize)
     );
 }
+
+#[tokio::test]
+async fn hidden_row_ids_continue_after_a_restart_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    {
+        let db = Db::open(dir.path(), manual()).unwrap();
+        let mut def = accounts_def(&db, "nokey");
+        def.primary_key = None;
+        let table = create(&db, def).await;
+        id = table.def.id;
+        let encoded = table
+            .codec
+            .encode_rows(&[
+                Arc::new(Int32Array::from(vec![1, 2, 3])) as ArrayRef,
+                Arc::new(Int64Array::from(vec![10, 20, 30])),
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            ])
+            .unwrap();
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        for i in 0..3 {
+            let key = floe_storage::TableCodec::rowid_key(table.next_rowid());
+            txn.write(&table, key, Some(Arc::from(encoded.row(i).data())))
+                .await
+                .unwrap();
+        }
+        txn.commit().await.unwrap();
+        db.checkpoint().unwrap().unwrap();
+    }
+    let db = Db::open(dir.path(), manual()).unwrap();
+    assert_eq!(db.log_record_count().unwrap(), 0);
+    let table = db.table(id).unwrap();
+    assert_eq!(contents(&db, id).len(), 3);
+    assert!(table.next_rowid() > 3, "row ids are not reused");
+}
