@@ -440,12 +440,16 @@ async fn background_checkpoints_keep_the_log_short() {
 /// ~100 MB live) with the default threshold, then times a restart after a crash (no checkpoint
 /// on close: the log since the last background checkpoint replays) and after a clean close.
 /// Run with `cargo test --test checkpoint -- --ignored --nocapture`; `FLOE_MEASURE_MB` sets
-/// the volume.
+/// the volume, `FLOE_MEASURE_KEYS` the live rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: writes about 1 GB"]
 async fn measure_restart_after_a_gigabyte_of_commits() {
-    const KEYS: i32 = 10_000;
     const ROWS_PER_COMMIT: i32 = 100;
+    // `FLOE_MEASURE_KEYS` sets the live rows (default 10,000: ~100 MB live).
+    let keys: i32 = std::env::var("FLOE_MEASURE_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     const NOTE: usize = 10_000;
     let megabytes: usize = std::env::var("FLOE_MEASURE_MB")
         .ok()
@@ -469,7 +473,7 @@ async fn measure_restart_after_a_gigabyte_of_commits() {
         let table = create(&db, accounts_def(&db, "big")).await;
         id = table.def.id;
         for commit in 0..commits {
-            let first = (commit as i32 * ROWS_PER_COMMIT) % KEYS;
+            let first = (commit as i32 * ROWS_PER_COMMIT) % keys;
             let values: Vec<(i32, i64)> = (first..first + ROWS_PER_COMMIT)
                 .map(|k| (k, commit as i64))
                 .collect();
@@ -520,7 +524,7 @@ async fn measure_restart_after_a_gigabyte_of_commits() {
     );
     assert_eq!(
         contents(&db, id).len(),
-        (commits * ROWS_PER_COMMIT as usize).min(KEYS as usize)
+        (commits * ROWS_PER_COMMIT as usize).min(keys as usize)
     );
 }
 
