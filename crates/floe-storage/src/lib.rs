@@ -1,7 +1,8 @@
 //! Floe's storage: where rows live and how commits become durable.
 //!
-//! Owns the commit clock, the commit log, checkpoints and catalog (RocksDB), the MVCC hot tier, row locks,
-//! transactions, sequences, the change stream and the DataFusion `TableProvider` over it all.
+//! Owns the commit clock, the commit log, checkpoints and catalog (RocksDB), the MVCC hot tier,
+//! row locks, transactions, sequences, the change stream and the DataFusion `TableProvider`
+//! over it all.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
