@@ -250,12 +250,37 @@ async fn committed_data_survives_a_clean_restart() {
 /// acknowledged commit is there and no transaction is half applied.
 #[test]
 fn acknowledged_commits_survive_sigkill() {
+    sigkill_loop(&[]);
+}
+
+/// The same with a tiny checkpoint threshold, so background checkpoints (and log truncation)
+/// run, and get killed, throughout the loop; `CHECKPOINT` in SQL works too.
+#[test]
+fn acknowledged_commits_survive_sigkill_during_checkpoints() {
+    let server = sigkill_loop(&["--checkpoint-log-size", "16kB"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let c = server.connect().await;
+        let before = count(&c, "SELECT count(*) FROM ledger").await;
+        c.batch_execute("CHECKPOINT").await.unwrap();
+        c.batch_execute("INSERT INTO ledger VALUES (-1, 0, 0)")
+            .await
+            .unwrap();
+        assert_eq!(count(&c, "SELECT count(*) FROM ledger").await, before + 1);
+    });
+}
+
+/// Commits in a loop while killing the server; returns the server, running.
+fn sigkill_loop(extra: &[&str]) -> TestServer {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut server = TestServer::start_floe();
+    let mut server = TestServer::start_floe_with(extra);
     runtime.block_on(async {
         let c = server.connect().await;
         c.batch_execute(
@@ -309,7 +334,7 @@ fn acknowledged_commits_survive_sigkill() {
         runtime.block_on(async {
             let _ = writer.await;
         });
-        server.restart(&[]);
+        server.restart(extra);
         let acked = acknowledged.load(Ordering::SeqCst);
         runtime.block_on(async {
             let c = server.connect().await;
@@ -331,6 +356,7 @@ fn acknowledged_commits_survive_sigkill() {
             acknowledged.store(rows, Ordering::SeqCst);
         });
     }
+    server
 }
 
 #[tokio::test]

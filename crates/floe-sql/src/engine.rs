@@ -37,6 +37,8 @@ pub struct EngineConfig {
     pub hot_memory_limit: Option<usize>,
     /// Threads of parallelism a single query may use.
     pub target_partitions: usize,
+    /// Commit-log bytes after which storage takes a checkpoint and truncates the log.
+    pub checkpoint_log_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +50,7 @@ impl Default for EngineConfig {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            checkpoint_log_bytes: floe_storage::DEFAULT_CHECKPOINT_LOG_BYTES,
         }
     }
 }
@@ -73,6 +76,7 @@ impl Engine {
             &config.data_dir,
             DbOptions {
                 memory_limit: config.hot_memory_limit,
+                checkpoint_log_bytes: Some(config.checkpoint_log_bytes.max(1)),
                 ..DbOptions::default()
             },
         )?;

@@ -549,6 +549,15 @@ impl Session {
         }
     }
 
+    /// `CHECKPOINT`: writes every table into a storage checkpoint and truncates the commit log.
+    async fn checkpoint(&mut self) -> SqlResult<StatementResult> {
+        let db = self.db().clone();
+        tokio::task::spawn_blocking(move || db.checkpoint())
+            .await
+            .map_err(|e| SqlError::internal(format!("checkpoint task failed: {e}")))??;
+        Ok(StatementResult::Command("CHECKPOINT".into()))
+    }
+
     /// Parses and runs one query string's statements with the simple protocol's semantics.
     /// Convenience for tests and internal callers; the wire layer streams instead.
     pub async fn run_simple(&mut self, statement: Statement) -> SqlResult<StatementResult> {
@@ -847,6 +856,7 @@ impl Session {
             Statement::Query(query) if view::has_into(&query) => self.select_into(*query).await,
             copy @ Statement::Copy { .. } => self.copy(copy).await,
             Statement::AlterTable(alter) => self.alter_table(alter).await,
+            Statement::Vacuum(vacuum) if vacuum.recluster => self.checkpoint().await,
             // Storage needs neither: accepted so scripts and tools (pgbench -i) run unchanged.
             Statement::Vacuum(_) => Ok(StatementResult::Command("VACUUM".into())),
             Statement::Analyze(_) => Ok(StatementResult::Command("ANALYZE".into())),
@@ -1383,11 +1393,18 @@ fn check_nesting(statement: &Statement) -> SqlResult<()> {
 
 /// `VACUUM [options] [tables]` and `ANALYZE [tables]` as the bare commands sqlparser reads:
 /// Floe's storage needs neither, and tools such as `pgbench -i` send them with arguments
-/// sqlparser does not parse (`vacuum analyze t`).
+/// sqlparser does not parse (`vacuum analyze t`). `CHECKPOINT`, which sqlparser does not know,
+/// becomes [`CHECKPOINT_STATEMENT`].
+/// What `CHECKPOINT` is parsed as: a Redshift-only VACUUM form PostgreSQL clients never send.
+const CHECKPOINT_STATEMENT: &str = "VACUUM RECLUSTER";
+
 fn maintenance_commands(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.contains(';') {
         return std::borrow::Cow::Borrowed(sql);
+    }
+    if trimmed.eq_ignore_ascii_case("checkpoint") {
+        return std::borrow::Cow::Borrowed(CHECKPOINT_STATEMENT);
     }
     let first = trimmed
         .split(|c: char| c.is_whitespace() || c == '(')

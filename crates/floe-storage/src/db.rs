@@ -8,10 +8,11 @@
 //! and only then acknowledges. So an acknowledged commit is on disk, and a snapshot at `ts`
 //! sees exactly the commits up to `ts`.
 //!
-//! Recovery replays the log over the catalog. RocksDB's write-ahead log is checksummed and
-//! recovers to the last whole batch, so a torn tail is dropped, never applied.
-//!
-//! Until the cold tier exists, the log is never truncated: restart time grows with history.
+//! Recovery loads the current checkpoint ([`crate::checkpoint`]) and replays the log records
+//! after it over the catalog. RocksDB's write-ahead log is checksummed and recovers to the last
+//! whole batch, so a torn tail is dropped, never applied. Checkpoints delete the log records
+//! they cover, so restart time follows the data and the log written since the last checkpoint,
+//! not the whole history.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -25,6 +26,9 @@ use tokio::sync::oneshot;
 
 use crate::catalog::{Catalog, CatalogChange, DatabaseDef, IndexDef, SchemaDef, TableDef};
 use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
+use crate::checkpoint::{
+    self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger, CF_CHECKPOINT,
+};
 use crate::codec::{decode_record, encode_record, Key, LogEntry, RowBytes, TableCodec};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::HotTable;
@@ -32,8 +36,8 @@ use crate::index::{index_changes, HotIndex};
 use crate::lock::LockManager;
 use crate::txn::{Isolation, Txn};
 
-const CF_LOG: &str = "log";
-const CF_CATALOG: &str = "catalog";
+pub(crate) const CF_LOG: &str = "log";
+pub(crate) const CF_CATALOG: &str = "catalog";
 const CF_SEQUENCES: &str = "sequences";
 /// Values a sequence reserves on disk at a time (PostgreSQL logs 32 ahead too).
 const SEQUENCE_RESERVE: i64 = 32;
@@ -49,7 +53,18 @@ pub struct DbOptions {
     pub change_retention_commits: usize,
     /// Bytes the change stream keeps for late readers.
     pub change_retention_bytes: usize,
+    /// Take a checkpoint (and truncate the commit log) in the background once the log has
+    /// grown by this many bytes since the last one. `None`: only on request and on close.
+    pub checkpoint_log_bytes: Option<u64>,
+    /// Take a checkpoint on [`Db::close`], so a clean restart replays (almost) nothing.
+    pub checkpoint_on_close: bool,
+    /// Tests only: make checkpoints fail at this point.
+    #[doc(hidden)]
+    pub checkpoint_failpoint: Option<CheckpointFailpoint>,
 }
+
+/// Default of [`DbOptions::checkpoint_log_bytes`].
+pub const DEFAULT_CHECKPOINT_LOG_BYTES: u64 = 256 << 20;
 
 impl Default for DbOptions {
     fn default() -> Self {
@@ -57,6 +72,9 @@ impl Default for DbOptions {
             memory_limit: None,
             change_retention_commits: 100_000,
             change_retention_bytes: 64 << 20,
+            checkpoint_log_bytes: Some(DEFAULT_CHECKPOINT_LOG_BYTES),
+            checkpoint_on_close: true,
+            checkpoint_failpoint: None,
         }
     }
 }
@@ -112,7 +130,7 @@ impl TableData {
         self.next_rowid.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn saw_rowid(&self, key: &[u8]) {
+    pub(crate) fn saw_rowid(&self, key: &[u8]) {
         if !self.codec.has_primary_key() {
             if let Some(id) = TableCodec::rowid_of(key) {
                 self.next_rowid.fetch_max(id + 1, Ordering::Relaxed);
@@ -178,7 +196,7 @@ struct SequenceState {
 /// Everything the committer thread shares with the sessions.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    rocks: DB,
+    pub(crate) rocks: DB,
     pub(crate) catalog: RwLock<Arc<Catalog>>,
     pub(crate) tables: RwLock<HashMap<u32, Arc<TableData>>>,
     visible_ts: AtomicU64,
@@ -186,12 +204,17 @@ pub(crate) struct Inner {
     pub(crate) locks: LockManager,
     changes: Arc<ChangeLog>,
     hot_bytes: AtomicI64,
-    poisoned: AtomicBool,
+    pub(crate) poisoned: AtomicBool,
     sequences: Mutex<HashMap<u32, SequenceState>>,
     catalog_version: AtomicU64,
     /// Indexes built by `validate` for the catalog commit being written, by OID.
     pending_indexes: Mutex<HashMap<u32, Arc<HotIndex>>>,
-    options: DbOptions,
+    pub(crate) options: DbOptions,
+    /// The current checkpoint; held for the whole of a checkpoint, so one runs at a time.
+    pub(crate) checkpoint_state: Mutex<CheckpointState>,
+    /// Log bytes written since the current checkpoint's ts (approximate).
+    pub(crate) log_bytes_since_checkpoint: AtomicU64,
+    pub(crate) checkpoint_trigger: CheckpointTrigger,
 }
 
 /// An open database. Cheap to share as `Arc<Db>`.
@@ -200,6 +223,8 @@ pub struct Db {
     pub(crate) inner: Arc<Inner>,
     committer: Mutex<Option<mpsc::Sender<CommitRequest>>>,
     committer_thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer_thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
     next_txn_id: AtomicU64,
 }
 
@@ -215,7 +240,10 @@ impl Db {
         // Reuse write-ahead log files: a synced commit then overwrites space the file already
         // has, so fdatasync need not update the file's size (the commit latency pgbench sees).
         db_options.set_recycle_log_file_num(4);
-        let cfs = [CF_LOG, CF_CATALOG, CF_SEQUENCES]
+        // Bounds RocksDB's own WAL (replayed on open): past it, RocksDB flushes the column
+        // families that keep old WAL files alive.
+        db_options.set_max_total_wal_size(128 << 20);
+        let cfs = [CF_LOG, CF_CATALOG, CF_SEQUENCES, CF_CHECKPOINT]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let rocks = DB::open_cf_descriptors(&db_options, dir.join("meta"), cfs)?;
@@ -234,7 +262,13 @@ impl Db {
         for def in catalog.relations().filter(|d| d.is_table()) {
             tables.insert(def.id, Arc::new(TableData::new(def.clone())?));
         }
-        let last_ts = replay(&rocks, &tables)?;
+        let checkpoint_state = checkpoint::read_state(&rocks)?;
+        let checkpoint_rows = checkpoint::load(&rocks, &checkpoint_state, &tables)?;
+        let (replayed_ts, log_records, log_bytes) = replay(&rocks, &tables, checkpoint_state.ts())?;
+        // After a clean shutdown the log may be empty: the clock resumes after the checkpoint.
+        let last_ts = replayed_ts.max(checkpoint_state.ts());
+        // Leftovers of a checkpoint interrupted by a crash (or of its cleanup).
+        checkpoint::remove_garbage(&rocks, &checkpoint_state, CF_LOG, false);
         for table in tables.values() {
             for index in &table.indexes {
                 let Some((def, _)) = table.index(index.oid) else {
@@ -250,9 +284,13 @@ impl Db {
         let hot_bytes: usize = tables.values().map(|t| t.hot.bytes()).sum();
         tracing::info!(
             commit_ts = last_ts,
+            checkpoint_ts = checkpoint_state.ts(),
+            checkpoint_rows,
+            log_records,
+            log_bytes,
             tables = tables.len(),
             hot_bytes,
-            "recovered from the commit log"
+            "recovered from the checkpoint and the commit log"
         );
 
         let inner = Arc::new(Inner {
@@ -273,27 +311,79 @@ impl Db {
             catalog_version: AtomicU64::new(1),
             pending_indexes: Mutex::new(HashMap::new()),
             options,
+            checkpoint_state: Mutex::new(checkpoint_state),
+            log_bytes_since_checkpoint: AtomicU64::new(log_bytes),
+            checkpoint_trigger: CheckpointTrigger::default(),
         });
         let (sender, receiver) = mpsc::channel();
         let committer_inner = inner.clone();
         let thread = std::thread::Builder::new()
             .name("floe-committer".into())
             .spawn(move || committer_inner.run_committer(receiver, last_ts + 1))?;
+        let checkpointer_inner = inner.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("floe-checkpointer".into())
+            .spawn(move || checkpoint::run_checkpointer(checkpointer_inner))?;
+        // A long log replayed at startup is worth a checkpoint right away.
+        inner.maybe_trigger_checkpoint(log_bytes);
         Ok(Arc::new(Db {
             inner,
             committer: Mutex::new(Some(sender)),
             committer_thread: Mutex::new(Some(thread)),
+            checkpointer_thread: Mutex::new(Some(checkpointer)),
+            closed: AtomicBool::new(false),
             next_txn_id: AtomicU64::new(1),
         }))
     }
 
-    /// Stops the committer after the commits already handed to it; later commits fail.
+    /// Stops the committer after the commits already handed to it (later commits fail), then
+    /// takes a checkpoint (unless [`DbOptions::checkpoint_on_close`] is off) so the next open
+    /// replays almost nothing.
     pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.checkpoint_trigger.stop();
+        if let Some(thread) = self.checkpointer_thread.lock().take() {
+            let _ = thread.join();
+        }
         self.committer.lock().take();
         if let Some(thread) = self.committer_thread.lock().take() {
             let _ = thread.join();
         }
         self.inner.changes.close();
+        if self.inner.options.checkpoint_on_close && !self.inner.poisoned.load(Ordering::Acquire) {
+            if let Err(e) = self.inner.checkpoint() {
+                tracing::warn!(error = %e, "checkpoint at shutdown failed; the next start replays the log");
+            }
+        }
+    }
+
+    /// Takes a checkpoint now (SQL `CHECKPOINT`): writes every table as of the newest commit
+    /// and deletes the log records it covers. Blocks until done; `None` when nothing was
+    /// committed since the last checkpoint.
+    pub fn checkpoint(&self) -> StorageResult<Option<CheckpointInfo>> {
+        self.inner.checkpoint()
+    }
+
+    /// The commit ts of the current checkpoint (0: none yet). Waits for a running checkpoint.
+    pub fn checkpoint_ts(&self) -> u64 {
+        self.inner.checkpoint_state.lock().ts()
+    }
+
+    /// Number of records in the commit log (a diagnostic: it scans the log).
+    pub fn log_record_count(&self) -> StorageResult<usize> {
+        let log_cf = cf(&self.inner.rocks, CF_LOG)?;
+        let mut count = 0;
+        for item in self
+            .inner
+            .rocks
+            .iterator_cf(log_cf, rocksdb::IteratorMode::Start)
+        {
+            item?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Starts a transaction.
@@ -304,13 +394,7 @@ impl Db {
 
     /// A snapshot of everything committed so far.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        let mut active = self.inner.snapshots.lock();
-        let ts = self.inner.visible_ts.load(Ordering::Acquire);
-        *active.entry(ts).or_insert(0) += 1;
-        Arc::new(Snapshot {
-            ts,
-            inner: self.inner.clone(),
-        })
+        self.inner.snapshot()
     }
 
     /// The newest commit timestamp visible to new snapshots.
@@ -489,7 +573,7 @@ impl Drop for Db {
     }
 }
 
-fn cf<'a>(rocks: &'a DB, name: &str) -> StorageResult<&'a rocksdb::ColumnFamily> {
+pub(crate) fn cf<'a>(rocks: &'a DB, name: &str) -> StorageResult<&'a rocksdb::ColumnFamily> {
     rocks
         .cf_handle(name)
         .ok_or_else(|| StorageError::Internal(format!("column family {name} missing")))
@@ -523,12 +607,25 @@ fn bootstrap(rocks: &DB, catalog: &mut Catalog) -> StorageResult<()> {
     Ok(())
 }
 
-/// Applies every log record to the tables; returns the last commit ts.
-fn replay(rocks: &DB, tables: &HashMap<u32, Arc<TableData>>) -> StorageResult<u64> {
+/// Applies the log records after `after_ts` (the checkpoint's) to the tables; returns the last
+/// commit ts (0 if none), the records and the bytes replayed.
+fn replay(
+    rocks: &DB,
+    tables: &HashMap<u32, Arc<TableData>>,
+    after_ts: u64,
+) -> StorageResult<(u64, usize, u64)> {
     let log_cf = cf(rocks, CF_LOG)?;
     let mut last_ts = 0;
-    for item in rocks.iterator_cf(log_cf, rocksdb::IteratorMode::Start) {
+    let mut records = 0;
+    let mut bytes = 0u64;
+    let start = after_ts.saturating_add(1).to_be_bytes();
+    for item in rocks.iterator_cf(
+        log_cf,
+        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+    ) {
         let (key, value) = item?;
+        records += 1;
+        bytes += value.len() as u64;
         let ts = u64::from_be_bytes(
             key.as_ref()
                 .try_into()
@@ -559,10 +656,21 @@ fn replay(rocks: &DB, tables: &HashMap<u32, Arc<TableData>>) -> StorageResult<u6
         }
         last_ts = ts;
     }
-    Ok(last_ts)
+    Ok((last_ts, records, bytes))
 }
 
 impl Inner {
+    /// Registers a snapshot of everything committed so far.
+    pub(crate) fn snapshot(self: &Arc<Self>) -> Arc<Snapshot> {
+        let mut active = self.snapshots.lock();
+        let ts = self.visible_ts.load(Ordering::Acquire);
+        *active.entry(ts).or_insert(0) += 1;
+        Arc::new(Snapshot {
+            ts,
+            inner: self.clone(),
+        })
+    }
+
     /// The oldest snapshot still registered (or the visible ts when none is).
     fn horizon(&self) -> u64 {
         let active = self.snapshots.lock();
@@ -619,6 +727,7 @@ impl Inner {
             return next_ts;
         }
         let mut accepted = Vec::with_capacity(group.len());
+        let mut log_bytes = 0u64;
         let mut batch = WriteBatch::default();
         let (log_cf, catalog_cf) = match (cf(&self.rocks, CF_LOG), cf(&self.rocks, CF_CATALOG)) {
             (Ok(l), Ok(c)) => (l, c),
@@ -645,6 +754,7 @@ impl Inner {
             let ts = next_ts;
             next_ts += 1;
             batch.put_cf(log_cf, ts.to_be_bytes(), &request.record);
+            log_bytes += request.record.len() as u64;
             for (key, value) in catalog_writes {
                 match value {
                     Some(value) => batch.put_cf(catalog_cf, key, value),
@@ -680,6 +790,7 @@ impl Inner {
             self.visible_ts.store(ts, Ordering::Release);
             let _ = request.reply.send(Ok(ts));
         }
+        self.note_log_bytes(log_bytes);
         next_ts
     }
 

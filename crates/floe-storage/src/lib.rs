@@ -1,7 +1,8 @@
 //! Floe's storage: where rows live and how commits become durable.
 //!
-//! Owns the commit clock, the commit log and catalog (RocksDB), the MVCC hot tier, row locks,
-//! transactions, sequences, the change stream and the DataFusion `TableProvider` over it all.
+//! Owns the commit clock, the commit log, checkpoints and catalog (RocksDB), the MVCC hot tier,
+//! row locks, transactions, sequences, the change stream and the DataFusion `TableProvider`
+//! over it all.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
@@ -12,6 +13,7 @@
 
 pub mod catalog;
 pub mod changes;
+pub mod checkpoint;
 pub mod codec;
 pub mod db;
 pub mod error;
@@ -26,8 +28,9 @@ pub use catalog::{
     RelationKind, SchemaDef, SequenceDef, TableDef,
 };
 pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
+pub use checkpoint::{CheckpointFailpoint, CheckpointInfo};
 pub use codec::{Key, RowBytes, TableCodec};
-pub use db::{Db, DbOptions, Snapshot, TableData};
+pub use db::{Db, DbOptions, Snapshot, TableData, DEFAULT_CHECKPOINT_LOG_BYTES};
 pub use error::{StorageError, StorageResult};
 pub use index::HotIndex;
 pub use provider::{FloeTable, KEY_COLUMN};

@@ -57,7 +57,16 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for running statements before cancelling them [default: 10]
     #[arg(long, env = "FLOE_SHUTDOWN_GRACE", value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
+
+    /// Commit-log growth, e.g. `64MB`, after which a checkpoint is taken in the background and
+    /// the log truncated; smaller means faster restarts, more checkpoint writing
+    /// [default: 256MB]
+    #[arg(long, env = "FLOE_CHECKPOINT_LOG_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub checkpoint_log_size: Option<usize>,
 }
+
+/// Default of `--checkpoint-log-size` (the storage default).
+const DEFAULT_CHECKPOINT_LOG_SIZE: usize = 256 << 20;
 
 /// The config file's contents; every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +78,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     memory_limit: Option<String>,
     shutdown_grace: Option<u64>,
+    checkpoint_log_size: Option<String>,
 }
 
 /// The effective settings of `floe serve`.
@@ -80,6 +90,7 @@ pub struct ServeConfig {
     pub max_connections: usize,
     pub memory_limit: Option<usize>,
     pub shutdown_grace: u64,
+    pub checkpoint_log_size: usize,
 }
 
 /// Why the configuration could not be loaded.
@@ -97,6 +108,8 @@ pub enum ConfigError {
     },
     #[error("invalid memory_limit in config file: {0}")]
     Size(String),
+    #[error("invalid checkpoint_log_size in config file: {0}")]
+    CheckpointSize(String),
 }
 
 impl ServeArgs {
@@ -108,6 +121,10 @@ impl ServeArgs {
         };
         let file_memory = match file.memory_limit {
             Some(s) => Some(parse_size(&s).map_err(ConfigError::Size)?),
+            None => None,
+        };
+        let file_checkpoint = match file.checkpoint_log_size {
+            Some(s) => Some(parse_size(&s).map_err(ConfigError::CheckpointSize)?),
             None => None,
         };
         Ok(ServeConfig {
@@ -126,6 +143,10 @@ impl ServeArgs {
             max_connections: self.max_connections.or(file.max_connections).unwrap_or(100),
             memory_limit: self.memory_limit.or(file_memory),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace).unwrap_or(10),
+            checkpoint_log_size: self
+                .checkpoint_log_size
+                .or(file_checkpoint)
+                .unwrap_or(DEFAULT_CHECKPOINT_LOG_SIZE),
         })
     }
 }
@@ -202,6 +223,7 @@ mod tests {
             max_connections: None,
             memory_limit: None,
             shutdown_grace: None,
+            checkpoint_log_size: None,
         };
         let c = args.resolve().unwrap();
         assert_eq!(c.listen.port(), 6000);
@@ -209,6 +231,7 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.memory_limit, Some(1 << 30));
         assert_eq!(c.max_connections, 100);
+        assert_eq!(c.checkpoint_log_size, 256 << 20);
         std::fs::write(&file, "bogus = 1\n").unwrap();
         let args = ServeArgs {
             listen: None,
@@ -218,6 +241,7 @@ mod tests {
             max_connections: None,
             memory_limit: None,
             shutdown_grace: None,
+            checkpoint_log_size: None,
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
         let _ = std::fs::remove_dir_all(dir);

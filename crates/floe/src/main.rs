@@ -120,6 +120,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         // One budget, split: rows held in memory and query execution never exceed it together.
         query_memory_limit: config.memory_limit.map(|m| m / 5 * 2),
         hot_memory_limit: config.memory_limit.map(|m| m / 5 * 3),
+        checkpoint_log_bytes: config.checkpoint_log_size as u64,
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;
