@@ -292,7 +292,13 @@ async fn scenario(c: &Client) -> Vec<String> {
     )
     .await;
     step(c, s, "INSERT INTO hist (note) VALUES ('ab')", &[]).await;
-    step(c, s, "UPDATE acc SET bal = $1, name = ($2) WHERE id > $3", &[&5i32, &"n", &100i32]).await;
+    step(
+        c,
+        s,
+        "UPDATE acc SET bal = $1, name = ($2) WHERE id > $3",
+        &[&5i32, &"n", &100i32],
+    )
+    .await;
     step(
         c,
         s,

@@ -237,9 +237,6 @@ impl Db {
         db_options.create_missing_column_families(true);
         db_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         db_options.set_keep_log_file_num(4);
-        // Reuse write-ahead log files: a synced commit then overwrites space the file already
-        // has, so fdatasync need not update the file's size (the commit latency pgbench sees).
-        db_options.set_recycle_log_file_num(4);
         // Bounds RocksDB's own WAL (replayed on open): past it, RocksDB flushes the column
         // families that keep old WAL files alive.
         db_options.set_max_total_wal_size(128 << 20);
