@@ -60,6 +60,23 @@ pub fn floe_binary() -> PathBuf {
     debug_dir.join("floe")
 }
 
+/// Waits until the Floe child accepts TCP on `port` and is still running shortly after;
+/// false if it exited (e.g. the port was taken).
+fn floe_ready(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+            return matches!(child.try_wait(), Ok(None));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 fn spawn_floe(port: u16, data_dir: &Path, extra: &[&str]) -> Child {
     let binary = floe_binary();
     assert!(
@@ -97,17 +114,26 @@ impl TestServer {
 
     /// Starts `floe serve` with extra arguments.
     pub fn start_floe_with(extra: &[&str]) -> TestServer {
-        let port = free_port();
         let data_dir = temp_dir("floe-test");
-        let server = TestServer {
-            child: spawn_floe(port, &data_dir, extra),
-            port,
-            data_dir,
-            kind: ServerKind::Floe,
-            pg_user: None,
-        };
-        server.wait_ready();
-        server
+        // A port chosen free can be taken by a parallel test's server before Floe binds it:
+        // then Floe exits at once (and a readiness probe may have reached the other server),
+        // so a start only counts once the child is seen alive after answering.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = spawn_floe(port, &data_dir, extra);
+            if floe_ready(&mut child, port) {
+                return TestServer {
+                    child,
+                    port,
+                    data_dir,
+                    kind: ServerKind::Floe,
+                    pg_user: None,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("floe serve did not start (5 attempts on different ports)");
     }
 
     /// Kills the server with SIGKILL (no chance to clean up) and waits for it to die.
