@@ -566,17 +566,11 @@ impl Session {
         param_types: &[SqlType],
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
-        if self.vars.get("transaction_read_only").unwrap_or_default() == "on" {
-            let verb = match plan.kind {
-                DmlKind::Insert => "INSERT",
-                DmlKind::Update => "UPDATE",
-                DmlKind::Delete => "DELETE",
-            };
-            return Err(SqlError::new(
-                sqlstate::READ_ONLY_SQL_TRANSACTION,
-                format!("cannot execute {verb} in a read-only transaction"),
-            ));
-        }
+        self.check_writable(match plan.kind {
+            DmlKind::Insert => "INSERT",
+            DmlKind::Update => "UPDATE",
+            DmlKind::Delete => "DELETE",
+        })?;
         let select = bind_params(plan.select.clone(), param_types, params)?;
         let mut txn = self.statement_txn().await?;
         let result = self.write_rows(plan, &select, &mut txn).await;
