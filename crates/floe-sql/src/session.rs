@@ -492,6 +492,22 @@ impl Session {
                 return Err(SqlError::in_failed_transaction());
             }
         }
+        if let PreparedPlan::Fast(plan) = &prepared.plan {
+            if prepared.catalog_version == self.db().catalog_version() {
+                return self.execute_fast(plan, &prepared.param_types, params).await;
+            }
+        }
+        // Everything but the fast path runs in its own heap-allocated future: the general
+        // path's state machine (DataFusion planning and execution) is tens of kilobytes, and
+        // keeping it inline would make every pgbench-shaped statement copy it around.
+        Box::pin(self.execute_general(prepared, params)).await
+    }
+
+    async fn execute_general(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
         let stale = matches!(
             prepared.plan,
             PreparedPlan::Query(_)
