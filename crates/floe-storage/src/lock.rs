@@ -115,6 +115,40 @@ impl LockManager {
         }
     }
 
+    /// Locks every key of `keys` that no other transaction holds, under one acquisition of the
+    /// lock table (bulk loads). Keys newly locked are appended to `newly` (the caller must
+    /// release them); the keys another transaction holds are returned, for the caller to wait
+    /// for one by one with [`LockManager::lock`]. The new locks share one wake-up signal: a
+    /// transaction releases all its locks at once, so waiters lose nothing by it.
+    pub fn try_lock_many<'a>(
+        &self,
+        txn: TxnId,
+        table: u32,
+        keys: impl IntoIterator<Item = &'a Key>,
+        newly: &mut Vec<(u32, Key)>,
+    ) -> Vec<Key> {
+        let released = Arc::new(Notify::new());
+        let mut busy = Vec::new();
+        let mut t = self.table.lock();
+        for key in keys {
+            match t.owners.entry((table, key.clone())) {
+                std::collections::hash_map::Entry::Occupied(owner) => {
+                    if owner.get().txn != txn {
+                        busy.push(key.clone());
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Owner {
+                        txn,
+                        released: released.clone(),
+                    });
+                    newly.push((table, key.clone()));
+                }
+            }
+        }
+        busy
+    }
+
     /// Whether `txn` holds the lock on `key`.
     pub fn holds(&self, txn: TxnId, table: u32, key: &Key) -> bool {
         self.table
