@@ -800,3 +800,27 @@ async fn big_copies_are_all_or_nothing_and_survive_restart() {
     let c = server.connect().await;
     verify(c.query_one(check, &[]).await.unwrap());
 }
+
+/// A COPY larger than `--memory-limit` allows fails with 53200 (never an OOM kill), leaves
+/// nothing behind, and the server goes on.
+#[tokio::test]
+async fn a_copy_beyond_the_memory_limit_fails_cleanly() {
+    let server = TestServer::start_floe_with(&["--memory-limit", "20MB"]);
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE capped (id bigint PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let data: String = (1..=300_000)
+        .map(|i| format!("{i}\tsome text to fill the row {i}\n"))
+        .collect();
+    let err = copy_in(&c, "COPY capped FROM STDIN", data)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::OUT_OF_MEMORY));
+    assert_eq!(count(&c, "SELECT count(*) FROM capped").await, 0);
+    let small: String = (1..=1000).map(|i| format!("{i}\tx\n")).collect();
+    assert_eq!(
+        copy_in(&c, "COPY capped FROM STDIN", small).await.unwrap(),
+        1000
+    );
+}

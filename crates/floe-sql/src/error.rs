@@ -103,8 +103,9 @@ pub struct SqlError {
     pub hint: Option<String>,
     /// Optional 1-based character position in the query string.
     pub position: Option<usize>,
-    /// Optional CONTEXT line (where it happened, e.g. `COPY t, line 3`).
-    pub context: Option<String>,
+    /// Optional CONTEXT line (where it happened, e.g. `COPY t, line 3`); boxed to keep the
+    /// error small.
+    pub context: Option<Box<str>>,
 }
 
 impl SqlError {
@@ -128,7 +129,7 @@ impl SqlError {
 
     /// Adds a CONTEXT line.
     pub fn with_context(mut self, context: impl Into<String>) -> Self {
-        self.context = Some(context.into());
+        self.context = Some(context.into().into_boxed_str());
         self
     }
 

@@ -26,7 +26,8 @@ struct Owner {
 
 #[derive(Debug, Default)]
 struct LockTable {
-    owners: HashMap<(u32, Key), Owner>,
+    /// A keyed fast hash (SipHash dominated bulk loads; keys come from users, so keyed).
+    owners: HashMap<(u32, Key), Owner, ahash::RandomState>,
     waits_for: HashMap<TxnId, TxnId>,
 }
 
@@ -161,10 +162,19 @@ impl LockManager {
     /// Releases `txn`'s locks on `keys` and wakes their waiters.
     pub fn release(&self, txn: TxnId, keys: impl IntoIterator<Item = (u32, Key)>) {
         let mut t = self.table.lock();
+        let mut last: Option<Arc<Notify>> = None;
         for key in keys {
-            if t.owners.get(&key).is_some_and(|o| o.txn == txn) {
-                if let Some(owner) = t.owners.remove(&key) {
-                    owner.released.notify_waiters();
+            if let std::collections::hash_map::Entry::Occupied(owner) = t.owners.entry(key) {
+                if owner.get().txn == txn {
+                    let owner = owner.remove();
+                    // Keys locked together share a signal: notify it once per run.
+                    if !last
+                        .as_ref()
+                        .is_some_and(|l| Arc::ptr_eq(l, &owner.released))
+                    {
+                        owner.released.notify_waiters();
+                        last = Some(owner.released);
+                    }
                 }
             }
         }

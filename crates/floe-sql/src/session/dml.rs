@@ -693,15 +693,16 @@ impl Session {
         txn: &mut Txn,
     ) -> Result<u64, CopyRowsError> {
         let batches = self
-            .collect_plan(select, txn.statement_view())
+            .collect_in_order(select, txn.statement_view())
             .await
             .map_err(CopyRowsError::Convert)?;
         let table = &plan.table;
         let mut offset = 0;
         for batch in batches {
-            let values = self
-                .checked_values_at(plan, &batch, 0)
-                .map_err(|(error, row)| CopyRowsError::Row(error, row.map(|r| offset + r)))?;
+            let values = self.checked_values_at(plan, &batch, 0).map_err(|failure| {
+                let (error, row) = *failure;
+                CopyRowsError::Row(error, row.map(|r| offset + r))
+            })?;
             let rows = table
                 .codec
                 .encode_rows(&values)
@@ -746,9 +747,20 @@ impl Session {
 
     /// Converts a COPY chunk without writing it (to find the row that made conversion fail).
     pub(super) async fn copy_converts(&self, select: &LogicalPlan, txn: &mut Txn) -> bool {
-        self.collect_plan(select, txn.statement_view())
+        self.collect_in_order(select, txn.statement_view())
             .await
             .is_ok()
+    }
+
+    /// Runs `plan` in one partition: its rows come out in the order of its input.
+    async fn collect_in_order(
+        &self,
+        plan: &LogicalPlan,
+        view: Arc<floe_storage::ReadView>,
+    ) -> SqlResult<Vec<RecordBatch>> {
+        let physical = self.physical_plan_in_order(plan).await?;
+        let stream = execute_stream(physical, self.task_ctx(view))?;
+        Ok(stream.try_collect().await?)
     }
 
     async fn insert_rows(
@@ -910,7 +922,7 @@ impl Session {
         extra: usize,
     ) -> SqlResult<Vec<ArrayRef>> {
         self.checked_values_at(plan, batch, extra)
-            .map_err(|(error, _)| error)
+            .map_err(|failure| failure.0)
     }
 
     /// [`Session::checked_values`], with the failing row's position when a constraint fails.
@@ -919,7 +931,7 @@ impl Session {
         plan: &DmlPlan,
         batch: &RecordBatch,
         extra: usize,
-    ) -> Result<Vec<ArrayRef>, (SqlError, Option<usize>)> {
+    ) -> Result<Vec<ArrayRef>, Box<(SqlError, Option<usize>)>> {
         let def = &plan.table.def;
         let width = def.columns.len();
         let schema = plan.table.codec.schema();
@@ -929,11 +941,11 @@ impl Session {
             let column = if column.data_type() == field.data_type() {
                 column.clone()
             } else {
-                cast(column, field.data_type()).map_err(|e| (e.into(), None))?
+                cast(column, field.data_type()).map_err(|e| Box::new((e.into(), None)))?
             };
             if !field.is_nullable() && column.null_count() > 0 {
                 let row = (0..column.len()).find(|&r| column.is_null(r)).unwrap_or(0);
-                return Err((SqlError::new(
+                return Err(Box::new((SqlError::new(
                     sqlstate::NOT_NULL_VIOLATION,
                     format!(
                         "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
@@ -941,23 +953,23 @@ impl Session {
                         def.name
                     ),
                 )
-                .with_detail(failing_row(batch, width, row)), Some(row)));
+                .with_detail(failing_row(batch, width, row)), Some(row))));
             }
             values.push(column);
         }
         for (c, name) in plan.checks.iter().enumerate() {
             let result = batch.column(width + extra + c);
             let Some(result) = result.as_any().downcast_ref::<BooleanArray>() else {
-                return Err((
+                return Err(Box::new((
                     SqlError::new(
                         sqlstate::DATATYPE_MISMATCH,
                         format!("CHECK constraint \"{name}\" is not a boolean expression"),
                     ),
                     None,
-                ));
+                )));
             };
             if let Some(row) = (0..result.len()).find(|&r| result.is_valid(r) && !result.value(r)) {
-                return Err((
+                return Err(Box::new((
                     SqlError::new(
                         sqlstate::CHECK_VIOLATION,
                         format!(
@@ -967,7 +979,7 @@ impl Session {
                     )
                     .with_detail(failing_row(batch, width, row)),
                     Some(row),
-                ));
+                )));
             }
         }
         Ok(values)
