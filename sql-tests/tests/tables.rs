@@ -659,3 +659,168 @@ async fn views_and_create_table_as_survive_a_restart() {
     let err = c.batch_execute("DROP TABLE base").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST));
 }
+
+/// Sends `data` as one COPY FROM STDIN: the row count, or the error.
+async fn copy_in(c: &Client, sql: &str, data: String) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = c.copy_in(sql).await?;
+    futures::pin_mut!(sink);
+    // Several messages, as clients send them, split mid-row.
+    let bytes = data.into_bytes();
+    for part in bytes.chunks(50_000) {
+        sink.send(bytes::Bytes::copy_from_slice(part)).await?;
+    }
+    sink.finish().await
+}
+
+/// COPY loads in chunks; a COPY large enough to cross several chunk (and log-batch)
+/// boundaries keeps every row, defaults and serials included, through a restart; a bad row,
+/// a NOT NULL violation or a duplicate key after a boundary fails the whole COPY with the
+/// line in CONTEXT and leaves the table as it was.
+#[tokio::test]
+async fn big_copies_are_all_or_nothing_and_survive_restart() {
+    let mut server = TestServer::start_floe();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE big (id bigint PRIMARY KEY, bid int NOT NULL, abalance int, \
+         filler text DEFAULT 'f', n serial)",
+    )
+    .await
+    .unwrap();
+    let rows = 50_000;
+    let data: String = (1..=rows)
+        .map(|i| format!("{i}\t{}\t{}\n", i % 7, i % 100))
+        .collect();
+    let copied = copy_in(&c, "COPY big (id, bid, abalance) FROM STDIN", data)
+        .await
+        .unwrap();
+    assert_eq!(copied, rows);
+    let check = "SELECT count(*)::bigint, sum(abalance)::bigint, count(DISTINCT n)::bigint, \
+                 min(filler) || max(filler) FROM big";
+    let expect_sum: i64 = (1..=rows as i64).map(|i| i % 100).sum();
+    let verify = |row: tokio_postgres::Row| {
+        assert_eq!(row.get::<_, i64>(0), rows as i64);
+        assert_eq!(row.get::<_, i64>(1), expect_sum);
+        assert_eq!(row.get::<_, i64>(2), rows as i64, "serials are distinct");
+        assert_eq!(row.get::<_, String>(3), "ff", "defaults filled in");
+    };
+    verify(c.query_one(check, &[]).await.unwrap());
+
+    // A value of the wrong type on line 40000 (a later chunk than the first).
+    let bad: String = (rows + 1..=rows + 45_000)
+        .map(|i| {
+            if i == rows + 40_000 {
+                format!("{i}\tnot-a-number\t0\n")
+            } else {
+                format!("{i}\t1\t0\n")
+            }
+        })
+        .collect();
+    let err = copy_in(&c, "COPY big (id, bid, abalance) FROM STDIN", bad)
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::INVALID_TEXT_REPRESENTATION);
+    assert_eq!(db.where_(), Some("COPY big, line 40000"));
+
+    // A key that repeats one from the first chunk, on line 30000.
+    let dup: String = (rows + 1..=rows + 35_000)
+        .map(|i| {
+            let id = if i == rows + 30_000 { rows + 5 } else { i };
+            format!("{id}\t1\t0\n")
+        })
+        .collect();
+    let err = copy_in(&c, "COPY big (id, bid, abalance) FROM STDIN", dup)
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::UNIQUE_VIOLATION);
+    assert_eq!(
+        db.message(),
+        "duplicate key value violates unique constraint \"big_pkey\""
+    );
+    assert_eq!(
+        db.detail(),
+        Some(format!("Key (id)=({}) already exists.", rows + 5).as_str())
+    );
+    assert_eq!(db.where_(), Some("COPY big, line 30000"));
+
+    // A key that exists already (committed), a NULL for a NOT NULL column, a missing column.
+    let err = copy_in(
+        &c,
+        "COPY big (id, bid, abalance) FROM STDIN",
+        "7\t1\t1\n".into(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let err = copy_in(
+        &c,
+        "COPY big (id, bid, abalance) FROM STDIN",
+        format!("{}\t1\t1\n{}\t\\N\t1\n", rows + 1, rows + 2),
+    )
+    .await
+    .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::NOT_NULL_VIOLATION);
+    assert_eq!(db.where_(), Some("COPY big, line 2"));
+    let err = copy_in(
+        &c,
+        "COPY big (id, bid, abalance) FROM STDIN",
+        format!("{}\t1\t1\n{}\t1\n", rows + 1, rows + 2),
+    )
+    .await
+    .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::BAD_COPY_FILE_FORMAT);
+    assert_eq!(db.message(), "missing data for column \"abalance\"");
+    assert_eq!(db.where_(), Some("COPY big, line 2"));
+    verify(c.query_one(check, &[]).await.unwrap());
+
+    // In a transaction block, the COPY's rows are invisible to others until COMMIT.
+    let other = server.connect().await;
+    c.batch_execute("BEGIN").await.unwrap();
+    let more: String = (rows + 1..=rows + 20_000)
+        .map(|i| format!("{i}\t1\t0\n"))
+        .collect();
+    copy_in(&c, "COPY big (id, bid, abalance) FROM STDIN", more)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM big").await,
+        rows as i64 + 20_000
+    );
+    assert_eq!(count(&other, "SELECT count(*) FROM big").await, rows as i64);
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM big").await, rows as i64);
+
+    drop((c, other));
+    server.kill9();
+    server.restart(&[]);
+    let c = server.connect().await;
+    verify(c.query_one(check, &[]).await.unwrap());
+}
+
+/// A COPY larger than `--memory-limit` allows fails with 53200 (never an OOM kill), leaves
+/// nothing behind, and the server goes on.
+#[tokio::test]
+async fn a_copy_beyond_the_memory_limit_fails_cleanly() {
+    let server = TestServer::start_floe_with(&["--memory-limit", "20MB"]);
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE capped (id bigint PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let data: String = (1..=300_000)
+        .map(|i| format!("{i}\tsome text to fill the row {i}\n"))
+        .collect();
+    let err = copy_in(&c, "COPY capped FROM STDIN", data)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::OUT_OF_MEMORY));
+    assert_eq!(count(&c, "SELECT count(*) FROM capped").await, 0);
+    let small: String = (1..=1000).map(|i| format!("{i}\tx\n")).collect();
+    assert_eq!(
+        copy_in(&c, "COPY capped FROM STDIN", small).await.unwrap(),
+        1000
+    );
+}

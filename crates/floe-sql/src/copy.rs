@@ -4,6 +4,9 @@
 //! Values travel as text (NULL as `None`); converting them to column types is the SQL layer's
 //! job, exactly as for string literals, so COPY accepts what INSERT accepts.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringBuilder};
 use datafusion::sql::sqlparser::ast::{self, CopyLegacyCsvOption, CopyLegacyOption, CopyOption};
 
 use crate::error::{sqlstate, SqlError, SqlResult};
@@ -151,132 +154,259 @@ impl CopyOptions {
     }
 }
 
-/// One row of values as text (`None`: NULL).
-pub type TextRow = Vec<Option<String>>;
+/// Rows parsed from COPY data, held as text columns (NULL as null) until converted in bulk.
+/// Values go straight from the client's bytes into the columns' buffers: no allocation per
+/// value or row.
+#[derive(Debug)]
+pub struct TextColumns {
+    names: Vec<String>,
+    columns: Vec<StringBuilder>,
+    /// The input line each row started on (for errors: `COPY t, line 3`).
+    lines: Vec<usize>,
+}
+
+impl TextColumns {
+    /// Empty columns named `names` (the COPY's target columns, in order).
+    pub fn new(names: Vec<String>) -> TextColumns {
+        let columns = names.iter().map(|_| StringBuilder::new()).collect();
+        TextColumns {
+            names,
+            columns,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The number of columns.
+    pub fn width(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Takes the rows held as Arrow string columns and the line of each row.
+    pub fn take(&mut self) -> (Vec<ArrayRef>, Vec<usize>) {
+        let columns = self
+            .columns
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef)
+            .collect();
+        (columns, std::mem::take(&mut self.lines))
+    }
+}
 
 /// Parses COPY data as it arrives in chunks of any size.
 #[derive(Debug)]
 pub struct CopyParser {
     options: CopyOptions,
+    /// `COPY t`: the start of every error's CONTEXT line.
+    context: String,
     pending: Vec<u8>,
     skip_header: bool,
     ended: bool,
     line: usize,
-}
-
-fn bad_copy(line: usize, message: impl Into<String>) -> SqlError {
-    SqlError::new(sqlstate::BAD_COPY_FILE_FORMAT, message.into())
-        .with_detail(format!("COPY, line {line}"))
+    /// Unescaped bytes of the current row's fields, and each field's end (`None`: NULL).
+    scratch: Vec<u8>,
+    fields: Vec<Option<usize>>,
 }
 
 impl CopyParser {
-    /// A parser for data in `options`' format.
-    pub fn new(options: CopyOptions) -> CopyParser {
+    /// A parser for data in `options`' format for table `table` (named in errors).
+    pub fn new(options: CopyOptions, table: &str) -> CopyParser {
         CopyParser {
             skip_header: options.header,
             options,
+            context: format!("COPY {table}"),
             pending: Vec::new(),
             ended: false,
             line: 0,
+            scratch: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
+    /// The CONTEXT line for input line `line`.
+    pub fn context(&self, line: usize) -> String {
+        format!("{}, line {line}", self.context)
+    }
+
+    fn bad_copy(&self, line: usize, message: impl Into<String>) -> SqlError {
+        SqlError::new(sqlstate::BAD_COPY_FILE_FORMAT, message.into())
+            .with_context(self.context(line))
+    }
+
     /// Adds a chunk; complete rows are appended to `rows`.
-    pub fn feed(&mut self, data: &[u8], rows: &mut Vec<TextRow>) -> SqlResult<()> {
+    pub fn feed(&mut self, data: &[u8], rows: &mut TextColumns) -> SqlResult<()> {
+        if self.pending.is_empty() {
+            // Parse straight from the message; keep only an incomplete tail.
+            let used = self.parse_complete(data, rows, false)?;
+            self.pending.extend_from_slice(&data[used..]);
+            return Ok(());
+        }
         self.pending.extend_from_slice(data);
-        self.parse_complete(rows, false)
+        let pending = std::mem::take(&mut self.pending);
+        let used = self.parse_complete(&pending, rows, false);
+        self.pending = pending;
+        let used = used?;
+        self.pending.drain(..used);
+        Ok(())
     }
 
     /// The data ended: the last row needs no line end.
-    pub fn finish(&mut self, rows: &mut Vec<TextRow>) -> SqlResult<()> {
-        self.parse_complete(rows, true)
+    pub fn finish(&mut self, rows: &mut TextColumns) -> SqlResult<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let used = self.parse_complete(&pending, rows, true)?;
+        if used < pending.len() && !self.ended {
+            return Err(self.bad_copy(self.line + 1, "unterminated CSV quoted field"));
+        }
+        Ok(())
     }
 
-    fn parse_complete(&mut self, rows: &mut Vec<TextRow>, at_end: bool) -> SqlResult<()> {
+    /// Parses the complete records at the start of `data`; returns the bytes consumed.
+    fn parse_complete(
+        &mut self,
+        data: &[u8],
+        rows: &mut TextColumns,
+        at_end: bool,
+    ) -> SqlResult<usize> {
         let mut start = 0;
-        loop {
-            if self.ended || start >= self.pending.len() {
-                break;
-            }
+        while !self.ended && start < data.len() {
             let parsed = match self.options.format {
-                CopyFormat::Text => self.text_record(start, at_end)?,
-                CopyFormat::Csv => self.csv_record(start, at_end)?,
+                CopyFormat::Text => self.text_record(data, start, at_end)?,
+                CopyFormat::Csv => self.csv_record(data, start, at_end)?,
             };
             let Some((row, next)) = parsed else {
                 break;
             };
             start = next;
             self.line += 1;
-            let Some(row) = row else { continue };
+            if !row {
+                continue;
+            }
             if self.skip_header {
                 self.skip_header = false;
                 continue;
             }
-            rows.push(row);
+            self.push_row(rows)?;
         }
-        self.pending.drain(..start);
-        if at_end && !self.pending.is_empty() && !self.ended {
-            return Err(bad_copy(self.line + 1, "unterminated CSV quoted field"));
+        Ok(start)
+    }
+
+    /// Appends the fields in `scratch` as a row, checking their number.
+    fn push_row(&mut self, rows: &mut TextColumns) -> SqlResult<()> {
+        let width = rows.width();
+        if self.fields.len() > width {
+            return Err(self.bad_copy(self.line, "extra data after last expected column"));
         }
+        if self.fields.len() < width {
+            // An empty line is one empty field in PostgreSQL's eyes too.
+            let message = format!(
+                "missing data for column \"{}\"",
+                rows.names[self.fields.len()]
+            );
+            return Err(self.bad_copy(self.line, message));
+        }
+        let mut begin = 0;
+        for (column, field) in rows.columns.iter_mut().zip(&self.fields) {
+            match field {
+                None => column.append_null(),
+                Some(end) => {
+                    let bytes = &self.scratch[begin..*end];
+                    begin = *end;
+                    match std::str::from_utf8(bytes) {
+                        Ok(text) => column.append_value(text),
+                        Err(_) => {
+                            return Err(SqlError::new(
+                                sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                                "invalid byte sequence for encoding \"UTF8\"",
+                            )
+                            .with_context(self.context(self.line)))
+                        }
+                    }
+                }
+            }
+        }
+        rows.lines.push(self.line);
         Ok(())
     }
 
-    /// The line starting at `start` if complete: (row or `None` for the end marker, next start).
-    fn line_end(&self, start: usize, at_end: bool) -> Option<(usize, usize)> {
-        match self.pending[start..].iter().position(|&b| b == b'\n') {
+    /// The line starting at `start` if complete: (its end without the line break, next start).
+    fn line_end(data: &[u8], start: usize, at_end: bool) -> Option<(usize, usize)> {
+        match data[start..].iter().position(|&b| b == b'\n') {
             Some(n) => {
                 let mut end = start + n;
-                if end > start && self.pending[end - 1] == b'\r' {
+                if end > start && data[end - 1] == b'\r' {
                     end -= 1;
                 }
                 Some((end, start + n + 1))
             }
-            None if at_end => Some((self.pending.len(), self.pending.len())),
+            None if at_end => Some((data.len(), data.len())),
             None => None,
         }
     }
 
+    /// A text-format record: `Some((is a row, next start))` when complete; its fields are
+    /// left in `scratch`/`fields`. `false` for the end marker.
     fn text_record(
         &mut self,
+        data: &[u8],
         start: usize,
         at_end: bool,
-    ) -> SqlResult<Option<(Option<TextRow>, usize)>> {
-        let Some((end, next)) = self.line_end(start, at_end) else {
+    ) -> SqlResult<Option<(bool, usize)>> {
+        let Some((end, next)) = Self::line_end(data, start, at_end) else {
             return Ok(None);
         };
-        let line = &self.pending[start..end];
+        let line = &data[start..end];
         if line == b"\\." {
             self.ended = true;
-            return Ok(Some((None, next)));
+            return Ok(Some((false, next)));
         }
-        let line_no = self.line + 1;
-        let mut row = Vec::new();
+        self.scratch.clear();
+        self.fields.clear();
         for raw in line.split(|&b| b == self.options.delimiter) {
             if raw == self.options.null.as_bytes() {
-                row.push(None);
+                self.fields.push(None);
                 continue;
             }
-            row.push(Some(unescape_text(raw).map_err(|m| bad_copy(line_no, m))?));
+            if raw.contains(&b'\\') {
+                unescape_text(raw, &mut self.scratch);
+            } else {
+                self.scratch.extend_from_slice(raw);
+            }
+            self.fields.push(Some(self.scratch.len()));
         }
-        Ok(Some((Some(row), next)))
+        Ok(Some((true, next)))
     }
 
+    /// A CSV record, as [`CopyParser::text_record`].
     fn csv_record(
         &mut self,
+        data: &[u8],
         start: usize,
         at_end: bool,
-    ) -> SqlResult<Option<(Option<TextRow>, usize)>> {
-        let data = &self.pending;
-        let opts = &self.options;
+    ) -> SqlResult<Option<(bool, usize)>> {
         // The end-of-data marker, alone on a line.
-        if let Some((end, next)) = self.line_end(start, at_end) {
+        if let Some((end, next)) = Self::line_end(data, start, at_end) {
             if &data[start..end] == b"\\." {
                 self.ended = true;
-                return Ok(Some((None, next)));
+                return Ok(Some((false, next)));
             }
         }
-        let mut row = Vec::new();
-        let mut field = Vec::new();
+        let (quote, escape, delimiter) = (
+            self.options.quote,
+            self.options.escape,
+            self.options.delimiter,
+        );
+        self.scratch.clear();
+        self.fields.clear();
+        let mut field_start = 0;
         let mut quoted = false;
         let mut was_quoted = false;
         let mut i = start;
@@ -285,22 +415,19 @@ impl CopyParser {
                 if !at_end || quoted {
                     return Ok(None);
                 }
-                finish_csv_field(&mut row, &mut field, was_quoted, opts)?;
-                return Ok(Some((Some(row), i)));
+                self.finish_csv_field(field_start, was_quoted);
+                return Ok(Some((true, i)));
             }
             let b = data[i];
             if quoted {
-                if b == opts.escape
-                    && opts.escape != opts.quote
-                    && data.get(i + 1) == Some(&opts.quote)
-                {
-                    field.push(opts.quote);
+                if b == escape && escape != quote && data.get(i + 1) == Some(&quote) {
+                    self.scratch.push(quote);
                     i += 2;
                     continue;
                 }
-                if b == opts.quote {
-                    if data.get(i + 1) == Some(&opts.quote) {
-                        field.push(opts.quote);
+                if b == quote {
+                    if data.get(i + 1) == Some(&quote) {
+                        self.scratch.push(quote);
                         i += 2;
                         continue;
                     }
@@ -311,57 +438,45 @@ impl CopyParser {
                     i += 1;
                     continue;
                 }
-                field.push(b);
+                self.scratch.push(b);
                 i += 1;
                 continue;
             }
-            if b == opts.quote {
+            if b == quote {
                 quoted = true;
                 was_quoted = true;
                 i += 1;
-            } else if b == opts.delimiter {
-                finish_csv_field(&mut row, &mut field, was_quoted, opts)?;
+            } else if b == delimiter {
+                self.finish_csv_field(field_start, was_quoted);
+                field_start = self.scratch.len();
                 was_quoted = false;
                 i += 1;
             } else if b == b'\n' || b == b'\r' {
-                finish_csv_field(&mut row, &mut field, was_quoted, opts)?;
+                self.finish_csv_field(field_start, was_quoted);
                 let mut next = i + 1;
                 if b == b'\r' && data.get(next) == Some(&b'\n') {
                     next += 1;
                 }
-                return Ok(Some((Some(row), next)));
+                return Ok(Some((true, next)));
             } else {
-                field.push(b);
+                self.scratch.push(b);
                 i += 1;
             }
         }
     }
-}
 
-fn finish_csv_field(
-    row: &mut TextRow,
-    field: &mut Vec<u8>,
-    was_quoted: bool,
-    options: &CopyOptions,
-) -> SqlResult<()> {
-    let bytes = std::mem::take(field);
-    if !was_quoted && bytes == options.null.as_bytes() {
-        row.push(None);
-        return Ok(());
+    fn finish_csv_field(&mut self, field_start: usize, was_quoted: bool) {
+        if !was_quoted && self.scratch[field_start..] == *self.options.null.as_bytes() {
+            self.scratch.truncate(field_start);
+            self.fields.push(None);
+        } else {
+            self.fields.push(Some(self.scratch.len()));
+        }
     }
-    let text = String::from_utf8(bytes).map_err(|_| {
-        SqlError::new(
-            sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
-            "invalid byte sequence for encoding \"UTF8\"",
-        )
-    })?;
-    row.push(Some(text));
-    Ok(())
 }
 
-/// Decodes the text format's backslash escapes.
-fn unescape_text(raw: &[u8]) -> Result<String, String> {
-    let mut out = Vec::with_capacity(raw.len());
+/// Decodes the text format's backslash escapes, appending to `out`.
+fn unescape_text(raw: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
@@ -402,7 +517,6 @@ fn unescape_text(raw: &[u8]) -> Result<String, String> {
             other => out.push(other),
         }
     }
-    String::from_utf8(out).map_err(|_| "invalid byte sequence for encoding \"UTF8\"".to_string())
 }
 
 /// Appends one row in COPY's output format (values already in PostgreSQL's text form).
@@ -466,15 +580,42 @@ pub fn column_names(columns: &[ast::Ident]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{Array, StringArray};
 
-    fn parse(options: CopyOptions, chunks: &[&[u8]]) -> SqlResult<Vec<TextRow>> {
-        let mut parser = CopyParser::new(options);
-        let mut rows = Vec::new();
+    type TextRow = Vec<Option<String>>;
+
+    fn parse_width(
+        options: CopyOptions,
+        width: usize,
+        chunks: &[&[u8]],
+    ) -> SqlResult<(Vec<TextRow>, Vec<usize>)> {
+        let mut parser = CopyParser::new(options, "t");
+        let mut rows = TextColumns::new((0..width).map(|i| format!("c{i}")).collect());
         for chunk in chunks {
             parser.feed(chunk, &mut rows)?;
         }
         parser.finish(&mut rows)?;
-        Ok(rows)
+        let (columns, lines) = rows.take();
+        let out = (0..lines.len())
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+                        c.is_valid(r).then(|| c.value(r).to_string())
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((out, lines))
+    }
+
+    fn parse(options: CopyOptions, chunks: &[&[u8]]) -> SqlResult<Vec<TextRow>> {
+        let width = match options.format {
+            CopyFormat::Text => 3,
+            CopyFormat::Csv => 2,
+        };
+        Ok(parse_width(options, width, chunks)?.0)
     }
 
     fn s(v: &str) -> Option<String> {
@@ -508,14 +649,14 @@ mod tests {
         };
         let rows = parse(
             options,
-            &[b"id,name\r\n1,\"a, \"\"b\"\"", b"\nc\"\n2,,\"\"\n3,plain"],
+            &[b"id,name\r\n1,\"a, \"\"b\"\"", b"\nc\"\n,\"\"\n3,plain"],
         )
         .unwrap();
         assert_eq!(
             rows,
             vec![
                 vec![s("1"), s("a, \"b\"\nc")],
-                vec![s("2"), None, s("")],
+                vec![None, s("")],
                 vec![s("3"), s("plain")],
             ]
         );
@@ -553,5 +694,20 @@ mod tests {
         };
         let err = parse(csv, &[b"1,\"open"]).unwrap_err();
         assert_eq!(err.code, sqlstate::BAD_COPY_FILE_FORMAT);
+    }
+
+    #[test]
+    fn rows_remember_their_lines_and_bad_widths_name_the_line() {
+        let (rows, lines) =
+            parse_width(CopyOptions::default(), 2, &[b"1\ta\n2\t", b"b\n3\tc"]).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(lines, vec![1, 2, 3]);
+        let err = parse_width(CopyOptions::default(), 2, &[b"1\ta\n2\n"]).unwrap_err();
+        assert_eq!(err.code, sqlstate::BAD_COPY_FILE_FORMAT);
+        assert_eq!(err.message, "missing data for column \"c1\"");
+        assert_eq!(err.context.as_deref(), Some("COPY t, line 2"));
+        let err = parse_width(CopyOptions::default(), 2, &[b"1\ta\tx\n"]).unwrap_err();
+        assert_eq!(err.message, "extra data after last expected column");
+        assert_eq!(err.context.as_deref(), Some("COPY t, line 1"));
     }
 }

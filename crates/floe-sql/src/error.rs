@@ -103,6 +103,9 @@ pub struct SqlError {
     pub hint: Option<String>,
     /// Optional 1-based character position in the query string.
     pub position: Option<usize>,
+    /// Optional CONTEXT line (where it happened, e.g. `COPY t, line 3`); boxed to keep the
+    /// error small.
+    pub context: Option<Box<str>>,
 }
 
 impl SqlError {
@@ -114,12 +117,19 @@ impl SqlError {
             detail: None,
             hint: None,
             position: None,
+            context: None,
         }
     }
 
     /// Adds a DETAIL line.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a CONTEXT line.
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into().into_boxed_str());
         self
     }
 

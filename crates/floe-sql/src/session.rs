@@ -628,6 +628,23 @@ impl Session {
         Ok(state.create_physical_plan(plan).await?)
     }
 
+    /// [`Session::physical_plan`] in one partition, so rows come out in input order (COPY
+    /// maps output rows back to input lines).
+    async fn physical_plan_in_order(
+        &self,
+        plan: &LogicalPlan,
+    ) -> SqlResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let mut state = (*self.state).clone();
+        state.config_mut().options_mut().execution.target_partitions = 1;
+        if rewrite::uses_clock(plan) {
+            state.mark_start_execution();
+            if let Some(block) = &self.txn {
+                state.execution_props_mut().query_execution_start_time = Some(block.started_at);
+            }
+        }
+        Ok(state.create_physical_plan(plan).await?)
+    }
+
     /// The database.
     pub(crate) fn db(&self) -> &Arc<floe_storage::Db> {
         self.engine.db()

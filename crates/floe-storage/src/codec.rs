@@ -177,27 +177,24 @@ impl TableCodec {
 
     /// Encodes one table's changes (key, new row or `None` for a delete) as an IPC stream.
     pub fn encode_changes(&self, changes: &[(Key, Option<RowBytes>)]) -> StorageResult<Vec<u8>> {
-        let keys = BinaryArray::from_iter_values(changes.iter().map(|(k, _)| k.as_ref()));
-        let live = BooleanArray::from_iter(changes.iter().map(|(_, r)| Some(r.is_some())));
-        let present: Vec<&[u8]> = changes.iter().filter_map(|(_, r)| r.as_deref()).collect();
-        let decoded = self.decode_rows(present)?;
-        let mut next = 0u32;
-        let indices: UInt32Array = changes
-            .iter()
-            .map(|(_, r)| {
-                r.as_ref().map(|_| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect();
+        let mut out = Vec::new();
+        self.encode_changes_into(changes, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`TableCodec::encode_changes`], appending to `out`. The stream holds one IPC batch per
+    /// [`LOG_BATCH_ROWS`] changes, so the Arrow form of a huge commit (a COPY of millions of
+    /// rows) never exists all at once: only one batch's columns besides the bytes.
+    pub fn encode_changes_into(
+        &self,
+        changes: &[(Key, Option<RowBytes>)],
+        out: &mut Vec<u8>,
+    ) -> StorageResult<()> {
         let mut fields = vec![
             Field::new("__key", DataType::Binary, false),
             Field::new("__live", DataType::Boolean, false),
         ];
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(live)];
-        for (i, column) in decoded.columns().iter().enumerate() {
-            let field = self.schema.field(i);
+        for (i, field) in self.schema.fields().iter().enumerate() {
             fields.push(
                 Field::new(
                     format!("c{}", self.column_ids[i]),
@@ -206,13 +203,38 @@ impl TableCodec {
                 )
                 .with_metadata(field.metadata().clone()),
             );
-            columns.push(take(column.as_ref(), &indices, None)?);
         }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema())?;
-        writer.write(&batch)?;
+        let schema = Arc::new(Schema::new(fields));
+        let mut writer = StreamWriter::try_new(out, &schema)?;
+        for chunk in changes.chunks(LOG_BATCH_ROWS) {
+            let keys = BinaryArray::from_iter_values(chunk.iter().map(|(k, _)| k.as_ref()));
+            let live = BooleanArray::from_iter(chunk.iter().map(|(_, r)| Some(r.is_some())));
+            let present: Vec<&[u8]> = chunk.iter().filter_map(|(_, r)| r.as_deref()).collect();
+            let all_live = present.len() == chunk.len();
+            let decoded = self.decode_rows(present)?;
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(live)];
+            if all_live {
+                columns.extend(decoded.columns().iter().cloned());
+            } else {
+                let mut next = 0u32;
+                let indices: UInt32Array = chunk
+                    .iter()
+                    .map(|(_, r)| {
+                        r.as_ref().map(|_| {
+                            next += 1;
+                            next - 1
+                        })
+                    })
+                    .collect();
+                for column in decoded.columns() {
+                    columns.push(take(column.as_ref(), &indices, None)?);
+                }
+            }
+            let batch = RecordBatch::try_new(schema.clone(), columns)?;
+            writer.write(&batch)?;
+        }
         writer.finish()?;
-        Ok(writer.into_inner()?)
+        Ok(())
     }
 
     /// Decodes changes written by [`TableCodec::encode_changes`], possibly under an older
@@ -287,6 +309,62 @@ pub enum LogEntry {
 }
 
 const RECORD_VERSION: u8 = 1;
+
+/// Changes per IPC batch in a log record (see [`TableCodec::encode_changes_into`]).
+pub const LOG_BATCH_ROWS: usize = 16 * 1024;
+
+/// Builds a commit's log record in place, in the format of [`encode_record`]: each entry's
+/// payload is encoded straight into the record, so a big commit's bytes exist once.
+#[derive(Debug)]
+pub struct RecordBuilder {
+    out: Vec<u8>,
+    entries: u32,
+}
+
+impl Default for RecordBuilder {
+    fn default() -> Self {
+        let mut out = Vec::new();
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        RecordBuilder { out, entries: 0 }
+    }
+}
+
+impl RecordBuilder {
+    /// Adds a TRUNCATE marker.
+    pub fn truncate(&mut self, table_id: u32) {
+        self.out.push(2);
+        self.out.extend_from_slice(&table_id.to_le_bytes());
+        self.out.extend_from_slice(&0u32.to_le_bytes());
+        self.entries += 1;
+    }
+
+    /// Adds a table's changed rows.
+    pub fn rows(
+        &mut self,
+        codec: &TableCodec,
+        table_id: u32,
+        changes: &[(Key, Option<RowBytes>)],
+    ) -> StorageResult<()> {
+        self.out.push(1);
+        self.out.extend_from_slice(&table_id.to_le_bytes());
+        let len_at = self.out.len();
+        self.out.extend_from_slice(&0u32.to_le_bytes());
+        codec.encode_changes_into(changes, &mut self.out)?;
+        let len = u32::try_from(self.out.len() - len_at - 4).map_err(|_| {
+            StorageError::Internal("a table's changes exceed 4 GiB in one commit".into())
+        })?;
+        self.out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// The finished record.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[1..5].copy_from_slice(&self.entries.to_le_bytes());
+        self.out
+    }
+}
 
 /// Encodes a commit's log record.
 pub fn encode_record(entries: &[LogEntry]) -> Vec<u8> {

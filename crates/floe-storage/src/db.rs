@@ -29,7 +29,7 @@ use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger, CF_CHECKPOINT,
 };
-use crate::codec::{decode_record, encode_record, Key, LogEntry, RowBytes, TableCodec};
+use crate::codec::{decode_record, Key, LogEntry, RecordBuilder, RowBytes, TableCodec};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::HotTable;
 use crate::index::{index_changes, HotIndex};
@@ -465,21 +465,16 @@ impl Db {
                 }
             }
         }
-        let mut entries = Vec::new();
+        let mut record = RecordBuilder::default();
         for table in &body.tables {
             if table.truncate {
-                entries.push(LogEntry::Truncate {
-                    table_id: table.table_id,
-                });
+                record.truncate(table.table_id);
             }
             if !table.rows.is_empty() {
-                entries.push(LogEntry::Rows {
-                    table_id: table.table_id,
-                    ipc: table.codec.encode_changes(&table.rows)?,
-                });
+                record.rows(&table.codec, table.table_id, &table.rows)?;
             }
         }
-        let record = encode_record(&entries);
+        let record = record.finish();
         let (reply, answer) = oneshot::channel();
         {
             let sender = self.committer.lock();
@@ -737,7 +732,7 @@ impl Inner {
                 return next_ts;
             }
         };
-        for request in group {
+        for mut request in group {
             let catalog_writes = self
                 .validate(&request.body)
                 .and_then(|()| request.body.catalog.iter().map(Catalog::persist).collect());
@@ -750,8 +745,11 @@ impl Inner {
             };
             let ts = next_ts;
             next_ts += 1;
-            batch.put_cf(log_cf, ts.to_be_bytes(), &request.record);
-            log_bytes += request.record.len() as u64;
+            // The batch holds its own copy: drop the record now, not after the apply.
+            let record = std::mem::take(&mut request.record);
+            batch.put_cf(log_cf, ts.to_be_bytes(), &record);
+            log_bytes += record.len() as u64;
+            drop(record);
             for (key, value) in catalog_writes {
                 match value {
                     Some(value) => batch.put_cf(catalog_cf, key, value),

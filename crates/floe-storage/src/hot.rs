@@ -234,15 +234,17 @@ impl HotTable {
         let mut delta: isize = 0;
         let row_len = row.as_ref().map_or(0, |r| r.len());
         let probe = Probe::new(key);
-        let chain = match map.get_mut(&probe as &dyn KeyView) {
-            Some(chain) => chain,
-            None => {
+        // One search per key: a new key (the common case in bulk loads) is inserted where the
+        // search ended.
+        let chain = match map.entry(MapKey::new(key)) {
+            std::collections::btree_map::Entry::Occupied(chain) => chain.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
                 if row.is_none() {
                     // Deleting a key that has no versions: nothing to record.
                     return (Applied { old: None }, 0);
                 }
                 delta += (key.len() + VERSION_OVERHEAD) as isize;
-                map.entry(MapKey::new(key)).or_default()
+                slot.insert(Vec::with_capacity(1))
             }
         };
         let old = chain.last().and_then(|v| v.row.clone());
@@ -282,6 +284,19 @@ impl HotTable {
         map.get(&probe as &dyn KeyView)
             .and_then(|chain| chain.last())
             .map(|v| (v.commit_ts, v.row.clone()))
+    }
+
+    /// For each of `keys`: whether its newest committed version is a row (not deleted), under
+    /// one read lock (bulk inserts check many keys at once).
+    pub fn latest_live_many<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<bool> {
+        let map = self.map.read();
+        keys.into_iter()
+            .map(|key| {
+                map.get(&Probe::new(key) as &dyn KeyView)
+                    .and_then(|chain| chain.last())
+                    .is_some_and(|v| v.row.is_some())
+            })
+            .collect()
     }
 
     /// Up to `max` visible rows at `snapshot_ts` in `range`, in key order, appended to `out`.

@@ -26,7 +26,8 @@ struct Owner {
 
 #[derive(Debug, Default)]
 struct LockTable {
-    owners: HashMap<(u32, Key), Owner>,
+    /// A keyed fast hash (SipHash dominated bulk loads; keys come from users, so keyed).
+    owners: HashMap<(u32, Key), Owner, ahash::RandomState>,
     waits_for: HashMap<TxnId, TxnId>,
 }
 
@@ -115,6 +116,40 @@ impl LockManager {
         }
     }
 
+    /// Locks every key of `keys` that no other transaction holds, under one acquisition of the
+    /// lock table (bulk loads). Keys newly locked are appended to `newly` (the caller must
+    /// release them); the keys another transaction holds are returned, for the caller to wait
+    /// for one by one with [`LockManager::lock`]. The new locks share one wake-up signal: a
+    /// transaction releases all its locks at once, so waiters lose nothing by it.
+    pub fn try_lock_many<'a>(
+        &self,
+        txn: TxnId,
+        table: u32,
+        keys: impl IntoIterator<Item = &'a Key>,
+        newly: &mut Vec<(u32, Key)>,
+    ) -> Vec<Key> {
+        let released = Arc::new(Notify::new());
+        let mut busy = Vec::new();
+        let mut t = self.table.lock();
+        for key in keys {
+            match t.owners.entry((table, key.clone())) {
+                std::collections::hash_map::Entry::Occupied(owner) => {
+                    if owner.get().txn != txn {
+                        busy.push(key.clone());
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Owner {
+                        txn,
+                        released: released.clone(),
+                    });
+                    newly.push((table, key.clone()));
+                }
+            }
+        }
+        busy
+    }
+
     /// Whether `txn` holds the lock on `key`.
     pub fn holds(&self, txn: TxnId, table: u32, key: &Key) -> bool {
         self.table
@@ -127,10 +162,19 @@ impl LockManager {
     /// Releases `txn`'s locks on `keys` and wakes their waiters.
     pub fn release(&self, txn: TxnId, keys: impl IntoIterator<Item = (u32, Key)>) {
         let mut t = self.table.lock();
+        let mut last: Option<Arc<Notify>> = None;
         for key in keys {
-            if t.owners.get(&key).is_some_and(|o| o.txn == txn) {
-                if let Some(owner) = t.owners.remove(&key) {
-                    owner.released.notify_waiters();
+            if let std::collections::hash_map::Entry::Occupied(owner) = t.owners.entry(key) {
+                if owner.get().txn == txn {
+                    let owner = owner.remove();
+                    // Keys locked together share a signal: notify it once per run.
+                    if !last
+                        .as_ref()
+                        .is_some_and(|l| Arc::ptr_eq(l, &owner.released))
+                    {
+                        owner.released.notify_waiters();
+                        last = Some(owner.released);
+                    }
                 }
             }
         }

@@ -57,6 +57,8 @@ enum Undo {
         rows: BTreeMap<Key, Option<RowBytes>>,
         was_truncated: bool,
     },
+    /// Keys a bulk insert added that the write set did not hold before.
+    Inserted { table_id: u32, keys: Vec<Key> },
 }
 
 /// A transaction's uncommitted changes.
@@ -538,6 +540,126 @@ impl Txn {
         Ok(())
     }
 
+    /// Inserts new rows in bulk (COPY FROM): locks their keys, checks that no row holds any of
+    /// them (in this transaction's writes or committed) and adds them to the write set, taking
+    /// the lock table, the hot tier and the write set once per call instead of once per row.
+    /// Rows of a table without a primary key come with fresh row-id keys and need neither.
+    ///
+    /// Returns the position of the first row whose key exists (the rows before it are
+    /// written, the rest not), or `None` when all were written. A table with unique indexes
+    /// goes row by row through [`Txn::write`], which enforces them (a duplicate there fails
+    /// with [`StorageError::UniqueViolation`]).
+    pub async fn insert_new(
+        &mut self,
+        table: &Arc<TableData>,
+        rows: Vec<(Key, RowBytes)>,
+    ) -> StorageResult<Option<usize>> {
+        let keyed = table.codec.has_primary_key();
+        if !self.unique_indexes(table).is_empty() {
+            for (i, (key, row)) in rows.into_iter().enumerate() {
+                if keyed {
+                    self.lock_row(table, &key).await?;
+                    if self.key_exists(table, &key) {
+                        return Ok(Some(i));
+                    }
+                }
+                self.write(table, key, Some(row)).await?;
+            }
+            return Ok(None);
+        }
+        if keyed {
+            let busy = self.db.locks().try_lock_many(
+                self.id,
+                table.def.id,
+                rows.iter().map(|(k, _)| k),
+                &mut self.locked,
+            );
+            // Held by another writer: wait for each (rare; deadlocks are detected there).
+            for key in busy {
+                self.lock_row(table, &key).await?;
+            }
+        }
+        let truncated = self
+            .writes
+            .lock()
+            .tables
+            .get(&table.def.id)
+            .is_some_and(|t| t.truncated);
+        // Committed rows: newest versions, checked under one read lock. Keys now locked by
+        // this transaction cannot gain a committed version until it ends.
+        let committed = if keyed && !truncated {
+            table.hot.latest_live_many(rows.iter().map(|(k, _)| k))
+        } else {
+            Vec::new()
+        };
+        let added: usize = rows.iter().map(|(k, r)| k.len() + r.len() + 64).sum();
+        let mut writes = self.writes.lock();
+        if let Some(limit) = self.db.memory_limit() {
+            if self.db.hot_bytes() + writes.bytes + added > limit {
+                return Err(StorageError::MemoryLimit {
+                    detail: format!(
+                        "The hot tier holds {} bytes and this transaction {} more; the limit \
+                         is {limit} bytes (--memory-limit).",
+                        self.db.hot_bytes(),
+                        writes.bytes
+                    ),
+                });
+            }
+        }
+        writes.bytes += added;
+        let table_id = table.def.id;
+        let entry = writes
+            .tables
+            .entry(table_id)
+            .or_insert_with(|| TableWrites {
+                data: table.clone(),
+                truncated: false,
+                rows: BTreeMap::new(),
+                unique_checked: None,
+            });
+        // No unique index to check against: a CREATE UNIQUE INDEX committed meanwhile makes
+        // the commit fail (see `write`).
+        entry.unique_checked = Some(Vec::new());
+        let mut inserted = Vec::with_capacity(rows.len());
+        let mut replaced = Vec::new();
+        let mut duplicate = None;
+        for (i, (key, row)) in rows.into_iter().enumerate() {
+            match entry.rows.entry(key) {
+                std::collections::btree_map::Entry::Occupied(mut own) => {
+                    if own.get().is_some() {
+                        duplicate = Some(i);
+                        break;
+                    }
+                    // Deleted earlier in this transaction: the insert takes its place.
+                    replaced.push(own.key().clone());
+                    own.insert(Some(row));
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    if committed.get(i).copied().unwrap_or(false) {
+                        duplicate = Some(i);
+                        break;
+                    }
+                    inserted.push(slot.key().clone());
+                    slot.insert(Some(row));
+                }
+            }
+        }
+        for key in replaced {
+            writes.undo.push(Undo::Row {
+                table_id,
+                key,
+                previous: Some(None),
+            });
+        }
+        if !inserted.is_empty() {
+            writes.undo.push(Undo::Inserted {
+                table_id,
+                keys: inserted,
+            });
+        }
+        Ok(duplicate)
+    }
+
     /// Removes every row of `table` (TRUNCATE), transactionally.
     pub fn truncate(&mut self, table: &Arc<TableData>) {
         let mut writes = self.writes.lock();
@@ -606,6 +728,13 @@ impl Txn {
                     if let Some(t) = writes.tables.get_mut(&table_id) {
                         t.rows = rows;
                         t.truncated = was_truncated;
+                    }
+                }
+                Undo::Inserted { table_id, keys } => {
+                    if let Some(t) = writes.tables.get_mut(&table_id) {
+                        for key in keys {
+                            t.rows.remove(&key);
+                        }
                     }
                 }
             }

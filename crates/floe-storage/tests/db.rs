@@ -516,3 +516,109 @@ async fn unique_indexes_are_built_checked_and_rebuilt_on_recovery() {
         "{err:?}"
     );
 }
+
+/// The bulk path COPY uses: many rows per call, a key that exists stops at its position,
+/// savepoints undo a bulk insert, other writers wait for its keys, and a commit big enough to
+/// span several IPC batches of the log record survives a restart.
+#[tokio::test]
+async fn bulk_inserts_check_keys_lock_them_and_survive_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = floe_storage::codec::LOG_BATCH_ROWS as i32 * 2 + 100;
+    let table_id;
+    {
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let table = create(&db, "bulk").await;
+        table_id = table.def.id;
+        insert(&db, &table, &[(5, 5)]).await;
+
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        // Row 5 is committed already: the first call stops there, rows before it are written.
+        let first: Vec<(i32, i64)> = (1..=10).map(|i| (i, i as i64)).collect();
+        assert_eq!(
+            txn.insert_new(&table, rows(&table, &first)).await.unwrap(),
+            Some(4)
+        );
+        // A duplicate within the transaction's own rows, and within one call.
+        assert_eq!(
+            txn.insert_new(&table, rows(&table, &[(11, 0), (2, 0)]))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            txn.insert_new(&table, rows(&table, &[(12, 0), (12, 0)]))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        drop(txn);
+
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        let mark = txn.savepoint();
+        let undone: Vec<(i32, i64)> = (100..200).map(|i| (i, 0)).collect();
+        assert_eq!(
+            txn.insert_new(&table, rows(&table, &undone)).await.unwrap(),
+            None
+        );
+        txn.rollback_to(mark);
+        let all: Vec<(i32, i64)> = (1..=n).filter(|i| *i != 5).map(|i| (i, 1)).collect();
+        for chunk in all.chunks(10_000) {
+            assert_eq!(
+                txn.insert_new(&table, rows(&table, chunk)).await.unwrap(),
+                None
+            );
+        }
+        // Another writer of one of the keys waits until the bulk insert commits.
+        let db2 = db.clone();
+        let table2 = table.clone();
+        let waiter = tokio::spawn(async move {
+            let mut other = db2.begin(Isolation::ReadCommitted);
+            let (key, _) = rows(&table2, &[(7, 0)]).remove(0);
+            other.lock_row(&table2, &key).await.unwrap();
+            other.key_exists(&table2, &key)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        assert!(balances(&table, db.visible_ts()).len() == 1);
+        let ts = txn.commit().await.unwrap().unwrap();
+        assert!(waiter.await.unwrap(), "the waiter sees the committed row");
+        let visible = balances(&table, ts);
+        assert_eq!(visible.len(), n as usize);
+        // The rolled-back rows (balance 0) are gone: every row has balance 1 but row 5.
+        let sum: i64 = visible.iter().map(|(_, b)| b).sum();
+        assert_eq!(sum, 5 + (n as i64 - 1));
+        db.close();
+    }
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let table = db.table(table_id).unwrap();
+    let visible = balances(&table, db.visible_ts());
+    assert_eq!(visible.len(), n as usize);
+    let sum: i64 = visible.iter().map(|(_, b)| b).sum();
+    assert_eq!(sum, 5 + (n as i64 - 1));
+}
+
+/// A bulk insert beyond `--memory-limit` fails with the memory-limit error, not an OOM.
+#[tokio::test]
+async fn bulk_inserts_respect_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        DbOptions {
+            memory_limit: Some(256 * 1024),
+            ..DbOptions::default()
+        },
+    )
+    .unwrap();
+    let table = create(&db, "big").await;
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let mut failed = false;
+    for start in (0..100_000).step_by(1000) {
+        let values: Vec<(i32, i64)> = (start..start + 1000).map(|i| (i, 0)).collect();
+        if let Err(e) = txn.insert_new(&table, rows(&table, &values)).await {
+            assert!(matches!(e, StorageError::MemoryLimit { .. }), "{e:?}");
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "256 KiB cannot hold 100k rows");
+}

@@ -209,6 +209,7 @@ pub(crate) fn error_info(err: &SqlError) -> ErrorInfo {
     info.detail = err.detail.clone();
     info.hint = err.hint.clone();
     info.position = err.position.map(|p| p.to_string());
+    info.where_context = err.context.as_deref().map(str::to_owned);
     info
 }
 

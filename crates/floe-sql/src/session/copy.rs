@@ -2,23 +2,39 @@
 //!
 //! COPY FROM is an INSERT whose rows come from the client: the statement is planned once as
 //! `INSERT INTO t (cols) SELECT * FROM floe_internal.copy` (so values convert exactly as string
-//! literals do in an INSERT, defaults and constraints included), and every chunk of parsed rows
-//! runs through that plan in the statement's transaction. COPY TO runs the query (or
-//! `SELECT cols FROM t`) and hands the rows to the wire layer with the output options.
+//! literals do in an INSERT, defaults and constraints included). The bulk-load path:
+//!
+//! - the parser writes values straight into Arrow string columns ([`TextColumns`]), no
+//!   allocation per value or row;
+//! - every [`CHUNK_ROWS`] rows run through the plan at once (vectorised casts, defaults,
+//!   CHECKs), are encoded once into keys and rows, and go to the transaction in one
+//!   [`floe_storage::Txn::insert_new`] call: one pass over the lock table, the hot tier (to
+//!   check for existing keys) and the write set per chunk, not one await per row;
+//! - the commit encodes the log record batch by batch ([`floe_storage::codec::RecordBuilder`]).
+//!
+//! So memory during a COPY is the rows themselves (the write set, which becomes the hot tier
+//! at commit) plus one chunk, and the `--memory-limit` check runs per chunk (53200 beyond it).
+//! The whole COPY is one transaction: nothing is visible before it commits and a failed COPY
+//! leaves nothing behind. Errors name the input line in CONTEXT (`COPY t, line 3`) like
+//! PostgreSQL; when the conversion of a chunk fails, the first failing row is found by
+//! converting ever shorter prefixes of the chunk (a bisection, only on that error path).
+//!
+//! COPY TO runs the query (or `SELECT cols FROM t`) and hands the rows to the wire layer with
+//! the output options.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Statement};
 
-use super::dml::{replace_sources, DmlPlan};
+use super::dml::{replace_sources, CopyRowsError, DmlPlan};
 use super::{Session, StatementResult, StatementTxn};
-use crate::copy::{CopyOptions, CopyParser, TextRow};
+use crate::copy::{CopyOptions, CopyParser, TextColumns};
 use crate::error::{sqlstate, SqlError, SqlResult};
 
 /// Rows converted and written at a time.
-const CHUNK_ROWS: usize = 8192;
+const CHUNK_ROWS: usize = 16 * 1024;
 
 /// A COPY FROM STDIN waiting for the client's data.
 pub(crate) struct CopyIn {
@@ -26,7 +42,7 @@ pub(crate) struct CopyIn {
     source_schema: SchemaRef,
     parser: CopyParser,
     txn: StatementTxn,
-    rows: Vec<TextRow>,
+    rows: TextColumns,
     count: u64,
     /// The first error; later data is read and dropped, the error is reported at the end.
     error: Option<SqlError>,
@@ -91,11 +107,12 @@ impl Session {
             return Err(SqlError::syntax("COPY FROM needs a table"));
         };
         let def = self.relation(&table_name)?;
-        let width = if columns.is_empty() {
-            def.columns.len()
+        let names: Vec<String> = if columns.is_empty() {
+            def.columns.iter().map(|c| c.name.clone()).collect()
         } else {
-            columns.len()
+            crate::copy::column_names(&columns)
         };
+        let width = names.len();
         let column_list = if columns.is_empty() {
             String::new()
         } else {
@@ -121,12 +138,12 @@ impl Session {
             .plan_dml_from(&insert, &[], Some(source_schema.clone()))
             .await?;
         let txn = self.statement_txn().await?;
-        let mut copy_in = CopyIn {
+        let copy_in = CopyIn {
             plan: Arc::new(plan),
             source_schema,
-            parser: CopyParser::new(options),
+            parser: CopyParser::new(options, &def.name),
             txn,
-            rows: Vec::new(),
+            rows: TextColumns::new(names),
             count: 0,
             error: None,
         };
@@ -142,7 +159,6 @@ impl Session {
             let tag = self.copy_done().await?;
             return Ok(StatementResult::Command(tag));
         }
-        copy_in.rows.reserve(CHUNK_ROWS);
         self.copy_in = Some(copy_in);
         Ok(StatementResult::CopyIn { columns: width })
     }
@@ -210,35 +226,48 @@ impl Session {
         if state.rows.is_empty() {
             return Ok(());
         }
-        let width = state.source_schema.fields().len();
-        let rows = std::mem::take(&mut state.rows);
-        for (i, row) in rows.iter().enumerate() {
-            if row.len() != width {
-                let (code, what) = if row.len() < width {
-                    (sqlstate::BAD_COPY_FILE_FORMAT, "missing data for column")
-                } else {
-                    (
-                        sqlstate::BAD_COPY_FILE_FORMAT,
-                        "extra data after last expected column",
-                    )
-                };
-                return Err(SqlError::new(code, what.to_string())
-                    .with_detail(format!("COPY, row {}", state.count as usize + i + 1)));
+        let (columns, lines) = state.rows.take();
+        let batch = RecordBatch::try_new(state.source_schema.clone(), columns)?;
+        let select = replace_sources(state.plan.select().clone(), &[("copy", batch.clone())])?;
+        match self.copy_rows(&state.plan, &select, &mut state.txn).await {
+            Ok(written) => {
+                state.count += written;
+                Ok(())
+            }
+            Err(CopyRowsError::Row(error, row)) => Err(match row.and_then(|r| lines.get(r)) {
+                Some(&line) => error.with_context(state.parser.context(line)),
+                None => error,
+            }),
+            Err(CopyRowsError::Convert(error)) => {
+                let line = self.first_failing_line(state, &batch, &lines).await;
+                Err(match line {
+                    Some(line) => error.with_context(state.parser.context(line)),
+                    None => error,
+                })
             }
         }
-        let columns: Vec<ArrayRef> = (0..width)
-            .map(|c| {
-                Arc::new(StringArray::from_iter(rows.iter().map(|r| r[c].as_deref()))) as ArrayRef
-            })
-            .collect();
-        let batch = RecordBatch::try_new(state.source_schema.clone(), columns)?;
-        let select = replace_sources(state.plan.select().clone(), &[("copy", batch)])?;
-        let written = self
-            .write_rows(&state.plan, &select, &mut state.txn)
-            .await?;
-        state.count += written.len() as u64;
-        state.rows = rows;
-        state.rows.clear();
-        Ok(())
+    }
+
+    /// The line of the first row of `batch` whose conversion fails: the shortest failing
+    /// prefix, by bisection (an error path only).
+    async fn first_failing_line(
+        &mut self,
+        state: &mut CopyIn,
+        batch: &RecordBatch,
+        lines: &[usize],
+    ) -> Option<usize> {
+        // Invariant: the prefix of `high` rows fails, that of `low` rows converts.
+        let (mut low, mut high) = (0, batch.num_rows());
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            let prefix = batch.slice(0, mid);
+            let select = replace_sources(state.plan.select().clone(), &[("copy", prefix)]).ok()?;
+            if self.copy_converts(&select, &mut state.txn).await {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        lines.get(high.checked_sub(1)?).copied()
     }
 }

@@ -85,6 +85,14 @@ pub(crate) struct DmlPlan {
     arbiter: Arbiter,
 }
 
+/// Why [`Session::copy_rows`] failed.
+pub(super) enum CopyRowsError {
+    /// Converting the chunk failed (a value of the wrong type): the row is not known.
+    Convert(SqlError),
+    /// Writing failed, at this row of the chunk when known.
+    Row(SqlError, Option<usize>),
+}
+
 /// A SQL name quoted for safe reuse in generated SQL.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -675,6 +683,86 @@ impl Session {
         Ok(affected)
     }
 
+    /// COPY FROM's write of one chunk of rows: `select` (the INSERT's plan over the chunk)
+    /// converts them (types, defaults, CHECK results), then they are encoded once and handed to
+    /// the transaction in bulk ([`Txn::insert_new`]). Returns the rows written.
+    pub(super) async fn copy_rows(
+        &self,
+        plan: &DmlPlan,
+        select: &LogicalPlan,
+        txn: &mut Txn,
+    ) -> Result<u64, CopyRowsError> {
+        let batches = self
+            .collect_in_order(select, txn.statement_view())
+            .await
+            .map_err(CopyRowsError::Convert)?;
+        let table = &plan.table;
+        let mut offset = 0;
+        for batch in batches {
+            let values = self.checked_values_at(plan, &batch, 0).map_err(|failure| {
+                let (error, row) = *failure;
+                CopyRowsError::Row(error, row.map(|r| offset + r))
+            })?;
+            let rows = table
+                .codec
+                .encode_rows(&values)
+                .map_err(|e| CopyRowsError::Row(e.into(), None))?;
+            let keys = table
+                .codec
+                .encode_keys(&values)
+                .map_err(|e| CopyRowsError::Row(e.into(), None))?;
+            let pairs: Vec<(Key, RowBytes)> = (0..rows.num_rows())
+                .map(|i| {
+                    let key: Key = match &keys {
+                        Some(keys) => Arc::from(keys.row(i).data()),
+                        None => TableCodec::rowid_key(table.next_rowid()),
+                    };
+                    (key, Arc::from(rows.row(i).data()))
+                })
+                .collect();
+            let count = pairs.len();
+            match txn.insert_new(table, pairs).await {
+                Ok(None) => {}
+                Ok(Some(i)) => {
+                    let key: Key = match &keys {
+                        Some(keys) => Arc::from(keys.row(i).data()),
+                        None => {
+                            return Err(CopyRowsError::Row(
+                                SqlError::internal("duplicate row id"),
+                                None,
+                            ))
+                        }
+                    };
+                    return Err(CopyRowsError::Row(
+                        duplicate_key(table, &key),
+                        Some(offset + i),
+                    ));
+                }
+                Err(e) => return Err(CopyRowsError::Row(e.into(), None)),
+            }
+            offset += count;
+        }
+        Ok(offset as u64)
+    }
+
+    /// Converts a COPY chunk without writing it (to find the row that made conversion fail).
+    pub(super) async fn copy_converts(&self, select: &LogicalPlan, txn: &mut Txn) -> bool {
+        self.collect_in_order(select, txn.statement_view())
+            .await
+            .is_ok()
+    }
+
+    /// Runs `plan` in one partition: its rows come out in the order of its input.
+    async fn collect_in_order(
+        &self,
+        plan: &LogicalPlan,
+        view: Arc<floe_storage::ReadView>,
+    ) -> SqlResult<Vec<RecordBatch>> {
+        let physical = self.physical_plan_in_order(plan).await?;
+        let stream = execute_stream(physical, self.task_ctx(view))?;
+        Ok(stream.try_collect().await?)
+    }
+
     async fn insert_rows(
         &self,
         plan: &DmlPlan,
@@ -833,6 +921,17 @@ impl Session {
         batch: &RecordBatch,
         extra: usize,
     ) -> SqlResult<Vec<ArrayRef>> {
+        self.checked_values_at(plan, batch, extra)
+            .map_err(|failure| failure.0)
+    }
+
+    /// [`Session::checked_values`], with the failing row's position when a constraint fails.
+    fn checked_values_at(
+        &self,
+        plan: &DmlPlan,
+        batch: &RecordBatch,
+        extra: usize,
+    ) -> Result<Vec<ArrayRef>, Box<(SqlError, Option<usize>)>> {
         let def = &plan.table.def;
         let width = def.columns.len();
         let schema = plan.table.codec.schema();
@@ -842,11 +941,11 @@ impl Session {
             let column = if column.data_type() == field.data_type() {
                 column.clone()
             } else {
-                cast(column, field.data_type())?
+                cast(column, field.data_type()).map_err(|e| Box::new((e.into(), None)))?
             };
             if !field.is_nullable() && column.null_count() > 0 {
                 let row = (0..column.len()).find(|&r| column.is_null(r)).unwrap_or(0);
-                return Err(SqlError::new(
+                return Err(Box::new((SqlError::new(
                     sqlstate::NOT_NULL_VIOLATION,
                     format!(
                         "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
@@ -854,27 +953,33 @@ impl Session {
                         def.name
                     ),
                 )
-                .with_detail(failing_row(batch, width, row)));
+                .with_detail(failing_row(batch, width, row)), Some(row))));
             }
             values.push(column);
         }
         for (c, name) in plan.checks.iter().enumerate() {
             let result = batch.column(width + extra + c);
             let Some(result) = result.as_any().downcast_ref::<BooleanArray>() else {
-                return Err(SqlError::new(
-                    sqlstate::DATATYPE_MISMATCH,
-                    format!("CHECK constraint \"{name}\" is not a boolean expression"),
-                ));
+                return Err(Box::new((
+                    SqlError::new(
+                        sqlstate::DATATYPE_MISMATCH,
+                        format!("CHECK constraint \"{name}\" is not a boolean expression"),
+                    ),
+                    None,
+                )));
             };
             if let Some(row) = (0..result.len()).find(|&r| result.is_valid(r) && !result.value(r)) {
-                return Err(SqlError::new(
-                    sqlstate::CHECK_VIOLATION,
-                    format!(
-                        "new row for relation \"{}\" violates check constraint \"{name}\"",
-                        def.name
-                    ),
-                )
-                .with_detail(failing_row(batch, width, row)));
+                return Err(Box::new((
+                    SqlError::new(
+                        sqlstate::CHECK_VIOLATION,
+                        format!(
+                            "new row for relation \"{}\" violates check constraint \"{name}\"",
+                            def.name
+                        ),
+                    )
+                    .with_detail(failing_row(batch, width, row)),
+                    Some(row),
+                )));
             }
         }
         Ok(values)
