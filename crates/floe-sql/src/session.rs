@@ -43,7 +43,7 @@ mod view;
 pub(crate) use ddl::ident_name as fold_ident;
 
 use datafusion::execution::TaskContext;
-use floe_storage::{Isolation, ReadView, SavepointMark, Txn};
+use floe_storage::{with_pending_catalog, Isolation, PendingCatalog, ReadView, SavepointMark, Txn};
 
 use crate::colnames;
 use crate::engine::Engine;
@@ -201,6 +201,8 @@ struct TxnBlock {
     started_at: chrono::DateTime<chrono::Utc>,
     savepoints: Vec<(String, SavepointMark)>,
     undo: SettingsUndo,
+    /// The storage transaction's pending catalog (its DDL), shared with it.
+    pending: Arc<PendingCatalog>,
     /// The storage transaction. Behind a mutex so a statement can hold it across awaits and a
     /// cancelled statement still leaves it in the block.
     storage: Arc<tokio::sync::Mutex<Txn>>,
@@ -376,9 +378,28 @@ impl Session {
         Ok(statements)
     }
 
+    /// The pending catalog of the session's transaction block, if it has one (see
+    /// [`floe_storage::pending`]: the session's statements see it, nobody else does).
+    fn pending_catalog(&self) -> Option<Arc<PendingCatalog>> {
+        self.txn.as_ref().map(|block| block.pending.clone())
+    }
+
     /// Prepares a statement. `param_types` are the types the client declared (`Unknown` where
     /// it left them open); the rest are inferred.
     pub async fn prepare(
+        &self,
+        statement: Option<Statement>,
+        declared_types: &[SqlType],
+    ) -> SqlResult<Prepared> {
+        match self.pending_catalog() {
+            Some(pending) => {
+                with_pending_catalog(pending, self.prepare_inner(statement, declared_types)).await
+            }
+            None => self.prepare_inner(statement, declared_types).await,
+        }
+    }
+
+    async fn prepare_inner(
         &self,
         statement: Option<Statement>,
         declared_types: &[SqlType],
@@ -475,7 +496,25 @@ impl Session {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
-        let result = self.execute_inner(prepared, params).await;
+        let result = match self.pending_catalog() {
+            Some(pending) => {
+                let result =
+                    with_pending_catalog(pending.clone(), self.execute_inner(prepared, params))
+                        .await;
+                // Rows are produced after this returns: their stream sees the pending
+                // catalog too (catalog functions evaluated while streaming).
+                match result {
+                    Ok(StatementResult::Rows { rows, tag }) if !pending.is_empty() => {
+                        Ok(StatementResult::Rows {
+                            rows: with_pending_rows(rows, pending),
+                            tag,
+                        })
+                    }
+                    other => other,
+                }
+            }
+            None => self.execute_inner(prepared, params).await,
+        };
         if result.is_err() {
             self.on_statement_error();
         }
@@ -807,7 +846,61 @@ impl Session {
         })
     }
 
+    /// Runs a utility statement; DDL first takes the DDL locks of the names it changes
+    /// ([`ddl::ddl_lock_names`]): to the end of the block inside one, to the end of the
+    /// statement outside.
     async fn execute_utility(
+        &mut self,
+        statement: Statement,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        let names = ddl::ddl_lock_names(&statement, &self.database);
+        if names.is_empty() {
+            return self.execute_utility_statement(statement, params).await;
+        }
+        match &self.txn {
+            Some(block) => {
+                let mut txn = block.storage.clone().lock_owned().await;
+                for name in &names {
+                    txn.lock_name(name).await?;
+                }
+                drop(txn);
+                self.execute_utility_statement(statement, params).await
+            }
+            None => {
+                let mut locker = self.db().begin(Isolation::ReadCommitted);
+                for name in &names {
+                    locker.lock_name(name).await?;
+                }
+                let result = self.execute_utility_statement(statement, params).await;
+                drop(locker);
+                result
+            }
+        }
+    }
+
+    /// Makes catalog changes: part of the transaction inside a block (visible to this session
+    /// at once, to others at COMMIT), committed at once outside one.
+    pub(crate) async fn commit_ddl(
+        &mut self,
+        changes: Vec<floe_storage::CatalogChange>,
+    ) -> SqlResult<()> {
+        match &self.txn {
+            Some(block) => {
+                let mut txn = block.storage.clone().lock_owned().await;
+                for change in changes {
+                    txn.change_catalog(change)?;
+                }
+                Ok(())
+            }
+            None => {
+                self.db().commit_catalog(changes).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn execute_utility_statement(
         &mut self,
         statement: Statement,
         params: Vec<ScalarValue>,
@@ -941,6 +1034,7 @@ impl Session {
             started_at: chrono::Utc::now(),
             savepoints: Vec::new(),
             undo: SettingsUndo::default(),
+            pending: storage.pending_catalog(),
             storage: Arc::new(tokio::sync::Mutex::new(storage)),
         });
         self.apply_transaction_modes(modes, false)
@@ -1802,5 +1896,20 @@ mod copy_option_tests {
             copy_boolean_options("select 'freeze on'"),
             "select 'freeze on'"
         );
+    }
+}
+
+/// `rows` with `pending` in scope whenever the stream is polled.
+fn with_pending_rows(rows: RowStream, pending: Arc<PendingCatalog>) -> RowStream {
+    let mut inner = rows.stream;
+    let schema = inner.schema();
+    let stream = futures::stream::poll_fn(move |cx| {
+        floe_storage::sync_with_pending_catalog(pending.clone(), || {
+            futures::Stream::poll_next(inner.as_mut(), cx)
+        })
+    });
+    RowStream {
+        schema: rows.schema,
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
     }
 }
