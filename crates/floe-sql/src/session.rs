@@ -380,8 +380,15 @@ impl Session {
 
     /// The pending catalog of the session's transaction block, if it has one (see
     /// [`floe_storage::pending`]: the session's statements see it, nobody else does).
-    fn pending_catalog(&self) -> Option<Arc<PendingCatalog>> {
-        self.txn.as_ref().map(|block| block.pending.clone())
+    ///
+    /// Only a non-empty one is put in scope: a block without DDL (and a statement making the
+    /// block's first DDL, which works through the transaction itself) needs none, so the
+    /// statement fast path pays one atomic load for it.
+    fn active_pending_catalog(&self) -> Option<Arc<PendingCatalog>> {
+        self.txn
+            .as_ref()
+            .filter(|block| !block.pending.is_empty())
+            .map(|block| block.pending.clone())
     }
 
     /// Prepares a statement. `param_types` are the types the client declared (`Unknown` where
@@ -391,9 +398,14 @@ impl Session {
         statement: Option<Statement>,
         declared_types: &[SqlType],
     ) -> SqlResult<Prepared> {
-        match self.pending_catalog() {
+        match self.active_pending_catalog() {
+            // Boxed: keeps this future (and every caller's) as small as without DDL.
             Some(pending) => {
-                with_pending_catalog(pending, self.prepare_inner(statement, declared_types)).await
+                Box::pin(with_pending_catalog(
+                    pending,
+                    self.prepare_inner(statement, declared_types),
+                ))
+                .await
             }
             None => self.prepare_inner(statement, declared_types).await,
         }
@@ -496,11 +508,13 @@ impl Session {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
-        let result = match self.pending_catalog() {
+        let result = match self.active_pending_catalog() {
             Some(pending) => {
-                let result =
-                    with_pending_catalog(pending.clone(), self.execute_inner(prepared, params))
-                        .await;
+                let result = Box::pin(with_pending_catalog(
+                    pending.clone(),
+                    self.execute_inner(prepared, params),
+                ))
+                .await;
                 // Rows are produced after this returns: their stream sees the pending
                 // catalog too (catalog functions evaluated while streaming).
                 match result {
@@ -856,7 +870,7 @@ impl Session {
     ) -> SqlResult<StatementResult> {
         let names = ddl::ddl_lock_names(&statement, &self.database);
         if names.is_empty() {
-            return self.execute_utility_statement(statement, params).await;
+            return Box::pin(self.execute_utility_statement(statement, params)).await;
         }
         match &self.txn {
             Some(block) => {
@@ -865,14 +879,14 @@ impl Session {
                     txn.lock_name(name).await?;
                 }
                 drop(txn);
-                self.execute_utility_statement(statement, params).await
+                Box::pin(self.execute_utility_statement(statement, params)).await
             }
             None => {
                 let mut locker = self.db().begin(Isolation::ReadCommitted);
                 for name in &names {
                     locker.lock_name(name).await?;
                 }
-                let result = self.execute_utility_statement(statement, params).await;
+                let result = Box::pin(self.execute_utility_statement(statement, params)).await;
                 drop(locker);
                 result
             }
@@ -1878,6 +1892,21 @@ fn text_rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> RowStream {
     }
 }
 
+/// `rows` with `pending` in scope whenever the stream is polled.
+fn with_pending_rows(rows: RowStream, pending: Arc<PendingCatalog>) -> RowStream {
+    let mut inner = rows.stream;
+    let schema = inner.schema();
+    let stream = futures::stream::poll_fn(move |cx| {
+        floe_storage::sync_with_pending_catalog(pending.clone(), || {
+            futures::Stream::poll_next(inner.as_mut(), cx)
+        })
+    });
+    RowStream {
+        schema: rows.schema,
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+    }
+}
+
 #[cfg(test)]
 mod copy_option_tests {
     use super::copy_boolean_options;
@@ -1896,20 +1925,5 @@ mod copy_option_tests {
             copy_boolean_options("select 'freeze on'"),
             "select 'freeze on'"
         );
-    }
-}
-
-/// `rows` with `pending` in scope whenever the stream is polled.
-fn with_pending_rows(rows: RowStream, pending: Arc<PendingCatalog>) -> RowStream {
-    let mut inner = rows.stream;
-    let schema = inner.schema();
-    let stream = futures::stream::poll_fn(move |cx| {
-        floe_storage::sync_with_pending_catalog(pending.clone(), || {
-            futures::Stream::poll_next(inner.as_mut(), cx)
-        })
-    });
-    RowStream {
-        schema: rows.schema,
-        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
     }
 }
