@@ -50,16 +50,23 @@ async fn uncommitted_create_table_is_invisible_to_other_sessions() {
     a.batch_execute("COMMIT").await.unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM t").await, 1, "committed");
 
-    // A DROP in an open block: others still see the table and its rows.
+    // A DROP in an open block: a reader waits for the block (the relation lock), and sees the
+    // table again after the ROLLBACK.
     a.batch_execute("BEGIN; DROP TABLE t").await.unwrap();
-    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 1);
     assert_eq!(
         code(a.batch_execute("SELECT * FROM t").await),
         SqlState::UNDEFINED_TABLE
     );
+    let b_reads = tokio::spawn(async move {
+        let n = count(&b, "SELECT count(*) FROM t").await;
+        (b, n)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b_reads.is_finished(), "the reader must wait for the DROP");
     a.batch_execute("ROLLBACK").await.unwrap();
+    let (b, n) = b_reads.await.unwrap();
+    assert_eq!(n, 1);
     assert_eq!(count(&a, "SELECT count(*) FROM t").await, 1);
-    assert_eq!(count(&b, "SELECT count(*) FROM t").await, 1);
 
     // An uncommitted ALTER: others keep the old columns.
     a.batch_execute("BEGIN; ALTER TABLE t ADD COLUMN w int DEFAULT 5")
@@ -72,6 +79,90 @@ async fn uncommitted_create_table_is_invisible_to_other_sessions() {
     );
     a.batch_execute("COMMIT").await.unwrap();
     assert_eq!(count(&b, "SELECT sum(w)::bigint FROM t").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn statements_wait_for_uncommitted_ddl_on_their_tables() {
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    let c = server.connect().await;
+    a.batch_execute(
+        "CREATE TABLE w (id int PRIMARY KEY, v int); INSERT INTO w VALUES (1, 10);
+         CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1)",
+    )
+    .await
+    .unwrap();
+    // A prepared fast-path statement, planned before the ALTER.
+    let get = b.prepare("SELECT v FROM w WHERE id = $1").await.unwrap();
+
+    a.batch_execute("BEGIN; ALTER TABLE w ADD COLUMN z int DEFAULT 7")
+        .await
+        .unwrap();
+    let b_reads = tokio::spawn(async move {
+        let v: i32 = b.query_one(&get, &[&1i32]).await.unwrap().get(0);
+        (b, v)
+    });
+    let c_writes = tokio::spawn(async move {
+        let result = c
+            .batch_execute("INSERT INTO w (id, v) VALUES (2, 20)")
+            .await;
+        (c, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b_reads.is_finished(), "the SELECT must wait for the ALTER");
+    assert!(
+        !c_writes.is_finished(),
+        "the INSERT must wait for the ALTER"
+    );
+    // Tables the DDL does not touch are not blocked.
+    assert_eq!(count(&a, "SELECT count(*) FROM other").await, 1);
+    a.batch_execute("COMMIT").await.unwrap();
+    let (b, v) = b_reads.await.unwrap();
+    assert_eq!(v, 10);
+    let (c, result) = c_writes.await.unwrap();
+    result.unwrap();
+    assert_eq!(
+        count(&b, "SELECT sum(z)::bigint FROM w").await,
+        14,
+        "the INSERT ran against the new definition"
+    );
+
+    // A waiting statement whose table was dropped meanwhile fails with 42P01.
+    a.batch_execute("BEGIN; DROP TABLE w").await.unwrap();
+    let c_writes = tokio::spawn(async move {
+        let result = c.batch_execute("UPDATE w SET v = v + 1").await;
+        (c, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!c_writes.is_finished(), "the UPDATE must wait for the DROP");
+    a.batch_execute("COMMIT").await.unwrap();
+    let (c, result) = c_writes.await.unwrap();
+    assert_eq!(code(result), SqlState::UNDEFINED_TABLE);
+
+    // A cycle through a row lock and a relation lock is a deadlock, found and broken.
+    a.batch_execute("CREATE TABLE w2 (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; UPDATE other SET id = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN; ALTER TABLE w2 ADD COLUMN q int")
+        .await
+        .unwrap();
+    let a_waits = tokio::spawn(async move {
+        let result = a.batch_execute("SELECT * FROM w2").await;
+        (a, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c_result = c
+        .batch_execute("UPDATE other SET id = 1 WHERE id = 1")
+        .await;
+    assert_eq!(code(c_result), SqlState::T_R_DEADLOCK_DETECTED);
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let (a, result) = a_waits.await.unwrap();
+    result.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

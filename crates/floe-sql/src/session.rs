@@ -203,6 +203,8 @@ struct TxnBlock {
     undo: SettingsUndo,
     /// The storage transaction's pending catalog (its DDL), shared with it.
     pending: Arc<PendingCatalog>,
+    /// The storage transaction's id (it waits for relation locks under it).
+    txn_id: floe_storage::lock::TxnId,
     /// The storage transaction. Behind a mutex so a statement can hold it across awaits and a
     /// cancelled statement still leaves it in the block.
     storage: Arc<tokio::sync::Mutex<Txn>>,
@@ -545,6 +547,9 @@ impl Session {
                 return Err(SqlError::in_failed_transaction());
             }
         }
+        if self.db().relations_locked() {
+            self.wait_for_relation_locks(&prepared.plan).await?;
+        }
         let stale = matches!(
             prepared.plan,
             PreparedPlan::Query(_)
@@ -600,6 +605,29 @@ impl Session {
                 self.execute_utility((**statement).clone(), params).await
             }
         }
+    }
+
+    /// Waits while other transactions hold the relation locks of tables `plan` reads or
+    /// writes (their uncommitted DDL changes them), as PostgreSQL's AccessExclusiveLock makes
+    /// statements wait. Only called while some relation lock is held anywhere.
+    async fn wait_for_relation_locks(&self, plan: &PreparedPlan) -> SqlResult<()> {
+        let mut tables = Vec::new();
+        match plan {
+            PreparedPlan::Query(plan) | PreparedPlan::Explain(plan) => {
+                scanned_tables(plan, &mut tables)
+            }
+            PreparedPlan::Dml(plan) => plan.tables(&mut tables),
+            PreparedPlan::Fast(plan) => tables.push(plan.table_id()),
+            PreparedPlan::Locking(plan) => plan.tables(&mut tables),
+            PreparedPlan::Utility(_) | PreparedPlan::Empty => {}
+        }
+        tables.sort_unstable();
+        tables.dedup();
+        let waiter = self.txn.as_ref().map(|block| block.txn_id);
+        for id in tables {
+            self.db().wait_for_relation(waiter, id).await?;
+        }
+        Ok(())
     }
 
     /// `CHECKPOINT`: writes every table into a storage checkpoint and truncates the commit log.
@@ -893,6 +921,16 @@ impl Session {
         }
     }
 
+    /// Inside a block, takes the relation lock of relation `id` before a DDL statement reads
+    /// it (an ALTER's rewrite or checks), so other sessions' statements on it wait from then
+    /// on. Outside a block nothing: the statement commits on its own.
+    pub(crate) async fn lock_relation_in_block(&self, id: u32) -> SqlResult<()> {
+        if let Some(block) = &self.txn {
+            block.storage.lock().await.lock_relation(id).await?;
+        }
+        Ok(())
+    }
+
     /// Makes catalog changes: part of the transaction inside a block (visible to this session
     /// at once, to others at COMMIT), committed at once outside one.
     pub(crate) async fn commit_ddl(
@@ -902,7 +940,19 @@ impl Session {
         match &self.txn {
             Some(block) => {
                 let mut txn = block.storage.clone().lock_owned().await;
+                let committed = self.db().committed_catalog();
                 for change in changes {
+                    // Other sessions' statements on a relation this changes wait for the
+                    // block to end.
+                    let existing = match &change {
+                        floe_storage::CatalogChange::PutRelation(def) => Some(def.id),
+                        floe_storage::CatalogChange::DropRelation(id) => Some(*id),
+                        _ => None,
+                    }
+                    .filter(|id| committed.relation(*id).is_some());
+                    if let Some(id) = existing {
+                        txn.lock_relation(id).await?;
+                    }
                     txn.change_catalog(change)?;
                 }
                 Ok(())
@@ -1049,6 +1099,7 @@ impl Session {
             savepoints: Vec::new(),
             undo: SettingsUndo::default(),
             pending: storage.pending_catalog(),
+            txn_id: storage.id(),
             storage: Arc::new(tokio::sync::Mutex::new(storage)),
         });
         self.apply_transaction_modes(modes, false)
@@ -1890,6 +1941,21 @@ fn text_rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> RowStream {
             stream::iter(vec![batch]),
         )),
     }
+}
+
+/// Adds the ids of the Floe tables `plan` scans (subqueries included) to `tables`.
+pub(crate) fn scanned_tables(plan: &LogicalPlan, tables: &mut Vec<u32>) {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
+                if let Some(table) = provider.downcast_ref::<floe_storage::FloeTable>() {
+                    tables.push(table.data().def.id);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
 }
 
 /// `rows` with `pending` in scope whenever the stream is polled.

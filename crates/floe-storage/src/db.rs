@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -33,7 +33,7 @@ use crate::codec::{decode_record, encode_record, Key, LogEntry, RowBytes, TableC
 use crate::error::{StorageError, StorageResult};
 use crate::hot::HotTable;
 use crate::index::{index_changes, HotIndex};
-use crate::lock::LockManager;
+use crate::lock::{LockManager, TxnId};
 use crate::txn::{Isolation, Txn};
 
 pub(crate) const CF_LOG: &str = "log";
@@ -233,6 +233,9 @@ pub(crate) struct Inner {
     visible_ts: AtomicU64,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) locks: LockManager,
+    /// Relation locks held now by all transactions ([`crate::Txn::lock_relation`]): while it
+    /// is zero, statements skip looking for them.
+    pub(crate) relation_locks: AtomicUsize,
     changes: Arc<ChangeLog>,
     hot_bytes: AtomicI64,
     pub(crate) poisoned: AtomicBool,
@@ -328,6 +331,7 @@ impl Db {
             visible_ts: AtomicU64::new(last_ts),
             snapshots: Mutex::new(BTreeMap::new()),
             locks: LockManager::default(),
+            relation_locks: AtomicUsize::new(0),
             changes: Arc::new(ChangeLog::new(
                 last_ts,
                 options.change_retention_commits,
@@ -475,6 +479,31 @@ impl Db {
     /// The row locks.
     pub fn locks(&self) -> &LockManager {
         &self.inner.locks
+    }
+
+    /// Whether any transaction holds a relation lock now (one atomic load: the statement fast
+    /// path asks before every execution).
+    pub fn relations_locked(&self) -> bool {
+        self.inner.relation_locks.load(Ordering::Acquire) != 0
+    }
+
+    /// Waits while another transaction holds the relation lock of table `id` (its uncommitted
+    /// DDL changes the table). `waiter` is the waiting transaction, for deadlock detection
+    /// (`None`: a statement outside a transaction block, which holds nothing).
+    pub async fn wait_for_relation(&self, waiter: Option<TxnId>, id: u32) -> StorageResult<()> {
+        let waiter = waiter.unwrap_or_else(|| self.next_txn_id.fetch_add(1, Ordering::Relaxed));
+        let key = crate::txn::relation_lock_key(id);
+        if self
+            .inner
+            .locks
+            .lock(waiter, crate::txn::RELATION_LOCK_SPACE, &key)
+            .await?
+        {
+            self.inner
+                .locks
+                .release(waiter, [(crate::txn::RELATION_LOCK_SPACE, key)]);
+        }
+        Ok(())
     }
 
     /// Follows every commit after `after_ts`.

@@ -30,6 +30,27 @@ use crate::pending::PendingCatalog;
 
 /// The lock "table" of DDL name locks (no relation or index has this OID).
 const NAME_LOCK_SPACE: u32 = u32::MAX;
+/// The lock "table" of relation locks, keyed by the relation's OID.
+pub(crate) const RELATION_LOCK_SPACE: u32 = u32::MAX - 1;
+
+/// The relation lock key of table `id`.
+pub(crate) fn relation_lock_key(id: u32) -> Key {
+    Arc::from(id.to_be_bytes().as_slice())
+}
+
+/// Releases `txn`'s locks, keeping the count of relation locks held in step.
+fn release_locks(db: &Db, txn: TxnId, locked: Vec<(u32, Key)>) {
+    let relations = locked
+        .iter()
+        .filter(|(space, _)| *space == RELATION_LOCK_SPACE)
+        .count();
+    db.locks().release(txn, locked);
+    if relations > 0 {
+        db.inner
+            .relation_locks
+            .fetch_sub(relations, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// Transaction isolation levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -202,6 +223,27 @@ impl Txn {
             Some(data) => data,
             None => self.db.committed_table(id),
         }
+    }
+
+    /// Takes the relation lock of table `id` (PostgreSQL's AccessExclusiveLock, in part): DDL
+    /// inside a block takes it on every existing relation it changes, and statements of other
+    /// sessions that read or write the relation wait for this transaction to end
+    /// ([`Db::wait_for_relation`]). Held until this transaction ends.
+    pub async fn lock_relation(&mut self, id: u32) -> StorageResult<()> {
+        let key = relation_lock_key(id);
+        if self
+            .db
+            .locks()
+            .lock(self.id, RELATION_LOCK_SPACE, &key)
+            .await?
+        {
+            self.db
+                .inner
+                .relation_locks
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            self.locked.push((RELATION_LOCK_SPACE, key));
+        }
+        Ok(())
     }
 
     /// Takes the DDL lock on `name` (the caller's canonical name of a relation or schema),
@@ -703,7 +745,7 @@ impl Txn {
         let db = self.db.clone();
         let txn_id = self.id;
         if catalog.is_empty() && writes.tables.is_empty() {
-            db.locks().release(txn_id, locked);
+            release_locks(&db, txn_id, locked);
             return Ok(None);
         }
         let body = CommitBody {
@@ -722,9 +764,14 @@ impl Txn {
         };
         // The commit runs on its own task: a cancelled client cannot leave it half done, and
         // the locks are released only once it is applied.
+        let changes_catalog = !body.catalog.is_empty();
         let task = tokio::spawn(async move {
             let result = db.submit(body).await;
-            db.locks().release(txn_id, locked);
+            if result.is_err() && changes_catalog {
+                // Plans made against the refused catalog changes are stale.
+                db.bump_catalog_version();
+            }
+            release_locks(&db, txn_id, locked);
             result
         });
         match task.await {
@@ -742,9 +789,7 @@ impl Drop for Txn {
             self.db.bump_catalog_version();
         }
         if !self.locked.is_empty() {
-            self.db
-                .locks()
-                .release(self.id, std::mem::take(&mut self.locked));
+            release_locks(&self.db, self.id, std::mem::take(&mut self.locked));
         }
     }
 }

@@ -54,6 +54,7 @@ impl Session {
                 format!("relation \"{}\" does not exist", alter.name),
             ));
         };
+        self.lock_relation_in_block(def.id).await?;
         if matches!(def.kind, floe_storage::RelationKind::View { .. }) {
             return self.alter_view(def, alter).await;
         }
