@@ -621,6 +621,11 @@ impl Session {
             PreparedPlan::Locking(plan) => plan.tables(&mut tables),
             PreparedPlan::Utility(_) | PreparedPlan::Empty => {}
         }
+        self.wait_for_tables(tables).await
+    }
+
+    /// Waits while other transactions hold the relation lock of any of `tables`.
+    pub(crate) async fn wait_for_tables(&self, mut tables: Vec<u32>) -> SqlResult<()> {
         tables.sort_unstable();
         tables.dedup();
         let waiter = self.txn.as_ref().map(|block| block.txn_id);

@@ -90,7 +90,12 @@ impl Session {
         else {
             return Err(SqlError::syntax("COPY FROM needs a table"));
         };
-        let def = self.relation(&table_name)?;
+        let mut def = self.relation(&table_name)?;
+        if self.db().relations_locked() {
+            // Uncommitted DDL of another session on the table: wait, then look again.
+            self.wait_for_tables(vec![def.id]).await?;
+            def = self.relation(&table_name)?;
+        }
         let width = if columns.is_empty() {
             def.columns.len()
         } else {

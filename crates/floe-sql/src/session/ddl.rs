@@ -651,6 +651,14 @@ impl Session {
     }
 
     pub(super) async fn truncate(&mut self, names: Vec<ObjectName>) -> SqlResult<StatementResult> {
+        if self.db().relations_locked() {
+            // Uncommitted DDL of another session on a table: wait for it first.
+            let mut ids = Vec::new();
+            for name in &names {
+                ids.push(self.relation(name)?.id);
+            }
+            self.wait_for_tables(ids).await?;
+        }
         let mut tables = Vec::new();
         for name in &names {
             let def = self.relation(name)?;
