@@ -683,14 +683,23 @@ impl Session {
 
     /// Optimizes and plans for execution. Plans that read the clock (`now()`, …) get a state
     /// stamped with the statement's start — the transaction's start inside a block.
+    ///
+    /// While the block has uncommitted DDL, plans run in one partition: DataFusion runs the
+    /// partitions of a plan on tasks of their own, where the session's pending catalog (a
+    /// task-local) is not in scope, and functions that look up the catalog while rows stream
+    /// (`nextval` of a new serial column, `pg_table_is_visible`, …) must see it.
     async fn physical_plan(
         &self,
         plan: &LogicalPlan,
     ) -> SqlResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        if !rewrite::uses_clock(plan) {
+        let pending = self.active_pending_catalog().is_some();
+        if !pending && !rewrite::uses_clock(plan) {
             return Ok(self.state.create_physical_plan(plan).await?);
         }
         let mut state = (*self.state).clone();
+        if pending {
+            state.config_mut().options_mut().execution.target_partitions = 1;
+        }
         state.mark_start_execution();
         if let Some(block) = &self.txn {
             state.execution_props_mut().query_execution_start_time = Some(block.started_at);
