@@ -548,8 +548,25 @@ impl Session {
             }
         }
         if self.db().relations_locked() {
-            self.wait_for_relation_locks(&prepared.plan).await?;
+            // Rare (uncommitted DDL somewhere): boxed, so the fast path's future stays small.
+            Box::pin(self.wait_for_relation_locks(&prepared.plan)).await?;
         }
+        if let PreparedPlan::Fast(plan) = &prepared.plan {
+            if prepared.catalog_version == self.db().catalog_version() {
+                return self.execute_fast(plan, &prepared.param_types, params).await;
+            }
+        }
+        // Everything but the fast path runs in its own heap-allocated future: the general
+        // path's state machine (DataFusion planning and execution) is tens of kilobytes, and
+        // keeping it inline would make every pgbench-shaped statement copy it around.
+        Box::pin(self.execute_general(prepared, params)).await
+    }
+
+    async fn execute_general(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
         let stale = matches!(
             prepared.plan,
             PreparedPlan::Query(_)

@@ -38,7 +38,7 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
 use pgwire::messages::data::{DataRow, RowDescription};
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Execute, Parse, ParseComplete, Sync as PgSync,
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, Sync as PgSync,
 };
 use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
@@ -53,6 +53,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::cancel::{CancelReason, ConnControl, Registration, Registry};
+use crate::deferred::Deferred;
 use crate::encode::{self, RowEncoder};
 use crate::params;
 
@@ -990,9 +991,14 @@ impl ExtendedQueryHandler for Connection {
         if let Some(c) = &control {
             c.begin();
         }
-        let result = self._on_execute(client, message).await;
+        // Replies are queued, not flushed: they go out with ReadyForQuery at Sync.
+        let result = self._on_execute(&mut Deferred(client), message).await;
         if let Some(c) = &control {
             c.end();
+        }
+        if result.is_ok() && matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            // The client sends no more messages until it has seen CopyInResponse.
+            client.flush().await?;
         }
         let mut guard = self.shared.session.lock().await;
         if let Some(session) = guard.as_mut() {
@@ -1002,6 +1008,17 @@ impl ExtendedQueryHandler for Connection {
             client.set_transaction_status(txn_status(session.txn_status()));
         }
         result
+    }
+
+    /// Like pgwire's default, but the description is queued for Sync (see [`Deferred`]).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_describe(&mut Deferred(client), message).await
     }
 
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>

@@ -12,6 +12,7 @@
 
 mod cancel;
 mod copy;
+mod deferred;
 mod encode;
 mod handler;
 mod params;
