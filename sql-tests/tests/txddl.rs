@@ -420,3 +420,31 @@ async fn committed_ddl_with_data_survives_restarts_and_rolled_back_ddl_does_not(
         server.restart(&[]);
     }
 }
+
+#[tokio::test]
+async fn copy_into_a_table_created_in_the_block() {
+    use futures::SinkExt;
+    let server = TestServer::start_floe();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    for (end, expected) in [("ROLLBACK", None), ("COMMIT", Some(3))] {
+        a.batch_execute("BEGIN; CREATE TABLE cp (id serial PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+        let sink = a.copy_in("COPY cp (v) FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"a\nb\nc\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 3);
+        assert_eq!(count(&a, "SELECT max(id)::bigint FROM cp").await, 3);
+        a.batch_execute(end).await.unwrap();
+        match expected {
+            Some(n) => assert_eq!(count(&b, "SELECT count(*) FROM cp").await, n),
+            None => assert_eq!(
+                code(b.batch_execute("SELECT * FROM cp").await),
+                SqlState::UNDEFINED_TABLE
+            ),
+        }
+    }
+}

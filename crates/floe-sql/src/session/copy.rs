@@ -211,7 +211,22 @@ impl Session {
         )
     }
 
+    /// Writes the rows parsed so far, seeing the block's uncommitted DDL (COPY data arrives
+    /// outside [`Session::execute`], which otherwise puts it in scope).
     async fn write_copy_rows(&mut self, state: &mut CopyIn) -> SqlResult<()> {
+        match self.active_pending_catalog() {
+            Some(pending) => {
+                Box::pin(floe_storage::with_pending_catalog(
+                    pending,
+                    self.write_copy_rows_now(state),
+                ))
+                .await
+            }
+            None => self.write_copy_rows_now(state).await,
+        }
+    }
+
+    async fn write_copy_rows_now(&mut self, state: &mut CopyIn) -> SqlResult<()> {
         if state.rows.is_empty() {
             return Ok(());
         }
