@@ -255,6 +255,8 @@ pub struct Session {
     statement_cache: HashMap<String, Arc<Prepared>>,
     /// A COPY FROM STDIN in progress.
     copy_in: Option<copy::CopyIn>,
+    /// Outside a block, the transaction holding a DDL statement's locks while it runs.
+    ddl_locker: Option<Txn>,
 }
 
 impl std::fmt::Debug for Session {
@@ -295,6 +297,7 @@ impl Session {
             sql_prepared: HashMap::new(),
             statement_cache: HashMap::new(),
             copy_in: None,
+            ddl_locker: None,
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -945,19 +948,23 @@ impl Session {
                 for name in &names {
                     locker.lock_name(name).await?;
                 }
+                self.ddl_locker = Some(locker);
                 let result = Box::pin(self.execute_utility_statement(statement, params)).await;
-                drop(locker);
+                // Released once the statement's commit is applied (or it failed).
+                self.ddl_locker = None;
                 result
             }
         }
     }
 
-    /// Inside a block, takes the relation lock of relation `id` before a DDL statement reads
-    /// it (an ALTER's rewrite or checks), so other sessions' statements on it wait from then
-    /// on. Outside a block nothing: the statement commits on its own.
-    pub(crate) async fn lock_relation_in_block(&self, id: u32) -> SqlResult<()> {
+    /// Takes the relation lock of relation `id` before a DDL statement reads it (an ALTER's
+    /// rewrite or checks), so other sessions' statements on it wait from then on: to the end
+    /// of the block inside one, to the end of the statement outside.
+    pub(crate) async fn lock_relation_for_ddl(&mut self, id: u32) -> SqlResult<()> {
         if let Some(block) = &self.txn {
             block.storage.lock().await.lock_relation(id).await?;
+        } else if let Some(locker) = &mut self.ddl_locker {
+            locker.lock_relation(id).await?;
         }
         Ok(())
     }

@@ -11,9 +11,12 @@
 //! rewrite reads the rows the transaction sees (its own writes included), and all of it
 //! commits or rolls back with the transaction.
 //!
-//! Departure from PostgreSQL, for now: ALTER takes only the DDL name lock, not a lock that
-//! blocks other sessions' DML; a commit of rows written in the old layout after a rewrite
-//! fails with 40001 instead of waiting.
+//! ALTER takes the table's relation lock before it reads the table (to the end of the block,
+//! or of the statement outside one): other sessions' statements on the table wait, then plan
+//! again against the new definition. Departure from PostgreSQL, for now: DML takes no lock, so
+//! ALTER does not wait for transactions that already wrote to the table; such a transaction
+//! committing after a rewrite fails with 40001, one committing during the rewrite's read can
+//! lose its rows to the rewrite.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -54,7 +57,7 @@ impl Session {
                 format!("relation \"{}\" does not exist", alter.name),
             ));
         };
-        self.lock_relation_in_block(def.id).await?;
+        self.lock_relation_for_ddl(def.id).await?;
         if matches!(def.kind, floe_storage::RelationKind::View { .. }) {
             return self.alter_view(def, alter).await;
         }
