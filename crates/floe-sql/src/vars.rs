@@ -300,7 +300,14 @@ pub struct SessionVars {
     values: BTreeMap<String, String>,
     /// Values set at connection start (startup packet), which RESET returns to.
     startup: BTreeMap<String, String>,
+    /// Changes on every SET/RESET to a number never used before, so two equal stamps mean
+    /// equal values (a clone restored at ROLLBACK keeps its old stamp): lets callers cache
+    /// what they derive from the settings.
+    stamp: u64,
 }
+
+/// Source of [`SessionVars::stamp`] values.
+static NEXT_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl SessionVars {
     /// Parameters given in the startup packet (`options`, `application_name`, …). Unknown ones
@@ -319,6 +326,15 @@ impl SessionVars {
         }
         vars.startup = vars.values.clone();
         Ok(vars)
+    }
+
+    /// Identifies this exact set of values (see the field's doc).
+    pub fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
+    fn touch(&mut self) {
+        self.stamp = NEXT_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The current value of `name`, or 42704 if there is no such parameter.
@@ -340,6 +356,7 @@ impl SessionVars {
 
     /// Sets `name` to `value` after validating it; returns the change to report, if any.
     pub fn set(&mut self, name: &str, value: &str) -> SqlResult<Option<ParameterChange>> {
+        self.touch();
         let spec = match spec(name) {
             Some(spec) => spec,
             None if name.contains('.') => {
@@ -366,6 +383,7 @@ impl SessionVars {
 
     /// Returns `name` to its connection-start value.
     pub fn reset(&mut self, name: &str) -> SqlResult<Option<ParameterChange>> {
+        self.touch();
         let key = name.to_ascii_lowercase();
         let spec = match spec(name) {
             Some(spec) => spec,
@@ -389,6 +407,7 @@ impl SessionVars {
 
     /// `RESET ALL`: every parameter back to its connection-start value.
     pub fn reset_all(&mut self) -> Vec<ParameterChange> {
+        self.touch();
         let changed: Vec<String> = self.values.keys().cloned().collect();
         self.values = self.startup.clone();
         changed

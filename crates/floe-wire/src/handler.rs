@@ -78,7 +78,8 @@ enum Flow {
 pub(crate) struct Shared {
     pub(crate) session: Mutex<Option<Session>>,
     /// Text output options of the session, refreshed after utility statements.
-    format: StdMutex<Arc<FormatOptions>>,
+    /// With the [`SessionVars::stamp`](floe_sql::vars::SessionVars::stamp) it was derived from.
+    format: StdMutex<(Option<u64>, Arc<FormatOptions>)>,
 }
 
 impl Shared {
@@ -86,12 +87,16 @@ impl Shared {
         self.format
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .clone()
     }
 
     fn refresh_format(&self, session: &Session) {
-        *self.format.lock().unwrap_or_else(|e| e.into_inner()) =
-            encode::format_options(session.vars());
+        let stamp = session.vars().stamp();
+        let mut format = self.format.lock().unwrap_or_else(|e| e.into_inner());
+        if format.0 != Some(stamp) {
+            *format = (Some(stamp), encode::format_options(session.vars()));
+        }
     }
 }
 
@@ -114,7 +119,7 @@ impl Connection {
     ) -> Arc<Connection> {
         let shared = Arc::new(Shared {
             session: Mutex::new(None),
-            format: StdMutex::new(Arc::new(FormatOptions::default())),
+            format: StdMutex::new((None, Arc::new(FormatOptions::default()))),
         });
         Arc::new(Connection {
             engine,
