@@ -43,7 +43,7 @@ mod view;
 pub(crate) use ddl::ident_name as fold_ident;
 
 use datafusion::execution::TaskContext;
-use floe_storage::{Isolation, ReadView, SavepointMark, Txn};
+use floe_storage::{with_pending_catalog, Isolation, PendingCatalog, ReadView, SavepointMark, Txn};
 
 use crate::colnames;
 use crate::engine::Engine;
@@ -201,6 +201,10 @@ struct TxnBlock {
     started_at: chrono::DateTime<chrono::Utc>,
     savepoints: Vec<(String, SavepointMark)>,
     undo: SettingsUndo,
+    /// The storage transaction's pending catalog (its DDL), shared with it.
+    pending: Arc<PendingCatalog>,
+    /// The storage transaction's id (it waits for relation locks under it).
+    txn_id: floe_storage::lock::TxnId,
     /// The storage transaction. Behind a mutex so a statement can hold it across awaits and a
     /// cancelled statement still leaves it in the block.
     storage: Arc<tokio::sync::Mutex<Txn>>,
@@ -251,6 +255,8 @@ pub struct Session {
     statement_cache: HashMap<String, Arc<Prepared>>,
     /// A COPY FROM STDIN in progress.
     copy_in: Option<copy::CopyIn>,
+    /// Outside a block, the transaction holding a DDL statement's locks while it runs.
+    ddl_locker: Option<Txn>,
 }
 
 impl std::fmt::Debug for Session {
@@ -291,6 +297,7 @@ impl Session {
             sql_prepared: HashMap::new(),
             statement_cache: HashMap::new(),
             copy_in: None,
+            ddl_locker: None,
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -376,9 +383,40 @@ impl Session {
         Ok(statements)
     }
 
+    /// The pending catalog of the session's transaction block, if it has one (see
+    /// [`floe_storage::pending`]: the session's statements see it, nobody else does).
+    ///
+    /// Only a non-empty one is put in scope: a block without DDL (and a statement making the
+    /// block's first DDL, which works through the transaction itself) needs none, so the
+    /// statement fast path pays one atomic load for it.
+    fn active_pending_catalog(&self) -> Option<Arc<PendingCatalog>> {
+        self.txn
+            .as_ref()
+            .filter(|block| !block.pending.is_empty())
+            .map(|block| block.pending.clone())
+    }
+
     /// Prepares a statement. `param_types` are the types the client declared (`Unknown` where
     /// it left them open); the rest are inferred.
     pub async fn prepare(
+        &self,
+        statement: Option<Statement>,
+        declared_types: &[SqlType],
+    ) -> SqlResult<Prepared> {
+        match self.active_pending_catalog() {
+            // Boxed: keeps this future (and every caller's) as small as without DDL.
+            Some(pending) => {
+                Box::pin(with_pending_catalog(
+                    pending,
+                    self.prepare_inner(statement, declared_types),
+                ))
+                .await
+            }
+            None => self.prepare_inner(statement, declared_types).await,
+        }
+    }
+
+    async fn prepare_inner(
         &self,
         statement: Option<Statement>,
         declared_types: &[SqlType],
@@ -475,7 +513,27 @@ impl Session {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
-        let result = self.execute_inner(prepared, params).await;
+        let result = match self.active_pending_catalog() {
+            Some(pending) => {
+                let result = Box::pin(with_pending_catalog(
+                    pending.clone(),
+                    self.execute_inner(prepared, params),
+                ))
+                .await;
+                // Rows are produced after this returns: their stream sees the pending
+                // catalog too (catalog functions evaluated while streaming).
+                match result {
+                    Ok(StatementResult::Rows { rows, tag }) if !pending.is_empty() => {
+                        Ok(StatementResult::Rows {
+                            rows: with_pending_rows(rows, pending),
+                            tag,
+                        })
+                    }
+                    other => other,
+                }
+            }
+            None => self.execute_inner(prepared, params).await,
+        };
         if result.is_err() {
             self.on_statement_error();
         }
@@ -491,6 +549,10 @@ impl Session {
             if self.txn_status() == TxnStatus::Failed && !ends_failed_block(statement) {
                 return Err(SqlError::in_failed_transaction());
             }
+        }
+        if self.db().relations_locked() {
+            // Rare (uncommitted DDL somewhere): boxed, so the fast path's future stays small.
+            Box::pin(self.wait_for_relation_locks(&prepared.plan)).await?;
         }
         if let PreparedPlan::Fast(plan) = &prepared.plan {
             if prepared.catalog_version == self.db().catalog_version() {
@@ -565,6 +627,34 @@ impl Session {
         }
     }
 
+    /// Waits while other transactions hold the relation locks of tables `plan` reads or
+    /// writes (their uncommitted DDL changes them), as PostgreSQL's AccessExclusiveLock makes
+    /// statements wait. Only called while some relation lock is held anywhere.
+    async fn wait_for_relation_locks(&self, plan: &PreparedPlan) -> SqlResult<()> {
+        let mut tables = Vec::new();
+        match plan {
+            PreparedPlan::Query(plan) | PreparedPlan::Explain(plan) => {
+                scanned_tables(plan, &mut tables)
+            }
+            PreparedPlan::Dml(plan) => plan.tables(&mut tables),
+            PreparedPlan::Fast(plan) => tables.push(plan.table_id()),
+            PreparedPlan::Locking(plan) => plan.tables(&mut tables),
+            PreparedPlan::Utility(_) | PreparedPlan::Empty => {}
+        }
+        self.wait_for_tables(tables).await
+    }
+
+    /// Waits while other transactions hold the relation lock of any of `tables`.
+    pub(crate) async fn wait_for_tables(&self, mut tables: Vec<u32>) -> SqlResult<()> {
+        tables.sort_unstable();
+        tables.dedup();
+        let waiter = self.txn.as_ref().map(|block| block.txn_id);
+        for id in tables {
+            self.db().wait_for_relation(waiter, id).await?;
+        }
+        Ok(())
+    }
+
     /// `CHECKPOINT`: writes every table into a storage checkpoint and truncates the commit log.
     async fn checkpoint(&mut self) -> SqlResult<StatementResult> {
         let db = self.db().clone();
@@ -613,14 +703,23 @@ impl Session {
 
     /// Optimizes and plans for execution. Plans that read the clock (`now()`, …) get a state
     /// stamped with the statement's start — the transaction's start inside a block.
+    ///
+    /// While the block has uncommitted DDL, plans run in one partition: DataFusion runs the
+    /// partitions of a plan on tasks of their own, where the session's pending catalog (a
+    /// task-local) is not in scope, and functions that look up the catalog while rows stream
+    /// (`nextval` of a new serial column, `pg_table_is_visible`, …) must see it.
     async fn physical_plan(
         &self,
         plan: &LogicalPlan,
     ) -> SqlResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        if !rewrite::uses_clock(plan) {
+        let pending = self.active_pending_catalog().is_some();
+        if !pending && !rewrite::uses_clock(plan) {
             return Ok(self.state.create_physical_plan(plan).await?);
         }
         let mut state = (*self.state).clone();
+        if pending {
+            state.config_mut().options_mut().execution.target_partitions = 1;
+        }
         state.mark_start_execution();
         if let Some(block) = &self.txn {
             state.execution_props_mut().query_execution_start_time = Some(block.started_at);
@@ -840,7 +939,87 @@ impl Session {
         })
     }
 
+    /// Runs a utility statement; DDL first takes the DDL locks of the names it changes
+    /// ([`ddl::ddl_lock_names`]): to the end of the block inside one, to the end of the
+    /// statement outside.
     async fn execute_utility(
+        &mut self,
+        statement: Statement,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        let names = ddl::ddl_lock_names(&statement, &self.database);
+        if names.is_empty() {
+            return Box::pin(self.execute_utility_statement(statement, params)).await;
+        }
+        match &self.txn {
+            Some(block) => {
+                let mut txn = block.storage.clone().lock_owned().await;
+                for name in &names {
+                    txn.lock_name(name).await?;
+                }
+                drop(txn);
+                Box::pin(self.execute_utility_statement(statement, params)).await
+            }
+            None => {
+                let mut locker = self.db().begin(Isolation::ReadCommitted);
+                for name in &names {
+                    locker.lock_name(name).await?;
+                }
+                self.ddl_locker = Some(locker);
+                let result = Box::pin(self.execute_utility_statement(statement, params)).await;
+                // Released once the statement's commit is applied (or it failed).
+                self.ddl_locker = None;
+                result
+            }
+        }
+    }
+
+    /// Takes the relation lock of relation `id` before a DDL statement reads it (an ALTER's
+    /// rewrite or checks), so other sessions' statements on it wait from then on: to the end
+    /// of the block inside one, to the end of the statement outside.
+    pub(crate) async fn lock_relation_for_ddl(&mut self, id: u32) -> SqlResult<()> {
+        if let Some(block) = &self.txn {
+            block.storage.lock().await.lock_relation(id).await?;
+        } else if let Some(locker) = &mut self.ddl_locker {
+            locker.lock_relation(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes catalog changes: part of the transaction inside a block (visible to this session
+    /// at once, to others at COMMIT), committed at once outside one.
+    pub(crate) async fn commit_ddl(
+        &mut self,
+        changes: Vec<floe_storage::CatalogChange>,
+    ) -> SqlResult<()> {
+        match &self.txn {
+            Some(block) => {
+                let mut txn = block.storage.clone().lock_owned().await;
+                let committed = self.db().committed_catalog();
+                for change in changes {
+                    // Other sessions' statements on a relation this changes wait for the
+                    // block to end.
+                    let existing = match &change {
+                        floe_storage::CatalogChange::PutRelation(def) => Some(def.id),
+                        floe_storage::CatalogChange::DropRelation(id) => Some(*id),
+                        _ => None,
+                    }
+                    .filter(|id| committed.relation(*id).is_some());
+                    if let Some(id) = existing {
+                        txn.lock_relation(id).await?;
+                    }
+                    txn.change_catalog(change)?;
+                }
+                Ok(())
+            }
+            None => {
+                self.db().commit_catalog(changes).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn execute_utility_statement(
         &mut self,
         statement: Statement,
         params: Vec<ScalarValue>,
@@ -974,6 +1153,8 @@ impl Session {
             started_at: chrono::Utc::now(),
             savepoints: Vec::new(),
             undo: SettingsUndo::default(),
+            pending: storage.pending_catalog(),
+            txn_id: storage.id(),
             storage: Arc::new(tokio::sync::Mutex::new(storage)),
         });
         self.apply_transaction_modes(modes, false)
@@ -1814,6 +1995,36 @@ fn text_rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> RowStream {
             schema,
             stream::iter(vec![batch]),
         )),
+    }
+}
+
+/// Adds the ids of the Floe tables `plan` scans (subqueries included) to `tables`.
+pub(crate) fn scanned_tables(plan: &LogicalPlan, tables: &mut Vec<u32>) {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
+                if let Some(table) = provider.downcast_ref::<floe_storage::FloeTable>() {
+                    tables.push(table.data().def.id);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// `rows` with `pending` in scope whenever the stream is polled.
+fn with_pending_rows(rows: RowStream, pending: Arc<PendingCatalog>) -> RowStream {
+    let mut inner = rows.stream;
+    let schema = inner.schema();
+    let stream = futures::stream::poll_fn(move |cx| {
+        floe_storage::sync_with_pending_catalog(pending.clone(), || {
+            futures::Stream::poll_next(inner.as_mut(), cx)
+        })
+    });
+    RowStream {
+        schema: rows.schema,
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -33,7 +33,7 @@ use crate::codec::{decode_record, Key, LogEntry, RecordBuilder, RowBytes, TableC
 use crate::error::{StorageError, StorageResult};
 use crate::hot::HotTable;
 use crate::index::{index_changes, HotIndex};
-use crate::lock::LockManager;
+use crate::lock::{LockManager, TxnId};
 use crate::txn::{Isolation, Txn};
 
 pub(crate) const CF_LOG: &str = "log";
@@ -115,6 +115,37 @@ impl TableData {
             hot: Arc::new(HotTable::default()),
             indexes,
             next_rowid: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// Live state for `def`, a new definition of `old`'s table with the same row layout: the
+    /// same rows, kept indexes shared, new indexes built over the rows now (a duplicate key
+    /// fails a new unique index with [`StorageError::DuplicateInIndex`]).
+    pub fn redefined(def: Arc<TableDef>, old: &TableData) -> StorageResult<TableData> {
+        let codec = Arc::new(TableCodec::new(&def)?);
+        let mut indexes = Vec::with_capacity(def.indexes.len());
+        for index_def in &def.indexes {
+            if !index_def
+                .columns
+                .iter()
+                .all(|id| def.columns.iter().any(|c| c.id == *id))
+            {
+                continue;
+            }
+            if let Some(kept) = old.indexes.iter().find(|i| i.same_shape(index_def, &def)) {
+                indexes.push(kept.clone());
+                continue;
+            }
+            let index = HotIndex::new(index_def, &def)?;
+            index.build(&index_def.name, &def, &codec, &old.hot)?;
+            indexes.push(Arc::new(index));
+        }
+        Ok(TableData {
+            def,
+            codec,
+            hot: old.hot.clone(),
+            indexes,
+            next_rowid: old.next_rowid.clone(),
         })
     }
 
@@ -202,6 +233,9 @@ pub(crate) struct Inner {
     visible_ts: AtomicU64,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) locks: LockManager,
+    /// Relation locks held now by all transactions ([`crate::Txn::lock_relation`]): while it
+    /// is zero, statements skip looking for them.
+    pub(crate) relation_locks: AtomicUsize,
     changes: Arc<ChangeLog>,
     hot_bytes: AtomicI64,
     pub(crate) poisoned: AtomicBool,
@@ -297,6 +331,7 @@ impl Db {
             visible_ts: AtomicU64::new(last_ts),
             snapshots: Mutex::new(BTreeMap::new()),
             locks: LockManager::default(),
+            relation_locks: AtomicUsize::new(0),
             changes: Arc::new(ChangeLog::new(
                 last_ts,
                 options.change_retention_commits,
@@ -399,24 +434,76 @@ impl Db {
         self.inner.visible_ts.load(Ordering::Acquire)
     }
 
-    /// The catalog as of now (an immutable copy; cheap to take).
+    /// The catalog as of now (an immutable copy; cheap to take): the committed one, with the
+    /// pending changes of the session's transaction applied when one is in scope
+    /// ([`crate::pending`]).
     pub fn catalog(&self) -> Arc<Catalog> {
+        let committed = self.committed_catalog();
+        match crate::pending::current() {
+            Some(pending) => pending.effective(committed),
+            None => committed,
+        }
+    }
+
+    /// The committed catalog, whatever transaction is in scope.
+    pub fn committed_catalog(&self) -> Arc<Catalog> {
         self.inner.catalog.read().clone()
     }
 
-    /// A number that changes whenever the catalog does (for plan caches).
+    /// A number that changes whenever the catalog does, pending changes of any transaction
+    /// included (for plan caches).
     pub fn catalog_version(&self) -> u64 {
         self.inner.catalog_version.load(Ordering::Acquire)
     }
 
-    /// The live state of table `id`.
+    /// Makes every plan made so far stale (a pending catalog changed or was discarded).
+    pub(crate) fn bump_catalog_version(&self) {
+        self.inner.catalog_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The live state of table `id` (the pending one when the transaction in scope changed it).
     pub fn table(&self, id: u32) -> Option<Arc<TableData>> {
+        if let Some(pending) = crate::pending::current() {
+            if let Some(data) = pending.table(id) {
+                return data;
+            }
+        }
+        self.committed_table(id)
+    }
+
+    /// The committed live state of table `id`, whatever transaction is in scope.
+    pub fn committed_table(&self, id: u32) -> Option<Arc<TableData>> {
         self.inner.tables.read().get(&id).cloned()
     }
 
     /// The row locks.
     pub fn locks(&self) -> &LockManager {
         &self.inner.locks
+    }
+
+    /// Whether any transaction holds a relation lock now (one atomic load: the statement fast
+    /// path asks before every execution).
+    pub fn relations_locked(&self) -> bool {
+        self.inner.relation_locks.load(Ordering::Acquire) != 0
+    }
+
+    /// Waits while another transaction holds the relation lock of table `id` (its uncommitted
+    /// DDL changes the table). `waiter` is the waiting transaction, for deadlock detection
+    /// (`None`: a statement outside a transaction block, which holds nothing).
+    pub async fn wait_for_relation(&self, waiter: Option<TxnId>, id: u32) -> StorageResult<()> {
+        let waiter = waiter.unwrap_or_else(|| self.next_txn_id.fetch_add(1, Ordering::Relaxed));
+        let key = crate::txn::relation_lock_key(id);
+        if self
+            .inner
+            .locks
+            .lock(waiter, crate::txn::RELATION_LOCK_SPACE, &key)
+            .await?
+        {
+            self.inner
+                .locks
+                .release(waiter, [(crate::txn::RELATION_LOCK_SPACE, key)]);
+        }
+        Ok(())
     }
 
     /// Follows every commit after `after_ts`.
@@ -791,6 +878,9 @@ impl Inner {
 
     /// Checks that every table a commit writes still has the layout its rows were encoded for.
     fn validate(&self, body: &CommitBody) -> StorageResult<()> {
+        if !body.catalog.is_empty() {
+            self.validate_names(&body.catalog)?;
+        }
         let tables = self.tables.read();
         self.pending_indexes.lock().clear();
         for change in &body.catalog {
@@ -836,6 +926,24 @@ impl Inner {
             if !same {
                 return Err(StorageError::SerializationFailure);
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that the changes leave every relation name unique in its schema. Transactions
+    /// serialise DDL on a name with name locks; this is the last line of defence.
+    fn validate_names(&self, changes: &[CatalogChange]) -> StorageResult<()> {
+        let mut scratch = (**self.catalog.read()).clone();
+        for change in changes {
+            if let CatalogChange::PutRelation(def) = change {
+                if let Some(other) = scratch.relation_by_name(&def.database, &def.schema, &def.name)
+                {
+                    if other.id != def.id {
+                        return Err(StorageError::DuplicateTable(def.name.clone()));
+                    }
+                }
+            }
+            scratch.apply(change);
         }
         Ok(())
     }

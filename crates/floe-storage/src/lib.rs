@@ -20,6 +20,7 @@ pub mod error;
 pub mod hot;
 pub mod index;
 pub mod lock;
+pub mod pending;
 pub mod provider;
 pub mod txn;
 
@@ -33,6 +34,7 @@ pub use codec::{Key, RowBytes, TableCodec};
 pub use db::{Db, DbOptions, Snapshot, TableData, DEFAULT_CHECKPOINT_LOG_BYTES};
 pub use error::{StorageError, StorageResult};
 pub use index::HotIndex;
+pub use pending::{sync_with_pending_catalog, with_pending_catalog, PendingCatalog};
 pub use provider::{FloeTable, KEY_COLUMN};
 pub use txn::{Isolation, OwnWrites, ReadView, RowCheck, SavepointMark, Txn};
 

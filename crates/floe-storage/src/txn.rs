@@ -9,6 +9,9 @@
 //!   COMMITTED (PostgreSQL's EvalPlanQual, done by the SQL layer).
 //! - Locks are released after the commit is applied (or on rollback), never before.
 //! - Savepoints mark a position in the undo log; rolling back to one restores the write set.
+//! - DDL inside the transaction goes into its [`PendingCatalog`] ([`Txn::change_catalog`]) and
+//!   is committed with the rows in one commit record; [`Txn::lock_name`] takes the DDL name
+//!   locks that serialise DDL on the same name across transactions (see [`crate::pending`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -23,6 +26,31 @@ use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
 use crate::index::HotIndex;
 use crate::lock::TxnId;
+use crate::pending::PendingCatalog;
+
+/// The lock "table" of DDL name locks (no relation or index has this OID).
+const NAME_LOCK_SPACE: u32 = u32::MAX;
+/// The lock "table" of relation locks, keyed by the relation's OID.
+pub(crate) const RELATION_LOCK_SPACE: u32 = u32::MAX - 1;
+
+/// The relation lock key of table `id`.
+pub(crate) fn relation_lock_key(id: u32) -> Key {
+    Arc::from(id.to_be_bytes().as_slice())
+}
+
+/// Releases `txn`'s locks, keeping the count of relation locks held in step.
+fn release_locks(db: &Db, txn: TxnId, locked: Vec<(u32, Key)>) {
+    let relations = locked
+        .iter()
+        .filter(|(space, _)| *space == RELATION_LOCK_SPACE)
+        .count();
+    db.locks().release(txn, locked);
+    if relations > 0 {
+        db.inner
+            .relation_locks
+            .fetch_sub(relations, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// Transaction isolation levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +84,8 @@ enum Undo {
         table_id: u32,
         rows: BTreeMap<Key, Option<RowBytes>>,
         was_truncated: bool,
+        /// The live state the rows were written for (a rewrite replaces it).
+        data: Arc<TableData>,
     },
     /// Keys a bulk insert added that the write set did not hold before.
     Inserted { table_id: u32, keys: Vec<Key> },
@@ -150,9 +180,12 @@ pub enum RowCheck {
     Changed(Option<RowBytes>),
 }
 
-/// A savepoint's position.
+/// A savepoint's position: in the undo log and in the pending catalog.
 #[derive(Debug, Clone, Copy)]
-pub struct SavepointMark(usize);
+pub struct SavepointMark {
+    undo: usize,
+    catalog: usize,
+}
 
 /// A transaction. Dropping it without commit rolls it back.
 #[derive(Debug)]
@@ -163,7 +196,7 @@ pub struct Txn {
     fixed_snapshot: Option<Arc<Snapshot>>,
     writes: Arc<Mutex<WriteSet>>,
     locked: Vec<(u32, Key)>,
-    catalog: Vec<CatalogChange>,
+    pending: Arc<PendingCatalog>,
 }
 
 impl Txn {
@@ -175,8 +208,56 @@ impl Txn {
             fixed_snapshot: None,
             writes: Arc::new(Mutex::new(WriteSet::default())),
             locked: Vec::new(),
-            catalog: Vec::new(),
+            pending: Arc::new(PendingCatalog::default()),
         }
+    }
+
+    /// The transaction's pending catalog, for the session to put in scope
+    /// ([`crate::with_pending_catalog`]).
+    pub fn pending_catalog(&self) -> Arc<PendingCatalog> {
+        self.pending.clone()
+    }
+
+    /// Table `id`'s live state for this transaction: its pending one if its DDL changed the
+    /// table, else the committed one.
+    fn live_table(&self, id: u32) -> Option<Arc<TableData>> {
+        match self.pending.table(id) {
+            Some(data) => data,
+            None => self.db.committed_table(id),
+        }
+    }
+
+    /// Takes the relation lock of table `id` (PostgreSQL's AccessExclusiveLock, in part): DDL
+    /// inside a block takes it on every existing relation it changes, and statements of other
+    /// sessions that read or write the relation wait for this transaction to end
+    /// ([`Db::wait_for_relation`]). Held until this transaction ends.
+    pub async fn lock_relation(&mut self, id: u32) -> StorageResult<()> {
+        let key = relation_lock_key(id);
+        if self
+            .db
+            .locks()
+            .lock(self.id, RELATION_LOCK_SPACE, &key)
+            .await?
+        {
+            self.db
+                .inner
+                .relation_locks
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            self.locked.push((RELATION_LOCK_SPACE, key));
+        }
+        Ok(())
+    }
+
+    /// Takes the DDL lock on `name` (the caller's canonical name of a relation or schema),
+    /// waiting while another transaction holds it; held until this transaction ends. Two
+    /// transactions changing the same name thus run one after the other, as PostgreSQL's
+    /// AccessExclusiveLock makes them.
+    pub async fn lock_name(&mut self, name: &str) -> StorageResult<()> {
+        let key: Key = Arc::from(name.as_bytes());
+        if self.db.locks().lock(self.id, NAME_LOCK_SPACE, &key).await? {
+            self.locked.push((NAME_LOCK_SPACE, key));
+        }
+        Ok(())
     }
 
     /// The transaction's id (for locks and diagnostics).
@@ -296,8 +377,7 @@ impl Txn {
     /// table being rewritten).
     fn unique_indexes(&self, table: &Arc<TableData>) -> Vec<Arc<HotIndex>> {
         let current = self
-            .db
-            .table(table.def.id)
+            .live_table(table.def.id)
             .filter(|live| Arc::ptr_eq(&live.hot, &table.hot));
         let source = current.as_ref().unwrap_or(table);
         source
@@ -481,8 +561,7 @@ impl Txn {
         row: Option<&RowBytes>,
     ) -> StorageError {
         let live = self
-            .db
-            .table(table.def.id)
+            .live_table(table.def.id)
             .filter(|live| live.index(oid).is_some());
         let source = live.as_ref().unwrap_or(table);
         let Some((def, index)) = source.index(oid) else {
@@ -674,32 +753,68 @@ impl Txn {
             });
         let rows = std::mem::take(&mut entry.rows);
         let was_truncated = std::mem::replace(&mut entry.truncated, true);
+        // A rewrite truncates the table's new live state: later rows use its layout.
+        let data = std::mem::replace(&mut entry.data, table.clone());
         writes.undo.push(Undo::Truncate {
             table_id: table.def.id,
             rows,
             was_truncated,
+            data,
         });
     }
 
-    /// Adds a catalog change to commit with the transaction's data (table rewrites).
-    pub fn change_catalog(&mut self, change: CatalogChange) {
-        self.catalog.push(change);
+    /// Adds a catalog change to the transaction's pending catalog: visible to the session at
+    /// once (see [`crate::pending`]), to others when the transaction commits, with its rows.
+    /// A table's definition gets its constraint indexes here, and the session's live state
+    /// of the table follows: the same rows for a definition with the same row layout (new
+    /// indexes built over them; a unique one over duplicates fails with 23505), no rows for a
+    /// new table or a new layout (a rewrite writes them).
+    pub fn change_catalog(&mut self, change: CatalogChange) -> StorageResult<()> {
+        let (change, table) = match change {
+            CatalogChange::PutRelation(def) if def.is_table() => {
+                let def = Arc::new(def.with_constraint_indexes(|| self.db.allocate_oid()));
+                let current = self.live_table(def.id);
+                let codec = crate::codec::TableCodec::new(&def)?;
+                let data = match current {
+                    Some(old) if old.codec.same_layout(&codec) => {
+                        TableData::redefined(def.clone(), &old)?
+                    }
+                    _ => TableData::new(def.clone())?,
+                };
+                let id = def.id;
+                (
+                    CatalogChange::PutRelation(def),
+                    Some((id, Some(Arc::new(data)))),
+                )
+            }
+            CatalogChange::DropRelation(id) => (CatalogChange::DropRelation(id), Some((id, None))),
+            other => (other, None),
+        };
+        self.pending.push(change, table);
+        self.db.bump_catalog_version();
+        Ok(())
     }
 
     /// Whether the transaction has anything to commit.
     pub fn has_writes(&self) -> bool {
-        !self.catalog.is_empty() || !self.writes.lock().tables.is_empty()
+        !self.pending.is_empty() || !self.writes.lock().tables.is_empty()
     }
 
     /// Marks the current state for `ROLLBACK TO SAVEPOINT`.
     pub fn savepoint(&self) -> SavepointMark {
-        SavepointMark(self.writes.lock().undo.len())
+        SavepointMark {
+            undo: self.writes.lock().undo.len(),
+            catalog: self.pending.mark(),
+        }
     }
 
-    /// Undoes every write made after `mark`.
+    /// Undoes every write and catalog change made after `mark`.
     pub fn rollback_to(&mut self, mark: SavepointMark) {
+        if self.pending.rollback_to(mark.catalog) {
+            self.db.bump_catalog_version();
+        }
         let mut writes = self.writes.lock();
-        while writes.undo.len() > mark.0 {
+        while writes.undo.len() > mark.undo {
             let Some(undo) = writes.undo.pop() else {
                 break;
             };
@@ -724,10 +839,12 @@ impl Txn {
                     table_id,
                     rows,
                     was_truncated,
+                    data,
                 } => {
                     if let Some(t) = writes.tables.get_mut(&table_id) {
                         t.rows = rows;
                         t.truncated = was_truncated;
+                        t.data = data;
                     }
                 }
                 Undo::Inserted { table_id, keys } => {
@@ -748,12 +865,16 @@ impl Txn {
     /// there was nothing to write. Finishes even if the caller stops waiting.
     pub async fn commit(mut self) -> StorageResult<Option<u64>> {
         let locked = std::mem::take(&mut self.locked);
-        let catalog = std::mem::take(&mut self.catalog);
-        let writes = std::mem::take(&mut *self.writes.lock());
+        let (catalog, dropped) = self.pending.take();
+        let mut writes = std::mem::take(&mut *self.writes.lock());
+        // Rows of a table the transaction dropped die with it.
+        for id in dropped {
+            writes.tables.remove(&id);
+        }
         let db = self.db.clone();
         let txn_id = self.id;
         if catalog.is_empty() && writes.tables.is_empty() {
-            db.locks().release(txn_id, locked);
+            release_locks(&db, txn_id, locked);
             return Ok(None);
         }
         let body = CommitBody {
@@ -772,9 +893,14 @@ impl Txn {
         };
         // The commit runs on its own task: a cancelled client cannot leave it half done, and
         // the locks are released only once it is applied.
+        let changes_catalog = !body.catalog.is_empty();
         let task = tokio::spawn(async move {
             let result = db.submit(body).await;
-            db.locks().release(txn_id, locked);
+            if result.is_err() && changes_catalog {
+                // Plans made against the refused catalog changes are stale.
+                db.bump_catalog_version();
+            }
+            release_locks(&db, txn_id, locked);
             result
         });
         match task.await {
@@ -786,10 +912,13 @@ impl Txn {
 
 impl Drop for Txn {
     fn drop(&mut self) {
+        // Rolled back with catalog changes: plans made against them are stale.
+        if !self.pending.is_empty() {
+            self.pending.take();
+            self.db.bump_catalog_version();
+        }
         if !self.locked.is_empty() {
-            self.db
-                .locks()
-                .release(self.id, std::mem::take(&mut self.locked));
+            release_locks(&self.db, self.id, std::mem::take(&mut self.locked));
         }
     }
 }

@@ -235,7 +235,7 @@ async fn add_column_by_rewrite(db: &Arc<Db>, table_id: u32) {
     for (key, row) in rows(&data, &values, 0) {
         txn.write(&data, key, Some(row)).await.unwrap();
     }
-    txn.change_catalog(CatalogChange::PutRelation(def));
+    txn.change_catalog(CatalogChange::PutRelation(def)).unwrap();
     txn.commit().await.unwrap();
 }
 

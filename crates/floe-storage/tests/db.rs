@@ -622,3 +622,106 @@ async fn bulk_inserts_respect_the_memory_budget() {
     }
     assert!(failed, "256 KiB cannot hold 100k rows");
 }
+
+#[tokio::test]
+async fn catalog_changes_commit_with_the_rows_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || DbOptions {
+        // Recovery must replay the log, not load a checkpoint.
+        checkpoint_on_close: false,
+        ..DbOptions::default()
+    };
+    let (created_id, rolled_back_id);
+    {
+        let db = Db::open(dir.path(), options()).unwrap();
+        let def = Arc::new(accounts_def(&db, "created"));
+        created_id = def.id;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        txn.change_catalog(CatalogChange::PutRelation(def.clone()))
+            .unwrap();
+        let pending = txn.pending_catalog();
+        // Only the transaction's scope sees the new table.
+        assert!(db.table(created_id).is_none());
+        assert!(db.catalog().relation(created_id).is_none());
+        let table = floe_storage::with_pending_catalog(pending.clone(), async {
+            assert!(db.catalog().relation(created_id).is_some());
+            db.table(created_id).expect("pending table in scope")
+        })
+        .await;
+        for (key, row) in rows(&table, &[(1, 10), (2, 20)]) {
+            txn.write(&table, key, Some(row)).await.unwrap();
+        }
+        // A savepoint undoes a later CREATE and its rows, keeps the earlier one.
+        let mark = txn.savepoint();
+        let later = Arc::new(accounts_def(&db, "later"));
+        txn.change_catalog(CatalogChange::PutRelation(later.clone()))
+            .unwrap();
+        txn.rollback_to(mark);
+        floe_storage::with_pending_catalog(pending, async {
+            assert!(db.table(later.id).is_none());
+            assert!(db.table(created_id).is_some());
+        })
+        .await;
+        let before = db.visible_ts();
+        txn.commit().await.unwrap();
+        // One commit: catalog and rows at the same timestamp.
+        assert_eq!(db.visible_ts(), before + 1);
+        let table = db.table(created_id).expect("committed");
+        assert_eq!(balances(&table, db.visible_ts()), vec![(1, 10), (2, 20)]);
+
+        // Rolled back (dropped): neither definition nor rows.
+        let def = Arc::new(accounts_def(&db, "rolled_back"));
+        rolled_back_id = def.id;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        txn.change_catalog(CatalogChange::PutRelation(def)).unwrap();
+        let pending = txn.pending_catalog();
+        let table = floe_storage::with_pending_catalog(pending, async {
+            db.table(rolled_back_id).unwrap()
+        })
+        .await;
+        for (key, row) in rows(&table, &[(3, 30)]) {
+            txn.write(&table, key, Some(row)).await.unwrap();
+        }
+        drop(txn);
+        assert!(db.table(rolled_back_id).is_none());
+
+        // A DROP rolled back leaves the table and its rows.
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        txn.change_catalog(CatalogChange::DropRelation(created_id))
+            .unwrap();
+        drop(txn);
+        db.close();
+    }
+    let db = Db::open(dir.path(), options()).unwrap();
+    let table = db
+        .table(created_id)
+        .expect("created table survives restart");
+    assert_eq!(balances(&table, db.visible_ts()), vec![(1, 10), (2, 20)]);
+    assert!(db.table(rolled_back_id).is_none());
+    assert!(db
+        .catalog()
+        .relation_by_name("postgres", "public", "later")
+        .is_none());
+    assert!(db.allocate_oid() > created_id);
+}
+
+#[tokio::test]
+async fn a_second_relation_with_a_taken_name_is_refused_at_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let mut first = db.begin(Isolation::ReadCommitted);
+    first
+        .change_catalog(CatalogChange::PutRelation(Arc::new(accounts_def(
+            &db, "same",
+        ))))
+        .unwrap();
+    let mut second = db.begin(Isolation::ReadCommitted);
+    second
+        .change_catalog(CatalogChange::PutRelation(Arc::new(accounts_def(
+            &db, "same",
+        ))))
+        .unwrap();
+    first.commit().await.unwrap();
+    let err = second.commit().await.unwrap_err();
+    assert!(matches!(err, StorageError::DuplicateTable(_)), "{err:?}");
+}

@@ -6,8 +6,17 @@
 //! replaces definition and rows together (storage validates that no other commit wrote rows in
 //! the old layout after it).
 //!
-//! Departures from PostgreSQL, for now: no table lock is taken, so a row committed by another
-//! session while a rewrite runs can be lost; ALTER commits at once, also inside a block.
+//! Inside a transaction block ALTER is part of the transaction (see [`super::ddl`]): the new
+//! definition (and a rewrite's rows) go to the transaction's pending catalog and write set, a
+//! rewrite reads the rows the transaction sees (its own writes included), and all of it
+//! commits or rolls back with the transaction.
+//!
+//! ALTER takes the table's relation lock before it reads the table (to the end of the block,
+//! or of the statement outside one): other sessions' statements on the table wait, then plan
+//! again against the new definition. Departure from PostgreSQL, for now: DML takes no lock, so
+//! ALTER does not wait for transactions that already wrote to the table; such a transaction
+//! committing after a rewrite fails with 40001, one committing during the rewrite's read can
+//! lose its rows to the rewrite.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -48,6 +57,7 @@ impl Session {
                 format!("relation \"{}\" does not exist", alter.name),
             ));
         };
+        self.lock_relation_for_ddl(def.id).await?;
         if matches!(def.kind, floe_storage::RelationKind::View { .. }) {
             return self.alter_view(def, alter).await;
         }
@@ -376,8 +386,7 @@ impl Session {
             let sql = format!("SELECT {} FROM {qualified}", new_values.join(", "));
             self.rewrite_table(new_def, &sql).await?;
         } else {
-            self.db()
-                .commit_catalog(vec![CatalogChange::PutRelation(new_def)])
+            self.commit_ddl(vec![CatalogChange::PutRelation(new_def)])
                 .await?;
         }
         Ok(StatementResult::Command("ALTER TABLE".into()))
@@ -396,12 +405,15 @@ impl Session {
         })
     }
 
-    /// Runs a query at the newest committed state.
+    /// Runs a query at the newest committed state (plus the block's own writes).
     async fn query_latest(&self, sql: &str) -> SqlResult<Vec<RecordBatch>> {
         let statement = self.parse_one(sql)?;
         let plan = self.plan_query(&statement, &[]).await?;
         let physical = self.physical_plan(&plan).await?;
-        let view = Arc::new(floe_storage::ReadView::committed(self.db().snapshot()));
+        let view = match &self.txn {
+            Some(block) => block.storage.lock().await.latest_view(),
+            None => Arc::new(floe_storage::ReadView::committed(self.db().snapshot())),
+        };
         let stream = datafusion::physical_plan::execute_stream(physical, self.task_ctx(view))?;
         Ok(stream.try_collect().await?)
     }
@@ -409,9 +421,22 @@ impl Session {
     /// Replaces the table's definition and all its rows (computed by `select`) in one commit.
     async fn rewrite_table(&mut self, new_def: Arc<TableDef>, select: &str) -> SqlResult<()> {
         let batches = self.query_latest(select).await?;
+        let mut txn = self.statement_txn().await?;
+        let result = fill_rewritten(&mut txn, new_def, batches).await;
+        self.finish_statement_txn(txn, result).await
+    }
+}
+
+/// Writes a rewritten table's rows (`batches`, in `new_def`'s column order) in place of all its
+/// rows, and its new definition, into `txn`.
+async fn fill_rewritten(
+    txn: &mut floe_storage::Txn,
+    new_def: Arc<TableDef>,
+    batches: Vec<RecordBatch>,
+) -> SqlResult<()> {
+    {
         let data = Arc::new(TableData::new(new_def.clone())?);
         let schema = data.codec.schema().clone();
-        let mut txn = self.db().begin(floe_storage::Isolation::ReadCommitted);
         txn.truncate(&data);
         let mut seen: HashSet<Key> = HashSet::new();
         let mut rowid = 0u64;
@@ -468,8 +493,7 @@ impl Session {
                     .await?;
             }
         }
-        txn.change_catalog(CatalogChange::PutRelation(new_def));
-        txn.commit().await?;
+        txn.change_catalog(CatalogChange::PutRelation(new_def))?;
         Ok(())
     }
 }

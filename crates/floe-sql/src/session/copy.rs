@@ -106,7 +106,12 @@ impl Session {
         else {
             return Err(SqlError::syntax("COPY FROM needs a table"));
         };
-        let def = self.relation(&table_name)?;
+        let mut def = self.relation(&table_name)?;
+        if self.db().relations_locked() {
+            // Uncommitted DDL of another session on the table: wait, then look again.
+            self.wait_for_tables(vec![def.id]).await?;
+            def = self.relation(&table_name)?;
+        }
         let names: Vec<String> = if columns.is_empty() {
             def.columns.iter().map(|c| c.name.clone()).collect()
         } else {
@@ -222,7 +227,22 @@ impl Session {
         )
     }
 
+    /// Writes the rows parsed so far, seeing the block's uncommitted DDL (COPY data arrives
+    /// outside [`Session::execute`], which otherwise puts it in scope).
     async fn write_copy_rows(&mut self, state: &mut CopyIn) -> SqlResult<()> {
+        match self.active_pending_catalog() {
+            Some(pending) => {
+                Box::pin(floe_storage::with_pending_catalog(
+                    pending,
+                    self.write_copy_rows_now(state),
+                ))
+                .await
+            }
+            None => self.write_copy_rows_now(state).await,
+        }
+    }
+
+    async fn write_copy_rows_now(&mut self, state: &mut CopyIn) -> SqlResult<()> {
         if state.rows.is_empty() {
             return Ok(());
         }

@@ -3,14 +3,25 @@
 //! Definitions become storage [`TableDef`]s; SQL-level parts (DEFAULT and CHECK expressions)
 //! are kept as SQL text and interpreted again by the DML planner.
 //!
-//! Departure from PostgreSQL, for now: DDL commits on its own at once, also inside a
-//! transaction block (TRUNCATE excepted, which is transactional).
+//! DDL is transactional as in PostgreSQL: inside a transaction block the changes go to the
+//! transaction's pending catalog ([`floe_storage::pending`]) through [`Session::commit_ddl`],
+//! are seen by this session at once and by others only when COMMIT writes them with the
+//! transaction's rows in one commit record; ROLLBACK (or ROLLBACK TO SAVEPOINT, or an error
+//! that fails the block) discards them. Outside a block each statement commits on its own.
+//! CREATE/DROP DATABASE refuse to run inside a block (25001), as in PostgreSQL.
+//!
+//! Concurrency: before it runs, a DDL statement takes the DDL lock of every name it creates,
+//! changes or drops ([`ddl_lock_names`]) — held to the end of the block inside one, to the end
+//! of the statement outside — so DDL on one name serialises across sessions: the second waits
+//! for the first to end, then sees its outcome (42P07, 42P01, …). DML and queries do not take
+//! these locks: they read the committed catalog (never a half state), and a commit whose rows
+//! were written for a table that a concurrent DDL dropped or rewrote meanwhile fails with 40001.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    self, ColumnOption, CreateTable, DataType as AstType, Expr, ObjectName, ObjectType,
+    self, ColumnOption, CreateTable, DataType as AstType, Expr, ObjectName, ObjectType, Statement,
     TableConstraint,
 };
 use floe_storage::{
@@ -386,7 +397,7 @@ impl Session {
             .map(|s| CatalogChange::PutRelation(Arc::new(s)))
             .collect();
         changes.push(CatalogChange::PutRelation(Arc::new(table)));
-        db.commit_catalog(changes).await?;
+        self.commit_ddl(changes).await?;
         Ok(StatementResult::Command("CREATE TABLE".into()))
     }
 
@@ -455,7 +466,7 @@ impl Session {
                     changes.extend(self.drop_relation_changes(&def));
                 }
                 if !changes.is_empty() {
-                    self.db().commit_catalog(changes).await?;
+                    self.commit_ddl(changes).await?;
                 }
                 Ok(StatementResult::Command(tag))
             }
@@ -493,7 +504,7 @@ impl Session {
                     changes.push(CatalogChange::DropSchema(self.database.clone(), schema));
                 }
                 if !changes.is_empty() {
-                    self.db().commit_catalog(changes).await?;
+                    self.commit_ddl(changes).await?;
                 }
                 Ok(StatementResult::Command(tag))
             }
@@ -549,13 +560,12 @@ impl Session {
             .with_detail("The prefix \"pg_\" is reserved for system schemas."));
         }
         let oid = self.db().allocate_oid();
-        self.db()
-            .commit_catalog(vec![CatalogChange::PutSchema(SchemaDef {
-                oid,
-                database: self.database.clone(),
-                name: schema,
-            })])
-            .await?;
+        self.commit_ddl(vec![CatalogChange::PutSchema(SchemaDef {
+            oid,
+            database: self.database.clone(),
+            name: schema,
+        })])
+        .await?;
         Ok(StatementResult::Command("CREATE SCHEMA".into()))
     }
 
@@ -636,11 +646,19 @@ impl Session {
                 .map(|s| CatalogChange::DropSchema(database.clone(), s.name.clone())),
         );
         changes.push(CatalogChange::DropDatabase(database));
-        self.db().commit_catalog(changes).await?;
+        self.commit_ddl(changes).await?;
         Ok(StatementResult::Command("DROP DATABASE".into()))
     }
 
     pub(super) async fn truncate(&mut self, names: Vec<ObjectName>) -> SqlResult<StatementResult> {
+        if self.db().relations_locked() {
+            // Uncommitted DDL of another session on a table: wait for it first.
+            let mut ids = Vec::new();
+            for name in &names {
+                ids.push(self.relation(name)?.id);
+            }
+            self.wait_for_tables(ids).await?;
+        }
         let mut tables = Vec::new();
         for name in &names {
             let def = self.relation(name)?;
@@ -665,6 +683,72 @@ impl Session {
         .await?;
         Ok(StatementResult::Command("TRUNCATE TABLE".into()))
     }
+}
+
+/// The DDL lock names of the objects `statement` creates, changes or drops (empty for
+/// statements that are not DDL). Relations (tables, views, sequences, indexes) are locked by
+/// database and bare name — coarser than by schema, never finer — and schemas by name.
+pub(super) fn ddl_lock_names(statement: &Statement, database: &str) -> Vec<String> {
+    let relation = |name: &ObjectName| {
+        let parts = object_parts(name);
+        format!(
+            "rel/{database}/{}",
+            parts.last().map(String::as_str).unwrap_or_default()
+        )
+    };
+    let schema = |name: &ObjectName| format!("schema/{database}/{}", object_parts(name).join("."));
+    let mut names = match statement {
+        Statement::CreateTable(create) => vec![relation(&create.name)],
+        Statement::CreateView(create) => vec![relation(&create.name)],
+        Statement::CreateIndex(create) => {
+            let mut names = vec![relation(&create.table_name)];
+            names.extend(create.name.as_ref().map(relation));
+            names
+        }
+        Statement::AlterTable(alter) => {
+            let mut names = vec![relation(&alter.name)];
+            for operation in &alter.operations {
+                if let ast::AlterTableOperation::RenameTable { table_name } = operation {
+                    let (ast::RenameTableNameKind::As(name) | ast::RenameTableNameKind::To(name)) =
+                        table_name;
+                    names.push(relation(name));
+                }
+            }
+            names
+        }
+        Statement::Drop {
+            object_type: ObjectType::Schema,
+            names,
+            ..
+        } => names.iter().map(schema).collect(),
+        Statement::Drop {
+            object_type:
+                ObjectType::Table | ObjectType::View | ObjectType::Sequence | ObjectType::Index,
+            names,
+            ..
+        } => names.iter().map(relation).collect(),
+        Statement::CreateSchema { schema_name, .. } => match schema_name {
+            ast::SchemaName::Simple(name) | ast::SchemaName::NamedAuthorization(name, _) => {
+                vec![schema(name)]
+            }
+            ast::SchemaName::UnnamedAuthorization(user) => {
+                vec![format!("schema/{database}/{}", ident_name(user))]
+            }
+        },
+        Statement::Query(query) => match query.body.as_ref() {
+            ast::SetExpr::Select(select) => select
+                .into
+                .as_ref()
+                .map(|into| vec![relation(&into.name)])
+                .unwrap_or_default(),
+            _ => vec![],
+        },
+        _ => vec![],
+    };
+    // One order for every transaction, so two DDLs over the same names cannot deadlock.
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn multiple_primary_keys(table: &str) -> SqlError {

@@ -93,6 +93,17 @@ pub(super) enum CopyRowsError {
     Row(SqlError, Option<usize>),
 }
 
+impl DmlPlan {
+    /// Adds the tables the statement writes and reads to `tables`.
+    pub(crate) fn tables(&self, tables: &mut Vec<u32>) {
+        tables.push(self.table.def.id);
+        super::scanned_tables(&self.select, tables);
+        if let Some(returning) = &self.returning {
+            super::scanned_tables(returning, tables);
+        }
+    }
+}
+
 /// A SQL name quoted for safe reuse in generated SQL.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

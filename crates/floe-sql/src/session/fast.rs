@@ -91,6 +91,17 @@ pub(crate) enum FastPlan {
     },
 }
 
+impl FastPlan {
+    /// The table the statement reads or writes.
+    pub(crate) fn table_id(&self) -> u32 {
+        match self {
+            FastPlan::Get { table, .. }
+            | FastPlan::Update { table, .. }
+            | FastPlan::Insert { table, .. } => table.def.id,
+        }
+    }
+}
+
 /// A recognised statement with the types the client is told.
 #[derive(Debug)]
 pub(crate) struct FastMatch {

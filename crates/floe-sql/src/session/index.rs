@@ -115,8 +115,7 @@ impl Session {
             unique: create.unique,
             constraint: false,
         });
-        self.db()
-            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(new_def))])
+        self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(new_def))])
             .await?;
         Ok(tag())
     }
@@ -191,7 +190,7 @@ impl Session {
                 .into_iter()
                 .map(|def| CatalogChange::PutRelation(Arc::new(def)))
                 .collect();
-            self.db().commit_catalog(changes).await?;
+            self.commit_ddl(changes).await?;
         }
         Ok(StatementResult::Command("DROP INDEX".into()))
     }

@@ -46,6 +46,14 @@ pub(crate) struct LockingPlan {
     nonblock: Option<NonBlock>,
 }
 
+impl LockingPlan {
+    /// Adds the tables the statement locks rows of and reads to `tables`.
+    pub(crate) fn tables(&self, tables: &mut Vec<u32>) {
+        tables.extend(self.targets.iter().map(|t| t.def.id));
+        super::scanned_tables(&self.plan, tables);
+    }
+}
+
 fn lock_column(i: usize) -> String {
     format!("__floe_lock_{i}")
 }

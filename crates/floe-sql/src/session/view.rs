@@ -186,8 +186,7 @@ impl Session {
             indexes: vec![],
             next_column_id,
         };
-        self.db()
-            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(def))])
+        self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
             .await?;
         Ok(StatementResult::Command("CREATE VIEW".into()))
     }
@@ -368,8 +367,7 @@ impl Session {
                 }
             }
         }
-        self.db()
-            .commit_catalog(vec![CatalogChange::PutRelation(Arc::new(new_def))])
+        self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(new_def))])
             .await?;
         Ok(StatementResult::Command("ALTER VIEW".into()))
     }
@@ -495,14 +493,28 @@ impl Session {
             next_column_id,
         });
         let data = Arc::new(TableData::new(def.clone())?);
-        let storage_schema = data.codec.schema().clone();
 
         let view = self.read_view().await;
         let physical = self.physical_plan(&plan).await?;
         let stream = execute_stream(physical, self.task_ctx(view))?;
         let batches: Vec<_> = stream.try_collect().await?;
 
-        let mut txn = self.db().begin(floe_storage::Isolation::ReadCommitted);
+        let mut txn = self.statement_txn().await?;
+        let result = fill_created(&mut txn, def, data, batches).await;
+        let count = self.finish_statement_txn(txn, result).await?;
+        Ok(StatementResult::Command(format!("SELECT {count}")))
+    }
+}
+
+/// Writes a new table's rows and its definition into `txn`; the number of rows.
+async fn fill_created(
+    txn: &mut floe_storage::Txn,
+    def: Arc<TableDef>,
+    data: Arc<TableData>,
+    batches: Vec<datafusion::arrow::array::RecordBatch>,
+) -> SqlResult<usize> {
+    let storage_schema = data.codec.schema().clone();
+    {
         let mut count = 0usize;
         for batch in batches {
             let mut arrays: Vec<ArrayRef> = Vec::with_capacity(storage_schema.fields().len());
@@ -522,9 +534,8 @@ impl Session {
                 count += 1;
             }
         }
-        txn.change_catalog(CatalogChange::PutRelation(def));
-        txn.commit().await?;
-        Ok(StatementResult::Command(format!("SELECT {count}")))
+        txn.change_catalog(CatalogChange::PutRelation(def))?;
+        Ok(count)
     }
 }
 
