@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{Key, RowBytes};
 
@@ -170,8 +170,10 @@ type Map = BTreeMap<MapKey, Vec<Version>>;
 pub struct HotTable {
     map: RwLock<Map>,
     bytes: AtomicUsize,
-    /// Versions and tombstones that may be prunable: when high, vacuum is worth running.
-    garbage: AtomicUsize,
+    /// Keys whose chains may hold prunable versions or tombstones (repeats possible): vacuum
+    /// visits these instead of the whole map, so its cost follows the writes since the last
+    /// one, not the table's size.
+    dirty: Mutex<Vec<Key>>,
 }
 
 /// What applying a change did to a key, for the change stream.
@@ -255,7 +257,7 @@ impl HotTable {
             map.remove(&probe as &dyn KeyView);
             delta -= (key.len() + 2 * VERSION_OVERHEAD) as isize;
         } else if chain.len() > 1 || chain[0].row.is_none() {
-            self.garbage.fetch_add(1, Ordering::Relaxed);
+            self.dirty.lock().push(key.clone());
         }
         self.add_bytes(delta);
         (Applied { old }, delta)
@@ -348,29 +350,80 @@ impl HotTable {
         out
     }
 
-    /// Drops versions no snapshot at or after `horizon` can see. Cheap to call when there is
-    /// little garbage.
+    /// Drops versions no snapshot at or after `horizon` can see, visiting the keys written
+    /// since the last vacuum (the whole map when most keys were). Holds the write lock for a
+    /// bounded batch of keys at a time, so readers and commits get in between.
     pub fn vacuum(&self, horizon: u64) {
-        if self.garbage.load(Ordering::Relaxed) == 0 {
+        let mut keys = std::mem::take(&mut *self.dirty.lock());
+        if keys.is_empty() {
             return;
         }
-        self.garbage.store(0, Ordering::Relaxed);
-        let mut map = self.map.write();
+        keys.sort_unstable();
+        keys.dedup();
         let mut freed = 0usize;
-        let mut remaining = 0usize;
-        map.retain(|key, chain| {
-            freed += prune(chain, horizon);
-            if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
-                freed += key.key.len() + 2 * VERSION_OVERHEAD;
-                return false;
+        let mut remaining = Vec::new();
+        if keys.len() > self.key_count() / 4 {
+            let mut map = self.map.write();
+            map.retain(|key, chain| match vacuum_chain(chain, horizon, &key.key) {
+                Pruned::Removed(bytes) => {
+                    freed += bytes;
+                    false
+                }
+                Pruned::Kept { bytes, garbage } => {
+                    freed += bytes;
+                    if garbage {
+                        remaining.push(key.key.clone());
+                    }
+                    true
+                }
+            });
+        } else {
+            for batch in keys.chunks(VACUUM_BATCH) {
+                let mut map = self.map.write();
+                for key in batch {
+                    let probe = Probe::new(key);
+                    let Some(chain) = map.get_mut(&probe as &dyn KeyView) else {
+                        continue;
+                    };
+                    match vacuum_chain(chain, horizon, key) {
+                        Pruned::Removed(bytes) => {
+                            freed += bytes;
+                            map.remove(&probe as &dyn KeyView);
+                        }
+                        Pruned::Kept { bytes, garbage } => {
+                            freed += bytes;
+                            if garbage {
+                                remaining.push(key.clone());
+                            }
+                        }
+                    }
+                }
             }
-            if chain.len() > 1 || chain[0].row.is_none() {
-                remaining += 1;
-            }
-            true
-        });
-        self.garbage.fetch_add(remaining, Ordering::Relaxed);
+        }
+        self.dirty.lock().extend(remaining);
         self.add_bytes(-(freed as isize));
+    }
+}
+
+/// Keys a vacuum handles per write-lock acquisition.
+const VACUUM_BATCH: usize = 1024;
+
+/// What vacuuming one chain did.
+enum Pruned {
+    /// Only an old tombstone was left: remove the key (bytes freed, key included).
+    Removed(usize),
+    /// The key stays; `garbage` when it still holds versions a later vacuum may drop.
+    Kept { bytes: usize, garbage: bool },
+}
+
+fn vacuum_chain(chain: &mut Vec<Version>, horizon: u64, key: &[u8]) -> Pruned {
+    let bytes = prune(chain, horizon);
+    if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
+        return Pruned::Removed(bytes + key.len() + 2 * VERSION_OVERHEAD);
+    }
+    Pruned::Kept {
+        bytes,
+        garbage: chain.len() > 1 || chain[0].row.is_none(),
     }
 }
 
@@ -503,5 +556,35 @@ mod tests {
         assert_eq!(keys, vec![b"a", b"b", b"d", b"e"]);
         t.vacuum(10);
         assert_eq!(t.key_count(), 4);
+    }
+
+    #[test]
+    fn vacuum_visits_only_written_keys_and_frees_everything_old() {
+        let t = HotTable::default();
+        for i in 0..1000u32 {
+            t.apply(&Key::from(&i.to_be_bytes()[..]), r("v0"), 1, 0);
+        }
+        let base = t.bytes();
+        // A few hot keys rewritten many times while an old snapshot (horizon 1) holds them.
+        for ts in 2..50u64 {
+            for i in [3u32, 7, 11] {
+                t.apply(&Key::from(&i.to_be_bytes()[..]), r("v1"), ts, 1);
+            }
+        }
+        t.apply(&Key::from(&500u32.to_be_bytes()[..]), None, 50, 1);
+        assert_eq!(t.versions().len(), 1000 + 3 * 48);
+        // Still needed by the snapshot at 1: nothing old may go.
+        t.vacuum(1);
+        assert_eq!(t.get(&7u32.to_be_bytes(), 1).as_deref(), Some(&b"v0"[..]));
+        assert_eq!(t.key_count(), 1000);
+        // The snapshot ended: one version per key, the deleted key gone, bytes back to the
+        // table's size minus that row.
+        t.vacuum(100);
+        assert_eq!(t.versions().len(), 999);
+        assert_eq!(t.key_count(), 999);
+        assert_eq!(t.get(&7u32.to_be_bytes(), 100).as_deref(), Some(&b"v1"[..]));
+        assert!(t.get(&500u32.to_be_bytes(), 100).is_none());
+        assert!(t.bytes() < base);
+        assert!(t.dirty.lock().is_empty());
     }
 }
