@@ -242,7 +242,9 @@ def run_pgbench(port, extra, log_dir, timeout, env=None, keep_logs=False):
         if not keep_logs:  # they run to hundreds of MB over a full run
             os.unlink(path)
     lat.sort()
-    return {"tps": float(m.group(1)), "lat_ms": lat, "stdout": out.stdout}
+    avg = re.search(r"latency average = ([0-9.]+) ms", out.stdout)
+    return {"tps": float(m.group(1)), "lat_ms": lat, "stdout": out.stdout,
+            "avg_ms": float(avg.group(1)) if avg else None}
 
 
 def run_pgbench_init(port, scale, log_dir, timeout, steps=None):
