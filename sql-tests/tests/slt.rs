@@ -47,9 +47,21 @@ async fn run_files(server: &TestServer, files: &[PathBuf], failures: &mut Vec<St
 }
 
 fn main() -> ExitCode {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The directory cargo runs the test for, not the one it was compiled in: build artifacts
+    // are shared across clones (one CARGO_TARGET_DIR), and a binary reused from another clone
+    // would otherwise read that clone's files, or none once it is gone.
+    let root = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    );
     let postgres_files = slt_files(&root.join("postgres"));
     let floe_files = slt_files(&root.join("floe"));
+    if postgres_files.is_empty() && std::env::var("SLT_FILTER").is_err() {
+        eprintln!(
+            "no .slt files found in {}: nothing would be tested",
+            root.join("postgres").display()
+        );
+        return ExitCode::FAILURE;
+    }
     let target = std::env::var("SLT_TARGET").unwrap_or_default();
     let require_pg = std::env::var("FLOE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -76,41 +76,17 @@ impl Session {
         for operation in alter.operations {
             match operation {
                 AlterTableOperation::RenameTable { table_name } => {
-                    let name = match table_name {
-                        RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
-                    };
-                    let (_, name) = self.split_name(&name)?;
-                    if self
-                        .db()
-                        .catalog()
-                        .relation_by_name(&def.database, &def.schema, &name)
-                        .is_some()
-                    {
-                        return Err(SqlError::new(
-                            sqlstate::DUPLICATE_TABLE,
-                            format!("relation \"{name}\" already exists"),
-                        ));
-                    }
-                    new_def.name = name;
+                    new_def.name = self.renamed_relation(&def, table_name)?;
                 }
                 AlterTableOperation::RenameColumn {
                     old_column_name,
                     new_column_name,
                 } => {
-                    let position = column_position(&new_def, &ident_name(&old_column_name))?;
-                    let new_name = ident_name(&new_column_name);
-                    if new_def.column_index(&new_name).is_some() {
-                        return Err(SqlError::new(
-                            sqlstate::DUPLICATE_COLUMN,
-                            format!(
-                                "column \"{new_name}\" of relation \"{}\" already exists",
-                                def.name
-                            ),
-                        ));
-                    }
-                    new_def.columns[position].name = new_name.clone();
-                    new_def.columns[position].field =
-                        new_def.columns[position].field.clone().with_name(new_name);
+                    rename_column(
+                        &mut new_def,
+                        &ident_name(&old_column_name),
+                        &ident_name(&new_column_name),
+                    )?;
                 }
                 AlterTableOperation::AddColumn {
                     if_not_exists,
@@ -496,6 +472,55 @@ async fn fill_rewritten(
         txn.change_catalog(CatalogChange::PutRelation(new_def))?;
         Ok(())
     }
+}
+
+impl Session {
+    /// The new name of `ALTER TABLE/VIEW … RENAME TO`, checked to be free in the relation's
+    /// schema (42P07 otherwise).
+    pub(super) fn renamed_relation(
+        &self,
+        def: &TableDef,
+        table_name: RenameTableNameKind,
+    ) -> SqlResult<String> {
+        let name = match table_name {
+            RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+        };
+        let (_, name) = self.split_name(&name)?;
+        if self
+            .db()
+            .catalog()
+            .relation_by_name(&def.database, &def.schema, &name)
+            .is_some()
+        {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        Ok(name)
+    }
+}
+
+/// `RENAME COLUMN old TO new` on a table's or view's definition, with PostgreSQL's errors.
+pub(super) fn rename_column(def: &mut TableDef, old: &str, new: &str) -> SqlResult<()> {
+    let position = def.column_index(old).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::UNDEFINED_COLUMN,
+            format!("column \"{old}\" does not exist"),
+        )
+    })?;
+    if def.column_index(new).is_some() {
+        return Err(SqlError::new(
+            sqlstate::DUPLICATE_COLUMN,
+            format!(
+                "column \"{new}\" of relation \"{}\" already exists",
+                def.name
+            ),
+        ));
+    }
+    def.columns[position].name = new.to_string();
+    def.columns[position].field = def.columns[position].field.clone().with_name(new);
+    Ok(())
 }
 
 fn column_position(def: &TableDef, name: &str) -> SqlResult<usize> {

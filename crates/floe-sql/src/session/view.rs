@@ -24,9 +24,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::Field;
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::sqlparser::ast::{
-    self, AlterTable, AlterTableOperation, CreateTable, Ident, ObjectName, Query,
-    RenameTableNameKind, Statement, TableAlias, TableAliasColumnDef, TableFactor, Visit, VisitMut,
-    Visitor, VisitorMut,
+    self, AlterTable, AlterTableOperation, CreateTable, Ident, ObjectName, Query, Statement,
+    TableAlias, TableAliasColumnDef, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
 use floe_storage::{CatalogChange, ColumnDef, RelationKind, TableCodec, TableData, TableDef};
 use futures::TryStreamExt;
@@ -317,47 +316,17 @@ impl Session {
         for operation in alter.operations {
             match operation {
                 AlterTableOperation::RenameTable { table_name } => {
-                    let name = match table_name {
-                        RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
-                    };
-                    let (_, name) = self.split_name(&name)?;
-                    if self
-                        .db()
-                        .catalog()
-                        .relation_by_name(&def.database, &def.schema, &name)
-                        .is_some()
-                    {
-                        return Err(SqlError::new(
-                            sqlstate::DUPLICATE_TABLE,
-                            format!("relation \"{name}\" already exists"),
-                        ));
-                    }
-                    new_def.name = name;
+                    new_def.name = self.renamed_relation(&def, table_name)?;
                 }
                 AlterTableOperation::RenameColumn {
                     old_column_name,
                     new_column_name,
                 } => {
-                    let old = ident_name(&old_column_name);
-                    let new = ident_name(&new_column_name);
-                    let position = new_def.column_index(&old).ok_or_else(|| {
-                        SqlError::new(
-                            sqlstate::UNDEFINED_COLUMN,
-                            format!("column \"{old}\" does not exist"),
-                        )
-                    })?;
-                    if new_def.column_index(&new).is_some() {
-                        return Err(SqlError::new(
-                            sqlstate::DUPLICATE_COLUMN,
-                            format!(
-                                "column \"{new}\" of relation \"{}\" already exists",
-                                def.name
-                            ),
-                        ));
-                    }
-                    new_def.columns[position].field =
-                        new_def.columns[position].field.clone().with_name(&new);
-                    new_def.columns[position].name = new;
+                    super::alter::rename_column(
+                        &mut new_def,
+                        &ident_name(&old_column_name),
+                        &ident_name(&new_column_name),
+                    )?;
                 }
                 _ => {
                     return Err(SqlError::new(
