@@ -91,6 +91,9 @@ enum Undo {
     Inserted { table_id: u32, keys: Vec<Key> },
 }
 
+/// Bytes a pending write is charged on top of its key and row.
+const WRITE_OVERHEAD: usize = 64;
+
 /// A transaction's uncommitted changes.
 #[derive(Debug, Default)]
 pub struct WriteSet {
@@ -257,6 +260,24 @@ impl Txn {
         if self.db.locks().lock(self.id, NAME_LOCK_SPACE, &key).await? {
             self.locked.push((NAME_LOCK_SPACE, key));
         }
+        Ok(())
+    }
+
+    /// Counts `added` bytes of pending writes against the memory budget (53200 beyond it).
+    fn charge(&self, writes: &mut WriteSet, added: usize) -> StorageResult<()> {
+        if let Some(limit) = self.db.memory_limit() {
+            if self.db.hot_bytes() + writes.bytes + added > limit {
+                return Err(StorageError::MemoryLimit {
+                    detail: format!(
+                        "The hot tier holds {} bytes and this transaction {} more; the limit \
+                         is {limit} bytes (--memory-limit).",
+                        self.db.hot_bytes(),
+                        writes.bytes
+                    ),
+                });
+            }
+        }
+        writes.bytes += added;
         Ok(())
     }
 
@@ -587,20 +608,8 @@ impl Txn {
         row: Option<RowBytes>,
     ) -> StorageResult<()> {
         let mut writes = self.writes.lock();
-        let added = key.len() + row.as_ref().map_or(0, |r| r.len()) + 64;
-        if let Some(limit) = self.db.memory_limit() {
-            if self.db.hot_bytes() + writes.bytes + added > limit {
-                return Err(StorageError::MemoryLimit {
-                    detail: format!(
-                        "The hot tier holds {} bytes and this transaction {} more; the limit \
-                         is {limit} bytes (--memory-limit).",
-                        self.db.hot_bytes(),
-                        writes.bytes
-                    ),
-                });
-            }
-        }
-        writes.bytes += added;
+        let added = key.len() + row.as_ref().map_or(0, |r| r.len()) + WRITE_OVERHEAD;
+        self.charge(&mut writes, added)?;
         let entry = writes
             .tables
             .entry(table.def.id)
@@ -671,21 +680,12 @@ impl Txn {
         } else {
             Vec::new()
         };
-        let added: usize = rows.iter().map(|(k, r)| k.len() + r.len() + 64).sum();
+        let added: usize = rows
+            .iter()
+            .map(|(k, r)| k.len() + r.len() + WRITE_OVERHEAD)
+            .sum();
         let mut writes = self.writes.lock();
-        if let Some(limit) = self.db.memory_limit() {
-            if self.db.hot_bytes() + writes.bytes + added > limit {
-                return Err(StorageError::MemoryLimit {
-                    detail: format!(
-                        "The hot tier holds {} bytes and this transaction {} more; the limit \
-                         is {limit} bytes (--memory-limit).",
-                        self.db.hot_bytes(),
-                        writes.bytes
-                    ),
-                });
-            }
-        }
-        writes.bytes += added;
+        self.charge(&mut writes, added)?;
         let table_id = table.def.id;
         let entry = writes
             .tables
