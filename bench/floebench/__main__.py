@@ -15,13 +15,14 @@ import traceback
 
 from .common import PG_BIN, Context, HarnessError
 from .servers import PG_SETTINGS, fs_type
-from .suites import ingest, micro, oltp, placeholders, tpch, wire
+from .suites import ingest, micro, oltp, placeholders, restart, tpch, wire
 
 SUITES = {
     "wire": ("Wire protocol", wire.run),
     "oltp": ("OLTP (pgbench)", oltp.run),
     "tpch": ("TPC-H", tpch.run),
     "ingest": ("Ingest (COPY)", ingest.run),
+    "restart": ("Restart after a crash", restart.run),
     "micro": ("Micro benchmarks (floe-storage)", micro.run),
     "ivm": ("Incremental view maintenance", placeholders.runner("ivm")),
     "subscribe": ("SUBSCRIBE", placeholders.runner("subscribe")),
@@ -48,7 +49,8 @@ def parse_args(argv):
     ap.add_argument("--oltp-scale", type=int, help="pgbench scale (default 10, smoke 1)")
     ap.add_argument("--oltp-seconds", type=int, help="seconds per pgbench run (default 20, "
                                                      "smoke 2)")
-    ap.add_argument("--oltp-clients", default="1,8,32", help="client counts (default 1,8,32)")
+    ap.add_argument("--oltp-clients", default="1,8,32",
+                    help="client counts (default 1,8,32); empty: pgbench -i only")
     ap.add_argument("--tpch-scale", type=float, help="TPC-H scale factor (default 1, smoke 0.01)")
     ap.add_argument("--sf10", action="store_true", help="TPC-H at scale factor 10")
     ap.add_argument("--query-timeout", type=float,
@@ -57,12 +59,17 @@ def parse_args(argv):
     ap.add_argument("--ingest-rows", type=int,
                     help="rows for the narrow ingest table; the wide one gets a fifth "
                          "(default 5,000,000, smoke 20,000)")
+    ap.add_argument("--restart-mb", type=int,
+                    help="MiB of row data committed before the restart suite's crash "
+                         "(default 1024, smoke 20)")
     args = ap.parse_args(argv)
     if args.sf10:
         args.tpch_scale = 10.0
     for s in args.suites:
         if s not in SUITES:
             ap.error(f"unknown suite {s!r}; choose from {', '.join(SUITES)}")
+    if args.restart_mb is not None and args.restart_mb < 1:
+        ap.error("--restart-mb must be at least 1")
     if args.repeat is not None and args.repeat < 1:
         ap.error("--repeat must be at least 1")
     return args

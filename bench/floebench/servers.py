@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -82,6 +83,59 @@ def tree_pids(root):
     return pids
 
 
+def gone(pid):
+    """True when pid no longer runs (exited, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def sigkill_tree(root, timeout=30):
+    """SIGKILLs root and then its descendants (a crash: nothing gets to clean up), and waits
+    until all of them are gone."""
+    pids = tree_pids(root)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    while time.time() < deadline and not all(gone(p) for p in pids):
+        time.sleep(0.02)
+
+
+def dir_bytes(path):
+    """Bytes a directory tree occupies on disk (allocated blocks, like du)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def dir_breakdown(path):
+    """[(top-level entry, bytes on disk)] of a directory, largest first."""
+    out = []
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return out
+    for name in names:
+        full = os.path.join(path, name)
+        try:
+            size = dir_bytes(full) if os.path.isdir(full) and not os.path.islink(full) \
+                else os.lstat(full).st_blocks * 512
+        except OSError:
+            continue
+        out.append((name, size))
+    return sorted(out, key=lambda e: -e[1])
+
+
 def smaps_kib(pid, key):
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -120,6 +174,23 @@ class Server:
         """Restarts a server that died mid-suite (same data dir), so that one crash does not
         hide every later step. Returns False when it cannot or should not be restarted."""
         return False
+
+    def launch(self):
+        """Starts the server process on its existing data directory without waiting for it."""
+        raise NotImplementedError
+
+    def wait_ready(self, timeout):
+        raise NotImplementedError
+
+    def kill(self):
+        """Crashes the server: SIGKILL, no shutdown, then waits until its processes are gone."""
+        raise NotImplementedError
+
+    def restart(self, timeout=60):
+        """Starts the server again on the same data directory (after stop() or kill())."""
+        self.launch()
+        self.wait_ready(timeout)
+        return self
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -202,7 +273,11 @@ class FloeServer(Server):
             return False
         return True
 
-    def start(self):
+    def start(self, timeout=60):
+        """Starts Floe (on its data directory, created on first use) and waits for its port."""
+        return self.restart(timeout)
+
+    def launch(self):
         os.makedirs(self.workdir, exist_ok=True)
         self.generation += 1
         self.port = free_port()
@@ -217,7 +292,9 @@ class FloeServer(Server):
              str(FLOE_MAX_CONNECTIONS)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         log.close()
-        deadline = time.time() + 60
+
+    def wait_ready(self, timeout):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise StepFailed("Floe did not start: "
@@ -226,7 +303,13 @@ class FloeServer(Server):
                 return self
             time.sleep(0.05)
         self.stop()
-        raise StepFailed("Floe did not open its port within 60 s")
+        raise StepFailed(f"Floe did not open its port within {timeout:g} s")
+
+    def kill(self):
+        if self.alive():
+            sigkill_tree(self.proc.pid)
+        if self.proc is not None:
+            self.proc.wait()
 
     def memory_kib(self):
         """RSS of the one Floe process."""
@@ -280,8 +363,14 @@ class PostgresServer(Server):
             capture_output=True, text=True)
         if init.returncode != 0:
             raise HarnessError(f"initdb failed: {one_line(init.stderr, 600)}")
+        return self.restart()
+
+    def launch(self):
+        """Starts the postmaster on the existing cluster (same data directory and port)."""
+        self.generation += 1
         self.log_path = os.path.join(self.workdir, "postgres.log")
         log = open(self.log_path, "ab")
+        self.log_offset = log.tell()
         opts = []
         for k, v in PG_SETTINGS.items():
             opts += ["-c", f"{k}={v}"]
@@ -290,17 +379,32 @@ class PostgresServer(Server):
                               "-k", self.base] + opts),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
-        deadline = time.time() + 60
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise HarnessError("PostgreSQL did not start: "
-                                   + one_line(tail(self.log_path), 600))
+                                   + one_line(tail(self.log_path, 15, self.log_offset), 600))
             ready = subprocess.run([f"{PG_BIN}/pg_isready", "-q", "-h", "127.0.0.1", "-p",
                                     str(self.port)])
             if ready.returncode == 0:
                 return self
             time.sleep(0.1)
-        raise HarnessError("PostgreSQL did not become ready within 60 s")
+        raise HarnessError(f"PostgreSQL did not become ready within {timeout:g} s")
+
+    def kill(self):
+        """SIGKILLs the postmaster, then its backends and auxiliary processes (a crash: the next
+        start runs WAL crash recovery), and waits until all of them are gone."""
+        pid = self.postmaster_pid()
+        if pid is not None and not gone(pid):
+            sigkill_tree(pid)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)  # the runuser wrapper exits with the postmaster
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def postmaster_pid(self):
         try:
