@@ -12,7 +12,18 @@ use tokio_postgres::{Client, IsolationLevel};
 
 /// Runs a prepared statement and writes what came back (or the error) to the transcript.
 async fn step(c: &Client, log: &mut Vec<String>, sql: &str, params: &[&(dyn ToSql + Sync)]) {
-    let stmt = match c.prepare(sql).await {
+    step_typed(c, log, sql, &[], params).await
+}
+
+/// [`step`] with parameter types declared in Parse, as drivers such as psycopg do.
+async fn step_typed(
+    c: &Client,
+    log: &mut Vec<String>,
+    sql: &str,
+    types: &[tokio_postgres::types::Type],
+    params: &[&(dyn ToSql + Sync)],
+) {
+    let stmt = match c.prepare_typed(sql, types).await {
         Ok(stmt) => stmt,
         Err(e) => {
             log.push(format!("{sql} -> prepare error {}", error_text(&e)));
@@ -306,6 +317,62 @@ async fn scenario(c: &Client) -> Vec<String> {
         &[],
     )
     .await;
+    // Declared parameter types narrower than the columns' (int2/int4 for bigint columns).
+    {
+        use tokio_postgres::types::Type;
+        c.batch_execute("CREATE TABLE big (id bigint PRIMARY KEY, v bigint NOT NULL)")
+            .await
+            .unwrap();
+        step_typed(
+            c,
+            s,
+            "INSERT INTO big (id, v) VALUES ($1, $2)",
+            &[Type::INT4, Type::INT2],
+            &[&7i32, &3i16],
+        )
+        .await;
+        step_typed(
+            c,
+            s,
+            "UPDATE big SET v = v + $1 WHERE id = $2",
+            &[Type::INT2, Type::INT4],
+            &[&5i16, &7i32],
+        )
+        .await;
+        step_typed(
+            c,
+            s,
+            "UPDATE big SET v = $1 WHERE id = $2",
+            &[Type::INT4, Type::INT4],
+            &[&i32::MIN, &8i32],
+        )
+        .await;
+        step_typed(
+            c,
+            s,
+            "SELECT v FROM big WHERE id = $1",
+            &[Type::INT4],
+            &[&7i32],
+        )
+        .await;
+        step_typed(
+            c,
+            s,
+            "SELECT v FROM big WHERE id = $1",
+            &[Type::INT2],
+            &[&8i16],
+        )
+        .await;
+        // A declared type wider than the column's stays on the general path.
+        step_typed(
+            c,
+            s,
+            "SELECT bal FROM acc WHERE id = $1",
+            &[Type::INT8],
+            &[&1i64],
+        )
+        .await;
+    }
     log
 }
 

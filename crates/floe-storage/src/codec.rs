@@ -331,6 +331,15 @@ impl Default for RecordBuilder {
 }
 
 impl RecordBuilder {
+    /// A builder with room for about `bytes` of encoded changes reserved up front: a big
+    /// commit's record then grows without reallocations (each a copy of everything so far
+    /// into new, not yet touched memory). Reserved pages that go unused are never touched.
+    pub fn with_capacity(bytes: usize) -> RecordBuilder {
+        let mut builder = RecordBuilder::default();
+        builder.out.reserve(bytes);
+        builder
+    }
+
     /// Adds a TRUNCATE marker.
     pub fn truncate(&mut self, table_id: u32) {
         self.out.push(2);

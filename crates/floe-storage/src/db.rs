@@ -552,7 +552,20 @@ impl Db {
                 }
             }
         }
-        let mut record = RecordBuilder::default();
+        // The IPC form of a row is about the size of its row-format bytes (smaller for fixed
+        // width columns): reserve that, plus per-batch framing.
+        let estimate: usize = body
+            .tables
+            .iter()
+            .map(|t| {
+                1024 + t
+                    .rows
+                    .iter()
+                    .map(|(k, r)| k.len() + r.as_ref().map_or(0, |r| r.len()) + 8)
+                    .sum::<usize>()
+            })
+            .sum();
+        let mut record = RecordBuilder::with_capacity(estimate);
         for table in &body.tables {
             if table.truncate {
                 record.truncate(table.table_id);

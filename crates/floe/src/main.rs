@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             // DataFusion; the default 2 MiB stacks overflow and abort the process. The space is
             // reserved, not committed: only deep statements touch it.
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.worker_threads)
                 .enable_all()
                 .thread_name("floe")
                 .thread_stack_size(64 << 20)

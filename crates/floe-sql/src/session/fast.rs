@@ -230,18 +230,37 @@ impl Binder<'_> {
         values.into_iter().collect()
     }
 
-    /// The parameter types, if every `$n` up to the highest was used.
+    /// The parameter types, if every `$n` up to the highest was used: the declared type
+    /// where the client gave one, else the column's. A declared integer type narrower than
+    /// the column's is kept (drivers such as psycopg send small ints as `int2`/`int4` for a
+    /// `bigint` key): every use of a parameter casts it to its column's type, which widens
+    /// losslessly, as PostgreSQL's cross-type comparison and assignment do.
     fn param_types(self, declared: &[SqlType]) -> Option<Vec<SqlType>> {
-        let types: Vec<SqlType> = self.params.into_iter().collect::<Option<_>>()?;
+        let mut types: Vec<SqlType> = self.params.into_iter().collect::<Option<_>>()?;
         if declared.len() > types.len() {
             return None;
         }
-        for (declared, inferred) in declared.iter().zip(&types) {
-            if *declared != SqlType::Unknown && declared != inferred {
-                return None;
+        for (declared, inferred) in declared.iter().zip(types.iter_mut()) {
+            if *declared == SqlType::Unknown || declared == inferred {
+                continue;
             }
+            if integer_width(declared)? < integer_width(inferred)? {
+                *inferred = declared.clone();
+                continue;
+            }
+            return None;
         }
         Some(types)
+    }
+}
+
+/// The byte width of an integer type (`None` for other types).
+fn integer_width(ty: &SqlType) -> Option<u8> {
+    match ty {
+        SqlType::Int2 => Some(2),
+        SqlType::Int4 => Some(4),
+        SqlType::Int8 => Some(8),
+        _ => None,
     }
 }
 
