@@ -25,6 +25,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+use smallvec::{smallvec, SmallVec};
 
 use crate::codec::{Key, RowBytes};
 
@@ -166,7 +167,11 @@ impl Ord for MapKey {
     }
 }
 
-type Map = BTreeMap<MapKey, Vec<Version>>;
+/// A key's versions, oldest first. Almost every key has one version: it is kept inline (no
+/// allocation of its own per row); keys being updated spill to the heap.
+type Chain = SmallVec<[Version; 1]>;
+
+type Map = BTreeMap<MapKey, Chain>;
 
 /// One table's in-memory rows.
 #[derive(Debug, Default)]
@@ -245,7 +250,7 @@ impl HotTable {
         each: &mut impl FnMut(&Key, Applied, &Option<RowBytes>),
     ) -> isize {
         let mut delta: isize = 0;
-        let mut sorted: Vec<(MapKey, Vec<Version>)> = Vec::with_capacity(changes.size_hint().0);
+        let mut sorted: Vec<(MapKey, Chain)> = Vec::with_capacity(changes.size_hint().0);
         let mut rest: Vec<(&'a Key, &'a Option<RowBytes>)> = Vec::new();
         let mut last: Option<&Key> = None;
         for (key, row) in changes {
@@ -263,7 +268,7 @@ impl HotTable {
             delta += (key.len() + new.len() + 2 * VERSION_OVERHEAD) as isize;
             sorted.push((
                 MapKey::new(key),
-                vec![Version {
+                smallvec![Version {
                     commit_ts,
                     row: Some(new.clone()),
                 }],
@@ -303,7 +308,7 @@ impl HotTable {
                     return (Applied { old: None }, 0);
                 }
                 delta += (key.len() + VERSION_OVERHEAD) as isize;
-                slot.insert(Vec::with_capacity(1))
+                slot.insert(Chain::new())
             }
         };
         let old = chain.last().and_then(|v| v.row.clone());
@@ -473,7 +478,7 @@ enum Pruned {
     Kept { bytes: usize, garbage: bool },
 }
 
-fn vacuum_chain(chain: &mut Vec<Version>, horizon: u64, key: &[u8]) -> Pruned {
+fn vacuum_chain(chain: &mut Chain, horizon: u64, key: &[u8]) -> Pruned {
     let bytes = prune(chain, horizon);
     if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
         return Pruned::Removed(bytes + key.len() + 2 * VERSION_OVERHEAD);
@@ -494,7 +499,7 @@ fn visible(chain: &[Version], snapshot_ts: u64) -> Option<RowBytes> {
 }
 
 /// Removes versions older than the newest one at or before `horizon`; returns bytes freed.
-fn prune(chain: &mut Vec<Version>, horizon: u64) -> usize {
+fn prune(chain: &mut Chain, horizon: u64) -> usize {
     let Some(keep_from) = chain.iter().rposition(|v| v.commit_ts <= horizon) else {
         return 0;
     };
