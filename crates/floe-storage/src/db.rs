@@ -965,7 +965,9 @@ impl Inner {
         if !body.catalog.is_empty() {
             self.apply_catalog(&body.catalog);
         }
-        let mut changes = Vec::new();
+        // One change per written row at least (an update adds its retraction): reserved up
+        // front, so a bulk load's million changes are not copied at every doubling.
+        let mut changes = Vec::with_capacity(body.tables.iter().map(|t| t.rows.len()).sum());
         let tables = self.tables.read();
         for commit in &body.tables {
             let Some(table) = tables.get(&commit.table_id) else {

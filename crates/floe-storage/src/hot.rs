@@ -18,8 +18,6 @@
 //! inside the B-tree node and follow a key's pointer only when the prefixes tie (for integer
 //! keys, only at the match), instead of one cache miss per key compared.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering as CmpOrdering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use smallvec::{smallvec, SmallVec};
 
 use crate::codec::{Key, RowBytes};
+use crate::keymap::{probe_bound, view_bound, KeyView, MapKey, Probe};
 
 /// Bytes charged per version on top of key and row (chain slot, map node share).
 const VERSION_OVERHEAD: usize = 48;
@@ -40,132 +39,6 @@ struct Version {
 
 /// A key range of a scan.
 pub type KeyRange = (Bound<Key>, Bound<Key>);
-
-/// A key in the map: the bytes, with their first eight bytes (zero-padded, big-endian) kept
-/// inline. Ordered like the bytes: the padded prefix orders keys as the bytes do, and ties
-/// are broken by the bytes themselves.
-#[derive(Debug, Clone)]
-struct MapKey {
-    prefix: u64,
-    key: Key,
-}
-
-impl MapKey {
-    fn new(key: &Key) -> MapKey {
-        MapKey {
-            prefix: prefix_of(key),
-            key: key.clone(),
-        }
-    }
-}
-
-fn prefix_of(bytes: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let n = bytes.len().min(8);
-    head[..n].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(head)
-}
-
-/// What the map is searched by: a stored [`MapKey`] or a borrowed [`Probe`].
-trait KeyView {
-    fn prefix(&self) -> u64;
-    fn bytes(&self) -> &[u8];
-}
-
-impl KeyView for MapKey {
-    fn prefix(&self) -> u64 {
-        self.prefix
-    }
-    fn bytes(&self) -> &[u8] {
-        &self.key
-    }
-}
-
-/// A lookup key that borrows its bytes (no allocation per lookup).
-struct Probe<'a> {
-    prefix: u64,
-    bytes: &'a [u8],
-}
-
-impl<'a> Probe<'a> {
-    fn new(bytes: &'a [u8]) -> Probe<'a> {
-        Probe {
-            prefix: prefix_of(bytes),
-            bytes,
-        }
-    }
-}
-
-impl KeyView for Probe<'_> {
-    fn prefix(&self) -> u64 {
-        self.prefix
-    }
-    fn bytes(&self) -> &[u8] {
-        self.bytes
-    }
-}
-
-fn probe_bound(bound: &Bound<Key>) -> Bound<Probe<'_>> {
-    match bound {
-        Bound::Included(k) => Bound::Included(Probe::new(k)),
-        Bound::Excluded(k) => Bound::Excluded(Probe::new(k)),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-fn view_bound<'a>(bound: &'a Bound<Probe<'a>>) -> Bound<&'a (dyn KeyView + 'a)> {
-    match bound {
-        Bound::Included(p) => Bound::Included(p),
-        Bound::Excluded(p) => Bound::Excluded(p),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-fn compare(a: &dyn KeyView, b: &dyn KeyView) -> CmpOrdering {
-    a.prefix()
-        .cmp(&b.prefix())
-        .then_with(|| a.bytes().cmp(b.bytes()))
-}
-
-impl<'a> Borrow<dyn KeyView + 'a> for MapKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        compare(self, other) == CmpOrdering::Equal
-    }
-}
-impl Eq for dyn KeyView + '_ {}
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        compare(self, other)
-    }
-}
-
-impl PartialEq for MapKey {
-    fn eq(&self, other: &Self) -> bool {
-        compare(self, other) == CmpOrdering::Equal
-    }
-}
-impl Eq for MapKey {}
-impl PartialOrd for MapKey {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for MapKey {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        compare(self, other)
-    }
-}
 
 /// A key's versions, oldest first. Almost every key has one version: it is kept inline (no
 /// allocation of its own per row); keys being updated spill to the heap.
@@ -517,6 +390,7 @@ fn prune(chain: &mut Chain, horizon: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keymap::compare;
     use std::sync::Arc;
 
     fn k(s: &str) -> Key {

@@ -19,6 +19,7 @@ pub mod db;
 pub mod error;
 pub mod hot;
 pub mod index;
+mod keymap;
 pub mod lock;
 pub mod pending;
 pub mod provider;

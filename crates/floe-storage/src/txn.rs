@@ -25,6 +25,7 @@ use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
 use crate::index::HotIndex;
+use crate::keymap::KeyMap;
 use crate::lock::TxnId;
 use crate::pending::PendingCatalog;
 
@@ -68,7 +69,7 @@ pub enum Isolation {
 struct TableWrites {
     data: Arc<TableData>,
     truncated: bool,
-    rows: BTreeMap<Key, Option<RowBytes>>,
+    rows: KeyMap<Option<RowBytes>>,
     /// Unique indexes (OIDs) every new row was checked against; `None` before the first row.
     unique_checked: Option<Vec<u32>>,
 }
@@ -82,7 +83,7 @@ enum Undo {
     },
     Truncate {
         table_id: u32,
-        rows: BTreeMap<Key, Option<RowBytes>>,
+        rows: KeyMap<Option<RowBytes>>,
         was_truncated: bool,
         /// The live state the rows were written for (a rewrite replaces it).
         data: Arc<TableData>,
@@ -162,11 +163,12 @@ impl ReadView {
         match writes.tables.get(&table_id) {
             Some(t) => OwnWrites {
                 truncated: t.truncated,
-                rows: t
-                    .rows
-                    .range::<Key, _>((range.0.as_ref(), range.1.as_ref()))
-                    .map(|(k, r)| (k.clone(), r.clone()))
-                    .collect(),
+                rows: {
+                    let mut rows = Vec::new();
+                    t.rows
+                        .for_range(range, |k, r| rows.push((k.clone(), r.clone())));
+                    rows
+                },
             },
             None => OwnWrites::default(),
         }
@@ -616,7 +618,7 @@ impl Txn {
             .or_insert_with(|| TableWrites {
                 data: table.clone(),
                 truncated: false,
-                rows: BTreeMap::new(),
+                rows: KeyMap::new(),
                 unique_checked: None,
             });
         let previous = entry.rows.insert(key.clone(), row);
@@ -693,7 +695,7 @@ impl Txn {
             .or_insert_with(|| TableWrites {
                 data: table.clone(),
                 truncated: false,
-                rows: BTreeMap::new(),
+                rows: KeyMap::new(),
                 unique_checked: None,
             });
         // No unique index to check against: a CREATE UNIQUE INDEX committed meanwhile makes
@@ -703,14 +705,14 @@ impl Txn {
         let mut replaced = Vec::new();
         let mut duplicate = None;
         for (i, (key, row)) in rows.into_iter().enumerate() {
-            match entry.rows.entry(key) {
+            match entry.rows.entry(&key) {
                 std::collections::btree_map::Entry::Occupied(mut own) => {
                     if own.get().is_some() {
                         duplicate = Some(i);
                         break;
                     }
                     // Deleted earlier in this transaction: the insert takes its place.
-                    replaced.push(own.key().clone());
+                    replaced.push(own.key().key.clone());
                     own.insert(Some(row));
                 }
                 std::collections::btree_map::Entry::Vacant(slot) => {
@@ -718,7 +720,7 @@ impl Txn {
                         duplicate = Some(i);
                         break;
                     }
-                    inserted.push(slot.key().clone());
+                    inserted.push(slot.key().key.clone());
                     slot.insert(Some(row));
                 }
             }
@@ -748,7 +750,7 @@ impl Txn {
             .or_insert_with(|| TableWrites {
                 data: table.clone(),
                 truncated: false,
-                rows: BTreeMap::new(),
+                rows: KeyMap::new(),
                 unique_checked: None,
             });
         let rows = std::mem::take(&mut entry.rows);
