@@ -14,6 +14,9 @@
 //! A commit into an empty map (a bulk load into a new or truncated table) builds the B-tree
 //! bottom-up from the write set's sorted keys instead of inserting key by key.
 //!
+//! A key's version chain is held inline in the map while it has one version (almost every
+//! key): no allocation of its own per row.
+//!
 //! Map keys carry their first eight bytes inline ([`MapKey`]): a lookup's comparisons stay
 //! inside the B-tree node and follow a key's pointer only when the prefixes tie (for integer
 //! keys, only at the match), instead of one cache miss per key compared.
