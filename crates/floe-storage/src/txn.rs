@@ -644,11 +644,34 @@ impl Txn {
         table: &Arc<TableData>,
         rows: Vec<(Key, RowBytes)>,
     ) -> StorageResult<Option<usize>> {
+        self.insert_rows(table, rows, true).await
+    }
+
+    /// [`Txn::insert_new`] for a table being rewritten (ALTER TABLE): `table` is the new,
+    /// not yet committed state that this transaction truncated, so no other transaction can
+    /// hold or take its keys and no row locks are taken. A key given twice returns its
+    /// second position.
+    pub async fn insert_rewritten(
+        &mut self,
+        table: &Arc<TableData>,
+        rows: Vec<(Key, RowBytes)>,
+    ) -> StorageResult<Option<usize>> {
+        self.insert_rows(table, rows, false).await
+    }
+
+    async fn insert_rows(
+        &mut self,
+        table: &Arc<TableData>,
+        rows: Vec<(Key, RowBytes)>,
+        lock: bool,
+    ) -> StorageResult<Option<usize>> {
         let keyed = table.codec.has_primary_key();
         if !self.unique_indexes(table).is_empty() {
             for (i, (key, row)) in rows.into_iter().enumerate() {
                 if keyed {
-                    self.lock_row(table, &key).await?;
+                    if lock {
+                        self.lock_row(table, &key).await?;
+                    }
                     if self.key_exists(table, &key) {
                         return Ok(Some(i));
                     }
@@ -657,7 +680,7 @@ impl Txn {
             }
             return Ok(None);
         }
-        if keyed {
+        if keyed && lock {
             let busy = self.db.locks().try_lock_many(
                 self.id,
                 table.def.id,

@@ -18,7 +18,6 @@
 //! committing after a rewrite fails with 40001, one committing during the rewrite's read can
 //! lose its rows to the rewrite.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -414,7 +413,6 @@ async fn fill_rewritten(
         let data = Arc::new(TableData::new(new_def.clone())?);
         let schema = data.codec.schema().clone();
         txn.truncate(&data);
-        let mut seen: HashSet<Key> = HashSet::new();
         let mut rowid = 0u64;
         for batch in batches {
             let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
@@ -439,34 +437,35 @@ async fn fill_rewritten(
             }
             let rows = data.codec.encode_rows(&columns)?;
             let keys = data.codec.encode_keys(&columns)?;
-            for i in 0..batch.num_rows() {
-                let key: Key = match &keys {
-                    Some(keys) => {
-                        let key: Key = Arc::from(keys.row(i).data());
-                        if !seen.insert(key.clone()) {
-                            let pk = new_def
-                                .primary_key
-                                .as_ref()
-                                .map(|p| p.name.clone())
-                                .unwrap_or_default();
-                            return Err(SqlError::new(
-                                sqlstate::UNIQUE_VIOLATION,
-                                format!("could not create unique index \"{pk}\""),
-                            )
-                            .with_detail(format!(
-                                "Key {} is duplicated.",
-                                data.codec.describe_key(&key)
-                            )));
+            let pairs: Vec<(Key, floe_storage::RowBytes)> = (0..batch.num_rows())
+                .map(|i| {
+                    let key: Key = match &keys {
+                        Some(keys) => Arc::from(keys.row(i).data()),
+                        None => {
+                            rowid += 1;
+                            TableCodec::rowid_key(rowid)
                         }
-                        key
-                    }
-                    None => {
-                        rowid += 1;
-                        TableCodec::rowid_key(rowid)
-                    }
-                };
-                txn.write(&data, key, Some(Arc::from(rows.row(i).data())))
-                    .await?;
+                    };
+                    (key, Arc::from(rows.row(i).data()))
+                })
+                .collect();
+            // A batch at a time, without row locks: nobody else sees the new table yet.
+            let duplicate = txn.insert_rewritten(&data, pairs).await?;
+            if let (Some(i), Some(keys)) = (duplicate, &keys) {
+                let key: Key = Arc::from(keys.row(i).data());
+                let pk = new_def
+                    .primary_key
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default();
+                return Err(SqlError::new(
+                    sqlstate::UNIQUE_VIOLATION,
+                    format!("could not create unique index \"{pk}\""),
+                )
+                .with_detail(format!(
+                    "Key {} is duplicated.",
+                    data.codec.describe_key(&key)
+                )));
             }
         }
         txn.change_catalog(CatalogChange::PutRelation(new_def))?;
