@@ -214,17 +214,6 @@ impl<V> IntoIterator for KeyMap<V> {
     }
 }
 
-impl<V> FromIterator<(Key, V)> for KeyMap<V> {
-    fn from_iter<I: IntoIterator<Item = (Key, V)>>(iter: I) -> Self {
-        KeyMap {
-            map: iter
-                .into_iter()
-                .map(|(k, v)| (MapKey::new(&k), v))
-                .collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

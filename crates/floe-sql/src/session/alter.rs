@@ -26,9 +26,7 @@ use datafusion::sql::sqlparser::ast::{
     AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, RenameTableNameKind,
     TableConstraint,
 };
-use floe_storage::{
-    CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, TableCodec, TableData, TableDef,
-};
+use floe_storage::{CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, TableData, TableDef};
 use futures::TryStreamExt;
 
 use super::ddl::ident_name;
@@ -437,18 +435,10 @@ async fn fill_rewritten(
             }
             let rows = data.codec.encode_rows(&columns)?;
             let keys = data.codec.encode_keys(&columns)?;
-            let pairs: Vec<(Key, floe_storage::RowBytes)> = (0..batch.num_rows())
-                .map(|i| {
-                    let key: Key = match &keys {
-                        Some(keys) => Arc::from(keys.row(i).data()),
-                        None => {
-                            rowid += 1;
-                            TableCodec::rowid_key(rowid)
-                        }
-                    };
-                    (key, Arc::from(rows.row(i).data()))
-                })
-                .collect();
+            let pairs = super::dml::keyed_rows(&rows, keys.as_ref(), || {
+                rowid += 1;
+                rowid
+            });
             // A batch at a time, without row locks: nobody else sees the new table yet.
             let duplicate = txn.insert_rewritten(&data, pairs).await?;
             if let (Some(i), Some(keys)) = (duplicate, &keys) {

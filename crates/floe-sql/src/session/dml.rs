@@ -19,6 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::Rows;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::{provider_as_source, MemTable, TableProvider};
@@ -722,15 +723,7 @@ impl Session {
                 .codec
                 .encode_keys(&values)
                 .map_err(|e| CopyRowsError::Row(e.into(), None))?;
-            let pairs: Vec<(Key, RowBytes)> = (0..rows.num_rows())
-                .map(|i| {
-                    let key: Key = match &keys {
-                        Some(keys) => Arc::from(keys.row(i).data()),
-                        None => TableCodec::rowid_key(table.next_rowid()),
-                    };
-                    (key, Arc::from(rows.row(i).data()))
-                })
-                .collect();
+            let pairs = keyed_rows(&rows, keys.as_ref(), || table.next_rowid());
             let count = pairs.len();
             match txn.insert_new(table, pairs).await {
                 Ok(None) => {}
@@ -1276,4 +1269,22 @@ pub(super) fn replace_sources(
         Ok(Transformed::no(node))
     })?;
     Ok(replaced.data)
+}
+
+/// Each encoded row with its key: the primary key's encoding, or (a table without one) a row
+/// id from `rowid`.
+pub(super) fn keyed_rows(
+    rows: &Rows,
+    keys: Option<&Rows>,
+    mut rowid: impl FnMut() -> u64,
+) -> Vec<(Key, RowBytes)> {
+    (0..rows.num_rows())
+        .map(|i| {
+            let key: Key = match keys {
+                Some(keys) => Arc::from(keys.row(i).data()),
+                None => TableCodec::rowid_key(rowid()),
+            };
+            (key, Arc::from(rows.row(i).data()))
+        })
+        .collect()
 }
