@@ -161,7 +161,6 @@ impl TestServer {
     /// Starts a private PostgreSQL 15 (initdb into a temp dir, trust auth, loopback only). As
     /// root, the server runs as the `postgres` OS user.
     pub fn start_postgres() -> TestServer {
-        let port = free_port();
         let data_dir = temp_dir("floe-pg-test");
         let as_user = running_as_root().then(|| "postgres".to_string());
         let run = |program: &str, args: &[&str]| -> Command {
@@ -210,61 +209,56 @@ impl TestServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port_s = port.to_string();
         let socket_dir = data_dir.to_string_lossy().to_string();
-        let child = run(
-            "postgres",
-            &[
-                "-D",
-                &pgdata_s,
-                "-p",
-                &port_s,
-                "-h",
-                "127.0.0.1",
-                "-k",
-                &socket_dir,
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "TimeZone=UTC",
-            ],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot start postgres");
-        let server = TestServer {
-            child,
-            port,
-            data_dir,
-            kind: ServerKind::Postgres,
-            pg_user: as_user,
-        };
-        server.wait_ready();
-        server
+        // A port chosen free can be taken by a parallel test's server before PostgreSQL binds
+        // it; PostgreSQL then exits, and the other server must not pass for this one.
+        for _ in 0..5 {
+            let port = free_port();
+            let port_s = port.to_string();
+            let mut child = run(
+                "postgres",
+                &[
+                    "-D",
+                    &pgdata_s,
+                    "-p",
+                    &port_s,
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    &socket_dir,
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "TimeZone=UTC",
+                ],
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start postgres");
+            if postgres_ready(&mut child, port, &pgdata) {
+                return TestServer {
+                    child,
+                    port,
+                    data_dir,
+                    kind: ServerKind::Postgres,
+                    pg_user: as_user,
+                };
+            }
+            stop_child(&mut child);
+        }
+        panic!("PostgreSQL did not start (5 attempts on different ports)");
     }
 
+    /// Waits until the (restarted Floe) server accepts TCP on its port.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                // PostgreSQL accepts TCP before it accepts queries; a real connection tells.
-                if self.kind == ServerKind::Floe {
-                    return;
-                }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                let url = self.url();
-                let ok =
-                    rt.block_on(async move { tokio_postgres::connect(&url, NoTls).await.is_ok() });
-                if ok {
-                    return;
-                }
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -324,21 +318,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop_child(&mut self.child);
         let _ = self.pg_user;
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
@@ -446,4 +426,58 @@ impl sqllogictest::AsyncDB for SltDb {
     async fn sleep(dur: Duration) {
         tokio::time::sleep(dur).await;
     }
+}
+
+/// Stops a server process: SIGTERM, up to 5 s for it to exit, then SIGKILL.
+fn stop_child(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Waits until the PostgreSQL `child` answers queries on `port` as the server of `pgdata`
+/// (its `data_directory`); false if it exited first (it could not bind the port) or another
+/// server answers there.
+fn postgres_ready(child: &mut Child, port: u16, pgdata: &Path) -> bool {
+    let expected = std::fs::canonicalize(pgdata).unwrap_or_else(|_| pgdata.to_path_buf());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // PostgreSQL accepts TCP before it accepts queries; a real connection tells.
+            let url = url.clone();
+            let answer = rt.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, NoTls).await.ok()?;
+                tokio::spawn(connection);
+                let row = client.query_one("SHOW data_directory", &[]).await.ok()?;
+                row.try_get::<_, String>(0).ok()
+            });
+            if let Some(dir) = answer {
+                let dir = PathBuf::from(dir);
+                let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+                return dir == expected;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
