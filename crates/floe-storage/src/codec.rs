@@ -178,16 +178,16 @@ impl TableCodec {
     /// Encodes one table's changes (key, new row or `None` for a delete) as an IPC stream.
     pub fn encode_changes(&self, changes: &[(Key, Option<RowBytes>)]) -> StorageResult<Vec<u8>> {
         let mut out = Vec::new();
-        self.encode_changes_into(changes, &mut out)?;
+        self.encode_changes_into(changes.iter().map(|(k, r)| (k, r)), &mut out)?;
         Ok(out)
     }
 
     /// [`TableCodec::encode_changes`], appending to `out`. The stream holds one IPC batch per
     /// [`LOG_BATCH_ROWS`] changes, so the Arrow form of a huge commit (a COPY of millions of
     /// rows) never exists all at once: only one batch's columns besides the bytes.
-    pub fn encode_changes_into(
+    pub fn encode_changes_into<'a>(
         &self,
-        changes: &[(Key, Option<RowBytes>)],
+        changes: impl IntoIterator<Item = (&'a Key, &'a Option<RowBytes>)>,
         out: &mut Vec<u8>,
     ) -> StorageResult<()> {
         let mut fields = vec![
@@ -206,7 +206,14 @@ impl TableCodec {
         }
         let schema = Arc::new(Schema::new(fields));
         let mut writer = StreamWriter::try_new(out, &schema)?;
-        for chunk in changes.chunks(LOG_BATCH_ROWS) {
+        let mut changes = changes.into_iter();
+        let mut chunk: Vec<(&Key, &Option<RowBytes>)> = Vec::with_capacity(LOG_BATCH_ROWS);
+        loop {
+            chunk.clear();
+            chunk.extend(changes.by_ref().take(LOG_BATCH_ROWS));
+            if chunk.is_empty() {
+                break;
+            }
             let keys = BinaryArray::from_iter_values(chunk.iter().map(|(k, _)| k.as_ref()));
             let live = BooleanArray::from_iter(chunk.iter().map(|(_, r)| Some(r.is_some())));
             let present: Vec<&[u8]> = chunk.iter().filter_map(|(_, r)| r.as_deref()).collect();
@@ -349,11 +356,11 @@ impl RecordBuilder {
     }
 
     /// Adds a table's changed rows.
-    pub fn rows(
+    pub fn rows<'a>(
         &mut self,
         codec: &TableCodec,
         table_id: u32,
-        changes: &[(Key, Option<RowBytes>)],
+        changes: impl IntoIterator<Item = (&'a Key, &'a Option<RowBytes>)>,
     ) -> StorageResult<()> {
         self.out.push(1);
         self.out.extend_from_slice(&table_id.to_le_bytes());

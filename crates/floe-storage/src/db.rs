@@ -31,7 +31,7 @@ use crate::checkpoint::{
 };
 use crate::codec::{decode_record, Key, LogEntry, RecordBuilder, RowBytes, TableCodec};
 use crate::error::{StorageError, StorageResult};
-use crate::hot::HotTable;
+use crate::hot::{pending_row, HotTable, PendingRows};
 use crate::index::{index_changes, HotIndex};
 use crate::lock::{LockManager, TxnId};
 use crate::txn::{Isolation, Txn};
@@ -197,7 +197,7 @@ pub(crate) struct TableCommit {
     /// The codec the rows were encoded with (checked against the table's at commit).
     pub codec: Arc<TableCodec>,
     pub truncate: bool,
-    pub rows: Vec<(Key, Option<RowBytes>)>,
+    pub rows: PendingRows,
     /// The unique indexes the new rows were checked against (`None`: no new rows).
     pub unique_checked: Option<Vec<u32>>,
 }
@@ -561,7 +561,7 @@ impl Db {
                 1024 + t
                     .rows
                     .iter()
-                    .map(|(k, r)| k.len() + r.as_ref().map_or(0, |r| r.len()) + 8)
+                    .map(|(k, r)| k.len() + pending_row(r).as_ref().map_or(0, |r| r.len()) + 8)
                     .sum::<usize>()
             })
             .sum();
@@ -571,7 +571,11 @@ impl Db {
                 record.truncate(table.table_id);
             }
             if !table.rows.is_empty() {
-                record.rows(&table.codec, table.table_id, &table.rows)?;
+                record.rows(
+                    &table.codec,
+                    table.table_id,
+                    table.rows.iter().map(|(k, r)| (k, pending_row(r))),
+                )?;
             }
         }
         let record = record.finish();
@@ -881,7 +885,7 @@ impl Inner {
         }
         let horizon = self.horizon();
         for (ts, request) in accepted {
-            self.apply(ts, &request.body, horizon);
+            self.apply(ts, request.body, horizon);
             self.visible_ts.store(ts, Ordering::Release);
             let _ = request.reply.send(Ok(ts));
         }
@@ -961,7 +965,7 @@ impl Inner {
         Ok(())
     }
 
-    fn apply(&self, ts: u64, body: &CommitBody, horizon: u64) {
+    fn apply(&self, ts: u64, body: CommitBody, horizon: u64) {
         if !body.catalog.is_empty() {
             self.apply_catalog(&body.catalog);
         }
@@ -969,7 +973,7 @@ impl Inner {
         // front, so a bulk load's million changes are not copied at every doubling.
         let mut changes = Vec::with_capacity(body.tables.iter().map(|t| t.rows.len()).sum());
         let tables = self.tables.read();
-        for commit in &body.tables {
+        for commit in body.tables {
             let Some(table) = tables.get(&commit.table_id) else {
                 continue;
             };
@@ -989,11 +993,9 @@ impl Inner {
                     });
                 }
             }
-            delta += table.hot.apply_all(
-                commit.rows.iter().map(|(k, r)| (k, r)),
-                ts,
-                horizon,
-                |key, applied, new| {
+            delta += table
+                .hot
+                .apply_pending(commit.rows, ts, horizon, |key, applied, new| {
                     table.saw_rowid(key);
                     if indexed {
                         index_rows.push((key.clone(), applied.old.clone(), new.clone()));
@@ -1012,8 +1014,7 @@ impl Inner {
                             diff: 1,
                         });
                     }
-                },
-            );
+                });
             self.hot_bytes.fetch_add(delta as i64, Ordering::Relaxed);
             for index in &table.indexes {
                 match index_changes(index, &table.codec, &index_rows) {

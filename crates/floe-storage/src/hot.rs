@@ -29,13 +29,13 @@ use parking_lot::{Mutex, RwLock};
 use smallvec::{smallvec, SmallVec};
 
 use crate::codec::{Key, RowBytes};
-use crate::keymap::{probe_bound, view_bound, KeyView, MapKey, Probe};
+use crate::keymap::{probe_bound, view_bound, KeyMap, KeyView, MapKey, Probe};
 
 /// Bytes charged per version on top of key and row (chain slot, map node share).
 const VERSION_OVERHEAD: usize = 48;
 
 #[derive(Debug, Clone)]
-struct Version {
+pub(crate) struct Version {
     commit_ts: u64,
     row: Option<RowBytes>,
 }
@@ -45,9 +45,30 @@ pub type KeyRange = (Bound<Key>, Bound<Key>);
 
 /// A key's versions, oldest first. Almost every key has one version: it is kept inline (no
 /// allocation of its own per row); keys being updated spill to the heap.
-type Chain = SmallVec<[Version; 1]>;
+pub(crate) type Chain = SmallVec<[Version; 1]>;
 
 type Map = BTreeMap<MapKey, Chain>;
+
+/// The rows a commit writes to one table, in key order (`None`: delete), as a transaction's
+/// write set holds them: each key's chain is the one version it gets at commit, its commit
+/// ts set then. A commit into an empty table adopts this B-tree as the hot tier's map, so a
+/// bulk load's map is built once, while its rows arrive, not again after the log write.
+pub(crate) type PendingRows = KeyMap<Chain>;
+
+/// The chain a pending write of `row` becomes at commit.
+pub(crate) fn pending(row: Option<RowBytes>) -> Chain {
+    smallvec![Version { commit_ts: 0, row }]
+}
+
+/// The row of a pending write (see [`pending`]).
+pub(crate) fn pending_row(chain: &Chain) -> &Option<RowBytes> {
+    &chain[0].row
+}
+
+/// The row of a pending write, taken out of it.
+pub(crate) fn into_pending_row(chain: Chain) -> Option<RowBytes> {
+    chain.into_iter().next().and_then(|v| v.row)
+}
 
 /// One table's in-memory rows.
 #[derive(Debug, Default)]
@@ -110,6 +131,49 @@ impl HotTable {
             delta += d;
             each(key, applied, row);
         }
+        delta
+    }
+
+    /// [`HotTable::apply_all`] of a transaction's pending rows, which it takes over: into an
+    /// empty map (a bulk load into a new or emptied table) their B-tree becomes the map as it
+    /// is, each version given `commit_ts` and deletes dropped, with no new allocation.
+    pub(crate) fn apply_pending(
+        &self,
+        rows: PendingRows,
+        commit_ts: u64,
+        horizon: u64,
+        mut each: impl FnMut(&Key, Applied, &Option<RowBytes>),
+    ) -> isize {
+        let mut map = self.map.write();
+        if !map.is_empty() {
+            let mut delta = 0;
+            for (key, chain) in rows {
+                let row = into_pending_row(chain);
+                let (applied, d) =
+                    self.apply_locked(&mut map, &key, row.clone(), commit_ts, horizon);
+                delta += d;
+                each(&key, applied, &row);
+            }
+            return delta;
+        }
+        let mut adopted = rows.into_map();
+        let mut delta: isize = 0;
+        adopted.retain(|key, chain| {
+            chain.truncate(1);
+            let version = &mut chain[0];
+            version.commit_ts = commit_ts;
+            each(&key.key, Applied { old: None }, &version.row);
+            match &version.row {
+                Some(row) => {
+                    delta += (key.key.len() + row.len() + 2 * VERSION_OVERHEAD) as isize;
+                    true
+                }
+                // Deleting a key that has no versions: nothing to record.
+                None => false,
+            }
+        });
+        *map = adopted;
+        self.add_bytes(delta);
         delta
     }
 
@@ -489,6 +553,62 @@ mod tests {
         assert_eq!(bulk.get(&7u32.to_be_bytes(), 3), None);
         assert_eq!(bulk.get(b"zzz", 3), r("last"));
         assert_eq!(bulk.get(&9u32.to_be_bytes(), 2), None);
+    }
+
+    /// A write set's rows committed into an empty table (its map adopted) and into a table
+    /// with rows (applied key by key) end like the same changes applied one by one: rows,
+    /// bytes, commit ts and the old rows reported; deletes of absent keys leave nothing.
+    #[test]
+    fn pending_rows_adopted_or_applied_match_applying_one_by_one() {
+        let mut changes: Vec<(Key, Option<RowBytes>)> = (0..3000u32)
+            .map(|i| (Key::from(&(i * 2).to_be_bytes()[..]), r(&format!("row{i}"))))
+            .collect();
+        changes.push((Key::from(&7u32.to_be_bytes()[..]), None));
+        changes.push((k("zz"), None));
+        let pending_rows = || {
+            let mut rows = PendingRows::new();
+            for (key, row) in &changes {
+                rows.insert(key.clone(), pending(row.clone()));
+            }
+            rows
+        };
+        for existing in [false, true] {
+            let adopted = HotTable::default();
+            let one = HotTable::default();
+            if existing {
+                for t in [&adopted, &one] {
+                    t.apply(&Key::from(&4u32.to_be_bytes()[..]), r("old"), 2, 0);
+                    t.apply(&k("zz"), r("old zz"), 2, 0);
+                }
+            }
+            let mut seen_adopted = Vec::new();
+            let delta_adopted = adopted.apply_pending(pending_rows(), 3, 0, |k, a, new| {
+                seen_adopted.push((k.clone(), a.old, new.clone()))
+            });
+            let mut seen_one = Vec::new();
+            let mut delta_one = 0;
+            let mut sorted = changes.clone();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, row) in &sorted {
+                let (applied, d) = one.apply(key, row.clone(), 3, 0);
+                delta_one += d;
+                seen_one.push((key.clone(), applied.old, row.clone()));
+            }
+            assert_eq!(delta_adopted, delta_one);
+            assert_eq!(adopted.bytes(), one.bytes());
+            assert_eq!(adopted.key_count(), one.key_count());
+            assert_eq!(seen_adopted, seen_one);
+            let all = (Bound::Unbounded, Bound::Unbounded);
+            for ts in [2, 3] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                adopted.scan_chunk(&all, ts, usize::MAX, &mut a);
+                one.scan_chunk(&all, ts, usize::MAX, &mut b);
+                assert_eq!(a, b);
+            }
+            assert_eq!(adopted.latest(&4u32.to_be_bytes()).map(|v| v.0), Some(3));
+            assert_eq!(adopted.get(&7u32.to_be_bytes(), 3), None);
+            assert_eq!(adopted.get(b"zz", 3), None);
+        }
     }
 
     #[test]

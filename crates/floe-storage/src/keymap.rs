@@ -29,9 +29,13 @@ pub(crate) struct MapKey {
 
 impl MapKey {
     pub(crate) fn new(key: &Key) -> MapKey {
+        MapKey::owned(key.clone())
+    }
+
+    pub(crate) fn owned(key: Key) -> MapKey {
         MapKey {
-            prefix: prefix_of(key),
-            key: key.clone(),
+            prefix: prefix_of(&key),
+            key,
         }
     }
 }
@@ -163,7 +167,6 @@ impl<V> KeyMap<V> {
         KeyMap::default()
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
@@ -177,15 +180,16 @@ impl<V> KeyMap<V> {
     }
 
     pub(crate) fn insert(&mut self, key: Key, value: V) -> Option<V> {
-        self.map.insert(MapKey::new(&key), value)
+        self.map.insert(MapKey::owned(key), value)
     }
 
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<V> {
         self.map.remove(&Probe::new(key) as &dyn KeyView)
     }
 
-    pub(crate) fn entry(&mut self, key: &Key) -> btree_map::Entry<'_, MapKey, V> {
-        self.map.entry(MapKey::new(key))
+    /// The entry of `key` (taken: no reference count traffic on it).
+    pub(crate) fn entry_owned(&mut self, key: Key) -> btree_map::Entry<'_, MapKey, V> {
+        self.map.entry(MapKey::owned(key))
     }
 
     /// Calls `each` with the entries within `range`, in key order.
@@ -199,9 +203,13 @@ impl<V> KeyMap<V> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
         self.map.iter().map(|(k, v)| (&k.key, v))
+    }
+
+    /// The map itself (the hot tier adopts a write set's map).
+    pub(crate) fn into_map(self) -> BTreeMap<MapKey, V> {
+        self.map
     }
 }
 

@@ -23,7 +23,7 @@ use crate::catalog::CatalogChange;
 use crate::codec::{Key, RowBytes};
 use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
 use crate::error::{StorageError, StorageResult};
-use crate::hot::KeyRange;
+use crate::hot::{into_pending_row, pending, pending_row, KeyRange, PendingRows};
 use crate::index::HotIndex;
 use crate::keymap::KeyMap;
 use crate::lock::TxnId;
@@ -69,7 +69,7 @@ pub enum Isolation {
 struct TableWrites {
     data: Arc<TableData>,
     truncated: bool,
-    rows: KeyMap<Option<RowBytes>>,
+    rows: PendingRows,
     /// Unique indexes (OIDs) every new row was checked against; `None` before the first row.
     unique_checked: Option<Vec<u32>>,
 }
@@ -83,7 +83,7 @@ enum Undo {
     },
     Truncate {
         table_id: u32,
-        rows: KeyMap<Option<RowBytes>>,
+        rows: PendingRows,
         was_truncated: bool,
         /// The live state the rows were written for (a rewrite replaces it).
         data: Arc<TableData>,
@@ -144,7 +144,7 @@ impl ReadView {
             let writes = writes.lock();
             if let Some(t) = writes.tables.get(&table.def.id) {
                 if let Some(own) = t.rows.get(key) {
-                    return own.clone();
+                    return pending_row(own).clone();
                 }
                 if t.truncated {
                     return None;
@@ -166,7 +166,7 @@ impl ReadView {
                 rows: {
                     let mut rows = Vec::new();
                     t.rows
-                        .for_range(range, |k, r| rows.push((k.clone(), r.clone())));
+                        .for_range(range, |k, r| rows.push((k.clone(), pending_row(r).clone())));
                     rows
                 },
             },
@@ -392,7 +392,7 @@ impl Txn {
             .lock()
             .tables
             .get(&table_id)
-            .and_then(|t| t.rows.get(key).cloned())
+            .and_then(|t| t.rows.get(key).map(|own| pending_row(own).clone()))
     }
 
     /// The unique indexes a write to `table` must respect: the newest definition's when
@@ -621,7 +621,10 @@ impl Txn {
                 rows: KeyMap::new(),
                 unique_checked: None,
             });
-        let previous = entry.rows.insert(key.clone(), row);
+        let previous = entry
+            .rows
+            .insert(key.clone(), pending(row))
+            .map(into_pending_row);
         writes.undo.push(Undo::Row {
             table_id: table.def.id,
             key,
@@ -728,15 +731,15 @@ impl Txn {
         let mut replaced = Vec::new();
         let mut duplicate = None;
         for (i, (key, row)) in rows.into_iter().enumerate() {
-            match entry.rows.entry(&key) {
+            match entry.rows.entry_owned(key) {
                 std::collections::btree_map::Entry::Occupied(mut own) => {
-                    if own.get().is_some() {
+                    if pending_row(own.get()).is_some() {
                         duplicate = Some(i);
                         break;
                     }
                     // Deleted earlier in this transaction: the insert takes its place.
                     replaced.push(own.key().key.clone());
-                    own.insert(Some(row));
+                    own.insert(pending(Some(row)));
                 }
                 std::collections::btree_map::Entry::Vacant(slot) => {
                     if committed.get(i).copied().unwrap_or(false) {
@@ -744,7 +747,7 @@ impl Txn {
                         break;
                     }
                     inserted.push(slot.key().key.clone());
-                    slot.insert(Some(row));
+                    slot.insert(pending(Some(row)));
                 }
             }
         }
@@ -852,7 +855,7 @@ impl Txn {
                     if let Some(t) = writes.tables.get_mut(&table_id) {
                         match previous {
                             Some(row) => {
-                                t.rows.insert(key, row);
+                                t.rows.insert(key, pending(row));
                             }
                             None => {
                                 t.rows.remove(&key);
@@ -911,7 +914,7 @@ impl Txn {
                     table_id,
                     codec: t.data.codec.clone(),
                     truncate: t.truncated,
-                    rows: t.rows.into_iter().collect(),
+                    rows: t.rows,
                     unique_checked: t.unique_checked,
                 })
                 .collect(),
