@@ -1,5 +1,9 @@
 //! COPY on the wire: the copy-in sub-protocol (CopyData/CopyDone/CopyFail routed to the
 //! session) and copy-out (rows encoded as text, then written in COPY's format).
+//!
+//! Clients send a CopyData message per row (pgbench, psql's `\copy`): the data is collected
+//! here, [`COPY_BATCH_BYTES`] at a time, before the session is locked and given it, instead
+//! of one session lock and call per row.
 
 use std::fmt::Debug;
 
@@ -16,6 +20,9 @@ use pgwire::messages::response::CommandComplete;
 use pgwire::messages::PgWireBackendMessage;
 
 use crate::handler::{txn_status, user_error, Connection};
+
+/// COPY data collected before the session gets it.
+const COPY_BATCH_BYTES: usize = 128 * 1024;
 
 /// The values of a text-format DataRow (`None`: NULL).
 fn fields(row: &DataRow) -> Vec<Option<&str>> {
@@ -59,9 +66,13 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut guard = self.shared.session.lock().await;
-        if let Some(session) = guard.as_mut() {
-            session.copy_data(&copy_data.data).await;
+        let full = {
+            let mut buffer = self.copy_buffer();
+            buffer.extend_from_slice(&copy_data.data);
+            (buffer.len() >= COPY_BATCH_BYTES).then(|| std::mem::take(&mut *buffer))
+        };
+        if let Some(data) = full {
+            self.give_copy_data(data).await;
         }
         Ok(())
     }
@@ -72,10 +83,12 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let rest = std::mem::take(&mut *self.copy_buffer());
         let mut guard = self.shared.session.lock().await;
         let Some(session) = guard.as_mut() else {
             return Ok(());
         };
+        session.copy_data(&rest).await;
         let result = session.copy_done().await;
         client.set_transaction_status(txn_status(session.txn_status()));
         let tag = result.map_err(user_error)?;
@@ -93,6 +106,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.copy_buffer().clear();
         let mut guard = self.shared.session.lock().await;
         match guard.as_mut() {
             Some(session) => {
@@ -101,6 +115,30 @@ impl CopyHandler for Connection {
                 user_error(error)
             }
             None => user_error(floe_sql::SqlError::query_canceled()),
+        }
+    }
+}
+
+impl Connection {
+    fn copy_buffer(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.shared
+            .copy_buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands collected COPY data to the session; the buffer's memory is kept for the next.
+    async fn give_copy_data(&self, mut data: Vec<u8>) {
+        {
+            let mut guard = self.shared.session.lock().await;
+            if let Some(session) = guard.as_mut() {
+                session.copy_data(&data).await;
+            }
+        }
+        data.clear();
+        let mut buffer = self.copy_buffer();
+        if buffer.is_empty() {
+            std::mem::swap(&mut *buffer, &mut data);
         }
     }
 }

@@ -80,9 +80,18 @@ pub(crate) struct Shared {
     /// Text output options of the session, refreshed after utility statements.
     /// With the [`SessionVars::stamp`](floe_sql::vars::SessionVars::stamp) it was derived from.
     format: StdMutex<(Option<u64>, Arc<FormatOptions>)>,
+    /// COPY FROM STDIN data received and not yet handed to the session (see
+    /// [`crate::copy`]).
+    pub(crate) copy_buffer: StdMutex<Vec<u8>>,
 }
 
 impl Shared {
+    pub(crate) fn clear_copy_buffer(&self) {
+        self.copy_buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
     fn format(&self) -> Arc<FormatOptions> {
         self.format
             .lock()
@@ -120,6 +129,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             session: Mutex::new(None),
             format: StdMutex::new((None, Arc::new(FormatOptions::default()))),
+            copy_buffer: StdMutex::new(Vec::new()),
         });
         Arc::new(Connection {
             engine,
@@ -707,6 +717,8 @@ impl Connection {
                     .map_err(|e| Failure::Connection(e.into()))?;
             }
             StatementResult::CopyIn { columns } => {
+                // Nothing left over from a COPY the client abandoned.
+                self.shared.clear_copy_buffer();
                 let response = CopyInResponse::new(0, columns as i16, vec![0; columns]);
                 client
                     .feed(PgWireBackendMessage::CopyInResponse(response))
@@ -1141,11 +1153,14 @@ impl ExtendedQueryHandler for Connection {
                 Ok(Response::Execution(Tag::new(&tag)))
             }
             StatementResult::Empty => Ok(Response::EmptyQuery),
-            StatementResult::CopyIn { columns } => Ok(Response::CopyIn(CopyResponse::new(
-                0,
-                columns,
-                stream::empty(),
-            ))),
+            StatementResult::CopyIn { columns } => {
+                self.shared.clear_copy_buffer();
+                Ok(Response::CopyIn(CopyResponse::new(
+                    0,
+                    columns,
+                    stream::empty(),
+                )))
+            }
             StatementResult::CopyOut { rows, options } => {
                 let fields = self.text_fields(&rows.schema);
                 let columns = fields.len();

@@ -188,10 +188,30 @@ impl Session {
         if state.error.is_some() {
             return;
         }
+        if state.pending.is_empty() && data.len() >= PARSE_BYTES {
+            // Enough to parse at once (the wire layer collects messages): no copy.
+            if let Err(e) = state.parser.feed(data, &mut state.rows) {
+                state.error = Some(e);
+            } else if state.rows.len() >= CHUNK_ROWS {
+                self.write_pending_rows().await;
+            }
+            return;
+        }
         state.pending.extend_from_slice(data);
         if state.pending.len() >= PARSE_BYTES {
             self.parse_pending().await;
         }
+    }
+
+    /// Writes the rows parsed so far (a chunk is full).
+    async fn write_pending_rows(&mut self) {
+        let Some(mut state) = self.copy_in.take() else {
+            return;
+        };
+        if let Err(e) = self.write_copy_rows(&mut state).await {
+            state.error = Some(e);
+        }
+        self.copy_in = Some(state);
     }
 
     /// Parses the data received so far, and writes the rows once a chunk is full.
