@@ -190,21 +190,7 @@ impl TableCodec {
         changes: impl IntoIterator<Item = (&'a Key, &'a Option<RowBytes>)>,
         out: &mut Vec<u8>,
     ) -> StorageResult<()> {
-        let mut fields = vec![
-            Field::new("__key", DataType::Binary, false),
-            Field::new("__live", DataType::Boolean, false),
-        ];
-        for (i, field) in self.schema.fields().iter().enumerate() {
-            fields.push(
-                Field::new(
-                    format!("c{}", self.column_ids[i]),
-                    field.data_type().clone(),
-                    true,
-                )
-                .with_metadata(field.metadata().clone()),
-            );
-        }
-        let schema = Arc::new(Schema::new(fields));
+        let schema = self.log_schema();
         let mut writer = StreamWriter::try_new(out, &schema)?;
         let mut changes = changes.into_iter();
         let mut chunk: Vec<(&Key, &Option<RowBytes>)> = Vec::with_capacity(LOG_BATCH_ROWS);
@@ -242,6 +228,63 @@ impl TableCodec {
         }
         writer.finish()?;
         Ok(())
+    }
+
+    /// The schema of the IPC stream of a table's changes in a log record.
+    fn log_schema(&self) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("__key", DataType::Binary, false),
+            Field::new("__live", DataType::Boolean, false),
+        ];
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            fields.push(
+                Field::new(
+                    format!("c{}", self.column_ids[i]),
+                    field.data_type().clone(),
+                    true,
+                )
+                .with_metadata(field.metadata().clone()),
+            );
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Encodes inserted rows, given as their keys and the table's columns they were encoded
+    /// from, as one log-record entry of table `table_id` (what [`RecordBuilder::rows`] writes
+    /// for them), appended to `out` for [`RecordBuilder::encoded`]. The values go straight
+    /// into the IPC stream: a bulk load encodes its log record while its rows arrive, with no
+    /// decoding of rows at commit.
+    pub fn encode_insert_entry<'a>(
+        &self,
+        table_id: u32,
+        keys: impl ExactSizeIterator<Item = &'a [u8]>,
+        columns: &[ArrayRef],
+        out: &mut Vec<u8>,
+    ) -> StorageResult<()> {
+        let count = keys.len();
+        if columns.len() != self.schema.fields().len() || columns.iter().any(|c| c.len() != count) {
+            return Err(StorageError::Internal(
+                "inserted rows do not match their columns".into(),
+            ));
+        }
+        let schema = self.log_schema();
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(keys)),
+            Arc::new(BooleanArray::from(vec![true; count])),
+        ];
+        arrays.extend(columns.iter().cloned());
+        let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+        write_entry(out, 1, table_id, |out| {
+            let mut writer = StreamWriter::try_new(out, &schema)?;
+            let mut offset = 0;
+            while offset < count {
+                let len = LOG_BATCH_ROWS.min(count - offset);
+                writer.write(&batch.slice(offset, len))?;
+                offset += len;
+            }
+            writer.finish()?;
+            Ok(())
+        })
     }
 
     /// Decodes changes written by [`TableCodec::encode_changes`], possibly under an older
@@ -355,6 +398,12 @@ impl RecordBuilder {
         self.entries += 1;
     }
 
+    /// Adds `entries` entries encoded already ([`TableCodec::encode_insert_entry`]).
+    pub fn encoded(&mut self, bytes: &[u8], entries: u32) {
+        self.out.extend_from_slice(bytes);
+        self.entries += entries;
+    }
+
     /// Adds a table's changed rows.
     pub fn rows<'a>(
         &mut self,
@@ -362,15 +411,9 @@ impl RecordBuilder {
         table_id: u32,
         changes: impl IntoIterator<Item = (&'a Key, &'a Option<RowBytes>)>,
     ) -> StorageResult<()> {
-        self.out.push(1);
-        self.out.extend_from_slice(&table_id.to_le_bytes());
-        let len_at = self.out.len();
-        self.out.extend_from_slice(&0u32.to_le_bytes());
-        codec.encode_changes_into(changes, &mut self.out)?;
-        let len = u32::try_from(self.out.len() - len_at - 4).map_err(|_| {
-            StorageError::Internal("a table's changes exceed 4 GiB in one commit".into())
+        write_entry(&mut self.out, 1, table_id, |out| {
+            codec.encode_changes_into(changes, out)
         })?;
-        self.out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
         self.entries += 1;
         Ok(())
     }
@@ -380,6 +423,25 @@ impl RecordBuilder {
         self.out[1..5].copy_from_slice(&self.entries.to_le_bytes());
         self.out
     }
+}
+
+/// Appends one record entry: its tag, table and the length of the payload `payload` writes.
+fn write_entry(
+    out: &mut Vec<u8>,
+    tag: u8,
+    table_id: u32,
+    payload: impl FnOnce(&mut Vec<u8>) -> StorageResult<()>,
+) -> StorageResult<()> {
+    out.push(tag);
+    out.extend_from_slice(&table_id.to_le_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    payload(out)?;
+    let len = u32::try_from(out.len() - len_at - 4).map_err(|_| {
+        StorageError::Internal("a table's changes exceed 4 GiB in one commit".into())
+    })?;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
 }
 
 /// Encodes a commit's log record.

@@ -34,7 +34,7 @@ use crate::error::{StorageError, StorageResult};
 use crate::hot::{pending_row, HotTable, PendingRows};
 use crate::index::{index_changes, HotIndex};
 use crate::lock::{LockManager, TxnId};
-use crate::txn::{Isolation, Txn};
+use crate::txn::{EncodedLog, Isolation, Txn};
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_CATALOG: &str = "catalog";
@@ -198,6 +198,8 @@ pub(crate) struct TableCommit {
     pub codec: Arc<TableCodec>,
     pub truncate: bool,
     pub rows: PendingRows,
+    /// `rows`' log-record entries, when bulk inserts encoded them as they wrote the rows.
+    pub log: Option<EncodedLog>,
     /// The unique indexes the new rows were checked against (`None`: no new rows).
     pub unique_checked: Option<Vec<u32>>,
 }
@@ -557,20 +559,25 @@ impl Db {
         let estimate: usize = body
             .tables
             .iter()
-            .map(|t| {
-                1024 + t
-                    .rows
-                    .iter()
-                    .map(|(k, r)| k.len() + pending_row(r).as_ref().map_or(0, |r| r.len()) + 8)
-                    .sum::<usize>()
+            .map(|t| match &t.log {
+                Some(log) => 16 + log.bytes.len(),
+                None => {
+                    1024 + t
+                        .rows
+                        .iter()
+                        .map(|(k, r)| k.len() + pending_row(r).as_ref().map_or(0, |r| r.len()) + 8)
+                        .sum::<usize>()
+                }
             })
             .sum();
         let mut record = RecordBuilder::with_capacity(estimate);
-        for table in &body.tables {
+        for table in &mut body.tables {
             if table.truncate {
                 record.truncate(table.table_id);
             }
-            if !table.rows.is_empty() {
+            if let Some(log) = table.log.take() {
+                record.encoded(&log.bytes, log.entries);
+            } else if !table.rows.is_empty() {
                 record.rows(
                     &table.codec,
                     table.table_id,
@@ -579,6 +586,12 @@ impl Db {
             }
         }
         let record = record.finish();
+        if u32::try_from(record.len()).is_err() {
+            // RocksDB values are at most 4 GiB.
+            return Err(StorageError::Internal(
+                "a transaction's changes exceed 4 GiB of commit log in one commit".into(),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         {
             let sender = self.committer.lock();
@@ -727,7 +740,8 @@ fn replay(
                 .try_into()
                 .map_err(|_| StorageError::corrupt("commit log key", "not 8 bytes"))?,
         );
-        for entry in decode_record(&value)? {
+        let mut entries = decode_record(&value)?.into_iter().peekable();
+        while let Some(entry) = entries.next() {
             match entry {
                 LogEntry::Truncate { table_id } => {
                     if let Some(table) = tables.get(&table_id) {
@@ -739,7 +753,17 @@ fn replay(
                 LogEntry::Rows { table_id, ipc } => {
                     // A table dropped later has no definition: its records are history.
                     if let Some(table) = tables.get(&table_id) {
-                        let changes = table.codec.decode_changes(&ipc)?;
+                        let mut changes = table.codec.decode_changes(&ipc)?;
+                        // A bulk load logs its rows as several entries: applied at once, they
+                        // fill an empty table bottom-up in one build.
+                        while let Some(LogEntry::Rows { table_id: next, .. }) = entries.peek() {
+                            if *next != table_id {
+                                break;
+                            }
+                            if let Some(LogEntry::Rows { ipc, .. }) = entries.next() {
+                                changes.extend(table.codec.decode_changes(&ipc)?);
+                            }
+                        }
                         table.hot.apply_all(
                             changes.iter().map(|(k, r)| (k, r)),
                             ts,

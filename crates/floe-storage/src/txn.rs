@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use parking_lot::Mutex;
 
 use crate::catalog::CatalogChange;
@@ -25,7 +26,6 @@ use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{into_pending_row, pending, pending_row, KeyRange, PendingRows};
 use crate::index::HotIndex;
-use crate::keymap::KeyMap;
 use crate::lock::TxnId;
 use crate::pending::PendingCatalog;
 
@@ -72,6 +72,36 @@ struct TableWrites {
     rows: PendingRows,
     /// Unique indexes (OIDs) every new row was checked against; `None` before the first row.
     unique_checked: Option<Vec<u32>>,
+    /// The log-record entries of `rows`, encoded as bulk inserts wrote them; `None` once any
+    /// other write (or an undo) touched the table, and then the commit encodes `rows`.
+    log: Option<EncodedLog>,
+}
+
+impl TableWrites {
+    fn new(data: Arc<TableData>) -> TableWrites {
+        TableWrites {
+            data,
+            truncated: false,
+            rows: PendingRows::new(),
+            unique_checked: None,
+            log: Some(EncodedLog::default()),
+        }
+    }
+
+    /// Whether `log` holds exactly `rows`.
+    fn log_complete(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| l.rows == self.rows.len())
+    }
+}
+
+/// Log-record entries encoded ahead of the commit
+/// ([`crate::codec::TableCodec::encode_insert_entry`]).
+#[derive(Debug, Default)]
+pub(crate) struct EncodedLog {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) entries: u32,
+    /// Rows the entries hold.
+    pub(crate) rows: usize,
 }
 
 #[derive(Debug)]
@@ -615,12 +645,8 @@ impl Txn {
         let entry = writes
             .tables
             .entry(table.def.id)
-            .or_insert_with(|| TableWrites {
-                data: table.clone(),
-                truncated: false,
-                rows: KeyMap::new(),
-                unique_checked: None,
-            });
+            .or_insert_with(|| TableWrites::new(table.clone()));
+        entry.log = None;
         let previous = entry
             .rows
             .insert(key.clone(), pending(row))
@@ -642,12 +668,16 @@ impl Txn {
     /// written, the rest not), or `None` when all were written. A table with unique indexes
     /// goes row by row through [`Txn::write`], which enforces them (a duplicate there fails
     /// with [`StorageError::UniqueViolation`]).
+    ///
+    /// `columns`, when given, are the table's columns the rows were encoded from: the
+    /// commit's log record is then encoded from them now, not from the rows at commit.
     pub async fn insert_new(
         &mut self,
         table: &Arc<TableData>,
         rows: Vec<(Key, RowBytes)>,
+        columns: Option<&[ArrayRef]>,
     ) -> StorageResult<Option<usize>> {
-        self.insert_rows(table, rows, true).await
+        self.insert_rows(table, rows, columns, true).await
     }
 
     /// [`Txn::insert_new`] for a table being rewritten (ALTER TABLE): `table` is the new,
@@ -658,14 +688,16 @@ impl Txn {
         &mut self,
         table: &Arc<TableData>,
         rows: Vec<(Key, RowBytes)>,
+        columns: Option<&[ArrayRef]>,
     ) -> StorageResult<Option<usize>> {
-        self.insert_rows(table, rows, false).await
+        self.insert_rows(table, rows, columns, false).await
     }
 
     async fn insert_rows(
         &mut self,
         table: &Arc<TableData>,
         rows: Vec<(Key, RowBytes)>,
+        columns: Option<&[ArrayRef]>,
         lock: bool,
     ) -> StorageResult<Option<usize>> {
         let keyed = table.codec.has_primary_key();
@@ -712,18 +744,39 @@ impl Txn {
             .iter()
             .map(|(k, r)| k.len() + r.len() + WRITE_OVERHEAD)
             .sum();
+        let table_id = table.def.id;
+        // The rows' log entry, encoded outside the write set's lock, while the log of the
+        // table's earlier writes is complete.
+        let log_wanted = self
+            .writes
+            .lock()
+            .tables
+            .get(&table_id)
+            .is_none_or(|t| t.log_complete());
+        let encoded = match columns {
+            Some(columns) if log_wanted && !rows.is_empty() => {
+                let mut bytes = Vec::new();
+                table
+                    .codec
+                    .encode_insert_entry(
+                        table_id,
+                        rows.iter().map(|(k, _)| k.as_ref()),
+                        columns,
+                        &mut bytes,
+                    )
+                    .ok()
+                    .map(|()| bytes)
+            }
+            _ => None,
+        };
+        let count = rows.len();
         let mut writes = self.writes.lock();
         self.charge(&mut writes, added)?;
-        let table_id = table.def.id;
         let entry = writes
             .tables
             .entry(table_id)
-            .or_insert_with(|| TableWrites {
-                data: table.clone(),
-                truncated: false,
-                rows: KeyMap::new(),
-                unique_checked: None,
-            });
+            .or_insert_with(|| TableWrites::new(table.clone()));
+        let log_was_complete = entry.log_complete();
         // No unique index to check against: a CREATE UNIQUE INDEX committed meanwhile makes
         // the commit fail (see `write`).
         entry.unique_checked = Some(Vec::new());
@@ -751,6 +804,18 @@ impl Txn {
                 }
             }
         }
+        match (duplicate, encoded, entry.log.as_mut()) {
+            (None, Some(encoded), Some(log)) if log_was_complete && replaced.is_empty() => {
+                if log.bytes.is_empty() {
+                    log.bytes = encoded;
+                } else {
+                    log.bytes.extend_from_slice(&encoded);
+                }
+                log.entries += 1;
+                log.rows += count;
+            }
+            _ => entry.log = None,
+        }
         for key in replaced {
             writes.undo.push(Undo::Row {
                 table_id,
@@ -773,13 +838,10 @@ impl Txn {
         let entry = writes
             .tables
             .entry(table.def.id)
-            .or_insert_with(|| TableWrites {
-                data: table.clone(),
-                truncated: false,
-                rows: KeyMap::new(),
-                unique_checked: None,
-            });
+            .or_insert_with(|| TableWrites::new(table.clone()));
         let rows = std::mem::take(&mut entry.rows);
+        // The truncation is recorded apart; rows written after it start a new log.
+        entry.log = Some(EncodedLog::default());
         let was_truncated = std::mem::replace(&mut entry.truncated, true);
         // A rewrite truncates the table's new live state: later rows use its layout.
         let data = std::mem::replace(&mut entry.data, table.clone());
@@ -853,6 +915,7 @@ impl Txn {
                     previous,
                 } => {
                     if let Some(t) = writes.tables.get_mut(&table_id) {
+                        t.log = None;
                         match previous {
                             Some(row) => {
                                 t.rows.insert(key, pending(row));
@@ -873,10 +936,12 @@ impl Txn {
                         t.rows = rows;
                         t.truncated = was_truncated;
                         t.data = data;
+                        t.log = None;
                     }
                 }
                 Undo::Inserted { table_id, keys } => {
                     if let Some(t) = writes.tables.get_mut(&table_id) {
+                        t.log = None;
                         for key in keys {
                             t.rows.remove(&key);
                         }
@@ -910,12 +975,16 @@ impl Txn {
             tables: writes
                 .tables
                 .into_iter()
-                .map(|(table_id, t)| TableCommit {
-                    table_id,
-                    codec: t.data.codec.clone(),
-                    truncate: t.truncated,
-                    rows: t.rows,
-                    unique_checked: t.unique_checked,
+                .map(|(table_id, t)| {
+                    let log_complete = t.log_complete();
+                    TableCommit {
+                        table_id,
+                        codec: t.data.codec.clone(),
+                        truncate: t.truncated,
+                        log: t.log.filter(|l| log_complete && l.entries > 0),
+                        rows: t.rows,
+                        unique_checked: t.unique_checked,
+                    }
                 })
                 .collect(),
         };

@@ -57,18 +57,23 @@ async fn create(db: &Arc<Db>, name: &str) -> Arc<TableData> {
     db.table(def.id).unwrap()
 }
 
-/// Encodes rows `(id, balance, note)`; returns (key, row) pairs.
-fn rows(
-    table: &TableData,
-    values: &[(i32, i64)],
-) -> Vec<(floe_storage::Key, floe_storage::RowBytes)> {
-    let columns: Vec<ArrayRef> = vec![
+/// The table's columns for rows `(id, balance)` (the note is `row <id>`).
+fn columns(values: &[(i32, i64)]) -> Vec<ArrayRef> {
+    vec![
         Arc::new(Int32Array::from_iter_values(values.iter().map(|v| v.0))),
         Arc::new(Int64Array::from_iter_values(values.iter().map(|v| v.1))),
         Arc::new(StringArray::from_iter_values(
             values.iter().map(|v| format!("row {}", v.0)),
         )),
-    ];
+    ]
+}
+
+/// Encodes rows `(id, balance, note)`; returns (key, row) pairs.
+fn rows(
+    table: &TableData,
+    values: &[(i32, i64)],
+) -> Vec<(floe_storage::Key, floe_storage::RowBytes)> {
+    let columns = columns(values);
     let keys = table.codec.encode_keys(&columns).unwrap().unwrap();
     let encoded = table.codec.encode_rows(&columns).unwrap();
     (0..values.len())
@@ -535,18 +540,20 @@ async fn bulk_inserts_check_keys_lock_them_and_survive_recovery() {
         // Row 5 is committed already: the first call stops there, rows before it are written.
         let first: Vec<(i32, i64)> = (1..=10).map(|i| (i, i as i64)).collect();
         assert_eq!(
-            txn.insert_new(&table, rows(&table, &first)).await.unwrap(),
+            txn.insert_new(&table, rows(&table, &first), None)
+                .await
+                .unwrap(),
             Some(4)
         );
         // A duplicate within the transaction's own rows, and within one call.
         assert_eq!(
-            txn.insert_new(&table, rows(&table, &[(11, 0), (2, 0)]))
+            txn.insert_new(&table, rows(&table, &[(11, 0), (2, 0)]), None)
                 .await
                 .unwrap(),
             Some(1)
         );
         assert_eq!(
-            txn.insert_new(&table, rows(&table, &[(12, 0), (12, 0)]))
+            txn.insert_new(&table, rows(&table, &[(12, 0), (12, 0)]), None)
                 .await
                 .unwrap(),
             Some(1)
@@ -557,14 +564,18 @@ async fn bulk_inserts_check_keys_lock_them_and_survive_recovery() {
         let mark = txn.savepoint();
         let undone: Vec<(i32, i64)> = (100..200).map(|i| (i, 0)).collect();
         assert_eq!(
-            txn.insert_new(&table, rows(&table, &undone)).await.unwrap(),
+            txn.insert_new(&table, rows(&table, &undone), None)
+                .await
+                .unwrap(),
             None
         );
         txn.rollback_to(mark);
         let all: Vec<(i32, i64)> = (1..=n).filter(|i| *i != 5).map(|i| (i, 1)).collect();
         for chunk in all.chunks(10_000) {
             assert_eq!(
-                txn.insert_new(&table, rows(&table, chunk)).await.unwrap(),
+                txn.insert_new(&table, rows(&table, chunk), None)
+                    .await
+                    .unwrap(),
                 None
             );
         }
@@ -597,6 +608,111 @@ async fn bulk_inserts_check_keys_lock_them_and_survive_recovery() {
     assert_eq!(sum, 5 + (n as i64 - 1));
 }
 
+/// `Txn::insert_new` of `values`, with their columns.
+async fn bulk(
+    txn: &mut floe_storage::Txn,
+    table: &Arc<TableData>,
+    values: &[(i32, i64)],
+) -> Option<usize> {
+    let columns = columns(values);
+    txn.insert_new(table, rows(table, values), Some(&columns))
+        .await
+        .unwrap()
+}
+
+/// Bulk inserts that give their columns have their log record encoded as they write: what
+/// a restart replays from it matches what was committed, also after other writes, a
+/// savepoint's undo or a TRUNCATE made the encoded entries stale or partial.
+#[tokio::test]
+async fn bulk_inserts_encode_their_log_as_they_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || DbOptions {
+        // Recovery must replay the log, not load a checkpoint.
+        checkpoint_on_close: false,
+        checkpoint_log_bytes: None,
+        ..DbOptions::default()
+    };
+    let big = floe_storage::codec::LOG_BATCH_ROWS as i32 + 500;
+    let values = |range: std::ops::Range<i32>, balance: i64| -> Vec<(i32, i64)> {
+        range.map(|i| (i, balance)).collect()
+    };
+    let mut expected: Vec<Vec<(i32, i64)>> = Vec::new();
+    let mut ids = Vec::new();
+    {
+        let db = Db::open(dir.path(), options()).unwrap();
+        // Several calls, one of them more than one IPC batch.
+        let table = create(&db, "plain").await;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        for (range, balance) in [(0..big, 1), (big..big + 10, 2), (big + 10..big + 20, 3)] {
+            let v = values(range, balance);
+            assert_eq!(bulk(&mut txn, &table, &v).await, None);
+        }
+        txn.commit().await.unwrap();
+        ids.push(table.def.id);
+
+        // A later write in the same transaction changes a row the entries hold.
+        let table = create(&db, "updated").await;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        let v = values(0..100, 1);
+        assert_eq!(bulk(&mut txn, &table, &v).await, None);
+        let (key, row) = rows(&table, &[(7, 70)]).remove(0);
+        txn.write(&table, key, Some(row)).await.unwrap();
+        let (key, _) = rows(&table, &[(8, 0)]).remove(0);
+        txn.write(&table, key, None).await.unwrap();
+        let v = values(100..110, 2);
+        assert_eq!(bulk(&mut txn, &table, &v).await, None);
+        txn.commit().await.unwrap();
+        ids.push(table.def.id);
+
+        // A savepoint undoes the second call; a duplicate stops the third part-way.
+        let table = create(&db, "undone").await;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        let v = values(0..50, 1);
+        assert_eq!(bulk(&mut txn, &table, &v).await, None);
+        let mark = txn.savepoint();
+        let v = values(50..60, 2);
+        assert_eq!(bulk(&mut txn, &table, &v).await, None);
+        txn.rollback_to(mark);
+        let v = [(60, 3), (61, 3), (10, 3), (62, 3)];
+        assert_eq!(bulk(&mut txn, &table, &v).await, Some(2));
+        txn.commit().await.unwrap();
+        ids.push(table.def.id);
+
+        // TRUNCATE, then a bulk load, in one transaction.
+        let table = create(&db, "reloaded").await;
+        insert(&db, &table, &values(0..20, 9)).await;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        txn.truncate(&table);
+        let v = values(10..30, 4);
+        assert_eq!(bulk(&mut txn, &table, &v).await, None);
+        txn.commit().await.unwrap();
+        ids.push(table.def.id);
+
+        for id in &ids {
+            expected.push(balances(&db.table(*id).unwrap(), db.visible_ts()));
+        }
+        db.close();
+    }
+    let mut want_updated = values(0..110, 1);
+    want_updated.retain(|(id, _)| *id != 8);
+    for row in want_updated.iter_mut() {
+        if row.0 == 7 {
+            row.1 = 70;
+        } else if row.0 >= 100 {
+            row.1 = 2;
+        }
+    }
+    assert_eq!(expected[1], want_updated);
+    assert_eq!(expected[2].len(), 52);
+    assert_eq!(expected[3], values(10..30, 4));
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.checkpoint_ts(), 0);
+    for (id, want) in ids.iter().zip(&expected) {
+        let table = db.table(*id).unwrap();
+        assert_eq!(&balances(&table, db.visible_ts()), want, "table {id}");
+    }
+}
+
 /// A bulk insert beyond `--memory-limit` fails with the memory-limit error, not an OOM.
 #[tokio::test]
 async fn bulk_inserts_respect_the_memory_budget() {
@@ -614,7 +730,7 @@ async fn bulk_inserts_respect_the_memory_budget() {
     let mut failed = false;
     for start in (0..100_000).step_by(1000) {
         let values: Vec<(i32, i64)> = (start..start + 1000).map(|i| (i, 0)).collect();
-        if let Err(e) = txn.insert_new(&table, rows(&table, &values)).await {
+        if let Err(e) = txn.insert_new(&table, rows(&table, &values), None).await {
             assert!(matches!(e, StorageError::MemoryLimit { .. }), "{e:?}");
             failed = true;
             break;

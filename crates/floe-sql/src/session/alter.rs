@@ -440,7 +440,7 @@ async fn fill_rewritten(
                 rowid
             });
             // A batch at a time, without row locks: nobody else sees the new table yet.
-            let duplicate = txn.insert_rewritten(&data, pairs).await?;
+            let duplicate = txn.insert_rewritten(&data, pairs, Some(&columns)).await?;
             if let (Some(i), Some(keys)) = (duplicate, &keys) {
                 let key: Key = Arc::from(keys.row(i).data());
                 let pk = new_def

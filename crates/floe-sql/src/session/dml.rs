@@ -725,7 +725,7 @@ impl Session {
                 .map_err(|e| CopyRowsError::Row(e.into(), None))?;
             let pairs = keyed_rows(&rows, keys.as_ref(), || table.next_rowid());
             let count = pairs.len();
-            match txn.insert_new(table, pairs).await {
+            match txn.insert_new(table, pairs, Some(&values)).await {
                 Ok(None) => {}
                 Ok(Some(i)) => {
                     let key: Key = match &keys {
