@@ -133,6 +133,9 @@ pub struct WriteSet {
     /// uniqueness checks, rechecked against the row's current version (so never undone).
     index_writes: HashMap<(u32, Key), Vec<Key>>,
     undo: Vec<Undo>,
+    /// Whether a savepoint was taken: only writes after one can be rolled back alone (an
+    /// error without one ends the whole transaction), so bulk inserts keep no undo before.
+    savepoint_taken: bool,
     bytes: usize,
 }
 
@@ -772,6 +775,7 @@ impl Txn {
         let count = rows.len();
         let mut writes = self.writes.lock();
         self.charge(&mut writes, added)?;
+        let keep_undo = writes.savepoint_taken;
         let entry = writes
             .tables
             .entry(table_id)
@@ -780,7 +784,7 @@ impl Txn {
         // No unique index to check against: a CREATE UNIQUE INDEX committed meanwhile makes
         // the commit fail (see `write`).
         entry.unique_checked = Some(Vec::new());
-        let mut inserted = Vec::with_capacity(rows.len());
+        let mut inserted = Vec::with_capacity(if keep_undo { rows.len() } else { 0 });
         let mut replaced = Vec::new();
         let mut duplicate = None;
         for (i, (key, row)) in rows.into_iter().enumerate() {
@@ -799,7 +803,9 @@ impl Txn {
                         duplicate = Some(i);
                         break;
                     }
-                    inserted.push(slot.key().key.clone());
+                    if keep_undo {
+                        inserted.push(slot.key().key.clone());
+                    }
                     slot.insert(pending(Some(row)));
                 }
             }
@@ -892,8 +898,10 @@ impl Txn {
 
     /// Marks the current state for `ROLLBACK TO SAVEPOINT`.
     pub fn savepoint(&self) -> SavepointMark {
+        let mut writes = self.writes.lock();
+        writes.savepoint_taken = true;
         SavepointMark {
-            undo: self.writes.lock().undo.len(),
+            undo: writes.undo.len(),
             catalog: self.pending.mark(),
         }
     }
