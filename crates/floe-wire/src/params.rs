@@ -88,8 +88,24 @@ fn invalid_text(ty: &SqlType, text: &str) -> SqlError {
     )
 }
 
+/// An integer parameter in plain decimal (what drivers send), parsed without a string and a
+/// cast per execution. Anything else (out of range, not a number, …) is left to the general
+/// conversion, which reports PostgreSQL's error for it.
+fn plain_integer(ty: &SqlType, text: &str) -> Option<ScalarValue> {
+    let text = text.trim();
+    match ty {
+        SqlType::Int2 => text.parse().ok().map(|v| ScalarValue::Int16(Some(v))),
+        SqlType::Int4 => text.parse().ok().map(|v| ScalarValue::Int32(Some(v))),
+        SqlType::Int8 => text.parse().ok().map(|v| ScalarValue::Int64(Some(v))),
+        _ => None,
+    }
+}
+
 /// A text-format value of type `ty`.
 pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
+    if let Some(value) = plain_integer(ty, text) {
+        return Ok(value);
+    }
     Ok(match ty {
         SqlType::Bytea => ScalarValue::Binary(Some(
             parse_bytea(text).ok_or_else(|| invalid_text(ty, text))?,
@@ -524,6 +540,28 @@ mod tests {
         assert_eq!(v.to_string(), "[7, ]");
         assert!(decode_binary(&SqlType::Int4, &[0, 1]).is_err());
         assert!(decode_binary(&SqlType::Array(Box::new(SqlType::Int4)), &raw[..10]).is_err());
+    }
+
+    #[test]
+    fn plain_integers_are_parsed_and_the_rest_left_to_the_cast() {
+        let d = |ty: SqlType, text: &str| decode_text(&ty, text).unwrap();
+        assert_eq!(d(SqlType::Int4, " 42 "), ScalarValue::Int32(Some(42)));
+        assert_eq!(d(SqlType::Int4, "+7"), ScalarValue::Int32(Some(7)));
+        assert_eq!(d(SqlType::Int2, "-32768"), ScalarValue::Int16(Some(-32768)));
+        assert_eq!(
+            d(SqlType::Int8, "9223372036854775807"),
+            ScalarValue::Int64(Some(i64::MAX))
+        );
+        // Out of range or not an integer: the conversion later reports PostgreSQL's error.
+        assert_eq!(
+            d(SqlType::Int4, "2147483648"),
+            ScalarValue::Utf8(Some("2147483648".into()))
+        );
+        assert_eq!(
+            d(SqlType::Int4, "4.0"),
+            ScalarValue::Utf8(Some("4.0".into()))
+        );
+        assert_eq!(d(SqlType::Int2, ""), ScalarValue::Utf8(Some(String::new())));
     }
 
     #[test]
