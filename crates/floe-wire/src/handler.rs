@@ -83,9 +83,66 @@ pub(crate) struct Shared {
     /// COPY FROM STDIN data received and not yet handed to the session (see
     /// [`crate::copy`]).
     pub(crate) copy_buffer: StdMutex<Vec<u8>>,
+    /// Field descriptions built lately, by result schema and format (see [`FieldsCache`]).
+    fields: StdMutex<FieldsCache>,
+}
+
+/// The field descriptions of the result shapes a connection described last. A prepared
+/// statement executed again (pgbench, any driver's cached statements) describes the same
+/// schema (the same `Arc`) in the same format each time: its descriptions are built once,
+/// not at every Describe and Execute.
+#[derive(Debug, Default)]
+struct FieldsCache {
+    entries: Vec<FieldsEntry>,
+}
+
+#[derive(Debug)]
+struct FieldsEntry {
+    /// Held so the pointer compared stays this schema's.
+    schema: Arc<Schema>,
+    format: Format,
+    options: Arc<FormatOptions>,
+    fields: Arc<Vec<FieldInfo>>,
+}
+
+/// Result shapes remembered per connection.
+const FIELDS_CACHED: usize = 4;
+
+fn same_format(a: &Format, b: &Format) -> bool {
+    match (a, b) {
+        (Format::UnifiedText, Format::UnifiedText)
+        | (Format::UnifiedBinary, Format::UnifiedBinary) => true,
+        (Format::Individual(a), Format::Individual(b)) => a == b,
+        _ => false,
+    }
 }
 
 impl Shared {
+    /// The field descriptions of results of `schema` in `format`, with the session's output
+    /// options (cached: see [`FieldsCache`]).
+    fn fields(&self, schema: &Arc<Schema>, format: &Format) -> Arc<Vec<FieldInfo>> {
+        let options = self.format();
+        let mut cache = self.fields.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = cache.entries.iter().find(|e| {
+            Arc::ptr_eq(&e.schema, schema)
+                && Arc::ptr_eq(&e.options, &options)
+                && same_format(&e.format, format)
+        }) {
+            return entry.fields.clone();
+        }
+        let fields = Arc::new(encode::field_infos(schema, format, &options));
+        if cache.entries.len() >= FIELDS_CACHED {
+            cache.entries.remove(0);
+        }
+        cache.entries.push(FieldsEntry {
+            schema: schema.clone(),
+            format: format.clone(),
+            options,
+            fields: fields.clone(),
+        });
+        fields
+    }
+
     pub(crate) fn clear_copy_buffer(&self) {
         self.copy_buffer
             .lock()
@@ -130,6 +187,7 @@ impl Connection {
             session: Mutex::new(None),
             format: StdMutex::new((None, Arc::new(FormatOptions::default()))),
             copy_buffer: StdMutex::new(Vec::new()),
+            fields: StdMutex::new(FieldsCache::default()),
         });
         Arc::new(Connection {
             engine,
@@ -618,12 +676,8 @@ impl SimpleQueryHandler for Connection {
 
 impl Connection {
     /// Text-format field descriptions of a result (simple protocol and COPY output).
-    fn text_fields(&self, schema: &Schema) -> Arc<Vec<FieldInfo>> {
-        Arc::new(encode::field_infos(
-            schema,
-            &Format::UnifiedText,
-            &self.shared.format(),
-        ))
+    fn text_fields(&self, schema: &Arc<Schema>) -> Arc<Vec<FieldInfo>> {
+        self.shared.fields(schema, &Format::UnifiedText)
     }
 
     /// Runs each statement of a simple Query message, streaming its results.
@@ -845,14 +899,13 @@ pub(crate) struct FloeQueryParser {
     shared: Arc<Shared>,
 }
 
-fn result_fields(
-    schema: Option<&Arc<Schema>>,
-    format: &Format,
-    options: &Arc<FormatOptions>,
-) -> Vec<FieldInfo> {
-    match schema {
-        Some(schema) => encode::field_infos(schema, format, options),
-        None => Vec::new(),
+impl Shared {
+    /// The field descriptions of a statement's results, for Describe.
+    fn result_fields(&self, schema: Option<&Arc<Schema>>, format: &Format) -> Vec<FieldInfo> {
+        match schema {
+            Some(schema) => self.fields(schema, format).as_ref().clone(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -916,10 +969,9 @@ impl QueryParser for FloeQueryParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(result_fields(
+        Ok(self.shared.result_fields(
             stmt.result_schema.as_ref(),
             column_format.unwrap_or(&Format::UnifiedText),
-            &self.shared.format(),
         ))
     }
 }
@@ -1078,11 +1130,9 @@ impl ExtendedQueryHandler for Connection {
     {
         let prepared = &target.statement;
         let params = prepared.param_types.iter().map(encode::pg_type).collect();
-        let fields = result_fields(
-            prepared.result_schema.as_ref(),
-            &Format::UnifiedText,
-            &self.shared.format(),
-        );
+        let fields = self
+            .shared
+            .result_fields(prepared.result_schema.as_ref(), &Format::UnifiedText);
         Ok(DescribeStatementResponse::new(params, fields))
     }
 
@@ -1098,10 +1148,9 @@ impl ExtendedQueryHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &target.statement.statement;
-        Ok(DescribePortalResponse::new(result_fields(
+        Ok(DescribePortalResponse::new(self.shared.result_fields(
             prepared.result_schema.as_ref(),
             &target.result_column_format,
-            &self.shared.format(),
         )))
     }
 
@@ -1138,11 +1187,9 @@ impl ExtendedQueryHandler for Connection {
         send_notices(client, session.take_notices()).await?;
         match result {
             StatementResult::Rows { rows, tag } => {
-                let fields = Arc::new(encode::field_infos(
-                    &rows.schema,
-                    &portal.result_column_format,
-                    &self.shared.format(),
-                ));
+                let fields = self
+                    .shared
+                    .fields(&rows.schema, &portal.result_column_format);
                 let mut response =
                     QueryResponse::new(fields.clone(), row_stream(rows, fields, cancel));
                 response.set_command_tag(tag);
