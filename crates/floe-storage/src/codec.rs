@@ -425,6 +425,38 @@ impl RecordBuilder {
     }
 }
 
+/// Room left before a table's entries encoded ahead (by a transaction's bulk inserts) for the record's
+/// header and a TRUNCATE marker: a commit of that table alone becomes its log record in place
+/// ([`record_in_place`]).
+pub const RECORD_PREFIX: usize = 5 + 9;
+
+/// The log record of a commit that writes one table whose `entries` entries were encoded
+/// ahead into `bytes`, after [`RECORD_PREFIX`] bytes of room: the header (and the TRUNCATE
+/// marker of `truncate`) go into that room, so a bulk load's record is not copied. Returns
+/// the buffer and where the record starts in it.
+pub fn record_in_place(
+    mut bytes: Vec<u8>,
+    entries: u32,
+    truncate: Option<u32>,
+) -> (Vec<u8>, usize) {
+    if bytes.len() < RECORD_PREFIX {
+        bytes.resize(RECORD_PREFIX, 0);
+    }
+    let start = match truncate {
+        Some(table_id) => {
+            bytes[5] = 2;
+            bytes[6..10].copy_from_slice(&table_id.to_le_bytes());
+            bytes[10..14].copy_from_slice(&0u32.to_le_bytes());
+            0
+        }
+        None => 9,
+    };
+    let entries = entries + u32::from(truncate.is_some());
+    bytes[start] = RECORD_VERSION;
+    bytes[start + 1..start + 5].copy_from_slice(&entries.to_le_bytes());
+    (bytes, start)
+}
+
 /// Appends one record entry: its tag, table and the length of the payload `payload` writes.
 fn write_entry(
     out: &mut Vec<u8>,

@@ -29,7 +29,10 @@ use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger, CF_CHECKPOINT,
 };
-use crate::codec::{decode_record, Key, LogEntry, RecordBuilder, RowBytes, TableCodec};
+use crate::codec::{
+    decode_record, record_in_place, Key, LogEntry, RecordBuilder, RowBytes, TableCodec,
+    RECORD_PREFIX,
+};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{pending_row, HotTable, PendingRows};
 use crate::index::{index_changes, HotIndex};
@@ -213,7 +216,9 @@ pub(crate) struct CommitBody {
 
 struct CommitRequest {
     body: CommitBody,
+    /// The log record is `record[record_start..]` (see [`record_in_place`]).
     record: Vec<u8>,
+    record_start: usize,
     reply: oneshot::Sender<StorageResult<u64>>,
 }
 
@@ -554,6 +559,42 @@ impl Db {
                 }
             }
         }
+        let (record, record_start) = match body.tables.as_mut_slice() {
+            // A bulk load's one table: its encoded entries become the record in place.
+            [table] if table.log.is_some() => {
+                let log = table.log.take().unwrap_or_default();
+                record_in_place(
+                    log.bytes,
+                    log.entries,
+                    table.truncate.then_some(table.table_id),
+                )
+            }
+            _ => (Self::build_record(&mut body)?, 0),
+        };
+        if u32::try_from(record.len() - record_start).is_err() {
+            // RocksDB values are at most 4 GiB.
+            return Err(StorageError::Internal(
+                "a transaction's changes exceed 4 GiB of commit log in one commit".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        {
+            let sender = self.committer.lock();
+            let sender = sender.as_ref().ok_or(StorageError::ShuttingDown)?;
+            sender
+                .send(CommitRequest {
+                    body,
+                    record,
+                    record_start,
+                    reply,
+                })
+                .map_err(|_| StorageError::ShuttingDown)?;
+        }
+        answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Encodes a commit's log record (the rows' encoded entries copied, or the rows encoded).
+    fn build_record(body: &mut CommitBody) -> StorageResult<Vec<u8>> {
         // The IPC form of a row is about the size of its row-format bytes (smaller for fixed
         // width columns): reserve that, plus per-batch framing.
         let estimate: usize = body
@@ -576,7 +617,10 @@ impl Db {
                 record.truncate(table.table_id);
             }
             if let Some(log) = table.log.take() {
-                record.encoded(&log.bytes, log.entries);
+                record.encoded(
+                    &log.bytes[RECORD_PREFIX.min(log.bytes.len())..],
+                    log.entries,
+                );
             } else if !table.rows.is_empty() {
                 record.rows(
                     &table.codec,
@@ -585,26 +629,7 @@ impl Db {
                 )?;
             }
         }
-        let record = record.finish();
-        if u32::try_from(record.len()).is_err() {
-            // RocksDB values are at most 4 GiB.
-            return Err(StorageError::Internal(
-                "a transaction's changes exceed 4 GiB of commit log in one commit".into(),
-            ));
-        }
-        let (reply, answer) = oneshot::channel();
-        {
-            let sender = self.committer.lock();
-            let sender = sender.as_ref().ok_or(StorageError::ShuttingDown)?;
-            sender
-                .send(CommitRequest {
-                    body,
-                    record,
-                    reply,
-                })
-                .map_err(|_| StorageError::ShuttingDown)?;
-        }
-        answer.await.map_err(|_| StorageError::ShuttingDown)?
+        Ok(record.finish())
     }
 
     /// `nextval`: the sequence's next value, durable before it is returned.
@@ -875,8 +900,9 @@ impl Inner {
             next_ts += 1;
             // The batch holds its own copy: drop the record now, not after the apply.
             let record = std::mem::take(&mut request.record);
-            batch.put_cf(log_cf, ts.to_be_bytes(), &record);
-            log_bytes += record.len() as u64;
+            let record_bytes = &record[request.record_start.min(record.len())..];
+            batch.put_cf(log_cf, ts.to_be_bytes(), record_bytes);
+            log_bytes += record_bytes.len() as u64;
             drop(record);
             for (key, value) in catalog_writes {
                 match value {

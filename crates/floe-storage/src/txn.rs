@@ -21,7 +21,7 @@ use datafusion::arrow::array::ArrayRef;
 use parking_lot::Mutex;
 
 use crate::catalog::CatalogChange;
-use crate::codec::{Key, RowBytes};
+use crate::codec::{Key, RowBytes, RECORD_PREFIX};
 use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{into_pending_row, pending, pending_row, KeyRange, PendingRows};
@@ -98,6 +98,7 @@ impl TableWrites {
 /// ([`crate::codec::TableCodec::encode_insert_entry`]).
 #[derive(Debug, Default)]
 pub(crate) struct EncodedLog {
+    /// Empty, or [`RECORD_PREFIX`] bytes of room for the record's header, then the entries.
     pub(crate) bytes: Vec<u8>,
     pub(crate) entries: u32,
     /// Rows the entries hold.
@@ -750,15 +751,18 @@ impl Txn {
         let table_id = table.def.id;
         // The rows' log entry, encoded outside the write set's lock, while the log of the
         // table's earlier writes is complete.
-        let log_wanted = self
-            .writes
-            .lock()
-            .tables
-            .get(&table_id)
-            .is_none_or(|t| t.log_complete());
+        let (log_wanted, log_empty) = match self.writes.lock().tables.get(&table_id) {
+            Some(t) => (
+                t.log_complete(),
+                t.log.as_ref().is_none_or(|l| l.bytes.is_empty()),
+            ),
+            None => (true, true),
+        };
         let encoded = match columns {
             Some(columns) if log_wanted && !rows.is_empty() => {
-                let mut bytes = Vec::new();
+                // A table's first entry leaves room for the record's header before it.
+                let prefix = if log_empty { RECORD_PREFIX } else { 0 };
+                let mut bytes = vec![0; prefix];
                 table
                     .codec
                     .encode_insert_entry(
@@ -768,7 +772,7 @@ impl Txn {
                         &mut bytes,
                     )
                     .ok()
-                    .map(|()| bytes)
+                    .map(|()| (bytes, prefix))
             }
             _ => None,
         };
@@ -811,10 +815,15 @@ impl Txn {
             }
         }
         match (duplicate, encoded, entry.log.as_mut()) {
-            (None, Some(encoded), Some(log)) if log_was_complete && replaced.is_empty() => {
-                if log.bytes.is_empty() {
+            (None, Some((encoded, prefix)), Some(log))
+                if log_was_complete && replaced.is_empty() =>
+            {
+                if !log.bytes.is_empty() {
+                    log.bytes.extend_from_slice(&encoded[prefix..]);
+                } else if prefix == RECORD_PREFIX {
                     log.bytes = encoded;
                 } else {
+                    log.bytes.resize(RECORD_PREFIX, 0);
                     log.bytes.extend_from_slice(&encoded);
                 }
                 log.entries += 1;

@@ -688,6 +688,18 @@ async fn bulk_inserts_encode_their_log_as_they_write() {
         txn.commit().await.unwrap();
         ids.push(table.def.id);
 
+        // Two tables in one transaction: one record holds both tables' entries.
+        let first = create(&db, "first").await;
+        let second = create(&db, "second").await;
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        assert_eq!(bulk(&mut txn, &first, &values(0..30, 5)).await, None);
+        txn.truncate(&second);
+        assert_eq!(bulk(&mut txn, &second, &values(0..40, 6)).await, None);
+        assert_eq!(bulk(&mut txn, &first, &values(30..35, 7)).await, None);
+        txn.commit().await.unwrap();
+        ids.push(first.def.id);
+        ids.push(second.def.id);
+
         for id in &ids {
             expected.push(balances(&db.table(*id).unwrap(), db.visible_ts()));
         }
@@ -705,6 +717,10 @@ async fn bulk_inserts_encode_their_log_as_they_write() {
     assert_eq!(expected[1], want_updated);
     assert_eq!(expected[2].len(), 52);
     assert_eq!(expected[3], values(10..30, 4));
+    let mut want_first = values(0..30, 5);
+    want_first.extend(values(30..35, 7));
+    assert_eq!(expected[4], want_first);
+    assert_eq!(expected[5], values(0..40, 6));
     let db = Db::open(dir.path(), options()).unwrap();
     assert_eq!(db.checkpoint_ts(), 0);
     for (id, want) in ids.iter().zip(&expected) {
