@@ -777,6 +777,8 @@ impl Txn {
             _ => None,
         };
         let count = rows.len();
+        // The encoded entry stays in memory until the commit: it counts against the budget.
+        let added = added + encoded.as_ref().map_or(0, |(bytes, _)| bytes.len());
         let mut writes = self.writes.lock();
         self.charge(&mut writes, added)?;
         let keep_undo = writes.savepoint_taken;
