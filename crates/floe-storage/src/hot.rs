@@ -146,15 +146,14 @@ impl HotTable {
     ) -> isize {
         let mut map = self.map.write();
         if !map.is_empty() {
-            let mut delta = 0;
-            for (key, chain) in rows {
-                let row = into_pending_row(chain);
-                let (applied, d) =
-                    self.apply_locked(&mut map, &key, row.clone(), commit_ts, horizon);
-                delta += d;
-                each(&key, applied, &row);
-            }
-            return delta;
+            // Only the committer writes: the map stays non-empty between the two locks.
+            drop(map);
+            return self.apply_all(
+                rows.iter().map(|(key, chain)| (key, pending_row(chain))),
+                commit_ts,
+                horizon,
+                each,
+            );
         }
         let mut adopted = rows.into_map();
         let mut delta: isize = 0;

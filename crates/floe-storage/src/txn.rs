@@ -751,18 +751,15 @@ impl Txn {
         let table_id = table.def.id;
         // The rows' log entry, encoded outside the write set's lock, while the log of the
         // table's earlier writes is complete.
-        let (log_wanted, log_empty) = match self.writes.lock().tables.get(&table_id) {
-            Some(t) => (
-                t.log_complete(),
-                t.log.as_ref().is_none_or(|l| l.bytes.is_empty()),
-            ),
-            None => (true, true),
-        };
+        let log_wanted = self
+            .writes
+            .lock()
+            .tables
+            .get(&table_id)
+            .is_none_or(|t| t.log_complete());
         let encoded = match columns {
             Some(columns) if log_wanted && !rows.is_empty() => {
-                // A table's first entry leaves room for the record's header before it.
-                let prefix = if log_empty { RECORD_PREFIX } else { 0 };
-                let mut bytes = vec![0; prefix];
+                let mut bytes = Vec::new();
                 table
                     .codec
                     .encode_insert_entry(
@@ -772,13 +769,13 @@ impl Txn {
                         &mut bytes,
                     )
                     .ok()
-                    .map(|()| (bytes, prefix))
+                    .map(|()| bytes)
             }
             _ => None,
         };
         let count = rows.len();
         // The encoded entry stays in memory until the commit: it counts against the budget.
-        let added = added + encoded.as_ref().map_or(0, |(bytes, _)| bytes.len());
+        let added = added + encoded.as_ref().map_or(0, Vec::len);
         let mut writes = self.writes.lock();
         self.charge(&mut writes, added)?;
         let keep_undo = writes.savepoint_taken;
@@ -817,17 +814,12 @@ impl Txn {
             }
         }
         match (duplicate, encoded, entry.log.as_mut()) {
-            (None, Some((encoded, prefix)), Some(log))
-                if log_was_complete && replaced.is_empty() =>
-            {
-                if !log.bytes.is_empty() {
-                    log.bytes.extend_from_slice(&encoded[prefix..]);
-                } else if prefix == RECORD_PREFIX {
-                    log.bytes = encoded;
-                } else {
+            (None, Some(encoded), Some(log)) if log_was_complete && replaced.is_empty() => {
+                if log.bytes.is_empty() {
+                    // Room for the record's header before the table's first entry.
                     log.bytes.resize(RECORD_PREFIX, 0);
-                    log.bytes.extend_from_slice(&encoded);
                 }
+                log.bytes.extend_from_slice(&encoded);
                 log.entries += 1;
                 log.rows += count;
             }

@@ -67,7 +67,7 @@ impl CopyHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let full = {
-            let mut buffer = self.copy_buffer();
+            let mut buffer = self.shared.copy_buffer();
             buffer.extend_from_slice(&copy_data.data);
             (buffer.len() >= COPY_BATCH_BYTES).then(|| std::mem::take(&mut *buffer))
         };
@@ -83,7 +83,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let rest = std::mem::take(&mut *self.copy_buffer());
+        let rest = std::mem::take(&mut *self.shared.copy_buffer());
         let mut guard = self.shared.session.lock().await;
         let Some(session) = guard.as_mut() else {
             return Ok(());
@@ -106,7 +106,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.copy_buffer().clear();
+        self.shared.copy_buffer().clear();
         let mut guard = self.shared.session.lock().await;
         match guard.as_mut() {
             Some(session) => {
@@ -120,13 +120,6 @@ impl CopyHandler for Connection {
 }
 
 impl Connection {
-    fn copy_buffer(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.shared
-            .copy_buffer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Hands collected COPY data to the session; the buffer's memory is kept for the next.
     async fn give_copy_data(&self, mut data: Vec<u8>) {
         {
@@ -136,7 +129,7 @@ impl Connection {
             }
         }
         data.clear();
-        let mut buffer = self.copy_buffer();
+        let mut buffer = self.shared.copy_buffer();
         if buffer.is_empty() {
             std::mem::swap(&mut *buffer, &mut data);
         }

@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     format: StdMutex<(Option<u64>, Arc<FormatOptions>)>,
     /// COPY FROM STDIN data received and not yet handed to the session (see
     /// [`crate::copy`]).
-    pub(crate) copy_buffer: StdMutex<Vec<u8>>,
+    copy_buffer: StdMutex<Vec<u8>>,
     /// Field descriptions built lately, by result schema and format (see [`FieldsCache`]).
     fields: StdMutex<FieldsCache>,
 }
@@ -143,11 +143,9 @@ impl Shared {
         fields
     }
 
-    pub(crate) fn clear_copy_buffer(&self) {
-        self.copy_buffer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+    /// The COPY data collected and not yet given to the session.
+    pub(crate) fn copy_buffer(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.copy_buffer.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn format(&self) -> Arc<FormatOptions> {
         self.format
@@ -772,7 +770,7 @@ impl Connection {
             }
             StatementResult::CopyIn { columns } => {
                 // Nothing left over from a COPY the client abandoned.
-                self.shared.clear_copy_buffer();
+                self.shared.copy_buffer().clear();
                 let response = CopyInResponse::new(0, columns as i16, vec![0; columns]);
                 client
                     .feed(PgWireBackendMessage::CopyInResponse(response))
@@ -1201,7 +1199,7 @@ impl ExtendedQueryHandler for Connection {
             }
             StatementResult::Empty => Ok(Response::EmptyQuery),
             StatementResult::CopyIn { columns } => {
-                self.shared.clear_copy_buffer();
+                self.shared.copy_buffer().clear();
                 Ok(Response::CopyIn(CopyResponse::new(
                     0,
                     columns,

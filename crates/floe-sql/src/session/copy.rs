@@ -36,10 +36,6 @@ use crate::error::{sqlstate, SqlError, SqlResult};
 /// Rows converted and written at a time.
 const CHUNK_ROWS: usize = 16 * 1024;
 
-/// COPY data collected before the parser runs over it. Clients send a CopyData message per
-/// row (pgbench, psql's `\copy`): appending ~20 bytes is far cheaper than a parser call each.
-const PARSE_BYTES: usize = 128 * 1024;
-
 /// A COPY FROM STDIN waiting for the client's data.
 pub(crate) struct CopyIn {
     plan: Arc<DmlPlan>,
@@ -47,8 +43,6 @@ pub(crate) struct CopyIn {
     parser: CopyParser,
     txn: StatementTxn,
     rows: TextColumns,
-    /// Data received but not parsed yet (up to [`PARSE_BYTES`]).
-    pending: Vec<u8>,
     count: u64,
     /// The first error; later data is read and dropped, the error is reported at the end.
     error: Option<SqlError>,
@@ -155,7 +149,6 @@ impl Session {
             parser: CopyParser::new(options, &def.name),
             txn,
             rows: TextColumns::new(names),
-            pending: Vec::new(),
             count: 0,
             error: None,
         };
@@ -180,57 +173,22 @@ impl Session {
         self.copy_in.is_some()
     }
 
-    /// A chunk of COPY data from the client. Errors are kept for [`Session::copy_done`].
+    /// COPY data from the client: parsed (a line may continue in the next data), and the
+    /// rows written once a chunk is full. Errors are kept for [`Session::copy_done`]. The
+    /// wire layer collects the client's CopyData messages (one per row from pgbench or
+    /// psql's `\copy`) into pieces of about 128 KiB before calling this.
     pub async fn copy_data(&mut self, data: &[u8]) {
-        let Some(state) = self.copy_in.as_mut() else {
-            return;
-        };
-        if state.error.is_some() {
-            return;
-        }
-        if state.pending.is_empty() && data.len() >= PARSE_BYTES {
-            // Enough to parse at once (the wire layer collects messages): no copy.
-            if let Err(e) = state.parser.feed(data, &mut state.rows) {
-                state.error = Some(e);
-            } else if state.rows.len() >= CHUNK_ROWS {
-                self.write_pending_rows().await;
-            }
-            return;
-        }
-        state.pending.extend_from_slice(data);
-        if state.pending.len() >= PARSE_BYTES {
-            self.parse_pending().await;
-        }
-    }
-
-    /// Writes the rows parsed so far (a chunk is full).
-    async fn write_pending_rows(&mut self) {
-        let Some(mut state) = self.copy_in.take() else {
-            return;
-        };
-        if let Err(e) = self.write_copy_rows(&mut state).await {
-            state.error = Some(e);
-        }
-        self.copy_in = Some(state);
-    }
-
-    /// Parses the data received so far, and writes the rows once a chunk is full.
-    async fn parse_pending(&mut self) {
         let Some(mut state) = self.copy_in.take() else {
             return;
         };
         if state.error.is_none() {
-            let pending = std::mem::take(&mut state.pending);
-            if let Err(e) = state.parser.feed(&pending, &mut state.rows) {
+            if let Err(e) = state.parser.feed(data, &mut state.rows) {
                 state.error = Some(e);
             } else if state.rows.len() >= CHUNK_ROWS {
                 if let Err(e) = self.write_copy_rows(&mut state).await {
                     state.error = Some(e);
                 }
             }
-            // Keep the buffer's memory for the next data.
-            state.pending = pending;
-            state.pending.clear();
         }
         self.copy_in = Some(state);
     }
@@ -238,7 +196,6 @@ impl Session {
     /// The client's data ended: writes the rest, commits (outside a transaction block) and
     /// returns the command tag.
     pub async fn copy_done(&mut self) -> SqlResult<String> {
-        self.parse_pending().await;
         let Some(mut state) = self.copy_in.take() else {
             return Err(SqlError::new(
                 sqlstate::PROTOCOL_VIOLATION,
