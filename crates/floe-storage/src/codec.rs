@@ -368,6 +368,8 @@ pub const LOG_BATCH_ROWS: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct RecordBuilder {
     out: Vec<u8>,
+    /// Where the record starts in `out` (see [`RecordBuilder::around`]).
+    start: usize,
     entries: u32,
 }
 
@@ -376,9 +378,18 @@ impl Default for RecordBuilder {
         let mut out = Vec::new();
         out.push(RECORD_VERSION);
         out.extend_from_slice(&0u32.to_le_bytes());
-        RecordBuilder { out, entries: 0 }
+        RecordBuilder {
+            out,
+            start: 0,
+            entries: 0,
+        }
     }
 }
+
+/// Room left before a table's entries encoded ahead (by a transaction's bulk inserts) for the
+/// record's header and a TRUNCATE marker: the record of a commit is built around them
+/// ([`RecordBuilder::around`]).
+pub const RECORD_PREFIX: usize = 5 + 9;
 
 impl RecordBuilder {
     /// A builder with room for about `bytes` of encoded changes reserved up front: a big
@@ -388,6 +399,37 @@ impl RecordBuilder {
         let mut builder = RecordBuilder::default();
         builder.out.reserve(bytes);
         builder
+    }
+
+    /// A record around one table's `entries` entries encoded ahead into `bytes`, after
+    /// [`RECORD_PREFIX`] bytes of room: the header (and the TRUNCATE marker of `truncate`, the
+    /// table's id) go into that room and other tables' entries after them, so a bulk load's
+    /// bytes are not copied. A table's entries only depend on its own earlier entries in the
+    /// record, so putting them first is safe.
+    pub fn around(mut bytes: Vec<u8>, entries: u32, truncate: Option<u32>) -> RecordBuilder {
+        if bytes.len() < RECORD_PREFIX {
+            bytes.resize(RECORD_PREFIX, 0);
+        }
+        let start = match truncate {
+            Some(table_id) => {
+                bytes[5] = 2;
+                bytes[6..10].copy_from_slice(&table_id.to_le_bytes());
+                bytes[10..14].copy_from_slice(&0u32.to_le_bytes());
+                0
+            }
+            None => 9,
+        };
+        bytes[start] = RECORD_VERSION;
+        RecordBuilder {
+            out: bytes,
+            start,
+            entries: entries + u32::from(truncate.is_some()),
+        }
+    }
+
+    /// Reserves room for about `bytes` more.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
     }
 
     /// Adds a TRUNCATE marker.
@@ -418,43 +460,12 @@ impl RecordBuilder {
         Ok(())
     }
 
-    /// The finished record.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.out[1..5].copy_from_slice(&self.entries.to_le_bytes());
-        self.out
+    /// The finished record: the buffer and where the record starts in it.
+    pub fn finish(mut self) -> (Vec<u8>, usize) {
+        let at = self.start + 1;
+        self.out[at..at + 4].copy_from_slice(&self.entries.to_le_bytes());
+        (self.out, self.start)
     }
-}
-
-/// Room left before a table's entries encoded ahead (by a transaction's bulk inserts) for the record's
-/// header and a TRUNCATE marker: a commit of that table alone becomes its log record in place
-/// ([`record_in_place`]).
-pub const RECORD_PREFIX: usize = 5 + 9;
-
-/// The log record of a commit that writes one table whose `entries` entries were encoded
-/// ahead into `bytes`, after [`RECORD_PREFIX`] bytes of room: the header (and the TRUNCATE
-/// marker of `truncate`) go into that room, so a bulk load's record is not copied. Returns
-/// the buffer and where the record starts in it.
-pub fn record_in_place(
-    mut bytes: Vec<u8>,
-    entries: u32,
-    truncate: Option<u32>,
-) -> (Vec<u8>, usize) {
-    if bytes.len() < RECORD_PREFIX {
-        bytes.resize(RECORD_PREFIX, 0);
-    }
-    let start = match truncate {
-        Some(table_id) => {
-            bytes[5] = 2;
-            bytes[6..10].copy_from_slice(&table_id.to_le_bytes());
-            bytes[10..14].copy_from_slice(&0u32.to_le_bytes());
-            0
-        }
-        None => 9,
-    };
-    let entries = entries + u32::from(truncate.is_some());
-    bytes[start] = RECORD_VERSION;
-    bytes[start + 1..start + 5].copy_from_slice(&entries.to_le_bytes());
-    (bytes, start)
 }
 
 /// Appends one record entry: its tag, table and the length of the payload `payload` writes.

@@ -30,8 +30,7 @@ use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger, CF_CHECKPOINT,
 };
 use crate::codec::{
-    decode_record, record_in_place, Key, LogEntry, RecordBuilder, RowBytes, TableCodec,
-    RECORD_PREFIX,
+    decode_record, Key, LogEntry, RecordBuilder, RowBytes, TableCodec, RECORD_PREFIX,
 };
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{pending_row, HotTable, PendingRows};
@@ -216,7 +215,7 @@ pub(crate) struct CommitBody {
 
 struct CommitRequest {
     body: CommitBody,
-    /// The log record is `record[record_start..]` (see [`record_in_place`]).
+    /// The log record is `record[record_start..]` (see [`RecordBuilder::around`]).
     record: Vec<u8>,
     record_start: usize,
     reply: oneshot::Sender<StorageResult<u64>>,
@@ -559,18 +558,7 @@ impl Db {
                 }
             }
         }
-        let (record, record_start) = match body.tables.as_mut_slice() {
-            // A bulk load's one table: its encoded entries become the record in place.
-            [table] if table.log.is_some() => {
-                let log = table.log.take().unwrap_or_default();
-                record_in_place(
-                    log.bytes,
-                    log.entries,
-                    table.truncate.then_some(table.table_id),
-                )
-            }
-            _ => (Self::build_record(&mut body)?, 0),
-        };
+        let (record, record_start) = Self::build_record(&mut body)?;
         if u32::try_from(record.len() - record_start).is_err() {
             // RocksDB values are at most 4 GiB.
             return Err(StorageError::Internal(
@@ -593,14 +581,26 @@ impl Db {
         answer.await.map_err(|_| StorageError::ShuttingDown)?
     }
 
-    /// Encodes a commit's log record (the rows' encoded entries copied, or the rows encoded).
-    fn build_record(body: &mut CommitBody) -> StorageResult<Vec<u8>> {
+    /// Encodes a commit's log record: the buffer and where the record starts in it. It is
+    /// built around the biggest table's entries encoded ahead (a bulk load's), which are not
+    /// copied; other tables' encoded entries are copied after them, and rows not encoded yet
+    /// are encoded.
+    fn build_record(body: &mut CommitBody) -> StorageResult<(Vec<u8>, usize)> {
+        let host = body
+            .tables
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.log.as_ref().map(|log| (log.bytes.len(), i)))
+            .max()
+            .map(|(_, i)| i);
         // The IPC form of a row is about the size of its row-format bytes (smaller for fixed
         // width columns): reserve that, plus per-batch framing.
         let estimate: usize = body
             .tables
             .iter()
-            .map(|t| match &t.log {
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != host)
+            .map(|(_, t)| match &t.log {
                 Some(log) => 16 + log.bytes.len(),
                 None => {
                     1024 + t
@@ -611,8 +611,24 @@ impl Db {
                 }
             })
             .sum();
-        let mut record = RecordBuilder::with_capacity(estimate);
-        for table in &mut body.tables {
+        let mut record = match host {
+            Some(i) => {
+                let table = &mut body.tables[i];
+                let log = table.log.take().unwrap_or_default();
+                let mut record = RecordBuilder::around(
+                    log.bytes,
+                    log.entries,
+                    table.truncate.then_some(table.table_id),
+                );
+                record.reserve(estimate);
+                record
+            }
+            None => RecordBuilder::with_capacity(estimate),
+        };
+        for (i, table) in body.tables.iter_mut().enumerate() {
+            if Some(i) == host {
+                continue;
+            }
             if table.truncate {
                 record.truncate(table.table_id);
             }

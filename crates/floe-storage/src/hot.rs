@@ -155,9 +155,8 @@ impl HotTable {
                 each,
             );
         }
-        let mut adopted = rows.into_map();
         let mut delta: isize = 0;
-        adopted.retain(|key, chain| {
+        let adopted = rows.into_map_retaining(|key, chain| {
             chain.truncate(1);
             let version = &mut chain[0];
             version.commit_ts = commit_ts;

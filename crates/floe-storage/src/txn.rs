@@ -26,6 +26,7 @@ use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{into_pending_row, pending, pending_row, KeyRange, PendingRows};
 use crate::index::HotIndex;
+use crate::keymap::Slot;
 use crate::lock::TxnId;
 use crate::pending::PendingCatalog;
 
@@ -791,23 +792,23 @@ impl Txn {
         let mut replaced = Vec::new();
         let mut duplicate = None;
         for (i, (key, row)) in rows.into_iter().enumerate() {
-            match entry.rows.entry_owned(key) {
-                std::collections::btree_map::Entry::Occupied(mut own) => {
-                    if pending_row(own.get()).is_some() {
+            match entry.rows.slot(key) {
+                Slot::Occupied { key, value: own } => {
+                    if pending_row(own).is_some() {
                         duplicate = Some(i);
                         break;
                     }
                     // Deleted earlier in this transaction: the insert takes its place.
-                    replaced.push(own.key().key.clone());
-                    own.insert(pending(Some(row)));
+                    replaced.push(key);
+                    *own = pending(Some(row));
                 }
-                std::collections::btree_map::Entry::Vacant(slot) => {
+                Slot::Vacant(slot) => {
                     if committed.get(i).copied().unwrap_or(false) {
                         duplicate = Some(i);
                         break;
                     }
                     if keep_undo {
-                        inserted.push(slot.key().key.clone());
+                        inserted.push(slot.key().clone());
                     }
                     slot.insert(pending(Some(row)));
                 }

@@ -688,10 +688,19 @@ async fn bulk_inserts_encode_their_log_as_they_write() {
         txn.commit().await.unwrap();
         ids.push(table.def.id);
 
-        // Two tables in one transaction: one record holds both tables' entries.
+        // Three tables in one transaction, as pgbench -i loads: one record holds every
+        // table's entries, built around the biggest table's (the second's, then its
+        // TRUNCATE first), the others' TRUNCATEs before their rows.
         let first = create(&db, "first").await;
         let second = create(&db, "second").await;
+        let third = create(&db, "third").await;
+        insert(&db, &second, &values(100..120, 9)).await;
+        insert(&db, &third, &values(0..10, 9)).await;
         let mut txn = db.begin(Isolation::ReadCommitted);
+        txn.truncate(&third);
+        for (key, row) in rows(&third, &values(3..5, 8)) {
+            txn.write(&third, key, Some(row)).await.unwrap();
+        }
         assert_eq!(bulk(&mut txn, &first, &values(0..30, 5)).await, None);
         txn.truncate(&second);
         assert_eq!(bulk(&mut txn, &second, &values(0..40, 6)).await, None);
@@ -699,6 +708,7 @@ async fn bulk_inserts_encode_their_log_as_they_write() {
         txn.commit().await.unwrap();
         ids.push(first.def.id);
         ids.push(second.def.id);
+        ids.push(third.def.id);
 
         for id in &ids {
             expected.push(balances(&db.table(*id).unwrap(), db.visible_ts()));
@@ -721,6 +731,7 @@ async fn bulk_inserts_encode_their_log_as_they_write() {
     want_first.extend(values(30..35, 7));
     assert_eq!(expected[4], want_first);
     assert_eq!(expected[5], values(0..40, 6));
+    assert_eq!(expected[6], values(3..5, 8));
     let db = Db::open(dir.path(), options()).unwrap();
     assert_eq!(db.checkpoint_ts(), 0);
     for (id, want) in ids.iter().zip(&expected) {
