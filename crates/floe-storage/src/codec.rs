@@ -117,6 +117,39 @@ impl TableCodec {
         }
     }
 
+    /// The key of `value` when the primary key is one `smallint`, `integer` or `bigint`
+    /// column, encoded as the key's row converter encodes it, without building an array (a
+    /// point lookup's key; pgbench's shape). `None` when the key is not one integer column;
+    /// `Some(None)` when `value` is outside the column's range (it equals no key).
+    pub fn integer_key(&self, value: i64) -> Option<Option<Key>> {
+        let (_, positions) = self.key.as_ref()?;
+        let [column] = positions.as_slice() else {
+            return None;
+        };
+        // Arrow's row format for a non-null signed integer, ascending: a 1 (valid) byte,
+        // then the big-endian bytes with the sign bit flipped.
+        let encode = |mut bytes: Vec<u8>| {
+            bytes[1] ^= 0x80;
+            Some(Key::from(bytes))
+        };
+        let with_marker = |be: &[u8]| {
+            let mut bytes = Vec::with_capacity(1 + be.len());
+            bytes.push(1);
+            bytes.extend_from_slice(be);
+            bytes
+        };
+        Some(match self.schema.field(*column).data_type() {
+            DataType::Int16 => i16::try_from(value)
+                .ok()
+                .and_then(|v| encode(with_marker(&v.to_be_bytes()))),
+            DataType::Int32 => i32::try_from(value)
+                .ok()
+                .and_then(|v| encode(with_marker(&v.to_be_bytes()))),
+            DataType::Int64 => encode(with_marker(&value.to_be_bytes())),
+            _ => return None,
+        })
+    }
+
     /// Decodes key-column values given as arrays of the primary key's types.
     pub fn encode_key_values(&self, key_columns: &[ArrayRef]) -> StorageResult<Option<Rows>> {
         match &self.key {
@@ -562,6 +595,63 @@ mod tests {
     use super::*;
     use crate::catalog::{ColumnDef, PrimaryKey, RelationKind};
     use datafusion::arrow::array::{Int32Array, StringArray};
+
+    /// The direct integer key is byte for byte what the key's row converter makes, for
+    /// every integer key type, at the edges of each range; other keys have none.
+    #[test]
+    fn integer_keys_match_the_row_converter() {
+        use datafusion::arrow::array::{Int16Array, Int64Array};
+        for data_type in [DataType::Int16, DataType::Int32, DataType::Int64] {
+            let mut def = table(true);
+            def.columns[0].field = Field::new("id", data_type.clone(), false);
+            let codec = TableCodec::new(&def).unwrap();
+            let values = [
+                i64::MIN,
+                i64::from(i32::MIN) - 1,
+                i64::from(i32::MIN),
+                i64::from(i16::MIN) - 1,
+                i64::from(i16::MIN),
+                -256,
+                -1,
+                0,
+                1,
+                255,
+                256,
+                i64::from(i16::MAX),
+                i64::from(i16::MAX) + 1,
+                i64::from(i32::MAX),
+                i64::from(i32::MAX) + 1,
+                i64::MAX,
+            ];
+            for value in values {
+                let array: Option<ArrayRef> = match data_type {
+                    DataType::Int16 => i16::try_from(value)
+                        .ok()
+                        .map(|v| Arc::new(Int16Array::from(vec![v])) as ArrayRef),
+                    DataType::Int32 => i32::try_from(value)
+                        .ok()
+                        .map(|v| Arc::new(Int32Array::from(vec![v])) as ArrayRef),
+                    _ => Some(Arc::new(Int64Array::from(vec![value])) as ArrayRef),
+                };
+                let want = array.map(|a| {
+                    let rows = codec.encode_key_values(&[a]).unwrap().unwrap();
+                    rows.row(0).data().to_vec()
+                });
+                let got = codec.integer_key(value).unwrap().map(|k| k.to_vec());
+                assert_eq!(got, want, "{data_type} {value}");
+            }
+        }
+        assert!(TableCodec::new(&table(false))
+            .unwrap()
+            .integer_key(1)
+            .is_none());
+        let mut text_key = table(true);
+        text_key.primary_key.as_mut().unwrap().columns = vec![1];
+        assert!(TableCodec::new(&text_key).unwrap().integer_key(1).is_none());
+        let mut two = table(true);
+        two.primary_key.as_mut().unwrap().columns = vec![0, 1];
+        assert!(TableCodec::new(&two).unwrap().integer_key(1).is_none());
+    }
 
     fn table(pk: bool) -> TableDef {
         TableDef {

@@ -1,9 +1,10 @@
 //! COPY on the wire: the copy-in sub-protocol (CopyData/CopyDone/CopyFail routed to the
 //! session) and copy-out (rows encoded as text, then written in COPY's format).
 //!
-//! Clients send a CopyData message per row (pgbench, psql's `\copy`): the data is collected
-//! here, [`COPY_BATCH_BYTES`] at a time, before the session is locked and given it, instead
-//! of one session lock and call per row.
+//! Clients send a CopyData message per row (pgbench, psql's `\copy`): the messages' data is
+//! collected here ([`CopyPending`], the protocol layer's buffers, not copied),
+//! [`COPY_BATCH_BYTES`] at a time, before the session is locked and given it, instead of one
+//! session lock and call per row.
 
 use std::fmt::Debug;
 
@@ -67,12 +68,13 @@ impl CopyHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let full = {
-            let mut buffer = self.shared.copy_buffer();
-            buffer.extend_from_slice(&copy_data.data);
-            (buffer.len() >= COPY_BATCH_BYTES).then(|| std::mem::take(&mut *buffer))
+            let mut pending = self.shared.copy_pending();
+            pending.bytes += copy_data.data.len();
+            pending.pieces.push(copy_data.data);
+            (pending.bytes >= COPY_BATCH_BYTES).then(|| pending.take())
         };
-        if let Some(data) = full {
-            self.give_copy_data(data).await;
+        if let Some(pieces) = full {
+            self.give_copy_data(pieces).await;
         }
         Ok(())
     }
@@ -83,7 +85,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let rest = std::mem::take(&mut *self.shared.copy_buffer());
+        let rest = self.shared.copy_pending().take();
         let mut guard = self.shared.session.lock().await;
         let Some(session) = guard.as_mut() else {
             return Ok(());
@@ -106,7 +108,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.shared.copy_buffer().clear();
+        self.shared.copy_pending().take();
         let mut guard = self.shared.session.lock().await;
         match guard.as_mut() {
             Some(session) => {
@@ -120,18 +122,34 @@ impl CopyHandler for Connection {
 }
 
 impl Connection {
-    /// Hands collected COPY data to the session; the buffer's memory is kept for the next.
-    async fn give_copy_data(&self, mut data: Vec<u8>) {
+    /// Hands collected COPY data to the session; the list's memory is kept for the next.
+    async fn give_copy_data(&self, mut pieces: Vec<Bytes>) {
         {
             let mut guard = self.shared.session.lock().await;
             if let Some(session) = guard.as_mut() {
-                session.copy_data(&data).await;
+                session.copy_data(&pieces).await;
             }
         }
-        data.clear();
-        let mut buffer = self.shared.copy_buffer();
-        if buffer.is_empty() {
-            std::mem::swap(&mut *buffer, &mut data);
+        pieces.clear();
+        let mut pending = self.shared.copy_pending();
+        if pending.pieces.is_empty() {
+            std::mem::swap(&mut pending.pieces, &mut pieces);
         }
+    }
+}
+
+/// CopyData payloads received and not yet given to the session. They are kept as the
+/// protocol layer's buffers (no copy per message); a client sends one message per row.
+#[derive(Debug, Default)]
+pub(crate) struct CopyPending {
+    pieces: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl CopyPending {
+    /// The pieces, leaving none.
+    fn take(&mut self) -> Vec<Bytes> {
+        self.bytes = 0;
+        std::mem::take(&mut self.pieces)
     }
 }

@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     format: StdMutex<(Option<u64>, Arc<FormatOptions>)>,
     /// COPY FROM STDIN data received and not yet handed to the session (see
     /// [`crate::copy`]).
-    copy_buffer: StdMutex<Vec<u8>>,
+    copy_pending: StdMutex<crate::copy::CopyPending>,
     /// Field descriptions built lately, by result schema and format (see [`FieldsCache`]).
     fields: StdMutex<FieldsCache>,
 }
@@ -144,8 +144,8 @@ impl Shared {
     }
 
     /// The COPY data collected and not yet given to the session.
-    pub(crate) fn copy_buffer(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.copy_buffer.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn copy_pending(&self) -> std::sync::MutexGuard<'_, crate::copy::CopyPending> {
+        self.copy_pending.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn format(&self) -> Arc<FormatOptions> {
         self.format
@@ -184,7 +184,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             session: Mutex::new(None),
             format: StdMutex::new((None, Arc::new(FormatOptions::default()))),
-            copy_buffer: StdMutex::new(Vec::new()),
+            copy_pending: StdMutex::new(Default::default()),
             fields: StdMutex::new(FieldsCache::default()),
         });
         Arc::new(Connection {
@@ -770,7 +770,7 @@ impl Connection {
             }
             StatementResult::CopyIn { columns } => {
                 // Nothing left over from a COPY the client abandoned.
-                self.shared.copy_buffer().clear();
+                *self.shared.copy_pending() = Default::default();
                 let response = CopyInResponse::new(0, columns as i16, vec![0; columns]);
                 client
                     .feed(PgWireBackendMessage::CopyInResponse(response))
@@ -1199,7 +1199,7 @@ impl ExtendedQueryHandler for Connection {
             }
             StatementResult::Empty => Ok(Response::EmptyQuery),
             StatementResult::CopyIn { columns } => {
-                self.shared.copy_buffer().clear();
+                *self.shared.copy_pending() = Default::default();
                 Ok(Response::CopyIn(CopyResponse::new(
                     0,
                     columns,

@@ -160,7 +160,7 @@ impl Session {
                 inline.push(b'\n');
             }
             self.copy_in = Some(copy_in);
-            self.copy_data(&inline).await;
+            self.copy_data(&[inline]).await;
             let tag = self.copy_done().await?;
             return Ok(StatementResult::Command(tag));
         }
@@ -173,16 +173,20 @@ impl Session {
         self.copy_in.is_some()
     }
 
-    /// COPY data from the client: parsed (a line may continue in the next data), and the
-    /// rows written once a chunk is full. Errors are kept for [`Session::copy_done`]. The
-    /// wire layer collects the client's CopyData messages (one per row from pgbench or
-    /// psql's `\copy`) into pieces of about 128 KiB before calling this.
-    pub async fn copy_data(&mut self, data: &[u8]) {
+    /// COPY data from the client, in the pieces it came in: parsed (a line may continue in
+    /// the next piece), and the rows written once a chunk is full. Errors are kept for
+    /// [`Session::copy_done`]. The wire layer collects the client's CopyData messages (one
+    /// per row from pgbench or psql's `\copy`) into about 128 KiB of pieces before calling
+    /// this, without copying them.
+    pub async fn copy_data<B: AsRef<[u8]>>(&mut self, pieces: &[B]) {
         let Some(mut state) = self.copy_in.take() else {
             return;
         };
         if state.error.is_none() {
-            if let Err(e) = state.parser.feed(data, &mut state.rows) {
+            let parsed = pieces
+                .iter()
+                .try_for_each(|piece| state.parser.feed(piece.as_ref(), &mut state.rows));
+            if let Err(e) = parsed {
                 state.error = Some(e);
             } else if state.rows.len() >= CHUNK_ROWS {
                 if let Err(e) = self.write_copy_rows(&mut state).await {

@@ -824,6 +824,23 @@ impl Session {
         key: &[Operand],
         params: &[ScalarValue],
     ) -> SqlResult<Option<Key>> {
+        // One integer key column (pgbench's shape): its bytes directly.
+        if let [operand] = key {
+            let value = match operand {
+                Operand::Param(n) => params.get(*n),
+                Operand::Const(v) => Some(v),
+                Operand::Column(_) | Operand::Now => None,
+            };
+            let integer = match value {
+                Some(ScalarValue::Int16(Some(v))) => Some(i64::from(*v)),
+                Some(ScalarValue::Int32(Some(v))) => Some(i64::from(*v)),
+                Some(ScalarValue::Int64(Some(v))) => Some(*v),
+                _ => None,
+            };
+            if let Some(key) = integer.and_then(|v| table.codec.integer_key(v)) {
+                return Ok(key);
+            }
+        }
         let key_columns = table.codec.key_columns();
         let mut arrays = Vec::with_capacity(key.len());
         for (operand, &column) in key.iter().zip(key_columns) {
