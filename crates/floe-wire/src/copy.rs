@@ -74,7 +74,9 @@ impl CopyHandler for Connection {
             (pending.bytes >= COPY_BATCH_BYTES).then(|| pending.take())
         };
         if let Some(pieces) = full {
-            self.give_copy_data(pieces).await;
+            // Boxed: the session's write path is a deep future, and inline it would make
+            // this one (built and moved into a box per CopyData message, one per row) as big.
+            Box::pin(self.give_copy_data(pieces)).await;
         }
         Ok(())
     }
