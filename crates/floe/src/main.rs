@@ -52,15 +52,7 @@ fn main() -> ExitCode {
             // Planning deep expressions (a 300-term sum, a 75-way UNION) recurses deeply in
             // DataFusion; the default 2 MiB stacks overflow and abort the process. The space is
             // reserved, not committed: only deep statements touch it.
-            // `event_interval(1)`: a worker checks for socket readiness (a non-blocking
-            // epoll_wait) after every task it polls, not every 61. Many short requests from
-            // many connections (pgbench select-only: 8 clients on 2 cores) otherwise wait for a
-            // worker to run out of tasks before their readiness is seen, and the machine idles
-            // ~5% meanwhile; measured interleaved on 2 cores: 69–74k tps against 56–61k, COPY
-            // and tpcb-like unchanged. DataFusion's tasks poll once per batch, so the extra
-            // check is noise for them.
             let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .event_interval(1)
                 .worker_threads(config.worker_threads)
                 .enable_all()
                 .thread_name("floe")
