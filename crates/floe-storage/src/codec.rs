@@ -128,24 +128,17 @@ impl TableCodec {
         };
         // Arrow's row format for a non-null signed integer, ascending: a 1 (valid) byte,
         // then the big-endian bytes with the sign bit flipped.
-        let encode = |mut bytes: Vec<u8>| {
-            bytes[1] ^= 0x80;
-            Some(Key::from(bytes))
-        };
-        let with_marker = |be: &[u8]| {
+        let encode = |be: &[u8]| {
             let mut bytes = Vec::with_capacity(1 + be.len());
             bytes.push(1);
             bytes.extend_from_slice(be);
-            bytes
+            bytes[1] ^= 0x80;
+            Key::from(bytes)
         };
         Some(match self.schema.field(*column).data_type() {
-            DataType::Int16 => i16::try_from(value)
-                .ok()
-                .and_then(|v| encode(with_marker(&v.to_be_bytes()))),
-            DataType::Int32 => i32::try_from(value)
-                .ok()
-                .and_then(|v| encode(with_marker(&v.to_be_bytes()))),
-            DataType::Int64 => encode(with_marker(&value.to_be_bytes())),
+            DataType::Int16 => i16::try_from(value).ok().map(|v| encode(&v.to_be_bytes())),
+            DataType::Int32 => i32::try_from(value).ok().map(|v| encode(&v.to_be_bytes())),
+            DataType::Int64 => Some(encode(&value.to_be_bytes())),
             _ => return None,
         })
     }

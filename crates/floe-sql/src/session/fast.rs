@@ -826,15 +826,10 @@ impl Session {
     ) -> SqlResult<Option<Key>> {
         // One integer key column (pgbench's shape): its bytes directly.
         if let [operand] = key {
-            let value = match operand {
-                Operand::Param(n) => params.get(*n),
-                Operand::Const(v) => Some(v),
-                Operand::Column(_) | Operand::Now => None,
-            };
-            let integer = match value {
-                Some(ScalarValue::Int16(Some(v))) => Some(i64::from(*v)),
-                Some(ScalarValue::Int32(Some(v))) => Some(i64::from(*v)),
-                Some(ScalarValue::Int64(Some(v))) => Some(*v),
+            let integer = match key_value(operand, params)? {
+                ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
+                ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
+                ScalarValue::Int64(Some(v)) => Some(*v),
                 _ => None,
             };
             if let Some(key) = integer.and_then(|v| table.codec.integer_key(v)) {
@@ -844,13 +839,7 @@ impl Session {
         let key_columns = table.codec.key_columns();
         let mut arrays = Vec::with_capacity(key.len());
         for (operand, &column) in key.iter().zip(key_columns) {
-            let value = match operand {
-                Operand::Param(n) => params[*n].clone(),
-                Operand::Const(v) => v.clone(),
-                Operand::Column(_) | Operand::Now => {
-                    return Err(SqlError::internal("fast path: bad key operand"))
-                }
-            };
+            let value = key_value(operand, params)?.clone();
             if value.is_null() {
                 return Ok(None);
             }
@@ -990,6 +979,15 @@ impl Session {
 }
 
 /// Integer overflow as PostgreSQL words it (`integer out of range`, 22003).
+/// A key operand's value: a parameter or a constant.
+fn key_value<'a>(operand: &'a Operand, params: &'a [ScalarValue]) -> SqlResult<&'a ScalarValue> {
+    match operand {
+        Operand::Param(n) => Ok(&params[*n]),
+        Operand::Const(v) => Ok(v),
+        Operand::Column(_) | Operand::Now => Err(SqlError::internal("fast path: bad key operand")),
+    }
+}
+
 fn out_of_range(err: ArrowError, data_type: &DataType) -> SqlError {
     let name = match data_type {
         DataType::Int16 => "smallint",
