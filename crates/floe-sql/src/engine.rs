@@ -60,6 +60,8 @@ pub struct Engine {
     db: Arc<Db>,
     state: Arc<SessionState>,
     next_backend_pid: AtomicI32,
+    /// The runtime parallel query plans run on (see [`Engine::executor`]).
+    executor: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -118,7 +120,17 @@ impl Engine {
             db,
             state: Arc::new(state),
             next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
+            executor: tokio::runtime::Handle::try_current().ok(),
         }))
+    }
+
+    /// The runtime the engine was built in (the server's multi-thread runtime), where query
+    /// plans with more than one partition run. Connections run on threads of their own, each
+    /// with a single-threaded runtime (`floe-wire`), so a plan's partitions spawned there would
+    /// all share that one thread; `None` outside a runtime (plans then run where they are
+    /// polled).
+    pub fn executor(&self) -> Option<&tokio::runtime::Handle> {
+        self.executor.as_ref()
     }
 
     /// The database.

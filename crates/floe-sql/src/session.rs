@@ -19,8 +19,10 @@ use datafusion::common::metadata::{FieldMetadata, ScalarAndMetadata};
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
+use datafusion::physical_plan::{
+    execute_stream, ExecutionPlan, ExecutionPlanProperties, SendableRecordBatchStream,
+};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -749,6 +751,55 @@ impl Session {
         self.engine.db()
     }
 
+    /// Starts executing `physical` with scans reading `view`.
+    ///
+    /// A plan with more than one partition anywhere runs on the engine's executor, the
+    /// server's multi-thread runtime ([`Engine::executor`]); its batches come back through a
+    /// small channel, and dropping the stream (cancel, timeout, a closed client) aborts it.
+    /// A plan with one partition runs where it is polled, on the connection's own thread: it
+    /// has no parallelism to gain and skips a hop between threads. So do plans under the
+    /// block's uncommitted DDL: the pending catalog is task-local, and such plans have one
+    /// partition anyway ([`Session::physical_plan`]).
+    pub(crate) fn start_plan(
+        &self,
+        physical: Arc<dyn ExecutionPlan>,
+        view: Arc<ReadView>,
+    ) -> SqlResult<SendableRecordBatchStream> {
+        let ctx = self.task_ctx(view);
+        match self.engine.executor() {
+            Some(executor)
+                if self.active_pending_catalog().is_none() && runs_in_parallel(&physical) =>
+            {
+                let mut builder = RecordBatchReceiverStream::builder(physical.schema(), 2);
+                let tx = builder.tx();
+                builder.spawn_on(
+                    async move {
+                        let mut stream = execute_stream(physical, ctx)?;
+                        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+                            let failed = batch.is_err();
+                            if tx.send(batch).await.is_err() || failed {
+                                break;
+                            }
+                        }
+                        Ok(())
+                    },
+                    executor,
+                );
+                Ok(builder.build())
+            }
+            _ => Ok(execute_stream(physical, ctx)?),
+        }
+    }
+
+    /// Executes `physical` (see [`Session::start_plan`]) and gathers its batches.
+    pub(crate) async fn collect_physical(
+        &self,
+        physical: Arc<dyn ExecutionPlan>,
+        view: Arc<ReadView>,
+    ) -> SqlResult<Vec<RecordBatch>> {
+        Ok(futures::TryStreamExt::try_collect(self.start_plan(physical, view)?).await?)
+    }
+
     /// A task context whose scans read `view`.
     pub(crate) fn task_ctx(&self, view: Arc<ReadView>) -> Arc<TaskContext> {
         let ctx = TaskContext::from(self.state.as_ref());
@@ -872,14 +923,14 @@ impl Session {
                 physical
             }
         };
-        let stream = execute_stream(physical, self.task_ctx(view))?;
+        let stream = self.start_plan(physical, view)?;
         Ok(RowStream { schema, stream })
     }
 
     async fn run_plan(&self, plan: LogicalPlan, view: Arc<ReadView>) -> SqlResult<RowStream> {
         let physical = self.physical_plan(&plan).await?;
         let schema = plan_output_schema(&plan);
-        let stream = execute_stream(physical, self.task_ctx(view))?;
+        let stream = self.start_plan(physical, view)?;
         Ok(RowStream {
             schema: schema.clone(),
             stream: Box::pin(RecordBatchStreamAdapter::new(
@@ -891,7 +942,7 @@ impl Session {
 
     async fn run_explain(&self, plan: LogicalPlan, view: Arc<ReadView>) -> SqlResult<RowStream> {
         let physical = self.physical_plan(&plan).await?;
-        let batches = datafusion::physical_plan::collect(physical, self.task_ctx(view)).await?;
+        let batches = self.collect_physical(physical, view).await?;
         let mut lines = Vec::new();
         for batch in &batches {
             let plan_type = batch.column(0).as_any().downcast_ref::<StringArray>();
@@ -1503,7 +1554,7 @@ impl Session {
         let plan = self.plan_query(&statement, &[]).await?;
         let physical = self.physical_plan(&plan).await?;
         let view = Arc::new(ReadView::committed(self.db().snapshot()));
-        let batches = datafusion::physical_plan::collect(physical, self.task_ctx(view)).await?;
+        let batches = self.collect_physical(physical, view).await?;
         let batch = batches
             .first()
             .ok_or_else(|| SqlError::internal("constant expression produced no row"))?;
@@ -1878,6 +1929,11 @@ fn describe_plan(plan: &LogicalPlan, declared: &[SqlType]) -> SqlResult<(Vec<Sql
 
 /// Whether a physical plan may be executed again: only operators that keep no state between
 /// executions (a hash join's build side, a lazy generator's position would leak otherwise).
+fn runs_in_parallel(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.output_partitioning().partition_count() > 1
+        || plan.children().iter().any(|c| runs_in_parallel(c))
+}
+
 fn stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
     const STATELESS: [&str; 5] = [
         "ProjectionExec",

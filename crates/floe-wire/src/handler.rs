@@ -58,7 +58,7 @@ use crate::encode::{self, RowEncoder};
 use crate::params;
 
 /// Limits and settings shared by all connections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionLimits {
     /// Connections beyond this get FATAL 53300 at startup.
     pub(crate) max_connections: usize,

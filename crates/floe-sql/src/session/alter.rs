@@ -27,7 +27,6 @@ use datafusion::sql::sqlparser::ast::{
     TableConstraint,
 };
 use floe_storage::{CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, TableData, TableDef};
-use futures::TryStreamExt;
 
 use super::ddl::ident_name;
 use super::{Session, StatementResult};
@@ -387,8 +386,7 @@ impl Session {
             Some(block) => block.storage.lock().await.latest_view(),
             None => Arc::new(floe_storage::ReadView::committed(self.db().snapshot())),
         };
-        let stream = datafusion::physical_plan::execute_stream(physical, self.task_ctx(view))?;
-        Ok(stream.try_collect().await?)
+        self.collect_physical(physical, view).await
     }
 
     /// Replaces the table's definition and all its rows (computed by `select`) in one commit.

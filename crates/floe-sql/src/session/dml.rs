@@ -24,7 +24,6 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::{provider_as_source, MemTable, TableProvider};
 use datafusion::logical_expr::{col, lit, LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::execute_stream;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     self, Assignment, AssignmentTarget, ConflictTarget, Expr, FromTable, OnConflictAction,
@@ -33,7 +32,6 @@ use datafusion::sql::sqlparser::ast::{
 use floe_storage::{
     ConstraintDef, FloeTable, Key, RowBytes, RowCheck, TableCodec, TableData, Txn, KEY_COLUMN,
 };
-use futures::TryStreamExt;
 
 use super::ddl::ident_name;
 use super::{bind_params, describe_plan, RowStream, Session, StatementResult};
@@ -763,8 +761,7 @@ impl Session {
         view: Arc<floe_storage::ReadView>,
     ) -> SqlResult<Vec<RecordBatch>> {
         let physical = self.physical_plan_in_order(plan).await?;
-        let stream = execute_stream(physical, self.task_ctx(view))?;
-        Ok(stream.try_collect().await?)
+        self.collect_physical(physical, view).await
     }
 
     async fn insert_rows(
@@ -1018,8 +1015,7 @@ impl Session {
         view: Arc<floe_storage::ReadView>,
     ) -> SqlResult<Vec<RecordBatch>> {
         let physical = self.physical_plan(plan).await?;
-        let stream = execute_stream(physical, self.task_ctx(view))?;
-        Ok(stream.try_collect().await?)
+        self.collect_physical(physical, view).await
     }
 
     async fn run_returning(
@@ -1041,7 +1037,7 @@ impl Session {
         let view = Arc::new(floe_storage::ReadView::committed(self.db().snapshot()));
         let physical = self.physical_plan(&plan_with_rows).await?;
         let schema = super::plan_output_schema(returning);
-        let stream = execute_stream(physical, self.task_ctx(view))?;
+        let stream = self.start_plan(physical, view)?;
         Ok(RowStream {
             schema: schema.clone(),
             stream: Box::pin(

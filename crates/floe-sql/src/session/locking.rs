@@ -18,7 +18,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, BinaryArray, RecordBatch};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::logical_expr::{col, lit, Expr as PlanExpr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
@@ -26,7 +25,6 @@ use datafusion::sql::sqlparser::ast::{
     SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor,
 };
 use floe_storage::{FloeTable, Key, RowCheck, TableData, Txn, KEY_COLUMN};
-use futures::TryStreamExt;
 
 use super::ddl::ident_name;
 use super::{bind_params, describe_plan, RowStream, Session, StatementResult};
@@ -420,8 +418,7 @@ impl Session {
         view: Arc<floe_storage::ReadView>,
     ) -> SqlResult<Vec<RecordBatch>> {
         let physical = self.physical_plan(plan).await?;
-        let stream = execute_stream(physical, self.task_ctx(view))?;
-        Ok(stream.try_collect().await?)
+        self.collect_physical(physical, view).await
     }
 }
 

@@ -22,13 +22,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::Field;
-use datafusion::physical_plan::execute_stream;
 use datafusion::sql::sqlparser::ast::{
     self, AlterTable, AlterTableOperation, CreateTable, Ident, ObjectName, Query, Statement,
     TableAlias, TableAliasColumnDef, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
 use floe_storage::{CatalogChange, ColumnDef, RelationKind, TableCodec, TableData, TableDef};
-use futures::TryStreamExt;
 
 use super::ddl::ident_name;
 use super::{Notice, Session, StatementResult};
@@ -465,8 +463,7 @@ impl Session {
 
         let view = self.read_view().await;
         let physical = self.physical_plan(&plan).await?;
-        let stream = execute_stream(physical, self.task_ctx(view))?;
-        let batches: Vec<_> = stream.try_collect().await?;
+        let batches = self.collect_physical(physical, view).await?;
 
         let mut txn = self.statement_txn().await?;
         let result = fill_created(&mut txn, def, data, batches).await;
