@@ -242,6 +242,61 @@ def test_statement_timeout_is_57014(pconn):
     assert_usable(pconn)
 
 
+def test_parallel_plan_times_out_with_57014(pconn):
+    # A join big enough to run for minutes; its plan has several partitions, which Floe runs on
+    # the shared runtime rather than the connection's own thread: the timeout must reach it.
+    pconn.execute("CREATE TABLE par_big (v int)")
+    try:
+        pconn.execute("INSERT INTO par_big SELECT i FROM generate_series(1, 100000) i")
+        pconn.execute("SET statement_timeout = 300")
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled) as info:
+                pconn.execute(
+                    "SELECT count(*) FROM par_big a, par_big b WHERE a.v + b.v < 0"
+                )
+            assert info.value.sqlstate == "57014"
+        finally:
+            pconn.execute("SET statement_timeout = 0")
+        assert_usable(pconn)
+        assert pconn.execute("SELECT count(*) FROM par_big").fetchone() == (100000,)
+    finally:
+        pconn.execute("DROP TABLE par_big")
+
+
+def test_busy_connection_does_not_hold_up_others(server):
+    # One client runs a statement that would take hours; others keep getting answers while it
+    # runs (each connection has a thread of its own in Floe, a process in PostgreSQL).
+    import threading
+
+    outcome = {}
+
+    with psycopg.connect(server.dsn, autocommit=True) as busy:
+
+        def run():
+            try:
+                busy.execute("SELECT count(*) FROM generate_series(1, 100000000000)")
+                outcome["result"] = "finished"
+            except psycopg.errors.QueryCanceled as e:
+                outcome["result"] = e.sqlstate
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            others = [psycopg.connect(server.dsn, autocommit=True) for _ in range(3)]
+            try:
+                for i in range(100):
+                    c = others[i % len(others)]
+                    assert c.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+                assert worker.is_alive(), "the long statement ended early"
+            finally:
+                for c in others:
+                    c.close()
+        finally:
+            busy.cancel()
+            worker.join(60)
+    assert outcome.get("result") == "57014"
+
+
 def test_cancel_is_57014(server):
     import threading
     import time
