@@ -64,7 +64,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOE_CHECKPOINT_LOG_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub checkpoint_log_size: Option<usize>,
 
-    /// Threads that serve connections and run queries [default: the CPU cores]
+    /// Threads that run the partitions of parallel query plans (each connection also has a thread
+    /// of its own) [default: the CPU cores]
     #[arg(long, env = "FLOE_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub worker_threads: Option<u16>,
 }
@@ -161,15 +162,10 @@ impl ServeArgs {
     }
 }
 
-/// One worker per core plus one. Clients on the same machine (pgbench, an application) share
-/// the cores: a worker whose reply woke its client is often preempted by it, and the
-/// connections queued on that worker wait until the other steals them. One spare worker
-/// keeps both cores serving; measured with pgbench select-only, 8 clients on 2 cores:
-/// ~7% more throughput than one worker per core, no loss on tpcb-like.
-/// One worker thread per core. A spare thread does not keep a core busier: tokio wakes an
-/// idle worker each time a worker finds a task after searching, so every extra worker adds
-/// wake-ups that find nothing to do. Measured on 2 cores (pgbench, 8 clients): select-only
-/// 64.7k tps with 2 workers vs 62.7k with 3, a 1M-row COPY 0.80 s vs 0.85 s.
+/// One worker thread per core. The workers run the listener and the partitions of parallel
+/// query plans; each client connection has a thread of its own (`floe-wire`'s server module),
+/// so the worker count bounds how many cores one analytic query uses, not how many clients
+/// are served at once.
 fn default_worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
