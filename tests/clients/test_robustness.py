@@ -515,3 +515,20 @@ def test_many_concurrent_sessions(server):
     finally:
         for c in conns:
             c.close()
+
+
+def test_each_new_connection_starts_clean(server):
+    # Connections that follow each other may be served by the same server thread (Floe keeps
+    # connection threads for the next client): nothing of one session may show in the next.
+    for i in range(30):
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            assert c.execute("SHOW application_name").fetchone() == ("",)
+            assert c.execute("SHOW statement_timeout").fetchone() == ("0",)
+            assert c.execute("SELECT pg_backend_pid() > 0").fetchone() == (True,)
+            c.execute("SET application_name = 'leftover'")
+            c.execute("SET statement_timeout = 1234")
+            c.execute("PREPARE leftover AS SELECT $1::int + %d" % i)
+            assert c.execute("EXECUTE leftover(1)").fetchone() == (1 + i,)
+            c.execute("BEGIN")
+            c.execute("SELECT 1")
+            # Closed inside an open transaction block.

@@ -58,6 +58,7 @@ pub struct Server {
     engine: Arc<Engine>,
     registry: Arc<Registry>,
     config: ServerConfig,
+    threads: Arc<ConnectionThreads>,
 }
 
 impl Server {
@@ -69,6 +70,7 @@ impl Server {
             engine,
             registry: Registry::new(),
             config,
+            threads: Arc::default(),
         })
     }
 
@@ -91,7 +93,8 @@ impl Server {
                             max_connections: self.config.max_connections,
                         };
                         let grace = self.config.shutdown_grace;
-                        tasks.spawn(serve_on_thread(socket, peer, engine, registry, limits, grace));
+                        let client = Client { peer, engine, registry, limits, grace };
+                        tasks.spawn(serve_on_thread(self.threads.clone(), socket, client));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -125,82 +128,209 @@ impl Server {
     }
 }
 
-/// Serves one client on a thread of its own (see the module docs). If the thread cannot be
-/// started (the process is at its thread limit), the client is served on the shared runtime
-/// instead. Resolves when the connection has ended; dropping it (shutdown gave up waiting)
-/// ends the connection at its next await point.
-async fn serve_on_thread(
-    socket: TcpStream,
+/// Serves one client on a connection thread (see the module docs): an idle one if there is
+/// one, else a new one. If no thread can be started (the process is at its thread limit), the
+/// client is served on the shared runtime instead. Resolves when the connection has ended;
+/// dropping it (shutdown gave up waiting) ends the connection at its next await point.
+async fn serve_on_thread(threads: Arc<ConnectionThreads>, socket: TcpStream, client: Client) {
+    let std_socket = match socket.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(peer = %client.peer, error = %e, "cannot hand a connection to a thread");
+            return;
+        }
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let job = Job {
+        socket: std_socket,
+        client,
+        stop: stop_rx,
+        done: done_tx,
+    };
+    if let Err(job) = threads.start(job) {
+        let Job { socket, client, .. } = *job;
+        tracing::warn!(peer = %client.peer, "no thread for a connection; serving it on the shared runtime");
+        match TcpStream::from_std(socket) {
+            Ok(socket) => client.serve(socket).await,
+            Err(e) => {
+                tracing::warn!(peer = %client.peer, error = %e, "cannot register a connection")
+            }
+        }
+        return;
+    }
+    // Held until the thread is done: dropping it (this future was dropped) stops the client.
+    let _stop = stop_tx;
+    let _ = done_rx.await;
+}
+
+/// What a connection needs besides its socket.
+struct Client {
     peer: SocketAddr,
     engine: Arc<Engine>,
     registry: Arc<Registry>,
     limits: ConnectionLimits,
     grace: Duration,
-) {
-    let (socket_tx, socket_rx) = std::sync::mpsc::sync_channel::<std::net::TcpStream>(1);
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread_engine = engine.clone();
-    let thread_registry = registry.clone();
-    let spawned = std::thread::Builder::new()
-        .name("floe-conn".into())
-        // Planning deep expressions recurses deeply in DataFusion (see the server's runtime
-        // in `floe`): the space is reserved, not committed.
-        .stack_size(CONNECTION_STACK)
-        .spawn(move || {
-            let Ok(std_socket) = socket_rx.recv() else {
-                return;
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let runtime = match runtime {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "cannot start a connection's runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let socket = match TcpStream::from_std(std_socket) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "cannot register a connection");
-                        return;
-                    }
-                };
-                let serve =
-                    serve_connection(socket, peer, thread_engine, thread_registry, limits, grace);
-                tokio::select! {
-                    _ = serve => {}
-                    _ = stop_rx => {}
-                }
-            });
-            let _ = done_tx.send(());
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(%peer, error = %e, "no thread for a connection; serving it on the shared runtime");
-        serve_connection(socket, peer, engine, registry, limits, grace).await;
-        return;
-    }
-    match socket.into_std() {
-        Ok(std_socket) => {
-            if socket_tx.send(std_socket).is_err() {
-                return;
-            }
-        }
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cannot hand a connection to its thread");
-            return;
-        }
-    }
-    // Held until the thread is done: dropping it (this future was dropped) stops the thread.
-    let _stop = stop_tx;
-    let _ = done_rx.await;
 }
 
-/// Stack reserved for each connection's thread.
+impl Client {
+    async fn serve(self, socket: TcpStream) {
+        let Client {
+            peer,
+            engine,
+            registry,
+            limits,
+            grace,
+        } = self;
+        serve_connection(socket, peer, engine, registry, limits, grace).await;
+    }
+}
+
+/// One client handed to a connection thread.
+struct Job {
+    socket: std::net::TcpStream,
+    client: Client,
+    /// Resolves (its sender dropped) when the listener gives up on the connection.
+    stop: tokio::sync::oneshot::Receiver<()>,
+    /// Sent when the connection has ended.
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Job {
+    async fn run(self) {
+        let Job {
+            socket,
+            client,
+            stop,
+            done,
+        } = self;
+        match TcpStream::from_std(socket) {
+            Ok(socket) => {
+                tokio::select! {
+                    _ = client.serve(socket) => {}
+                    _ = stop => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(peer = %client.peer, error = %e, "cannot register a connection")
+            }
+        }
+        let _ = done.send(());
+    }
+}
+
+/// Connection threads, and the idle ones waiting for their next client. A thread (with its
+/// runtime) outlives its connection by up to [`IDLE_THREAD_KEEP`], so clients that connect
+/// per transaction do not pay for a new thread and runtime each time.
+#[derive(Default)]
+struct ConnectionThreads {
+    idle: std::sync::Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Box<Job>>)>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// How long a connection thread waits for its next client before it exits.
+const IDLE_THREAD_KEEP: Duration = Duration::from_secs(60);
+
+/// Stack reserved for each connection's thread. Planning deep expressions recurses deeply in
+/// DataFusion (see the server's runtime in `floe`): the space is reserved, not committed.
 const CONNECTION_STACK: usize = 64 << 20;
+
+impl std::fmt::Debug for ConnectionThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionThreads")
+            .field("idle", &self.idle_list().len())
+            .finish()
+    }
+}
+
+impl ConnectionThreads {
+    /// The idle threads (a panic elsewhere cannot leave the list half-changed: every change
+    /// is one push or remove).
+    fn idle_list(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<(u64, std::sync::mpsc::SyncSender<Box<Job>>)>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hands `job` to an idle thread or a new one; gives it back if no thread can be started.
+    fn start(self: &Arc<Self>, mut job: Job) -> Result<(), Box<Job>> {
+        loop {
+            let idle = self.idle_list().pop();
+            let Some((_, sender)) = idle else {
+                break;
+            };
+            match sender.send(Box::new(job)) {
+                Ok(()) => return Ok(()),
+                // That thread is gone: try the next.
+                Err(std::sync::mpsc::SendError(back)) => job = *back,
+            }
+        }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let threads = self.clone();
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Box<Job>>(1);
+        let (first_tx, first_rx) = std::sync::mpsc::sync_channel::<Box<Job>>(1);
+        let spawned = std::thread::Builder::new()
+            .name("floe-conn".into())
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || threads.thread_main(id, first_rx, sender, receiver));
+        match spawned {
+            Ok(_) => {
+                let _ = first_tx.send(Box::new(job));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a connection thread");
+                Err(Box::new(job))
+            }
+        }
+    }
+
+    fn thread_main(
+        &self,
+        id: u64,
+        first: std::sync::mpsc::Receiver<Box<Job>>,
+        sender: std::sync::mpsc::SyncSender<Box<Job>>,
+        receiver: std::sync::mpsc::Receiver<Box<Job>>,
+    ) {
+        let Ok(mut job) = first.recv() else {
+            return;
+        };
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(peer = %job.client.peer, error = %e, "cannot start a connection's runtime");
+                return;
+            }
+        };
+        loop {
+            runtime.block_on(job.run());
+            self.idle_list().push((id, sender.clone()));
+            job = match receiver.recv_timeout(IDLE_THREAD_KEEP) {
+                Ok(next) => next,
+                Err(_) => {
+                    let mut idle = self.idle_list();
+                    if let Some(at) = idle.iter().position(|(i, _)| *i == id) {
+                        idle.remove(at);
+                        return;
+                    }
+                    drop(idle);
+                    // Taken from the idle list just now: its client is on the way.
+                    match receiver.recv() {
+                        Ok(next) => next,
+                        Err(_) => return,
+                    }
+                }
+            };
+        }
+    }
+}
 
 async fn serve_connection(
     socket: TcpStream,
