@@ -9,7 +9,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from conftest import floe_xfail
+from conftest import TARGET, floe_xfail
 
 MB = 1024 * 1024
 
@@ -532,3 +532,30 @@ def test_each_new_connection_starts_clean(server):
             c.execute("BEGIN")
             c.execute("SELECT 1")
             # Closed inside an open transaction block.
+
+
+@pytest.mark.skipif(TARGET != "floe", reason="Floe's connection threads")
+def test_connection_threads_are_reused(own_server):
+    # A connection's thread waits for the next client instead of exiting, so clients that
+    # connect per transaction do not start a thread each time.
+    import os
+    import time
+
+    def connection_threads():
+        tasks = f"/proc/{own_server.proc.pid}/task"
+        names = []
+        for t in os.listdir(tasks):
+            try:
+                with open(f"{tasks}/{t}/comm") as f:
+                    names.append(f.read().strip())
+            except OSError:
+                pass  # exited meanwhile
+        return names.count("floe-conn")
+
+    for i in range(10):
+        with psycopg.connect(own_server.dsn, autocommit=True) as c:
+            assert c.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+        time.sleep(0.1)
+    # One thread served them all, unless a client came before the last one's thread was back
+    # in the idle list.
+    assert 1 <= connection_threads() <= 5

@@ -11,8 +11,9 @@
 //! readable, and the scheduler shares the cores fairly: ~1.2× PostgreSQL's rate with a lower
 //! p99 latency than PostgreSQL's. Polling readiness after every task on the shared runtime
 //! (tokio's `event_interval(1)`) gained as much throughput but let a few connections
-//! ping-pong while the others waited (4× PostgreSQL's p99). Connections are capped by
-//! `max_connections` (100 by default, as in PostgreSQL), so are the threads.
+//! ping-pong while the others waited (4× PostgreSQL's p99). A thread whose client left waits
+//! up to a minute for the next one (runtime included), so clients that connect per
+//! transaction don't start a thread each time; at most `max_connections` threads wait so.
 //!
 //! Shutdown: stop accepting; each connection closes as soon as it is between statements;
 //! statements still running after the grace period are cancelled (the client gets 57P01),
@@ -69,8 +70,11 @@ impl Server {
             listener,
             engine,
             registry: Registry::new(),
+            threads: Arc::new(ConnectionThreads {
+                max_idle: config.max_connections,
+                ..ConnectionThreads::default()
+            }),
             config,
-            threads: Arc::default(),
         })
     }
 
@@ -226,6 +230,8 @@ impl Job {
 struct ConnectionThreads {
     idle: std::sync::Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Box<Job>>)>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Idle threads beyond this many exit at once (`max_connections`).
+    max_idle: usize,
 }
 
 /// How long a connection thread waits for its next client before it exits.
@@ -311,7 +317,13 @@ impl ConnectionThreads {
         };
         loop {
             runtime.block_on(job.run());
-            self.idle_list().push((id, sender.clone()));
+            {
+                let mut idle = self.idle_list();
+                if idle.len() >= self.max_idle {
+                    return;
+                }
+                idle.push((id, sender.clone()));
+            }
             job = match receiver.recv_timeout(IDLE_THREAD_KEEP) {
                 Ok(next) => next,
                 Err(_) => {
