@@ -791,6 +791,16 @@ impl Session {
         }
     }
 
+    /// Plans `plan` for execution, runs it over `view` and gathers its batches.
+    pub(crate) async fn collect_plan(
+        &self,
+        plan: &LogicalPlan,
+        view: Arc<ReadView>,
+    ) -> SqlResult<Vec<RecordBatch>> {
+        let physical = self.physical_plan(plan).await?;
+        self.collect_physical(physical, view).await
+    }
+
     /// Executes `physical` (see [`Session::start_plan`]) and gathers its batches.
     pub(crate) async fn collect_physical(
         &self,
@@ -941,8 +951,7 @@ impl Session {
     }
 
     async fn run_explain(&self, plan: LogicalPlan, view: Arc<ReadView>) -> SqlResult<RowStream> {
-        let physical = self.physical_plan(&plan).await?;
-        let batches = self.collect_physical(physical, view).await?;
+        let batches = self.collect_plan(&plan, view).await?;
         let mut lines = Vec::new();
         for batch in &batches {
             let plan_type = batch.column(0).as_any().downcast_ref::<StringArray>();
@@ -1552,9 +1561,8 @@ impl Session {
             .pop()
             .ok_or_else(|| SqlError::internal("no statement"))?;
         let plan = self.plan_query(&statement, &[]).await?;
-        let physical = self.physical_plan(&plan).await?;
         let view = Arc::new(ReadView::committed(self.db().snapshot()));
-        let batches = self.collect_physical(physical, view).await?;
+        let batches = self.collect_plan(&plan, view).await?;
         let batch = batches
             .first()
             .ok_or_else(|| SqlError::internal("constant expression produced no row"))?;
@@ -1927,13 +1935,14 @@ fn describe_plan(plan: &LogicalPlan, declared: &[SqlType]) -> SqlResult<(Vec<Sql
     Ok((types, plan_output_schema(plan)))
 }
 
-/// Whether a physical plan may be executed again: only operators that keep no state between
-/// executions (a hash join's build side, a lazy generator's position would leak otherwise).
+/// Whether any operator of a physical plan has more than one partition.
 fn runs_in_parallel(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.output_partitioning().partition_count() > 1
         || plan.children().iter().any(|c| runs_in_parallel(c))
 }
 
+/// Whether a physical plan may be executed again: only operators that keep no state between
+/// executions (a hash join's build side, a lazy generator's position would leak otherwise).
 fn stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
     const STATELESS: [&str; 5] = [
         "ProjectionExec",

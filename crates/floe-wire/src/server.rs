@@ -156,7 +156,7 @@ async fn serve_on_thread(threads: Arc<ConnectionThreads>, socket: TcpStream, cli
         let Job { socket, client, .. } = *job;
         tracing::warn!(peer = %client.peer, "no thread for a connection; serving it on the shared runtime");
         match TcpStream::from_std(socket) {
-            Ok(socket) => client.serve(socket).await,
+            Ok(socket) => serve_connection(socket, client).await,
             Err(e) => {
                 tracing::warn!(peer = %client.peer, error = %e, "cannot register a connection")
             }
@@ -175,19 +175,6 @@ struct Client {
     registry: Arc<Registry>,
     limits: ConnectionLimits,
     grace: Duration,
-}
-
-impl Client {
-    async fn serve(self, socket: TcpStream) {
-        let Client {
-            peer,
-            engine,
-            registry,
-            limits,
-            grace,
-        } = self;
-        serve_connection(socket, peer, engine, registry, limits, grace).await;
-    }
 }
 
 /// One client handed to a connection thread.
@@ -211,7 +198,7 @@ impl Job {
         match TcpStream::from_std(socket) {
             Ok(socket) => {
                 tokio::select! {
-                    _ = client.serve(socket) => {}
+                    _ = serve_connection(socket, client) => {}
                     _ = stop => {}
                 }
             }
@@ -228,11 +215,14 @@ impl Job {
 /// per transaction do not pay for a new thread and runtime each time.
 #[derive(Default)]
 struct ConnectionThreads {
-    idle: std::sync::Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Box<Job>>)>>,
+    idle: std::sync::Mutex<Vec<IdleThread>>,
     next_id: std::sync::atomic::AtomicU64,
     /// Idle threads beyond this many exit at once (`max_connections`).
     max_idle: usize,
 }
+
+/// An idle connection thread: its id and where to send its next client.
+type IdleThread = (u64, std::sync::mpsc::SyncSender<Box<Job>>);
 
 /// How long a connection thread waits for its next client before it exits.
 const IDLE_THREAD_KEEP: Duration = Duration::from_secs(60);
@@ -252,9 +242,7 @@ impl std::fmt::Debug for ConnectionThreads {
 impl ConnectionThreads {
     /// The idle threads (a panic elsewhere cannot leave the list half-changed: every change
     /// is one push or remove).
-    fn idle_list(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Vec<(u64, std::sync::mpsc::SyncSender<Box<Job>>)>> {
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<IdleThread>> {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -278,14 +266,15 @@ impl ConnectionThreads {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let threads = self.clone();
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Box<Job>>(1);
-        let (first_tx, first_rx) = std::sync::mpsc::sync_channel::<Box<Job>>(1);
+        let thread_sender = sender.clone();
         let spawned = std::thread::Builder::new()
             .name("floe-conn".into())
             .stack_size(CONNECTION_STACK)
-            .spawn(move || threads.thread_main(id, first_rx, sender, receiver));
+            .spawn(move || threads.thread_main(id, thread_sender, receiver));
         match spawned {
             Ok(_) => {
-                let _ = first_tx.send(Box::new(job));
+                // The channel has room for one job and the thread holds its receiver.
+                let _ = sender.send(Box::new(job));
                 Ok(())
             }
             Err(e) => {
@@ -298,11 +287,10 @@ impl ConnectionThreads {
     fn thread_main(
         &self,
         id: u64,
-        first: std::sync::mpsc::Receiver<Box<Job>>,
         sender: std::sync::mpsc::SyncSender<Box<Job>>,
         receiver: std::sync::mpsc::Receiver<Box<Job>>,
     ) {
-        let Ok(mut job) = first.recv() else {
+        let Ok(mut job) = receiver.recv() else {
             return;
         };
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -344,14 +332,14 @@ impl ConnectionThreads {
     }
 }
 
-async fn serve_connection(
-    socket: TcpStream,
-    peer: SocketAddr,
-    engine: Arc<Engine>,
-    registry: Arc<Registry>,
-    limits: ConnectionLimits,
-    grace: Duration,
-) {
+async fn serve_connection(socket: TcpStream, client: Client) {
+    let Client {
+        peer,
+        engine,
+        registry,
+        limits,
+        grace,
+    } = client;
     registry.connection_opened();
     // Counted closed however the task ends (also when it is dropped or unwinds).
     let _open = OpenConnection(&registry);

@@ -381,12 +381,11 @@ impl Session {
     async fn query_latest(&self, sql: &str) -> SqlResult<Vec<RecordBatch>> {
         let statement = self.parse_one(sql)?;
         let plan = self.plan_query(&statement, &[]).await?;
-        let physical = self.physical_plan(&plan).await?;
         let view = match &self.txn {
             Some(block) => block.storage.lock().await.latest_view(),
             None => Arc::new(floe_storage::ReadView::committed(self.db().snapshot())),
         };
-        self.collect_physical(physical, view).await
+        self.collect_plan(&plan, view).await
     }
 
     /// Replaces the table's definition and all its rows (computed by `select`) in one commit.

@@ -1009,15 +1009,6 @@ impl Session {
         self.checked_values(plan, &batch, 1).map(Some)
     }
 
-    async fn collect_plan(
-        &self,
-        plan: &LogicalPlan,
-        view: Arc<floe_storage::ReadView>,
-    ) -> SqlResult<Vec<RecordBatch>> {
-        let physical = self.physical_plan(plan).await?;
-        self.collect_physical(physical, view).await
-    }
-
     async fn run_returning(
         &self,
         plan: &DmlPlan,

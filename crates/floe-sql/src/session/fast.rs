@@ -978,7 +978,6 @@ impl Session {
     }
 }
 
-/// Integer overflow as PostgreSQL words it (`integer out of range`, 22003).
 /// A key operand's value: a parameter or a constant.
 fn key_value<'a>(operand: &'a Operand, params: &'a [ScalarValue]) -> SqlResult<&'a ScalarValue> {
     match operand {
@@ -988,6 +987,7 @@ fn key_value<'a>(operand: &'a Operand, params: &'a [ScalarValue]) -> SqlResult<&
     }
 }
 
+/// Integer overflow as PostgreSQL words it (`integer out of range`, 22003).
 fn out_of_range(err: ArrowError, data_type: &DataType) -> SqlError {
     let name = match data_type {
         DataType::Int16 => "smallint",

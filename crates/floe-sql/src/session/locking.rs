@@ -328,7 +328,7 @@ impl Session {
         txn: &mut Txn,
     ) -> SqlResult<Vec<RecordBatch>> {
         let view = txn.statement_view();
-        let batches = self.collect_locking(query, view.clone()).await?;
+        let batches = self.collect_plan(query, view.clone()).await?;
         let first_key = plan.schema.fields().len();
         let mut out = Vec::new();
         for batch in batches {
@@ -401,7 +401,7 @@ impl Session {
                 let recheck = LogicalPlanBuilder::from(query.clone())
                     .filter(filter)?
                     .build()?;
-                for again in self.collect_locking(&recheck, txn.latest_view()).await? {
+                for again in self.collect_plan(&recheck, txn.latest_view()).await? {
                     if again.num_rows() > 0 {
                         out.push(again.slice(0, 1));
                         break;
@@ -410,15 +410,6 @@ impl Session {
             }
         }
         Ok(out)
-    }
-
-    async fn collect_locking(
-        &self,
-        plan: &LogicalPlan,
-        view: Arc<floe_storage::ReadView>,
-    ) -> SqlResult<Vec<RecordBatch>> {
-        let physical = self.physical_plan(plan).await?;
-        self.collect_physical(physical, view).await
     }
 }
 

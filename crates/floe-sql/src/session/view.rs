@@ -462,8 +462,7 @@ impl Session {
         let data = Arc::new(TableData::new(def.clone())?);
 
         let view = self.read_view().await;
-        let physical = self.physical_plan(&plan).await?;
-        let batches = self.collect_physical(physical, view).await?;
+        let batches = self.collect_plan(&plan, view).await?;
 
         let mut txn = self.statement_txn().await?;
         let result = fill_created(&mut txn, def, data, batches).await;
