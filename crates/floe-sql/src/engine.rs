@@ -115,7 +115,12 @@ impl Engine {
         state
             .register_udf(Arc::new(functions::nextval_udf(db.clone())))
             .map_err(SqlError::from)?;
+        for udf in crate::bounded_text::udfs() {
+            state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
+        }
         crate::pg_catalog::install(&mut state, db.clone())?;
+        // After type coercion (appended to the default rules): operand types are final.
+        state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),

@@ -284,7 +284,15 @@ fn cast_error(msg: &str) -> SqlError {
         }
     }
     if msg.contains("Can't cast value") || msg.contains("too large to store") {
-        return SqlError::new(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, msg.to_string());
+        // "Can't cast value 2147483648 to type Int32": PostgreSQL says "integer out of range".
+        let target = msg.rsplit_once(" to type ").map(|(_, t)| t.trim());
+        let message = match target {
+            Some(t @ ("Int16" | "Int32" | "Int64")) => {
+                format!("{} out of range", arrow_name_to_pg(t))
+            }
+            _ => msg.to_string(),
+        };
+        return SqlError::new(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, message);
     }
     if msg.contains("Cannot cast to") || msg.contains("overflow") {
         return SqlError::new(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, msg.to_string());
@@ -331,6 +339,7 @@ impl From<floe_storage::StorageError> for SqlError {
             E::SerializationFailure => {
                 SqlError::new(sqlstate::SERIALIZATION_FAILURE, err.to_string())
             }
+            E::LockTimeout => SqlError::new(sqlstate::LOCK_NOT_AVAILABLE, err.to_string()),
             E::Deadlock { ref detail } => {
                 let detail = detail.clone();
                 SqlError::new(sqlstate::DEADLOCK_DETECTED, err.to_string())
@@ -375,6 +384,7 @@ fn storage_error_ref(err: &floe_storage::StorageError) -> SqlError {
     use floe_storage::StorageError as E;
     let owned = match err {
         E::SerializationFailure => E::SerializationFailure,
+        E::LockTimeout => E::LockTimeout,
         E::Deadlock { detail } => E::Deadlock {
             detail: detail.clone(),
         },

@@ -5,6 +5,8 @@
 //! the mapping of every failure to a SQLSTATE. It must not know how bytes are stored
 //! (`floe-storage`) or how they travel (`floe-wire`).
 
+mod arithmetic;
+mod bounded_text;
 pub mod catalog;
 pub mod colnames;
 pub mod copy;
@@ -15,6 +17,7 @@ pub mod literals;
 pub mod pg_catalog;
 mod rewrite;
 pub mod session;
+mod syntax;
 pub mod types;
 pub mod vars;
 

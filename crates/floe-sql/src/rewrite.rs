@@ -23,6 +23,7 @@ use crate::vars::SERVER_VERSION;
 
 /// Replaces calls of session functions with this session's values.
 pub fn rewrite_statement(statement: &mut Statement, session: &Session) -> SqlResult<()> {
+    set_returning_functions(statement)?;
     let mut visitor = SessionFunctions {
         session,
         error: None,
@@ -53,6 +54,10 @@ impl VisitorMut for SessionFunctions<'_> {
                 self.error = Some(e);
                 return ControlFlow::Break(());
             }
+        }
+        if let Some(replacement) = bounded_text_cast(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
         }
         let Expr::Function(function) = expr else {
             return ControlFlow::Continue(());
@@ -85,7 +90,17 @@ impl VisitorMut for SessionFunctions<'_> {
                 std::env::consts::ARCH
             ))),
             ("current_database", 0) | ("current_catalog", 0) => Some(text(self.session.database())),
-            ("current_schema", 0) => Some(text("public")),
+            // The first schema of search_path that exists (NULL if none does).
+            ("current_schema", 0) => Some(match self.session.search_path().first() {
+                Some(schema) => text(schema),
+                None => Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::value(Value::Null)),
+                    data_type: ast::DataType::Text,
+                    array: false,
+                    format: None,
+                },
+            }),
             ("current_user", 0) | ("session_user", 0) | ("user", 0) | ("current_role", 0) => {
                 Some(text(self.session.user()))
             }
@@ -154,6 +169,167 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `x::varchar(n)` and `x::char(n)` cut the value to `n` characters (see
+/// [`crate::bounded_text`]): the cast to the unbounded type, then the length rule.
+fn bounded_text_cast(expr: &Expr) -> Option<Expr> {
+    use ast::{CharacterLength, DataType as D};
+    let Expr::Cast {
+        kind,
+        expr: inner,
+        data_type,
+        format: None,
+        array,
+    } = expr
+    else {
+        return None;
+    };
+    let (unbounded, length) = match data_type {
+        D::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+        | D::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
+            (D::Varchar(None), *length)
+        }
+        D::Char(Some(CharacterLength::IntegerLength { length, .. }))
+        | D::Character(Some(CharacterLength::IntegerLength { length, .. })) => (
+            D::Custom(
+                ast::ObjectName::from(vec![ast::Ident::new("bpchar")]),
+                vec![],
+            ),
+            *length,
+        ),
+        _ => return None,
+    };
+    let cast = Expr::Cast {
+        kind: kind.clone(),
+        expr: inner.clone(),
+        data_type: unbounded,
+        format: None,
+        array: *array,
+    };
+    let args = vec![
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(cast)),
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(Value::Number(
+            length.to_string(),
+            false,
+        )))),
+    ];
+    Some(Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(crate::bounded_text::CAST)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }))
+}
+
+/// Set-returning functions that DataFusion implements as functions returning a list.
+const LIST_RETURNING_SRFS: [&str; 1] = ["generate_series"];
+
+/// Set-returning functions in a select list return rows, one per element, as in PostgreSQL:
+/// `SELECT generate_series(1, 3)` is three rows (DataFusion's `generate_series` returns a
+/// list, so the call is unnested). Several in one select list run in lockstep, the shorter
+/// padded with NULLs (PostgreSQL 10's rule, which DataFusion's unnest follows). Inside CASE
+/// or COALESCE they are refused, as PostgreSQL does (0A000).
+fn set_returning_functions(statement: &mut Statement) -> SqlResult<()> {
+    struct Unnester {
+        /// How many `unnest(…)` calls enclose the expression being visited.
+        inside_unnest: usize,
+        /// The CASE or COALESCE expressions enclosing the expression being visited.
+        conditionals: Vec<&'static str>,
+    }
+    fn conditional(expr: &Expr) -> Option<&'static str> {
+        match expr {
+            Expr::Case { .. } => Some("CASE"),
+            _ if function_name(expr).as_deref() == Some("coalesce") => Some("COALESCE"),
+            _ => None,
+        }
+    }
+    fn function_name(expr: &Expr) -> Option<String> {
+        let Expr::Function(function) = expr else {
+            return None;
+        };
+        let parts = &function.name.0;
+        let schema_ok = match parts.len() {
+            1 => true,
+            2 => parts[0]
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog")),
+            _ => false,
+        };
+        if !schema_ok || function.over.is_some() {
+            return None;
+        }
+        parts
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase())
+    }
+    impl VisitorMut for Unnester {
+        type Break = SqlError;
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<SqlError> {
+            if function_name(expr).as_deref() == Some("unnest") {
+                self.inside_unnest += 1;
+            }
+            if let Some(kind) = conditional(expr) {
+                self.conditionals.push(kind);
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<SqlError> {
+            if conditional(expr).is_some() {
+                self.conditionals.pop();
+            }
+            let name = function_name(expr);
+            let is_srf = name.as_deref().is_some_and(|n| {
+                n == "unnest" && self.inside_unnest == 1 || LIST_RETURNING_SRFS.contains(&n)
+            });
+            if let (true, Some(kind)) = (is_srf, self.conditionals.last()) {
+                return ControlFlow::Break(SqlError::not_supported(format!(
+                    "set-returning functions are not allowed in {kind}"
+                )));
+            }
+            match name {
+                Some(name) if name == "unnest" => self.inside_unnest -= 1,
+                Some(name)
+                    if self.inside_unnest == 0 && LIST_RETURNING_SRFS.contains(&name.as_str()) =>
+                {
+                    let call = std::mem::replace(expr, Expr::value(Value::Null));
+                    *expr = Expr::Function(ast::Function {
+                        name: ast::ObjectName::from(vec![ast::Ident::new("unnest")]),
+                        uses_odbc_syntax: false,
+                        parameters: FunctionArguments::None,
+                        args: FunctionArguments::List(ast::FunctionArgumentList {
+                            duplicate_treatment: None,
+                            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(call))],
+                            clauses: vec![],
+                        }),
+                        filter: None,
+                        null_treatment: None,
+                        over: None,
+                        within_group: vec![],
+                    });
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut unnester = Unnester {
+        inside_unnest: 0,
+        conditionals: Vec::new(),
+    };
+    match statement.visit(&mut unnester) {
+        ControlFlow::Break(err) => Err(err),
+        ControlFlow::Continue(()) => Ok(()),
     }
 }
 

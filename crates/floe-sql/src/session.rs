@@ -199,6 +199,12 @@ struct SettingsUndo {
 #[derive(Debug)]
 struct TxnBlock {
     failed: bool,
+    /// The implicit block of a multi-statement simple Query: not opened by BEGIN, ended when
+    /// the query string is done (see [`Session::begin_implicit`]).
+    implicit: bool,
+    /// Whether a statement of the block has taken a snapshot (run a query): the isolation
+    /// level is fixed from then on.
+    queried: bool,
     /// When the block began: `now()` inside the block, as in PostgreSQL.
     started_at: chrono::DateTime<chrono::Utc>,
     savepoints: Vec<(String, SavepointMark)>,
@@ -259,6 +265,8 @@ pub struct Session {
     copy_in: Option<copy::CopyIn>,
     /// Outside a block, the transaction holding a DDL statement's locks while it runs.
     ddl_locker: Option<Txn>,
+    /// `lock_timeout`, parsed when settings change (every writing statement reads it).
+    lock_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Session {
@@ -300,6 +308,7 @@ impl Session {
             statement_cache: HashMap::new(),
             copy_in: None,
             ddl_locker: None,
+            lock_timeout: None,
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -334,9 +343,15 @@ impl Session {
         }
     }
 
-    /// Notices produced since the last call.
+    /// Notices produced since the last call, at or above `client_min_messages`.
     pub fn take_notices(&mut self) -> Vec<Notice> {
-        std::mem::take(&mut self.notices)
+        let mut notices = std::mem::take(&mut self.notices);
+        if !notices.is_empty() {
+            let min = self.vars.get("client_min_messages").unwrap_or_default();
+            let min_rank = message_rank(&min);
+            notices.retain(|n| n.severity == "INFO" || message_rank(n.severity) >= min_rank);
+        }
+        notices
     }
 
     /// Reported parameters that changed since the last call (to send as ParameterStatus).
@@ -369,16 +384,9 @@ impl Session {
         self.statement_cache.insert(sql.to_string(), prepared);
     }
 
-    /// Splits a query string into statements (PostgreSQL dialect).
+    /// Splits a query string into statements (PostgreSQL dialect; see [`crate::syntax`]).
     pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
-        let dialect = PostgreSqlDialect {};
-        let sql = copy_boolean_options(sql);
-        let sql = maintenance_commands(&sql);
-        let sql = view::rewrite_syntax(&sql);
-        let statements = Parser::new(&dialect)
-            .with_recursion_limit(PARSER_RECURSION_LIMIT)
-            .try_with_sql(&sql)?
-            .parse_statements()?;
+        let statements = crate::syntax::parse_statements(sql, PARSER_RECURSION_LIMIT)?;
         for statement in &statements {
             check_nesting(statement)?;
         }
@@ -551,6 +559,12 @@ impl Session {
             if self.txn_status() == TxnStatus::Failed && !ends_failed_block(statement) {
                 return Err(SqlError::in_failed_transaction());
             }
+        }
+        if self.read_only() {
+            check_writable(prepared)?;
+        }
+        if let Some(block) = &mut self.txn {
+            block.queried |= takes_snapshot(&prepared.plan);
         }
         if self.db().relations_locked() {
             // Rare (uncommitted DDL somewhere): boxed, so the fast path's future stays small.
@@ -819,16 +833,28 @@ impl Session {
 
     /// The isolation level the session's settings ask for.
     fn isolation(&self) -> Isolation {
-        match self
-            .vars
-            .get("transaction_isolation")
-            .unwrap_or_default()
-            .as_str()
-        {
+        // Outside a block each statement is a transaction of the default characteristics.
+        let setting = if self.txn.is_some() {
+            "transaction_isolation"
+        } else {
+            "default_transaction_isolation"
+        };
+        match self.vars.get(setting).unwrap_or_default().as_str() {
             "repeatable read" => Isolation::RepeatableRead,
             "serializable" => Isolation::Serializable,
             _ => Isolation::ReadCommitted,
         }
+    }
+
+    /// Whether the current transaction is read-only (`BEGIN READ ONLY`, `SET TRANSACTION READ
+    /// ONLY`, or `default_transaction_read_only` for blocks and single statements).
+    fn read_only(&self) -> bool {
+        let setting = if self.txn.is_some() {
+            "transaction_read_only"
+        } else {
+            "default_transaction_read_only"
+        };
+        self.vars.get(setting).is_ok_and(|v| v == "on")
     }
 
     /// What the next read statement sees: the block's snapshot rules, or the latest commit.
@@ -849,18 +875,18 @@ impl Session {
     /// The transaction a writing statement uses.
     async fn statement_txn(&mut self) -> SqlResult<StatementTxn> {
         let isolation = self.isolation();
-        match &self.txn {
+        let mut txn = match &self.txn {
             Some(block) => {
                 let mut txn = block.storage.clone().lock_owned().await;
                 if !txn.has_snapshot() {
                     txn.set_isolation(isolation);
                 }
-                Ok(StatementTxn::Block(txn))
+                StatementTxn::Block(txn)
             }
-            None => Ok(StatementTxn::Auto(
-                self.db().begin(Isolation::ReadCommitted),
-            )),
-        }
+            None => StatementTxn::Auto(self.db().begin(Isolation::ReadCommitted)),
+        };
+        txn.set_lock_timeout(self.lock_timeout);
+        Ok(txn)
     }
 
     /// Ends a writing statement: its own transaction commits if it succeeded.
@@ -1121,9 +1147,13 @@ impl Session {
             }
             Statement::Discard { object_type } => self.discard(object_type),
             Statement::CreateTable(create) if create.query.is_some() => {
+                refuse_table_kinds(&create)?;
                 self.create_table_as(create).await
             }
-            Statement::CreateTable(create) => self.create_table(create).await,
+            Statement::CreateTable(create) => {
+                refuse_table_kinds(&create)?;
+                self.create_table(create).await
+            }
             Statement::CreateView(create) => self.create_view(create).await,
             Statement::Query(query) if view::has_into(&query) => self.select_into(*query).await,
             copy @ Statement::Copy { .. } => self.copy(copy).await,
@@ -1169,8 +1199,15 @@ impl Session {
                     .await
             }
             Statement::Truncate(truncate) => {
-                self.truncate(truncate.table_names.into_iter().map(|t| t.name).collect())
-                    .await
+                let restart = matches!(
+                    truncate.identity,
+                    Some(ast::TruncateIdentityOption::Restart)
+                );
+                self.truncate(
+                    truncate.table_names.into_iter().map(|t| t.name).collect(),
+                    restart,
+                )
+                .await
             }
             Statement::Prepare {
                 name,
@@ -1199,6 +1236,12 @@ impl Session {
     }
 
     fn begin(&mut self, modes: &[TransactionMode]) -> SqlResult<()> {
+        if let Some(block) = self.txn.as_mut().filter(|b| b.implicit) {
+            // BEGIN inside a multi-statement query string: the implicit block becomes an
+            // ordinary one that outlives the string, as in PostgreSQL.
+            block.implicit = false;
+            return self.apply_transaction_modes(modes, false);
+        }
         if self.txn.is_some() {
             self.notices.push(Notice {
                 severity: "WARNING",
@@ -1210,6 +1253,8 @@ impl Session {
         let storage = self.db().begin(self.isolation());
         self.txn = Some(TxnBlock {
             failed: false,
+            implicit: false,
+            queried: false,
             started_at: chrono::Utc::now(),
             savepoints: Vec::new(),
             undo: SettingsUndo::default(),
@@ -1217,12 +1262,27 @@ impl Session {
             txn_id: storage.id(),
             storage: Arc::new(tokio::sync::Mutex::new(storage)),
         });
+        // A block starts with the default characteristics (reset again when it ends).
+        for (setting, default) in [
+            ("transaction_isolation", "default_transaction_isolation"),
+            ("transaction_read_only", "default_transaction_read_only"),
+        ] {
+            let value = self.vars.get(default)?;
+            self.set_var(setting, &value, true)?;
+        }
         self.apply_transaction_modes(modes, false)
     }
 
     fn apply_transaction_modes(&mut self, modes: &[TransactionMode], local: bool) -> SqlResult<()> {
+        let started = self.txn.as_ref().is_some_and(|block| block.queried);
         for mode in modes {
             match mode {
+                TransactionMode::IsolationLevel(_) if started => {
+                    return Err(SqlError::new(
+                        sqlstate::ACTIVE_SQL_TRANSACTION,
+                        "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                    ));
+                }
                 TransactionMode::IsolationLevel(level) => {
                     let value = match level {
                         TransactionIsolationLevel::ReadUncommitted => "read uncommitted",
@@ -1247,12 +1307,16 @@ impl Session {
     }
 
     async fn commit(&mut self, chain: bool) -> SqlResult<StatementResult> {
+        self.check_chain_outside_implicit(chain, "COMMIT")?;
         match self.txn.take() {
             None => {
                 self.no_transaction_warning();
                 Ok(StatementResult::Command("COMMIT".into()))
             }
             Some(block) => {
+                if block.implicit {
+                    self.no_transaction_warning();
+                }
                 let failed = block.failed;
                 let storage = block.storage.clone();
                 self.finish_block(block, failed);
@@ -1274,9 +1338,13 @@ impl Session {
     }
 
     fn rollback(&mut self, chain: bool) -> SqlResult<StatementResult> {
+        self.check_chain_outside_implicit(chain, "ROLLBACK")?;
         match self.txn.take() {
             None => self.no_transaction_warning(),
             Some(block) => {
+                if block.implicit {
+                    self.no_transaction_warning();
+                }
                 self.finish_block(block, true);
                 if chain {
                     self.begin(&[])?;
@@ -1284,6 +1352,57 @@ impl Session {
             }
         }
         Ok(StatementResult::Command("ROLLBACK".into()))
+    }
+
+    /// Opens the implicit transaction block a simple Query message of several statements runs
+    /// in (PostgreSQL runs the whole string as one transaction unless it has its own
+    /// transaction control): an error anywhere undoes the statements before it. Does nothing
+    /// inside a transaction block.
+    pub fn begin_implicit(&mut self) -> SqlResult<()> {
+        if self.txn.is_some() {
+            return Ok(());
+        }
+        self.begin(&[])?;
+        if let Some(block) = &mut self.txn {
+            block.implicit = true;
+        }
+        Ok(())
+    }
+
+    /// Ends the implicit block (if the string did not end it or make it explicit with BEGIN):
+    /// commits it when every statement succeeded, else rolls it back.
+    pub async fn end_implicit(&mut self, succeeded: bool) -> SqlResult<()> {
+        if !self.txn.as_ref().is_some_and(|b| b.implicit) {
+            return Ok(());
+        }
+        if succeeded {
+            // Not through `commit`: this COMMIT is nobody's statement, so it warns of nothing.
+            if let Some(block) = &mut self.txn {
+                block.implicit = false;
+            }
+            self.commit(false).await.map(|_| ())
+        } else {
+            self.abort_implicit();
+            Ok(())
+        }
+    }
+
+    /// Rolls the implicit block back, if one is open.
+    pub fn abort_implicit(&mut self) {
+        if let Some(block) = self.txn.take_if(|b| b.implicit) {
+            self.finish_block(block, true);
+        }
+    }
+
+    /// `COMMIT AND CHAIN` / `ROLLBACK AND CHAIN` need a real transaction block (25P01).
+    fn check_chain_outside_implicit(&self, chain: bool, command: &str) -> SqlResult<()> {
+        if chain && self.txn.as_ref().is_some_and(|b| b.implicit) {
+            return Err(SqlError::new(
+                sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                format!("{command} AND CHAIN can only be used in transaction blocks"),
+            ));
+        }
+        Ok(())
     }
 
     fn no_transaction_warning(&mut self) {
@@ -1310,7 +1429,7 @@ impl Session {
     }
 
     fn savepoint(&mut self, name: String) -> SqlResult<StatementResult> {
-        match &mut self.txn {
+        match self.txn.as_mut().filter(|b| !b.implicit) {
             Some(block) => {
                 let mark = block
                     .storage
@@ -1329,7 +1448,7 @@ impl Session {
 
     fn release_savepoint(&mut self, name: &str) -> SqlResult<StatementResult> {
         let key = name.to_ascii_lowercase();
-        match &mut self.txn {
+        match self.txn.as_mut().filter(|b| !b.implicit) {
             Some(block) => match block.savepoints.iter().rposition(|s| s.0 == key) {
                 Some(pos) => {
                     block.savepoints.truncate(pos);
@@ -1346,7 +1465,7 @@ impl Session {
 
     fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<StatementResult> {
         let key = name.to_ascii_lowercase();
-        match &mut self.txn {
+        match self.txn.as_mut().filter(|b| !b.implicit) {
             Some(block) => match block.savepoints.iter().rposition(|s| s.0 == key) {
                 Some(pos) => {
                     block.savepoints.truncate(pos + 1);
@@ -1571,6 +1690,7 @@ impl Session {
 
     /// Makes DataFusion see the settings it depends on (the session time zone).
     fn sync_datafusion_settings(&mut self) {
+        self.lock_timeout = self.vars.lock_timeout();
         let tz = arrow_timezone(&self.vars.get("TimeZone").unwrap_or_else(|_| "UTC".into()));
         // DataFusion resolves unqualified names in one schema: the first of search_path.
         let schema = self
@@ -1664,62 +1784,100 @@ fn check_nesting(statement: &Statement) -> SqlResult<()> {
     }
 }
 
-/// `VACUUM [options] [tables]` and `ANALYZE [tables]` as the bare commands sqlparser reads:
-/// Floe's storage needs neither, and tools such as `pgbench -i` send them with arguments
-/// sqlparser does not parse (`vacuum analyze t`). `CHECKPOINT`, which sqlparser does not know,
-/// becomes [`CHECKPOINT_STATEMENT`].
-/// What `CHECKPOINT` is parsed as: a Redshift-only VACUUM form PostgreSQL clients never send.
-const CHECKPOINT_STATEMENT: &str = "VACUUM RECLUSTER";
-
-fn maintenance_commands(sql: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = sql.trim().trim_end_matches(';').trim();
-    if trimmed.contains(';') {
-        return std::borrow::Cow::Borrowed(sql);
-    }
-    if trimmed.eq_ignore_ascii_case("checkpoint") {
-        return std::borrow::Cow::Borrowed(CHECKPOINT_STATEMENT);
-    }
-    let first = trimmed
-        .split(|c: char| c.is_whitespace() || c == '(')
-        .next()
-        .unwrap_or_default();
-    for command in ["vacuum", "analyze"] {
-        if first.eq_ignore_ascii_case(command) && trimmed.len() > command.len() {
-            return std::borrow::Cow::Owned(command.to_ascii_uppercase());
-        }
-    }
-    std::borrow::Cow::Borrowed(sql)
+/// Partitioned tables, partitions and inheritance are not built: refused (0A000) rather than
+/// created as the plain table they would otherwise become.
+fn refuse_table_kinds(create: &ast::CreateTable) -> SqlResult<()> {
+    let clause = if create.partition_by.is_some() {
+        "PARTITION BY"
+    } else if create.partition_of.is_some() {
+        "PARTITION OF"
+    } else if create.inherits.is_some() {
+        "INHERITS"
+    } else {
+        return Ok(());
+    };
+    Err(SqlError::not_supported(format!(
+        "CREATE TABLE … {clause} is not supported yet"
+    )))
 }
 
-/// COPY's boolean options as sqlparser reads them: PostgreSQL also accepts `on`/`off`
-/// (pgbench -i sends `copy … from stdin with (freeze on)`).
-fn copy_boolean_options(sql: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = sql.trim_start();
-    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("copy") {
-        return std::borrow::Cow::Borrowed(sql);
+/// The order of message levels for `client_min_messages` (INFO is always sent).
+fn message_rank(level: &str) -> u8 {
+    match level.to_ascii_lowercase().as_str() {
+        "debug5" => 0,
+        "debug4" => 1,
+        "debug3" => 2,
+        "debug2" => 3,
+        "debug1" | "debug" => 4,
+        "log" => 5,
+        "notice" => 6,
+        "warning" => 7,
+        _ => 8,
     }
-    let mut out = String::with_capacity(sql.len());
-    let mut words = sql.split_inclusive(|c: char| c.is_whitespace() || c == '(' || c == ',');
-    let mut previous_option = false;
-    for word in &mut words {
-        let bare = word.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ')');
-        let tail = &word[bare.len()..];
-        if previous_option && bare.eq_ignore_ascii_case("on") {
-            out.push_str("true");
-            out.push_str(tail);
-        } else if previous_option && bare.eq_ignore_ascii_case("off") {
-            out.push_str("false");
-            out.push_str(tail);
-        } else {
-            out.push_str(word);
-        }
-        if !bare.is_empty() {
-            previous_option = ["freeze", "header"]
-                .iter()
-                .any(|o| bare.trim_start_matches('(').eq_ignore_ascii_case(o));
-        }
+}
+
+/// Whether running `plan` takes a snapshot (PostgreSQL's "query": everything but transaction
+/// control and settings).
+fn takes_snapshot(plan: &PreparedPlan) -> bool {
+    match plan {
+        PreparedPlan::Empty => false,
+        PreparedPlan::Utility(statement) => !matches!(
+            **statement,
+            Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. }
+                | Statement::Savepoint { .. }
+                | Statement::ReleaseSavepoint { .. }
+                | Statement::Set(_)
+                | Statement::ShowVariable { .. }
+                | Statement::Reset(_)
+                | Statement::Discard { .. }
+                | Statement::Prepare { .. }
+                | Statement::Deallocate { .. }
+        ),
+        _ => true,
     }
-    std::borrow::Cow::Owned(out)
+}
+
+/// 25006 for a statement that writes, in a read-only transaction.
+fn check_writable(prepared: &Prepared) -> SqlResult<()> {
+    let command = match (&prepared.plan, &prepared.statement) {
+        (PreparedPlan::Fast(plan), _) => match plan.as_ref() {
+            fast::FastPlan::Get { .. } => return Ok(()),
+            fast::FastPlan::Update { .. } => "UPDATE",
+            fast::FastPlan::Insert { .. } => "INSERT",
+        },
+        (PreparedPlan::Locking(_), _) => "SELECT FOR UPDATE",
+        (_, Some(statement)) => match statement {
+            Statement::Insert(_) => "INSERT",
+            Statement::Update(_) => "UPDATE",
+            Statement::Delete(_) => "DELETE",
+            Statement::Merge { .. } => "MERGE",
+            Statement::Truncate(_) => "TRUNCATE TABLE",
+            Statement::Copy { to: false, .. } => "COPY FROM",
+            Statement::Query(query) if view::has_into(query) => "SELECT INTO",
+            Statement::CreateTable(_) => "CREATE TABLE",
+            Statement::CreateView(_) => "CREATE VIEW",
+            Statement::CreateIndex(_) => "CREATE INDEX",
+            Statement::CreateSchema { .. } => "CREATE SCHEMA",
+            Statement::CreateSequence { .. } => "CREATE SEQUENCE",
+            Statement::AlterTable(_) => "ALTER TABLE",
+            Statement::Drop { object_type, .. } => match object_type {
+                ast::ObjectType::Table => "DROP TABLE",
+                ast::ObjectType::View => "DROP VIEW",
+                ast::ObjectType::Index => "DROP INDEX",
+                ast::ObjectType::Schema => "DROP SCHEMA",
+                ast::ObjectType::Sequence => "DROP SEQUENCE",
+                _ => return Ok(()),
+            },
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    Err(SqlError::new(
+        sqlstate::READ_ONLY_SQL_TRANSACTION,
+        format!("cannot execute {command} in a read-only transaction"),
+    ))
 }
 
 /// Whether `statement` may run in a failed transaction block.
@@ -2090,26 +2248,5 @@ fn with_pending_rows(rows: RowStream, pending: Arc<PendingCatalog>) -> RowStream
     RowStream {
         schema: rows.schema,
         stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
-    }
-}
-
-#[cfg(test)]
-mod copy_option_tests {
-    use super::copy_boolean_options;
-
-    #[test]
-    fn on_and_off_become_booleans_in_copy_only() {
-        assert_eq!(
-            copy_boolean_options("copy t from stdin with (freeze on)"),
-            "copy t from stdin with (freeze true)"
-        );
-        assert_eq!(
-            copy_boolean_options("COPY t FROM STDIN (FORMAT csv, HEADER off)"),
-            "COPY t FROM STDIN (FORMAT csv, HEADER false)"
-        );
-        assert_eq!(
-            copy_boolean_options("select 'freeze on'"),
-            "select 'freeze on'"
-        );
     }
 }

@@ -373,6 +373,28 @@ pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<F
     Ok(field)
 }
 
+/// SQL converting `value` (SQL text) to a column's type as storing it does: a CAST to the
+/// column's type, plus the length rule of `varchar(n)` and `char(n)` (see
+/// [`crate::bounded_text`]).
+pub fn assignment_cast(value: &str, field: &Field) -> String {
+    let cast = format!("CAST({value} AS {})", cast_name(field));
+    let type_name = match SqlType::from_arrow_field(field) {
+        SqlType::Varchar => "character varying",
+        SqlType::Bpchar => "character",
+        _ => return cast,
+    };
+    let length = field.metadata().get(PG_TYPMOD_KEY).and_then(|t| {
+        t.trim_start_matches('(')
+            .trim_end_matches(')')
+            .parse::<u64>()
+            .ok()
+    });
+    match length {
+        Some(n) => crate::bounded_text::assign_sql(&cast, n, type_name),
+        None => cast,
+    }
+}
+
 /// The SQL spelling of a column's exact type, for CASTs to it.
 pub fn cast_name(field: &Field) -> String {
     match field.data_type() {

@@ -456,6 +456,15 @@ impl SessionVars {
             .and_then(|v| parse_duration_ms(&v))
             .unwrap_or(0)
     }
+
+    /// `lock_timeout`: how long one lock wait may last; `None` for no limit (0).
+    pub fn lock_timeout(&self) -> Option<std::time::Duration> {
+        self.get("lock_timeout")
+            .ok()
+            .and_then(|v| parse_duration_ms(&v))
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    }
 }
 
 fn unrecognized(name: &str) -> SqlError {

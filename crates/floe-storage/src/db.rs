@@ -502,7 +502,7 @@ impl Db {
         if self
             .inner
             .locks
-            .lock(waiter, crate::txn::RELATION_LOCK_SPACE, &key)
+            .lock(waiter, crate::txn::RELATION_LOCK_SPACE, &key, None)
             .await?
         {
             self.inner

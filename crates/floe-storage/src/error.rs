@@ -36,6 +36,9 @@ pub enum StorageError {
         /// Which transactions waited for which.
         detail: String,
     },
+    /// A lock wait lasted longer than the transaction's lock timeout (55P03).
+    #[error("canceling statement due to lock timeout")]
+    LockTimeout,
     /// A key already exists (23505).
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
     UniqueViolation {

@@ -50,10 +50,17 @@ impl Drop for WaitEdge<'_> {
 }
 
 impl LockManager {
-    /// Locks `key` of `table` for `txn`, waiting while another transaction holds it. Returns
-    /// `true` if the lock is new to `txn` (the caller must release it), `false` if `txn`
-    /// already held it.
-    pub async fn lock(&self, txn: TxnId, table: u32, key: &Key) -> StorageResult<bool> {
+    /// Locks `key` of `table` for `txn`, waiting while another transaction holds it (at most
+    /// `timeout`, else [`StorageError::LockTimeout`]). Returns `true` if the lock is new to
+    /// `txn` (the caller must release it), `false` if `txn` already held it.
+    pub async fn lock(
+        &self,
+        txn: TxnId,
+        table: u32,
+        key: &Key,
+        timeout: Option<std::time::Duration>,
+    ) -> StorageResult<bool> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let lock_key = (table, key.clone());
         loop {
             let released = {
@@ -91,7 +98,12 @@ impl LockManager {
                 .get(&lock_key)
                 .is_some_and(|o| Arc::ptr_eq(&o.released, &released));
             if still_held {
-                notified.await;
+                match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, notified)
+                        .await
+                        .map_err(|_| StorageError::LockTimeout)?,
+                    None => notified.await,
+                }
             }
         }
     }
@@ -215,10 +227,10 @@ mod tests {
     #[tokio::test]
     async fn second_locker_waits_for_release() {
         let locks = Arc::new(LockManager::default());
-        assert!(locks.lock(1, 7, &key("a")).await.unwrap());
-        assert!(!locks.lock(1, 7, &key("a")).await.unwrap());
+        assert!(locks.lock(1, 7, &key("a"), None).await.unwrap());
+        assert!(!locks.lock(1, 7, &key("a"), None).await.unwrap());
         let l2 = locks.clone();
-        let waiter = tokio::spawn(async move { l2.lock(2, 7, &key("a")).await });
+        let waiter = tokio::spawn(async move { l2.lock(2, 7, &key("a"), None).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished());
         locks.release(1, [(7, key("a"))]);
@@ -229,12 +241,12 @@ mod tests {
     #[tokio::test]
     async fn deadlocks_are_detected() {
         let locks = Arc::new(LockManager::default());
-        locks.lock(1, 7, &key("a")).await.unwrap();
-        locks.lock(2, 7, &key("b")).await.unwrap();
+        locks.lock(1, 7, &key("a"), None).await.unwrap();
+        locks.lock(2, 7, &key("b"), None).await.unwrap();
         let l1 = locks.clone();
-        let t1 = tokio::spawn(async move { l1.lock(1, 7, &key("b")).await });
+        let t1 = tokio::spawn(async move { l1.lock(1, 7, &key("b"), None).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let err = locks.lock(2, 7, &key("a")).await.unwrap_err();
+        let err = locks.lock(2, 7, &key("a"), None).await.unwrap_err();
         assert!(matches!(err, StorageError::Deadlock { .. }), "{err:?}");
         locks.release(2, [(7, key("b"))]);
         assert!(t1.await.unwrap().unwrap());
@@ -243,10 +255,27 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_wait_leaves_no_edge() {
         let locks = Arc::new(LockManager::default());
-        locks.lock(1, 7, &key("a")).await.unwrap();
+        locks.lock(1, 7, &key("a"), None).await.unwrap();
         let a = key("a");
-        let wait = tokio::time::timeout(Duration::from_millis(20), locks.lock(2, 7, &a));
+        let wait = tokio::time::timeout(Duration::from_millis(20), locks.lock(2, 7, &a, None));
         assert!(wait.await.is_err());
         assert!(locks.table.lock().waits_for.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_lock_timeout_fails_and_leaves_no_edge() {
+        let locks = Arc::new(LockManager::default());
+        locks.lock(1, 7, &key("a"), None).await.unwrap();
+        let err = locks
+            .lock(2, 7, &key("a"), Some(Duration::from_millis(20)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::LockTimeout), "{err:?}");
+        assert!(locks.table.lock().waits_for.is_empty());
+        // A free key is taken at once, timeout or not.
+        assert!(locks
+            .lock(2, 7, &key("b"), Some(Duration::from_millis(1)))
+            .await
+            .unwrap());
     }
 }

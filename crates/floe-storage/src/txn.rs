@@ -237,6 +237,8 @@ pub struct Txn {
     writes: Arc<Mutex<WriteSet>>,
     locked: Vec<(u32, Key)>,
     pending: Arc<PendingCatalog>,
+    /// How long one row or relation lock wait may last (`lock_timeout`); `None`: no limit.
+    lock_timeout: Option<std::time::Duration>,
 }
 
 impl Txn {
@@ -249,7 +251,13 @@ impl Txn {
             writes: Arc::new(Mutex::new(WriteSet::default())),
             locked: Vec::new(),
             pending: Arc::new(PendingCatalog::default()),
+            lock_timeout: None,
         }
+    }
+
+    /// Limits each lock wait of this transaction (`lock_timeout`; `None` or zero: no limit).
+    pub fn set_lock_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.lock_timeout = timeout.filter(|t| !t.is_zero());
     }
 
     /// The transaction's pending catalog, for the session to put in scope
@@ -276,7 +284,7 @@ impl Txn {
         if self
             .db
             .locks()
-            .lock(self.id, RELATION_LOCK_SPACE, &key)
+            .lock(self.id, RELATION_LOCK_SPACE, &key, self.lock_timeout)
             .await?
         {
             self.db
@@ -294,7 +302,12 @@ impl Txn {
     /// AccessExclusiveLock makes them.
     pub async fn lock_name(&mut self, name: &str) -> StorageResult<()> {
         let key: Key = Arc::from(name.as_bytes());
-        if self.db.locks().lock(self.id, NAME_LOCK_SPACE, &key).await? {
+        if self
+            .db
+            .locks()
+            .lock(self.id, NAME_LOCK_SPACE, &key, self.lock_timeout)
+            .await?
+        {
             self.locked.push((NAME_LOCK_SPACE, key));
         }
         Ok(())
@@ -364,7 +377,12 @@ impl Txn {
 
     /// Locks a row for writing, waiting for another writer to finish.
     pub async fn lock_row(&mut self, table: &TableData, key: &Key) -> StorageResult<()> {
-        if self.db.locks().lock(self.id, table.def.id, key).await? {
+        if self
+            .db
+            .locks()
+            .lock(self.id, table.def.id, key, self.lock_timeout)
+            .await?
+        {
             self.locked.push((table.def.id, key.clone()));
         }
         Ok(())
@@ -529,7 +547,12 @@ impl Txn {
     }
 
     async fn lock_index_key(&mut self, index_oid: u32, index_key: &Key) -> StorageResult<()> {
-        if self.db.locks().lock(self.id, index_oid, index_key).await? {
+        if self
+            .db
+            .locks()
+            .lock(self.id, index_oid, index_key, self.lock_timeout)
+            .await?
+        {
             self.locked.push((index_oid, index_key.clone()));
         }
         Ok(())

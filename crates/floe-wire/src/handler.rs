@@ -706,14 +706,47 @@ impl Connection {
                 .map_err(|e| Failure::Connection(e.into()))?;
             return Ok(Flow::Continue);
         }
-        let single = statements.len() == 1;
+        let count = statements.len();
+        if count == 1 {
+            let statement = statements.into_iter().next();
+            let cancel = Cancellation::new(control.clone(), timeout);
+            let prepared = Arc::new(cancel.run(session.prepare(statement, &[])).await??);
+            session.cache_statement(sql, prepared.clone());
+            return self.run_prepared(client, session, &prepared, &cancel).await;
+        }
+        // Several statements run as one implicit transaction, as in PostgreSQL.
+        let outcome = self
+            .run_statements(client, session, statements, control)
+            .await;
+        match &outcome {
+            Ok(Flow::Continue) => session.end_implicit(true).await?,
+            // COPY's end (CopyDone or CopyFail) ends the block.
+            Ok(Flow::CopyIn) => {}
+            Err(_) => session.abort_implicit(),
+        }
+        outcome
+    }
+
+    /// Runs the statements of a multi-statement simple Query in order, stopping at the first
+    /// error.
+    async fn run_statements<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        statements: Vec<floe_sql::datafusion::sql::sqlparser::ast::Statement>,
+        control: &Option<Arc<ConnControl>>,
+    ) -> Result<Flow, Failure>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<C::Error>,
+    {
         let count = statements.len();
         for (i, statement) in statements.into_iter().enumerate() {
+            // Also after a COMMIT or ROLLBACK in the string: what follows is a new one.
+            session.begin_implicit()?;
             let cancel = Cancellation::new(control.clone(), session.vars().statement_timeout_ms());
             let prepared = Arc::new(cancel.run(session.prepare(Some(statement), &[])).await??);
-            if single {
-                session.cache_statement(sql, prepared.clone());
-            }
             let flow = self
                 .run_prepared(client, session, &prepared, &cancel)
                 .await?;

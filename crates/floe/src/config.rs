@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-/// Floe: a PostgreSQL-compatible database with live materialized views and SUBSCRIBE.
+/// Floe: a PostgreSQL-compatible SQL database (durable tables, transactions, COPY).
 ///
 /// Connect with any PostgreSQL client once the server runs, e.g.
 /// `psql -h 127.0.0.1 -U postgres`.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::sql::sqlparser::ast::{
-    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, RenameTableNameKind,
+    self, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, RenameTableNameKind,
     TableConstraint,
 };
 use floe_storage::{CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, TableData, TableDef};
@@ -31,7 +31,7 @@ use floe_storage::{CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, Tab
 use super::ddl::ident_name;
 use super::{Session, StatementResult};
 use crate::error::{sqlstate, SqlError, SqlResult};
-use crate::types::{cast_name, column_field};
+use crate::types::{assignment_cast, column_field};
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -126,7 +126,7 @@ impl Session {
                     }
                     field = field.with_nullable(!not_null);
                     let value = default.clone().unwrap_or_else(|| "NULL".into());
-                    new_values.push(format!("CAST({value} AS {})", cast_name(&field)));
+                    new_values.push(assignment_cast(&value.to_string(), &field));
                     if not_null {
                         not_null_to_validate.push(new_def.columns.len());
                     }
@@ -161,7 +161,7 @@ impl Session {
                         let id = new_def.columns[position].id;
                         new_def.constraints.retain(|c| match c {
                             ConstraintDef::Unique { columns, .. } => !columns.contains(&id),
-                            ConstraintDef::Check { expr, .. } => !expr.contains(&name),
+                            ConstraintDef::Check { expr, .. } => !mentions_column(expr, &name),
                         });
                         new_def.columns.remove(position);
                         new_values.remove(position);
@@ -214,8 +214,7 @@ impl Session {
                                 Some(expr) => expr.to_string(),
                                 None => quote(&name),
                             };
-                            new_values[position] =
-                                format!("CAST({source} AS {})", cast_name(&field));
+                            new_values[position] = assignment_cast(&source.to_string(), &field);
                             new_def.columns[position].field = field;
                             rewrite = true;
                         }
@@ -506,7 +505,74 @@ pub(super) fn rename_column(def: &mut TableDef, old: &str, new: &str) -> SqlResu
     }
     def.columns[position].name = new.to_string();
     def.columns[position].field = def.columns[position].field.clone().with_name(new);
+    // CHECK and DEFAULT expressions follow the column under its new name.
+    for constraint in &mut def.constraints {
+        if let ConstraintDef::Check { expr, .. } = constraint {
+            *expr = rename_in_expr(expr, old, new);
+        }
+    }
+    for column in &mut def.columns {
+        if let Some(default) = &mut column.default {
+            *default = rename_in_expr(default, old, new);
+        }
+    }
     Ok(())
+}
+
+/// Column references in an expression stored as SQL text (a CHECK or a DEFAULT): the last
+/// part of each identifier, folded like a column name. `None` if the text does not parse.
+fn with_column_refs(expr: &str, mut each: impl FnMut(&mut ast::Ident)) -> Option<ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{Expr, VisitMut, VisitorMut};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    struct Refs<'a, F: FnMut(&mut ast::Ident)>(&'a mut F);
+    impl<F: FnMut(&mut ast::Ident)> VisitorMut for Refs<'_, F> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> std::ops::ControlFlow<()> {
+            match expr {
+                Expr::Identifier(ident) => (self.0)(ident),
+                Expr::CompoundIdentifier(parts) => {
+                    if let Some(last) = parts.last_mut() {
+                        (self.0)(last)
+                    }
+                }
+                _ => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut parsed = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(expr)
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
+    let _ = parsed.visit(&mut Refs(&mut each));
+    Some(parsed)
+}
+
+/// Whether a stored expression refers to `column` (by name, not as a substring of other text).
+fn mentions_column(expr: &str, column: &str) -> bool {
+    let mut found = false;
+    let parsed = with_column_refs(expr, |ident| found |= ident_name(ident) == column);
+    // Text that no longer parses cannot be checked; keep the old, cautious answer.
+    parsed.is_some() && found || parsed.is_none() && expr.contains(column)
+}
+
+/// A stored expression with references to column `old` renamed to `new`.
+fn rename_in_expr(expr: &str, old: &str, new: &str) -> String {
+    let renamed = with_column_refs(expr, |ident| {
+        if ident_name(ident) == old {
+            let plain = new
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !new.starts_with(|c: char| c.is_ascii_digit());
+            *ident = if plain {
+                ast::Ident::new(new)
+            } else {
+                ast::Ident::with_quote('"', new)
+            };
+        }
+    });
+    renamed.map_or_else(|| expr.to_string(), |e| e.to_string())
 }
 
 fn column_position(def: &TableDef, name: &str) -> SqlResult<usize> {
@@ -519,4 +585,27 @@ fn undefined_column(column: &str, table: &str) -> SqlError {
         sqlstate::UNDEFINED_COLUMN,
         format!("column \"{column}\" of relation \"{table}\" does not exist"),
     )
+}
+
+#[cfg(test)]
+mod expr_tests {
+    use super::{mentions_column, rename_in_expr};
+
+    #[test]
+    fn column_references_are_names_not_substrings() {
+        assert!(!mentions_column("balance >= 0", "a"));
+        assert!(mentions_column("balance >= 0", "balance"));
+        assert!(mentions_column("t.balance >= 0", "balance"));
+        assert!(!mentions_column("note <> 'balance'", "balance"));
+        assert!(mentions_column("\"Mixed\" > 1", "Mixed"));
+        assert_eq!(
+            rename_in_expr("balance >= 0 AND b < balance", "balance", "bal"),
+            "bal >= 0 AND b < bal"
+        );
+        assert_eq!(
+            rename_in_expr("note <> 'balance'", "balance", "x"),
+            "note <> 'balance'"
+        );
+        assert_eq!(rename_in_expr("a > 0", "a", "New"), "\"New\" > 0");
+    }
 }

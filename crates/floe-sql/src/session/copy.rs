@@ -214,7 +214,12 @@ impl Session {
             result = self.write_copy_rows(&mut state).await;
         }
         let count = state.count;
-        let outcome = self.finish_statement_txn(state.txn, result).await;
+        let mut outcome = self.finish_statement_txn(state.txn, result).await;
+        // The last statement of a multi-statement query string ends its implicit block.
+        let ended = self.end_implicit(outcome.is_ok()).await;
+        if outcome.is_ok() {
+            outcome = ended;
+        }
         match outcome {
             Ok(()) => Ok(format!("COPY {count}")),
             Err(e) => {
@@ -228,6 +233,7 @@ impl Session {
     pub fn copy_fail(&mut self, message: &str) -> SqlError {
         self.copy_in = None;
         self.on_statement_error();
+        self.abort_implicit();
         SqlError::new(
             sqlstate::QUERY_CANCELED,
             format!("COPY from stdin failed: {message}"),

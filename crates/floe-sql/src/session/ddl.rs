@@ -198,6 +198,7 @@ impl Session {
             };
             let mut default = None;
             let mut identity = None;
+            let mut identity_options = Vec::new();
             let mut not_null = false;
             let mut needs_sequence = false;
             if serial.is_some() {
@@ -233,11 +234,13 @@ impl Session {
                     ColumnOption::Generated {
                         generated_as,
                         generation_expr: None,
+                        sequence_options,
                         ..
                     } => {
                         identity = Some(matches!(generated_as, ast::GeneratedAs::Always));
                         not_null = true;
                         needs_sequence = true;
+                        identity_options = sequence_options.clone().unwrap_or_default();
                     }
                     ColumnOption::ForeignKey(_) => {
                         return Err(SqlError::not_supported(
@@ -254,24 +257,14 @@ impl Session {
             if needs_sequence {
                 let seq_name = format!("{name}_{column_name}_seq");
                 let seq_id = db.allocate_oid();
-                let max = match field.data_type() {
-                    datafusion::arrow::datatypes::DataType::Int16 => i16::MAX as i64,
-                    datafusion::arrow::datatypes::DataType::Int32 => i32::MAX as i64,
-                    _ => i64::MAX,
-                };
+                let mut sequence = sequence_options(field.data_type(), &identity_options)?;
+                sequence.owned_by = Some((table_id, position as u32 + 1));
                 sequences.push(TableDef {
                     id: seq_id,
                     database: self.database.clone(),
                     schema: schema.clone(),
                     name: seq_name.clone(),
-                    kind: RelationKind::Sequence(SequenceDef {
-                        start: 1,
-                        increment: 1,
-                        min: 1,
-                        max,
-                        cycle: false,
-                        owned_by: Some((table_id, position as u32 + 1)),
-                    }),
+                    kind: RelationKind::Sequence(sequence),
                     columns: vec![],
                     primary_key: None,
                     constraints: vec![],
@@ -650,7 +643,14 @@ impl Session {
         Ok(StatementResult::Command("DROP DATABASE".into()))
     }
 
-    pub(super) async fn truncate(&mut self, names: Vec<ObjectName>) -> SqlResult<StatementResult> {
+    /// `TRUNCATE t, … [RESTART IDENTITY]`: RESTART also sets the sequences the tables own
+    /// (serial and identity columns) back to their start. Like `nextval`, that is not undone
+    /// by a rollback (PostgreSQL undoes it).
+    pub(super) async fn truncate(
+        &mut self,
+        names: Vec<ObjectName>,
+        restart_identity: bool,
+    ) -> SqlResult<StatementResult> {
         if self.db().relations_locked() {
             // Uncommitted DDL of another session on a table: wait for it first.
             let mut ids = Vec::new();
@@ -681,8 +681,99 @@ impl Session {
             Ok(())
         })
         .await?;
+        if restart_identity {
+            let catalog = self.db().catalog();
+            for sequence in catalog.relations() {
+                let RelationKind::Sequence(seq) = &sequence.kind else {
+                    continue;
+                };
+                if seq
+                    .owned_by
+                    .is_some_and(|(owner, _)| tables.iter().any(|t| t.def.id == owner))
+                {
+                    self.db().setval(sequence, seq.start, false)?;
+                }
+            }
+        }
         Ok(StatementResult::Command("TRUNCATE TABLE".into()))
     }
+}
+
+/// The sequence behind a serial or identity column of type `data_type`, with the column's
+/// `GENERATED … AS IDENTITY (START WITH … INCREMENT BY …)` options and PostgreSQL's defaults:
+/// an ascending sequence runs from 1 to the type's maximum, a descending one from -1 down to
+/// its minimum, each starting at its first value.
+fn sequence_options(
+    data_type: &datafusion::arrow::datatypes::DataType,
+    options: &[ast::SequenceOptions],
+) -> SqlResult<SequenceDef> {
+    use datafusion::arrow::datatypes::DataType;
+    let (type_min, type_max) = match data_type {
+        DataType::Int16 => (i16::MIN as i64, i16::MAX as i64),
+        DataType::Int32 => (i32::MIN as i64, i32::MAX as i64),
+        _ => (i64::MIN, i64::MAX),
+    };
+    let number = |expr: &ast::Expr| -> SqlResult<i64> {
+        let text = expr.to_string().replace(' ', "");
+        text.parse::<i64>().map_err(|_| {
+            SqlError::syntax(format!("sequence option must be an integer, not {expr}"))
+        })
+    };
+    let (mut increment, mut start, mut min, mut max, mut cycle) = (1, None, None, None, false);
+    for option in options {
+        match option {
+            ast::SequenceOptions::IncrementBy(e, _) => increment = number(e)?,
+            ast::SequenceOptions::StartWith(e, _) => start = Some(number(e)?),
+            ast::SequenceOptions::MinValue(e) => min = e.as_ref().map(number).transpose()?,
+            ast::SequenceOptions::MaxValue(e) => max = e.as_ref().map(number).transpose()?,
+            // sqlparser's flag is `NO`: `Cycle(true)` is NO CYCLE.
+            ast::SequenceOptions::Cycle(no) => cycle = !*no,
+            ast::SequenceOptions::Cache(_) => {}
+        }
+    }
+    if increment == 0 {
+        return Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            "INCREMENT must not be zero",
+        ));
+    }
+    let min = min.unwrap_or(if increment > 0 { 1 } else { type_min });
+    let max = max.unwrap_or(if increment > 0 { type_max } else { -1 });
+    let start = start.unwrap_or(if increment > 0 { min } else { max });
+    for (what, value) in [("MINVALUE", min), ("MAXVALUE", max)] {
+        if value < type_min || value > type_max {
+            return Err(SqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!("{what} ({value}) is out of range for sequence data type"),
+            ));
+        }
+    }
+    if min >= max {
+        return Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("MINVALUE ({min}) must be less than MAXVALUE ({max})"),
+        ));
+    }
+    if start < min {
+        return Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("START value ({start}) cannot be less than MINVALUE ({min})"),
+        ));
+    }
+    if start > max {
+        return Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("START value ({start}) cannot be greater than MAXVALUE ({max})"),
+        ));
+    }
+    Ok(SequenceDef {
+        start,
+        increment,
+        min,
+        max,
+        cycle,
+        owned_by: None,
+    })
 }
 
 /// The DDL lock names of the objects `statement` creates, changes or drops (empty for

@@ -37,7 +37,7 @@ use super::ddl::ident_name;
 use super::{bind_params, describe_plan, RowStream, Session, StatementResult};
 use crate::catalog::{with_dml_sources, DmlSources, INTERNAL_SCHEMA};
 use crate::error::{sqlstate, SqlError, SqlResult};
-use crate::types::{cast_name, SqlType};
+use crate::types::{assignment_cast, SqlType};
 
 /// Which statement a [`DmlPlan`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,7 +330,7 @@ impl Session {
         let default_of = |position: usize| -> String {
             let column = &def.columns[position];
             let value = column.default.clone().unwrap_or_else(|| "NULL".into());
-            format!("CAST({value} AS {})", cast_name(&column.field))
+            assignment_cast(&value.to_string(), &column.field)
         };
         let Some(source) = &insert.source else {
             // DEFAULT VALUES.
@@ -361,8 +361,7 @@ impl Session {
                         *value = parse_expr(&default_of(target[j]))?;
                     } else if matches!(value, Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)))
                     {
-                        *value =
-                            parse_expr(&format!("CAST({value} AS {})", cast_name(&column.field)))?;
+                        *value = parse_expr(&assignment_cast(&value.to_string(), &column.field))?;
                     }
                 }
             }
@@ -389,7 +388,7 @@ impl Session {
                         ))
                         .with_hint("Use OVERRIDING SYSTEM VALUE to override."));
                     }
-                    format!("CAST(__src.__c{j} AS {})", cast_name(&column.field))
+                    assignment_cast(&format!("__src.__c{j}"), &column.field)
                 }
                 None => default_of(i),
             };
@@ -487,7 +486,7 @@ impl Session {
                 let mut values = Vec::new();
                 for (i, column) in def.columns.iter().enumerate() {
                     let value = match assigned.get(&i) {
-                        Some(expr) => format!("CAST(({expr}) AS {})", cast_name(&column.field)),
+                        Some(expr) => assignment_cast(&format!("({expr})"), &column.field),
                         None => format!("{}.{}", quote(alias), quote(&column.name)),
                     };
                     values.push(format!("{value} AS {}", quote(&column.name)));
@@ -528,30 +527,77 @@ impl Session {
         }
     }
 
-    /// `UPDATE … SET col = $n`: parameter `$n` takes the column's type, as in PostgreSQL (the
-    /// generated SELECT casts the value, which would leave the parameter untyped).
+    /// `UPDATE … SET col = $n` and `INSERT INTO t (col, …) VALUES ($n, …)`: parameter `$n`
+    /// takes the column's type, as in PostgreSQL (the generated SELECT casts the value, which
+    /// would leave the parameter untyped).
     pub(super) fn assignment_param_types(&self, statement: &Statement, types: &mut Vec<SqlType>) {
-        let Statement::Update(update) = statement else {
-            return;
-        };
-        let TableFactor::Table { name, .. } = &update.table.relation else {
-            return;
+        /// Where a value goes: a named column, or the n-th column of the table.
+        enum Target<'a> {
+            Named(&'a ast::Ident),
+            Position(usize),
+        }
+        let (name, targets): (&ast::ObjectName, Vec<(Target, &Expr)>) = match statement {
+            Statement::Update(update) => {
+                let TableFactor::Table { name, .. } = &update.table.relation else {
+                    return;
+                };
+                let targets = update
+                    .assignments
+                    .iter()
+                    .filter_map(|assignment| match &assignment.target {
+                        AssignmentTarget::ColumnName(target) => target
+                            .0
+                            .last()
+                            .and_then(|p| p.as_ident())
+                            .map(|ident| (Target::Named(ident), &assignment.value)),
+                        _ => None,
+                    })
+                    .collect();
+                (name, targets)
+            }
+            Statement::Insert(insert) => {
+                let TableObject::TableName(name) = &insert.table else {
+                    return;
+                };
+                let Some(source) = &insert.source else {
+                    return;
+                };
+                let SetExpr::Values(values) = source.body.as_ref() else {
+                    return;
+                };
+                let mut targets = Vec::new();
+                for row in &values.rows {
+                    for (i, value) in row.iter().enumerate() {
+                        let target = match insert.columns.get(i) {
+                            Some(column) => match column.0.last().and_then(|p| p.as_ident()) {
+                                Some(ident) => Target::Named(ident),
+                                None => continue,
+                            },
+                            None if insert.columns.is_empty() => Target::Position(i),
+                            None => continue,
+                        };
+                        targets.push((target, value));
+                    }
+                }
+                (name, targets)
+            }
+            _ => return,
         };
         let Ok(Some(def)) = self.find_relation(name) else {
             return;
         };
-        for assignment in &update.assignments {
-            let AssignmentTarget::ColumnName(target) = &assignment.target else {
+        for (target, value) in targets {
+            let column = match target {
+                Target::Named(ident) => {
+                    let column_name = ident_name(ident);
+                    def.columns.iter().find(|c| c.name == column_name)
+                }
+                Target::Position(i) => def.columns.get(i),
+            };
+            let Some(column) = column else {
                 continue;
             };
-            let Some(ident) = target.0.last().and_then(|p| p.as_ident()) else {
-                continue;
-            };
-            let column_name = ident_name(ident);
-            let Some(column) = def.columns.iter().find(|c| c.name == column_name) else {
-                continue;
-            };
-            let mut value = &assignment.value;
+            let mut value = value;
             while let Expr::Nested(inner) = value {
                 value = inner;
             }
@@ -1064,9 +1110,9 @@ fn update_select(table: &TableData, alias: &str, update: &ast::Update) -> SqlRes
                 }
                 if is_default(expr) {
                     let default = column.default.clone().unwrap_or_else(|| "NULL".into());
-                    format!("CAST({default} AS {})", cast_name(&column.field))
+                    assignment_cast(&default.to_string(), &column.field)
                 } else {
-                    format!("CAST(({expr}) AS {})", cast_name(&column.field))
+                    assignment_cast(&format!("({expr})"), &column.field)
                 }
             }
             None => format!("{}.{}", quote(alias), quote(&column.name)),

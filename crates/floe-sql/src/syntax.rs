@@ -1,0 +1,436 @@
+//! Reading a query string into statements: PostgreSQL syntax the parser lacks is rewritten on
+//! the *token stream* before parsing, never on the text.
+//!
+//! The string is tokenized once (PostgreSQL dialect); string literals, quoted identifiers,
+//! dollar-quoted bodies and comments are tokens of their own, so no rewrite can reach into
+//! them (`INSERT … VALUES ('lock for key share')` keeps its text), and nothing here slices
+//! user text at a byte offset. Each statement's tokens go through the rewrites below in order,
+//! then the parser reads the rewritten tokens:
+//!
+//! 1. `COPY … (FREEZE on, HEADER off)`: PostgreSQL's `on`/`off` booleans as `true`/`false`.
+//! 2. `CHECKPOINT` as [`CHECKPOINT_STATEMENT`]; `VACUUM …` and `ANALYZE …` with options or
+//!    tables as the bare commands (storage needs neither; see [`maintenance`]).
+//! 3. `ALTER VIEW v RENAME …` as `ALTER TABLE` (PostgreSQL takes both for views).
+//! 4. CREATE TABLE AS: a trailing `WITH DATA` dropped, `WITH NO DATA` as `LIMIT 0`, and bare
+//!    column names (`CREATE TABLE t (a, b) AS …`) given a placeholder type.
+//! 5. The lock strengths `FOR NO KEY UPDATE` and `FOR KEY SHARE` as `FOR UPDATE` and
+//!    `FOR SHARE` (Floe's row locks are exclusive, so they lock alike).
+//! 6. The options of `GENERATED … AS IDENTITY (…)` in the one order sqlparser reads
+//!    (PostgreSQL takes them in any order).
+
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+
+/// What `CHECKPOINT` is parsed as: a Redshift-only VACUUM form PostgreSQL clients never send.
+pub(crate) const CHECKPOINT_STATEMENT: &str = "VACUUM RECLUSTER";
+
+/// Splits `sql` into statements, with the rewrites of this module applied.
+pub(crate) fn parse_statements(
+    sql: &str,
+    recursion_limit: usize,
+) -> Result<Vec<Statement>, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
+    let mut rewritten = Vec::with_capacity(tokens.len());
+    let mut statement = Vec::new();
+    for token in tokens {
+        let end = token.token == Token::SemiColon;
+        statement.push(token);
+        if end {
+            rewrite_statement(&mut statement);
+            rewritten.append(&mut statement);
+        }
+    }
+    rewrite_statement(&mut statement);
+    rewritten.append(&mut statement);
+    Parser::new(&dialect)
+        .with_recursion_limit(recursion_limit)
+        .with_tokens_with_locations(rewritten)
+        .parse_statements()
+}
+
+/// Applies every rewrite to one statement's tokens (its trailing `;` included, if any).
+fn rewrite_statement(tokens: &mut Vec<TokenWithSpan>) {
+    let words = Words::of(tokens);
+    if words.is_empty() {
+        return;
+    }
+    if words.keyword(tokens, 0) == Some(Keyword::COPY) {
+        copy_boolean_options(tokens, &words);
+    }
+    if maintenance(tokens, &words) {
+        return;
+    }
+    if words.is(tokens, 0, Keyword::ALTER)
+        && words.is(tokens, 1, Keyword::VIEW)
+        && words.any(tokens, Keyword::RENAME)
+    {
+        tokens[words.0[1]].token = Token::make_keyword("TABLE");
+    }
+    if words.is(tokens, 0, Keyword::CREATE) && words.any(tokens, Keyword::TABLE) {
+        create_table_as(tokens, &words);
+    }
+    lock_strengths(tokens);
+    identity_options(tokens);
+}
+
+/// Positions of a statement's significant tokens (not whitespace or comments, not `;`).
+struct Words(Vec<usize>);
+
+impl Words {
+    fn of(tokens: &[TokenWithSpan]) -> Words {
+        Words(
+            tokens
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_) | Token::SemiColon))
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The keyword of the `n`th significant token, if it is an unquoted keyword.
+    fn keyword(&self, tokens: &[TokenWithSpan], n: usize) -> Option<Keyword> {
+        self.0
+            .get(n)
+            .and_then(|&i| unquoted_keyword(&tokens[i].token))
+    }
+
+    fn is(&self, tokens: &[TokenWithSpan], n: usize, keyword: Keyword) -> bool {
+        self.keyword(tokens, n) == Some(keyword)
+    }
+
+    fn any(&self, tokens: &[TokenWithSpan], keyword: Keyword) -> bool {
+        (0..self.0.len()).any(|n| self.is(tokens, n, keyword))
+    }
+}
+
+fn unquoted_keyword(token: &Token) -> Option<Keyword> {
+    match token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
+        _ => None,
+    }
+}
+
+/// `FREEZE on` / `HEADER off` in COPY's options (pgbench -i sends `with (freeze on)`).
+fn copy_boolean_options(tokens: &mut [TokenWithSpan], words: &Words) {
+    for pair in words.0.windows(2) {
+        let option = unquoted_keyword(&tokens[pair[0]].token);
+        if !matches!(option, Some(Keyword::FREEZE | Keyword::HEADER)) {
+            continue;
+        }
+        let value = match &tokens[pair[1]].token {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_lowercase(),
+            _ => continue,
+        };
+        match value.as_str() {
+            "on" => tokens[pair[1]].token = Token::make_keyword("true"),
+            "off" => tokens[pair[1]].token = Token::make_keyword("false"),
+            _ => {}
+        }
+    }
+}
+
+/// `CHECKPOINT`, and `VACUUM`/`ANALYZE` with arguments sqlparser does not read
+/// (`vacuum analyze t`, `vacuum (verbose) t`): Floe's storage needs neither command, so they
+/// become the bare forms. Returns whether the statement was one of them.
+fn maintenance(tokens: &mut Vec<TokenWithSpan>, words: &Words) -> bool {
+    let first = &tokens[words.0[0]].token;
+    let is_word = |word: &str| matches!(first, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    let replacement = if is_word("checkpoint") && words.0.len() == 1 {
+        CHECKPOINT_STATEMENT
+    } else if is_word("vacuum") && words.0.len() > 1 {
+        "VACUUM"
+    } else if is_word("analyze") && words.0.len() > 1 {
+        "ANALYZE"
+    } else {
+        return false;
+    };
+    let end = tokens
+        .last()
+        .filter(|t| t.token == Token::SemiColon)
+        .cloned();
+    tokens.clear();
+    for (i, word) in replacement.split(' ').enumerate() {
+        if i > 0 {
+            tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+        }
+        tokens.push(TokenWithSpan::wrap(Token::make_keyword(word)));
+    }
+    tokens.extend(end);
+    true
+}
+
+/// CREATE TABLE AS: `WITH [NO] DATA` at the end, and a column list of bare names.
+fn create_table_as(tokens: &mut Vec<TokenWithSpan>, words: &Words) {
+    let n = words.0.len();
+    let tail: Vec<Option<Keyword>> = (n.saturating_sub(3)..n)
+        .map(|k| words.keyword(tokens, k))
+        .collect();
+    let has_as = words.any(tokens, Keyword::AS);
+    if has_as && n >= 3 && tail == [Some(Keyword::WITH), Some(Keyword::NO), Some(Keyword::DATA)] {
+        let with_at = words.0[n - 3];
+        let end = tokens[words.0[n - 1] + 1..].to_vec();
+        tokens.truncate(with_at);
+        tokens.push(TokenWithSpan::wrap(Token::make_keyword("LIMIT")));
+        tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+        tokens.push(TokenWithSpan::wrap(Token::Number("0".into(), false)));
+        tokens.extend(end);
+    } else if has_as
+        && n >= 2
+        && tail[tail.len() - 2..] == [Some(Keyword::WITH), Some(Keyword::DATA)]
+    {
+        let end = tokens[words.0[n - 1] + 1..].to_vec();
+        tokens.truncate(words.0[n - 2]);
+        tokens.extend(end);
+    }
+    ctas_column_names(tokens);
+}
+
+/// `CREATE [TEMP] TABLE t (a, b) AS …`: the parser wants types in the column list, so each
+/// bare name gets a placeholder type (CREATE TABLE AS uses only the names).
+fn ctas_column_names(tokens: &mut Vec<TokenWithSpan>) {
+    let words = Words::of(tokens);
+    let Some(open) = words
+        .0
+        .iter()
+        .position(|&i| tokens[i].token == Token::LParen)
+    else {
+        return;
+    };
+    let Some(close) = words.0[open..]
+        .iter()
+        .position(|&i| tokens[i].token == Token::RParen)
+        .map(|k| k + open)
+    else {
+        return;
+    };
+    // Only `CREATE … TABLE name (…) AS`, with nothing but names and commas between the parens.
+    let before_table = (0..open).any(|k| words.is(tokens, k, Keyword::TABLE))
+        && !(0..open).any(|k| words.is(tokens, k, Keyword::AS));
+    if !before_table || !words.is(tokens, close + 1, Keyword::AS) || close == open + 1 {
+        return;
+    }
+    let inner = &words.0[open + 1..close];
+    let names_only = inner.iter().enumerate().all(|(k, &i)| {
+        if k % 2 == 0 {
+            matches!(tokens[i].token, Token::Word(_))
+        } else {
+            tokens[i].token == Token::Comma
+        }
+    });
+    if !names_only || inner.len().is_multiple_of(2) {
+        return;
+    }
+    let names: Vec<usize> = inner.iter().step_by(2).copied().collect();
+    for &at in names.iter().rev() {
+        tokens.insert(
+            at + 1,
+            TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)),
+        );
+        tokens.insert(at + 2, TokenWithSpan::wrap(Token::make_keyword("text")));
+    }
+}
+
+/// Sequence options after `AS IDENTITY (`, reordered to INCREMENT, MINVALUE, MAXVALUE, START,
+/// CACHE, CYCLE (each option keeps its own tokens).
+fn identity_options(tokens: &mut [TokenWithSpan]) {
+    let mut search_from = 0;
+    loop {
+        let words = Words::of(tokens);
+        let Some(k) = (search_from..words.0.len().saturating_sub(2)).find(|&k| {
+            words.is(tokens, k, Keyword::AS)
+                && words.is(tokens, k + 1, Keyword::IDENTITY)
+                && tokens[words.0[k + 2]].token == Token::LParen
+        }) else {
+            return;
+        };
+        search_from = k + 3;
+        let open = k + 2;
+        let Some(close) =
+            (open + 1..words.0.len()).find(|&j| tokens[words.0[j]].token == Token::RParen)
+        else {
+            return;
+        };
+        // Split the significant tokens between the parentheses into options.
+        let rank = |j: usize| -> Option<u8> {
+            let next = words.keyword(tokens, j + 1);
+            match words.keyword(tokens, j)? {
+                Keyword::INCREMENT => Some(0),
+                Keyword::MINVALUE => Some(1),
+                Keyword::NO if next == Some(Keyword::MINVALUE) => Some(1),
+                Keyword::MAXVALUE => Some(2),
+                Keyword::NO if next == Some(Keyword::MAXVALUE) => Some(2),
+                Keyword::START => Some(3),
+                Keyword::CACHE => Some(4),
+                Keyword::CYCLE => Some(5),
+                Keyword::NO if next == Some(Keyword::CYCLE) => Some(5),
+                _ => None,
+            }
+        };
+        let mut options: Vec<(u8, Vec<Token>)> = Vec::new();
+        let mut j = open + 1;
+        while j < close {
+            match rank(j) {
+                Some(r) => {
+                    options.push((r, vec![tokens[words.0[j]].token.clone()]));
+                    // `NO x` is one option of two words.
+                    if words.is(tokens, j, Keyword::NO) {
+                        j += 1;
+                        if let Some(last) = options.last_mut() {
+                            last.1.push(tokens[words.0[j]].token.clone());
+                        }
+                    }
+                }
+                None => match options.last_mut() {
+                    Some(last) => last.1.push(tokens[words.0[j]].token.clone()),
+                    None => break,
+                },
+            }
+            j += 1;
+        }
+        if j < close || options.windows(2).all(|w| w[0].0 <= w[1].0) {
+            continue;
+        }
+        options.sort_by_key(|(r, _)| *r);
+        // Write the options back over the same significant positions, in the new order.
+        let reordered: Vec<Token> = options.into_iter().flat_map(|(_, t)| t).collect();
+        for (slot, token) in (open + 1..close).zip(reordered) {
+            tokens[words.0[slot]].token = token;
+        }
+    }
+}
+
+/// `FOR NO KEY UPDATE` → `FOR UPDATE`, `FOR KEY SHARE` → `FOR SHARE`.
+fn lock_strengths(tokens: &mut Vec<TokenWithSpan>) {
+    loop {
+        let words = Words::of(tokens);
+        let found = words.0.windows(4).find_map(|w| {
+            let k = |i: usize| unquoted_keyword(&tokens[w[i]].token);
+            match (k(0), k(1), k(2), k(3)) {
+                (
+                    Some(Keyword::FOR),
+                    Some(Keyword::NO),
+                    Some(Keyword::KEY),
+                    Some(Keyword::UPDATE),
+                ) => Some(w[1]..w[3]),
+                (Some(Keyword::FOR), Some(Keyword::KEY), Some(Keyword::SHARE), _) => {
+                    Some(w[1]..w[2])
+                }
+                _ => None,
+            }
+        });
+        let found = found.or_else(|| {
+            // `FOR KEY SHARE` as the statement's last three words.
+            let n = words.0.len();
+            (n >= 3).then(|| &words.0[n - 3..]).and_then(|w| {
+                let k = |i: usize| unquoted_keyword(&tokens[w[i]].token);
+                matches!(
+                    (k(0), k(1), k(2)),
+                    (Some(Keyword::FOR), Some(Keyword::KEY), Some(Keyword::SHARE))
+                )
+                .then(|| w[1]..w[2])
+            })
+        });
+        match found {
+            Some(range) => {
+                tokens.drain(range);
+            }
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_statements;
+
+    fn reads_as(sql: &str, expected: &str) {
+        let statements = parse_statements(sql, 50).unwrap();
+        let expected = parse_statements(expected, 50).unwrap();
+        assert_eq!(statements, expected, "{sql}");
+    }
+
+    #[test]
+    fn syntax_the_parser_lacks_is_rewritten() {
+        reads_as("ALTER VIEW v RENAME TO w", "ALTER TABLE v RENAME TO w");
+        reads_as(
+            "create table t as select * from u with no data;",
+            "create table t as select * from u LIMIT 0",
+        );
+        reads_as(
+            "CREATE TABLE t AS SELECT 1 WITH DATA",
+            "CREATE TABLE t AS SELECT 1",
+        );
+        reads_as(
+            "CREATE TABLE t (a, \"B\") AS SELECT 1, 2",
+            "CREATE TABLE t (a text, \"B\" text) AS SELECT 1, 2",
+        );
+        reads_as(
+            "select * from t for no key update",
+            "select * from t for update",
+        );
+        reads_as(
+            "select * from t FOR KEY SHARE of t",
+            "select * from t for share of t",
+        );
+        reads_as("select * from t for key share", "select * from t for share");
+        reads_as(
+            "copy t from stdin with (freeze on)",
+            "copy t from stdin with (freeze true)",
+        );
+        reads_as(
+            "COPY t FROM STDIN (FORMAT csv, HEADER off)",
+            "COPY t FROM STDIN (FORMAT csv, HEADER false)",
+        );
+        reads_as("vacuum analyze pgbench_accounts", "VACUUM");
+        reads_as(
+            "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (START WITH 10 INCREMENT BY 5 NO CYCLE))",
+            "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (INCREMENT BY 5 START WITH 10 NO CYCLE))",
+        );
+        let checkpoint = parse_statements("checkpoint;", 50).unwrap();
+        assert!(
+            matches!(&checkpoint[..], [datafusion::sql::sqlparser::ast::Statement::Vacuum(v)] if v.recluster),
+            "{checkpoint:?}"
+        );
+    }
+
+    #[test]
+    fn literals_and_comments_are_never_rewritten() {
+        for sql in [
+            "INSERT INTO t VALUES ('lock for key share')",
+            "SELECT 'for no key update', \"for key share\"",
+            "CREATE TABLE t (a INT, b TEXT)",
+            "SELECT 'with no data'",
+            "SELECT 'alter view v rename'",
+        ] {
+            let statements = parse_statements(sql, 50).unwrap();
+            assert_eq!(statements[0].to_string(), sql);
+        }
+    }
+
+    #[test]
+    fn multi_byte_text_anywhere_is_fine() {
+        for sql in [
+            "-- über\nselect 1",
+            "/* ü */ select 1",
+            "/*ü*/copy t from stdin",
+            "ü",
+            "¿qué?",
+            "select 'ü' for key share",
+            "日本語",
+        ] {
+            // Errors are fine; panics are not.
+            let _ = parse_statements(sql, 50);
+        }
+        assert_eq!(parse_statements("-- über\nselect 1", 50).unwrap().len(), 1);
+        assert_eq!(parse_statements("/* ü */ select 1", 50).unwrap().len(), 1);
+    }
+}

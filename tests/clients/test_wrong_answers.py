@@ -1,0 +1,110 @@
+"""Answers that once differed from PostgreSQL's where a driver sees them (issue 15): parameter
+types of prepared INSERT/UPDATE, integer overflow over the extended protocol, multi-byte text
+at a query's start on both protocols, lock_timeout and client_min_messages. Every test passes
+on PostgreSQL 15 too (FLOE_CLIENT_TARGET=postgres)."""
+
+import asyncpg
+import psycopg
+import pytest
+
+
+@pytest.fixture
+def conn(server):
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def aconn(server, loop):
+    c = loop.run_until_complete(
+        asyncpg.connect(host=server.host, port=server.port, user="postgres", database="postgres")
+    )
+    yield c
+    loop.run_until_complete(c.close())
+
+
+def test_insert_parameters_take_the_column_types(server, loop, aconn):
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS wa_params")
+        c.execute("CREATE TABLE wa_params (id int PRIMARY KEY, name text, amount bigint)")
+
+    async def go():
+        insert = await aconn.prepare("INSERT INTO wa_params VALUES ($1, $2, $3)")
+        assert [t.name for t in insert.get_parameters()] == ["int4", "text", "int8"]
+        await insert.fetch(1, "one", 10)
+        named = await aconn.prepare("INSERT INTO wa_params (amount, id) VALUES ($1, $2)")
+        assert [t.name for t in named.get_parameters()] == ["int8", "int4"]
+        await named.fetch(20, 2)
+        update = await aconn.prepare("UPDATE wa_params SET amount = $1 WHERE id = $2")
+        assert [t.name for t in update.get_parameters()] == ["int8", "int4"]
+        await update.fetch(30, 2)
+        select = await aconn.prepare("SELECT name FROM wa_params WHERE id = $1")
+        assert [t.name for t in select.get_parameters()] == ["int4"]
+        return await aconn.fetch("SELECT id, name, amount FROM wa_params ORDER BY id")
+
+    rows = loop.run_until_complete(go())
+    assert [tuple(r) for r in rows] == [(1, "one", 10), (2, None, 30)]
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_integer_overflow_is_an_error(conn, prepare):
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        conn.execute("SELECT %s::int4 + 1", [2147483647], prepare=prepare)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        conn.execute("SELECT %s::int8 * 2", [9223372036854775807], prepare=prepare)
+    assert conn.execute("SELECT %s::int4 - 1", [2147483647], prepare=prepare).fetchone() == (
+        2147483646,
+    )
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+@pytest.mark.parametrize("sql", ["-- über\nSELECT 1", "/* ü */ SELECT 1", "/*日本*/SELECT 1"])
+def test_multi_byte_text_at_the_start(conn, sql, prepare):
+    assert conn.execute(sql, prepare=prepare).fetchone() == (1,)
+
+
+def test_multi_byte_text_at_the_start_asyncpg(loop, aconn):
+    assert loop.run_until_complete(aconn.fetchval("-- über\nSELECT 1")) == 1
+    assert loop.run_until_complete(aconn.fetchval("/* ü */ SELECT $1::int4", 2)) == 2
+
+
+def test_lock_timeout_ends_a_lock_wait(server):
+    with psycopg.connect(server.dsn, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS wa_locks")
+        setup.execute("CREATE TABLE wa_locks (id int PRIMARY KEY, v int)")
+        setup.execute("INSERT INTO wa_locks VALUES (1, 0)")
+    with psycopg.connect(server.dsn) as holder, psycopg.connect(server.dsn) as waiter:
+        holder.execute("UPDATE wa_locks SET v = 1 WHERE id = 1")
+        waiter.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable) as info:
+            waiter.execute("UPDATE wa_locks SET v = 2 WHERE id = 1")
+        assert "lock timeout" in str(info.value)
+        waiter.rollback()
+        holder.commit()
+        # Without the competition the same statement goes through.
+        waiter.execute("UPDATE wa_locks SET v = 2 WHERE id = 1")
+        waiter.commit()
+        assert waiter.execute("SELECT v FROM wa_locks WHERE id = 1").fetchone() == (2,)
+
+
+def test_client_min_messages_filters_notices(conn):
+    seen = []
+    conn.add_notice_handler(lambda diag: seen.append(diag.severity))
+    conn.execute("COMMIT")  # WARNING: there is no transaction in progress
+    assert seen == ["WARNING"]
+    conn.execute("SET client_min_messages = error")
+    conn.execute("COMMIT")
+    assert seen == ["WARNING"]
+    conn.execute("RESET client_min_messages")
+    conn.execute("COMMIT")
+    assert seen == ["WARNING", "WARNING"]
+
+
+def test_multi_statement_query_is_one_transaction(conn):
+    conn.execute("DROP TABLE IF EXISTS wa_multi")
+    conn.execute("CREATE TABLE wa_multi (id int PRIMARY KEY)")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO wa_multi VALUES (1); INSERT INTO wa_multi VALUES (1)")
+    assert conn.execute("SELECT count(*) FROM wa_multi").fetchone() == (0,)
+    conn.execute("INSERT INTO wa_multi VALUES (1); INSERT INTO wa_multi VALUES (2)")
+    assert conn.execute("SELECT count(*) FROM wa_multi").fetchone() == (2,)
