@@ -1,0 +1,223 @@
+"""Shrinking a differing statement and its data while the difference persists.
+
+The minimiser works in a database of its own (`difftest_min`) on each server, loaded with the
+rows PostgreSQL held when the statement differed (the tables the statement uses only). It first
+reduces the statement (`sqlast.variants`, smallest candidates first, greedy) and then the rows
+(halves, then single rows), keeping a step only when the difference signature stays the same.
+A DML statement is evaluated inside BEGIN … ROLLBACK, with the written table's contents
+compared after it.
+"""
+
+from dataclasses import dataclass
+
+from runner import Side, compare, run_pair
+from sqlast import Select, SetOp, is_dml, tables_of, variants
+
+MIN_DB = "difftest_min"
+# PostgreSQL planner settings under which a minimal statement is tried again: when one of them
+# gives Floe's outcome, the difference is only in an order of evaluation PostgreSQL leaves open
+# (which join side, filter or row comes first).
+PLAN_VARIANTS = (
+    ("enable_hashjoin", "enable_mergejoin"),
+    ("enable_nestloop", "enable_hashjoin"),
+    ("enable_nestloop", "enable_mergejoin"),
+    ("enable_seqscan",),
+    ("enable_indexscan", "enable_bitmapscan"),
+    ("enable_hashagg",),
+)
+
+
+@dataclass
+class Evaluation:
+    signature: str
+    pg: object  # Outcome
+    floe: object
+    pg_state: object = None  # Outcome of the table read after a DML, or None
+    floe_state: object = None
+
+
+def statement_meta(stmt):
+    """(ordered, inexact flags per output column) for comparing a statement's rows."""
+    if isinstance(stmt, (Select, SetOp)):
+        items = stmt.items
+    else:
+        items = stmt.returning
+    inexact = tuple(bool(getattr(i.expr, "inexact", False)) for i in items)
+    return bool(getattr(stmt, "ordered", False)), inexact
+
+
+def state_sql(table):
+    return f"SELECT * FROM {table} ORDER BY k"
+
+
+def evaluate(pg, floe, stmt, extended, in_block):
+    """Runs `stmt` on both sides and compares; a DML statement's table is read after it (in the
+    same transaction when `in_block`, which is then rolled back)."""
+    ordered, inexact = statement_meta(stmt)
+    sql = stmt.sql()
+    if not is_dml(stmt):
+        a, b = run_pair(pg, floe, sql, extended)
+        return Evaluation(compare(a, b, ordered, inexact), a, b)
+    if in_block:
+        run_pair(pg, floe, "BEGIN")
+    pg.keep_block = floe.keep_block = in_block
+    try:
+        a, b = run_pair(pg, floe, sql, extended)
+        sig = compare(a, b, ordered, inexact)
+        sa, sb = run_pair(pg, floe, state_sql(stmt.table))
+        if sig is None and (sa.lost or sb.lost):
+            sig = compare(sa, sb)
+        if sig is None and sb.sqlstate is None and sa.rows != sb.rows:
+            sig = "state"
+    finally:
+        pg.keep_block = floe.keep_block = False
+        if in_block:
+            run_pair(pg, floe, "ROLLBACK")
+    return Evaluation(sig, a, b, sa, sb)
+
+
+class Minimizer:
+    """Owns the `difftest_min` connections of both servers."""
+
+    def __init__(self, pg_server, floe_server, pg_settings, budget, row_budget):
+        self.pg = Side("postgres-min", pg_server, MIN_DB, pg_settings)
+        self.floe = Side("floe-min", floe_server, MIN_DB)
+        self.budget = budget
+        self.row_budget = row_budget
+        self.loaded = None  # (table name → rows) currently in difftest_min
+
+    def use_floe(self, floe_server):
+        """After Floe was restarted: point at the new server; its database is gone."""
+        self.floe.close()
+        self.floe = Side("floe-min", floe_server, MIN_DB)
+        self.loaded = None
+
+    def close(self):
+        self.pg.close()
+        self.floe.close()
+
+    def load(self, tables, rows):
+        """Creates `tables` (Table objects) with `rows` (name → raw rows) on both sides, keeping
+        the rows both servers accept."""
+        kept = {}
+        for t in tables:
+            run_pair(self.pg, self.floe, f"DROP TABLE IF EXISTS {t.name}")
+            a, b = run_pair(self.pg, self.floe, t.ddl())
+            if not (a.ok and b.ok):
+                raise RuntimeError(f"minimiser: {t.ddl()}: {a.brief()} / {b.brief()}")
+            kept[t.name] = []
+            for row in rows.get(t.name, []):
+                a, b = run_pair(self.pg, self.floe, t.insert_sql(row))
+                if not a.ok:
+                    raise RuntimeError(f"minimiser: {t.insert_sql(row)}: {a.brief()}")
+                if b.ok:
+                    kept[t.name].append(row)
+                else:
+                    run_pair(self.pg, self.floe, f"DELETE FROM {t.name} WHERE k = {row[0]}")
+        self.loaded = kept
+        return kept
+
+    def minimize(self, stmt, signature, extended, tables, rows, main_pg, main_floe):
+        """(minimal statement, its Evaluation, rows kept per table, reproduced?)."""
+        used = tables_of(stmt)
+        if used:
+            data = self.load([t for t in tables if t.name in used], rows)
+            pg, floe = self.pg, self.floe
+        else:
+            data = {}
+            pg, floe = main_pg, main_floe
+        seen = {}
+
+        def check(candidate):
+            sql = candidate.sql()
+            if sql not in seen:
+                seen[sql] = evaluate(pg, floe, candidate, extended, in_block=True)
+            return seen[sql]
+
+        first = check(stmt)
+        if first.signature != signature:
+            return stmt, first, data, False
+        best, best_eval = stmt, first
+        evaluations = 0
+        improved = True
+        while improved and evaluations < self.budget:
+            improved = False
+            candidates = {}
+            for cand in variants(best):
+                sql = cand.sql()
+                if len(sql) < len(best.sql()) and sql not in seen:
+                    candidates.setdefault(sql, cand)
+            for sql in sorted(candidates, key=len):
+                if evaluations >= self.budget:
+                    break
+                evaluations += 1
+                ev = check(candidates[sql])
+                if ev.signature == signature:
+                    best, best_eval = candidates[sql], ev
+                    improved = True
+                    break
+        if used:
+            data = self.shrink_rows(best, signature, extended, tables, data)
+            best_eval = evaluate(pg, floe, best, extended, in_block=True)
+        return best, best_eval, data, True
+
+    def plan_dependent(self, stmt, ev, extended):
+        """Whether PostgreSQL under another plan fails like Floe did (or succeeds like it)."""
+        pg = self.pg if tables_of(stmt) else None
+        if pg is None or ev.pg.lost or ev.floe.lost:
+            return False
+        pg.keep_block = True
+        try:
+            for variant in PLAN_VARIANTS:
+                pg.run("BEGIN")
+                for setting in variant:
+                    pg.run(f"SET LOCAL {setting} = off")
+                out = pg.run(stmt.sql(), extended)
+                pg.run("ROLLBACK")
+                if out.sqlstate == ev.floe.sqlstate and not out.lost:
+                    return True
+        finally:
+            pg.keep_block = False
+        return False
+
+    def shrink_rows(self, stmt, signature, extended, tables, data):
+        """Drops rows (halves of a table's rows, then single rows) from difftest_min while the
+        difference persists; returns the rows kept."""
+        used = tables_of(stmt)
+        by_name = {t.name: t for t in tables}
+        data = {name: rows for name, rows in data.items() if name in used}
+        budget = self.row_budget
+
+        def still_differs():
+            return evaluate(self.pg, self.floe, stmt, extended, in_block=True).signature \
+                == signature
+
+        for name in sorted(data):
+            table = by_name[name]
+            chunk = max(1, len(data[name]) // 2)
+            while chunk >= 1 and budget > 0:
+                i = 0
+                while i < len(data[name]) and budget > 0:
+                    drop = data[name][i:i + chunk]
+                    keys = ", ".join(r[0] for r in drop)
+                    run_pair(self.pg, self.floe, f"DELETE FROM {name} WHERE k IN ({keys})")
+                    budget -= 1
+                    if still_differs():
+                        data[name] = data[name][:i] + data[name][i + chunk:]
+                    else:
+                        for row in drop:
+                            run_pair(self.pg, self.floe, table.insert_sql(row))
+                        i += chunk
+                chunk //= 2
+        self.loaded = None
+        return data
+
+
+def insert_rows_sql(table, rows):
+    """One INSERT of all `rows`, or None when there are none."""
+    if not rows:
+        return None
+    single = [table.insert_sql(r) for r in rows]
+    head = f"INSERT INTO {table.name} VALUES "
+    return head + ", ".join(s[len(head):] for s in single)
+
