@@ -10,18 +10,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floe-target}"
 export FLOE_BIN="${FLOE_BIN:-$CARGO_TARGET_DIR/debug/floe}"
 
-venv="${FLOE_VENV:-$HOME/.cache/floe-venv}"
-requirements=tests/clients/requirements.txt
-stamp="$venv/.floe-requirements.sha256"
-
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
-    echo "$want" >"$stamp"
-fi
+. scripts/venv.sh
 
 if [ "${FLOE_CLIENT_TARGET:-floe}" = floe ] && [ ! -x "$FLOE_BIN" ]; then
     echo "client-tests: $FLOE_BIN not found; run 'cargo build -p floe --bin floe' first" >&2

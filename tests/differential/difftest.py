@@ -16,6 +16,7 @@ afterwards). A difference in the data ends the episode, so it is reported once.
 """
 
 import argparse
+from collections import Counter
 import os
 import random
 import sys
@@ -56,7 +57,7 @@ class DiffTest:
         self.row_budget = row_budget
         self.minimizer = None
         self.restarts = 0
-        self.classes_minimized = set()
+        self.signatures = Counter()  # differences seen per signature
 
     # servers
 
@@ -65,12 +66,10 @@ class DiffTest:
             side.run("DROP DATABASE IF EXISTS difftest_min")
             side.must("CREATE DATABASE difftest_min")
         if self.minimizer is None:
-            self.minimizer = Minimizer(self.pg_server, self.other_server, (), self.budget,
+            self.minimizer = Minimizer(self.pg_server, self.other_server, self.other_settings,
                                        self.row_budget)
-            self.minimizer.floe.settings = tuple(self.other_settings)
         else:
             self.minimizer.use_floe(self.other_server)
-            self.minimizer.floe.settings = tuple(self.other_settings)
 
     def ensure_alive(self):
         """After a lost connection: restart the compared server if its process died. True when
@@ -204,16 +203,26 @@ class DiffTest:
             self.ensure_alive()
 
     def report(self, stmt, signature, extended, tables, rows, index):
+        """Minimises, classifies and records a differing statement. Signatures seen often get a
+        smaller reduction budget; rows are minimised for the first example of a class only."""
         if signature.startswith("lost"):
             self.ensure_alive()
+        self.signatures[signature] += 1
+        budget = self.budget if self.signatures[signature] <= 5 else self.budget // 4
         stmt_min, ev, data, reproduced = self.minimizer.minimize(
-            stmt, signature, extended, tables, rows, self.pg, self.floe)
+            stmt, signature, extended, tables, rows, self.pg, self.floe, budget)
         if ev.floe.lost:
             self.ensure_alive()
-        cls = classify(stmt_min, signature, ev) if reproduced else f"{signature}:unreproduced"
-        if (reproduced and signature.startswith("sqlstate:")
-                and self.minimizer.plan_dependent(stmt_min, ev, extended)):
-            cls = "plan-dependent:" + cls
+        if not reproduced:
+            cls = f"{signature}:unreproduced"
+        else:
+            cls = classify(stmt_min, signature, ev)
+            if (signature.startswith("sqlstate:")
+                    and self.minimizer.plan_dependent(stmt_min, ev, extended)):
+                cls = "plan-dependent:" + cls
+            if cls not in self.summary.counts and data:
+                data, ev = self.minimizer.shrink_rows(stmt_min, signature, extended, tables,
+                                                      data)
         finding = {"class": cls, "seed": self.seed, "index": index, "extended": extended,
                    "original": stmt.sql(), "stmt": stmt_min, "eval": ev, "rows": data,
                    "reproduced": reproduced}

@@ -67,8 +67,9 @@ def evaluate(pg, floe, stmt, extended, in_block):
         sa, sb = run_pair(pg, floe, state_sql(stmt.table))
         if sig is None and (sa.lost or sb.lost):
             sig = compare(sa, sb)
-        if sig is None and sb.sqlstate is None and sa.rows != sb.rows:
-            sig = "state"
+        if sig is None and sb.sqlstate is None:
+            state = compare(sa, sb, ordered=True)
+            sig = state and f"state:{state}"
     finally:
         pg.keep_block = floe.keep_block = False
         if in_block:
@@ -79,17 +80,17 @@ def evaluate(pg, floe, stmt, extended, in_block):
 class Minimizer:
     """Owns the `difftest_min` connections of both servers."""
 
-    def __init__(self, pg_server, floe_server, pg_settings, budget, row_budget):
-        self.pg = Side("postgres-min", pg_server, MIN_DB, pg_settings)
-        self.floe = Side("floe-min", floe_server, MIN_DB)
-        self.budget = budget
+    def __init__(self, pg_server, floe_server, floe_settings, row_budget):
+        self.pg = Side("postgres-min", pg_server, MIN_DB)
+        self.floe = Side("floe-min", floe_server, MIN_DB, floe_settings)
+        self.floe_settings = floe_settings
         self.row_budget = row_budget
         self.loaded = None  # (table name → rows) currently in difftest_min
 
     def use_floe(self, floe_server):
         """After Floe was restarted: point at the new server; its database is gone."""
         self.floe.close()
-        self.floe = Side("floe-min", floe_server, MIN_DB)
+        self.floe = Side("floe-min", floe_server, MIN_DB, self.floe_settings)
         self.loaded = None
 
     def close(self):
@@ -117,8 +118,10 @@ class Minimizer:
         self.loaded = kept
         return kept
 
-    def minimize(self, stmt, signature, extended, tables, rows, main_pg, main_floe):
-        """(minimal statement, its Evaluation, rows kept per table, reproduced?)."""
+    def minimize(self, stmt, signature, extended, tables, rows, main_pg, main_floe, budget):
+        """Reduces the statement, trying at most `budget` candidates: (minimal statement, its
+        Evaluation, rows loaded per table, reproduced?). Statements without tables run on the
+        main connections; the others in difftest_min, loaded with `rows`."""
         used = tables_of(stmt)
         if used:
             data = self.load([t for t in tables if t.name in used], rows)
@@ -140,7 +143,7 @@ class Minimizer:
         best, best_eval = stmt, first
         evaluations = 0
         improved = True
-        while improved and evaluations < self.budget:
+        while improved and evaluations < budget:
             improved = False
             candidates = {}
             for cand in variants(best):
@@ -148,7 +151,7 @@ class Minimizer:
                 if len(sql) < len(best.sql()) and sql not in seen:
                     candidates.setdefault(sql, cand)
             for sql in sorted(candidates, key=len):
-                if evaluations >= self.budget:
+                if evaluations >= budget:
                     break
                 evaluations += 1
                 ev = check(candidates[sql])
@@ -156,9 +159,6 @@ class Minimizer:
                     best, best_eval = candidates[sql], ev
                     improved = True
                     break
-        if used:
-            data = self.shrink_rows(best, signature, extended, tables, data)
-            best_eval = evaluate(pg, floe, best, extended, in_block=True)
         return best, best_eval, data, True
 
     def plan_dependent(self, stmt, ev, extended):
@@ -182,7 +182,7 @@ class Minimizer:
 
     def shrink_rows(self, stmt, signature, extended, tables, data):
         """Drops rows (halves of a table's rows, then single rows) from difftest_min while the
-        difference persists; returns the rows kept."""
+        difference persists: (rows kept, the final Evaluation)."""
         used = tables_of(stmt)
         by_name = {t.name: t for t in tables}
         data = {name: rows for name, rows in data.items() if name in used}
@@ -210,7 +210,7 @@ class Minimizer:
                         i += chunk
                 chunk //= 2
         self.loaded = None
-        return data
+        return data, evaluate(self.pg, self.floe, stmt, extended, in_block=True)
 
 
 def insert_rows_sql(table, rows):

@@ -133,11 +133,25 @@ def culprit(stmt, signature, ev):
         if col is not None and col < len(items):
             e = items[col].expr
             return innermost(e) or e.label
+    if kind == "state" and ev.pg_state is not None:
+        col = differing_column(ev.pg_state, ev.floe_state)
+        written = written_expression(stmt, ev.pg_state.names[col]) if col is not None else None
+        if written is not None:
+            return innermost(written) or written.label
     inner = next(filter(None, map(innermost, expressions(stmt))), None)
     shape = structure(stmt)
-    if kind in ("sqlstate", "lost"):
+    if kind in ("sqlstate", "lost", "state"):
         return inner or shape or "plain"
     return shape or inner or "plain"
+
+
+def written_expression(stmt, column):
+    """The expression an UPDATE or INSERT … VALUES writes into `column`, or None."""
+    if isinstance(stmt, Update):
+        return next((e for c, e in stmt.sets if c == column), None)
+    if isinstance(stmt, Insert) and stmt.rows and column in stmt.columns:
+        return stmt.rows[0][stmt.columns.index(column)]
+    return None
 
 
 def classify(stmt, signature, ev):

@@ -28,6 +28,7 @@ TYPE_NAMES = {
     1700: "numeric", 2950: "uuid", 3802: "jsonb", 2249: "record",
 }
 NUMERIC_OID, FLOAT8_OID = 1700, 701
+FLOAT_OIDS = {700, 701}
 ORDER_NUMERIC_OIDS = {20, 21, 23, 700, 701, 1700}
 
 
@@ -231,10 +232,20 @@ def sortable(v):
 
 
 def _norm_rows(out, inexact):
-    if not any(inexact):
+    """Rows as compared: float math columns rounded; -0 and 0 alike in float columns (equal
+    values, so DISTINCT, GROUP BY or max may keep either)."""
+    floats = [o in FLOAT_OIDS for o in out.oids]
+    if not any(inexact) and not any(floats):
         return out.rows
-    return [tuple(approx(v) if i < len(inexact) and inexact[i] else v for i, v in enumerate(r))
-            for r in out.rows]
+
+    def norm(i, v):
+        if i < len(inexact) and inexact[i]:
+            v = approx(v)
+        if floats[i] and v == "-0":
+            v = "0"
+        return v
+
+    return [tuple(norm(i, v) for i, v in enumerate(r)) for r in out.rows]
 
 
 def _order_key(value, oid):
