@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
 
 from generator import Gen, Table, gen_rows, gen_schema  # noqa: E402
 from minimize import Evaluation, Minimizer, evaluate  # noqa: E402
-from report import Summary, classify, load_known  # noqa: E402
-from runner import Side, compare, differing_column, run_pair  # noqa: E402
+from report import Summary, classify, load_known, message_shape  # noqa: E402
+from runner import Side, compare, differing_column, numeric_scale_only, run_pair  # noqa: E402
 from servers import start_floe, start_postgres  # noqa: E402
 from sqlast import Raw, is_dml  # noqa: E402
 
@@ -58,6 +58,8 @@ class DiffTest:
         self.minimizer = None
         self.restarts = 0
         self.signatures = Counter()  # differences seen per signature
+        self.by_message = {}  # signature + Floe's error message → Counter of classes
+        self.bad_values = {}  # (column type, value) one server cannot store alike → class
 
     # servers
 
@@ -134,17 +136,24 @@ class DiffTest:
                 if is_dml(stmt):
                     rows[stmt.table] = [list(r) for r in ev.pg_state.rows]
                 continue
-            self.report(stmt, ev.signature, extended, tables, rows, index)
+            self.report(stmt, ev, extended, tables, rows, index)
             if ev.signature.startswith("lost") and self.ensure_alive():
                 return i + 1
             if is_dml(stmt):
-                return i + 1  # the tables may differ now: start a new episode
+                state = ev.pg_state.rows if ev.pg_state is not None else None
+                table = next(t for t in tables if t.name == stmt.table)
+                if state is None or not numeric_scale_only(ev.pg_state, ev.floe_state):
+                    rows[stmt.table] = self.resync(table, [list(r) for r in state or ()],
+                                                   episode)
+                    if rows[stmt.table] is None:
+                        return i + 1  # still different: start a new episode
+                else:
+                    rows[stmt.table] = [list(r) for r in state]
         return n
 
     def setup(self, episode, tables, rows):
-        """Creates the tables and inserts the rows on both servers, comparing every statement;
-        rows only one server accepts, or stores differently, are dropped. False when the
-        episode must be skipped."""
+        """Creates the tables and loads the rows on both servers, comparing every statement.
+        False when the episode must be skipped."""
         for t in tables:
             for sql in (f"DROP TABLE IF EXISTS {t.name}", t.ddl()):
                 a, b = run_pair(self.pg, self.floe, sql)
@@ -152,35 +161,72 @@ class DiffTest:
                 if compare(a, b) is not None or not a.ok:
                     self.setup_difference(Raw(sql), Evaluation(compare(a, b), a, b), t, episode)
                     return False
-            for row in rows[t.name]:
+            rows[t.name] = self.load_rows(t, rows[t.name], episode)
+            if rows[t.name] is None:
+                return False
+        return True
+
+    def resync(self, table, pg_rows, episode):
+        """After a DML statement left the table different: both get PostgreSQL's rows again.
+        False when they still differ."""
+        run_pair(self.pg, self.floe, f"DELETE FROM {table.name}")
+        loaded = self.load_rows(table, pg_rows, episode)
+        return loaded
+
+    def load_rows(self, t, rows, episode):
+        """Inserts the rows one at a time on both servers, comparing each INSERT and the row it
+        stored. A value one server rejects or stores differently is recorded (once per type and
+        value) and replaced by NULL, here and in later rows. Returns the rows as PostgreSQL
+        holds them, or None when the tables still differ."""
+        for row in rows:
+            row = [None if (c.sql_type, v) in self.bad_values else v
+                   for c, v in zip(t.columns, row)]
+            while True:
                 stmt = Raw(t.insert_sql(row), t.name)
                 a, b = run_pair(self.pg, self.floe, stmt.sql())
                 self.summary.setup_statements += 1
                 sig = compare(a, b)
                 if sig is None and a.ok:
-                    check = f"SELECT * FROM {t.name} WHERE k = {row[0]}"
-                    sa, sb = run_pair(self.pg, self.floe, check)
-                    if compare(sa, sb) is not None:
-                        sig = "state"
-                        a, b = sa, sb
-                if sig is not None:
-                    run_pair(self.pg, self.floe, f"DELETE FROM {t.name} WHERE k = {row[0]}")
-                    self.setup_difference(stmt, Evaluation(sig, a, b), t, episode, row)
-                    run_pair(self.pg, self.floe, f"DELETE FROM {t.name} WHERE k = {row[0]}")
-            a, b = run_pair(self.pg, self.floe, f"SELECT * FROM {t.name} ORDER BY k")
-            if compare(a, b, ordered=True) is not None:
-                return False
-            rows[t.name] = [list(r) for r in a.rows]
-        return True
+                    sa, sb = run_pair(self.pg, self.floe,
+                                      f"SELECT * FROM {t.name} WHERE k = {row[0]}")
+                    if numeric_scale_only(sa, sb):
+                        if sa.rows != sb.rows:
+                            self.note_numeric_scale(stmt, Evaluation("state", a, b, sa, sb), t,
+                                                    episode)
+                    elif compare(sa, sb) is not None:
+                        sig, a, b = "state", sa, sb
+                if sig is None:
+                    break
+                run_pair(self.pg, self.floe, f"DELETE FROM {t.name} WHERE k = {row[0]}")
+                col = self.setup_difference(stmt, Evaluation(sig, a, b), t, episode, row)
+                if col is None:
+                    break  # the row is left out
+                row[col] = None
+        a, b = run_pair(self.pg, self.floe, f"SELECT * FROM {t.name} ORDER BY k")
+        if compare(a, b, ordered=True) is not None and not numeric_scale_only(a, b):
+            return None
+        return [list(r) for r in a.rows]
+
+    def note_numeric_scale(self, stmt, ev, table, episode):
+        """The known numeric difference in a stored row, recorded once per column type."""
+        col = differing_column(ev.pg_state, ev.floe_state)
+        key = (table.columns[col].sql_type, "numeric-scale")
+        if key not in self.bad_values:
+            self.bad_values[key] = "setup:stored-value:numeric-scale"
+            self.summary.add({"class": self.bad_values[key], "seed": self.seed,
+                              "index": f"{episode}.setup", "extended": False,
+                              "original": stmt.sql(), "stmt": stmt, "rows": {}, "eval": ev,
+                              "reproduced": True}, [table])
 
     def setup_difference(self, stmt, ev, table, episode, row=None):
         """Records a difference of a setup statement; for a row, narrowed down to the first
-        column whose value alone shows it."""
+        column whose value alone shows it. Returns that column's index, or None."""
         cls = f"setup:{ev.signature}:{stmt.sql().split(' (')[0].lower()}"
+        culprit = None
         if row is not None:
             cls = f"setup:{ev.signature}:insert"
-            for col, raw in zip(table.columns[1:], row[1:]):
-                if raw is None:
+            for i, (col, raw) in enumerate(zip(table.columns, row)):
+                if raw is None or i == 0:
                     continue
                 probe = Table(table.name, [table.columns[0], col])
                 one = Raw(probe.insert_sql([row[0], raw]).replace(
@@ -194,6 +240,8 @@ class DiffTest:
                     kind = "stored-value" if sig == "state" else sig
                     stmt, ev = one, Evaluation(sig, a, b, sa, sb)
                     cls = f"setup:{kind}:{col.sql_type}"
+                    culprit = i
+                    self.bad_values[(col.sql_type, raw)] = cls
                     break
         finding = {"class": cls, "seed": self.seed, "index": f"{episode}.setup",
                    "extended": False, "original": stmt.sql(), "stmt": stmt, "eval": ev,
@@ -201,16 +249,36 @@ class DiffTest:
         self.summary.add(finding, [table])
         if ev.pg.lost or ev.floe.lost:
             self.ensure_alive()
+        return culprit
 
-    def report(self, stmt, signature, extended, tables, rows, index):
+    def report(self, stmt, ev, extended, tables, rows, index):
         """Minimises, classifies and records a differing statement. Signatures seen often get a
         smaller reduction budget; rows are minimised for the first example of a class only."""
+        signature = ev.signature
         if signature.startswith("lost"):
             self.ensure_alive()
         self.signatures[signature] += 1
+        # Where Floe failed, its message names the class; once a message always led to the same
+        # class, later statements failing with it are not minimised again.
+        seen = None
+        if signature.startswith("sqlstate:") and ev.floe.sqlstate:
+            seen = self.by_message.setdefault(f"{signature}:{message_shape(ev.floe.message)}",
+                                              Counter())
+            if sum(seen.values()) >= 3 and len(seen) == 1:
+                cls = next(iter(seen))
+                seen[cls] += 1
+                self.summary.add({"class": cls, "seed": self.seed, "index": index,
+                                  "extended": extended, "original": stmt.sql(), "stmt": stmt,
+                                  "eval": ev, "rows": {}, "reproduced": True}, tables)
+                return
         budget = self.budget if self.signatures[signature] <= 5 else self.budget // 4
-        stmt_min, ev, data, reproduced = self.minimizer.minimize(
-            stmt, signature, extended, tables, rows, self.pg, self.floe, budget)
+        try:
+            stmt_min, ev, data, reproduced = self.minimizer.minimize(
+                stmt, signature, extended, tables, rows, self.pg, self.floe, budget)
+        except RuntimeError as e:  # the minimiser's database could not be loaded
+            self.log(f"difftest: statement {index} not minimised: {e}")
+            ev = evaluate(self.pg, self.floe, stmt, extended, in_block=True)
+            stmt_min, data, reproduced = stmt, {}, False
         if ev.floe.lost:
             self.ensure_alive()
         if not reproduced:
@@ -223,6 +291,8 @@ class DiffTest:
             if cls not in self.summary.counts and data:
                 data, ev = self.minimizer.shrink_rows(stmt_min, signature, extended, tables,
                                                       data)
+        if seen is not None:
+            seen[cls] += 1
         finding = {"class": cls, "seed": self.seed, "index": index, "extended": extended,
                    "original": stmt.sql(), "stmt": stmt_min, "eval": ev, "rows": data,
                    "reproduced": reproduced}

@@ -154,7 +154,24 @@ def written_expression(stmt, column):
     return None
 
 
+def message_shape(message):
+    """An error message without its values: quoted text and numbers replaced, details cut."""
+    text = message.splitlines()[0] if message else ""
+    # Values are quoted "like this" (PostgreSQL) or 'like this' (DataFusion, which also quotes
+    # function names that way: those stay).
+    text = re.sub(r"\"[^\"]*\"|'([^']*)'",
+                  lambda m: m.group(0) if re.fullmatch(r"[a-z_]+", m.group(1) or "") else "…",
+                  text)
+    text = re.sub(r"\d+", "N", text)
+    text = re.split(r"[({]", text)[0]
+    return " ".join(text.split())[:90]
+
+
 def classify(stmt, signature, ev):
+    """The class key: the signature, then Floe's error message (values removed) when Floe
+    failed where PostgreSQL did not or failed otherwise, else the culprit's label."""
+    if signature.startswith("sqlstate:") and ev.floe.sqlstate:
+        return f"{signature}:{message_shape(ev.floe.message)}"
     return f"{signature}:{culprit(stmt, signature, ev)}"
 
 

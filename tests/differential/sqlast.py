@@ -341,6 +341,8 @@ def _local(node):
             yield replace(node, items=items)
         for where in _drop_each(node.where):
             yield replace(node, where=where)
+        if node.from_ is not None and not node.joins:
+            yield replace(node, from_=None)
         if node.joins:
             yield replace(node, joins=node.joins[:-1])
         for joins in _drop_each(node.joins):
