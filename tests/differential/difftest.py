@@ -12,15 +12,17 @@ right answer.
 
 The run is a series of episodes: a fresh random schema and rows (setup statements, compared
 too), then `--episode` statements on it (queries, and DML whose table contents are compared
-afterwards). A difference in the data ends the episode, so it is reported once.
+afterwards). Values one server cannot store are replaced by NULL (and reported once); a DML
+statement that leaves a table different is reported, and the table is loaded again from
+PostgreSQL's rows, so one difference is not reported over and over.
 """
 
 import argparse
-from collections import Counter
 import os
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
@@ -41,6 +43,9 @@ EXTENDED_SHARE = 0.3
 
 
 class DiffTest:
+    """A run against two servers: PostgreSQL (`pg_server`, the reference) and the compared
+    one (`other_server`, Floe or a second PostgreSQL), with findings going to `out_dir`."""
+
     def __init__(self, pg_server, other_server, seed, out_dir, known, start_other=None,
                  other_settings=(), budget=150, row_budget=40, episode_len=200, log=print):
         self.pg_server = pg_server
@@ -78,8 +83,8 @@ class DiffTest:
         it was restarted (its tables are gone)."""
         if self.other_server.proc.poll() is None:
             return False
-        self.log(f"difftest: {self.other_server.kind} died (exit {self.other_server.proc.returncode});"
-                 " restarting")
+        code = self.other_server.proc.returncode
+        self.log(f"difftest: {self.other_server.kind} died (exit {code}); restarting")
         self.other_server.stop()
         self.other_server = self.start_other()
         self.restarts += 1

@@ -742,7 +742,8 @@ class Gen:
         ])
         template, arg_type, result, label = srf
         arg = self.arg(SMALLINT if arg_type == "smallint" else arg_type, scope, 1, None)
-        items = (Item(Expr(template, (arg,), result, label)),) + self.items(scope, rng.randint(0, 1))
+        items = ((Item(Expr(template, (arg,), result, label)),)
+                 + self.items(scope, rng.randint(0, 1)))
         return Select(items, first, joins, self.where(scope))
 
     def query(self):

@@ -8,12 +8,14 @@ A DML statement is evaluated inside BEGIN … ROLLBACK, with the written table's
 compared after it.
 """
 
+import time
 from dataclasses import dataclass
 
 from runner import Side, compare, run_pair
 from sqlast import Select, SetOp, is_dml, tables_of, variants
 
 MIN_DB = "difftest_min"
+MINIMIZE_SECONDS = 30  # per statement, for the reductions (slow candidates add up)
 # PostgreSQL planner settings under which a minimal statement is tried again: when one of them
 # gives Floe's outcome, the difference is only in an order of evaluation PostgreSQL leaves open
 # (which join side, filter or row comes first).
@@ -142,8 +144,9 @@ class Minimizer:
             return stmt, first, data, False
         best, best_eval = stmt, first
         evaluations = 0
+        deadline = time.monotonic() + MINIMIZE_SECONDS
         improved = True
-        while improved and evaluations < budget:
+        while improved and evaluations < budget and time.monotonic() < deadline:
             improved = False
             candidates = {}
             for cand in variants(best):
@@ -151,7 +154,7 @@ class Minimizer:
                 if len(sql) < len(best.sql()) and sql not in seen:
                     candidates.setdefault(sql, cand)
             for sql in sorted(candidates, key=len):
-                if evaluations >= budget:
+                if evaluations >= budget or time.monotonic() > deadline:
                     break
                 evaluations += 1
                 ev = check(candidates[sql])

@@ -298,9 +298,10 @@ def compare_rows(pg, fl, ordered, inexact):
     if oid in (NUMERIC_OID, FLOAT8_OID):
         xs = _numbers([r[col] for r in pg.rows])
         ys = _numbers([r[col] for r in fl.rows])
-        if xs is not None and ys is not None and oid == NUMERIC_OID and _all_close(xs, ys, exact=True):
+        numbers = xs is not None and ys is not None
+        if numbers and oid == NUMERIC_OID and _all_close(xs, ys, exact=True):
             return "rows:numeric-scale"
-        if xs is not None and ys is not None and _all_close(xs, ys, exact=False):
+        if numbers and _all_close(xs, ys, exact=False):
             return "rows:numeric-rounding" if oid == NUMERIC_OID else "rows:float-text"
     return "rows:values"
 
