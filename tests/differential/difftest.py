@@ -20,6 +20,7 @@ PostgreSQL's rows, so one difference is not reported over and over.
 import argparse
 import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -304,6 +305,10 @@ class DiffTest:
         self.summary.add(finding, tables)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--queries", type=int, default=100_000)
@@ -320,6 +325,8 @@ def main(argv=None):
     print(f"difftest: seed {seed} (replay with --seed {seed}), {args.queries} statements, "
           f"output in {args.out}", flush=True)
     known = load_known()
+    # SIGTERM stops the run like the deadline does: the summary is written, servers stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     pg_server = start_postgres()
     start_other = start_postgres if args.against_postgres else start_floe
     other = start_other()
@@ -330,7 +337,11 @@ def main(argv=None):
     started = time.monotonic()
     try:
         deadline = started + args.minutes * 60 if args.minutes else None
-        summary = test.run(args.queries, deadline)
+        try:
+            summary = test.run(args.queries, deadline)
+        except KeyboardInterrupt:
+            print("difftest: interrupted", flush=True)
+            summary = test.summary
         print(summary.write())
         print(f"difftest: {time.monotonic() - started:.0f}s, seed {seed}, "
               f"{test.restarts} restart(s) of {test.other_server.kind}")

@@ -53,18 +53,24 @@ def state_sql(table):
 
 
 def evaluate(pg, floe, stmt, extended, in_block):
-    """Runs `stmt` on both sides and compares; a DML statement's table is read after it (in the
-    same transaction when `in_block`, which is then rolled back)."""
+    """Runs `stmt` on both sides and compares. A DML statement's table is read after it; with
+    `in_block` the statement runs inside BEGIN … ROLLBACK (after a savepoint, rolled back to
+    where the statement failed, as autocommit would), so the tables stay as they were."""
     ordered, inexact = statement_meta(stmt)
     sql = stmt.sql()
     if not is_dml(stmt):
         a, b = run_pair(pg, floe, sql, extended)
         return Evaluation(compare(a, b, ordered, inexact), a, b)
-    if in_block:
-        run_pair(pg, floe, "BEGIN")
     pg.keep_block = floe.keep_block = in_block
     try:
+        if in_block:
+            run_pair(pg, floe, "BEGIN")
+            run_pair(pg, floe, "SAVEPOINT difftest")
         a, b = run_pair(pg, floe, sql, extended)
+        if in_block:
+            for side, out in ((pg, a), (floe, b)):
+                if out.sqlstate:
+                    side.run("ROLLBACK TO SAVEPOINT difftest")
         sig = compare(a, b, ordered, inexact)
         sa, sb = run_pair(pg, floe, state_sql(stmt.table))
         if sig is None and (sa.lost or sb.lost):
@@ -73,9 +79,9 @@ def evaluate(pg, floe, stmt, extended, in_block):
             state = compare(sa, sb, ordered=True)
             sig = state and f"state:{state}"
     finally:
-        pg.keep_block = floe.keep_block = False
         if in_block:
             run_pair(pg, floe, "ROLLBACK")
+        pg.keep_block = floe.keep_block = False
     return Evaluation(sig, a, b, sa, sb)
 
 

@@ -240,6 +240,8 @@ class Summary:
     def __init__(self, out_dir, known):
         self.out_dir = Path(out_dir)
         (self.out_dir / "cases").mkdir(parents=True, exist_ok=True)
+        for old in (self.out_dir / "cases").glob("*.slt"):
+            old.unlink()  # a previous run's
         self.log = open(self.out_dir / "findings.jsonl", "w")
         self.known = known
         self.counts = Counter()
