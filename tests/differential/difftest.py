@@ -174,10 +174,9 @@ class DiffTest:
 
     def resync(self, table, pg_rows, episode):
         """After a DML statement left the table different: both get PostgreSQL's rows again.
-        False when they still differ."""
+        Returns the rows, or None when the tables still differ."""
         run_pair(self.pg, self.floe, f"DELETE FROM {table.name}")
-        loaded = self.load_rows(table, pg_rows, episode)
-        return loaded
+        return self.load_rows(table, pg_rows, episode)
 
     def load_rows(self, t, rows, episode):
         """Inserts the rows one at a time on both servers, comparing each INSERT and the row it

@@ -93,13 +93,11 @@ class Minimizer:
         self.floe = Side("floe-min", floe_server, MIN_DB, floe_settings)
         self.floe_settings = floe_settings
         self.row_budget = row_budget
-        self.loaded = None  # (table name → rows) currently in difftest_min
 
     def use_floe(self, floe_server):
         """After Floe was restarted: point at the new server; its database is gone."""
         self.floe.close()
         self.floe = Side("floe-min", floe_server, MIN_DB, self.floe_settings)
-        self.loaded = None
 
     def close(self):
         self.pg.close()
@@ -123,7 +121,6 @@ class Minimizer:
                     kept[t.name].append(row)
                 else:
                     run_pair(self.pg, self.floe, f"DELETE FROM {t.name} WHERE k = {row[0]}")
-        self.loaded = kept
         return kept
 
     def minimize(self, stmt, signature, extended, tables, rows, main_pg, main_floe, budget):
@@ -218,7 +215,6 @@ class Minimizer:
                             run_pair(self.pg, self.floe, table.insert_sql(row))
                         i += chunk
                 chunk //= 2
-        self.loaded = None
         return data, evaluate(self.pg, self.floe, stmt, extended, in_block=True)
 
 
