@@ -256,10 +256,11 @@ class DiffTest:
             self.ensure_alive()
         return culprit
 
-    def report(self, stmt, ev, extended, tables, rows, index):
-        """Minimises, classifies and records a differing statement. Signatures seen often get a
-        smaller reduction budget; rows are minimised for the first example of a class only."""
-        signature = ev.signature
+    def report(self, stmt, found, extended, tables, rows, index):
+        """Minimises, classifies and records a differing statement (`found`: its Evaluation).
+        Signatures seen often get a smaller reduction budget; rows are minimised for the first
+        example of a class only."""
+        signature, ev = found.signature, found
         if signature.startswith("lost"):
             self.ensure_alive()
         self.signatures[signature] += 1
@@ -287,7 +288,12 @@ class DiffTest:
         if ev.floe.lost:
             self.ensure_alive()
         if not reproduced:
-            cls = f"{signature}:unreproduced"
+            # Not shown again in difftest_min (its rows are in another physical order): where
+            # PostgreSQL's main database answers like Floe under another plan, that is why.
+            cls, ev, stmt_min = f"{signature}:unreproduced", found, stmt
+            if (signature.startswith("sqlstate:") and not is_dml(stmt)
+                    and self.minimizer.plan_dependent(stmt, found, extended, self.pg)):
+                cls = "plan-dependent:" + cls
         else:
             cls = classify(stmt_min, signature, ev)
             if (signature.startswith("sqlstate:")

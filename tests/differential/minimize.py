@@ -167,10 +167,11 @@ class Minimizer:
                     break
         return best, best_eval, data, True
 
-    def plan_dependent(self, stmt, ev, extended):
-        """Whether PostgreSQL under another plan fails like Floe did (or succeeds like it)."""
-        pg = self.pg if tables_of(stmt) else None
-        if pg is None or ev.pg.lost or ev.floe.lost:
+    def plan_dependent(self, stmt, ev, extended, pg=None):
+        """Whether PostgreSQL (in difftest_min, or on `pg`) under another plan fails like Floe
+        did (or succeeds like it)."""
+        pg = pg or self.pg
+        if not tables_of(stmt) or ev.pg.lost or ev.floe.lost:
             return False
         pg.keep_block = True
         try:
