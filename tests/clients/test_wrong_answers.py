@@ -108,3 +108,17 @@ def test_multi_statement_query_is_one_transaction(conn):
     assert conn.execute("SELECT count(*) FROM wa_multi").fetchone() == (0,)
     conn.execute("INSERT INTO wa_multi VALUES (1); INSERT INTO wa_multi VALUES (2)")
     assert conn.execute("SELECT count(*) FROM wa_multi").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_statements_that_once_panicked_keep_the_connection(conn, prepare):
+    # lpad with a negative length made a library panic; whatever the answer, the connection
+    # answers the next statement.
+    conn.execute("DROP TABLE IF EXISTS wa_panic")
+    conn.execute("CREATE TABLE wa_panic (s text)")
+    conn.execute("INSERT INTO wa_panic VALUES ('x')")
+    try:
+        conn.execute("SELECT lpad('a', -1, s) FROM wa_panic", prepare=prepare).fetchall()
+    except psycopg.Error as e:
+        assert e.sqlstate, e
+    assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -346,8 +346,11 @@ impl Cancellation {
         }
     }
 
-    /// Runs `fut` unless the statement is cancelled first.
+    /// Runs `fut` unless the statement is cancelled first. A panic inside it (a bug, in Floe
+    /// or a library it calls) fails the statement with XX000 instead of dropping the
+    /// connection: every statement's work and every batch it streams runs through here.
     async fn run<F: Future>(&self, fut: F) -> Result<F::Output, SqlError> {
+        let fut = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut));
         let cancelled = async {
             match &self.control {
                 Some(c) => c.cancelled().await,
@@ -361,7 +364,7 @@ impl Cancellation {
             }
         };
         tokio::select! {
-            out = fut => Ok(out),
+            out = fut => out.map_err(panic_error),
             reason = cancelled => Err(match reason {
                 CancelReason::User => SqlError::query_canceled(),
                 CancelReason::Shutdown => SqlError::new(
@@ -375,6 +378,17 @@ impl Cancellation {
             )),
         }
     }
+}
+
+/// The error a statement that panicked fails with; the panic is logged as the bug it is.
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> SqlError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %message, "statement panicked");
+    SqlError::internal(format!("internal error: {message}"))
 }
 
 // ---------------------------------------------------------------------------------------------

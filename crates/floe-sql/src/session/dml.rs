@@ -250,7 +250,27 @@ impl Session {
 
         let returning = match returning {
             Some(items) => {
-                let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                // `*` means the table's columns (the internal source also has the row key).
+                let columns = |qualifier: &str| -> String {
+                    table
+                        .def
+                        .columns
+                        .iter()
+                        .map(|c| format!("{qualifier}.{}", quote(&c.name)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let items: Vec<String> = items
+                    .iter()
+                    .map(|item| match item {
+                        ast::SelectItem::Wildcard(_) => columns(&quote(&alias)),
+                        ast::SelectItem::QualifiedWildcard(
+                            ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                            _,
+                        ) => columns(&name.to_string()),
+                        other => other.to_string(),
+                    })
+                    .collect();
                 let sql = format!(
                     "SELECT {} FROM {} AS {}",
                     items.join(", "),
@@ -637,20 +657,27 @@ impl Session {
         })?;
         let select = bind_params(plan.select.clone(), param_types, params)?;
         let mut txn = self.statement_txn().await?;
-        let result = self.write_rows(plan, &select, &mut txn).await;
-        let affected = self.finish_statement_txn(txn, result).await?;
-        let count = affected.len();
+        let result = match self.write_rows(plan, &select, &mut txn).await {
+            // RETURNING is computed before the statement's writes commit: an error in it
+            // (`RETURNING k / 0`) fails the statement with nothing written, as in PostgreSQL.
+            Ok(affected) => match &plan.returning {
+                Some(returning) => self
+                    .run_returning(plan, returning, &affected)
+                    .await
+                    .map(|rows| (affected.len(), Some(rows))),
+                None => Ok((affected.len(), None)),
+            },
+            Err(e) => Err(e),
+        };
+        let (count, returned) = self.finish_statement_txn(txn, result).await?;
         let tag = match plan.kind {
             DmlKind::Insert => "INSERT 0",
             DmlKind::Update => "UPDATE",
             DmlKind::Delete => "DELETE",
         };
-        match &plan.returning {
+        match returned {
             None => Ok(StatementResult::Command(format!("{tag} {count}"))),
-            Some(returning) => {
-                let rows = self.run_returning(plan, returning, &affected).await?;
-                Ok(StatementResult::Rows { rows, tag })
-            }
+            Some(rows) => Ok(StatementResult::Rows { rows, tag }),
         }
     }
 
@@ -1074,11 +1101,15 @@ impl Session {
         let view = Arc::new(floe_storage::ReadView::committed(self.db().snapshot()));
         let physical = self.physical_plan(&plan_with_rows).await?;
         let schema = super::plan_output_schema(returning);
-        let stream = self.start_plan(physical, view)?;
+        // Collected now (see `execute_dml`), streamed to the client after the commit.
+        let batches = self.collect_physical(physical, view).await?;
         Ok(RowStream {
             schema: schema.clone(),
             stream: Box::pin(
-                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema,
+                    futures::stream::iter(batches.into_iter().map(Ok)),
+                ),
             ),
         })
     }
