@@ -112,10 +112,12 @@ impl Engine {
             .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
             .build();
-        state
-            .register_udf(Arc::new(functions::nextval_udf(db.clone())))
-            .map_err(SqlError::from)?;
-        for udf in crate::bounded_text::udfs() {
+        let udfs = [functions::nextval_udf(db.clone())]
+            .into_iter()
+            .chain(functions::handle::placeholders())
+            .chain(functions::sleep::udfs())
+            .chain(crate::bounded_text::udfs());
+        for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
         crate::pg_catalog::install(&mut state, db.clone())?;

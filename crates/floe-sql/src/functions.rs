@@ -1,8 +1,14 @@
-//! Functions that need the database: `nextval`.
+//! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
+//! `pg_sleep`.
 //!
-//! A call names its sequence by text (`nextval('t_id_seq')`); the session resolves the name
-//! along its `search_path` while planning and calls `floe_nextval(<oid>)`, so evaluation needs
-//! no session state.
+//! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
+//! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
+//! evaluation needs no session state.
+//!
+//! Advisory locks ([`advisory`]) and `set_config` ([`settings`]) act on the session itself: the
+//! session binds their calls to its [`handle::SessionHandle`] after planning, and picks up what
+//! they did when the statement ends (see [`handle`]). `pg_sleep` ([`sleep`]) needs neither: it
+//! is an async function whose wait ends when the statement is cancelled or times out.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -14,6 +20,11 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use floe_storage::Db;
+
+pub(crate) mod advisory;
+pub(crate) mod handle;
+pub(crate) mod settings;
+pub(crate) mod sleep;
 
 /// The name the planner calls.
 pub const NEXTVAL: &str = "floe_nextval";

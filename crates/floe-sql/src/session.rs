@@ -50,6 +50,7 @@ use floe_storage::{with_pending_catalog, Isolation, PendingCatalog, ReadView, Sa
 use crate::colnames;
 use crate::engine::Engine;
 use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::functions::handle::{SessionHandle, SettingChange};
 use crate::rewrite;
 use crate::types::SqlType;
 use crate::vars::{arrow_timezone, ParameterChange, SessionVars};
@@ -267,6 +268,16 @@ pub struct Session {
     ddl_locker: Option<Txn>,
     /// `lock_timeout`, parsed when settings change (every writing statement reads it).
     lock_timeout: Option<std::time::Duration>,
+    /// What the session's functions reach while a statement runs: its advisory locks and
+    /// `set_config` ([`crate::functions::handle`]).
+    handle: Arc<SessionHandle>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Advisory locks end with the session, however it ends.
+        self.handle.end_session();
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -287,13 +298,15 @@ impl Session {
         backend_pid: i32,
         startup_params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> SqlResult<Session> {
-        if engine.db().catalog().database(database).is_none() {
+        let Some(database_oid) = engine.db().catalog().database(database).map(|d| d.oid) else {
             return Err(SqlError::new(
                 sqlstate::INVALID_CATALOG_NAME,
                 format!("database \"{database}\" does not exist"),
             ));
-        }
+        };
         let vars = SessionVars::from_startup(startup_params)?;
+        let handle =
+            SessionHandle::new(backend_pid, database_oid, engine.db().clone(), vars.clone());
         let mut session = Session {
             state: engine.state().clone(),
             engine,
@@ -309,6 +322,7 @@ impl Session {
             copy_in: None,
             ddl_locker: None,
             lock_timeout: None,
+            handle,
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -357,6 +371,47 @@ impl Session {
     /// Reported parameters that changed since the last call (to send as ParameterStatus).
     pub fn take_parameter_changes(&mut self) -> Vec<ParameterChange> {
         std::mem::take(&mut self.parameter_changes)
+    }
+
+    /// Ends a statement once its last row is sent or it failed: applies what its functions
+    /// left for the session ([`crate::functions::handle`]) — `set_config` changes if it
+    /// `succeeded`, warnings as notices — and, outside a transaction block, releases the
+    /// transaction-level advisory locks it took.
+    pub fn finish_statement(&mut self, succeeded: bool) {
+        let Some(effects) = self.handle.take_effects() else {
+            return;
+        };
+        self.notices.extend(effects.notices);
+        if succeeded && !effects.settings.is_empty() {
+            for change in effects.settings {
+                self.apply_set_config(change);
+            }
+            self.statement_cache.clear();
+            self.sync_datafusion_settings();
+        }
+        if self.txn.is_none() {
+            self.handle.end_transaction();
+        }
+    }
+
+    /// Applies one `set_config` change as `SET` / `SET LOCAL` would (it was checked when the
+    /// function ran). `SET LOCAL` outside a block lasted for the statement only.
+    fn apply_set_config(&mut self, change: SettingChange) {
+        if change.local && self.txn.is_none() {
+            return;
+        }
+        self.remember_for_undo(&change.name, change.local);
+        let result = match &change.value {
+            Some(value) => self.vars.set(&change.name, value),
+            None => self.vars.reset(&change.name),
+        };
+        match result {
+            Ok(Some(reported)) => self.parameter_changes.push(reported),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(parameter = %change.name, error = %e, "set_config change was checked but failed")
+            }
+        }
     }
 
     /// Records that a statement failed (also when the failure surfaced while streaming rows):
@@ -714,7 +769,8 @@ impl Session {
             .state
             .statement_to_plan(DFStatement::Statement(Box::new(statement)))
             .await?;
-        rewrite::postgres_literal_types(plan)
+        let plan = rewrite::postgres_literal_types(plan)?;
+        crate::functions::handle::bind(plan, &self.handle)
     }
 
     /// Optimizes and plans for execution. Plans that read the clock (`now()`, …) get a state
@@ -1146,6 +1202,18 @@ impl Session {
                 Ok(StatementResult::Command("RESET".into()))
             }
             Statement::Discard { object_type } => self.discard(object_type),
+            // Floe has no cursors and no LISTEN: both are no-ops (asyncpg's pool sends them when
+            // it hands a connection back).
+            Statement::Close {
+                cursor: ast::CloseCursor::All,
+            } => Ok(StatementResult::Command("CLOSE CURSOR ALL".into())),
+            Statement::Close {
+                cursor: ast::CloseCursor::Specific { name },
+            } => Err(SqlError::new(
+                sqlstate::INVALID_CURSOR_NAME,
+                format!("cursor \"{}\" does not exist", name.value),
+            )),
+            Statement::UNLISTEN { .. } => Ok(StatementResult::Command("UNLISTEN".into())),
             Statement::CreateTable(create) if create.query.is_some() => {
                 refuse_table_kinds(&create)?;
                 self.create_table_as(create).await
@@ -1324,9 +1392,10 @@ impl Session {
                     let mut guard = storage.lock().await;
                     std::mem::replace(&mut *guard, self.db().begin(Isolation::ReadCommitted))
                 };
-                if !failed {
-                    txn.commit().await?;
-                }
+                let committed = if failed { Ok(None) } else { txn.commit().await };
+                // Transaction-level advisory locks end once the commit is applied.
+                self.handle.end_transaction();
+                committed?;
                 if chain {
                     self.begin(&[])?;
                 }
@@ -1421,6 +1490,10 @@ impl Session {
                     self.parameter_changes.push(change);
                 }
             }
+        }
+        if rolled_back {
+            // A commit releases them once it is applied ([`Session::commit`]).
+            self.handle.end_transaction();
         }
         // Per-transaction characteristics end with the block.
         let _ = self.vars.reset("transaction_isolation");
@@ -1611,6 +1684,7 @@ impl Session {
                 let changes = self.vars.reset_all();
                 self.parameter_changes.extend(changes);
                 self.sql_prepared.clear();
+                self.handle.unlock_all();
                 self.sync_datafusion_settings();
                 Ok(StatementResult::Command("DISCARD ALL".into()))
             }
@@ -1691,6 +1765,7 @@ impl Session {
     /// Makes DataFusion see the settings it depends on (the session time zone).
     fn sync_datafusion_settings(&mut self) {
         self.lock_timeout = self.vars.lock_timeout();
+        self.handle.set_lock_timeout(self.lock_timeout);
         let tz = arrow_timezone(&self.vars.get("TimeZone").unwrap_or_else(|_| "UTC".into()));
         // DataFusion resolves unqualified names in one schema: the first of search_path.
         let schema = self

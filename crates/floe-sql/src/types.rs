@@ -42,6 +42,8 @@ pub enum SqlType {
     Jsonb,
     Oid,
     Array(Box<SqlType>),
+    /// What a function returning nothing returns (`pg_sleep`): prints as an empty string.
+    Void,
     /// A parameter whose type nothing determines yet (PostgreSQL's `unknown`).
     Unknown,
 }
@@ -62,6 +64,7 @@ impl SqlType {
             SqlType::Float4 => 700,
             SqlType::Float8 => 701,
             SqlType::Unknown => 705,
+            SqlType::Void => 2278,
             SqlType::Bpchar => 1042,
             SqlType::Varchar => 1043,
             SqlType::Date => 1082,
@@ -100,7 +103,7 @@ impl SqlType {
             SqlType::Uuid => 2951,
             SqlType::Json => 199,
             SqlType::Jsonb => 3807,
-            SqlType::Array(_) | SqlType::Unknown => 0,
+            SqlType::Array(_) | SqlType::Unknown | SqlType::Void => 0,
         }
     }
 
@@ -167,6 +170,7 @@ impl SqlType {
             SqlType::Oid => "oid".into(),
             SqlType::Array(inner) => format!("{}[]", inner.name()),
             SqlType::Unknown => "unknown".into(),
+            SqlType::Void => "void".into(),
         }
     }
 
@@ -179,6 +183,7 @@ impl SqlType {
             SqlType::Varchar => Some("varchar"),
             SqlType::Bpchar => Some("bpchar"),
             SqlType::Name => Some("name"),
+            SqlType::Void => Some("void"),
             _ => None,
         }
     }
@@ -201,7 +206,8 @@ impl SqlType {
             | SqlType::Uuid
             | SqlType::Json
             | SqlType::Jsonb
-            | SqlType::Unknown => DataType::Utf8,
+            | SqlType::Unknown
+            | SqlType::Void => DataType::Utf8,
             SqlType::Bytea => DataType::Binary,
             SqlType::Date => DataType::Date32,
             SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -233,6 +239,7 @@ impl SqlType {
                 "varchar" => return SqlType::Varchar,
                 "bpchar" => return SqlType::Bpchar,
                 "name" => return SqlType::Name,
+                "void" => return SqlType::Void,
                 _ => {}
             }
         }

@@ -24,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
+use crate::advisory::AdvisoryLocks;
 use crate::catalog::{Catalog, CatalogChange, DatabaseDef, IndexDef, SchemaDef, TableDef};
 use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::checkpoint::{
@@ -266,6 +267,7 @@ pub struct Db {
     checkpointer_thread: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
     next_txn_id: AtomicU64,
+    advisory_locks: AdvisoryLocks,
 }
 
 impl Db {
@@ -371,6 +373,7 @@ impl Db {
             checkpointer_thread: Mutex::new(Some(checkpointer)),
             closed: AtomicBool::new(false),
             next_txn_id: AtomicU64::new(1),
+            advisory_locks: AdvisoryLocks::default(),
         }))
     }
 
@@ -485,6 +488,11 @@ impl Db {
     /// The row locks.
     pub fn locks(&self) -> &LockManager {
         &self.inner.locks
+    }
+
+    /// The advisory locks sessions take (`pg_advisory_lock`).
+    pub fn advisory_locks(&self) -> &AdvisoryLocks {
+        &self.advisory_locks
     }
 
     /// Whether any transaction holds a relation lock now (one atomic load: the statement fast

@@ -1,8 +1,8 @@
 //! Floe's storage: where rows live and how commits become durable.
 //!
 //! Owns the commit clock, the commit log, checkpoints and catalog (RocksDB), the MVCC hot tier,
-//! row locks, transactions, sequences, the change stream and the DataFusion `TableProvider`
-//! over it all.
+//! row and advisory locks, transactions, sequences, the change stream and the DataFusion
+//! `TableProvider` over it all.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
@@ -11,6 +11,7 @@
 //! snapshot at `ts` sees exactly the commits with `commit_ts <= ts` (plus its transaction's
 //! own writes).
 
+pub mod advisory;
 pub mod catalog;
 pub mod changes;
 pub mod checkpoint;

@@ -62,7 +62,7 @@ fn type_size(sql_type: &SqlType) -> i16 {
     match sql_type {
         SqlType::Bool => 1,
         SqlType::Int2 => 2,
-        SqlType::Int4 | SqlType::Float4 | SqlType::Date | SqlType::Oid => 4,
+        SqlType::Int4 | SqlType::Float4 | SqlType::Date | SqlType::Oid | SqlType::Void => 4,
         SqlType::Int8
         | SqlType::Float8
         | SqlType::Time

@@ -708,7 +708,9 @@ impl Connection {
         let timeout = session.vars().statement_timeout_ms();
         if let Some(prepared) = session.cached_statement(sql) {
             let cancel = Cancellation::new(control.clone(), timeout);
-            return self.run_prepared(client, session, &prepared, &cancel).await;
+            return self
+                .run_statement(client, session, &prepared, &cancel)
+                .await;
         }
         let statements = session.parse(sql)?;
         if statements.is_empty() {
@@ -726,7 +728,9 @@ impl Connection {
             let cancel = Cancellation::new(control.clone(), timeout);
             let prepared = Arc::new(cancel.run(session.prepare(statement, &[])).await??);
             session.cache_statement(sql, prepared.clone());
-            return self.run_prepared(client, session, &prepared, &cancel).await;
+            return self
+                .run_statement(client, session, &prepared, &cancel)
+                .await;
         }
         // Several statements run as one implicit transaction, as in PostgreSQL.
         let outcome = self
@@ -762,7 +766,7 @@ impl Connection {
             let cancel = Cancellation::new(control.clone(), session.vars().statement_timeout_ms());
             let prepared = Arc::new(cancel.run(session.prepare(Some(statement), &[])).await??);
             let flow = self
-                .run_prepared(client, session, &prepared, &cancel)
+                .run_statement(client, session, &prepared, &cancel)
                 .await?;
             if flow == Flow::CopyIn {
                 if i + 1 < count {
@@ -775,6 +779,31 @@ impl Connection {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Runs one prepared statement of a simple query ([`Connection::run_prepared`]) and ends
+    /// it ([`Session::finish_statement`]), sending the notices its functions left.
+    async fn run_statement<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        prepared: &Prepared,
+        cancel: &Cancellation,
+    ) -> Result<Flow, Failure>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<C::Error>,
+    {
+        let outcome = self.run_prepared(client, session, prepared, cancel).await;
+        session.finish_statement(outcome.is_ok());
+        if outcome.is_ok() {
+            // On failure they go out with the error.
+            send_notices(client, session.take_notices())
+                .await
+                .map_err(Failure::Connection)?;
+        }
+        outcome
     }
 
     /// Executes one prepared statement of a simple query and sends its results.
@@ -1120,6 +1149,8 @@ impl ExtendedQueryHandler for Connection {
             if result.is_err() {
                 session.on_statement_error();
             }
+            // Its notices go out at Sync.
+            session.finish_statement(result.is_ok());
             client.set_transaction_status(txn_status(session.txn_status()));
         }
         result

@@ -343,11 +343,14 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
         SqlType::Float4 => ScalarValue::Float32(Some(from_sql::<f32>(ty, raw)?)),
         SqlType::Float8 => ScalarValue::Float64(Some(from_sql::<f64>(ty, raw)?)),
         SqlType::Numeric => decode_binary_numeric(raw)?,
-        SqlType::Text | SqlType::Varchar | SqlType::Bpchar | SqlType::Name | SqlType::Unknown => {
-            ScalarValue::Utf8(Some(
-                std::str::from_utf8(raw).map_err(|e| e.to_string())?.into(),
-            ))
-        }
+        SqlType::Text
+        | SqlType::Varchar
+        | SqlType::Bpchar
+        | SqlType::Name
+        | SqlType::Unknown
+        | SqlType::Void => ScalarValue::Utf8(Some(
+            std::str::from_utf8(raw).map_err(|e| e.to_string())?.into(),
+        )),
         SqlType::Json => ScalarValue::Utf8(Some(
             std::str::from_utf8(raw).map_err(|e| e.to_string())?.into(),
         )),

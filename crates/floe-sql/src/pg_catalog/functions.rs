@@ -262,8 +262,9 @@ fn table_is_visible(db: &Db, oid: u32, path: &[String]) -> bool {
     false
 }
 
-/// A relation's name as `regclass` prints it: qualified unless in `public` or `pg_catalog`.
-pub(crate) fn regclass_name(db: &Db, oid: u32) -> String {
+/// A relation's name as `regclass` prints it: qualified unless the search path `path` finds
+/// it by its bare name (without a path: unless in `public` or `pg_catalog`).
+pub(crate) fn regclass_name(db: &Db, oid: u32, path: Option<&[String]>) -> String {
     if let Some(t) = SYSTEM_TABLES.iter().find(|t| t.oid == oid) {
         return t.name.to_string();
     }
@@ -274,8 +275,16 @@ pub(crate) fn regclass_name(db: &Db, oid: u32) -> String {
         return format!("information_schema.{}", t.name);
     }
     let catalog = db.catalog();
+    let visible = match path {
+        Some(path) => table_is_visible(db, oid, path),
+        None => false,
+    };
     let named = |def: &TableDef, name: &str| {
-        if def.schema == crate::engine::DEFAULT_SCHEMA {
+        let bare = match path {
+            Some(_) => visible,
+            None => def.schema == crate::engine::DEFAULT_SCHEMA,
+        };
+        if bare {
             oids::quote_ident(name)
         } else {
             format!(
@@ -415,6 +424,90 @@ fn table_bytes(db: &Db, oid: u32) -> i64 {
     db.table(oid).map(|t| t.hot.bytes() as i64).unwrap_or(0)
 }
 
+/// An OID function of a name (`to_regclass` & co.): NULL for a NULL name and where `lookup`
+/// finds nothing. Arguments after the name are the session's, added by the rewriter.
+fn name_to_oid(
+    name: &'static str,
+    args: usize,
+    lookup: impl Fn(&str, &[Option<String>]) -> crate::SqlResult<Option<u32>> + Send + Sync + 'static,
+) -> ScalarUDF {
+    function(
+        name,
+        up_to(1, args, Volatility::Stable),
+        DataType::Int64,
+        move |arrays, rows| {
+            let texts: Vec<Option<StringArray>> = (0..arrays.len())
+                .map(|i| text_arg(arrays, i))
+                .collect::<DfResult<_>>()?;
+            let mut out = Int64Builder::new();
+            for row in 0..rows {
+                let values: Vec<Option<String>> = texts.iter().map(|a| text_at(a, row)).collect();
+                match values.first().cloned().flatten() {
+                    Some(text) => {
+                        out.append_option(lookup(&text, &values[1..])?.map(i64::from));
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Ok(Arc::new(out.finish()))
+        },
+    )
+}
+
+/// What `to_regclass(name)` & co. call: the rewriter wraps each in its type's printer
+/// (`floe_regclass(floe_to_regclass(name, path, database))`), so the result prints as a name
+/// and compares as an OID, like `'name'::regclass`.
+fn to_reg_functions(db: Arc<Db>) -> Vec<ScalarUDF> {
+    use super::rewrite::{parse_qualified, resolve_class, resolve_namespace, resolve_type};
+    use crate::error::sqlstate;
+    let not_found = |codes: &'static [&'static str]| {
+        move |e: crate::SqlError| {
+            if codes.contains(&e.code) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    };
+    let class_db = db.clone();
+    vec![
+        name_to_oid("floe_to_regclass", 3, move |text, session| {
+            let path = search_path(session.first().cloned().flatten());
+            let database = session.get(1).cloned().flatten().unwrap_or_default();
+            resolve_class(&class_db, &database, &path, text)
+                .map(Some)
+                .or_else(not_found(&[
+                    sqlstate::UNDEFINED_TABLE,
+                    sqlstate::INVALID_TEXT_REPRESENTATION,
+                ]))
+        }),
+        name_to_oid("floe_to_regtype", 1, move |text, _| {
+            resolve_type(text)
+                .map(Some)
+                .or_else(not_found(&[sqlstate::UNDEFINED_OBJECT]))
+        }),
+        name_to_oid("floe_to_regnamespace", 2, move |text, session| {
+            let database = session.first().cloned().flatten().unwrap_or_default();
+            resolve_namespace(&db, &database, text)
+                .map(Some)
+                .or_else(not_found(&[sqlstate::INVALID_SCHEMA_NAME]))
+        }),
+        name_to_oid("floe_to_regproc", 1, |text, _| {
+            Ok(match parse_qualified(text).as_deref() {
+                Some([name]) => system::procs().unique(name),
+                Some([schema, name]) if schema == "pg_catalog" => system::procs().unique(name),
+                _ => None,
+            })
+        }),
+        name_to_oid("floe_to_regrole", 1, |text, _| {
+            Ok(match parse_qualified(text).as_deref() {
+                Some([name]) => system::ROLES.iter().find(|r| r.1 == name).map(|r| r.0),
+                _ => None,
+            })
+        }),
+    ]
+}
+
 /// Every catalog function.
 pub(crate) fn all(db: Arc<Db>) -> Vec<ScalarUDF> {
     let mut fns = vec![
@@ -435,10 +528,10 @@ pub(crate) fn all(db: Arc<Db>) -> Vec<ScalarUDF> {
             Some(role_name(oid).map_or_else(|| oid.to_string(), str::to_string))
         }),
         oid_to_text("floe_regproc", 1, 1, Volatility::Stable, |oid, _| {
-            Some(if oid == 0 {
-                "-".into()
-            } else {
-                oid.to_string()
+            Some(match (oid, system::procs().name(oid)) {
+                (0, _) => "-".into(),
+                (_, Some(name)) => name.to_string(),
+                (_, None) => oid.to_string(),
             })
         }),
         oid_to_text(
@@ -579,12 +672,33 @@ pub(crate) fn all(db: Arc<Db>) -> Vec<ScalarUDF> {
     fns.push(with_db("pg_get_viewdef", 1, 2, |db, oid, _| {
         view_definition(db, oid)
     }));
-    fns.push(with_db("floe_regclass", 1, 1, |db, oid, _| {
-        Some(regclass_name(db, oid))
-    }));
+    {
+        let db = db.clone();
+        fns.push(function(
+            "floe_regclass",
+            up_to(1, 2, Volatility::Stable),
+            DataType::Utf8,
+            move |args, rows| {
+                let oids = int_arg(args, 0)?;
+                let paths = text_arg(args, 1)?;
+                let mut out = StringBuilder::new();
+                for row in 0..rows {
+                    match int_at(&oids, row) {
+                        Some(oid) => {
+                            let path = paths.as_ref().map(|_| search_path(text_at(&paths, row)));
+                            out.append_value(regclass_name(&db, oid as u32, path.as_deref()));
+                        }
+                        None => out.append_null(),
+                    }
+                }
+                Ok(Arc::new(out.finish()))
+            },
+        ));
+    }
     fns.push(with_db("floe_regnamespace", 1, 1, |db, oid, _| {
         Some(namespace_name(db, oid).unwrap_or_else(|| oid.to_string()))
     }));
+    fns.extend(to_reg_functions(db.clone()));
     fns.push(oid_to_int("pg_relation_size", db.clone(), table_bytes));
     fns.push(oid_to_int("pg_table_size", db.clone(), table_bytes));
     fns.push(oid_to_int(

@@ -320,6 +320,7 @@ pub(crate) fn type_info(t: &SqlType) -> TypeInfo {
         SqlType::Float4 => ("float4", 4, true, "N", "i", "p"),
         SqlType::Float8 => ("float8", 8, true, "N", "d", "p"),
         SqlType::Unknown => ("unknown", -2, false, "X", "c", "p"),
+        SqlType::Void => ("void", 4, true, "P", "i", "p"),
         SqlType::Bpchar => ("bpchar", -1, false, "S", "i", "x"),
         SqlType::Varchar => ("varchar", -1, false, "S", "i", "x"),
         SqlType::Date => ("date", 4, true, "D", "i", "p"),
@@ -358,7 +359,7 @@ pub(crate) fn type_info(t: &SqlType) -> TypeInfo {
         typname: typname.to_string(),
         typlen: len,
         typbyval: byval,
-        typtype: if matches!(t, SqlType::Unknown) {
+        typtype: if matches!(t, SqlType::Unknown | SqlType::Void) {
             "p"
         } else {
             "b"

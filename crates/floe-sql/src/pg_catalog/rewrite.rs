@@ -10,6 +10,8 @@
 //!   the session's search path (an unknown name is PostgreSQL's error); `x::regclass` of a
 //!   value prints the name (`floe_regclass(x)`), except where it is compared or cast back to
 //!   an integer;
+//! - `to_regclass(name)` (`to_regtype`, `to_regproc`, `to_regnamespace`, `to_regrole`) looks the
+//!   name up when it runs (NULL if there is no such object) and prints like `x::regclass`;
 //! - `current_schemas(b)`, `pg_table_is_visible(oid)`, `pg_get_serial_sequence(t, c)` and
 //!   `pg_settings` see the session's search path, database and settings;
 //! - `array_position` is an `integer`, as in PostgreSQL;
@@ -34,6 +36,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+
+use floe_storage::Db;
 
 use super::oids;
 use super::system::{self, PG_SETTINGS};
@@ -269,7 +273,8 @@ const PRINTERS: [&str; 5] = [
 fn unwrap_printer(expr: &mut Expr) {
     if let Expr::Function(f) = expr {
         if function_name(f).is_some_and(|n| PRINTERS.contains(&n.as_str())) {
-            if let [arg] = function_args(f).as_slice() {
+            // The printed value is the first argument; the others are the session's.
+            if let Some(arg) = function_args(f).first() {
                 *expr = (*arg).clone();
             }
         }
@@ -396,30 +401,9 @@ impl Expressions<'_> {
             return Ok(oid);
         }
         match reg {
-            Reg::Class => self.resolve_class(text),
+            Reg::Class => resolve_class(self.session.db(), self.database(), &self.path, text),
             Reg::Type => resolve_type(text),
-            Reg::Namespace => {
-                let name = parse_qualified(text)
-                    .filter(|p| p.len() == 1)
-                    .map(|mut p| p.remove(0))
-                    .unwrap_or_else(|| text.to_string());
-                match name.as_str() {
-                    PG_CATALOG => Ok(oids::PG_CATALOG_OID),
-                    "information_schema" => Ok(oids::INFORMATION_SCHEMA_OID),
-                    _ => self
-                        .session
-                        .db()
-                        .catalog()
-                        .schema(self.database(), &name)
-                        .map(|s| s.oid)
-                        .ok_or_else(|| {
-                            SqlError::new(
-                                sqlstate::INVALID_SCHEMA_NAME,
-                                format!("schema \"{name}\" does not exist"),
-                            )
-                        }),
-                }
-            }
+            Reg::Namespace => resolve_namespace(self.session.db(), self.database(), text),
             Reg::Role => system::ROLES
                 .iter()
                 .find(|r| r.1 == text.trim().trim_matches('"'))
@@ -434,57 +418,6 @@ impl Expressions<'_> {
                 sqlstate::UNDEFINED_FUNCTION,
                 format!("function \"{text}\" does not exist"),
             )),
-        }
-    }
-
-    fn resolve_class(&self, text: &str) -> SqlResult<u32> {
-        let missing = || {
-            SqlError::new(
-                sqlstate::UNDEFINED_TABLE,
-                format!("relation \"{text}\" does not exist"),
-            )
-        };
-        let parts = parse_qualified(text).ok_or_else(|| {
-            SqlError::new(
-                sqlstate::INVALID_TEXT_REPRESENTATION,
-                format!("invalid name syntax: \"{text}\""),
-            )
-        })?;
-        let (schema, name) = match parts.as_slice() {
-            [name] => (None, name.as_str()),
-            [schema, name] => (Some(schema.as_str()), name.as_str()),
-            [database, schema, name] if database == self.database() => {
-                (Some(schema.as_str()), name.as_str())
-            }
-            _ => return Err(missing()),
-        };
-        let system = |schema: &str| match schema {
-            PG_CATALOG => system::system_table(name).map(|t| t.oid),
-            "information_schema" => super::information_schema::table(name).map(|t| t.oid),
-            _ => None,
-        };
-        let catalog = self.session.db().catalog();
-        let in_schema = |schema: &str| -> Option<u32> {
-            if let Some(oid) = system(schema) {
-                return Some(oid);
-            }
-            if let Some(def) = catalog.relation_by_name(self.database(), schema, name) {
-                return Some(def.id);
-            }
-            catalog
-                .relations_in(self.database(), schema)
-                .find_map(|def| {
-                    oids::indexes(def)
-                        .into_iter()
-                        .find(|k| k.name == name)
-                        .map(|k| k.index_oid(def.id))
-                })
-        };
-        match schema {
-            Some(schema) => in_schema(schema).ok_or_else(missing),
-            None => system(PG_CATALOG)
-                .or_else(|| self.path.iter().find_map(|s| in_schema(s)))
-                .ok_or_else(missing),
         }
     }
 
@@ -541,8 +474,97 @@ impl Expressions<'_> {
     }
 }
 
+/// The OID of the relation `text` names (`'t'::regclass`, `to_regclass('t')`): in its schema
+/// if qualified, else in `pg_catalog` or the first schema of `path` that has it.
+pub(crate) fn resolve_class(
+    db: &Db,
+    database: &str,
+    path: &[String],
+    text: &str,
+) -> SqlResult<u32> {
+    let missing = || {
+        SqlError::new(
+            sqlstate::UNDEFINED_TABLE,
+            format!("relation \"{text}\" does not exist"),
+        )
+    };
+    let parts = parse_qualified(text).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::INVALID_TEXT_REPRESENTATION,
+            format!("invalid name syntax: \"{text}\""),
+        )
+    })?;
+    let (schema, name) = match parts.as_slice() {
+        [name] => (None, name.as_str()),
+        [schema, name] => (Some(schema.as_str()), name.as_str()),
+        [catalog_name, schema, name] if catalog_name == database => {
+            (Some(schema.as_str()), name.as_str())
+        }
+        [_, _, _] => {
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("cross-database references are not implemented: \"{text}\""),
+            ))
+        }
+        _ => {
+            return Err(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                format!("improper relation name (too many dotted names): {text}"),
+            ))
+        }
+    };
+    let system = |schema: &str| match schema {
+        PG_CATALOG => system::system_table(name).map(|t| t.oid),
+        "information_schema" => super::information_schema::table(name).map(|t| t.oid),
+        _ => None,
+    };
+    let catalog = db.catalog();
+    let in_schema = |schema: &str| -> Option<u32> {
+        if let Some(oid) = system(schema) {
+            return Some(oid);
+        }
+        if let Some(def) = catalog.relation_by_name(database, schema, name) {
+            return Some(def.id);
+        }
+        catalog.relations_in(database, schema).find_map(|def| {
+            oids::indexes(def)
+                .into_iter()
+                .find(|k| k.name == name)
+                .map(|k| k.index_oid(def.id))
+        })
+    };
+    match schema {
+        Some(schema) => in_schema(schema).ok_or_else(missing),
+        None => system(PG_CATALOG)
+            .or_else(|| path.iter().find_map(|s| in_schema(s)))
+            .ok_or_else(missing),
+    }
+}
+
+/// The OID of the schema `text` names (`'s'::regnamespace`, `to_regnamespace('s')`).
+pub(crate) fn resolve_namespace(db: &Db, database: &str, text: &str) -> SqlResult<u32> {
+    let name = parse_qualified(text)
+        .filter(|p| p.len() == 1)
+        .map(|mut p| p.remove(0))
+        .unwrap_or_else(|| text.to_string());
+    match name.as_str() {
+        PG_CATALOG => Ok(oids::PG_CATALOG_OID),
+        "information_schema" => Ok(oids::INFORMATION_SCHEMA_OID),
+        _ => db
+            .catalog()
+            .schema(database, &name)
+            .map(|s| s.oid)
+            .ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::INVALID_SCHEMA_NAME,
+                    format!("schema \"{name}\" does not exist"),
+                )
+            }),
+    }
+}
+
 /// The type OID a `'name'::regtype` literal names.
-fn resolve_type(text: &str) -> SqlResult<u32> {
+pub(crate) fn resolve_type(text: &str) -> SqlResult<u32> {
     let missing = || {
         SqlError::new(
             sqlstate::UNDEFINED_OBJECT,
@@ -649,7 +671,11 @@ impl VisitorMut for Expressions<'_> {
                             Err(err) => return self.fail(err),
                         }
                     } else {
-                        *expr = call(reg.printer(), vec![(**inner).clone()]);
+                        let mut args = vec![(**inner).clone()];
+                        if reg == Reg::Class {
+                            args.push(string_literal(&self.path_text()));
+                        }
+                        *expr = call(reg.printer(), args);
                     }
                 } else if is_integer_type(data_type) {
                     unwrap_printer(inner);
@@ -693,6 +719,33 @@ impl VisitorMut for Expressions<'_> {
                         ) {
                             *expr = cast;
                         }
+                    }
+                    (
+                        "to_regclass" | "to_regtype" | "to_regproc" | "to_regnamespace"
+                        | "to_regrole",
+                        1,
+                    ) => {
+                        let arg = function_args(f)[0].clone();
+                        let (printer, lookup) = match name.as_str() {
+                            "to_regclass" => (Reg::Class, "floe_to_regclass"),
+                            "to_regtype" => (Reg::Type, "floe_to_regtype"),
+                            "to_regproc" => (Reg::Proc, "floe_to_regproc"),
+                            "to_regnamespace" => (Reg::Namespace, "floe_to_regnamespace"),
+                            _ => (Reg::Role, "floe_to_regrole"),
+                        };
+                        let mut args = vec![arg];
+                        if printer == Reg::Class {
+                            args.push(string_literal(&self.path_text()));
+                        }
+                        if matches!(printer, Reg::Class | Reg::Namespace) {
+                            args.push(string_literal(self.database()));
+                        }
+                        // Prints as a name; compared or cast to an integer, it is the OID.
+                        let mut printed = vec![call(lookup, args)];
+                        if printer == Reg::Class {
+                            printed.push(string_literal(&self.path_text()));
+                        }
+                        *expr = call(printer.printer(), printed);
                     }
                     ("pg_table_is_visible", 1) => push_arg(f, string_literal(&self.path_text())),
                     ("pg_get_serial_sequence", 2) => {

@@ -149,6 +149,7 @@ pub(crate) const SYSTEM_TABLES: &[SystemTable] = &[
     empty("pg_user_mapping", 1418, PG_USER_MAPPING),
     // Views.
     view("pg_indexes", 12010, PG_INDEXES, pg_indexes),
+    view("pg_locks", 12019, PG_LOCKS, pg_locks),
     SystemTable {
         name: "pg_matviews",
         oid: 12011,
@@ -185,6 +186,64 @@ fn statics() -> DfResult<&'static PgCatalogStaticTables> {
         .get_or_init(|| PgCatalogStaticTables::try_new().map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| DataFusionError::Internal(format!("pg_catalog data: {e}")))
+}
+
+/// PostgreSQL's built-in functions (`pg_proc`) by OID and by name, for `regproc`.
+#[derive(Debug, Default)]
+pub(crate) struct Procs {
+    names: std::collections::HashMap<u32, String>,
+    oids: std::collections::HashMap<String, Vec<u32>>,
+}
+
+impl Procs {
+    /// The name of function `oid`.
+    pub(crate) fn name(&self, oid: u32) -> Option<&str> {
+        self.names.get(&oid).map(String::as_str)
+    }
+
+    /// The OID of the one function called `name`; `None` if there is none or more than one.
+    pub(crate) fn unique(&self, name: &str) -> Option<u32> {
+        match self.oids.get(name).map(Vec::as_slice) {
+            Some([oid]) => Some(*oid),
+            _ => None,
+        }
+    }
+}
+
+/// The built-in functions, read once from `pg_proc`'s rows.
+pub(crate) fn procs() -> &'static Procs {
+    static PROCS: OnceLock<Procs> = OnceLock::new();
+    PROCS.get_or_init(|| {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::{DataType, Int64Type};
+        let mut procs = Procs::default();
+        let Ok(statics) = statics() else {
+            return procs;
+        };
+        for batch in statics.pg_proc.data() {
+            let (Some(oids), Some(names)) =
+                (batch.column_by_name("oid"), batch.column_by_name("proname"))
+            else {
+                continue;
+            };
+            let (Ok(oids), Ok(names)) =
+                (cast(oids, &DataType::Int64), cast(names, &DataType::Utf8))
+            else {
+                continue;
+            };
+            let (oids, names) = (oids.as_primitive::<Int64Type>(), names.as_string::<i32>());
+            for row in 0..batch.num_rows() {
+                if oids.is_null(row) || names.is_null(row) {
+                    continue;
+                }
+                let (oid, name) = (oids.value(row) as u32, names.value(row).to_string());
+                procs.oids.entry(name.clone()).or_default().push(oid);
+                procs.names.insert(oid, name);
+            }
+        }
+        procs
+    })
 }
 
 impl SystemTable {
@@ -523,6 +582,26 @@ const PG_ROLES: Columns = &[
     ("rolbypassrls", Bool),
     ("rolconfig", TextArray),
     ("oid", Oid),
+];
+
+/// Floe shows its advisory locks here (row locks are not listed).
+const PG_LOCKS: Columns = &[
+    ("locktype", Text),
+    ("database", Oid),
+    ("relation", Oid),
+    ("page", Int4),
+    ("tuple", Int2),
+    ("virtualxid", Text),
+    ("transactionid", Text),
+    ("classid", Oid),
+    ("objid", Oid),
+    ("objsubid", Int2),
+    ("virtualtransaction", Text),
+    ("pid", Int4),
+    ("mode", Text),
+    ("granted", Bool),
+    ("fastpath", Bool),
+    ("waitstart", Text),
 ];
 
 const PG_USER: Columns = &[
@@ -1693,6 +1772,41 @@ fn pg_roles(_ctx: &Ctx) -> Vec<Row> {
                 (*sup).into(),
                 V::Null,
                 (*oid).into(),
+            ]
+        })
+        .collect()
+}
+
+fn pg_locks(ctx: &Ctx) -> Vec<Row> {
+    use floe_storage::advisory::AdvisoryNumber;
+    ctx.db
+        .advisory_locks()
+        .held()
+        .into_iter()
+        .map(|lock| {
+            // As PostgreSQL splits the key: high and low halves of a bigint (objsubid 1), or
+            // the two integers (objsubid 2).
+            let (classid, objid, objsubid) = match lock.key.number {
+                AdvisoryNumber::Int8(n) => ((n >> 32) as u32, n as u32, 1i16),
+                AdvisoryNumber::Int4Pair(a, b) => (a as u32, b as u32, 2),
+            };
+            vec![
+                "advisory".into(),
+                lock.key.database.into(),
+                V::Null,
+                V::Null,
+                V::Null,
+                V::Null,
+                V::Null,
+                classid.into(),
+                objid.into(),
+                objsubid.into(),
+                format!("{}/1", lock.holder).as_str().into(),
+                lock.holder.into(),
+                lock.mode.pg_name().into(),
+                true.into(),
+                false.into(),
+                V::Null,
             ]
         })
         .collect()

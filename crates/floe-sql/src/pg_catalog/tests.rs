@@ -50,6 +50,20 @@ impl Harness {
         let mut out = Vec::new();
         for statement in self.session.parse(sql)? {
             out.clear();
+            // As the wire layer does: the statement ends once its rows are out, or it failed.
+            let result = self.collect(statement, &mut out).await;
+            self.session.finish_statement(result.is_ok());
+            result?;
+        }
+        Ok(out)
+    }
+
+    async fn collect(
+        &mut self,
+        statement: datafusion::sql::sqlparser::ast::Statement,
+        out: &mut Vec<Vec<String>>,
+    ) -> SqlResult<()> {
+        {
             if let StatementResult::Rows { mut rows, .. } =
                 self.session.run_simple(statement).await?
             {
@@ -73,7 +87,7 @@ impl Harness {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn ok(&mut self, sql: &str) -> Vec<Vec<String>> {
@@ -303,5 +317,108 @@ async fn psql_describe_queries_plan_and_run() {
             &["amount", "numeric(12,2)", "NULL", "false", "NULL", "", ""],
             &["u", "text", "NULL", "false", "NULL", "", ""],
         ])
+    );
+}
+
+#[tokio::test]
+async fn to_reg_functions_look_names_up_when_they_run() {
+    let mut h = Harness::new();
+    h.ok("CREATE SCHEMA s; CREATE TABLE s.u (a int)").await;
+    assert_eq!(h.one("SELECT to_regtype('int4')").await, "integer");
+    assert_eq!(h.one("SELECT to_regtype('int4')::oid").await, "23");
+    assert_eq!(h.one("SELECT to_regtype('hstore')").await, "NULL");
+    assert_eq!(h.one("SELECT to_regclass('s.u')").await, "s.u");
+    assert_eq!(h.one("SELECT to_regclass('u')").await, "NULL");
+    assert_eq!(h.one("SELECT to_regproc('now')").await, "now");
+    assert_eq!(h.one("SELECT to_regnamespace('s')").await, "s");
+    h.ok("SET search_path = s, public").await;
+    // Visible along the search path: printed bare, as PostgreSQL prints regclass.
+    assert_eq!(h.one("SELECT to_regclass('u')").await, "u");
+    assert_eq!(h.one("SELECT 's.u'::regclass").await, "u");
+}
+
+#[tokio::test]
+async fn set_config_applies_when_the_statement_ends() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.one("SELECT set_config('application_name', 'x', false)")
+            .await,
+        "x"
+    );
+    assert_eq!(h.one("SHOW application_name").await, "x");
+    h.ok("BEGIN").await;
+    h.ok("SELECT set_config('application_name', 'y', true)")
+        .await;
+    assert_eq!(h.one("SHOW application_name").await, "y");
+    h.ok("COMMIT").await;
+    assert_eq!(h.one("SHOW application_name").await, "x");
+    let err = h
+        .run("SELECT set_config('application_name', 'z', false), 1 / 0")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "22012");
+    assert_eq!(h.one("SHOW application_name").await, "x");
+    let err = h
+        .run("SELECT set_config('nope', '1', false)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "42704");
+}
+
+/// The first value `sql` returns in `session`, ending the statement as the wire layer does.
+async fn first_value(session: &mut Session, sql: &str) -> String {
+    let statement = session.parse(sql).expect("parse").remove(0);
+    let StatementResult::Rows { mut rows, .. } = session.run_simple(statement).await.expect("run")
+    else {
+        panic!("{sql}: no rows");
+    };
+    let batch = rows.stream.next().await.expect("a batch").expect("ok");
+    let value = array_value_to_string(batch.column(0), 0).expect("text");
+    drop(rows);
+    session.finish_statement(true);
+    value
+}
+
+#[tokio::test]
+async fn advisory_locks_belong_to_the_session() {
+    let mut h = Harness::new();
+    let mut other = h
+        .engine
+        .new_session("postgres", "postgres", std::iter::empty())
+        .expect("session");
+    h.ok("SELECT pg_advisory_lock(1)").await;
+    assert_eq!(
+        first_value(&mut other, "SELECT pg_try_advisory_lock(1)").await,
+        "false"
+    );
+    h.ok("BEGIN; SELECT pg_advisory_xact_lock(2)").await;
+    assert_eq!(
+        first_value(&mut other, "SELECT pg_try_advisory_lock(2)").await,
+        "false"
+    );
+    h.ok("ROLLBACK").await;
+    assert_eq!(
+        first_value(&mut other, "SELECT pg_try_advisory_lock(2)").await,
+        "true"
+    );
+    // Outside a block the statement is the transaction.
+    h.ok("SELECT pg_advisory_xact_lock(3)").await;
+    assert_eq!(
+        first_value(&mut other, "SELECT pg_try_advisory_lock(3)").await,
+        "true"
+    );
+    assert_eq!(h.one("SELECT pg_advisory_unlock(3)").await, "false");
+    assert_eq!(h.session.take_notices().len(), 1);
+    // The session's end releases what it holds.
+    let h_session = std::mem::replace(
+        &mut h.session,
+        h.engine
+            .new_session("postgres", "postgres", std::iter::empty())
+            .expect("session"),
+    );
+    drop(h_session);
+    assert_eq!(
+        first_value(&mut other, "SELECT pg_try_advisory_lock(1)").await,
+        "true"
     );
 }
