@@ -13,10 +13,11 @@ from typecases import ARRAYS, SCALARS, SCALED_NUMERICS, WIDE_TIMESTAMPS, same
 
 
 # asyncpg has codecs of its own for a few array types; for the others it asks the server: it
-# runs `SELECT current_setting('jit'), set_config('jit', 'off', false)` and then its type
-# introspection query over pg_catalog.pg_type (and pg_range, pg_namespace, …).
+# runs `SELECT current_setting('jit'), set_config('jit', 'off', false)` (which works) and then
+# its type introspection query over pg_catalog.pg_type (and pg_range, pg_namespace, …), whose
+# answer from Floe sends asyncpg into endless recursion (RecursionError).
 INTROSPECTION_XFAIL = floe_xfail(
-    "asyncpg's type introspection needs set_config() and pg_catalog.pg_type, which Floe lacks"
+    "asyncpg's type introspection query over pg_type gets answers it recurses on forever"
 )
 ARRAYS_WITHOUT_INTROSPECTION = {"text[]"}
 

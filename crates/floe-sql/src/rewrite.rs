@@ -497,12 +497,88 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
     }
 }
 
-/// `$n::type` casts of placeholders in a statement: (n, type).
+/// The parameter types of functions whose placeholder arguments nothing else types (DataFusion
+/// infers placeholder types from comparisons, not from function signatures): name, arity, the
+/// type of each argument.
+const TYPED_ARGUMENTS: &[(&str, usize, &[ast::DataType])] = {
+    use ast::DataType as D;
+    const INT8: &[D] = &[D::BigInt(None)];
+    const INT4_PAIR: &[D] = &[D::Integer(None), D::Integer(None)];
+    const TEXT: &[D] = &[D::Text];
+    &[
+        ("pg_advisory_lock", 1, INT8),
+        ("pg_advisory_lock", 2, INT4_PAIR),
+        ("pg_advisory_lock_shared", 1, INT8),
+        ("pg_advisory_lock_shared", 2, INT4_PAIR),
+        ("pg_advisory_xact_lock", 1, INT8),
+        ("pg_advisory_xact_lock", 2, INT4_PAIR),
+        ("pg_advisory_xact_lock_shared", 1, INT8),
+        ("pg_advisory_xact_lock_shared", 2, INT4_PAIR),
+        ("pg_try_advisory_lock", 1, INT8),
+        ("pg_try_advisory_lock", 2, INT4_PAIR),
+        ("pg_try_advisory_lock_shared", 1, INT8),
+        ("pg_try_advisory_lock_shared", 2, INT4_PAIR),
+        ("pg_try_advisory_xact_lock", 1, INT8),
+        ("pg_try_advisory_xact_lock", 2, INT4_PAIR),
+        ("pg_try_advisory_xact_lock_shared", 1, INT8),
+        ("pg_try_advisory_xact_lock_shared", 2, INT4_PAIR),
+        ("pg_advisory_unlock", 1, INT8),
+        ("pg_advisory_unlock", 2, INT4_PAIR),
+        ("pg_advisory_unlock_shared", 1, INT8),
+        ("pg_advisory_unlock_shared", 2, INT4_PAIR),
+        ("pg_sleep", 1, &[D::DoublePrecision]),
+        ("set_config", 3, &[D::Text, D::Text, D::Boolean]),
+        ("to_regclass", 1, TEXT),
+        ("to_regtype", 1, TEXT),
+        ("to_regproc", 1, TEXT),
+        ("to_regnamespace", 1, TEXT),
+        ("to_regrole", 1, TEXT),
+    ]
+};
+
+/// The placeholder number of `$n`.
+fn placeholder_number(expr: &Expr) -> Option<usize> {
+    let mut inner = expr;
+    while let Expr::Nested(e) = inner {
+        inner = e;
+    }
+    match inner {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('$').and_then(|n| n.parse().ok()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The types a statement gives its placeholders: `$n::type` casts, and placeholders passed
+/// straight to functions with fixed parameter types ([`TYPED_ARGUMENTS`]): (n, type).
 pub fn placeholder_casts(statement: &Statement) -> Vec<(usize, ast::DataType)> {
     struct Casts(Vec<(usize, ast::DataType)>);
     impl ast::Visitor for Casts {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(function) = expr {
+                let name = function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if let FunctionArguments::List(list) = &function.args {
+                    let typed = TYPED_ARGUMENTS
+                        .iter()
+                        .find(|(n, arity, _)| *n == name && *arity == list.args.len());
+                    if let Some((_, _, types)) = typed {
+                        for (arg, data_type) in list.args.iter().zip(types.iter()) {
+                            if let Some(n) = arg_expr(arg).and_then(placeholder_number) {
+                                self.0.push((n, data_type.clone()));
+                            }
+                        }
+                    }
+                }
+            }
             if let Expr::Cast {
                 expr: inner,
                 data_type,

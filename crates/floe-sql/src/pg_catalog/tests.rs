@@ -331,10 +331,26 @@ async fn to_reg_functions_look_names_up_when_they_run() {
     assert_eq!(h.one("SELECT to_regclass('u')").await, "NULL");
     assert_eq!(h.one("SELECT to_regproc('now')").await, "now");
     assert_eq!(h.one("SELECT to_regnamespace('s')").await, "s");
+}
+
+#[tokio::test]
+async fn regclass_prints_bare_what_the_search_path_finds() {
+    let mut h = Harness::new();
+    h.ok("CREATE SCHEMA s; CREATE TABLE s.u (a int)").await;
     h.ok("SET search_path = s, public").await;
     // Visible along the search path: printed bare, as PostgreSQL prints regclass.
     assert_eq!(h.one("SELECT to_regclass('u')").await, "u");
-    assert_eq!(h.one("SELECT 's.u'::regclass").await, "u");
+    assert_eq!(
+        h.one("SELECT oid::regclass FROM pg_class WHERE relname = 'u'")
+            .await,
+        "u"
+    );
+    h.ok("SET search_path = public").await;
+    assert_eq!(
+        h.one("SELECT oid::regclass FROM pg_class WHERE relname = 'u'")
+            .await,
+        "s.u"
+    );
 }
 
 #[tokio::test]
