@@ -60,6 +60,8 @@ pub struct Engine {
     db: Arc<Db>,
     state: Arc<SessionState>,
     next_backend_pid: AtomicI32,
+    /// Temporary-schema slots (`pg_temp_N`) held by live sessions.
+    temp_slots: std::sync::Mutex<std::collections::BTreeSet<u32>>,
     /// The runtime parallel query plans run on (see [`Engine::executor`]).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -127,6 +129,7 @@ impl Engine {
             db,
             state: Arc::new(state),
             next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
+            temp_slots: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             executor: tokio::runtime::Handle::try_current().ok(),
         }))
     }
@@ -153,6 +156,26 @@ impl Engine {
     /// The shared DataFusion state sessions plan and execute with.
     pub fn state(&self) -> &Arc<SessionState> {
         &self.state
+    }
+
+    /// Claims the lowest temporary-schema slot no live session holds (`pg_temp_N` starts at
+    /// 3, like the first backend's in PostgreSQL).
+    pub(crate) fn claim_temp_slot(&self) -> u32 {
+        let mut slots = self.temp_slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = 3;
+        while slots.contains(&slot) {
+            slot += 1;
+        }
+        slots.insert(slot);
+        slot
+    }
+
+    /// Frees a slot once its session's temporary relations are gone.
+    pub(crate) fn release_temp_slot(&self, slot: u32) {
+        self.temp_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&slot);
     }
 
     /// Opens a session for `user` on `database` with the startup packet's parameters.

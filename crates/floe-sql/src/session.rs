@@ -40,6 +40,7 @@ mod dml;
 mod fast;
 mod index;
 mod locking;
+mod temp;
 mod view;
 
 pub(crate) use ddl::ident_name as fold_ident;
@@ -271,12 +272,16 @@ pub struct Session {
     /// What the session's functions reach while a statement runs: its advisory locks and
     /// `set_config` ([`crate::functions::handle`]).
     handle: Arc<SessionHandle>,
+    /// The slot of the session's temporary schema `pg_temp_N`, once it has one ([`temp`]).
+    temp_slot: Option<u32>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         // Advisory locks end with the session, however it ends.
         self.handle.end_session();
+        // So do its temporary relations.
+        self.end_temporary();
     }
 }
 
@@ -323,6 +328,7 @@ impl Session {
             ddl_locker: None,
             lock_timeout: None,
             handle,
+            temp_slot: None,
         };
         session.sync_datafusion_settings();
         Ok(session)
@@ -1201,7 +1207,7 @@ impl Session {
                 self.sync_datafusion_settings();
                 Ok(StatementResult::Command("RESET".into()))
             }
-            Statement::Discard { object_type } => self.discard(object_type),
+            Statement::Discard { object_type } => self.discard(object_type).await,
             // Floe has no cursors and no LISTEN: both are no-ops (asyncpg's pool sends them when
             // it hands a connection back).
             Statement::Close {
@@ -1672,7 +1678,7 @@ impl Session {
         })
     }
 
-    fn discard(&mut self, object: DiscardObject) -> SqlResult<StatementResult> {
+    async fn discard(&mut self, object: DiscardObject) -> SqlResult<StatementResult> {
         match object {
             DiscardObject::ALL => {
                 if self.txn.is_some() {
@@ -1681,6 +1687,7 @@ impl Session {
                         "DISCARD ALL cannot run inside a transaction block",
                     ));
                 }
+                self.discard_temp().await?;
                 let changes = self.vars.reset_all();
                 self.parameter_changes.extend(changes);
                 self.sql_prepared.clear();
@@ -1690,7 +1697,10 @@ impl Session {
             }
             DiscardObject::PLANS => Ok(StatementResult::Command("DISCARD PLANS".into())),
             DiscardObject::SEQUENCES => Ok(StatementResult::Command("DISCARD SEQUENCES".into())),
-            DiscardObject::TEMP => Ok(StatementResult::Command("DISCARD TEMP".into())),
+            DiscardObject::TEMP => {
+                self.discard_temp().await?;
+                Ok(StatementResult::Command("DISCARD TEMP".into()))
+            }
         }
     }
 

@@ -50,6 +50,7 @@ fn accounts_def(id: u32) -> TableDef {
         constraints: vec![],
         indexes: vec![],
         next_column_id: 5,
+        persistence: Default::default(),
     }
 }
 

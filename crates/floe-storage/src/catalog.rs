@@ -37,6 +37,9 @@ pub struct SchemaDef {
     pub database: String,
     /// The schema's name.
     pub name: String,
+    /// A session's temporary schema (`pg_temp_N`): in memory only, never written to disk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
 }
 
 /// One column of a table.
@@ -117,6 +120,41 @@ pub struct SequenceDef {
     pub owned_by: Option<(u32, u32)>,
 }
 
+/// What happens to a temporary table at the end of each transaction (`ON COMMIT …`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OnCommit {
+    /// Rows stay (the default).
+    #[default]
+    PreserveRows,
+    /// Every commit leaves the table empty.
+    DeleteRows,
+    /// The table is dropped when the transaction that created it commits.
+    Drop,
+}
+
+/// Whether a relation outlives its session (PostgreSQL's `relpersistence`).
+///
+/// A temporary relation lives in its session's temporary schema and in memory only: storage
+/// never writes its definition to the catalog on disk, its rows to the commit log or to a
+/// checkpoint, nor its sequence values; so nothing of it survives a restart. The session that
+/// owns it drops it when it ends.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Persistence {
+    /// An ordinary, durable relation.
+    #[default]
+    Permanent,
+    /// A temporary relation, with its `ON COMMIT` action (tables only; views and sequences
+    /// have [`OnCommit::PreserveRows`]).
+    Temporary(OnCommit),
+}
+
+impl Persistence {
+    /// Whether this is [`Persistence::Permanent`].
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Persistence::Permanent)
+    }
+}
+
 /// What a relation is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum RelationKind {
@@ -160,6 +198,10 @@ pub struct TableDef {
     pub indexes: Vec<IndexDef>,
     /// Next column id to hand out.
     pub next_column_id: u32,
+    /// Permanent or temporary (never serialised for temporary relations: they are not
+    /// persisted at all).
+    #[serde(default, skip_serializing_if = "Persistence::is_permanent")]
+    pub persistence: Persistence,
 }
 
 /// A secondary index of a table (PostgreSQL's `pg_index` row other than the primary key's).
@@ -200,6 +242,19 @@ impl TableDef {
     /// Whether this relation holds rows.
     pub fn is_table(&self) -> bool {
         matches!(self.kind, RelationKind::Table)
+    }
+
+    /// Whether this is a temporary relation (see [`Persistence`]).
+    pub fn is_temporary(&self) -> bool {
+        !self.persistence.is_permanent()
+    }
+
+    /// The `ON COMMIT` action of a temporary table (`None` for permanent relations).
+    pub fn on_commit(&self) -> Option<OnCommit> {
+        match self.persistence {
+            Persistence::Permanent => None,
+            Persistence::Temporary(action) => Some(action),
+        }
     }
 
     /// The index named `name`.
@@ -544,6 +599,7 @@ mod tests {
                 constraint: false,
             }],
             next_column_id: 3,
+            persistence: Persistence::Permanent,
         };
         let change = CatalogChange::PutRelation(Arc::new(def.clone()));
         let (key, value) = Catalog::persist(&change).unwrap();

@@ -297,7 +297,14 @@ impl Inner {
         let generation = state.next_generation;
         state.next_generation += 1;
         // After the snapshot: see the module doc for why the order matters.
-        let mut tables: Vec<Arc<TableData>> = self.tables.read().values().cloned().collect();
+        // Temporary tables are never written to disk.
+        let mut tables: Vec<Arc<TableData>> = self
+            .tables
+            .read()
+            .values()
+            .filter(|t| t.def.persistence.is_permanent())
+            .cloned()
+            .collect();
         tables.sort_by_key(|t| t.def.id);
         let written = match self.write_generation(generation, checkpoint_ts, &tables) {
             Ok(written) => written,

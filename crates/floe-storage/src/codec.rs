@@ -676,6 +676,7 @@ mod tests {
             constraints: vec![],
             indexes: vec![],
             next_column_id: 3,
+            persistence: Default::default(),
         }
     }
 

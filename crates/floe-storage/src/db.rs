@@ -25,7 +25,10 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
 use crate::advisory::AdvisoryLocks;
-use crate::catalog::{Catalog, CatalogChange, DatabaseDef, IndexDef, SchemaDef, TableDef};
+use crate::catalog::{
+    Catalog, CatalogChange, DatabaseDef, IndexDef, OnCommit, Persistence, RelationKind, SchemaDef,
+    TableDef,
+};
 use crate::changes::{ChangeLog, ChangeReader, CommitChanges, RowChange};
 use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger, CF_CHECKPOINT,
@@ -205,6 +208,9 @@ pub(crate) struct TableCommit {
     pub log: Option<EncodedLog>,
     /// The unique indexes the new rows were checked against (`None`: no new rows).
     pub unique_checked: Option<Vec<u32>>,
+    /// The table's persistence: a temporary table's rows are never logged, and its
+    /// `ON COMMIT` action applies.
+    pub persistence: Persistence,
 }
 
 /// A transaction's changes on their way to the committer.
@@ -555,10 +561,29 @@ impl Db {
         .await
     }
 
-    pub(crate) async fn submit(&self, mut body: CommitBody) -> StorageResult<u64> {
+    pub(crate) async fn submit(&self, body: CommitBody) -> StorageResult<u64> {
+        self.send(body)?
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Commits catalog changes and waits for them on this thread (for callers that cannot
+    /// await, such as a session ending in `Drop`). Meant for changes to temporary relations,
+    /// which are applied in memory without a disk write.
+    pub fn commit_catalog_blocking(&self, changes: Vec<CatalogChange>) -> StorageResult<u64> {
+        let answer = self.send(CommitBody {
+            catalog: changes,
+            tables: vec![],
+        })?;
+        futures::executor::block_on(answer).map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Hands a commit to the committer; the answer arrives once it is applied.
+    fn send(&self, mut body: CommitBody) -> StorageResult<oneshot::Receiver<StorageResult<u64>>> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(StorageError::Poisoned);
         }
+        apply_on_commit_actions(&mut body);
         for change in &mut body.catalog {
             if let CatalogChange::PutRelation(def) = change {
                 if def.is_table() {
@@ -586,7 +611,7 @@ impl Db {
                 })
                 .map_err(|_| StorageError::ShuttingDown)?;
         }
-        answer.await.map_err(|_| StorageError::ShuttingDown)?
+        Ok(answer)
     }
 
     /// Encodes a commit's log record: the buffer and where the record starts in it. It is
@@ -594,6 +619,12 @@ impl Db {
     /// copied; other tables' encoded entries are copied after them, and rows not encoded yet
     /// are encoded.
     fn build_record(body: &mut CommitBody) -> StorageResult<(Vec<u8>, usize)> {
+        // Temporary tables are never logged.
+        for table in body.tables.iter_mut() {
+            if !table.persistence.is_permanent() {
+                table.log = None;
+            }
+        }
         let host = body
             .tables
             .iter()
@@ -607,7 +638,7 @@ impl Db {
             .tables
             .iter()
             .enumerate()
-            .filter(|(i, _)| Some(*i) != host)
+            .filter(|(i, t)| Some(*i) != host && t.persistence.is_permanent())
             .map(|(_, t)| match &t.log {
                 Some(log) => 16 + log.bytes.len(),
                 None => {
@@ -634,7 +665,7 @@ impl Db {
             None => RecordBuilder::with_capacity(estimate),
         };
         for (i, table) in body.tables.iter_mut().enumerate() {
-            if Some(i) == host {
+            if Some(i) == host || !table.persistence.is_permanent() {
                 continue;
             }
             if table.truncate {
@@ -665,9 +696,9 @@ impl Db {
             )));
         };
         let mut states = self.inner.sequences.lock();
-        let state = self
-            .inner
-            .sequence_state(&mut states, sequence.id, params)?;
+        let state =
+            self.inner
+                .sequence_state(&mut states, sequence.id, params, sequence.is_temporary())?;
         let next = if state.called {
             match state.last.checked_add(params.increment) {
                 Some(v) if v <= params.max && v >= params.min => v,
@@ -687,7 +718,9 @@ impl Db {
         });
         if !reserved {
             let upto = next.saturating_add(params.increment.saturating_mul(SEQUENCE_RESERVE));
-            self.inner.persist_sequence(sequence.id, upto)?;
+            if !sequence.is_temporary() {
+                self.inner.persist_sequence(sequence.id, upto)?;
+            }
             state.reserved = Some(upto);
         }
         state.last = next;
@@ -701,11 +734,13 @@ impl Db {
             return Err(StorageError::Internal("not a sequence".into()));
         };
         let mut states = self.inner.sequences.lock();
-        let state = self
-            .inner
-            .sequence_state(&mut states, sequence.id, params)?;
+        let state =
+            self.inner
+                .sequence_state(&mut states, sequence.id, params, sequence.is_temporary())?;
         // After a crash, continue after `value` (a gap is allowed, a repeat is not).
-        self.inner.persist_sequence(sequence.id, value)?;
+        if !sequence.is_temporary() {
+            self.inner.persist_sequence(sequence.id, value)?;
+        }
         state.last = value;
         state.called = called;
         state.reserved = Some(value);
@@ -718,9 +753,9 @@ impl Db {
             return Err(StorageError::Internal("not a sequence".into()));
         };
         let mut states = self.inner.sequences.lock();
-        let state = self
-            .inner
-            .sequence_state(&mut states, sequence.id, params)?;
+        let state =
+            self.inner
+                .sequence_state(&mut states, sequence.id, params, sequence.is_temporary())?;
         Ok((state.last, state.called))
     }
 }
@@ -748,6 +783,7 @@ fn bootstrap(rocks: &DB, catalog: &mut Catalog) -> StorageResult<()> {
             oid: 2200,
             database: crate::DEFAULT_DATABASE.into(),
             name: crate::DEFAULT_SCHEMA.into(),
+            temporary: false,
         }),
     ];
     let mut batch = WriteBatch::default();
@@ -763,6 +799,58 @@ fn bootstrap(rocks: &DB, catalog: &mut Catalog) -> StorageResult<()> {
     sync.set_sync(true);
     rocks.write_opt(batch, &sync)?;
     Ok(())
+}
+
+/// Applies temporary tables' `ON COMMIT` actions to a commit: a table created `ON COMMIT
+/// DROP` (with the sequences it owns and the views that read it) never reaches the catalog,
+/// and rows written to an `ON COMMIT DELETE ROWS` table are dropped — every commit leaves such
+/// a table empty, so what a transaction wrote to it is all it could hold.
+fn apply_on_commit_actions(body: &mut CommitBody) {
+    let mut dropped: Vec<u32> = body
+        .catalog
+        .iter()
+        .filter_map(|change| match change {
+            CatalogChange::PutRelation(def) if def.on_commit() == Some(OnCommit::Drop) => {
+                Some(def.id)
+            }
+            _ => None,
+        })
+        .collect();
+    if !dropped.is_empty() {
+        // Dependents: owned sequences and views over dropped relations, to a fixed point.
+        loop {
+            let before = dropped.len();
+            for change in &body.catalog {
+                let CatalogChange::PutRelation(def) = change else {
+                    continue;
+                };
+                let depends = match &def.kind {
+                    RelationKind::Sequence(seq) => {
+                        seq.owned_by.is_some_and(|(t, _)| dropped.contains(&t))
+                    }
+                    RelationKind::View { depends_on, .. } => {
+                        depends_on.iter().any(|d| dropped.contains(d))
+                    }
+                    RelationKind::Table => false,
+                };
+                if depends && def.is_temporary() && !dropped.contains(&def.id) {
+                    dropped.push(def.id);
+                }
+            }
+            if dropped.len() == before {
+                break;
+            }
+        }
+        body.catalog.retain(|change| match change {
+            CatalogChange::PutRelation(def) => !dropped.contains(&def.id),
+            CatalogChange::DropRelation(id) => !dropped.contains(id),
+            _ => true,
+        });
+    }
+    body.tables.retain(|table| {
+        !dropped.contains(&table.table_id)
+            && table.persistence != Persistence::Temporary(OnCommit::DeleteRows)
+    });
 }
 
 /// Applies the log records after `after_ts` (the checkpoint's) to the tables; returns the last
@@ -909,10 +997,11 @@ impl Inner {
                 return next_ts;
             }
         };
+        let mut durable_commits = 0usize;
         for mut request in group {
             let catalog_writes = self
                 .validate(&request.body)
-                .and_then(|()| request.body.catalog.iter().map(Catalog::persist).collect());
+                .and_then(|()| self.durable_catalog_writes(&request.body.catalog));
             let catalog_writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = match catalog_writes {
                 Ok(writes) => writes,
                 Err(e) => {
@@ -924,17 +1013,28 @@ impl Inner {
             next_ts += 1;
             // The batch holds its own copy: drop the record now, not after the apply.
             let record = std::mem::take(&mut request.record);
-            let record_bytes = &record[request.record_start.min(record.len())..];
-            batch.put_cf(log_cf, ts.to_be_bytes(), record_bytes);
-            log_bytes += record_bytes.len() as u64;
+            // A commit that only touches temporary relations writes nothing at all: it gets
+            // its timestamp and is applied in memory.
+            let durable = !catalog_writes.is_empty()
+                || request
+                    .body
+                    .tables
+                    .iter()
+                    .any(|t| t.persistence.is_permanent());
+            if durable {
+                durable_commits += 1;
+                let record_bytes = &record[request.record_start.min(record.len())..];
+                batch.put_cf(log_cf, ts.to_be_bytes(), record_bytes);
+                log_bytes += record_bytes.len() as u64;
+            }
             drop(record);
-            for (key, value) in catalog_writes {
+            for (key, value) in &catalog_writes {
                 match value {
                     Some(value) => batch.put_cf(catalog_cf, key, value),
                     None => batch.delete_cf(catalog_cf, key),
                 }
             }
-            if !request.body.catalog.is_empty() {
+            if !catalog_writes.is_empty() {
                 let next_oid = self.catalog.read().next_oid;
                 batch.put_cf(
                     catalog_cf,
@@ -949,7 +1049,11 @@ impl Inner {
         }
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        if let Err(e) = self.rocks.write_opt(batch, &sync) {
+        let written = match durable_commits {
+            0 => Ok(()),
+            _ => self.rocks.write_opt(batch, &sync),
+        };
+        if let Err(e) = written {
             tracing::error!(error = %e, "commit log write failed; refusing further commits");
             self.poisoned.store(true, Ordering::Release);
             for (_, request) in accepted {
@@ -1022,7 +1126,9 @@ impl Inner {
     }
 
     /// Checks that the changes leave every relation name unique in its schema. Transactions
-    /// serialise DDL on a name with name locks; this is the last line of defence.
+    /// serialise DDL on a name with name locks; this is the last line of defence. Also checks
+    /// that temporary relations go into temporary schemas and permanent ones into permanent
+    /// schemas (so a permanent relation can never hide in a schema that is not persisted).
     fn validate_names(&self, changes: &[CatalogChange]) -> StorageResult<()> {
         let mut scratch = (**self.catalog.read()).clone();
         for change in changes {
@@ -1033,10 +1139,62 @@ impl Inner {
                         return Err(StorageError::DuplicateTable(def.name.clone()));
                     }
                 }
+                if let Some(schema) = scratch.schema(&def.database, &def.schema) {
+                    if schema.temporary != def.is_temporary() {
+                        return Err(StorageError::Internal(format!(
+                            "relation \"{}\" and its schema \"{}\" differ in persistence",
+                            def.name, def.schema
+                        )));
+                    }
+                }
             }
             scratch.apply(change);
         }
         Ok(())
+    }
+
+    /// The catalog keys a commit's changes write or delete: none for temporary schemas and
+    /// relations, which live in memory only.
+    fn durable_catalog_writes(
+        &self,
+        changes: &[CatalogChange],
+    ) -> StorageResult<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+        let mut writes = Vec::with_capacity(changes.len());
+        let mut scratch: Option<Catalog> = None;
+        for (i, change) in changes.iter().enumerate() {
+            let in_memory_only = match change {
+                CatalogChange::PutDatabase(_) | CatalogChange::DropDatabase(_) => false,
+                CatalogChange::PutSchema(schema) => schema.temporary,
+                CatalogChange::PutRelation(def) => def.is_temporary(),
+                // A drop writes nothing when what it drops is temporary, or gone already
+                // (then it is not on disk either), as of the changes before it.
+                CatalogChange::DropSchema(..) | CatalogChange::DropRelation(_) => {
+                    let catalog = scratch.get_or_insert_with(|| {
+                        let mut catalog = (**self.catalog.read()).clone();
+                        for earlier in &changes[..i] {
+                            catalog.apply(earlier);
+                        }
+                        catalog
+                    });
+                    match change {
+                        CatalogChange::DropSchema(database, name) => {
+                            catalog.schema(database, name).is_none_or(|s| s.temporary)
+                        }
+                        CatalogChange::DropRelation(id) => {
+                            catalog.relation(*id).is_none_or(|r| r.is_temporary())
+                        }
+                        _ => false,
+                    }
+                }
+            };
+            if let Some(catalog) = scratch.as_mut() {
+                catalog.apply(change);
+            }
+            if !in_memory_only {
+                writes.push(Catalog::persist(change)?);
+            }
+        }
+        Ok(writes)
     }
 
     fn apply(&self, ts: u64, body: CommitBody, horizon: u64) {
@@ -1051,6 +1209,10 @@ impl Inner {
             let Some(table) = tables.get(&commit.table_id) else {
                 continue;
             };
+            // A temporary table's changes stay in its session: nothing downstream (views,
+            // SUBSCRIBE) may read them.
+            let published = commit.persistence.is_permanent();
+            let changes_before = changes.len();
             let mut delta = 0;
             let indexed = !table.indexes.is_empty();
             let mut index_rows: Vec<(Key, Option<RowBytes>, Option<RowBytes>)> = Vec::new();
@@ -1089,6 +1251,9 @@ impl Inner {
                         });
                     }
                 });
+            if !published {
+                changes.truncate(changes_before);
+            }
             self.hot_bytes.fetch_add(delta as i64, Ordering::Relaxed);
             for index in &table.indexes {
                 match index_changes(index, &table.codec, &index_rows) {
@@ -1204,14 +1369,19 @@ impl Inner {
         states: &'a mut HashMap<u32, SequenceState>,
         id: u32,
         params: &crate::catalog::SequenceDef,
+        temporary: bool,
     ) -> StorageResult<&'a mut SequenceState> {
         let entry = match states.entry(id) {
             std::collections::hash_map::Entry::Occupied(e) => return Ok(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(e) => e,
         };
-        let stored = self
-            .rocks
-            .get_cf(cf(&self.rocks, CF_SEQUENCES)?, id.to_be_bytes())?;
+        // A temporary sequence is never stored.
+        let stored = match temporary {
+            true => None,
+            false => self
+                .rocks
+                .get_cf(cf(&self.rocks, CF_SEQUENCES)?, id.to_be_bytes())?,
+        };
         let state = match stored {
             // After a restart, continue past everything that may have been handed out.
             Some(bytes) => {

@@ -27,8 +27,8 @@ pub mod provider;
 pub mod txn;
 
 pub use catalog::{
-    Catalog, CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, IndexDef, PrimaryKey,
-    RelationKind, SchemaDef, SequenceDef, TableDef,
+    Catalog, CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, IndexDef, OnCommit, Persistence,
+    PrimaryKey, RelationKind, SchemaDef, SequenceDef, TableDef,
 };
 pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
 pub use checkpoint::{CheckpointFailpoint, CheckpointInfo};

@@ -775,12 +775,13 @@ impl Txn {
         let table_id = table.def.id;
         // The rows' log entry, encoded outside the write set's lock, while the log of the
         // table's earlier writes is complete.
-        let log_wanted = self
-            .writes
-            .lock()
-            .tables
-            .get(&table_id)
-            .is_none_or(|t| t.log_complete());
+        let log_wanted = table.def.persistence.is_permanent()
+            && self
+                .writes
+                .lock()
+                .tables
+                .get(&table_id)
+                .is_none_or(|t| t.log_complete());
         let encoded = match columns {
             Some(columns) if log_wanted && !rows.is_empty() => {
                 let mut bytes = Vec::new();
@@ -1014,6 +1015,7 @@ impl Txn {
                     let log_complete = t.log_complete();
                     TableCommit {
                         table_id,
+                        persistence: t.data.def.persistence,
                         codec: t.data.codec.clone(),
                         truncate: t.truncated,
                         log: t.log.filter(|l| log_complete && l.entries > 0),

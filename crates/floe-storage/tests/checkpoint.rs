@@ -47,6 +47,7 @@ fn accounts_def(db: &Db, name: &str) -> TableDef {
         constraints: vec![],
         indexes: vec![],
         next_column_id: 4,
+        persistence: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ fn accounts_def(db: &Db, name: &str) -> TableDef {
         constraints: vec![],
         indexes: vec![],
         next_column_id: 4,
+        persistence: Default::default(),
     }
 }
 
@@ -346,6 +347,7 @@ async fn sequences_never_repeat_across_restarts() {
         constraints: vec![],
         indexes: vec![],
         next_column_id: 1,
+        persistence: Default::default(),
     };
     let last;
     {

@@ -311,6 +311,7 @@ fn tables(ctx: &Ctx) -> Vec<Row> {
         .into_iter()
         .filter_map(|def| {
             let (kind, insertable) = match def.kind {
+                RelationKind::Table if def.is_temporary() => ("LOCAL TEMPORARY", true),
                 RelationKind::Table => ("BASE TABLE", true),
                 RelationKind::View { .. } => ("VIEW", false),
                 RelationKind::Sequence(_) => return None,

@@ -55,6 +55,7 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, session: &Session) ->
     let mut expressions = Expressions {
         session,
         path: session.search_path(),
+        relation_path: session.relation_path(),
         ctes: &ctes,
         error: None,
     };
@@ -381,7 +382,10 @@ fn plain_operator(parts: &[String]) -> Option<BinaryOperator> {
 /// First pass: names, operators, casts and session-dependent calls.
 struct Expressions<'a> {
     session: &'a Session,
+    /// The schemas of `search_path` that exist.
     path: Vec<String>,
+    /// Where relation names are looked up: the session's temporary schema first.
+    relation_path: Vec<String>,
     ctes: &'a HashSet<String>,
     error: Option<SqlError>,
 }
@@ -392,7 +396,7 @@ impl Expressions<'_> {
     }
 
     fn path_text(&self) -> String {
-        self.path.join(",")
+        self.relation_path.join(",")
     }
 
     /// The OID a `'text'::reg…` literal names.
@@ -401,7 +405,12 @@ impl Expressions<'_> {
             return Ok(oid);
         }
         match reg {
-            Reg::Class => resolve_class(self.session.db(), self.database(), &self.path, text),
+            Reg::Class => resolve_class(
+                self.session.db(),
+                self.database(),
+                &self.relation_path,
+                text,
+            ),
             Reg::Type => resolve_type(text),
             Reg::Namespace => resolve_namespace(self.session.db(), self.database(), text),
             Reg::Role => system::ROLES
@@ -475,7 +484,8 @@ impl Expressions<'_> {
 }
 
 /// The OID of the relation `text` names (`'t'::regclass`, `to_regclass('t')`): in its schema
-/// if qualified, else in `pg_catalog` or the first schema of `path` that has it.
+/// if qualified, else in `pg_catalog` or the first schema of `path` (the session's relation
+/// path, its temporary schema first) that has it.
 pub(crate) fn resolve_class(
     db: &Db,
     database: &str,
@@ -534,6 +544,12 @@ pub(crate) fn resolve_class(
         })
     };
     match schema {
+        // `pg_temp` is the session's temporary schema: the one on its relation path.
+        Some("pg_temp") => path
+            .iter()
+            .find(|s| s.starts_with("pg_temp_"))
+            .and_then(|s| in_schema(s))
+            .ok_or_else(missing),
         Some(schema) => in_schema(schema).ok_or_else(missing),
         None => system(PG_CATALOG)
             .or_else(|| path.iter().find_map(|s| in_schema(s)))
@@ -696,6 +712,14 @@ impl VisitorMut for Expressions<'_> {
                         };
                         if let Some(implicit) = implicit {
                             let mut schemas = Vec::new();
+                            if implicit {
+                                // PostgreSQL lists the temporary schema, once it exists.
+                                if let Some(temp) = self.session.temp_schema() {
+                                    if !self.path.contains(&temp) {
+                                        schemas.push(string_literal(&temp));
+                                    }
+                                }
+                            }
                             if implicit && !self.path.iter().any(|s| s == PG_CATALOG) {
                                 schemas.push(string_literal(PG_CATALOG));
                             }

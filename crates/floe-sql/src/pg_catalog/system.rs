@@ -1039,6 +1039,8 @@ struct ClassRow<'a> {
     natts: usize,
     checks: usize,
     hasindex: bool,
+    /// `relpersistence`: `p` (permanent) or `t` (temporary).
+    persistence: &'static str,
 }
 
 impl ClassRow<'_> {
@@ -1060,7 +1062,7 @@ impl ClassRow<'_> {
             0u32.into(),
             self.hasindex.into(),
             false.into(),
-            "p".into(),
+            self.persistence.into(),
             self.relkind.into(),
             (self.natts as i16).into(),
             (self.checks as i16).into(),
@@ -1112,6 +1114,7 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
                 natts: t.columns().len(),
                 checks: 0,
                 hasindex: false,
+                persistence: "p",
             }
             .row(),
         );
@@ -1128,11 +1131,13 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
                 natts: t.columns.len(),
                 checks: 0,
                 hasindex: false,
+                persistence: "p",
             }
             .row(),
         );
     }
     for (namespace, def) in relations(ctx) {
+        let persistence = if def.is_temporary() { "t" } else { "p" };
         let keys = oids::indexes(def);
         let (am, tuples, natts) = match &def.kind {
             RelationKind::Table => (oids::HEAP_AM_OID, row_count(ctx, def), def.columns.len()),
@@ -1155,6 +1160,7 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
                 natts,
                 checks,
                 hasindex: !keys.is_empty(),
+                persistence,
             }
             .row(),
         );
@@ -1170,6 +1176,7 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
                     natts: key.columns.len(),
                     checks: 0,
                     hasindex: false,
+                    persistence,
                 }
                 .row(),
             );

@@ -25,8 +25,8 @@ use datafusion::sql::sqlparser::ast::{
     TableConstraint,
 };
 use floe_storage::{
-    CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, PrimaryKey, RelationKind, SchemaDef,
-    SequenceDef, TableDef,
+    CatalogChange, ColumnDef, ConstraintDef, DatabaseDef, OnCommit, Persistence, PrimaryKey,
+    RelationKind, SchemaDef, SequenceDef, TableDef,
 };
 
 use super::{Notice, Session, StatementResult};
@@ -93,19 +93,41 @@ impl Session {
             .collect()
     }
 
-    /// The relation `name` refers to, looked up along `search_path` when unqualified.
+    /// The relation `name` refers to, looked up along [`Session::relation_path`] (the
+    /// session's temporary schema first) when unqualified. Naming another session's
+    /// temporary schema is 0A000.
     pub(crate) fn find_relation(&self, name: &ObjectName) -> SqlResult<Option<Arc<TableDef>>> {
+        self.find_relation_with(name, true)
+    }
+
+    /// [`Session::find_relation`]; `temporary`: whether a bare name may find a temporary
+    /// relation (not from a permanent view's query, which cannot read one).
+    pub(crate) fn find_relation_with(
+        &self,
+        name: &ObjectName,
+        temporary: bool,
+    ) -> SqlResult<Option<Arc<TableDef>>> {
         let (schema, relation) = self.split_name(name)?;
         let catalog = self.db().catalog();
         let found = match schema {
-            Some(schema) => catalog
-                .relation_by_name(&self.database, &schema, &relation)
-                .cloned(),
-            None => self.search_path().iter().find_map(|schema| {
+            Some(schema) => {
+                let schema = self.schema_alias(&schema);
+                self.check_schema_access(&schema)?;
                 catalog
-                    .relation_by_name(&self.database, schema, &relation)
+                    .relation_by_name(&self.database, &schema, &relation)
                     .cloned()
-            }),
+            }
+            None => {
+                let path = match temporary {
+                    true => self.relation_path(),
+                    false => self.search_path(),
+                };
+                path.iter().find_map(|schema| {
+                    catalog
+                        .relation_by_name(&self.database, schema, &relation)
+                        .cloned()
+                })
+            }
         };
         Ok(found)
     }
@@ -123,34 +145,6 @@ impl Session {
         })
     }
 
-    /// The schema a new relation named `name` goes into, and its unqualified name.
-    pub(super) fn creation_target(&self, name: &ObjectName) -> SqlResult<(String, String)> {
-        let (schema, relation) = self.split_name(name)?;
-        let schema = match schema {
-            Some(schema) => {
-                if self
-                    .db()
-                    .catalog()
-                    .schema(&self.database, &schema)
-                    .is_none()
-                {
-                    return Err(SqlError::new(
-                        sqlstate::INVALID_SCHEMA_NAME,
-                        format!("schema \"{schema}\" does not exist"),
-                    ));
-                }
-                schema
-            }
-            None => self.search_path().into_iter().next().ok_or_else(|| {
-                SqlError::new(
-                    sqlstate::INVALID_SCHEMA_NAME,
-                    "no schema has been selected to create in",
-                )
-            })?,
-        };
-        Ok((schema, relation))
-    }
-
     pub(super) fn notice(&mut self, message: String) {
         self.notices.push(Notice {
             severity: "NOTICE",
@@ -165,7 +159,15 @@ impl Session {
                 "CREATE TABLE AS is not supported yet",
             ));
         }
-        let (schema, name) = self.creation_target(&create.name)?;
+        let (schema, name, persistence) = self
+            .creation_target(&create.name, create.temporary, create.on_commit)
+            .await?;
+        // A serial column's sequence shares its table's life (but not its ON COMMIT action,
+        // which storage applies to the sequences a dropped table owns).
+        let sequence_persistence = match persistence {
+            Persistence::Permanent => Persistence::Permanent,
+            Persistence::Temporary(_) => Persistence::Temporary(OnCommit::PreserveRows),
+        };
         // Indexes share the relations' namespace.
         if super::index::name_taken(&self.db().catalog(), &self.database, &schema, &name) {
             if create.if_not_exists {
@@ -270,6 +272,7 @@ impl Session {
                     constraints: vec![],
                     indexes: vec![],
                     next_column_id: 1,
+                    persistence: sequence_persistence,
                 });
                 default = Some(format!("nextval('{schema}.{seq_name}'::regclass)"));
             }
@@ -382,6 +385,7 @@ impl Session {
             constraints,
             indexes: vec![],
             next_column_id,
+            persistence,
         };
         // Validates that every column type has a storage encoding before anything is written.
         floe_storage::TableCodec::new(&table).map_err(SqlError::from)?;
@@ -557,6 +561,7 @@ impl Session {
             oid,
             database: self.database.clone(),
             name: schema,
+            temporary: false,
         })])
         .await?;
         Ok(StatementResult::Command("CREATE SCHEMA".into()))
@@ -593,6 +598,7 @@ impl Session {
                 oid: schema_oid,
                 database,
                 name: floe_storage::DEFAULT_SCHEMA.into(),
+                temporary: false,
             }),
         ])
         .await?;
@@ -780,6 +786,9 @@ fn sequence_options(
 /// statements that are not DDL). Relations (tables, views, sequences, indexes) are locked by
 /// database and bare name — coarser than by schema, never finer — and schemas by name.
 pub(super) fn ddl_lock_names(statement: &Statement, database: &str) -> Vec<String> {
+    if super::temp::creates_temporary(statement) {
+        return Vec::new();
+    }
     let relation = |name: &ObjectName| {
         let parts = object_parts(name);
         format!(

@@ -130,8 +130,12 @@ impl Session {
         for object in &names {
             let (schema, name) = self.split_name(object)?;
             let schemas = match schema {
-                Some(schema) => vec![schema],
-                None => self.search_path(),
+                Some(schema) => {
+                    let schema = self.schema_alias(&schema);
+                    self.check_schema_access(&schema)?;
+                    vec![schema]
+                }
+                None => self.relation_path(),
             };
             let catalog = self.db().catalog();
             let mut found = None;

@@ -26,7 +26,9 @@ use datafusion::sql::sqlparser::ast::{
     self, AlterTable, AlterTableOperation, CreateTable, Ident, ObjectName, Query, Statement,
     TableAlias, TableAliasColumnDef, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
-use floe_storage::{CatalogChange, ColumnDef, RelationKind, TableCodec, TableData, TableDef};
+use floe_storage::{
+    CatalogChange, ColumnDef, Persistence, RelationKind, TableCodec, TableData, TableDef,
+};
 
 use super::ddl::ident_name;
 use super::{Notice, Session, StatementResult};
@@ -114,12 +116,14 @@ impl Session {
                 "CREATE MATERIALIZED VIEW is not supported yet",
             ));
         }
-        if create.temporary {
-            return Err(SqlError::not_supported(
-                "CREATE TEMPORARY VIEW is not supported yet",
-            ));
+        // A view that reads a temporary relation is temporary itself, as in PostgreSQL.
+        let depends_on = self.referenced_relations(&create.query)?;
+        let temporary = create.temporary || self.reads_temporary(&depends_on);
+        let (schema, name, persistence) =
+            self.creation_target(&create.name, temporary, None).await?;
+        if temporary && !create.temporary {
+            self.notice(format!("view \"{name}\" will be a temporary view"));
         }
-        let (schema, name) = self.creation_target(&create.name)?;
         let existing = self
             .db()
             .catalog()
@@ -162,7 +166,6 @@ impl Session {
         if let Some(existing) = &existing {
             check_replacement(existing, &columns)?;
         }
-        let depends_on = self.referenced_relations(&create.query)?;
         let id = match &existing {
             Some(existing) => existing.id,
             None => self.db().allocate_oid(),
@@ -182,6 +185,7 @@ impl Session {
             constraints: vec![],
             indexes: vec![],
             next_column_id,
+            persistence,
         };
         self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
             .await?;
@@ -341,14 +345,22 @@ impl Session {
 
     /// Replaces every reference to a view in `statement` by the view's query.
     pub(super) fn expand_views(&self, statement: &mut Statement) -> SqlResult<()> {
-        self.expand_views_at(statement, 0)
+        self.expand_views_at(statement, 0, true)
     }
 
-    fn expand_views_at(&self, statement: &mut Statement, depth: usize) -> SqlResult<()> {
+    /// Expands the views `statement` reads, `depth` views deep; `temporary`: whether its bare
+    /// names may mean temporary relations (not in a permanent view's query).
+    fn expand_views_at(
+        &self,
+        statement: &mut Statement,
+        depth: usize,
+        temporary: bool,
+    ) -> SqlResult<()> {
         let mut expander = ViewExpander {
             session: self,
             ctes: HashSet::new(),
             depth,
+            temporary,
             error: None,
         };
         let _ = statement.visit(&mut expander);
@@ -373,7 +385,7 @@ impl Session {
             .parse(query)?
             .pop()
             .ok_or_else(|| SqlError::internal("view has no query"))?;
-        self.expand_views_at(&mut statement, depth + 1)?;
+        self.expand_views_at(&mut statement, depth + 1, def.is_temporary())?;
         match statement {
             Statement::Query(query) => Ok(query),
             _ => Err(SqlError::internal("view definition is not a query")),
@@ -389,8 +401,16 @@ impl Session {
             return Err(SqlError::internal("CREATE TABLE AS without a query"));
         };
         let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
-        self.create_table_from_query(&create.name, &names, *query, create.if_not_exists)
-            .await
+        let (schema, name, persistence) = self
+            .creation_target(&create.name, create.temporary, create.on_commit)
+            .await?;
+        self.create_table_from_query(
+            (schema, name, persistence),
+            &names,
+            *query,
+            create.if_not_exists,
+        )
+        .await
     }
 
     /// `SELECT … INTO t FROM …`.
@@ -402,23 +422,22 @@ impl Session {
         let Some(into) = into else {
             return Err(SqlError::internal("SELECT INTO without INTO"));
         };
-        if into.temporary {
-            return Err(SqlError::not_supported(
-                "SELECT INTO a temporary table is not supported yet",
-            ));
-        }
-        self.create_table_from_query(&into.name, &[], query, false)
+        let target = self
+            .creation_target(&into.name, into.temporary, None)
+            .await?;
+        self.create_table_from_query(target, &[], query, false)
             .await
     }
 
+    /// Creates table `target` (schema, name, persistence) with `query`'s rows.
     async fn create_table_from_query(
         &mut self,
-        name: &ObjectName,
+        target: (String, String, Persistence),
         names: &[String],
         query: Query,
         if_not_exists: bool,
     ) -> SqlResult<StatementResult> {
-        let (schema, table_name) = self.creation_target(name)?;
+        let (schema, table_name, persistence) = target;
         if self
             .db()
             .catalog()
@@ -458,6 +477,7 @@ impl Session {
             constraints: vec![],
             indexes: vec![],
             next_column_id,
+            persistence,
         });
         let data = Arc::new(TableData::new(def.clone())?);
 
@@ -544,10 +564,15 @@ fn check_replacement(existing: &TableDef, columns: &[ColumnDef]) -> SqlResult<()
     Ok(())
 }
 
+/// Replaces views by their queries and qualifies bare names of temporary relations (which
+/// DataFusion, resolving bare names in one default schema, would not find or would resolve to
+/// a permanent relation they hide).
 struct ViewExpander<'a> {
     session: &'a Session,
     ctes: HashSet<String>,
     depth: usize,
+    /// Whether bare names may mean temporary relations.
+    temporary: bool,
     error: Option<SqlError>,
 }
 
@@ -581,11 +606,29 @@ impl VisitorMut for ViewExpander<'_> {
                 return ControlFlow::Continue(());
             }
         }
-        // Unknown names are left for the planner to report.
-        let Ok(Some(def)) = self.session.find_relation(name) else {
-            return ControlFlow::Continue(());
+        // Unknown names are left for the planner to report; another session's temporary
+        // schema is refused here.
+        let def = match self.session.find_relation_with(name, self.temporary) {
+            Ok(Some(def)) => def,
+            Ok(None) => return ControlFlow::Continue(()),
+            Err(err) if err.code == sqlstate::FEATURE_NOT_SUPPORTED => {
+                self.error = Some(err);
+                return ControlFlow::Break(());
+            }
+            Err(_) => return ControlFlow::Continue(()),
         };
         let RelationKind::View { query, .. } = &def.kind else {
+            if def.is_temporary() {
+                if alias.is_none() {
+                    *alias = Some(TableAlias {
+                        explicit: true,
+                        name: Ident::with_quote('"', def.name.clone()),
+                        columns: vec![],
+                        at: None,
+                    });
+                }
+                *name = Session::temp_qualified(&def);
+            }
             return ControlFlow::Continue(());
         };
         let subquery = match self.session.view_query(&def, query, self.depth) {
