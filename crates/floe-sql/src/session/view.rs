@@ -606,16 +606,18 @@ impl VisitorMut for ViewExpander<'_> {
                 return ControlFlow::Continue(());
             }
         }
-        // Unknown names are left for the planner to report; another session's temporary
-        // schema is refused here.
-        let def = match self.session.find_relation_with(name, self.temporary) {
-            Ok(Some(def)) => def,
-            Ok(None) => return ControlFlow::Continue(()),
-            Err(err) if err.code == sqlstate::FEATURE_NOT_SUPPORTED => {
-                self.error = Some(err);
-                return ControlFlow::Break(());
+        // Another session's temporary schema is refused here (DataFusion would read it).
+        if let [.., schema, _] = name.0.as_slice() {
+            if let Some(schema) = schema.as_ident() {
+                if let Err(err) = self.session.check_schema_access(&ident_name(schema)) {
+                    self.error = Some(err);
+                    return ControlFlow::Break(());
+                }
             }
-            Err(_) => return ControlFlow::Continue(()),
+        }
+        // Unknown names are left for the planner to report.
+        let Ok(Some(def)) = self.session.find_relation_with(name, self.temporary) else {
+            return ControlFlow::Continue(());
         };
         let RelationKind::View { query, .. } = &def.kind else {
             if def.is_temporary() {
