@@ -196,6 +196,9 @@ impl Drop for Snapshot {
     }
 }
 
+/// A catalog key to put (`Some` value) or delete (`None`).
+type CatalogWrite = (Vec<u8>, Option<Vec<u8>>);
+
 /// One table's part of a commit.
 #[derive(Debug)]
 pub(crate) struct TableCommit {
@@ -1002,7 +1005,7 @@ impl Inner {
             let catalog_writes = self
                 .validate(&request.body)
                 .and_then(|()| self.durable_catalog_writes(&request.body.catalog));
-            let catalog_writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = match catalog_writes {
+            let catalog_writes: Vec<CatalogWrite> = match catalog_writes {
                 Ok(writes) => writes,
                 Err(e) => {
                     let _ = request.reply.send(Err(e));
@@ -1158,7 +1161,7 @@ impl Inner {
     fn durable_catalog_writes(
         &self,
         changes: &[CatalogChange],
-    ) -> StorageResult<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    ) -> StorageResult<Vec<CatalogWrite>> {
         let mut writes = Vec::with_capacity(changes.len());
         let mut scratch: Option<Catalog> = None;
         for (i, change) in changes.iter().enumerate() {
