@@ -358,6 +358,7 @@ impl Session {
     ) -> SqlResult<()> {
         let mut expander = ViewExpander {
             session: self,
+            default_schema: self.search_path().into_iter().next(),
             ctes: HashSet::new(),
             depth,
             temporary,
@@ -564,11 +565,13 @@ fn check_replacement(existing: &TableDef, columns: &[ColumnDef]) -> SqlResult<()
     Ok(())
 }
 
-/// Replaces views by their queries and qualifies bare names of temporary relations (which
-/// DataFusion, resolving bare names in one default schema, would not find or would resolve to
-/// a permanent relation they hide).
+/// Replaces views by their queries and qualifies bare names of relations outside the first
+/// schema of `search_path`, temporary ones included (which DataFusion, resolving bare names in
+/// one default schema, would not find or would resolve to a relation they hide).
 struct ViewExpander<'a> {
     session: &'a Session,
+    /// The schema DataFusion resolves bare names in (the first existing one of search_path).
+    default_schema: Option<String>,
     ctes: HashSet<String>,
     depth: usize,
     /// Whether bare names may mean temporary relations.
@@ -620,7 +623,12 @@ impl VisitorMut for ViewExpander<'_> {
             return ControlFlow::Continue(());
         };
         let RelationKind::View { query, .. } = &def.kind else {
-            if def.is_temporary() {
+            // DataFusion resolves a bare name in the first schema of search_path only: a
+            // relation found further along the path (or in the temporary schema) is named
+            // with its schema, keeping the bare name as the range variable.
+            let bare = name.0.len() == 1;
+            let elsewhere = bare && self.default_schema.as_deref() != Some(def.schema.as_str());
+            if def.is_temporary() || elsewhere {
                 if alias.is_none() {
                     *alias = Some(TableAlias {
                         explicit: true,
