@@ -154,7 +154,6 @@ def test_psql_timestamp_difference(server):
     assert (out.returncode, out.stdout) == (0, "1 day 02:00:00\n"), out.stderr
 
 
-@floe_xfail("timestamp literals without seconds ('2024-01-01 00:00') are rejected")
 def test_psql_timestamp_literal_without_seconds(server):
     out = psql(server, "-At", "-c", "select timestamp '2024-01-01 10:30'")
     assert (out.returncode, out.stdout) == (0, "2024-01-01 10:30:00\n"), out.stderr

@@ -113,18 +113,29 @@ impl Engine {
             .with_default_features()
             .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
+            .with_analyzer_rules({
+                // Ahead of DataFusion's type coercion (see the rule's doc).
+                let mut rules = datafusion::optimizer::Analyzer::new().rules;
+                rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
+                rules
+            })
             .build();
         let udfs = [functions::nextval_udf(db.clone())]
             .into_iter()
             .chain(functions::handle::placeholders())
             .chain(functions::sleep::udfs())
-            .chain(crate::bounded_text::udfs());
+            .chain(crate::bounded_text::udfs())
+            .chain([
+                crate::datetime_udf::now_udf(),
+                crate::datetime_udf::date_trunc_udf(),
+            ]);
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
         crate::pg_catalog::install(&mut state, db.clone())?;
         // After type coercion (appended to the default rules): operand types are final.
         state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
+        state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),

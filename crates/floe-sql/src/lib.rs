@@ -10,6 +10,8 @@ mod bounded_text;
 pub mod catalog;
 pub mod colnames;
 pub mod copy;
+pub mod datetime;
+mod datetime_udf;
 pub mod engine;
 pub mod error;
 mod functions;

@@ -1808,6 +1808,9 @@ impl Session {
         options.execution.time_zone = Some(tz);
         options.catalog.default_catalog = self.database.clone();
         options.catalog.default_schema = schema;
+        // Functions read settings (the time zone) from the execution properties' copy.
+        let config = Arc::clone(state.config().options());
+        state.execution_props_mut().config_options = Some(config);
         self.state = Arc::new(state);
     }
 

@@ -478,6 +478,15 @@ pub struct FloeTypePlanner;
 
 impl TypePlanner for FloeTypePlanner {
     fn plan_type_field(&self, sql_type: &ast::DataType) -> DfResult<Option<FieldRef>> {
+        // PostgreSQL's timestamps have microseconds (DataFusion plans nanoseconds, which end
+        // in 2262); `timestamptz` values are UTC instants, printed in the session's zone.
+        if let ast::DataType::Timestamp(_, zone) = sql_type {
+            let t = match zone {
+                ast::TimezoneInfo::Tz | ast::TimezoneInfo::WithTimeZone => SqlType::Timestamptz,
+                _ => SqlType::Timestamp,
+            };
+            return Ok(Some(Arc::new(t.to_arrow_field(""))));
+        }
         if let Some(t) = SqlType::from_sql_tagged(sql_type) {
             return Ok(Some(Arc::new(t.to_arrow_field(""))));
         }

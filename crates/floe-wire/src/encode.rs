@@ -11,8 +11,10 @@ use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, IntervalMonthDayNanoType, IntervalUnit, Schema,
+    DataType, Date32Type, Decimal128Type, IntervalMonthDayNanoType, IntervalUnit, Schema,
+    TimestampMicrosecondType,
 };
+use floe_sql::datetime;
 use floe_sql::vars::SessionVars;
 use floe_sql::SqlType;
 use pgwire::api::portal::Format;
@@ -300,24 +302,20 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
                     array.as_primitive::<TimestampMicrosecondType>().value(row)
                 }
                 TimeUnit::Nanosecond => {
-                    array.as_primitive::<TimestampNanosecondType>().value(row) / 1000
+                    match array.as_primitive::<TimestampNanosecondType>().value(row) {
+                        // Infinities keep their value in every unit.
+                        v @ (i64::MAX | i64::MIN) => v,
+                        v => v / 1000,
+                    }
                 }
             };
-            let utc = chrono::DateTime::from_timestamp_micros(micros)?;
-            match zone {
-                None => datetime_text(&utc.naive_utc()),
-                Some(_) => {
-                    let tz = tz.unwrap_or(chrono_tz::UTC);
-                    let local = utc.with_timezone(&tz);
-                    let offset = chrono::Offset::fix(local.offset()).local_minus_utc();
-                    format!(
-                        "{}{}",
-                        datetime_text(&local.naive_local()),
-                        offset_text(offset)
-                    )
-                }
-            }
+            let zone = zone.as_ref().map(|_| match tz {
+                Some(tz) => datetime::Zone::Named(*tz),
+                None => datetime::Zone::Fixed(0),
+            });
+            datetime::timestamp_text(micros, zone)
         }
+        DataType::Date32 => datetime::date_text(array.as_primitive::<Date32Type>().value(row)),
         _ => return None,
     })
 }
@@ -325,8 +323,28 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
 /// PostgreSQL's binary form where `arrow-pg`'s is missing or limited: numeric (arrow-pg goes
 /// through `rust_decimal`, which holds 28 digits, not Decimal128's 38) and arrays of numeric,
 /// uuid and jsonb (whose elements arrow-pg writes as text). `None` for every other type.
+/// 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
 fn pg_binary(array: &dyn Array, row: usize, ty: &SqlType) -> Option<Result<Vec<u8>, String>> {
     match (ty, array.data_type()) {
+        // Days and microseconds since 2000-01-01; infinities are the extreme values in both.
+        (_, DataType::Date32) => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            let pg = match days {
+                datetime::DATE_INFINITY | datetime::DATE_NEG_INFINITY => days,
+                _ => days - PG_EPOCH_DAYS,
+            };
+            Some(Ok(pg.to_be_bytes().to_vec()))
+        }
+        (_, DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, _)) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            let pg = match micros {
+                datetime::TIMESTAMP_INFINITY | datetime::TIMESTAMP_NEG_INFINITY => micros,
+                _ => micros - i64::from(PG_EPOCH_DAYS) * 86_400_000_000,
+            };
+            Some(Ok(pg.to_be_bytes().to_vec()))
+        }
         (_, DataType::Decimal128(_, scale)) => Some(Ok(numeric_binary(
             array.as_primitive::<Decimal128Type>().value(row),
             *scale,
@@ -516,50 +534,8 @@ fn time_text(micros: i64) -> String {
         (secs / 60) % 60,
         secs % 60
     );
-    push_fraction(&mut out, frac);
+    datetime::push_fraction(&mut out, frac);
     out
-}
-
-fn push_fraction(out: &mut String, micros: i64) {
-    if micros != 0 {
-        let digits = format!("{micros:06}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-}
-
-fn datetime_text(t: &chrono::NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
-    let year = t.year();
-    let (year, bc) = if year <= 0 {
-        (1 - year, " BC")
-    } else {
-        (year, "")
-    };
-    let mut out = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        year,
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    push_fraction(&mut out, (t.nanosecond() / 1000) as i64);
-    out.push_str(bc);
-    out
-}
-
-/// `+HH`, `-HH:MM`, `+HH:MM:SS` as PostgreSQL prints a UTC offset.
-fn offset_text(seconds: i32) -> String {
-    let sign = if seconds < 0 { '-' } else { '+' };
-    let s = seconds.abs();
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
-    match (m, sec) {
-        (0, 0) => format!("{sign}{h:02}"),
-        (_, 0) => format!("{sign}{h:02}:{m:02}"),
-        _ => format!("{sign}{h:02}:{m:02}:{sec:02}"),
-    }
 }
 
 /// A float the way PostgreSQL 15 prints it (shortest exact form, `extra_float_digits` = 1):
@@ -723,7 +699,7 @@ mod tests {
     fn times_print_like_postgres() {
         assert_eq!(time_text(36_672_000_000), "10:11:12");
         assert_eq!(time_text(36_672_500_000), "10:11:12.5");
-        assert_eq!(offset_text(0), "+00");
-        assert_eq!(offset_text(-(5 * 3600 + 30 * 60)), "-05:30");
+        assert_eq!(datetime::offset_text(0), "+00");
+        assert_eq!(datetime::offset_text(-(5 * 3600 + 30 * 60)), "-05:30");
     }
 }

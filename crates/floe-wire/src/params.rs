@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{NaiveTime, Timelike};
 use datafusion::arrow::array::{new_empty_array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::IntervalMonthDayNano;
@@ -370,9 +370,12 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
         SqlType::Bytea => ScalarValue::Binary(Some(raw.to_vec())),
         SqlType::Date => {
             let days = from_sql::<i32>(&SqlType::Int4, raw)?;
-            ScalarValue::Date32(Some(
-                days.checked_add(PG_EPOCH_DAYS).ok_or("date out of range")?,
-            ))
+            let days = match days {
+                // Infinities are the extreme values on the wire and in Floe.
+                i32::MAX | i32::MIN => days,
+                _ => days.checked_add(PG_EPOCH_DAYS).ok_or("date out of range")?,
+            };
+            ScalarValue::Date32(Some(days))
         }
         SqlType::Time => {
             let t = from_sql::<NaiveTime>(ty, raw)?;
@@ -380,13 +383,17 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
                 t.num_seconds_from_midnight() as i64 * 1_000_000 + (t.nanosecond() / 1000) as i64;
             ScalarValue::Time64Microsecond(Some(micros))
         }
-        SqlType::Timestamp => {
-            let t = from_sql::<NaiveDateTime>(ty, raw)?;
-            ScalarValue::TimestampMicrosecond(Some(t.and_utc().timestamp_micros()), None)
-        }
-        SqlType::Timestamptz => {
-            let t = from_sql::<DateTime<Utc>>(ty, raw)?;
-            ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some(Arc::from("+00:00")))
+        SqlType::Timestamp | SqlType::Timestamptz => {
+            // Microseconds since 2000-01-01 (infinities: the extreme values, kept as such).
+            let pg = from_sql::<i64>(&SqlType::Int8, raw)?;
+            let micros = match pg {
+                i64::MAX | i64::MIN => pg,
+                _ => pg
+                    .checked_add(i64::from(PG_EPOCH_DAYS) * 86_400_000_000)
+                    .ok_or("timestamp out of range")?,
+            };
+            let zone = (*ty == SqlType::Timestamptz).then(|| Arc::from("+00:00"));
+            ScalarValue::TimestampMicrosecond(Some(micros), zone)
         }
         SqlType::Interval => {
             if raw.len() != 16 {

@@ -805,16 +805,30 @@ impl Session {
         Ok(())
     }
 
-    /// `CURRENT_TIMESTAMP` as DataFusion's `now()` gives it: the statement's start, or the
-    /// transaction block's, in the session's time zone.
+    /// `CURRENT_TIMESTAMP` as `now()` gives it: the statement's start, or the transaction
+    /// block's, a UTC instant (`timestamptz`).
     fn clock_value(&self) -> ScalarValue {
         let start = self
             .txn
             .as_ref()
             .map(|block| block.started_at)
             .unwrap_or_else(chrono::Utc::now);
-        let tz = self.state.config().options().execution.time_zone.clone();
-        ScalarValue::TimestampNanosecond(start.timestamp_nanos_opt(), tz.map(Into::into))
+        ScalarValue::TimestampMicrosecond(Some(start.timestamp_micros()), Some("+00:00".into()))
+    }
+
+    /// The clock value `now` (a UTC instant) for a column of type `target`: a `timestamp`
+    /// without zone gets the session's wall-clock time, as PostgreSQL's assignment cast gives.
+    fn clock_for(&self, now: &ScalarValue, target: &DataType) -> ScalarValue {
+        match (now, target) {
+            (ScalarValue::TimestampMicrosecond(Some(utc), _), DataType::Timestamp(_, None)) => {
+                let zone = crate::datetime::Zone::from_setting(
+                    self.state.config().options().execution.time_zone.as_deref(),
+                );
+                let local = utc + i64::from(zone.offset_at_utc(*utc)) * 1_000_000;
+                ScalarValue::TimestampMicrosecond(Some(local), None)
+            }
+            _ => now.clone(),
+        }
     }
 
     /// The storage key for the key operands (`None`: a NULL key matches nothing).
@@ -892,7 +906,7 @@ impl Session {
                     Operand::Column(i) => old.column(*i).clone(),
                     Operand::Param(n) => params[*n].to_array()?,
                     Operand::Const(v) => v.to_array()?,
-                    Operand::Now => self.clock_value().to_array()?,
+                    Operand::Now => self.clock_for(&self.clock_value(), target).to_array()?,
                 };
                 Ok(if array.data_type() == target {
                     array
@@ -936,7 +950,7 @@ impl Session {
                     Operand::Param(n) => params[*n].to_array()?,
                     Operand::Const(v) if v.is_null() => new_null_array(target, 1),
                     Operand::Const(v) => v.to_array()?,
-                    Operand::Now => now.to_array()?,
+                    Operand::Now => self.clock_for(now, target).to_array()?,
                     Operand::Column(_) => {
                         return Err(SqlError::internal("fast path: column in VALUES"))
                     }

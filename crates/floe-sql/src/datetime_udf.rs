@@ -1,0 +1,749 @@
+//! Where DataFusion's date/time casts differ from PostgreSQL's, the plan calls Floe's own
+//! functions instead (see [`crate::datetime`] for the semantics).
+//!
+//! [`PgDateTimeCasts`] is an analyzer rule that runs after type coercion and replaces casts
+//! from text to `date`/`timestamp[tz]` (PostgreSQL's input forms, `infinity`, `BC`, the whole
+//! range), between `date` and `timestamp` (infinities kept, range checked) and from
+//! `date`/`timestamp[tz]` to text (PostgreSQL's output form, not ISO 8601's `T`). The result
+//! type of each replaced cast is unchanged. [`now_udf`] replaces DataFusion's `now()` (and
+//! `current_timestamp`), whose nanosecond result would make every comparison with a
+//! microsecond column cast that column to nanoseconds (and fail beyond the year 2262).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, TimeUnit};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::datetime::{
+    self, Kind, Zone, DATE_INFINITY, DATE_NEG_INFINITY, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY,
+};
+use crate::error::{sqlstate, SqlError};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The conversions the rule puts in place of casts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Conversion {
+    /// Text to `date` or `timestamp[tz]`.
+    FromText,
+    /// `date` to `timestamp[tz]`.
+    DateToTimestamp,
+    /// `timestamp[tz]` to `date`.
+    TimestampToDate,
+    /// `date` or `timestamp[tz]` to text.
+    ToText,
+    /// Between `timestamp` and `timestamptz` (the session's zone, as PostgreSQL) or units.
+    Retime,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateTimeCast {
+    conversion: Conversion,
+    target: DataType,
+    signature: Signature,
+}
+
+impl DateTimeCast {
+    fn udf(conversion: Conversion, target: DataType) -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(DateTimeCast {
+            conversion,
+            target,
+            // Immutable, so a constant is converted (and refused) while planning, as
+            // PostgreSQL does; the session's zone is part of the planning context.
+            signature: Signature::any(1, Volatility::Immutable),
+        }))
+    }
+}
+
+fn session_zone(config: &ConfigOptions) -> Zone {
+    Zone::from_setting(config.execution.time_zone.as_deref())
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Microseconds as a value of `unit` (infinities stay the extreme values).
+fn from_micros(micros: i64, unit: TimeUnit) -> Result<i64, SqlError> {
+    if micros == TIMESTAMP_INFINITY || micros == TIMESTAMP_NEG_INFINITY {
+        return Ok(micros);
+    }
+    Ok(match unit {
+        TimeUnit::Second => micros.div_euclid(1_000_000),
+        TimeUnit::Millisecond => micros.div_euclid(1000),
+        TimeUnit::Microsecond => micros,
+        TimeUnit::Nanosecond => micros.checked_mul(1000).ok_or_else(|| {
+            SqlError::new(sqlstate::DATETIME_FIELD_OVERFLOW, "timestamp out of range")
+        })?,
+    })
+}
+
+/// A value of `unit` as microseconds.
+fn to_micros(value: i64, unit: TimeUnit) -> i64 {
+    if value == TIMESTAMP_INFINITY || value == TIMESTAMP_NEG_INFINITY {
+        return value;
+    }
+    match unit {
+        TimeUnit::Second => value.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => value.saturating_mul(1000),
+        TimeUnit::Microsecond => value,
+        TimeUnit::Nanosecond => value.div_euclid(1000),
+    }
+}
+
+/// A timestamp array of `target`'s unit and zone from values already in that unit.
+fn timestamp_array(values: Vec<Option<i64>>, target: &DataType) -> DfResult<ArrayRef> {
+    use datafusion::arrow::array::PrimitiveArray;
+    use datafusion::arrow::datatypes::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    let DataType::Timestamp(unit, tz) = target else {
+        return Err(SqlError::internal("not a timestamp target").into());
+    };
+    let tz = tz.clone();
+    Ok(match unit {
+        TimeUnit::Second => {
+            Arc::new(PrimitiveArray::<TimestampSecondType>::from(values).with_timezone_opt(tz))
+        }
+        TimeUnit::Millisecond => {
+            Arc::new(PrimitiveArray::<TimestampMillisecondType>::from(values).with_timezone_opt(tz))
+        }
+        TimeUnit::Microsecond => {
+            Arc::new(PrimitiveArray::<TimestampMicrosecondType>::from(values).with_timezone_opt(tz))
+        }
+        TimeUnit::Nanosecond => {
+            Arc::new(PrimitiveArray::<TimestampNanosecondType>::from(values).with_timezone_opt(tz))
+        }
+    })
+}
+
+/// The timestamps of `array` (any unit) as microseconds, with nulls.
+fn timestamp_micros(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+    let DataType::Timestamp(unit, _) = array.data_type() else {
+        return Err(SqlError::internal("not a timestamp").into());
+    };
+    let unit = *unit;
+    let values = cast(array, &DataType::Timestamp(unit, None))?;
+    let values = cast(&values, &DataType::Int64)?;
+    let values = values.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    Ok(values
+        .iter()
+        .map(|v| v.map(|v| to_micros(v, unit)))
+        .collect())
+}
+
+impl ScalarUDFImpl for DateTimeCast {
+    fn name(&self) -> &str {
+        match self.conversion {
+            Conversion::FromText => "floe_text_to_datetime",
+            Conversion::DateToTimestamp => "floe_date_to_timestamp",
+            Conversion::TimestampToDate => "floe_timestamp_to_date",
+            Conversion::ToText => "floe_datetime_to_text",
+            Conversion::Retime => "floe_retime",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = args.args[0].to_array(args.number_rows.max(1))?;
+        let zone = session_zone(&args.config_options);
+        let output = match self.conversion {
+            Conversion::FromText => from_text(&input, &self.target, zone)?,
+            Conversion::DateToTimestamp => date_to_timestamp(&input, &self.target, zone)?,
+            Conversion::TimestampToDate => timestamp_to_date(&input, zone)?,
+            Conversion::ToText => to_text(&input, zone)?,
+            Conversion::Retime => retime(&input, &self.target, zone)?,
+        };
+        let output = if output.data_type() == &self.target {
+            output
+        } else {
+            cast(&output, &self.target)?
+        };
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &output, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(output))
+    }
+}
+
+fn from_text(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayRef> {
+    let text = cast(input, &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    let now = now_micros();
+    match target {
+        DataType::Date32 => {
+            let mut out = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                out.push(match value {
+                    Some(s) => Some(datetime::parse_date(s, now, zone)?),
+                    None => None,
+                });
+            }
+            Ok(Arc::new(Date32Array::from(out)))
+        }
+        DataType::Timestamp(unit, tz) => {
+            let kind = if tz.is_some() {
+                Kind::Timestamptz
+            } else {
+                Kind::Timestamp
+            };
+            let mut out = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                out.push(match value {
+                    Some(s) => Some(from_micros(
+                        datetime::parse_timestamp(s, kind, now, zone)?,
+                        *unit,
+                    )?),
+                    None => None,
+                });
+            }
+            timestamp_array(out, target)
+        }
+        other => Err(SqlError::internal(format!("no text input for {other}")).into()),
+    }
+}
+
+fn date_to_timestamp(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayRef> {
+    let DataType::Timestamp(unit, tz) = target else {
+        return Err(SqlError::internal("not a timestamp target").into());
+    };
+    let dates = input.as_primitive::<Date32Type>();
+    let mut out = Vec::with_capacity(dates.len());
+    for value in dates.iter() {
+        let Some(days) = value else {
+            out.push(None);
+            continue;
+        };
+        let micros = match days {
+            DATE_INFINITY => TIMESTAMP_INFINITY,
+            DATE_NEG_INFINITY => TIMESTAMP_NEG_INFINITY,
+            _ => {
+                let local = i64::from(days)
+                    .checked_mul(MICROS_PER_DAY)
+                    .filter(|m| *m < TIMESTAMP_INFINITY)
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            sqlstate::DATETIME_FIELD_OVERFLOW,
+                            "date out of range for timestamp",
+                        )
+                    })?;
+                match tz {
+                    // Midnight of that date in the session's time zone.
+                    Some(_) => local - i64::from(zone.offset_at_utc(local)) * 1_000_000,
+                    None => local,
+                }
+            }
+        };
+        out.push(Some(from_micros(micros, *unit)?));
+    }
+    timestamp_array(out, target)
+}
+
+fn retime(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayRef> {
+    let (DataType::Timestamp(_, from_tz), DataType::Timestamp(unit, to_tz)) =
+        (input.data_type(), target)
+    else {
+        return Err(SqlError::internal("not a timestamp conversion").into());
+    };
+    let shift: Option<bool> = match (from_tz.is_some(), to_tz.is_some()) {
+        (false, true) => Some(true),
+        (true, false) => Some(false),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(input.len());
+    for value in timestamp_micros(input)? {
+        out.push(match value {
+            None => None,
+            Some(m) if m == TIMESTAMP_INFINITY || m == TIMESTAMP_NEG_INFINITY => Some(m),
+            Some(m) => {
+                let m = match shift {
+                    // Local wall-clock time in the session's zone to a UTC instant.
+                    Some(true) => m - i64::from(zone.offset_for_local(m)) * 1_000_000,
+                    // A UTC instant to the session's wall-clock time.
+                    Some(false) => m + i64::from(zone.offset_at_utc(m)) * 1_000_000,
+                    None => m,
+                };
+                Some(from_micros(m, *unit)?)
+            }
+        });
+    }
+    timestamp_array(out, target)
+}
+
+fn timestamp_to_date(input: &ArrayRef, zone: Zone) -> DfResult<ArrayRef> {
+    let with_zone = matches!(input.data_type(), DataType::Timestamp(_, Some(_)));
+    let micros = timestamp_micros(input)?;
+    let mut out = Vec::with_capacity(micros.len());
+    for value in micros {
+        out.push(value.map(|m| match m {
+            TIMESTAMP_INFINITY => DATE_INFINITY,
+            TIMESTAMP_NEG_INFINITY => DATE_NEG_INFINITY,
+            _ => {
+                let local = if with_zone {
+                    m.saturating_add(i64::from(zone.offset_at_utc(m)) * 1_000_000)
+                } else {
+                    m
+                };
+                local.div_euclid(MICROS_PER_DAY) as i32
+            }
+        }));
+    }
+    Ok(Arc::new(Date32Array::from(out)))
+}
+
+fn to_text(input: &ArrayRef, zone: Zone) -> DfResult<ArrayRef> {
+    let mut out = StringBuilder::new();
+    match input.data_type() {
+        DataType::Date32 => {
+            for value in input.as_primitive::<Date32Type>().iter() {
+                out.append_option(value.map(datetime::date_text));
+            }
+        }
+        DataType::Timestamp(_, tz) => {
+            let zone = tz.as_ref().map(|_| zone);
+            for value in timestamp_micros(input)? {
+                out.append_option(value.map(|m| datetime::timestamp_text(m, zone)));
+            }
+        }
+        other => return Err(SqlError::internal(format!("no text output for {other}")).into()),
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// The conversion that replaces a cast from `from` to `to`, if DataFusion's differs.
+fn conversion(from: &DataType, to: &DataType) -> Option<Conversion> {
+    match (from, to) {
+        (f, DataType::Date32 | DataType::Timestamp(..)) if is_text(f) => Some(Conversion::FromText),
+        (DataType::Date32, DataType::Timestamp(..)) => Some(Conversion::DateToTimestamp),
+        (DataType::Timestamp(..), DataType::Date32) => Some(Conversion::TimestampToDate),
+        (DataType::Date32 | DataType::Timestamp(..), t) if is_text(t) => Some(Conversion::ToText),
+        (DataType::Timestamp(..), DataType::Timestamp(..)) if from != to => {
+            Some(Conversion::Retime)
+        }
+        _ => None,
+    }
+}
+
+/// Replaces date/time casts whose DataFusion semantics differ from PostgreSQL's.
+#[derive(Debug, Default)]
+pub(crate) struct PgDateTimeCasts;
+
+impl PgDateTimeCasts {
+    fn rewrite(&self, expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+        let Expr::Cast(Cast { expr: inner, field }) = expr else {
+            return Ok(Transformed::no(expr));
+        };
+        let from = match inner.get_type(schema) {
+            Ok(t) => t,
+            Err(_) => return Ok(Transformed::no(Expr::Cast(Cast { expr: inner, field }))),
+        };
+        let to = field.data_type().clone();
+        match conversion(&from, &to) {
+            Some(c) => Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(DateTimeCast::udf(c, to), vec![*inner]),
+            ))),
+            None => Ok(Transformed::no(Expr::Cast(Cast { expr: inner, field }))),
+        }
+    }
+}
+
+impl AnalyzerRule for PgDateTimeCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let mut schema = merge_schema(&node.inputs());
+            if let LogicalPlan::TableScan(scan) = &node {
+                schema.merge(scan.projected_schema.as_ref());
+            }
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| self.rewrite(e, &schema))?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_pg_datetime_casts"
+    }
+}
+
+/// `now()` / `current_timestamp`: the statement's start time as `timestamptz` in microseconds.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Now {
+    signature: Signature,
+    aliases: Vec<String>,
+}
+
+/// The type of `timestamptz` values (UTC instants, printed in the session's zone).
+pub(crate) fn timestamptz_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+}
+
+impl ScalarUDFImpl for Now {
+    fn name(&self) -> &str {
+        "now"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(Field::new(self.name(), timestamptz_type(), false)))
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(timestamptz_type())
+    }
+
+    /// Never called for a planned statement: [`Now::simplify`] replaces the call by the
+    /// statement's (or transaction's) start time. Failing here also keeps constant folding,
+    /// which would call this, from stamping the time of planning instead.
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Err(
+            SqlError::internal("now() is replaced by the statement's start time when planned")
+                .into(),
+        )
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        let Some(start) = info.query_execution_start_time() else {
+            return Ok(ExprSimplifyResult::Original(args));
+        };
+        Ok(ExprSimplifyResult::Simplified(Expr::Literal(
+            ScalarValue::TimestampMicrosecond(
+                Some(start.timestamp_micros()),
+                Some("+00:00".into()),
+            ),
+            None,
+        )))
+    }
+}
+
+/// Floe's `now()` (see the module doc).
+pub(crate) fn now_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Now {
+        signature: Signature::nullary(Volatility::Stable),
+        aliases: vec!["current_timestamp".into()],
+    })
+}
+
+/// Before type coercion: a `date` compared with (or subtracted from) a timestamp becomes a
+/// timestamp of the same kind in microseconds. DataFusion would cast both to a nanosecond
+/// `timestamp` without zone, failing beyond 2262 and dropping `timestamptz`'s zone, where
+/// PostgreSQL reads the date as midnight (in the session's zone for `timestamptz`).
+#[derive(Debug, Default)]
+pub(crate) struct PgTemporalOperands;
+
+impl PgTemporalOperands {
+    fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+        use datafusion::logical_expr::expr::{Between, InList};
+        use datafusion::logical_expr::BinaryExpr;
+        // `ts BETWEEN 'a' AND 'b'`, `ts IN ('a', 'b')`: the text read as the timestamp's type.
+        let as_timestamp = |e: Expr, subject: &DataType| -> Expr {
+            match (e.get_type(schema), subject) {
+                (Ok(t), DataType::Timestamp(_, tz)) if is_text(&t) => Expr::Cast(Cast::new(
+                    Box::new(e),
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+                )),
+                _ => e,
+            }
+        };
+        let expr = match expr {
+            Expr::Between(Between {
+                expr,
+                negated,
+                low,
+                high,
+            }) => {
+                let subject = expr.get_type(schema);
+                return Ok(match subject {
+                    Ok(t @ DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                        Transformed::yes(Expr::Between(Between {
+                            expr,
+                            negated,
+                            low: Box::new(as_timestamp(*low, &t)),
+                            high: Box::new(as_timestamp(*high, &t)),
+                        }))
+                    }
+                    _ => Transformed::no(Expr::Between(Between {
+                        expr,
+                        negated,
+                        low,
+                        high,
+                    })),
+                });
+            }
+            Expr::InList(InList {
+                expr,
+                list,
+                negated,
+            }) => {
+                let subject = expr.get_type(schema);
+                return Ok(match subject {
+                    Ok(t @ DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                        Transformed::yes(Expr::InList(InList {
+                            expr,
+                            list: list.into_iter().map(|e| as_timestamp(e, &t)).collect(),
+                            negated,
+                        }))
+                    }
+                    _ => Transformed::no(Expr::InList(InList {
+                        expr,
+                        list,
+                        negated,
+                    })),
+                });
+            }
+            other => other,
+        };
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+            return Ok(Transformed::no(expr));
+        };
+        let types = (left.get_type(schema), right.get_type(schema));
+        let (Ok(l), Ok(r)) = types else {
+            return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                left,
+                op,
+                right,
+            })));
+        };
+        let micros = |tz: &Option<Arc<str>>| DataType::Timestamp(TimeUnit::Microsecond, tz.clone());
+        let (left, right) = match (&l, &r) {
+            // Text read as the timestamp's type (DataFusion reads it as nanoseconds).
+            (DataType::Timestamp(_, tz), t) if is_text(t) && is_comparison(op) => (
+                Box::new(Expr::Cast(Cast::new(left, micros(tz)))),
+                Box::new(Expr::Cast(Cast::new(right, micros(tz)))),
+            ),
+            (t, DataType::Timestamp(_, tz)) if is_text(t) && is_comparison(op) => (
+                Box::new(Expr::Cast(Cast::new(left, micros(tz)))),
+                Box::new(Expr::Cast(Cast::new(right, micros(tz)))),
+            ),
+            (DataType::Date32, DataType::Timestamp(_, tz)) => (
+                Box::new(Expr::Cast(Cast::new(left, micros(tz)))),
+                Box::new(Expr::Cast(Cast::new(right, micros(tz)))),
+            ),
+            (DataType::Timestamp(_, tz), DataType::Date32) => (
+                Box::new(Expr::Cast(Cast::new(left, micros(tz)))),
+                Box::new(Expr::Cast(Cast::new(right, micros(tz)))),
+            ),
+            _ => {
+                return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                })))
+            }
+        };
+        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+            left,
+            op,
+            right,
+        })))
+    }
+}
+
+impl AnalyzerRule for PgTemporalOperands {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let mut schema = merge_schema(&node.inputs());
+            if let LogicalPlan::TableScan(scan) = &node {
+                schema.merge(scan.projected_schema.as_ref());
+            }
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| Self::rewrite(e, &schema))?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_pg_temporal_operands"
+    }
+}
+
+/// `date_trunc(field, timestamp[tz] | date)` over PostgreSQL's whole range (DataFusion's goes
+/// through nanoseconds), `timestamptz` truncated in the session's zone as PostgreSQL does.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateTrunc {
+    signature: Signature,
+    aliases: Vec<String>,
+}
+
+/// Floe's `date_trunc`.
+pub(crate) fn date_trunc_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(DateTrunc {
+        signature: Signature::user_defined(Volatility::Stable),
+        aliases: vec!["datetrunc".into()],
+    })
+}
+
+impl ScalarUDFImpl for DateTrunc {
+    fn name(&self) -> &str {
+        "date_trunc"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let [field, value] = arg_types else {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_FUNCTION,
+                "function date_trunc does not exist",
+            )
+            .into());
+        };
+        let value = match value {
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            DataType::Date32 | DataType::Null => timestamptz_type(),
+            t if is_text(t) => timestamptz_type(),
+            other => {
+                return Err(SqlError::new(
+                    sqlstate::UNDEFINED_FUNCTION,
+                    format!(
+                        "function date_trunc(unknown, {}) does not exist",
+                        crate::SqlType::from_arrow(other).name()
+                    ),
+                )
+                .into())
+            }
+        };
+        let _ = field;
+        Ok(vec![DataType::Utf8, value])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[1].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = args.number_rows.max(1);
+        let fields = args.args[0].to_array(rows)?;
+        let fields = cast(&fields, &DataType::Utf8)?;
+        let fields = fields.as_string::<i32>();
+        let values = args.args[1].to_array(rows)?;
+        let target = values.data_type().clone();
+        let zone = match &target {
+            DataType::Timestamp(_, Some(_)) => Some(session_zone(&args.config_options)),
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(values.len());
+        for (i, value) in timestamp_micros(&values)?.into_iter().enumerate() {
+            let (Some(m), true) = (value, fields.is_valid(i)) else {
+                out.push(None);
+                continue;
+            };
+            out.push(Some(truncate(fields.value(i), m, zone)?));
+        }
+        let output = timestamp_array(out, &target)?;
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &output, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(output))
+    }
+}
+
+/// `micros` truncated to `field` (local time; for a zone, in that zone).
+fn truncate(field: &str, micros: i64, zone: Option<Zone>) -> Result<i64, SqlError> {
+    if micros == TIMESTAMP_INFINITY || micros == TIMESTAMP_NEG_INFINITY {
+        return Ok(micros);
+    }
+    let local = match zone {
+        Some(z) => micros + i64::from(z.offset_at_utc(micros)) * 1_000_000,
+        None => micros,
+    };
+    let days = local.div_euclid(MICROS_PER_DAY);
+    let (year, month, _) = datetime::civil_from_days(days);
+    let start_of_year = |y: i64| datetime::days_from_civil(y, 1, 1) * MICROS_PER_DAY;
+    let truncated = match field.to_ascii_lowercase().as_str() {
+        "microseconds" | "microsecond" => local,
+        "milliseconds" | "millisecond" => local.div_euclid(1000) * 1000,
+        "second" | "seconds" => local.div_euclid(1_000_000) * 1_000_000,
+        "minute" | "minutes" => local.div_euclid(60_000_000) * 60_000_000,
+        "hour" | "hours" => local.div_euclid(3_600_000_000) * 3_600_000_000,
+        "day" | "days" => days * MICROS_PER_DAY,
+        "week" | "weeks" => {
+            // ISO weeks start on Monday; 1970-01-01 was a Thursday.
+            let monday = days - (days + 3).rem_euclid(7);
+            monday * MICROS_PER_DAY
+        }
+        "month" | "months" => datetime::days_from_civil(year, month, 1) * MICROS_PER_DAY,
+        "quarter" => datetime::days_from_civil(year, (month - 1) / 3 * 3 + 1, 1) * MICROS_PER_DAY,
+        "year" | "years" => start_of_year(year),
+        "decade" | "decades" => start_of_year(year.div_euclid(10) * 10),
+        "century" | "centuries" => start_of_year((year - 1).div_euclid(100) * 100 + 1),
+        "millennium" | "millennia" => start_of_year((year - 1).div_euclid(1000) * 1000 + 1),
+        _ => {
+            let kind = if zone.is_some() {
+                "timestamp with time zone"
+            } else {
+                "timestamp without time zone"
+            };
+            return Err(SqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!("unit \"{field}\" not recognized for type {kind}"),
+            ));
+        }
+    };
+    Ok(match zone {
+        Some(z) => truncated - i64::from(z.offset_for_local(truncated)) * 1_000_000,
+        None => truncated,
+    })
+}
+
+fn is_comparison(op: datafusion::logical_expr::Operator) -> bool {
+    use datafusion::logical_expr::Operator::*;
+    matches!(
+        op,
+        Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom
+    )
+}
