@@ -122,3 +122,63 @@ def test_statements_that_once_panicked_keep_the_connection(conn, prepare):
     except psycopg.Error as e:
         assert e.sqlstate, e
     assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_idle_in_transaction_timeout_ends_the_session(server):
+    """A session idle inside a transaction block past idle_in_transaction_session_timeout is
+    ended with FATAL 25P03: its writes are rolled back and its row locks released at once."""
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS wa_idle")
+        c.execute("CREATE TABLE wa_idle (id int PRIMARY KEY, v int)")
+        c.execute("INSERT INTO wa_idle VALUES (1, 0)")
+    idle = psycopg.connect(server.dsn, autocommit=True)
+    idle.execute("SET idle_in_transaction_session_timeout = '300ms'")
+    idle.execute("BEGIN")
+    idle.execute("UPDATE wa_idle SET v = 1 WHERE id = 1")
+    idle.execute("INSERT INTO wa_idle VALUES (2, 2)")
+    with psycopg.connect(server.dsn, autocommit=True) as other:
+        # Waits for the row lock, which the timeout releases.
+        other.execute("SET lock_timeout = '5s'")
+        other.execute("UPDATE wa_idle SET v = 10 WHERE id = 1")
+        assert other.execute("SELECT id, v FROM wa_idle ORDER BY id").fetchall() == [(1, 10)]
+    with pytest.raises(psycopg.Error) as err:
+        idle.execute("SELECT 1")
+    assert "idle-in-transaction timeout" in str(err.value)
+    assert idle.closed or idle.broken
+    idle.close()
+
+
+def test_idle_in_transaction_timeout_spares_other_sessions(server):
+    """Idle outside a transaction block, or with the setting 0, a session lives on."""
+    import time
+
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("SET idle_in_transaction_session_timeout = '200ms'")
+        time.sleep(0.6)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        c.execute("BEGIN")
+        c.execute("SELECT 1")
+        for _ in range(4):
+            time.sleep(0.1)
+            assert c.execute("SELECT 2").fetchone() == (2,)
+        c.execute("COMMIT")
+        c.execute("SET idle_in_transaction_session_timeout = 0")
+        c.execute("BEGIN")
+        time.sleep(0.5)
+        assert c.execute("SELECT 3").fetchone() == (3,)
+        c.execute("COMMIT")
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_select_without_columns_returns_rows(conn, prepare):
+    """`SELECT FROM …` returns rows of no columns; over the extended protocol it is described
+    by an empty RowDescription (not NoData), as PostgreSQL does (found by test_fuzz)."""
+    cur = conn.cursor()
+    cur.execute("SELECT FROM generate_series(1, 3) AS g(x) WHERE x > 1", prepare=prepare)
+    assert cur.description == []
+    assert cur.fetchall() == [(), ()]
+
+
+def test_select_without_columns_asyncpg(loop, aconn):
+    rows = loop.run_until_complete(aconn.fetch("SELECT FROM generate_series(1, 2)"))
+    assert len(rows) == 2 and all(len(r) == 0 for r in rows)

@@ -823,6 +823,304 @@ pub fn offset_text(seconds: i32) -> String {
     }
 }
 
+/// The patterns of PostgreSQL's `to_char` for dates and times, longest first (so `HH24` is
+/// taken before `HH`), matched in any case; the case written shapes names (`Month`, `MONTH`,
+/// `month`). `TH`/`th` after a number is its ordinal suffix.
+const CHAR_PATTERNS: [&str; 48] = [
+    "Y,YYY", "A.M.", "P.M.", "B.C.", "A.D.", "IDDD", "HH24", "HH12", "SSSS", "YYYY", "IYYY",
+    "MONTH", "DAY", "YYY", "IYY", "MON", "DDD", "TZH", "TZM", "HH", "MI", "SS", "MS", "US", "AM",
+    "PM", "YY", "IY", "BC", "AD", "MM", "DY", "DD", "ID", "WW", "IW", "CC", "RM", "TZ", "OF", "Y",
+    "I", "D", "W", "J", "Q", "FM", "FX",
+];
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAY_NAMES: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+const ROMAN_MONTHS: [&str; 12] = [
+    "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII",
+];
+
+/// `n` with PostgreSQL's `th`/`st`/`nd`/`rd` suffix.
+fn ordinal(n: i64) -> &'static str {
+    match (n % 100, n % 10) {
+        (11..=13, _) => "th",
+        (_, 1) => "st",
+        (_, 2) => "nd",
+        (_, 3) => "rd",
+        _ => "th",
+    }
+}
+
+/// A name in the case the pattern was written in (`MONTH`, `Month`, `month`), padded to 9
+/// characters unless in fill mode.
+fn cased_name(name: &str, pattern: &str, fill: bool, abbreviate: bool) -> String {
+    let name = if abbreviate { &name[..3] } else { name };
+    let first = pattern.chars().next().unwrap_or('M');
+    let second = pattern.chars().nth(1).unwrap_or('o');
+    let text = if first.is_ascii_lowercase() {
+        name.to_ascii_lowercase()
+    } else if second.is_ascii_uppercase() {
+        name.to_ascii_uppercase()
+    } else {
+        name.to_string()
+    };
+    if abbreviate || fill {
+        text
+    } else {
+        format!("{text:<9}")
+    }
+}
+
+/// PostgreSQL's `to_char(timestamp[tz] | date, template)`: `micros` is the instant (UTC for
+/// `timestamptz`, with the session's `zone` to print it in), `None` for infinite values (which
+/// PostgreSQL answers with NULL).
+pub fn to_char(micros: i64, zone: Option<Zone>, template: &str) -> Option<String> {
+    if micros == TIMESTAMP_INFINITY || micros == TIMESTAMP_NEG_INFINITY {
+        return None;
+    }
+    let offset = zone.map(|z| z.offset_at_utc(micros)).unwrap_or(0);
+    let local = micros.saturating_add(i64::from(offset) * MICROS_PER_SECOND);
+    let days = local.div_euclid(MICROS_PER_DAY);
+    let in_day = local.rem_euclid(MICROS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let weekday = (days + 4).rem_euclid(7) as usize; // 0 = Sunday; 1970-01-01 was a Thursday.
+    let day_of_year = days - days_from_civil(year, 1, 1) + 1;
+    let monday_based = (weekday as i64 + 6) % 7;
+    let thursday = days - monday_based + 3;
+    let iso_year = civil_from_days(thursday).0;
+    let iso_week = (thursday - days_from_civil(iso_year, 1, 1)) / 7 + 1;
+    let iso_day_of_year = days
+        - (days_from_civil(iso_year, 1, 4) - (days_from_civil(iso_year, 1, 4) + 3).rem_euclid(7))
+        + 1;
+    let seconds = in_day / MICROS_PER_SECOND;
+    let (hour, minute, second) = (seconds / 3600, (seconds / 60) % 60, seconds % 60);
+    let micro = in_day % MICROS_PER_SECOND;
+    let (shown_year, bc) = era(year);
+    let hour12 = if hour % 12 == 0 { 12 } else { hour % 12 };
+    let zone_name = match zone {
+        None => String::new(),
+        Some(Zone::Named(tz)) => match chrono::DateTime::from_timestamp_micros(micros) {
+            Some(utc) => {
+                use chrono_tz::OffsetName;
+                let o = tz.offset_from_utc_datetime(&utc.naive_utc());
+                o.abbreviation()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| offset_text(offset))
+            }
+            None => offset_text(offset),
+        },
+        Some(Zone::Fixed(0)) => "UTC".into(),
+        Some(Zone::Fixed(s)) => offset_text(s),
+    };
+
+    let mut out = String::new();
+    let chars: Vec<char> = template.chars().collect();
+    let mut i = 0;
+    let mut fill = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                out.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '\\' && i + 1 < chars.len() {
+            out.push(chars[i + 1]);
+            i += 2;
+            continue;
+        }
+        let rest: String = chars[i..].iter().collect();
+        let upper = rest.to_ascii_uppercase();
+        let Some(pattern) = CHAR_PATTERNS.iter().find(|p| upper.starts_with(*p)) else {
+            out.push(c);
+            i += 1;
+            continue;
+        };
+        let written: String = chars[i..i + pattern.chars().count()].iter().collect();
+        i += pattern.chars().count();
+        let key = written.to_ascii_uppercase();
+        let number = |value: i64, width: usize| -> String {
+            if fill {
+                value.to_string()
+            } else {
+                format!("{value:0width$}")
+            }
+        };
+        let (text, value): (String, Option<i64>) = match key.as_str() {
+            "FM" => {
+                fill = true;
+                continue;
+            }
+            "FX" => continue,
+            "HH" | "HH12" => (number(hour12, 2), Some(hour12)),
+            "HH24" => (number(hour, 2), Some(hour)),
+            "MI" => (number(minute, 2), Some(minute)),
+            "SS" => (number(second, 2), Some(second)),
+            "SSSS" => (seconds.to_string(), Some(seconds)),
+            "MS" => (number(micro / 1000, 3), Some(micro / 1000)),
+            "US" => (number(micro, 6), Some(micro)),
+            "AM" | "PM" | "A.M." | "P.M." => {
+                let pm = hour >= 12;
+                let dotted = written.contains('.');
+                let word = match (pm, dotted) {
+                    (false, false) => "AM",
+                    (true, false) => "PM",
+                    (false, true) => "A.M.",
+                    (true, true) => "P.M.",
+                };
+                let word = if written.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    word.to_ascii_lowercase()
+                } else {
+                    word.to_string()
+                };
+                (word, None)
+            }
+            "BC" | "AD" | "B.C." | "A.D." => {
+                let dotted = written.contains('.');
+                let word = match (bc.is_empty(), dotted) {
+                    (true, false) => "AD",
+                    (false, false) => "BC",
+                    (true, true) => "A.D.",
+                    (false, true) => "B.C.",
+                };
+                let word = if written.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    word.to_ascii_lowercase()
+                } else {
+                    word.to_string()
+                };
+                (word, None)
+            }
+            "Y,YYY" => (
+                format!("{},{:03}", shown_year / 1000, shown_year % 1000),
+                Some(shown_year),
+            ),
+            "YYYY" => (number(shown_year, 4), Some(shown_year)),
+            "YYY" => (number(shown_year % 1000, 3), Some(shown_year % 1000)),
+            "YY" => (number(shown_year % 100, 2), Some(shown_year % 100)),
+            "Y" => (number(shown_year % 10, 1), Some(shown_year % 10)),
+            "IYYY" => (number(iso_year, 4), Some(iso_year)),
+            "IYY" => (number(iso_year % 1000, 3), Some(iso_year % 1000)),
+            "IY" => (number(iso_year % 100, 2), Some(iso_year % 100)),
+            "I" => (number(iso_year % 10, 1), Some(iso_year % 10)),
+            "MONTH" => (
+                cased_name(MONTH_NAMES[month as usize - 1], &written, fill, false),
+                None,
+            ),
+            "MON" => (
+                cased_name(MONTH_NAMES[month as usize - 1], &written, fill, true),
+                None,
+            ),
+            "MM" => (number(i64::from(month), 2), Some(i64::from(month))),
+            "DAY" => (cased_name(DAY_NAMES[weekday], &written, fill, false), None),
+            "DY" => (cased_name(DAY_NAMES[weekday], &written, fill, true), None),
+            "DDD" => (number(day_of_year, 3), Some(day_of_year)),
+            "IDDD" => (number(iso_day_of_year, 3), Some(iso_day_of_year)),
+            "DD" => (number(i64::from(day), 2), Some(i64::from(day))),
+            "D" => (((weekday + 1) as i64).to_string(), Some(weekday as i64 + 1)),
+            "ID" => ((monday_based + 1).to_string(), Some(monday_based + 1)),
+            "W" => {
+                let w = (i64::from(day) - 1) / 7 + 1;
+                (w.to_string(), Some(w))
+            }
+            "WW" => {
+                let w = (day_of_year - 1) / 7 + 1;
+                (number(w, 2), Some(w))
+            }
+            "IW" => (number(iso_week, 2), Some(iso_week)),
+            "CC" => {
+                let cc = if year > 0 {
+                    (year + 99) / 100
+                } else {
+                    -((shown_year + 99) / 100)
+                };
+                (number(cc, 2), Some(cc))
+            }
+            "J" => {
+                let j = days + 2_440_588;
+                (j.to_string(), Some(j))
+            }
+            "Q" => {
+                let q = (i64::from(month) - 1) / 3 + 1;
+                (q.to_string(), Some(q))
+            }
+            "RM" => {
+                let rm = ROMAN_MONTHS[month as usize - 1];
+                let rm = if written == "rm" {
+                    rm.to_ascii_lowercase()
+                } else {
+                    rm.to_string()
+                };
+                (if fill { rm } else { format!("{rm:<4}") }, None)
+            }
+            "TZ" => (
+                if written == "tz" {
+                    zone_name.to_ascii_lowercase()
+                } else {
+                    zone_name.clone()
+                },
+                None,
+            ),
+            "TZH" => {
+                let sign = if offset < 0 { '-' } else { '+' };
+                (format!("{sign}{:02}", offset.abs() / 3600), None)
+            }
+            "TZM" => (format!("{:02}", (offset.abs() / 60) % 60), None),
+            "OF" => (
+                if zone.is_some() {
+                    offset_text(offset)
+                } else {
+                    String::new()
+                },
+                None,
+            ),
+            _ => (written.clone(), None),
+        };
+        fill = false;
+        out.push_str(&text);
+        // A `TH`/`th` suffix: the ordinal ending of the number just written.
+        if let Some(v) = value {
+            let next: String = chars[i..].iter().take(2).collect();
+            if next == "TH" || next == "th" {
+                let suffix = ordinal(v.abs());
+                out.push_str(&if next == "TH" {
+                    suffix.to_ascii_uppercase()
+                } else {
+                    suffix.to_string()
+                });
+                i += 2;
+            }
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,6 +358,11 @@ pub(crate) struct PgDateTimeCasts;
 
 impl PgDateTimeCasts {
     fn rewrite(&self, expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+        let expr = match expr {
+            Expr::ScalarFunction(f) => return Ok(Self::local_fields(f, schema)),
+            Expr::BinaryExpr(b) => return Ok(Self::infinite_operand(b, schema)),
+            other => other,
+        };
         let Expr::Cast(Cast { expr: inner, field }) = expr else {
             return Ok(Transformed::no(expr));
         };
@@ -373,6 +378,123 @@ impl PgDateTimeCasts {
             None => Ok(Transformed::no(Expr::Cast(Cast { expr: inner, field }))),
         }
     }
+}
+
+impl PgDateTimeCasts {
+    /// `extract`/`date_part` and `to_char` of a `timestamptz` read its fields in the session's
+    /// time zone, as PostgreSQL does (DataFusion reads them in the value's zone, UTC): the
+    /// argument becomes the session's wall-clock time. An epoch or zone field keeps the instant.
+    fn local_fields(f: ScalarFunction, schema: &DFSchema) -> Transformed<Expr> {
+        let name = f.name().to_ascii_lowercase();
+        let at = match name.as_str() {
+            "date_part" | "datepart" => {
+                let field = match f.args.first() {
+                    Some(Expr::Literal(ScalarValue::Utf8(Some(v)), _))
+                    | Some(Expr::Literal(ScalarValue::Utf8View(Some(v)), _))
+                    | Some(Expr::Literal(ScalarValue::LargeUtf8(Some(v)), _)) => {
+                        v.to_ascii_lowercase()
+                    }
+                    _ => return Transformed::no(Expr::ScalarFunction(f)),
+                };
+                if field == "epoch" || field.starts_with("timezone") {
+                    return Transformed::no(Expr::ScalarFunction(f));
+                }
+                1
+            }
+            _ => return Transformed::no(Expr::ScalarFunction(f)),
+        };
+        let zoned = f
+            .args
+            .get(at)
+            .and_then(|a| a.get_type(schema).ok())
+            .is_some_and(|t| matches!(t, DataType::Timestamp(_, Some(_))));
+        if !zoned {
+            return Transformed::no(Expr::ScalarFunction(f));
+        }
+        let ScalarFunction { func, mut args } = f;
+        let arg = std::mem::replace(&mut args[at], Expr::Literal(ScalarValue::Null, None));
+        args[at] = Expr::ScalarFunction(ScalarFunction::new_udf(
+            DateTimeCast::udf(
+                Conversion::Retime,
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+            ),
+            vec![arg],
+        ));
+        Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args }))
+    }
+}
+
+impl PgDateTimeCasts {
+    /// `infinity` plus or minus an interval (or days, for a date) stays `infinity`, as in
+    /// PostgreSQL; Arrow's kernels would overflow on the extreme value that stands for it.
+    fn infinite_operand(
+        b: datafusion::logical_expr::BinaryExpr,
+        schema: &DFSchema,
+    ) -> Transformed<Expr> {
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        let BinaryExpr { left, op, right } = b;
+        let keep = |left, right| Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right }));
+        if !matches!(op, Operator::Plus | Operator::Minus) {
+            return keep(left, right);
+        }
+        let (Ok(l), Ok(r)) = (left.get_type(schema), right.get_type(schema)) else {
+            return keep(left, right);
+        };
+        let shift = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Interval(_)
+                    | DataType::Duration(_)
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+            )
+        };
+        // The temporal operand (on either side of `+`; on the left of `-`).
+        let temporal_left = is_temporal(&l) && shift(&r);
+        let temporal_right = op == Operator::Plus && shift(&l) && is_temporal(&r);
+        if !(temporal_left || temporal_right) {
+            return keep(left, right);
+        }
+        let (value, value_type) = if temporal_left {
+            (left.as_ref().clone(), l)
+        } else {
+            (right.as_ref().clone(), r)
+        };
+        let extremes = match &value_type {
+            DataType::Date32 => (
+                ScalarValue::Date32(Some(DATE_INFINITY)),
+                ScalarValue::Date32(Some(DATE_NEG_INFINITY)),
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => (
+                ScalarValue::TimestampMicrosecond(Some(TIMESTAMP_INFINITY), tz.clone()),
+                ScalarValue::TimestampMicrosecond(Some(TIMESTAMP_NEG_INFINITY), tz.clone()),
+            ),
+            _ => return keep(left, right),
+        };
+        let infinite = value
+            .clone()
+            .eq(Expr::Literal(extremes.0, None))
+            .or(value.clone().eq(Expr::Literal(extremes.1, None)));
+        let sum = Expr::BinaryExpr(BinaryExpr { left, op, right });
+        let result_type = match sum.get_type(schema) {
+            Ok(t) => t,
+            Err(_) => return Transformed::no(sum),
+        };
+        // Only where the result has the operand's type (date + days, timestamp ± interval).
+        if result_type != value_type {
+            return Transformed::no(sum);
+        }
+        match datafusion::logical_expr::when(infinite, value).otherwise(sum.clone()) {
+            Ok(case) => Transformed::yes(case),
+            Err(_) => Transformed::no(sum),
+        }
+    }
+}
+
+fn is_temporal(t: &DataType) -> bool {
+    matches!(t, DataType::Date32 | DataType::Timestamp(..))
 }
 
 impl AnalyzerRule for PgDateTimeCasts {
@@ -746,4 +868,90 @@ fn is_comparison(op: datafusion::logical_expr::Operator) -> bool {
         op,
         Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom
     )
+}
+
+/// `to_char(timestamp[tz] | date, template)` with PostgreSQL's template patterns
+/// ([`datetime::to_char`]); a `timestamptz` is printed in the session's time zone. DataFusion's
+/// `to_char` reads chrono patterns (`%Y`) and would print `YYYY` as is.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToChar {
+    signature: Signature,
+}
+
+/// Floe's `to_char`.
+pub(crate) fn to_char_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(ToChar {
+        signature: Signature::user_defined(Volatility::Stable),
+    })
+}
+
+impl ScalarUDFImpl for ToChar {
+    fn name(&self) -> &str {
+        "to_char"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let [value, _] = arg_types else {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_FUNCTION,
+                "function to_char does not exist",
+            )
+            .into());
+        };
+        let value = match value {
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            DataType::Date32 | DataType::Null => DataType::Timestamp(TimeUnit::Microsecond, None),
+            other => {
+                return Err(SqlError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "to_char of {} is not supported yet",
+                        crate::SqlType::from_arrow(other).name()
+                    ),
+                )
+                .into())
+            }
+        };
+        Ok(vec![value, DataType::Utf8])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = args.number_rows.max(1);
+        let values = args.args[0].to_array(rows)?;
+        let templates = args.args[1].to_array(rows)?;
+        let templates = cast(&templates, &DataType::Utf8)?;
+        let templates = templates.as_string::<i32>();
+        let zone = match values.data_type() {
+            DataType::Timestamp(_, Some(_)) => Some(session_zone(&args.config_options)),
+            _ => None,
+        };
+        let mut out = StringBuilder::new();
+        for (i, value) in timestamp_micros(&values)?.into_iter().enumerate() {
+            match (value, templates.is_valid(i)) {
+                (Some(m), true) => {
+                    out.append_option(datetime::to_char(m, zone, templates.value(i)))
+                }
+                _ => out.append_null(),
+            }
+        }
+        let output: ArrayRef = Arc::new(out.finish());
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &output, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(output))
+    }
 }

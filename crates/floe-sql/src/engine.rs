@@ -128,6 +128,7 @@ impl Engine {
             .chain([
                 crate::datetime_udf::now_udf(),
                 crate::datetime_udf::date_trunc_udf(),
+                crate::datetime_udf::to_char_udf(),
             ]);
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;

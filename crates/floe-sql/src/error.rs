@@ -224,6 +224,10 @@ fn from_arrow(err: &ArrowError) -> SqlError {
             out_of_range_message(msg),
         ),
         ArrowError::CastError(msg) | ArrowError::ParseError(msg) => cast_error(msg),
+        // Arrow's date/time arithmetic past its range.
+        ArrowError::ComputeError(msg) if msg.contains("Timestamp out of range") => {
+            SqlError::new(sqlstate::DATETIME_FIELD_OVERFLOW, "timestamp out of range")
+        }
         ArrowError::ComputeError(msg) if msg.contains("Overflow") || msg.contains("overflow") => {
             SqlError::new(
                 sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,

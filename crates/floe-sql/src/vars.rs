@@ -457,6 +457,16 @@ impl SessionVars {
             .unwrap_or(0)
     }
 
+    /// `idle_in_transaction_session_timeout`: how long a session may sit idle inside a
+    /// transaction block before it is ended; `None` for no limit (0).
+    pub fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        self.get("idle_in_transaction_session_timeout")
+            .ok()
+            .and_then(|v| parse_duration_ms(&v))
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    }
+
     /// `lock_timeout`: how long one lock wait may last; `None` for no limit (0).
     pub fn lock_timeout(&self) -> Option<std::time::Duration> {
         self.get("lock_timeout")

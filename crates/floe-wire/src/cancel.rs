@@ -31,6 +31,9 @@ pub(crate) struct ConnControl {
     cancel_requested: Mutex<Option<CancelReason>>,
     notify: Notify,
     idle: Notify,
+    /// When the last statement ended (or the connection started): the start of the idle time
+    /// `idle_in_transaction_session_timeout` measures.
+    last_end: Mutex<std::time::Instant>,
 }
 
 impl ConnControl {
@@ -45,8 +48,28 @@ impl ConnControl {
 
     /// Marks the end of a statement.
     pub(crate) fn end(&self) {
+        *self.last_end.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
         self.busy.store(false, Ordering::SeqCst);
         self.idle.notify_waiters();
+    }
+
+    /// How long the connection has been idle (zero while a statement runs).
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
+        if self.is_busy() {
+            return std::time::Duration::ZERO;
+        }
+        self.last_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    /// Resolves when the next statement ends (the future is armed before it is returned, so
+    /// a statement ending right after the call is not missed).
+    pub(crate) fn next_end(&self) -> impl std::future::Future<Output = ()> + '_ {
+        let mut notified = Box::pin(self.idle.notified());
+        notified.as_mut().enable();
+        notified
     }
 
     /// Whether a statement is running.
@@ -135,6 +158,7 @@ impl Registry {
             cancel_requested: Mutex::new(None),
             notify: Notify::new(),
             idle: Notify::new(),
+            last_end: Mutex::new(std::time::Instant::now()),
         });
         self.conns
             .lock()

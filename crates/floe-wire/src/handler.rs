@@ -203,6 +203,18 @@ impl Connection {
     pub(crate) fn control(&self) -> Option<&Arc<ConnControl>> {
         self.registration.get().map(|r| r.control())
     }
+
+    /// `idle_in_transaction_session_timeout` as it applies now: `Some(timeout)` while the
+    /// session sits in a transaction block (open or failed) between statements with the
+    /// setting on; `None` otherwise (or while a statement holds the session).
+    pub(crate) fn idle_in_transaction_timeout(&self) -> Option<Duration> {
+        let session = self.shared.session.try_lock().ok()?;
+        let session = session.as_ref()?;
+        if session.txn_status() == TxnStatus::Idle {
+            return None;
+        }
+        session.vars().idle_in_transaction_timeout()
+    }
 }
 
 /// The handler set pgwire asks for; every role is played by the one [`Connection`].
@@ -1164,7 +1176,51 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_describe(&mut Deferred(client), message).await
+        // A query with no columns (`SELECT FROM t`) still returns rows: PostgreSQL describes
+        // it with an empty RowDescription, where pgwire would send NoData (and the client
+        // would then refuse the DataRows).
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let zero_columns = |p: &Prepared| {
+            p.result_schema
+                .as_ref()
+                .is_some_and(|s| s.fields().is_empty())
+        };
+        let zero = match message.target_type {
+            b'S' => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stmt)) if zero_columns(&stmt.statement) => Some(Some(
+                    stmt.statement
+                        .param_types
+                        .iter()
+                        .map(|t| encode::pg_type(t).oid())
+                        .collect::<Vec<u32>>(),
+                )),
+                _ => None,
+            },
+            b'P' => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) if zero_columns(&portal.statement.statement) => {
+                    Some(None)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut client = Deferred(client);
+        if let Some(params) = zero {
+            if let Some(types) = params {
+                client
+                    .send(PgWireBackendMessage::ParameterDescription(
+                        pgwire::messages::data::ParameterDescription::new(types),
+                    ))
+                    .await?;
+            }
+            client
+                .send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                    Vec::new(),
+                )))
+                .await?;
+            return Ok(());
+        }
+        self._on_describe(&mut client, message).await
     }
 
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>

@@ -346,6 +346,14 @@ async fn serve_connection(socket: TcpStream, client: Client) {
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "set_nodelay failed");
     }
+    // A second handle on the socket, to send a FATAL error after pgwire's side is dropped.
+    let side = match duplicate(&socket) {
+        Ok(side) => Some(side),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "cannot duplicate the socket");
+            None
+        }
+    };
     let conn = Connection::new(engine, registry.clone(), limits);
     let handlers = Handlers {
         conn: conn.clone(),
@@ -354,8 +362,7 @@ async fn serve_connection(socket: TcpStream, client: Client) {
         }),
     };
     let mut shutdown = registry.shutdown_signal();
-    let process = pgwire::tokio::process_socket(socket, None, handlers);
-    tokio::pin!(process);
+    let mut process = Box::pin(pgwire::tokio::process_socket(socket, None, handlers));
     let stop = async {
         let _ = shutdown.wait_for(|s| *s).await;
         if let Some(control) = conn.control() {
@@ -370,17 +377,90 @@ async fn serve_connection(socket: TcpStream, client: Client) {
         // Let the last response (ReadyForQuery) reach the socket.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    tokio::select! {
+    let fatal = tokio::select! {
         biased;
         result = &mut process => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            None
         }
         _ = stop => {
             tracing::debug!(%peer, "connection closed for shutdown");
+            Some(("57P01", "terminating connection due to administrator command"))
+        }
+        _ = idle_in_transaction(&conn) => {
+            tracing::debug!(%peer, "idle-in-transaction timeout");
+            Some(("25P03", "terminating connection due to idle-in-transaction timeout"))
+        }
+    };
+    // pgwire's half goes first (nothing of it is in flight: the session was idle); the
+    // transaction block ends with the session, releasing its locks.
+    drop(process);
+    if let (Some((code, message)), Some(side)) = (fatal, side) {
+        let _ = send_fatal(side, code, message).await;
+    }
+}
+
+/// A second handle on the socket (a duplicated descriptor of the same connection).
+fn duplicate(socket: &TcpStream) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    Ok(std::net::TcpStream::from(
+        socket.as_fd().try_clone_to_owned()?,
+    ))
+}
+
+/// Resolves when the session has sat idle inside a transaction block for longer than its
+/// `idle_in_transaction_session_timeout` (never while the setting is 0).
+async fn idle_in_transaction(conn: &Connection) {
+    loop {
+        let Some(control) = conn.control() else {
+            // Startup has not finished.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let next_end = control.next_end();
+        // Without a limit (or while a statement holds the session): look again when the next
+        // statement ends, or after a second at most.
+        let wait = match conn.idle_in_transaction_timeout() {
+            Some(timeout) => {
+                let idle = control.idle_for();
+                if idle >= timeout && !control.is_busy() {
+                    return;
+                }
+                timeout.saturating_sub(idle).max(Duration::from_millis(1))
+            }
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = next_end => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Writes a FATAL ErrorResponse (PostgreSQL's severity, SQLSTATE and message fields) and
+/// closes the socket.
+async fn send_fatal(side: std::net::TcpStream, code: &str, message: &str) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut frame = vec![b'E'];
+    frame.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let mut side = TcpStream::from_std(side)?;
+    side.write_all(&frame).await?;
+    side.shutdown().await
 }
 
 /// Counts a connection closed when dropped.
