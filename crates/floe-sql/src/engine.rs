@@ -120,6 +120,9 @@ impl Engine {
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
+        for udf in functions::domain::udfs(&state) {
+            state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
+        }
         crate::pg_catalog::install(&mut state, db.clone())?;
         // After type coercion (appended to the default rules): operand types are final.
         state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
