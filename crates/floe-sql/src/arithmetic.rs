@@ -9,12 +9,18 @@
 //! type that overflowed as PostgreSQL does. The result type is unchanged, so the plan's
 //! schema (and what clients were told in RowDescription) stays as planned. `%` keeps
 //! DataFusion's operator: its only overflow, `MIN % -1`, is 0 in PostgreSQL too.
+//!
+//! Float arithmetic (`real`, `double precision`) follows PostgreSQL's `float8pl` & co. the same
+//! way: an infinite result from finite operands is `value out of range: overflow`, a zero
+//! product or quotient of non-zero operands `… underflow` (22003), and division by zero is
+//! 22012 (IEEE's `Infinity`/`NaN` otherwise).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -71,6 +77,109 @@ impl Op {
 }
 
 const OPS: [Op; 5] = [Op::Add, Op::Sub, Op::Mul, Op::Div, Op::Neg];
+
+/// The float operations with PostgreSQL's range checks.
+const FLOAT_OPS: [Op; 4] = [Op::Add, Op::Sub, Op::Mul, Op::Div];
+
+impl Op {
+    fn float_name(self) -> &'static str {
+        match self {
+            Op::Add => "floe_float_add",
+            Op::Sub => "floe_float_sub",
+            Op::Mul => "floe_float_mul",
+            _ => "floe_float_div",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedFloat {
+    op: Op,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CheckedFloat {
+    fn name(&self) -> &str {
+        self.op.float_name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (lhs, rhs) = (&arrays[0], &arrays[1]);
+        let (x, y) = (
+            cast(lhs, &DataType::Float64)?,
+            cast(rhs, &DataType::Float64)?,
+        );
+        let (x, y) = (
+            x.as_primitive::<Float64Type>(),
+            y.as_primitive::<Float64Type>(),
+        );
+        if self.op == Op::Div {
+            let zero_divisor = (0..y.len()).any(|i| {
+                y.is_valid(i) && x.is_valid(i) && y.value(i) == 0.0 && !x.value(i).is_nan()
+            });
+            if zero_divisor {
+                return Err(SqlError::new(sqlstate::DIVISION_BY_ZERO, "division by zero").into());
+            }
+        }
+        let array = match self.op {
+            Op::Add => numeric::add(lhs, rhs),
+            Op::Sub => numeric::sub(lhs, rhs),
+            Op::Mul => numeric::mul(lhs, rhs),
+            _ => numeric::div(lhs, rhs),
+        }
+        .map_err(SqlError::from)?;
+        let results = cast(&array, &DataType::Float64)?;
+        let results = results.as_primitive::<Float64Type>();
+        for i in 0..results.len() {
+            if results.is_null(i) {
+                continue;
+            }
+            let (a, b, r) = (x.value(i), y.value(i), results.value(i));
+            let overflow = r.is_infinite()
+                && match self.op {
+                    Op::Div => !a.is_infinite(),
+                    _ => !a.is_infinite() && !b.is_infinite(),
+                };
+            let underflow = r == 0.0
+                && match self.op {
+                    Op::Mul => a != 0.0 && b != 0.0,
+                    Op::Div => a != 0.0 && !b.is_infinite(),
+                    _ => false,
+                };
+            if overflow || underflow {
+                let which = if overflow { "overflow" } else { "underflow" };
+                return Err(SqlError::new(
+                    sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!("value out of range: {which}"),
+                )
+                .into());
+            }
+        }
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+fn is_checked_float(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Float32 | DataType::Float64)
+}
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CheckedInt {
@@ -154,6 +263,8 @@ fn is_checked_integer(data_type: &DataType) -> bool {
 pub(crate) struct CheckedIntegerArithmetic {
     /// One function per entry of [`OPS`].
     udfs: Vec<Arc<ScalarUDF>>,
+    /// One function per entry of [`FLOAT_OPS`].
+    float_udfs: Vec<Arc<ScalarUDF>>,
 }
 
 impl CheckedIntegerArithmetic {
@@ -167,7 +278,21 @@ impl CheckedIntegerArithmetic {
                 }))
             })
             .collect();
-        CheckedIntegerArithmetic { udfs }
+        let float_udfs = FLOAT_OPS
+            .into_iter()
+            .map(|op| {
+                Arc::new(ScalarUDF::new_from_impl(CheckedFloat {
+                    op,
+                    signature: Signature::any(2, Volatility::Immutable),
+                }))
+            })
+            .collect();
+        CheckedIntegerArithmetic { udfs, float_udfs }
+    }
+
+    fn float_udf(&self, op: Op) -> Arc<ScalarUDF> {
+        let at = FLOAT_OPS.iter().position(|o| *o == op).unwrap_or_default();
+        self.float_udfs[at].clone()
     }
 
     fn udf(&self, op: Op) -> Arc<ScalarUDF> {
@@ -181,6 +306,11 @@ impl CheckedIntegerArithmetic {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => match Op::of(op) {
                 Some(checked_op) if same_integer_type(&left, &right, schema) => {
                     (checked_op, vec![*left, *right])
+                }
+                Some(float_op) if same_type(&left, &right, schema, is_checked_float) => {
+                    return Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(self.float_udf(float_op), vec![*left, *right]),
+                    )));
                 }
                 _ => {
                     return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
@@ -224,8 +354,17 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 }
 
 fn same_integer_type(left: &Expr, right: &Expr, schema: &DFSchema) -> bool {
+    same_type(left, right, schema, is_checked_integer)
+}
+
+fn same_type(
+    left: &Expr,
+    right: &Expr,
+    schema: &DFSchema,
+    checked: impl Fn(&DataType) -> bool,
+) -> bool {
     match (left.get_type(schema), right.get_type(schema)) {
-        (Ok(l), Ok(r)) => l == r && is_checked_integer(&l),
+        (Ok(l), Ok(r)) => l == r && checked(&l),
         _ => false,
     }
 }
