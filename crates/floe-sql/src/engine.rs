@@ -116,7 +116,8 @@ impl Engine {
             .into_iter()
             .chain(functions::handle::placeholders())
             .chain(functions::sleep::udfs())
-            .chain(crate::bounded_text::udfs());
+            .chain(crate::bounded_text::udfs())
+            .chain([crate::subquery::single_row_udf()]);
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
@@ -126,6 +127,7 @@ impl Engine {
         crate::pg_catalog::install(&mut state, db.clone())?;
         // After type coercion (appended to the default rules): operand types are final.
         state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
+        state.add_analyzer_rule(Arc::new(crate::subquery::PostgresSubqueries::new()));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),
