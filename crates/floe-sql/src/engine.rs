@@ -116,6 +116,7 @@ impl Engine {
             .into_iter()
             .chain(functions::handle::placeholders())
             .chain(functions::sleep::udfs())
+            .chain(functions::math::udfs())
             .chain(crate::bounded_text::udfs())
             .chain([crate::subquery::single_row_udf()]);
         for udf in udfs {

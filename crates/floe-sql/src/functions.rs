@@ -1,5 +1,6 @@
 //! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
-//! `pg_sleep`; and PostgreSQL's domain checks around DataFusion's built-ins ([`domain`]).
+//! `pg_sleep`; PostgreSQL's domain checks around DataFusion's built-ins ([`domain`]); and
+//! PostgreSQL functions DataFusion lacks or types differently ([`math`]).
 //!
 //! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
 //! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
@@ -24,6 +25,7 @@ use floe_storage::Db;
 pub(crate) mod advisory;
 pub(crate) mod domain;
 pub(crate) mod handle;
+pub(crate) mod math;
 pub(crate) mod settings;
 pub(crate) mod sleep;
 
