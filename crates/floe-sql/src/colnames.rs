@@ -165,7 +165,9 @@ fn figure_name(expr: &Expr) -> Option<String> {
         Expr::Array(_) => Some("array".into()),
         Expr::Tuple(_) => Some("row".into()),
         Expr::Extract { .. } => Some("extract".into()),
-        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Substring { shorthand, .. } => {
+            Some(if *shorthand { "substr" } else { "substring" }.into())
+        }
         Expr::Trim { .. } => Some("btrim".into()),
         Expr::Position { .. } => Some("position".into()),
         Expr::Overlay { .. } => Some("overlay".into()),

@@ -105,13 +105,17 @@ impl Engine {
             runtime = runtime.with_memory_pool(pool);
         }
         let runtime = runtime.build_arc().map_err(SqlError::from)?;
-        let mut state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
-            .with_type_planner(Arc::new(FloeTypePlanner))
-            .build();
+            .with_type_planner(Arc::new(FloeTypePlanner));
+        if let Some(planners) = builder.expr_planners() {
+            // First: the planners are asked in order.
+            planners.insert(0, functions::text::substring_planner());
+        }
+        let mut state = builder.build();
         let udfs = [functions::nextval_udf(db.clone())]
             .into_iter()
             .chain(functions::handle::placeholders())
@@ -122,7 +126,11 @@ impl Engine {
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
-        for udf in functions::domain::udfs(&state) {
+        let extended: Vec<_> = functions::domain::udfs(&state)
+            .into_iter()
+            .chain(functions::text::udfs(&state))
+            .collect();
+        for udf in extended {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
         crate::pg_catalog::install(&mut state, db.clone())?;
