@@ -121,6 +121,7 @@ impl Engine {
             .chain(functions::handle::placeholders())
             .chain(functions::sleep::udfs())
             .chain(functions::math::udfs())
+            .chain(functions::datetime::udfs())
             .chain(crate::bounded_text::udfs())
             .chain([crate::subquery::single_row_udf()]);
         for udf in udfs {

@@ -1,6 +1,7 @@
 //! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
 //! `pg_sleep`; PostgreSQL's domain checks around DataFusion's built-ins ([`domain`]); and
-//! PostgreSQL functions DataFusion lacks or types differently ([`math`], [`text`]).
+//! PostgreSQL functions DataFusion lacks or types differently ([`math`], [`text`],
+//! [`datetime`]).
 //!
 //! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
 //! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
@@ -23,6 +24,7 @@ use datafusion::logical_expr::{
 use floe_storage::Db;
 
 pub(crate) mod advisory;
+pub(crate) mod datetime;
 pub(crate) mod domain;
 pub(crate) mod handle;
 pub(crate) mod math;
