@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub target_partitions: usize,
     /// Commit-log bytes after which storage takes a checkpoint and truncates the log.
     pub checkpoint_log_bytes: u64,
+    /// The server's limit of concurrent connections, as `SHOW max_connections` reports it.
+    pub max_connections: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +53,7 @@ impl Default for EngineConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             checkpoint_log_bytes: floe_storage::DEFAULT_CHECKPOINT_LOG_BYTES,
+            max_connections: 100,
         }
     }
 }
@@ -60,6 +63,7 @@ pub struct Engine {
     db: Arc<Db>,
     state: Arc<SessionState>,
     next_backend_pid: AtomicI32,
+    max_connections: usize,
     /// The runtime parallel query plans run on (see [`Engine::executor`]).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -142,6 +146,7 @@ impl Engine {
             db,
             state: Arc::new(state),
             next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
+            max_connections: config.max_connections,
             executor: tokio::runtime::Handle::try_current().ok(),
         }))
     }
@@ -153,6 +158,11 @@ impl Engine {
     /// polled).
     pub fn executor(&self) -> Option<&tokio::runtime::Handle> {
         self.executor.as_ref()
+    }
+
+    /// The server's limit of concurrent connections.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The database.
