@@ -138,6 +138,11 @@ impl Engine {
         for udf in extended {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
+        for udwf in functions::window::udwfs(&state) {
+            state
+                .register_udwf(Arc::new(udwf))
+                .map_err(SqlError::from)?;
+        }
         crate::pg_catalog::install(&mut state, db.clone())?;
         // After type coercion (appended to the default rules): operand types are final.
         state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
