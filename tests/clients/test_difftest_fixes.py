@@ -60,6 +60,10 @@ DESCRIBED = [
          ("make_timestamp", 1114), ("isfinite", 16)],
     ),
     ("SELECT regexp_split_to_table('a b', ' ')", [("regexp_split_to_table", 25)]),
+    (
+        "SELECT 1::int2 << 2, 8::int2 >> 1::int2, '2020-01-02'::date - '2020-01-01'::date",
+        [("?column?", 21), ("?column?", 21), ("?column?", 23)],
+    ),
 ]
 
 

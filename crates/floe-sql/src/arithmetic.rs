@@ -10,6 +10,9 @@
 //! schema (and what clients were told in RowDescription) stays as planned. `%` keeps
 //! DataFusion's operator: its only overflow, `MIN % -1`, is 0 in PostgreSQL too.
 //!
+//! `smallint` shifts stay `smallint` and `date - date` is an `integer`, the types PostgreSQL
+//! gives them (DataFusion widens both).
+//!
 //! Float arithmetic (`real`, `double precision`) follows PostgreSQL's `float8pl` & co. the same
 //! way: an infinite result from finite operands is `value out of range: overflow`, a zero
 //! product or quotient of non-zero operands `… underflow` (22003), and division by zero is
@@ -17,22 +20,24 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int16Type, Int64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+use datafusion::sql::sqlparser::ast::BinaryOperator as SqlOperator;
 
 use crate::error::{sqlstate, SqlError};
 
@@ -174,6 +179,130 @@ impl ScalarUDFImpl for CheckedFloat {
             )?));
         }
         Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// `smallint << n` / `smallint >> n`: PostgreSQL's `int2shl`/`int2shr`, a `smallint` computed
+/// in 32 bits and truncated (`1::int2 << 16` is 0); DataFusion coerces the operand to the
+/// shift count's `integer` and answers an `integer`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Int2Shift {
+    left: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Int2Shift {
+    fn name(&self) -> &str {
+        if self.left {
+            "floe_int2_shl"
+        } else {
+            "floe_int2_shr"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int16)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let values = cast(&arrays[0], &DataType::Int16)?;
+        let counts = cast(&arrays[1], &DataType::Int64)?;
+        let (values, counts) = (
+            values.as_primitive::<Int16Type>(),
+            counts.as_primitive::<Int64Type>(),
+        );
+        let shifted: Int16Array = values
+            .iter()
+            .zip(counts.iter())
+            .map(|(v, n)| {
+                let (v, n) = (i32::from(v?), n? as u32);
+                let wide = if self.left {
+                    v.wrapping_shl(n)
+                } else {
+                    v.wrapping_shr(n)
+                };
+                Some(wide as i16)
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(shifted);
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// Plans the operators whose result type PostgreSQL decides differently from DataFusion, while
+/// the SQL is planned (an analyzer rule may not change a plan's types): `smallint` shifts stay
+/// `smallint` ([`Int2Shift`]), and `date - date` is an `integer` number of days.
+#[derive(Debug)]
+pub(crate) struct PostgresOperators {
+    /// `<<` and `>>` of a `smallint`.
+    int2_shift: [Arc<ScalarUDF>; 2],
+}
+
+impl PostgresOperators {
+    pub(crate) fn new() -> PostgresOperators {
+        let shift = |left| {
+            Arc::new(ScalarUDF::new_from_impl(Int2Shift {
+                left,
+                signature: Signature::any(2, Volatility::Immutable),
+            }))
+        };
+        PostgresOperators {
+            int2_shift: [shift(true), shift(false)],
+        }
+    }
+}
+
+impl ExprPlanner for PostgresOperators {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        let left_type = expr.left.get_type(schema).ok();
+        let right_type = expr.right.get_type(schema).ok();
+        let shift = match expr.op {
+            SqlOperator::PGBitwiseShiftLeft => Some(0),
+            SqlOperator::PGBitwiseShiftRight => Some(1),
+            _ => None,
+        };
+        if let (Some(side), Some(DataType::Int16)) = (shift, &left_type) {
+            if right_type.as_ref().is_some_and(DataType::is_integer) {
+                return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(
+                        self.int2_shift[side].clone(),
+                        vec![expr.left, expr.right],
+                    ),
+                )));
+            }
+        }
+        if expr.op == SqlOperator::Minus
+            && left_type == Some(DataType::Date32)
+            && right_type == Some(DataType::Date32)
+        {
+            let days = Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(expr.left),
+                Operator::Minus,
+                Box::new(expr.right),
+            ));
+            return Ok(PlannerResult::Planned(Expr::Cast(
+                datafusion::logical_expr::expr::Cast::new(Box::new(days), DataType::Int32),
+            )));
+        }
+        Ok(PlannerResult::Original(expr))
     }
 }
 

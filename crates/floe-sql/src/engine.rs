@@ -118,6 +118,7 @@ impl Engine {
         if let Some(planners) = builder.expr_planners() {
             // First: the planners are asked in order.
             planners.insert(0, functions::text::substring_planner());
+            planners.insert(0, Arc::new(crate::arithmetic::PostgresOperators::new()));
         }
         let mut state = builder.build();
         let udfs = [functions::nextval_udf(db.clone())]

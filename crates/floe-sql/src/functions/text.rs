@@ -653,7 +653,7 @@ impl ScalarUDFImpl for Extends {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        if self.kind == Extended::Substr {
+        if self.kind == Extended::Substr && args.number_rows > 0 {
             if let Some(count) = args.args.get(2) {
                 let counts = count.to_array(1)?;
                 if let Some(counts) = counts.as_primitive_opt::<Int64Type>() {
@@ -662,6 +662,8 @@ impl ScalarUDFImpl for Extends {
                     }
                 }
             }
+        }
+        if self.kind == Extended::Substr {
             let types: Vec<DataType> = args.args.iter().map(|a| a.data_type()).collect();
             if self.is_own(&types) {
                 return substr_bytes(&args);
