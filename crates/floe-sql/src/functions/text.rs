@@ -1,6 +1,6 @@
 //! PostgreSQL's string functions DataFusion lacks or answers differently: `quote_literal`,
-//! `quote_ident`, `format`, `regexp_split_to_table`, the `escape` format of `encode`/`decode`,
-//! and `substr` of `bytea`.
+//! `quote_ident`, `format`, `regexp_split_to_table`, the `escape` format of `encode`/`decode`
+//! and PostgreSQL's reading (and errors) of `decode(…, 'hex')`, and `substr` of `bytea`.
 //!
 //! `regexp_split_to_table` is a set-returning function: like `generate_series` it returns a
 //! list here, which the statement rewrite unnests into rows (`crate::rewrite`). Patterns are
@@ -582,14 +582,14 @@ impl Extends {
         self.kind == Extended::Substr && arg_types.first().is_some_and(is_binary)
     }
 
-    /// The constant `'escape'` format of an `encode`/`decode` call.
-    fn is_escape(&self, args: &[ColumnarValue]) -> bool {
+    /// Whether an `encode`/`decode` call names the constant format `name`.
+    fn has_format(&self, args: &[ColumnarValue], name: &str) -> bool {
         self.kind != Extended::Substr
             && matches!(
                 args.get(1),
                 Some(ColumnarValue::Scalar(
                     ScalarValue::Utf8(Some(f)) | ScalarValue::Utf8View(Some(f)) | ScalarValue::LargeUtf8(Some(f))
-                )) if f.eq_ignore_ascii_case("escape")
+                )) if f.eq_ignore_ascii_case(name)
             )
     }
 }
@@ -669,7 +669,19 @@ impl ScalarUDFImpl for Extends {
                 return substr_bytes(&args);
             }
         }
-        if self.is_escape(&args.args) {
+        if self.kind == Extended::Decode && self.has_format(&args.args, "hex") {
+            let rows = rows_of(&args);
+            let values = cast(&args.args[0].to_array(rows)?, &DataType::Binary)?;
+            let mut out = BinaryBuilder::with_capacity(rows, rows * 8);
+            for v in values.as_binary::<i32>().iter() {
+                match v {
+                    Some(v) => out.append_value(hex_decode(v)?),
+                    None => out.append_null(),
+                }
+            }
+            return finish(&args.args, Arc::new(out.finish()));
+        }
+        if self.has_format(&args.args, "escape") {
             let rows = rows_of(&args);
             let values = args.args[0].to_array(rows)?;
             let values = cast(&values, &DataType::Binary)?;
@@ -706,6 +718,40 @@ fn escape_encode(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// `decode(text, 'hex')` as PostgreSQL reads it: pairs of hex digits, whitespace between
+/// pairs skipped; a bad digit or an odd count is 22023.
+fn hex_decode(text: &[u8]) -> DfResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 2);
+    let digit = |b: u8| -> DfResult<u8> {
+        (b as char).to_digit(16).map(|d| d as u8).ok_or_else(|| {
+            error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!(
+                    "invalid hexadecimal digit: \"{}\"",
+                    String::from_utf8_lossy(&[b])
+                ),
+            )
+        })
+    };
+    let mut at = 0;
+    while at < text.len() {
+        if matches!(text[at], b' ' | b'\n' | b'\t' | b'\r') {
+            at += 1;
+            continue;
+        }
+        let high = digit(text[at])?;
+        let Some(&low) = text.get(at + 1) else {
+            return Err(error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "invalid hexadecimal data: odd number of digits",
+            ));
+        };
+        out.push((high << 4) | digit(low)?);
+        at += 2;
+    }
+    Ok(out)
 }
 
 /// `decode(text, 'escape')`: `\ooo` and `\\`; any other backslash is 22P02.
