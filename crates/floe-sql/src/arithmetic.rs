@@ -9,24 +9,35 @@
 //! type that overflowed as PostgreSQL does. The result type is unchanged, so the plan's
 //! schema (and what clients were told in RowDescription) stays as planned. `%` keeps
 //! DataFusion's operator: its only overflow, `MIN % -1`, is 0 in PostgreSQL too.
+//!
+//! `smallint` shifts stay `smallint` and `date - date` is an `integer`, the types PostgreSQL
+//! gives them (DataFusion widens both).
+//!
+//! Float arithmetic (`real`, `double precision`) follows PostgreSQL's `float8pl` & co. the same
+//! way: an infinite result from finite operands is `value out of range: overflow`, a zero
+//! product or quotient of non-zero operands `… underflow` (22003), and division by zero is
+//! 22012 (IEEE's `Infinity`/`NaN` otherwise).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int16Type, Int64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+use datafusion::sql::sqlparser::ast::BinaryOperator as SqlOperator;
 
 use crate::error::{sqlstate, SqlError};
 
@@ -71,6 +82,233 @@ impl Op {
 }
 
 const OPS: [Op; 5] = [Op::Add, Op::Sub, Op::Mul, Op::Div, Op::Neg];
+
+/// The float operations with PostgreSQL's range checks.
+const FLOAT_OPS: [Op; 4] = [Op::Add, Op::Sub, Op::Mul, Op::Div];
+
+impl Op {
+    fn float_name(self) -> &'static str {
+        match self {
+            Op::Add => "floe_float_add",
+            Op::Sub => "floe_float_sub",
+            Op::Mul => "floe_float_mul",
+            _ => "floe_float_div",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedFloat {
+    op: Op,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CheckedFloat {
+    fn name(&self) -> &str {
+        self.op.float_name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (lhs, rhs) = (&arrays[0], &arrays[1]);
+        let (x, y) = (
+            cast(lhs, &DataType::Float64)?,
+            cast(rhs, &DataType::Float64)?,
+        );
+        let (x, y) = (
+            x.as_primitive::<Float64Type>(),
+            y.as_primitive::<Float64Type>(),
+        );
+        if self.op == Op::Div {
+            let zero_divisor = (0..y.len()).any(|i| {
+                y.is_valid(i) && x.is_valid(i) && y.value(i) == 0.0 && !x.value(i).is_nan()
+            });
+            if zero_divisor {
+                return Err(SqlError::new(sqlstate::DIVISION_BY_ZERO, "division by zero").into());
+            }
+        }
+        let array = match self.op {
+            Op::Add => numeric::add(lhs, rhs),
+            Op::Sub => numeric::sub(lhs, rhs),
+            Op::Mul => numeric::mul(lhs, rhs),
+            _ => numeric::div(lhs, rhs),
+        }
+        .map_err(SqlError::from)?;
+        let results = cast(&array, &DataType::Float64)?;
+        let results = results.as_primitive::<Float64Type>();
+        for i in 0..results.len() {
+            if results.is_null(i) {
+                continue;
+            }
+            let (a, b, r) = (x.value(i), y.value(i), results.value(i));
+            let overflow = r.is_infinite()
+                && match self.op {
+                    Op::Div => !a.is_infinite(),
+                    _ => !a.is_infinite() && !b.is_infinite(),
+                };
+            let underflow = r == 0.0
+                && match self.op {
+                    Op::Mul => a != 0.0 && b != 0.0,
+                    Op::Div => a != 0.0 && !b.is_infinite(),
+                    _ => false,
+                };
+            if overflow || underflow {
+                let which = if overflow { "overflow" } else { "underflow" };
+                return Err(SqlError::new(
+                    sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!("value out of range: {which}"),
+                )
+                .into());
+            }
+        }
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// `smallint << n` / `smallint >> n`: PostgreSQL's `int2shl`/`int2shr`, a `smallint` computed
+/// in 32 bits and truncated (`1::int2 << 16` is 0); DataFusion coerces the operand to the
+/// shift count's `integer` and answers an `integer`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Int2Shift {
+    left: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Int2Shift {
+    fn name(&self) -> &str {
+        if self.left {
+            "floe_int2_shl"
+        } else {
+            "floe_int2_shr"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int16)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let values = cast(&arrays[0], &DataType::Int16)?;
+        let counts = cast(&arrays[1], &DataType::Int64)?;
+        let (values, counts) = (
+            values.as_primitive::<Int16Type>(),
+            counts.as_primitive::<Int64Type>(),
+        );
+        let shifted: Int16Array = values
+            .iter()
+            .zip(counts.iter())
+            .map(|(v, n)| {
+                let (v, n) = (i32::from(v?), n? as u32);
+                let wide = if self.left {
+                    v.wrapping_shl(n)
+                } else {
+                    v.wrapping_shr(n)
+                };
+                Some(wide as i16)
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(shifted);
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// Plans the operators whose result type PostgreSQL decides differently from DataFusion, while
+/// the SQL is planned (an analyzer rule may not change a plan's types): `smallint` shifts stay
+/// `smallint` ([`Int2Shift`]), and `date - date` is an `integer` number of days.
+#[derive(Debug)]
+pub(crate) struct PostgresOperators {
+    /// `<<` and `>>` of a `smallint`.
+    int2_shift: [Arc<ScalarUDF>; 2],
+}
+
+impl PostgresOperators {
+    pub(crate) fn new() -> PostgresOperators {
+        let shift = |left| {
+            Arc::new(ScalarUDF::new_from_impl(Int2Shift {
+                left,
+                signature: Signature::any(2, Volatility::Immutable),
+            }))
+        };
+        PostgresOperators {
+            int2_shift: [shift(true), shift(false)],
+        }
+    }
+}
+
+impl ExprPlanner for PostgresOperators {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        let left_type = expr.left.get_type(schema).ok();
+        let right_type = expr.right.get_type(schema).ok();
+        let shift = match expr.op {
+            SqlOperator::PGBitwiseShiftLeft => Some(0),
+            SqlOperator::PGBitwiseShiftRight => Some(1),
+            _ => None,
+        };
+        if let (Some(side), Some(DataType::Int16)) = (shift, &left_type) {
+            if right_type.as_ref().is_some_and(DataType::is_integer) {
+                return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(
+                        self.int2_shift[side].clone(),
+                        vec![expr.left, expr.right],
+                    ),
+                )));
+            }
+        }
+        if expr.op == SqlOperator::Minus
+            && left_type == Some(DataType::Date32)
+            && right_type == Some(DataType::Date32)
+        {
+            let days = Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(expr.left),
+                Operator::Minus,
+                Box::new(expr.right),
+            ));
+            return Ok(PlannerResult::Planned(Expr::Cast(
+                datafusion::logical_expr::expr::Cast::new(Box::new(days), DataType::Int32),
+            )));
+        }
+        Ok(PlannerResult::Original(expr))
+    }
+}
+
+fn is_checked_float(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Float32 | DataType::Float64)
+}
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CheckedInt {
@@ -154,6 +392,8 @@ fn is_checked_integer(data_type: &DataType) -> bool {
 pub(crate) struct CheckedIntegerArithmetic {
     /// One function per entry of [`OPS`].
     udfs: Vec<Arc<ScalarUDF>>,
+    /// One function per entry of [`FLOAT_OPS`].
+    float_udfs: Vec<Arc<ScalarUDF>>,
 }
 
 impl CheckedIntegerArithmetic {
@@ -167,7 +407,21 @@ impl CheckedIntegerArithmetic {
                 }))
             })
             .collect();
-        CheckedIntegerArithmetic { udfs }
+        let float_udfs = FLOAT_OPS
+            .into_iter()
+            .map(|op| {
+                Arc::new(ScalarUDF::new_from_impl(CheckedFloat {
+                    op,
+                    signature: Signature::any(2, Volatility::Immutable),
+                }))
+            })
+            .collect();
+        CheckedIntegerArithmetic { udfs, float_udfs }
+    }
+
+    fn float_udf(&self, op: Op) -> Arc<ScalarUDF> {
+        let at = FLOAT_OPS.iter().position(|o| *o == op).unwrap_or_default();
+        self.float_udfs[at].clone()
     }
 
     fn udf(&self, op: Op) -> Arc<ScalarUDF> {
@@ -181,6 +435,11 @@ impl CheckedIntegerArithmetic {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => match Op::of(op) {
                 Some(checked_op) if same_integer_type(&left, &right, schema) => {
                     (checked_op, vec![*left, *right])
+                }
+                Some(float_op) if same_type(&left, &right, schema, is_checked_float) => {
+                    return Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(self.float_udf(float_op), vec![*left, *right]),
+                    )));
                 }
                 _ => {
                     return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
@@ -224,8 +483,17 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 }
 
 fn same_integer_type(left: &Expr, right: &Expr, schema: &DFSchema) -> bool {
+    same_type(left, right, schema, is_checked_integer)
+}
+
+fn same_type(
+    left: &Expr,
+    right: &Expr,
+    schema: &DFSchema,
+    checked: impl Fn(&DataType) -> bool,
+) -> bool {
     match (left.get_type(schema), right.get_type(schema)) {
-        (Ok(l), Ok(r)) => l == r && is_checked_integer(&l),
+        (Ok(l), Ok(r)) => l == r && checked(&l),
         _ => false,
     }
 }

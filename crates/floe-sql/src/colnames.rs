@@ -148,30 +148,49 @@ fn object_last(name: &ObjectName) -> String {
 
 /// PostgreSQL's `FigureColname`: `None` means `?column?`.
 fn figure_name(expr: &Expr) -> Option<String> {
+    figure(expr).map(|(name, _)| name)
+}
+
+/// How sure a name is, as in PostgreSQL's `FigureColnameInternal`: a type name or `case` is a
+/// weak choice that an enclosing cast or CASE overrides; a column or function name is strong.
+const WEAK: u8 = 1;
+const STRONG: u8 = 2;
+
+/// PostgreSQL's `FigureColnameInternal`: the name and its strength (`None`: no name).
+fn figure(expr: &Expr) -> Option<(String, u8)> {
+    let strong = |name: &str| Some((name.to_string(), STRONG));
     match expr {
-        Expr::Identifier(ident) => Some(ident_name(ident)),
-        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
-        Expr::Nested(inner) => figure_name(inner),
-        Expr::Collate { expr, .. } => figure_name(expr),
-        Expr::CompoundFieldAccess { root, .. } => figure_name(root),
-        Expr::Function(function) => Some(object_last(&function.name)),
+        Expr::Identifier(ident) => Some((ident_name(ident), STRONG)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| (ident_name(p), STRONG)),
+        Expr::Nested(inner) => figure(inner),
+        Expr::Collate { expr, .. } => figure(expr),
+        Expr::CompoundFieldAccess { root, .. } => figure(root),
+        Expr::Function(function) => Some((object_last(&function.name), STRONG)),
         Expr::Cast {
             expr, data_type, ..
-        } => figure_name(expr).or_else(|| Some(type_name(data_type))),
-        Expr::TypedString(typed) => Some(type_name(&typed.data_type)),
-        Expr::Interval(_) => Some("interval".into()),
-        Expr::Case { .. } => Some("case".into()),
-        Expr::Exists { .. } => Some("exists".into()),
-        Expr::Array(_) => Some("array".into()),
-        Expr::Tuple(_) => Some("row".into()),
-        Expr::Extract { .. } => Some("extract".into()),
-        Expr::Substring { .. } => Some("substring".into()),
-        Expr::Trim { .. } => Some("btrim".into()),
-        Expr::Position { .. } => Some("position".into()),
-        Expr::Overlay { .. } => Some("overlay".into()),
-        Expr::Ceil { .. } => Some("ceil".into()),
-        Expr::Floor { .. } => Some("floor".into()),
-        Expr::Subquery(query) => subquery_name(query),
+        } => match figure(expr) {
+            Some((name, STRONG)) => Some((name, STRONG)),
+            _ => Some((type_name(data_type), WEAK)),
+        },
+        Expr::TypedString(typed) => Some((type_name(&typed.data_type), WEAK)),
+        Expr::Interval(_) => Some(("interval".into(), WEAK)),
+        Expr::Case { else_result, .. } => match else_result.as_deref().and_then(figure) {
+            Some((name, STRONG)) => Some((name, STRONG)),
+            _ => Some(("case".into(), WEAK)),
+        },
+        Expr::Exists { .. } => strong("exists"),
+        Expr::Array(_) => strong("array"),
+        Expr::Tuple(_) => strong("row"),
+        Expr::Extract { .. } => strong("extract"),
+        Expr::Substring { shorthand, .. } => {
+            strong(if *shorthand { "substr" } else { "substring" })
+        }
+        Expr::Trim { .. } => strong("btrim"),
+        Expr::Position { .. } => strong("position"),
+        Expr::Overlay { .. } => strong("overlay"),
+        Expr::Ceil { .. } => strong("ceil"),
+        Expr::Floor { .. } => strong("floor"),
+        Expr::Subquery(query) => subquery_name(query).map(|name| (name, STRONG)),
         _ => None,
     }
 }
@@ -270,5 +289,21 @@ mod tests {
             "SELECT g FROM generate_series(1, 3) g (g)"
         );
         assert_eq!(display_name("?column?\u{1}2"), "?column?");
+    }
+
+    /// A cast of a cast is named by the outer type, a cast of a column by the column; CASE
+    /// takes its ELSE branch's name when that is a column or function name.
+    #[test]
+    fn weak_names_give_way() {
+        assert_eq!(
+            names("SELECT '2.25'::float8::int2, CAST(NULL::bool AS int4), CAST(x::int8 AS text) FROM t"),
+            "SELECT '2.25'::FLOAT8::INT2 AS \"int2\", CAST(NULL::BOOL AS INT4) AS \"int4\", \
+             CAST(x::INT8 AS TEXT) AS \"x\" FROM t"
+        );
+        assert_eq!(
+            names("SELECT CASE WHEN a THEN 1 ELSE sum(b) END, CASE WHEN a THEN 1 ELSE c END, CASE WHEN a THEN 1 ELSE 2::int8 END FROM t"),
+            "SELECT CASE WHEN a THEN 1 ELSE sum(b) END AS \"sum\", CASE WHEN a THEN 1 ELSE c END AS \"c\", \
+             CASE WHEN a THEN 1 ELSE 2::INT8 END AS \"case\" FROM t"
+        );
     }
 }

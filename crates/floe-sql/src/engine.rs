@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub target_partitions: usize,
     /// Commit-log bytes after which storage takes a checkpoint and truncates the log.
     pub checkpoint_log_bytes: u64,
+    /// The server's limit of concurrent connections, as `SHOW max_connections` reports it.
+    pub max_connections: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +53,7 @@ impl Default for EngineConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             checkpoint_log_bytes: floe_storage::DEFAULT_CHECKPOINT_LOG_BYTES,
+            max_connections: 100,
         }
     }
 }
@@ -62,6 +65,7 @@ pub struct Engine {
     next_backend_pid: AtomicI32,
     /// Temporary-schema slots (`pg_temp_N`) held by live sessions.
     temp_slots: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    max_connections: usize,
     /// The runtime parallel query plans run on (see [`Engine::executor`]).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -107,7 +111,7 @@ impl Engine {
             runtime = runtime.with_memory_pool(pool);
         }
         let runtime = runtime.build_arc().map_err(SqlError::from)?;
-        let mut state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
@@ -118,14 +122,22 @@ impl Engine {
                 let mut rules = datafusion::optimizer::Analyzer::new().rules;
                 rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
                 rules
-            })
-            .build();
+            });
+        if let Some(planners) = builder.expr_planners() {
+            // First: the planners are asked in order.
+            planners.insert(0, functions::text::substring_planner());
+            planners.insert(0, Arc::new(crate::arithmetic::PostgresOperators::new()));
+        }
+        let mut state = builder.build();
         let udfs = [functions::nextval_udf(db.clone())]
             .into_iter()
             .chain(functions::handle::placeholders())
             .chain(functions::sleep::udfs())
+            .chain(functions::math::udfs())
+            .chain(functions::datetime::udfs())
             .chain(crate::bounded_text::udfs())
             .chain([
+                crate::subquery::single_row_udf(),
                 crate::datetime_udf::now_udf(),
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),
@@ -133,15 +145,29 @@ impl Engine {
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }
+        let extended: Vec<_> = functions::domain::udfs(&state)
+            .into_iter()
+            .chain(functions::text::udfs(&state))
+            .collect();
+        for udf in extended {
+            state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
+        }
+        for udwf in functions::window::udwfs(&state) {
+            state
+                .register_udwf(Arc::new(udwf))
+                .map_err(SqlError::from)?;
+        }
         crate::pg_catalog::install(&mut state, db.clone())?;
         // After type coercion (appended to the default rules): operand types are final.
         state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
+        state.add_analyzer_rule(Arc::new(crate::subquery::PostgresSubqueries::new()));
         state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),
             next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
             temp_slots: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            max_connections: config.max_connections,
             executor: tokio::runtime::Handle::try_current().ok(),
         }))
     }
@@ -153,6 +179,11 @@ impl Engine {
     /// polled).
     pub fn executor(&self) -> Option<&tokio::runtime::Handle> {
         self.executor.as_ref()
+    }
+
+    /// The server's limit of concurrent connections.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The database.

@@ -1,5 +1,7 @@
 //! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
-//! `pg_sleep`.
+//! `pg_sleep`; PostgreSQL's domain checks around DataFusion's built-ins ([`domain`]); and
+//! PostgreSQL functions DataFusion lacks or types differently ([`math`], [`text`],
+//! [`datetime`], [`window`]).
 //!
 //! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
 //! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
@@ -22,9 +24,14 @@ use datafusion::logical_expr::{
 use floe_storage::Db;
 
 pub(crate) mod advisory;
+pub(crate) mod datetime;
+pub(crate) mod domain;
 pub(crate) mod handle;
+pub(crate) mod math;
 pub(crate) mod settings;
 pub(crate) mod sleep;
+pub(crate) mod text;
+pub(crate) mod window;
 
 /// The name the planner calls.
 pub const NEXTVAL: &str = "floe_nextval";

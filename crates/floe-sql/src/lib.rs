@@ -19,6 +19,7 @@ pub mod literals;
 pub mod pg_catalog;
 mod rewrite;
 pub mod session;
+mod subquery;
 mod syntax;
 pub mod types;
 pub mod vars;

@@ -232,7 +232,7 @@ fn bounded_text_cast(expr: &Expr) -> Option<Expr> {
 }
 
 /// Set-returning functions that DataFusion implements as functions returning a list.
-const LIST_RETURNING_SRFS: [&str; 1] = ["generate_series"];
+const LIST_RETURNING_SRFS: [&str; 2] = ["generate_series", "regexp_split_to_table"];
 
 /// Set-returning functions in a select list return rows, one per element, as in PostgreSQL:
 /// `SELECT generate_series(1, 3)` is three rows (DataFusion's `generate_series` returns a

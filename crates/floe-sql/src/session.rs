@@ -309,7 +309,8 @@ impl Session {
                 format!("database \"{database}\" does not exist"),
             ));
         };
-        let vars = SessionVars::from_startup(startup_params)?;
+        let vars = SessionVars::from_startup(startup_params)?
+            .with_server_setting("max_connections", &engine.max_connections().to_string());
         let handle =
             SessionHandle::new(backend_pid, database_oid, engine.db().clone(), vars.clone());
         let mut session = Session {
@@ -1233,9 +1234,20 @@ impl Session {
             copy @ Statement::Copy { .. } => self.copy(copy).await,
             Statement::AlterTable(alter) => self.alter_table(alter).await,
             Statement::Vacuum(vacuum) if vacuum.recluster => self.checkpoint().await,
-            // Storage needs neither: accepted so scripts and tools (pgbench -i) run unchanged.
-            Statement::Vacuum(_) => Ok(StatementResult::Command("VACUUM".into())),
-            Statement::Analyze(_) => Ok(StatementResult::Command("ANALYZE".into())),
+            // Storage needs neither: accepted so scripts and tools (pgbench -i) run unchanged,
+            // once the table named is known to exist.
+            Statement::Vacuum(vacuum) => {
+                if let Some(name) = &vacuum.table_name {
+                    self.relation(name)?;
+                }
+                Ok(StatementResult::Command("VACUUM".into()))
+            }
+            Statement::Analyze(analyze) => {
+                if let Some(name) = &analyze.table_name {
+                    self.relation(name)?;
+                }
+                Ok(StatementResult::Command("ANALYZE".into()))
+            }
             Statement::CreateSchema {
                 schema_name,
                 if_not_exists,

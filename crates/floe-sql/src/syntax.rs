@@ -8,8 +8,8 @@
 //! then the parser reads the rewritten tokens:
 //!
 //! 1. `COPY … (FREEZE on, HEADER off)`: PostgreSQL's `on`/`off` booleans as `true`/`false`.
-//! 2. `CHECKPOINT` as [`CHECKPOINT_STATEMENT`]; `VACUUM …` and `ANALYZE …` with options or
-//!    tables as the bare commands (storage needs neither; see [`maintenance`]).
+//! 2. `CHECKPOINT` as [`CHECKPOINT_STATEMENT`]; `VACUUM …` and `ANALYZE …` without their
+//!    options, one statement per named table (storage needs neither; see [`maintenance`]).
 //! 3. `ALTER VIEW v RENAME …` as `ALTER TABLE` (PostgreSQL takes both for views).
 //! 4. CREATE TABLE AS: a trailing `WITH DATA` dropped, `WITH NO DATA` as `LIMIT 0`, and bare
 //!    column names (`CREATE TABLE t (a, b) AS …`) given a placeholder type.
@@ -138,13 +138,16 @@ fn copy_boolean_options(tokens: &mut [TokenWithSpan], words: &Words) {
     }
 }
 
-/// `CHECKPOINT`, and `VACUUM`/`ANALYZE` with arguments sqlparser does not read
-/// (`vacuum analyze t`, `vacuum (verbose) t`): Floe's storage needs neither command, so they
-/// become the bare forms. Returns whether the statement was one of them.
+/// `CHECKPOINT`, and `VACUUM`/`ANALYZE` in PostgreSQL's forms sqlparser does not read
+/// (`vacuum analyze t`, `vacuum (verbose) t1, t2 (a)`): Floe's storage needs neither command,
+/// so options and column lists are dropped and each named table becomes a statement of its
+/// own, `VACUUM t` or `ANALYZE t`, which the session checks exists (42P01, as PostgreSQL) — a
+/// list of tables thus completes once per table. Returns whether the statement was one of
+/// them.
 fn maintenance(tokens: &mut Vec<TokenWithSpan>, words: &Words) -> bool {
     let first = &tokens[words.0[0]].token;
     let is_word = |word: &str| matches!(first, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
-    let replacement = if is_word("checkpoint") && words.0.len() == 1 {
+    let command = if is_word("checkpoint") && words.0.len() == 1 {
         CHECKPOINT_STATEMENT
     } else if is_word("vacuum") && words.0.len() > 1 {
         "VACUUM"
@@ -153,19 +156,101 @@ fn maintenance(tokens: &mut Vec<TokenWithSpan>, words: &Words) -> bool {
     } else {
         return false;
     };
+    let tables = if command == CHECKPOINT_STATEMENT {
+        Vec::new()
+    } else {
+        maintained_tables(tokens, words)
+    };
     let end = tokens
         .last()
         .filter(|t| t.token == Token::SemiColon)
         .cloned();
     tokens.clear();
-    for (i, word) in replacement.split(' ').enumerate() {
-        if i > 0 {
-            tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+    let keywords = |tokens: &mut Vec<TokenWithSpan>, text: &str| {
+        for (i, word) in text.split(' ').enumerate() {
+            if i > 0 {
+                tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+            }
+            tokens.push(TokenWithSpan::wrap(Token::make_keyword(word)));
         }
-        tokens.push(TokenWithSpan::wrap(Token::make_keyword(word)));
+    };
+    if tables.is_empty() {
+        keywords(tokens, command);
+    }
+    for (i, table) in tables.into_iter().enumerate() {
+        if i > 0 {
+            tokens.push(TokenWithSpan::wrap(Token::SemiColon));
+        }
+        keywords(tokens, command);
+        tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+        tokens.extend(table);
     }
     tokens.extend(end);
     true
+}
+
+/// The table names (each its tokens, `schema.table` included) a `VACUUM`/`ANALYZE` statement
+/// lists after its options; none if it names none or reads in a way this does not know (the
+/// command then stays bare, as Floe needs neither).
+fn maintained_tables(tokens: &[TokenWithSpan], words: &Words) -> Vec<Vec<TokenWithSpan>> {
+    let significant: Vec<&Token> = words.0.iter().map(|&i| &tokens[i].token).collect();
+    let mut at = 1;
+    let skip_parens = |at: &mut usize| {
+        if significant.get(*at) != Some(&&Token::LParen) {
+            return true;
+        }
+        let mut depth = 0usize;
+        while let Some(token) = significant.get(*at) {
+            *at += 1;
+            match token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        false
+    };
+    if !skip_parens(&mut at) {
+        return Vec::new();
+    }
+    const OPTIONS: [&str; 5] = ["full", "freeze", "verbose", "analyze", "analyse"];
+    while matches!(significant.get(at), Some(Token::Word(w)) if w.quote_style.is_none()
+        && OPTIONS.iter().any(|o| w.value.eq_ignore_ascii_case(o)))
+    {
+        at += 1;
+    }
+    let mut tables = Vec::new();
+    while at < significant.len() {
+        let mut name = Vec::new();
+        loop {
+            match significant.get(at) {
+                Some(word @ Token::Word(_)) => name.push(TokenWithSpan::wrap((*word).clone())),
+                _ => return Vec::new(),
+            }
+            at += 1;
+            if significant.get(at) != Some(&&Token::Period) {
+                break;
+            }
+            name.push(TokenWithSpan::wrap(Token::Period));
+            at += 1;
+        }
+        // A column list (`ANALYZE t (a, b)`): Floe keeps no per-column statistics.
+        if !skip_parens(&mut at) {
+            return Vec::new();
+        }
+        tables.push(name);
+        match significant.get(at) {
+            None => break,
+            Some(Token::Comma) => at += 1,
+            Some(_) => return Vec::new(),
+        }
+    }
+    tables
 }
 
 /// CREATE TABLE AS: `WITH [NO] DATA` at the end, and a column list of bare names.
@@ -390,7 +475,13 @@ mod tests {
             "COPY t FROM STDIN (FORMAT csv, HEADER off)",
             "COPY t FROM STDIN (FORMAT csv, HEADER false)",
         );
-        reads_as("vacuum analyze pgbench_accounts", "VACUUM");
+        reads_as("vacuum analyze pgbench_accounts", "VACUUM pgbench_accounts");
+        reads_as(
+            "vacuum (verbose, analyze) s.a, \"B\" (x, y);",
+            "VACUUM s.a; VACUUM \"B\";",
+        );
+        reads_as("analyze verbose t (a)", "ANALYZE t");
+        reads_as("vacuum full freeze", "VACUUM");
         reads_as(
             "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (START WITH 10 INCREMENT BY 5 NO CYCLE))",
             "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (INCREMENT BY 5 START WITH 10 NO CYCLE))",

@@ -272,7 +272,8 @@ const PARAMS: &[ParamSpec] = &[
     p("jit", "off", false, false, "Allow JIT compilation."),
     p(
         "max_connections",
-        "1000",
+        // The server's limit replaces this (`SessionVars::with_server_setting`).
+        "100",
         false,
         true,
         "Sets the maximum number of concurrent connections.",
@@ -338,6 +339,16 @@ impl SessionVars {
     }
 
     /// The current value of `name`, or 42704 if there is no such parameter.
+    /// These settings with a read-only parameter the server decides (`max_connections`) set
+    /// to the server's value; RESET keeps it.
+    pub fn with_server_setting(mut self, name: &str, value: &str) -> Self {
+        let key = name.to_ascii_lowercase();
+        self.values.insert(key.clone(), value.to_string());
+        self.startup.insert(key, value.to_string());
+        self
+    }
+
+    /// The value of parameter `name`.
     pub fn get(&self, name: &str) -> SqlResult<String> {
         let key = name.to_ascii_lowercase();
         if let Some(v) = self.values.get(&key) {

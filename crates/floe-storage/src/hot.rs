@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use smallvec::{smallvec, SmallVec};
 
 use crate::codec::{Key, RowBytes};
-use crate::keymap::{probe_bound, view_bound, KeyMap, KeyView, MapKey, Probe};
+use crate::keymap::{probe_bound, range_is_empty, view_bound, KeyMap, KeyView, MapKey, Probe};
 
 /// Bytes charged per version on top of key and row (chain slot, map node share).
 const VERSION_OVERHEAD: usize = 48;
@@ -311,6 +311,9 @@ impl HotTable {
         max: usize,
         out: &mut Vec<(Key, RowBytes)>,
     ) -> Option<Key> {
+        if range_is_empty(range) {
+            return None;
+        }
         let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
         let map = self.map.read();
         let mut taken = 0;

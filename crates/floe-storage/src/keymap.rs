@@ -94,6 +94,26 @@ pub(crate) fn probe_bound(bound: &Bound<Key>) -> Bound<Probe<'_>> {
     }
 }
 
+/// Whether `range` holds no key: its start lies after its end, or on it with either end
+/// excluded. `BTreeMap::range` panics on such a range, and a user writes one easily
+/// (`WHERE k BETWEEN 5 AND 1`), so every range walk asks this first.
+pub(crate) fn range_is_empty(range: &KeyRange) -> bool {
+    let (lo, hi) = match (&range.0, &range.1) {
+        (Bound::Included(lo) | Bound::Excluded(lo), Bound::Included(hi) | Bound::Excluded(hi)) => {
+            (lo, hi)
+        }
+        _ => return false,
+    };
+    match compare(&Probe::new(lo), &Probe::new(hi)) {
+        CmpOrdering::Less => false,
+        CmpOrdering::Greater => true,
+        CmpOrdering::Equal => !matches!(
+            (&range.0, &range.1),
+            (Bound::Included(_), Bound::Included(_))
+        ),
+    }
+}
+
 pub(crate) fn view_bound<'a>(bound: &'a Bound<Probe<'a>>) -> Bound<&'a (dyn KeyView + 'a)> {
     match bound {
         Bound::Included(p) => Bound::Included(p),
@@ -314,6 +334,9 @@ impl<V> KeyMap<V> {
 
     /// Calls `each` with the entries within `range`, in key order.
     pub(crate) fn for_range(&self, range: &KeyRange, mut each: impl FnMut(&Key, &V)) {
+        if range_is_empty(range) {
+            return;
+        }
         let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
         for (k, v) in self
             .map
@@ -430,6 +453,31 @@ mod tests {
         assert_eq!(map.remove(b"ab"), Some(4));
         assert_eq!(map.get(b"ab"), None);
         assert_eq!(map.len(), keys.len() - 1);
+    }
+
+    /// A reversed range (`k BETWEEN 5 AND 1`) or an empty one at a single key holds nothing;
+    /// `BTreeMap::range` would panic on either.
+    #[test]
+    fn empty_ranges_hold_nothing() {
+        let mut map = KeyMap::new();
+        for k in [&b"a"[..], b"b", b"c"] {
+            map.insert(Arc::from(k), ());
+        }
+        let key = |k: &[u8]| -> Key { Arc::from(k) };
+        let ranges: [KeyRange; 4] = [
+            (Bound::Included(key(b"c")), Bound::Included(key(b"a"))),
+            (Bound::Excluded(key(b"b")), Bound::Excluded(key(b"b"))),
+            (Bound::Included(key(b"b")), Bound::Excluded(key(b"b"))),
+            (Bound::Excluded(key(b"b")), Bound::Included(key(b"b"))),
+        ];
+        for range in &ranges {
+            assert!(range_is_empty(range));
+            let mut got = 0;
+            map.for_range(range, |_, _| got += 1);
+            assert_eq!(got, 0, "{range:?}");
+        }
+        let point: KeyRange = (Bound::Included(key(b"b")), Bound::Included(key(b"b")));
+        assert!(!range_is_empty(&point));
     }
 
     /// The run of ascending keys and the tree together behave like one ordered map, under

@@ -142,6 +142,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         query_memory_limit: config.memory_limit.map(|m| m / 5 * 2),
         hot_memory_limit: config.memory_limit.map(|m| m / 5 * 3),
         checkpoint_log_bytes: config.checkpoint_log_size as u64,
+        max_connections: config.max_connections,
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;

@@ -604,7 +604,6 @@ pub(crate) fn all(db: Arc<Db>) -> Vec<ScalarUDF> {
                 Ok(Arc::new(out.finish()))
             },
         ),
-        quote_ident_udf::create_quote_ident_udf(),
         quote_ident_udf::create_parse_ident_udf(),
         array_bounds_udf::create_array_upper_udf(),
         array_bounds_udf::create_array_lower_udf(),

@@ -17,8 +17,9 @@
 //! - `array_position` is an `integer`, as in PostgreSQL;
 //! - `ARRAY(subquery)` aggregates the subquery (`array_agg`), or maps the array for
 //!   `ARRAY(SELECT f(x) FROM unnest(a) x)` (`array_transform`);
-//! - a correlated scalar subquery in a select list that is not aggregated gets `first_value`
-//!   (PostgreSQL would fail if it returned two rows; catalog lookups return one), and
+//! - a correlated scalar subquery in a select list that is not aggregated collects its rows
+//!   (`array_agg`, or `first_value` in its order under `LIMIT 1`) and `floe_single_row` takes
+//!   the one row, failing with 21000 on more as PostgreSQL does (see `crate::subquery`), and
 //!   `EXISTS (…)` in a select list becomes a count, which DataFusion can decorrelate;
 //! - a query that must return no rows because it inner-joins a catalog table Floe never fills
 //!   (`pg_policy`, `pg_inherits`, `pg_publication`, …) is answered by an empty row set with the
@@ -1526,8 +1527,9 @@ fn limit_is_at_most_one(query: &Query) -> Option<bool> {
     }
 }
 
-/// `(SELECT e FROM … WHERE <correlated>)` → `(SELECT first_value(e) FROM …)`, with predicates
-/// on outer columns only moved out: `CASE WHEN <outer> THEN (SELECT …) END`.
+/// `(SELECT e FROM … WHERE <correlated>)` → `floe_single_row((SELECT array_agg(e) FROM …))`
+/// (`(SELECT first_value(e ORDER BY …) …)` under `LIMIT 1`), with predicates on outer columns
+/// only moved out: `CASE WHEN <outer> THEN (SELECT …) END`.
 fn first_value_subquery(query: &Query) -> Option<Expr> {
     if query.fetch.is_some() || query.with.is_some() {
         return None;
@@ -1553,7 +1555,8 @@ fn first_value_subquery(query: &Query) -> Option<Expr> {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
         _ => return None,
     };
-    let mut first = call("first_value", vec![expr.clone()]);
+    let aggregate = if limited { "first_value" } else { "array_agg" };
+    let mut first = call(aggregate, vec![expr.clone()]);
     if let (Expr::Function(f), false) = (&mut first, order.is_empty()) {
         if let FunctionArguments::List(list) = &mut f.args {
             list.clauses = vec![FunctionArgumentClause::OrderBy(order)];
@@ -1563,6 +1566,11 @@ fn first_value_subquery(query: &Query) -> Option<Expr> {
     query.order_by = None;
     query.limit_clause = None;
     let subquery = Expr::Subquery(Box::new(query));
+    let subquery = if limited {
+        subquery
+    } else {
+        call(crate::subquery::SINGLE_ROW, vec![subquery])
+    };
     match outer {
         Some(condition) => fill(
             "CASE WHEN __floe_condition THEN __floe_value END",

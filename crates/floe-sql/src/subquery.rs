@@ -1,0 +1,303 @@
+//! Subqueries with PostgreSQL's semantics where DataFusion's differ.
+//!
+//! - A correlated scalar subquery may return any number of rows in PostgreSQL: none is NULL,
+//!   one is its value, more is an error (21000) for the outer row that asked. DataFusion only
+//!   plans correlated scalar subqueries that are aggregated (it refuses the rest with "must be
+//!   aggregated"), so [`PostgresSubqueries`] aggregates the subquery's rows into a list
+//!   (`array_agg`) and wraps the subquery in `floe_single_row`, which picks the one element or
+//!   raises 21000. The check runs per outer row, after decorrelation's join, so a key that no
+//!   outer row asks for cannot raise it.
+//! - `x NOT IN (SELECT y …)` is NULL, not true, when `x` is NULL or when no `y` equals `x` but
+//!   some `y` is NULL. DataFusion's null-aware anti join gets this right only for an
+//!   uncorrelated NOT IN that is a conjunct of WHERE; correlated, or under OR, it answers as if
+//!   NULLs were unequal values. Where only truth matters (a filter, under AND and OR only, where
+//!   NULL and false both drop the row) `x NOT IN (SELECT y FROM … WHERE c)` is
+//!   `NOT EXISTS (SELECT … WHERE c AND (y = x OR y IS NULL OR x IS NULL))`, which DataFusion
+//!   decorrelates exactly. The uncorrelated conjunct keeps DataFusion's hash anti join.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue};
+use datafusion::functions_aggregate::expr_fn::array_agg;
+use datafusion::logical_expr::expr::{Exists, InSubquery, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Operator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Subquery, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::{sqlstate, SqlError};
+
+/// The name of the function that takes a correlated scalar subquery's single row.
+pub(crate) const SINGLE_ROW: &str = "floe_single_row";
+
+/// `floe_single_row(list) → element`: NULL for no element, the element for one, 21000 for
+/// more (see the module doc).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SingleRow {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SingleRow {
+    fn name(&self) -> &str {
+        SINGLE_ROW
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(match &arg_types[0] {
+            DataType::List(field) | DataType::LargeList(field) => field.data_type().clone(),
+            other => other.clone(),
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let element_type = args.return_type().clone();
+        let lists = args.args[0].to_array(args.number_rows)?;
+        let mut values = Vec::with_capacity(lists.len());
+        for row in 0..lists.len() {
+            let elements = match lists.data_type() {
+                DataType::List(_) if lists.is_valid(row) => Some(lists.as_list::<i32>().value(row)),
+                DataType::LargeList(_) if lists.is_valid(row) => {
+                    Some(lists.as_list::<i64>().value(row))
+                }
+                _ => None,
+            };
+            let value = match elements {
+                Some(elements) if elements.len() > 1 => {
+                    return Err(SqlError::new(
+                        sqlstate::CARDINALITY_VIOLATION,
+                        "more than one row returned by a subquery used as an expression",
+                    )
+                    .into())
+                }
+                Some(elements) if elements.len() == 1 => ScalarValue::try_from_array(&elements, 0)?,
+                _ => ScalarValue::try_from(&element_type)?,
+            };
+            values.push(value);
+        }
+        if let ColumnarValue::Scalar(_) = &args.args[0] {
+            if let Some(value) = values.into_iter().next() {
+                return Ok(ColumnarValue::Scalar(value));
+            }
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from(&element_type)?));
+        }
+        if values.is_empty() {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&element_type),
+            ));
+        }
+        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(values)?))
+    }
+}
+
+/// The analyzer rule of the module doc.
+#[derive(Debug)]
+pub(crate) struct PostgresSubqueries {
+    single_row: Arc<ScalarUDF>,
+}
+
+/// `floe_single_row`, registered so that rewrites of the parsed statement can call it.
+pub(crate) fn single_row_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(SingleRow {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+impl PostgresSubqueries {
+    pub(crate) fn new() -> PostgresSubqueries {
+        PostgresSubqueries {
+            single_row: Arc::new(single_row_udf()),
+        }
+    }
+
+    /// A correlated scalar subquery DataFusion would refuse, made to return one row per outer
+    /// row (a list of the rows it found) and wrapped in `floe_single_row`.
+    fn single_row(&self, expr: Expr) -> DfResult<Transformed<Expr>> {
+        let Expr::ScalarSubquery(subquery) = expr else {
+            return Ok(Transformed::no(expr));
+        };
+        if subquery.outer_ref_columns.is_empty() || is_aggregated(&subquery.subquery) {
+            return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
+        }
+        let plan = subquery.subquery.as_ref();
+        if plan.schema().fields().len() != 1 {
+            return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
+        }
+        let (qualifier, field) = plan.schema().qualified_field(0);
+        let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+        let rows = LogicalPlanBuilder::from(plan.clone())
+            .aggregate(
+                Vec::<Expr>::new(),
+                vec![array_agg(column).alias(field.name())],
+            )?
+            .build()?;
+        let listed = Expr::ScalarSubquery(Subquery {
+            subquery: Arc::new(rows),
+            outer_ref_columns: subquery.outer_ref_columns.clone(),
+            spans: subquery.spans.clone(),
+        });
+        Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(self.single_row.clone(), vec![listed]),
+        )))
+    }
+}
+
+/// Whether DataFusion accepts `plan` as a correlated scalar subquery as it is (the cases of
+/// its `check_subquery_expr`): aggregated, or at most one row.
+fn is_aggregated(plan: &LogicalPlan) -> bool {
+    let mut inner = plan;
+    loop {
+        match inner {
+            LogicalPlan::Projection(p) => inner = p.input.as_ref(),
+            LogicalPlan::SubqueryAlias(a) => inner = a.input.as_ref(),
+            _ => break,
+        }
+    }
+    match inner {
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => true,
+        _ => plan.max_rows().is_some_and(|rows| rows <= 1),
+    }
+}
+
+/// `predicate` with each NOT IN subquery DataFusion would answer wrongly rewritten to NOT
+/// EXISTS (see the module doc). `conjunct`: whether `predicate` is a conjunct of the filter
+/// itself (not under OR).
+fn not_in_to_not_exists(
+    predicate: Expr,
+    conjunct: bool,
+    schema: &DFSchema,
+) -> DfResult<Transformed<Expr>> {
+    match predicate {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::And | Operator::Or) =>
+        {
+            let conjunct = conjunct && op == Operator::And;
+            let left = not_in_to_not_exists(*left, conjunct, schema)?;
+            let right = not_in_to_not_exists(*right, conjunct, schema)?;
+            let changed = left.transformed || right.transformed;
+            let expr = Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(left.data),
+                op,
+                Box::new(right.data),
+            ));
+            Ok(if changed {
+                Transformed::yes(expr)
+            } else {
+                Transformed::no(expr)
+            })
+        }
+        Expr::InSubquery(in_subquery)
+            if in_subquery.negated
+                && !(conjunct && in_subquery.subquery.outer_ref_columns.is_empty()) =>
+        {
+            not_exists(in_subquery, schema)
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+/// `x NOT IN (SELECT y …)` as `NOT EXISTS (SELECT … WHERE y = x OR y IS NULL OR x IS NULL)`,
+/// `x`'s columns made outer references; unchanged when `x` itself holds a subquery.
+fn not_exists(in_subquery: InSubquery, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let InSubquery {
+        expr,
+        subquery,
+        negated,
+    } = in_subquery;
+    let plan = subquery.subquery.as_ref();
+    let mut has_subquery = false;
+    expr.apply(|e| {
+        has_subquery |= matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        );
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    if has_subquery || plan.schema().fields().len() != 1 {
+        return Ok(Transformed::no(Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        })));
+    }
+    let mut outer_columns = Vec::new();
+    let outer = expr
+        .as_ref()
+        .clone()
+        .transform(|e| match e {
+            Expr::Column(column) => {
+                let (_, field) = schema.qualified_field_from_column(&column)?;
+                let outer = Expr::OuterReferenceColumn(Arc::clone(field), column);
+                outer_columns.push(outer.clone());
+                Ok(Transformed::yes(outer))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    let (qualifier, field) = plan.schema().qualified_field(0);
+    let inner = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+    let matches = inner
+        .clone()
+        .eq(outer.clone())
+        .or(inner.is_null())
+        .or(outer.is_null());
+    let filtered = LogicalPlan::Filter(Filter::try_new(matches, Arc::new(plan.clone()))?);
+    let mut outer_ref_columns = subquery.outer_ref_columns.clone();
+    for column in outer_columns {
+        if !outer_ref_columns.contains(&column) {
+            outer_ref_columns.push(column);
+        }
+    }
+    Ok(Transformed::yes(Expr::Exists(Exists::new(
+        Subquery {
+            subquery: Arc::new(filtered),
+            outer_ref_columns,
+            spans: subquery.spans.clone(),
+        },
+        true,
+    ))))
+}
+
+impl AnalyzerRule for PostgresSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let node = match node {
+                LogicalPlan::Filter(filter) => {
+                    let rewritten = not_in_to_not_exists(
+                        filter.predicate.clone(),
+                        true,
+                        filter.input.schema(),
+                    )?;
+                    if rewritten.transformed {
+                        let input = filter.input.clone();
+                        LogicalPlan::Filter(Filter::try_new(rewritten.data, input)?)
+                    } else {
+                        LogicalPlan::Filter(filter)
+                    }
+                }
+                other => other,
+            };
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| self.single_row(e))?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_postgres_subqueries"
+    }
+}

@@ -1,0 +1,73 @@
+"""Differences the differential tester (tests/differential) found that a driver sees: result
+column types (OIDs) and names, and the server's connection limit in SHOW max_connections. Every
+test passes on PostgreSQL 15 too (FLOE_CLIENT_TARGET=postgres)."""
+
+import os
+
+import psycopg
+import pytest
+
+from conftest import TARGET
+from servers import start_floe
+
+
+@pytest.fixture
+def conn(server):
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        yield c
+
+
+def test_show_max_connections_is_the_server_limit():
+    if TARGET == "postgres":
+        pytest.skip("the limit is a Floe server option")
+    os.environ["FLOE_MAX_CONNECTIONS"] = "7"
+    try:
+        server = start_floe()
+    finally:
+        del os.environ["FLOE_MAX_CONNECTIONS"]
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            assert c.execute("SHOW max_connections").fetchone() == ("7",)
+            c.execute("RESET ALL")
+            assert c.execute("SELECT current_setting('max_connections')").fetchone() == ("7",)
+    finally:
+        server.stop()
+
+
+# (query, [(column name, type OID), …]) as PostgreSQL 15 describes the result.
+DESCRIBED = [
+    ("SELECT generate_series(1, 2)", [("generate_series", 23)]),
+    ("SELECT generate_series(1, 2::int8)", [("generate_series", 20)]),
+    (
+        "SELECT row_number() OVER (), rank() OVER (ORDER BY 1), dense_rank() OVER (ORDER BY 1), "
+        "ntile(2) OVER (), count(*) OVER ()",
+        [("row_number", 20), ("rank", 20), ("dense_rank", 20), ("ntile", 23), ("count", 20)],
+    ),
+    (
+        "SELECT gcd(4, 6), lcm(4::int8, 6), mod(5::int2, 2::int2), sign(5), sign(2.5)",
+        [("gcd", 23), ("lcm", 20), ("mod", 21), ("sign", 701), ("sign", 1700)],
+    ),
+    (
+        "SELECT CASE WHEN true THEN 1.5::float8 ELSE sum(1.5::float8) END, "
+        "CASE WHEN true THEN 1 ELSE 2 END, CAST(NULL::bool AS int4), CAST('2.25'::float8 AS int2), "
+        "'2020-01-01'::date::timestamp",
+        [("sum", 701), ("case", 23), ("int4", 23), ("int2", 21), ("timestamp", 1114)],
+    ),
+    (
+        "SELECT substr('abc', 1, 2), substring('abc' FROM 1 FOR 2), quote_ident('a'), "
+        "format('%s', 1), make_timestamp(2020, 1, 2, 3, 4, 5), isfinite(now())",
+        [("substr", 25), ("substring", 25), ("quote_ident", 25), ("format", 25),
+         ("make_timestamp", 1114), ("isfinite", 16)],
+    ),
+    ("SELECT regexp_split_to_table('a b', ' ')", [("regexp_split_to_table", 25)]),
+    (
+        "SELECT 1::int2 << 2, 8::int2 >> 1::int2, '2020-01-02'::date - '2020-01-01'::date",
+        [("?column?", 21), ("?column?", 21), ("?column?", 23)],
+    ),
+]
+
+
+@pytest.mark.parametrize("sql,described", DESCRIBED)
+def test_result_names_and_types(conn, sql, described):
+    cursor = conn.execute(sql)
+    assert [(d.name, d.type_code) for d in cursor.description] == described
