@@ -1,5 +1,5 @@
 //! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
-//! `pg_sleep`.
+//! `pg_sleep`, and `pg_typeof` ([`type_of`]).
 //!
 //! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
 //! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
@@ -25,6 +25,7 @@ pub(crate) mod advisory;
 pub(crate) mod handle;
 pub(crate) mod settings;
 pub(crate) mod sleep;
+pub(crate) mod type_of;
 
 /// The name the planner calls.
 pub const NEXTVAL: &str = "floe_nextval";
