@@ -227,6 +227,10 @@ fn overflow() -> datafusion::error::DataFusionError {
     NumericError::Overflow.into()
 }
 
+/// The distinct values of a `sum(DISTINCT …)`/`avg(DISTINCT …)`: their value parts (keys
+/// without the scale), and the first key seen of each.
+type Distinct = (HashSet<Vec<u8>>, Vec<Vec<u8>>);
+
 /// `sum`/`avg` of one group (or of all rows): a running sum and count, or the distinct values.
 #[derive(Debug)]
 struct NumericAccumulator {
@@ -234,8 +238,8 @@ struct NumericAccumulator {
     input: Input,
     sum: Sum,
     count: i64,
-    /// With DISTINCT: the values seen, keyed by their value (key without the scale).
-    distinct: Option<(HashSet<Vec<u8>>, Vec<Vec<u8>>)>,
+    /// With DISTINCT: the values seen (see [`Distinct`]).
+    distinct: Option<Distinct>,
 }
 
 impl NumericAccumulator {

@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 };
 use num_bigint::BigInt;
 
-use super::value::{compare_keys, Numeric, NumericError};
+use super::value::{compare_keys, write_finite_key, Numeric, NumericError};
 use super::{is_numeric_field_type, numeric_field};
 use crate::error::{sqlstate, SqlError};
 
@@ -159,8 +159,23 @@ fn key_at(array: &dyn Array, row: usize) -> DfResult<Option<Cow<'_, [u8]>>> {
     if array.is_null(row) {
         return Ok(None);
     }
-    if array.data_type() == &DataType::LargeBinary {
-        return Ok(Some(Cow::Borrowed(array.as_binary::<i64>().value(row))));
+    match array.data_type() {
+        DataType::LargeBinary => {
+            return Ok(Some(Cow::Borrowed(array.as_binary::<i64>().value(row))));
+        }
+        // numeric(p, s) columns compared with wide numerics: no big-number detour.
+        DataType::Decimal128(_, scale) if *scale >= 0 => {
+            let value = array.as_primitive::<Decimal128Type>().value(row);
+            let mut key = Vec::with_capacity(24);
+            write_finite_key(
+                value < 0,
+                &value.unsigned_abs().to_string(),
+                *scale as u32,
+                &mut key,
+            );
+            return Ok(Some(Cow::Owned(key)));
+        }
+        _ => {}
     }
     Ok(value_at(array, row)?.map(|v| Cow::Owned(v.to_key())))
 }

@@ -349,33 +349,25 @@ impl Numeric {
     /// Appends the key bytes of the value (see the module doc).
     pub fn write_key(&self, out: &mut Vec<u8>) {
         match self {
-            Numeric::NaN => out.push(TAG_NAN),
-            Numeric::Infinity => out.push(TAG_POS_INF),
-            Numeric::NegInfinity => out.push(TAG_NEG_INF),
-            Numeric::Finite { mantissa, .. } if mantissa.is_zero() => out.push(TAG_ZERO),
-            Numeric::Finite { mantissa, scale } => {
-                let negative = mantissa.sign() == Sign::Minus;
-                out.push(if negative { TAG_NEG } else { TAG_POS });
-                let start = out.len();
-                let digits = mantissa.magnitude().to_string();
-                // value = 0.d1d2… × 10^exponent
-                let exponent = digits.len() as i64 - *scale as i64;
-                let significant = digits.trim_end_matches('0').as_bytes();
-                out.extend(((exponent as i32 as u32) ^ 0x8000_0000).to_be_bytes());
-                for pair in significant.chunks(2) {
-                    let high = pair[0] - b'0';
-                    let low = pair.get(1).map_or(0, |d| d - b'0');
-                    out.push(high * 10 + low + 1);
-                }
-                out.push(0);
-                if negative {
-                    for b in &mut out[start..] {
-                        *b = !*b;
-                    }
-                }
+            Numeric::NaN => {
+                out.push(TAG_NAN);
+                out.extend(0u16.to_be_bytes());
             }
+            Numeric::Infinity => {
+                out.push(TAG_POS_INF);
+                out.extend(0u16.to_be_bytes());
+            }
+            Numeric::NegInfinity => {
+                out.push(TAG_NEG_INF);
+                out.extend(0u16.to_be_bytes());
+            }
+            Numeric::Finite { mantissa, scale } => write_finite_key(
+                mantissa.sign() == Sign::Minus,
+                &mantissa.magnitude().to_string(),
+                *scale,
+                out,
+            ),
         }
-        out.extend((self.scale() as u16).to_be_bytes());
     }
 
     /// The key bytes of the value.
@@ -937,6 +929,35 @@ fn divide_rounded(a: &BigInt, sa: u32, b: &BigInt, sb: u32, scale: u32) -> BigIn
         }
     }
     quotient
+}
+
+/// Appends the key of the finite value `±digits × 10^-scale` (`digits`: the decimal digits of
+/// the magnitude, no sign, leading zeros allowed).
+pub fn write_finite_key(negative: bool, digits: &str, scale: u32, out: &mut Vec<u8>) {
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        out.push(TAG_ZERO);
+        out.extend((scale as u16).to_be_bytes());
+        return;
+    }
+    out.push(if negative { TAG_NEG } else { TAG_POS });
+    let start = out.len();
+    // value = 0.d1d2… × 10^exponent
+    let exponent = digits.len() as i64 - scale as i64;
+    let significant = digits.trim_end_matches('0').as_bytes();
+    out.extend(((exponent as i32 as u32) ^ 0x8000_0000).to_be_bytes());
+    for pair in significant.chunks(2) {
+        let high = pair[0] - b'0';
+        let low = pair.get(1).map_or(0, |d| d - b'0');
+        out.push(high * 10 + low + 1);
+    }
+    out.push(0);
+    if negative {
+        for b in &mut out[start..] {
+            *b = !*b;
+        }
+    }
+    out.extend((scale as u16).to_be_bytes());
 }
 
 /// Orders two keys by value, ignoring their display scales.

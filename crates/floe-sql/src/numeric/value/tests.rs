@@ -91,6 +91,15 @@ fn keys_round_trip_and_sort_like_values() {
         assert_eq!(back.to_text(), v.to_text(), "seed {seed}");
         assert_eq!(n(&v.to_text()).to_text(), v.to_text(), "seed {seed}");
     }
+    // The key of a fixed-point value written from its digits is the value's key.
+    for v in &values {
+        if let Numeric::Finite { mantissa, scale } = v {
+            let mut key = Vec::new();
+            let digits = format!("00{}", mantissa.magnitude());
+            write_finite_key(mantissa.sign() == Sign::Minus, &digits, *scale, &mut key);
+            assert_eq!(key, v.to_key(), "seed {seed}");
+        }
+    }
     for pair in values.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         let by_key = compare_keys(&a.to_key(), &b.to_key());
