@@ -2058,7 +2058,9 @@ fn sql_data_type(t: &SqlType) -> ast::DataType {
 /// The SQL spelling of a type in a CAST.
 fn cast_target_name(t: &SqlType) -> String {
     match t {
-        SqlType::Numeric => "NUMERIC(38, 10)".into(),
+        // A wide numeric; in arrays, DataFusion's NUMERIC (Decimal128(38, 10)), as
+        // `SqlType::to_arrow` holds arrays of numeric.
+        SqlType::Numeric => "NUMERIC".into(),
         SqlType::Unknown => "TEXT".into(),
         SqlType::Oid => "BIGINT".into(),
         SqlType::Array(inner) => format!("{}[]", cast_target_name(inner)),

@@ -526,6 +526,14 @@ impl TypePlanner for FloeTypePlanner {
         if let ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _))
         | ast::DataType::Array(ast::ArrayElemTypeDef::AngleBracket(inner)) = sql_type
         {
+            // Arrays of numeric keep fixed-point elements (see `SqlType::to_arrow`).
+            if let ast::DataType::Numeric(ast::ExactNumberInfo::None)
+            | ast::DataType::Decimal(ast::ExactNumberInfo::None)
+            | ast::DataType::Dec(ast::ExactNumberInfo::None) = inner.as_ref()
+            {
+                let list = SqlType::Array(Box::new(SqlType::Numeric));
+                return Ok(Some(Arc::new(Field::new("", list.to_arrow(), true))));
+            }
             if let Some(t) = SqlType::from_sql_tagged(inner) {
                 let list = SqlType::Array(Box::new(t));
                 return Ok(Some(Arc::new(list.to_arrow_field(""))));
