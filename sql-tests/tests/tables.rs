@@ -246,6 +246,74 @@ async fn committed_data_survives_a_clean_restart() {
     assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
 }
 
+/// Wide numerics (unconstrained `numeric`, `numeric(50, 5)`) keep every digit, their scale,
+/// NaN and the infinities through the commit log, a checkpoint and restarts, and the catalog
+/// keeps the typmod.
+#[tokio::test]
+async fn numerics_survive_restarts_and_checkpoints() {
+    let mut server = TestServer::start_floe();
+    let values = [
+        "1.50",
+        "-0.000001",
+        "NaN",
+        "-Infinity",
+        "123456789012345678901234567890123456789012345.6789",
+    ];
+    {
+        let c = server.connect().await;
+        c.batch_execute("CREATE TABLE nums (id int PRIMARY KEY, n numeric, w numeric(50, 5))")
+            .await
+            .unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let w = if v.contains("Infinity") { "0" } else { v };
+            c.batch_execute(&format!("INSERT INTO nums VALUES ({i}, '{v}', '{w}')"))
+                .await
+                .unwrap();
+        }
+    }
+    let read = |c: Client| async move {
+        c.query("SELECT n::text, w::text FROM nums ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![
+        ("1.50".to_string(), "1.50000".to_string()),
+        ("-0.000001".into(), "0.00000".into()),
+        ("NaN".into(), "NaN".into()),
+        ("-Infinity".into(), "0.00000".into()),
+        (
+            values[4].into(),
+            "123456789012345678901234567890123456789012345.67890".into(),
+        ),
+    ];
+    assert!(server.terminate(Duration::from_secs(15)).is_some());
+    server.restart(&[]);
+    assert_eq!(read(server.connect().await).await, expected);
+    server
+        .connect()
+        .await
+        .batch_execute("CHECKPOINT")
+        .await
+        .unwrap();
+    assert!(server.terminate(Duration::from_secs(15)).is_some());
+    server.restart(&[]);
+    let c = server.connect().await;
+    let typmod: String = c
+        .query_one(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON a.attrelid = c.oid WHERE c.relname = 'nums' AND a.attname = 'w'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(typmod, "numeric(50,5)");
+    assert_eq!(read(c).await, expected);
+}
+
 /// Kills the server with SIGKILL while a client commits in a loop; after each restart every
 /// acknowledged commit is there and no transaction is half applied.
 #[test]

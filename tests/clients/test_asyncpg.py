@@ -71,7 +71,6 @@ def test_array_roundtrip(run, conn, sql_type):
     check_roundtrip(run, conn, sql_type, ARRAYS[sql_type])
 
 
-@floe_xfail("numeric is Decimal128(38, 10): `x::numeric` has scale 10 (1.50 -> 1.5000000000)")
 def test_numeric_keeps_its_scale(run, conn):
     check_roundtrip(run, conn, "numeric", SCALED_NUMERICS, numeric_scale=True)
 

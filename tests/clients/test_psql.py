@@ -135,7 +135,6 @@ def test_psql_types_print_like_postgres(server):
     )
 
 
-@floe_xfail("numeric is Decimal128(38, 10): 1.50::numeric prints 1.5000000000")
 def test_psql_numeric_keeps_scale(server):
     out = psql(server, "-At", "-c", "select 1.50::numeric, '2.000'::numeric")
     assert (out.returncode, out.stdout) == (0, "1.50|2.000\n"), out.stderr

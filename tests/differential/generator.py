@@ -28,8 +28,8 @@ TYPE_WEIGHTS = {"int4": 6, "int8": 3, "int2": 2, "float8": 3, "numeric": 3, "tex
                 "bool": 4, "date": 2, "timestamp": 2, "timestamptz": 2, "bytea": 1, "uuid": 1,
                 "jsonb": 2}
 
-# Column types of the schema: (SQL type, expression type, weight). Plain numeric is rare: its
-# values print with 10 decimals in Floe (a known difference) and would hide others.
+# Column types of the schema: (SQL type, expression type, weight). Plain numeric is rare (it
+# used to print with 10 decimals in Floe, which would have hidden other differences).
 COLUMN_TYPES = [
     ("int2", "int2", 1), ("int4", "int4", 1.5), ("int8", "int8", 1), ("float8", "float8", 1),
     ("numeric(12,2)", "numeric", 1), ("numeric(20,6)", "numeric", 0.5),

@@ -360,7 +360,10 @@ impl ScalarUDFImpl for CheckedInt {
 
 /// PostgreSQL's words for an integer overflow (and division by zero, which the checked
 /// division reports too).
-fn overflow_error(err: ArrowError, data_type: &DataType) -> datafusion::error::DataFusionError {
+pub(crate) fn overflow_error(
+    err: ArrowError,
+    data_type: &DataType,
+) -> datafusion::error::DataFusionError {
     let sql = match err {
         ArrowError::DivideByZero => SqlError::new(sqlstate::DIVISION_BY_ZERO, "division by zero"),
         ArrowError::ArithmeticOverflow(_) => SqlError::new(

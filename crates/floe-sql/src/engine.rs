@@ -11,6 +11,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, Memory
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{FunctionRegistry, SessionState};
+use datafusion::optimizer::Analyzer;
 use datafusion::prelude::SessionConfig;
 
 use floe_storage::{Db, DbOptions};
@@ -111,37 +112,69 @@ impl Engine {
             runtime = runtime.with_memory_pool(pool);
         }
         let runtime = runtime.build_arc().map_err(SqlError::from)?;
+        // Numeric semantics go before type coercion, which would otherwise refuse (or
+        // compute on the bytes of) wide numerics.
+        let mut analyzer_rules = Analyzer::new().rules;
+        let coercion = analyzer_rules
+            .iter()
+            .position(|r| r.name() == "type_coercion")
+            .unwrap_or(0);
+        analyzer_rules.insert(coercion, Arc::new(crate::numeric::NumericSemantics));
+        // Date/time operands too (see the rule's doc).
+        analyzer_rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
         let mut builder = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
-            .with_analyzer_rules({
-                // Ahead of DataFusion's type coercion (see the rule's doc).
-                let mut rules = datafusion::optimizer::Analyzer::new().rules;
-                rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
-                rules
-            });
-        if let Some(planners) = builder.expr_planners() {
-            // First: the planners are asked in order.
+            .with_analyzer_rules(analyzer_rules);
+        {
+            // First: the planners are asked in order; numeric operands never reach
+            // DataFusion's operators.
+            let planners = builder.expr_planners().get_or_insert_with(Vec::new);
             planners.insert(0, functions::text::substring_planner());
             planners.insert(0, Arc::new(crate::arithmetic::PostgresOperators::new()));
+            planners.insert(0, Arc::new(crate::numeric::NumericExprPlanner));
         }
         let mut state = builder.build();
+        let mut math: Vec<_> = ["round", "trunc", "abs", "ceil", "floor", "signum"]
+            .iter()
+            .filter_map(|name| state.scalar_functions().get(*name).cloned())
+            .collect();
+        // PostgreSQL's `sign` (functions/math.rs), for wide numerics too.
+        math.extend(
+            functions::math::udfs()
+                .into_iter()
+                .filter(|f| f.name() == "sign")
+                .map(Arc::new),
+        );
+        let aggregates = ["sum", "avg"].map(|name| state.aggregate_functions().get(name).cloned());
+        if let [Some(sum), Some(avg)] = aggregates {
+            for udaf in crate::numeric::aggregate::udafs(sum, avg) {
+                state
+                    .register_udaf(Arc::new(udaf))
+                    .map_err(SqlError::from)?;
+            }
+        }
         let udfs = [functions::nextval_udf(db.clone())]
             .into_iter()
             .chain(functions::handle::placeholders())
             .chain(functions::sleep::udfs())
             .chain(functions::math::udfs())
             .chain(functions::datetime::udfs())
+            .chain([
+                functions::type_of::udf(),
+                crate::numeric::functions::negate_udf(),
+            ])
             .chain(crate::bounded_text::udfs())
             .chain([
                 crate::subquery::single_row_udf(),
                 crate::datetime_udf::now_udf(),
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),
-            ]);
+            ])
+            .chain(crate::numeric::functions::overloads(math));
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }

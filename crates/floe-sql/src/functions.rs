@@ -1,7 +1,7 @@
 //! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
-//! `pg_sleep`; PostgreSQL's domain checks around DataFusion's built-ins ([`domain`]); and
-//! PostgreSQL functions DataFusion lacks or types differently ([`math`], [`text`],
-//! [`datetime`], [`window`]).
+//! `pg_sleep`, and `pg_typeof` ([`type_of`]); PostgreSQL's domain checks around DataFusion's
+//! built-ins ([`domain`]); and PostgreSQL functions DataFusion lacks or types differently
+//! ([`math`], [`text`], [`datetime`], [`window`]).
 //!
 //! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
 //! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
@@ -31,6 +31,7 @@ pub(crate) mod math;
 pub(crate) mod settings;
 pub(crate) mod sleep;
 pub(crate) mod text;
+pub(crate) mod type_of;
 pub(crate) mod window;
 
 /// The name the planner calls.

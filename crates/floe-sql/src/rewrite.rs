@@ -44,6 +44,10 @@ impl VisitorMut for SessionFunctions<'_> {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Some(replacement) = negation(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -174,6 +178,38 @@ impl VisitorMut for SessionFunctions<'_> {
 
 /// `x::varchar(n)` and `x::char(n)` cut the value to `n` characters (see
 /// [`crate::bounded_text`]): the cast to the unbounded type, then the length rule.
+/// `-x` of anything but a number literal as a call of [`crate::numeric::functions::NEGATE`]:
+/// DataFusion refuses unary minus on a numeric while planning, before any rewrite could
+/// help. The function negates every type DataFusion's minus does, overflow checked.
+fn negation(expr: &Expr) -> Option<Expr> {
+    let Expr::UnaryOp {
+        op: ast::UnaryOperator::Minus,
+        expr: operand,
+    } = expr
+    else {
+        return None;
+    };
+    if matches!(operand.as_ref(), Expr::Value(_) | Expr::Interval(_)) {
+        return None;
+    }
+    Some(Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(crate::numeric::functions::NEGATE)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(
+                operand.as_ref().clone(),
+            ))],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }))
+}
+
 fn bounded_text_cast(expr: &Expr) -> Option<Expr> {
     use ast::{CharacterLength, DataType as D};
     let Expr::Cast {

@@ -2083,7 +2083,9 @@ fn sql_data_type(t: &SqlType) -> ast::DataType {
 /// The SQL spelling of a type in a CAST.
 fn cast_target_name(t: &SqlType) -> String {
     match t {
-        SqlType::Numeric => "NUMERIC(38, 10)".into(),
+        // A wide numeric; in arrays, DataFusion's NUMERIC (Decimal128(38, 10)), as
+        // `SqlType::to_arrow` holds arrays of numeric.
+        SqlType::Numeric => "NUMERIC".into(),
         SqlType::Unknown => "TEXT".into(),
         SqlType::Oid => "BIGINT".into(),
         SqlType::Array(inner) => format!("{}[]", cast_target_name(inner)),
@@ -2258,14 +2260,27 @@ fn bind_params(
             ),
         ));
     }
+    // A parameter compared with a numeric(p, s) column is inferred as its Decimal128.
+    let inferred = plan.get_parameter_fields().unwrap_or_default();
     let mut values = Vec::with_capacity(params.len());
     for (i, value) in params.into_iter().enumerate() {
         let field = declared_fields.as_ref().and_then(|f| f.get(i));
+        let inferred_decimal = inferred
+            .get(&format!("${}", i + 1))
+            .and_then(|f| f.as_ref())
+            .map(|f| f.data_type().clone())
+            .filter(|t| matches!(t, DataType::Decimal128(..)));
         let target = field
             .map(|f| f.data_type().clone())
+            .or(inferred_decimal)
             .unwrap_or_else(|| types[i].to_arrow());
         let value = if value.data_type() == target {
             value
+        } else if matches!(value.data_type(), DataType::LargeBinary)
+            || matches!(target, DataType::LargeBinary)
+        {
+            let converted = crate::numeric::functions::convert(&value.to_array()?, &target)?;
+            ScalarValue::try_from_array(&converted, 0)?
         } else {
             value.cast_to(&target)?
         };

@@ -198,7 +198,7 @@ impl SqlType {
             SqlType::Int8 => DataType::Int64,
             SqlType::Float4 => DataType::Float32,
             SqlType::Float8 => DataType::Float64,
-            SqlType::Numeric => DataType::Decimal128(38, 10),
+            SqlType::Numeric => DataType::LargeBinary,
             SqlType::Text
             | SqlType::Varchar
             | SqlType::Bpchar
@@ -216,12 +216,19 @@ impl SqlType {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
             }
             SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            // Arrays of numeric keep the fixed-point form of their elements (not yet wide).
+            SqlType::Array(inner) if **inner == SqlType::Numeric => DataType::List(Arc::new(
+                Field::new("item", DataType::Decimal128(38, 10), true),
+            )),
             SqlType::Array(inner) => DataType::List(Arc::new(inner.to_arrow_field("item"))),
         }
     }
 
     /// An Arrow field of this type (nullable), tagged when Arrow alone can't tell the type.
     pub fn to_arrow_field(&self, name: &str) -> Field {
+        if *self == SqlType::Numeric {
+            return crate::numeric::numeric_field(name, None);
+        }
         let field = Field::new(name, self.to_arrow(), true);
         match self.tag() {
             Some(tag) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.into(), tag.into())])),
@@ -260,10 +267,11 @@ impl SqlType {
             DataType::Float16 | DataType::Float32 => SqlType::Float4,
             DataType::Float64 => SqlType::Float8,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlType::Text,
-            DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::FixedSizeBinary(_) => SqlType::Bytea,
+            // Wide numerics (see `crate::numeric`); bytea is `Binary`.
+            DataType::LargeBinary => SqlType::Numeric,
+            DataType::Binary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+                SqlType::Bytea
+            }
             DataType::Date32 | DataType::Date64 => SqlType::Date,
             DataType::Time32(_) | DataType::Time64(_) => SqlType::Time,
             DataType::Timestamp(_, None) => SqlType::Timestamp,
@@ -322,11 +330,26 @@ pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<F
         D::Numeric(info) | D::Decimal(info) | D::Dec(info) => match info {
             ExactNumberInfo::None => SqlType::Numeric.to_arrow_field(name),
             ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _)
-                if *p == 0 || *p > 38 =>
+                if *p == 0 || *p > 1000 =>
             {
-                return Err(SqlError::not_supported(format!(
-                    "numeric precision {p} is not supported (Floe stores numeric in at most 38                      digits)"
-                )))
+                return Err(SqlError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!("NUMERIC precision {p} must be between 1 and 1000"),
+                ))
+            }
+            ExactNumberInfo::PrecisionAndScale(p, s) if *s < 0 || *s > *p as i64 => {
+                return Err(SqlError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+                ))
+            }
+            // Wider than Decimal128: a wide numeric that remembers its typmod.
+            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) if *p > 38 => {
+                let scale = match info {
+                    ExactNumberInfo::PrecisionAndScale(_, s) => *s as u32,
+                    _ => 0,
+                };
+                crate::numeric::numeric_field(name, Some((*p as u32, scale)))
             }
             ExactNumberInfo::Precision(p) => with_typmod(
                 Field::new(name, DataType::Decimal128(*p as u8, 0), true),
@@ -364,14 +387,25 @@ pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<F
             | ast::ArrayElemTypeDef::AngleBracket(inner)
             | ast::ArrayElemTypeDef::Parenthesis(inner),
         ) => {
-            let element = column_field("item", inner)?;
+            let element = match &**inner {
+                // Arrays of numeric keep the fixed-point form (see `SqlType::to_arrow`).
+                D::Numeric(ExactNumberInfo::None)
+                | D::Decimal(ExactNumberInfo::None)
+                | D::Dec(ExactNumberInfo::None) => {
+                    Field::new("item", DataType::Decimal128(38, 10), true)
+                }
+                _ => column_field("item", inner)?,
+            };
             Field::new(name, DataType::List(Arc::new(element)), true)
         }
         other => match SqlType::from_sql(other) {
             Some(SqlType::Unknown) | None => {
                 return Err(SqlError::new(
                     sqlstate::UNDEFINED_OBJECT,
-                    format!("type \"{}\" does not exist", other.to_string().to_lowercase()),
+                    format!(
+                        "type \"{}\" does not exist",
+                        other.to_string().to_lowercase()
+                    ),
                 ))
             }
             Some(t) => t.to_arrow_field(name),
@@ -406,6 +440,10 @@ pub fn assignment_cast(value: &str, field: &Field) -> String {
 pub fn cast_name(field: &Field) -> String {
     match field.data_type() {
         DataType::Decimal128(p, s) => format!("NUMERIC({p}, {s})"),
+        DataType::LargeBinary => match crate::numeric::field_typmod(field) {
+            Some((p, s)) => format!("NUMERIC({p}, {s})"),
+            None => "NUMERIC".into(),
+        },
         DataType::List(inner) => format!("{}[]", cast_name(inner)),
         _ => match SqlType::from_arrow_field(field) {
             SqlType::Bpchar => "BPCHAR".into(),
@@ -472,7 +510,8 @@ impl SqlType {
 }
 
 /// Plans the SQL type names DataFusion has no Arrow type for (`uuid`, `json`, `jsonb`, …) as
-/// tagged `Utf8` fields, and `numeric` without a typmod as PostgreSQL's wide numeric.
+/// tagged `Utf8` fields, and `numeric` without a typmod (or wider than 38 digits) as a wide
+/// numeric ([`crate::numeric`]).
 #[derive(Debug, Default)]
 pub struct FloeTypePlanner;
 
@@ -487,12 +526,23 @@ impl TypePlanner for FloeTypePlanner {
             };
             return Ok(Some(Arc::new(t.to_arrow_field(""))));
         }
+        if let Some(field) = crate::numeric::plan_numeric_type(sql_type) {
+            return Ok(Some(Arc::new(field)));
+        }
         if let Some(t) = SqlType::from_sql_tagged(sql_type) {
             return Ok(Some(Arc::new(t.to_arrow_field(""))));
         }
         if let ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _))
         | ast::DataType::Array(ast::ArrayElemTypeDef::AngleBracket(inner)) = sql_type
         {
+            // Arrays of numeric keep fixed-point elements (see `SqlType::to_arrow`).
+            if let ast::DataType::Numeric(ast::ExactNumberInfo::None)
+            | ast::DataType::Decimal(ast::ExactNumberInfo::None)
+            | ast::DataType::Dec(ast::ExactNumberInfo::None) = inner.as_ref()
+            {
+                let list = SqlType::Array(Box::new(SqlType::Numeric));
+                return Ok(Some(Arc::new(Field::new("", list.to_arrow(), true))));
+            }
             if let Some(t) = SqlType::from_sql_tagged(inner) {
                 let list = SqlType::Array(Box::new(t));
                 return Ok(Some(Arc::new(list.to_arrow_field(""))));

@@ -276,6 +276,10 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
         DataType::Decimal128(_, scale) => {
             numeric_text(array.as_primitive::<Decimal128Type>().value(row), *scale)
         }
+        DataType::LargeBinary | DataType::Decimal256(..) => match wide_numeric(array, row) {
+            Ok(value) => value.to_text(),
+            Err(e) => format!("<{e}>"),
+        },
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
             pg_interval::Interval::new(v.months, v.days, v.nanoseconds / 1000).to_postgres()
@@ -349,14 +353,21 @@ fn pg_binary(array: &dyn Array, row: usize, ty: &SqlType) -> Option<Result<Vec<u
             array.as_primitive::<Decimal128Type>().value(row),
             *scale,
         ))),
+        (_, DataType::LargeBinary | DataType::Decimal256(..)) => Some(
+            wide_numeric(array, row)
+                .map(|v| v.to_pg_binary())
+                .map_err(|e| e.to_string()),
+        ),
         (SqlType::Array(item), DataType::List(_))
             if matches!(**item, SqlType::Numeric | SqlType::Uuid | SqlType::Jsonb) =>
         {
             let values = array.as_list::<i32>().value(row);
             if !matches!(
                 (&**item, values.data_type()),
-                (SqlType::Numeric, DataType::Decimal128(..))
-                    | (SqlType::Uuid | SqlType::Jsonb, DataType::Utf8)
+                (
+                    SqlType::Numeric,
+                    DataType::Decimal128(..) | DataType::LargeBinary
+                ) | (SqlType::Uuid | SqlType::Jsonb, DataType::Utf8)
             ) {
                 return None;
             }
@@ -386,6 +397,9 @@ fn array_binary(values: &dyn Array, item: &SqlType) -> Result<Vec<u8>, String> {
             (_, DataType::Decimal128(_, scale)) => {
                 numeric_binary(values.as_primitive::<Decimal128Type>().value(i), *scale)
             }
+            (_, DataType::LargeBinary) => wide_numeric(values, i)
+                .map_err(|e| e.to_string())?
+                .to_pg_binary(),
             (SqlType::Uuid, _) => {
                 let text = values.as_string::<i32>().value(i);
                 uuid::Uuid::parse_str(text)
@@ -403,6 +417,15 @@ fn array_binary(values: &dyn Array, item: &SqlType) -> Result<Vec<u8>, String> {
         out.extend(element);
     }
     Ok(out)
+}
+
+/// Row `row` of a wide numeric (`LargeBinary` key) or `Decimal256` array.
+fn wide_numeric(
+    array: &dyn Array,
+    row: usize,
+) -> Result<floe_sql::numeric::Numeric, datafusion::error::DataFusionError> {
+    floe_sql::numeric::functions::value_at(array, row)?
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("NULL numeric".into()))
 }
 
 /// The decimal digits of `mantissa` × 10^-`scale` without sign, and the display scale.
@@ -481,6 +504,7 @@ fn array_needs_pg_text(item: &DataType) -> bool {
         DataType::Float32
             | DataType::Float64
             | DataType::Decimal128(..)
+            | DataType::LargeBinary
             | DataType::Time64(_)
             | DataType::Timestamp(..)
             | DataType::Interval(IntervalUnit::MonthDayNano)

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use chrono::{NaiveTime, Timelike};
 use datafusion::arrow::array::{new_empty_array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::IntervalMonthDayNano;
+use datafusion::arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNano};
 use datafusion::scalar::ScalarValue;
+use floe_sql::numeric::Numeric;
 use floe_sql::{sqlstate, SqlError, SqlResult, SqlType};
 use pgwire::api::portal::Format;
 use postgres_types::FromSql;
@@ -124,10 +125,7 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
             })?;
             ScalarValue::Utf8(Some(text.to_string()))
         }
-        SqlType::Numeric => match parse_numeric(text) {
-            Some(value) => value,
-            None => ScalarValue::Utf8(Some(text.trim().to_string())),
-        },
+        SqlType::Numeric => ScalarValue::LargeBinary(Some(Numeric::parse(text)?.to_key())),
         SqlType::Int2
         | SqlType::Int4
         | SqlType::Int8
@@ -150,19 +148,12 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
                     format!("malformed array literal: \"{text}\""),
                 )
             })?;
+            let target = element_field(inner).data_type().clone();
             let scalars = elements
                 .iter()
                 .map(|e| match e {
-                    None => null_of(inner),
-                    Some(t) => {
-                        let v = decode_text(inner, t)?;
-                        let target = inner.to_arrow();
-                        if v.data_type() == target {
-                            Ok(v)
-                        } else {
-                            Ok(v.cast_to(&target)?)
-                        }
-                    }
+                    None => Ok(ScalarValue::try_from(&target)?),
+                    Some(t) => Ok(to_element(decode_text(inner, t)?, &target)?),
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
             list_of(scalars, inner)?
@@ -174,13 +165,14 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
 /// A one-dimensional array value whose item field is exactly the one of `inner[]`'s Arrow type
 /// (tagged for uuid, varchar, json, …), so it binds to a parameter of that type as is.
 fn list_of(scalars: Vec<ScalarValue>, inner: &SqlType) -> SqlResult<ScalarValue> {
+    let item = element_field(inner);
     let values = if scalars.is_empty() {
-        new_empty_array(&inner.to_arrow())
+        new_empty_array(item.data_type())
     } else {
         ScalarValue::iter_to_array(scalars)?
     };
     let list = ListArray::try_new(
-        Arc::new(inner.to_arrow_field("item")),
+        item,
         OffsetBuffer::from_lengths([values.len()]),
         values,
         None,
@@ -188,41 +180,24 @@ fn list_of(scalars: Vec<ScalarValue>, inner: &SqlType) -> SqlResult<ScalarValue>
     Ok(ScalarValue::List(Arc::new(list)))
 }
 
-/// A numeric in PostgreSQL's input syntax (`-12.50`, `1E-9`, `.5`) as a `Decimal128` that keeps
-/// the written scale; `None` for what this does not read (NaN, Infinity, more than 38 digits),
-/// which is left to the cast.
-fn parse_numeric(text: &str) -> Option<ScalarValue> {
-    let text = text.trim();
-    let (negative, rest) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (number, exponent) = match rest.find(['e', 'E']) {
-        Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
-        None => (rest, 0),
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
+/// The element field of arrays of `inner` (arrays of numeric hold `Decimal128`).
+fn element_field(inner: &SqlType) -> FieldRef {
+    match SqlType::Array(Box::new(inner.clone())).to_arrow() {
+        DataType::List(item) => item,
+        _ => Arc::new(inner.to_arrow_field("item")),
     }
-    let mut mantissa: i128 = 0;
-    for c in whole.bytes().chain(fraction.bytes()) {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        mantissa = mantissa.checked_mul(10)?.checked_add((c - b'0') as i128)?;
+}
+
+/// An array element converted to the array's element type.
+fn to_element(value: ScalarValue, target: &DataType) -> SqlResult<ScalarValue> {
+    if value.data_type() == *target {
+        return Ok(value);
     }
-    let mut scale = fraction.len() as i32 - exponent;
-    if scale < 0 {
-        mantissa = mantissa.checked_mul(10i128.checked_pow(scale.unsigned_abs())?)?;
-        scale = 0;
+    if matches!(value.data_type(), DataType::LargeBinary) {
+        let converted = floe_sql::numeric::functions::convert(&value.to_array()?, target)?;
+        return Ok(ScalarValue::try_from_array(&converted, 0)?);
     }
-    if scale > 38 || mantissa >= 10i128.pow(38) {
-        return None;
-    }
-    let mantissa = if negative { -mantissa } else { mantissa };
-    Some(ScalarValue::Decimal128(Some(mantissa), 38, scale as i8))
+    Ok(value.cast_to(target)?)
 }
 
 /// `+05` → `+05:00` (Arrow wants minutes in an offset).
@@ -342,7 +317,11 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
         SqlType::Oid => ScalarValue::Int64(Some(from_sql::<u32>(ty, raw)? as i64)),
         SqlType::Float4 => ScalarValue::Float32(Some(from_sql::<f32>(ty, raw)?)),
         SqlType::Float8 => ScalarValue::Float64(Some(from_sql::<f64>(ty, raw)?)),
-        SqlType::Numeric => decode_binary_numeric(raw)?,
+        SqlType::Numeric => ScalarValue::LargeBinary(Some(
+            Numeric::from_pg_binary(raw)
+                .map_err(|e| e.to_string())?
+                .to_key(),
+        )),
         SqlType::Text
         | SqlType::Varchar
         | SqlType::Bpchar
@@ -409,56 +388,6 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
     })
 }
 
-/// A binary numeric (`numeric_send`: ndigits, weight, sign, dscale, then base-10000 digits) as a
-/// `Decimal128` with the sent scale; up to 38 digits, no NaN or infinity.
-fn decode_binary_numeric(raw: &[u8]) -> Result<ScalarValue, DecodeError> {
-    let word = |i: usize| -> Result<i16, DecodeError> {
-        raw.get(i * 2..i * 2 + 2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| "numeric data too short".to_string())
-    };
-    let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)? as u16, word(3)?);
-    if ndigits < 0 || dscale < 0 || raw.len() != 8 + 2 * ndigits as usize {
-        return Err("invalid numeric length".into());
-    }
-    let negative = match sign {
-        0x0000 => false,
-        0x4000 => true,
-        0xC000 => return Err("numeric NaN is not supported".into()),
-        0xD000 | 0xF000 => return Err("numeric infinity is not supported".into()),
-        _ => return Err("invalid numeric sign".into()),
-    };
-    if dscale > 38 {
-        return Err("numeric scale out of range".into());
-    }
-    let out_of_range = || "numeric value out of range".to_string();
-    let mut mantissa: i128 = 0;
-    for i in 0..ndigits {
-        let digit = word(4 + i as usize)?;
-        if !(0..10_000).contains(&digit) {
-            return Err("invalid numeric digit".into());
-        }
-        // This digit's place, as a power of ten of the result scaled by 10^dscale.
-        let exponent = 4 * (weight as i32 - i as i32) + dscale as i32;
-        let part = if exponent >= 0 {
-            10i128
-                .checked_pow(exponent as u32)
-                .and_then(|p| p.checked_mul(digit as i128))
-                .ok_or_else(out_of_range)?
-        } else if exponent > -4 {
-            digit as i128 / 10i128.pow(exponent.unsigned_abs())
-        } else {
-            0
-        };
-        mantissa = mantissa.checked_add(part).ok_or_else(out_of_range)?;
-    }
-    if mantissa >= 10i128.pow(38) {
-        return Err(out_of_range());
-    }
-    let mantissa = if negative { -mantissa } else { mantissa };
-    Ok(ScalarValue::Decimal128(Some(mantissa), 38, dscale as i8))
-}
-
 /// A one-dimensional binary array: ndim, has-nulls flag, element OID, (length, lower bound)
 /// per dimension, then each element as length + bytes (-1 for NULL).
 fn decode_binary_array(inner: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
@@ -496,19 +425,14 @@ fn decode_binary_array(inner: &SqlType, raw: &[u8]) -> Result<ScalarValue, Decod
     let mut scalars = Vec::with_capacity(len.min(1 << 16) as usize);
     for _ in 0..len {
         let elen = reader.i32()?;
+        let target = element_field(inner).data_type().clone();
         if elen < 0 {
-            scalars.push(ScalarValue::try_from(&inner.to_arrow()).map_err(|e| e.to_string())?);
+            scalars.push(ScalarValue::try_from(&target).map_err(|e| e.to_string())?);
             continue;
         }
         let bytes = reader.bytes(elen as usize)?;
         let v = decode_binary(inner, bytes)?;
-        let target = inner.to_arrow();
-        let v = if v.data_type() == target {
-            v
-        } else {
-            v.cast_to(&target).map_err(|e| e.to_string())?
-        };
-        scalars.push(v);
+        scalars.push(to_element(v, &target).map_err(|e| e.message)?);
     }
     list_of(scalars, inner).map_err(|e| e.to_string())
 }
@@ -574,46 +498,49 @@ mod tests {
         assert_eq!(d(SqlType::Int2, ""), ScalarValue::Utf8(Some(String::new())));
     }
 
+    fn numeric_text(value: ScalarValue) -> String {
+        match value {
+            ScalarValue::LargeBinary(Some(key)) => Numeric::from_key(&key).unwrap().to_text(),
+            other => panic!("not a numeric: {other:?}"),
+        }
+    }
+
     #[test]
     fn numeric_text_keeps_its_scale() {
-        let d = |text: &str| parse_numeric(text);
-        assert_eq!(d("1.50"), Some(ScalarValue::Decimal128(Some(150), 38, 2)));
-        assert_eq!(d(" -3 "), Some(ScalarValue::Decimal128(Some(-3), 38, 0)));
-        assert_eq!(d("1E-9"), Some(ScalarValue::Decimal128(Some(1), 38, 9)));
-        assert_eq!(d("2.5e3"), Some(ScalarValue::Decimal128(Some(2500), 38, 0)));
-        assert_eq!(d(".5"), Some(ScalarValue::Decimal128(Some(5), 38, 1)));
-        assert_eq!(d("NaN"), None);
-        assert_eq!(d("1x"), None);
-        assert_eq!(d("."), None);
-        assert_eq!(d(&"9".repeat(39)), None);
+        let d = |text: &str| numeric_text(decode_text(&SqlType::Numeric, text).unwrap());
+        assert_eq!(d("1.50"), "1.50");
+        assert_eq!(d(" -3 "), "-3");
+        assert_eq!(d("1E-9"), "0.000000001");
+        assert_eq!(d("2.5e3"), "2500");
+        assert_eq!(d(".5"), "0.5");
+        assert_eq!(d("NaN"), "NaN");
+        assert_eq!(d(&"9".repeat(60)), "9".repeat(60));
+        let err = decode_text(&SqlType::Numeric, "1x").unwrap_err();
+        assert_eq!(err.code, sqlstate::INVALID_TEXT_REPRESENTATION);
+        assert!(decode_text(&SqlType::Numeric, ".").is_err());
+        // Arrays of numeric hold Decimal128 elements.
+        let ty = SqlType::Array(Box::new(SqlType::Numeric));
+        let v = decode_text(&ty, "{1.5,NULL}").unwrap();
+        assert_eq!(v.data_type(), ty.to_arrow());
     }
 
     #[test]
     fn binary_numerics_keep_every_digit() {
         let words = |v: &[i16]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
-        let d = |v: &[i16]| decode_binary_numeric(&words(v)).unwrap();
-        assert_eq!(
-            d(&[2, 0, 0, 2, 1, 5000]),
-            ScalarValue::Decimal128(Some(150), 38, 2)
-        );
-        assert_eq!(
-            d(&[3, 1, 0x4000, 3, 1, 2345, 6780]),
-            ScalarValue::Decimal128(Some(-12345678), 38, 3)
-        );
-        assert_eq!(
-            d(&[1, -3, 0, 9, 1000]),
-            ScalarValue::Decimal128(Some(1), 38, 9)
-        );
-        assert_eq!(d(&[0, 0, 0, 2]), ScalarValue::Decimal128(Some(0), 38, 2));
+        let d = |v: &[i16]| numeric_text(decode_binary(&SqlType::Numeric, &words(v)).unwrap());
+        assert_eq!(d(&[2, 0, 0, 2, 1, 5000]), "1.50");
+        assert_eq!(d(&[3, 1, 0x4000, 3, 1, 2345, 6780]), "-12345.678");
+        assert_eq!(d(&[1, -3, 0, 9, 1000]), "0.000000001");
+        assert_eq!(d(&[0, 0, 0, 2]), "0.00");
         // 36 nines, more than rust_decimal holds
         let nines: Vec<i16> = [9, 8, 0, 0].into_iter().chain([9999; 9]).collect();
-        assert_eq!(
-            d(&nines),
-            ScalarValue::Decimal128(Some(10i128.pow(36) - 1), 38, 0)
-        );
-        assert!(decode_binary_numeric(&words(&[0, 0, 0xC000u16 as i16, 0])).is_err());
-        assert!(decode_binary_numeric(&words(&[1, 10, 0, 0, 1])).is_err());
-        assert!(decode_binary_numeric(&words(&[2, 0, 0, 0, 1])).is_err());
+        assert_eq!(d(&nines), "9".repeat(36));
+        assert_eq!(d(&[0, 0, 0xC000u16 as i16, 0]), "NaN");
+        assert_eq!(d(&[0, 0, 0xF000u16 as i16, 0]), "-Infinity");
+        let bad = |v: &[i16]| decode_binary(&SqlType::Numeric, &words(v)).is_err();
+        assert!(bad(&[2, 0, 0, 0, 1]));
+        assert!(bad(&[1, 0, 0, 0, 10000]));
+        assert!(bad(&[0, 0, 0x1234, 0]));
     }
 
     #[test]

@@ -1,0 +1,474 @@
+//! PostgreSQL's `numeric`: arbitrary precision, the written scale kept per value, NaN and
+//! ±Infinity, PostgreSQL's result scales (see `docs/design/0007-numeric.md`).
+//!
+//! Two representations:
+//! - `numeric(p, s)` with `p ≤ 38` stays Arrow's `Decimal128(p, s)`: every value of such a
+//!   column has scale `s`, so DataFusion's `+`, `-`, `*`, `sum`, comparisons and sorts already
+//!   give PostgreSQL's answers, vectorised (TPC-H's `decimal(15,2)`). Only what DataFusion
+//!   computes differently leaves it: division, `avg`, `round` & co. and casts (rounding and
+//!   22003 as PostgreSQL), all of which return wide numerics.
+//! - Everything else — unconstrained `numeric`, `numeric(p, s)` with `p > 38`, and the
+//!   results of the operations above — is a *wide numeric*: an Arrow `LargeBinary` holding
+//!   the value's key ([`value`]), whose bytes sort like the values. Nothing else in Floe uses
+//!   `LargeBinary` (bytea is `Binary`), so the Arrow type alone says "numeric" through every
+//!   plan, view and storage round trip. Sorting, `min`/`max` and storage work on the bytes.
+//!   A VALUES column mixing scales, integers or strings with decimals becomes wide too, as
+//!   PostgreSQL resolves it to `numeric` and keeps each value's scale.
+//!
+//! DataFusion must never compute on the bytes themselves, which would be wrong answers:
+//! - [`NumericExprPlanner`] plans every binary operator with a wide operand (arithmetic and
+//!   comparisons, which ignore the display scale) as a [`functions`] call, when the SQL is
+//!   planned (DataFusion would refuse `LargeBinary + Int64` before any analyzer runs);
+//! - [`NumericSemantics`], an analyzer rule that runs before type coercion, rewrites casts
+//!   from and to numerics, unary minus, BETWEEN, IN lists and CASE branches;
+//! - [`functions::overloads`] replace `round`, `trunc`, `abs`, `ceil`, `floor` and `signum`
+//!   for numeric arguments (their result type must be known when the SQL is planned);
+//! - [`aggregate`] replaces `sum` and `avg`.
+//!
+//! Known gap: grouping, DISTINCT, UNION and join keys compare wide numerics by their bytes,
+//! so equal values of different scales (`1.5`, `1.50`) are distinct there.
+
+pub mod aggregate;
+pub mod functions;
+pub mod value;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result as DfResult};
+use datafusion::logical_expr::expr::{
+    Between, Case, Cast, InList, Placeholder, ScalarFunction, TryCast,
+};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::type_coercion::functions::{fields_with_udf, UDFCoercionExt};
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Values};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::sql::sqlparser::ast::{self, BinaryOperator};
+
+use functions::{udf, ArithOp, CmpOp, Kind, UnaryOp};
+pub use value::{Numeric, NumericError};
+
+use crate::types::PG_TYPMOD_KEY;
+
+/// Whether values of `data_type` are wide numerics.
+pub fn is_numeric_field_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::LargeBinary)
+}
+
+/// A wide numeric field, with its typmod (`numeric(p, s)`) if it has one.
+///
+/// Only the typmod is metadata: DataFusion refuses to mix fields of differing metadata (a
+/// VALUES list of a numeric and a NULL), and the Arrow type alone says "numeric".
+pub fn numeric_field(name: &str, typmod: Option<(u32, u32)>) -> Field {
+    let field = Field::new(name, DataType::LargeBinary, true);
+    match typmod {
+        Some((p, s)) => field.with_metadata(HashMap::from([(
+            PG_TYPMOD_KEY.to_string(),
+            format!("({p},{s})"),
+        )])),
+        None => field,
+    }
+}
+
+/// The `(precision, scale)` a field's typmod metadata names, if any.
+pub fn field_typmod(field: &Field) -> Option<(u32, u32)> {
+    let text = field.metadata().get(PG_TYPMOD_KEY)?;
+    let (p, s) = text
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split_once(',')?;
+    Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
+}
+
+/// The field a SQL numeric type name is planned as, when it is a wide numeric (`numeric`,
+/// `numeric(50, 5)`); `None` for `numeric(p, s)` with `p ≤ 38` (a `Decimal128`).
+pub fn plan_numeric_type(sql_type: &ast::DataType) -> Option<Field> {
+    use ast::{DataType as D, ExactNumberInfo as I};
+    let info = match sql_type {
+        D::Numeric(info) | D::Decimal(info) | D::Dec(info) => info,
+        _ => return None,
+    };
+    match info {
+        I::None => Some(numeric_field("", None)),
+        I::Precision(p) if *p > 38 => Some(numeric_field("", Some((*p as u32, 0)))),
+        I::PrecisionAndScale(p, s) if *p > 38 && *s >= 0 && *s as u64 <= *p => {
+            Some(numeric_field("", Some((*p as u32, *s as u32))))
+        }
+        _ => None,
+    }
+}
+
+fn is_decimal(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Decimal128(..) | DataType::Decimal256(..)
+    )
+}
+
+fn is_float(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Float16 | DataType::Float32 | DataType::Float64
+    )
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// The argument types DataFusion's `func` coerces `types` to (for the functions that wrap
+/// DataFusion's and pass other arguments on).
+pub(crate) fn coerce_like<F: UDFCoercionExt>(
+    types: &[DataType],
+    func: &F,
+) -> DfResult<Vec<DataType>> {
+    let fields: Vec<FieldRef> = types
+        .iter()
+        .map(|t| Arc::new(Field::new("arg", t.clone(), true)))
+        .collect();
+    Ok(fields_with_udf(&fields, func)?
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect())
+}
+
+/// `expr` cast from numeric to `target` (integers, floats, text).
+fn from_numeric(expr: Expr, target: DataType) -> Expr {
+    let field = Arc::new(Field::new("", target, true));
+    call(Kind::FromNumeric(field), vec![expr])
+}
+
+fn call(kind: Kind, args: Vec<Expr>) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(udf(kind), args))
+}
+
+/// An untyped placeholder given the numeric type (so clients are told `numeric`).
+fn typed_placeholder(expr: Expr) -> Expr {
+    match expr {
+        Expr::Placeholder(Placeholder { id, field: None }) => Expr::Placeholder(Placeholder {
+            id,
+            field: Some(Arc::new(numeric_field("", None))),
+        }),
+        other => other,
+    }
+}
+
+fn type_of(expr: &Expr, schema: &DFSchema) -> Option<DataType> {
+    match expr {
+        Expr::Placeholder(Placeholder { field: None, .. }) => None,
+        _ => expr.get_type(schema).ok(),
+    }
+}
+
+/// Plans binary operators with a wide numeric operand (and decimal division) as numeric
+/// functions (see the module doc).
+#[derive(Debug, Default)]
+pub struct NumericExprPlanner;
+
+impl ExprPlanner for NumericExprPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        let RawBinaryExpr { op, left, right } = expr;
+        let (lt, rt) = (type_of(&left, schema), type_of(&right, schema));
+        let wide = |t: &Option<DataType>| t.as_ref().is_some_and(is_numeric_field_type);
+        let arith = match op {
+            BinaryOperator::Plus => Some(ArithOp::Add),
+            BinaryOperator::Minus => Some(ArithOp::Sub),
+            BinaryOperator::Multiply => Some(ArithOp::Mul),
+            BinaryOperator::Divide => Some(ArithOp::Div),
+            BinaryOperator::Modulo => Some(ArithOp::Mod),
+            _ => None,
+        };
+        let compare = match op {
+            BinaryOperator::Eq => Some(CmpOp::Eq),
+            BinaryOperator::NotEq => Some(CmpOp::NotEq),
+            BinaryOperator::Lt => Some(CmpOp::Lt),
+            BinaryOperator::LtEq => Some(CmpOp::LtEq),
+            BinaryOperator::Gt => Some(CmpOp::Gt),
+            BinaryOperator::GtEq => Some(CmpOp::GtEq),
+            _ => None,
+        };
+        let kind = arith.map(Kind::Arith).or(compare.map(Kind::Compare));
+        if wide(&lt) || wide(&rt) {
+            let other = if wide(&lt) { &rt } else { &lt };
+            // numeric op float8 is float8 arithmetic in PostgreSQL.
+            if other.as_ref().is_some_and(is_float) && kind.is_some() {
+                let (left, right) = if wide(&lt) {
+                    (from_numeric(left, DataType::Float64), right)
+                } else {
+                    (left, from_numeric(right, DataType::Float64))
+                };
+                return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+            }
+            let numeric_operand = other
+                .as_ref()
+                .is_none_or(|t| functions::converts_to_numeric(t) || is_text(t));
+            if let (Some(kind), true) = (kind, numeric_operand) {
+                let args = vec![typed_placeholder(left), typed_placeholder(right)];
+                return Ok(PlannerResult::Planned(call(kind, args)));
+            }
+            if op == BinaryOperator::StringConcat {
+                let (left, right) = if wide(&lt) {
+                    (from_numeric(left, DataType::Utf8), right)
+                } else {
+                    (left, from_numeric(right, DataType::Utf8))
+                };
+                return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+            }
+            return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+        }
+        // Decimal division: PostgreSQL's result scale, not DataFusion's.
+        let exact = |t: &Option<DataType>| t.as_ref().is_some_and(functions::converts_to_numeric);
+        let decimal = |t: &Option<DataType>| t.as_ref().is_some_and(is_decimal);
+        if arith == Some(ArithOp::Div) && (decimal(&lt) || decimal(&rt)) && exact(&lt) && exact(&rt)
+        {
+            return Ok(PlannerResult::Planned(call(
+                Kind::Arith(ArithOp::Div),
+                vec![left, right],
+            )));
+        }
+        Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }))
+    }
+}
+
+/// Rewrites what DataFusion would compute on a wide numeric's bytes, or round differently
+/// from PostgreSQL (see the module doc). Runs before type coercion.
+#[derive(Debug, Default)]
+pub struct NumericSemantics;
+
+impl AnalyzerRule for NumericSemantics {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        // Once a VALUES list changed type, every node above it needs its schema recomputed
+        // (nodes are visited children first).
+        let mut widened_values = false;
+        plan.transform_up_with_subqueries(|node| {
+            let node = match node {
+                LogicalPlan::Values(values) => {
+                    let widened = widen_values(values)?;
+                    widened_values |= widened.transformed;
+                    widened.data
+                }
+                other => other,
+            };
+            let mut schema = merge_schema(&node.inputs());
+            if let LogicalPlan::TableScan(scan) = &node {
+                schema.merge(scan.projected_schema.as_ref());
+            }
+            let names = NamePreserver::new(&node);
+            let rewritten = node.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })?;
+            // A CASE widened to numeric, or a VALUES list below, changes the node's type.
+            if rewritten.transformed || widened_values {
+                rewritten.map_data(|plan| match plan {
+                    LogicalPlan::Values(_) => Ok(plan),
+                    other => other.recompute_schema(),
+                })
+            } else {
+                Ok(rewritten)
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_numeric_semantics"
+    }
+}
+
+/// `expr` without the casts DataFusion wrapped it in.
+fn uncast(expr: Expr) -> Expr {
+    match expr {
+        Expr::Cast(Cast { expr, .. }) => uncast(*expr),
+        other => other,
+    }
+}
+
+/// A VALUES list whose column mixes numerics of different scales, integers or strings with
+/// decimals: PostgreSQL resolves such a column to `numeric`, every value keeping its own
+/// scale (`VALUES (1.5), (12.25), ('NaN')`), where DataFusion would rescale them all to one
+/// `Decimal128` (and refuse `NaN`). Such a column becomes a wide numeric.
+fn widen_values(values: Values) -> DfResult<Transformed<LogicalPlan>> {
+    let Values {
+        schema,
+        values: mut rows,
+    } = values;
+    let empty = DFSchema::empty();
+    let mut changed = false;
+    for (column, field) in schema.fields().iter().enumerate() {
+        if !is_decimal(field.data_type()) {
+            continue;
+        }
+        let mut seen: Option<DataType> = None;
+        let mut mixed = false;
+        for row in &rows {
+            let inner = uncast(row[column].clone());
+            if matches!(&inner, Expr::Literal(v, _) if v.is_null()) {
+                continue;
+            }
+            let Ok(data_type) = inner.get_type(&empty) else {
+                continue;
+            };
+            mixed |= is_text(&data_type) || seen.as_ref().is_some_and(|s| *s != data_type);
+            seen.get_or_insert(data_type);
+        }
+        if mixed {
+            for row in &mut rows {
+                let inner = uncast(std::mem::take(&mut row[column]));
+                row[column] = call(Kind::ToNumeric(None), vec![inner]);
+            }
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(Transformed::no(LogicalPlan::Values(Values {
+            schema,
+            values: rows,
+        })));
+    }
+    Ok(Transformed::yes(LogicalPlanBuilder::values(rows)?.build()?))
+}
+
+fn is_wide(expr: &Expr, schema: &DFSchema) -> bool {
+    type_of(expr, schema).is_some_and(|t| is_numeric_field_type(&t))
+}
+
+/// `expr` as a wide numeric, when it converts to one.
+fn widened(expr: Expr, schema: &DFSchema) -> Expr {
+    match type_of(&expr, schema) {
+        Some(t) if is_numeric_field_type(&t) => expr,
+        Some(t) if functions::converts_to_numeric(&t) && t != DataType::Null => {
+            call(Kind::ToNumeric(None), vec![expr])
+        }
+        _ => expr,
+    }
+}
+
+fn compare(op: CmpOp, left: Expr, right: Expr) -> Expr {
+    call(Kind::Compare(op), vec![left, right])
+}
+
+fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    Ok(match expr {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            match rewrite_cast(*expr, &field, schema) {
+                Ok(rewritten) => Transformed::yes(rewritten),
+                Err(original) => Transformed::no(Expr::Cast(Cast {
+                    expr: Box::new(original),
+                    field,
+                })),
+            }
+        }
+        Expr::Negative(inner) if is_wide(&inner, schema) => {
+            Transformed::yes(call(Kind::Unary(UnaryOp::Neg), vec![*inner]))
+        }
+        Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) if is_wide(&expr, schema) || is_wide(&low, schema) || is_wide(&high, schema) => {
+            let expr = *expr;
+            Transformed::yes(if negated {
+                compare(CmpOp::Lt, expr.clone(), *low).or(compare(CmpOp::Gt, expr, *high))
+            } else {
+                compare(CmpOp::GtEq, expr.clone(), *low).and(compare(CmpOp::LtEq, expr, *high))
+            })
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) if is_wide(&expr, schema) || list.iter().any(|e| is_wide(e, schema)) => {
+            let expr = *expr;
+            let op = if negated { CmpOp::NotEq } else { CmpOp::Eq };
+            let mut terms = list.into_iter().map(|item| compare(op, expr.clone(), item));
+            let Some(first) = terms.next() else {
+                return Ok(Transformed::no(Expr::InList(InList {
+                    expr: Box::new(expr),
+                    list: Vec::new(),
+                    negated,
+                })));
+            };
+            Transformed::yes(terms.fold(
+                first,
+                |acc, term| {
+                    if negated {
+                        acc.and(term)
+                    } else {
+                        acc.or(term)
+                    }
+                },
+            ))
+        }
+        Expr::Case(case)
+            if case
+                .when_then_expr
+                .iter()
+                .map(|(_, then)| then)
+                .chain(case.else_expr.iter())
+                .any(|e| is_wide(e, schema)) =>
+        {
+            let Case {
+                expr,
+                when_then_expr,
+                else_expr,
+            } = case;
+            Transformed::yes(Expr::Case(Case {
+                expr,
+                when_then_expr: when_then_expr
+                    .into_iter()
+                    .map(|(when, then)| (when, Box::new(widened(*then, schema))))
+                    .collect(),
+                else_expr: else_expr.map(|e| Box::new(widened(*e, schema))),
+            }))
+        }
+        other => Transformed::no(other),
+    })
+}
+
+/// A cast that involves a numeric as a numeric function; `Err` gives back the operand of a
+/// cast DataFusion does right.
+fn rewrite_cast(expr: Expr, field: &FieldRef, schema: &DFSchema) -> Result<Expr, Expr> {
+    let Some(source) = type_of(&expr, schema) else {
+        return Err(expr);
+    };
+    let target = field.data_type();
+    if is_numeric_field_type(target) {
+        let typmod = field_typmod(field);
+        if is_numeric_field_type(&source) && typmod.is_none() {
+            return Ok(expr);
+        }
+        return Ok(call(Kind::ToNumeric(typmod), vec![expr]));
+    }
+    if let DataType::Decimal128(p, s) = target {
+        if source == *target && field_typmod(field).is_none() {
+            return Err(expr);
+        }
+        let numeric_source =
+            functions::converts_to_numeric(&source) || is_text(&source) || is_float(&source);
+        if numeric_source && source != DataType::Null {
+            return Ok(call(Kind::ToDecimal(*p, *s), vec![expr]));
+        }
+        return Err(expr);
+    }
+    let rounds_to_integer = is_decimal(&source)
+        && matches!(target, DataType::Int16 | DataType::Int32 | DataType::Int64);
+    if is_numeric_field_type(&source) || rounds_to_integer {
+        return Ok(call(Kind::FromNumeric(field.clone()), vec![expr]));
+    }
+    Err(expr)
+}

@@ -1,0 +1,572 @@
+//! `sum` and `avg` with PostgreSQL's numeric results.
+//!
+//! Both replace DataFusion's functions of the same name and hand every input they do not
+//! treat to them unchanged:
+//! - `sum(numeric)` of wide numerics is exact, its scale the largest input scale;
+//! - `avg` of integers, `numeric(p, s)` (`Decimal128`) and wide numerics is `numeric`: the
+//!   exact sum divided by the count with PostgreSQL's division scale (`avg` of
+//!   `numeric(15,2)` values prints `25.5220058532573370`, of integers `2.5000000000000000`).
+//!   Integer and `Decimal128` inputs sum in an `i128` per group ([`FixedAvgGroups`]), so
+//!   TPC-H's grouped averages stay vectorised; only the final division per group is exact
+//!   arithmetic.
+//!
+//! `DISTINCT` keeps the distinct values by value (`1.5` and `1.50` count once).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array, LargeBinaryArray,
+    ListArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, ReversedUDAF,
+    Signature, Volatility,
+};
+use num_bigint::BigInt;
+
+use super::functions::{keys_array, scalar_key, value_at};
+use super::value::{Numeric, NumericError, SCALE_BYTES};
+use super::{is_numeric_field_type, numeric_field};
+
+/// `sum` and `avg` wrapping DataFusion's `inner` of the same name.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericAggregate {
+    inner: Arc<AggregateUDF>,
+    avg: bool,
+    signature: Signature,
+}
+
+/// The replacements of `sum` and `avg` (`sum`, `avg`: DataFusion's functions).
+pub(crate) fn udafs(sum: Arc<AggregateUDF>, avg: Arc<AggregateUDF>) -> Vec<AggregateUDF> {
+    [(sum, false), (avg, true)]
+        .into_iter()
+        .map(|(inner, avg)| {
+            AggregateUDF::new_from_impl(NumericAggregate {
+                inner,
+                avg,
+                signature: Signature::user_defined(Volatility::Immutable),
+            })
+        })
+        .collect()
+}
+
+/// How an input type is summed, if this module treats it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Input {
+    /// Integers and `Decimal128(_, scale)`: an `i128` at `scale`.
+    Fixed(i8),
+    /// Wide numerics.
+    Wide,
+}
+
+impl NumericAggregate {
+    fn input(&self, data_type: &DataType) -> Option<Input> {
+        if is_numeric_field_type(data_type) {
+            return Some(Input::Wide);
+        }
+        if !self.avg {
+            return None;
+        }
+        match data_type {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                Some(Input::Fixed(0))
+            }
+            DataType::Decimal128(_, scale) if *scale >= 0 => Some(Input::Fixed(*scale)),
+            _ => None,
+        }
+    }
+}
+
+impl AggregateUDFImpl for NumericAggregate {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        match arg_types {
+            [t] if self.input(t).is_some() => Ok(arg_types.to_vec()),
+            _ => super::coerce_like(arg_types, self.inner.as_ref()),
+        }
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        match arg_types {
+            [t] if self.input(t).is_some() => Ok(DataType::LargeBinary),
+            _ => self.inner.return_type(arg_types),
+        }
+    }
+
+    fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
+        match arg_fields {
+            [f] if self.input(f.data_type()).is_some() => {
+                Ok(Arc::new(numeric_field(self.name(), None)))
+            }
+            _ => self.inner.inner().return_field(arg_fields),
+        }
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        match args
+            .expr_fields
+            .first()
+            .and_then(|f| self.input(f.data_type()))
+        {
+            Some(input) => Ok(Box::new(NumericAccumulator::new(
+                self.avg,
+                input,
+                args.is_distinct,
+            ))),
+            None => self.inner.inner().accumulator(args),
+        }
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        let Some(input) = args
+            .input_fields
+            .first()
+            .and_then(|f| self.input(f.data_type()))
+        else {
+            return self.inner.inner().state_fields(args);
+        };
+        let field = |suffix: &str, data_type: DataType| {
+            Arc::new(Field::new(
+                format_state_name(args.name, suffix),
+                data_type,
+                true,
+            ))
+        };
+        if args.is_distinct {
+            let item = Arc::new(Field::new_list_field(DataType::LargeBinary, true));
+            return Ok(vec![field("distinct", DataType::List(item))]);
+        }
+        Ok(vec![
+            field("sum", sum_state_type(input)),
+            field("count", DataType::Int64),
+        ])
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        match args
+            .expr_fields
+            .first()
+            .and_then(|f| self.input(f.data_type()))
+        {
+            Some(Input::Fixed(_)) => !args.is_distinct,
+            Some(Input::Wide) => false,
+            None => self.inner.inner().groups_accumulator_supported(args),
+        }
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
+        match args
+            .expr_fields
+            .first()
+            .and_then(|f| self.input(f.data_type()))
+        {
+            Some(Input::Fixed(scale)) => Ok(Box::new(FixedAvgGroups {
+                scale,
+                sums: Vec::new(),
+                counts: Vec::new(),
+            })),
+            _ => self.inner.inner().create_groups_accumulator(args),
+        }
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        match args
+            .expr_fields
+            .first()
+            .and_then(|f| self.input(f.data_type()))
+        {
+            Some(_) => self.accumulator(args),
+            None => self.inner.inner().create_sliding_accumulator(args),
+        }
+    }
+
+    fn reverse_expr(&self) -> ReversedUDAF {
+        ReversedUDAF::Identical
+    }
+
+    fn default_value(&self, data_type: &DataType) -> DfResult<ScalarValue> {
+        if is_numeric_field_type(data_type) {
+            return Ok(ScalarValue::LargeBinary(None));
+        }
+        self.inner.inner().default_value(data_type)
+    }
+}
+
+fn sum_state_type(input: Input) -> DataType {
+    match input {
+        Input::Fixed(scale) => DataType::Decimal128(38, scale),
+        Input::Wide => DataType::LargeBinary,
+    }
+}
+
+/// The running sum of one group.
+#[derive(Debug, Clone)]
+enum Sum {
+    Fixed(i128),
+    Wide(Numeric),
+}
+
+fn overflow() -> datafusion::error::DataFusionError {
+    NumericError::Overflow.into()
+}
+
+/// The distinct values of a `sum(DISTINCT …)`/`avg(DISTINCT …)`: their value parts (keys
+/// without the scale), and the first key seen of each.
+type Distinct = (HashSet<Vec<u8>>, Vec<Vec<u8>>);
+
+/// `sum`/`avg` of one group (or of all rows): a running sum and count, or the distinct values.
+#[derive(Debug)]
+struct NumericAccumulator {
+    avg: bool,
+    input: Input,
+    sum: Sum,
+    count: i64,
+    /// With DISTINCT: the values seen (see [`Distinct`]).
+    distinct: Option<Distinct>,
+}
+
+impl NumericAccumulator {
+    fn new(avg: bool, input: Input, distinct: bool) -> NumericAccumulator {
+        NumericAccumulator {
+            avg,
+            input,
+            sum: match input {
+                Input::Fixed(_) => Sum::Fixed(0),
+                Input::Wide => Sum::Wide(Numeric::zero()),
+            },
+            count: 0,
+            distinct: distinct.then(|| (HashSet::new(), Vec::new())),
+        }
+    }
+
+    fn add_fixed(&mut self, value: i128, sign: i128) -> DfResult<()> {
+        if let Sum::Fixed(sum) = &mut self.sum {
+            *sum = sum.checked_add(value * sign).ok_or_else(overflow)?;
+        }
+        Ok(())
+    }
+
+    fn add_numeric(&mut self, value: &Numeric, retract: bool) -> DfResult<()> {
+        if let Sum::Wide(sum) = &mut self.sum {
+            *sum = if retract {
+                sum.sub(value)?
+            } else {
+                sum.add(value)?
+            };
+        }
+        Ok(())
+    }
+
+    fn add_values(&mut self, values: &ArrayRef, retract: bool) -> DfResult<()> {
+        if let Some((seen, keys)) = &mut self.distinct {
+            for row in 0..values.len() {
+                let Some(value) = value_at(values.as_ref(), row)? else {
+                    continue;
+                };
+                let key = value.to_key();
+                if seen.insert(key[..key.len() - SCALE_BYTES].to_vec()) {
+                    keys.push(key);
+                }
+            }
+            return Ok(());
+        }
+        let sign = if retract { -1 } else { 1 };
+        match self.input {
+            Input::Fixed(_) => {
+                let fixed = fixed_values(values)?;
+                for value in fixed.into_iter().flatten() {
+                    self.add_fixed(value, sign)?;
+                    self.count += sign as i64;
+                }
+            }
+            Input::Wide => {
+                for row in 0..values.len() {
+                    if let Some(value) = value_at(values.as_ref(), row)? {
+                        self.add_numeric(&value, retract)?;
+                        self.count += sign as i64;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sum_value(&self) -> DfResult<Numeric> {
+        match (&self.sum, self.input) {
+            (Sum::Fixed(v), Input::Fixed(scale)) => {
+                Ok(Numeric::from_decimal(BigInt::from(*v), scale as i32)?)
+            }
+            (Sum::Wide(v), _) => Ok(v.clone()),
+            _ => Err(NumericError::Corrupt.into()),
+        }
+    }
+}
+
+/// Integer or `Decimal128` values as `i128` mantissas.
+fn fixed_values(values: &ArrayRef) -> DfResult<Vec<Option<i128>>> {
+    Ok(match values.data_type() {
+        DataType::Decimal128(..) => values.as_primitive::<Decimal128Type>().iter().collect(),
+        _ => cast(values, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+    })
+}
+
+impl Accumulator for NumericAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        match values.first() {
+            Some(v) => self.add_values(v, false),
+            None => Ok(()),
+        }
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        match values.first() {
+            Some(v) => self.add_values(v, true),
+            None => Ok(()),
+        }
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        self.distinct.is_none()
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        if let Some((_, keys)) = &self.distinct {
+            let mut sum = Numeric::zero();
+            for key in keys {
+                sum = sum.add(&Numeric::from_key(key)?)?;
+            }
+            if keys.is_empty() {
+                return Ok(scalar_key(None));
+            }
+            let result = if self.avg {
+                sum.div(&Numeric::from_i64(keys.len() as i64))?
+            } else {
+                sum
+            };
+            return Ok(scalar_key(Some(&result)));
+        }
+        if self.count == 0 {
+            return Ok(scalar_key(None));
+        }
+        let sum = self.sum_value()?;
+        let result = if self.avg {
+            sum.div(&Numeric::from_i64(self.count))?
+        } else {
+            sum
+        };
+        Ok(scalar_key(Some(&result)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self
+                .distinct
+                .as_ref()
+                .map_or(0, |(seen, keys)| seen.len() * 48 + keys.len() * 48)
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        if let Some((_, keys)) = &self.distinct {
+            let values = LargeBinaryArray::from_iter_values(keys.iter());
+            let list = ListArray::new(
+                Arc::new(Field::new_list_field(DataType::LargeBinary, true)),
+                OffsetBuffer::from_lengths([values.len()]),
+                Arc::new(values),
+                None,
+            );
+            return Ok(vec![ScalarValue::List(Arc::new(list))]);
+        }
+        let sum = match (&self.sum, self.input) {
+            (Sum::Fixed(v), Input::Fixed(scale)) => ScalarValue::Decimal128(Some(*v), 38, scale),
+            (Sum::Wide(v), _) => scalar_key(Some(v)),
+            _ => return Err(NumericError::Corrupt.into()),
+        };
+        Ok(vec![sum, ScalarValue::Int64(Some(self.count))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        if let Some((seen, keys)) = &mut self.distinct {
+            let Some(lists) = states.first() else {
+                return Ok(());
+            };
+            for list in lists.as_list::<i32>().iter().flatten() {
+                let list = list.as_binary::<i64>();
+                for key in list.iter().flatten() {
+                    if seen.insert(key[..key.len().saturating_sub(SCALE_BYTES)].to_vec()) {
+                        keys.push(key.to_vec());
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let (Some(sums), Some(counts)) = (states.first(), states.get(1)) else {
+            return Ok(());
+        };
+        let counts = counts.as_primitive::<Int64Type>();
+        for row in 0..sums.len() {
+            if sums.is_null(row) {
+                continue;
+            }
+            match self.input {
+                Input::Fixed(_) => {
+                    let v = sums.as_primitive::<Decimal128Type>().value(row);
+                    self.add_fixed(v, 1)?;
+                }
+                Input::Wide => {
+                    if let Some(v) = value_at(sums.as_ref(), row)? {
+                        self.add_numeric(&v, false)?;
+                    }
+                }
+            }
+            self.count += counts.value(row);
+        }
+        Ok(())
+    }
+}
+
+/// `avg` of integers or `Decimal128(_, scale)` per group: `i128` sums and counts.
+#[derive(Debug)]
+struct FixedAvgGroups {
+    scale: i8,
+    sums: Vec<i128>,
+    counts: Vec<i64>,
+}
+
+impl FixedAvgGroups {
+    fn grow(&mut self, total_num_groups: usize) {
+        self.sums.resize(total_num_groups, 0);
+        self.counts.resize(total_num_groups, 0);
+    }
+
+    fn add(&mut self, group: usize, value: i128, count: i64) -> DfResult<()> {
+        self.sums[group] = self.sums[group].checked_add(value).ok_or_else(overflow)?;
+        self.counts[group] += count;
+        Ok(())
+    }
+}
+
+impl GroupsAccumulator for FixedAvgGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.grow(total_num_groups);
+        let Some(values) = values.first() else {
+            return Ok(());
+        };
+        let passes = |row: usize| opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        if let DataType::Decimal128(..) = values.data_type() {
+            let values = values.as_primitive::<Decimal128Type>();
+            for (row, &group) in group_indices.iter().enumerate() {
+                if values.is_valid(row) && passes(row) {
+                    self.add(group, values.value(row), 1)?;
+                }
+            }
+        } else {
+            let values = cast(values, &DataType::Int64)?;
+            let values = values.as_primitive::<Int64Type>();
+            for (row, &group) in group_indices.iter().enumerate() {
+                if values.is_valid(row) && passes(row) {
+                    self.add(group, values.value(row).into(), 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let scale = self.scale as i32;
+        keys_array(sums.len(), |group| {
+            if counts[group] == 0 {
+                return Ok(None);
+            }
+            let sum = Numeric::from_decimal(BigInt::from(sums[group]), scale)?;
+            Ok(Some(sum.div(&Numeric::from_i64(counts[group]))?))
+        })
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let sums = Decimal128Array::from(sums).with_precision_and_scale(38, self.scale)?;
+        Ok(vec![Arc::new(sums), Arc::new(Int64Array::from(counts))])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.grow(total_num_groups);
+        let (Some(sums), Some(counts)) = (values.first(), values.get(1)) else {
+            return Ok(());
+        };
+        let sums = sums.as_primitive::<Decimal128Type>();
+        let counts = counts.as_primitive::<Int64Type>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if sums.is_valid(row) {
+                self.add(group, sums.value(row), counts.value(row))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> DfResult<Vec<ArrayRef>> {
+        let Some(values) = values.first() else {
+            return Ok(Vec::new());
+        };
+        let fixed = fixed_values(values)?;
+        let mut sums = Vec::with_capacity(fixed.len());
+        let mut counts = Vec::with_capacity(fixed.len());
+        for (row, value) in fixed.into_iter().enumerate() {
+            let passes = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+            match value.filter(|_| passes) {
+                Some(v) => {
+                    sums.push(Some(v));
+                    counts.push(1i64);
+                }
+                None => {
+                    sums.push(None);
+                    counts.push(0);
+                }
+            }
+        }
+        let sums = Decimal128Array::from(sums).with_precision_and_scale(38, self.scale)?;
+        Ok(vec![Arc::new(sums), Arc::new(Int64Array::from(counts))])
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * 16 + self.counts.capacity() * 8
+    }
+}

@@ -1,0 +1,673 @@
+//! The scalar functions that compute on wide numerics: arithmetic, comparisons, casts and
+//! `round`/`trunc`/`abs`/`ceil`/`floor`/`sign`.
+//!
+//! Every function accepts any numeric-like operand (a wide numeric's key bytes, `Decimal128`,
+//! `Decimal256`, integers, floats, and text, which is read as numeric input) and converts it
+//! value by value. A function's identity is its [`Kind`], so two plans of one expression
+//! compare equal (GROUP BY and ORDER BY match select items structurally).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder,
+    Int16Builder, Int32Builder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder,
+    StringBuilder, StringViewBuilder,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Decimal256Type, Field, FieldRef, Float32Type, Float64Type, Int16Type,
+    Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use num_bigint::BigInt;
+
+use super::value::{compare_keys, write_finite_key, Numeric, NumericError};
+use super::{is_numeric_field_type, numeric_field};
+use crate::error::{sqlstate, SqlError};
+
+/// Binary arithmetic operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum CmpOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+/// One-argument functions (`round` and `trunc` take an optional scale too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum UnaryOp {
+    Neg,
+    Abs,
+    Ceil,
+    Floor,
+    Sign,
+    Round,
+    Trunc,
+}
+
+/// What a function computes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Arith(ArithOp),
+    Compare(CmpOp),
+    Unary(UnaryOp),
+    /// A cast to `numeric` or `numeric(p, s)` (wide).
+    ToNumeric(Option<(u32, u32)>),
+    /// A cast to `numeric(p, s)` held as `Decimal128(p, s)`.
+    ToDecimal(u8, i8),
+    /// A cast of a numeric to another type (integers, floats, text).
+    FromNumeric(FieldRef),
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericFunction {
+    kind: Kind,
+    name: String,
+    signature: Signature,
+}
+
+/// The function computing `kind`.
+pub(crate) fn udf(kind: Kind) -> Arc<ScalarUDF> {
+    let name = match &kind {
+        Kind::Arith(op) => format!("floe_numeric_{op:?}").to_lowercase(),
+        Kind::Compare(op) => format!("floe_numeric_{op:?}").to_lowercase(),
+        Kind::Unary(op) => format!("floe_numeric_{op:?}").to_lowercase(),
+        Kind::ToNumeric(_) => "floe_to_numeric".into(),
+        Kind::ToDecimal(..) => "floe_to_decimal".into(),
+        Kind::FromNumeric(_) => "floe_from_numeric".into(),
+    };
+    Arc::new(ScalarUDF::new_from_impl(NumericFunction {
+        kind,
+        name,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    }))
+}
+
+/// The numeric value of row `row` of `array` (`None` for NULL).
+pub fn value_at(array: &dyn Array, row: usize) -> DfResult<Option<Numeric>> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let value = match array.data_type() {
+        DataType::LargeBinary => Numeric::from_key(array.as_binary::<i64>().value(row))?,
+        DataType::Decimal128(_, scale) => Numeric::from_decimal(
+            BigInt::from(array.as_primitive::<Decimal128Type>().value(row)),
+            *scale as i32,
+        )?,
+        DataType::Decimal256(_, scale) => {
+            let text = array
+                .as_primitive::<Decimal256Type>()
+                .value(row)
+                .to_string();
+            let mantissa = BigInt::parse_bytes(text.as_bytes(), 10).ok_or(NumericError::Corrupt)?;
+            Numeric::from_decimal(mantissa, *scale as i32)?
+        }
+        DataType::Int8 => Numeric::from_i64(array.as_primitive::<Int8Type>().value(row).into()),
+        DataType::Int16 => Numeric::from_i64(array.as_primitive::<Int16Type>().value(row).into()),
+        DataType::Int32 => Numeric::from_i64(array.as_primitive::<Int32Type>().value(row).into()),
+        DataType::Int64 => Numeric::from_i64(array.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Numeric::from_i64(array.as_primitive::<UInt8Type>().value(row).into()),
+        DataType::UInt16 => Numeric::from_i64(array.as_primitive::<UInt16Type>().value(row).into()),
+        DataType::UInt32 => Numeric::from_i64(array.as_primitive::<UInt32Type>().value(row).into()),
+        DataType::UInt64 => Numeric::from_decimal(
+            BigInt::from(array.as_primitive::<UInt64Type>().value(row)),
+            0,
+        )?,
+        DataType::Float32 => {
+            Numeric::from_f64(array.as_primitive::<Float32Type>().value(row).into(), 6)?
+        }
+        DataType::Float64 => Numeric::from_f64(array.as_primitive::<Float64Type>().value(row), 15)?,
+        DataType::Utf8 => Numeric::parse(array.as_string::<i32>().value(row))?,
+        DataType::LargeUtf8 => Numeric::parse(array.as_string::<i64>().value(row))?,
+        DataType::Utf8View => Numeric::parse(array.as_string_view().value(row))?,
+        DataType::Null => return Ok(None),
+        other => return Err(cannot_cast(other, "numeric").into()),
+    };
+    Ok(Some(value))
+}
+
+/// 42846, as PostgreSQL refuses a cast it has no function for.
+fn cannot_cast(from: &DataType, to: &str) -> SqlError {
+    SqlError::new(
+        "42846",
+        format!(
+            "cannot cast type {} to {to}",
+            crate::types::SqlType::from_arrow(from).name()
+        ),
+    )
+}
+
+/// The key bytes of row `row` (borrowed when the array already holds keys).
+fn key_at(array: &dyn Array, row: usize) -> DfResult<Option<Cow<'_, [u8]>>> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    match array.data_type() {
+        DataType::LargeBinary => {
+            return Ok(Some(Cow::Borrowed(array.as_binary::<i64>().value(row))));
+        }
+        // numeric(p, s) columns compared with wide numerics: no big-number detour.
+        DataType::Decimal128(_, scale) if *scale >= 0 => {
+            let value = array.as_primitive::<Decimal128Type>().value(row);
+            let mut key = Vec::with_capacity(24);
+            write_finite_key(
+                value < 0,
+                &value.unsigned_abs().to_string(),
+                *scale as u32,
+                &mut key,
+            );
+            return Ok(Some(Cow::Owned(key)));
+        }
+        _ => {}
+    }
+    Ok(value_at(array, row)?.map(|v| Cow::Owned(v.to_key())))
+}
+
+/// An array of numeric keys from per-row values.
+pub(crate) fn keys_array(
+    rows: usize,
+    mut value: impl FnMut(usize) -> DfResult<Option<Numeric>>,
+) -> DfResult<ArrayRef> {
+    let mut builder = LargeBinaryBuilder::with_capacity(rows, rows * 12);
+    let mut key = Vec::with_capacity(16);
+    for row in 0..rows {
+        match value(row)? {
+            Some(v) => {
+                key.clear();
+                v.write_key(&mut key);
+                builder.append_value(&key);
+            }
+            None => builder.append_null(),
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// A scalar numeric value as its key (a `LargeBinary` scalar).
+pub(crate) fn scalar_key(value: Option<&Numeric>) -> ScalarValue {
+    ScalarValue::LargeBinary(value.map(Numeric::to_key))
+}
+
+impl NumericFunction {
+    fn return_field_of(&self) -> FieldRef {
+        match &self.kind {
+            Kind::Arith(_) | Kind::Unary(_) | Kind::ToNumeric(None) => {
+                Arc::new(numeric_field("", None))
+            }
+            Kind::ToNumeric(Some(typmod)) => Arc::new(numeric_field("", Some(*typmod))),
+            Kind::Compare(_) => Arc::new(Field::new("", DataType::Boolean, true)),
+            Kind::ToDecimal(p, s) => Arc::new(Field::new("", DataType::Decimal128(*p, *s), true)),
+            Kind::FromNumeric(field) => field.clone(),
+        }
+    }
+
+    fn compute(&self, args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
+        let arg = |i: usize| -> DfResult<&ArrayRef> {
+            args.get(i).ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::UNDEFINED_FUNCTION,
+                    format!("{}: missing argument", self.name),
+                )
+                .into()
+            })
+        };
+        match &self.kind {
+            Kind::Arith(op) => {
+                let (a, b) = (arg(0)?, arg(1)?);
+                keys_array(rows, |row| {
+                    let (Some(x), Some(y)) = (value_at(a, row)?, value_at(b, row)?) else {
+                        return Ok(None);
+                    };
+                    let result = match op {
+                        ArithOp::Add => x.add(&y),
+                        ArithOp::Sub => x.sub(&y),
+                        ArithOp::Mul => x.mul(&y),
+                        ArithOp::Div => x.div(&y),
+                        ArithOp::Mod => x.rem(&y),
+                    };
+                    Ok(Some(result?))
+                })
+            }
+            Kind::Compare(op) => {
+                let (a, b) = (arg(0)?, arg(1)?);
+                let mut builder = BooleanBuilder::with_capacity(rows);
+                for row in 0..rows {
+                    match (key_at(a, row)?, key_at(b, row)?) {
+                        (Some(x), Some(y)) => {
+                            let ordering = compare_keys(&x, &y);
+                            builder.append_value(match op {
+                                CmpOp::Eq => ordering.is_eq(),
+                                CmpOp::NotEq => ordering.is_ne(),
+                                CmpOp::Lt => ordering.is_lt(),
+                                CmpOp::LtEq => ordering.is_le(),
+                                CmpOp::Gt => ordering.is_gt(),
+                                CmpOp::GtEq => ordering.is_ge(),
+                            });
+                        }
+                        _ => builder.append_null(),
+                    }
+                }
+                Ok(Arc::new(builder.finish()))
+            }
+            Kind::Unary(op) => {
+                let a = arg(0)?;
+                let scale_arg = args.get(1);
+                keys_array(rows, |row| {
+                    let Some(x) = value_at(a, row)? else {
+                        return Ok(None);
+                    };
+                    let scale = match scale_arg {
+                        None => 0,
+                        Some(s) => match value_at(s, row)? {
+                            None => return Ok(None),
+                            Some(s) => s.to_i64("integer")?,
+                        },
+                    };
+                    let result = match op {
+                        UnaryOp::Neg => x.neg(),
+                        UnaryOp::Abs => x.abs(),
+                        UnaryOp::Ceil => x.ceil()?,
+                        UnaryOp::Floor => x.floor()?,
+                        UnaryOp::Sign => x.sign(),
+                        UnaryOp::Round => x.round(scale)?,
+                        UnaryOp::Trunc => x.trunc(scale)?,
+                    };
+                    Ok(Some(result))
+                })
+            }
+            Kind::ToNumeric(typmod) => {
+                let a = arg(0)?;
+                keys_array(rows, |row| {
+                    let Some(x) = value_at(a, row)? else {
+                        return Ok(None);
+                    };
+                    Ok(Some(match typmod {
+                        Some((p, s)) => x.apply_typmod(*p, *s)?,
+                        None => x,
+                    }))
+                })
+            }
+            Kind::ToDecimal(p, s) => to_decimal(arg(0)?, *p, *s, rows),
+            Kind::FromNumeric(target) => from_numeric(arg(0)?, target.data_type(), rows),
+        }
+    }
+}
+
+/// Values of any numeric-like type as `Decimal128(p, s)`, rounded and checked like a
+/// `numeric(p, s)` typmod.
+fn to_decimal(array: &ArrayRef, p: u8, s: i8, rows: usize) -> DfResult<ArrayRef> {
+    let mut builder = Decimal128Builder::with_capacity(rows).with_precision_and_scale(p, s)?;
+    let scale = s.max(0) as u32;
+    for row in 0..rows {
+        match value_at(array, row)? {
+            None => builder.append_null(),
+            Some(x) => {
+                let fitted = x.apply_typmod(p as u32, scale)?;
+                builder.append_value(fitted.to_i128_at(p as u32, scale)?);
+            }
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// `array` converted to `target` when a numeric is on either side (wide numerics, `Decimal128`
+/// targets), as the casts of SQL do; for values that reach storage outside a plan (parameters).
+pub fn convert(array: &ArrayRef, target: &DataType) -> DfResult<ArrayRef> {
+    match target {
+        DataType::Decimal128(p, s) => to_decimal(array, *p, *s, array.len()),
+        other => from_numeric(array, other, array.len()),
+    }
+}
+
+/// A numeric array converted to `target` as PostgreSQL's casts do.
+fn from_numeric(array: &ArrayRef, target: &DataType, rows: usize) -> DfResult<ArrayRef> {
+    macro_rules! integers {
+        ($builder:ty, $native:ty, $name:literal) => {{
+            let mut builder = <$builder>::with_capacity(rows);
+            for row in 0..rows {
+                match value_at(array, row)? {
+                    None => builder.append_null(),
+                    Some(v) => builder.append_value(
+                        <$native>::try_from(v.to_i64($name)?)
+                            .map_err(|_| NumericError::OutOfRange($name))?,
+                    ),
+                }
+            }
+            Arc::new(builder.finish()) as ArrayRef
+        }};
+    }
+    macro_rules! texts {
+        ($builder:ty) => {{
+            let mut builder = <$builder>::new();
+            for row in 0..rows {
+                match value_at(array, row)? {
+                    None => builder.append_null(),
+                    Some(v) => builder.append_value(v.to_text()),
+                }
+            }
+            Arc::new(builder.finish()) as ArrayRef
+        }};
+    }
+    Ok(match target {
+        DataType::Int16 => integers!(Int16Builder, i16, "smallint"),
+        DataType::Int32 => integers!(Int32Builder, i32, "integer"),
+        DataType::Int64 => integers!(Int64Builder, i64, "bigint"),
+        DataType::Float64 => {
+            let mut builder = Float64Builder::with_capacity(rows);
+            for row in 0..rows {
+                match value_at(array, row)? {
+                    None => builder.append_null(),
+                    Some(v) => builder.append_value(v.to_f64()?),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        DataType::Float32 => {
+            let mut builder = Float32Builder::with_capacity(rows);
+            for row in 0..rows {
+                match value_at(array, row)? {
+                    None => builder.append_null(),
+                    Some(v) => {
+                        let f = v.to_f64()?;
+                        if f.is_finite() && (f as f32).is_infinite() {
+                            return Err(
+                                NumericError::OutOfRange("value out of range: overflow").into()
+                            );
+                        }
+                        builder.append_value(f as f32)
+                    }
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        DataType::Utf8 => texts!(StringBuilder),
+        DataType::LargeUtf8 => texts!(LargeStringBuilder),
+        DataType::Utf8View => texts!(StringViewBuilder),
+        DataType::LargeBinary => keys_array(rows, |row| value_at(array, row))?,
+        other => {
+            return Err(SqlError::new(
+                "42846",
+                format!(
+                    "cannot cast type numeric to {}",
+                    crate::types::SqlType::from_arrow(other).name()
+                ),
+            )
+            .into())
+        }
+    })
+}
+
+impl ScalarUDFImpl for NumericFunction {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.return_field_of().data_type().clone())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(self.return_field_of())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
+        let result = self.compute(&arrays, rows)?;
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// Whether values of `data_type` convert to numeric implicitly in PostgreSQL (integers and
+/// numerics; text literals are `unknown` and convert too).
+pub(crate) fn converts_to_numeric(data_type: &DataType) -> bool {
+    is_numeric_field_type(data_type)
+        || matches!(
+            data_type,
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::Null
+        )
+}
+
+/// The name unary minus is planned as (see `crate::rewrite`).
+pub(crate) const NEGATE: &str = "floe_negate";
+
+/// `floe_negate(x)`: `-x` for numerics, and for every other type DataFusion's unary minus
+/// takes (integers overflow-checked like [`crate::arithmetic`], floats, intervals).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Negate {
+    signature: Signature,
+}
+
+/// The unary minus function.
+pub(crate) fn negate_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Negate {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for Negate {
+    fn name(&self) -> &str {
+        NEGATE
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        match arg_types.first() {
+            Some(DataType::Null) | None => Ok(DataType::Null),
+            Some(t) if t.is_signed_integer() || t.is_floating() => Ok(t.clone()),
+            Some(
+                t @ (DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::LargeBinary
+                | DataType::Interval(_)
+                | DataType::Duration(_)),
+            ) => Ok(t.clone()),
+            Some(other) => Err(SqlError::new(
+                sqlstate::UNDEFINED_FUNCTION,
+                format!(
+                    "operator does not exist: - {}",
+                    crate::types::SqlType::from_arrow(other).name()
+                ),
+            )
+            .into()),
+        }
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let data_type = self.return_type(&types)?;
+        Ok(match args.arg_fields.first() {
+            Some(field) if field.data_type() == &data_type => {
+                Arc::new(field.as_ref().clone().with_name(""))
+            }
+            _ => Arc::new(Field::new("", data_type, true)),
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let Some(arg) = args.args.first() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Null));
+        };
+        let array = arg.to_array(rows)?;
+        let result = match array.data_type() {
+            DataType::Null => array,
+            DataType::LargeBinary => {
+                keys_array(rows, |row| Ok(value_at(&array, row)?.map(|v| v.neg())))?
+            }
+            data_type => datafusion::arrow::compute::kernels::numeric::neg(array.as_ref())
+                .map_err(|e| crate::arithmetic::overflow_error(e, data_type))?,
+        };
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// `round`, `trunc`, `abs`, `ceil`, `floor` and `signum` over DataFusion's functions of those
+/// names (`inner`): numeric arguments (wide, or `Decimal128` but for `abs`, which DataFusion
+/// gets right) go to [`NumericFunction`], everything else to `inner` unchanged.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Overload {
+    inner: Arc<ScalarUDF>,
+    numeric: NumericFunction,
+    signature: Signature,
+}
+
+/// The overloads of DataFusion's math functions `functions` (by name) for numeric arguments.
+pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> Vec<ScalarUDF> {
+    functions
+        .into_iter()
+        .filter_map(|inner| {
+            let op = match inner.name() {
+                "round" => UnaryOp::Round,
+                "trunc" => UnaryOp::Trunc,
+                "abs" => UnaryOp::Abs,
+                "ceil" => UnaryOp::Ceil,
+                "floor" => UnaryOp::Floor,
+                "signum" | "sign" => UnaryOp::Sign,
+                _ => return None,
+            };
+            let name = inner.name().to_string();
+            Some(ScalarUDF::new_from_impl(Overload {
+                inner,
+                numeric: NumericFunction {
+                    kind: Kind::Unary(op),
+                    name,
+                    signature: Signature::variadic_any(Volatility::Immutable),
+                },
+                signature: Signature::user_defined(Volatility::Immutable),
+            }))
+        })
+        .collect()
+}
+
+impl Overload {
+    fn takes(&self, arg_types: &[DataType]) -> bool {
+        let Some(first) = arg_types.first() else {
+            return false;
+        };
+        let op = match &self.numeric.kind {
+            Kind::Unary(op) => *op,
+            _ => return false,
+        };
+        let arity = match op {
+            UnaryOp::Round | UnaryOp::Trunc => (1..=2).contains(&arg_types.len()),
+            _ => arg_types.len() == 1,
+        };
+        let numeric = is_numeric_field_type(first)
+            || (matches!(first, DataType::Decimal128(..) | DataType::Decimal256(..))
+                && op != UnaryOp::Abs);
+        arity && numeric
+    }
+}
+
+impl ScalarUDFImpl for Overload {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if self.takes(arg_types) {
+            return Ok(arg_types.to_vec());
+        }
+        super::coerce_like(arg_types, self.inner.as_ref())
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        if self.takes(arg_types) {
+            return Ok(DataType::LargeBinary);
+        }
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        if self.takes(&types) {
+            return Ok(Arc::new(numeric_field("", None)));
+        }
+        self.inner.return_field_from_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        if self.takes(&types) {
+            return self.numeric.invoke_with_args(args);
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
