@@ -15,12 +15,10 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringBuil
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, TimeUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -499,19 +497,7 @@ fn is_temporal(t: &DataType) -> bool {
 
 impl AnalyzerRule for PgDateTimeCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let mut schema = merge_schema(&node.inputs());
-            if let LogicalPlan::TableScan(scan) = &node {
-                schema.merge(scan.projected_schema.as_ref());
-            }
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| self.rewrite(e, &schema))?;
-                Ok(rewritten.update_data(|e| saved.restore(e)))
-            })
-        })
-        .map(|t| t.data)
+        crate::rewrite::rewrite_plan_expressions(plan, |e, schema| self.rewrite(e, schema))
     }
 
     fn name(&self) -> &str {
@@ -701,19 +687,7 @@ impl PgTemporalOperands {
 
 impl AnalyzerRule for PgTemporalOperands {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let mut schema = merge_schema(&node.inputs());
-            if let LogicalPlan::TableScan(scan) = &node {
-                schema.merge(scan.projected_schema.as_ref());
-            }
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| Self::rewrite(e, &schema))?;
-                Ok(rewritten.update_data(|e| saved.restore(e)))
-            })
-        })
-        .map(|t| t.data)
+        crate::rewrite::rewrite_plan_expressions(plan, Self::rewrite)
     }
 
     fn name(&self) -> &str {

@@ -743,3 +743,31 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
         Err(e) => Err(SqlError::new(sqlstate::INTERNAL_ERROR, e.to_string())),
     }
 }
+
+/// Rewrites every expression of `plan` (subqueries included) bottom-up with `rewrite`, which
+/// sees the schema the expression is evaluated against (a scan's filters: the table's own
+/// columns); each expression keeps its output name. The traversal of Floe's expression-level
+/// analyzer rules.
+pub(crate) fn rewrite_plan_expressions(
+    plan: LogicalPlan,
+    rewrite: impl Fn(
+        datafusion::logical_expr::Expr,
+        &datafusion::common::DFSchema,
+    ) -> datafusion::common::Result<Transformed<datafusion::logical_expr::Expr>>,
+) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::utils::merge_schema;
+    plan.transform_up_with_subqueries(|node| {
+        let mut schema = merge_schema(&node.inputs());
+        if let LogicalPlan::TableScan(scan) = &node {
+            schema.merge(scan.projected_schema.as_ref());
+        }
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|expr| {
+            let saved = names.save(&expr);
+            let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+            Ok(rewritten.update_data(|e| saved.restore(e)))
+        })
+    })
+    .map(|t| t.data)
+}
