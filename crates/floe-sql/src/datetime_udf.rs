@@ -5,9 +5,14 @@
 //! from text to `date`/`timestamp[tz]` (PostgreSQL's input forms, `infinity`, `BC`, the whole
 //! range), between `date` and `timestamp` (infinities kept, range checked) and from
 //! `date`/`timestamp[tz]` to text (PostgreSQL's output form, not ISO 8601's `T`). The result
-//! type of each replaced cast is unchanged. [`now_udf`] replaces DataFusion's `now()` (and
-//! `current_timestamp`), whose nanosecond result would make every comparison with a
-//! microsecond column cast that column to nanoseconds (and fail beyond the year 2262).
+//! type of each replaced cast is unchanged. The same rule reads `extract`/`date_part` of a
+//! `timestamptz` in the session's zone and keeps `infinity` ± an interval infinite.
+//! [`PgTemporalOperands`] runs before type coercion, so a `date` or text compared with a
+//! timestamp is read as a microsecond timestamp (DataFusion would pick nanoseconds).
+//! [`now_udf`] replaces DataFusion's `now()` (and `current_timestamp`), whose nanosecond
+//! result would make every comparison with a microsecond column cast that column to
+//! nanoseconds (and fail beyond the year 2262); [`date_trunc_udf`] and [`to_char_udf`] replace
+//! DataFusion's (nanoseconds; chrono patterns) with PostgreSQL's.
 
 use std::sync::Arc;
 
