@@ -11,7 +11,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, Memory
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{FunctionRegistry, SessionState};
-use datafusion::optimizer::Analyzer;
+use datafusion::optimizer::{Analyzer, Optimizer};
 use datafusion::prelude::SessionConfig;
 
 use floe_storage::{Db, DbOptions};
@@ -122,13 +122,24 @@ impl Engine {
         analyzer_rules.insert(coercion, Arc::new(crate::numeric::NumericSemantics));
         // Date/time operands too (see the rule's doc).
         analyzer_rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
+        // Numeric keys by value: as soon as IN-subqueries are joins (before later rules
+        // derive byte comparisons from join keys), and last, when DISTINCT and
+        // count(DISTINCT) have become aggregates.
+        let mut optimizer_rules = Optimizer::new().rules;
+        let subqueries_done = optimizer_rules
+            .iter()
+            .position(|r| r.name() == "decorrelate_lateral_join")
+            .map_or(0, |i| i + 1);
+        optimizer_rules.insert(subqueries_done, Arc::new(crate::numeric::keys::NumericKeys));
+        optimizer_rules.push(Arc::new(crate::numeric::keys::NumericKeys));
         let mut builder = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
-            .with_analyzer_rules(analyzer_rules);
+            .with_analyzer_rules(analyzer_rules)
+            .with_optimizer_rules(optimizer_rules);
         {
             // First: the planners are asked in order; numeric operands never reach
             // DataFusion's operators.
@@ -139,6 +150,10 @@ impl Engine {
         }
         let mut state = builder.build();
         let mut math: Vec<_> = ["round", "trunc", "abs", "ceil", "floor", "signum"]
+            .iter()
+            .filter_map(|name| state.scalar_functions().get(*name).cloned())
+            .collect();
+        let conditionals: Vec<_> = ["coalesce", "nullif", "greatest", "least"]
             .iter()
             .filter_map(|name| state.scalar_functions().get(*name).cloned())
             .collect();
@@ -174,7 +189,8 @@ impl Engine {
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),
             ])
-            .chain(crate::numeric::functions::overloads(math));
+            .chain(crate::numeric::functions::overloads(math))
+            .chain(crate::numeric::functions::conditionals(conditionals));
         for udf in udfs {
             state.register_udf(Arc::new(udf)).map_err(SqlError::from)?;
         }

@@ -23,13 +23,14 @@
 //!   from and to numerics, unary minus, BETWEEN, IN lists and CASE branches;
 //! - [`functions::overloads`] replace `round`, `trunc`, `abs`, `ceil`, `floor` and `signum`
 //!   for numeric arguments (their result type must be known when the SQL is planned);
-//! - [`aggregate`] replaces `sum` and `avg`.
-//!
-//! Known gap: grouping, DISTINCT, UNION and join keys compare wide numerics by their bytes,
-//! so equal values of different scales (`1.5`, `1.50`) are distinct there.
+//! - [`aggregate`] replaces `sum` and `avg`;
+//! - [`keys::NumericKeys`], the last optimizer rule, keys grouping, DISTINCT, set operations,
+//!   joins and window partitions by value, so `1.5` and `1.50` are one key (storage does the
+//!   same for primary and index keys: `floe_storage::numeric_key`).
 
 pub mod aggregate;
 pub mod functions;
+pub mod keys;
 pub mod value;
 
 use std::collections::HashMap;
@@ -38,15 +39,17 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result as DfResult};
+use datafusion::common::{Column, DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::{
-    Between, Case, Cast, InList, Placeholder, ScalarFunction, TryCast,
+    Between, BinaryExpr, Case, Cast, InList, InSubquery, Placeholder, ScalarFunction, TryCast,
 };
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::type_coercion::functions::{fields_with_udf, UDFCoercionExt};
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Values};
+use datafusion::logical_expr::{
+    lit, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Subquery, Union, Values,
+};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::sql::sqlparser::ast::{self, BinaryOperator};
 
@@ -100,6 +103,48 @@ pub fn plan_numeric_type(sql_type: &ast::DataType) -> Option<Field> {
             Some(numeric_field("", Some((*p as u32, *s as u32))))
         }
         _ => None,
+    }
+}
+
+/// A VALUES column with a value cast to a wide numeric (`VALUES (1::numeric), (2)`): PostgreSQL
+/// resolves the column to `numeric` and reads the other rows' number literals as numerics,
+/// each keeping its scale; DataFusion refuses to mix the types while planning, so the
+/// literals are cast in the SQL first.
+pub(crate) fn widen_values_literals(rows: &mut [ast::Parens<Vec<ast::Expr>>]) {
+    let columns = rows.first().map_or(0, |r| r.content.len());
+    for column in 0..columns {
+        let wide = rows.iter().any(|row| {
+            matches!(row.content.get(column), Some(ast::Expr::Cast { data_type, .. })
+                if plan_numeric_type(data_type).is_some())
+        });
+        if !wide {
+            continue;
+        }
+        for row in rows.iter_mut() {
+            let Some(expr) = row.content.get_mut(column) else {
+                continue;
+            };
+            let number = match &*expr {
+                ast::Expr::Value(v) => matches!(v.value, ast::Value::Number(..)),
+                ast::Expr::UnaryOp { op, expr: inner } => {
+                    matches!(op, ast::UnaryOperator::Minus | ast::UnaryOperator::Plus)
+                        && matches!(inner.as_ref(), ast::Expr::Value(v) if matches!(v.value, ast::Value::Number(..)))
+                }
+                _ => false,
+            };
+            if number {
+                *expr = ast::Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(ast::Expr::Nested(Box::new(std::mem::replace(
+                        expr,
+                        ast::Expr::value(ast::Value::Null),
+                    )))),
+                    data_type: ast::DataType::Numeric(ast::ExactNumberInfo::None),
+                    array: false,
+                    format: None,
+                };
+            }
+        }
     }
 }
 
@@ -259,6 +304,11 @@ impl AnalyzerRule for NumericSemantics {
                     widened_values |= widened.transformed;
                     widened.data
                 }
+                LogicalPlan::Union(union) => {
+                    let widened = widen_union(union)?;
+                    widened_values |= widened.transformed;
+                    widened.data
+                }
                 other => other,
             };
             let mut schema = merge_schema(&node.inputs());
@@ -275,6 +325,10 @@ impl AnalyzerRule for NumericSemantics {
             if rewritten.transformed || widened_values {
                 rewritten.map_data(|plan| match plan {
                     LogicalPlan::Values(_) => Ok(plan),
+                    // A union's recompute_schema keeps its old column types.
+                    LogicalPlan::Union(union) => Ok(LogicalPlan::Union(
+                        Union::try_new_with_loose_types(union.inputs)?,
+                    )),
                     other => other.recompute_schema(),
                 })
             } else {
@@ -289,10 +343,12 @@ impl AnalyzerRule for NumericSemantics {
     }
 }
 
-/// `expr` without the casts DataFusion wrapped it in.
+/// `expr` without the casts DataFusion wrapped it in (and the aliases that keep a
+/// rewritten literal's name).
 fn uncast(expr: Expr) -> Expr {
     match expr {
         Expr::Cast(Cast { expr, .. }) => uncast(*expr),
+        Expr::Alias(alias) => uncast(*alias.expr),
         other => other,
     }
 }
@@ -414,30 +470,182 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 },
             ))
         }
-        Expr::Case(case)
-            if case
-                .when_then_expr
-                .iter()
-                .map(|(_, then)| then)
-                .chain(case.else_expr.iter())
-                .any(|e| is_wide(e, schema)) =>
+        Expr::Case(case) if case_involves_numeric(&case, schema) => {
+            Transformed::yes(Expr::Case(rewrite_case(case, schema)))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
+                && (is_wide(&left, schema) || is_wide(&right, schema)) =>
         {
-            let Case {
-                expr,
-                when_then_expr,
-                else_expr,
-            } = case;
-            Transformed::yes(Expr::Case(Case {
-                expr,
-                when_then_expr: when_then_expr
-                    .into_iter()
-                    .map(|(when, then)| (when, Box::new(widened(*then, schema))))
-                    .collect(),
-                else_expr: else_expr.map(|e| Box::new(widened(*e, schema))),
-            }))
+            let (left, right) = (*left, *right);
+            // NULL-aware inequality on values.
+            let distinct = Expr::Case(Case {
+                expr: None,
+                when_then_expr: vec![
+                    (
+                        Box::new(left.clone().is_null()),
+                        Box::new(right.clone().is_not_null()),
+                    ),
+                    (Box::new(right.clone().is_null()), Box::new(lit(true))),
+                ],
+                else_expr: Some(Box::new(compare(CmpOp::NotEq, left, right))),
+            });
+            Transformed::yes(if op == Operator::IsDistinctFrom {
+                distinct
+            } else {
+                Expr::Not(Box::new(distinct))
+            })
+        }
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        }) => {
+            let sub_type = subquery
+                .subquery
+                .schema()
+                .fields()
+                .first()
+                .map(|f| f.data_type().clone());
+            let expr_type = type_of(&expr, schema);
+            let wide = |t: &Option<DataType>| t.as_ref().is_some_and(is_numeric_field_type);
+            let convertible = |t: &Option<DataType>| {
+                t.as_ref()
+                    .is_some_and(|t| functions::converts_to_numeric(t) && !is_numeric_field_type(t))
+            };
+            if wide(&expr_type) && convertible(&sub_type) {
+                let plan = widen_columns(subquery.subquery.as_ref().clone(), &[0])?;
+                Transformed::yes(Expr::InSubquery(InSubquery {
+                    expr,
+                    subquery: Subquery {
+                        subquery: Arc::new(plan),
+                        ..subquery
+                    },
+                    negated,
+                }))
+            } else if wide(&sub_type) && convertible(&expr_type) {
+                Transformed::yes(Expr::InSubquery(InSubquery {
+                    expr: Box::new(call(Kind::ToNumeric(None), vec![*expr])),
+                    subquery,
+                    negated,
+                }))
+            } else {
+                Transformed::no(Expr::InSubquery(InSubquery {
+                    expr,
+                    subquery,
+                    negated,
+                }))
+            }
         }
         other => Transformed::no(other),
     })
+}
+
+/// Whether a CASE compares or returns wide numerics (which DataFusion cannot coerce).
+fn case_involves_numeric(case: &Case, schema: &DFSchema) -> bool {
+    let compares = case.expr.as_ref().is_some_and(|e| {
+        is_wide(e, schema) || case.when_then_expr.iter().any(|(w, _)| is_wide(w, schema))
+    });
+    compares
+        || case
+            .when_then_expr
+            .iter()
+            .map(|(_, then)| then)
+            .chain(case.else_expr.iter())
+            .any(|e| is_wide(e, schema))
+}
+
+/// `CASE x WHEN v …` with numerics as `CASE WHEN x = v …` (comparing values), and every
+/// branch as a wide numeric when one is.
+fn rewrite_case(case: Case, schema: &DFSchema) -> Case {
+    let Case {
+        expr,
+        when_then_expr,
+        else_expr,
+    } = case;
+    let when_then_expr: Vec<(Box<Expr>, Box<Expr>)> = match expr {
+        Some(operand) => when_then_expr
+            .into_iter()
+            .map(|(when, then)| {
+                (
+                    Box::new(compare(CmpOp::Eq, (*operand).clone(), *when)),
+                    then,
+                )
+            })
+            .collect(),
+        None => when_then_expr,
+    };
+    let returns_numeric = when_then_expr
+        .iter()
+        .map(|(_, then)| then)
+        .chain(else_expr.iter())
+        .any(|e| is_wide(e, schema));
+    if !returns_numeric {
+        return Case {
+            expr: None,
+            when_then_expr,
+            else_expr,
+        };
+    }
+    Case {
+        expr: None,
+        when_then_expr: when_then_expr
+            .into_iter()
+            .map(|(when, then)| (when, Box::new(widened(*then, schema))))
+            .collect(),
+        else_expr: else_expr.map(|e| Box::new(widened(*e, schema))),
+    }
+}
+
+/// `plan` with its columns at `positions` converted to wide numerics (names kept).
+fn widen_columns(plan: LogicalPlan, positions: &[usize]) -> DfResult<LogicalPlan> {
+    let schema = plan.schema().clone();
+    let exprs: Vec<Expr> = schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            if positions.contains(&i) && !is_numeric_field_type(field.data_type()) {
+                call(Kind::ToNumeric(None), vec![column])
+                    .alias_qualified(qualifier.cloned(), field.name())
+            } else {
+                column
+            }
+        })
+        .collect();
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+/// A UNION whose column is a wide numeric in one branch and an integer or decimal in another:
+/// PostgreSQL resolves the column to `numeric` (DataFusion refuses), so the other branches
+/// convert theirs.
+fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
+    let columns = union.schema.fields().len();
+    let mut positions = Vec::new();
+    for column in 0..columns {
+        let types: Vec<&DataType> = union
+            .inputs
+            .iter()
+            .filter_map(|input| input.schema().fields().get(column).map(|f| f.data_type()))
+            .collect();
+        let any_wide = types.iter().any(|t| is_numeric_field_type(t));
+        let all_wide = types.iter().all(|t| is_numeric_field_type(t));
+        let convertible = types.iter().all(|t| functions::converts_to_numeric(t));
+        if any_wide && !all_wide && convertible {
+            positions.push(column);
+        }
+    }
+    if positions.is_empty() {
+        return Ok(Transformed::no(LogicalPlan::Union(union)));
+    }
+    let inputs = union
+        .inputs
+        .into_iter()
+        .map(|input| widen_columns(Arc::unwrap_or_clone(input), &positions).map(Arc::new))
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(Transformed::yes(LogicalPlan::Union(
+        Union::try_new_with_loose_types(inputs)?,
+    )))
 }
 
 /// A cast that involves a numeric as a numeric function; `Err` gives back the operand of a

@@ -43,6 +43,13 @@ struct SessionFunctions<'a> {
 impl VisitorMut for SessionFunctions<'_> {
     type Break = ();
 
+    fn post_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<Self::Break> {
+        if let ast::SetExpr::Values(values) = query.body.as_mut() {
+            crate::numeric::widen_values_literals(&mut values.rows);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         if let Some(replacement) = negation(expr) {
             *expr = replacement;

@@ -14,8 +14,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    new_null_array, Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions,
-    UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch,
+    RecordBatchOptions, UInt32Array,
 };
 use datafusion::arrow::compute::{cast_with_options, filter, take, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -26,6 +26,17 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::catalog::TableDef;
 use crate::error::{StorageError, StorageResult};
+use crate::numeric_key;
+
+/// The first value of `column` as PostgreSQL prints it in a key's DETAIL.
+pub(crate) fn describe_value(column: &ArrayRef) -> String {
+    if column.data_type() == &DataType::LargeBinary && !column.is_null(0) {
+        return numeric_key::to_text(column.as_binary::<i64>().value(0));
+    }
+    ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())
+        .map(|f| f.value(0).to_string())
+        .unwrap_or_default()
+}
 
 /// A row's key in the hot tier (see the module doc).
 pub type Key = Arc<[u8]>;
@@ -109,8 +120,10 @@ impl TableCodec {
     pub fn encode_keys(&self, columns: &[ArrayRef]) -> StorageResult<Option<Rows>> {
         match &self.key {
             Some((converter, positions)) => {
-                let key_columns: Vec<ArrayRef> =
-                    positions.iter().map(|&i| columns[i].clone()).collect();
+                let key_columns: Vec<ArrayRef> = positions
+                    .iter()
+                    .map(|&i| numeric_key::canonical_column(&columns[i]))
+                    .collect();
                 Ok(Some(converter.convert_columns(&key_columns)?))
             }
             None => Ok(None),
@@ -146,7 +159,13 @@ impl TableCodec {
     /// Decodes key-column values given as arrays of the primary key's types.
     pub fn encode_key_values(&self, key_columns: &[ArrayRef]) -> StorageResult<Option<Rows>> {
         match &self.key {
-            Some((converter, _)) => Ok(Some(converter.convert_columns(key_columns)?)),
+            Some((converter, _)) => {
+                let key_columns: Vec<ArrayRef> = key_columns
+                    .iter()
+                    .map(numeric_key::canonical_column)
+                    .collect();
+                Ok(Some(converter.convert_columns(&key_columns)?))
+            }
             None => Ok(None),
         }
     }
@@ -178,14 +197,7 @@ impl TableCodec {
             .collect();
         let parser = converter.parser();
         let values = match converter.convert_rows([parser.parse(key)]) {
-            Ok(columns) => columns
-                .iter()
-                .map(|c| {
-                    ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
-                        .map(|f| f.value(0).to_string())
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<_>>(),
+            Ok(columns) => columns.iter().map(describe_value).collect::<Vec<_>>(),
             Err(_) => vec![],
         };
         format!("({})=({})", names.join(", "), values.join(", "))

@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use parking_lot::RwLock;
 
 use crate::catalog::{IndexDef, TableDef};
@@ -107,7 +106,11 @@ impl HotIndex {
 
     /// Index keys of rows given as the table's columns (`None` where a column is NULL).
     pub fn keys_of_columns(&self, columns: &[ArrayRef]) -> StorageResult<Vec<Option<Key>>> {
-        let indexed: Vec<ArrayRef> = self.positions.iter().map(|&p| columns[p].clone()).collect();
+        let indexed: Vec<ArrayRef> = self
+            .positions
+            .iter()
+            .map(|&p| crate::numeric_key::canonical_column(&columns[p]))
+            .collect();
         let rows = self.converter.convert_columns(&indexed)?;
         let len = indexed.first().map_or(0, |c| c.len());
         Ok((0..len)
@@ -137,7 +140,11 @@ impl HotIndex {
 
     /// Index keys for lookup values given as arrays of the indexed columns' types.
     pub fn encode_values(&self, values: &[ArrayRef]) -> StorageResult<Vec<Key>> {
-        let rows = self.converter.convert_columns(values)?;
+        let values: Vec<ArrayRef> = values
+            .iter()
+            .map(crate::numeric_key::canonical_column)
+            .collect();
+        let rows = self.converter.convert_columns(&values)?;
         Ok(rows.iter().map(|r| Arc::from(r.data())).collect())
     }
 
@@ -252,11 +259,7 @@ impl HotIndex {
         let values = match self.converter.convert_rows([parser.parse(index_key)]) {
             Ok(columns) => columns
                 .iter()
-                .map(|c| {
-                    ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
-                        .map(|f| f.value(0).to_string())
-                        .unwrap_or_default()
-                })
+                .map(crate::codec::describe_value)
                 .collect::<Vec<_>>(),
             Err(_) => vec![],
         };

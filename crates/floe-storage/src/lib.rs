@@ -22,6 +22,7 @@ pub mod hot;
 pub mod index;
 mod keymap;
 pub mod lock;
+pub mod numeric_key;
 pub mod pending;
 pub mod provider;
 pub mod txn;

@@ -10,22 +10,23 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder,
-    StringBuilder, StringViewBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, LargeBinaryBuilder,
+    LargeStringBuilder, StringBuilder, StringViewBuilder,
 };
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Decimal256Type, Field, FieldRef, Float32Type, Float64Type, Int16Type,
     Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
 use num_bigint::BigInt;
 
-use super::value::{compare_keys, write_finite_key, Numeric, NumericError};
+use super::value::{compare_keys, value_part, write_finite_key, Numeric, NumericError};
 use super::{is_numeric_field_type, numeric_field};
 use crate::error::{sqlstate, SqlError};
 
@@ -74,6 +75,9 @@ pub(crate) enum Kind {
     ToDecimal(u8, i8),
     /// A cast of a numeric to another type (integers, floats, text).
     FromNumeric(FieldRef),
+    /// The value's identity for grouping and join keys: the key without its display scale
+    /// (`Binary`, so `1.5` and `1.50` are one group; see `numeric/keys.rs`).
+    Identity,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -92,6 +96,7 @@ pub(crate) fn udf(kind: Kind) -> Arc<ScalarUDF> {
         Kind::ToNumeric(_) => "floe_to_numeric".into(),
         Kind::ToDecimal(..) => "floe_to_decimal".into(),
         Kind::FromNumeric(_) => "floe_from_numeric".into(),
+        Kind::Identity => "floe_numeric_identity".into(),
     };
     Arc::new(ScalarUDF::new_from_impl(NumericFunction {
         kind,
@@ -215,6 +220,7 @@ impl NumericFunction {
             Kind::Compare(_) => Arc::new(Field::new("", DataType::Boolean, true)),
             Kind::ToDecimal(p, s) => Arc::new(Field::new("", DataType::Decimal128(*p, *s), true)),
             Kind::FromNumeric(field) => field.clone(),
+            Kind::Identity => Arc::new(Field::new("", DataType::Binary, true)),
         }
     }
 
@@ -306,6 +312,17 @@ impl NumericFunction {
             }
             Kind::ToDecimal(p, s) => to_decimal(arg(0)?, *p, *s, rows),
             Kind::FromNumeric(target) => from_numeric(arg(0)?, target.data_type(), rows),
+            Kind::Identity => {
+                let a = arg(0)?;
+                let mut builder = BinaryBuilder::with_capacity(rows, rows * 8);
+                for row in 0..rows {
+                    match key_at(a, row)? {
+                        Some(key) => builder.append_value(value_part(&key)),
+                        None => builder.append_null(),
+                    }
+                }
+                Ok(Arc::new(builder.finish()))
+            }
         }
     }
 }
@@ -562,14 +579,34 @@ impl ScalarUDFImpl for Negate {
     }
 }
 
-/// `round`, `trunc`, `abs`, `ceil`, `floor` and `signum` over DataFusion's functions of those
-/// names (`inner`): numeric arguments (wide, or `Decimal128` but for `abs`, which DataFusion
-/// gets right) go to [`NumericFunction`], everything else to `inner` unchanged.
+/// A DataFusion function (`inner`) overloaded for numeric arguments: calls that
+/// [`Overload::takes`] are computed by Floe, every other call goes to `inner` unchanged.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Overload {
     inner: Arc<ScalarUDF>,
-    numeric: NumericFunction,
+    numeric: Numerics,
     signature: Signature,
+}
+
+/// What an [`Overload`] computes for numeric arguments.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Numerics {
+    /// `round`, `trunc`, `abs`, `ceil`, `floor`, `signum`/`sign`: numeric arguments (wide,
+    /// or `Decimal128` but for `abs`, which DataFusion gets right).
+    Unary(UnaryOp, NumericFunction),
+    /// `coalesce`, `nullif`, `greatest`, `least` with a wide numeric argument and the others
+    /// numeric-like (integers, decimals, text literals, NULL): PostgreSQL resolves them all to
+    /// `numeric`, which DataFusion's coercion cannot. Computed on values, so
+    /// `nullif(1.5, 1.50)` is NULL.
+    Conditional,
+}
+
+fn overload(inner: Arc<ScalarUDF>, numeric: Numerics) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Overload {
+        inner,
+        numeric,
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
 }
 
 /// The overloads of DataFusion's math functions `functions` (by name) for numeric arguments.
@@ -586,37 +623,107 @@ pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> 
                 "signum" | "sign" => UnaryOp::Sign,
                 _ => return None,
             };
-            let name = inner.name().to_string();
-            Some(ScalarUDF::new_from_impl(Overload {
-                inner,
-                numeric: NumericFunction {
-                    kind: Kind::Unary(op),
-                    name,
-                    signature: Signature::variadic_any(Volatility::Immutable),
-                },
-                signature: Signature::user_defined(Volatility::Immutable),
-            }))
+            let function = NumericFunction {
+                kind: Kind::Unary(op),
+                name: inner.name().to_string(),
+                signature: Signature::variadic_any(Volatility::Immutable),
+            };
+            Some(overload(inner, Numerics::Unary(op, function)))
         })
+        .collect()
+}
+
+/// The numeric-aware versions of `functions` (by name: `coalesce`, `nullif`, `greatest`,
+/// `least`).
+pub(crate) fn conditionals(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> Vec<ScalarUDF> {
+    functions
+        .into_iter()
+        .filter(|f| matches!(f.name(), "coalesce" | "nullif" | "greatest" | "least"))
+        .map(|inner| overload(inner, Numerics::Conditional))
         .collect()
 }
 
 impl Overload {
     fn takes(&self, arg_types: &[DataType]) -> bool {
-        let Some(first) = arg_types.first() else {
-            return false;
-        };
-        let op = match &self.numeric.kind {
-            Kind::Unary(op) => *op,
-            _ => return false,
-        };
-        let arity = match op {
-            UnaryOp::Round | UnaryOp::Trunc => (1..=2).contains(&arg_types.len()),
-            _ => arg_types.len() == 1,
-        };
-        let numeric = is_numeric_field_type(first)
-            || (matches!(first, DataType::Decimal128(..) | DataType::Decimal256(..))
-                && op != UnaryOp::Abs);
-        arity && numeric
+        match &self.numeric {
+            Numerics::Unary(op, _) => {
+                let Some(first) = arg_types.first() else {
+                    return false;
+                };
+                let arity = match op {
+                    UnaryOp::Round | UnaryOp::Trunc => (1..=2).contains(&arg_types.len()),
+                    _ => arg_types.len() == 1,
+                };
+                let numeric = is_numeric_field_type(first)
+                    || (matches!(first, DataType::Decimal128(..) | DataType::Decimal256(..))
+                        && *op != UnaryOp::Abs);
+                arity && numeric
+            }
+            Numerics::Conditional => {
+                arg_types.iter().any(is_numeric_field_type)
+                    && arg_types.iter().all(|t| {
+                        converts_to_numeric(t) || matches!(t, DataType::Utf8 | DataType::Utf8View)
+                    })
+            }
+        }
+    }
+
+    fn arg_types(fields: &[FieldRef]) -> Vec<DataType> {
+        fields.iter().map(|f| f.data_type().clone()).collect()
+    }
+
+    /// `coalesce`, `nullif`, `greatest` or `least` of numeric-like arguments.
+    fn conditional(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
+        let mut builder = LargeBinaryBuilder::with_capacity(rows, rows * 12);
+        for row in 0..rows {
+            let keys = arrays
+                .iter()
+                .map(|a| key_at(a, row))
+                .collect::<DfResult<Vec<_>>>()?;
+            let chosen = match self.inner.name() {
+                "coalesce" => keys.into_iter().flatten().next(),
+                "nullif" => match keys.as_slice() {
+                    [Some(a), Some(b)] if compare_keys(a, b).is_eq() => None,
+                    [a, _] => a.clone(),
+                    _ => None,
+                },
+                "greatest" => keys.into_iter().flatten().reduce(|a, b| {
+                    if compare_keys(&b, &a).is_gt() {
+                        b
+                    } else {
+                        a
+                    }
+                }),
+                _ => keys.into_iter().flatten().reduce(|a, b| {
+                    if compare_keys(&b, &a).is_lt() {
+                        b
+                    } else {
+                        a
+                    }
+                }),
+            };
+            match chosen {
+                Some(key) => builder.append_value(key),
+                None => builder.append_null(),
+            }
+        }
+        let result: ArrayRef = Arc::new(builder.finish());
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
     }
 }
 
@@ -648,26 +755,41 @@ impl ScalarUDFImpl for Overload {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        if self.takes(&types) {
+        if self.takes(&Self::arg_types(args.arg_fields)) {
             return Ok(Arc::new(numeric_field("", None)));
         }
         self.inner.return_field_from_args(args)
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let types: Vec<DataType> = args
-            .arg_fields
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [Expr],
+    ) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.inner.inner().conditional_arguments(args)
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        let types = args
             .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        if self.takes(&types) {
-            return self.numeric.invoke_with_args(args);
+            .map(|a| info.get_data_type(a))
+            .collect::<DfResult<Vec<_>>>();
+        match types {
+            Ok(types) if self.takes(&types) => Ok(ExprSimplifyResult::Original(args)),
+            _ => self.inner.simplify(args, info),
         }
-        self.inner.invoke_with_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if !self.takes(&Self::arg_types(&args.arg_fields)) {
+            return self.inner.invoke_with_args(args);
+        }
+        match &self.numeric {
+            Numerics::Unary(_, function) => function.invoke_with_args(args),
+            Numerics::Conditional => self.conditional(args),
+        }
     }
 }

@@ -13,6 +13,9 @@
 //!   so two keys of equal values differ only in their last [`SCALE_BYTES`] bytes
 //!   ([`compare_keys`] ignores them);
 //! - PostgreSQL's binary form (`numeric_send` / `numeric_recv`, base-10000 digits).
+//!
+//! Storage reads the key form too (`floe_storage::numeric_key`): primary and index keys hold
+//! each value with its smallest display scale, so equal values are one key.
 
 use std::cmp::Ordering;
 
@@ -962,8 +965,12 @@ pub fn write_finite_key(negative: bool, digits: &str, scale: u32, out: &mut Vec<
 
 /// Orders two keys by value, ignoring their display scales.
 pub fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
-    let value = |k: &[u8]| -> usize { k.len().saturating_sub(SCALE_BYTES) };
-    a[..value(a)].cmp(&b[..value(b)])
+    value_part(a).cmp(value_part(b))
+}
+
+/// The part of a key that is unique per value (without the display scale).
+pub fn value_part(key: &[u8]) -> &[u8] {
+    &key[..key.len().saturating_sub(SCALE_BYTES)]
 }
 
 #[cfg(test)]
