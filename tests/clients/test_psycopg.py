@@ -201,7 +201,6 @@ def test_nan_and_infinity_text(conn):
     assert math.isnan(a) and b == math.inf and c == -math.inf
 
 
-@floe_xfail("char(n) is neither blank-padded nor truncated: 'ab'::char(5), 'xyz'::char")
 @pytest.mark.parametrize("mode", ["text", "binary"])
 def test_char_n_is_blank_padded(conn, mode):
     binary, ph, prepare = MODES[mode]

@@ -182,3 +182,24 @@ def test_select_without_columns_returns_rows(conn, prepare):
 def test_select_without_columns_asyncpg(loop, aconn):
     rows = loop.run_until_complete(aconn.fetch("SELECT FROM generate_series(1, 2)"))
     assert len(rows) == 2 and all(len(r) == 0 for r in rows)
+
+
+def test_char_n_is_padded_in_output(conn):
+    conn.execute("DROP TABLE IF EXISTS wa_char")
+    conn.execute("CREATE TABLE wa_char (id int PRIMARY KEY, c char(5), d char)")
+    conn.execute("INSERT INTO wa_char VALUES (1, 'ab', 'x'), (2, 'ab   ', NULL), (3, 'äb', ' ')")
+    rows = conn.execute("SELECT id, c, d FROM wa_char ORDER BY id").fetchall()
+    assert rows == [(1, "ab   ", "x"), (2, "ab   ", None), (3, "äb   ", " ")]
+    with conn.cursor(binary=True) as cur:
+        cur.execute("SELECT c FROM wa_char WHERE id = %s", [1])
+        assert cur.fetchone() == ("ab   ",)
+    assert conn.execute("SELECT 'ab'::char(4), 'x'::char, c::text FROM wa_char WHERE id = 1").fetchone() == (
+        "ab  ",
+        "x",
+        "ab",
+    )
+    with conn.cursor() as cur:
+        with cur.copy("COPY wa_char TO STDOUT") as copy:
+            out = b"".join(bytes(block) for block in copy)
+    assert out.decode() == "1\tab   \tx\n2\tab   \t\\N\n3\täb   \t \n"
+    conn.execute("DROP TABLE wa_char")

@@ -8,18 +8,29 @@
 //!
 //! Both functions return their first argument's field, so the value keeps its type tag
 //! (`character varying`, `character`). Lengths count characters, not bytes.
+//!
+//! `char(n)` values are held without trailing spaces, which PostgreSQL's `bpchar` treats as
+//! insignificant everywhere but in output: comparisons, grouping, joins, keys, `length`, `||`
+//! and casts to text then need nothing special, and the wire layer pads a `character(n)`
+//! column's values back to `n` characters (`floe_wire::encode`, from the field's typmod).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder, StringViewBuilder};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::DFSchema;
 use datafusion::common::{exec_err, Result as DfResult, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr::{BinaryExpr, InList};
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    lit, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{sqlstate, SqlError};
+use crate::types::{SqlType, PG_TYPMOD_KEY};
 
 /// `floe_assign_bounded_text(value, n, type_name)`: the assignment rule.
 pub(crate) const ASSIGN: &str = "floe_assign_bounded_text";
@@ -70,7 +81,17 @@ impl ScalarUDFImpl for BoundedText {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        Ok(args.arg_fields[0].clone())
+        let field = args.arg_fields[0].clone();
+        // `'ab'::char(5)` is a `character(5)`: its length pads the output.
+        let length = args.scalar_arguments.get(1).copied().flatten();
+        match length {
+            Some(n) if SqlType::from_arrow_field(&field) == SqlType::Bpchar => {
+                let mut metadata = field.metadata().clone();
+                metadata.insert(PG_TYPMOD_KEY.into(), format!("({n})"));
+                Ok(Arc::new(field.as_ref().clone().with_metadata(metadata)))
+            }
+            _ => Ok(field),
+        }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -92,19 +113,33 @@ impl ScalarUDFImpl for BoundedText {
             Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => name.as_str(),
             _ => "character varying",
         };
+        let bpchar = type_name == "character"
+            || args
+                .arg_fields
+                .first()
+                .is_some_and(|f| SqlType::from_arrow_field(f) == SqlType::Bpchar);
         let bound = |value: &str| -> DfResult<Option<usize>> {
             // The byte length of the first `limit` characters, if the value is longer.
-            let Some((cut, _)) = value.char_indices().nth(limit) else {
-                return Ok(None);
+            let end = match value.char_indices().nth(limit) {
+                Some((cut, _)) => {
+                    if self.assignment && !value[cut..].chars().all(|c| c == ' ') {
+                        return Err(SqlError::new(
+                            sqlstate::STRING_DATA_RIGHT_TRUNCATION,
+                            format!("value too long for type {type_name}({limit})"),
+                        )
+                        .into());
+                    }
+                    cut
+                }
+                None => value.len(),
             };
-            if self.assignment && !value[cut..].chars().all(|c| c == ' ') {
-                return Err(SqlError::new(
-                    sqlstate::STRING_DATA_RIGHT_TRUNCATION,
-                    format!("value too long for type {type_name}({limit})"),
-                )
-                .into());
-            }
-            Ok(Some(cut))
+            // char(n) is held without its padding (see the module doc).
+            let end = if bpchar {
+                value[..end].trim_end_matches(' ').len()
+            } else {
+                end
+            };
+            Ok((end < value.len()).then_some(end))
         };
         match &args.args[0] {
             ColumnarValue::Scalar(scalar) => {
@@ -185,6 +220,106 @@ fn bound_array(
         }
         _ => Ok(array.clone()),
     }
+}
+
+/// Comparisons of a `char(n)` value with a string literal, a `varchar` or another `char(n)`
+/// ignore the other side's trailing spaces, as PostgreSQL compares them as `bpchar`
+/// (`c = 'ab   '` finds `ab`). A `text` operand compares as text: the `char(n)` value,
+/// held unpadded, is what PostgreSQL's cast to text gives. Runs after type coercion.
+#[derive(Debug, Default)]
+pub struct BpcharComparisons;
+
+impl AnalyzerRule for BpcharComparisons {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        crate::rewrite::rewrite_plan_expressions(plan, bpchar_comparison)
+    }
+
+    fn name(&self) -> &str {
+        "floe_bpchar_comparisons"
+    }
+}
+
+fn sql_type(expr: &Expr, schema: &DFSchema) -> Option<SqlType> {
+    expr.to_field(schema)
+        .ok()
+        .map(|(_, field)| SqlType::from_arrow_field(&field))
+}
+
+/// Whether `expr` is a string literal (PostgreSQL's `unknown`; an explicit `::text` is a
+/// cast, which compares as text), a `varchar` or a `char(n)` value.
+fn compares_as_bpchar(expr: &Expr, schema: &DFSchema) -> bool {
+    if let Expr::Literal(value, _) = expr {
+        return matches!(
+            value,
+            ScalarValue::Utf8(Some(_))
+                | ScalarValue::Utf8View(Some(_))
+                | ScalarValue::LargeUtf8(Some(_))
+        );
+    }
+    matches!(
+        sql_type(expr, schema),
+        Some(SqlType::Varchar | SqlType::Bpchar)
+    )
+}
+
+fn without_trailing_spaces(expr: Expr) -> Expr {
+    datafusion::functions::string::expr_fn::rtrim(vec![expr, lit(" ")])
+}
+
+fn bpchar_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let is_bpchar = |e: &Expr| sql_type(e, schema) == Some(SqlType::Bpchar);
+    Ok(match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) && (is_bpchar(&left) || is_bpchar(&right)) =>
+        {
+            let (left, right) = (*left, *right);
+            let trim = |e: Expr, other_is_bpchar: bool| {
+                if other_is_bpchar && !is_bpchar(&e) && compares_as_bpchar(&e, schema) {
+                    (without_trailing_spaces(e), true)
+                } else {
+                    (e, false)
+                }
+            };
+            let (right, right_changed) = trim(right, is_bpchar(&left));
+            let (left, left_changed) = trim(left, is_bpchar(&right));
+            Transformed::new_transformed(
+                Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))),
+                left_changed || right_changed,
+            )
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) if is_bpchar(&expr) && list.iter().any(|e| compares_as_bpchar(e, schema)) => {
+            let list = list
+                .into_iter()
+                .map(|e| {
+                    if !is_bpchar(&e) && compares_as_bpchar(&e, schema) {
+                        without_trailing_spaces(e)
+                    } else {
+                        e
+                    }
+                })
+                .collect();
+            Transformed::yes(Expr::InList(InList {
+                expr,
+                list,
+                negated,
+            }))
+        }
+        other => Transformed::no(other),
+    })
 }
 
 #[cfg(test)]

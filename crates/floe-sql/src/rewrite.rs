@@ -242,6 +242,14 @@ fn bounded_text_cast(expr: &Expr) -> Option<Expr> {
             ),
             *length,
         ),
+        // `char` alone is `char(1)`.
+        D::Char(None) | D::Character(None) => (
+            D::Custom(
+                ast::ObjectName::from(vec![ast::Ident::new("bpchar")]),
+                vec![],
+            ),
+            1,
+        ),
         _ => return None,
     };
     let cast = Expr::Cast {

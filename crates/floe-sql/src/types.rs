@@ -436,6 +436,20 @@ pub fn assignment_cast(value: &str, field: &Field) -> String {
     }
 }
 
+/// `n` of a `character(n)` field (its output is padded to `n` characters; see
+/// [`crate::bounded_text`]).
+pub fn char_length(field: &Field) -> Option<usize> {
+    if SqlType::from_arrow_field(field) != SqlType::Bpchar {
+        return None;
+    }
+    let typmod = field.metadata().get(PG_TYPMOD_KEY)?;
+    typmod
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .parse()
+        .ok()
+}
+
 /// The SQL spelling of a column's exact type, for CASTs to it.
 pub fn cast_name(field: &Field) -> String {
     match field.data_type() {
@@ -528,6 +542,12 @@ impl TypePlanner for FloeTypePlanner {
         }
         if let Some(field) = crate::numeric::plan_numeric_type(sql_type) {
             return Ok(Some(Arc::new(field)));
+        }
+        // A cast to text is text, whatever its operand was: DataFusion carries the operand's
+        // type tag (`character(5)`, `uuid`, …) through a cast whose target field is nameless
+        // and untagged, so this one has a name.
+        if let ast::DataType::Text = sql_type {
+            return Ok(Some(Arc::new(Field::new("text", DataType::Utf8View, true))));
         }
         if let Some(t) = SqlType::from_sql_tagged(sql_type) {
             return Ok(Some(Arc::new(t.to_arrow_field(""))));

@@ -105,6 +105,8 @@ pub(crate) fn field_infos(
 pub(crate) struct RowEncoder {
     fields: Arc<Vec<FieldInfo>>,
     types: Vec<SqlType>,
+    /// `n` of `character(n)` columns, whose values are held unpadded.
+    char_lengths: Vec<Option<usize>>,
     encoder: DataRowEncoder,
     /// The session's TimeZone, for timestamptz text.
     time_zone: Option<chrono_tz::Tz>,
@@ -120,10 +122,16 @@ impl RowEncoder {
         let time_zone = fields
             .first()
             .and_then(|f| f.format_options().time_zone.parse::<chrono_tz::Tz>().ok());
+        let char_lengths = schema
+            .fields()
+            .iter()
+            .map(|f| floe_sql::types::char_length(f))
+            .collect();
         RowEncoder {
             encoder: DataRowEncoder::new(fields.clone()),
             fields,
             types,
+            char_lengths,
             time_zone,
         }
     }
@@ -148,6 +156,21 @@ impl RowEncoder {
                         pg_field.format_options(),
                     )?;
                     continue;
+                }
+                if let Some(length) = self.char_lengths[col] {
+                    if let Some(text) = padded(array.as_ref(), row, length) {
+                        self.encoder.encode_field_with_type_and_format(
+                            &Preencoded {
+                                text: &text,
+                                binary: text.as_bytes(),
+                                prefix: None,
+                            },
+                            pg_field.datatype(),
+                            pg_field.format(),
+                            pg_field.format_options(),
+                        )?;
+                        continue;
+                    }
                 }
                 if pg_field.format() == FieldFormat::Text {
                     if let Some(text) = pg_text(array.as_ref(), row, &self.time_zone) {
@@ -218,6 +241,22 @@ impl RowEncoder {
         }
         Ok(())
     }
+}
+
+/// A `character(n)` value padded with spaces to `n` characters, as PostgreSQL outputs it
+/// (`None` when the array holds no strings).
+fn padded(array: &dyn Array, row: usize, length: usize) -> Option<String> {
+    let value = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row),
+        DataType::Utf8View => array.as_string_view().value(row),
+        _ => return None,
+    };
+    let chars = value.chars().count();
+    let mut text = String::with_capacity(value.len() + length.saturating_sub(chars));
+    text.push_str(value);
+    text.extend(std::iter::repeat_n(' ', length.saturating_sub(chars)));
+    Some(text)
 }
 
 /// A value whose text and binary forms are already known (uuid, jsonb, Floe's text forms).
