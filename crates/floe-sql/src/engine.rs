@@ -149,7 +149,7 @@ impl Engine {
             planners.insert(0, Arc::new(crate::numeric::NumericExprPlanner));
         }
         let mut state = builder.build();
-        let mut math: Vec<_> = ["round", "trunc", "abs", "ceil", "floor", "signum"]
+        let mut math: Vec<_> = ["round", "trunc", "abs", "ceil", "floor", "signum", "sqrt"]
             .iter()
             .filter_map(|name| state.scalar_functions().get(*name).cloned())
             .collect();
@@ -171,6 +171,15 @@ impl Engine {
                     .register_udaf(Arc::new(udaf))
                     .map_err(SqlError::from)?;
             }
+        }
+        let statistics: Vec<_> = ["var", "var_pop", "stddev", "stddev_pop"]
+            .iter()
+            .filter_map(|name| state.aggregate_functions().get(*name).cloned())
+            .collect();
+        for udaf in crate::numeric::variance::udafs(statistics) {
+            state
+                .register_udaf(Arc::new(udaf))
+                .map_err(SqlError::from)?;
         }
         let udfs = [functions::nextval_udf(db.clone())]
             .into_iter()

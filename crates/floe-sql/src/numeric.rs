@@ -23,7 +23,8 @@
 //!   from and to numerics, unary minus, BETWEEN, IN lists and CASE branches;
 //! - [`functions::overloads`] replace `round`, `trunc`, `abs`, `ceil`, `floor` and `signum`
 //!   for numeric arguments (their result type must be known when the SQL is planned);
-//! - [`aggregate`] replaces `sum` and `avg`;
+//! - [`aggregate`] replaces `sum` and `avg`, [`variance`] the standard deviations and
+//!   variances;
 //! - [`keys::NumericKeys`], the last optimizer rule, keys grouping, DISTINCT, set operations,
 //!   joins and window partitions by value, so `1.5` and `1.50` are one key (storage does the
 //!   same for primary and index keys: `floe_storage::numeric_key`).
@@ -32,6 +33,7 @@ pub mod aggregate;
 pub mod functions;
 pub mod keys;
 pub mod value;
+pub mod variance;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -61,6 +61,7 @@ pub(crate) enum UnaryOp {
     Sign,
     Round,
     Trunc,
+    Sqrt,
 }
 
 /// What a function computes.
@@ -294,6 +295,7 @@ impl NumericFunction {
                         UnaryOp::Sign => x.sign(),
                         UnaryOp::Round => x.round(scale)?,
                         UnaryOp::Trunc => x.trunc(scale)?,
+                        UnaryOp::Sqrt => x.sqrt()?,
                     };
                     Ok(Some(result))
                 })
@@ -591,7 +593,7 @@ struct Overload {
 /// What an [`Overload`] computes for numeric arguments.
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum Numerics {
-    /// `round`, `trunc`, `abs`, `ceil`, `floor`, `signum`/`sign`: numeric arguments (wide,
+    /// `round`, `trunc`, `abs`, `ceil`, `floor`, `signum`/`sign`, `sqrt`: numeric arguments (wide,
     /// or `Decimal128` but for `abs`, which DataFusion gets right).
     Unary(UnaryOp, NumericFunction),
     /// `coalesce`, `nullif`, `greatest`, `least` with a wide numeric argument and the others
@@ -621,6 +623,7 @@ pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> 
                 "ceil" => UnaryOp::Ceil,
                 "floor" => UnaryOp::Floor,
                 "signum" | "sign" => UnaryOp::Sign,
+                "sqrt" => UnaryOp::Sqrt,
                 _ => return None,
             };
             let function = NumericFunction {

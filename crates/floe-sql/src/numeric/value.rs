@@ -68,6 +68,8 @@ pub enum NumericError {
     },
     #[error("invalid binary numeric: {0}")]
     InvalidBinary(&'static str),
+    #[error("cannot take square root of a negative number")]
+    NegativeSqrt,
     /// Key bytes that no value encodes to: a bug, never user input.
     #[error("corrupt numeric value")]
     Corrupt,
@@ -83,6 +85,7 @@ impl From<NumericError> for SqlError {
             NumericError::DivisionByZero => sqlstate::DIVISION_BY_ZERO,
             NumericError::CannotConvert { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
             NumericError::InvalidBinary(_) => sqlstate::INVALID_BINARY_REPRESENTATION,
+            NumericError::NegativeSqrt => "2201F",
             NumericError::Corrupt => sqlstate::INTERNAL_ERROR,
         };
         let sql = SqlError::new(code, err.to_string());
@@ -323,6 +326,11 @@ impl Numeric {
     /// Whether the value is NaN.
     pub fn is_nan(&self) -> bool {
         matches!(self, Numeric::NaN)
+    }
+
+    /// Whether the value is neither NaN nor infinite.
+    pub fn is_finite(&self) -> bool {
+        matches!(self, Numeric::Finite { .. })
     }
 
     /// -1, 0 or 1 for finite values and infinities (NaN: 0).
@@ -726,6 +734,49 @@ impl Numeric {
     /// `floor(self)`.
     pub fn floor(&self) -> NumericResult<Numeric> {
         self.rescale(0, Rounding::Down)
+    }
+
+    /// `sqrt(self)` as PostgreSQL's `numeric_sqrt`: at least 16 significant digits, never
+    /// fewer decimals than the input's.
+    pub fn sqrt(&self) -> NumericResult<Numeric> {
+        let Numeric::Finite { mantissa, scale } = self else {
+            return match self {
+                Numeric::NegInfinity => Err(NumericError::NegativeSqrt),
+                other => Ok(other.clone()),
+            };
+        };
+        let (weight, _) = weight_and_first_group(mantissa, *scale);
+        // sweight = (weight + 1) * DEC_DIGITS / 2 - 1
+        let sweight = (weight + 1) * 4 / 2 - 1;
+        let rscale = (MIN_SIG_DIGITS - sweight)
+            .max(*scale as i64)
+            .clamp(0, MAX_DISPLAY_SCALE);
+        self.sqrt_at(rscale as u32)
+    }
+
+    /// The square root rounded half away from zero to `rscale` decimals (`sqrt_var`).
+    pub fn sqrt_at(&self, rscale: u32) -> NumericResult<Numeric> {
+        let Numeric::Finite { mantissa, scale } = self else {
+            return match self {
+                Numeric::NegInfinity => Err(NumericError::NegativeSqrt),
+                other => Ok(other.clone()),
+            };
+        };
+        if mantissa.sign() == Sign::Minus {
+            return Err(NumericError::NegativeSqrt);
+        }
+        // floor(sqrt(m × 10^-s) × 10^k) = isqrt(m × 10^(2k - s)), one digit past rscale
+        // (more when the input has more decimals than 2k), then rounded.
+        let k = (rscale as i64 + 1).max((*scale as i64 + 1) / 2);
+        let radicand = mantissa * pow10((2 * k - *scale as i64) as u32);
+        let root = radicand.sqrt();
+        let extra = pow10((k - rscale as i64) as u32);
+        let (mut quotient, remainder) = root.div_rem(&extra);
+        // The discarded digits are exact floor digits: at least half means round up.
+        if remainder * 2u8 >= extra {
+            quotient += BigInt::one();
+        }
+        Numeric::finite(quotient, rscale)
     }
 
     /// `sign(self)`: -1, 0 or 1 (NaN for NaN).
