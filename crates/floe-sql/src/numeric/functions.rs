@@ -665,9 +665,22 @@ impl Overload {
             Numerics::Conditional => {
                 arg_types.iter().any(is_numeric_field_type)
                     && arg_types.iter().all(|t| {
-                        converts_to_numeric(t) || matches!(t, DataType::Utf8 | DataType::Utf8View)
+                        converts_to_numeric(t)
+                            || t.is_floating()
+                            || matches!(t, DataType::Utf8 | DataType::Utf8View)
                     })
             }
+        }
+    }
+
+    /// The result type of a call this overload takes: `double precision` when a `numeric`
+    /// meets a float (as PostgreSQL resolves them), else `numeric`.
+    fn result_type(&self, arg_types: &[DataType]) -> DataType {
+        match self.numeric {
+            Numerics::Conditional if arg_types.iter().any(DataType::is_floating) => {
+                DataType::Float64
+            }
+            _ => DataType::LargeBinary,
         }
     }
 
@@ -687,6 +700,58 @@ impl Overload {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<DfResult<Vec<_>>>()?;
+        if self.result_type(&Self::arg_types(&args.arg_fields)) == DataType::Float64 {
+            let floats = arrays
+                .iter()
+                .map(|a| {
+                    if a.data_type().is_floating() {
+                        Ok(datafusion::arrow::compute::cast(a, &DataType::Float64)?)
+                    } else {
+                        from_numeric(a, &DataType::Float64, rows)
+                    }
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            let mut builder = Float64Builder::with_capacity(rows);
+            for row in 0..rows {
+                let values: Vec<Option<f64>> = floats
+                    .iter()
+                    .map(|a| {
+                        let a = a.as_primitive::<Float64Type>();
+                        a.is_valid(row).then(|| a.value(row))
+                    })
+                    .collect();
+                let chosen = match self.inner.name() {
+                    "coalesce" => values.into_iter().flatten().next(),
+                    "nullif" => match values.as_slice() {
+                        [Some(a), Some(b)] if a == b => None,
+                        [a, _] => *a,
+                        _ => None,
+                    },
+                    "greatest" => values.into_iter().flatten().reduce(|a, b| {
+                        if b.total_cmp(&a).is_gt() {
+                            b
+                        } else {
+                            a
+                        }
+                    }),
+                    _ => values.into_iter().flatten().reduce(|a, b| {
+                        if b.total_cmp(&a).is_lt() {
+                            b
+                        } else {
+                            a
+                        }
+                    }),
+                };
+                builder.append_option(chosen);
+            }
+            let result: ArrayRef = Arc::new(builder.finish());
+            if all_scalar {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &result, 0,
+                )?));
+            }
+            return Ok(ColumnarValue::Array(result));
+        }
         let mut builder = LargeBinaryBuilder::with_capacity(rows, rows * 12);
         for row in 0..rows {
             let keys = arrays
@@ -752,14 +817,18 @@ impl ScalarUDFImpl for Overload {
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
         if self.takes(arg_types) {
-            return Ok(DataType::LargeBinary);
+            return Ok(self.result_type(arg_types));
         }
         self.inner.return_type(arg_types)
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        if self.takes(&Self::arg_types(args.arg_fields)) {
-            return Ok(Arc::new(numeric_field("", None)));
+        let types = Self::arg_types(args.arg_fields);
+        if self.takes(&types) {
+            return Ok(match self.result_type(&types) {
+                DataType::LargeBinary => Arc::new(numeric_field("", None)),
+                other => Arc::new(Field::new("", other, true)),
+            });
         }
         self.inner.return_field_from_args(args)
     }
