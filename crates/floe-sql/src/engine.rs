@@ -149,10 +149,12 @@ impl Engine {
             planners.insert(0, Arc::new(crate::numeric::NumericExprPlanner));
         }
         let mut state = builder.build();
-        let mut math: Vec<_> = ["round", "trunc", "abs", "ceil", "floor", "signum", "sqrt"]
-            .iter()
-            .filter_map(|name| state.scalar_functions().get(*name).cloned())
-            .collect();
+        let mut math: Vec<_> = [
+            "round", "trunc", "abs", "ceil", "floor", "signum", "sqrt", "power",
+        ]
+        .iter()
+        .filter_map(|name| state.scalar_functions().get(*name).cloned())
+        .collect();
         let conditionals: Vec<_> = ["coalesce", "nullif", "greatest", "least"]
             .iter()
             .filter_map(|name| state.scalar_functions().get(*name).cloned())
@@ -198,6 +200,7 @@ impl Engine {
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),
             ])
+            .chain(crate::numeric::functions::numeric_only())
             .chain(crate::numeric::functions::overloads(math))
             .chain(crate::numeric::functions::conditionals(conditionals));
         for udf in udfs {

@@ -62,6 +62,8 @@ pub(crate) enum UnaryOp {
     Round,
     Trunc,
     Sqrt,
+    /// `power(x, y)` (and `x ^ y`): takes two arguments.
+    Power,
 }
 
 /// What a function computes.
@@ -76,6 +78,12 @@ pub(crate) enum Kind {
     ToDecimal(u8, i8),
     /// A cast of a numeric to another type (integers, floats, text).
     FromNumeric(FieldRef),
+    /// `div(a, b)`: the truncated quotient.
+    DivTrunc,
+    /// `scale(x)` (`min_scale(x)` when true): an `integer`.
+    Scale(bool),
+    /// `trim_scale(x)`.
+    TrimScale,
     /// The value's identity for grouping and join keys: the key without its display scale
     /// (`Binary`, so `1.5` and `1.50` are one group; see `numeric/keys.rs`).
     Identity,
@@ -98,6 +106,10 @@ pub(crate) fn udf(kind: Kind) -> Arc<ScalarUDF> {
         Kind::ToDecimal(..) => "floe_to_decimal".into(),
         Kind::FromNumeric(_) => "floe_from_numeric".into(),
         Kind::Identity => "floe_numeric_identity".into(),
+        Kind::DivTrunc => "div".into(),
+        Kind::Scale(false) => "scale".into(),
+        Kind::Scale(true) => "min_scale".into(),
+        Kind::TrimScale => "trim_scale".into(),
     };
     Arc::new(ScalarUDF::new_from_impl(NumericFunction {
         kind,
@@ -222,6 +234,8 @@ impl NumericFunction {
             Kind::ToDecimal(p, s) => Arc::new(Field::new("", DataType::Decimal128(*p, *s), true)),
             Kind::FromNumeric(field) => field.clone(),
             Kind::Identity => Arc::new(Field::new("", DataType::Binary, true)),
+            Kind::DivTrunc | Kind::TrimScale => Arc::new(numeric_field("", None)),
+            Kind::Scale(_) => Arc::new(Field::new("", DataType::Int32, true)),
         }
     }
 
@@ -280,12 +294,17 @@ impl NumericFunction {
                     let Some(x) = value_at(a, row)? else {
                         return Ok(None);
                     };
-                    let scale = match scale_arg {
-                        None => 0,
+                    // The second argument: round's and trunc's scale, power's exponent.
+                    let second = match scale_arg {
+                        None => None,
                         Some(s) => match value_at(s, row)? {
                             None => return Ok(None),
-                            Some(s) => s.to_i64("integer")?,
+                            Some(s) => Some(s),
                         },
+                    };
+                    let scale = match (&second, op) {
+                        (Some(s), UnaryOp::Round | UnaryOp::Trunc) => s.to_i64("integer")?,
+                        _ => 0,
                     };
                     let result = match op {
                         UnaryOp::Neg => x.neg(),
@@ -296,6 +315,10 @@ impl NumericFunction {
                         UnaryOp::Round => x.round(scale)?,
                         UnaryOp::Trunc => x.trunc(scale)?,
                         UnaryOp::Sqrt => x.sqrt()?,
+                        UnaryOp::Power => match &second {
+                            Some(e) => x.pow(e)?,
+                            None => return Ok(None),
+                        },
                     };
                     Ok(Some(result))
                 })
@@ -314,6 +337,37 @@ impl NumericFunction {
             }
             Kind::ToDecimal(p, s) => to_decimal(arg(0)?, *p, *s, rows),
             Kind::FromNumeric(target) => from_numeric(arg(0)?, target.data_type(), rows),
+            Kind::DivTrunc => {
+                let (a, b) = (arg(0)?, arg(1)?);
+                keys_array(rows, |row| {
+                    let (Some(x), Some(y)) = (value_at(a, row)?, value_at(b, row)?) else {
+                        return Ok(None);
+                    };
+                    Ok(Some(x.div_trunc(&y)?))
+                })
+            }
+            Kind::TrimScale => {
+                let a = arg(0)?;
+                keys_array(rows, |row| {
+                    value_at(a, row)?
+                        .map(|x| x.trim_scale())
+                        .transpose()
+                        .map_err(Into::into)
+                })
+            }
+            Kind::Scale(minimal) => {
+                let a = arg(0)?;
+                let mut builder = Int32Builder::with_capacity(rows);
+                for row in 0..rows {
+                    let scale = value_at(a, row)?.and_then(|x| match (minimal, &x) {
+                        (true, _) => x.min_scale(),
+                        (false, Numeric::Finite { scale, .. }) => Some(*scale),
+                        (false, _) => None,
+                    });
+                    builder.append_option(scale.map(|s| s as i32));
+                }
+                Ok(Arc::new(builder.finish()))
+            }
             Kind::Identity => {
                 let a = arg(0)?;
                 let mut builder = BinaryBuilder::with_capacity(rows, rows * 8);
@@ -471,6 +525,20 @@ impl ScalarUDFImpl for NumericFunction {
     }
 }
 
+/// PostgreSQL's numeric-only functions `div`, `scale`, `min_scale` and `trim_scale` (integers
+/// and decimals convert to numeric, as in PostgreSQL).
+pub(crate) fn numeric_only() -> Vec<ScalarUDF> {
+    [
+        Kind::DivTrunc,
+        Kind::Scale(false),
+        Kind::Scale(true),
+        Kind::TrimScale,
+    ]
+    .into_iter()
+    .map(|kind| Arc::unwrap_or_clone(udf(kind)))
+    .collect()
+}
+
 /// Whether values of `data_type` convert to numeric implicitly in PostgreSQL (integers and
 /// numerics; text literals are `unknown` and convert too).
 pub(crate) fn converts_to_numeric(data_type: &DataType) -> bool {
@@ -624,6 +692,7 @@ pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> 
                 "floor" => UnaryOp::Floor,
                 "signum" | "sign" => UnaryOp::Sign,
                 "sqrt" => UnaryOp::Sqrt,
+                "power" => UnaryOp::Power,
                 _ => return None,
             };
             let function = NumericFunction {
@@ -650,6 +719,16 @@ impl Overload {
     fn takes(&self, arg_types: &[DataType]) -> bool {
         match &self.numeric {
             Numerics::Unary(op, _) => {
+                if *op == UnaryOp::Power {
+                    // power(numeric, numeric) when a numeric meets integers or numerics
+                    // (with a float, PostgreSQL picks double precision).
+                    return arg_types.len() == 2
+                        && arg_types.iter().all(converts_to_numeric)
+                        && arg_types.iter().any(|t| {
+                            is_numeric_field_type(t)
+                                || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+                        });
+                }
                 let Some(first) = arg_types.first() else {
                     return false;
                 };

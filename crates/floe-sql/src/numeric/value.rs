@@ -70,6 +70,10 @@ pub enum NumericError {
     InvalidBinary(&'static str),
     #[error("cannot take square root of a negative number")]
     NegativeSqrt,
+    #[error("zero raised to a negative power is undefined")]
+    ZeroToNegativePower,
+    #[error("a negative number raised to a non-integer power yields a complex result")]
+    ComplexPower,
     /// Key bytes that no value encodes to: a bug, never user input.
     #[error("corrupt numeric value")]
     Corrupt,
@@ -85,7 +89,9 @@ impl From<NumericError> for SqlError {
             NumericError::DivisionByZero => sqlstate::DIVISION_BY_ZERO,
             NumericError::CannotConvert { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
             NumericError::InvalidBinary(_) => sqlstate::INVALID_BINARY_REPRESENTATION,
-            NumericError::NegativeSqrt => "2201F",
+            NumericError::NegativeSqrt
+            | NumericError::ZeroToNegativePower
+            | NumericError::ComplexPower => "2201F",
             NumericError::Corrupt => sqlstate::INTERNAL_ERROR,
         };
         let sql = SqlError::new(code, err.to_string());
@@ -687,6 +693,111 @@ impl Numeric {
                 let scale = Numeric::division_scale(a, *sa, b, *sb);
                 Numeric::finite(divide_rounded(a, *sa, b, *sb, scale), scale)
             }
+        }
+    }
+
+    /// `power(self, exponent)` for integer exponents, as PostgreSQL's `power_var_int`: the
+    /// exact power rounded to at least 16 decimals (the base's scale if larger). A
+    /// non-integer exponent is refused (0A000) rather than computed with fewer correct digits
+    /// than PostgreSQL's.
+    pub fn pow(&self, exponent: &Numeric) -> NumericResult<Numeric> {
+        use Numeric::*;
+        let one = Numeric::from_i64(1);
+        let is_one = |x: &Numeric| x.is_finite() && x.cmp_value(&one).is_eq();
+        let is_zero = |x: &Numeric| x.is_finite() && x.signum() == 0;
+        // PostgreSQL: 1 ^ anything and anything ^ 0 are 1, even with NaN.
+        if is_one(self) || is_zero(exponent) {
+            let rscale = MIN_SIG_DIGITS.max(self.scale() as i64);
+            return one.rescale(rscale, Rounding::HalfAway);
+        }
+        if self.is_nan() || exponent.is_nan() {
+            return Ok(NaN);
+        }
+        let integer = match exponent {
+            Finite { mantissa, scale } => {
+                let divisor = pow10(*scale);
+                let (quotient, remainder) = mantissa.div_rem(&divisor);
+                remainder
+                    .is_zero()
+                    .then_some(quotient)
+                    .and_then(|q| q.to_i32())
+            }
+            _ => None,
+        };
+        if is_zero(self) && exponent.signum() < 0 {
+            return Err(NumericError::ZeroToNegativePower);
+        }
+        if self.signum() < 0 && self.is_finite() && integer.is_none() && exponent.is_finite() {
+            return Err(NumericError::ComplexPower);
+        }
+        let (Finite { mantissa, scale }, Some(n)) = (self, integer) else {
+            return Err(NumericError::CannotConvert {
+                what: "a numeric power with a non-integer or infinite exponent",
+                target: "numeric exactly (cast to double precision)",
+            });
+        };
+        let rscale = MIN_SIG_DIGITS
+            .max(*scale as i64)
+            .clamp(0, MAX_DISPLAY_SCALE) as u32;
+        let magnitude = n.unsigned_abs();
+        // Results beyond numeric's range: refuse before building a huge number.
+        let digits = digit_count(mantissa) - *scale as i64;
+        if (digits.abs() + 1).saturating_mul(magnitude as i64) > 4 * MAX_INTEGER_DIGITS {
+            return Err(NumericError::Overflow);
+        }
+        let power = num_traits::pow::Pow::pow(mantissa, magnitude);
+        let power_scale = *scale as u64 * magnitude as u64;
+        let power_scale = u32::try_from(power_scale).map_err(|_| NumericError::Overflow)?;
+        if n >= 0 {
+            return Numeric::finite(power, power_scale)?.rescale(rscale as i64, Rounding::HalfAway);
+        }
+        // 1 / base^|n| at rscale.
+        Numeric::finite(
+            divide_rounded(&BigInt::one(), 0, &power, power_scale, rscale),
+            rscale,
+        )
+    }
+
+    /// `div(self, other)`: the quotient truncated toward zero, scale 0.
+    pub fn div_trunc(&self, other: &Numeric) -> NumericResult<Numeric> {
+        match (self, other) {
+            (
+                Numeric::Finite {
+                    mantissa: a,
+                    scale: sa,
+                },
+                Numeric::Finite {
+                    mantissa: b,
+                    scale: sb,
+                },
+            ) if !b.is_zero() => {
+                // a·10^-sa / b·10^-sb = a·10^sb / b·10^sa
+                Numeric::finite((a * pow10(*sb)) / (b * pow10(*sa)), 0)
+            }
+            // NaN, infinities and division by zero as `/` has them; a finite result truncated.
+            _ => self.div(other)?.trunc(0),
+        }
+    }
+
+    /// `min_scale(self)`: the fewest decimals that write the value exactly (`None` for NaN and
+    /// the infinities).
+    pub fn min_scale(&self) -> Option<u32> {
+        let Numeric::Finite { mantissa, scale } = self else {
+            return None;
+        };
+        if mantissa.is_zero() {
+            return Some(0);
+        }
+        let digits = mantissa.magnitude().to_string();
+        let zeros = digits.len() - digits.trim_end_matches('0').len();
+        Some(scale.saturating_sub(zeros as u32))
+    }
+
+    /// `trim_scale(self)`: the value with [`Numeric::min_scale`] decimals.
+    pub fn trim_scale(&self) -> NumericResult<Numeric> {
+        match self.min_scale() {
+            Some(scale) => self.trunc(scale as i64),
+            None => Ok(self.clone()),
         }
     }
 
