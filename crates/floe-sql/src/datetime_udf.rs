@@ -34,6 +34,7 @@ use crate::datetime::{
     self, Kind, Zone, DATE_INFINITY, DATE_NEG_INFINITY, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY,
 };
 use crate::error::{sqlstate, SqlError};
+use crate::functions::number_format;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -857,6 +858,59 @@ struct ToChar {
     signature: Signature,
 }
 
+/// Whether `to_char` formats values of `data_type` as numbers.
+fn is_number(data_type: &DataType) -> bool {
+    data_type.is_integer()
+        || data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::LargeBinary
+        )
+}
+
+/// Row `row` of a number array rounded to `fraction` decimals, as its sign, integer digits
+/// (no leading zeros; empty for zero) and exactly `fraction` decimal digits. Floats round as
+/// C's `printf` does (PostgreSQL formats them so); NaN and infinities print as `#`s, having
+/// more digits than any template.
+fn number_parts(
+    values: &ArrayRef,
+    row: usize,
+    fraction: usize,
+) -> DfResult<Option<(bool, String, String)>> {
+    if values.is_null(row) {
+        return Ok(None);
+    }
+    let text = if values.data_type().is_floating() {
+        let value = cast(values, &DataType::Float64)?
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+            .value(row);
+        if !value.is_finite() {
+            return Ok(Some((false, "9".repeat(1000), "0".repeat(fraction))));
+        }
+        format!("{value:.fraction$}")
+    } else {
+        let Some(value) = crate::numeric::functions::value_at(values.as_ref(), row)? else {
+            return Ok(None);
+        };
+        if !value.is_finite() {
+            return Ok(Some((false, "9".repeat(1000), "0".repeat(fraction))));
+        }
+        value.round(fraction as i64)?.to_text()
+    };
+    let negative = text.starts_with('-');
+    let digits = text.trim_start_matches('-');
+    let (integer, decimals) = digits.split_once('.').unwrap_or((digits, ""));
+    let integer = integer.trim_start_matches('0').to_string();
+    let mut decimals = decimals.to_string();
+    decimals.truncate(fraction);
+    while decimals.len() < fraction {
+        decimals.push('0');
+    }
+    // `-0.00` is zero: no minus sign.
+    let negative = negative && (!integer.is_empty() || decimals.chars().any(|c| c != '0'));
+    Ok(Some((negative, integer, decimals)))
+}
+
 /// Floe's `to_char`.
 pub(crate) fn to_char_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(ToChar {
@@ -884,6 +938,7 @@ impl ScalarUDFImpl for ToChar {
         let value = match value {
             DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
             DataType::Date32 | DataType::Null => DataType::Timestamp(TimeUnit::Microsecond, None),
+            number if is_number(number) => number.clone(),
             other => {
                 return Err(SqlError::new(
                     sqlstate::FEATURE_NOT_SUPPORTED,
@@ -917,6 +972,33 @@ impl ScalarUDFImpl for ToChar {
             _ => None,
         };
         let mut out = StringBuilder::new();
+        if is_number(values.data_type()) {
+            for i in 0..values.len() {
+                if !templates.is_valid(i) {
+                    out.append_null();
+                    continue;
+                }
+                let template = number_format::Template::parse(templates.value(i)).map_err(|p| {
+                    SqlError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!("the to_char pattern \"{p}\" is not supported yet for numbers"),
+                    )
+                })?;
+                match number_parts(&values, i, template.fraction_digits())? {
+                    Some((negative, integer, fraction)) => {
+                        out.append_value(template.format(negative, &integer, &fraction))
+                    }
+                    None => out.append_null(),
+                }
+            }
+            let output: ArrayRef = Arc::new(out.finish());
+            if scalar {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &output, 0,
+                )?));
+            }
+            return Ok(ColumnarValue::Array(output));
+        }
         for (i, value) in timestamp_micros(&values)?.into_iter().enumerate() {
             match (value, templates.is_valid(i)) {
                 (Some(m), true) => {

@@ -28,6 +28,7 @@ pub(crate) mod datetime;
 pub(crate) mod domain;
 pub(crate) mod handle;
 pub(crate) mod math;
+pub(crate) mod number_format;
 pub(crate) mod settings;
 pub(crate) mod sleep;
 pub(crate) mod text;
