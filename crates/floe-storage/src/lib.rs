@@ -23,6 +23,7 @@ pub mod index;
 mod keymap;
 pub mod lock;
 pub mod pending;
+mod predicate;
 pub mod provider;
 pub mod txn;
 
