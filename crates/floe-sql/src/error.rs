@@ -343,6 +343,12 @@ impl From<floe_storage::StorageError> for SqlError {
             E::SerializationFailure => {
                 SqlError::new(sqlstate::SERIALIZATION_FAILURE, err.to_string())
             }
+            E::SerializationConflict { ref detail } => {
+                let detail = detail.clone();
+                SqlError::new(sqlstate::SERIALIZATION_FAILURE, err.to_string())
+                    .with_detail(detail)
+                    .with_hint("The transaction might succeed if retried.")
+            }
             E::LockTimeout => SqlError::new(sqlstate::LOCK_NOT_AVAILABLE, err.to_string()),
             E::Deadlock { ref detail } => {
                 let detail = detail.clone();
@@ -388,6 +394,9 @@ fn storage_error_ref(err: &floe_storage::StorageError) -> SqlError {
     use floe_storage::StorageError as E;
     let owned = match err {
         E::SerializationFailure => E::SerializationFailure,
+        E::SerializationConflict { detail } => E::SerializationConflict {
+            detail: detail.clone(),
+        },
         E::LockTimeout => E::LockTimeout,
         E::Deadlock { detail } => E::Deadlock {
             detail: detail.clone(),

@@ -925,12 +925,17 @@ impl Session {
         let isolation = self.isolation();
         match &self.txn {
             Some(block) => {
+                let read_only = self.read_only();
                 let mut txn = block.storage.clone().lock_owned().await;
                 if !txn.has_snapshot() {
                     txn.set_isolation(isolation);
+                    txn.set_read_only(read_only);
                 }
                 txn.statement_view()
             }
+            // A query outside a block is a serializable transaction of its own (that only
+            // reads) when `default_transaction_isolation` says so.
+            None if isolation == Isolation::Serializable => self.db().serializable_view(),
             None => Arc::new(ReadView::committed(self.db().snapshot())),
         }
     }
@@ -940,14 +945,27 @@ impl Session {
         let isolation = self.isolation();
         let mut txn = match &self.txn {
             Some(block) => {
+                let read_only = self.read_only();
                 let mut txn = block.storage.clone().lock_owned().await;
                 if !txn.has_snapshot() {
                     txn.set_isolation(isolation);
+                    txn.set_read_only(read_only);
                 }
                 StatementTxn::Block(txn)
             }
+            // A statement outside a block is a transaction of the default isolation level
+            // when that is SERIALIZABLE (its reads and writes take part in its checks);
+            // otherwise READ COMMITTED, whose per-statement snapshot is all it needs.
+            None if isolation == Isolation::Serializable => {
+                StatementTxn::Auto(self.db().begin(Isolation::Serializable))
+            }
             None => StatementTxn::Auto(self.db().begin(Isolation::ReadCommitted)),
         };
+        if isolation == Isolation::Serializable && !txn.has_snapshot() {
+            // A serializable transaction's snapshot (and registration) is taken at its first
+            // statement, whatever the statement: a blind INSERT too.
+            txn.statement_view();
+        }
         txn.set_lock_timeout(self.lock_timeout);
         Ok(txn)
     }

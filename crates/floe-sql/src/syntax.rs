@@ -17,6 +17,10 @@
 //!    `FOR SHARE` (Floe's row locks are exclusive, so they lock alike).
 //! 6. The options of `GENERATED … AS IDENTITY (…)` in the one order sqlparser reads
 //!    (PostgreSQL takes them in any order).
+//! 7. `DEFERRABLE` / `NOT DEFERRABLE` among a transaction's modes (`BEGIN`, `START
+//!    TRANSACTION`, `SET TRANSACTION`, `SET SESSION CHARACTERISTICS`) dropped: a
+//!    `SERIALIZABLE READ ONLY DEFERRABLE` transaction runs as `SERIALIZABLE READ ONLY`, which
+//!    is allowed to abort where PostgreSQL's would have waited for a safe snapshot.
 
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -75,6 +79,50 @@ fn rewrite_statement(tokens: &mut Vec<TokenWithSpan>) {
     }
     lock_strengths(tokens);
     identity_options(tokens);
+    if words.is(tokens, 0, Keyword::BEGIN)
+        || words.is(tokens, 0, Keyword::START)
+        || (words.is(tokens, 0, Keyword::SET)
+            && (words.is(tokens, 1, Keyword::TRANSACTION) || words.is(tokens, 1, Keyword::SESSION)))
+    {
+        transaction_deferrable(tokens, &words);
+    }
+}
+
+/// Drops `[NOT] DEFERRABLE` (and the comma separating it from the other modes) from a
+/// statement's transaction modes.
+fn transaction_deferrable(tokens: &mut Vec<TokenWithSpan>, words: &Words) {
+    let mut dropped = Vec::new();
+    for n in 0..words.0.len() {
+        if !words.is(tokens, n, Keyword::DEFERRABLE) {
+            continue;
+        }
+        let mut first = n;
+        if n > 0 && words.is(tokens, n - 1, Keyword::NOT) {
+            first = n - 1;
+        }
+        dropped.extend(first..=n);
+        let comma = |m: usize| {
+            words
+                .0
+                .get(m)
+                .is_some_and(|&i| tokens[i].token == Token::Comma)
+        };
+        if first > 0 && comma(first - 1) {
+            dropped.push(first - 1);
+        } else if comma(n + 1) {
+            dropped.push(n + 1);
+        }
+    }
+    if dropped.is_empty() {
+        return;
+    }
+    let positions: Vec<usize> = dropped.iter().map(|&n| words.0[n]).collect();
+    let mut at = 0;
+    tokens.retain(|_| {
+        let keep = !positions.contains(&at);
+        at += 1;
+        keep
+    });
 }
 
 /// Positions of a statement's significant tokens (not whitespace or comments, not `;`).
@@ -482,6 +530,19 @@ mod tests {
         );
         reads_as("analyze verbose t (a)", "ANALYZE t");
         reads_as("vacuum full freeze", "VACUUM");
+        reads_as(
+            "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY",
+        );
+        reads_as(
+            "start transaction not deferrable, isolation level serializable",
+            "start transaction isolation level serializable",
+        );
+        reads_as(
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY",
+        );
+        reads_as("select 'deferrable'", "select 'deferrable'");
         reads_as(
             "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (START WITH 10 INCREMENT BY 5 NO CYCLE))",
             "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (INCREMENT BY 5 START WITH 10 NO CYCLE))",

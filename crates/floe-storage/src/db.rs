@@ -40,7 +40,8 @@ use crate::error::{StorageError, StorageResult};
 use crate::hot::{pending_row, HotTable, PendingRows};
 use crate::index::{index_changes, HotIndex};
 use crate::lock::{LockManager, TxnId};
-use crate::txn::{EncodedLog, Isolation, Txn};
+use crate::predicate::{PredicateLocks, SerialXact};
+use crate::txn::{EncodedLog, Isolation, ReadView, Txn};
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_CATALOG: &str = "catalog";
@@ -221,6 +222,9 @@ pub(crate) struct TableCommit {
 pub(crate) struct CommitBody {
     pub catalog: Vec<CatalogChange>,
     pub tables: Vec<TableCommit>,
+    /// The committing transaction when it is SERIALIZABLE: its writes are checked for
+    /// rw-conflicts as it gets its timestamp ([`crate::predicate`]).
+    pub serializable: Option<TxnId>,
 }
 
 struct CommitRequest {
@@ -249,6 +253,8 @@ pub(crate) struct Inner {
     visible_ts: AtomicU64,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) locks: LockManager,
+    /// Serializable transactions' SIREAD marks and rw-conflicts.
+    pub(crate) predicate: PredicateLocks,
     /// Relation locks held now by all transactions ([`crate::Txn::lock_relation`]): while it
     /// is zero, statements skip looking for them.
     pub(crate) relation_locks: AtomicUsize,
@@ -348,6 +354,7 @@ impl Db {
             visible_ts: AtomicU64::new(last_ts),
             snapshots: Mutex::new(BTreeMap::new()),
             locks: LockManager::default(),
+            predicate: PredicateLocks::default(),
             relation_locks: AtomicUsize::new(0),
             changes: Arc::new(ChangeLog::new(
                 last_ts,
@@ -440,6 +447,26 @@ impl Db {
     pub fn begin(self: &Arc<Self>, isolation: Isolation) -> Txn {
         let id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
         Txn::new(self.clone(), id, isolation)
+    }
+
+    /// The view of a statement outside a transaction block that runs as a SERIALIZABLE
+    /// transaction of its own and only reads: its snapshot plus SIREAD marks, committed (read
+    /// only) when the last clone of the view is dropped.
+    pub fn serializable_view(self: &Arc<Self>) -> Arc<ReadView> {
+        let id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
+        let snapshot = self.inner.predicate.register(&self.inner, id, true);
+        let serial = Arc::new(SerialXact {
+            inner: self.inner.clone(),
+            id,
+            commit_on_drop: true,
+        });
+        ReadView::serializable(snapshot, None, serial)
+    }
+
+    /// Serializable transactions whose SIREAD marks are kept now (running ones, and committed
+    /// ones that overlap a running one). For tests and diagnostics.
+    pub fn serializable_tracked(&self) -> usize {
+        self.inner.predicate.tracked()
     }
 
     /// A snapshot of everything committed so far.
@@ -560,6 +587,7 @@ impl Db {
         self.submit(CommitBody {
             catalog: changes,
             tables: vec![],
+            serializable: None,
         })
         .await
     }
@@ -577,6 +605,7 @@ impl Db {
         let answer = self.send(CommitBody {
             catalog: changes,
             tables: vec![],
+            serializable: None,
         })?;
         futures::executor::block_on(answer).map_err(|_| StorageError::ShuttingDown)?
     }
@@ -920,6 +949,11 @@ fn replay(
 }
 
 impl Inner {
+    /// The newest commit timestamp visible to new snapshots.
+    pub(crate) fn visible_ts(&self) -> u64 {
+        self.visible_ts.load(Ordering::Acquire)
+    }
+
     /// Registers a snapshot of everything committed so far.
     pub(crate) fn snapshot(self: &Arc<Self>) -> Arc<Snapshot> {
         let mut active = self.snapshots.lock();
@@ -1012,6 +1046,17 @@ impl Inner {
                     continue;
                 }
             };
+            if let Some(txn) = request.body.serializable {
+                // Last check before the timestamp: a serializable commit that would complete
+                // a dangerous structure fails here (and takes no timestamp).
+                if let Err(e) =
+                    self.predicate
+                        .precommit(txn, next_ts, &request.body.tables, self.visible_ts())
+                {
+                    let _ = request.reply.send(Err(e));
+                    continue;
+                }
+            }
             let ts = next_ts;
             next_ts += 1;
             // The batch holds its own copy: drop the record now, not after the apply.
@@ -1065,10 +1110,24 @@ impl Inner {
             return next_ts;
         }
         let horizon = self.horizon();
+        // Serializable commits are acknowledged once their now-visible registrations that
+        // nobody overlaps any more are forgotten (so a finished workload leaves none).
+        let mut serializable_replies = Vec::new();
         for (ts, request) in accepted {
+            let serializable = request.body.serializable.is_some();
             self.apply(ts, request.body, horizon);
             self.visible_ts.store(ts, Ordering::Release);
-            let _ = request.reply.send(Ok(ts));
+            if serializable {
+                serializable_replies.push((request.reply, ts));
+            } else {
+                let _ = request.reply.send(Ok(ts));
+            }
+        }
+        if !serializable_replies.is_empty() {
+            self.predicate.forget_finished(self.visible_ts());
+            for (reply, ts) in serializable_replies {
+                let _ = reply.send(Ok(ts));
+            }
         }
         self.note_log_bytes(log_bytes);
         next_ts

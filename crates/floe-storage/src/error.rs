@@ -30,6 +30,13 @@ pub enum StorageError {
     /// REPEATABLE READ / SERIALIZABLE: a row changed after the snapshot (40001).
     #[error("could not serialize access due to concurrent update")]
     SerializationFailure,
+    /// SERIALIZABLE: committing (or reading on) would complete a dangerous structure of
+    /// rw-conflicts among serializable transactions (40001, see [`crate::predicate`]).
+    #[error("could not serialize access due to read/write dependencies among transactions")]
+    SerializationConflict {
+        /// PostgreSQL's `Reason code: …` line.
+        detail: String,
+    },
     /// Lock waits form a cycle (40P01).
     #[error("deadlock detected")]
     Deadlock {

@@ -24,6 +24,7 @@ mod keymap;
 pub mod lock;
 pub mod numeric_key;
 pub mod pending;
+mod predicate;
 pub mod provider;
 pub mod txn;
 

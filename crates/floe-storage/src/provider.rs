@@ -13,6 +13,9 @@
 //! lookup: the scan reads only the rows the index names, at the snapshot, plus the
 //! transaction's own writes. Filters stay `Inexact`, so DataFusion re-applies them to every
 //! row: that is the index recheck, and why an index that names too many rows is harmless.
+//!
+//! A SERIALIZABLE transaction's scan leaves a SIREAD mark on what it reads when it starts
+//! ([`ReadView::note_scan`]): its key, its key range, or the whole table.
 
 use std::fmt;
 use std::ops::Bound;
@@ -400,6 +403,9 @@ impl ExecutionPlan for HotScanExec {
             .session_config()
             .get_extension::<ReadView>()
             .unwrap_or_else(|| Arc::new(ReadView::committed(self.db.snapshot())));
+        // SERIALIZABLE: the SIREAD mark of what this scan reads (an index lookup marks the
+        // table: a new row with the looked-up value may appear under any key).
+        view.note_scan(self.table.def.id, &self.range, self.index_lookup.is_some())?;
         let own = view.own_writes(self.table.def.id, &self.range);
         // The index as the committer maintains it now (a plan may outlive a DROP INDEX).
         let candidates = self.index_lookup.as_ref().and_then(|(oid, index_key)| {

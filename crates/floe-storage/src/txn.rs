@@ -29,6 +29,7 @@ use crate::index::HotIndex;
 use crate::keymap::Slot;
 use crate::lock::TxnId;
 use crate::pending::PendingCatalog;
+use crate::predicate::{Predicate, SerialXact};
 
 /// The lock "table" of DDL name locks (no relation or index has this OID).
 const NAME_LOCK_SPACE: u32 = u32::MAX;
@@ -62,7 +63,9 @@ pub enum Isolation {
     ReadCommitted,
     /// The whole transaction sees one snapshot; write conflicts fail with 40001.
     RepeatableRead,
-    /// Treated as REPEATABLE READ (snapshot isolation) for now.
+    /// REPEATABLE READ plus serializable snapshot isolation: reads leave SIREAD marks, and a
+    /// dangerous structure of rw-conflicts among serializable transactions fails one of them
+    /// with 40001 ([`crate::predicate`]).
     Serializable,
 }
 
@@ -155,6 +158,8 @@ pub struct OwnWrites {
 pub struct ReadView {
     snapshot: Arc<Snapshot>,
     writes: Option<Arc<Mutex<WriteSet>>>,
+    /// A SERIALIZABLE transaction's registration: reads through this view leave SIREAD marks.
+    serial: Option<Arc<SerialXact>>,
 }
 
 impl ReadView {
@@ -163,7 +168,46 @@ impl ReadView {
         ReadView {
             snapshot,
             writes: None,
+            serial: None,
         }
+    }
+
+    pub(crate) fn serializable(
+        snapshot: Arc<Snapshot>,
+        writes: Option<Arc<Mutex<WriteSet>>>,
+        serial: Arc<SerialXact>,
+    ) -> Arc<ReadView> {
+        Arc::new(ReadView {
+            snapshot,
+            writes,
+            serial: Some(serial),
+        })
+    }
+
+    /// Whether reads through this view are a SERIALIZABLE transaction's (and leave marks).
+    pub fn is_serializable(&self) -> bool {
+        self.serial.is_some()
+    }
+
+    /// Records that a scan of `table_id` reads `range` (the whole table when `whole_table`):
+    /// a SIREAD mark for a serializable transaction, nothing otherwise. Fails with 40001 when
+    /// the read completes a dangerous structure.
+    pub fn note_scan(
+        &self,
+        table_id: u32,
+        range: &KeyRange,
+        whole_table: bool,
+    ) -> StorageResult<()> {
+        let Some(serial) = &self.serial else {
+            return Ok(());
+        };
+        let predicate = match range {
+            _ if whole_table => Predicate::Table,
+            (Bound::Unbounded, Bound::Unbounded) => Predicate::Table,
+            (Bound::Included(a), Bound::Included(b)) if a == b => Predicate::Key(a),
+            range => Predicate::Range(range),
+        };
+        serial.read(table_id, predicate)
     }
 
     /// The snapshot's timestamp.
@@ -173,20 +217,24 @@ impl ReadView {
 
     /// The row stored under `key` as this view sees it: the transaction's own version if it
     /// wrote one, else the committed version visible at the snapshot. A point lookup without a
-    /// scan (the fast path for primary-key reads).
-    pub fn get(&self, table: &TableData, key: &[u8]) -> Option<RowBytes> {
+    /// scan (the fast path for primary-key reads). A serializable transaction's read leaves a
+    /// SIREAD mark on the key, and fails with 40001 when it completes a dangerous structure.
+    pub fn get(&self, table: &TableData, key: &[u8]) -> StorageResult<Option<RowBytes>> {
+        if let Some(serial) = &self.serial {
+            serial.read(table.def.id, Predicate::Key(key))?;
+        }
         if let Some(writes) = &self.writes {
             let writes = writes.lock();
             if let Some(t) = writes.tables.get(&table.def.id) {
                 if let Some(own) = t.rows.get(key) {
-                    return pending_row(own).clone();
+                    return Ok(pending_row(own).clone());
                 }
                 if t.truncated {
-                    return None;
+                    return Ok(None);
                 }
             }
         }
-        table.hot.get(key, self.snapshot.ts)
+        Ok(table.hot.get(key, self.snapshot.ts))
     }
 
     /// The transaction's writes to `table_id` within `range`.
@@ -233,7 +281,13 @@ pub struct Txn {
     db: Arc<Db>,
     id: TxnId,
     isolation: Isolation,
+    /// `READ ONLY` (a serializable transaction that only reads conflicts less).
+    read_only: bool,
     fixed_snapshot: Option<Arc<Snapshot>>,
+    /// SERIALIZABLE: the registration taken with the snapshot.
+    serial: Option<Arc<SerialXact>>,
+    /// `commit` has taken over finishing the serializable registration.
+    serial_handed_over: bool,
     writes: Arc<Mutex<WriteSet>>,
     locked: Vec<(u32, Key)>,
     pending: Arc<PendingCatalog>,
@@ -247,7 +301,10 @@ impl Txn {
             db,
             id,
             isolation,
+            read_only: false,
             fixed_snapshot: None,
+            serial: None,
+            serial_handed_over: false,
             writes: Arc::new(Mutex::new(WriteSet::default())),
             locked: Vec::new(),
             pending: Arc::new(PendingCatalog::default()),
@@ -346,6 +403,12 @@ impl Txn {
         self.isolation = isolation;
     }
 
+    /// Declares the transaction `READ ONLY` (before its first statement): a serializable
+    /// transaction that only reads is aborted in fewer cases.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
     /// Whether the transaction has taken its snapshot (REPEATABLE READ fixes it at the first
     /// statement).
     pub fn has_snapshot(&self) -> bool {
@@ -356,14 +419,34 @@ impl Txn {
     pub fn statement_view(&mut self) -> Arc<ReadView> {
         let snapshot = match self.isolation {
             Isolation::ReadCommitted => self.db.snapshot(),
-            Isolation::RepeatableRead | Isolation::Serializable => self
+            Isolation::RepeatableRead => self
                 .fixed_snapshot
                 .get_or_insert_with(|| self.db.snapshot())
                 .clone(),
+            Isolation::Serializable => {
+                if self.fixed_snapshot.is_none() {
+                    // Registered together with its snapshot (see `PredicateLocks::register`).
+                    let snapshot =
+                        self.db
+                            .inner
+                            .predicate
+                            .register(&self.db.inner, self.id, self.read_only);
+                    self.serial = Some(Arc::new(SerialXact {
+                        inner: self.db.inner.clone(),
+                        id: self.id,
+                        commit_on_drop: false,
+                    }));
+                    self.fixed_snapshot = Some(snapshot);
+                }
+                self.fixed_snapshot
+                    .clone()
+                    .unwrap_or_else(|| self.db.snapshot())
+            }
         };
         Arc::new(ReadView {
             snapshot,
             writes: Some(self.writes.clone()),
+            serial: self.serial.clone(),
         })
     }
 
@@ -372,6 +455,7 @@ impl Txn {
         Arc::new(ReadView {
             snapshot: self.db.snapshot(),
             writes: Some(self.writes.clone()),
+            serial: None,
         })
     }
 
@@ -1002,11 +1086,23 @@ impl Txn {
         }
         let db = self.db.clone();
         let txn_id = self.id;
+        let serializable = self.isolation == Isolation::Serializable;
+        // From here the commit (or the committer, for one with writes) finishes with the
+        // serializable registration, not `Drop`: a commit still queued must keep it.
+        self.serial_handed_over = true;
         if catalog.is_empty() && writes.tables.is_empty() {
+            let committed = match serializable {
+                true => db
+                    .inner
+                    .predicate
+                    .commit_read_only(txn_id, db.inner.visible_ts()),
+                false => Ok(()),
+            };
             release_locks(&db, txn_id, locked);
-            return Ok(None);
+            return committed.map(|()| None);
         }
         let body = CommitBody {
+            serializable: serializable.then_some(txn_id),
             catalog,
             tables: writes
                 .tables
@@ -1034,6 +1130,10 @@ impl Txn {
                 // Plans made against the refused catalog changes are stale.
                 db.bump_catalog_version();
             }
+            if result.is_err() && serializable {
+                // Refused before its serializable check, or by it: forget its marks.
+                db.inner.predicate.abort(txn_id, db.inner.visible_ts());
+            }
             release_locks(&db, txn_id, locked);
             result
         });
@@ -1053,6 +1153,13 @@ impl Drop for Txn {
         }
         if !self.locked.is_empty() {
             release_locks(&self.db, self.id, std::mem::take(&mut self.locked));
+        }
+        if self.isolation == Isolation::Serializable && !self.serial_handed_over {
+            // Rolled back: its marks go now.
+            self.db
+                .inner
+                .predicate
+                .abort(self.id, self.db.inner.visible_ts());
         }
     }
 }

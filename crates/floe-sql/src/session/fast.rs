@@ -754,7 +754,7 @@ impl Session {
             } => {
                 let view = self.read_view().await;
                 let row = match self.fast_key(table, key, &params)? {
-                    Some(key) => view.get(table, &key),
+                    Some(key) => view.get(table, &key)?,
                     None => None,
                 };
                 let batch = match row {
@@ -889,7 +889,7 @@ impl Session {
             return Ok(0);
         };
         // Only a row the statement's snapshot sees is a candidate (as a scan would find it).
-        if view.get(table, &key).is_none() {
+        if view.get(table, &key)?.is_none() {
             return Ok(0);
         }
         txn.lock_row(table, &key).await?;
