@@ -220,6 +220,7 @@ impl Engine {
         }
         crate::pg_catalog::install(&mut state, db.clone())?;
         // After type coercion (appended to the default rules): operand types are final.
+        state.add_analyzer_rule(Arc::new(crate::numeric::NumericCoercedCasts));
         state.add_analyzer_rule(Arc::new(crate::arithmetic::CheckedIntegerArithmetic::new()));
         state.add_analyzer_rule(Arc::new(crate::subquery::PostgresSubqueries::new()));
         state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));

@@ -345,6 +345,35 @@ impl AnalyzerRule for NumericSemantics {
     }
 }
 
+/// Casts that type coercion inserted to or from wide numerics (`concat('a', 1.5::numeric)`
+/// casts its numeric argument to text): Arrow would cast the key bytes themselves, which is
+/// an error or, worse, text made of them. Runs after type coercion, as the numeric casts.
+#[derive(Debug, Default)]
+pub struct NumericCoercedCasts;
+
+impl AnalyzerRule for NumericCoercedCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        crate::rewrite::rewrite_plan_expressions(plan, |expr, schema| match expr {
+            Expr::Cast(Cast { expr, field })
+                if is_wide(&expr, schema) != is_numeric_field_type(field.data_type()) =>
+            {
+                Ok(match rewrite_cast(*expr, &field, schema) {
+                    Ok(rewritten) => Transformed::yes(rewritten),
+                    Err(original) => Transformed::no(Expr::Cast(Cast {
+                        expr: Box::new(original),
+                        field,
+                    })),
+                })
+            }
+            other => Ok(Transformed::no(other)),
+        })
+    }
+
+    fn name(&self) -> &str {
+        "floe_numeric_coerced_casts"
+    }
+}
+
 /// `expr` without the casts DataFusion wrapped it in (and the aliases that keep a
 /// rewritten literal's name).
 fn uncast(expr: Expr) -> Expr {
