@@ -973,17 +973,26 @@ impl ScalarUDFImpl for ToChar {
         };
         let mut out = StringBuilder::new();
         if is_number(values.data_type()) {
+            // The template is parsed once per distinct text (usually once per batch).
+            let mut parsed: Option<(&str, number_format::Template)> = None;
             for i in 0..values.len() {
                 if !templates.is_valid(i) {
                     out.append_null();
                     continue;
                 }
-                let template = number_format::Template::parse(templates.value(i)).map_err(|p| {
-                    SqlError::new(
-                        sqlstate::FEATURE_NOT_SUPPORTED,
-                        format!("the to_char pattern \"{p}\" is not supported yet for numbers"),
-                    )
-                })?;
+                let text = templates.value(i);
+                if parsed.as_ref().is_none_or(|(t, _)| *t != text) {
+                    let template = number_format::Template::parse(text).map_err(|p| {
+                        SqlError::new(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            format!("the to_char pattern \"{p}\" is not supported yet for numbers"),
+                        )
+                    })?;
+                    parsed = Some((text, template));
+                }
+                let Some((_, template)) = &parsed else {
+                    continue;
+                };
                 match number_parts(&values, i, template.fraction_digits())? {
                     Some((negative, integer, fraction)) => {
                         out.append_value(template.format(negative, &integer, &fraction))
@@ -991,20 +1000,14 @@ impl ScalarUDFImpl for ToChar {
                     None => out.append_null(),
                 }
             }
-            let output: ArrayRef = Arc::new(out.finish());
-            if scalar {
-                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &output, 0,
-                )?));
-            }
-            return Ok(ColumnarValue::Array(output));
-        }
-        for (i, value) in timestamp_micros(&values)?.into_iter().enumerate() {
-            match (value, templates.is_valid(i)) {
-                (Some(m), true) => {
-                    out.append_option(datetime::to_char(m, zone, templates.value(i)))
+        } else {
+            for (i, value) in timestamp_micros(&values)?.into_iter().enumerate() {
+                match (value, templates.is_valid(i)) {
+                    (Some(m), true) => {
+                        out.append_option(datetime::to_char(m, zone, templates.value(i)))
+                    }
+                    _ => out.append_null(),
                 }
-                _ => out.append_null(),
             }
         }
         let output: ArrayRef = Arc::new(out.finish());
