@@ -256,6 +256,10 @@ def _sigs():
     for fn in ("abs", "floor", "ceil", "round", "trunc"):
         add(f"{fn}({{0}})", ["numeric"], "numeric", f"{fn}(numeric)")
     add("round({0}, {1})", ["numeric", SMALLINT], "numeric", "round(numeric,int)")
+    for fn in ("sqrt", "exp", "ln", "log"):
+        add(f"{fn}({{0}})", ["numeric"], "numeric", f"{fn}(numeric)")
+    add("power({0}, {1})", ["numeric", "numeric"], "numeric", "power(numeric)")
+    add("log({0}, {1})", ["numeric", "numeric"], "numeric", "log(numeric,numeric)")
     add("(- {0})", ["numeric"], "numeric", "neg(numeric)")
     for src in ("int2", "int4", "int8", "float8", "text"):
         add("CAST({0} AS numeric)", [src], "numeric", f"cast({src}->numeric)")

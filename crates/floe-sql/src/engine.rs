@@ -150,7 +150,8 @@ impl Engine {
         }
         let mut state = builder.build();
         let mut math: Vec<_> = [
-            "round", "trunc", "abs", "ceil", "floor", "signum", "sqrt", "power",
+            "round", "trunc", "abs", "ceil", "floor", "signum", "sqrt", "power", "ln", "exp",
+            "log", "log10",
         ]
         .iter()
         .filter_map(|name| state.scalar_functions().get(*name).cloned())

@@ -62,6 +62,10 @@ pub(crate) enum UnaryOp {
     Round,
     Trunc,
     Sqrt,
+    Ln,
+    Exp,
+    /// `log(x)` and `log10(x)` (base 10), `log(b, x)`.
+    Log,
     /// `power(x, y)` (and `x ^ y`): takes two arguments.
     Power,
 }
@@ -315,6 +319,13 @@ impl NumericFunction {
                         UnaryOp::Round => x.round(scale)?,
                         UnaryOp::Trunc => x.trunc(scale)?,
                         UnaryOp::Sqrt => x.sqrt()?,
+                        UnaryOp::Ln => x.ln()?,
+                        UnaryOp::Exp => x.exp()?,
+                        // log(b, x): the first argument is the base.
+                        UnaryOp::Log => match &second {
+                            Some(y) => Numeric::log(&x, y)?,
+                            None => Numeric::log(&Numeric::from_i64(10), &x)?,
+                        },
                         UnaryOp::Power => match &second {
                             Some(e) => x.pow(e)?,
                             None => return Ok(None),
@@ -692,6 +703,9 @@ pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> 
                 "floor" => UnaryOp::Floor,
                 "signum" | "sign" => UnaryOp::Sign,
                 "sqrt" => UnaryOp::Sqrt,
+                "ln" => UnaryOp::Ln,
+                "exp" => UnaryOp::Exp,
+                "log" | "log10" => UnaryOp::Log,
                 "power" => UnaryOp::Power,
                 _ => return None,
             };
@@ -719,11 +733,14 @@ impl Overload {
     fn takes(&self, arg_types: &[DataType]) -> bool {
         match &self.numeric {
             Numerics::Unary(op, _) => {
-                if *op == UnaryOp::Power {
-                    // power(numeric, numeric) when a numeric meets integers or numerics
-                    // (with a float, PostgreSQL picks double precision).
+                if *op == UnaryOp::Power || (*op == UnaryOp::Log && arg_types.len() == 2) {
+                    // power(numeric, numeric) and log(numeric, numeric) when a numeric meets
+                    // integers or numerics (with a float, PostgreSQL picks double precision).
                     return arg_types.len() == 2
-                        && arg_types.iter().all(converts_to_numeric)
+                        && arg_types.iter().all(|t| {
+                            converts_to_numeric(t)
+                                || matches!(t, DataType::Utf8 | DataType::Utf8View)
+                        })
                         && arg_types.iter().any(|t| {
                             is_numeric_field_type(t)
                                 || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))

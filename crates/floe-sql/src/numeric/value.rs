@@ -74,6 +74,10 @@ pub enum NumericError {
     ZeroToNegativePower,
     #[error("a negative number raised to a non-integer power yields a complex result")]
     ComplexPower,
+    #[error("cannot take logarithm of zero")]
+    LogOfZero,
+    #[error("cannot take logarithm of a negative number")]
+    LogOfNegative,
     /// Key bytes that no value encodes to: a bug, never user input.
     #[error("corrupt numeric value")]
     Corrupt,
@@ -92,6 +96,7 @@ impl From<NumericError> for SqlError {
             NumericError::NegativeSqrt
             | NumericError::ZeroToNegativePower
             | NumericError::ComplexPower => "2201F",
+            NumericError::LogOfZero | NumericError::LogOfNegative => "2201E",
             NumericError::Corrupt => sqlstate::INTERNAL_ERROR,
         };
         let sql = SqlError::new(code, err.to_string());
@@ -696,68 +701,6 @@ impl Numeric {
         }
     }
 
-    /// `power(self, exponent)` for integer exponents, as PostgreSQL's `power_var_int`: the
-    /// exact power rounded to at least 16 decimals (the base's scale if larger). A
-    /// non-integer exponent is refused (0A000) rather than computed with fewer correct digits
-    /// than PostgreSQL's.
-    pub fn pow(&self, exponent: &Numeric) -> NumericResult<Numeric> {
-        use Numeric::*;
-        let one = Numeric::from_i64(1);
-        let is_one = |x: &Numeric| x.is_finite() && x.cmp_value(&one).is_eq();
-        let is_zero = |x: &Numeric| x.is_finite() && x.signum() == 0;
-        // PostgreSQL: 1 ^ anything and anything ^ 0 are 1, even with NaN.
-        if is_one(self) || is_zero(exponent) {
-            let rscale = MIN_SIG_DIGITS.max(self.scale() as i64);
-            return one.rescale(rscale, Rounding::HalfAway);
-        }
-        if self.is_nan() || exponent.is_nan() {
-            return Ok(NaN);
-        }
-        let integer = match exponent {
-            Finite { mantissa, scale } => {
-                let divisor = pow10(*scale);
-                let (quotient, remainder) = mantissa.div_rem(&divisor);
-                remainder
-                    .is_zero()
-                    .then_some(quotient)
-                    .and_then(|q| q.to_i32())
-            }
-            _ => None,
-        };
-        if is_zero(self) && exponent.signum() < 0 {
-            return Err(NumericError::ZeroToNegativePower);
-        }
-        if self.signum() < 0 && self.is_finite() && integer.is_none() && exponent.is_finite() {
-            return Err(NumericError::ComplexPower);
-        }
-        let (Finite { mantissa, scale }, Some(n)) = (self, integer) else {
-            return Err(NumericError::CannotConvert {
-                what: "a numeric power with a non-integer or infinite exponent",
-                target: "numeric exactly (cast to double precision)",
-            });
-        };
-        let rscale = MIN_SIG_DIGITS
-            .max(*scale as i64)
-            .clamp(0, MAX_DISPLAY_SCALE) as u32;
-        let magnitude = n.unsigned_abs();
-        // Results beyond numeric's range: refuse before building a huge number.
-        let digits = digit_count(mantissa) - *scale as i64;
-        if (digits.abs() + 1).saturating_mul(magnitude as i64) > 4 * MAX_INTEGER_DIGITS {
-            return Err(NumericError::Overflow);
-        }
-        let power = num_traits::pow::Pow::pow(mantissa, magnitude);
-        let power_scale = *scale as u64 * magnitude as u64;
-        let power_scale = u32::try_from(power_scale).map_err(|_| NumericError::Overflow)?;
-        if n >= 0 {
-            return Numeric::finite(power, power_scale)?.rescale(rscale as i64, Rounding::HalfAway);
-        }
-        // 1 / base^|n| at rscale.
-        Numeric::finite(
-            divide_rounded(&BigInt::one(), 0, &power, power_scale, rscale),
-            rscale,
-        )
-    }
-
     /// `div(self, other)`: the quotient truncated toward zero, scale 0.
     pub fn div_trunc(&self, other: &Numeric) -> NumericResult<Numeric> {
         match (self, other) {
@@ -1134,6 +1077,8 @@ pub fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
 pub fn value_part(key: &[u8]) -> &[u8] {
     &key[..key.len().saturating_sub(SCALE_BYTES)]
 }
+
+mod transcendental;
 
 #[cfg(test)]
 mod tests;
