@@ -120,6 +120,8 @@ impl Engine {
             .position(|r| r.name() == "type_coercion")
             .unwrap_or(0);
         analyzer_rules.insert(coercion, Arc::new(crate::numeric::NumericSemantics));
+        // Before coercion too: it refuses RANGE frames ordered by binary keys.
+        analyzer_rules.insert(coercion, Arc::new(crate::window_frames::PeerFrames));
         // Date/time operands too (see the rule's doc).
         analyzer_rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
         // Numeric keys by value: as soon as IN-subqueries are joins (before later rules

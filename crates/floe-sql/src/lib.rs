@@ -24,6 +24,7 @@ mod subquery;
 mod syntax;
 pub mod types;
 pub mod vars;
+mod window_frames;
 
 pub use datafusion;
 pub use engine::{Engine, EngineConfig};

@@ -247,6 +247,21 @@ impl ExprPlanner for NumericExprPlanner {
             _ => None,
         };
         let kind = arith.map(Kind::Arith).or(compare.map(Kind::Compare));
+        if op == BinaryOperator::Spaceship && (wide(&lt) || wide(&rt)) {
+            let other = if wide(&lt) { &rt } else { &lt };
+            if other.as_ref().is_some_and(is_float) {
+                let (left, right) = if wide(&lt) {
+                    (from_numeric(left, DataType::Float64), right)
+                } else {
+                    (left, from_numeric(right, DataType::Float64))
+                };
+                return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+            }
+            let args = (typed_placeholder(left), typed_placeholder(right));
+            return Ok(PlannerResult::Planned(Expr::Not(Box::new(
+                distinct_by_value(args.0, args.1),
+            ))));
+        }
         if wide(&lt) || wide(&rt) {
             let other = if wide(&lt) { &rt } else { &lt };
             // numeric op float8 is float8 arithmetic in PostgreSQL.
@@ -508,19 +523,7 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             if matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
                 && (is_wide(&left, schema) || is_wide(&right, schema)) =>
         {
-            let (left, right) = (*left, *right);
-            // NULL-aware inequality on values.
-            let distinct = Expr::Case(Case {
-                expr: None,
-                when_then_expr: vec![
-                    (
-                        Box::new(left.clone().is_null()),
-                        Box::new(right.clone().is_not_null()),
-                    ),
-                    (Box::new(right.clone().is_null()), Box::new(lit(true))),
-                ],
-                else_expr: Some(Box::new(compare(CmpOp::NotEq, left, right))),
-            });
+            let distinct = distinct_by_value(*left, *right);
             Transformed::yes(if op == Operator::IsDistinctFrom {
                 distinct
             } else {
@@ -710,4 +713,19 @@ fn rewrite_cast(expr: Expr, field: &FieldRef, schema: &DFSchema) -> Result<Expr,
         return Ok(call(Kind::FromNumeric(field.clone()), vec![expr]));
     }
     Err(expr)
+}
+
+/// `left IS DISTINCT FROM right` for numerics: NULL-aware inequality on values.
+fn distinct_by_value(left: Expr, right: Expr) -> Expr {
+    Expr::Case(Case {
+        expr: None,
+        when_then_expr: vec![
+            (
+                Box::new(left.clone().is_null()),
+                Box::new(right.clone().is_not_null()),
+            ),
+            (Box::new(right.clone().is_null()), Box::new(lit(true))),
+        ],
+        else_expr: Some(Box::new(compare(CmpOp::NotEq, left, right))),
+    })
 }

@@ -43,6 +43,14 @@ struct SessionFunctions<'a> {
 impl VisitorMut for SessionFunctions<'_> {
     type Break = ();
 
+    fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<Self::Break> {
+        // Before the literal casts in the rows are folded (`literal_cast`).
+        if let ast::SetExpr::Values(values) = query.body.as_mut() {
+            type_values_literals(&mut values.rows);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<Self::Break> {
         if let ast::SetExpr::Values(values) = query.body.as_mut() {
             crate::numeric::widen_values_literals(&mut values.rows);
@@ -51,6 +59,10 @@ impl VisitorMut for SessionFunctions<'_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Some(replacement) = distinct_from(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         if let Some(replacement) = negation(expr) {
             *expr = replacement;
             return ControlFlow::Continue(());
@@ -188,6 +200,82 @@ impl VisitorMut for SessionFunctions<'_> {
 /// `-x` of anything but a number literal as a call of [`crate::numeric::functions::NEGATE`]:
 /// DataFusion refuses unary minus on a numeric while planning, before any rewrite could
 /// help. The function negates every type DataFusion's minus does, overflow checked.
+/// The string literals of a VALUES column where another row casts explicitly (`VALUES
+/// (1.5::numeric), ('NaN')`, `VALUES ('2020-01-01'::date), ('2021-01-01')`) take that cast's type, as
+/// PostgreSQL resolves `unknown` literals to the column's type; DataFusion refused the mix
+/// ("Inconsistent data type across values list"). Length and precision modifiers are dropped
+/// (PostgreSQL's common type of differing modifiers has none); `char(n)` columns are left alone.
+fn type_values_literals(rows: &mut [ast::Parens<Vec<Expr>>]) {
+    let columns = rows.first().map_or(0, |r| r.content.len());
+    for column in 0..columns {
+        let target = rows.iter().find_map(|row| match row.content.get(column) {
+            Some(Expr::Cast { data_type, .. }) => literal_target(data_type),
+            _ => None,
+        });
+        let Some(target) = target else {
+            continue;
+        };
+        for row in rows.iter_mut() {
+            let Some(expr) = row.content.get_mut(column) else {
+                continue;
+            };
+            let is_string = matches!(expr, Expr::Value(v) if matches!(
+                v.value,
+                Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_)
+            ));
+            if is_string {
+                *expr = Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(std::mem::replace(expr, Expr::value(Value::Null))),
+                    data_type: target.clone(),
+                    array: false,
+                    format: None,
+                };
+            }
+        }
+    }
+}
+
+/// The type a VALUES column's string literals take from an explicit cast to `data_type`.
+fn literal_target(data_type: &ast::DataType) -> Option<ast::DataType> {
+    use ast::DataType as D;
+    Some(match data_type {
+        D::Text | D::String(_) => return None,
+        D::Char(_) | D::Character(_) => return None,
+        D::Varchar(_) | D::CharacterVarying(_) | D::CharVarying(_) => D::Varchar(None),
+        D::Numeric(_) | D::Decimal(_) | D::Dec(_) => D::Numeric(ast::ExactNumberInfo::None),
+        D::Timestamp(_, zone) => D::Timestamp(None, *zone),
+        D::Time(_, zone) => D::Time(None, *zone),
+        other => other.clone(),
+    })
+}
+
+/// `a IS [NOT] DISTINCT FROM b` as `[NOT] (a <=> b)`: DataFusion plans `<=>` (its spelling of
+/// IS NOT DISTINCT FROM) through the expression planners, which see the operand types
+/// (`crate::numeric::NumericExprPlanner` compares numerics by value); the `IS DISTINCT FROM`
+/// syntax goes straight to a `BinaryExpr` whose type DataFusion cannot compute for a numeric
+/// beside an integer. The simplifier folds `NOT (a <=> b)` back into `a IS DISTINCT FROM b`.
+fn distinct_from(expr: &Expr) -> Option<Expr> {
+    let (a, b, negate) = match expr {
+        Expr::IsDistinctFrom(a, b) => (a, b, true),
+        Expr::IsNotDistinctFrom(a, b) => (a, b, false),
+        _ => return None,
+    };
+    let same = Expr::Nested(Box::new(Expr::BinaryOp {
+        left: a.clone(),
+        op: ast::BinaryOperator::Spaceship,
+        right: b.clone(),
+    }));
+    Some(if negate {
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Not,
+            expr: Box::new(same),
+        }
+    } else {
+        same
+    })
+}
+
 fn negation(expr: &Expr) -> Option<Expr> {
     let Expr::UnaryOp {
         op: ast::UnaryOperator::Minus,

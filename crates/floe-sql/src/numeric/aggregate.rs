@@ -12,7 +12,7 @@
 //!
 //! `DISTINCT` keeps the distinct values by value (`1.5` and `1.50` count once).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -220,7 +220,72 @@ fn sum_state_type(input: Input) -> DataType {
 #[derive(Debug, Clone)]
 enum Sum {
     Fixed(i128),
-    Wide(Numeric),
+    Wide(WideSum),
+}
+
+/// A sum of wide numerics that values can also leave (moving window frames), as PostgreSQL's
+/// `NumericSumAccum`: NaN and the infinities are counted, not added (so `NaN` leaves again),
+/// and the scales of the values in the sum are counted, so the result has the largest scale
+/// of the values present now.
+#[derive(Debug, Clone)]
+struct WideSum {
+    finite: Numeric,
+    nan: i64,
+    infinities: i64,
+    negative_infinities: i64,
+    scales: BTreeMap<u32, i64>,
+}
+
+impl WideSum {
+    fn new() -> WideSum {
+        WideSum {
+            finite: Numeric::zero(),
+            nan: 0,
+            infinities: 0,
+            negative_infinities: 0,
+            scales: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `value` (`sign` 1) or takes it out again (`sign` -1).
+    fn add(&mut self, value: &Numeric, sign: i64) -> DfResult<()> {
+        match value {
+            Numeric::NaN => self.nan += sign,
+            Numeric::Infinity => self.infinities += sign,
+            Numeric::NegInfinity => self.negative_infinities += sign,
+            Numeric::Finite { scale, .. } => {
+                self.finite = if sign > 0 {
+                    self.finite.add(value)?
+                } else {
+                    self.finite.sub(value)?
+                };
+                let count = self.scales.entry(*scale).or_insert(0);
+                *count += sign;
+                if *count == 0 {
+                    self.scales.remove(scale);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&self) -> DfResult<Numeric> {
+        if self.nan > 0 || (self.infinities > 0 && self.negative_infinities > 0) {
+            return Ok(Numeric::NaN);
+        }
+        if self.infinities > 0 {
+            return Ok(Numeric::Infinity);
+        }
+        if self.negative_infinities > 0 {
+            return Ok(Numeric::NegInfinity);
+        }
+        let scale = self.scales.keys().next_back().copied().unwrap_or(0);
+        if self.finite.scale() > scale {
+            // Values with more decimals left the sum: those digits are zeros now.
+            return Ok(self.finite.round(scale as i64)?);
+        }
+        Ok(self.finite.clone())
+    }
 }
 
 fn overflow() -> datafusion::error::DataFusionError {
@@ -249,7 +314,7 @@ impl NumericAccumulator {
             input,
             sum: match input {
                 Input::Fixed(_) => Sum::Fixed(0),
-                Input::Wide => Sum::Wide(Numeric::zero()),
+                Input::Wide => Sum::Wide(WideSum::new()),
             },
             count: 0,
             distinct: distinct.then(|| (HashSet::new(), Vec::new())),
@@ -265,11 +330,7 @@ impl NumericAccumulator {
 
     fn add_numeric(&mut self, value: &Numeric, retract: bool) -> DfResult<()> {
         if let Sum::Wide(sum) = &mut self.sum {
-            *sum = if retract {
-                sum.sub(value)?
-            } else {
-                sum.add(value)?
-            };
+            sum.add(value, if retract { -1 } else { 1 })?;
         }
         Ok(())
     }
@@ -313,7 +374,7 @@ impl NumericAccumulator {
             (Sum::Fixed(v), Input::Fixed(scale)) => {
                 Ok(Numeric::from_decimal(BigInt::from(*v), scale as i32)?)
             }
-            (Sum::Wide(v), _) => Ok(v.clone()),
+            (Sum::Wide(v), _) => v.value(),
             _ => Err(NumericError::Corrupt.into()),
         }
     }
@@ -399,7 +460,7 @@ impl Accumulator for NumericAccumulator {
         }
         let sum = match (&self.sum, self.input) {
             (Sum::Fixed(v), Input::Fixed(scale)) => ScalarValue::Decimal128(Some(*v), 38, scale),
-            (Sum::Wide(v), _) => scalar_key(Some(v)),
+            (Sum::Wide(v), _) => scalar_key(Some(&v.value()?)),
             _ => return Err(NumericError::Corrupt.into()),
         };
         Ok(vec![sum, ScalarValue::Int64(Some(self.count))])

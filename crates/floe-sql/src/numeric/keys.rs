@@ -137,7 +137,7 @@ fn comparison(expr: Expr, schema: &DFSchema, in_join: bool) -> DfResult<Transfor
     })
 }
 
-fn identity(expr: Expr) -> Expr {
+pub(crate) fn identity(expr: Expr) -> Expr {
     udf(Kind::Identity).call(vec![expr])
 }
 
