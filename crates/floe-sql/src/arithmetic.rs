@@ -248,6 +248,72 @@ impl ScalarUDFImpl for Int2Shift {
 pub(crate) struct PostgresOperators {
     /// `<<` and `>>` of a `smallint`.
     int2_shift: [Arc<ScalarUDF>; 2],
+    xor: Arc<ScalarUDF>,
+}
+
+/// `a # b` of integers (the wider of the two types), NULL when either is.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntXor {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IntXor {
+    fn name(&self) -> &str {
+        "floe_int_xor"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let wider = if arg_types.contains(&DataType::Int64) {
+            DataType::Int64
+        } else if arg_types.contains(&DataType::Int32) {
+            DataType::Int32
+        } else {
+            DataType::Int16
+        };
+        Ok(vec![wider; arg_types.len()])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::compute::kernels::bitwise::bitwise_xor;
+        use datafusion::arrow::datatypes::Int32Type;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let (a, b) = (args.args[0].to_array(rows)?, args.args[1].to_array(rows)?);
+        let result: ArrayRef = match a.data_type() {
+            DataType::Int16 => Arc::new(bitwise_xor(
+                a.as_primitive::<Int16Type>(),
+                b.as_primitive::<Int16Type>(),
+            )?),
+            DataType::Int32 => Arc::new(bitwise_xor(
+                a.as_primitive::<Int32Type>(),
+                b.as_primitive::<Int32Type>(),
+            )?),
+            _ => {
+                let (a, b) = (cast(&a, &DataType::Int64)?, cast(&b, &DataType::Int64)?);
+                Arc::new(bitwise_xor(
+                    a.as_primitive::<Int64Type>(),
+                    b.as_primitive::<Int64Type>(),
+                )?)
+            }
+        };
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
 }
 
 impl PostgresOperators {
@@ -260,6 +326,9 @@ impl PostgresOperators {
         };
         PostgresOperators {
             int2_shift: [shift(true), shift(false)],
+            xor: Arc::new(ScalarUDF::new_from_impl(IntXor {
+                signature: Signature::user_defined(Volatility::Immutable),
+            })),
         }
     }
 }
@@ -286,6 +355,15 @@ impl ExprPlanner for PostgresOperators {
                     ),
                 )));
             }
+        }
+        // `#` on integers: DataFusion's simplifier folds `a # a` to 0 even when `a` is NULL.
+        if expr.op == SqlOperator::PGBitwiseXor
+            && left_type.as_ref().is_some_and(DataType::is_integer)
+            && right_type.as_ref().is_some_and(DataType::is_integer)
+        {
+            return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                ScalarFunction::new_udf(self.xor.clone(), vec![expr.left, expr.right]),
+            )));
         }
         if expr.op == SqlOperator::Minus
             && left_type == Some(DataType::Date32)

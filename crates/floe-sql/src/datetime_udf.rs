@@ -461,10 +461,10 @@ impl PgDateTimeCasts {
         if !(temporal_left || temporal_right) {
             return keep(left, right);
         }
-        let (value, value_type) = if temporal_left {
-            (left.as_ref().clone(), l)
+        let (value, value_type, shift_by) = if temporal_left {
+            (left.as_ref().clone(), l, right.as_ref().clone())
         } else {
-            (right.as_ref().clone(), r)
+            (right.as_ref().clone(), r, left.as_ref().clone())
         };
         let extremes = match &value_type {
             DataType::Date32 => (
@@ -477,10 +477,12 @@ impl PgDateTimeCasts {
             ),
             _ => return keep(left, right),
         };
+        // `infinity + NULL` is NULL.
         let infinite = value
             .clone()
             .eq(Expr::Literal(extremes.0, None))
-            .or(value.clone().eq(Expr::Literal(extremes.1, None)));
+            .or(value.clone().eq(Expr::Literal(extremes.1, None)))
+            .and(shift_by.is_not_null());
         let sum = Expr::BinaryExpr(BinaryExpr { left, op, right });
         let result_type = match sum.get_type(schema) {
             Ok(t) => t,

@@ -20,6 +20,7 @@ pub mod numeric;
 pub mod pg_catalog;
 mod rewrite;
 pub mod session;
+mod set_operations;
 mod subquery;
 mod syntax;
 pub mod types;

@@ -109,9 +109,71 @@ pub fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
     }
 }
 
+/// A `uuid` in PostgreSQL's input forms (upper or lower case, optional braces, a hyphen after
+/// any group of four digits), written canonically (`a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`);
+/// `None` for anything else.
+pub fn canonical_uuid(text: &str) -> Option<String> {
+    let inner = match text.strip_prefix('{') {
+        Some(rest) => rest.strip_suffix('}')?,
+        None => text,
+    };
+    let mut digits = String::with_capacity(32);
+    let mut after_hyphen = false;
+    for c in inner.chars() {
+        if c == '-' {
+            // Only between groups of four digits, never twice in a row.
+            if after_hyphen || digits.is_empty() || !digits.len().is_multiple_of(4) {
+                return None;
+            }
+            after_hyphen = true;
+            continue;
+        }
+        if !c.is_ascii_hexdigit() || digits.len() == 32 {
+            return None;
+        }
+        digits.push(c.to_ascii_lowercase());
+        after_hyphen = false;
+    }
+    if digits.len() != 32 || after_hyphen {
+        return None;
+    }
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &digits[..8],
+        &digits[8..12],
+        &digits[12..16],
+        &digits[16..20],
+        &digits[20..]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_in_postgres_input_forms() {
+        let canonical = Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".to_string());
+        for text in [
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+            "{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
+        ] {
+            assert_eq!(canonical_uuid(text), canonical, "{text}");
+        }
+        for text in [
+            "",
+            "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "a0eebc99--9c0b4ef8bb6d6bb9bd380a11",
+            "-a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a1",
+            "a0eeb-c999c0b4ef8bb6d6bb9bd380a11",
+            "ä0eebc999c0b4ef8bb6d6bb9bd380a11",
+        ] {
+            assert_eq!(canonical_uuid(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn arrays_and_bytea() {

@@ -370,7 +370,9 @@ impl AnalyzerRule for NumericCoercedCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         crate::rewrite::rewrite_plan_expressions(plan, |expr, schema| match expr {
             Expr::Cast(Cast { expr, field })
-                if is_wide(&expr, schema) != is_numeric_field_type(field.data_type()) =>
+                if is_wide(&expr, schema) != is_numeric_field_type(field.data_type())
+                    || (type_of(&expr, schema).is_some_and(|t| is_float(&t))
+                        && is_text(field.data_type())) =>
             {
                 Ok(match rewrite_cast(*expr, &field, schema) {
                     Ok(rewritten) => Transformed::yes(rewritten),
@@ -412,6 +414,27 @@ fn widen_values(values: Values) -> DfResult<Transformed<LogicalPlan>> {
     let mut changed = false;
     for (column, field) in schema.fields().iter().enumerate() {
         if !is_decimal(field.data_type()) {
+            continue;
+        }
+        // With a float among them, the column is double precision, as PostgreSQL resolves it
+        // (DataFusion picked the decimal).
+        let float = rows.iter().any(|row| {
+            // The row's own type: under the cast to the column's type DataFusion added, if any.
+            let own = match &row[column] {
+                Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => expr,
+                other => other,
+            };
+            own.get_type(&empty).is_ok_and(|t| is_float(&t))
+                || uncast(row[column].clone())
+                    .get_type(&empty)
+                    .is_ok_and(|t| is_float(&t))
+        });
+        if float {
+            for row in &mut rows {
+                let inner = uncast(std::mem::take(&mut row[column]));
+                row[column] = Expr::Cast(Cast::new(Box::new(inner), DataType::Float64));
+            }
+            changed = true;
             continue;
         }
         let mut seen: Option<DataType> = None;
@@ -476,6 +499,19 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         }
         Expr::Negative(inner) if is_wide(&inner, schema) => {
             Transformed::yes(call(Kind::Unary(UnaryOp::Neg), vec![*inner]))
+        }
+        // round(double precision) rounds half to even in PostgreSQL (rint).
+        Expr::ScalarFunction(f)
+            if f.name() == "round"
+                && f.args.len() == 1
+                && type_of(&f.args[0], schema).is_some_and(|t| is_float(&t)) =>
+        {
+            let args = f
+                .args
+                .into_iter()
+                .map(|a| a.cast_to(&DataType::Float64, schema))
+                .collect::<DfResult<Vec<_>>>()?;
+            Transformed::yes(crate::functions::math::rint().call(args))
         }
         Expr::Between(Between {
             expr,
@@ -707,8 +743,46 @@ fn rewrite_cast(expr: Expr, field: &FieldRef, schema: &DFSchema) -> Result<Expr,
         }
         return Err(expr);
     }
-    let rounds_to_integer = is_decimal(&source)
-        && matches!(target, DataType::Int16 | DataType::Int32 | DataType::Int64);
+    if is_text(target) && matches!(source, DataType::Binary | DataType::BinaryView) {
+        return Ok(Expr::Cast(Cast {
+            expr: Box::new(
+                crate::functions::text::text_cast(crate::functions::text::TextCast::ByteaToText)
+                    .call(vec![expr]),
+            ),
+            field: field.clone(),
+        }));
+    }
+    let tag = |f: &Field| f.metadata().get(crate::types::PG_TYPE_KEY).cloned();
+    if is_text(&source)
+        && tag(field).as_deref() == Some("uuid")
+        && expr
+            .to_field(schema)
+            .is_ok_and(|(_, f)| tag(&f).as_deref() != Some("uuid"))
+    {
+        return Ok(Expr::Cast(Cast {
+            expr: Box::new(
+                crate::functions::text::text_cast(crate::functions::text::TextCast::ToUuid)
+                    .call(vec![expr]),
+            ),
+            field: field.clone(),
+        }));
+    }
+    if is_float(&source) && is_text(target) {
+        // PostgreSQL's float output (`3`, `1e+20`), not Arrow's (`3.0`, `1e20`).
+        return Ok(Expr::Cast(Cast {
+            expr: Box::new(crate::functions::math::float_text().call(vec![expr])),
+            field: field.clone(),
+        }));
+    }
+    let integer_target = matches!(target, DataType::Int16 | DataType::Int32 | DataType::Int64);
+    if is_float(&source) && integer_target {
+        // PostgreSQL rounds half to even (rint); Arrow's cast truncates.
+        return Ok(Expr::Cast(Cast {
+            expr: Box::new(crate::functions::math::rint().call(vec![expr])),
+            field: field.clone(),
+        }));
+    }
+    let rounds_to_integer = is_decimal(&source) && integer_target;
     if is_numeric_field_type(&source) || rounds_to_integer {
         return Ok(call(Kind::FromNumeric(field.clone()), vec![expr]));
     }

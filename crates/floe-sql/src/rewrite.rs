@@ -59,6 +59,10 @@ impl VisitorMut for SessionFunctions<'_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Some(replacement) = number_literal(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         if let Some(replacement) = distinct_from(expr) {
             *expr = replacement;
             return ControlFlow::Continue(());
@@ -248,6 +252,63 @@ fn literal_target(data_type: &ast::DataType) -> Option<ast::DataType> {
         D::Time(_, zone) => D::Time(None, *zone),
         other => other.clone(),
     })
+}
+
+/// Number literals read from their text where DataFusion's decimal literals would not hold
+/// them: a literal cast to a float (`1e100::float8` went through a decimal and came out as
+/// 1.0000000000000002e+100) is the float parsed from its text, and a literal with more than
+/// 76 digits or an exponent beyond ±38 (`1.5e300`, refused before) is `'…'::numeric`.
+fn number_literal(expr: &Expr) -> Option<Expr> {
+    use ast::DataType as D;
+    let cast = |text: &str, data_type: ast::DataType| Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(Expr::value(Value::SingleQuotedString(text.to_owned()))),
+        data_type,
+        array: false,
+        format: None,
+    };
+    match expr {
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } if matches!(
+            data_type,
+            D::Float(_)
+                | D::Real
+                | D::Double(_)
+                | D::DoublePrecision
+                | D::Float4
+                | D::Float8
+                | D::Float32
+                | D::Float64
+        ) =>
+        {
+            match inner.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(text, _) => Some(cast(text, data_type.clone())),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        Expr::Value(v) => match &v.value {
+            Value::Number(text, _) => {
+                let (mantissa, exponent) = match text.find(['e', 'E']) {
+                    Some(at) => (
+                        &text[..at],
+                        text[at + 1..].parse::<i64>().unwrap_or(i64::MAX),
+                    ),
+                    None => (text.as_str(), 0),
+                };
+                let digits = mantissa.chars().filter(char::is_ascii_digit).count();
+                (digits > 76 || exponent.unsigned_abs() > 38)
+                    .then(|| cast(text, D::Numeric(ast::ExactNumberInfo::None)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// `a IS [NOT] DISTINCT FROM b` as `[NOT] (a <=> b)`: DataFusion plans `<=>` (its spelling of
@@ -583,7 +644,7 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
     }
     if is_uuid {
         // uuid input accepts upper case, braces and missing hyphens; output is canonical.
-        let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| {
+        let uuid = literals::canonical_uuid(text).ok_or_else(|| {
             SqlError::new(
                 sqlstate::INVALID_TEXT_REPRESENTATION,
                 format!("invalid input syntax for type uuid: \"{text}\""),
@@ -591,9 +652,7 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
         })?;
         return Ok(Some(Expr::Cast {
             kind: ast::CastKind::DoubleColon,
-            expr: Box::new(Expr::value(Value::SingleQuotedString(
-                uuid.hyphenated().to_string(),
-            ))),
+            expr: Box::new(Expr::value(Value::SingleQuotedString(uuid))),
             data_type: data_type.clone(),
             array: false,
             format: None,

@@ -13,7 +13,9 @@
 //!   NULLs were unequal values. Where only truth matters (a filter, under AND and OR only, where
 //!   NULL and false both drop the row) `x NOT IN (SELECT y FROM … WHERE c)` is
 //!   `NOT EXISTS (SELECT … WHERE c AND (y = x OR y IS NULL OR x IS NULL))`, which DataFusion
-//!   decorrelates exactly. The uncorrelated conjunct keeps DataFusion's hash anti join.
+//!   decorrelates exactly. The uncorrelated conjunct keeps DataFusion's hash anti join, unless
+//!   `x` is a constant: DataFusion then pushes `y = x` into the subquery as a filter and joins
+//!   without keys, which drops the NULL `y`s the answer depends on.
 
 use std::sync::Arc;
 
@@ -106,6 +108,54 @@ pub(crate) struct PostgresSubqueries {
 }
 
 /// `floe_single_row`, registered so that rewrites of the parsed statement can call it.
+/// `floe_nullable(x)`: `x`, typed as nullable (see [`PostgresSubqueries::single_row`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nullable {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Nullable {
+    fn name(&self) -> &str {
+        "floe_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> DfResult<datafusion::arrow::datatypes::FieldRef> {
+        Ok(Arc::new(
+            args.arg_fields[0]
+                .as_ref()
+                .clone()
+                .with_name(self.name())
+                .with_nullable(true),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(args.args[0].clone())
+    }
+}
+
+fn nullable_udf() -> Arc<ScalarUDF> {
+    static NULLABLE: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    NULLABLE
+        .get_or_init(|| {
+            Arc::new(ScalarUDF::new_from_impl(Nullable {
+                signature: Signature::any(1, Volatility::Immutable),
+            }))
+        })
+        .clone()
+}
+
 pub(crate) fn single_row_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(SingleRow {
         signature: Signature::any(1, Volatility::Immutable),
@@ -125,7 +175,18 @@ impl PostgresSubqueries {
         let Expr::ScalarSubquery(subquery) = expr else {
             return Ok(Transformed::no(expr));
         };
-        if subquery.outer_ref_columns.is_empty() || is_aggregated(&subquery.subquery) {
+        if subquery.outer_ref_columns.is_empty() {
+            // A subquery that finds no row is NULL, whatever its column's nullability:
+            // DataFusion's simplifier would fold `(SELECT 'x' FROM t WHERE …) IS NULL` to false.
+            let schema = subquery.subquery.schema();
+            if schema.fields().len() == 1 && !schema.field(0).is_nullable() {
+                return Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(nullable_udf(), vec![Expr::ScalarSubquery(subquery)]),
+                )));
+            }
+            return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
+        }
+        if is_aggregated(&subquery.subquery) {
             return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
         }
         let plan = subquery.subquery.as_ref();
@@ -198,7 +259,9 @@ fn not_in_to_not_exists(
         }
         Expr::InSubquery(in_subquery)
             if in_subquery.negated
-                && !(conjunct && in_subquery.subquery.outer_ref_columns.is_empty()) =>
+                && !(conjunct
+                    && in_subquery.subquery.outer_ref_columns.is_empty()
+                    && !in_subquery.expr.column_refs().is_empty()) =>
         {
             not_exists(in_subquery, schema)
         }

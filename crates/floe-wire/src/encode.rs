@@ -323,8 +323,12 @@ fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
             pg_interval::Interval::new(v.months, v.days, v.nanoseconds / 1000).to_postgres()
         }
-        DataType::Float64 => float_text(array.as_primitive::<Float64Type>().value(row), 15),
-        DataType::Float32 => float32_text(array.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => {
+            floe_sql::types::float8_text(array.as_primitive::<Float64Type>().value(row))
+        }
+        DataType::Float32 => {
+            floe_sql::types::float4_text(array.as_primitive::<Float32Type>().value(row))
+        }
         DataType::Time64(TimeUnit::Microsecond) => {
             time_text(array.as_primitive::<Time64MicrosecondType>().value(row))
         }
@@ -601,91 +605,9 @@ fn time_text(micros: i64) -> String {
     out
 }
 
-/// A float the way PostgreSQL 15 prints it (shortest exact form, `extra_float_digits` = 1):
-/// exponent notation below 1e-4 or from 10^`digits` on, `Infinity`, `NaN`.
-fn float_text(v: f64, digits: i32) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    shortest_to_pg(&format!("{v:e}"), digits)
-}
-
-fn float32_text(v: f32) -> String {
-    if v.is_nan() || v.is_infinite() || v == 0.0 {
-        return float_text(v as f64, 6);
-    }
-    shortest_to_pg(&format!("{v:e}"), 6)
-}
-
-/// Rewrites Rust's shortest `1.2345e-5` form into PostgreSQL's layout.
-fn shortest_to_pg(sci: &str, digits: i32) -> String {
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let sig: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::new();
-    if negative {
-        out.push('-');
-    }
-    if exp < -4 || exp >= digits {
-        out.push_str(&sig[..1]);
-        if sig.len() > 1 {
-            out.push('.');
-            out.push_str(&sig[1..]);
-        }
-        out.push_str(&format!(
-            "e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        ));
-    } else if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
-        }
-        out.push_str(&sig);
-    } else {
-        let int_len = exp as usize + 1;
-        if sig.len() <= int_len {
-            out.push_str(&sig);
-            for _ in sig.len()..int_len {
-                out.push('0');
-            }
-        } else {
-            out.push_str(&sig[..int_len]);
-            out.push('.');
-            out.push_str(&sig[int_len..]);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn floats_print_like_postgres() {
-        assert_eq!(float_text(1e10, 15), "10000000000");
-        assert_eq!(float_text(1e15, 15), "1e+15");
-        assert_eq!(float_text(0.0001, 15), "0.0001");
-        assert_eq!(float_text(0.00001234, 15), "1.234e-05");
-        assert_eq!(float_text(1.0 / 3.0, 15), "0.3333333333333333");
-        assert_eq!(float_text(-2.5, 15), "-2.5");
-        assert_eq!(float_text(f64::NEG_INFINITY, 15), "-Infinity");
-        assert_eq!(float32_text(0.1), "0.1");
-        assert_eq!(float32_text(2.0), "2");
-        assert_eq!(float32_text(1234567.0), "1.234567e+06");
-    }
 
     #[test]
     fn arrays_print_like_postgres() {

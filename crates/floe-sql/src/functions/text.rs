@@ -681,6 +681,30 @@ impl ScalarUDFImpl for Extends {
             }
             return finish(&args.args, Arc::new(out.finish()));
         }
+        if self.has_format(&args.args, "base64") {
+            let rows = rows_of(&args);
+            let values = args.args[0].to_array(rows)?;
+            let result: ArrayRef = if self.kind == Extended::Encode {
+                let values = cast(&values, &DataType::Binary)?;
+                let encoded: StringArray = values
+                    .as_binary::<i32>()
+                    .iter()
+                    .map(|v| v.map(base64_encode))
+                    .collect();
+                Arc::new(encoded)
+            } else {
+                let values = cast(&values, &DataType::Utf8)?;
+                let mut out = BinaryBuilder::with_capacity(rows, rows * 8);
+                for v in values.as_string::<i32>().iter() {
+                    match v {
+                        Some(v) => out.append_value(base64_decode(v)?),
+                        None => out.append_null(),
+                    }
+                }
+                Arc::new(out.finish())
+            };
+            return finish(&args.args, result);
+        }
         if self.has_format(&args.args, "escape") {
             let rows = rows_of(&args);
             let values = args.args[0].to_array(rows)?;
@@ -703,6 +727,46 @@ impl ScalarUDFImpl for Extends {
         }
         self.inner.invoke_with_args(args)
     }
+}
+
+/// `encode(bytes, 'base64')` as PostgreSQL writes it: padded, a line break after every 76
+/// characters.
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = String::with_capacity(flat.len() + flat.len() / 76);
+    for (i, chunk) in flat.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+    }
+    out
+}
+
+/// `decode(text, 'base64')`: whitespace is skipped and padding is optional, as in
+/// PostgreSQL; anything else that is not base64 is 22023.
+fn base64_decode(text: &str) -> DfResult<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    LENIENT.decode(compact.as_bytes()).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(at, _) => error(
+            "22023",
+            format!(
+                "invalid symbol \"{}\" found while decoding base64 sequence",
+                compact
+                    .get(at..)
+                    .and_then(|rest| rest.chars().next())
+                    .unwrap_or(' ')
+            ),
+        ),
+        _ => error("22023", "invalid base64 end sequence"),
+    })
 }
 
 /// `encode(bytes, 'escape')`: NUL and high bytes as `\ooo`, backslashes doubled.
@@ -815,4 +879,88 @@ fn substr_bytes(args: &ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         out.append_value(&bytes[from..to]);
     }
     finish(&args.args, Arc::new(out.finish()))
+}
+
+/// Casts to and from text that Arrow's cast gets wrong for PostgreSQL: text to `uuid` (checked
+/// and written canonically: `A0EEBC99…` and `{a0eebc99-9c0b4ef8-…}` are the same uuid,
+/// anything else is 22P02) and `bytea` to text (PostgreSQL's hex form `\x0102`, not the raw
+/// bytes).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TextCast {
+    ToUuid,
+    ByteaToText,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextCastFunction {
+    kind: TextCast,
+    signature: Signature,
+}
+
+/// The function for `kind`.
+pub(crate) fn text_cast(kind: TextCast) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(TextCastFunction {
+        kind,
+        signature: Signature::any(1, Volatility::Immutable),
+    }))
+}
+
+impl ScalarUDFImpl for TextCastFunction {
+    fn name(&self) -> &str {
+        match self.kind {
+            TextCast::ToUuid => "floe_text_to_uuid",
+            TextCast::ByteaToText => "floe_bytea_to_text",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = rows_of(&args);
+        let values = args.args[0].to_array(rows)?;
+        let result: StringArray = match self.kind {
+            TextCast::ToUuid => {
+                let values = cast(&values, &DataType::Utf8)?;
+                values
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        v.map(|text| {
+                            crate::literals::canonical_uuid(text).ok_or_else(|| {
+                                error(
+                                    "22P02",
+                                    format!("invalid input syntax for type uuid: \"{text}\""),
+                                )
+                            })
+                        })
+                        .transpose()
+                    })
+                    .collect::<DfResult<_>>()?
+            }
+            TextCast::ByteaToText => {
+                let values = cast(&values, &DataType::Binary)?;
+                values
+                    .as_binary::<i32>()
+                    .iter()
+                    .map(|v| {
+                        v.map(|bytes| {
+                            let mut out = String::with_capacity(2 + 2 * bytes.len());
+                            out.push_str("\\x");
+                            for b in bytes {
+                                let _ = write!(out, "{b:02x}");
+                            }
+                            out
+                        })
+                    })
+                    .collect()
+            }
+        };
+        finish(&args.args, Arc::new(result))
+    }
 }
