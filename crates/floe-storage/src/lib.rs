@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod changes;
 pub mod checkpoint;
 pub mod codec;
+mod commit;
 pub mod db;
 pub mod error;
 pub mod hot;
@@ -26,6 +27,9 @@ pub mod numeric_key;
 pub mod pending;
 mod predicate;
 pub mod provider;
+mod recovery;
+mod sequence;
+pub mod table;
 pub mod txn;
 
 pub use catalog::{
@@ -35,11 +39,12 @@ pub use catalog::{
 pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
 pub use checkpoint::{CheckpointFailpoint, CheckpointInfo};
 pub use codec::{Key, RowBytes, TableCodec};
-pub use db::{Db, DbOptions, Snapshot, TableData, DEFAULT_CHECKPOINT_LOG_BYTES};
+pub use db::{Db, DbOptions, Snapshot, DEFAULT_CHECKPOINT_LOG_BYTES};
 pub use error::{StorageError, StorageResult};
 pub use index::HotIndex;
 pub use pending::{sync_with_pending_catalog, with_pending_catalog, PendingCatalog};
 pub use provider::{FloeTable, KEY_COLUMN};
+pub use table::TableData;
 pub use txn::{Isolation, OwnWrites, ReadView, RowCheck, SavepointMark, Txn};
 
 /// The database every server has from the start.

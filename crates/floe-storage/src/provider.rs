@@ -39,8 +39,9 @@ use datafusion::physical_plan::{
 };
 
 use crate::codec::{Key, RowBytes};
-use crate::db::{Db, TableData};
+use crate::db::Db;
 use crate::hot::KeyRange;
+use crate::table::TableData;
 use crate::txn::ReadView;
 
 /// Name of the hidden column holding a row's key (DML only).

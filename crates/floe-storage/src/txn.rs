@@ -22,7 +22,8 @@ use parking_lot::Mutex;
 
 use crate::catalog::CatalogChange;
 use crate::codec::{Key, RowBytes, RECORD_PREFIX};
-use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
+use crate::commit::{CommitBody, TableCommit};
+use crate::db::{Db, Snapshot};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{into_pending_row, pending, pending_row, KeyRange, PendingRows};
 use crate::index::HotIndex;
@@ -30,6 +31,7 @@ use crate::keymap::Slot;
 use crate::lock::TxnId;
 use crate::pending::PendingCatalog;
 use crate::predicate::{Predicate, SerialXact};
+use crate::table::TableData;
 
 /// The lock "table" of DDL name locks (no relation or index has this OID).
 const NAME_LOCK_SPACE: u32 = u32::MAX;
