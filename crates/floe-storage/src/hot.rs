@@ -30,6 +30,7 @@ use smallvec::{smallvec, SmallVec};
 
 use crate::codec::{Key, RowBytes};
 use crate::keymap::{probe_bound, range_is_empty, view_bound, KeyMap, KeyView, MapKey, Probe};
+use crate::source::{Lookup, Versioned};
 
 /// Bytes charged per version on top of key and row (chain slot, map node share).
 const VERSION_OVERHEAD: usize = 48;
@@ -79,6 +80,11 @@ pub struct HotTable {
     /// visits these instead of the whole map, so its cost follows the writes since the last
     /// one, not the table's size.
     dirty: Mutex<Vec<Key>>,
+    /// Whether a key's tombstone stays after no snapshot needs it any more: when older sources
+    /// (cold runs) may hold the key, the tombstone is what hides their versions
+    /// ([`crate::source`]), so only the flush that writes it to a run may drop it. Off while the
+    /// hot tier is the table's only source: a tombstone nobody can see past is dropped.
+    keep_tombstones: bool,
 }
 
 /// What applying a change did to a key, for the change stream.
@@ -88,6 +94,22 @@ pub struct Applied {
 }
 
 impl HotTable {
+    /// An empty hot tier that keeps every key's newest tombstone (see
+    /// [`HotTable::keeps_tombstones`]): for a table whose older versions may live in other
+    /// sources.
+    pub fn keeping_tombstones() -> HotTable {
+        HotTable {
+            keep_tombstones: true,
+            ..HotTable::default()
+        }
+    }
+
+    /// Whether a key's newest tombstone is kept even when no snapshot needs it (it hides the
+    /// key's versions in older sources).
+    pub fn keeps_tombstones(&self) -> bool {
+        self.keep_tombstones
+    }
+
     /// Memory held, in bytes (approximate).
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
@@ -156,6 +178,7 @@ impl HotTable {
             );
         }
         let mut delta: isize = 0;
+        let keep_tombstones = self.keep_tombstones;
         let adopted = rows.into_map_retaining(|key, chain| {
             chain.truncate(1);
             let version = &mut chain[0];
@@ -164,6 +187,10 @@ impl HotTable {
             match &version.row {
                 Some(row) => {
                     delta += (key.key.len() + row.len() + 2 * VERSION_OVERHEAD) as isize;
+                    true
+                }
+                None if keep_tombstones => {
+                    delta += (key.key.len() + 2 * VERSION_OVERHEAD) as isize;
                     true
                 }
                 // Deleting a key that has no versions: nothing to record.
@@ -198,17 +225,18 @@ impl HotTable {
                 continue;
             }
             last = Some(key);
-            let Some(new) = row else {
+            if row.is_none() && !self.keep_tombstones {
                 // Deleting a key that has no versions: nothing to record.
                 each(key, Applied { old: None }, row);
                 continue;
-            };
-            delta += (key.len() + new.len() + 2 * VERSION_OVERHEAD) as isize;
+            }
+            delta +=
+                (key.len() + row.as_ref().map_or(0, |r| r.len()) + 2 * VERSION_OVERHEAD) as isize;
             sorted.push((
                 MapKey::new(key),
                 smallvec![Version {
                     commit_ts,
-                    row: Some(new.clone()),
+                    row: row.clone(),
                 }],
             ));
             each(key, Applied { old: None }, row);
@@ -241,8 +269,9 @@ impl HotTable {
         let chain = match map.entry(MapKey::new(key)) {
             std::collections::btree_map::Entry::Occupied(chain) => chain.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
-                if row.is_none() {
-                    // Deleting a key that has no versions: nothing to record.
+                if row.is_none() && !self.keep_tombstones {
+                    // Deleting a key that has no versions: nothing to record (unless an older
+                    // source may hold it: then the tombstone hides it there).
                     return (Applied { old: None }, 0);
                 }
                 delta += (key.len() + VERSION_OVERHEAD) as isize;
@@ -253,10 +282,14 @@ impl HotTable {
         chain.push(Version { commit_ts, row });
         delta += (row_len + VERSION_OVERHEAD) as isize;
         delta -= prune(chain, horizon) as isize;
-        if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
-            map.remove(&probe as &dyn KeyView);
-            delta -= (key.len() + 2 * VERSION_OVERHEAD) as isize;
-        } else if chain.len() > 1 || chain[0].row.is_none() {
+        if chain.len() == 1 && chain[0].row.is_none() {
+            if chain[0].commit_ts <= horizon && !self.keep_tombstones {
+                map.remove(&probe as &dyn KeyView);
+                delta -= (key.len() + 2 * VERSION_OVERHEAD) as isize;
+            } else if !self.keep_tombstones {
+                self.dirty.lock().push(key.clone());
+            }
+        } else if chain.len() > 1 {
             self.dirty.lock().push(key.clone());
         }
         self.add_bytes(delta);
@@ -277,6 +310,64 @@ impl HotTable {
         let map = self.map.read();
         map.get(&probe as &dyn KeyView)
             .and_then(|chain| visible(chain, snapshot_ts))
+    }
+
+    /// The newest version of `key` at `snapshot_ts`: a row, a tombstone, or nothing (this
+    /// source holds no version of the key that the snapshot can see).
+    pub fn lookup(&self, key: &[u8], snapshot_ts: u64) -> Lookup {
+        let probe = Probe::new(key);
+        let map = self.map.read();
+        match map
+            .get(&probe as &dyn KeyView)
+            .and_then(|chain| chain.iter().rev().find(|v| v.commit_ts <= snapshot_ts))
+        {
+            Some(Version {
+                commit_ts,
+                row: Some(row),
+            }) => Lookup::Live {
+                commit_ts: *commit_ts,
+                row: row.clone(),
+            },
+            Some(Version {
+                commit_ts,
+                row: None,
+            }) => Lookup::Deleted {
+                commit_ts: *commit_ts,
+            },
+            None => Lookup::Absent,
+        }
+    }
+
+    /// Up to `max` keys of `range` in key order, each with its newest version at
+    /// `snapshot_ts` (tombstones included), appended to `out`. Returns the last key looked at
+    /// when the chunk is full (continue after it), or `None` when the range is exhausted.
+    pub fn scan_versions(
+        &self,
+        range: &KeyRange,
+        snapshot_ts: u64,
+        max: usize,
+        out: &mut Vec<Versioned>,
+    ) -> Option<Key> {
+        if range_is_empty(range) {
+            return None;
+        }
+        let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
+        let map = self.map.read();
+        let mut taken = 0;
+        for (key, chain) in map.range::<dyn KeyView, _>((view_bound(&lo), view_bound(&hi))) {
+            if let Some(version) = chain.iter().rev().find(|v| v.commit_ts <= snapshot_ts) {
+                out.push(Versioned {
+                    key: key.key.clone(),
+                    commit_ts: version.commit_ts,
+                    row: version.row.clone(),
+                });
+                taken += 1;
+                if taken >= max {
+                    return Some(key.key.clone());
+                }
+            }
+        }
+        None
     }
 
     /// The newest committed version of `key`: its commit ts and row (`None`: deleted).
@@ -367,17 +458,19 @@ impl HotTable {
         let mut remaining = Vec::new();
         if keys.len() > self.key_count() / 4 {
             let mut map = self.map.write();
-            map.retain(|key, chain| match vacuum_chain(chain, horizon, &key.key) {
-                Pruned::Removed(bytes) => {
-                    freed += bytes;
-                    false
-                }
-                Pruned::Kept { bytes, garbage } => {
-                    freed += bytes;
-                    if garbage {
-                        remaining.push(key.key.clone());
+            map.retain(|key, chain| {
+                match vacuum_chain(chain, horizon, &key.key, self.keep_tombstones) {
+                    Pruned::Removed(bytes) => {
+                        freed += bytes;
+                        false
                     }
-                    true
+                    Pruned::Kept { bytes, garbage } => {
+                        freed += bytes;
+                        if garbage {
+                            remaining.push(key.key.clone());
+                        }
+                        true
+                    }
                 }
             });
         } else {
@@ -388,7 +481,7 @@ impl HotTable {
                     let Some(chain) = map.get_mut(&probe as &dyn KeyView) else {
                         continue;
                     };
-                    match vacuum_chain(chain, horizon, key) {
+                    match vacuum_chain(chain, horizon, key, self.keep_tombstones) {
                         Pruned::Removed(bytes) => {
                             freed += bytes;
                             map.remove(&probe as &dyn KeyView);
@@ -419,14 +512,22 @@ enum Pruned {
     Kept { bytes: usize, garbage: bool },
 }
 
-fn vacuum_chain(chain: &mut Chain, horizon: u64, key: &[u8]) -> Pruned {
+fn vacuum_chain(chain: &mut Chain, horizon: u64, key: &[u8], keep_tombstones: bool) -> Pruned {
     let bytes = prune(chain, horizon);
-    if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
+    let tombstone = chain.len() == 1 && chain[0].row.is_none();
+    if tombstone && keep_tombstones {
+        // The tombstone hides older sources' versions: it stays until a flush writes it.
+        return Pruned::Kept {
+            bytes,
+            garbage: false,
+        };
+    }
+    if tombstone && chain[0].commit_ts <= horizon {
         return Pruned::Removed(bytes + key.len() + 2 * VERSION_OVERHEAD);
     }
     Pruned::Kept {
         bytes,
-        garbage: chain.len() > 1 || chain[0].row.is_none(),
+        garbage: chain.len() > 1 || tombstone,
     }
 }
 
@@ -610,6 +711,45 @@ mod tests {
             assert_eq!(adopted.get(&7u32.to_be_bytes(), 3), None);
             assert_eq!(adopted.get(b"zz", 3), None);
         }
+    }
+
+    /// A hot tier in front of older sources keeps each key's newest tombstone on every write
+    /// path (one by one, bulk build, adopted write set) and through vacuum; old versions
+    /// behind it still go.
+    #[test]
+    fn keeping_tombstones_keeps_the_newest_tombstone() {
+        let one = HotTable::keeping_tombstones();
+        one.apply(&k("gone"), None, 1, 10);
+        one.apply(&k("a"), r("a1"), 2, 0);
+        one.apply(&k("a"), None, 3, 10);
+        one.vacuum(100);
+        assert_eq!(one.lookup(b"gone", 5), Lookup::Deleted { commit_ts: 1 });
+        assert_eq!(one.lookup(b"a", 5), Lookup::Deleted { commit_ts: 3 });
+        assert_eq!(one.lookup(b"a", 2), Lookup::Absent, "a1 was pruned");
+        assert_eq!(one.key_count(), 2);
+        let changes = [(k("b"), None), (k("c"), r("c1"))];
+        let bulk = HotTable::keeping_tombstones();
+        bulk.apply_all(changes.iter().map(|(k, r)| (k, r)), 4, 4, |_, _, _| {});
+        let adopted = HotTable::keeping_tombstones();
+        let mut rows = PendingRows::new();
+        for (key, row) in &changes {
+            rows.insert(key.clone(), pending(row.clone()));
+        }
+        adopted.apply_pending(rows, 4, 4, |_, _, _| {});
+        for t in [&bulk, &adopted] {
+            assert_eq!(t.lookup(b"b", 4), Lookup::Deleted { commit_ts: 4 });
+            assert_eq!(t.lookup(b"c", 4).into_row(), r("c1"));
+            assert_eq!(t.bytes(), 1 + 1 + "c1".len() + 4 * VERSION_OVERHEAD);
+            t.vacuum(100);
+            assert_eq!(t.key_count(), 2);
+        }
+        // Without older sources the same tombstones are dropped, as before.
+        let plain = HotTable::default();
+        plain.apply(&k("gone"), None, 1, 10);
+        plain.apply(&k("a"), r("a1"), 2, 0);
+        plain.apply(&k("a"), None, 3, 10);
+        assert_eq!(plain.key_count(), 0);
+        assert_eq!(plain.bytes(), 0);
     }
 
     #[test]

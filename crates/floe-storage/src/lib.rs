@@ -29,6 +29,7 @@ mod predicate;
 pub mod provider;
 mod recovery;
 mod sequence;
+pub mod source;
 pub mod table;
 pub mod txn;
 
@@ -44,6 +45,7 @@ pub use error::{StorageError, StorageResult};
 pub use index::HotIndex;
 pub use pending::{sync_with_pending_catalog, with_pending_catalog, PendingCatalog};
 pub use provider::{FloeTable, KEY_COLUMN};
+pub use source::{Lookup, Source, Sources, Versioned};
 pub use table::TableData;
 pub use txn::{Isolation, OwnWrites, ReadView, RowCheck, SavepointMark, Txn};
 

@@ -14,6 +14,7 @@ use crate::codec::TableCodec;
 use crate::error::StorageResult;
 use crate::hot::HotTable;
 use crate::index::HotIndex;
+use crate::source::{Sources, LATEST};
 
 /// One table's live state: definition, codec and hot rows.
 #[derive(Debug)]
@@ -90,6 +91,17 @@ impl TableData {
         let def = self.def.indexes.iter().find(|i| i.oid == oid)?;
         let index = self.indexes.iter().find(|i| i.oid == oid)?;
         Some((def, index))
+    }
+
+    /// The table's rows at `snapshot_ts`: every committed read of them goes through here
+    /// ([`crate::source`]).
+    pub fn sources(&self, snapshot_ts: u64) -> Sources<'_> {
+        Sources::new(&self.hot, &[], 0, snapshot_ts)
+    }
+
+    /// The table's newest committed rows (for a writer holding the key's lock).
+    pub fn latest(&self) -> Sources<'_> {
+        self.sources(LATEST)
     }
 
     /// A hidden row id for a new row of a table without a primary key.
