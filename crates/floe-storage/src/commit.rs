@@ -572,8 +572,11 @@ impl Inner {
             let indexed = !table.indexes.is_empty();
             let mut index_rows: Vec<(Key, Option<RowBytes>, Option<RowBytes>)> = Vec::new();
             if commit.truncate {
-                for (key, row) in table.hot.visible_keys(ts) {
-                    delta += table.hot.apply(&key, None, ts, horizon).1;
+                // A table-level marker hides every older version (vacuum frees them); the
+                // rows it hides are still retracted one by one downstream and in the indexes.
+                let hidden = table.hot.visible_keys(ts);
+                table.hot.truncate(ts);
+                for (key, row) in hidden {
                     if indexed {
                         index_rows.push((key.clone(), Some(row.clone()), None));
                     }

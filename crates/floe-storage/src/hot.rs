@@ -17,13 +17,20 @@
 //! A key's version chain is held inline in the map while it has one version (almost every
 //! key): no allocation of its own per row.
 //!
+//! TRUNCATE is a table-level marker, not a tombstone per key: a marker at `T` hides every
+//! version older than `T` from snapshots at or after `T` ("nothing older than T"; rows the
+//! truncating commit writes are at `T` and stay). Vacuum frees the hidden versions once no
+//! snapshot needs them, then forgets the marker (kept while older sources may hold keys it
+//! hides, see [`HotTable::keeping_tombstones`]). Every read of the map honours the markers; the
+//! marker of a snapshot is loaded before the map is read.
+//!
 //! Map keys carry their first eight bytes inline ([`MapKey`]): a lookup's comparisons stay
 //! inside the B-tree node and follow a key's pointer only when the prefixes tie (for integer
 //! keys, only at the match), instead of one cache miss per key compared.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use smallvec::{smallvec, SmallVec};
@@ -85,6 +92,12 @@ pub struct HotTable {
     /// ([`crate::source`]), so only the flush that writes it to a run may drop it. Off while the
     /// hot tier is the table's only source: a tombstone nobody can see past is dropped.
     keep_tombstones: bool,
+    /// TRUNCATE markers, ascending commit ts (see the module doc).
+    truncations: RwLock<Vec<u64>>,
+    /// The newest marker (0: none), read without a lock by every read.
+    newest_truncation: AtomicU64,
+    /// Markers remain whose hidden versions may still be in the map: vacuum visits every key.
+    truncation_garbage: AtomicBool,
 }
 
 /// What applying a change did to a key, for the change stream.
@@ -108,6 +121,34 @@ impl HotTable {
     /// key's versions in older sources).
     pub fn keeps_tombstones(&self) -> bool {
         self.keep_tombstones
+    }
+
+    /// The truncation marker a reader at `snapshot_ts` honours: versions older than it are
+    /// hidden (0: none).
+    pub fn truncated_at(&self, snapshot_ts: u64) -> u64 {
+        let newest = self.newest_truncation.load(Ordering::Acquire);
+        if newest <= snapshot_ts {
+            return newest;
+        }
+        let truncations = self.truncations.read();
+        truncations
+            .iter()
+            .rev()
+            .find(|t| **t <= snapshot_ts)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// TRUNCATE at `commit_ts`: every version older than it is hidden from snapshots at or
+    /// after it. Called by the committer before the commit's own rows are applied.
+    pub fn truncate(&self, commit_ts: u64) {
+        let mut truncations = self.truncations.write();
+        if truncations.last().is_some_and(|t| *t >= commit_ts) {
+            return;
+        }
+        truncations.push(commit_ts);
+        self.newest_truncation.store(commit_ts, Ordering::Release);
+        self.truncation_garbage.store(true, Ordering::Release);
     }
 
     /// Memory held, in bytes (approximate).
@@ -278,10 +319,15 @@ impl HotTable {
                 slot.insert(Chain::new())
             }
         };
-        let old = chain.last().and_then(|v| v.row.clone());
+        // Only the committer writes: the newest marker is the one this commit sees.
+        let truncated_at = self.newest_truncation.load(Ordering::Relaxed);
+        let old = chain
+            .last()
+            .filter(|v| v.commit_ts >= truncated_at)
+            .and_then(|v| v.row.clone());
         chain.push(Version { commit_ts, row });
         delta += (row_len + VERSION_OVERHEAD) as isize;
-        delta -= prune(chain, horizon) as isize;
+        delta -= prune(chain, horizon, self.truncated_at(horizon)) as isize;
         if chain.len() == 1 && chain[0].row.is_none() {
             if chain[0].commit_ts <= horizon && !self.keep_tombstones {
                 map.remove(&probe as &dyn KeyView);
@@ -307,19 +353,21 @@ impl HotTable {
     /// The row visible at `snapshot_ts`.
     pub fn get(&self, key: &[u8], snapshot_ts: u64) -> Option<RowBytes> {
         let probe = Probe::new(key);
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         map.get(&probe as &dyn KeyView)
-            .and_then(|chain| visible(chain, snapshot_ts))
+            .and_then(|chain| visible(chain, snapshot_ts, truncated_at))
     }
 
     /// The newest version of `key` at `snapshot_ts`: a row, a tombstone, or nothing (this
     /// source holds no version of the key that the snapshot can see).
     pub fn lookup(&self, key: &[u8], snapshot_ts: u64) -> Lookup {
         let probe = Probe::new(key);
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         match map
             .get(&probe as &dyn KeyView)
-            .and_then(|chain| chain.iter().rev().find(|v| v.commit_ts <= snapshot_ts))
+            .and_then(|chain| newest_at(chain, snapshot_ts, truncated_at))
         {
             Some(Version {
                 commit_ts,
@@ -352,10 +400,11 @@ impl HotTable {
             return None;
         }
         let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         let mut taken = 0;
         for (key, chain) in map.range::<dyn KeyView, _>((view_bound(&lo), view_bound(&hi))) {
-            if let Some(version) = chain.iter().rev().find(|v| v.commit_ts <= snapshot_ts) {
+            if let Some(version) = newest_at(chain, snapshot_ts, truncated_at) {
                 out.push(Versioned {
                     key: key.key.clone(),
                     commit_ts: version.commit_ts,
@@ -373,21 +422,24 @@ impl HotTable {
     /// The newest committed version of `key`: its commit ts and row (`None`: deleted).
     pub fn latest(&self, key: &[u8]) -> Option<(u64, Option<RowBytes>)> {
         let probe = Probe::new(key);
+        let truncated_at = self.truncated_at(u64::MAX);
         let map = self.map.read();
         map.get(&probe as &dyn KeyView)
             .and_then(|chain| chain.last())
+            .filter(|v| v.commit_ts >= truncated_at)
             .map(|v| (v.commit_ts, v.row.clone()))
     }
 
     /// For each of `keys`: whether its newest committed version is a row (not deleted), under
     /// one read lock (bulk inserts check many keys at once).
     pub fn latest_live_many<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<bool> {
+        let truncated_at = self.truncated_at(u64::MAX);
         let map = self.map.read();
         keys.into_iter()
             .map(|key| {
                 map.get(&Probe::new(key) as &dyn KeyView)
                     .and_then(|chain| chain.last())
-                    .is_some_and(|v| v.row.is_some())
+                    .is_some_and(|v| v.row.is_some() && v.commit_ts >= truncated_at)
             })
             .collect()
     }
@@ -406,10 +458,11 @@ impl HotTable {
             return None;
         }
         let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         let mut taken = 0;
         for (key, chain) in map.range::<dyn KeyView, _>((view_bound(&lo), view_bound(&hi))) {
-            if let Some(row) = visible(chain, snapshot_ts) {
+            if let Some(row) = visible(chain, snapshot_ts, truncated_at) {
                 out.push((key.key.clone(), row));
                 taken += 1;
                 if taken >= max {
@@ -422,21 +475,33 @@ impl HotTable {
 
     /// Every row visible at `snapshot_ts` (for TRUNCATE and table rewrites).
     pub fn visible_keys(&self, snapshot_ts: u64) -> Vec<(Key, RowBytes)> {
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         map.iter()
-            .filter_map(|(k, chain)| visible(chain, snapshot_ts).map(|r| (k.key.clone(), r)))
+            .filter_map(|(k, chain)| {
+                visible(chain, snapshot_ts, truncated_at).map(|r| (k.key.clone(), r))
+            })
             .collect()
     }
 
     /// Every kept version that is a row: `(key, row, ended)` where `ended` is the commit ts of
-    /// the next version of the key (`u64::MAX` for the newest). For building indexes.
+    /// the next version of the key or of the first TRUNCATE after it (`u64::MAX` for the
+    /// newest). For building indexes.
     pub fn versions(&self) -> Vec<(Key, RowBytes, u64)> {
+        let truncations = self.truncations.read().clone();
         let map = self.map.read();
         let mut out = Vec::with_capacity(map.len());
         for (key, chain) in map.iter() {
             for (i, version) in chain.iter().enumerate() {
                 if let Some(row) = &version.row {
-                    let ended = chain.get(i + 1).map_or(u64::MAX, |next| next.commit_ts);
+                    let truncated = truncations
+                        .get(truncations.partition_point(|t| *t <= version.commit_ts))
+                        .copied()
+                        .unwrap_or(u64::MAX);
+                    let ended = chain
+                        .get(i + 1)
+                        .map_or(u64::MAX, |next| next.commit_ts)
+                        .min(truncated);
                     out.push((key.key.clone(), row.clone(), ended));
                 }
             }
@@ -448,18 +513,21 @@ impl HotTable {
     /// since the last vacuum (the whole map when most keys were). Holds the write lock for a
     /// bounded batch of keys at a time, so readers and commits get in between.
     pub fn vacuum(&self, horizon: u64) {
+        let truncated = self.truncation_garbage.swap(false, Ordering::AcqRel);
         let mut keys = std::mem::take(&mut *self.dirty.lock());
-        if keys.is_empty() {
+        if keys.is_empty() && !truncated {
             return;
         }
         keys.sort_unstable();
         keys.dedup();
+        let truncated_at = self.truncated_at(horizon);
         let mut freed = 0usize;
         let mut remaining = Vec::new();
-        if keys.len() > self.key_count() / 4 {
+        // A TRUNCATE hid every key: only a visit of the whole map frees them.
+        if truncated || keys.len() > self.key_count() / 4 {
             let mut map = self.map.write();
             map.retain(|key, chain| {
-                match vacuum_chain(chain, horizon, &key.key, self.keep_tombstones) {
+                match vacuum_chain(chain, horizon, truncated_at, &key.key, self.keep_tombstones) {
                     Pruned::Removed(bytes) => {
                         freed += bytes;
                         false
@@ -481,7 +549,7 @@ impl HotTable {
                     let Some(chain) = map.get_mut(&probe as &dyn KeyView) else {
                         continue;
                     };
-                    match vacuum_chain(chain, horizon, key, self.keep_tombstones) {
+                    match vacuum_chain(chain, horizon, truncated_at, key, self.keep_tombstones) {
                         Pruned::Removed(bytes) => {
                             freed += bytes;
                             map.remove(&probe as &dyn KeyView);
@@ -498,6 +566,25 @@ impl HotTable {
         }
         self.dirty.lock().extend(remaining);
         self.add_bytes(-(freed as isize));
+        if truncated {
+            self.forget_truncations(truncated_at);
+        }
+    }
+
+    /// After a vacuum of the whole map at a horizon whose marker is `truncated_at`: no version
+    /// older than it is left, so the markers up to it hide nothing here. They are forgotten
+    /// unless older sources may hold versions they hide; markers newer than the horizon wait
+    /// for a later vacuum.
+    fn forget_truncations(&self, truncated_at: u64) {
+        let mut truncations = self.truncations.write();
+        if !self.keep_tombstones {
+            truncations.retain(|t| *t > truncated_at);
+            self.newest_truncation
+                .store(truncations.last().copied().unwrap_or(0), Ordering::Release);
+        }
+        if truncations.last().is_some_and(|t| *t > truncated_at) {
+            self.truncation_garbage.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -512,8 +599,18 @@ enum Pruned {
     Kept { bytes: usize, garbage: bool },
 }
 
-fn vacuum_chain(chain: &mut Chain, horizon: u64, key: &[u8], keep_tombstones: bool) -> Pruned {
-    let bytes = prune(chain, horizon);
+fn vacuum_chain(
+    chain: &mut Chain,
+    horizon: u64,
+    truncated_at: u64,
+    key: &[u8],
+    keep_tombstones: bool,
+) -> Pruned {
+    let bytes = prune(chain, horizon, truncated_at);
+    if chain.is_empty() {
+        // Every version was hidden by a TRUNCATE no snapshot is older than.
+        return Pruned::Removed(bytes + key.len() + VERSION_OVERHEAD);
+    }
     let tombstone = chain.len() == 1 && chain[0].row.is_none();
     if tombstone && keep_tombstones {
         // The tombstone hides older sources' versions: it stays until a flush writes it.
@@ -531,20 +628,30 @@ fn vacuum_chain(chain: &mut Chain, horizon: u64, key: &[u8], keep_tombstones: bo
     }
 }
 
-/// The newest version at or before `snapshot_ts`, if it is a row.
-fn visible(chain: &[Version], snapshot_ts: u64) -> Option<RowBytes> {
+/// The newest version at or before `snapshot_ts`, unless a TRUNCATE at `truncated_at` hides
+/// it.
+fn newest_at(chain: &[Version], snapshot_ts: u64, truncated_at: u64) -> Option<&Version> {
     chain
         .iter()
         .rev()
         .find(|v| v.commit_ts <= snapshot_ts)
-        .and_then(|v| v.row.clone())
+        .filter(|v| v.commit_ts >= truncated_at)
 }
 
-/// Removes versions older than the newest one at or before `horizon`; returns bytes freed.
-fn prune(chain: &mut Chain, horizon: u64) -> usize {
-    let Some(keep_from) = chain.iter().rposition(|v| v.commit_ts <= horizon) else {
-        return 0;
-    };
+/// The row [`newest_at`] finds, if it is a row.
+fn visible(chain: &[Version], snapshot_ts: u64, truncated_at: u64) -> Option<RowBytes> {
+    newest_at(chain, snapshot_ts, truncated_at).and_then(|v| v.row.clone())
+}
+
+/// Removes versions older than the newest one at or before `horizon`, and those older than
+/// `truncated_at` (the marker at `horizon`: hidden from every snapshot); returns bytes freed.
+fn prune(chain: &mut Chain, horizon: u64, truncated_at: u64) -> usize {
+    let hidden = chain.partition_point(|v| v.commit_ts < truncated_at);
+    let newest_needed = chain
+        .iter()
+        .rposition(|v| v.commit_ts <= horizon)
+        .unwrap_or(0);
+    let keep_from = hidden.max(newest_needed);
     if keep_from == 0 {
         return 0;
     }
@@ -750,6 +857,55 @@ mod tests {
         plain.apply(&k("a"), None, 3, 10);
         assert_eq!(plain.key_count(), 0);
         assert_eq!(plain.bytes(), 0);
+    }
+
+    /// TRUNCATE at 5 (with a row written by the same commit) hides older versions from
+    /// snapshots at or after 5 on every read path, not from older ones; a vacuum past it frees
+    /// them and forgets the marker.
+    #[test]
+    fn truncation_hides_older_versions_until_vacuum_frees_them() {
+        let t = HotTable::default();
+        t.apply(&k("a"), r("a1"), 1, 0);
+        t.apply(&k("b"), r("b2"), 2, 0);
+        t.truncate(5);
+        t.apply(&k("c"), r("c5"), 5, 0);
+        assert_eq!((t.truncated_at(4), t.truncated_at(5)), (0, 5));
+        assert_eq!(t.get(b"a", 4), r("a1"));
+        assert_eq!(t.get(b"a", 5), None);
+        assert_eq!(t.get(b"c", 5), r("c5"));
+        assert_eq!(t.lookup(b"b", 6), Lookup::Absent);
+        assert_eq!(t.latest(b"b"), None);
+        assert_eq!(t.latest_live_many([&k("a"), &k("c")]), vec![false, true]);
+        let keys = |ts| -> Vec<Key> { t.visible_keys(ts).into_iter().map(|(k, _)| k).collect() };
+        assert_eq!(keys(4), vec![k("a"), k("b")]);
+        assert_eq!(keys(5), vec![k("c")]);
+        let mut versions = Vec::new();
+        t.scan_versions(&(Bound::Unbounded, Bound::Unbounded), 9, 10, &mut versions);
+        assert_eq!(versions.len(), 1);
+        // A write after the TRUNCATE replaces nothing.
+        let (applied, _) = t.apply(&k("a"), r("a6"), 6, 0);
+        assert_eq!(applied.old, None);
+        let ended: Vec<(Key, u64)> = t.versions().into_iter().map(|(k, _, e)| (k, e)).collect();
+        assert_eq!(
+            ended,
+            vec![
+                (k("a"), 5),
+                (k("a"), u64::MAX),
+                (k("b"), 5),
+                (k("c"), u64::MAX)
+            ]
+        );
+        // A snapshot at 4 still needs everything.
+        t.vacuum(4);
+        assert_eq!(t.key_count(), 3);
+        assert_eq!(t.get(b"b", 4), r("b2"));
+        t.vacuum(10);
+        assert_eq!(t.key_count(), 2);
+        assert_eq!(t.truncated_at(u64::MAX), 0);
+        assert_eq!(t.get(b"a", 10), r("a6"));
+        assert_eq!(t.bytes(), 2 * (1 + 2 + 2 * VERSION_OVERHEAD));
+        t.vacuum(10);
+        assert_eq!(t.key_count(), 2);
     }
 
     #[test]

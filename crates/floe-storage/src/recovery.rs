@@ -168,9 +168,10 @@ fn replay(
             match entry {
                 LogEntry::Truncate { table_id } => {
                     if let Some(table) = tables.get(&table_id) {
-                        for (key, _) in table.hot.visible_keys(ts) {
-                            table.hot.apply(&key, None, ts, ts);
-                        }
+                        // No snapshot is older than the record being replayed: what the
+                        // marker hides is freed at once.
+                        table.hot.truncate(ts);
+                        table.hot.vacuum(ts);
                     }
                 }
                 LogEntry::Rows { table_id, ipc } => {

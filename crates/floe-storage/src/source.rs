@@ -23,9 +23,12 @@
 //! - a source that is not the oldest keeps a key's tombstone as long as an older source may
 //!   hold a version of the key ([`crate::hot::HotTable::keeping_tombstones`]).
 //!
-//! Hot path: with the hot tier as the only source and no truncation marker, every read is the
-//! hot tier's own (no merge, no extra allocation, no dynamic dispatch); the merge runs only
-//! when older sources exist.
+//! The truncation markers are the hot tier's ([`HotTable::truncate`]): it honours them in its
+//! own reads, and [`Sources`] applies the one of its snapshot to the older sources.
+//!
+//! Hot path: with the hot tier as the only source, every read is the hot tier's own (no
+//! merge, no extra allocation, no dynamic dispatch); the merge runs only when older sources
+//! exist.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -165,9 +168,10 @@ impl<'a> Sources<'a> {
         self.snapshot_ts
     }
 
-    /// Whether the hot tier answers every read alone (no older source, no marker).
+    /// Whether the hot tier answers every read alone (no older source; the hot tier honours
+    /// the truncation markers itself).
     fn hot_only(&self) -> bool {
-        self.older.is_empty() && self.truncated_at == 0
+        self.older.is_empty()
     }
 
     /// The merged newest version of `key`: the first source that knows the key answers
@@ -369,6 +373,7 @@ mod tests {
         let hot = HotTable::keeping_tombstones();
         hot.apply(&k("b"), r("b2"), 3, 0);
         // TRUNCATE at 5 and, in the same commit, a new row.
+        hot.truncate(5);
         hot.apply(&k("c"), r("c5"), 5, 0);
         hot.apply(&k("d"), r("d6"), 6, 0);
         let older: Vec<Arc<dyn Source>> = vec![Arc::new(cold)];
@@ -465,6 +470,9 @@ mod tests {
         }
         let mut layered = tables.into_iter().rev();
         let hot = layered.next().expect("one layer at least");
+        for ts in &truncations {
+            hot.truncate(*ts);
+        }
         let older: Vec<Arc<dyn Source>> = layered.map(|t| Arc::new(t) as Arc<dyn Source>).collect();
         for snapshot in 0..=commits + 1 {
             let truncated_at = truncations
@@ -485,6 +493,7 @@ mod tests {
                     ))
                 })
                 .collect();
+            assert_eq!(hot.truncated_at(snapshot), truncated_at);
             let sources = Sources::new(&hot, &older, truncated_at, snapshot);
             for max in [1, 2, 3, 1000] {
                 assert_eq!(

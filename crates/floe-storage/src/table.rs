@@ -96,7 +96,12 @@ impl TableData {
     /// The table's rows at `snapshot_ts`: every committed read of them goes through here
     /// ([`crate::source`]).
     pub fn sources(&self, snapshot_ts: u64) -> Sources<'_> {
-        Sources::new(&self.hot, &[], 0, snapshot_ts)
+        Sources::new(
+            &self.hot,
+            &[],
+            self.hot.truncated_at(snapshot_ts),
+            snapshot_ts,
+        )
     }
 
     /// The table's newest committed rows (for a writer holding the key's lock).
