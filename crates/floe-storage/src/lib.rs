@@ -2,7 +2,11 @@
 //!
 //! Owns the commit clock, the commit log, checkpoints and catalog (RocksDB), the MVCC hot tier,
 //! row and advisory locks, transactions, sequences, the change stream and the DataFusion
-//! `TableProvider` over it all.
+//! `TableProvider` over it all. Modules are named by the noun they own: `db` (the handle
+//! sessions hold), `table`, `commit`, `recovery`, `checkpoint`, `sequence`, `hot`, `index`,
+//! `source` (the read seam: every read of a table's committed rows goes through
+//! [`TableData::sources`], which merges its sources newest-wins; see
+//! `docs/design/0009-storage-read-seam.md`).
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!

@@ -57,7 +57,7 @@ impl TableData {
 
     /// Live state for `def`, a new definition of `old`'s table with the same row layout: the
     /// same rows, kept indexes shared, new indexes built over the rows now (a duplicate key
-    /// fails a new unique index with [`StorageError::DuplicateInIndex`]).
+    /// fails a new unique index with [`crate::StorageError::DuplicateInIndex`]).
     pub fn redefined(def: Arc<TableDef>, old: &TableData) -> StorageResult<TableData> {
         let codec = Arc::new(TableCodec::new(&def)?);
         let mut indexes = Vec::with_capacity(def.indexes.len());
