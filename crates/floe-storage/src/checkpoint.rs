@@ -60,9 +60,10 @@ use std::time::Duration;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use crate::codec::{Key, RowBytes};
-use crate::db::{cf, Inner, TableData};
+use crate::db::{cf, Inner};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
+use crate::table::TableData;
 
 /// Column family of checkpoints.
 pub(crate) const CF_CHECKPOINT: &str = "checkpoint";

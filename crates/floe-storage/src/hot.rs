@@ -17,19 +17,27 @@
 //! A key's version chain is held inline in the map while it has one version (almost every
 //! key): no allocation of its own per row.
 //!
+//! TRUNCATE is a table-level marker, not a tombstone per key: a marker at `T` hides every
+//! version older than `T` from snapshots at or after `T` ("nothing older than T"; rows the
+//! truncating commit writes are at `T` and stay). Vacuum frees the hidden versions once no
+//! snapshot needs them, then forgets the marker (kept while older sources may hold keys it
+//! hides, see [`HotTable::keeping_tombstones`]). Every read of the map honours the markers; the
+//! marker of a snapshot is loaded before the map is read.
+//!
 //! Map keys carry their first eight bytes inline ([`MapKey`]): a lookup's comparisons stay
 //! inside the B-tree node and follow a key's pointer only when the prefixes tie (for integer
 //! keys, only at the match), instead of one cache miss per key compared.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use smallvec::{smallvec, SmallVec};
 
 use crate::codec::{Key, RowBytes};
 use crate::keymap::{probe_bound, range_is_empty, view_bound, KeyMap, KeyView, MapKey, Probe};
+use crate::source::{Lookup, Versioned};
 
 /// Bytes charged per version on top of key and row (chain slot, map node share).
 const VERSION_OVERHEAD: usize = 48;
@@ -79,6 +87,17 @@ pub struct HotTable {
     /// visits these instead of the whole map, so its cost follows the writes since the last
     /// one, not the table's size.
     dirty: Mutex<Vec<Key>>,
+    /// Whether a key's tombstone stays after no snapshot needs it any more: when older sources
+    /// (cold runs) may hold the key, the tombstone is what hides their versions
+    /// ([`crate::source`]), so only the flush that writes it to a run may drop it. Off while the
+    /// hot tier is the table's only source: a tombstone nobody can see past is dropped.
+    keep_tombstones: bool,
+    /// TRUNCATE markers, ascending commit ts (see the module doc).
+    truncations: RwLock<Vec<u64>>,
+    /// The newest marker (0: none), read without a lock by every read.
+    newest_truncation: AtomicU64,
+    /// Markers remain whose hidden versions may still be in the map: vacuum visits every key.
+    truncation_garbage: AtomicBool,
 }
 
 /// What applying a change did to a key, for the change stream.
@@ -88,6 +107,50 @@ pub struct Applied {
 }
 
 impl HotTable {
+    /// An empty hot tier that keeps every key's newest tombstone (see
+    /// [`HotTable::keeps_tombstones`]): for a table whose older versions may live in other
+    /// sources.
+    pub fn keeping_tombstones() -> HotTable {
+        HotTable {
+            keep_tombstones: true,
+            ..HotTable::default()
+        }
+    }
+
+    /// Whether a key's newest tombstone is kept even when no snapshot needs it (it hides the
+    /// key's versions in older sources).
+    pub fn keeps_tombstones(&self) -> bool {
+        self.keep_tombstones
+    }
+
+    /// The truncation marker a reader at `snapshot_ts` honours: versions older than it are
+    /// hidden (0: none).
+    pub fn truncated_at(&self, snapshot_ts: u64) -> u64 {
+        let newest = self.newest_truncation.load(Ordering::Acquire);
+        if newest <= snapshot_ts {
+            return newest;
+        }
+        let truncations = self.truncations.read();
+        truncations
+            .iter()
+            .rev()
+            .find(|t| **t <= snapshot_ts)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// TRUNCATE at `commit_ts`: every version older than it is hidden from snapshots at or
+    /// after it. Called by the committer before the commit's own rows are applied.
+    pub fn truncate(&self, commit_ts: u64) {
+        let mut truncations = self.truncations.write();
+        if truncations.last().is_some_and(|t| *t >= commit_ts) {
+            return;
+        }
+        truncations.push(commit_ts);
+        self.newest_truncation.store(commit_ts, Ordering::Release);
+        self.truncation_garbage.store(true, Ordering::Release);
+    }
+
     /// Memory held, in bytes (approximate).
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
@@ -156,6 +219,7 @@ impl HotTable {
             );
         }
         let mut delta: isize = 0;
+        let keep_tombstones = self.keep_tombstones;
         let adopted = rows.into_map_retaining(|key, chain| {
             chain.truncate(1);
             let version = &mut chain[0];
@@ -164,6 +228,10 @@ impl HotTable {
             match &version.row {
                 Some(row) => {
                     delta += (key.key.len() + row.len() + 2 * VERSION_OVERHEAD) as isize;
+                    true
+                }
+                None if keep_tombstones => {
+                    delta += (key.key.len() + 2 * VERSION_OVERHEAD) as isize;
                     true
                 }
                 // Deleting a key that has no versions: nothing to record.
@@ -198,17 +266,18 @@ impl HotTable {
                 continue;
             }
             last = Some(key);
-            let Some(new) = row else {
+            if row.is_none() && !self.keep_tombstones {
                 // Deleting a key that has no versions: nothing to record.
                 each(key, Applied { old: None }, row);
                 continue;
-            };
-            delta += (key.len() + new.len() + 2 * VERSION_OVERHEAD) as isize;
+            }
+            delta +=
+                (key.len() + row.as_ref().map_or(0, |r| r.len()) + 2 * VERSION_OVERHEAD) as isize;
             sorted.push((
                 MapKey::new(key),
                 smallvec![Version {
                     commit_ts,
-                    row: Some(new.clone()),
+                    row: row.clone(),
                 }],
             ));
             each(key, Applied { old: None }, row);
@@ -241,22 +310,32 @@ impl HotTable {
         let chain = match map.entry(MapKey::new(key)) {
             std::collections::btree_map::Entry::Occupied(chain) => chain.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
-                if row.is_none() {
-                    // Deleting a key that has no versions: nothing to record.
+                if row.is_none() && !self.keep_tombstones {
+                    // Deleting a key that has no versions: nothing to record (unless an older
+                    // source may hold it: then the tombstone hides it there).
                     return (Applied { old: None }, 0);
                 }
                 delta += (key.len() + VERSION_OVERHEAD) as isize;
                 slot.insert(Chain::new())
             }
         };
-        let old = chain.last().and_then(|v| v.row.clone());
+        // Only the committer writes: the newest marker is the one this commit sees.
+        let truncated_at = self.newest_truncation.load(Ordering::Relaxed);
+        let old = chain
+            .last()
+            .filter(|v| v.commit_ts >= truncated_at)
+            .and_then(|v| v.row.clone());
         chain.push(Version { commit_ts, row });
         delta += (row_len + VERSION_OVERHEAD) as isize;
-        delta -= prune(chain, horizon) as isize;
-        if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
-            map.remove(&probe as &dyn KeyView);
-            delta -= (key.len() + 2 * VERSION_OVERHEAD) as isize;
-        } else if chain.len() > 1 || chain[0].row.is_none() {
+        delta -= prune(chain, horizon, self.truncated_at(horizon)) as isize;
+        if chain.len() == 1 && chain[0].row.is_none() {
+            if chain[0].commit_ts <= horizon && !self.keep_tombstones {
+                map.remove(&probe as &dyn KeyView);
+                delta -= (key.len() + 2 * VERSION_OVERHEAD) as isize;
+            } else if !self.keep_tombstones {
+                self.dirty.lock().push(key.clone());
+            }
+        } else if chain.len() > 1 {
             self.dirty.lock().push(key.clone());
         }
         self.add_bytes(delta);
@@ -274,29 +353,93 @@ impl HotTable {
     /// The row visible at `snapshot_ts`.
     pub fn get(&self, key: &[u8], snapshot_ts: u64) -> Option<RowBytes> {
         let probe = Probe::new(key);
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         map.get(&probe as &dyn KeyView)
-            .and_then(|chain| visible(chain, snapshot_ts))
+            .and_then(|chain| visible(chain, snapshot_ts, truncated_at))
+    }
+
+    /// The newest version of `key` at `snapshot_ts`: a row, a tombstone, or nothing (this
+    /// source holds no version of the key that the snapshot can see).
+    pub fn lookup(&self, key: &[u8], snapshot_ts: u64) -> Lookup {
+        let probe = Probe::new(key);
+        let truncated_at = self.truncated_at(snapshot_ts);
+        let map = self.map.read();
+        match map
+            .get(&probe as &dyn KeyView)
+            .and_then(|chain| newest_at(chain, snapshot_ts, truncated_at))
+        {
+            Some(Version {
+                commit_ts,
+                row: Some(row),
+            }) => Lookup::Live {
+                commit_ts: *commit_ts,
+                row: row.clone(),
+            },
+            Some(Version {
+                commit_ts,
+                row: None,
+            }) => Lookup::Deleted {
+                commit_ts: *commit_ts,
+            },
+            None => Lookup::Absent,
+        }
+    }
+
+    /// Up to `max` keys of `range` in key order, each with its newest version at
+    /// `snapshot_ts` (tombstones included), appended to `out`. Returns the last key looked at
+    /// when the chunk is full (continue after it), or `None` when the range is exhausted.
+    pub fn scan_versions(
+        &self,
+        range: &KeyRange,
+        snapshot_ts: u64,
+        max: usize,
+        out: &mut Vec<Versioned>,
+    ) -> Option<Key> {
+        if range_is_empty(range) {
+            return None;
+        }
+        let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
+        let truncated_at = self.truncated_at(snapshot_ts);
+        let map = self.map.read();
+        let mut taken = 0;
+        for (key, chain) in map.range::<dyn KeyView, _>((view_bound(&lo), view_bound(&hi))) {
+            if let Some(version) = newest_at(chain, snapshot_ts, truncated_at) {
+                out.push(Versioned {
+                    key: key.key.clone(),
+                    commit_ts: version.commit_ts,
+                    row: version.row.clone(),
+                });
+                taken += 1;
+                if taken >= max {
+                    return Some(key.key.clone());
+                }
+            }
+        }
+        None
     }
 
     /// The newest committed version of `key`: its commit ts and row (`None`: deleted).
     pub fn latest(&self, key: &[u8]) -> Option<(u64, Option<RowBytes>)> {
         let probe = Probe::new(key);
+        let truncated_at = self.truncated_at(u64::MAX);
         let map = self.map.read();
         map.get(&probe as &dyn KeyView)
             .and_then(|chain| chain.last())
+            .filter(|v| v.commit_ts >= truncated_at)
             .map(|v| (v.commit_ts, v.row.clone()))
     }
 
     /// For each of `keys`: whether its newest committed version is a row (not deleted), under
     /// one read lock (bulk inserts check many keys at once).
     pub fn latest_live_many<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<bool> {
+        let truncated_at = self.truncated_at(u64::MAX);
         let map = self.map.read();
         keys.into_iter()
             .map(|key| {
                 map.get(&Probe::new(key) as &dyn KeyView)
                     .and_then(|chain| chain.last())
-                    .is_some_and(|v| v.row.is_some())
+                    .is_some_and(|v| v.row.is_some() && v.commit_ts >= truncated_at)
             })
             .collect()
     }
@@ -315,10 +458,11 @@ impl HotTable {
             return None;
         }
         let (lo, hi) = (probe_bound(&range.0), probe_bound(&range.1));
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         let mut taken = 0;
         for (key, chain) in map.range::<dyn KeyView, _>((view_bound(&lo), view_bound(&hi))) {
-            if let Some(row) = visible(chain, snapshot_ts) {
+            if let Some(row) = visible(chain, snapshot_ts, truncated_at) {
                 out.push((key.key.clone(), row));
                 taken += 1;
                 if taken >= max {
@@ -331,21 +475,33 @@ impl HotTable {
 
     /// Every row visible at `snapshot_ts` (for TRUNCATE and table rewrites).
     pub fn visible_keys(&self, snapshot_ts: u64) -> Vec<(Key, RowBytes)> {
+        let truncated_at = self.truncated_at(snapshot_ts);
         let map = self.map.read();
         map.iter()
-            .filter_map(|(k, chain)| visible(chain, snapshot_ts).map(|r| (k.key.clone(), r)))
+            .filter_map(|(k, chain)| {
+                visible(chain, snapshot_ts, truncated_at).map(|r| (k.key.clone(), r))
+            })
             .collect()
     }
 
     /// Every kept version that is a row: `(key, row, ended)` where `ended` is the commit ts of
-    /// the next version of the key (`u64::MAX` for the newest). For building indexes.
+    /// the next version of the key or of the first TRUNCATE after it (`u64::MAX` for the
+    /// newest). For building indexes.
     pub fn versions(&self) -> Vec<(Key, RowBytes, u64)> {
+        let truncations = self.truncations.read().clone();
         let map = self.map.read();
         let mut out = Vec::with_capacity(map.len());
         for (key, chain) in map.iter() {
             for (i, version) in chain.iter().enumerate() {
                 if let Some(row) = &version.row {
-                    let ended = chain.get(i + 1).map_or(u64::MAX, |next| next.commit_ts);
+                    let truncated = truncations
+                        .get(truncations.partition_point(|t| *t <= version.commit_ts))
+                        .copied()
+                        .unwrap_or(u64::MAX);
+                    let ended = chain
+                        .get(i + 1)
+                        .map_or(u64::MAX, |next| next.commit_ts)
+                        .min(truncated);
                     out.push((key.key.clone(), row.clone(), ended));
                 }
             }
@@ -357,27 +513,32 @@ impl HotTable {
     /// since the last vacuum (the whole map when most keys were). Holds the write lock for a
     /// bounded batch of keys at a time, so readers and commits get in between.
     pub fn vacuum(&self, horizon: u64) {
+        let truncated = self.truncation_garbage.swap(false, Ordering::AcqRel);
         let mut keys = std::mem::take(&mut *self.dirty.lock());
-        if keys.is_empty() {
+        if keys.is_empty() && !truncated {
             return;
         }
         keys.sort_unstable();
         keys.dedup();
+        let truncated_at = self.truncated_at(horizon);
         let mut freed = 0usize;
         let mut remaining = Vec::new();
-        if keys.len() > self.key_count() / 4 {
+        // A TRUNCATE hid every key: only a visit of the whole map frees them.
+        if truncated || keys.len() > self.key_count() / 4 {
             let mut map = self.map.write();
-            map.retain(|key, chain| match vacuum_chain(chain, horizon, &key.key) {
-                Pruned::Removed(bytes) => {
-                    freed += bytes;
-                    false
-                }
-                Pruned::Kept { bytes, garbage } => {
-                    freed += bytes;
-                    if garbage {
-                        remaining.push(key.key.clone());
+            map.retain(|key, chain| {
+                match vacuum_chain(chain, horizon, truncated_at, &key.key, self.keep_tombstones) {
+                    Pruned::Removed(bytes) => {
+                        freed += bytes;
+                        false
                     }
-                    true
+                    Pruned::Kept { bytes, garbage } => {
+                        freed += bytes;
+                        if garbage {
+                            remaining.push(key.key.clone());
+                        }
+                        true
+                    }
                 }
             });
         } else {
@@ -388,7 +549,7 @@ impl HotTable {
                     let Some(chain) = map.get_mut(&probe as &dyn KeyView) else {
                         continue;
                     };
-                    match vacuum_chain(chain, horizon, key) {
+                    match vacuum_chain(chain, horizon, truncated_at, key, self.keep_tombstones) {
                         Pruned::Removed(bytes) => {
                             freed += bytes;
                             map.remove(&probe as &dyn KeyView);
@@ -405,6 +566,25 @@ impl HotTable {
         }
         self.dirty.lock().extend(remaining);
         self.add_bytes(-(freed as isize));
+        if truncated {
+            self.forget_truncations(truncated_at);
+        }
+    }
+
+    /// After a vacuum of the whole map at a horizon whose marker is `truncated_at`: no version
+    /// older than it is left, so the markers up to it hide nothing here. They are forgotten
+    /// unless older sources may hold versions they hide; markers newer than the horizon wait
+    /// for a later vacuum.
+    fn forget_truncations(&self, truncated_at: u64) {
+        let mut truncations = self.truncations.write();
+        if !self.keep_tombstones {
+            truncations.retain(|t| *t > truncated_at);
+            self.newest_truncation
+                .store(truncations.last().copied().unwrap_or(0), Ordering::Release);
+        }
+        if truncations.last().is_some_and(|t| *t > truncated_at) {
+            self.truncation_garbage.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -419,31 +599,59 @@ enum Pruned {
     Kept { bytes: usize, garbage: bool },
 }
 
-fn vacuum_chain(chain: &mut Chain, horizon: u64, key: &[u8]) -> Pruned {
-    let bytes = prune(chain, horizon);
-    if chain.len() == 1 && chain[0].row.is_none() && chain[0].commit_ts <= horizon {
+fn vacuum_chain(
+    chain: &mut Chain,
+    horizon: u64,
+    truncated_at: u64,
+    key: &[u8],
+    keep_tombstones: bool,
+) -> Pruned {
+    let bytes = prune(chain, horizon, truncated_at);
+    if chain.is_empty() {
+        // Every version was hidden by a TRUNCATE no snapshot is older than.
+        return Pruned::Removed(bytes + key.len() + VERSION_OVERHEAD);
+    }
+    let tombstone = chain.len() == 1 && chain[0].row.is_none();
+    if tombstone && keep_tombstones {
+        // The tombstone hides older sources' versions: it stays until a flush writes it.
+        return Pruned::Kept {
+            bytes,
+            garbage: false,
+        };
+    }
+    if tombstone && chain[0].commit_ts <= horizon {
         return Pruned::Removed(bytes + key.len() + 2 * VERSION_OVERHEAD);
     }
     Pruned::Kept {
         bytes,
-        garbage: chain.len() > 1 || chain[0].row.is_none(),
+        garbage: chain.len() > 1 || tombstone,
     }
 }
 
-/// The newest version at or before `snapshot_ts`, if it is a row.
-fn visible(chain: &[Version], snapshot_ts: u64) -> Option<RowBytes> {
+/// The newest version at or before `snapshot_ts`, unless a TRUNCATE at `truncated_at` hides
+/// it.
+fn newest_at(chain: &[Version], snapshot_ts: u64, truncated_at: u64) -> Option<&Version> {
     chain
         .iter()
         .rev()
         .find(|v| v.commit_ts <= snapshot_ts)
-        .and_then(|v| v.row.clone())
+        .filter(|v| v.commit_ts >= truncated_at)
 }
 
-/// Removes versions older than the newest one at or before `horizon`; returns bytes freed.
-fn prune(chain: &mut Chain, horizon: u64) -> usize {
-    let Some(keep_from) = chain.iter().rposition(|v| v.commit_ts <= horizon) else {
-        return 0;
-    };
+/// The row [`newest_at`] finds, if it is a row.
+fn visible(chain: &[Version], snapshot_ts: u64, truncated_at: u64) -> Option<RowBytes> {
+    newest_at(chain, snapshot_ts, truncated_at).and_then(|v| v.row.clone())
+}
+
+/// Removes versions older than the newest one at or before `horizon`, and those older than
+/// `truncated_at` (the marker at `horizon`: hidden from every snapshot); returns bytes freed.
+fn prune(chain: &mut Chain, horizon: u64, truncated_at: u64) -> usize {
+    let hidden = chain.partition_point(|v| v.commit_ts < truncated_at);
+    let newest_needed = chain
+        .iter()
+        .rposition(|v| v.commit_ts <= horizon)
+        .unwrap_or(0);
+    let keep_from = hidden.max(newest_needed);
     if keep_from == 0 {
         return 0;
     }
@@ -610,6 +818,94 @@ mod tests {
             assert_eq!(adopted.get(&7u32.to_be_bytes(), 3), None);
             assert_eq!(adopted.get(b"zz", 3), None);
         }
+    }
+
+    /// A hot tier in front of older sources keeps each key's newest tombstone on every write
+    /// path (one by one, bulk build, adopted write set) and through vacuum; old versions
+    /// behind it still go.
+    #[test]
+    fn keeping_tombstones_keeps_the_newest_tombstone() {
+        let one = HotTable::keeping_tombstones();
+        one.apply(&k("gone"), None, 1, 10);
+        one.apply(&k("a"), r("a1"), 2, 0);
+        one.apply(&k("a"), None, 3, 10);
+        one.vacuum(100);
+        assert_eq!(one.lookup(b"gone", 5), Lookup::Deleted { commit_ts: 1 });
+        assert_eq!(one.lookup(b"a", 5), Lookup::Deleted { commit_ts: 3 });
+        assert_eq!(one.lookup(b"a", 2), Lookup::Absent, "a1 was pruned");
+        assert_eq!(one.key_count(), 2);
+        let changes = [(k("b"), None), (k("c"), r("c1"))];
+        let bulk = HotTable::keeping_tombstones();
+        bulk.apply_all(changes.iter().map(|(k, r)| (k, r)), 4, 4, |_, _, _| {});
+        let adopted = HotTable::keeping_tombstones();
+        let mut rows = PendingRows::new();
+        for (key, row) in &changes {
+            rows.insert(key.clone(), pending(row.clone()));
+        }
+        adopted.apply_pending(rows, 4, 4, |_, _, _| {});
+        for t in [&bulk, &adopted] {
+            assert_eq!(t.lookup(b"b", 4), Lookup::Deleted { commit_ts: 4 });
+            assert_eq!(t.lookup(b"c", 4).into_row(), r("c1"));
+            assert_eq!(t.bytes(), 1 + 1 + "c1".len() + 4 * VERSION_OVERHEAD);
+            t.vacuum(100);
+            assert_eq!(t.key_count(), 2);
+        }
+        // Without older sources the same tombstones are dropped, as before.
+        let plain = HotTable::default();
+        plain.apply(&k("gone"), None, 1, 10);
+        plain.apply(&k("a"), r("a1"), 2, 0);
+        plain.apply(&k("a"), None, 3, 10);
+        assert_eq!(plain.key_count(), 0);
+        assert_eq!(plain.bytes(), 0);
+    }
+
+    /// TRUNCATE at 5 (with a row written by the same commit) hides older versions from
+    /// snapshots at or after 5 on every read path, not from older ones; a vacuum past it frees
+    /// them and forgets the marker.
+    #[test]
+    fn truncation_hides_older_versions_until_vacuum_frees_them() {
+        let t = HotTable::default();
+        t.apply(&k("a"), r("a1"), 1, 0);
+        t.apply(&k("b"), r("b2"), 2, 0);
+        t.truncate(5);
+        t.apply(&k("c"), r("c5"), 5, 0);
+        assert_eq!((t.truncated_at(4), t.truncated_at(5)), (0, 5));
+        assert_eq!(t.get(b"a", 4), r("a1"));
+        assert_eq!(t.get(b"a", 5), None);
+        assert_eq!(t.get(b"c", 5), r("c5"));
+        assert_eq!(t.lookup(b"b", 6), Lookup::Absent);
+        assert_eq!(t.latest(b"b"), None);
+        assert_eq!(t.latest_live_many([&k("a"), &k("c")]), vec![false, true]);
+        let keys = |ts| -> Vec<Key> { t.visible_keys(ts).into_iter().map(|(k, _)| k).collect() };
+        assert_eq!(keys(4), vec![k("a"), k("b")]);
+        assert_eq!(keys(5), vec![k("c")]);
+        let mut versions = Vec::new();
+        t.scan_versions(&(Bound::Unbounded, Bound::Unbounded), 9, 10, &mut versions);
+        assert_eq!(versions.len(), 1);
+        // A write after the TRUNCATE replaces nothing.
+        let (applied, _) = t.apply(&k("a"), r("a6"), 6, 0);
+        assert_eq!(applied.old, None);
+        let ended: Vec<(Key, u64)> = t.versions().into_iter().map(|(k, _, e)| (k, e)).collect();
+        assert_eq!(
+            ended,
+            vec![
+                (k("a"), 5),
+                (k("a"), u64::MAX),
+                (k("b"), 5),
+                (k("c"), u64::MAX)
+            ]
+        );
+        // A snapshot at 4 still needs everything.
+        t.vacuum(4);
+        assert_eq!(t.key_count(), 3);
+        assert_eq!(t.get(b"b", 4), r("b2"));
+        t.vacuum(10);
+        assert_eq!(t.key_count(), 2);
+        assert_eq!(t.truncated_at(u64::MAX), 0);
+        assert_eq!(t.get(b"a", 10), r("a6"));
+        assert_eq!(t.bytes(), 2 * (1 + 2 + 2 * VERSION_OVERHEAD));
+        t.vacuum(10);
+        assert_eq!(t.key_count(), 2);
     }
 
     #[test]

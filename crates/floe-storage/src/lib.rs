@@ -2,7 +2,11 @@
 //!
 //! Owns the commit clock, the commit log, checkpoints and catalog (RocksDB), the MVCC hot tier,
 //! row and advisory locks, transactions, sequences, the change stream and the DataFusion
-//! `TableProvider` over it all.
+//! `TableProvider` over it all. Modules are named by the noun they own: `db` (the handle
+//! sessions hold), `table`, `commit`, `recovery`, `checkpoint`, `sequence`, `hot`, `index`,
+//! `source` (the read seam: every read of a table's committed rows goes through
+//! [`TableData::sources`], which merges its sources newest-wins; see
+//! `docs/design/0009-storage-read-seam.md`).
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
@@ -16,6 +20,7 @@ pub mod catalog;
 pub mod changes;
 pub mod checkpoint;
 pub mod codec;
+mod commit;
 pub mod db;
 pub mod error;
 pub mod hot;
@@ -26,6 +31,10 @@ pub mod numeric_key;
 pub mod pending;
 mod predicate;
 pub mod provider;
+mod recovery;
+mod sequence;
+pub mod source;
+pub mod table;
 pub mod txn;
 
 pub use catalog::{
@@ -35,11 +44,13 @@ pub use catalog::{
 pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
 pub use checkpoint::{CheckpointFailpoint, CheckpointInfo};
 pub use codec::{Key, RowBytes, TableCodec};
-pub use db::{Db, DbOptions, Snapshot, TableData, DEFAULT_CHECKPOINT_LOG_BYTES};
+pub use db::{Db, DbOptions, Snapshot, DEFAULT_CHECKPOINT_LOG_BYTES};
 pub use error::{StorageError, StorageResult};
 pub use index::HotIndex;
 pub use pending::{sync_with_pending_catalog, with_pending_catalog, PendingCatalog};
 pub use provider::{FloeTable, KEY_COLUMN};
+pub use source::{Lookup, Source, Sources, Versioned};
+pub use table::TableData;
 pub use txn::{Isolation, OwnWrites, ReadView, RowCheck, SavepointMark, Txn};
 
 /// The database every server has from the start.

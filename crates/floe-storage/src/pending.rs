@@ -29,7 +29,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::catalog::{Catalog, CatalogChange};
-use crate::db::TableData;
+use crate::table::TableData;
 
 tokio::task_local! {
     static SESSION_PENDING: Arc<PendingCatalog>;

@@ -37,7 +37,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::codec::Key;
-use crate::db::{Inner, Snapshot, TableCommit};
+use crate::commit::TableCommit;
+use crate::db::{Inner, Snapshot};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
 use crate::lock::TxnId;

@@ -39,8 +39,9 @@ use datafusion::physical_plan::{
 };
 
 use crate::codec::{Key, RowBytes};
-use crate::db::{Db, TableData};
+use crate::db::Db;
 use crate::hot::KeyRange;
+use crate::table::TableData;
 use crate::txn::ReadView;
 
 /// Name of the hidden column holding a row's key (DML only).
@@ -474,10 +475,10 @@ impl ScanState {
             let committed = if self.skip_committed {
                 Vec::new()
             } else {
-                let snapshot_ts = self.view.snapshot_ts();
+                let sources = self.table.sources(self.view.snapshot_ts());
                 keys.into_iter()
                     .filter_map(|key| {
-                        let row = self.table.hot.get(&key, snapshot_ts)?;
+                        let row = sources.get(&key)?;
                         Some((key, row))
                     })
                     .collect()
@@ -494,9 +495,8 @@ impl ScanState {
             let last = if self.skip_committed {
                 None
             } else {
-                self.table.hot.scan_chunk(
+                self.table.sources(self.view.snapshot_ts()).scan_chunk(
                     &self.range,
-                    self.view.snapshot_ts(),
                     BATCH_ROWS.min(self.remaining),
                     &mut committed,
                 )

@@ -22,7 +22,8 @@ use parking_lot::Mutex;
 
 use crate::catalog::CatalogChange;
 use crate::codec::{Key, RowBytes, RECORD_PREFIX};
-use crate::db::{CommitBody, Db, Snapshot, TableCommit, TableData};
+use crate::commit::{CommitBody, TableCommit};
+use crate::db::{Db, Snapshot};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::{into_pending_row, pending, pending_row, KeyRange, PendingRows};
 use crate::index::HotIndex;
@@ -30,6 +31,7 @@ use crate::keymap::Slot;
 use crate::lock::TxnId;
 use crate::pending::PendingCatalog;
 use crate::predicate::{Predicate, SerialXact};
+use crate::table::TableData;
 
 /// The lock "table" of DDL name locks (no relation or index has this OID).
 const NAME_LOCK_SPACE: u32 = u32::MAX;
@@ -234,7 +236,7 @@ impl ReadView {
                 }
             }
         }
-        Ok(table.hot.get(key, self.snapshot.ts))
+        Ok(table.sources(self.snapshot.ts).get(key))
     }
 
     /// The transaction's writes to `table_id` within `range`.
@@ -494,14 +496,13 @@ impl Txn {
         if let Some(own) = self.own_row(table.def.id, key) {
             return Ok(RowCheck::Current(own));
         }
-        let latest = table.hot.latest(key);
-        match latest {
-            Some((commit_ts, row)) if commit_ts > view.snapshot_ts() => match self.isolation {
-                Isolation::ReadCommitted => Ok(RowCheck::Changed(row)),
+        let latest = table.latest().lookup(key);
+        match latest.commit_ts() {
+            Some(commit_ts) if commit_ts > view.snapshot_ts() => match self.isolation {
+                Isolation::ReadCommitted => Ok(RowCheck::Changed(latest.into_row())),
                 _ => Err(StorageError::SerializationFailure),
             },
-            Some((_, row)) => Ok(RowCheck::Current(row)),
-            None => Ok(RowCheck::Current(None)),
+            _ => Ok(RowCheck::Current(latest.into_row())),
         }
     }
 
@@ -520,7 +521,7 @@ impl Txn {
         {
             return false;
         }
-        table.hot.latest(key).is_some_and(|(_, row)| row.is_some())
+        table.latest().lookup(key).is_live()
     }
 
     /// The transaction's own version of a row: `Some(None)` if it deleted it.
@@ -563,7 +564,7 @@ impl Txn {
         {
             return None;
         }
-        table.hot.latest(key).and_then(|(_, row)| row)
+        table.latest().get(key)
     }
 
     /// Locks the unique-index keys that writing `row` at `key` adds or removes, and returns
@@ -848,7 +849,7 @@ impl Txn {
         // Committed rows: newest versions, checked under one read lock. Keys now locked by
         // this transaction cannot gain a committed version until it ends.
         let committed = if keyed && !truncated {
-            table.hot.latest_live_many(rows.iter().map(|(k, _)| k))
+            table.latest().live_many(rows.iter().map(|(k, _)| k))
         } else {
             Vec::new()
         };

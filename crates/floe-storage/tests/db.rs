@@ -878,3 +878,58 @@ async fn a_second_relation_with_a_taken_name_is_refused_at_commit() {
     let err = second.commit().await.unwrap_err();
     assert!(matches!(err, StorageError::DuplicateTable(_)), "{err:?}");
 }
+
+/// TRUNCATE is a table-level marker: snapshots older than it still see the rows, later ones
+/// and writers don't (point lookups, scans, uniqueness), rows the truncating commit writes
+/// stay, the change stream retracts every hidden row, and a restart replays it.
+#[tokio::test]
+async fn truncate_hides_older_rows_from_later_snapshots_and_survives_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    // No checkpoint at close: the restart replays the TRUNCATE from the log.
+    let options = || DbOptions {
+        checkpoint_on_close: false,
+        ..DbOptions::default()
+    };
+    let table_id;
+    {
+        let db = Db::open(dir.path(), options()).unwrap();
+        let table = create_unique(&db, "t").await;
+        table_id = table.def.id;
+        insert(&db, &table, &[(1, 10), (2, 20)]).await;
+        let before = db.snapshot();
+        let mut reader = db.changes(db.visible_ts());
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        txn.truncate(&table);
+        // In the same commit: a truncated row's key with another truncated row's unique value.
+        for (key, row) in rows(&table, &[(2, 10)]) {
+            txn.lock_row(&table, &key).await.unwrap();
+            txn.write(&table, key, Some(row)).await.unwrap();
+        }
+        let ts = txn.commit().await.unwrap().unwrap();
+        assert_eq!(balances(&table, before.ts), vec![(1, 10), (2, 20)]);
+        assert_eq!(balances(&table, ts), vec![(2, 10)]);
+        let one = rows(&table, &[(1, 10)]).remove(0).0;
+        assert!(table.sources(before.ts).get(&one).is_some());
+        assert!(table.sources(ts).get(&one).is_none());
+        assert!(!table.latest().lookup(&one).is_live());
+        let commit = reader.next().await.unwrap();
+        assert_eq!(commit.commit_ts, ts);
+        let mut diffs: Vec<i64> = commit.changes.iter().map(|c| c.diff).collect();
+        diffs.sort();
+        assert_eq!(diffs, vec![-1, -1, 1]);
+        // The truncated row's unique value is free again.
+        insert(&db, &table, &[(3, 20)]).await;
+        drop(before);
+        db.close();
+    }
+    let db = Db::open(dir.path(), options()).unwrap();
+    let table = db.table(table_id).unwrap();
+    assert_eq!(balances(&table, db.visible_ts()), vec![(2, 10), (3, 20)]);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let (key, row) = rows(&table, &[(4, 10)]).remove(0);
+    txn.lock_row(&table, &key).await.unwrap();
+    assert!(matches!(
+        txn.write(&table, key, Some(row)).await,
+        Err(StorageError::UniqueViolation { .. })
+    ));
+}

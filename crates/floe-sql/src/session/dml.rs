@@ -942,7 +942,7 @@ impl Session {
             let current = txn
                 .own_row(table.def.id, key)
                 .flatten()
-                .or_else(|| table.hot.latest(key).and_then(|(_, row)| row));
+                .or_else(|| table.latest().get(key));
             existing_rows
                 .push(current.ok_or_else(|| SqlError::internal("conflicting row vanished"))?);
         }
