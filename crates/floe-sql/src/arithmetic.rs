@@ -356,6 +356,37 @@ impl ExprPlanner for PostgresOperators {
                 )));
             }
         }
+        // date ± interval is a timestamp in PostgreSQL (DataFusion keeps a date and drops the
+        // time of day: '2009-06-03'::date + interval '1 hour' was 2009-06-03).
+        let is_interval = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_)));
+        let date = Some(DataType::Date32);
+        let timestamp =
+            || DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+        if matches!(expr.op, SqlOperator::Plus | SqlOperator::Minus)
+            && left_type == date
+            && is_interval(&right_type)
+        {
+            let left = Expr::Cast(datafusion::logical_expr::expr::Cast::new(
+                Box::new(expr.left),
+                timestamp(),
+            ));
+            return Ok(PlannerResult::Original(RawBinaryExpr {
+                op: expr.op,
+                left,
+                right: expr.right,
+            }));
+        }
+        if expr.op == SqlOperator::Plus && is_interval(&left_type) && right_type == date {
+            let right = Expr::Cast(datafusion::logical_expr::expr::Cast::new(
+                Box::new(expr.right),
+                timestamp(),
+            ));
+            return Ok(PlannerResult::Original(RawBinaryExpr {
+                op: expr.op,
+                left: expr.left,
+                right,
+            }));
+        }
         // `#` on integers: DataFusion's simplifier folds `a # a` to 0 even when `a` is NULL.
         if expr.op == SqlOperator::PGBitwiseXor
             && left_type.as_ref().is_some_and(DataType::is_integer)

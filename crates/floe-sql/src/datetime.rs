@@ -156,6 +156,36 @@ impl Zone {
     }
 }
 
+/// The zone of `AT TIME ZONE` and `timezone(zone, …)`: an IANA name (any case), `UTC`/`GMT`/`Z`,
+/// or a POSIX-style offset, positive *west* of Greenwich as in PostgreSQL (`'+05:30'`,
+/// `'UTC+5'` and `'-8'` are 5:30 and 5 hours behind UTC and 8 ahead); `None` if unknown.
+pub fn posix_zone(text: &str) -> Option<Zone> {
+    let t = text.trim();
+    if ["utc", "gmt", "z", "zulu", "ut"]
+        .iter()
+        .any(|u| t.eq_ignore_ascii_case(u))
+    {
+        return Some(Zone::Fixed(0));
+    }
+    if let Ok(tz) = named_zone(t) {
+        return Some(Zone::Named(tz));
+    }
+    let rest = ["utc", "gmt"]
+        .iter()
+        .find_map(|p| {
+            t.get(..3)
+                .filter(|head| head.eq_ignore_ascii_case(p))
+                .map(|_| &t[3..])
+        })
+        .unwrap_or(t);
+    let signed = if rest.starts_with(['+', '-']) {
+        rest.to_string()
+    } else {
+        format!("+{rest}")
+    };
+    offset_seconds(&signed).map(|east| Zone::Fixed(-east))
+}
+
 /// An IANA zone by name, ignoring case (`europe/paris`).
 fn named_zone(name: &str) -> Result<chrono_tz::Tz, ()> {
     if let Ok(tz) = name.parse::<chrono_tz::Tz>() {

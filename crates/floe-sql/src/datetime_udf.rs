@@ -520,6 +520,132 @@ struct Now {
     aliases: Vec<String>,
 }
 
+/// `timezone(zone, ts)`, which `ts AT TIME ZONE zone` is rewritten to (`crate::rewrite`): a
+/// `timestamptz` becomes the `timestamp` a wall clock in `zone` shows at that instant, and a
+/// `timestamp` is read as wall-clock time in `zone`, giving the `timestamptz` instant (a time
+/// skipped by a daylight-saving jump reads with the offset before it, an ambiguous one as
+/// standard time). DataFusion only relabelled the value's zone, so `AT TIME ZONE` changed
+/// nothing. Infinities stay infinite.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AtTimeZone {
+    signature: Signature,
+}
+
+pub(crate) fn timezone_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(AtTimeZone {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for AtTimeZone {
+    fn name(&self) -> &str {
+        "timezone"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let [_, value] = arg_types else {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_FUNCTION,
+                "function timezone() takes a zone and a timestamp",
+            )
+            .into());
+        };
+        let value = match value {
+            DataType::Timestamp(_, Some(_)) => timestamptz_type(),
+            DataType::Timestamp(_, None) | DataType::Date32 | DataType::Null => {
+                DataType::Timestamp(TimeUnit::Microsecond, None)
+            }
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => timestamptz_type(),
+            other => {
+                return Err(SqlError::new(
+                    sqlstate::UNDEFINED_FUNCTION,
+                    format!(
+                        "function timezone(text, {}) does not exist",
+                        crate::types::SqlType::from_arrow(other).name()
+                    ),
+                )
+                .into())
+            }
+        };
+        Ok(vec![DataType::Utf8, value])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(match arg_types.get(1) {
+            Some(DataType::Timestamp(_, Some(_))) => {
+                DataType::Timestamp(TimeUnit::Microsecond, None)
+            }
+            _ => timestamptz_type(),
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        use datafusion::arrow::datatypes::TimestampMicrosecondType;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let zones = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
+        let zones = zones.as_string::<i32>();
+        let values = args.args[1].to_array(rows)?;
+        let to_local = matches!(values.data_type(), DataType::Timestamp(_, Some(_)));
+        let values = values.as_primitive::<TimestampMicrosecondType>();
+        let mut parsed: Option<(String, Zone)> = None;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if zones.is_null(row) || values.is_null(row) {
+                out.push(None);
+                continue;
+            }
+            let name = zones.value(row);
+            let zone = match &parsed {
+                Some((seen, zone)) if seen == name => *zone,
+                _ => {
+                    let zone = crate::datetime::posix_zone(name).ok_or_else(|| {
+                        SqlError::new(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("time zone \"{name}\" not recognized"),
+                        )
+                    })?;
+                    parsed = Some((name.to_string(), zone));
+                    zone
+                }
+            };
+            let micros = values.value(row);
+            if micros == TIMESTAMP_INFINITY || micros == TIMESTAMP_NEG_INFINITY {
+                out.push(Some(micros));
+                continue;
+            }
+            let shifted = if to_local {
+                micros.checked_add(zone.offset_at_utc(micros) as i64 * 1_000_000)
+            } else {
+                micros.checked_sub(zone.offset_for_local(micros) as i64 * 1_000_000)
+            };
+            out.push(Some(shifted.ok_or_else(|| {
+                SqlError::new(sqlstate::DATETIME_FIELD_OVERFLOW, "timestamp out of range")
+            })?));
+        }
+        let array = TimestampMicrosecondArray::from(out);
+        let result: ArrayRef = if to_local {
+            Arc::new(array)
+        } else {
+            Arc::new(array.with_timezone("+00:00"))
+        };
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
 /// The type of `timestamptz` values (UTC instants, printed in the session's zone).
 pub(crate) fn timestamptz_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))

@@ -203,6 +203,7 @@ impl Engine {
                 crate::datetime_udf::now_udf(),
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),
+                crate::datetime_udf::timezone_udf(),
             ])
             .chain(crate::numeric::functions::numeric_only())
             .chain(crate::numeric::functions::overloads(math))

@@ -63,6 +63,10 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        if let Some(replacement) = at_time_zone(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         if let Some(replacement) = distinct_from(expr) {
             *expr = replacement;
             return ControlFlow::Continue(());
@@ -316,6 +320,31 @@ fn number_literal(expr: &Expr) -> Option<Expr> {
 /// (`crate::numeric::NumericExprPlanner` compares numerics by value); the `IS DISTINCT FROM`
 /// syntax goes straight to a `BinaryExpr` whose type DataFusion cannot compute for a numeric
 /// beside an integer. The simplifier folds `NOT (a <=> b)` back into `a IS DISTINCT FROM b`.
+fn at_time_zone(expr: &Expr) -> Option<Expr> {
+    let Expr::AtTimeZone {
+        timestamp,
+        time_zone,
+    } = expr
+    else {
+        return None;
+    };
+    let arg = |e: &Expr| FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e.clone()));
+    Some(Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new("timezone")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![arg(time_zone), arg(timestamp)],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }))
+}
+
 fn distinct_from(expr: &Expr) -> Option<Expr> {
     let (a, b, negate) = match expr {
         Expr::IsDistinctFrom(a, b) => (a, b, true),

@@ -1,4 +1,5 @@
-//! PostgreSQL's date/time functions DataFusion lacks: `make_timestamp` and `isfinite`.
+//! PostgreSQL's date/time functions DataFusion lacks or gets wrong: `make_timestamp`,
+//! `make_date` (BC years) and `isfinite`.
 //!
 //! `isfinite` is false for `±infinity` (the extreme values of `date` and `timestamp[tz]`, see
 //! [`crate::datetime`]); PostgreSQL 15's intervals are always finite.
@@ -23,6 +24,9 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             signature: Signature::user_defined(Volatility::Immutable),
         }),
         ScalarUDF::new_from_impl(IsFinite {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(MakeDate {
             signature: Signature::user_defined(Volatility::Immutable),
         }),
     ]
@@ -153,6 +157,59 @@ impl ScalarUDFImpl for MakeTimestamp {
             out.push(Some(make_timestamp(fields, seconds.value(row))?));
         }
         finish(&args.args, Arc::new(TimestampMicrosecondArray::from(out)))
+    }
+}
+
+/// `make_date(year, month, day) → date`, with PostgreSQL's years: a negative year is BC
+/// (`make_date(-44, 3, 15)` is 44 BC, DataFusion's made it 45 BC) and year 0 is 22008.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MakeDate {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for MakeDate {
+    fn name(&self) -> &str {
+        "make_date"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let integer = |t: &DataType| t.is_integer() || t.is_null();
+        if arg_types.len() != 3 || !arg_types.iter().all(integer) {
+            return Err(no_function(self.name(), arg_types));
+        }
+        Ok(vec![DataType::Int64; 3])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Date32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = rows_of(&args);
+        let mut ints = Vec::with_capacity(3);
+        for arg in &args.args {
+            ints.push(cast(&arg.to_array(rows)?, &DataType::Int64)?);
+        }
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if ints.iter().any(|a| a.is_null(row)) {
+                out.push(None);
+                continue;
+            }
+            let field = |i: usize| ints[i].as_primitive::<Int64Type>().value(row);
+            let micros = make_timestamp([field(0), field(1), field(2), 0, 0], 0.0)?;
+            let days = i32::try_from(micros.div_euclid(86_400_000_000))
+                .map_err(|_| field_overflow("date out of range".to_string()))?;
+            out.push(Some(days));
+        }
+        finish(
+            &args.args,
+            Arc::new(datafusion::arrow::array::Date32Array::from(out)),
+        )
     }
 }
 
