@@ -166,6 +166,8 @@ fn figure(expr: &Expr) -> Option<(String, u8)> {
         Expr::Collate { expr, .. } => figure(expr),
         Expr::CompoundFieldAccess { root, .. } => figure(root),
         Expr::Function(function) => Some((object_last(&function.name), STRONG)),
+        // `x AT TIME ZONE z` is the function `timezone(z, x)`.
+        Expr::AtTimeZone { .. } => strong("timezone"),
         Expr::Cast {
             expr, data_type, ..
         } => match figure(expr) {

@@ -555,6 +555,44 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         Expr::Case(case) if case_involves_numeric(&case, schema) => {
             Transformed::yes(Expr::Case(rewrite_case(case, schema)))
         }
+        // Floats: -0 equals 0 in PostgreSQL, but DataFusion's IN-list sets and nullif
+        // compare bit patterns. Adding +0 turns -0 into 0 (and keeps NaN, which PostgreSQL
+        // also holds equal to itself).
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) if type_of(&expr, schema).is_some_and(|t| is_float(&t)) => {
+            let zero = |e: Expr| match type_of(&e, schema) {
+                Some(DataType::Float32) => e + lit(0.0f32),
+                Some(t) if is_float(&t) => e + lit(0.0f64),
+                _ => e,
+            };
+            Transformed::yes(Expr::InList(InList {
+                expr: Box::new(zero(*expr)),
+                list: list.into_iter().map(zero).collect(),
+                negated,
+            }))
+        }
+        Expr::ScalarFunction(f)
+            if f.name() == "nullif"
+                && f.args.len() == 2
+                && f.args
+                    .iter()
+                    .all(|a| type_of(a, schema).is_some_and(|t| is_float(&t))) =>
+        {
+            let [a, b]: [Expr; 2] = f
+                .args
+                .try_into()
+                .map_err(|_| datafusion::error::DataFusionError::Internal("nullif arity".into()))?;
+            let null = Expr::Literal(datafusion::common::ScalarValue::Null, None)
+                .cast_to(&a.get_type(schema)?, schema)?;
+            Transformed::yes(Expr::Case(Case {
+                expr: None,
+                when_then_expr: vec![(Box::new(a.clone().eq(b)), Box::new(null))],
+                else_expr: Some(Box::new(a)),
+            }))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
                 && (is_wide(&left, schema) || is_wide(&right, schema)) =>
