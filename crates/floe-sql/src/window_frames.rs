@@ -11,18 +11,17 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::{Sort, WindowFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, LogicalPlan, Window, WindowFrame, WindowFrameBound, WindowFrameUnits,
+    Expr, ExprSchemable, LogicalPlan, WindowFrame, WindowFrameBound, WindowFrameUnits,
 };
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{sqlstate, SqlError};
 use crate::numeric::is_numeric_field_type;
-use crate::numeric::keys::identity;
+use crate::numeric::keys::{identity, rewrite_window_functions};
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -35,37 +34,11 @@ impl AnalyzerRule for PeerFrames {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| match node {
-            LogicalPlan::Window(window) => rewrite_window(window),
+            LogicalPlan::Window(window) => rewrite_window_functions(window, rewrite_function),
             other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)
     }
-}
-
-fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
-    let schema = window.input.schema().clone();
-    let names = NamePreserver::new_for_projection();
-    let mut changed = false;
-    let window_expr: Vec<Expr> = window
-        .window_expr
-        .iter()
-        .map(|e| {
-            let saved = names.save(e);
-            let rewritten = e.clone().transform_up(|e| match e {
-                Expr::WindowFunction(f) => rewrite_function(f, &schema),
-                other => Ok(Transformed::no(other)),
-            })?;
-            changed |= rewritten.transformed;
-            Ok(saved.restore(rewritten.data))
-        })
-        .collect::<DfResult<_>>()?;
-    if !changed {
-        return Ok(Transformed::no(LogicalPlan::Window(window)));
-    }
-    Ok(Transformed::yes(LogicalPlan::Window(Window::try_new(
-        window_expr,
-        window.input,
-    )?)))
 }
 
 fn rewrite_function(mut f: Box<WindowFunction>, schema: &DFSchema) -> DfResult<Transformed<Expr>> {

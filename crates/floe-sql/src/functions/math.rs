@@ -68,6 +68,16 @@ fn no_function(name: &str, arg_types: &[DataType]) -> datafusion::error::DataFus
     .into()
 }
 
+/// `result` as one value when every argument was one (`scalar`), else as a column.
+fn finish(scalar: bool, result: ArrayRef) -> DfResult<ColumnarValue> {
+    if scalar {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &result, 0,
+        )?));
+    }
+    Ok(ColumnarValue::Array(result))
+}
+
 /// `sign(x)`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Sign {
@@ -118,12 +128,7 @@ impl ScalarUDFImpl for Sign {
             })
             .collect();
         let result: ArrayRef = cast(&(Arc::new(signs) as ArrayRef), args.return_type())?;
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        finish(scalar, result)
     }
 }
 
@@ -304,12 +309,7 @@ impl ScalarUDFImpl for GcdLcm {
                     .collect::<Int64Array>(),
             ),
         };
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        finish(scalar, result)
     }
 }
 
@@ -321,28 +321,45 @@ fn out_of_range(type_name: &str) -> datafusion::error::DataFusionError {
     .into()
 }
 
-/// `floe_rint(x)`: a float rounded to the nearest integer, ties to even (C's `rint`), as
-/// PostgreSQL rounds `round(double precision)` and casts of floats to integers
-/// (`2.5::float8::int4` is 2, `3.5` is 4); DataFusion truncates casts and rounds ties away.
+/// Two functions of one float argument (Float32 stays Float32, anything else is read as
+/// Float64) that PostgreSQL's casts need:
+/// - `floe_rint(x)`: rounded to the nearest integer, ties to even (C's `rint`), as PostgreSQL
+///   rounds `round(double precision)` and casts of floats to integers (`2.5::float8::int4` is
+///   2, `3.5` is 4); DataFusion truncates casts and rounds ties away;
+/// - `floe_float_text(x)`: the float as text the way PostgreSQL writes it (`3`, `1e+20`,
+///   `1.5e-07`), for casts of floats to text; Arrow's cast writes `3.0` and `1e20`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Rint {
+struct FloatFunction {
+    text: bool,
     signature: Signature,
 }
 
-/// The [`Rint`] function.
+/// `floe_rint` (see [`FloatFunction`]).
 pub(crate) fn rint() -> Arc<ScalarUDF> {
     static RINT: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
-    RINT.get_or_init(|| {
-        Arc::new(ScalarUDF::new_from_impl(Rint {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }))
-    })
-    .clone()
+    RINT.get_or_init(|| float_function(false)).clone()
 }
 
-impl ScalarUDFImpl for Rint {
+/// `floe_float_text` (see [`FloatFunction`]).
+pub(crate) fn float_text() -> Arc<ScalarUDF> {
+    static FLOAT_TEXT: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    FLOAT_TEXT.get_or_init(|| float_function(true)).clone()
+}
+
+fn float_function(text: bool) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(FloatFunction {
+        text,
+        signature: Signature::user_defined(Volatility::Immutable),
+    }))
+}
+
+impl ScalarUDFImpl for FloatFunction {
     fn name(&self) -> &str {
-        "floe_rint"
+        if self.text {
+            "floe_float_text"
+        } else {
+            "floe_rint"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -357,96 +374,44 @@ impl ScalarUDFImpl for Rint {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(arg_types[0].clone())
+        Ok(if self.text {
+            DataType::Utf8
+        } else {
+            arg_types[0].clone()
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::Float32Type;
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let values = args.args[0].to_array(args.number_rows.max(1))?;
-        let result: ArrayRef = match values.data_type() {
-            DataType::Float32 => Arc::new(
-                values
-                    .as_primitive::<datafusion::arrow::datatypes::Float32Type>()
-                    .unary::<_, datafusion::arrow::datatypes::Float32Type>(f32::round_ties_even),
-            ),
-            _ => {
-                let floats = cast(&values, &DataType::Float64)?;
+        let result: ArrayRef = if values.data_type() == &DataType::Float32 {
+            let values = values.as_primitive::<Float32Type>();
+            if self.text {
                 Arc::new(
-                    floats
-                        .as_primitive::<Float64Type>()
-                        .unary::<_, Float64Type>(f64::round_ties_even),
+                    values
+                        .iter()
+                        .map(|v| v.map(crate::types::float4_text))
+                        .collect::<StringArray>(),
                 )
+            } else {
+                Arc::new(values.unary::<_, Float32Type>(f32::round_ties_even))
+            }
+        } else {
+            let values = cast(&values, &DataType::Float64)?;
+            let values = values.as_primitive::<Float64Type>();
+            if self.text {
+                Arc::new(
+                    values
+                        .iter()
+                        .map(|v| v.map(crate::types::float8_text))
+                        .collect::<StringArray>(),
+                )
+            } else {
+                Arc::new(values.unary::<_, Float64Type>(f64::round_ties_even))
             }
         };
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
-    }
-}
-
-/// `floe_float_text(x)`: a float as text the way PostgreSQL writes it (`3`, `1e+20`,
-/// `1.5e-07`), for casts of floats to text; Arrow's cast writes `3.0` and `1e20`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct FloatText {
-    signature: Signature,
-}
-
-/// The [`FloatText`] function.
-pub(crate) fn float_text() -> Arc<ScalarUDF> {
-    static FLOAT_TEXT: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
-    FLOAT_TEXT
-        .get_or_init(|| {
-            Arc::new(ScalarUDF::new_from_impl(FloatText {
-                signature: Signature::user_defined(Volatility::Immutable),
-            }))
-        })
-        .clone()
-}
-
-impl ScalarUDFImpl for FloatText {
-    fn name(&self) -> &str {
-        "floe_float_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        match arg_types {
-            [t] if t.is_floating() => Ok(vec![t.clone()]),
-            _ => Ok(vec![DataType::Float64]),
-        }
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let values = args.args[0].to_array(args.number_rows.max(1))?;
-        let text: datafusion::arrow::array::StringArray = match values.data_type() {
-            DataType::Float32 => values
-                .as_primitive::<datafusion::arrow::datatypes::Float32Type>()
-                .iter()
-                .map(|v| v.map(crate::types::float4_text))
-                .collect(),
-            _ => cast(&values, &DataType::Float64)?
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(crate::types::float8_text))
-                .collect(),
-        };
-        let result: ArrayRef = Arc::new(text);
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        finish(scalar, result)
     }
 }

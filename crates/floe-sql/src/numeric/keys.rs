@@ -257,6 +257,25 @@ fn rewrite_aggregate(aggregate: Aggregate) -> DfResult<Transformed<LogicalPlan>>
 }
 
 fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
+    rewrite_window_functions(window, |mut f, schema| {
+        if !f.params.partition_by.iter().any(|p| is_wide(p, schema)) {
+            return Ok(Transformed::no(Expr::WindowFunction(f)));
+        }
+        let WindowFunction { params, .. } = f.as_mut();
+        params.partition_by = std::mem::take(&mut params.partition_by)
+            .into_iter()
+            .map(|p| if is_wide(&p, schema) { identity(p) } else { p })
+            .collect();
+        Ok(Transformed::yes(Expr::WindowFunction(f)))
+    })
+}
+
+/// The window functions of `window` rewritten by `rewrite` (given the input's schema), each
+/// output keeping its name; the node is rebuilt only when one changed.
+pub(crate) fn rewrite_window_functions(
+    window: Window,
+    mut rewrite: impl FnMut(Box<WindowFunction>, &DFSchema) -> DfResult<Transformed<Expr>>,
+) -> DfResult<Transformed<LogicalPlan>> {
     let schema = window.input.schema().clone();
     let names = NamePreserver::new_for_projection();
     let mut changed = false;
@@ -266,16 +285,7 @@ fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
         .map(|e| {
             let saved = names.save(e);
             let rewritten = e.clone().transform_up(|e| match e {
-                Expr::WindowFunction(mut f)
-                    if f.params.partition_by.iter().any(|p| is_wide(p, &schema)) =>
-                {
-                    let WindowFunction { params, .. } = f.as_mut();
-                    params.partition_by = std::mem::take(&mut params.partition_by)
-                        .into_iter()
-                        .map(|p| if is_wide(&p, &schema) { identity(p) } else { p })
-                        .collect();
-                    Ok(Transformed::yes(Expr::WindowFunction(f)))
-                }
+                Expr::WindowFunction(f) => rewrite(f, &schema),
                 other => Ok(Transformed::no(other)),
             })?;
             changed |= rewritten.transformed;
