@@ -21,6 +21,7 @@
 //!    TRANSACTION`, `SET TRANSACTION`, `SET SESSION CHARACTERISTICS`) dropped: a
 //!    `SERIALIZABLE READ ONLY DEFERRABLE` transaction runs as `SERIALIZABLE READ ONLY`, which
 //!    is allowed to abort where PostgreSQL's would have waited for a safe snapshot.
+//! 8. `RESET TIME ZONE` as `RESET timezone`.
 
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -76,6 +77,14 @@ fn rewrite_statement(tokens: &mut Vec<TokenWithSpan>) {
     }
     if words.is(tokens, 0, Keyword::CREATE) && words.any(tokens, Keyword::TABLE) {
         create_table_as(tokens, &words);
+    }
+    if words.0.len() == 3
+        && words.is(tokens, 0, Keyword::RESET)
+        && words.is(tokens, 1, Keyword::TIME)
+        && words.is(tokens, 2, Keyword::ZONE)
+    {
+        tokens[words.0[1]].token = Token::make_word("timezone", None);
+        tokens[words.0[2]].token = Token::Whitespace(Whitespace::Space);
     }
     lock_strengths(tokens);
     identity_options(tokens);
