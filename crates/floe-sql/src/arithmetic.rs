@@ -284,11 +284,7 @@ impl ScalarUDFImpl for IntXor {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         use datafusion::arrow::compute::kernels::bitwise::bitwise_xor;
         use datafusion::arrow::datatypes::Int32Type;
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let rows = if all_scalar { 1 } else { args.number_rows };
+        let rows = crate::functions::rows_of(&args);
         let (a, b) = (args.args[0].to_array(rows)?, args.args[1].to_array(rows)?);
         let result: ArrayRef = match a.data_type() {
             DataType::Int16 => Arc::new(bitwise_xor(
@@ -307,12 +303,7 @@ impl ScalarUDFImpl for IntXor {
                 )?)
             }
         };
-        if all_scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        crate::functions::finish(&args.args, result)
     }
 }
 

@@ -586,11 +586,7 @@ impl ScalarUDFImpl for AtTimeZone {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         use datafusion::arrow::array::TimestampMicrosecondArray;
         use datafusion::arrow::datatypes::TimestampMicrosecondType;
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let rows = if all_scalar { 1 } else { args.number_rows };
+        let rows = crate::functions::rows_of(&args);
         let zones = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
         let zones = zones.as_string::<i32>();
         let values = args.args[1].to_array(rows)?;
@@ -637,12 +633,7 @@ impl ScalarUDFImpl for AtTimeZone {
         } else {
             Arc::new(array.with_timezone("+00:00"))
         };
-        if all_scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        crate::functions::finish(&args.args, result)
     }
 }
 

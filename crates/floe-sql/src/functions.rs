@@ -35,6 +35,34 @@ pub(crate) mod text;
 pub(crate) mod type_of;
 pub(crate) mod window;
 
+/// A result array as one value when every argument was one, else as a column.
+pub(crate) fn finish(
+    args: &[datafusion::logical_expr::ColumnarValue],
+    array: ArrayRef,
+) -> DfResult<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        return Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::try_from_array(&array, 0)?,
+        ));
+    }
+    Ok(ColumnarValue::Array(array))
+}
+
+/// How many rows a call computes: one when every argument is a single value.
+pub(crate) fn rows_of(args: &datafusion::logical_expr::ScalarFunctionArgs) -> usize {
+    use datafusion::logical_expr::ColumnarValue;
+    if args
+        .args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+    {
+        1
+    } else {
+        args.number_rows
+    }
+}
+
 /// The name the planner calls.
 pub const NEXTVAL: &str = "floe_nextval";
 

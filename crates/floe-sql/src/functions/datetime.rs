@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
-use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::{finish, rows_of};
 use crate::error::{sqlstate, SqlError};
 
 /// The functions of this module.
@@ -30,27 +31,6 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             signature: Signature::user_defined(Volatility::Immutable),
         }),
     ]
-}
-
-fn finish(args: &[ColumnarValue], array: ArrayRef) -> DfResult<ColumnarValue> {
-    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-            &array, 0,
-        )?));
-    }
-    Ok(ColumnarValue::Array(array))
-}
-
-fn rows_of(args: &ScalarFunctionArgs) -> usize {
-    if args
-        .args
-        .iter()
-        .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-    {
-        1
-    } else {
-        args.number_rows
-    }
 }
 
 fn no_function(name: &str, arg_types: &[DataType]) -> datafusion::error::DataFusionError {

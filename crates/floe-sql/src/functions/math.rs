@@ -14,7 +14,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
+use datafusion::common::{plan_err, Result as DfResult};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
+use super::finish;
 use crate::error::{sqlstate, SqlError};
 
 /// The functions of this module.
@@ -68,16 +69,6 @@ fn no_function(name: &str, arg_types: &[DataType]) -> datafusion::error::DataFus
     .into()
 }
 
-/// `result` as one value when every argument was one (`scalar`), else as a column.
-fn finish(scalar: bool, result: ArrayRef) -> DfResult<ColumnarValue> {
-    if scalar {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-            &result, 0,
-        )?));
-    }
-    Ok(ColumnarValue::Array(result))
-}
-
 /// `sign(x)`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Sign {
@@ -109,7 +100,6 @@ impl ScalarUDFImpl for Sign {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let values = args.args[0].to_array(args.number_rows.max(1))?;
         let floats = cast(&values, &DataType::Float64)?;
         let signs: Float64Array = floats
@@ -128,7 +118,7 @@ impl ScalarUDFImpl for Sign {
             })
             .collect();
         let result: ArrayRef = cast(&(Arc::new(signs) as ArrayRef), args.return_type())?;
-        finish(scalar, result)
+        finish(&args.args, result)
     }
 }
 
@@ -259,10 +249,6 @@ impl ScalarUDFImpl for GcdLcm {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let return_type = args.return_type().clone();
         let (max, type_name) = match return_type {
@@ -309,7 +295,7 @@ impl ScalarUDFImpl for GcdLcm {
                     .collect::<Int64Array>(),
             ),
         };
-        finish(scalar, result)
+        finish(&args.args, result)
     }
 }
 
@@ -384,7 +370,6 @@ impl ScalarUDFImpl for FloatFunction {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         use datafusion::arrow::array::StringArray;
         use datafusion::arrow::datatypes::Float32Type;
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let values = args.args[0].to_array(args.number_rows.max(1))?;
         let result: ArrayRef = if values.data_type() == &DataType::Float32 {
             let values = values.as_primitive::<Float32Type>();
@@ -412,6 +397,6 @@ impl ScalarUDFImpl for FloatFunction {
                 Arc::new(values.unary::<_, Float64Type>(f64::round_ties_even))
             }
         };
-        finish(scalar, result)
+        finish(&args.args, result)
     }
 }

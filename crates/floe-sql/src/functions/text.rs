@@ -25,6 +25,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::{finish, rows_of};
 use crate::error::{sqlstate, SqlError};
 use crate::pg_catalog::oids::quote_ident;
 
@@ -110,28 +111,6 @@ fn error(code: &'static str, message: impl Into<String>) -> datafusion::error::D
 fn texts(value: &ColumnarValue, rows: usize) -> DfResult<StringArray> {
     let array = value.to_array(rows)?;
     Ok(cast(&array, &DataType::Utf8)?.as_string::<i32>().clone())
-}
-
-/// A result array as a scalar when every argument was one.
-fn finish(args: &[ColumnarValue], array: ArrayRef) -> DfResult<ColumnarValue> {
-    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-            &array, 0,
-        )?));
-    }
-    Ok(ColumnarValue::Array(array))
-}
-
-fn rows_of(args: &ScalarFunctionArgs) -> usize {
-    if args
-        .args
-        .iter()
-        .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-    {
-        1
-    } else {
-        args.number_rows
-    }
 }
 
 /// A string as an SQL literal, as PostgreSQL's `quote_literal` writes it: quotes doubled, and
