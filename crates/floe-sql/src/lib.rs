@@ -21,6 +21,7 @@ pub mod pg_catalog;
 mod rewrite;
 pub mod session;
 mod set_operations;
+mod sqlbuild;
 mod subquery;
 mod syntax;
 pub mod types;

@@ -414,11 +414,16 @@ pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<F
     Ok(field)
 }
 
-/// SQL converting `value` (SQL text) to a column's type as storing it does: a CAST to the
-/// column's type, plus the length rule of `varchar(n)` and `char(n)` (see
-/// [`crate::bounded_text`]).
-pub fn assignment_cast(value: &str, field: &Field) -> String {
-    let cast = format!("CAST({value} AS {})", cast_name(field));
+/// `value` converted to a column's type as storing it does: a CAST to the column's type, plus
+/// the length rule of `varchar(n)` and `char(n)` (see [`crate::bounded_text`]).
+pub fn assignment_cast(value: ast::Expr, field: &Field) -> crate::SqlResult<ast::Expr> {
+    let template = crate::sqlbuild::template_expr(&assignment_cast_template(field))?;
+    Ok(crate::sqlbuild::fill(template, value))
+}
+
+/// [`assignment_cast`] of the slot [`crate::sqlbuild::SLOT`], as SQL text.
+fn assignment_cast_template(field: &Field) -> String {
+    let cast = format!("CAST({} AS {})", crate::sqlbuild::SLOT, cast_name(field));
     let type_name = match SqlType::from_arrow_field(field) {
         SqlType::Varchar => "character varying",
         SqlType::Bpchar => "character",

@@ -23,19 +23,16 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::sql::sqlparser::ast::{
-    self, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, RenameTableNameKind,
-    TableConstraint,
+    self, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, Expr, Query,
+    RenameTableNameKind, TableConstraint,
 };
 use floe_storage::{CatalogChange, ColumnDef, ConstraintDef, Key, PrimaryKey, TableData, TableDef};
 
 use super::ddl::ident_name;
 use super::{Session, StatementResult};
 use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::sqlbuild;
 use crate::types::{assignment_cast, column_field};
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 impl Session {
     pub(super) async fn alter_table(&mut self, alter: AlterTable) -> SqlResult<StatementResult> {
@@ -66,7 +63,13 @@ impl Session {
         let mut new_def = (*def).clone();
         // `SELECT` list computing each new column from the old row (None: metadata only).
         let mut rewrite = false;
-        let mut new_values: Vec<String> = def.columns.iter().map(|c| quote(&c.name)).collect();
+        // Whether a column's type changes (every CHECK is validated again).
+        let mut retype = false;
+        let mut new_values: Vec<Expr> = def
+            .columns
+            .iter()
+            .map(|c| Expr::Identifier(sqlbuild::name(&c.name)))
+            .collect();
         let mut checks_to_validate = Vec::new();
         let mut not_null_to_validate = Vec::new();
         for operation in alter.operations {
@@ -104,18 +107,23 @@ impl Session {
                     }
                     let mut field = column_field(&name, &column_def.data_type)?;
                     let mut default = None;
+                    let mut default_expr = None;
                     let mut not_null = false;
                     for option in &column_def.options {
                         match &option.option {
                             ColumnOption::Null => {}
                             ColumnOption::NotNull => not_null = true,
-                            ColumnOption::Default(expr) => default = Some(expr.to_string()),
+                            ColumnOption::Default(expr) => {
+                                default = Some(expr.to_string());
+                                default_expr = Some(expr.clone());
+                            }
                             ColumnOption::Check(check) => {
+                                let constraint = format!("{}_{name}_check", def.name);
                                 new_def.constraints.push(ConstraintDef::Check {
-                                    name: format!("{}_{name}_check", def.name),
+                                    name: constraint.clone(),
                                     expr: check.expr.to_string(),
                                 });
-                                checks_to_validate.push(check.expr.to_string());
+                                checks_to_validate.push((constraint, (*check.expr).clone()));
                             }
                             other => {
                                 return Err(SqlError::not_supported(format!(
@@ -125,8 +133,11 @@ impl Session {
                         }
                     }
                     field = field.with_nullable(!not_null);
-                    let value = default.clone().unwrap_or_else(|| "NULL".into());
-                    new_values.push(assignment_cast(&value.to_string(), &field));
+                    let value = match default_expr {
+                        Some(expr) => expr,
+                        None => sqlbuild::template_expr("NULL")?,
+                    };
+                    new_values.push(assignment_cast(value, &field)?);
                     if not_null {
                         not_null_to_validate.push(new_def.columns.len());
                     }
@@ -211,10 +222,11 @@ impl Session {
                             let field = column_field(&name, &data_type)?
                                 .with_nullable(column.field.is_nullable());
                             let source = match using {
-                                Some(expr) => expr.to_string(),
-                                None => quote(&name),
+                                Some(expr) => expr,
+                                None => Expr::Identifier(sqlbuild::name(&name)),
                             };
-                            new_values[position] = assignment_cast(&source.to_string(), &field);
+                            new_values[position] = assignment_cast(source, &field)?;
+                            retype = true;
                             new_def.columns[position].field = field;
                             rewrite = true;
                         }
@@ -257,15 +269,16 @@ impl Session {
                         rewrite = true;
                     }
                     TableConstraint::Check(check) => {
+                        let constraint = check
+                            .name
+                            .as_ref()
+                            .map(ident_name)
+                            .unwrap_or_else(|| format!("{}_check", def.name));
                         new_def.constraints.push(ConstraintDef::Check {
-                            name: check
-                                .name
-                                .as_ref()
-                                .map(ident_name)
-                                .unwrap_or_else(|| format!("{}_check", def.name)),
+                            name: constraint.clone(),
                             expr: check.expr.to_string(),
                         });
-                        checks_to_validate.push(check.expr.to_string());
+                        checks_to_validate.push((constraint, (*check.expr).clone()));
                     }
                     TableConstraint::Unique(unique) => {
                         let mut ids = Vec::new();
@@ -321,41 +334,71 @@ impl Session {
                 }
             }
         }
-        let new_def = Arc::new(new_def);
-        let qualified = format!("{}.{}", quote(&def.schema), quote(&def.name));
-        for position in not_null_to_validate {
-            let column = &def.columns.get(position).map(|c| c.name.clone());
-            if let Some(column) = column {
-                let sql = format!(
-                    "SELECT count(*) FROM {qualified} WHERE {} IS NULL",
-                    quote(column)
-                );
-                if self.count_rows(&sql).await? > 0 {
-                    return Err(SqlError::new(
-                        sqlstate::NOT_NULL_VIOLATION,
-                        format!(
-                            "column \"{column}\" of relation \"{}\" contains null values",
-                            def.name
-                        ),
-                    ));
+        if retype {
+            // A column's new type must still satisfy (and type-check in) every CHECK.
+            for constraint in &new_def.constraints {
+                if let ConstraintDef::Check { name, expr } = constraint {
+                    if !checks_to_validate.iter().any(|(n, _)| n == name) {
+                        checks_to_validate.push((name.clone(), sqlbuild::template_expr(expr)?));
+                    }
                 }
             }
         }
-        for check in checks_to_validate {
-            let sql = format!("SELECT count(*) FROM {qualified} WHERE NOT ({check})");
-            if self.count_rows(&sql).await? > 0 {
+        let new_def = Arc::new(new_def);
+        // The table's rows as they will be: each new column computed from the old row.
+        let new_rows = || -> SqlResult<Query> {
+            let mut query = sqlbuild::template_query("SELECT 1 FROM t")?;
+            let select = sqlbuild::select_mut(&mut query)?;
+            sqlbuild::set_first_table(select, &def.schema, &def.name)?;
+            select.projection = new_values
+                .iter()
+                .zip(&new_def.columns)
+                .map(|(value, column)| sqlbuild::aliased(value.clone(), &column.name))
+                .collect();
+            Ok(query)
+        };
+        // How many of the new rows match `selection`.
+        let count_new = |selection: Expr| -> SqlResult<Query> {
+            let mut query = sqlbuild::template_query("SELECT count(*)")?;
+            let select = sqlbuild::select_mut(&mut query)?;
+            select.from = vec![sqlbuild::derived(new_rows()?, &new_def.name, &[])];
+            select.selection = Some(selection);
+            Ok(query)
+        };
+        for position in not_null_to_validate {
+            let Some(column) = new_def.columns.get(position).map(|c| c.name.clone()) else {
+                continue;
+            };
+            let is_null = Expr::IsNull(Box::new(Expr::Identifier(sqlbuild::name(&column))));
+            if self.count_rows(count_new(is_null)?).await? > 0 {
+                return Err(SqlError::new(
+                    sqlstate::NOT_NULL_VIOLATION,
+                    format!(
+                        "column \"{column}\" of relation \"{}\" contains null values",
+                        def.name
+                    ),
+                ));
+            }
+        }
+        for (constraint, check) in checks_to_validate {
+            // A row violates a CHECK only when it is false (NULL passes).
+            let violated = Expr::UnaryOp {
+                op: ast::UnaryOperator::Not,
+                expr: Box::new(Expr::Nested(Box::new(check))),
+            };
+            if self.count_rows(count_new(violated)?).await? > 0 {
                 return Err(SqlError::new(
                     sqlstate::CHECK_VIOLATION,
                     format!(
-                        "check constraint of relation \"{}\" is violated by some row",
+                        "check constraint \"{constraint}\" of relation \"{}\" is violated by some row",
                         def.name
                     ),
                 ));
             }
         }
         if rewrite {
-            let sql = format!("SELECT {} FROM {qualified}", new_values.join(", "));
-            self.rewrite_table(new_def, &sql).await?;
+            let select = new_rows()?;
+            self.rewrite_table(new_def, select).await?;
         } else {
             self.commit_ddl(vec![CatalogChange::PutRelation(new_def)])
                 .await?;
@@ -363,8 +406,8 @@ impl Session {
         Ok(StatementResult::Command("ALTER TABLE".into()))
     }
 
-    async fn count_rows(&self, sql: &str) -> SqlResult<i64> {
-        let batches = self.query_latest(sql).await?;
+    async fn count_rows(&self, query: Query) -> SqlResult<i64> {
+        let batches = self.query_latest(query).await?;
         let value = batches
             .first()
             .filter(|b| b.num_rows() > 0)
@@ -377,8 +420,8 @@ impl Session {
     }
 
     /// Runs a query at the newest committed state (plus the block's own writes).
-    async fn query_latest(&self, sql: &str) -> SqlResult<Vec<RecordBatch>> {
-        let statement = self.parse_one(sql)?;
+    async fn query_latest(&self, query: Query) -> SqlResult<Vec<RecordBatch>> {
+        let statement = ast::Statement::Query(Box::new(query));
         let plan = self.plan_query(&statement, &[]).await?;
         let view = match &self.txn {
             Some(block) => block.storage.lock().await.latest_view(),
@@ -388,7 +431,7 @@ impl Session {
     }
 
     /// Replaces the table's definition and all its rows (computed by `select`) in one commit.
-    async fn rewrite_table(&mut self, new_def: Arc<TableDef>, select: &str) -> SqlResult<()> {
+    async fn rewrite_table(&mut self, new_def: Arc<TableDef>, select: Query) -> SqlResult<()> {
         let batches = self.query_latest(select).await?;
         let mut txn = self.statement_txn().await?;
         let result = fill_rewritten(&mut txn, new_def, batches).await;

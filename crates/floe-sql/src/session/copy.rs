@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Statement};
+use datafusion::sql::sqlparser::ast::{
+    CopySource, CopyTarget, Expr, ObjectName, SelectItem, Statement, TableFactor, TableObject,
+};
 
 use super::dml::{replace_sources, CopyRowsError, DmlPlan};
 use super::{Session, StatementResult, StatementTxn};
@@ -73,24 +75,28 @@ impl Session {
         }
         if to {
             let query = match source {
-                CopySource::Query(query) => query.to_string(),
+                CopySource::Query(query) => *query,
                 CopySource::Table {
                     table_name,
                     columns,
                 } => {
-                    let list = if columns.is_empty() {
-                        "*".to_string()
-                    } else {
-                        columns
-                            .iter()
-                            .map(|c| c.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    format!("SELECT {list} FROM {table_name}")
+                    let mut query = crate::sqlbuild::template_query("SELECT * FROM t")?;
+                    let select = crate::sqlbuild::select_mut(&mut query)?;
+                    if let Some(TableFactor::Table { name, .. }) =
+                        select.from.first_mut().map(|t| &mut t.relation)
+                    {
+                        *name = table_name;
+                    }
+                    if !columns.is_empty() {
+                        select.projection = columns
+                            .into_iter()
+                            .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(c)))
+                            .collect();
+                    }
+                    query
                 }
             };
-            let statement = self.parse_one(&query)?;
+            let statement = Statement::Query(Box::new(query));
             let prepared = self.prepare(Some(statement), &[]).await?;
             return match Box::pin(self.execute(&prepared, vec![])).await? {
                 StatementResult::Rows { rows, .. } => {
@@ -118,27 +124,19 @@ impl Session {
             crate::copy::column_names(&columns)
         };
         let width = names.len();
-        let column_list = if columns.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({})",
-                columns
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
         let source_schema: SchemaRef = Arc::new(Schema::new(
             (0..width)
                 .map(|i| Field::new(format!("c{i}"), DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
-        let insert = self.parse_one(&format!(
-            "INSERT INTO {table_name}{column_list} SELECT * FROM {}.copy",
+        let mut insert = self.parse_one(&format!(
+            "INSERT INTO t SELECT * FROM {}.copy",
             crate::catalog::INTERNAL_SCHEMA
         ))?;
+        if let Statement::Insert(insert) = &mut insert {
+            insert.table = TableObject::TableName(table_name.clone());
+            insert.columns = columns.iter().cloned().map(ObjectName::from).collect();
+        }
         let (plan, _, _) = self
             .plan_dml_from(&insert, &[], Some(source_schema.clone()))
             .await?;

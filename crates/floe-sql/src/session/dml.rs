@@ -27,7 +27,7 @@ use datafusion::logical_expr::{col, lit, LogicalPlan, LogicalPlanBuilder};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     self, Assignment, AssignmentTarget, ConflictTarget, Expr, FromTable, OnConflictAction,
-    OnInsert, SetExpr, Statement, TableFactor, TableObject, UpdateTableFromKind,
+    OnInsert, Query, SetExpr, Statement, TableFactor, TableObject, UpdateTableFromKind,
 };
 use floe_storage::{
     ConstraintDef, FloeTable, Key, RowBytes, RowCheck, TableCodec, TableData, Txn, KEY_COLUMN,
@@ -37,6 +37,7 @@ use super::ddl::ident_name;
 use super::{bind_params, describe_plan, RowStream, Session, StatementResult};
 use crate::catalog::{with_dml_sources, DmlSources, INTERNAL_SCHEMA};
 use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::sqlbuild;
 use crate::types::{assignment_cast, SqlType};
 
 /// Which statement a [`DmlPlan`] runs.
@@ -101,11 +102,6 @@ impl DmlPlan {
             super::scanned_tables(returning, tables);
         }
     }
-}
-
-/// A SQL name quoted for safe reuse in generated SQL.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn internal_table(name: &str) -> String {
@@ -225,7 +221,7 @@ impl Session {
             Statement::Delete(delete) => delete_select(&alias, delete)?,
             _ => unreachable!("matched above"),
         };
-        let outer = with_checks(&inner, &checks);
+        let outer = with_checks(inner, &checks)?;
 
         let copy = match copy_source {
             Some(schema) => Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?) as _),
@@ -241,7 +237,7 @@ impl Session {
             copy,
             locked: vec![],
         };
-        let select_statement = self.parse_one(&outer)?;
+        let select_statement = Statement::Query(Box::new(outer));
         let select = with_dml_sources(sources.clone(), async {
             self.plan_query(&select_statement, declared).await
         })
@@ -250,34 +246,45 @@ impl Session {
 
         let returning = match returning {
             Some(items) => {
+                returning_reads_target_only(statement, &items)?;
                 // `*` means the table's columns (the internal source also has the row key).
-                let columns = |qualifier: &str| -> String {
-                    table
-                        .def
-                        .columns
-                        .iter()
-                        .map(|c| format!("{qualifier}.{}", quote(&c.name)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let items: Vec<String> = items
-                    .iter()
-                    .map(|item| match item {
-                        ast::SelectItem::Wildcard(_) => columns(&quote(&alias)),
+                let columns =
+                    |qualifier: Vec<ast::Ident>, projection: &mut Vec<ast::SelectItem>| {
+                        for c in &table.def.columns {
+                            let mut parts = qualifier.clone();
+                            parts.push(sqlbuild::name(&c.name));
+                            projection.push(ast::SelectItem::UnnamedExpr(
+                                Expr::CompoundIdentifier(parts),
+                            ));
+                        }
+                    };
+                let mut projection = Vec::new();
+                for item in items {
+                    match item {
+                        ast::SelectItem::Wildcard(_) => {
+                            columns(vec![sqlbuild::name(&alias)], &mut projection)
+                        }
                         ast::SelectItem::QualifiedWildcard(
                             ast::SelectItemQualifiedWildcardKind::ObjectName(name),
                             _,
-                        ) => columns(&name.to_string()),
-                        other => other.to_string(),
-                    })
-                    .collect();
-                let sql = format!(
-                    "SELECT {} FROM {} AS {}",
-                    items.join(", "),
-                    internal_table("returning"),
-                    quote(&alias)
-                );
-                let statement = self.parse_one(&sql)?;
+                        ) => columns(
+                            name.0
+                                .iter()
+                                .filter_map(|p| p.as_ident().cloned())
+                                .collect(),
+                            &mut projection,
+                        ),
+                        other => projection.push(other),
+                    }
+                }
+                let mut query = sqlbuild::template_query(&format!(
+                    "SELECT 1 FROM {} AS t",
+                    internal_table("returning")
+                ))?;
+                let select = sqlbuild::select_mut(&mut query)?;
+                sqlbuild::set_first_alias(select, &alias)?;
+                select.projection = projection;
+                let statement = Statement::Query(Box::new(query));
                 Some(
                     with_dml_sources(sources.clone(), async {
                         self.plan_query(&statement, &[]).await
@@ -318,7 +325,7 @@ impl Session {
     }
 
     /// `INSERT INTO t (cols) source` as a SELECT of whole rows.
-    fn insert_select(&self, table: &TableData, insert: &ast::Insert) -> SqlResult<String> {
+    fn insert_select(&self, table: &TableData, insert: &ast::Insert) -> SqlResult<Query> {
         let def = &table.def;
         let mut target: Vec<usize> = Vec::new();
         for column in &insert.columns {
@@ -347,17 +354,20 @@ impl Session {
         if insert.columns.is_empty() {
             target = (0..def.columns.len()).collect();
         }
-        let default_of = |position: usize| -> String {
+        let default_of = |position: usize| -> SqlResult<Expr> {
             let column = &def.columns[position];
-            let value = column.default.clone().unwrap_or_else(|| "NULL".into());
-            assignment_cast(&value.to_string(), &column.field)
+            default_value(column.default.as_deref(), &column.field)
         };
         let Some(source) = &insert.source else {
             // DEFAULT VALUES.
-            let values: Vec<String> = (0..def.columns.len())
-                .map(|i| format!("{} AS {}", default_of(i), quote(&def.columns[i].name)))
-                .collect();
-            return Ok(format!("SELECT {}", values.join(", ")));
+            let mut query = sqlbuild::template_query("SELECT 1")?;
+            sqlbuild::select_mut(&mut query)?.projection = def
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Ok(sqlbuild::aliased(default_of(i)?, &c.name)))
+                .collect::<SqlResult<_>>()?;
+            return Ok(query);
         };
         let mut source = source.clone();
         let mut width = None;
@@ -377,12 +387,14 @@ impl Session {
                 for (j, value) in row.iter_mut().enumerate() {
                     let column = &def.columns[target[j]];
                     let is_default = matches!(value, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"));
-                    if is_default {
-                        *value = parse_expr(&default_of(target[j]))?;
-                    } else if matches!(value, Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)))
-                    {
-                        *value = parse_expr(&assignment_cast(&value.to_string(), &column.field))?;
-                    }
+                    // Each value is converted to its column's type on its own, as PostgreSQL
+                    // does for INSERT's VALUES (no common type across rows), which also types
+                    // a parameter `$n` as its column.
+                    *value = if is_default {
+                        default_of(target[j])?
+                    } else {
+                        assignment_cast(value.clone(), &column.field)?
+                    };
                 }
             }
         }
@@ -408,17 +420,17 @@ impl Session {
                         ))
                         .with_hint("Use OVERRIDING SYSTEM VALUE to override."));
                     }
-                    assignment_cast(&format!("__src.__c{j}"), &column.field)
+                    assignment_cast(sqlbuild::column("__src", &source_columns[j]), &column.field)?
                 }
-                None => default_of(i),
+                None => default_of(i)?,
             };
-            values.push(format!("{value} AS {}", quote(&column.name)));
+            values.push(sqlbuild::aliased(value, &column.name));
         }
-        Ok(format!(
-            "SELECT {} FROM ({source}) AS __src({})",
-            values.join(", "),
-            source_columns.join(", ")
-        ))
+        let mut query = sqlbuild::template_query("SELECT 1")?;
+        let select = sqlbuild::select_mut(&mut query)?;
+        select.projection = values;
+        select.from = vec![sqlbuild::derived(*source, "__src", &source_columns)];
+        Ok(query)
     }
 
     async fn plan_on_conflict(
@@ -503,27 +515,39 @@ impl Session {
                     ));
                 }
                 let assigned = assignments(def, &update.assignments)?;
-                let mut values = Vec::new();
+                let mut projection = Vec::new();
                 for (i, column) in def.columns.iter().enumerate() {
                     let value = match assigned.get(&i) {
-                        Some(expr) => assignment_cast(&format!("({expr})"), &column.field),
-                        None => format!("{}.{}", quote(alias), quote(&column.name)),
+                        Some(expr) => assignment_cast(expr.clone(), &column.field)?,
+                        None => sqlbuild::column(alias, &column.name),
                     };
-                    values.push(format!("{value} AS {}", quote(&column.name)));
+                    projection.push(sqlbuild::aliased(value, &column.name));
                 }
-                let mut inner = format!(
-                    "SELECT {}, {}.{KEY_COLUMN} AS {KEY_COLUMN} FROM {} AS {} JOIN {} AS excluded \
-                     ON {}.{KEY_COLUMN} = excluded.{KEY_COLUMN}",
-                    values.join(", "),
-                    quote(alias),
+                projection.push(sqlbuild::aliased(
+                    sqlbuild::column(alias, KEY_COLUMN),
+                    KEY_COLUMN,
+                ));
+                let mut inner = sqlbuild::template_query(&format!(
+                    "SELECT 1 FROM {} AS t, {} AS excluded",
                     internal_table("target"),
-                    quote(alias),
                     internal_table("returning"),
-                    quote(alias),
-                );
-                if let Some(selection) = &update.selection {
-                    inner.push_str(&format!(" WHERE {selection}"));
-                }
+                ))?;
+                let select = sqlbuild::select_mut(&mut inner)?;
+                sqlbuild::set_first_alias(select, alias)?;
+                select.projection = projection;
+                let same_key = Expr::BinaryOp {
+                    left: Box::new(sqlbuild::column(alias, KEY_COLUMN)),
+                    op: ast::BinaryOperator::Eq,
+                    right: Box::new(sqlbuild::column("excluded", KEY_COLUMN)),
+                };
+                select.selection = Some(match &update.selection {
+                    Some(selection) => Expr::BinaryOp {
+                        left: Box::new(same_key),
+                        op: ast::BinaryOperator::And,
+                        right: Box::new(Expr::Nested(Box::new(selection.clone()))),
+                    },
+                    None => same_key,
+                });
                 let checks: Vec<(String, String)> = def
                     .constraints
                     .iter()
@@ -532,7 +556,7 @@ impl Session {
                         _ => None,
                     })
                     .collect();
-                let statement = self.parse_one(&with_checks(&inner, &checks))?;
+                let statement = Statement::Query(Box::new(with_checks(inner, &checks)?));
                 let sources = DmlSources {
                     target: Some(empty_rows(table, true)?),
                     returning: sources.returning.clone(),
@@ -1115,21 +1139,143 @@ impl Session {
     }
 }
 
-/// Wraps a SELECT of new rows with one boolean column per CHECK constraint.
-fn with_checks(inner: &str, checks: &[(String, String)]) -> String {
-    let mut outer = "SELECT __new.*".to_string();
-    for (i, (_, expr)) in checks.iter().enumerate() {
-        outer.push_str(&format!(", ({expr}) AS __check_{i}"));
+/// Refuses a RETURNING list that needs the other tables of `UPDATE … FROM` or `DELETE …
+/// USING` (`*` or a column of theirs): RETURNING is computed from the written rows alone.
+fn returning_reads_target_only(statement: &Statement, items: &[ast::SelectItem]
+) -> SqlResult<()> {
+    let from: &[ast::TableWithJoins] = match statement {
+        Statement::Update(ast::Update {
+            from: Some(UpdateTableFromKind::BeforeSet(t) | UpdateTableFromKind::AfterSet(t)),
+            ..
+        }) => t,
+        Statement::Delete(delete) => delete.using.as_deref().unwrap_or_default(),
+        _ => &[],
+    };
+    if from.is_empty() {
+        return Ok(());
     }
-    outer.push_str(&format!(" FROM ({inner}) AS __new"));
-    outer
+    // The names the other tables go by (aliases, else their own names).
+    let mut others: Vec<String> = Vec::new();
+    for table in from {
+        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
+            let name = match factor {
+                TableFactor::Table { alias: Some(a), .. }
+                | TableFactor::Derived { alias: Some(a), .. }
+                | TableFactor::Function { alias: Some(a), .. }
+                | TableFactor::UNNEST { alias: Some(a), .. } => Some(ident_name(&a.name)),
+                TableFactor::Table { name, .. } => {
+                    name.0.last().and_then(|p| p.as_ident()).map(ident_name)
+                }
+                _ => None,
+            };
+            others.extend(name);
+        }
+    }
+    let refused = || {
+        SqlError::not_supported(
+            "RETURNING of UPDATE … FROM or DELETE … USING can name only the target table's \
+             columns (not * or the other tables' columns) yet",
+        )
+    };
+    let mut other = false;
+    for item in items {
+        match item {
+            ast::SelectItem::Wildcard(_) => return Err(refused()),
+            ast::SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) => {
+                let last = name.0.last().and_then(|p| p.as_ident()).map(ident_name);
+                if last.is_some_and(|l| others.contains(&l)) {
+                    return Err(refused());
+                }
+            }
+            ast::SelectItem::UnnamedExpr(expr) | ast::SelectItem::ExprWithAlias { expr, .. } => {
+                let mut finder = OtherTableColumns {
+                    others: &others,
+                    depth: 0,
+                    found: false,
+                };
+                let _ = ast::Visit::visit(expr, &mut finder);
+                other |= finder.found;
+            }
+            _ => {}
+        }
+    }
+    if other {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+/// Finds `other.column` outside subqueries (inside one, the name may be the subquery's own).
+struct OtherTableColumns<'a> {
+    others: &'a [String],
+    depth: usize,
+    found: bool,
+}
+
+impl ast::Visitor for OtherTableColumns<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &Query) -> std::ops::ControlFlow<()> {
+        self.depth += 1;
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> std::ops::ControlFlow<()> {
+        self.depth -= 1;
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = expr {
+            if self.depth == 0
+                && parts.len() >= 2
+                && self.others.contains(&ident_name(&parts[parts.len() - 2]))
+            {
+                self.found = true;
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Wraps a SELECT of new rows with one boolean column per CHECK constraint.
+fn with_checks(inner: Query, checks: &[(String, String)]) -> SqlResult<Query> {
+    let mut outer = sqlbuild::template_query("SELECT __new.*")?;
+    let select = sqlbuild::select_mut(&mut outer)?;
+    for (i, (_, expr)) in checks.iter().enumerate() {
+        select.projection.push(sqlbuild::aliased(
+            sqlbuild::template_expr(expr)?,
+            &format!("__check_{i}"),
+        ));
+    }
+    select.from = vec![sqlbuild::derived(inner, "__new", &[])];
+    Ok(outer)
+}
+
+/// A column's default (its stored expression, or NULL) cast to the column's type.
+fn default_value(
+    default: Option<&str>,
+    field: &datafusion::arrow::datatypes::Field,
+) -> SqlResult<Expr> {
+    assignment_cast(sqlbuild::template_expr(default.unwrap_or("NULL"))?, field)
+}
+
+/// `SELECT 1 FROM floe_internal.target AS alias`, to fill in.
+fn target_query(alias: &str) -> SqlResult<Query> {
+    let mut query =
+        sqlbuild::template_query(&format!("SELECT 1 FROM {} AS t", internal_table("target")))?;
+    sqlbuild::set_first_alias(sqlbuild::select_mut(&mut query)?, alias)?;
+    Ok(query)
 }
 
 /// `UPDATE t SET … [FROM …] WHERE …` as a SELECT of new rows and keys.
-fn update_select(table: &TableData, alias: &str, update: &ast::Update) -> SqlResult<String> {
+fn update_select(table: &TableData, alias: &str, update: &ast::Update) -> SqlResult<Query> {
     let def = &table.def;
     let assigned = assignments(def, &update.assignments)?;
-    let mut values = Vec::new();
+    let mut projection = Vec::new();
     for (i, column) in def.columns.iter().enumerate() {
         let value = match assigned.get(&i) {
             Some(expr) => {
@@ -1140,54 +1286,42 @@ fn update_select(table: &TableData, alias: &str, update: &ast::Update) -> SqlRes
                     ));
                 }
                 if is_default(expr) {
-                    let default = column.default.clone().unwrap_or_else(|| "NULL".into());
-                    assignment_cast(&default.to_string(), &column.field)
+                    default_value(column.default.as_deref(), &column.field)?
                 } else {
-                    assignment_cast(&format!("({expr})"), &column.field)
+                    assignment_cast(expr.clone(), &column.field)?
                 }
             }
-            None => format!("{}.{}", quote(alias), quote(&column.name)),
+            None => sqlbuild::column(alias, &column.name),
         };
-        values.push(format!("{value} AS {}", quote(&column.name)));
+        projection.push(sqlbuild::aliased(value, &column.name));
     }
-    let mut from = String::new();
-    match &update.from {
-        Some(UpdateTableFromKind::BeforeSet(tables) | UpdateTableFromKind::AfterSet(tables)) => {
-            for t in tables {
-                from.push_str(&format!(", {t}"));
-            }
-        }
-        None => {}
+    projection.push(sqlbuild::aliased(
+        sqlbuild::column(alias, KEY_COLUMN),
+        KEY_COLUMN,
+    ));
+    let mut query = target_query(alias)?;
+    let select = sqlbuild::select_mut(&mut query)?;
+    select.projection = projection;
+    if let Some(UpdateTableFromKind::BeforeSet(tables) | UpdateTableFromKind::AfterSet(tables)) =
+        &update.from
+    {
+        select.from.extend(tables.iter().cloned());
     }
-    let mut sql = format!(
-        "SELECT {}, {}.{KEY_COLUMN} AS {KEY_COLUMN} FROM {} AS {}{from}",
-        values.join(", "),
-        quote(alias),
-        internal_table("target"),
-        quote(alias),
-    );
-    if let Some(selection) = &update.selection {
-        sql.push_str(&format!(" WHERE {selection}"));
-    }
-    Ok(sql)
+    select.selection = update.selection.clone();
+    Ok(query)
 }
 
 /// `DELETE FROM t [USING …] WHERE …` as a SELECT of keys.
-fn delete_select(alias: &str, delete: &ast::Delete) -> SqlResult<String> {
-    let mut using = String::new();
-    for t in delete.using.iter().flatten() {
-        using.push_str(&format!(", {t}"));
-    }
-    let mut sql = format!(
-        "SELECT {}.{KEY_COLUMN} AS {KEY_COLUMN} FROM {} AS {}{using}",
-        quote(alias),
-        internal_table("target"),
-        quote(alias),
-    );
-    if let Some(selection) = &delete.selection {
-        sql.push_str(&format!(" WHERE {selection}"));
-    }
-    Ok(sql)
+fn delete_select(alias: &str, delete: &ast::Delete) -> SqlResult<Query> {
+    let mut query = target_query(alias)?;
+    let select = sqlbuild::select_mut(&mut query)?;
+    select.projection = vec![sqlbuild::aliased(
+        sqlbuild::column(alias, KEY_COLUMN),
+        KEY_COLUMN,
+    )];
+    select.from.extend(delete.using.iter().flatten().cloned());
+    select.selection = delete.selection.clone();
+    Ok(query)
 }
 
 fn is_default(expr: &Expr) -> bool {
@@ -1228,13 +1362,6 @@ fn assignments(
     Ok(out)
 }
 
-fn parse_expr(sql: &str) -> SqlResult<Expr> {
-    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-    Ok(datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-        .try_with_sql(sql)?
-        .parse_expr()?)
-}
-
 fn key_column(batch: &RecordBatch, position: usize) -> SqlResult<&BinaryArray> {
     batch
         .column(position)
@@ -1266,10 +1393,36 @@ pub(super) fn failing_row(batch: &RecordBatch, width: usize, row: usize) -> Stri
     let values: Vec<String> = (0..width.min(batch.num_columns()))
         .map(|i| {
             let column = batch.column(i);
-            // PostgreSQL prints booleans as t/f in row images.
-            if let Some(b) = column.as_any().downcast_ref::<BooleanArray>() {
-                if b.is_valid(row) {
-                    return if b.value(row) { "t" } else { "f" }.to_string();
+            // PostgreSQL prints booleans as t/f in row images, and every value in its own
+            // text form.
+            if column.is_valid(row) {
+                use datafusion::arrow::array::AsArray;
+                use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
+                match column.data_type() {
+                    DataType::Boolean => {
+                        return if column.as_boolean().value(row) { "t" } else { "f" }.to_string()
+                    }
+                    DataType::LargeBinary | DataType::Decimal128(..) => {
+                        if let Ok(Some(n)) = crate::numeric::functions::value_at(column, row) {
+                            return n.to_text();
+                        }
+                    }
+                    DataType::Float64 => {
+                        return crate::types::float8_text(
+                            column.as_primitive::<Float64Type>().value(row),
+                        )
+                    }
+                    DataType::Float32 => {
+                        return crate::types::float4_text(
+                            column.as_primitive::<Float32Type>().value(row),
+                        )
+                    }
+                    DataType::Binary => {
+                        let bytes = column.as_binary::<i32>().value(row);
+                        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                        return format!("\\x{hex}");
+                    }
+                    _ => {}
                 }
             }
             ArrayFormatter::try_new(column.as_ref(), &options)
