@@ -125,14 +125,7 @@ fn name_items(items: &mut [SelectItem]) {
     }
 }
 
-/// An identifier as PostgreSQL stores it: unquoted names fold to lower case.
-fn ident_name(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
-}
+use crate::names::ident_name;
 
 fn alias_name(ident: &Ident) -> String {
     ident_name(ident)

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 mod functions;
 pub mod literals;
+mod names;
 pub mod numeric;
 pub mod pg_catalog;
 mod rewrite;

@@ -69,6 +69,8 @@ pub fn schema(db: &Arc<Db>, database: &str, name: &str) -> Option<Arc<dyn Schema
     }))
 }
 
+pub(crate) use rewrite::CatalogContext;
+
 /// Names of the catalog schemas every database has.
 pub fn schema_names() -> [&'static str; 2] {
     [PG_CATALOG, INFORMATION_SCHEMA]
@@ -77,7 +79,7 @@ pub fn schema_names() -> [&'static str; 2] {
 /// Rewrites `statement` so DataFusion can answer clients' catalog queries (see [`rewrite`]).
 pub(crate) fn rewrite_statement(
     statement: &mut datafusion::sql::sqlparser::ast::Statement,
-    session: &crate::session::Session,
+    session: &dyn rewrite::CatalogContext,
 ) -> SqlResult<()> {
     rewrite::rewrite_statement(statement, session)
 }

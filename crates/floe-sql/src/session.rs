@@ -1095,7 +1095,7 @@ impl Session {
             Statement::Execute {
                 name: Some(name), ..
             } => {
-                let key = object_name_key(name);
+                let key = crate::names::object_parts(name).join(".");
                 self.sql_prepared
                     .get(&key)
                     .ok_or_else(|| unknown_prepared(&key))?
@@ -1328,7 +1328,7 @@ impl Session {
                     self.sql_prepared.clear();
                 } else if self
                     .sql_prepared
-                    .remove(&name.value.to_ascii_lowercase())
+                    .remove(&crate::names::ident_name(&name))
                     .is_none()
                 {
                     return Err(unknown_prepared(&name.value));
@@ -1740,7 +1740,7 @@ impl Session {
         data_types: Vec<ast::DataType>,
         statement: Statement,
     ) -> SqlResult<StatementResult> {
-        let key = name.value.to_ascii_lowercase();
+        let key = crate::names::ident_name(&name);
         if self.sql_prepared.contains_key(&key) {
             return Err(SqlError::new(
                 sqlstate::DUPLICATE_PREPARED_STATEMENT,
@@ -1762,7 +1762,7 @@ impl Session {
         arguments: Vec<Expr>,
         _params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
-        let key = object_name_key(name);
+        let key = crate::names::object_parts(name).join(".");
         let prepared = self
             .sql_prepared
             .get(&key)
@@ -2381,5 +2381,31 @@ fn with_pending_rows(rows: RowStream, pending: Arc<PendingCatalog>) -> RowStream
     RowStream {
         schema: rows.schema,
         stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+    }
+}
+
+impl crate::pg_catalog::CatalogContext for Session {
+    fn db(&self) -> &Arc<floe_storage::Db> {
+        Session::db(self)
+    }
+
+    fn database(&self) -> &str {
+        Session::database(self)
+    }
+
+    fn search_path(&self) -> Vec<String> {
+        Session::search_path(self)
+    }
+
+    fn relation_path(&self) -> Vec<String> {
+        Session::relation_path(self)
+    }
+
+    fn vars(&self) -> &SessionVars {
+        Session::vars(self)
+    }
+
+    fn temp_schema(&self) -> Option<String> {
+        Session::temp_schema(self)
     }
 }

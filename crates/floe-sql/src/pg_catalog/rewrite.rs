@@ -27,6 +27,7 @@
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
@@ -45,13 +46,33 @@ use super::system::{self, PG_SETTINGS};
 use super::table::{Kind, V};
 use crate::colnames::HIDDEN_SUFFIX;
 use crate::error::{sqlstate, SqlError, SqlResult};
-use crate::session::Session;
 use crate::types::SqlType;
+use crate::vars::SessionVars;
 
 const PG_CATALOG: &str = "pg_catalog";
 
+/// What the catalog rewrite reads of the session running the statement (implemented by
+/// [`crate::session::Session`]; tests can supply their own).
+pub(crate) trait CatalogContext {
+    /// The storage holding the database's relations.
+    fn db(&self) -> &Arc<Db>;
+    /// The connected database's name.
+    fn database(&self) -> &str;
+    /// The schemas of `search_path` that exist, in order.
+    fn search_path(&self) -> Vec<String>;
+    /// Where relation names are looked up: the session's temporary schema first.
+    fn relation_path(&self) -> Vec<String>;
+    /// The session's settings (`pg_settings`).
+    fn vars(&self) -> &SessionVars;
+    /// The session's temporary schema, once it has one.
+    fn temp_schema(&self) -> Option<String>;
+}
+
 /// Rewrites `statement` for the catalog, as seen by `session`.
-pub(crate) fn rewrite_statement(statement: &mut Statement, session: &Session) -> SqlResult<()> {
+pub(crate) fn rewrite_statement(
+    statement: &mut Statement,
+    session: &dyn CatalogContext,
+) -> SqlResult<()> {
     let ctes = cte_names(statement);
     let mut expressions = Expressions {
         session,
@@ -109,10 +130,7 @@ pub(crate) fn parse_qualified(text: &str) -> Option<Vec<String>> {
 }
 
 fn ident_key(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_ascii_lowercase(),
-    }
+    crate::names::ident_name(ident)
 }
 
 fn cte_names(statement: &Statement) -> HashSet<String> {
@@ -382,7 +400,7 @@ fn plain_operator(parts: &[String]) -> Option<BinaryOperator> {
 
 /// First pass: names, operators, casts and session-dependent calls.
 struct Expressions<'a> {
-    session: &'a Session,
+    session: &'a dyn CatalogContext,
     /// The schemas of `search_path` that exist.
     path: Vec<String>,
     /// Where relation names are looked up: the session's temporary schema first.

@@ -237,73 +237,72 @@ impl Session {
                         }
                     }
                 }
-                AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
-                    TableConstraint::PrimaryKey(pk) => {
-                        if new_def.primary_key.is_some() {
-                            return Err(SqlError::new(
-                                sqlstate::INVALID_TABLE_DEFINITION,
-                                format!(
-                                    "multiple primary keys for table \"{}\" are not allowed",
-                                    def.name
-                                ),
-                            ));
+                AlterTableOperation::AddConstraint { constraint, .. } => {
+                    match constraint {
+                        TableConstraint::PrimaryKey(pk) => {
+                            if new_def.primary_key.is_some() {
+                                return Err(SqlError::new(
+                                    sqlstate::INVALID_TABLE_DEFINITION,
+                                    format!(
+                                        "multiple primary keys for table \"{}\" are not allowed",
+                                        def.name
+                                    ),
+                                ));
+                            }
+                            let mut columns = Vec::new();
+                            for c in &pk.columns {
+                                let name = key_column_name(&c.column.expr)?;
+                                let position = column_position(&new_def, &name)?;
+                                let column = &mut new_def.columns[position];
+                                column.field = column.field.clone().with_nullable(false);
+                                not_null_to_validate.push(position);
+                                columns.push(position);
+                            }
+                            new_def.primary_key = Some(PrimaryKey {
+                                name: pk
+                                    .name
+                                    .as_ref()
+                                    .map(ident_name)
+                                    .unwrap_or_else(|| format!("{}_pkey", def.name)),
+                                columns,
+                            });
+                            rewrite = true;
                         }
-                        let mut columns = Vec::new();
-                        for c in &pk.columns {
-                            let name = c.column.expr.to_string();
-                            let name = name.trim_matches('"').to_lowercase();
-                            let position = column_position(&new_def, &name)?;
-                            let column = &mut new_def.columns[position];
-                            column.field = column.field.clone().with_nullable(false);
-                            not_null_to_validate.push(position);
-                            columns.push(position);
-                        }
-                        new_def.primary_key = Some(PrimaryKey {
-                            name: pk
+                        TableConstraint::Check(check) => {
+                            let constraint = check
                                 .name
                                 .as_ref()
                                 .map(ident_name)
-                                .unwrap_or_else(|| format!("{}_pkey", def.name)),
-                            columns,
-                        });
-                        rewrite = true;
-                    }
-                    TableConstraint::Check(check) => {
-                        let constraint = check
-                            .name
-                            .as_ref()
-                            .map(ident_name)
-                            .unwrap_or_else(|| format!("{}_check", def.name));
-                        new_def.constraints.push(ConstraintDef::Check {
-                            name: constraint.clone(),
-                            expr: check.expr.to_string(),
-                        });
-                        checks_to_validate.push((constraint, (*check.expr).clone()));
-                    }
-                    TableConstraint::Unique(unique) => {
-                        let mut ids = Vec::new();
-                        let mut names = Vec::new();
-                        for c in &unique.columns {
-                            let name = c.column.expr.to_string().trim_matches('"').to_lowercase();
-                            let position = column_position(&new_def, &name)?;
-                            ids.push(new_def.columns[position].id);
-                            names.push(name);
+                                .unwrap_or_else(|| format!("{}_check", def.name));
+                            new_def.constraints.push(ConstraintDef::Check {
+                                name: constraint.clone(),
+                                expr: check.expr.to_string(),
+                            });
+                            checks_to_validate.push((constraint, (*check.expr).clone()));
                         }
-                        new_def.constraints.push(ConstraintDef::Unique {
-                            name: unique
-                                .name
-                                .as_ref()
-                                .map(ident_name)
-                                .unwrap_or_else(|| format!("{}_{}_key", def.name, names.join("_"))),
-                            columns: ids,
-                        });
+                        TableConstraint::Unique(unique) => {
+                            let mut ids = Vec::new();
+                            let mut names = Vec::new();
+                            for c in &unique.columns {
+                                let name = key_column_name(&c.column.expr)?;
+                                let position = column_position(&new_def, &name)?;
+                                ids.push(new_def.columns[position].id);
+                                names.push(name);
+                            }
+                            new_def.constraints.push(ConstraintDef::Unique {
+                                name: unique.name.as_ref().map(ident_name).unwrap_or_else(|| {
+                                    format!("{}_{}_key", def.name, names.join("_"))
+                                }),
+                                columns: ids,
+                            });
+                        }
+                        other => {
+                            return Err(SqlError::not_supported(format!(
+                                "ADD {other} is not supported yet"
+                            )))
+                        }
                     }
-                    other => {
-                        return Err(SqlError::not_supported(format!(
-                            "ADD {other} is not supported yet"
-                        )))
-                    }
-                },
+                }
                 AlterTableOperation::DropConstraint {
                     if_exists, name, ..
                 } => {
@@ -616,6 +615,16 @@ fn rename_in_expr(expr: &str, old: &str, new: &str) -> String {
         }
     });
     renamed.map_or_else(|| expr.to_string(), |e| e.to_string())
+}
+
+/// The column a key (PRIMARY KEY, UNIQUE) names.
+fn key_column_name(expr: &Expr) -> SqlResult<String> {
+    match expr {
+        Expr::Identifier(ident) => Ok(ident_name(ident)),
+        other => Err(SqlError::not_supported(format!(
+            "expressions in keys are not supported: {other}"
+        ))),
+    }
 }
 
 fn column_position(def: &TableDef, name: &str) -> SqlResult<usize> {

@@ -31,26 +31,9 @@ use floe_storage::{
 
 use super::{Notice, Session, StatementResult};
 use crate::error::{sqlstate, SqlError, SqlResult};
+pub(crate) use crate::names::ident_name;
+use crate::names::object_parts;
 use crate::types::column_field;
-
-/// A name as PostgreSQL folds it: quoted names keep their case.
-pub(crate) fn ident_name(ident: &ast::Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
-}
-
-fn object_parts(name: &ObjectName) -> Vec<String> {
-    name.0
-        .iter()
-        .map(|part| match part.as_ident() {
-            Some(ident) => ident_name(ident),
-            None => part.to_string(),
-        })
-        .collect()
-}
 
 fn already_exists(kind: &str, name: &str) -> SqlError {
     let code = match kind {

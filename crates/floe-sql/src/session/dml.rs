@@ -1141,8 +1141,7 @@ impl Session {
 
 /// Refuses a RETURNING list that needs the other tables of `UPDATE … FROM` or `DELETE …
 /// USING` (`*` or a column of theirs): RETURNING is computed from the written rows alone.
-fn returning_reads_target_only(statement: &Statement, items: &[ast::SelectItem]
-) -> SqlResult<()> {
+fn returning_reads_target_only(statement: &Statement, items: &[ast::SelectItem]) -> SqlResult<()> {
     let from: &[ast::TableWithJoins] = match statement {
         Statement::Update(ast::Update {
             from: Some(UpdateTableFromKind::BeforeSet(t) | UpdateTableFromKind::AfterSet(t)),
@@ -1157,7 +1156,9 @@ fn returning_reads_target_only(statement: &Statement, items: &[ast::SelectItem]
     // The names the other tables go by (aliases, else their own names).
     let mut others: Vec<String> = Vec::new();
     for table in from {
-        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
+        for factor in
+            std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
+        {
             let name = match factor {
                 TableFactor::Table { alias: Some(a), .. }
                 | TableFactor::Derived { alias: Some(a), .. }
@@ -1400,7 +1401,12 @@ pub(super) fn failing_row(batch: &RecordBatch, width: usize, row: usize) -> Stri
                 use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
                 match column.data_type() {
                     DataType::Boolean => {
-                        return if column.as_boolean().value(row) { "t" } else { "f" }.to_string()
+                        return if column.as_boolean().value(row) {
+                            "t"
+                        } else {
+                            "f"
+                        }
+                        .to_string()
                     }
                     DataType::LargeBinary | DataType::Decimal128(..) => {
                         if let Ok(Some(n)) = crate::numeric::functions::value_at(column, row) {
