@@ -92,28 +92,47 @@ fn name_set_expr(body: &mut SetExpr) {
 }
 
 fn name_items(items: &mut [SelectItem]) {
+    // The columns a `*` brings are not known here, so next to one every unaliased item gets
+    // a hidden suffix: `SELECT *, x FROM t` has two columns named x.
+    let wildcard = items.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for item in items.iter_mut() {
-        let (expr, name) = match item {
+    for (position, item) in items.iter_mut().enumerate() {
+        let (expr, name, explicit) = match item {
             SelectItem::UnnamedExpr(expr) => {
-                // A plain column keeps DataFusion's own naming (qualifier handling included).
-                if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
-                    let name = figure_name(expr).unwrap_or_else(|| "?column?".into());
-                    *seen.entry(name).or_default() += 1;
-                    continue;
-                }
                 let name = figure_name(expr).unwrap_or_else(|| "?column?".into());
-                (expr.clone(), name)
+                // A plain column keeps DataFusion's own naming (qualifier handling included)
+                // unless the name repeats.
+                if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                    let count = seen.entry(name.clone()).or_default();
+                    *count += 1;
+                    if *count == 1 && !wildcard {
+                        continue;
+                    }
+                }
+                (expr.clone(), name, false)
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let name = alias_name(alias);
-                (expr.clone(), name)
+                (expr.clone(), name, true)
             }
             _ => continue,
         };
-        let count = seen.entry(name.clone()).or_default();
-        *count += 1;
-        let unique = if *count == 1 {
+        let plain = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        let count = if plain && !explicit {
+            seen.get(&name).copied().unwrap_or(1)
+        } else {
+            let count = seen.entry(name.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let unique = if wildcard && !explicit {
+            format!("{name}{HIDDEN_SUFFIX}w{position}")
+        } else if count == 1 {
             name
         } else {
             format!("{name}{HIDDEN_SUFFIX}{count}")
