@@ -19,13 +19,14 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, Result as DfResult};
 use datafusion::functions_aggregate::first_last::first_value_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction, WindowFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, Projection, Window,
+    lit, Aggregate, BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, Projection, Window,
 };
 
 /// The name of Floe's numeric `=` (`functions::udf(Kind::Compare(CmpOp::Eq))`).
@@ -258,13 +259,37 @@ fn rewrite_aggregate(aggregate: Aggregate) -> DfResult<Transformed<LogicalPlan>>
 
 fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
     rewrite_window_functions(window, |mut f, schema| {
-        if !f.params.partition_by.iter().any(|p| is_wide(p, schema)) {
+        let float = |p: &Expr| {
+            matches!(
+                p.get_type(schema),
+                Ok(DataType::Float64 | DataType::Float32)
+            )
+        };
+        if !f
+            .params
+            .partition_by
+            .iter()
+            .any(|p| is_wide(p, schema) || float(p))
+        {
             return Ok(Transformed::no(Expr::WindowFunction(f)));
         }
         let WindowFunction { params, .. } = f.as_mut();
         params.partition_by = std::mem::take(&mut params.partition_by)
             .into_iter()
-            .map(|p| if is_wide(&p, schema) { identity(p) } else { p })
+            .map(|p| {
+                if is_wide(&p, schema) {
+                    identity(p)
+                } else if float(&p) {
+                    // -0 and 0 are one partition in PostgreSQL; adding +0 turns -0 into 0.
+                    let zero = match p.get_type(schema) {
+                        Ok(DataType::Float32) => lit(0.0f32),
+                        _ => lit(0.0f64),
+                    };
+                    p + zero
+                } else {
+                    p
+                }
+            })
             .collect();
         Ok(Transformed::yes(Expr::WindowFunction(f)))
     })
