@@ -1138,3 +1138,93 @@ impl ScalarUDFImpl for ToChar {
         Ok(ColumnarValue::Array(output))
     }
 }
+
+/// `floe_time_precision(value, p)`: what a cast to `timestamp(p)`, `timestamptz(p)` or
+/// `time(p)` does after the cast to the unconstrained type (`crate::rewrite` wraps such
+/// casts, including the assignment casts into such columns): the microseconds rounded to `p`
+/// fractional digits, half away from zero, as PostgreSQL's `AdjustTimestampForTypmod`.
+/// Infinities stay.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TimePrecision {
+    signature: Signature,
+}
+
+/// The name [`time_precision_udf`] is registered under.
+pub(crate) const TIME_PRECISION: &str = "floe_time_precision";
+
+pub(crate) fn time_precision_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(TimePrecision {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+/// `micros` rounded to `precision` (0..=5) fractional digits of a second.
+pub(crate) fn round_micros(micros: i64, precision: u32) -> i64 {
+    if precision >= 6 || micros == TIMESTAMP_INFINITY || micros == TIMESTAMP_NEG_INFINITY {
+        return micros;
+    }
+    let scale = 10i64.pow(6 - precision);
+    let offset = scale / 2;
+    if micros >= 0 {
+        (micros.saturating_add(offset) / scale) * scale
+    } else {
+        -((micros.saturating_neg().saturating_add(offset) / scale) * scale)
+    }
+}
+
+impl ScalarUDFImpl for TimePrecision {
+    fn name(&self) -> &str {
+        TIME_PRECISION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        match arg_types {
+            [DataType::Timestamp(_, zone), _] => Ok(vec![
+                DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+                DataType::Int32,
+            ]),
+            [DataType::Time64(_) | DataType::Time32(_), _] => Ok(vec![
+                DataType::Time64(TimeUnit::Microsecond),
+                DataType::Int32,
+            ]),
+            _ => Err(SqlError::internal(format!("{TIME_PRECISION} of {arg_types:?}")).into()),
+        }
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::datatypes::{Time64MicrosecondType, TimestampMicrosecondType};
+        let rows = crate::functions::rows_of(&args);
+        let precision = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Int32(Some(p))) => (*p).clamp(0, 6) as u32,
+            _ => {
+                return Err(SqlError::internal(format!(
+                    "{TIME_PRECISION} needs a constant precision"
+                ))
+                .into())
+            }
+        };
+        let values = args.args[0].to_array(rows)?;
+        let result: ArrayRef = match values.data_type() {
+            DataType::Timestamp(_, zone) => {
+                let rounded = values
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .unary::<_, TimestampMicrosecondType>(|v| round_micros(v, precision));
+                Arc::new(rounded.with_timezone_opt(zone.clone()))
+            }
+            _ => Arc::new(
+                values
+                    .as_primitive::<Time64MicrosecondType>()
+                    .unary::<_, Time64MicrosecondType>(|v| round_micros(v, precision)),
+            ),
+        };
+        crate::functions::finish(&args.args, result)
+    }
+}

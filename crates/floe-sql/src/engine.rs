@@ -204,6 +204,7 @@ impl Engine {
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),
                 crate::datetime_udf::timezone_udf(),
+                crate::datetime_udf::time_precision_udf(),
             ])
             .chain(crate::numeric::functions::numeric_only())
             .chain(crate::numeric::functions::overloads(math))

@@ -75,6 +75,10 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        if let Some(replacement) = time_precision(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -386,6 +390,53 @@ fn negation(expr: &Expr) -> Option<Expr> {
             args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(
                 operand.as_ref().clone(),
             ))],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    }))
+}
+
+/// `CAST(x AS timestamp(p))` (also `timestamptz(p)`, `time(p)`) with `p < 6`: the cast to
+/// the unconstrained type, rounded to `p` digits (`floe_time_precision`). DataFusion ignores
+/// the precision.
+fn time_precision(expr: &Expr) -> Option<Expr> {
+    use ast::DataType as D;
+    let Expr::Cast {
+        kind,
+        expr: inner,
+        data_type,
+        format: None,
+        array,
+    } = expr
+    else {
+        return None;
+    };
+    let (precision, unconstrained) = match data_type {
+        D::Timestamp(Some(p), zone) if *p < 6 => (*p, D::Timestamp(None, *zone)),
+        D::Time(Some(p), zone) if *p < 6 => (*p, D::Time(None, *zone)),
+        _ => return None,
+    };
+    let cast = Expr::Cast {
+        kind: kind.clone(),
+        expr: inner.clone(),
+        data_type: unconstrained,
+        format: None,
+        array: *array,
+    };
+    let arg = |e: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
+    Some(Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(crate::datetime_udf::TIME_PRECISION)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![
+                arg(cast),
+                arg(Expr::value(Value::Number(precision.to_string(), false))),
+            ],
             clauses: vec![],
         }),
         filter: None,

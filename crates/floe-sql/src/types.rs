@@ -379,6 +379,14 @@ pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<F
             };
             with_typmod(SqlType::Bpchar.to_arrow_field(name), format!("({length})"))
         }
+        // timestamp(p), timestamptz(p), time(p): the typmod makes storing round (see
+        // `crate::rewrite`'s time_precision); 6 is the unconstrained type.
+        D::Timestamp(Some(p), _) | D::Time(Some(p), _) if *p < 6 => {
+            let Some(ty) = SqlType::from_sql(data_type) else {
+                return Err(SqlError::internal("time type without a SqlType"));
+            };
+            with_typmod(ty.to_arrow_field(name), format!("({p})"))
+        }
         D::Float(ast::ExactNumberInfo::Precision(p)) if *p <= 24 => {
             SqlType::Float4.to_arrow_field(name)
         }
@@ -467,9 +475,20 @@ pub fn cast_name(field: &Field) -> String {
         _ => match SqlType::from_arrow_field(field) {
             SqlType::Bpchar => "BPCHAR".into(),
             SqlType::Varchar => "VARCHAR".into(),
-            SqlType::Timestamptz => "TIMESTAMPTZ".into(),
-            SqlType::Timestamp => "TIMESTAMP".into(),
-            SqlType::Time => "TIME".into(),
+            SqlType::Timestamptz | SqlType::Timestamp | SqlType::Time => {
+                let base = match SqlType::from_arrow_field(field) {
+                    SqlType::Timestamptz => "TIMESTAMPTZ",
+                    SqlType::Timestamp => "TIMESTAMP",
+                    _ => "TIME",
+                };
+                match field.metadata().get(PG_TYPMOD_KEY) {
+                    Some(typmod) => match base {
+                        "TIMESTAMPTZ" => format!("TIMESTAMP{typmod} WITH TIME ZONE"),
+                        _ => format!("{base}{typmod}"),
+                    },
+                    None => base.into(),
+                }
+            }
             SqlType::Oid => "BIGINT".into(),
             SqlType::Name => "NAME".into(),
             other => other.name().to_ascii_uppercase(),
@@ -517,7 +536,11 @@ impl SqlType {
             "bytea" => SqlType::Bytea,
             "interval" => SqlType::Interval,
             "timestamptz" | "timestamp with time zone" => SqlType::Timestamptz,
-            s if s.starts_with("timestamp") && s.contains("with time zone") => SqlType::Timestamptz,
+            s if s.starts_with("timestamptz")
+                || s.starts_with("timestamp") && s.contains("with time zone") =>
+            {
+                SqlType::Timestamptz
+            }
             s if s.starts_with("timestamp") => SqlType::Timestamp,
             s if s.starts_with("time") => SqlType::Time,
             s if s.starts_with("numeric") || s.starts_with("decimal") => SqlType::Numeric,

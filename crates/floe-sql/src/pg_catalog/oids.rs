@@ -540,6 +540,7 @@ pub(crate) fn typmod(field: &Field) -> i32 {
         (SqlType::Numeric, [p]) => (p << 16) + 4,
         (SqlType::Numeric, [p, s]) => ((p << 16) | s) + 4,
         (SqlType::Varchar | SqlType::Bpchar, [n]) => n + 4,
+        (SqlType::Time | SqlType::Timestamp | SqlType::Timestamptz, [p]) => *p,
         _ => -1,
     }
 }
