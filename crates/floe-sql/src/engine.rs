@@ -193,6 +193,7 @@ impl Engine {
             .chain(functions::sleep::udfs())
             .chain(functions::math::udfs())
             .chain(functions::datetime::udfs())
+            .chain(functions::to_timestamp::udfs())
             .chain([
                 functions::type_of::udf(),
                 crate::numeric::functions::negate_udf(),

@@ -32,6 +32,7 @@ pub(crate) mod number_format;
 pub(crate) mod settings;
 pub(crate) mod sleep;
 pub(crate) mod text;
+pub(crate) mod to_timestamp;
 pub(crate) mod type_of;
 pub(crate) mod window;
 

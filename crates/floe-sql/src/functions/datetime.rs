@@ -33,7 +33,10 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
     ]
 }
 
-fn no_function(name: &str, arg_types: &[DataType]) -> datafusion::error::DataFusionError {
+pub(crate) fn no_function(
+    name: &str,
+    arg_types: &[DataType],
+) -> datafusion::error::DataFusionError {
     let types: Vec<String> = arg_types
         .iter()
         .map(|t| crate::error::arrow_name_to_pg(&t.to_string()).to_owned())
