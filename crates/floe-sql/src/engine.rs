@@ -194,6 +194,7 @@ impl Engine {
             .chain(functions::math::udfs())
             .chain(functions::datetime::udfs())
             .chain(functions::to_timestamp::udfs())
+            .chain(functions::encoding::udfs())
             .chain([
                 functions::type_of::udf(),
                 crate::numeric::functions::negate_udf(),

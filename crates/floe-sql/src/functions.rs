@@ -26,6 +26,7 @@ use floe_storage::Db;
 pub(crate) mod advisory;
 pub(crate) mod datetime;
 pub(crate) mod domain;
+pub(crate) mod encoding;
 pub(crate) mod handle;
 pub(crate) mod math;
 pub(crate) mod number_format;

@@ -58,7 +58,96 @@ pub(crate) fn udfs(state: &SessionState) -> Vec<ScalarUDF> {
         }
     }
     udfs.push(substr());
+    for name in ["length", "octet_length", "bit_length"] {
+        if let Some(inner) = state.scalar_functions().get(name) {
+            udfs.push(ScalarUDF::new_from_impl(ByteLength {
+                inner: inner.clone(),
+                signature: signature(),
+            }));
+        }
+    }
     udfs
+}
+
+/// `length`, `octet_length` and `bit_length` of `bytea` (bytes, bits), around DataFusion's
+/// functions of text, which refuse binary arguments.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ByteLength {
+    inner: Arc<ScalarUDF>,
+    signature: Signature,
+}
+
+impl ByteLength {
+    fn is_own(arg_types: &[DataType]) -> bool {
+        matches!(arg_types, [DataType::Binary])
+    }
+}
+
+impl ScalarUDFImpl for ByteLength {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if Self::is_own(arg_types) {
+            return Ok(vec![DataType::Binary]);
+        }
+        let fields: Vec<FieldRef> = arg_types
+            .iter()
+            .map(|t| Arc::new(Field::new("arg", t.clone(), true)))
+            .collect();
+        Ok(fields_with_udf(&fields, self.inner.as_ref())?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect())
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        if Self::is_own(arg_types) {
+            return Ok(DataType::Int32);
+        }
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        if Self::is_own(&types) {
+            return Ok(Arc::new(Field::new(self.name(), DataType::Int32, true)));
+        }
+        self.inner.return_field_from_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let types: Vec<DataType> = args.args.iter().map(|a| a.data_type()).collect();
+        if !Self::is_own(&types) {
+            return self.inner.invoke_with_args(args);
+        }
+        let bits = if self.inner.name() == "bit_length" {
+            8
+        } else {
+            1
+        };
+        let rows = rows_of(&args);
+        let values = args.args[0].to_array(rows)?;
+        let lengths: datafusion::arrow::array::Int32Array = values
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map(|v| v.len() as i32 * bits))
+            .collect();
+        finish(&args.args, Arc::new(lengths))
+    }
 }
 
 /// `substr` with `bytea` and PostgreSQL's negative count check, around DataFusion's.

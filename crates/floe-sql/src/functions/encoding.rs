@@ -1,0 +1,298 @@
+//! `convert_to(text, encoding) → bytea`, `convert_from(bytea, encoding) → text` and
+//! `convert(bytea, from, to) → bytea`. Floe's databases are UTF-8, as the reference
+//! PostgreSQL's: the conversions Floe does are to and from UTF-8, SQL_ASCII and LATIN1 (ISO
+//! 8859-1); other encodings PostgreSQL knows are refused (0A000), unknown names are 22023.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BinaryBuilder, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::{finish, rows_of};
+use crate::error::{sqlstate, SqlError};
+
+/// The functions of this module.
+pub(crate) fn udfs() -> Vec<ScalarUDF> {
+    [Direction::To, Direction::From, Direction::Between]
+        .into_iter()
+        .map(|direction| {
+            ScalarUDF::new_from_impl(Convert {
+                direction,
+                signature: Signature::user_defined(Volatility::Immutable),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Encoding {
+    Utf8,
+    SqlAscii,
+    Latin1,
+}
+
+impl Encoding {
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "UTF8",
+            Encoding::SqlAscii => "SQL_ASCII",
+            Encoding::Latin1 => "LATIN1",
+        }
+    }
+}
+
+/// Encodings PostgreSQL knows and Floe cannot convert (names cleaned as `clean_encoding_name`).
+const OTHER_ENCODINGS: [&str; 38] = [
+    "eucjp",
+    "euccn",
+    "euckr",
+    "euctw",
+    "eucjis2004",
+    "muleinternal",
+    "latin2",
+    "latin3",
+    "latin4",
+    "latin5",
+    "latin6",
+    "latin7",
+    "latin8",
+    "latin9",
+    "latin10",
+    "win1256",
+    "win1258",
+    "win866",
+    "win874",
+    "koi8r",
+    "win1251",
+    "win1252",
+    "iso88595",
+    "iso88596",
+    "iso88597",
+    "iso88598",
+    "win1250",
+    "win1253",
+    "win1254",
+    "win1255",
+    "win1257",
+    "koi8u",
+    "sjis",
+    "big5",
+    "gbk",
+    "uhc",
+    "gb18030",
+    "johab",
+];
+
+/// PostgreSQL's encoding name lookup: case and non-alphanumerics ignored.
+fn encoding(name: &str, role: &str) -> Result<Encoding, SqlError> {
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    match clean.as_str() {
+        "utf8" | "unicode" => Ok(Encoding::Utf8),
+        "sqlascii" => Ok(Encoding::SqlAscii),
+        "latin1" | "iso88591" => Ok(Encoding::Latin1),
+        other if OTHER_ENCODINGS.contains(&other) || other.starts_with("shiftjis") => {
+            Err(SqlError::not_supported(format!(
+                "conversion to or from encoding \"{name}\" is not supported"
+            )))
+        }
+        _ => Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("invalid {role} encoding name \"{name}\""),
+        )),
+    }
+}
+
+/// Bytes as PostgreSQL lists them in conversion errors (`0xe6 0x97`).
+fn byte_list(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `bytes` in `from` read as text (checked: the database encoding is UTF-8).
+fn decode(bytes: &[u8], from: Encoding) -> Result<String, SqlError> {
+    match from {
+        Encoding::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect()),
+        Encoding::Utf8 | Encoding::SqlAscii => match std::str::from_utf8(bytes) {
+            Ok(text) if !text.contains('\0') => Ok(text.to_owned()),
+            Ok(_) => Err(SqlError::new(
+                sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                "invalid byte sequence for encoding \"UTF8\": 0x00",
+            )),
+            Err(e) => {
+                // As PostgreSQL's report_invalid_encoding: the bytes of the character the
+                // first byte announces.
+                let rest = &bytes[e.valid_up_to()..];
+                let announced = match rest.first() {
+                    Some(b) if b & 0xe0 == 0xc0 => 2,
+                    Some(b) if b & 0xf0 == 0xe0 => 3,
+                    Some(b) if b & 0xf8 == 0xf0 => 4,
+                    _ => 1,
+                };
+                Err(SqlError::new(
+                    sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                    format!(
+                        "invalid byte sequence for encoding \"UTF8\": {}",
+                        byte_list(&rest[..announced.min(rest.len())])
+                    ),
+                ))
+            }
+        },
+    }
+}
+
+/// `text` written in `to`.
+fn encode(text: &str, to: Encoding) -> Result<Vec<u8>, SqlError> {
+    match to {
+        Encoding::Utf8 | Encoding::SqlAscii => Ok(text.as_bytes().to_vec()),
+        Encoding::Latin1 => text
+            .chars()
+            .map(|c| {
+                u8::try_from(u32::from(c)).map_err(|_| {
+                    let mut buf = [0u8; 4];
+                    SqlError::new(
+                        sqlstate::UNTRANSLATABLE_CHARACTER,
+                        format!(
+                            "character with byte sequence {} in encoding \"UTF8\" has no \
+                             equivalent in encoding \"{}\"",
+                            byte_list(c.encode_utf8(&mut buf).as_bytes()),
+                            to.name()
+                        ),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Direction {
+    /// `convert_to(text, to)`.
+    To,
+    /// `convert_from(bytea, from)`.
+    From,
+    /// `convert(bytea, from, to)`.
+    Between,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Convert {
+    direction: Direction,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Convert {
+    fn name(&self) -> &str {
+        match self.direction {
+            Direction::To => "convert_to",
+            Direction::From => "convert_from",
+            Direction::Between => "convert",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let text = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null
+            )
+        };
+        let bytes = |t: &DataType| matches!(t, DataType::Binary | DataType::Null);
+        match (self.direction, arg_types) {
+            (Direction::To, [a, b]) if text(a) && text(b) => {
+                Ok(vec![DataType::Utf8, DataType::Utf8])
+            }
+            (Direction::From, [a, b]) if bytes(a) && text(b) => {
+                Ok(vec![DataType::Binary, DataType::Utf8])
+            }
+            (Direction::Between, [a, b, c]) if bytes(a) && text(b) && text(c) => {
+                Ok(vec![DataType::Binary, DataType::Utf8, DataType::Utf8])
+            }
+            _ => Err(super::datetime::no_function(self.name(), arg_types)),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.direction {
+            Direction::From => DataType::Utf8,
+            _ => DataType::Binary,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = rows_of(&args);
+        let arrays = args
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let target = match (self.direction, i) {
+                    (Direction::To, 0) => DataType::Utf8,
+                    (_, 0) => DataType::Binary,
+                    _ => DataType::Utf8,
+                };
+                Ok(cast(&a.to_array(rows)?, &target)?)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let null = |row: usize| arrays.iter().any(|a| a.is_null(row));
+        let name = |i: usize, row: usize| arrays[i].as_string::<i32>().value(row);
+        match self.direction {
+            Direction::To => {
+                let texts = arrays[0].as_string::<i32>();
+                let mut out = BinaryBuilder::new();
+                for row in 0..rows {
+                    if null(row) {
+                        out.append_null();
+                        continue;
+                    }
+                    let to = encoding(name(1, row), "destination")?;
+                    out.append_value(encode(texts.value(row), to)?);
+                }
+                finish(&args.args, Arc::new(out.finish()))
+            }
+            Direction::From => {
+                let bytes = arrays[0].as_binary::<i32>();
+                let mut out = StringBuilder::new();
+                for row in 0..rows {
+                    if null(row) {
+                        out.append_null();
+                        continue;
+                    }
+                    let from = encoding(name(1, row), "source")?;
+                    out.append_value(decode(bytes.value(row), from)?);
+                }
+                finish(&args.args, Arc::new(out.finish()))
+            }
+            Direction::Between => {
+                let bytes = arrays[0].as_binary::<i32>();
+                let mut out = BinaryBuilder::new();
+                for row in 0..rows {
+                    if null(row) {
+                        out.append_null();
+                        continue;
+                    }
+                    let from = encoding(name(1, row), "source")?;
+                    let to = encoding(name(2, row), "destination")?;
+                    let text = decode(bytes.value(row), from)?;
+                    out.append_value(encode(&text, to)?);
+                }
+                finish(&args.args, Arc::new(out.finish()))
+            }
+        }
+    }
+}
