@@ -192,7 +192,8 @@ fn figure(expr: &Expr) -> Option<(String, u8)> {
             Some((name, STRONG)) => Some((name, STRONG)),
             _ => Some(("case".into(), WEAK)),
         },
-        Expr::Exists { .. } => strong("exists"),
+        // `NOT EXISTS` is a NOT over the sublink: PostgreSQL has no name for it.
+        Expr::Exists { negated: false, .. } => strong("exists"),
         Expr::Array(_) => strong("array"),
         Expr::Tuple(_) => strong("row"),
         Expr::Extract { .. } => strong("extract"),
@@ -303,6 +304,11 @@ mod tests {
             "SELECT g FROM generate_series(1, 3) g (g)"
         );
         assert_eq!(display_name("?column?\u{1}2"), "?column?");
+        assert_eq!(
+            names("SELECT EXISTS (SELECT 1), NOT EXISTS (SELECT 1)"),
+            "SELECT EXISTS (SELECT 1 AS \"?column?\") AS \"exists\", \
+             NOT EXISTS (SELECT 1 AS \"?column?\") AS \"?column?\""
+        );
     }
 
     /// A cast of a cast is named by the outer type, a cast of a column by the column; CASE

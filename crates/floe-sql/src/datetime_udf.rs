@@ -556,10 +556,14 @@ impl ScalarUDFImpl for AtTimeZone {
         };
         let value = match value {
             DataType::Timestamp(_, Some(_)) => timestamptz_type(),
-            DataType::Timestamp(_, None) | DataType::Date32 | DataType::Null => {
+            DataType::Timestamp(_, None) | DataType::Null => {
                 DataType::Timestamp(TimeUnit::Microsecond, None)
             }
-            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => timestamptz_type(),
+            // A date is read as a timestamptz (midnight in the session's zone), as PostgreSQL
+            // resolves `date AT TIME ZONE`: the result is a timestamp.
+            DataType::Date32 | DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                timestamptz_type()
+            }
             other => {
                 return Err(SqlError::new(
                     sqlstate::UNDEFINED_FUNCTION,
