@@ -64,6 +64,22 @@ DESCRIBED = [
         "SELECT 1::int2 << 2, 8::int2 >> 1::int2, '2020-01-02'::date - '2020-01-01'::date",
         [("?column?", 21), ("?column?", 21), ("?column?", 23)],
     ),
+    # coalesce, nullif and greatest keep the type their arguments share (uuid, jsonb, varchar;
+    # a string literal takes it), and NOT EXISTS has no name of its own.
+    (
+        "SELECT coalesce(u, u), nullif(u, u), coalesce(u, 'af345b28-660f-b6a0-9bc5-df2af5c57d0e'), "
+        "coalesce(v, 'x'), greatest(j, j), NOT EXISTS (SELECT 1) "
+        "FROM (SELECT 'af345b28-660f-b6a0-9bc5-df2af5c57d0e'::uuid AS u, 'a'::varchar AS v, "
+        "'1'::jsonb AS j) AS t",
+        [("coalesce", 2950), ("nullif", 2950), ("coalesce", 2950), ("coalesce", 1043),
+         ("greatest", 3802), ("?column?", 16)],
+    ),
+    (
+        "SELECT to_timestamp(1), to_date('2020-01-01', 'YYYY-MM-DD'), "
+        "'2020-01-01'::date AT TIME ZONE 'UTC', convert_to('a', 'UTF8'), length('\\x00'::bytea)",
+        [("to_timestamp", 1184), ("to_date", 1082), ("timezone", 1114), ("convert_to", 17),
+         ("length", 23)],
+    ),
 ]
 
 

@@ -64,64 +64,15 @@ fn single_byte(option: &str, value: &str) -> SqlResult<u8> {
 /// than its bytes taken as UTF-8. Names are matched like PostgreSQL's (case and punctuation
 /// ignored).
 fn check_encoding(name: &str) -> SqlResult<()> {
-    let key: String = name
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    const OTHERS: [&str; 40] = [
-        "sqlascii",
-        "eucjp",
-        "euccn",
-        "euckr",
-        "euctw",
-        "eucjis2004",
-        "mulemc",
-        "latin1",
-        "latin2",
-        "latin3",
-        "latin4",
-        "latin5",
-        "latin6",
-        "latin7",
-        "latin8",
-        "latin9",
-        "latin10",
-        "win1256",
-        "win1258",
-        "win866",
-        "win874",
-        "koi8r",
-        "win1251",
-        "win1252",
-        "iso88595",
-        "iso88596",
-        "iso88597",
-        "iso88598",
-        "win1250",
-        "win1253",
-        "win1254",
-        "win1255",
-        "win1257",
-        "koi8u",
-        "sjis",
-        "big5",
-        "gbk",
-        "uhc",
-        "gb18030",
-        "johab",
-    ];
-    if matches!(key.as_str(), "utf8" | "unicode") {
-        Ok(())
-    } else if OTHERS.contains(&key.as_str()) || key.starts_with("iso8859") {
-        Err(SqlError::not_supported(format!(
+    match crate::functions::encoding::known_encoding(name).as_deref() {
+        Some("utf8" | "unicode") => Ok(()),
+        Some(_) => Err(SqlError::not_supported(format!(
             "COPY … ENCODING '{name}' is not supported yet: Floe reads and writes UTF8"
-        )))
-    } else {
-        Err(SqlError::new(
+        ))),
+        None => Err(SqlError::new(
             sqlstate::INVALID_PARAMETER_VALUE,
             "argument to option \"encoding\" must be a valid encoding name",
-        ))
+        )),
     }
 }
 

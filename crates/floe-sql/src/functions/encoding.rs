@@ -46,14 +46,19 @@ impl Encoding {
     }
 }
 
-/// Encodings PostgreSQL knows and Floe cannot convert (names cleaned as `clean_encoding_name`).
-const OTHER_ENCODINGS: [&str; 38] = [
+/// The encodings PostgreSQL knows, by their names cleaned as `clean_encoding_name` does.
+const KNOWN_ENCODINGS: [&str; 43] = [
+    "utf8",
+    "unicode",
+    "sqlascii",
+    "latin1",
     "eucjp",
     "euccn",
     "euckr",
     "euctw",
     "eucjis2004",
     "muleinternal",
+    "mulemc",
     "latin2",
     "latin3",
     "latin4",
@@ -70,10 +75,6 @@ const OTHER_ENCODINGS: [&str; 38] = [
     "koi8r",
     "win1251",
     "win1252",
-    "iso88595",
-    "iso88596",
-    "iso88597",
-    "iso88598",
     "win1250",
     "win1253",
     "win1254",
@@ -86,25 +87,33 @@ const OTHER_ENCODINGS: [&str; 38] = [
     "uhc",
     "gb18030",
     "johab",
+    "shiftjis2004",
+    "alt",
+    "win",
+    "tcvn",
 ];
 
-/// PostgreSQL's encoding name lookup: case and non-alphanumerics ignored.
-fn encoding(name: &str, role: &str) -> Result<Encoding, SqlError> {
+/// An encoding name as PostgreSQL matches it (case and non-alphanumerics ignored), if
+/// PostgreSQL knows the encoding.
+pub(crate) fn known_encoding(name: &str) -> Option<String> {
     let clean: String = name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    match clean.as_str() {
-        "utf8" | "unicode" => Ok(Encoding::Utf8),
-        "sqlascii" => Ok(Encoding::SqlAscii),
-        "latin1" | "iso88591" => Ok(Encoding::Latin1),
-        other if OTHER_ENCODINGS.contains(&other) || other.starts_with("shiftjis") => {
-            Err(SqlError::not_supported(format!(
-                "conversion to or from encoding \"{name}\" is not supported"
-            )))
-        }
-        _ => Err(SqlError::new(
+    (KNOWN_ENCODINGS.contains(&clean.as_str()) || clean.starts_with("iso8859")).then_some(clean)
+}
+
+/// The encoding `name` denotes, for a conversion (`role`: source or destination).
+fn encoding(name: &str, role: &str) -> Result<Encoding, SqlError> {
+    match known_encoding(name).as_deref() {
+        Some("utf8" | "unicode") => Ok(Encoding::Utf8),
+        Some("sqlascii") => Ok(Encoding::SqlAscii),
+        Some("latin1" | "iso88591") => Ok(Encoding::Latin1),
+        Some(_) => Err(SqlError::not_supported(format!(
+            "conversion to or from encoding \"{name}\" is not supported"
+        ))),
+        None => Err(SqlError::new(
             sqlstate::INVALID_PARAMETER_VALUE,
             format!("invalid {role} encoding name \"{name}\""),
         )),

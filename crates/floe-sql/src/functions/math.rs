@@ -43,7 +43,91 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             lcm: true,
             signature: signature(),
         }),
+        ScalarUDF::new_from_impl(Angle {
+            to_degrees: true,
+            signature: signature(),
+        }),
+        ScalarUDF::new_from_impl(Angle {
+            to_degrees: false,
+            signature: signature(),
+        }),
     ]
+}
+
+/// `degrees(x)` and `radians(x)` of double precision as PostgreSQL computes them (dividing
+/// or multiplying by its `RADIANS_PER_DEGREE`, so the last digit agrees) with its overflow and
+/// underflow errors (22003); DataFusion's returned ±Infinity.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Angle {
+    to_degrees: bool,
+    signature: Signature,
+}
+
+const RADIANS_PER_DEGREE: f64 = 0.017_453_292_519_943_295;
+
+impl ScalarUDFImpl for Angle {
+    fn name(&self) -> &str {
+        if self.to_degrees {
+            "degrees"
+        } else {
+            "radians"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        match arg_types {
+            [t] if t.is_numeric() || t.is_null() || is_decimal(t) => Ok(vec![DataType::Float64]),
+            [DataType::LargeBinary] => Ok(vec![DataType::Float64]),
+            _ => Err(no_function(self.name(), arg_types)),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let values = cast(
+            &args.args[0].to_array(args.number_rows.max(1))?,
+            &DataType::Float64,
+        )?;
+        let mut out = Vec::with_capacity(values.len());
+        for v in values.as_primitive::<Float64Type>().iter() {
+            out.push(match v {
+                None => None,
+                Some(x) => {
+                    let r = if self.to_degrees {
+                        x / RADIANS_PER_DEGREE
+                    } else {
+                        x * RADIANS_PER_DEGREE
+                    };
+                    if r.is_infinite() && !x.is_infinite() {
+                        return Err(SqlError::new(
+                            sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                            "value out of range: overflow",
+                        )
+                        .into());
+                    }
+                    if r == 0.0 && x != 0.0 {
+                        return Err(SqlError::new(
+                            sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                            "value out of range: underflow",
+                        )
+                        .into());
+                    }
+                    Some(r)
+                }
+            });
+        }
+        finish(
+            &args.args,
+            Arc::new(datafusion::arrow::array::Float64Array::from(out)),
+        )
+    }
 }
 
 fn is_integer(t: &DataType) -> bool {

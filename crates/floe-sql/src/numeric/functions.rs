@@ -719,6 +719,55 @@ pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> 
         .collect()
 }
 
+/// The type tag (`floe.pg_type`, with a typmod only where all agree) the non-NULL arguments
+/// of a conditional share, if they all carry the same one.
+/// String literals are PostgreSQL's `unknown`, which takes the other arguments' type.
+fn shared_type_tag(
+    fields: &[FieldRef],
+    literals: &[Option<&ScalarValue>],
+) -> Option<std::collections::HashMap<String, String>> {
+    use crate::types::{PG_TYPE_KEY, PG_TYPMOD_KEY};
+    let typed: Vec<&FieldRef> = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            let unknown = matches!(
+                literals.get(*i),
+                Some(Some(
+                    ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::Null
+                ))
+            );
+            f.data_type() != &DataType::Null && !unknown
+        })
+        .map(|(_, f)| f)
+        .collect();
+    let first = typed.first()?;
+    let tag = first.metadata().get(PG_TYPE_KEY)?;
+    let all_strings = fields.iter().all(|f| {
+        matches!(
+            f.data_type(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null
+        )
+    });
+    if !all_strings
+        || !typed
+            .iter()
+            .all(|f| f.metadata().get(PG_TYPE_KEY) == Some(tag))
+    {
+        return None;
+    }
+    let mut metadata = std::collections::HashMap::from([(PG_TYPE_KEY.to_string(), tag.clone())]);
+    if let Some(typmod) = first.metadata().get(PG_TYPMOD_KEY) {
+        if typed
+            .iter()
+            .all(|f| f.metadata().get(PG_TYPMOD_KEY) == Some(typmod))
+        {
+            metadata.insert(PG_TYPMOD_KEY.to_string(), typmod.clone());
+        }
+    }
+    Some(metadata)
+}
+
 /// The numeric-aware versions of `functions` (by name: `coalesce`, `nullif`, `greatest`,
 /// `least`).
 pub(crate) fn conditionals(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> Vec<ScalarUDF> {
@@ -926,7 +975,19 @@ impl ScalarUDFImpl for Overload {
                 other => Arc::new(Field::new("", other, true)),
             });
         }
-        self.inner.return_field_from_args(args)
+        let shared = match self.numeric {
+            Numerics::Conditional => shared_type_tag(args.arg_fields, args.scalar_arguments),
+            Numerics::Unary(..) => None,
+        };
+        let field = self.inner.return_field_from_args(args)?;
+        Ok(match shared {
+            // uuid, jsonb, varchar, … are tagged Utf8 fields: the result is of their type
+            // when every argument is (DataFusion's functions return a plain field).
+            Some(tag) if field.metadata().is_empty() => {
+                Arc::new(field.as_ref().clone().with_metadata(tag))
+            }
+            _ => field,
+        })
     }
 
     fn short_circuits(&self) -> bool {
