@@ -138,9 +138,10 @@ async fn portals_suspend_and_resume() {
         if rows.is_empty() {
             break;
         }
-        seen.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+        // integer, as in PostgreSQL: generate_series of int4 arguments.
+        seen.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
     }
-    assert_eq!(seen, (1..=10).collect::<Vec<i64>>());
+    assert_eq!(seen, (1..=10).collect::<Vec<i32>>());
     tx.commit().await.unwrap();
 }
 

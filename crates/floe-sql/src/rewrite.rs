@@ -58,6 +58,13 @@ impl VisitorMut for SessionFunctions<'_> {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        if let Some(replacement) = int4_series(factor) {
+            *factor = replacement;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         if let Some(replacement) = number_literal(expr) {
             *expr = replacement;
@@ -397,6 +404,79 @@ fn negation(expr: &Expr) -> Option<Expr> {
         over: None,
         within_group: vec![],
     }))
+}
+
+/// `generate_series(a, b [, step])` in FROM whose arguments are all `integer` (literals that
+/// fit in 32 bits, or casts to int4/int2) yields `integer` in PostgreSQL; DataFusion's table
+/// function always yields `bigint`. Such a call becomes `(SELECT CAST(col AS INT4) AS col FROM
+/// generate_series(…) AS alias (col)) AS alias (col)` (colnames has named its column).
+fn int4_series(factor: &ast::TableFactor) -> Option<ast::TableFactor> {
+    use ast::DataType as D;
+    let ast::TableFactor::Table {
+        name,
+        alias: Some(alias),
+        args: Some(args),
+        with_ordinality: false,
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    let function = name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+    if function != "generate_series" || !(2..=3).contains(&args.args.len()) {
+        return None;
+    }
+    let [column] = alias.columns.as_slice() else {
+        return None;
+    };
+    fn int4(expr: &Expr) -> bool {
+        match expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(text, _) => text.parse::<i32>().is_ok(),
+                _ => false,
+            },
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Minus,
+                expr,
+            } => matches!(expr.as_ref(), Expr::Value(v) if matches!(&v.value,
+                Value::Number(text, _) if format!("-{text}").parse::<i32>().is_ok())),
+            Expr::Nested(inner) => int4(inner),
+            Expr::Cast { data_type, .. } => matches!(
+                data_type,
+                D::Int(_) | D::Integer(_) | D::Int4(_) | D::SmallInt(_) | D::Int2(_)
+            ),
+            _ => false,
+        }
+    }
+    let all_int4 = args
+        .args
+        .iter()
+        .all(|arg| matches!(arg, FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if int4(e)));
+    if !all_int4 {
+        return None;
+    }
+    let mut query = crate::sqlbuild::template_query("SELECT 1").ok()?;
+    let select = crate::sqlbuild::select_mut(&mut query).ok()?;
+    select.projection = vec![ast::SelectItem::ExprWithAlias {
+        expr: Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(Expr::Identifier(column.name.clone())),
+            data_type: D::Int4(None),
+            array: false,
+            format: None,
+        },
+        alias: column.name.clone(),
+    }];
+    select.from = vec![ast::TableWithJoins {
+        relation: factor.clone(),
+        joins: vec![],
+    }];
+    Some(ast::TableFactor::Derived {
+        lateral: false,
+        subquery: Box::new(query),
+        alias: Some(alias.clone()),
+        sample: None,
+    })
 }
 
 /// `CAST(x AS timestamp(p))` (also `timestamptz(p)`, `time(p)`) with `p < 6`: the cast to
