@@ -863,7 +863,7 @@ const CHAR_PATTERNS: [&str; 48] = [
     "I", "D", "W", "J", "Q", "FM", "FX",
 ];
 
-const MONTH_NAMES: [&str; 12] = [
+pub(crate) const MONTH_NAMES: [&str; 12] = [
     "January",
     "February",
     "March",
@@ -877,7 +877,7 @@ const MONTH_NAMES: [&str; 12] = [
     "November",
     "December",
 ];
-const DAY_NAMES: [&str; 7] = [
+pub(crate) const DAY_NAMES: [&str; 7] = [
     "Sunday",
     "Monday",
     "Tuesday",

@@ -72,7 +72,8 @@ impl DateTimeCast {
     }
 }
 
-fn session_zone(config: &ConfigOptions) -> Zone {
+/// The session's `TimeZone` as the functions of a statement see it.
+pub(crate) fn session_zone(config: &ConfigOptions) -> Zone {
     Zone::from_setting(config.execution.time_zone.as_deref())
 }
 

@@ -388,22 +388,31 @@ fn negation(expr: &Expr) -> Option<Expr> {
     if matches!(operand.as_ref(), Expr::Value(_) | Expr::Interval(_)) {
         return None;
     }
-    Some(Expr::Function(ast::Function {
-        name: ast::ObjectName::from(vec![ast::Ident::new(crate::numeric::functions::NEGATE)]),
+    Some(call(
+        crate::numeric::functions::NEGATE,
+        vec![operand.as_ref().clone()],
+    ))
+}
+
+/// A call of the function `name` (Floe's own, unquoted) with `args`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(ast::FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(
-                operand.as_ref().clone(),
-            ))],
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
             clauses: vec![],
         }),
         filter: None,
         null_treatment: None,
         over: None,
         within_group: vec![],
-    }))
+    })
 }
 
 /// `generate_series(a, b [, step])` in FROM whose arguments are all `integer` (literals that
@@ -506,24 +515,13 @@ fn time_precision(expr: &Expr) -> Option<Expr> {
         format: None,
         array: *array,
     };
-    let arg = |e: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
-    Some(Expr::Function(ast::Function {
-        name: ast::ObjectName::from(vec![ast::Ident::new(crate::datetime_udf::TIME_PRECISION)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![
-                arg(cast),
-                arg(Expr::value(Value::Number(precision.to_string(), false))),
-            ],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    }))
+    Some(call(
+        crate::datetime_udf::TIME_PRECISION,
+        vec![
+            cast,
+            Expr::value(Value::Number(precision.to_string(), false)),
+        ],
+    ))
 }
 
 fn bounded_text_cast(expr: &Expr) -> Option<Expr> {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, Date32Array, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
-use datafusion::common::config::ConfigOptions;
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -24,7 +23,8 @@ use datafusion::logical_expr::{
 
 use super::{finish, rows_of};
 use crate::datetime::{
-    days_from_civil, Zone, MAX_DATE_DAYS, MIN_DAYS, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY,
+    days_from_civil, Zone, DAY_NAMES, MAX_DATE_DAYS, MIN_DAYS, MONTH_NAMES, TIMESTAMP_INFINITY,
+    TIMESTAMP_NEG_INFINITY,
 };
 use crate::error::{sqlstate, SqlError};
 
@@ -383,29 +383,6 @@ impl Reader<'_> {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const DAYS: [&str; 7] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-];
 const ROMAN: [&str; 12] = [
     "XII", "XI", "X", "IX", "VIII", "VII", "VI", "V", "IV", "III", "II", "I",
 ];
@@ -460,17 +437,17 @@ fn read_field(
         }
         "CC" => f.century = Some(r.int(2)?.0),
         "MM" => f.month = Some(r.int(2)?.0),
-        "MONTH" => f.month = Some(r.word(&MONTHS)? as i64 + 1),
+        "MONTH" => f.month = Some(r.word(&MONTH_NAMES)? as i64 + 1),
         "MON" => {
-            let abbreviations: Vec<&str> = MONTHS.iter().map(|m| &m[..3]).collect();
+            let abbreviations: Vec<&str> = MONTH_NAMES.iter().map(|m| &m[..3]).collect();
             f.month = Some(r.word(&abbreviations)? as i64 + 1);
         }
         "RM" => f.month = Some(12 - r.word(&ROMAN)? as i64),
         "DAY" => {
-            r.word(&DAYS)?;
+            r.word(&DAY_NAMES)?;
         }
         "DY" => {
-            let abbreviations: Vec<&str> = DAYS.iter().map(|d| &d[..3]).collect();
+            let abbreviations: Vec<&str> = DAY_NAMES.iter().map(|d| &d[..3]).collect();
             r.word(&abbreviations)?;
         }
         "DD" => f.day = Some(r.int(2)?.0),
@@ -781,10 +758,6 @@ struct ToTimestamp {
     signature: Signature,
 }
 
-fn session_zone(config: &ConfigOptions) -> Zone {
-    Zone::from_setting(config.execution.time_zone.as_deref())
-}
-
 impl ScalarUDFImpl for ToTimestamp {
     fn name(&self) -> &str {
         if self.date {
@@ -839,7 +812,7 @@ impl ScalarUDFImpl for ToTimestamp {
         let inputs = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
         let templates = cast(&args.args[1].to_array(rows)?, &DataType::Utf8)?;
         let (inputs, templates) = (inputs.as_string::<i32>(), templates.as_string::<i32>());
-        let zone = session_zone(&args.config_options);
+        let zone = crate::datetime_udf::session_zone(&args.config_options);
         if self.date {
             let mut out = Vec::with_capacity(rows);
             for row in 0..rows {
