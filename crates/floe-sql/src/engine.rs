@@ -135,6 +135,12 @@ impl Engine {
             .map_or(0, |i| i + 1);
         optimizer_rules.insert(subqueries_done, Arc::new(crate::numeric::keys::NumericKeys));
         optimizer_rules.push(Arc::new(crate::numeric::keys::NumericKeys));
+        // A sum of small integers is bigint; split in two steps it would become numeric.
+        for rule in optimizer_rules.iter_mut() {
+            if rule.name() == "single_distinct_aggregation_to_group_by" {
+                *rule = Arc::new(crate::numeric::aggregate::SingleDistinctSums::default());
+            }
+        }
         let mut builder = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
@@ -202,6 +208,7 @@ impl Engine {
             .chain(crate::bounded_text::udfs())
             .chain([
                 crate::subquery::single_row_udf(),
+                crate::cast_names::udf(),
                 crate::datetime_udf::now_udf(),
                 crate::datetime_udf::date_trunc_udf(),
                 crate::datetime_udf::to_char_udf(),

@@ -7,6 +7,7 @@
 
 mod arithmetic;
 mod bounded_text;
+mod cast_names;
 pub mod catalog;
 pub mod colnames;
 pub mod copy;

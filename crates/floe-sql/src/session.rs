@@ -757,6 +757,7 @@ impl Session {
         let mut statement = statement.clone();
         self.expand_views(&mut statement)?;
         colnames::name_columns(&mut statement);
+        crate::cast_names::distinguish(&mut statement);
         rewrite::rewrite_statement(&mut statement, self)?;
         let known: Vec<ast::DataType> = declared
             .iter()

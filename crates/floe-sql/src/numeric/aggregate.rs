@@ -10,6 +10,11 @@
 //!   TPC-H's grouped averages stay vectorised; only the final division per group is exact
 //!   arithmetic.
 //!
+//! - `sum` of `bigint` is `numeric` (it cannot wrap around past 2^63), and `sum` of
+//!   `smallint`/`integer` is `bigint`, as in PostgreSQL; both sum in an `i128` per group.
+//!   Small integers are kept at their own type through coercion (DataFusion's `sum` widens
+//!   them to `bigint` first, after which they could not be told apart from `bigint` inputs).
+//!
 //! `DISTINCT` keeps the distinct values by value (`1.5` and `1.50` count once).
 
 use std::collections::{BTreeMap, HashSet};
@@ -66,21 +71,52 @@ enum Input {
     Wide,
 }
 
+/// What a group's sum and count become.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Output {
+    /// `avg`: the sum divided by the count, a numeric.
+    Average,
+    /// `sum`: the sum as a numeric.
+    Sum,
+    /// `sum` of small integers: the sum as a `bigint`.
+    BigintSum,
+}
+
+fn is_small_int(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int8 | DataType::Int16 | DataType::Int32
+    )
+}
+
 impl NumericAggregate {
     fn input(&self, data_type: &DataType) -> Option<Input> {
         if is_numeric_field_type(data_type) {
             return Some(Input::Wide);
         }
-        if !self.avg {
-            return None;
-        }
         match data_type {
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
                 Some(Input::Fixed(0))
             }
-            DataType::Decimal128(_, scale) if *scale >= 0 => Some(Input::Fixed(*scale)),
+            DataType::Decimal128(_, scale) if *scale >= 0 && self.avg => Some(Input::Fixed(*scale)),
             _ => None,
         }
+    }
+
+    fn output(&self, data_type: &DataType) -> Output {
+        if self.avg {
+            Output::Average
+        } else if is_small_int(data_type) {
+            Output::BigintSum
+        } else {
+            Output::Sum
+        }
+    }
+
+    /// The input and output of a call over `field`, if this module treats it.
+    fn treats(&self, field: Option<&FieldRef>) -> Option<(Input, Output)> {
+        let data_type = field?.data_type();
+        Some((self.input(data_type)?, self.output(data_type)))
     }
 }
 
@@ -95,6 +131,7 @@ impl AggregateUDFImpl for NumericAggregate {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
         match arg_types {
+            // Small integers too keep their type: widened, they would read as `bigint`.
             [t] if self.input(t).is_some() => Ok(arg_types.to_vec()),
             _ => super::coerce_like(arg_types, self.inner.as_ref()),
         }
@@ -102,28 +139,28 @@ impl AggregateUDFImpl for NumericAggregate {
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
         match arg_types {
-            [t] if self.input(t).is_some() => Ok(DataType::LargeBinary),
+            [t] if self.input(t).is_some() => Ok(match self.output(t) {
+                Output::BigintSum => DataType::Int64,
+                Output::Average | Output::Sum => DataType::LargeBinary,
+            }),
             _ => self.inner.return_type(arg_types),
         }
     }
 
     fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
-        match arg_fields {
-            [f] if self.input(f.data_type()).is_some() => {
-                Ok(Arc::new(numeric_field(self.name(), None)))
+        match self.treats(arg_fields.first()) {
+            Some((_, Output::BigintSum)) if arg_fields.len() == 1 => {
+                Ok(Arc::new(Field::new(self.name(), DataType::Int64, true)))
             }
+            Some(_) if arg_fields.len() == 1 => Ok(Arc::new(numeric_field(self.name(), None))),
             _ => self.inner.inner().return_field(arg_fields),
         }
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        match args
-            .expr_fields
-            .first()
-            .and_then(|f| self.input(f.data_type()))
-        {
-            Some(input) => Ok(Box::new(NumericAccumulator::new(
-                self.avg,
+        match self.treats(args.expr_fields.first()) {
+            Some((input, output)) => Ok(Box::new(NumericAccumulator::new(
+                output,
                 input,
                 args.is_distinct,
             ))),
@@ -157,13 +194,9 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        match args
-            .expr_fields
-            .first()
-            .and_then(|f| self.input(f.data_type()))
-        {
-            Some(Input::Fixed(_)) => !args.is_distinct,
-            Some(Input::Wide) => false,
+        match self.treats(args.expr_fields.first()) {
+            Some((Input::Fixed(_), _)) => !args.is_distinct,
+            Some((Input::Wide, _)) => false,
             None => self.inner.inner().groups_accumulator_supported(args),
         }
     }
@@ -172,13 +205,10 @@ impl AggregateUDFImpl for NumericAggregate {
         &self,
         args: AccumulatorArgs,
     ) -> DfResult<Box<dyn GroupsAccumulator>> {
-        match args
-            .expr_fields
-            .first()
-            .and_then(|f| self.input(f.data_type()))
-        {
-            Some(Input::Fixed(scale)) => Ok(Box::new(FixedAvgGroups {
+        match self.treats(args.expr_fields.first()) {
+            Some((Input::Fixed(scale), output)) => Ok(Box::new(FixedGroups {
                 scale,
+                output,
                 sums: Vec::new(),
                 counts: Vec::new(),
             })),
@@ -187,11 +217,7 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        match args
-            .expr_fields
-            .first()
-            .and_then(|f| self.input(f.data_type()))
-        {
+        match self.treats(args.expr_fields.first()) {
             Some(_) => self.accumulator(args),
             None => self.inner.inner().create_sliding_accumulator(args),
         }
@@ -202,11 +228,38 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn default_value(&self, data_type: &DataType) -> DfResult<ScalarValue> {
+        if *data_type == DataType::Int64 && !self.avg {
+            return Ok(ScalarValue::Int64(None));
+        }
         if is_numeric_field_type(data_type) {
             return Ok(ScalarValue::LargeBinary(None));
         }
         self.inner.inner().default_value(data_type)
     }
+}
+
+impl Output {
+    /// The result of a group with `sum` over `count` values (`None`: no values).
+    fn finish(self, sum: Option<(Numeric, i64)>) -> DfResult<ScalarValue> {
+        Ok(match (self, sum) {
+            (Output::BigintSum, None) => ScalarValue::Int64(None),
+            (Output::BigintSum, Some((sum, _))) => ScalarValue::Int64(Some(bigint(&sum)?)),
+            (_, None) => scalar_key(None),
+            (Output::Average, Some((sum, count))) => {
+                scalar_key(Some(&sum.div(&Numeric::from_i64(count))?))
+            }
+            (Output::Sum, Some((sum, _))) => scalar_key(Some(&sum)),
+        })
+    }
+}
+
+/// A sum of small integers as a `bigint` (22003 past its range).
+fn bigint(sum: &Numeric) -> DfResult<i64> {
+    Ok(sum.to_i64("bigint")?)
+}
+
+fn bigint_overflow() -> datafusion::error::DataFusionError {
+    NumericError::OutOfRange("bigint").into()
 }
 
 fn sum_state_type(input: Input) -> DataType {
@@ -299,7 +352,7 @@ type Distinct = (HashSet<Vec<u8>>, Vec<Vec<u8>>);
 /// `sum`/`avg` of one group (or of all rows): a running sum and count, or the distinct values.
 #[derive(Debug)]
 struct NumericAccumulator {
-    avg: bool,
+    output: Output,
     input: Input,
     sum: Sum,
     count: i64,
@@ -308,9 +361,9 @@ struct NumericAccumulator {
 }
 
 impl NumericAccumulator {
-    fn new(avg: bool, input: Input, distinct: bool) -> NumericAccumulator {
+    fn new(output: Output, input: Input, distinct: bool) -> NumericAccumulator {
         NumericAccumulator {
-            avg,
+            output,
             input,
             sum: match input {
                 Input::Fixed(_) => Sum::Fixed(0),
@@ -418,25 +471,14 @@ impl Accumulator for NumericAccumulator {
                 sum = sum.add(&Numeric::from_key(key)?)?;
             }
             if keys.is_empty() {
-                return Ok(scalar_key(None));
+                return self.output.finish(None);
             }
-            let result = if self.avg {
-                sum.div(&Numeric::from_i64(keys.len() as i64))?
-            } else {
-                sum
-            };
-            return Ok(scalar_key(Some(&result)));
+            return self.output.finish(Some((sum, keys.len() as i64)));
         }
         if self.count == 0 {
-            return Ok(scalar_key(None));
+            return self.output.finish(None);
         }
-        let sum = self.sum_value()?;
-        let result = if self.avg {
-            sum.div(&Numeric::from_i64(self.count))?
-        } else {
-            sum
-        };
-        Ok(scalar_key(Some(&result)))
+        self.output.finish(Some((self.sum_value()?, self.count)))
     }
 
     fn size(&self) -> usize {
@@ -506,15 +548,17 @@ impl Accumulator for NumericAccumulator {
     }
 }
 
-/// `avg` of integers or `Decimal128(_, scale)` per group: `i128` sums and counts.
+/// `avg` of integers or `Decimal128(_, scale)`, `sum` of integers, per group: `i128` sums
+/// and counts.
 #[derive(Debug)]
-struct FixedAvgGroups {
+struct FixedGroups {
     scale: i8,
+    output: Output,
     sums: Vec<i128>,
     counts: Vec<i64>,
 }
 
-impl FixedAvgGroups {
+impl FixedGroups {
     fn grow(&mut self, total_num_groups: usize) {
         self.sums.resize(total_num_groups, 0);
         self.counts.resize(total_num_groups, 0);
@@ -527,7 +571,7 @@ impl FixedAvgGroups {
     }
 }
 
-impl GroupsAccumulator for FixedAvgGroups {
+impl GroupsAccumulator for FixedGroups {
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -563,13 +607,37 @@ impl GroupsAccumulator for FixedAvgGroups {
         let sums = emit_to.take_needed(&mut self.sums);
         let counts = emit_to.take_needed(&mut self.counts);
         let scale = self.scale as i32;
-        keys_array(sums.len(), |group| {
-            if counts[group] == 0 {
-                return Ok(None);
+        match self.output {
+            Output::BigintSum => {
+                let values = sums
+                    .iter()
+                    .zip(&counts)
+                    .map(|(&sum, &count)| {
+                        if count == 0 {
+                            return Ok(None);
+                        }
+                        i64::try_from(sum).map(Some).map_err(|_| bigint_overflow())
+                    })
+                    .collect::<DfResult<Int64Array>>()?;
+                Ok(Arc::new(values))
             }
-            let sum = Numeric::from_decimal(BigInt::from(sums[group]), scale)?;
-            Ok(Some(sum.div(&Numeric::from_i64(counts[group]))?))
-        })
+            Output::Sum => keys_array(sums.len(), |group| {
+                if counts[group] == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(Numeric::from_decimal(
+                    BigInt::from(sums[group]),
+                    scale,
+                )?))
+            }),
+            Output::Average => keys_array(sums.len(), |group| {
+                if counts[group] == 0 {
+                    return Ok(None);
+                }
+                let sum = Numeric::from_decimal(BigInt::from(sums[group]), scale)?;
+                Ok(Some(sum.div(&Numeric::from_i64(counts[group]))?))
+            }),
+        }
     }
 
     fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
@@ -629,5 +697,66 @@ impl GroupsAccumulator for FixedAvgGroups {
 
     fn size(&self) -> usize {
         self.sums.capacity() * 16 + self.counts.capacity() * 8
+    }
+}
+
+/// DataFusion's `single_distinct_aggregation_to_group_by`, except over a plain `sum` of small
+/// integers.
+///
+/// The rule splits `sum(DISTINCT a), sum(b)` into an inner aggregate grouped by `a` and an
+/// outer one summing the inner sums. A `sum` of small integers is a `bigint`, and the `sum` of
+/// those `bigint`s would be a `numeric`: the plan's type would change, so such aggregates keep
+/// their one-step plan.
+#[derive(Debug, Default)]
+pub(crate) struct SingleDistinctSums {
+    inner: datafusion::optimizer::single_distinct_to_groupby::SingleDistinctToGroupBy,
+}
+
+impl SingleDistinctSums {
+    /// Whether `aggregate` sums small integers without DISTINCT.
+    fn sums_small_integers(aggregate: &datafusion::logical_expr::Aggregate) -> bool {
+        use datafusion::logical_expr::expr::AggregateFunction as Call;
+        use datafusion::logical_expr::ExprSchemable;
+        aggregate.aggr_expr.iter().any(|expr| match expr {
+            datafusion::logical_expr::Expr::AggregateFunction(Call { func, params }) => {
+                func.name() == "sum"
+                    && !params.distinct
+                    && params.args.first().is_some_and(|arg| {
+                        arg.get_type(aggregate.input.schema())
+                            .is_ok_and(|t| is_small_int(&t))
+                    })
+            }
+            _ => false,
+        })
+    }
+}
+
+impl datafusion::optimizer::OptimizerRule for SingleDistinctSums {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        self.inner.apply_order()
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> DfResult<datafusion::common::tree_node::Transformed<datafusion::logical_expr::LogicalPlan>>
+    {
+        match &plan {
+            datafusion::logical_expr::LogicalPlan::Aggregate(aggregate)
+                if Self::sums_small_integers(aggregate) =>
+            {
+                Ok(datafusion::common::tree_node::Transformed::no(plan))
+            }
+            _ => self.inner.rewrite(plan, config),
+        }
     }
 }
