@@ -671,19 +671,13 @@ impl ColdRun {
         let io = store.clone();
         io.io()
             .run(async move {
-                let parquet = store
-                    .retrying_cold("open", &meta.path, || {
-                        let mut reader = object_reader(&store, &meta, &Arc::default());
-                        let path = meta.path.clone();
-                        async move {
-                            let options = ArrowReaderOptions::new()
-                                .with_page_index_policy(PageIndexPolicy::Optional);
-                            ArrowReaderMetadata::load_async(&mut reader, options)
-                                .await
-                                .map_err(|source| ColdError::Parquet { path, source })
-                        }
-                    })
-                    .await?;
+                // Each byte range is retried by the store (`RunFile`): no retry around it.
+                let mut reader = object_reader(&store, &meta, &Arc::default());
+                let options =
+                    ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+                let parquet = ArrowReaderMetadata::load_async(&mut reader, options)
+                    .await
+                    .map_err(|source| read_error(meta.path.clone(), source))?;
                 RunReader::new(store, meta, codec, parquet)
             })
             .await?
@@ -772,6 +766,21 @@ struct RunFile {
 
 fn external(error: ColdError) -> ParquetError {
     ParquetError::External(Box::new(error))
+}
+
+/// A Parquet read's error: the object-store error it carries, if it carries one (so callers
+/// see `ColdError::ObjectStore`, not a Parquet error around it).
+fn read_error(path: String, source: ParquetError) -> ColdError {
+    match source {
+        ParquetError::External(inner) => match inner.downcast::<ColdError>() {
+            Ok(cold) => *cold,
+            Err(inner) => ColdError::Parquet {
+                path,
+                source: ParquetError::External(inner),
+            },
+        },
+        source => ColdError::Parquet { path, source },
+    }
 }
 
 impl AsyncFileReader for RunFile {
@@ -897,13 +906,15 @@ impl RunReader {
         {
             return false;
         }
-        let point: KeyRange = (
-            Bound::Included(Key::from(key)),
-            Bound::Included(Key::from(key)),
-        );
-        self.row_groups_in(&point)
-            .into_iter()
-            .any(|group| match self.blooms[group].get() {
+        // No allocation: this runs for every lookup that reaches the run.
+        self.row_group_keys
+            .iter()
+            .enumerate()
+            .filter(|(_, keys)| {
+                keys.as_ref()
+                    .is_none_or(|(min, max)| min.as_slice() <= key && key <= max.as_slice())
+            })
+            .any(|(group, _)| match self.blooms[group].get() {
                 Some(Some(bloom)) => bloom.check(key),
                 _ => true,
             })
@@ -931,22 +942,13 @@ impl RunReader {
         if let Some(bloom) = self.blooms[group].get() {
             return Ok(bloom.clone());
         }
-        let bloom = self
-            .store
-            .retrying_cold("read the bloom filter of", &self.meta.path, || {
-                let reader = object_reader(&self.store, &self.meta, &self.bytes_read);
-                let path = self.meta.path.clone();
-                let parquet = self.parquet.clone();
-                async move {
-                    let mut builder =
-                        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, parquet);
-                    builder
-                        .get_row_group_column_bloom_filter(group, 0)
-                        .await
-                        .map_err(|source| ColdError::Parquet { path, source })
-                }
-            })
-            .await?
+        let reader = object_reader(&self.store, &self.meta, &self.bytes_read);
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.parquet.clone());
+        let bloom = builder
+            .get_row_group_column_bloom_filter(group, 0)
+            .await
+            .map_err(|source| read_error(self.meta.path.clone(), source))?
             .map(Arc::new);
         Ok(self.blooms[group].get_or_init(|| bloom).clone())
     }
@@ -1059,10 +1061,7 @@ impl RunReader {
         };
         self.row_groups_read.fetch_add(1, Ordering::Relaxed);
         let (versions, full) = self
-            .store
-            .retrying_cold("read", &self.meta.path, || {
-                self.read_selection(group, selection.clone(), range, snapshot_ts, max)
-            })
+            .read_selection(group, selection, range, snapshot_ts, max)
             .await?;
         out.extend(versions);
         Ok(full)
@@ -1076,10 +1075,7 @@ impl RunReader {
         snapshot_ts: u64,
         max: usize,
     ) -> ColdResult<(Vec<Versioned>, bool)> {
-        let parquet_err = |source| ColdError::Parquet {
-            path: self.meta.path.clone(),
-            source,
-        };
+        let parquet_err = |source| read_error(self.meta.path.clone(), source);
         let descriptor = self.parquet.metadata().file_metadata().schema_descr_ptr();
         let lower = range.0.clone();
         let upper = range.1.clone();
@@ -1683,6 +1679,67 @@ pub(crate) mod tests {
             assert!(answers.iter().any(|a| matches!(a, Lookup::Live { .. })));
             assert!(answers.iter().any(|a| matches!(a, Lookup::Deleted { .. })));
         }
+    }
+
+    /// Reads through a store that fails a share of its reads still answer right: the
+    /// transient failures are retried (byte ranges by the store, whole reads around them); a
+    /// store that keeps failing surfaces a typed error, never a wrong answer.
+    #[test]
+    fn reads_retry_transient_faults_and_surface_persistent_ones() {
+        use crate::fault::{FaultyStore, Op};
+        use crate::store::RetryPolicy;
+        let codec = codec();
+        let faulty = FaultyStore::new(Arc::new(object_store::memory::InMemory::new()), 9);
+        let store = Arc::new(
+            ColdStore::with_object_store(faulty.clone(), "")
+                .unwrap()
+                .with_retry(RetryPolicy {
+                    attempts: 10,
+                    first_backoff: std::time::Duration::from_millis(1),
+                    max_backoff: std::time::Duration::from_millis(2),
+                }),
+        );
+        let mut rng = Rng::new(21);
+        let history = random_history(&mut rng, &codec, 60, 80);
+        let written = write_run(
+            &store,
+            &codec,
+            &Arc::new(RunNamer::new(1)),
+            &RunPins::new(),
+            small_options(),
+            run_order(history.iter().flatten()),
+        )
+        .unwrap();
+        let meta = written.runs[0].clone();
+        faulty.fail(&[Op::Get], 300);
+        let run = ColdRun::open_blocking(store.clone(), meta.clone(), codec.clone()).unwrap();
+        for versions in &history {
+            let (Some(newest), Some(key)) = (versions.last(), versions.first().map(|v| &v.key))
+            else {
+                continue;
+            };
+            let expect = match &newest.row {
+                Some(row) => Lookup::Live {
+                    commit_ts: newest.commit_ts,
+                    row: row.clone(),
+                },
+                None => Lookup::Deleted {
+                    commit_ts: newest.commit_ts,
+                },
+            };
+            assert_eq!(Source::lookup(&run, key, LATEST).unwrap(), expect);
+        }
+        assert_eq!(
+            all(&EVERYTHING, &run, LATEST, 7).len(),
+            history.iter().filter(|v| !v.is_empty()).count()
+        );
+        assert!(faulty.injected() > 0);
+        faulty.fail(&[Op::Get], 1000);
+        let fresh = ColdRun::open_blocking(store, meta, codec).unwrap_err();
+        assert!(
+            matches!(fresh, ColdError::ObjectStore { op: "read", .. }),
+            "{fresh}"
+        );
     }
 
     /// Chunked range scans of versions match the hot tier's for bounded and unbounded ranges

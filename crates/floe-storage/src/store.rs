@@ -322,33 +322,6 @@ impl ColdStore {
         }
     }
 
-    /// Runs a cold-tier read that may fail transiently as a whole (a Parquet read, whose
-    /// object-store calls are made by Parquet's reader): retried like [`ColdStore::retrying`].
-    pub async fn retrying_cold<T, F, Fut>(
-        &self,
-        op: &'static str,
-        name: &str,
-        mut call: F,
-    ) -> ColdResult<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = ColdResult<T>>,
-    {
-        let mut backoff = self.retry.first_backoff;
-        let mut attempt = 0;
-        loop {
-            match call().await {
-                Err(error) if error.is_transient() && attempt + 1 < self.retry.attempts => {
-                    tracing::warn!(op, name, attempt, %error, "cold read failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Writes `bytes` as `name` if no object has that name (create-only), durably.
     pub async fn put_create(&self, name: &str, bytes: Bytes) -> ColdResult<Created> {
         let path = self.path(name);
@@ -483,24 +456,10 @@ impl ColdStore {
 }
 
 impl ColdError {
-    /// Whether the failure may go away on retry (see [`is_transient`]), also when Parquet's
-    /// reader met it.
+    /// Whether the failure was of the kind retries are for (see [`is_transient`]): once
+    /// returned, retries were spent on it.
     pub fn is_transient(&self) -> bool {
-        match self {
-            ColdError::ObjectStore { source, .. } => is_transient(source),
-            ColdError::Parquet {
-                source: parquet::errors::ParquetError::External(inner),
-                ..
-            } => {
-                inner
-                    .downcast_ref::<object_store::Error>()
-                    .is_some_and(is_transient)
-                    || inner
-                        .downcast_ref::<ColdError>()
-                        .is_some_and(ColdError::is_transient)
-            }
-            _ => false,
-        }
+        matches!(self, ColdError::ObjectStore { source, .. } if is_transient(source))
     }
 
     /// Whether the object a call named does not exist.
