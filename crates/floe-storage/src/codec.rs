@@ -101,6 +101,12 @@ impl TableCodec {
         &self.schema
     }
 
+    /// The stable id of each column (`ALTER TABLE` keeps ids; positions may change), in the
+    /// schema's order.
+    pub fn column_ids(&self) -> &[u32] {
+        &self.column_ids
+    }
+
     /// Whether rows are keyed by a primary key (else by hidden row ids).
     pub fn has_primary_key(&self) -> bool {
         self.key.is_some()

@@ -1,4 +1,10 @@
-//! The storage layer's one error type. The SQL layer maps each variant to one SQLSTATE.
+//! The storage layer's error types. The SQL layer maps each [`StorageError`] variant to one
+//! SQLSTATE.
+//!
+//! [`ColdError`] is the cold tier's (object store, Parquet runs, manifest): typed so callers
+//! and tests can tell a fenced writer from a missing file from a store that keeps failing.
+//! Until the cold tier is wired into the engine it reaches SQL as a [`StorageError::Io`]
+//! wrapping it (an I/O failure, SQLSTATE 58030); [`StorageError::cold`] finds it again.
 
 use datafusion::arrow::error::ArrowError;
 
@@ -86,6 +92,14 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// The cold-tier error this one wraps, if any.
+    pub fn cold(&self) -> Option<&ColdError> {
+        match self {
+            StorageError::Io(io) => io.get_ref()?.downcast_ref::<ColdError>(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> StorageError {
         StorageError::Corrupt {
             what,
@@ -97,5 +111,105 @@ impl StorageError {
 impl From<StorageError> for datafusion::error::DataFusionError {
     fn from(e: StorageError) -> Self {
         datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
+/// Result of a cold-tier operation.
+pub type ColdResult<T> = Result<T, ColdError>;
+
+/// What can go wrong in the cold tier: the object store (after retries), a Parquet run, the
+/// manifest, or the writer lost its epoch to a newer process.
+#[derive(Debug, thiserror::Error)]
+pub enum ColdError {
+    /// `--storage` names no location we can use.
+    #[error("invalid storage location \"{url}\": {detail}")]
+    Location {
+        /// The location as given.
+        url: String,
+        /// Why it is unusable.
+        detail: String,
+    },
+    /// An object-store call failed (transient failures were retried first).
+    #[error("could not {op} {path} in the object store: {source}")]
+    ObjectStore {
+        /// The call: `put`, `get`, `list`, `delete`, `read`.
+        op: &'static str,
+        /// The object (or prefix) it named.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A create-only put found the object already there: another writer holds the name.
+    #[error("object {path} already exists")]
+    AlreadyExists {
+        /// The object's path.
+        path: String,
+    },
+    /// A run's Parquet bytes could not be written or read.
+    #[error("cold run {path}: {source}")]
+    Parquet {
+        /// The run's path.
+        path: String,
+        /// Parquet's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// Stored cold data does not mean what it must (a damaged run or manifest, or a bug).
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A newer writer (a later epoch) took over the cold tier: this process must stop writing.
+    #[error("writer epoch {epoch} is fenced: {detail}")]
+    Fenced {
+        /// This writer's epoch.
+        epoch: u64,
+        /// What showed the newer writer.
+        detail: String,
+    },
+    /// Row or key encoding failed while converting a run's rows.
+    #[error(transparent)]
+    Storage(Box<StorageError>),
+    /// An invariant of the cold tier broke.
+    #[error("internal cold-tier error: {0}")]
+    Internal(String),
+}
+
+impl ColdError {
+    pub(crate) fn corrupt(what: impl ToString, detail: impl ToString) -> ColdError {
+        ColdError::Corrupt {
+            what: what.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Whether the writer was fenced by a newer one.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, ColdError::Fenced { .. })
+    }
+}
+
+impl From<StorageError> for ColdError {
+    fn from(e: StorageError) -> Self {
+        ColdError::Storage(Box::new(e))
+    }
+}
+
+impl From<ArrowError> for ColdError {
+    fn from(e: ArrowError) -> Self {
+        ColdError::Storage(Box::new(StorageError::Arrow(e)))
+    }
+}
+
+impl From<ColdError> for StorageError {
+    fn from(e: ColdError) -> Self {
+        match e {
+            ColdError::Storage(inner) => *inner,
+            other => StorageError::Io(std::io::Error::other(other)),
+        }
     }
 }

@@ -6,7 +6,10 @@
 //! sessions hold), `table`, `commit`, `recovery`, `checkpoint`, `sequence`, `hot`, `index`,
 //! `source` (the read seam: every read of a table's committed rows goes through
 //! [`TableData::sources`], which merges its sources newest-wins; see
-//! `docs/design/0009-storage-read-seam.md`).
+//! `docs/design/0009-storage-read-seam.md`), and the cold tier's file layer, not yet wired
+//! into the engine: `store` (the object store and the runtime its calls run on), `cold_run`
+//! (immutable Parquet runs, a [`Source`] each) and `manifest` (the truth about which runs are
+//! live, writer fencing, the sweeper); see `docs/design/0010-cold-runs.md`.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
@@ -20,13 +23,17 @@ pub mod catalog;
 pub mod changes;
 pub mod checkpoint;
 pub mod codec;
+pub mod cold_run;
 mod commit;
 pub mod db;
 pub mod error;
+#[cfg(test)]
+mod fault;
 pub mod hot;
 pub mod index;
 mod keymap;
 pub mod lock;
+pub mod manifest;
 pub mod numeric_key;
 pub mod pending;
 mod predicate;
@@ -34,6 +41,7 @@ pub mod provider;
 mod recovery;
 mod sequence;
 pub mod source;
+pub mod store;
 pub mod table;
 pub mod txn;
 
@@ -45,7 +53,7 @@ pub use changes::{ChangeError, ChangeReader, CommitChanges, RowChange};
 pub use checkpoint::{CheckpointFailpoint, CheckpointInfo};
 pub use codec::{Key, RowBytes, TableCodec};
 pub use db::{Db, DbOptions, Snapshot, DEFAULT_CHECKPOINT_LOG_BYTES};
-pub use error::{StorageError, StorageResult};
+pub use error::{ColdError, ColdResult, StorageError, StorageResult};
 pub use index::HotIndex;
 pub use pending::{sync_with_pending_catalog, with_pending_catalog, PendingCatalog};
 pub use provider::{FloeTable, KEY_COLUMN};

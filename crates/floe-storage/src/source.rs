@@ -34,6 +34,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::codec::{Key, RowBytes};
+use crate::error::StorageResult;
 use crate::hot::{HotTable, KeyRange};
 
 /// A snapshot that sees every committed version: a writer holding a key's lock reads the
@@ -103,10 +104,12 @@ pub struct Versioned {
     pub row: Option<RowBytes>,
 }
 
-/// Versions of one table's rows by primary key: the hot tier, or (later) a cold run.
+/// Versions of one table's rows by primary key: the hot tier, or a cold run
+/// ([`crate::cold_run::ColdRun`]). Reads may fail (a cold run's object store); the hot tier's
+/// never do.
 pub trait Source: std::fmt::Debug + Send + Sync {
     /// The newest version of `key` with `commit_ts <= snapshot_ts`.
-    fn lookup(&self, key: &[u8], snapshot_ts: u64) -> Lookup;
+    fn lookup(&self, key: &[u8], snapshot_ts: u64) -> StorageResult<Lookup>;
 
     /// Up to `max` keys of `range` in key order, each with its newest version at
     /// `snapshot_ts` (tombstones included), appended to `out`. Returns the last key looked at
@@ -117,12 +120,12 @@ pub trait Source: std::fmt::Debug + Send + Sync {
         snapshot_ts: u64,
         max: usize,
         out: &mut Vec<Versioned>,
-    ) -> Option<Key>;
+    ) -> StorageResult<Option<Key>>;
 }
 
 impl Source for HotTable {
-    fn lookup(&self, key: &[u8], snapshot_ts: u64) -> Lookup {
-        HotTable::lookup(self, key, snapshot_ts)
+    fn lookup(&self, key: &[u8], snapshot_ts: u64) -> StorageResult<Lookup> {
+        Ok(HotTable::lookup(self, key, snapshot_ts))
     }
 
     fn scan_versions(
@@ -131,8 +134,8 @@ impl Source for HotTable {
         snapshot_ts: u64,
         max: usize,
         out: &mut Vec<Versioned>,
-    ) -> Option<Key> {
-        HotTable::scan_versions(self, range, snapshot_ts, max, out)
+    ) -> StorageResult<Option<Key>> {
+        Ok(HotTable::scan_versions(self, range, snapshot_ts, max, out))
     }
 }
 
@@ -175,33 +178,37 @@ impl<'a> Sources<'a> {
     }
 
     /// The merged newest version of `key`: the first source that knows the key answers
-    /// (newer sources hold newer versions), seen through the truncation marker.
-    pub fn lookup(&self, key: &[u8]) -> Lookup {
+    /// (newer sources hold newer versions), seen through the truncation marker. Fails when an
+    /// older source's read fails.
+    pub fn try_lookup(&self, key: &[u8]) -> StorageResult<Lookup> {
         let mut found = self.hot.lookup(key, self.snapshot_ts);
         if matches!(found, Lookup::Absent) {
             for source in self.older {
-                found = source.lookup(key, self.snapshot_ts);
+                found = source.lookup(key, self.snapshot_ts)?;
                 if !matches!(found, Lookup::Absent) {
                     break;
                 }
             }
         }
-        found.after_truncation(self.truncated_at)
+        Ok(found.after_truncation(self.truncated_at))
     }
 
     /// The row `key` holds at the snapshot.
-    pub fn get(&self, key: &[u8]) -> Option<RowBytes> {
-        self.lookup(key).into_row()
+    pub fn try_get(&self, key: &[u8]) -> StorageResult<Option<RowBytes>> {
+        Ok(self.try_lookup(key)?.into_row())
     }
 
     /// For each of `keys`: whether a row is live for it (bulk inserts check many keys at
     /// once; the hot tier answers them under one read lock).
-    pub fn live_many<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> Vec<bool> {
+    pub fn try_live_many<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k Key>,
+    ) -> StorageResult<Vec<bool>> {
         if self.hot_only() && self.snapshot_ts == LATEST {
-            return self.hot.latest_live_many(keys);
+            return Ok(self.hot.latest_live_many(keys));
         }
         keys.into_iter()
-            .map(|key| self.lookup(key).is_live())
+            .map(|key| Ok(self.try_lookup(key)?.is_live()))
             .collect()
     }
 
@@ -209,14 +216,14 @@ impl<'a> Sources<'a> {
     /// sources' versions merged, newest wins, tombstones and truncated versions dropped.
     /// Returns the last key covered when the chunk ended early (continue after it), `None`
     /// when the range is exhausted.
-    pub fn scan_chunk(
+    pub fn try_scan_chunk(
         &self,
         range: &KeyRange,
         max: usize,
         out: &mut Vec<(Key, RowBytes)>,
-    ) -> Option<Key> {
+    ) -> StorageResult<Option<Key>> {
         if self.hot_only() {
-            return self.hot.scan_chunk(range, self.snapshot_ts, max, out);
+            return Ok(self.hot.scan_chunk(range, self.snapshot_ts, max, out));
         }
         let mut range = range.clone();
         loop {
@@ -228,7 +235,7 @@ impl<'a> Sources<'a> {
             chunks.push((versions, last));
             for source in self.older {
                 let mut versions = Vec::new();
-                let last = source.scan_versions(&range, self.snapshot_ts, max, &mut versions);
+                let last = source.scan_versions(&range, self.snapshot_ts, max, &mut versions)?;
                 chunks.push((versions, last));
             }
             let before = out.len();
@@ -237,9 +244,51 @@ impl<'a> Sources<'a> {
                 // Every version in the chunk may have been hidden: go on until a row is
                 // found or the range ends, so an empty answer always means "exhausted".
                 Some(last) if out.len() == before => range.0 = Bound::Excluded(last),
-                other => return other,
+                other => return Ok(other),
             }
         }
+    }
+
+    // The infallible reads below serve today's callers, whose `Sources` hold the hot tier
+    // alone (`TableData::sources` passes no older source yet), where no read can fail. When
+    // cold runs are wired in, callers move to the `try_` reads and these go. Until then a
+    // failed older source is logged loudly and reads as "no row".
+
+    /// [`Sources::try_lookup`] for sources that cannot fail (see above).
+    pub fn lookup(&self, key: &[u8]) -> Lookup {
+        self.try_lookup(key).unwrap_or_else(|error| {
+            tracing::error!(%error, "a read of an older source failed");
+            Lookup::Absent
+        })
+    }
+
+    /// [`Sources::try_get`] for sources that cannot fail.
+    pub fn get(&self, key: &[u8]) -> Option<RowBytes> {
+        self.lookup(key).into_row()
+    }
+
+    /// [`Sources::try_live_many`] for sources that cannot fail.
+    pub fn live_many<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> Vec<bool> {
+        if self.hot_only() && self.snapshot_ts == LATEST {
+            return self.hot.latest_live_many(keys);
+        }
+        keys.into_iter()
+            .map(|key| self.lookup(key).is_live())
+            .collect()
+    }
+
+    /// [`Sources::try_scan_chunk`] for sources that cannot fail.
+    pub fn scan_chunk(
+        &self,
+        range: &KeyRange,
+        max: usize,
+        out: &mut Vec<(Key, RowBytes)>,
+    ) -> Option<Key> {
+        self.try_scan_chunk(range, max, out)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "a scan of an older source failed");
+                None
+            })
     }
 }
 
