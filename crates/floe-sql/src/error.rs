@@ -374,7 +374,7 @@ impl From<floe_storage::StorageError> for SqlError {
             E::UndefinedTable(_) => SqlError::new(sqlstate::UNDEFINED_TABLE, err.to_string()),
             E::DuplicateTable(_) => SqlError::new(sqlstate::DUPLICATE_TABLE, err.to_string()),
             E::Corrupt { .. } => SqlError::new(sqlstate::DATA_CORRUPTED, err.to_string()),
-            E::Io(_) | E::Engine(_) | E::Poisoned => {
+            E::Io(_) | E::Engine(_) | E::Poisoned | E::Cold(_) => {
                 SqlError::new(sqlstate::IO_ERROR, err.to_string())
             }
             E::ShuttingDown => SqlError::new(sqlstate::ADMIN_SHUTDOWN, err.to_string()),
@@ -414,6 +414,10 @@ fn storage_error_ref(err: &floe_storage::StorageError) -> SqlError {
             detail: detail.clone(),
         },
         E::Arrow(arrow) => return from_arrow(arrow),
+        // A cold read that failed inside a scan: the same 58030 as outside one.
+        E::Cold(_) | E::Io(_) | E::Engine(_) | E::Poisoned => {
+            return SqlError::new(sqlstate::IO_ERROR, err.to_string())
+        }
         other => return SqlError::internal(other.to_string()),
     };
     SqlError::from(owned)

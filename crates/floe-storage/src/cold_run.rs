@@ -1969,7 +1969,7 @@ pub(crate) mod tests {
                     Some((v.key.clone(), row.clone()))
                 })
                 .collect();
-            let sources = Sources::new(&hot, &older, truncated_at, snapshot);
+            let sources = Sources::new(&hot, older.clone().into(), truncated_at, snapshot);
             for max in [1, 2, 5, 1000] {
                 let mut got = Vec::new();
                 let mut range = EVERYTHING;

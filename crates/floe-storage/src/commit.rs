@@ -11,6 +11,7 @@
 //! it only after it is applied; a commit that fails validation takes no timestamp and writes
 //! nothing; a failed log write poisons the database (no later commit is accepted).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -448,7 +449,7 @@ impl Inner {
                     continue;
                 }
                 let index = HotIndex::new(index_def, def)?;
-                index.build(&index_def.name, def, &table.codec, &table.hot)?;
+                index.build(&index_def.name, def, &table.codec, &table.hot, &table.cold)?;
                 self.pending_indexes
                     .lock()
                     .insert(index_def.oid, Arc::new(index));
@@ -574,7 +575,7 @@ impl Inner {
             if commit.truncate {
                 // A table-level marker hides every older version (vacuum frees them); the
                 // rows it hides are still retracted one by one downstream and in the indexes.
-                let hidden = table.hot.visible_keys(ts);
+                let hidden = visible_rows(table, ts);
                 table.hot.truncate(ts);
                 for (key, row) in hidden {
                     if indexed {
@@ -587,10 +588,18 @@ impl Inner {
                     });
                 }
             }
+            // The rows this commit replaces that only the cold runs hold (the hot tier has no
+            // version of their keys): retracted downstream and in the indexes like hot ones.
+            let cold_old = cold_rows_replaced(table, &commit.rows, commit.truncate);
             delta += table
                 .hot
-                .apply_pending(commit.rows, ts, horizon, |key, applied, new| {
+                .apply_pending(commit.rows, ts, horizon, |key, mut applied, new| {
                     table.saw_rowid(key);
+                    if applied.old.is_none() {
+                        if let Some(old) = cold_old.get(key) {
+                            applied.old = Some(old.clone());
+                        }
+                    }
                     if indexed {
                         index_rows.push((key.clone(), applied.old.clone(), new.clone()));
                     }
@@ -649,6 +658,7 @@ impl Inner {
                             def: def.clone(),
                             codec,
                             hot: old.hot.clone(),
+                            cold: old.cold.clone(),
                             next_rowid: old.next_rowid.clone(),
                         },
                         old => {
@@ -671,6 +681,7 @@ impl Inner {
                                 def: def.clone(),
                                 codec,
                                 hot: Arc::new(HotTable::default()),
+                                cold: Default::default(),
                                 indexes,
                                 next_rowid: Arc::new(AtomicU64::new(1)),
                             }
@@ -712,7 +723,7 @@ impl Inner {
             }
             // Not built by validate (a bug if it happens): build it now.
             match HotIndex::new(index_def, def).and_then(|index| {
-                index.build(&index_def.name, def, codec, &old.hot)?;
+                index.build(&index_def.name, def, codec, &old.hot, &old.cold)?;
                 Ok(index)
             }) {
                 Ok(index) => out.push(Arc::new(index)),
@@ -721,4 +732,65 @@ impl Inner {
         }
         out
     }
+}
+
+/// The rows `rows`' keys hold only in `table`'s cold runs now (keys the hot tier has no
+/// version of), read before the commit applies. Nothing for a table without runs or a
+/// truncating commit (the marker hides them). A failed cold read cannot fail the commit (its
+/// log record is durable): it is logged, and the change stream and indexes then miss that
+/// retraction.
+fn cold_rows_replaced(
+    table: &TableData,
+    rows: &crate::hot::PendingRows,
+    truncating: bool,
+) -> HashMap<Key, RowBytes> {
+    let mut found = HashMap::new();
+    if truncating || table.cold.is_empty() {
+        return found;
+    }
+    let sources = table.latest();
+    for (key, _) in rows.iter() {
+        if table.hot.latest(key).is_some() {
+            continue;
+        }
+        match sources.try_get(key) {
+            Ok(Some(row)) => {
+                found.insert(key.clone(), row);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(
+                %error,
+                table = table.def.id,
+                "could not read the cold row a commit replaces; its retraction is lost"
+            ),
+        }
+    }
+    found
+}
+
+/// Every row of `table` visible at `ts` (before a TRUNCATE at `ts` hides them), cold rows
+/// included. A failed cold read is logged (the commit is durable already): the change stream
+/// and indexes then miss those retractions.
+fn visible_rows(table: &TableData, ts: u64) -> Vec<(Key, RowBytes)> {
+    if table.cold.is_empty() {
+        return table.hot.visible_keys(ts);
+    }
+    let sources = table.sources(ts);
+    let mut rows = Vec::new();
+    let mut range: crate::hot::KeyRange = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+    loop {
+        match sources.try_scan_chunk(&range, 4096, &mut rows) {
+            Ok(Some(last)) => range.0 = std::ops::Bound::Excluded(last),
+            Ok(None) => break,
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    table = table.def.id,
+                    "could not read the cold rows a TRUNCATE hides; their retractions are lost"
+                );
+                break;
+            }
+        }
+    }
+    rows
 }

@@ -3,8 +3,8 @@
 //!
 //! [`ColdError`] is the cold tier's (object store, Parquet runs, manifest): typed so callers
 //! and tests can tell a fenced writer from a missing file from a store that keeps failing.
-//! Until the cold tier is wired into the engine it reaches SQL as a [`StorageError::Io`]
-//! wrapping it (an I/O failure, SQLSTATE 58030); [`StorageError::cold`] finds it again.
+//! It reaches SQL as [`StorageError::Cold`] (an I/O failure, SQLSTATE 58030): a cold read
+//! that fails is an error, never "no row".
 
 use datafusion::arrow::error::ArrowError;
 
@@ -86,6 +86,10 @@ pub enum StorageError {
     /// The server is shutting down.
     #[error("the storage engine is shutting down")]
     ShuttingDown,
+    /// The cold tier (object store, Parquet runs, manifest) failed after its retries
+    /// (58030): a read of cold rows that fails is an error, never "no row".
+    #[error("cold storage: {0}")]
+    Cold(Box<ColdError>),
     /// An invariant of ours broke.
     #[error("internal storage error: {0}")]
     Internal(String),
@@ -95,7 +99,7 @@ impl StorageError {
     /// The cold-tier error this one wraps, if any.
     pub fn cold(&self) -> Option<&ColdError> {
         match self {
-            StorageError::Io(io) => io.get_ref()?.downcast_ref::<ColdError>(),
+            StorageError::Cold(cold) => Some(cold),
             _ => None,
         }
     }
@@ -209,7 +213,7 @@ impl From<ColdError> for StorageError {
     fn from(e: ColdError) -> Self {
         match e {
             ColdError::Storage(inner) => *inner,
-            other => StorageError::Io(std::io::Error::other(other)),
+            other => StorageError::Cold(Box::new(other)),
         }
     }
 }

@@ -27,7 +27,9 @@ use parking_lot::RwLock;
 use crate::catalog::{IndexDef, TableDef};
 use crate::codec::{Key, RowBytes, TableCodec};
 use crate::error::{StorageError, StorageResult};
-use crate::hot::HotTable;
+use crate::hot::{HotTable, KeyRange};
+use crate::source::{Sources, LATEST};
+use crate::table::ColdRuns;
 
 /// Stamp of an entry whose row version is the newest.
 const LIVE: u64 = u64::MAX;
@@ -207,7 +209,9 @@ impl HotIndex {
         self.stamped.store(left, Ordering::Relaxed);
     }
 
-    /// Fills the index from every version `hot` keeps. For a unique index, two rows whose
+    /// Fills the index from every version `hot` keeps and the newest rows of `cold`'s runs
+    /// whose keys the hot tier holds no version of (the index covers cold rows too: entries
+    /// are candidates, rechecked through the sources). For a unique index, two rows whose
     /// newest versions share a key fail with PostgreSQL's "could not create unique index".
     pub(crate) fn build(
         &self,
@@ -215,8 +219,31 @@ impl HotIndex {
         table: &TableDef,
         codec: &TableCodec,
         hot: &HotTable,
+        cold: &ColdRuns,
     ) -> StorageResult<()> {
-        let versions = hot.versions();
+        let mut versions = hot.versions();
+        if !cold.is_empty() {
+            let sources = Sources::new(
+                hot,
+                cold.current().sources,
+                hot.truncated_at(LATEST),
+                LATEST,
+            );
+            let mut range: KeyRange = (Bound::Unbounded, Bound::Unbounded);
+            loop {
+                let mut rows = Vec::new();
+                let last = sources.try_scan_chunk(&range, BUILD_CHUNK, &mut rows)?;
+                for (key, row) in rows {
+                    if hot.latest(&key).is_none() {
+                        versions.push((key, row, LIVE));
+                    }
+                }
+                match last {
+                    Some(last) => range.0 = Bound::Excluded(last),
+                    None => break,
+                }
+            }
+        }
         let mut entries = BTreeMap::new();
         for chunk in versions.chunks(BUILD_CHUNK) {
             let rows: Vec<&[u8]> = chunk.iter().map(|(_, row, _)| row.as_ref()).collect();

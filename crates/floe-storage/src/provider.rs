@@ -476,12 +476,13 @@ impl ScanState {
                 Vec::new()
             } else {
                 let sources = self.table.sources(self.view.snapshot_ts());
-                keys.into_iter()
-                    .filter_map(|key| {
-                        let row = sources.get(&key)?;
-                        Some((key, row))
-                    })
-                    .collect()
+                let mut found = Vec::with_capacity(keys.len());
+                for key in keys {
+                    if let Some(row) = sources.try_get(&key)? {
+                        found.push((key, row));
+                    }
+                }
+                found
             };
             let rows = self.merge(committed, None);
             return if rows.is_empty() {
@@ -495,11 +496,11 @@ impl ScanState {
             let last = if self.skip_committed {
                 None
             } else {
-                self.table.sources(self.view.snapshot_ts()).scan_chunk(
+                self.table.sources(self.view.snapshot_ts()).try_scan_chunk(
                     &self.range,
                     BATCH_ROWS.min(self.remaining),
                     &mut committed,
-                )
+                )?
             };
             match &last {
                 Some(key) => self.range.0 = Bound::Excluded(key.clone()),

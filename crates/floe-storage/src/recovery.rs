@@ -81,7 +81,9 @@ pub(crate) fn recover(dir: &Path) -> StorageResult<Recovered> {
             let Some((def, _)) = table.index(index.oid) else {
                 continue;
             };
-            if let Err(e) = index.build(&def.name, &table.def, &table.codec, &table.hot) {
+            if let Err(e) =
+                index.build(&def.name, &table.def, &table.codec, &table.hot, &table.cold)
+            {
                 // Writers enforced uniqueness; a duplicate here is our bug. The index
                 // still holds the other entries, so lookups stay as good as they can be.
                 tracing::error!(error = %e, index = def.name, "index rebuild failed");

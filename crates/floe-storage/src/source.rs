@@ -139,12 +139,17 @@ impl Source for HotTable {
     }
 }
 
+/// Older sources, newest first, shared by the readers that took them: a flush publishes a
+/// new list and waits until no reader holds the old one before it drops versions from the
+/// hot tier ([`crate::table::ColdRuns`]).
+pub type OlderSources = Arc<[Arc<dyn Source>]>;
+
 /// A table's sources at one snapshot: the hot tier, then older sources newest first, and the
-/// truncation marker. Cheap to make (borrows); make one per read.
-#[derive(Debug, Clone, Copy)]
+/// truncation marker. Cheap to make (a borrow and a reference count); make one per read.
+#[derive(Debug, Clone)]
 pub struct Sources<'a> {
     hot: &'a HotTable,
-    older: &'a [Arc<dyn Source>],
+    older: OlderSources,
     truncated_at: u64,
     snapshot_ts: u64,
 }
@@ -154,7 +159,7 @@ impl<'a> Sources<'a> {
     /// `truncated_at` (0: none) are hidden.
     pub fn new(
         hot: &'a HotTable,
-        older: &'a [Arc<dyn Source>],
+        older: OlderSources,
         truncated_at: u64,
         snapshot_ts: u64,
     ) -> Sources<'a> {
@@ -183,7 +188,7 @@ impl<'a> Sources<'a> {
     pub fn try_lookup(&self, key: &[u8]) -> StorageResult<Lookup> {
         let mut found = self.hot.lookup(key, self.snapshot_ts);
         if matches!(found, Lookup::Absent) {
-            for source in self.older {
+            for source in self.older.iter() {
                 found = source.lookup(key, self.snapshot_ts)?;
                 if !matches!(found, Lookup::Absent) {
                     break;
@@ -233,7 +238,7 @@ impl<'a> Sources<'a> {
                 .hot
                 .scan_versions(&range, self.snapshot_ts, max, &mut versions);
             chunks.push((versions, last));
-            for source in self.older {
+            for source in self.older.iter() {
                 let mut versions = Vec::new();
                 let last = source.scan_versions(&range, self.snapshot_ts, max, &mut versions)?;
                 chunks.push((versions, last));
@@ -247,48 +252,6 @@ impl<'a> Sources<'a> {
                 other => return Ok(other),
             }
         }
-    }
-
-    // The infallible reads below serve today's callers, whose `Sources` hold the hot tier
-    // alone (`TableData::sources` passes no older source yet), where no read can fail. When
-    // cold runs are wired in, callers move to the `try_` reads and these go. Until then a
-    // failed older source is logged loudly and reads as "no row".
-
-    /// [`Sources::try_lookup`] for sources that cannot fail (see above).
-    pub fn lookup(&self, key: &[u8]) -> Lookup {
-        self.try_lookup(key).unwrap_or_else(|error| {
-            tracing::error!(%error, "a read of an older source failed");
-            Lookup::Absent
-        })
-    }
-
-    /// [`Sources::try_get`] for sources that cannot fail.
-    pub fn get(&self, key: &[u8]) -> Option<RowBytes> {
-        self.lookup(key).into_row()
-    }
-
-    /// [`Sources::try_live_many`] for sources that cannot fail.
-    pub fn live_many<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> Vec<bool> {
-        if self.hot_only() && self.snapshot_ts == LATEST {
-            return self.hot.latest_live_many(keys);
-        }
-        keys.into_iter()
-            .map(|key| self.lookup(key).is_live())
-            .collect()
-    }
-
-    /// [`Sources::try_scan_chunk`] for sources that cannot fail.
-    pub fn scan_chunk(
-        &self,
-        range: &KeyRange,
-        max: usize,
-        out: &mut Vec<(Key, RowBytes)>,
-    ) -> Option<Key> {
-        self.try_scan_chunk(range, max, out)
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, "a scan of an older source failed");
-                None
-            })
     }
 }
 
@@ -367,7 +330,7 @@ mod tests {
     fn rows(sources: &Sources, max: usize) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut range = ALL;
-        while let Some(last) = sources.scan_chunk(&range, max, &mut out) {
+        while let Some(last) = sources.try_scan_chunk(&range, max, &mut out).unwrap() {
             range.0 = Bound::Excluded(last);
         }
         out.iter()
@@ -393,12 +356,15 @@ mod tests {
         // The tombstone stays though no snapshot needs it: it hides "b" in the cold source.
         hot.vacuum(100);
         assert_eq!(hot.key_count(), 3);
-        let older: Vec<Arc<dyn Source>> = vec![Arc::new(cold)];
-        let now = Sources::new(&hot, &older, 0, 10);
-        assert_eq!(now.get(b"a"), r("a2"));
-        assert_eq!(now.lookup(b"b"), Lookup::Deleted { commit_ts: 6 });
-        assert_eq!(now.get(b"c"), r("c1"));
-        assert_eq!(now.get(b"e"), None);
+        let older: OlderSources = Arc::from(vec![Arc::new(cold) as Arc<dyn Source>]);
+        let now = Sources::new(&hot, older.clone(), 0, 10);
+        assert_eq!(now.try_get(b"a").unwrap(), r("a2"));
+        assert_eq!(
+            now.try_lookup(b"b").unwrap(),
+            Lookup::Deleted { commit_ts: 6 }
+        );
+        assert_eq!(now.try_get(b"c").unwrap(), r("c1"));
+        assert_eq!(now.try_get(b"e").unwrap(), None);
         let expect = vec![
             ("a".to_string(), "a2".to_string()),
             ("c".into(), "c1".into()),
@@ -408,10 +374,13 @@ mod tests {
             assert_eq!(rows(&now, max), expect, "chunks of {max}");
         }
         // An old snapshot sees the cold versions.
-        let before = Sources::new(&hot, &older, 0, 4);
-        assert_eq!(before.get(b"b"), r("b1"));
+        let before = Sources::new(&hot, older.clone(), 0, 4);
+        assert_eq!(before.try_get(b"b").unwrap(), r("b1"));
         assert_eq!(rows(&before, 2).len(), 3);
-        assert_eq!(before.live_many([&k("a"), &k("d")]), vec![true, false]);
+        assert_eq!(
+            before.try_live_many([&k("a"), &k("d")]).unwrap(),
+            vec![true, false]
+        );
     }
 
     #[test]
@@ -425,21 +394,24 @@ mod tests {
         hot.truncate(5);
         hot.apply(&k("c"), r("c5"), 5, 0);
         hot.apply(&k("d"), r("d6"), 6, 0);
-        let older: Vec<Arc<dyn Source>> = vec![Arc::new(cold)];
-        let after = Sources::new(&hot, &older, 5, 10);
-        assert_eq!(after.get(b"a"), None);
-        assert_eq!(after.lookup(b"b"), Lookup::Absent);
-        assert_eq!(after.get(b"c"), r("c5"));
+        let older: OlderSources = Arc::from(vec![Arc::new(cold) as Arc<dyn Source>]);
+        let after = Sources::new(&hot, older.clone(), 5, 10);
+        assert_eq!(after.try_get(b"a").unwrap(), None);
+        assert_eq!(after.try_lookup(b"b").unwrap(), Lookup::Absent);
+        assert_eq!(after.try_get(b"c").unwrap(), r("c5"));
         assert_eq!(
             rows(&after, 1),
             vec![("c".into(), "c5".into()), ("d".into(), "d6".into())]
         );
         // The marker with the hot tier alone.
-        let none: Vec<Arc<dyn Source>> = vec![];
-        let hot_only = Sources::new(&hot, &none, 5, 10);
-        assert_eq!(hot_only.get(b"b"), None);
+        let none: OlderSources = Arc::from(Vec::new());
+        let hot_only = Sources::new(&hot, none, 5, 10);
+        assert_eq!(hot_only.try_get(b"b").unwrap(), None);
         assert_eq!(rows(&hot_only, 100).len(), 2);
-        assert_eq!(hot_only.live_many([&k("b"), &k("c")]), vec![false, true]);
+        assert_eq!(
+            hot_only.try_live_many([&k("b"), &k("c")]).unwrap(),
+            vec![false, true]
+        );
     }
 
     /// A deterministic xorshift generator: failures replay from the printed seed.
@@ -522,7 +494,7 @@ mod tests {
         for ts in &truncations {
             hot.truncate(*ts);
         }
-        let older: Vec<Arc<dyn Source>> = layered.map(|t| Arc::new(t) as Arc<dyn Source>).collect();
+        let older: OlderSources = layered.map(|t| Arc::new(t) as Arc<dyn Source>).collect();
         for snapshot in 0..=commits + 1 {
             let truncated_at = truncations
                 .iter()
@@ -543,7 +515,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(hot.truncated_at(snapshot), truncated_at);
-            let sources = Sources::new(&hot, &older, truncated_at, snapshot);
+            let sources = Sources::new(&hot, older.clone(), truncated_at, snapshot);
             for max in [1, 2, 3, 1000] {
                 assert_eq!(
                     rows(&sources, max),
@@ -555,7 +527,8 @@ mod tests {
                 let name = format!("k{key:02}");
                 let expect = model.iter().find(|(k, _)| *k == name).map(|(_, r)| r);
                 let got = sources
-                    .get(name.as_bytes())
+                    .try_get(name.as_bytes())
+                    .unwrap()
                     .map(|r| String::from_utf8_lossy(&r).into_owned());
                 assert_eq!(
                     got.as_ref(),

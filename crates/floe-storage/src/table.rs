@@ -1,5 +1,11 @@
-//! One table's live state: its definition, the codec its rows are encoded with, its hot rows
-//! and the secondary indexes over them.
+//! One table's live state: its definition, the codec its rows are encoded with, its hot rows,
+//! its cold runs and the secondary indexes over the hot rows.
+//!
+//! The cold runs ([`ColdRuns`]) are those of the manifest version the engine reads, newest
+//! first; they are the older sources of every read ([`TableData::sources`]). A reader holds
+//! the list it took for its whole read; a flush publishes a new list and removes versions from
+//! the hot tier only once no reader holds the old one, so no read ever misses a version that
+//! moved between tiers.
 //!
 //! Invariants: `codec` encodes rows of `def`'s layout, and every row in `hot` was encoded by a
 //! codec of the same layout; every index in `indexes` covers columns `def` has and holds an
@@ -9,12 +15,79 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use crate::catalog::{IndexDef, TableDef};
 use crate::codec::TableCodec;
+use crate::cold_run::{ColdRun, RunMeta};
 use crate::error::StorageResult;
 use crate::hot::HotTable;
 use crate::index::HotIndex;
-use crate::source::{Sources, LATEST};
+use crate::source::{OlderSources, Source, Sources, LATEST};
+
+/// The cold runs of one table, newest first: each run as a [`Source`] and as the manifest
+/// describes it. Shared by every definition of the table with the same row layout (like the
+/// hot tier); a new layout (a rewrite) starts with none.
+#[derive(Debug)]
+pub struct ColdRuns {
+    current: RwLock<RunSet>,
+}
+
+/// One list of a table's runs, newest first.
+#[derive(Debug, Clone)]
+pub struct RunSet {
+    /// The runs as sources, for reads.
+    pub sources: OlderSources,
+    /// The runs themselves, in the same order.
+    pub runs: Arc<[Arc<ColdRun>]>,
+}
+
+impl Default for ColdRuns {
+    fn default() -> Self {
+        ColdRuns {
+            current: RwLock::new(RunSet {
+                sources: Arc::from(Vec::new()),
+                runs: Arc::from(Vec::new()),
+            }),
+        }
+    }
+}
+
+impl ColdRuns {
+    /// The current list (readers hold it for their whole read).
+    pub fn current(&self) -> RunSet {
+        self.current.read().clone()
+    }
+
+    /// Whether the table has runs.
+    pub fn is_empty(&self) -> bool {
+        self.current.read().runs.is_empty()
+    }
+
+    /// The manifest entries of the current runs, newest first.
+    pub fn metas(&self) -> Vec<RunMeta> {
+        self.current
+            .read()
+            .runs
+            .iter()
+            .map(|r| r.meta().clone())
+            .collect()
+    }
+
+    /// Replaces the list with `runs` (newest first); returns the old one, which readers may
+    /// still hold.
+    pub fn replace(&self, runs: Vec<Arc<ColdRun>>) -> RunSet {
+        let sources: OlderSources = runs
+            .iter()
+            .map(|run| run.clone() as Arc<dyn Source>)
+            .collect();
+        let new = RunSet {
+            sources,
+            runs: Arc::from(runs),
+        };
+        std::mem::replace(&mut *self.current.write(), new)
+    }
+}
 
 /// One table's live state: definition, codec and hot rows.
 #[derive(Debug)]
@@ -25,6 +98,8 @@ pub struct TableData {
     pub codec: Arc<TableCodec>,
     /// The in-memory rows.
     pub hot: Arc<HotTable>,
+    /// The cold runs, older than every hot version of the same key.
+    pub cold: Arc<ColdRuns>,
     /// The secondary indexes over `hot` (those of `def.indexes` whose columns exist).
     pub indexes: Vec<Arc<HotIndex>>,
     pub(crate) next_rowid: Arc<AtomicU64>,
@@ -50,6 +125,7 @@ impl TableData {
             codec: Arc::new(TableCodec::new(&def)?),
             def,
             hot: Arc::new(HotTable::default()),
+            cold: Arc::new(ColdRuns::default()),
             indexes,
             next_rowid: Arc::new(AtomicU64::new(1)),
         })
@@ -74,13 +150,14 @@ impl TableData {
                 continue;
             }
             let index = HotIndex::new(index_def, &def)?;
-            index.build(&index_def.name, &def, &codec, &old.hot)?;
+            index.build(&index_def.name, &def, &codec, &old.hot, &old.cold)?;
             indexes.push(Arc::new(index));
         }
         Ok(TableData {
             def,
             codec,
             hot: old.hot.clone(),
+            cold: old.cold.clone(),
             indexes,
             next_rowid: old.next_rowid.clone(),
         })
@@ -96,10 +173,13 @@ impl TableData {
     /// The table's rows at `snapshot_ts`: every committed read of them goes through here
     /// ([`crate::source`]).
     pub fn sources(&self, snapshot_ts: u64) -> Sources<'_> {
+        // The marker first, then the runs: a run published later holds no version the
+        // marker must hide that an older list did not.
+        let truncated_at = self.hot.truncated_at(snapshot_ts);
         Sources::new(
             &self.hot,
-            &[],
-            self.hot.truncated_at(snapshot_ts),
+            self.cold.current().sources,
+            truncated_at,
             snapshot_ts,
         )
     }

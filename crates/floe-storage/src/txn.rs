@@ -236,7 +236,7 @@ impl ReadView {
                 }
             }
         }
-        Ok(table.sources(self.snapshot.ts).get(key))
+        table.sources(self.snapshot.ts).try_get(key)
     }
 
     /// The transaction's writes to `table_id` within `range`.
@@ -496,7 +496,7 @@ impl Txn {
         if let Some(own) = self.own_row(table.def.id, key) {
             return Ok(RowCheck::Current(own));
         }
-        let latest = table.latest().lookup(key);
+        let latest = table.latest().try_lookup(key)?;
         match latest.commit_ts() {
             Some(commit_ts) if commit_ts > view.snapshot_ts() => match self.isolation {
                 Isolation::ReadCommitted => Ok(RowCheck::Changed(latest.into_row())),
@@ -507,10 +507,11 @@ impl Txn {
     }
 
     /// Whether a row exists for `key` now, counting this transaction's own writes and every
-    /// committed version (for uniqueness; the caller holds the key's lock).
-    pub fn key_exists(&self, table: &TableData, key: &Key) -> bool {
+    /// committed version (for uniqueness; the caller holds the key's lock). Fails when a cold
+    /// run cannot be read.
+    pub fn key_exists(&self, table: &TableData, key: &Key) -> StorageResult<bool> {
         if let Some(own) = self.own_row(table.def.id, key) {
-            return own.is_some();
+            return Ok(own.is_some());
         }
         if self
             .writes
@@ -519,9 +520,9 @@ impl Txn {
             .get(&table.def.id)
             .is_some_and(|t| t.truncated)
         {
-            return false;
+            return Ok(false);
         }
-        table.latest().lookup(key).is_live()
+        Ok(table.latest().try_lookup(key)?.is_live())
     }
 
     /// The transaction's own version of a row: `Some(None)` if it deleted it.
@@ -551,9 +552,9 @@ impl Txn {
 
     /// The row `key` holds now for this transaction: its own write, else the newest committed
     /// version (none after its own TRUNCATE).
-    fn current_row(&self, table: &TableData, key: &Key) -> Option<RowBytes> {
+    fn current_row(&self, table: &TableData, key: &Key) -> StorageResult<Option<RowBytes>> {
         if let Some(own) = self.own_row(table.def.id, key) {
-            return own;
+            return Ok(own);
         }
         if self
             .writes
@@ -562,9 +563,9 @@ impl Txn {
             .get(&table.def.id)
             .is_some_and(|t| t.truncated)
         {
-            return None;
+            return Ok(None);
         }
-        table.latest().get(key)
+        table.latest().try_get(key)
     }
 
     /// Locks the unique-index keys that writing `row` at `key` adds or removes, and returns
@@ -598,7 +599,7 @@ impl Txn {
             Some(row) => Some(table.codec.decode_rows([row.as_ref()])?),
             None => None,
         };
-        let old_columns = match self.current_row(table, key) {
+        let old_columns = match self.current_row(table, key)? {
             Some(old) => Some(table.codec.decode_rows([old.as_ref()])?),
             None => None,
         };
@@ -665,7 +666,7 @@ impl Txn {
             if candidate == *except {
                 continue;
             }
-            let Some(row) = self.current_row(table, &candidate) else {
+            let Some(row) = self.current_row(table, &candidate)? else {
                 continue;
             };
             if index.key_of(&table.codec, &row)?.as_ref() == Some(index_key) {
@@ -820,7 +821,7 @@ impl Txn {
                     if lock {
                         self.lock_row(table, &key).await?;
                     }
-                    if self.key_exists(table, &key) {
+                    if self.key_exists(table, &key)? {
                         return Ok(Some(i));
                     }
                 }
@@ -849,7 +850,7 @@ impl Txn {
         // Committed rows: newest versions, checked under one read lock. Keys now locked by
         // this transaction cannot gain a committed version until it ends.
         let committed = if keyed && !truncated {
-            table.latest().live_many(rows.iter().map(|(k, _)| k))
+            table.latest().try_live_many(rows.iter().map(|(k, _)| k))?
         } else {
             Vec::new()
         };

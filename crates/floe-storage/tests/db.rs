@@ -588,7 +588,7 @@ async fn bulk_inserts_check_keys_lock_them_and_survive_recovery() {
             let mut other = db2.begin(Isolation::ReadCommitted);
             let (key, _) = rows(&table2, &[(7, 0)]).remove(0);
             other.lock_row(&table2, &key).await.unwrap();
-            other.key_exists(&table2, &key)
+            other.key_exists(&table2, &key).unwrap()
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiter.is_finished());
@@ -909,9 +909,9 @@ async fn truncate_hides_older_rows_from_later_snapshots_and_survives_recovery() 
         assert_eq!(balances(&table, before.ts), vec![(1, 10), (2, 20)]);
         assert_eq!(balances(&table, ts), vec![(2, 10)]);
         let one = rows(&table, &[(1, 10)]).remove(0).0;
-        assert!(table.sources(before.ts).get(&one).is_some());
-        assert!(table.sources(ts).get(&one).is_none());
-        assert!(!table.latest().lookup(&one).is_live());
+        assert!(table.sources(before.ts).try_get(&one).unwrap().is_some());
+        assert!(table.sources(ts).try_get(&one).unwrap().is_none());
+        assert!(!table.latest().try_lookup(&one).unwrap().is_live());
         let commit = reader.next().await.unwrap();
         assert_eq!(commit.commit_ts, ts);
         let mut diffs: Vec<i64> = commit.changes.iter().map(|c| c.diff).collect();

@@ -755,7 +755,7 @@ impl Session {
                         match new_key {
                             Some(new_key) if new_key != old_key => {
                                 txn.lock_row(table, &new_key).await?;
-                                if txn.key_exists(table, &new_key) {
+                                if txn.key_exists(table, &new_key)? {
                                     return Err(duplicate_key(table, &new_key));
                                 }
                                 txn.write(table, old_key, None).await?;
@@ -878,7 +878,7 @@ impl Session {
                 Some(keys) => {
                     let key: Key = Arc::from(keys.row(i).data());
                     txn.lock_row(table, &key).await?;
-                    if txn.key_exists(table, &key) {
+                    if txn.key_exists(table, &key)? {
                         if matches!(plan.arbiter, Arbiter::Index(_)) {
                             return Err(duplicate_key(table, &key));
                         }
@@ -963,10 +963,10 @@ impl Session {
         excluded.push(key_array.clone());
         let mut existing_rows = Vec::with_capacity(conflicts.len());
         for (key, _) in conflicts {
-            let current = txn
-                .own_row(table.def.id, key)
-                .flatten()
-                .or_else(|| table.latest().get(key));
+            let current = match txn.own_row(table.def.id, key).flatten() {
+                Some(own) => Some(own),
+                None => table.latest().try_get(key)?,
+            };
             existing_rows
                 .push(current.ok_or_else(|| SqlError::internal("conflicting row vanished"))?);
         }

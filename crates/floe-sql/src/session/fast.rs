@@ -978,7 +978,7 @@ impl Session {
                 Some(keys) => {
                     let key: Key = Arc::from(keys.row(i).data());
                     txn.lock_row(table, &key).await?;
-                    if txn.key_exists(table, &key) {
+                    if txn.key_exists(table, &key)? {
                         return Err(duplicate_key(table, &key));
                     }
                     key
