@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub checkpoint_log_bytes: u64,
     /// The server's limit of concurrent connections, as `SHOW max_connections` reports it.
     pub max_connections: usize,
+    /// Where cold data lives (`file://…` or `s3://…`; `None`: a folder in the data dir).
+    pub storage: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
                 .unwrap_or(2),
             checkpoint_log_bytes: floe_storage::DEFAULT_CHECKPOINT_LOG_BYTES,
             max_connections: 100,
+            storage: None,
         }
     }
 }
@@ -86,6 +89,7 @@ impl Engine {
             DbOptions {
                 memory_limit: config.hot_memory_limit,
                 checkpoint_log_bytes: Some(config.checkpoint_log_bytes.max(1)),
+                storage: config.storage.clone(),
                 ..DbOptions::default()
             },
         )?;

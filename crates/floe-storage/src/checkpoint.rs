@@ -63,6 +63,7 @@ use crate::codec::{Key, RowBytes};
 use crate::db::{cf, Inner};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
+use crate::source::Versioned;
 use crate::table::TableData;
 
 /// Column family of checkpoints.
@@ -70,6 +71,7 @@ pub(crate) const CF_CHECKPOINT: &str = "checkpoint";
 const CURRENT_KEY: &[u8] = b"current";
 const CURRENT_VERSION: u8 = 1;
 const DATA_PREFIX: u8 = b'r';
+const MARKER_PREFIX: u8 = b't';
 /// Rows (bytes of keys and rows in memory) per IPC chunk.
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Bytes per RocksDB write while writing a checkpoint.
@@ -112,6 +114,23 @@ fn data_key(generation: u64, table_id: u32, chunk: u32) -> [u8; 17] {
     key[1..9].copy_from_slice(&generation.to_be_bytes());
     key[9..13].copy_from_slice(&table_id.to_be_bytes());
     key[13..17].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// `t[generation][table_id]` → the table's truncation marker at the checkpoint ts, kept for
+/// tables whose runs it may hide.
+fn marker_key(generation: u64, table_id: u32) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[0] = MARKER_PREFIX;
+    key[1..9].copy_from_slice(&generation.to_be_bytes());
+    key[9..13].copy_from_slice(&table_id.to_be_bytes());
+    key
+}
+
+fn marker_start(generation: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = MARKER_PREFIX;
+    key[1..9].copy_from_slice(&generation.to_be_bytes());
     key
 }
 
@@ -186,6 +205,27 @@ pub(crate) fn load(
         return Ok(0);
     };
     let cp_cf = cf(rocks, CF_CHECKPOINT)?;
+    let mut marker_options = rocksdb::ReadOptions::default();
+    marker_options.set_iterate_upper_bound(marker_start(generation + 1));
+    let marker_from = marker_start(generation);
+    for item in rocks.iterator_cf_opt(
+        cp_cf,
+        marker_options,
+        rocksdb::IteratorMode::From(&marker_from, rocksdb::Direction::Forward),
+    ) {
+        let (key, value) = item?;
+        let (Some(table_id), Ok(marker)) = (
+            key.get(9..13)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes),
+            <[u8; 8]>::try_from(value.as_ref()).map(u64::from_be_bytes),
+        ) else {
+            return Err(StorageError::corrupt("checkpoint marker", "bad length"));
+        };
+        if let Some(table) = tables.get(&table_id) {
+            table.hot.truncate(marker);
+        }
+    }
     let start = generation_start(generation);
     let end = generation_start(generation + 1);
     let mut options = rocksdb::ReadOptions::default();
@@ -228,12 +268,18 @@ pub(crate) fn remove_garbage(
         let all_start = [DATA_PREFIX];
         let all_end = [DATA_PREFIX + 1];
         // Ranges of superseded data: every generation but the current one.
+        let markers = ([MARKER_PREFIX], [MARKER_PREFIX + 1]);
         let garbage: Vec<(Vec<u8>, Vec<u8>)> = match state.current {
             Some((generation, _)) => vec![
                 (all_start.to_vec(), generation_start(generation).to_vec()),
                 (generation_start(generation + 1).to_vec(), all_end.to_vec()),
+                (markers.0.to_vec(), marker_start(generation).to_vec()),
+                (marker_start(generation + 1).to_vec(), markers.1.to_vec()),
             ],
-            None => vec![(all_start.to_vec(), all_end.to_vec())],
+            None => vec![
+                (all_start.to_vec(), all_end.to_vec()),
+                (markers.0.to_vec(), markers.1.to_vec()),
+            ],
         };
         let mut batch = WriteBatch::default();
         for (start, end) in &garbage {
@@ -373,18 +419,44 @@ impl Inner {
         let mut rows = 0usize;
         let mut bytes = 0usize;
         let mut scanned: Vec<(Key, RowBytes)> = Vec::with_capacity(SCAN_ROWS);
+        let mut versions: Vec<Versioned> = Vec::with_capacity(SCAN_ROWS);
         let mut pending: Vec<(Key, Option<RowBytes>)> = Vec::new();
         for table in tables {
+            // A table whose older versions may be cold keeps its tombstones (they hide cold
+            // versions) and its truncation marker (it hides older runs) in the checkpoint.
+            let with_tombstones = table.hot.keeps_tombstones();
+            let truncated_at = table.hot.truncated_at(ts);
+            if with_tombstones && truncated_at > 0 {
+                batch.put_cf(
+                    cp_cf,
+                    marker_key(generation, table.def.id),
+                    truncated_at.to_be_bytes(),
+                );
+            }
             let mut range: KeyRange = (Bound::Unbounded, Bound::Unbounded);
             let mut chunk = 0u32;
             let mut pending_bytes = 0usize;
             loop {
-                scanned.clear();
-                let next = table.hot.scan_chunk(&range, ts, SCAN_ROWS, &mut scanned);
-                for (key, row) in scanned.drain(..) {
-                    pending_bytes += key.len() + row.len();
-                    pending.push((key, Some(row)));
-                }
+                let next = if with_tombstones {
+                    versions.clear();
+                    let next = table
+                        .hot
+                        .scan_versions(&range, ts, SCAN_ROWS, &mut versions);
+                    for version in versions.drain(..) {
+                        pending_bytes +=
+                            version.key.len() + version.row.as_ref().map_or(0, |r| r.len());
+                        pending.push((version.key, version.row));
+                    }
+                    next
+                } else {
+                    scanned.clear();
+                    let next = table.hot.scan_chunk(&range, ts, SCAN_ROWS, &mut scanned);
+                    for (key, row) in scanned.drain(..) {
+                        pending_bytes += key.len() + row.len();
+                        pending.push((key, Some(row)));
+                    }
+                    next
+                };
                 let done = next.is_none();
                 if pending_bytes >= CHUNK_BYTES || (done && !pending.is_empty()) {
                     let ipc = table.codec.encode_changes(&pending)?;

@@ -28,6 +28,7 @@ use crate::changes::{ChangeLog, ChangeReader};
 use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger,
 };
+use crate::cold_tier::ColdTier;
 use crate::commit::CommitRequest;
 use crate::error::{StorageError, StorageResult};
 use crate::index::HotIndex;
@@ -55,6 +56,11 @@ pub struct DbOptions {
     pub checkpoint_log_bytes: Option<u64>,
     /// Take a checkpoint on [`Db::close`], so a clean restart replays (almost) nothing.
     pub checkpoint_on_close: bool,
+    /// Where the cold tier lives: `file:///dir` or `s3://bucket/prefix` (`None`:
+    /// `file://<data dir>/cold`).
+    pub storage: Option<String>,
+    /// Whether to open the cold tier at all (its store, manifest writer and runs).
+    pub cold_tier: bool,
     /// Tests only: make checkpoints fail at this point.
     #[doc(hidden)]
     pub checkpoint_failpoint: Option<CheckpointFailpoint>,
@@ -71,6 +77,8 @@ impl Default for DbOptions {
             change_retention_bytes: 64 << 20,
             checkpoint_log_bytes: Some(DEFAULT_CHECKPOINT_LOG_BYTES),
             checkpoint_on_close: true,
+            storage: None,
+            cold_tier: true,
             checkpoint_failpoint: None,
         }
     }
@@ -123,6 +131,8 @@ pub(crate) struct Inner {
     /// Log bytes written since the current checkpoint's ts (approximate).
     pub(crate) log_bytes_since_checkpoint: AtomicU64,
     pub(crate) checkpoint_trigger: CheckpointTrigger,
+    /// The cold tier: its store and this process's manifest writer (`None`: disabled).
+    pub(crate) cold: Option<Arc<ColdTier>>,
 }
 
 /// An open database. Cheap to share as `Arc<Db>`.
@@ -140,6 +150,12 @@ pub struct Db {
 impl Db {
     /// Opens (or creates) the database in `dir`, replaying the commit log.
     pub fn open(dir: &Path, options: DbOptions) -> StorageResult<Arc<Db>> {
+        // The cold tier first: recovery attaches each table's runs before it loads the hot
+        // tier, so tombstones that hide cold versions are kept from the start.
+        let cold = match options.cold_tier {
+            true => Some(Arc::new(ColdTier::open(options.storage.as_deref(), dir)?)),
+            false => None,
+        };
         let Recovered {
             rocks,
             catalog,
@@ -148,7 +164,10 @@ impl Db {
             last_ts,
             log_bytes,
             hot_bytes,
-        } = recovery::recover(dir)?;
+        } = recovery::recover(dir, cold.as_deref())?;
+        if let Some(cold) = &cold {
+            cold.sweep();
+        }
 
         let inner = Arc::new(Inner {
             rocks,
@@ -173,6 +192,7 @@ impl Db {
             checkpoint_state: Mutex::new(checkpoint_state),
             log_bytes_since_checkpoint: AtomicU64::new(log_bytes),
             checkpoint_trigger: CheckpointTrigger::default(),
+            cold,
         });
         let (sender, receiver) = mpsc::channel();
         let committer_inner = inner.clone();
@@ -367,6 +387,12 @@ impl Db {
     /// Bytes held by the hot tier.
     pub fn hot_bytes(&self) -> usize {
         self.inner.hot_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// The cold tier's location and this process's writer epoch (`None`: disabled).
+    pub fn cold_tier(&self) -> Option<(String, u64)> {
+        let cold = self.inner.cold.as_ref()?;
+        Some((cold.store.location().to_string(), cold.manifest.epoch()))
     }
 
     /// The hot tier's budget.

@@ -91,7 +91,7 @@ pub struct HotTable {
     /// (cold runs) may hold the key, the tombstone is what hides their versions
     /// ([`crate::source`]), so only the flush that writes it to a run may drop it. Off while the
     /// hot tier is the table's only source: a tombstone nobody can see past is dropped.
-    keep_tombstones: bool,
+    keep_tombstones: AtomicBool,
     /// TRUNCATE markers, ascending commit ts (see the module doc).
     truncations: RwLock<Vec<u64>>,
     /// The newest marker (0: none), read without a lock by every read.
@@ -112,15 +112,22 @@ impl HotTable {
     /// sources.
     pub fn keeping_tombstones() -> HotTable {
         HotTable {
-            keep_tombstones: true,
+            keep_tombstones: AtomicBool::new(true),
             ..HotTable::default()
         }
+    }
+
+    /// From now on keep every key's newest tombstone (the table got older sources). Taken
+    /// under the map's write lock, so no apply or vacuum that started before drops one after.
+    pub fn keep_tombstones_from_now(&self) {
+        let _map = self.map.write();
+        self.keep_tombstones.store(true, Ordering::Release);
     }
 
     /// Whether a key's newest tombstone is kept even when no snapshot needs it (it hides the
     /// key's versions in older sources).
     pub fn keeps_tombstones(&self) -> bool {
-        self.keep_tombstones
+        self.keep_tombstones.load(Ordering::Acquire)
     }
 
     /// The truncation marker a reader at `snapshot_ts` honours: versions older than it are
@@ -219,7 +226,7 @@ impl HotTable {
             );
         }
         let mut delta: isize = 0;
-        let keep_tombstones = self.keep_tombstones;
+        let keep_tombstones = self.keeps_tombstones();
         let adopted = rows.into_map_retaining(|key, chain| {
             chain.truncate(1);
             let version = &mut chain[0];
@@ -266,7 +273,7 @@ impl HotTable {
                 continue;
             }
             last = Some(key);
-            if row.is_none() && !self.keep_tombstones {
+            if row.is_none() && !self.keeps_tombstones() {
                 // Deleting a key that has no versions: nothing to record.
                 each(key, Applied { old: None }, row);
                 continue;
@@ -310,7 +317,7 @@ impl HotTable {
         let chain = match map.entry(MapKey::new(key)) {
             std::collections::btree_map::Entry::Occupied(chain) => chain.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
-                if row.is_none() && !self.keep_tombstones {
+                if row.is_none() && !self.keeps_tombstones() {
                     // Deleting a key that has no versions: nothing to record (unless an older
                     // source may hold it: then the tombstone hides it there).
                     return (Applied { old: None }, 0);
@@ -329,10 +336,10 @@ impl HotTable {
         delta += (row_len + VERSION_OVERHEAD) as isize;
         delta -= prune(chain, horizon, self.truncated_at(horizon)) as isize;
         if chain.len() == 1 && chain[0].row.is_none() {
-            if chain[0].commit_ts <= horizon && !self.keep_tombstones {
+            if chain[0].commit_ts <= horizon && !self.keeps_tombstones() {
                 map.remove(&probe as &dyn KeyView);
                 delta -= (key.len() + 2 * VERSION_OVERHEAD) as isize;
-            } else if !self.keep_tombstones {
+            } else if !self.keeps_tombstones() {
                 self.dirty.lock().push(key.clone());
             }
         } else if chain.len() > 1 {
@@ -527,7 +534,13 @@ impl HotTable {
         if truncated || keys.len() > self.key_count() / 4 {
             let mut map = self.map.write();
             map.retain(|key, chain| {
-                match vacuum_chain(chain, horizon, truncated_at, &key.key, self.keep_tombstones) {
+                match vacuum_chain(
+                    chain,
+                    horizon,
+                    truncated_at,
+                    &key.key,
+                    self.keeps_tombstones(),
+                ) {
                     Pruned::Removed(bytes) => {
                         freed += bytes;
                         false
@@ -549,7 +562,7 @@ impl HotTable {
                     let Some(chain) = map.get_mut(&probe as &dyn KeyView) else {
                         continue;
                     };
-                    match vacuum_chain(chain, horizon, truncated_at, key, self.keep_tombstones) {
+                    match vacuum_chain(chain, horizon, truncated_at, key, self.keeps_tombstones()) {
                         Pruned::Removed(bytes) => {
                             freed += bytes;
                             map.remove(&probe as &dyn KeyView);
@@ -577,7 +590,7 @@ impl HotTable {
     /// for a later vacuum.
     fn forget_truncations(&self, truncated_at: u64) {
         let mut truncations = self.truncations.write();
-        if !self.keep_tombstones {
+        if !self.keeps_tombstones() {
             truncations.retain(|t| *t > truncated_at);
             self.newest_truncation
                 .store(truncations.last().copied().unwrap_or(0), Ordering::Release);

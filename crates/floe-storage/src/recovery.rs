@@ -19,6 +19,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use crate::catalog::{Catalog, CatalogChange, DatabaseDef, SchemaDef};
 use crate::checkpoint::{self, CheckpointState, CF_CHECKPOINT};
 use crate::codec::{decode_record, LogEntry};
+use crate::cold_tier::ColdTier;
 use crate::db::{cf, CF_CATALOG, CF_LOG};
 use crate::error::{StorageError, StorageResult};
 use crate::sequence::CF_SEQUENCES;
@@ -40,7 +41,7 @@ pub(crate) struct Recovered {
 
 /// Opens (or creates) the RocksDB files in `dir` and rebuilds every table from the checkpoint
 /// and the commit log.
-pub(crate) fn recover(dir: &Path) -> StorageResult<Recovered> {
+pub(crate) fn recover(dir: &Path, cold: Option<&ColdTier>) -> StorageResult<Recovered> {
     std::fs::create_dir_all(dir)?;
     let mut db_options = Options::default();
     db_options.create_if_missing(true);
@@ -68,6 +69,10 @@ pub(crate) fn recover(dir: &Path) -> StorageResult<Recovered> {
     let mut tables = HashMap::new();
     for def in catalog.relations().filter(|d| d.is_table()) {
         tables.insert(def.id, Arc::new(TableData::new(def.clone())?));
+    }
+    // Runs before rows: a table with runs keeps its tombstones from the first replayed one.
+    if let Some(cold) = cold {
+        cold.attach(&tables)?;
     }
     let checkpoint_state = checkpoint::read_state(&rocks)?;
     let checkpoint_rows = checkpoint::load(&rocks, &checkpoint_state, &tables)?;

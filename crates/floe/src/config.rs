@@ -64,6 +64,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOE_CHECKPOINT_LOG_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub checkpoint_log_size: Option<usize>,
 
+    /// Where cold data (Parquet runs and their manifest) lives: `file:///dir` or
+    /// `s3://bucket/prefix` (region, credentials and endpoint from the usual AWS_* settings)
+    /// [default: file://<data dir>/cold]
+    #[arg(long, env = "FLOE_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+
     /// Threads that run the partitions of parallel query plans (each connection also has a thread
     /// of its own) [default: the CPU cores]
     #[arg(long, env = "FLOE_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -85,6 +91,7 @@ struct FileConfig {
     shutdown_grace: Option<u64>,
     checkpoint_log_size: Option<String>,
     worker_threads: Option<u16>,
+    storage: Option<String>,
 }
 
 /// The effective settings of `floe serve`.
@@ -98,6 +105,8 @@ pub struct ServeConfig {
     pub shutdown_grace: u64,
     pub checkpoint_log_size: usize,
     pub worker_threads: usize,
+    /// The cold tier's location (`None`: `file://<data dir>/cold`).
+    pub storage: Option<String>,
 }
 
 /// Why the configuration could not be loaded.
@@ -158,6 +167,7 @@ impl ServeArgs {
                 Some(n) => usize::from(n.max(1)),
                 None => default_worker_threads(),
             },
+            storage: self.storage.or(file.storage),
         })
     }
 }
@@ -244,6 +254,7 @@ mod tests {
             shutdown_grace: None,
             checkpoint_log_size: None,
             worker_threads: None,
+            storage: None,
         };
         let c = args.resolve().unwrap();
         assert_eq!(c.listen.port(), 6000);
@@ -264,6 +275,7 @@ mod tests {
             shutdown_grace: None,
             checkpoint_log_size: None,
             worker_threads: Some(3),
+            storage: None,
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
         let _ = std::fs::remove_dir_all(dir);

@@ -143,6 +143,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         hot_memory_limit: config.memory_limit.map(|m| m / 5 * 3),
         checkpoint_log_bytes: config.checkpoint_log_size as u64,
         max_connections: config.max_connections,
+        storage: config.storage.clone(),
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;

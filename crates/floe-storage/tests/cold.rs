@@ -1,0 +1,267 @@
+//! The cold tier wired into the engine: the runs the newest manifest version lists are read
+//! with the hot tier (lookups, scans, uniqueness, unique indexes, updates and deletes of cold
+//! rows), after restarts and checkpoints, without loading cold rows into memory.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field};
+use floe_storage::cold_run::{RunOptions, RunWriter};
+use floe_storage::manifest::{ManifestEdit, ManifestWriter, RunPins};
+use floe_storage::store::ColdStore;
+use floe_storage::{
+    CatalogChange, ColumnDef, ConstraintDef, Db, DbOptions, Isolation, Key, PrimaryKey,
+    RelationKind, RowBytes, StorageError, TableData, TableDef, Versioned,
+};
+
+fn def(db: &Db) -> TableDef {
+    let column = |id: u32, name: &str, data_type: DataType, nullable: bool| ColumnDef {
+        id,
+        name: name.into(),
+        field: Field::new(name, data_type, nullable),
+        default: None,
+        identity: None,
+    };
+    TableDef {
+        id: db.allocate_oid(),
+        database: "postgres".into(),
+        schema: "public".into(),
+        name: "accounts".into(),
+        kind: RelationKind::Table,
+        columns: vec![
+            column(1, "id", DataType::Int32, false),
+            column(2, "balance", DataType::Int64, true),
+            column(3, "note", DataType::Utf8, true),
+        ],
+        primary_key: Some(PrimaryKey {
+            name: "accounts_pkey".into(),
+            columns: vec![0],
+        }),
+        constraints: vec![ConstraintDef::Unique {
+            name: "accounts_balance_key".into(),
+            columns: vec![2],
+        }],
+        indexes: vec![],
+        next_column_id: 4,
+        persistence: Default::default(),
+    }
+}
+
+fn rows(table: &TableData, values: &[(i32, i64)]) -> Vec<(Key, RowBytes)> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(values.iter().map(|v| v.0))),
+        Arc::new(Int64Array::from_iter_values(values.iter().map(|v| v.1))),
+        Arc::new(StringArray::from_iter_values(
+            values.iter().map(|v| format!("row {}", v.0)),
+        )),
+    ];
+    let keys = table.codec.encode_keys(&columns).unwrap().unwrap();
+    let encoded = table.codec.encode_rows(&columns).unwrap();
+    (0..values.len())
+        .map(|i| {
+            (
+                Arc::from(keys.row(i).data()),
+                Arc::from(encoded.row(i).data()),
+            )
+        })
+        .collect()
+}
+
+/// Every live `(id, balance)` at the newest snapshot, through the sources.
+fn balances(db: &Db, table_id: u32) -> Vec<(i32, i64)> {
+    let table = db.table(table_id).unwrap();
+    let sources = table.sources(db.visible_ts());
+    let mut all = Vec::new();
+    let mut range = (Bound::Unbounded, Bound::Unbounded);
+    while let Some(last) = sources.try_scan_chunk(&range, 7, &mut all).unwrap() {
+        range.0 = Bound::Excluded(last);
+    }
+    let batch = table
+        .codec
+        .decode_rows(all.iter().map(|(_, r)| r.as_ref()))
+        .unwrap();
+    let ids = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .unwrap();
+    let bal = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    (0..batch.num_rows())
+        .map(|i| (ids.value(i), bal.value(i)))
+        .collect()
+}
+
+async fn write(
+    db: &Arc<Db>,
+    table: &Arc<TableData>,
+    values: &[(i32, i64)],
+) -> Result<u64, StorageError> {
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for (key, row) in rows(table, values) {
+        txn.lock_row(table, &key).await?;
+        txn.write(table, key, Some(row)).await?;
+    }
+    Ok(txn.commit().await?.unwrap_or(0))
+}
+
+/// Writes `values` at commit ts 1 into a run of `table` and lists it in a new manifest
+/// version (a writer of its own: as a flush of an earlier process would have).
+async fn publish_run(dir: &std::path::Path, table: &TableData, values: &[(i32, i64)]) {
+    let store = Arc::new(ColdStore::open(None, dir).unwrap());
+    let writer = ManifestWriter::open(store.clone(), RunPins::new())
+        .await
+        .unwrap();
+    let codec = table.codec.clone();
+    let table_id = table.def.id;
+    let versions: Vec<Versioned> = rows(table, values)
+        .into_iter()
+        .map(|(key, row)| Versioned {
+            key,
+            commit_ts: 1,
+            row: Some(row),
+        })
+        .collect();
+    let namer = writer.namer().clone();
+    let pins = writer.pins().clone();
+    let written = tokio::task::spawn_blocking(move || {
+        RunWriter::new(
+            store,
+            codec,
+            table_id,
+            0,
+            namer,
+            &pins,
+            RunOptions::default(),
+        )
+        .unwrap()
+        .write_all(versions)
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    writer
+        .publish(ManifestEdit {
+            add: written.runs.clone(),
+            remove: vec![],
+        })
+        .await
+        .unwrap();
+}
+
+fn open(dir: &std::path::Path) -> Arc<Db> {
+    Db::open(dir, DbOptions::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_rows_read_update_delete_and_survive_restarts_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (_, first_epoch) = db.cold_tier().unwrap();
+    let def = Arc::new(def(&db));
+    db.commit_catalog(vec![CatalogChange::PutRelation(def.clone())])
+        .await
+        .unwrap();
+    let table = db.table(def.id).unwrap();
+    db.close();
+    drop(db);
+    let cold: Vec<(i32, i64)> = (1..=50).map(|i| (i, i64::from(i) * 10)).collect();
+    publish_run(dir.path(), &table, &cold).await;
+
+    let db = open(dir.path());
+    let (_, epoch) = db.cold_tier().unwrap();
+    assert!(epoch > first_epoch + 1, "each open claims a newer epoch");
+    let table = db.table(def.id).unwrap();
+    assert!(!table.cold.is_empty());
+    assert_eq!(
+        table.hot.key_count(),
+        0,
+        "cold rows are not loaded into memory"
+    );
+    assert_eq!(balances(&db, def.id), cold);
+    // Point lookups of cold keys, and an absent one.
+    let [(k7, _)] = rows(&table, &[(7, 0)]).try_into().unwrap();
+    assert!(table.latest().try_get(&k7).unwrap().is_some());
+    let [(k99, _)] = rows(&table, &[(99, 0)]).try_into().unwrap();
+    assert!(table.latest().try_get(&k99).unwrap().is_none());
+    // A cold row's unique balance is taken.
+    let err = write(&db, &table, &[(100, 70)]).await.unwrap_err();
+    assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
+    // Update a cold row (its balance is free again), delete another.
+    write(&db, &table, &[(7, 7000)]).await.unwrap();
+    write(&db, &table, &[(100, 70)]).await.unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.lock_row(&table, &k7).await.unwrap();
+    let [(k8, _)] = rows(&table, &[(8, 0)]).try_into().unwrap();
+    txn.lock_row(&table, &k8).await.unwrap();
+    txn.write(&table, k8.clone(), None).await.unwrap();
+    txn.commit().await.unwrap();
+    let mut expect = cold.clone();
+    expect.retain(|(id, _)| *id != 8);
+    expect.iter_mut().for_each(|v| {
+        if v.0 == 7 {
+            v.1 = 7000
+        }
+    });
+    expect.push((100, 70));
+    assert_eq!(balances(&db, def.id), expect);
+
+    // Restart replaying the log, then a checkpoint (tombstones kept in it), then restart.
+    db.close();
+    drop(db);
+    let db = Db::open(
+        dir.path(),
+        DbOptions {
+            checkpoint_on_close: true,
+            ..DbOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(balances(&db, def.id), expect);
+    db.checkpoint().unwrap();
+    db.close();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(balances(&db, def.id), expect);
+    let table = db.table(def.id).unwrap();
+    assert!(
+        table.latest().try_get(&k8).unwrap().is_none(),
+        "the tombstone survived"
+    );
+    let err = write(&db, &table, &[(101, 7000)]).await.unwrap_err();
+    assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
+    write(&db, &table, &[(101, 80)]).await.unwrap();
+    db.close();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncating_a_table_with_runs_hides_them_across_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let def = Arc::new(def(&db));
+    db.commit_catalog(vec![CatalogChange::PutRelation(def.clone())])
+        .await
+        .unwrap();
+    let table = db.table(def.id).unwrap();
+    db.close();
+    drop(db);
+    publish_run(dir.path(), &table, &[(1, 10), (2, 20)]).await;
+    let db = open(dir.path());
+    let table = db.table(def.id).unwrap();
+    assert_eq!(balances(&db, def.id), vec![(1, 10), (2, 20)]);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.truncate(&table);
+    txn.commit().await.unwrap();
+    write(&db, &table, &[(3, 20)]).await.unwrap();
+    assert_eq!(balances(&db, def.id), vec![(3, 20)]);
+    db.checkpoint().unwrap();
+    db.close();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(balances(&db, def.id), vec![(3, 20)]);
+    db.close();
+}
