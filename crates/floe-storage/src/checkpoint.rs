@@ -334,6 +334,19 @@ impl Inner {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StorageError::Poisoned);
         }
+        // A flush rides on the checkpoint: tables keep their tombstones from before its
+        // snapshot (they will hide versions that move to runs).
+        let flush_age = match (&self.cold, self.options.flush_age_commits) {
+            (Some(_), Some(age)) => Some(if self.under_memory_pressure() { 0 } else { age }),
+            _ => None,
+        };
+        if flush_age.is_some() {
+            for table in self.tables.read().values() {
+                if table.def.persistence.is_permanent() {
+                    table.hot.keep_tombstones_from_now();
+                }
+            }
+        }
         let snapshot = self.snapshot();
         let checkpoint_ts = snapshot.ts;
         if checkpoint_ts == 0 || checkpoint_ts == state.ts() {
@@ -353,6 +366,26 @@ impl Inner {
             .cloned()
             .collect();
         tables.sort_by_key(|t| t.def.id);
+        if let (Some(age), Some(cold)) = (flush_age, &self.cold) {
+            let horizon = self.horizon();
+            let mut flushed = 0;
+            for table in &tables {
+                // A table created after the tombstone switch above waits for the next one.
+                if table.hot.keeps_tombstones() {
+                    flushed += self.flush_table(cold, table, checkpoint_ts, horizon, age)?;
+                }
+                // Nothing older than the hot tier: its tombstones hide nothing.
+                if table.cold.is_empty() {
+                    table.hot.stop_keeping_tombstones();
+                }
+            }
+            tracing::debug!(
+                checkpoint_ts,
+                flushed,
+                age,
+                "flushed settled keys to cold runs"
+            );
+        }
         let written = match self.write_generation(generation, checkpoint_ts, &tables) {
             Ok(written) => written,
             Err(e) => {
@@ -504,6 +537,21 @@ impl Inner {
             .fetch_add(bytes, Ordering::AcqRel)
             + bytes;
         self.maybe_trigger_checkpoint(total);
+    }
+
+    /// Asks the background thread for a checkpoint (and so a flush) when the hot tier holds
+    /// more than half its budget.
+    pub(crate) fn maybe_flush_for_memory(&self) {
+        if self.cold.is_none()
+            || self.options.flush_age_commits.is_none()
+            || !self.under_memory_pressure()
+            || self.checkpoint_trigger.pending.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let mut signal = self.checkpoint_trigger.signal.lock();
+        signal.requested = true;
+        self.checkpoint_trigger.wake.notify_all();
     }
 
     pub(crate) fn maybe_trigger_checkpoint(&self, log_bytes: u64) {

@@ -622,6 +622,9 @@ impl Inner {
                 changes.truncate(changes_before);
             }
             self.hot_bytes.fetch_add(delta as i64, Ordering::Relaxed);
+            if delta > 0 {
+                self.maybe_flush_for_memory();
+            }
             for index in &table.indexes {
                 match index_changes(index, &table.codec, &index_rows) {
                     Ok(entries) => index.record(entries, ts),

@@ -61,10 +61,16 @@ pub struct DbOptions {
     pub storage: Option<String>,
     /// Whether to open the cold tier at all (its store, manifest writer and runs).
     pub cold_tier: bool,
+    /// Checkpoints flush keys not written in this many commits into cold runs (every settled
+    /// key when the hot tier holds more than half of `memory_limit`). `None`: no flush.
+    pub flush_age_commits: Option<u64>,
     /// Tests only: make checkpoints fail at this point.
     #[doc(hidden)]
     pub checkpoint_failpoint: Option<CheckpointFailpoint>,
 }
+
+/// Default of [`DbOptions::flush_age_commits`].
+pub const DEFAULT_FLUSH_AGE_COMMITS: u64 = 10_000;
 
 /// Default of [`DbOptions::checkpoint_log_bytes`].
 pub const DEFAULT_CHECKPOINT_LOG_BYTES: u64 = 256 << 20;
@@ -79,6 +85,7 @@ impl Default for DbOptions {
             checkpoint_on_close: true,
             storage: None,
             cold_tier: true,
+            flush_age_commits: Some(DEFAULT_FLUSH_AGE_COMMITS),
             checkpoint_failpoint: None,
         }
     }

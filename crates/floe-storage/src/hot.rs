@@ -516,6 +516,45 @@ impl HotTable {
         out
     }
 
+    /// Stop keeping tombstones no snapshot needs (the table has no older source again).
+    pub fn stop_keeping_tombstones(&self) {
+        let _map = self.map.write();
+        self.keep_tombstones.store(false, Ordering::Release);
+    }
+
+    /// Removes each `(key, commit_ts)` whose newest version is still the one at `commit_ts`: a
+    /// flush wrote it into a run that a published manifest lists, and took only keys no
+    /// snapshot needs an older version of, so the whole chain goes. A key written since stays.
+    /// Returns (keys removed, bytes freed).
+    pub fn remove_flushed(&self, flushed: &[(Key, u64)]) -> (usize, usize) {
+        let mut removed = 0;
+        let mut freed = 0usize;
+        for batch in flushed.chunks(VACUUM_BATCH) {
+            let mut map = self.map.write();
+            for (key, commit_ts) in batch {
+                let probe = Probe::new(key);
+                let newest = map
+                    .get(&probe as &dyn KeyView)
+                    .and_then(|chain| chain.last())
+                    .map(|v| v.commit_ts);
+                if newest != Some(*commit_ts) {
+                    continue;
+                }
+                if let Some(chain) = map.remove(&probe as &dyn KeyView) {
+                    freed += key.len()
+                        + VERSION_OVERHEAD
+                        + chain
+                            .iter()
+                            .map(|v| v.row.as_ref().map_or(0, |r| r.len()) + VERSION_OVERHEAD)
+                            .sum::<usize>();
+                    removed += 1;
+                }
+            }
+        }
+        self.add_bytes(-(freed as isize));
+        (removed, freed)
+    }
+
     /// Drops versions no snapshot at or after `horizon` can see, visiting the keys written
     /// since the last vacuum (the whole map when most keys were). Holds the write lock for a
     /// bounded batch of keys at a time, so readers and commits get in between.

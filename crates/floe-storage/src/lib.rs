@@ -30,6 +30,7 @@ pub mod db;
 pub mod error;
 #[cfg(test)]
 mod fault;
+mod flush;
 pub mod hot;
 pub mod index;
 mod keymap;
