@@ -6,10 +6,12 @@
 //! sessions hold), `table`, `commit`, `recovery`, `checkpoint`, `sequence`, `hot`, `index`,
 //! `source` (the read seam: every read of a table's committed rows goes through
 //! [`TableData::sources`], which merges its sources newest-wins; see
-//! `docs/design/0009-storage-read-seam.md`), and the cold tier's file layer, not yet wired
-//! into the engine: `store` (the object store and the runtime its calls run on), `cold_run`
-//! (immutable Parquet runs, a [`Source`] each) and `manifest` (the truth about which runs are
-//! live, writer fencing, the sweeper); see `docs/design/0010-cold-runs.md`.
+//! `docs/design/0009-storage-read-seam.md`), and the cold tier: `store` (the object store and
+//! the runtime its calls run on), `cold_run` (immutable Parquet runs, a [`Source`] each),
+//! `manifest` (the truth about which runs are live, writer fencing, the sweeper),
+//! `cold_tier` (the store and writer an open database holds; runs attached at recovery) and
+//! `flush` (settled keys moved into runs at checkpoints); see `docs/design/0010-cold-runs.md`
+//! and `docs/design/0011-cold-tier-in-the-engine.md`.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
