@@ -60,6 +60,7 @@ use std::time::Duration;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use crate::codec::{Key, RowBytes};
+use crate::db::FLUSH_BY_AGE_NEVER;
 use crate::db::{cf, Inner};
 use crate::error::{StorageError, StorageResult};
 use crate::hot::KeyRange;
@@ -337,7 +338,11 @@ impl Inner {
         // A flush rides on the checkpoint: tables keep their tombstones from before its
         // snapshot (they will hide versions that move to runs).
         let flush_age = match (&self.cold, self.options.flush_age_commits) {
-            (Some(_), Some(age)) => Some(if self.under_memory_pressure() { 0 } else { age }),
+            (Some(_), Some(_)) if self.under_memory_pressure() => Some(0),
+            // By age only when asked for: until scans read runs at columnar speed, a run is
+            // slower to read than the hot tier, so by default rows go cold under memory
+            // pressure only.
+            (Some(_), Some(age)) if age != FLUSH_BY_AGE_NEVER => Some(age),
             _ => None,
         };
         if flush_age.is_some() {

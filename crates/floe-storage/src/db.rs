@@ -62,15 +62,22 @@ pub struct DbOptions {
     /// Whether to open the cold tier at all (its store, manifest writer and runs).
     pub cold_tier: bool,
     /// Checkpoints flush keys not written in this many commits into cold runs (every settled
-    /// key when the hot tier holds more than half of `memory_limit`). `None`: no flush.
+    /// key when the hot tier holds more than half of `memory_limit`; [`FLUSH_BY_AGE_NEVER`]:
+    /// only then). `None`: no flush.
     pub flush_age_commits: Option<u64>,
     /// Tests only: make checkpoints fail at this point.
     #[doc(hidden)]
     pub checkpoint_failpoint: Option<CheckpointFailpoint>,
 }
 
-/// Default of [`DbOptions::flush_age_commits`].
-pub const DEFAULT_FLUSH_AGE_COMMITS: u64 = 10_000;
+/// [`DbOptions::flush_age_commits`]: rows go cold under memory pressure only.
+pub const FLUSH_BY_AGE_NEVER: u64 = u64::MAX;
+
+/// Default of [`DbOptions::flush_age_commits`]: under memory pressure only, until scans read
+/// cold runs through DataFusion's Parquet reader (a run read row by row through the merge is
+/// slower than the hot tier, so flushing idle rows of a table that fits in memory would only
+/// slow its scans down).
+pub const DEFAULT_FLUSH_AGE_COMMITS: u64 = FLUSH_BY_AGE_NEVER;
 
 /// Default of [`DbOptions::checkpoint_log_bytes`].
 pub const DEFAULT_CHECKPOINT_LOG_BYTES: u64 = 256 << 20;
