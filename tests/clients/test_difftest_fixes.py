@@ -80,6 +80,16 @@ DESCRIBED = [
         [("to_timestamp", 1184), ("to_date", 1082), ("timezone", 1114), ("convert_to", 17),
          ("length", 23)],
     ),
+    # CASE keeps the type its results share (a NULL or string literal takes it); mixed types
+    # stay text.
+    (
+        "SELECT CASE WHEN true THEN u END, CASE WHEN false THEN j ELSE '{}' END, "
+        "CASE WHEN true THEN v ELSE NULL END, CASE WHEN true THEN u::text END, "
+        "CASE WHEN true THEN v ELSE u::text END "
+        "FROM (SELECT 'af345b28-660f-b6a0-9bc5-df2af5c57d0e'::uuid AS u, 'a'::varchar AS v, "
+        "'1'::jsonb AS j) AS t",
+        [("case", 2950), ("case", 3802), ("case", 1043), ("case", 25), ("u", 25)],
+    ),
 ]
 
 

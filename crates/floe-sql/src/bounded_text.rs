@@ -318,8 +318,36 @@ fn bpchar_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr
                 negated,
             }))
         }
+        // `c LIKE …`, `octet_length(c)` and `concat(c, …)` see the padded value in PostgreSQL
+        // (LIKE and octet_length have bpchar versions; concat uses the output text).
+        Expr::Like(mut like) if padded_length(&like.expr, schema).is_some() => {
+            like.expr = Box::new(padded(*like.expr, schema));
+            Transformed::yes(Expr::Like(like))
+        }
+        Expr::ScalarFunction(mut call)
+            if matches!(call.name(), "octet_length" | "concat" | "concat_ws")
+                && call.args.iter().any(|a| padded_length(a, schema).is_some()) =>
+        {
+            call.args = call.args.into_iter().map(|a| padded(a, schema)).collect();
+            Transformed::yes(Expr::ScalarFunction(call))
+        }
         other => Transformed::no(other),
     })
+}
+
+/// `n` of a `char(n)` value.
+fn padded_length(expr: &Expr, schema: &DFSchema) -> Option<usize> {
+    let (_, field) = expr.to_field(schema).ok()?;
+    crate::types::char_length(&field)
+}
+
+/// A `char(n)` value padded with spaces to `n` characters, as PostgreSQL holds it; other
+/// values unchanged.
+fn padded(expr: Expr, schema: &DFSchema) -> Expr {
+    match padded_length(&expr, schema) {
+        Some(n) => datafusion::functions::unicode::expr_fn::rpad(vec![expr, lit(n as i64)]),
+        None => expr,
+    }
 }
 
 #[cfg(test)]

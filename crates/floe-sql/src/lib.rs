@@ -26,6 +26,7 @@ mod set_operations;
 mod sqlbuild;
 mod subquery;
 mod syntax;
+mod type_tags;
 pub mod types;
 pub mod vars;
 mod window_frames;

@@ -778,6 +778,7 @@ impl Session {
             .statement_to_plan(DFStatement::Statement(Box::new(statement)))
             .await?;
         let plan = rewrite::postgres_literal_types(plan)?;
+        let plan = crate::type_tags::keep_type_tags(plan)?;
         crate::functions::handle::bind(plan, &self.handle)
     }
 

@@ -722,7 +722,7 @@ pub(crate) fn overloads(functions: impl IntoIterator<Item = Arc<ScalarUDF>>) -> 
 /// The type tag (`floe.pg_type`, with a typmod only where all agree) the non-NULL arguments
 /// of a conditional share, if they all carry the same one.
 /// String literals are PostgreSQL's `unknown`, which takes the other arguments' type.
-fn shared_type_tag(
+pub(crate) fn shared_type_tag(
     fields: &[FieldRef],
     literals: &[Option<&ScalarValue>],
 ) -> Option<std::collections::HashMap<String, String>> {

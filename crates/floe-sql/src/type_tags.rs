@@ -1,0 +1,140 @@
+//! Type tags survive `CASE`.
+//!
+//! `uuid`, `jsonb`, `varchar(n)`, … are Arrow strings whose field carries the PostgreSQL type
+//! ([`crate::types::PG_TYPE_KEY`]). DataFusion's `CASE` computes its field from the data
+//! type alone, so `CASE WHEN … THEN u END` over a `uuid` column was
+//! described to clients as `text` (PostgreSQL: `uuid`), and a driver decoded a string instead
+//! of a UUID or a JSON value. After planning, such an expression whose results share one tag
+//! (NULL and string literals take the others' type, as PostgreSQL's `unknown`) is wrapped in a
+//! pass-through function whose field carries the tag.
+//!
+//! Scalar subqueries lose the tag too (`(SELECT u FROM t)` is described as `text`), but
+//! wrapping them keeps DataFusion from turning them into joins; not done yet.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::types::PG_TYPE_KEY;
+
+/// The name of the pass-through function.
+const TYPE_TAG: &str = "floe_type_tag";
+
+/// `expr`'s field when evaluated against `schema`.
+fn field_of(expr: &Expr, schema: &DFSchema) -> Option<FieldRef> {
+    expr.to_field(schema).ok().map(|(_, field)| field)
+}
+
+/// The tag the results of `expr` share, if `expr` is a `CASE` that loses it.
+fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
+    let Expr::Case(case) = expr else {
+        return None;
+    };
+    let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = case
+        .when_then_expr
+        .iter()
+        .map(|(_, then)| then.as_ref())
+        .chain(case.else_expr.as_deref())
+        .map(|e| {
+            let literal = match e {
+                Expr::Literal(value, _) => Some(value),
+                _ => None,
+            };
+            field_of(e, schema).map(|f| (f, literal))
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let own = field_of(expr, schema)?;
+    if own.metadata().contains_key(PG_TYPE_KEY) {
+        return None;
+    }
+    let tag = crate::numeric::functions::shared_type_tag(&fields, &literals)?;
+    matches!(
+        own.data_type(),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+    )
+    .then_some(tag)
+}
+
+/// Wraps every `CASE` of `plan` that loses its results' shared type tag.
+pub(crate) fn keep_type_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        let schema = merge_schema(&node.inputs());
+        let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&node);
+        let node = node.map_expressions(|expr| {
+            let saved = names.save(&expr);
+            let rewritten = expr.transform_up(|e| match lost_tag(&e, &schema) {
+                Some(tag) => Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(Arc::new(udf(tag)), vec![e]),
+                ))),
+                None => Ok(Transformed::no(e)),
+            })?;
+            Ok(rewritten.update_data(|e| saved.restore(e)))
+        })?;
+        // Children may have changed their fields: refresh this node's schema.
+        node.map_data(|n| match n {
+            LogicalPlan::Values(_) => Ok(n),
+            other => other.recompute_schema(),
+        })
+    })
+    .map(|t| t.data)
+}
+
+fn udf(metadata: HashMap<String, String>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(TypeTag {
+        metadata,
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+/// `floe_type_tag(value)`: `value`, its field tagged with `metadata`.
+#[derive(Debug, PartialEq, Eq)]
+struct TypeTag {
+    metadata: HashMap<String, String>,
+    signature: Signature,
+}
+
+impl Hash for TypeTag {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut entries: Vec<_> = self.metadata.iter().collect();
+        entries.sort();
+        entries.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for TypeTag {
+    fn name(&self) -> &str {
+        TYPE_TAG
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let field = match args.arg_fields.first() {
+            Some(field) => field.as_ref().clone(),
+            None => Field::new(TYPE_TAG, DataType::Null, true),
+        };
+        Ok(Arc::new(field.with_metadata(self.metadata.clone())))
+    }
+
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(args.args.swap_remove(0))
+    }
+}
