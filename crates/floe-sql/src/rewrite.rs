@@ -86,6 +86,10 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        if let Some(replacement) = datetime_fields(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -413,6 +417,111 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         over: None,
         within_group: vec![],
     })
+}
+
+/// `extract(field FROM x)` is `numeric` and `date_part('field', x)` is `double precision` in
+/// PostgreSQL, with the seconds' fraction (`extract(second FROM …01.5)` is `1.500000`);
+/// DataFusion's `date_part` is an integer for most fields and drops the fraction of seconds.
+/// Both become DataFusion's `date_part` of whole fields and of the microseconds of the minute,
+/// combined as PostgreSQL combines them. `epoch` and fields DataFusion lacks are left alone.
+fn datetime_fields(expr: &Expr) -> Option<Expr> {
+    let number = |n: i64| Expr::value(Value::Number(n.to_string(), false));
+    let cast = |e: Expr, data_type: ast::DataType| Expr::Cast {
+        kind: ast::CastKind::Cast,
+        expr: Box::new(e),
+        data_type,
+        array: false,
+        format: None,
+    };
+    let part = |field: &str, value: &Expr| call("date_part", vec![text(field), value.clone()]);
+    let binary = |left: Expr, op: ast::BinaryOperator, right: Expr| Expr::BinaryOp {
+        left: Box::new(left),
+        op,
+        right: Box::new(right),
+    };
+    const WHOLE_FIELDS: &[&str] = &[
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "dow",
+        "doy",
+        "isodow",
+        "quarter",
+        "week",
+        "decade",
+        "century",
+        "millennium",
+        "isoyear",
+    ];
+    match expr {
+        Expr::Extract { field, expr, .. } => {
+            let field = field.to_string().to_ascii_lowercase();
+            let numeric = ast::DataType::Numeric(ast::ExactNumberInfo::None);
+            let micros = || cast(part("microsecond", expr), numeric.clone());
+            let scaled = |divisor: i64, scale: i64| {
+                call(
+                    "round",
+                    vec![
+                        binary(micros(), ast::BinaryOperator::Divide, number(divisor)),
+                        number(scale),
+                    ],
+                )
+            };
+            match field.trim_end_matches('s') {
+                "second" => Some(scaled(1_000_000, 6)),
+                "millisecond" => Some(scaled(1_000, 3)),
+                "microsecond" => Some(micros()),
+                f if WHOLE_FIELDS.contains(&f) => Some(cast(part(f, expr), numeric)),
+                _ => None,
+            }
+        }
+        Expr::Function(function) if function.name.to_string().eq_ignore_ascii_case("date_part") => {
+            let FunctionArguments::List(list) = &function.args else {
+                return None;
+            };
+            let [field, value] = list.args.as_slice() else {
+                return None;
+            };
+            let field = string_arg(field)?.to_ascii_lowercase();
+            let value = arg_expr(value)?;
+            let float = || ast::DataType::DoublePrecision;
+            let seconds = || cast(part("second", value), float());
+            // The microseconds of the second: microseconds of the minute less whole seconds.
+            let fraction = || {
+                cast(
+                    binary(
+                        part("microsecond", value),
+                        ast::BinaryOperator::Minus,
+                        binary(
+                            part("second", value),
+                            ast::BinaryOperator::Multiply,
+                            number(1_000_000),
+                        ),
+                    ),
+                    float(),
+                )
+            };
+            match field.trim_end_matches('s') {
+                // tm_sec + fsec / 1e6, tm_sec * 1000 + fsec / 1000, as PostgreSQL computes them.
+                "second" => Some(binary(
+                    seconds(),
+                    ast::BinaryOperator::Plus,
+                    binary(fraction(), ast::BinaryOperator::Divide, number(1_000_000)),
+                )),
+                "millisecond" => Some(binary(
+                    binary(seconds(), ast::BinaryOperator::Multiply, number(1_000)),
+                    ast::BinaryOperator::Plus,
+                    binary(fraction(), ast::BinaryOperator::Divide, number(1_000)),
+                )),
+                "microsecond" => Some(cast(part("microsecond", value), float())),
+                f if WHOLE_FIELDS.contains(&f) => Some(cast(part(f, value), float())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// `generate_series(a, b [, step])` in FROM whose arguments are all `integer` (literals that
