@@ -90,6 +90,12 @@ DESCRIBED = [
         "'1'::jsonb AS j) AS t",
         [("case", 2950), ("case", 3802), ("case", 1043), ("case", 25), ("u", 25)],
     ),
+    # A UNION of integer literals is integer; a column where an input is bigint is bigint.
+    (
+        "(SELECT 1 AS c0, 6 AS c1) UNION (SELECT 9 AS c0, 3::int8)",
+        [("c0", 23), ("c1", 20)],
+    ),
+    ("SELECT x FROM (SELECT 1 AS x UNION ALL SELECT 2) s", [("x", 23)]),
 ]
 
 

@@ -1159,6 +1159,7 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
             // Children may have changed type; refresh this node's schema.
             return node.map_data(|n| match n {
                 LogicalPlan::Values(_) => Ok(n),
+                LogicalPlan::Union(union) => union_input_types(union),
                 other => other.recompute_schema(),
             });
         }
@@ -1171,6 +1172,63 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
         Ok(t) => Ok(t.data),
         Err(e) => Err(SqlError::new(sqlstate::INTERNAL_ERROR, e.to_string())),
     }
+}
+
+/// A UNION whose inputs now agree on a column's type (`SELECT 1 UNION SELECT 2`: both
+/// `integer` once the literals are narrowed) takes that type; DataFusion keeps the type it
+/// chose while planning. Columns whose inputs differ keep the union's (common) type.
+fn union_input_types(
+    union: datafusion::logical_expr::Union,
+) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::common::DFSchema;
+    let width = union.schema.fields().len();
+    if union
+        .inputs
+        .iter()
+        .any(|i| i.schema().fields().len() != width)
+    {
+        return Ok(LogicalPlan::Union(union));
+    }
+    let mut changed = false;
+    let fields: Vec<Field> = union
+        .schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let first = union.inputs[0].schema().field(i).data_type();
+            let agree = union
+                .inputs
+                .iter()
+                .all(|input| input.schema().field(i).data_type() == first);
+            if agree && first != field.data_type() {
+                changed = true;
+                field.as_ref().clone().with_data_type(first.clone())
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    if !changed {
+        return Ok(LogicalPlan::Union(union));
+    }
+    let qualifiers: Vec<_> = union
+        .schema
+        .iter()
+        .map(|(qualifier, _)| qualifier.cloned())
+        .collect();
+    let schema = DFSchema::from_field_specific_qualified_schema(
+        qualifiers,
+        &std::sync::Arc::new(Schema::new_with_metadata(
+            fields,
+            union.schema.inner().metadata().clone(),
+        )),
+    )?;
+    Ok(LogicalPlan::Union(datafusion::logical_expr::Union {
+        inputs: union.inputs,
+        schema: std::sync::Arc::new(schema),
+    }))
 }
 
 /// Rewrites every expression of `plan` (subqueries included) bottom-up with `rewrite`, which
