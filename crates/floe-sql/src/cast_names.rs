@@ -20,8 +20,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName, Statement, Value, VisitMut, Visitor, VisitorMut,
+    self, Expr, Statement, Value, VisitMut, Visitor, VisitorMut,
 };
 
 /// The pass-through function's name.
@@ -113,23 +112,7 @@ impl VisitorMut for NameCasts {
         if let Expr::Cast { data_type, .. } = expr {
             let type_name = Expr::value(Value::SingleQuotedString(data_type.to_string()));
             let cast = std::mem::replace(expr, Expr::value(Value::Null));
-            *expr = Expr::Function(ast::Function {
-                name: ObjectName::from(vec![Ident::new(CAST_NAMED)]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: [cast, type_name]
-                        .into_iter()
-                        .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                        .collect(),
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            });
+            *expr = crate::rewrite::call(CAST_NAMED, vec![cast, type_name]);
         }
         ControlFlow::Continue(())
     }

@@ -399,7 +399,7 @@ fn negation(expr: &Expr) -> Option<Expr> {
 }
 
 /// A call of the function `name` (Floe's own, unquoted) with `args`.
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(ast::Function {
         name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
         uses_odbc_syntax: false,
