@@ -137,6 +137,7 @@ impl Engine {
             .iter()
             .position(|r| r.name() == "decorrelate_lateral_join")
             .map_or(0, |i| i + 1);
+        optimizer_rules.insert(subqueries_done, Arc::new(crate::apply::SubqueriesPerRow));
         optimizer_rules.insert(subqueries_done, Arc::new(crate::numeric::keys::NumericKeys));
         optimizer_rules.push(Arc::new(crate::numeric::keys::NumericKeys));
         // A sum of small integers is bigint; split in two steps it would become numeric.
@@ -152,7 +153,8 @@ impl Engine {
             .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
             .with_analyzer_rules(analyzer_rules)
-            .with_optimizer_rules(optimizer_rules);
+            .with_optimizer_rules(optimizer_rules)
+            .with_query_planner(Arc::new(crate::apply::FloeQueryPlanner));
         {
             // First: the planners are asked in order; numeric operands never reach
             // DataFusion's operators.

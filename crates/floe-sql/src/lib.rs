@@ -5,6 +5,7 @@
 //! the mapping of every failure to a SQLSTATE. It must not know how bytes are stored
 //! (`floe-storage`) or how they travel (`floe-wire`).
 
+mod apply;
 mod arithmetic;
 mod bounded_text;
 mod cast_names;

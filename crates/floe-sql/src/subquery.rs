@@ -212,6 +212,32 @@ impl PostgresSubqueries {
     }
 }
 
+/// Refuses an aggregate of a subquery whose arguments are only outer columns
+/// (`SELECT (SELECT sum(a.x)) FROM a`): PostgreSQL evaluates it in the outer query (one sum
+/// over all of `a`), DataFusion would sum per outer row; a wrong answer is worse than none.
+fn refuse_outer_aggregates(aggregates: &[Expr]) -> DfResult<()> {
+    for aggregate in aggregates {
+        let mut outer = false;
+        let mut inner = false;
+        aggregate.apply(|e| {
+            match e {
+                Expr::OuterReferenceColumn(..) => outer = true,
+                Expr::Column(_) => inner = true,
+                _ => {}
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })?;
+        if outer && !inner {
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "aggregate functions of only outer-level columns in a subquery are not supported",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Whether DataFusion accepts `plan` as a correlated scalar subquery as it is (the cases of
 /// its `check_subquery_expr`): aggregated, or at most one row.
 fn is_aggregated(plan: &LogicalPlan) -> bool {
@@ -334,6 +360,9 @@ fn not_exists(in_subquery: InSubquery, schema: &DFSchema) -> DfResult<Transforme
 impl AnalyzerRule for PostgresSubqueries {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            if let LogicalPlan::Aggregate(aggregate) = &node {
+                refuse_outer_aggregates(&aggregate.aggr_expr)?;
+            }
             let node = match node {
                 LogicalPlan::Filter(filter) => {
                     let rewritten = not_in_to_not_exists(

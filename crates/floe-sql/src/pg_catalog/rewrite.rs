@@ -878,6 +878,9 @@ fn array_agg_in_place(query: &Query) -> Option<Expr> {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
         _ => return None,
     };
+    if outer_only(&element, select) {
+        return None;
+    }
     let order: Vec<ast::OrderByExpr> = order
         .into_iter()
         .map(|mut o| {
@@ -1319,6 +1322,14 @@ fn defined_names(from: &[TableWithJoins]) -> HashSet<String> {
 
 /// The qualifiers of the column references in `expr` (outside nested subqueries), whether it
 /// has unqualified ones, and whether it has subqueries.
+/// Whether `expr` reads columns of outer queries only (qualified by names `select`'s FROM does
+/// not define).
+fn outer_only(expr: &Expr, select: &Select) -> bool {
+    let defined = defined_names(&select.from);
+    let (qualifiers, bare, subquery) = references(expr);
+    !bare && !subquery && !qualifiers.is_empty() && qualifiers.iter().all(|q| !defined.contains(q))
+}
+
 fn references(expr: &Expr) -> (HashSet<String>, bool, bool) {
     struct Refs {
         qualifiers: HashSet<String>,
@@ -1566,6 +1577,15 @@ fn first_value_subquery(query: &Query) -> Option<Expr> {
     };
     if select.projection.len() != 1 || !is_plain_select(select) {
         return None;
+    }
+    if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } =
+        &select.projection[0]
+    {
+        if outer_only(e, select) {
+            // An aggregate of outer columns only belongs to the outer query in PostgreSQL (and
+            // is refused, see `crate::subquery`): the subquery runs per outer row instead.
+            return None;
+        }
     }
     let outer = separate_outer_predicates(select);
     let item = &mut select.projection[0];
