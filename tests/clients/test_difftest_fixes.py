@@ -96,6 +96,16 @@ DESCRIBED = [
         [("c0", 23), ("c1", 20)],
     ),
     ("SELECT x FROM (SELECT 1 AS x UNION ALL SELECT 2) s", [("x", 23)]),
+    # Correlated scalar subqueries keep the type of the column they return (by equality,
+    # with LIMIT 1, by inequality, per outer row).
+    (
+        "SELECT (SELECT s.u FROM (SELECT 1 AS k, 'af345b28-660f-b6a0-9bc5-df2af5c57d0e'::uuid AS u) s "
+        "WHERE s.k = t.k), "
+        "(SELECT s.j FROM (SELECT 1 AS k, '1'::jsonb AS j) s WHERE s.k = t.k LIMIT 1), "
+        "(SELECT s.v FROM (SELECT 1 AS k, 'a'::varchar AS v) s WHERE s.k < t.k) "
+        "FROM (SELECT 1 AS k) AS t",
+        [("u", 2950), ("j", 3802), ("v", 1043)],
+    ),
 ]
 
 

@@ -8,8 +8,10 @@
 //! (NULL and string literals take the others' type, as PostgreSQL's `unknown`) is wrapped in a
 //! pass-through function whose field carries the tag.
 //!
-//! Scalar subqueries lose the tag too (`(SELECT u FROM t)` is described as `text`), but
-//! wrapping them keeps DataFusion from turning them into joins; not done yet.
+//! Correlated scalar subqueries lose the tag too: `(SELECT u FROM t WHERE t.k = o.k)` collects
+//! its rows with `array_agg` (see `crate::subquery`), whose field has none; the call that takes
+//! the one row is wrapped the same way (around it, so DataFusion still turns the subquery
+//! into a join).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -35,10 +37,53 @@ fn field_of(expr: &Expr, schema: &DFSchema) -> Option<FieldRef> {
     expr.to_field(schema).ok().map(|(_, field)| field)
 }
 
-/// The tag the results of `expr` share, if `expr` is a `CASE` that loses it.
+/// The tag of the rows a correlated scalar subquery collects, if `expr` is one that loses it:
+/// `floe_single_row((SELECT array_agg(e) …))` or `(SELECT first_value(e …) …)`, rewritten so
+/// by `pg_catalog::rewrite` (the aggregate's field has no tag).
+fn subquery_tag(expr: &Expr) -> Option<HashMap<String, String>> {
+    let (subquery, collects) = match expr {
+        Expr::ScalarFunction(f) if f.name() == crate::subquery::SINGLE_ROW => match &f.args[..] {
+            [Expr::ScalarSubquery(s)] => (s, "array_agg"),
+            _ => return None,
+        },
+        Expr::ScalarSubquery(s) => (s, "first_value"),
+        _ => return None,
+    };
+    let mut plan = subquery.subquery.as_ref();
+    if plan
+        .schema()
+        .fields()
+        .first()
+        .is_none_or(|f| f.metadata().contains_key(PG_TYPE_KEY))
+    {
+        return None;
+    }
+    let aggregate = loop {
+        match plan {
+            LogicalPlan::Projection(p) => plan = p.input.as_ref(),
+            LogicalPlan::SubqueryAlias(a) => plan = a.input.as_ref(),
+            LogicalPlan::Aggregate(a) => break a,
+            _ => return None,
+        }
+    };
+    let [Expr::AggregateFunction(function)] = &aggregate.aggr_expr[..] else {
+        return None;
+    };
+    if function.func.name() != collects {
+        return None;
+    }
+    let field = field_of(function.params.args.first()?, aggregate.input.schema())?;
+    field
+        .metadata()
+        .contains_key(PG_TYPE_KEY)
+        .then(|| field.metadata().clone())
+}
+
+/// The tag the results of `expr` share, if `expr` is a `CASE` that loses it, or a correlated
+/// scalar subquery that does ([`subquery_tag`]).
 fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
     let Expr::Case(case) = expr else {
-        return None;
+        return subquery_tag(expr);
     };
     let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = case
         .when_then_expr
