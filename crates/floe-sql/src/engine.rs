@@ -214,6 +214,7 @@ impl Engine {
             .chain(crate::bounded_text::udfs())
             .chain([
                 crate::subquery::single_row_udf(),
+                functions::any::udf(),
                 crate::cast_names::udf(),
                 crate::datetime_udf::now_udf(),
                 crate::datetime_udf::date_trunc_udf(),

@@ -24,6 +24,7 @@ use datafusion::logical_expr::{
 use floe_storage::Db;
 
 pub(crate) mod advisory;
+pub(crate) mod any;
 pub(crate) mod datetime;
 pub(crate) mod domain;
 pub(crate) mod encoding;

@@ -221,6 +221,31 @@ fn type_of(expr: &Expr, schema: &DFSchema) -> Option<DataType> {
 pub struct NumericExprPlanner;
 
 impl ExprPlanner for NumericExprPlanner {
+    /// `ARRAY[1.5, 2.25]` is `numeric[]` keeping each element's scale, as a VALUES column:
+    /// DataFusion would make the elements one `Decimal128` of the widest scale (`{1.50,2.25}`).
+    fn plan_array_literal(
+        &self,
+        exprs: Vec<Expr>,
+        schema: &DFSchema,
+    ) -> DfResult<PlannerResult<Vec<Expr>>> {
+        let numeric = exprs.iter().any(|e| {
+            type_of(e, schema).is_some_and(|t| is_numeric_field_type(&t) || is_decimal(&t))
+        });
+        if !numeric {
+            return Ok(PlannerResult::Original(exprs));
+        }
+        let widened = exprs
+            .into_iter()
+            .map(|e| match type_of(&e, schema) {
+                Some(DataType::Null) => e.cast_to(&DataType::LargeBinary, schema),
+                _ => Ok(widened(e, schema)),
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(PlannerResult::Planned(
+            datafusion::functions_nested::expr_fn::make_array(widened),
+        ))
+    }
+
     fn plan_binary_op(
         &self,
         expr: RawBinaryExpr,
@@ -247,6 +272,16 @@ impl ExprPlanner for NumericExprPlanner {
             _ => None,
         };
         let kind = arith.map(Kind::Arith).or(compare.map(Kind::Compare));
+        // numeric[] || 3.25, 3.25 || numeric[]: the element becomes a wide numeric too.
+        let wide_list = |t: &Option<DataType>| matches!(t, Some(DataType::List(item)) if is_numeric_field_type(item.data_type()));
+        if op == BinaryOperator::StringConcat && (wide_list(&lt) || wide_list(&rt)) {
+            let (left, right) = match (wide_list(&lt), wide_list(&rt)) {
+                (true, false) => (left, widened(right, schema)),
+                (false, true) => (widened(left, schema), right),
+                _ => (left, right),
+            };
+            return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+        }
         if op == BinaryOperator::Spaceship && (wide(&lt) || wide(&rt)) {
             let other = if wide(&lt) { &rt } else { &lt };
             if other.as_ref().is_some_and(is_float) {
@@ -555,6 +590,34 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         Expr::Case(case) if case_involves_numeric(&case, schema) => {
             Transformed::yes(Expr::Case(rewrite_case(case, schema)))
         }
+        // `x = ANY(numeric[])` compares values (`2.5` equals `2.50`), not keys.
+        Expr::ScalarFunction(f)
+            if f.name() == "array_has"
+                && f.args.len() == 2
+                && (is_wide(&f.args[1], schema)
+                    || type_of(&f.args[0], schema).is_some_and(|t| {
+                        matches!(&t, DataType::List(item) if is_numeric_field_type(item.data_type()))
+                    })) =>
+        {
+            let ScalarFunction { func, args } = f;
+            match <[Expr; 2]>::try_from(args) {
+                Ok([array, element]) => {
+                    let identities = call(
+                        Kind::Elements(
+                            Box::new(Kind::Identity),
+                            Arc::new(Field::new("item", DataType::Binary, true)),
+                        ),
+                        vec![array],
+                    );
+                    let element = call(Kind::Identity, vec![element]);
+                    Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        func,
+                        vec![identities, element],
+                    )))
+                }
+                Err(args) => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
+            }
+        }
         // Floats: -0 equals 0 in PostgreSQL, but DataFusion's IN-list sets and nullif
         // compare bit patterns. Adding +0 turns -0 into 0 (and keeps NaN, which PostgreSQL
         // also holds equal to itself).
@@ -763,6 +826,33 @@ fn rewrite_cast(expr: Expr, field: &FieldRef, schema: &DFSchema) -> Result<Expr,
         return Err(expr);
     };
     let target = field.data_type();
+    if let (DataType::List(item), true) = (&source, is_text(target)) {
+        if is_numeric_field_type(item.data_type()) {
+            // Never the keys' bytes: the elements as text first.
+            // TODO(array text): arrays cast to text take Arrow's form (`[1.5, 2]`), not
+            // PostgreSQL's `{1.5,2}`, for every element type.
+            let text = Arc::new(Field::new("item", DataType::Utf8, true));
+            let elements = Kind::Elements(Box::new(Kind::FromNumeric(text.clone())), text);
+            return Ok(Expr::Cast(Cast {
+                expr: Box::new(call(elements, vec![expr])),
+                field: field.clone(),
+            }));
+        }
+    }
+    if let (DataType::List(target_item), DataType::List(source_item)) = (target, &source) {
+        return match element_cast(source_item, target_item) {
+            Some(kind) => Ok(call(
+                Kind::Elements(Box::new(kind), target_item.clone()),
+                vec![expr],
+            )),
+            None if is_numeric_field_type(source_item.data_type())
+                && is_numeric_field_type(target_item.data_type()) =>
+            {
+                Ok(expr)
+            }
+            None => Err(expr),
+        };
+    }
     if is_numeric_field_type(target) {
         let typmod = field_typmod(field);
         if is_numeric_field_type(&source) && typmod.is_none() {
@@ -825,6 +915,24 @@ fn rewrite_cast(expr: Expr, field: &FieldRef, schema: &DFSchema) -> Result<Expr,
         return Ok(call(Kind::FromNumeric(field.clone()), vec![expr]));
     }
     Err(expr)
+}
+
+/// How the elements of an array cast from `source` to `target` elements convert, where a
+/// numeric is involved (`None`: DataFusion's cast, or nothing to do between wide numerics).
+fn element_cast(source: &FieldRef, target: &FieldRef) -> Option<Kind> {
+    let (from, to) = (source.data_type(), target.data_type());
+    if is_numeric_field_type(to) {
+        let typmod = field_typmod(target);
+        return (!is_numeric_field_type(from) || typmod.is_some())
+            .then_some(Kind::ToNumeric(typmod));
+    }
+    if let DataType::Decimal128(p, s) = to {
+        let numeric_source =
+            functions::converts_to_numeric(from) || is_text(from) || is_float(from);
+        return (from != to && numeric_source && *from != DataType::Null)
+            .then_some(Kind::ToDecimal(*p, *s));
+    }
+    is_numeric_field_type(from).then(|| Kind::FromNumeric(target.clone()))
 }
 
 /// `left IS DISTINCT FROM right` for numerics: NULL-aware inequality on values.

@@ -90,6 +90,10 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        if let Some(replacement) = any_array(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -600,6 +604,40 @@ fn int4_series(factor: &ast::TableFactor) -> Option<ast::TableFactor> {
 /// `CAST(x AS timestamp(p))` (also `timestamptz(p)`, `time(p)`) with `p < 6`: the cast to
 /// the unconstrained type, rounded to `p` digits (`floe_time_precision`). DataFusion ignores
 /// the precision.
+/// `x = ANY(array)` → `floe_any_eq(x, array)`, `x <> ALL(array)` → its negation, with
+/// PostgreSQL's NULLs and numerics by value (`functions/any.rs`). Subqueries stay.
+fn any_array(expr: &Expr) -> Option<Expr> {
+    let (left, right, negated) = match expr {
+        Expr::AnyOp {
+            left,
+            compare_op: ast::BinaryOperator::Eq,
+            right,
+            ..
+        } => (left, right, false),
+        Expr::AllOp {
+            left,
+            compare_op: ast::BinaryOperator::NotEq,
+            right,
+        } => (left, right, true),
+        _ => return None,
+    };
+    if matches!(right.as_ref(), Expr::Subquery(_)) {
+        return None;
+    }
+    let call = call(
+        crate::functions::any::ANY_EQ,
+        vec![left.as_ref().clone(), right.as_ref().clone()],
+    );
+    Some(if negated {
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Not,
+            expr: Box::new(Expr::Nested(Box::new(call))),
+        }
+    } else {
+        call
+    })
+}
+
 fn time_precision(expr: &Expr) -> Option<Expr> {
     use ast::DataType as D;
     let Expr::Cast {
@@ -1160,6 +1198,7 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
             return node.map_data(|n| match n {
                 LogicalPlan::Values(_) => Ok(n),
                 LogicalPlan::Union(union) => union_input_types(union),
+                LogicalPlan::RecursiveQuery(query) => recursive_static_types(query),
                 other => other.recompute_schema(),
             });
         }
@@ -1172,6 +1211,53 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
         Ok(t) => Ok(t.data),
         Err(e) => Err(SqlError::new(sqlstate::INTERNAL_ERROR, e.to_string())),
     }
+}
+
+/// A recursive CTE's first term with the types of its recursive term: the recursive term was
+/// planned reading the CTE with the types DataFusion gave the first term (`bigint` for
+/// `SELECT 0`), so narrowed literals there would no longer match
+/// (`WITH RECURSIVE t(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM t …)`).
+fn recursive_static_types(
+    query: datafusion::logical_expr::RecursiveQuery,
+) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::logical_expr::{Expr as PlanExpr, ExprSchemable};
+    let first = query.static_term.schema();
+    let then = query.recursive_term.schema();
+    let differs = first.fields().len() == then.fields().len()
+        && first
+            .fields()
+            .iter()
+            .zip(then.fields().iter())
+            .any(|(a, b)| a.data_type() != b.data_type());
+    if !differs {
+        return Ok(LogicalPlan::RecursiveQuery(query));
+    }
+    let columns = first
+        .iter()
+        .zip(then.fields().iter())
+        .map(|((qualifier, field), target)| {
+            let column = PlanExpr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            if field.data_type() == target.data_type() {
+                Ok(column)
+            } else {
+                Ok(column
+                    .cast_to(target.data_type(), first)?
+                    .alias_qualified(qualifier.cloned(), field.name()))
+            }
+        })
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
+    let static_term = LogicalPlanBuilder::from(query.static_term.as_ref().clone())
+        .project(columns)?
+        .build()?;
+    Ok(LogicalPlan::RecursiveQuery(
+        datafusion::logical_expr::RecursiveQuery {
+            static_term: std::sync::Arc::new(static_term),
+            ..query
+        },
+    ))
 }
 
 /// A UNION whose inputs now agree on a column's type (`SELECT 1 UNION SELECT 2`: both

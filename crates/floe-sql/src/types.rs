@@ -216,10 +216,6 @@ impl SqlType {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
             }
             SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
-            // Arrays of numeric keep the fixed-point form of their elements (not yet wide).
-            SqlType::Array(inner) if **inner == SqlType::Numeric => DataType::List(Arc::new(
-                Field::new("item", DataType::Decimal128(38, 10), true),
-            )),
             SqlType::Array(inner) => DataType::List(Arc::new(inner.to_arrow_field("item"))),
         }
     }
@@ -395,15 +391,7 @@ pub fn column_field(name: &str, data_type: &ast::DataType) -> crate::SqlResult<F
             | ast::ArrayElemTypeDef::AngleBracket(inner)
             | ast::ArrayElemTypeDef::Parenthesis(inner),
         ) => {
-            let element = match &**inner {
-                // Arrays of numeric keep the fixed-point form (see `SqlType::to_arrow`).
-                D::Numeric(ExactNumberInfo::None)
-                | D::Decimal(ExactNumberInfo::None)
-                | D::Dec(ExactNumberInfo::None) => {
-                    Field::new("item", DataType::Decimal128(38, 10), true)
-                }
-                _ => column_field("item", inner)?,
-            };
+            let element = column_field("item", inner)?;
             Field::new(name, DataType::List(Arc::new(element)), true)
         }
         other => match SqlType::from_sql(other) {

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Decimal128Builder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, LargeBinaryBuilder,
-    LargeStringBuilder, StringBuilder, StringViewBuilder,
+    LargeStringBuilder, ListArray, StringBuilder, StringViewBuilder,
 };
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Decimal256Type, Field, FieldRef, Float32Type, Float64Type, Int16Type,
     Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
@@ -91,6 +92,9 @@ pub(crate) enum Kind {
     /// The value's identity for grouping and join keys: the key without its display scale
     /// (`Binary`, so `1.5` and `1.50` are one group; see `numeric/keys.rs`).
     Identity,
+    /// A cast of an array's elements (to or from numeric) by the inner kind, into arrays of
+    /// the element field.
+    Elements(Box<Kind>, FieldRef),
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -110,6 +114,7 @@ pub(crate) fn udf(kind: Kind) -> Arc<ScalarUDF> {
         Kind::ToDecimal(..) => "floe_to_decimal".into(),
         Kind::FromNumeric(_) => "floe_from_numeric".into(),
         Kind::Identity => "floe_numeric_identity".into(),
+        Kind::Elements(..) => "floe_numeric_elements".into(),
         Kind::DivTrunc => "div".into(),
         Kind::Scale(false) => "scale".into(),
         Kind::Scale(true) => "min_scale".into(),
@@ -120,6 +125,18 @@ pub(crate) fn udf(kind: Kind) -> Arc<ScalarUDF> {
         name,
         signature: Signature::variadic_any(Volatility::Immutable),
     }))
+}
+
+/// The values of `array` (wide numerics, decimals, integers) as identities: keys without the
+/// display scale, equal exactly when the values are (see [`Kind::Identity`]).
+pub(crate) fn identities(array: &ArrayRef) -> DfResult<ArrayRef> {
+    let rows = array.len();
+    NumericFunction {
+        kind: Kind::Identity,
+        name: "floe_numeric_identity".into(),
+        signature: Signature::any(1, Volatility::Immutable),
+    }
+    .compute(std::slice::from_ref(array), rows)
 }
 
 /// The numeric value of row `row` of `array` (`None` for NULL).
@@ -240,6 +257,9 @@ impl NumericFunction {
             Kind::Identity => Arc::new(Field::new("", DataType::Binary, true)),
             Kind::DivTrunc | Kind::TrimScale => Arc::new(numeric_field("", None)),
             Kind::Scale(_) => Arc::new(Field::new("", DataType::Int32, true)),
+            Kind::Elements(_, element) => {
+                Arc::new(Field::new("", DataType::List(element.clone()), true))
+            }
         }
     }
 
@@ -254,6 +274,45 @@ impl NumericFunction {
             })
         };
         match &self.kind {
+            Kind::Elements(kind, element) => {
+                let a = arg(0)?;
+                let (offsets, values, nulls) = match a.data_type() {
+                    DataType::List(_) => {
+                        let list = a.as_list::<i32>();
+                        (list.offsets().clone(), list.values(), list.nulls())
+                    }
+                    DataType::Null => {
+                        return Ok(datafusion::arrow::array::new_null_array(
+                            &DataType::List(element.clone()),
+                            rows,
+                        ))
+                    }
+                    other => return Err(cannot_cast(other, "numeric[]").into()),
+                };
+                let inner = NumericFunction {
+                    kind: (**kind).clone(),
+                    name: self.name.clone(),
+                    signature: self.signature.clone(),
+                };
+                // Only the elements the offsets reach (a sliced list holds more).
+                let first = offsets.first().copied().unwrap_or(0) as usize;
+                let last = offsets.last().copied().unwrap_or(0) as usize;
+                let reached = values.slice(first, last - first);
+                let converted = inner.compute(&[reached], last - first)?;
+                let offsets = OffsetBuffer::new(
+                    offsets
+                        .iter()
+                        .map(|o| o - first as i32)
+                        .collect::<Vec<_>>()
+                        .into(),
+                );
+                Ok(Arc::new(ListArray::try_new(
+                    element.clone(),
+                    offsets,
+                    converted,
+                    nulls.cloned(),
+                )?))
+            }
             Kind::Arith(op) => {
                 let (a, b) = (arg(0)?, arg(1)?);
                 keys_array(rows, |row| {
