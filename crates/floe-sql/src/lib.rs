@@ -7,6 +7,7 @@
 
 mod apply;
 mod arithmetic;
+pub mod array_text;
 mod bounded_text;
 mod cast_names;
 pub mod catalog;

@@ -826,18 +826,12 @@ fn rewrite_cast(expr: Expr, field: &FieldRef, schema: &DFSchema) -> Result<Expr,
         return Err(expr);
     };
     let target = field.data_type();
-    if let (DataType::List(item), true) = (&source, is_text(target)) {
-        if is_numeric_field_type(item.data_type()) {
-            // Never the keys' bytes: the elements as text first.
-            // TODO(array text): arrays cast to text take Arrow's form (`[1.5, 2]`), not
-            // PostgreSQL's `{1.5,2}`, for every element type.
-            let text = Arc::new(Field::new("item", DataType::Utf8, true));
-            let elements = Kind::Elements(Box::new(Kind::FromNumeric(text.clone())), text);
-            return Ok(Expr::Cast(Cast {
-                expr: Box::new(call(elements, vec![expr])),
-                field: field.clone(),
-            }));
-        }
+    if matches!(source, DataType::List(_) | DataType::LargeList(_)) && is_text(target) {
+        // PostgreSQL's `{1.5,NULL}`, not Arrow's `[1.5, ]` (nor a numeric's key bytes).
+        return Ok(Expr::Cast(Cast {
+            expr: Box::new(crate::array_text::array_text_udf().call(vec![expr])),
+            field: field.clone(),
+        }));
     }
     if let (DataType::List(target_item), DataType::List(source_item)) = (target, &source) {
         return match element_cast(source_item, target_item) {

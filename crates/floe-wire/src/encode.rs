@@ -11,9 +11,9 @@ use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, IntervalMonthDayNanoType, IntervalUnit, Schema,
-    TimestampMicrosecondType,
+    DataType, Date32Type, Decimal128Type, IntervalUnit, Schema, TimestampMicrosecondType,
 };
+use floe_sql::array_text::{self, decimal_digits};
 use floe_sql::datetime;
 use floe_sql::vars::SessionVars;
 use floe_sql::SqlType;
@@ -303,68 +303,24 @@ impl ToSqlText for Preencoded<'_> {
 /// PostgreSQL's text form for the types whose output differs from `arrow-pg`'s (floats and
 /// date/time values, and arrays of them); `None` for every other type.
 fn pg_text(array: &dyn Array, row: usize, tz: &Option<chrono_tz::Tz>) -> Option<String> {
-    use datafusion::arrow::datatypes::{
-        Float32Type, Float64Type, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
-        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
+    let zone = match tz {
+        Some(tz) => datetime::Zone::Named(*tz),
+        None => datetime::Zone::Fixed(0),
     };
-    Some(match array.data_type() {
-        DataType::List(item) if array_needs_pg_text(item.data_type()) => {
-            array_text(array.as_list::<i32>().value(row).as_ref(), tz)?
-        }
-        DataType::Decimal128(_, scale) => {
-            numeric_text(array.as_primitive::<Decimal128Type>().value(row), *scale)
-        }
-        DataType::LargeBinary | DataType::Decimal256(..) => match wide_numeric(array, row) {
-            Ok(value) => value.to_text(),
-            Err(e) => format!("<{e}>"),
-        },
-        DataType::Interval(IntervalUnit::MonthDayNano) => {
-            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
-            pg_interval::Interval::new(v.months, v.days, v.nanoseconds / 1000).to_postgres()
-        }
-        DataType::Float64 => {
-            floe_sql::types::float8_text(array.as_primitive::<Float64Type>().value(row))
-        }
-        DataType::Float32 => {
-            floe_sql::types::float4_text(array.as_primitive::<Float32Type>().value(row))
-        }
-        DataType::Time64(TimeUnit::Microsecond) => {
-            time_text(array.as_primitive::<Time64MicrosecondType>().value(row))
-        }
-        DataType::Time64(TimeUnit::Nanosecond) => {
-            time_text(array.as_primitive::<Time64NanosecondType>().value(row) / 1000)
-        }
-        DataType::Timestamp(unit, zone) => {
-            let micros = match unit {
-                TimeUnit::Second => array
-                    .as_primitive::<TimestampSecondType>()
-                    .value(row)
-                    .checked_mul(1_000_000)?,
-                TimeUnit::Millisecond => array
-                    .as_primitive::<TimestampMillisecondType>()
-                    .value(row)
-                    .checked_mul(1000)?,
-                TimeUnit::Microsecond => {
-                    array.as_primitive::<TimestampMicrosecondType>().value(row)
-                }
-                TimeUnit::Nanosecond => {
-                    match array.as_primitive::<TimestampNanosecondType>().value(row) {
-                        // Infinities keep their value in every unit.
-                        v @ (i64::MAX | i64::MIN) => v,
-                        v => v / 1000,
-                    }
-                }
-            };
-            let zone = zone.as_ref().map(|_| match tz {
-                Some(tz) => datetime::Zone::Named(*tz),
-                None => datetime::Zone::Fixed(0),
-            });
-            datetime::timestamp_text(micros, zone)
-        }
-        DataType::Date32 => datetime::date_text(array.as_primitive::<Date32Type>().value(row)),
-        _ => return None,
-    })
+    match array.data_type() {
+        DataType::List(item) if !array_needs_pg_text(item.data_type()) => None,
+        DataType::List(_)
+        | DataType::Decimal128(..)
+        | DataType::LargeBinary
+        | DataType::Decimal256(..)
+        | DataType::Interval(IntervalUnit::MonthDayNano)
+        | DataType::Float64
+        | DataType::Float32
+        | DataType::Time64(_)
+        | DataType::Timestamp(..)
+        | DataType::Date32 => array_text::pg_text(array, row, zone),
+        _ => None,
+    }
 }
 
 /// PostgreSQL's binary form where `arrow-pg`'s is missing or limited: numeric (arrow-pg goes
@@ -471,32 +427,6 @@ fn wide_numeric(
         .ok_or_else(|| datafusion::error::DataFusionError::Internal("NULL numeric".into()))
 }
 
-/// The decimal digits of `mantissa` × 10^-`scale` without sign, and the display scale.
-fn decimal_digits(mantissa: i128, scale: i8) -> (bool, String, usize) {
-    let mut digits = mantissa.unsigned_abs().to_string();
-    if scale < 0 {
-        digits.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
-    }
-    (mantissa < 0, digits, scale.max(0) as usize)
-}
-
-/// A numeric's text form, with exactly `scale` digits after the point, like PostgreSQL.
-fn numeric_text(mantissa: i128, scale: i8) -> String {
-    let (negative, digits, scale) = decimal_digits(mantissa, scale);
-    let digits = format!("{digits:0>width$}", width = scale + 1);
-    let (whole, fraction) = digits.split_at(digits.len() - scale);
-    let mut out = String::with_capacity(digits.len() + 2);
-    if negative {
-        out.push('-');
-    }
-    out.push_str(whole);
-    if scale > 0 {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out
-}
-
 /// A numeric's binary form (`numeric_send`): ndigits, weight, sign, dscale, then base-10000
 /// digits, the first of which is the 10000^weight place.
 fn numeric_binary(mantissa: i128, scale: i8) -> Vec<u8> {
@@ -554,57 +484,6 @@ fn array_needs_pg_text(item: &DataType) -> bool {
     )
 }
 
-/// A one-dimensional array in PostgreSQL's text form (`array_out`): `{a,NULL,"b c"}`.
-fn array_text(values: &dyn Array, tz: &Option<chrono_tz::Tz>) -> Option<String> {
-    let mut out = String::from("{");
-    for i in 0..values.len() {
-        if i > 0 {
-            out.push(',');
-        }
-        if values.is_null(i) {
-            out.push_str("NULL");
-            continue;
-        }
-        let text = pg_text(values, i, tz)?;
-        let quote = text.is_empty()
-            || text.eq_ignore_ascii_case("NULL")
-            || text.chars().any(|c| {
-                matches!(
-                    c,
-                    '{' | '}' | ',' | '"' | '\\' | ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'
-                )
-            });
-        if quote {
-            out.push('"');
-            for c in text.chars() {
-                if c == '"' || c == '\\' {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out.push('"');
-        } else {
-            out.push_str(&text);
-        }
-    }
-    out.push('}');
-    Some(out)
-}
-
-/// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped, like PostgreSQL.
-fn time_text(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let mut out = format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    );
-    datetime::push_fraction(&mut out, frac);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,14 +532,14 @@ mod tests {
 
     #[test]
     fn numerics_keep_every_digit() {
-        assert_eq!(numeric_text(150, 2), "1.50");
-        assert_eq!(numeric_text(-5, 3), "-0.005");
-        assert_eq!(numeric_text(0, 2), "0.00");
-        assert_eq!(numeric_text(42, 0), "42");
-        assert_eq!(numeric_text(12, -3), "12000");
+        assert_eq!(array_text::numeric_text(150, 2), "1.50");
+        assert_eq!(array_text::numeric_text(-5, 3), "-0.005");
+        assert_eq!(array_text::numeric_text(0, 2), "0.00");
+        assert_eq!(array_text::numeric_text(42, 0), "42");
+        assert_eq!(array_text::numeric_text(12, -3), "12000");
         let max = 10i128.pow(38) - 1;
         assert_eq!(
-            numeric_text(max, 10),
+            array_text::numeric_text(max, 10),
             format!("{}.{}", "9".repeat(28), "9".repeat(10))
         );
 
@@ -682,8 +561,8 @@ mod tests {
 
     #[test]
     fn times_print_like_postgres() {
-        assert_eq!(time_text(36_672_000_000), "10:11:12");
-        assert_eq!(time_text(36_672_500_000), "10:11:12.5");
+        assert_eq!(array_text::time_text(36_672_000_000), "10:11:12");
+        assert_eq!(array_text::time_text(36_672_500_000), "10:11:12.5");
         assert_eq!(datetime::offset_text(0), "+00");
         assert_eq!(datetime::offset_text(-(5 * 3600 + 30 * 60)), "-05:30");
     }
