@@ -26,6 +26,7 @@ pub mod changes;
 pub mod checkpoint;
 pub mod codec;
 pub mod cold_run;
+mod cold_scan;
 mod cold_tier;
 mod commit;
 pub mod db;

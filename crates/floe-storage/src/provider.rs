@@ -32,16 +32,21 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
 
+use futures::StreamExt;
+
 use crate::codec::{Key, RowBytes};
+use crate::cold_scan::{self, ColdScanPlan, ScanUnit};
 use crate::db::Db;
+use crate::error::StorageError;
 use crate::hot::KeyRange;
-use crate::table::TableData;
+use crate::source::{OlderSources, Sources};
+use crate::table::{RunSet, TableData};
 use crate::txn::ReadView;
 
 /// Name of the hidden column holding a row's key (DML only).
@@ -56,6 +61,7 @@ pub struct FloeTable {
     table: Arc<TableData>,
     schema: SchemaRef,
     with_key: bool,
+    batch_scans: bool,
 }
 
 impl FloeTable {
@@ -74,7 +80,15 @@ impl FloeTable {
             table,
             schema,
             with_key,
+            batch_scans: true,
         }
+    }
+
+    /// Whether scans may read cold runs by batch ([`crate::cold_scan`]; on by default). Off,
+    /// every row goes through the newest-wins merge (tests compare the two).
+    pub fn with_batch_scans(mut self, batch_scans: bool) -> FloeTable {
+        self.batch_scans = batch_scans;
+        self
     }
 
     /// The table's live state.
@@ -169,7 +183,7 @@ impl FloeTable {
     }
 }
 
-fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
+pub(crate) fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
     let replace = match (&*current, &new) {
         (Bound::Unbounded, _) => true,
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
@@ -182,7 +196,7 @@ fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
     }
 }
 
-fn tighten_upper(current: &mut Bound<Key>, new: Bound<Key>) {
+pub(crate) fn tighten_upper(current: &mut Bound<Key>, new: Bound<Key>) {
     let replace = match (&*current, &new) {
         (Bound::Unbounded, _) => true,
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
@@ -300,6 +314,7 @@ impl TableProvider for FloeTable {
             db: self.db.clone(),
             table: self.table.clone(),
             with_key: self.with_key,
+            batch_scans: self.batch_scans,
             projection,
             range,
             index_lookup,
@@ -330,6 +345,8 @@ pub struct HotScanExec {
     db: Arc<Db>,
     table: Arc<TableData>,
     with_key: bool,
+    /// Cold runs may be read by batch ([`crate::cold_scan`]).
+    batch_scans: bool,
     projection: Option<Vec<usize>>,
     range: KeyRange,
     /// Read only the rows this index (by OID) names for this index key.
@@ -420,7 +437,19 @@ impl ExecutionPlan for HotScanExec {
             keys.dedup();
             Some(keys)
         });
+        let batchable = self.batch_scans
+            && candidates.is_none()
+            && !self.with_key
+            && self.limit.is_none()
+            && own.rows.is_empty()
+            && !own.truncated;
+        if batchable {
+            if let Some(plan) = cold_scan::plan(&self.table, view.snapshot_ts(), &self.range) {
+                return Ok(self.execute_plan(plan, view, &context));
+            }
+        }
         let state = ScanState {
+            older: None,
             candidates,
             table: self.table.clone(),
             view,
@@ -451,6 +480,8 @@ impl ExecutionPlan for HotScanExec {
 }
 
 struct ScanState {
+    /// The run list to read (`None`: the table's current one, taken per chunk).
+    older: Option<(OlderSources, u64)>,
     /// Index lookup: only these keys (sorted) of the committed rows are read.
     candidates: Option<Vec<Key>>,
     table: Arc<TableData>,
@@ -466,6 +497,16 @@ struct ScanState {
 }
 
 impl ScanState {
+    fn sources(&self) -> Sources<'_> {
+        let snapshot_ts = self.view.snapshot_ts();
+        match &self.older {
+            Some((older, truncated_at)) => {
+                Sources::new(&self.table.hot, older.clone(), *truncated_at, snapshot_ts)
+            }
+            None => self.table.sources(snapshot_ts),
+        }
+    }
+
     fn next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
         if let Some(keys) = self.candidates.take() {
             if self.done {
@@ -475,7 +516,7 @@ impl ScanState {
             let committed = if self.skip_committed {
                 Vec::new()
             } else {
-                let sources = self.table.sources(self.view.snapshot_ts());
+                let sources = self.sources();
                 let mut found = Vec::with_capacity(keys.len());
                 for key in keys {
                     if let Some(row) = sources.try_get(&key)? {
@@ -496,7 +537,7 @@ impl ScanState {
             let last = if self.skip_committed {
                 None
             } else {
-                self.table.sources(self.view.snapshot_ts()).try_scan_chunk(
+                self.sources().try_scan_chunk(
                     &self.range,
                     BATCH_ROWS.min(self.remaining),
                     &mut committed,
@@ -556,25 +597,169 @@ impl ScanState {
     }
 
     fn to_batch(&self, rows: Vec<(Key, RowBytes)>) -> DfResult<RecordBatch> {
-        let count = rows.len();
-        let decoded = self
-            .table
-            .codec
-            .decode_rows(rows.iter().map(|(_, r)| r.as_ref()))?;
-        let mut columns: Vec<ArrayRef> = decoded.columns().to_vec();
-        if self.with_key {
-            columns.push(Arc::new(BinaryArray::from_iter_values(
-                rows.iter().map(|(k, _)| k.as_ref()),
-            )));
-        }
-        let columns = match &self.projection {
-            Some(p) => p.iter().map(|&i| columns[i].clone()).collect(),
-            None => columns,
+        rows_to_batch(
+            &self.table,
+            self.with_key,
+            self.projection.as_deref(),
+            &self.schema,
+            rows,
+        )
+    }
+}
+
+/// `rows` of `table` as a batch of `schema`: the table's columns (and the key column when
+/// `with_key`), projected.
+fn rows_to_batch(
+    table: &TableData,
+    with_key: bool,
+    projection: Option<&[usize]>,
+    schema: &SchemaRef,
+    rows: Vec<(Key, RowBytes)>,
+) -> DfResult<RecordBatch> {
+    let count = rows.len();
+    let decoded = table
+        .codec
+        .decode_rows(rows.iter().map(|(_, r)| r.as_ref()))?;
+    let mut columns: Vec<ArrayRef> = decoded.columns().to_vec();
+    if with_key {
+        columns.push(Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|(k, _)| k.as_ref()),
+        )));
+    }
+    let columns = match projection {
+        Some(p) => p.iter().map(|&i| columns[i].clone()).collect(),
+        None => columns,
+    };
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(count)),
+    )?)
+}
+
+impl HotScanExec {
+    /// Runs `plan`'s units on up to `target_partitions` tasks, batches in any order.
+    fn execute_plan(
+        &self,
+        plan: ColdScanPlan,
+        view: Arc<ReadView>,
+        context: &Arc<TaskContext>,
+    ) -> SendableRecordBatchStream {
+        let workers = context
+            .session_config()
+            .target_partitions()
+            .clamp(1, plan.units.len().max(1));
+        let columns: Arc<[usize]> = match &self.projection {
+            Some(p) => p.iter().copied().collect(),
+            None => (0..self.table.codec.schema().fields().len()).collect(),
         };
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(count)),
-        )?)
+        let older = (plan.runs.sources.clone(), plan.truncated_at);
+        let queue = Arc::new(parking_lot::Mutex::new(std::collections::VecDeque::from(
+            plan.units,
+        )));
+        // Every task holds the run list until it ends (see `cold_scan`).
+        let runs = Arc::new(plan.runs);
+        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), workers * 2);
+        for _ in 0..workers {
+            let worker = ScanWorker {
+                tx: builder.tx(),
+                queue: queue.clone(),
+                _runs: runs.clone(),
+                older: older.clone(),
+                table: self.table.clone(),
+                view: view.clone(),
+                projection: self.projection.clone(),
+                columns: columns.clone(),
+                range: self.range.clone(),
+                schema: self.schema.clone(),
+            };
+            builder.spawn(worker.run());
+        }
+        builder.build()
+    }
+}
+
+/// One task of a batch scan: takes units off the shared queue until it is empty.
+struct ScanWorker {
+    tx: tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+    queue: Arc<parking_lot::Mutex<std::collections::VecDeque<ScanUnit>>>,
+    _runs: Arc<RunSet>,
+    older: (OlderSources, u64),
+    table: Arc<TableData>,
+    view: Arc<ReadView>,
+    projection: Option<Vec<usize>>,
+    columns: Arc<[usize]>,
+    range: KeyRange,
+    schema: SchemaRef,
+}
+
+impl ScanWorker {
+    async fn run(self) -> DfResult<()> {
+        loop {
+            let unit = self.queue.lock().pop_front();
+            let Some(unit) = unit else {
+                return Ok(());
+            };
+            match unit {
+                ScanUnit::Merge(range) => {
+                    let mut state = ScanState {
+                        older: Some(self.older.clone()),
+                        candidates: None,
+                        table: self.table.clone(),
+                        view: self.view.clone(),
+                        range,
+                        own: Vec::new().into_iter().peekable(),
+                        skip_committed: false,
+                        remaining: usize::MAX,
+                        with_key: false,
+                        projection: self.projection.clone(),
+                        schema: self.schema.clone(),
+                        done: false,
+                    };
+                    while let Some(batch) = state.next_batch()? {
+                        if self.tx.send(Ok(batch)).await.is_err() {
+                            return Ok(()); // the consumer is gone
+                        }
+                    }
+                }
+                ScanUnit::Rows(rows) => {
+                    let batch = rows_to_batch(
+                        &self.table,
+                        false,
+                        self.projection.as_deref(),
+                        &self.schema,
+                        rows,
+                    )?;
+                    if self.tx.send(Ok(batch)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                ScanUnit::RowGroup {
+                    run,
+                    group,
+                    visibility,
+                } => {
+                    let mut batches = run
+                        .scan_group(
+                            group,
+                            &self.range,
+                            visibility,
+                            &self.columns,
+                            self.schema.clone(),
+                            BATCH_ROWS * 2,
+                        )
+                        .map_err(StorageError::from)?;
+                    while let Some(batch) = batches.next().await {
+                        let batch = batch.map_err(StorageError::from)?;
+                        if batch.num_rows() == 0 {
+                            continue;
+                        }
+                        if self.tx.send(Ok(batch)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
