@@ -461,3 +461,127 @@ async fn random_histories_scan_alike() {
     }
     assert!(batch_reads > 0, "some scan read a run by batch");
 }
+
+/// Rough timings (not a benchmark: `bench/` owns those): `count(*)` and `sum` over
+/// `FLOE_COLD_SCAN_ROWS` (default 1 000 000) cold rows, with batch scans and through the merge.
+/// Run with `cargo test --release -p floe-storage --test cold_scan -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn measure_batch_scans_against_the_merge() {
+    let rows: i64 = std::env::var("FLOE_COLD_SCAN_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let def = Arc::new(TableDef {
+        columns: vec![
+            column(1, "id", DataType::Int64, false),
+            column(2, "v", DataType::Int32, true),
+            column(3, "text", DataType::Utf8, true),
+        ],
+        next_column_id: 4,
+        ..def(&db)
+    });
+    db.commit_catalog(vec![CatalogChange::PutRelation(def.clone())])
+        .await
+        .unwrap();
+    let table = db.table(def.id).unwrap();
+    let started = std::time::Instant::now();
+    for chunk in (1..=rows).collect::<Vec<_>>().chunks(50_000) {
+        let ids = Int64Array::from_iter_values(chunk.iter().copied());
+        let vs = Int32Array::from_iter_values(chunk.iter().map(|id| (id % 1000) as i32));
+        let texts = StringArray::from_iter_values(chunk.iter().map(|id| format!("row {id}")));
+        let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(vs), Arc::new(texts)];
+        let keys = table.codec.encode_keys(&columns).unwrap().unwrap();
+        let encoded = table.codec.encode_rows(&columns).unwrap();
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        for i in 0..chunk.len() {
+            let key: floe_storage::Key = Arc::from(keys.row(i).data());
+            txn.lock_row(&table, &key).await.unwrap();
+            txn.write(&table, key, Some(Arc::from(encoded.row(i).data())))
+                .await
+                .unwrap();
+        }
+        txn.commit().await.unwrap();
+    }
+    println!("loaded {rows} rows in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    db.checkpoint().unwrap();
+    println!(
+        "flushed in {:?}: {} runs, {} keys hot",
+        started.elapsed(),
+        table.cold.current().runs.len(),
+        table.hot.key_count()
+    );
+    // DataFusion reading the same files directly (no visibility filter: every row is live).
+    let raw = SessionContext::new();
+    let files: Vec<String> = table
+        .cold
+        .current()
+        .runs
+        .iter()
+        .map(|r| format!("{}/cold/{}", dir.path().display(), r.meta().path))
+        .collect();
+    raw.register_parquet("t", files[0].as_str(), Default::default())
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT count(*) FROM t",
+        "SELECT sum(v) FROM t",
+        "SELECT sum(v), max(text) FROM t",
+        "SELECT count(*) FROM t WHERE v = 7",
+    ] {
+        if files.len() == 1 {
+            for _ in 0..2 {
+                let started = std::time::Instant::now();
+                let batches = raw.sql(sql).await.unwrap().collect().await.unwrap();
+                let out = pretty_format_batches(&batches).unwrap().to_string();
+                let answer = out.lines().nth(3).unwrap_or_default().to_string();
+                println!(
+                    "{sql:40} DataFusion on the run:   {:>10.1?}  {answer}",
+                    started.elapsed()
+                );
+            }
+        }
+        for batch_scans in [true, false, true, false] {
+            let started = std::time::Instant::now();
+            let out = run(&db, &table, now(&db), batch_scans, sql).await;
+            let answer = out.lines().nth(3).unwrap_or_default().to_string();
+            println!(
+                "{sql:40} batch scans {batch_scans:5}: {:>10.1?}  {answer}",
+                started.elapsed()
+            );
+        }
+    }
+    // Hot updates of 1% of the cold keys: the batch scan hides them with a key filter.
+    let updated: Vec<(i64, i32)> = (1..=rows).step_by(100).map(|id| (id, 0)).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(updated.iter().map(|r| r.0))),
+        Arc::new(Int32Array::from_iter_values(updated.iter().map(|r| r.1))),
+        Arc::new(StringArray::from_iter_values(updated.iter().map(|_| "hot"))),
+    ];
+    let keys = table.codec.encode_keys(&columns).unwrap().unwrap();
+    let encoded = table.codec.encode_rows(&columns).unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for i in 0..updated.len() {
+        let key: floe_storage::Key = Arc::from(keys.row(i).data());
+        txn.lock_row(&table, &key).await.unwrap();
+        txn.write(&table, key, Some(Arc::from(encoded.row(i).data())))
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    let sql = "SELECT count(*), sum(v) FROM t";
+    for batch_scans in [true, false, true, false] {
+        let started = std::time::Instant::now();
+        let out = run(&db, &table, now(&db), batch_scans, sql).await;
+        let answer = out.lines().nth(3).unwrap_or_default().to_string();
+        println!(
+            "{} keys hot: {sql:30} batch scans {batch_scans:5}: {:>10.1?}  {answer}",
+            updated.len(),
+            started.elapsed()
+        );
+    }
+    db.close();
+}
