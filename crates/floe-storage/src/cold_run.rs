@@ -43,6 +43,7 @@ use datafusion::arrow::datatypes::{
     DataType, Field, Fields, Int32Type, Int64Type, IntervalMonthDayNano, IntervalUnit, Schema,
     SchemaRef, UInt64Type,
 };
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningStatistics};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::{
@@ -746,6 +747,30 @@ impl ColdRun {
     /// The row groups whose key statistics overlap `range`, in order.
     pub fn row_groups_in(&self, range: &KeyRange) -> Vec<usize> {
         self.reader.row_groups_in(range)
+    }
+
+    /// The row groups of `groups` that may hold rows `predicate` (over the table's columns)
+    /// accepts, by their statistics. Columns a run stores as another type (intervals) or not
+    /// at all are unknown to the statistics, so they never prune.
+    pub fn prune_groups(&self, groups: Vec<usize>, predicate: &PruningPredicate) -> Vec<usize> {
+        if groups.is_empty() {
+            return groups;
+        }
+        let statistics = GroupStatistics {
+            reader: &self.reader,
+            groups: &groups,
+        };
+        match predicate.prune(&statistics) {
+            Ok(keep) => groups
+                .iter()
+                .zip(keep)
+                .filter_map(|(group, keep)| keep.then_some(*group))
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, run = %self.reader.meta.path, "row groups not pruned");
+                groups
+            }
+        }
     }
 
     /// A batch scan of row group `group`: the rows of its pages whose keys may fall in
@@ -1471,6 +1496,84 @@ impl RunReader {
             }
         }
         Ok(full)
+    }
+}
+
+/// Some row groups' statistics, by table column, for DataFusion's pruning.
+struct GroupStatistics<'a> {
+    reader: &'a RunReader,
+    groups: &'a [usize],
+}
+
+impl GroupStatistics<'_> {
+    /// The statistics of the table column `column`, when the run stores it as its own type.
+    fn converter(
+        &self,
+        column: &datafusion::common::Column,
+    ) -> Option<parquet::arrow::arrow_reader::statistics::StatisticsConverter<'_>> {
+        let schema = self.reader.codec.schema();
+        let index = schema.index_of(column.name()).ok()?;
+        let root = self.reader.columns.get(index).copied().flatten()?;
+        let file_schema = self.reader.parquet.schema();
+        let field = file_schema.fields().get(root)?;
+        if field.data_type() != schema.field(index).data_type() {
+            return None;
+        }
+        parquet::arrow::arrow_reader::statistics::StatisticsConverter::try_new(
+            field.name(),
+            file_schema,
+            self.reader
+                .parquet
+                .metadata()
+                .file_metadata()
+                .schema_descr(),
+        )
+        .ok()
+    }
+
+    fn metadatas(&self) -> impl Iterator<Item = &parquet::file::metadata::RowGroupMetaData> {
+        let metadata = self.reader.parquet.metadata();
+        self.groups.iter().map(move |g| metadata.row_group(*g))
+    }
+}
+
+impl PruningStatistics for GroupStatistics<'_> {
+    fn min_values(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_mins(self.metadatas())
+            .ok()
+    }
+
+    fn max_values(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_maxes(self.metadatas())
+            .ok()
+    }
+
+    fn num_containers(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn null_counts(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        let counts = self
+            .converter(column)?
+            .row_group_null_counts(self.metadatas())
+            .ok()?;
+        Some(Arc::new(counts))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(UInt64Array::from_iter_values(
+            self.metadatas().map(|m| m.num_rows().max(0) as u64),
+        )))
+    }
+
+    fn contained(
+        &self,
+        _column: &datafusion::common::Column,
+        _values: &std::collections::HashSet<datafusion::common::ScalarValue>,
+    ) -> Option<BooleanArray> {
+        None
     }
 }
 

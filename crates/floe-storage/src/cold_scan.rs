@@ -2,7 +2,8 @@
 //! visible run, the run is read batch by batch with Parquet's async reader (projection,
 //! row-group and page pruning by key range, a row filter for visibility, one row group per
 //! unit of work so units run in parallel) instead of row by row through the newest-wins
-//! merge. See `docs/design/0012-cold-scans.md`.
+//! merge; row groups are also pruned by the statistics of the columns the scan's filters
+//! test (DataFusion's `PruningPredicate`). See `docs/design/0012-cold-scans.md`.
 //!
 //! A scan at snapshot `s` with truncation marker `T` ([`plan`]):
 //! - a run is *relevant* unless it is wholly invisible (`min_ts > s`) or wholly hidden
@@ -25,6 +26,8 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+
+use datafusion::physical_optimizer::pruning::PruningPredicate;
 
 use crate::codec::{Key, RowBytes};
 use crate::cold_run::{ColdRun, Visibility};
@@ -69,7 +72,12 @@ pub(crate) struct ColdScanPlan {
 
 /// The plan for reading `range` of `table` at `snapshot_ts` with batch scans where they are
 /// exact; `None` when no run can be read by batch (read everything through the merge).
-pub(crate) fn plan(table: &TableData, snapshot_ts: u64, range: &KeyRange) -> Option<ColdScanPlan> {
+pub(crate) fn plan(
+    table: &TableData,
+    snapshot_ts: u64,
+    range: &KeyRange,
+    pruning: Option<&PruningPredicate>,
+) -> Option<ColdScanPlan> {
     // The marker first, then the runs (as `TableData::sources`).
     let truncated_at = table.hot.truncated_at(snapshot_ts);
     let runs = table.cold.current();
@@ -148,7 +156,12 @@ pub(crate) fn plan(table: &TableData, snapshot_ts: u64, range: &KeyRange) -> Opt
             units.push(ScanUnit::Rows(rows));
         }
         let visibility = Arc::new(visibility);
-        for group in run.row_groups_in(range) {
+        let mut groups = run.row_groups_in(range);
+        if let Some(pruning) = pruning {
+            // A pruned row group has no row the filters accept, so none of its visible ones.
+            groups = run.prune_groups(groups, pruning);
+        }
+        for group in groups {
             units.push(ScanUnit::RowGroup {
                 run: (*run).clone(),
                 group,

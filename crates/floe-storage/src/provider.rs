@@ -25,12 +25,14 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use datafusion::physical_plan::{
@@ -119,6 +121,37 @@ impl FloeTable {
             }
         }
         None
+    }
+
+    /// The filters as one pruning predicate over the table's columns (`None`: no filter, or
+    /// one DataFusion cannot plan here; pruning is only an optimisation).
+    fn pruning_predicate(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Option<Arc<PruningPredicate>> {
+        let unqualified: Vec<Expr> = filters
+            .iter()
+            .filter_map(|filter| {
+                filter
+                    .clone()
+                    .transform(|expr| match expr {
+                        Expr::Column(column) => Ok(Transformed::yes(Expr::Column(
+                            datafusion::common::Column::new_unqualified(column.name),
+                        ))),
+                        other => Ok(Transformed::no(other)),
+                    })
+                    .ok()
+                    .map(|t| t.data)
+            })
+            .collect();
+        let predicate = conjunction(unqualified)?;
+        let schema = self.table.codec.schema().clone();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+        let physical = state.create_physical_expr(predicate, &df_schema).ok()?;
+        PruningPredicateBuilder::new()
+            .with_file_schema(schema)
+            .build(physical)
     }
 
     /// The key range the filters restrict the scan to (full range if none).
@@ -295,7 +328,7 @@ impl TableProvider for FloeTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -304,6 +337,11 @@ impl TableProvider for FloeTable {
         let index_lookup = match &range {
             (Bound::Unbounded, Bound::Unbounded) => self.index_lookup(filters),
             _ => None,
+        };
+        let pruning = if self.batch_scans && !self.with_key {
+            self.pruning_predicate(state, filters)
+        } else {
+            None
         };
         let projection = projection.cloned();
         let schema = match &projection {
@@ -315,6 +353,7 @@ impl TableProvider for FloeTable {
             table: self.table.clone(),
             with_key: self.with_key,
             batch_scans: self.batch_scans,
+            pruning,
             projection,
             range,
             index_lookup,
@@ -347,6 +386,9 @@ pub struct HotScanExec {
     with_key: bool,
     /// Cold runs may be read by batch ([`crate::cold_scan`]).
     batch_scans: bool,
+    /// The filters as a pruning predicate over the table's columns (batch scans skip row
+    /// groups whose statistics rule every row out).
+    pruning: Option<Arc<PruningPredicate>>,
     projection: Option<Vec<usize>>,
     range: KeyRange,
     /// Read only the rows this index (by OID) names for this index key.
@@ -444,7 +486,13 @@ impl ExecutionPlan for HotScanExec {
             && own.rows.is_empty()
             && !own.truncated;
         if batchable {
-            if let Some(plan) = cold_scan::plan(&self.table, view.snapshot_ts(), &self.range) {
+            let plan = cold_scan::plan(
+                &self.table,
+                view.snapshot_ts(),
+                &self.range,
+                self.pruning.as_deref(),
+            );
+            if let Some(plan) = plan {
                 return Ok(self.execute_plan(plan, view, &context));
             }
         }
