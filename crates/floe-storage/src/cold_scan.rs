@@ -105,8 +105,15 @@ pub(crate) fn plan(
         if overlaps_earlier || overlaps_later || !meta.overlaps(range) {
             continue;
         }
-        let run_range: KeyRange = (
+        // The hot keys of the run's range that the scan reads: rows outside the scan's
+        // range are dropped by the filters DataFusion re-applies, hidden or not.
+        let mut run_range: KeyRange = range.clone();
+        tighten_lower(
+            &mut run_range.0,
             Bound::Included(Key::from(meta.min_key.as_slice())),
+        );
+        tighten_upper(
+            &mut run_range.1,
             Bound::Included(Key::from(meta.max_key.as_slice())),
         );
         let mut hot = Vec::new();

@@ -479,7 +479,9 @@ impl ExecutionPlan for HotScanExec {
             keys.dedup();
             Some(keys)
         });
+        // A point lookup reads one key: the merge's lookups are cheaper than a plan.
         let batchable = self.batch_scans
+            && !self.is_point_lookup()
             && candidates.is_none()
             && !self.with_key
             && self.limit.is_none()
