@@ -186,3 +186,225 @@ pub(crate) fn plan(
         truncated_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cold_run::tests::{
+        all_types, random_history, run_order, sample_row, small_options, write_run, Rng,
+    };
+    use crate::cold_run::{RunNamer, RunOptions};
+    use crate::manifest::RunPins;
+    use crate::source::{Sources, Versioned, LATEST};
+    use crate::store::ColdStore;
+    use futures::TryStreamExt;
+
+    /// Every piece of `plan` read synchronously, as `(key, row)` in key order.
+    fn read_plan(table: &TableData, plan: ColdScanPlan, snapshot_ts: u64) -> Vec<(Key, RowBytes)> {
+        let columns: Vec<usize> = (0..table.codec.schema().fields().len()).collect();
+        let mut out = Vec::new();
+        for unit in plan.units {
+            match unit {
+                ScanUnit::Merge(range) => {
+                    let sources = Sources::new(
+                        &table.hot,
+                        plan.runs.sources.clone(),
+                        plan.truncated_at,
+                        snapshot_ts,
+                    );
+                    let mut range = range;
+                    while let Some(last) = sources.try_scan_chunk(&range, 7, &mut out).unwrap() {
+                        range.0 = Bound::Excluded(last);
+                    }
+                }
+                ScanUnit::Rows(rows) => out.extend(rows),
+                ScanUnit::RowGroup {
+                    run,
+                    group,
+                    visibility,
+                } => {
+                    let stream = run
+                        .scan_group(
+                            group,
+                            &(Bound::Unbounded, Bound::Unbounded),
+                            visibility,
+                            &columns,
+                            table.codec.schema().clone(),
+                            5,
+                        )
+                        .unwrap();
+                    let batches: Vec<_> =
+                        futures::executor::block_on(stream.try_collect::<Vec<_>>()).unwrap();
+                    for batch in batches {
+                        let keys = table.codec.encode_keys(batch.columns()).unwrap().unwrap();
+                        let rows = table.codec.encode_rows(batch.columns()).unwrap();
+                        for i in 0..batch.num_rows() {
+                            out.push((
+                                Key::from(keys.row(i).data()),
+                                Arc::from(rows.row(i).data()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Random histories split between the hot tier and runs (one or several per layer,
+    /// disjoint within a layer, layers overlapping; several versions per key; tombstones;
+    /// truncations): every plan reads what the merge reads, at every snapshot, over the whole
+    /// table and a random key range. `FLOE_COLD_SCAN_SEED=<n>` replays one,
+    /// `FLOE_COLD_SCAN_SEEDS=<n>` runs n.
+    #[test]
+    fn plans_read_like_the_merge() {
+        let seeds: Vec<u64> = match (
+            std::env::var("FLOE_COLD_SCAN_SEED"),
+            std::env::var("FLOE_COLD_SCAN_SEEDS"),
+        ) {
+            (Ok(seed), _) => vec![seed.parse().expect("FLOE_COLD_SCAN_SEED is a number")],
+            (_, Ok(n)) => (1..=n.parse().expect("FLOE_COLD_SCAN_SEEDS is a number")).collect(),
+            _ => (1..=24).collect(),
+        };
+        let store = Arc::new(ColdStore::in_memory().unwrap());
+        let mut batch_groups = 0;
+        // (A run needing no test at all is the SQL tests' settled table.)
+        let mut tests_used = [false; 5];
+        for seed in seeds {
+            println!("FLOE_COLD_SCAN_SEED={seed}");
+            let mut rng = Rng::new(seed);
+            let table = TableData::new(Arc::new(all_types())).unwrap();
+            table.hot.keep_tombstones_from_now();
+            let codec = table.codec.clone();
+            let keys = 1 + rng.below(40);
+            let commits = 1 + rng.below(40);
+            let history = random_history(&mut rng, &codec, keys, commits);
+            let truncations: Vec<u64> = (1..=commits).filter(|_| rng.below(15) == 0).collect();
+            let cold_layers = 1 + rng.below(2) as usize;
+            // Layer 0 is the oldest; the last one is the hot tier, often nearly empty.
+            let mut layers: Vec<Vec<Versioned>> = vec![Vec::new(); cold_layers + 1];
+            for versions in &history {
+                let mut cuts: Vec<usize> = (0..cold_layers)
+                    .map(|_| rng.below(versions.len() as u64 + 1) as usize)
+                    .collect();
+                if rng.below(2) == 0 {
+                    cuts.push(versions.len()); // nothing hot for this key
+                } else {
+                    cuts.push(rng.below(versions.len() as u64 + 1) as usize);
+                }
+                cuts.sort_unstable();
+                cuts.push(versions.len());
+                let mut from = 0;
+                for (layer, cut) in cuts.into_iter().take(cold_layers + 1).enumerate() {
+                    layers[layer].extend(versions[from..cut.max(from)].iter().cloned());
+                    from = cut.max(from);
+                }
+                layers[cold_layers].extend(versions[from..].iter().cloned());
+            }
+            let mut hot_versions = layers.pop().unwrap_or_default();
+            hot_versions.sort_by_key(|v| v.commit_ts);
+            for v in &hot_versions {
+                table.hot.apply(&v.key, v.row.clone(), v.commit_ts, 0);
+            }
+            for t in &truncations {
+                table.hot.truncate(*t);
+            }
+            let namer = Arc::new(RunNamer::new(seed));
+            let pins = RunPins::new();
+            let mut runs = Vec::new();
+            for layer in layers.into_iter().rev() {
+                let ordered = run_order(&layer);
+                // Split the layer by key into disjoint runs.
+                let pieces = 1 + rng.below(3) as usize;
+                let per_piece = ordered.len().div_ceil(pieces).max(1);
+                let mut piece: Vec<Versioned> = Vec::new();
+                let mut all_pieces = Vec::new();
+                for v in ordered {
+                    let at_boundary = piece.last().is_some_and(|last| last.key != v.key);
+                    if piece.len() >= per_piece && at_boundary {
+                        all_pieces.push(std::mem::take(&mut piece));
+                    }
+                    piece.push(v);
+                }
+                all_pieces.push(piece);
+                for versions in all_pieces.into_iter().filter(|p| !p.is_empty()) {
+                    let options = RunOptions {
+                        row_group_rows: 1 + rng.below(20) as usize,
+                        page_rows: 1 + rng.below(6) as usize,
+                        ..small_options()
+                    };
+                    let written =
+                        write_run(&store, &codec, &namer, &pins, options, versions).unwrap();
+                    for meta in written.runs {
+                        let run = ColdRun::open_blocking(store.clone(), meta, codec.clone());
+                        runs.push(Arc::new(run.unwrap()));
+                    }
+                }
+            }
+            table.cold.replace(runs);
+            let bound = |rng: &mut Rng| {
+                let key = sample_row(&codec, rng.below(keys + 1) as i64 * 3, 0).0;
+                match rng.below(3) {
+                    0 => Bound::Unbounded,
+                    1 => Bound::Included(key),
+                    _ => Bound::Excluded(key),
+                }
+            };
+            for snapshot in (0..=commits + 1).chain([LATEST]) {
+                let ranges: [KeyRange; 2] = [
+                    (Bound::Unbounded, Bound::Unbounded),
+                    (bound(&mut rng), bound(&mut rng)),
+                ];
+                for range in ranges {
+                    let sources = table.sources(snapshot);
+                    let mut expect = Vec::new();
+                    let mut rest = range.clone();
+                    while let Some(last) = sources.try_scan_chunk(&rest, 5, &mut expect).unwrap() {
+                        rest.0 = Bound::Excluded(last);
+                    }
+                    let Some(plan) = plan(&table, snapshot, &range, None) else {
+                        continue;
+                    };
+                    for unit in &plan.units {
+                        if let ScanUnit::RowGroup { visibility: v, .. } = unit {
+                            batch_groups += 1;
+                            // Which tests the row filters needed, over all seeds.
+                            tests_used[0] |= v.first_per_key;
+                            tests_used[1] |= !v.hidden.is_empty();
+                            tests_used[2] |= v.truncated_at.is_some();
+                            tests_used[3] |= v.snapshot_ts.is_some();
+                            tests_used[4] |= v.tombstones;
+                        }
+                    }
+                    let in_range = |key: &Key| {
+                        let above = match &range.0 {
+                            Bound::Included(k) => key >= k,
+                            Bound::Excluded(k) => key > k,
+                            Bound::Unbounded => true,
+                        };
+                        let below = match &range.1 {
+                            Bound::Included(k) => key <= k,
+                            Bound::Excluded(k) => key < k,
+                            Bound::Unbounded => true,
+                        };
+                        above && below
+                    };
+                    // Pieces may return rows outside the range (DataFusion filters them).
+                    let got: Vec<(Key, RowBytes)> = read_plan(&table, plan, snapshot)
+                        .into_iter()
+                        .filter(|(k, _)| in_range(k))
+                        .collect();
+                    assert_eq!(
+                        got, expect,
+                        "seed {seed}, snapshot {snapshot}, range {range:?}"
+                    );
+                }
+            }
+        }
+        assert!(batch_groups > 0, "some plan read a run by batch");
+        if std::env::var("FLOE_COLD_SCAN_SEED").is_err() {
+            assert_eq!(tests_used, [true; 5], "every row-filter test was exercised");
+        }
+    }
+}
