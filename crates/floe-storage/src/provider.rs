@@ -40,8 +40,6 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 
-use futures::StreamExt;
-
 use crate::codec::{Key, RowBytes};
 use crate::cold_scan::{self, ColdScanPlan, ScanUnit};
 use crate::db::Db;
@@ -723,7 +721,7 @@ impl HotScanExec {
                 range: self.range.clone(),
                 schema: self.schema.clone(),
             };
-            builder.spawn(worker.run());
+            builder.spawn_blocking(move || worker.run());
         }
         builder.build()
     }
@@ -744,7 +742,10 @@ struct ScanWorker {
 }
 
 impl ScanWorker {
-    async fn run(self) -> DfResult<()> {
+    /// Runs on a blocking thread: Floe runs each connection on a current-thread runtime, so
+    /// tasks spawned there would share its one thread; blocking threads decode in parallel.
+    /// Fetches still run on the cold runtime (the stream awaits them from here).
+    fn run(self) -> DfResult<()> {
         loop {
             let unit = self.queue.lock().pop_front();
             let Some(unit) = unit else {
@@ -767,7 +768,7 @@ impl ScanWorker {
                         done: false,
                     };
                     while let Some(batch) = state.next_batch()? {
-                        if self.tx.send(Ok(batch)).await.is_err() {
+                        if self.tx.blocking_send(Ok(batch)).is_err() {
                             return Ok(()); // the consumer is gone
                         }
                     }
@@ -780,7 +781,7 @@ impl ScanWorker {
                         &self.schema,
                         rows,
                     )?;
-                    if self.tx.send(Ok(batch)).await.is_err() {
+                    if self.tx.blocking_send(Ok(batch)).is_err() {
                         return Ok(());
                     }
                 }
@@ -789,7 +790,7 @@ impl ScanWorker {
                     group,
                     visibility,
                 } => {
-                    let mut batches = run
+                    let batches = run
                         .scan_group(
                             group,
                             &self.range,
@@ -799,12 +800,12 @@ impl ScanWorker {
                             BATCH_ROWS * 2,
                         )
                         .map_err(StorageError::from)?;
-                    while let Some(batch) = batches.next().await {
+                    for batch in futures::executor::block_on_stream(batches) {
                         let batch = batch.map_err(StorageError::from)?;
                         if batch.num_rows() == 0 {
                             continue;
                         }
-                        if self.tx.send(Ok(batch)).await.is_err() {
+                        if self.tx.blocking_send(Ok(batch)).is_err() {
                             return Ok(());
                         }
                     }
