@@ -16,6 +16,10 @@
 //!
 //! A SERIALIZABLE transaction's scan leaves a SIREAD mark on what it reads when it starts
 //! ([`ReadView::note_scan`]): its key, its key range, or the whole table.
+//!
+//! A table with cold runs is scanned by batch where that is exact ([`crate::cold_scan`]): the
+//! plan is made at execution (it needs the snapshot), its pieces run on `target_partitions`
+//! blocking threads, and batches come out in no particular order.
 
 use std::fmt;
 use std::ops::Bound;
