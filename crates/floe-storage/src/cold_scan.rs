@@ -194,6 +194,7 @@ mod tests {
         all_types, random_history, run_order, sample_row, small_options, write_run, Rng,
     };
     use crate::cold_run::{RunNamer, RunOptions};
+    use crate::error::ColdError;
     use crate::manifest::RunPins;
     use crate::source::{Sources, Versioned, LATEST};
     use crate::store::ColdStore;
@@ -201,6 +202,14 @@ mod tests {
 
     /// Every piece of `plan` read synchronously, as `(key, row)` in key order.
     fn read_plan(table: &TableData, plan: ColdScanPlan, snapshot_ts: u64) -> Vec<(Key, RowBytes)> {
+        try_read_plan(table, plan, snapshot_ts).unwrap()
+    }
+
+    fn try_read_plan(
+        table: &TableData,
+        plan: ColdScanPlan,
+        snapshot_ts: u64,
+    ) -> crate::error::StorageResult<Vec<(Key, RowBytes)>> {
         let columns: Vec<usize> = (0..table.codec.schema().fields().len()).collect();
         let mut out = Vec::new();
         for unit in plan.units {
@@ -213,7 +222,7 @@ mod tests {
                         snapshot_ts,
                     );
                     let mut range = range;
-                    while let Some(last) = sources.try_scan_chunk(&range, 7, &mut out).unwrap() {
+                    while let Some(last) = sources.try_scan_chunk(&range, 7, &mut out)? {
                         range.0 = Bound::Excluded(last);
                     }
                 }
@@ -223,18 +232,16 @@ mod tests {
                     group,
                     visibility,
                 } => {
-                    let stream = run
-                        .scan_group(
-                            group,
-                            &(Bound::Unbounded, Bound::Unbounded),
-                            visibility,
-                            &columns,
-                            table.codec.schema().clone(),
-                            5,
-                        )
-                        .unwrap();
+                    let stream = run.scan_group(
+                        group,
+                        &(Bound::Unbounded, Bound::Unbounded),
+                        visibility,
+                        &columns,
+                        table.codec.schema().clone(),
+                        5,
+                    )?;
                     let batches: Vec<_> =
-                        futures::executor::block_on(stream.try_collect::<Vec<_>>()).unwrap();
+                        futures::executor::block_on(stream.try_collect::<Vec<_>>())?;
                     for batch in batches {
                         let keys = table.codec.encode_keys(batch.columns()).unwrap().unwrap();
                         let rows = table.codec.encode_rows(batch.columns()).unwrap();
@@ -249,7 +256,72 @@ mod tests {
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        Ok(out)
+    }
+
+    /// Batch reads retry transient object-store faults and fail on persistent ones: never
+    /// fewer rows.
+    #[test]
+    fn batch_reads_retry_faults_and_surface_persistent_ones() {
+        use crate::fault::{FaultyStore, Op};
+        use crate::store::RetryPolicy;
+        let faulty = FaultyStore::new(Arc::new(object_store::memory::InMemory::new()), 5);
+        let store = Arc::new(
+            ColdStore::with_object_store(faulty.clone(), "")
+                .unwrap()
+                .with_retry(RetryPolicy {
+                    attempts: 10,
+                    first_backoff: std::time::Duration::from_millis(1),
+                    max_backoff: std::time::Duration::from_millis(2),
+                }),
+        );
+        let table = TableData::new(Arc::new(all_types())).unwrap();
+        table.hot.keep_tombstones_from_now();
+        let codec = table.codec.clone();
+        let versions: Vec<Versioned> = (0..500)
+            .map(|id| {
+                let (key, row) = sample_row(&codec, id, 1);
+                Versioned {
+                    key,
+                    commit_ts: 1,
+                    row: Some(row),
+                }
+            })
+            .collect();
+        let written = write_run(
+            &store,
+            &codec,
+            &Arc::new(RunNamer::new(1)),
+            &RunPins::new(),
+            small_options(),
+            run_order(&versions),
+        )
+        .unwrap();
+        let runs: Vec<Arc<ColdRun>> = written
+            .runs
+            .into_iter()
+            .map(|meta| {
+                Arc::new(ColdRun::open_blocking(store.clone(), meta, codec.clone()).unwrap())
+            })
+            .collect();
+        table.cold.replace(runs);
+        let everything: KeyRange = (Bound::Unbounded, Bound::Unbounded);
+        let expect: Vec<(Key, RowBytes)> = versions
+            .iter()
+            .map(|v| (v.key.clone(), v.row.clone().unwrap()))
+            .collect();
+        faulty.fail(&[Op::Get], 300);
+        let first = plan(&table, LATEST, &everything, None).expect("a batch plan");
+        assert_eq!(read_plan(&table, first, LATEST), expect);
+        assert!(faulty.injected() > 0);
+        faulty.fail(&[Op::Get], 1000);
+        let second = plan(&table, LATEST, &everything, None).expect("a batch plan");
+        let error = try_read_plan(&table, second, LATEST).unwrap_err();
+        assert!(
+            matches!(&error, crate::StorageError::Cold(cold)
+                if matches!(**cold, ColdError::ObjectStore { op: "read", .. })),
+            "{error}"
+        );
     }
 
     /// Random histories split between the hot tier and runs (one or several per layer,
