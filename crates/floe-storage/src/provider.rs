@@ -340,7 +340,14 @@ impl TableProvider for FloeTable {
             (Bound::Unbounded, Bound::Unbounded) => self.index_lookup(filters),
             _ => None,
         };
-        let pruning = if self.batch_scans && !self.with_key {
+        // Only tables with runs pay for it (planning every hot point query would too).
+        let point = matches!(&range, (Bound::Included(a), Bound::Included(b)) if a == b);
+        let pruning = if self.batch_scans
+            && !self.with_key
+            && !point
+            && !filters.is_empty()
+            && !self.table.cold.is_empty()
+        {
             self.pruning_predicate(state, filters)
         } else {
             None
