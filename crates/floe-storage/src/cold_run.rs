@@ -43,6 +43,7 @@ use datafusion::arrow::datatypes::{
     DataType, Field, Fields, Int32Type, Int64Type, IntervalMonthDayNano, IntervalUnit, Schema,
     SchemaRef, UInt64Type,
 };
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningStatistics};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -801,7 +802,7 @@ impl ColdRun {
         let mut roots: Vec<usize> = file_columns.iter().flatten().copied().collect();
         roots.sort_unstable();
         roots.dedup();
-        if roots.is_empty() && visibility.keeps_all() {
+        if roots.is_empty() && visibility.keeps_all() && visibility.filter.is_none() {
             // Nothing to decode (count(*)): the selection's row count says it all.
             let mut left = selection.row_count();
             let step = batch_rows.max(1);
@@ -830,13 +831,24 @@ impl ColdRun {
                 .with_row_selection(selection)
                 .with_projection(ProjectionMask::roots(&descriptor, roots.iter().copied()))
                 .with_batch_size(batch_rows.max(1));
+        let mut predicates: Vec<Box<dyn parquet::arrow::arrow_reader::ArrowPredicate>> = Vec::new();
         if !visibility.keeps_all() {
             let leaves = visibility.leaves();
             let predicate = ArrowPredicateFn::new(
                 ProjectionMask::leaves(&descriptor, leaves.iter().copied()),
-                visibility_filter(visibility, &leaves),
+                visibility_filter(visibility.clone(), &leaves),
             );
-            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+            predicates.push(Box::new(predicate));
+        }
+        if let Some(filter) = &visibility.filter {
+            // After visibility: the filters see only visible rows (an old version or a hidden
+            // key's row must not make them fail).
+            if let Some(predicate) = self.filter_predicate(filter.clone()) {
+                predicates.push(Box::new(predicate));
+            }
+        }
+        if !predicates.is_empty() {
+            builder = builder.with_row_filter(RowFilter::new(predicates));
         }
         let stream = builder
             .build()
@@ -867,6 +879,88 @@ impl ColdRun {
                 )?)
             })
             .boxed())
+    }
+
+    /// `filter` (over the table's columns) as a Parquet row filter reading only the columns
+    /// it uses; `None` when it uses none the run stores.
+    fn filter_predicate(
+        &self,
+        filter: Arc<dyn PhysicalExpr>,
+    ) -> Option<
+        ArrowPredicateFn<
+            impl FnMut(RecordBatch) -> Result<BooleanArray, datafusion::arrow::error::ArrowError>
+                + Send
+                + 'static,
+        >,
+    > {
+        use datafusion::arrow::error::ArrowError;
+        let reader = &self.reader;
+        // Every column nullable: those the filter does not use are NULL here.
+        let table_schema = Arc::new(Schema::new(
+            reader
+                .codec
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let used: Vec<usize> = {
+            let mut used: Vec<usize> = datafusion::physical_expr::utils::collect_columns(&filter)
+                .iter()
+                .map(|c| c.index())
+                .collect();
+            used.sort_unstable();
+            used
+        };
+        let mut roots: Vec<usize> = used
+            .iter()
+            .filter_map(|&c| reader.columns.get(c).copied().flatten())
+            .collect();
+        roots.sort_unstable();
+        roots.dedup();
+        if roots.is_empty() {
+            return None;
+        }
+        let positions: Vec<Option<usize>> = (0..table_schema.fields().len())
+            .map(|c| {
+                if !used.contains(&c) {
+                    return None;
+                }
+                let root = reader.columns.get(c).copied().flatten()?;
+                roots.iter().position(|r| *r == root)
+            })
+            .collect();
+        let descriptor = reader.parquet.metadata().file_metadata().schema_descr_ptr();
+        let mask = ProjectionMask::roots(&descriptor, roots.iter().copied());
+        Some(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+            let rows = batch.num_rows();
+            let mut columns = Vec::with_capacity(positions.len());
+            for (field, position) in table_schema.fields().iter().zip(&positions) {
+                columns.push(match position {
+                    Some(p) => from_file(batch.column(*p), field.data_type())
+                        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?,
+                    None => new_null_array(field.data_type(), rows),
+                });
+            }
+            let table_batch = RecordBatch::try_new_with_options(
+                table_schema.clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(rows)),
+            )?;
+            let kept = filter
+                .evaluate(&table_batch)
+                .and_then(|value| value.into_array(rows))
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            let kept = kept
+                .as_boolean_opt()
+                .ok_or_else(|| ArrowError::ComputeError("a filter is not boolean".into()))?;
+            // NULL is not true: the row is dropped.
+            Ok(match kept.nulls() {
+                Some(_) => datafusion::arrow::compute::prep_null_mask_filter(kept),
+                None => kept.clone(),
+            })
+        }))
     }
 
     /// The newest version of `key` at `snapshot_ts` in this run.
@@ -917,10 +1011,14 @@ pub struct Visibility {
     pub first_per_key: bool,
     /// Drop rows of these keys (a newer source holds a version of them at the snapshot).
     pub hidden: std::collections::HashSet<Key, ahash::RandomState>,
+    /// The scan's filters over the table's columns, tested on the rows the tests above keep
+    /// (after them: an invisible row must not make a filter fail). Not part of
+    /// [`Visibility::keeps_all`].
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
 }
 
 impl Visibility {
-    /// Whether every row is kept.
+    /// Whether every row is visible.
     pub fn keeps_all(&self) -> bool {
         self.snapshot_ts.is_none()
             && self.truncated_at.is_none()

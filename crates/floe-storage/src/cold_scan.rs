@@ -27,6 +27,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicate;
 
 use crate::codec::{Key, RowBytes};
@@ -77,6 +78,7 @@ pub(crate) fn plan(
     snapshot_ts: u64,
     range: &KeyRange,
     pruning: Option<&PruningPredicate>,
+    filter: Option<&Arc<dyn PhysicalExpr>>,
 ) -> Option<ColdScanPlan> {
     // The marker first, then the runs (as `TableData::sources`).
     let truncated_at = table.hot.truncated_at(snapshot_ts);
@@ -129,6 +131,7 @@ pub(crate) fn plan(
             tombstones: run.may_hold_tombstones(),
             first_per_key: !meta.unique_keys,
             hidden: Default::default(),
+            filter: filter.cloned(),
         };
         let mut rows = Vec::new();
         for version in hot {
@@ -311,11 +314,11 @@ mod tests {
             .map(|v| (v.key.clone(), v.row.clone().unwrap()))
             .collect();
         faulty.fail(&[Op::Get], 300);
-        let first = plan(&table, LATEST, &everything, None).expect("a batch plan");
+        let first = plan(&table, LATEST, &everything, None, None).expect("a batch plan");
         assert_eq!(read_plan(&table, first, LATEST), expect);
         assert!(faulty.injected() > 0);
         faulty.fail(&[Op::Get], 1000);
-        let second = plan(&table, LATEST, &everything, None).expect("a batch plan");
+        let second = plan(&table, LATEST, &everything, None, None).expect("a batch plan");
         let error = try_read_plan(&table, second, LATEST).unwrap_err();
         assert!(
             matches!(&error, crate::StorageError::Cold(cold)
@@ -435,7 +438,7 @@ mod tests {
                     while let Some(last) = sources.try_scan_chunk(&rest, 5, &mut expect).unwrap() {
                         rest.0 = Bound::Excluded(last);
                     }
-                    let Some(plan) = plan(&table, snapshot, &range, None) else {
+                    let Some(plan) = plan(&table, snapshot, &range, None, None) else {
                         continue;
                     };
                     for unit in &plan.units {

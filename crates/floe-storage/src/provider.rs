@@ -125,15 +125,13 @@ impl FloeTable {
         None
     }
 
-    /// The filters as one pruning predicate over the table's columns (`None`: no filter, or
-    /// one DataFusion cannot plan here; pruning is only an optimisation).
-    fn pruning_predicate(
-        &self,
-        state: &dyn Session,
-        filters: &[Expr],
-    ) -> Option<Arc<PruningPredicate>> {
+    /// The filters without volatile ones as one physical expression over the table's columns
+    /// (`None`: no such filter, or one DataFusion cannot plan here: pruning and pushdown are
+    /// only optimisations, DataFusion applies every filter above the scan).
+    fn filter_expr(&self, state: &dyn Session, filters: &[Expr]) -> Option<Arc<dyn PhysicalExpr>> {
         let unqualified: Vec<Expr> = filters
             .iter()
+            .filter(|filter| !filter.is_volatile())
             .filter_map(|filter| {
                 filter
                     .clone()
@@ -150,10 +148,7 @@ impl FloeTable {
         let predicate = conjunction(unqualified)?;
         let schema = self.table.codec.schema().clone();
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
-        let physical = state.create_physical_expr(predicate, &df_schema).ok()?;
-        PruningPredicateBuilder::new()
-            .with_file_schema(schema)
-            .build(physical)
+        state.create_physical_expr(predicate, &df_schema).ok()
     }
 
     /// The key range the filters restrict the scan to (full range if none).
@@ -342,16 +337,21 @@ impl TableProvider for FloeTable {
         };
         // Only tables with runs pay for it (planning every hot point query would too).
         let point = matches!(&range, (Bound::Included(a), Bound::Included(b)) if a == b);
-        let pruning = if self.batch_scans
+        let filter = if self.batch_scans
             && !self.with_key
             && !point
             && !filters.is_empty()
             && !self.table.cold.is_empty()
         {
-            self.pruning_predicate(state, filters)
+            self.filter_expr(state, filters)
         } else {
             None
         };
+        let pruning = filter.as_ref().and_then(|filter| {
+            PruningPredicateBuilder::new()
+                .with_file_schema(self.table.codec.schema().clone())
+                .build(filter.clone())
+        });
         let projection = projection.cloned();
         let schema = match &projection {
             Some(p) => Arc::new(self.schema.project(p)?),
@@ -363,6 +363,7 @@ impl TableProvider for FloeTable {
             with_key: self.with_key,
             batch_scans: self.batch_scans,
             pruning,
+            filter,
             projection,
             range,
             index_lookup,
@@ -398,6 +399,9 @@ pub struct HotScanExec {
     /// The filters as a pruning predicate over the table's columns (batch scans skip row
     /// groups whose statistics rule every row out).
     pruning: Option<Arc<PruningPredicate>>,
+    /// The filters, evaluated by batch scans on the visible rows of a row group before the
+    /// other columns are decoded (DataFusion applies them again above the scan).
+    filter: Option<Arc<dyn PhysicalExpr>>,
     projection: Option<Vec<usize>>,
     range: KeyRange,
     /// Read only the rows this index (by OID) names for this index key.
@@ -502,6 +506,7 @@ impl ExecutionPlan for HotScanExec {
                 view.snapshot_ts(),
                 &self.range,
                 self.pruning.as_deref(),
+                self.filter.as_ref(),
             );
             if let Some(plan) = plan {
                 return Ok(self.execute_plan(plan, view, &context));
