@@ -352,6 +352,18 @@ impl TableProvider for FloeTable {
                 .with_file_schema(self.table.codec.schema().clone())
                 .build(filter.clone())
         });
+        // Testing the filters in the reader pays when it spares decoding other columns for
+        // the rows they drop; otherwise DataFusion's own test above the scan is enough.
+        let filter = filter.filter(|filter| {
+            let used: Vec<usize> = datafusion::physical_expr::utils::collect_columns(filter)
+                .iter()
+                .map(|c| c.index())
+                .collect();
+            match projection {
+                Some(p) => p.iter().any(|c| !used.contains(c)),
+                None => true,
+            }
+        });
         let projection = projection.cloned();
         let schema = match &projection {
             Some(p) => Arc::new(self.schema.project(p)?),
