@@ -3,7 +3,8 @@
 //! row-group and page pruning by key range, a row filter for visibility, one row group per
 //! unit of work so units run in parallel) instead of row by row through the newest-wins
 //! merge; row groups are also pruned by the statistics of the columns the scan's filters
-//! test (DataFusion's `PruningPredicate`). See `docs/design/0012-cold-scans.md`.
+//! test (DataFusion's `PruningPredicate`), and the filters run in the reader after the
+//! visibility filter ([`Visibility::filter`]). See `docs/design/0012-cold-scans.md`.
 //!
 //! A scan at snapshot `s` with truncation marker `T` ([`plan`]):
 //! - a run is *relevant* unless it is wholly invisible (`min_ts > s`) or wholly hidden
