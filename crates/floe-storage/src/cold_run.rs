@@ -106,7 +106,7 @@ pub struct RunMeta {
     pub bytes: u64,
     /// Whether the run holds at most one version per key (what a flush writes): then each
     /// row's visibility at a snapshot is decided by the row alone, and a scan of the run may
-    /// filter rows independently ([`crate::cold_scan`]). Runs listed before this was recorded
+    /// filter rows independently (`cold_scan`). Runs listed before this was recorded
     /// read as `false`.
     #[serde(default)]
     pub unique_keys: bool,
@@ -996,7 +996,7 @@ impl ColdRun {
     }
 }
 
-/// What a batch scan of a run keeps of its rows (see [`crate::cold_scan`] for when a scan
+/// What a batch scan of a run keeps of its rows (see `cold_scan` for when a scan
 /// filtered row by row like this is exact).
 #[derive(Debug, Default)]
 pub struct Visibility {

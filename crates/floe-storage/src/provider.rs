@@ -17,7 +17,7 @@
 //! A SERIALIZABLE transaction's scan leaves a SIREAD mark on what it reads when it starts
 //! ([`ReadView::note_scan`]): its key, its key range, or the whole table.
 //!
-//! A table with cold runs is scanned by batch where that is exact ([`crate::cold_scan`]): the
+//! A table with cold runs is scanned by batch where that is exact (`cold_scan`): the
 //! plan is made at execution (it needs the snapshot), its pieces run on `target_partitions`
 //! blocking threads, and batches come out in no particular order.
 
@@ -88,7 +88,7 @@ impl FloeTable {
         }
     }
 
-    /// Whether scans may read cold runs by batch ([`crate::cold_scan`]; on by default). Off,
+    /// Whether scans may read cold runs by batch (`cold_scan`; on by default). Off,
     /// every row goes through the newest-wins merge (tests compare the two).
     pub fn with_batch_scans(mut self, batch_scans: bool) -> FloeTable {
         self.batch_scans = batch_scans;
