@@ -34,7 +34,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int32Array, Int64Array,
-    IntervalMonthDayNanoArray, ListArray, RecordBatch, StructArray, UInt32Array, UInt64Array,
+    IntervalMonthDayNanoArray, ListArray, RecordBatch, RecordBatchOptions, StructArray,
+    UInt32Array, UInt64Array,
 };
 use datafusion::arrow::compute::kernels::cmp::{gt, gt_eq, lt, lt_eq};
 use datafusion::arrow::compute::{and, cast, take};
@@ -42,8 +43,10 @@ use datafusion::arrow::datatypes::{
     DataType, Field, Fields, Int32Type, Int64Type, IntervalMonthDayNano, IntervalUnit, Schema,
     SchemaRef, UInt64Type,
 };
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningStatistics};
 use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
 };
@@ -101,6 +104,12 @@ pub struct RunMeta {
     pub rows: u64,
     /// The file's size.
     pub bytes: u64,
+    /// Whether the run holds at most one version per key (what a flush writes): then each
+    /// row's visibility at a snapshot is decided by the row alone, and a scan of the run may
+    /// filter rows independently (`cold_scan`). Runs listed before this was recorded
+    /// read as `false`.
+    #[serde(default)]
+    pub unique_keys: bool,
 }
 
 impl RunMeta {
@@ -387,6 +396,8 @@ struct OpenRun {
     min_ts: u64,
     max_ts: u64,
     rows: u64,
+    /// No key has two versions in the run so far.
+    unique_keys: bool,
 }
 
 /// Writes one table's versions, given in key order and newest first per key (what
@@ -537,6 +548,11 @@ impl RunWriter {
         });
         let batch = self.encode_batch()?;
         let rows = self.pending.len() as u64;
+        // A key's versions never straddle two pending batches (they are cut at key boundaries).
+        let unique_keys = self
+            .pending
+            .windows(2)
+            .all(|pair| pair[0].key != pair[1].key);
         self.pending.clear();
         if self.open.is_none() {
             let name = self.namer.next_name(self.table_id);
@@ -559,6 +575,7 @@ impl RunWriter {
                 min_ts,
                 max_ts,
                 rows: 0,
+                unique_keys: true,
             });
         }
         let Some(open) = self.open.as_mut() else {
@@ -573,6 +590,7 @@ impl RunWriter {
         open.min_ts = open.min_ts.min(min_ts);
         open.max_ts = open.max_ts.max(max_ts);
         open.rows += rows;
+        open.unique_keys &= unique_keys;
         if open.writer.in_progress_rows() >= self.options.row_group_rows {
             open.writer.flush().map_err(parquet(&open.name))?;
             if open.writer.bytes_written() >= self.options.target_run_bytes {
@@ -616,6 +634,7 @@ impl RunWriter {
             max_ts: open.max_ts,
             rows: open.rows,
             bytes: size,
+            unique_keys: open.unique_keys,
         });
         Ok(())
     }
@@ -655,8 +674,12 @@ struct RunReader {
     row_group_keys: Vec<Option<(Vec<u8>, Vec<u8>)>>,
     /// Each row group's key bloom filter, once read (`None` inside: the group has none).
     blooms: Vec<OnceLock<Option<Arc<Sbbf>>>>,
+    /// Whether some row group may hold a tombstone (from the statistics of `__floe_deleted`).
+    may_hold_tombstones: bool,
     /// Row groups read so far (tests check that a lookup reads at most one).
     row_groups_read: AtomicU64,
+    /// Row groups read by batch scans ([`ColdRun::scan_group`]) so far.
+    row_groups_scanned: AtomicU64,
     /// Bytes fetched after opening (footer and page index excluded).
     bytes_read: Arc<AtomicU64>,
 }
@@ -712,6 +735,234 @@ impl ColdRun {
         self.reader.row_groups_read.load(Ordering::Relaxed)
     }
 
+    /// Row groups read by batch scans so far.
+    pub fn row_groups_scanned(&self) -> u64 {
+        self.reader.row_groups_scanned.load(Ordering::Relaxed)
+    }
+
+    /// Whether some row of the run may be a tombstone.
+    pub fn may_hold_tombstones(&self) -> bool {
+        self.reader.may_hold_tombstones
+    }
+
+    /// The row groups whose key statistics overlap `range`, in order.
+    pub fn row_groups_in(&self, range: &KeyRange) -> Vec<usize> {
+        self.reader.row_groups_in(range)
+    }
+
+    /// The row groups of `groups` that may hold rows `predicate` (over the table's columns)
+    /// accepts, by their statistics. Columns a run stores as another type (intervals) or not
+    /// at all are unknown to the statistics, so they never prune.
+    pub fn prune_groups(&self, groups: Vec<usize>, predicate: &PruningPredicate) -> Vec<usize> {
+        if groups.is_empty() {
+            return groups;
+        }
+        let statistics = GroupStatistics {
+            reader: &self.reader,
+            groups: &groups,
+        };
+        match predicate.prune(&statistics) {
+            Ok(keep) => groups
+                .iter()
+                .zip(keep)
+                .filter_map(|(group, keep)| keep.then_some(*group))
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, run = %self.reader.meta.path, "row groups not pruned");
+                groups
+            }
+        }
+    }
+
+    /// A batch scan of row group `group`: the rows of its pages whose keys may fall in
+    /// `range` (whole pages: rows outside `range` may come too) that `visibility` keeps, as
+    /// the table columns `columns` (positions in the codec's schema) converted to their
+    /// table types, in batches of `schema` of up to `batch_rows` rows. Decoding happens where
+    /// the stream is polled; fetches run on the cold runtime.
+    pub fn scan_group(
+        &self,
+        group: usize,
+        range: &KeyRange,
+        visibility: Arc<Visibility>,
+        columns: &[usize],
+        schema: SchemaRef,
+        batch_rows: usize,
+    ) -> ColdResult<futures::stream::BoxStream<'static, ColdResult<RecordBatch>>> {
+        let reader = &self.reader;
+        let Some(selection) = reader.page_selection(group, range) else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        reader.row_groups_read.fetch_add(1, Ordering::Relaxed);
+        reader.row_groups_scanned.fetch_add(1, Ordering::Relaxed);
+        let path = reader.meta.path.clone();
+        let file_columns: Vec<Option<usize>> = columns
+            .iter()
+            .map(|&c| reader.columns.get(c).copied().flatten())
+            .collect();
+        let mut roots: Vec<usize> = file_columns.iter().flatten().copied().collect();
+        roots.sort_unstable();
+        roots.dedup();
+        if roots.is_empty() && visibility.keeps_all() && visibility.filter.is_none() {
+            // Nothing to decode (count(*)): the selection's row count says it all.
+            let mut left = selection.row_count();
+            let step = batch_rows.max(1);
+            let mut batches = Vec::with_capacity(left.div_ceil(step));
+            while left > 0 {
+                let rows = left.min(step);
+                left -= rows;
+                batches.push(Ok(RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    vec![],
+                    &RecordBatchOptions::new().with_row_count(Some(rows)),
+                )?));
+            }
+            return Ok(futures::stream::iter(batches).boxed());
+        }
+        if roots.is_empty() {
+            // Decode the narrowest column so batches carry their row counts.
+            roots.push(1);
+        }
+        let descriptor = reader.parquet.metadata().file_metadata().schema_descr_ptr();
+        let mut file = object_reader(&reader.store, &reader.meta, &reader.bytes_read);
+        file.on_cold_runtime = true;
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(file, reader.parquet.clone())
+                .with_row_groups(vec![group])
+                .with_row_selection(selection)
+                .with_projection(ProjectionMask::roots(&descriptor, roots.iter().copied()))
+                .with_batch_size(batch_rows.max(1));
+        let mut predicates: Vec<Box<dyn parquet::arrow::arrow_reader::ArrowPredicate>> = Vec::new();
+        if !visibility.keeps_all() {
+            let leaves = visibility.leaves();
+            let predicate = ArrowPredicateFn::new(
+                ProjectionMask::leaves(&descriptor, leaves.iter().copied()),
+                visibility_filter(visibility.clone(), &leaves),
+            );
+            predicates.push(Box::new(predicate));
+        }
+        if let Some(filter) = &visibility.filter {
+            // After visibility: the filters see only visible rows (an old version or a hidden
+            // key's row must not make them fail).
+            if let Some(predicate) = self.filter_predicate(filter.clone()) {
+                predicates.push(Box::new(predicate));
+            }
+        }
+        if !predicates.is_empty() {
+            builder = builder.with_row_filter(RowFilter::new(predicates));
+        }
+        let stream = builder
+            .build()
+            .map_err(|source| read_error(path.clone(), source))?;
+        let targets: Vec<DataType> = columns
+            .iter()
+            .map(|&c| reader.codec.schema().field(c).data_type().clone())
+            .collect();
+        let positions: Vec<Option<usize>> = file_columns
+            .iter()
+            .map(|f| f.and_then(|root| roots.iter().position(|r| *r == root)))
+            .collect();
+        Ok(stream
+            .map(move |batch| {
+                let batch = batch.map_err(|source| read_error(path.clone(), source))?;
+                let rows = batch.num_rows();
+                let mut out = Vec::with_capacity(targets.len());
+                for (target, position) in targets.iter().zip(&positions) {
+                    out.push(match position {
+                        Some(p) => from_file(batch.column(*p), target)?,
+                        None => new_null_array(target, rows),
+                    });
+                }
+                Ok(RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    out,
+                    &RecordBatchOptions::new().with_row_count(Some(rows)),
+                )?)
+            })
+            .boxed())
+    }
+
+    /// `filter` (over the table's columns) as a Parquet row filter reading only the columns
+    /// it uses; `None` when it uses none the run stores.
+    fn filter_predicate(
+        &self,
+        filter: Arc<dyn PhysicalExpr>,
+    ) -> Option<
+        ArrowPredicateFn<
+            impl FnMut(RecordBatch) -> Result<BooleanArray, datafusion::arrow::error::ArrowError>
+                + Send
+                + 'static,
+        >,
+    > {
+        use datafusion::arrow::error::ArrowError;
+        let reader = &self.reader;
+        // Every column nullable: those the filter does not use are NULL here.
+        let table_schema = Arc::new(Schema::new(
+            reader
+                .codec
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let used: Vec<usize> = {
+            let mut used: Vec<usize> = datafusion::physical_expr::utils::collect_columns(&filter)
+                .iter()
+                .map(|c| c.index())
+                .collect();
+            used.sort_unstable();
+            used
+        };
+        let mut roots: Vec<usize> = used
+            .iter()
+            .filter_map(|&c| reader.columns.get(c).copied().flatten())
+            .collect();
+        roots.sort_unstable();
+        roots.dedup();
+        if roots.is_empty() {
+            return None;
+        }
+        let positions: Vec<Option<usize>> = (0..table_schema.fields().len())
+            .map(|c| {
+                if !used.contains(&c) {
+                    return None;
+                }
+                let root = reader.columns.get(c).copied().flatten()?;
+                roots.iter().position(|r| *r == root)
+            })
+            .collect();
+        let descriptor = reader.parquet.metadata().file_metadata().schema_descr_ptr();
+        let mask = ProjectionMask::roots(&descriptor, roots.iter().copied());
+        Some(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+            let rows = batch.num_rows();
+            let mut columns = Vec::with_capacity(positions.len());
+            for (field, position) in table_schema.fields().iter().zip(&positions) {
+                columns.push(match position {
+                    Some(p) => from_file(batch.column(*p), field.data_type())
+                        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?,
+                    None => new_null_array(field.data_type(), rows),
+                });
+            }
+            let table_batch = RecordBatch::try_new_with_options(
+                table_schema.clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(rows)),
+            )?;
+            let kept = filter
+                .evaluate(&table_batch)
+                .and_then(|value| value.into_array(rows))
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            let kept = kept
+                .as_boolean_opt()
+                .ok_or_else(|| ArrowError::ComputeError("a filter is not boolean".into()))?;
+            // NULL is not true: the row is dropped.
+            Ok(match kept.nulls() {
+                Some(_) => datafusion::arrow::compute::prep_null_mask_filter(kept),
+                None => kept.clone(),
+            })
+        }))
+    }
+
     /// The newest version of `key` at `snapshot_ts` in this run.
     pub async fn lookup_at(&self, key: &[u8], snapshot_ts: u64) -> ColdResult<Lookup> {
         if !self.reader.may_hold(key, snapshot_ts) {
@@ -745,12 +996,129 @@ impl ColdRun {
     }
 }
 
+/// What a batch scan of a run keeps of its rows (see `cold_scan` for when a scan
+/// filtered row by row like this is exact).
+#[derive(Debug, Default)]
+pub struct Visibility {
+    /// Keep only rows with `commit_ts <= snapshot_ts` (`None`: every row is old enough).
+    pub snapshot_ts: Option<u64>,
+    /// Drop rows with `commit_ts < truncated_at` (`None`: no truncation marker hides rows).
+    pub truncated_at: Option<u64>,
+    /// Drop tombstones.
+    pub tombstones: bool,
+    /// Keep only the first row per key that `snapshot_ts` keeps (before the other tests): the
+    /// run may hold several versions of a key.
+    pub first_per_key: bool,
+    /// Drop rows of these keys (a newer source holds a version of them at the snapshot).
+    pub hidden: std::collections::HashSet<Key, ahash::RandomState>,
+    /// The scan's filters over the table's columns, tested on the rows the tests above keep
+    /// (after them: an invisible row must not make a filter fail). Not part of
+    /// [`Visibility::keeps_all`].
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+impl Visibility {
+    /// Whether every row is visible.
+    pub fn keeps_all(&self) -> bool {
+        self.snapshot_ts.is_none()
+            && self.truncated_at.is_none()
+            && !self.tombstones
+            && !self.first_per_key
+            && self.hidden.is_empty()
+    }
+
+    /// The system columns (leaves 0..3: key, ts, deleted) the test reads.
+    fn leaves(&self) -> Vec<usize> {
+        let mut leaves = Vec::with_capacity(SYSTEM_COLUMNS);
+        if self.first_per_key || !self.hidden.is_empty() {
+            leaves.push(0);
+        }
+        if self.snapshot_ts.is_some() || self.truncated_at.is_some() {
+            leaves.push(1);
+        }
+        if self.tombstones {
+            leaves.push(2);
+        }
+        leaves
+    }
+}
+
+/// The row filter applying `visibility` to batches of the system columns `leaves` (in order).
+/// Called on a row group's rows in order, so "first per key" carries the last key across
+/// batches (a key's versions never straddle row groups).
+fn visibility_filter(
+    visibility: Arc<Visibility>,
+    leaves: &[usize],
+) -> impl FnMut(RecordBatch) -> Result<BooleanArray, datafusion::arrow::error::ArrowError> + Send + 'static
+{
+    use datafusion::arrow::error::ArrowError;
+    let position = |leaf: usize| leaves.iter().position(|l| *l == leaf);
+    let (key_at, ts_at, deleted_at) = (position(0), position(1), position(2));
+    let mut last_key: Option<Vec<u8>> = None;
+    move |batch: RecordBatch| {
+        let bad = |what: &str| ArrowError::SchemaError(format!("cold run: {what}"));
+        let keys = match key_at {
+            Some(i) => Some(
+                batch
+                    .column(i)
+                    .as_binary_opt::<i32>()
+                    .ok_or_else(|| bad("key column is not binary"))?,
+            ),
+            None => None,
+        };
+        let ts = match ts_at {
+            Some(i) => Some(
+                batch
+                    .column(i)
+                    .as_primitive_opt::<UInt64Type>()
+                    .ok_or_else(|| bad("ts column is not uint64"))?,
+            ),
+            None => None,
+        };
+        let deleted = match deleted_at {
+            Some(i) => Some(
+                batch
+                    .column(i)
+                    .as_boolean_opt()
+                    .ok_or_else(|| bad("deleted column is not boolean"))?,
+            ),
+            None => None,
+        };
+        let mut keep = datafusion::arrow::array::BooleanBufferBuilder::new(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let commit_ts = ts.map_or(0, |ts| ts.value(row));
+            let mut kept = visibility.snapshot_ts.is_none_or(|s| commit_ts <= s);
+            if kept && visibility.first_per_key {
+                if let Some(keys) = keys {
+                    let key = keys.value(row);
+                    match &mut last_key {
+                        Some(last) if last.as_slice() == key => kept = false,
+                        Some(last) => {
+                            last.clear();
+                            last.extend_from_slice(key);
+                        }
+                        None => last_key = Some(key.to_vec()),
+                    }
+                }
+            }
+            kept = kept
+                && visibility.truncated_at.is_none_or(|t| commit_ts >= t)
+                && !deleted.is_some_and(|d| d.value(row))
+                && (visibility.hidden.is_empty()
+                    || !keys.is_some_and(|keys| visibility.hidden.contains(keys.value(row))));
+            keep.append(kept);
+        }
+        Ok(BooleanArray::new(keep.finish(), None))
+    }
+}
+
 fn object_reader(store: &Arc<ColdStore>, meta: &RunMeta, bytes_read: &Arc<AtomicU64>) -> RunFile {
     RunFile {
         store: store.clone(),
         name: meta.path.clone(),
         size: meta.bytes,
         bytes_read: bytes_read.clone(),
+        on_cold_runtime: false,
     }
 }
 
@@ -762,6 +1130,9 @@ struct RunFile {
     size: u64,
     /// Bytes fetched, for the run's counter.
     bytes_read: Arc<AtomicU64>,
+    /// Send each fetch to the cold runtime (a batch scan decodes on DataFusion's threads,
+    /// but its object-store connections stay on the cold tier's runtime).
+    on_cold_runtime: bool,
 }
 
 fn external(error: ColdError) -> ParquetError {
@@ -788,6 +1159,18 @@ impl AsyncFileReader for RunFile {
         &mut self,
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        if self.on_cold_runtime {
+            let (store, name) = (self.store.clone(), self.name.clone());
+            return async move {
+                let io = store.clone();
+                io.io()
+                    .run(async move { store.get_range(&name, range).await })
+                    .await
+                    .map_err(external)?
+                    .map_err(external)
+            }
+            .boxed();
+        }
         async move {
             self.store
                 .get_range(&self.name, range)
@@ -803,6 +1186,18 @@ impl AsyncFileReader for RunFile {
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
         self.bytes_read.fetch_add(total, Ordering::Relaxed);
+        if self.on_cold_runtime {
+            let (store, name) = (self.store.clone(), self.name.clone());
+            return async move {
+                let io = store.clone();
+                io.io()
+                    .run(async move { store.get_ranges(&name, &ranges).await })
+                    .await
+                    .map_err(external)?
+                    .map_err(external)
+            }
+            .boxed();
+        }
         async move {
             self.store
                 .get_ranges(&self.name, &ranges)
@@ -884,6 +1279,13 @@ impl RunReader {
         let blooms = (0..metadata.num_row_groups())
             .map(|_| OnceLock::new())
             .collect();
+        let may_hold_tombstones = metadata.row_groups().iter().any(|group| {
+            !matches!(
+                group.column(2).statistics(),
+                Some(parquet::file::statistics::Statistics::Boolean(stats))
+                    if stats.max_opt() == Some(&false)
+            )
+        });
         Ok(RunReader {
             meta,
             store,
@@ -892,7 +1294,9 @@ impl RunReader {
             columns,
             row_group_keys,
             blooms,
+            may_hold_tombstones,
             row_groups_read: AtomicU64::new(0),
+            row_groups_scanned: AtomicU64::new(0),
             bytes_read: Arc::default(),
         })
     }
@@ -1190,6 +1594,84 @@ impl RunReader {
             }
         }
         Ok(full)
+    }
+}
+
+/// Some row groups' statistics, by table column, for DataFusion's pruning.
+struct GroupStatistics<'a> {
+    reader: &'a RunReader,
+    groups: &'a [usize],
+}
+
+impl GroupStatistics<'_> {
+    /// The statistics of the table column `column`, when the run stores it as its own type.
+    fn converter(
+        &self,
+        column: &datafusion::common::Column,
+    ) -> Option<parquet::arrow::arrow_reader::statistics::StatisticsConverter<'_>> {
+        let schema = self.reader.codec.schema();
+        let index = schema.index_of(column.name()).ok()?;
+        let root = self.reader.columns.get(index).copied().flatten()?;
+        let file_schema = self.reader.parquet.schema();
+        let field = file_schema.fields().get(root)?;
+        if field.data_type() != schema.field(index).data_type() {
+            return None;
+        }
+        parquet::arrow::arrow_reader::statistics::StatisticsConverter::try_new(
+            field.name(),
+            file_schema,
+            self.reader
+                .parquet
+                .metadata()
+                .file_metadata()
+                .schema_descr(),
+        )
+        .ok()
+    }
+
+    fn metadatas(&self) -> impl Iterator<Item = &parquet::file::metadata::RowGroupMetaData> {
+        let metadata = self.reader.parquet.metadata();
+        self.groups.iter().map(move |g| metadata.row_group(*g))
+    }
+}
+
+impl PruningStatistics for GroupStatistics<'_> {
+    fn min_values(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_mins(self.metadatas())
+            .ok()
+    }
+
+    fn max_values(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_maxes(self.metadatas())
+            .ok()
+    }
+
+    fn num_containers(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn null_counts(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        let counts = self
+            .converter(column)?
+            .row_group_null_counts(self.metadatas())
+            .ok()?;
+        Some(Arc::new(counts))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(UInt64Array::from_iter_values(
+            self.metadatas().map(|m| m.num_rows().max(0) as u64),
+        )))
+    }
+
+    fn contained(
+        &self,
+        _column: &datafusion::common::Column,
+        _values: &std::collections::HashSet<datafusion::common::ScalarValue>,
+    ) -> Option<BooleanArray> {
+        None
     }
 }
 

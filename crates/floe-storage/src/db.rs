@@ -73,10 +73,10 @@ pub struct DbOptions {
 /// [`DbOptions::flush_age_commits`]: rows go cold under memory pressure only.
 pub const FLUSH_BY_AGE_NEVER: u64 = u64::MAX;
 
-/// Default of [`DbOptions::flush_age_commits`]: under memory pressure only, until scans read
-/// cold runs through DataFusion's Parquet reader (a run read row by row through the merge is
-/// slower than the hot tier, so flushing idle rows of a table that fits in memory would only
-/// slow its scans down).
+/// Default of [`DbOptions::flush_age_commits`]: under memory pressure only. Scans read cold
+/// runs by batch now (`docs/design/0012-cold-scans.md`), but point reads and updates of a cold
+/// key are several times slower than of a hot one (bloom filter, row-group read), so flushing
+/// idle rows of a table that fits in memory would slow an update workload like pgbench's.
 pub const DEFAULT_FLUSH_AGE_COMMITS: u64 = FLUSH_BY_AGE_NEVER;
 
 /// Default of [`DbOptions::checkpoint_log_bytes`].

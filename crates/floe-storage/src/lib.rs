@@ -10,8 +10,9 @@
 //! the runtime its calls run on), `cold_run` (immutable Parquet runs, a [`Source`] each),
 //! `manifest` (the truth about which runs are live, writer fencing, the sweeper),
 //! `cold_tier` (the store and writer an open database holds; runs attached at recovery) and
-//! `flush` (settled keys moved into runs at checkpoints); see `docs/design/0010-cold-runs.md`
-//! and `docs/design/0011-cold-tier-in-the-engine.md`.
+//! `flush` (settled keys moved into runs at checkpoints) and `cold_scan` (scans that read runs
+//! by batch where that is exact); see `docs/design/0010-cold-runs.md`,
+//! `docs/design/0011-cold-tier-in-the-engine.md` and `docs/design/0012-cold-scans.md`.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
 //! here, interpreted by `floe-sql`.
 //!
@@ -26,6 +27,7 @@ pub mod changes;
 pub mod checkpoint;
 pub mod codec;
 pub mod cold_run;
+mod cold_scan;
 mod cold_tier;
 mod commit;
 pub mod db;

@@ -16,6 +16,10 @@
 //!
 //! A SERIALIZABLE transaction's scan leaves a SIREAD mark on what it reads when it starts
 //! ([`ReadView::note_scan`]): its key, its key range, or the whole table.
+//!
+//! A table with cold runs is scanned by batch where that is exact (`cold_scan`): the
+//! plan is made at execution (it needs the snapshot), its pieces run on `target_partitions`
+//! blocking threads, and batches come out in no particular order.
 
 use std::fmt;
 use std::ops::Bound;
@@ -25,23 +29,28 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
 
 use crate::codec::{Key, RowBytes};
+use crate::cold_scan::{self, ColdScanPlan, ScanUnit};
 use crate::db::Db;
+use crate::error::StorageError;
 use crate::hot::KeyRange;
-use crate::table::TableData;
+use crate::source::{OlderSources, Sources};
+use crate::table::{RunSet, TableData};
 use crate::txn::ReadView;
 
 /// Name of the hidden column holding a row's key (DML only).
@@ -56,6 +65,7 @@ pub struct FloeTable {
     table: Arc<TableData>,
     schema: SchemaRef,
     with_key: bool,
+    batch_scans: bool,
 }
 
 impl FloeTable {
@@ -74,7 +84,15 @@ impl FloeTable {
             table,
             schema,
             with_key,
+            batch_scans: true,
         }
+    }
+
+    /// Whether scans may read cold runs by batch (`cold_scan`; on by default). Off,
+    /// every row goes through the newest-wins merge (tests compare the two).
+    pub fn with_batch_scans(mut self, batch_scans: bool) -> FloeTable {
+        self.batch_scans = batch_scans;
+        self
     }
 
     /// The table's live state.
@@ -105,6 +123,32 @@ impl FloeTable {
             }
         }
         None
+    }
+
+    /// The filters without volatile ones as one physical expression over the table's columns
+    /// (`None`: no such filter, or one DataFusion cannot plan here: pruning and pushdown are
+    /// only optimisations, DataFusion applies every filter above the scan).
+    fn filter_expr(&self, state: &dyn Session, filters: &[Expr]) -> Option<Arc<dyn PhysicalExpr>> {
+        let unqualified: Vec<Expr> = filters
+            .iter()
+            .filter(|filter| !filter.is_volatile())
+            .filter_map(|filter| {
+                filter
+                    .clone()
+                    .transform(|expr| match expr {
+                        Expr::Column(column) => Ok(Transformed::yes(Expr::Column(
+                            datafusion::common::Column::new_unqualified(column.name),
+                        ))),
+                        other => Ok(Transformed::no(other)),
+                    })
+                    .ok()
+                    .map(|t| t.data)
+            })
+            .collect();
+        let predicate = conjunction(unqualified)?;
+        let schema = self.table.codec.schema().clone();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+        state.create_physical_expr(predicate, &df_schema).ok()
     }
 
     /// The key range the filters restrict the scan to (full range if none).
@@ -169,7 +213,7 @@ impl FloeTable {
     }
 }
 
-fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
+pub(crate) fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
     let replace = match (&*current, &new) {
         (Bound::Unbounded, _) => true,
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
@@ -182,7 +226,7 @@ fn tighten_lower(current: &mut Bound<Key>, new: Bound<Key>) {
     }
 }
 
-fn tighten_upper(current: &mut Bound<Key>, new: Bound<Key>) {
+pub(crate) fn tighten_upper(current: &mut Bound<Key>, new: Bound<Key>) {
     let replace = match (&*current, &new) {
         (Bound::Unbounded, _) => true,
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
@@ -281,7 +325,7 @@ impl TableProvider for FloeTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -291,6 +335,35 @@ impl TableProvider for FloeTable {
             (Bound::Unbounded, Bound::Unbounded) => self.index_lookup(filters),
             _ => None,
         };
+        // Only tables with runs pay for it (planning every hot point query would too).
+        let point = matches!(&range, (Bound::Included(a), Bound::Included(b)) if a == b);
+        let filter = if self.batch_scans
+            && !self.with_key
+            && !point
+            && !filters.is_empty()
+            && !self.table.cold.is_empty()
+        {
+            self.filter_expr(state, filters)
+        } else {
+            None
+        };
+        let pruning = filter.as_ref().and_then(|filter| {
+            PruningPredicateBuilder::new()
+                .with_file_schema(self.table.codec.schema().clone())
+                .build(filter.clone())
+        });
+        // Testing the filters in the reader pays when it spares decoding other columns for
+        // the rows they drop; otherwise DataFusion's own test above the scan is enough.
+        let filter = filter.filter(|filter| {
+            let used: Vec<usize> = datafusion::physical_expr::utils::collect_columns(filter)
+                .iter()
+                .map(|c| c.index())
+                .collect();
+            match projection {
+                Some(p) => p.iter().any(|c| !used.contains(c)),
+                None => true,
+            }
+        });
         let projection = projection.cloned();
         let schema = match &projection {
             Some(p) => Arc::new(self.schema.project(p)?),
@@ -300,6 +373,9 @@ impl TableProvider for FloeTable {
             db: self.db.clone(),
             table: self.table.clone(),
             with_key: self.with_key,
+            batch_scans: self.batch_scans,
+            pruning,
+            filter,
             projection,
             range,
             index_lookup,
@@ -330,6 +406,14 @@ pub struct HotScanExec {
     db: Arc<Db>,
     table: Arc<TableData>,
     with_key: bool,
+    /// Cold runs may be read by batch ([`crate::cold_scan`]).
+    batch_scans: bool,
+    /// The filters as a pruning predicate over the table's columns (batch scans skip row
+    /// groups whose statistics rule every row out).
+    pruning: Option<Arc<PruningPredicate>>,
+    /// The filters, evaluated by batch scans on the visible rows of a row group before the
+    /// other columns are decoded (DataFusion applies them again above the scan).
+    filter: Option<Arc<dyn PhysicalExpr>>,
     projection: Option<Vec<usize>>,
     range: KeyRange,
     /// Read only the rows this index (by OID) names for this index key.
@@ -420,7 +504,28 @@ impl ExecutionPlan for HotScanExec {
             keys.dedup();
             Some(keys)
         });
+        // A point lookup reads one key: the merge's lookups are cheaper than a plan.
+        let batchable = self.batch_scans
+            && !self.is_point_lookup()
+            && candidates.is_none()
+            && !self.with_key
+            && self.limit.is_none()
+            && own.rows.is_empty()
+            && !own.truncated;
+        if batchable {
+            let plan = cold_scan::plan(
+                &self.table,
+                view.snapshot_ts(),
+                &self.range,
+                self.pruning.as_deref(),
+                self.filter.as_ref(),
+            );
+            if let Some(plan) = plan {
+                return Ok(self.execute_plan(plan, view, &context));
+            }
+        }
         let state = ScanState {
+            older: None,
             candidates,
             table: self.table.clone(),
             view,
@@ -451,6 +556,8 @@ impl ExecutionPlan for HotScanExec {
 }
 
 struct ScanState {
+    /// The run list to read (`None`: the table's current one, taken per chunk).
+    older: Option<(OlderSources, u64)>,
     /// Index lookup: only these keys (sorted) of the committed rows are read.
     candidates: Option<Vec<Key>>,
     table: Arc<TableData>,
@@ -466,6 +573,16 @@ struct ScanState {
 }
 
 impl ScanState {
+    fn sources(&self) -> Sources<'_> {
+        let snapshot_ts = self.view.snapshot_ts();
+        match &self.older {
+            Some((older, truncated_at)) => {
+                Sources::new(&self.table.hot, older.clone(), *truncated_at, snapshot_ts)
+            }
+            None => self.table.sources(snapshot_ts),
+        }
+    }
+
     fn next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
         if let Some(keys) = self.candidates.take() {
             if self.done {
@@ -475,7 +592,7 @@ impl ScanState {
             let committed = if self.skip_committed {
                 Vec::new()
             } else {
-                let sources = self.table.sources(self.view.snapshot_ts());
+                let sources = self.sources();
                 let mut found = Vec::with_capacity(keys.len());
                 for key in keys {
                     if let Some(row) = sources.try_get(&key)? {
@@ -496,7 +613,7 @@ impl ScanState {
             let last = if self.skip_committed {
                 None
             } else {
-                self.table.sources(self.view.snapshot_ts()).try_scan_chunk(
+                self.sources().try_scan_chunk(
                     &self.range,
                     BATCH_ROWS.min(self.remaining),
                     &mut committed,
@@ -556,25 +673,172 @@ impl ScanState {
     }
 
     fn to_batch(&self, rows: Vec<(Key, RowBytes)>) -> DfResult<RecordBatch> {
-        let count = rows.len();
-        let decoded = self
-            .table
-            .codec
-            .decode_rows(rows.iter().map(|(_, r)| r.as_ref()))?;
-        let mut columns: Vec<ArrayRef> = decoded.columns().to_vec();
-        if self.with_key {
-            columns.push(Arc::new(BinaryArray::from_iter_values(
-                rows.iter().map(|(k, _)| k.as_ref()),
-            )));
-        }
-        let columns = match &self.projection {
-            Some(p) => p.iter().map(|&i| columns[i].clone()).collect(),
-            None => columns,
+        rows_to_batch(
+            &self.table,
+            self.with_key,
+            self.projection.as_deref(),
+            &self.schema,
+            rows,
+        )
+    }
+}
+
+/// `rows` of `table` as a batch of `schema`: the table's columns (and the key column when
+/// `with_key`), projected.
+fn rows_to_batch(
+    table: &TableData,
+    with_key: bool,
+    projection: Option<&[usize]>,
+    schema: &SchemaRef,
+    rows: Vec<(Key, RowBytes)>,
+) -> DfResult<RecordBatch> {
+    let count = rows.len();
+    let decoded = table
+        .codec
+        .decode_rows(rows.iter().map(|(_, r)| r.as_ref()))?;
+    let mut columns: Vec<ArrayRef> = decoded.columns().to_vec();
+    if with_key {
+        columns.push(Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|(k, _)| k.as_ref()),
+        )));
+    }
+    let columns = match projection {
+        Some(p) => p.iter().map(|&i| columns[i].clone()).collect(),
+        None => columns,
+    };
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(count)),
+    )?)
+}
+
+impl HotScanExec {
+    /// Runs `plan`'s units on up to `target_partitions` tasks, batches in any order.
+    fn execute_plan(
+        &self,
+        plan: ColdScanPlan,
+        view: Arc<ReadView>,
+        context: &Arc<TaskContext>,
+    ) -> SendableRecordBatchStream {
+        let workers = context
+            .session_config()
+            .target_partitions()
+            .clamp(1, plan.units.len().max(1));
+        let columns: Arc<[usize]> = match &self.projection {
+            Some(p) => p.iter().copied().collect(),
+            None => (0..self.table.codec.schema().fields().len()).collect(),
         };
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(count)),
-        )?)
+        let older = (plan.runs.sources.clone(), plan.truncated_at);
+        let queue = Arc::new(parking_lot::Mutex::new(std::collections::VecDeque::from(
+            plan.units,
+        )));
+        // Every task holds the run list until it ends (see `cold_scan`).
+        let runs = Arc::new(plan.runs);
+        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), workers * 2);
+        for _ in 0..workers {
+            let worker = ScanWorker {
+                tx: builder.tx(),
+                queue: queue.clone(),
+                _runs: runs.clone(),
+                older: older.clone(),
+                table: self.table.clone(),
+                view: view.clone(),
+                projection: self.projection.clone(),
+                columns: columns.clone(),
+                range: self.range.clone(),
+                schema: self.schema.clone(),
+            };
+            builder.spawn_blocking(move || worker.run());
+        }
+        builder.build()
+    }
+}
+
+/// One task of a batch scan: takes units off the shared queue until it is empty.
+struct ScanWorker {
+    tx: tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+    queue: Arc<parking_lot::Mutex<std::collections::VecDeque<ScanUnit>>>,
+    _runs: Arc<RunSet>,
+    older: (OlderSources, u64),
+    table: Arc<TableData>,
+    view: Arc<ReadView>,
+    projection: Option<Vec<usize>>,
+    columns: Arc<[usize]>,
+    range: KeyRange,
+    schema: SchemaRef,
+}
+
+impl ScanWorker {
+    /// Runs on a blocking thread: Floe runs each connection on a current-thread runtime, so
+    /// tasks spawned there would share its one thread; blocking threads decode in parallel.
+    /// Fetches still run on the cold runtime (the stream awaits them from here).
+    fn run(self) -> DfResult<()> {
+        loop {
+            let unit = self.queue.lock().pop_front();
+            let Some(unit) = unit else {
+                return Ok(());
+            };
+            match unit {
+                ScanUnit::Merge(range) => {
+                    let mut state = ScanState {
+                        older: Some(self.older.clone()),
+                        candidates: None,
+                        table: self.table.clone(),
+                        view: self.view.clone(),
+                        range,
+                        own: Vec::new().into_iter().peekable(),
+                        skip_committed: false,
+                        remaining: usize::MAX,
+                        with_key: false,
+                        projection: self.projection.clone(),
+                        schema: self.schema.clone(),
+                        done: false,
+                    };
+                    while let Some(batch) = state.next_batch()? {
+                        if self.tx.blocking_send(Ok(batch)).is_err() {
+                            return Ok(()); // the consumer is gone
+                        }
+                    }
+                }
+                ScanUnit::Rows(rows) => {
+                    let batch = rows_to_batch(
+                        &self.table,
+                        false,
+                        self.projection.as_deref(),
+                        &self.schema,
+                        rows,
+                    )?;
+                    if self.tx.blocking_send(Ok(batch)).is_err() {
+                        return Ok(());
+                    }
+                }
+                ScanUnit::RowGroup {
+                    run,
+                    group,
+                    visibility,
+                } => {
+                    let batches = run
+                        .scan_group(
+                            group,
+                            &self.range,
+                            visibility,
+                            &self.columns,
+                            self.schema.clone(),
+                            BATCH_ROWS * 2,
+                        )
+                        .map_err(StorageError::from)?;
+                    for batch in futures::executor::block_on_stream(batches) {
+                        let batch = batch.map_err(StorageError::from)?;
+                        if batch.num_rows() == 0 {
+                            continue;
+                        }
+                        if self.tx.blocking_send(Ok(batch)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
