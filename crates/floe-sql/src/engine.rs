@@ -160,6 +160,7 @@ impl Engine {
             planners.insert(0, functions::text::substring_planner());
             planners.insert(0, Arc::new(crate::arithmetic::PostgresOperators::new()));
             planners.insert(0, Arc::new(crate::numeric::NumericExprPlanner));
+            planners.insert(0, Arc::new(functions::jsonb::operators::JsonOperators));
         }
         let mut state = builder.build();
         let mut math: Vec<_> = [
@@ -188,6 +189,11 @@ impl Engine {
                     .map_err(SqlError::from)?;
             }
         }
+        for udaf in functions::jsonb::aggregate::udafs() {
+            state
+                .register_udaf(Arc::new(udaf))
+                .map_err(SqlError::from)?;
+        }
         let statistics: Vec<_> = ["var", "var_pop", "stddev", "stddev_pop"]
             .iter()
             .filter_map(|name| state.aggregate_functions().get(*name).cloned())
@@ -205,6 +211,7 @@ impl Engine {
             .chain(functions::datetime::udfs())
             .chain(functions::to_timestamp::udfs())
             .chain(functions::encoding::udfs())
+            .chain(functions::jsonb::udfs())
             .chain([
                 functions::type_of::udf(),
                 crate::numeric::functions::negate_udf(),
