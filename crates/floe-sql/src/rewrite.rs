@@ -921,19 +921,7 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
         _ => None,
     };
     if let Some(binary) = json_kind {
-        let invalid = |reason: String| {
-            SqlError::new(
-                sqlstate::INVALID_TEXT_REPRESENTATION,
-                "invalid input syntax for type json",
-            )
-            .with_detail(reason)
-        };
-        let value = if binary {
-            literals::normalize_jsonb(text).map_err(invalid)?
-        } else {
-            literals::validate_json(text).map_err(invalid)?;
-            text.clone()
-        };
+        let value = crate::functions::jsonb::read_literal(text, binary)?;
         return Ok(Some(Expr::Cast {
             kind: ast::CastKind::DoubleColon,
             expr: Box::new(Expr::value(Value::SingleQuotedString(value))),

@@ -65,6 +65,19 @@ pub(crate) fn element_tag(function: &str) -> Option<&'static str> {
     }
 }
 
+/// A `json` (`binary` false) or `jsonb` literal's value: the text as written once checked, or
+/// `jsonb`'s canonical text (22P02 for text that is not JSON).
+pub(crate) fn read_literal(text: &str, binary: bool) -> Result<String, SqlError> {
+    value::on_deep_stack(value::nesting(text), || {
+        let raw = value::parse(text)?;
+        Ok(if binary {
+            raw.to_jsonb()?.to_text()
+        } else {
+            text.to_string()
+        })
+    })
+}
+
 /// What a function computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Op {
@@ -899,7 +912,9 @@ impl JsonFunction {
             }
             Op::Set | Op::Insert => {
                 let flag = match arrays.get(3) {
-                    Some(a) if a.is_null(row) => return Ok(Out::Null),
+                    Some(a) if a.is_null(row) || a.data_type() == &DataType::Null => {
+                        return Ok(Out::Null)
+                    }
                     Some(a) => match a.data_type() {
                         DataType::Boolean => a.as_boolean().value(row),
                         _ => return exec_err!("{} expects a boolean", self.display),

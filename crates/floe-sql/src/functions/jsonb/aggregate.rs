@@ -5,9 +5,11 @@
 //! row came, PostgreSQL's layout otherwise (`[1, 2]` for `json_agg`, `{ "k" : 1 }` for
 //! `json_object_agg`, canonical text for the `jsonb` ones).
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -88,19 +90,36 @@ impl AggregateUDFImpl for JsonAgg {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(vec![
+        let mut fields = vec![
             text_list(&format!("{}_keys", args.name)),
             text_list(&format!("{}_values", args.name)),
-        ])
+        ];
+        for (i, order) in args.ordering_fields.iter().enumerate() {
+            let item = Field::new("item", order.data_type().clone(), true);
+            fields.push(Arc::new(Field::new(
+                format!("{}_order{i}", args.name),
+                DataType::List(Arc::new(item)),
+                true,
+            )));
+        }
+        Ok(fields)
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let order_types = args
+            .order_bys
+            .iter()
+            .map(|o| o.expr.data_type(args.schema))
+            .collect::<DfResult<_>>()?;
         Ok(Box::new(JsonAccumulator {
             binary: self.binary,
             object: self.object,
             fields: args.expr_fields.to_vec(),
+            order_options: args.order_bys.iter().map(|o| o.options).collect(),
+            order_types,
             keys: Vec::new(),
             values: Vec::new(),
+            orders: Vec::new(),
             rows: 0,
         }))
     }
@@ -115,11 +134,53 @@ struct JsonAccumulator {
     keys: Vec<String>,
     /// JSON text of each value; `None` for SQL NULL.
     values: Vec<Option<String>>,
+    /// How the call's `ORDER BY` keys sort (DataFusion sorts the input by at most one
+    /// aggregate's keys, so each accumulator orders its own rows).
+    order_options: Vec<SortOptions>,
+    order_types: Vec<DataType>,
+    /// The `ORDER BY` keys of each value.
+    orders: Vec<Vec<ScalarValue>>,
     /// Rows seen (a `json_agg` of only NULLs is `[null]`, of no rows NULL).
     rows: usize,
 }
 
 impl JsonAccumulator {
+    /// The positions of the values in `ORDER BY` order (arrival order for equal keys).
+    fn order(&self) -> Vec<usize> {
+        let mut positions: Vec<usize> = (0..self.values.len()).collect();
+        if self.order_options.is_empty() || self.orders.len() != self.values.len() {
+            return positions;
+        }
+        positions.sort_by(|&a, &b| {
+            for ((x, y), options) in self.orders[a]
+                .iter()
+                .zip(&self.orders[b])
+                .zip(&self.order_options)
+            {
+                let ordering = match (x.is_null(), y.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) if options.nulls_first => Ordering::Less,
+                    (true, false) => Ordering::Greater,
+                    (false, true) if options.nulls_first => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    (false, false) => {
+                        let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
+                        if options.descending {
+                            o.reverse()
+                        } else {
+                            o
+                        }
+                    }
+                };
+                if ordering.is_ne() {
+                    return ordering;
+                }
+            }
+            Ordering::Equal
+        });
+        positions
+    }
+
     /// `json_agg` puts a line break before each SQL array it aggregates, as PostgreSQL does.
     fn array_input(&self) -> bool {
         !self.object
@@ -145,6 +206,11 @@ impl Accumulator for JsonAccumulator {
                 };
                 self.keys.push(key);
             }
+            let keys = values[value_index + 1..]
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a.as_ref(), row))
+                .collect::<DfResult<Vec<_>>>()?;
+            self.orders.push(keys);
             self.values.push(convert::json_text(
                 values[value_index].as_ref(),
                 &field,
@@ -193,26 +259,28 @@ impl JsonAccumulator {
     /// The aggregate's text.
     fn result(&self) -> DfResult<String> {
         let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "null".into());
+        let order = self.order();
+        let values: Vec<&Option<String>> = order.iter().map(|&i| &self.values[i]).collect();
+        let keys: Vec<&String> = order.iter().filter_map(|&i| self.keys.get(i)).collect();
         let out = match (self.binary, self.object) {
             (true, false) => {
-                let items = self
-                    .values
+                let items = values
                     .iter()
                     .map(|v| v.as_deref().map_or(Ok(Jsonb::Null), Jsonb::parse))
                     .collect::<Result<Vec<_>, _>>()?;
                 Jsonb::Array(items).to_text()
             }
             (true, true) => {
-                let mut members = Vec::with_capacity(self.values.len());
-                for (key, value) in self.keys.iter().zip(&self.values) {
+                let mut members = Vec::with_capacity(values.len());
+                for (key, value) in keys.iter().zip(&values) {
                     let value = value.as_deref().map_or(Ok(Jsonb::Null), Jsonb::parse)?;
-                    members.push((key.clone(), value));
+                    members.push((key.to_string(), value));
                 }
                 Jsonb::object(members).to_text()
             }
             (false, false) => {
                 let mut out = String::from("[");
-                for (i, value) in self.values.iter().enumerate() {
+                for (i, value) in values.iter().enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
@@ -225,10 +293,9 @@ impl JsonAccumulator {
                 out
             }
             (false, true) => {
-                let parts: Vec<String> = self
-                    .keys
+                let parts: Vec<String> = keys
                     .iter()
-                    .zip(&self.values)
+                    .zip(&values)
                     .map(|(k, v)| format!("{} : {}", quoted(k), text(v)))
                     .collect();
                 format!("{{ {} }}", parts.join(", "))
@@ -253,7 +320,19 @@ impl JsonAccumulator {
         }
         builder.append(true);
         let values = ScalarValue::List(Arc::new(builder.finish()));
-        Ok(vec![ScalarValue::List(keys), values])
+        let mut state = vec![ScalarValue::List(keys), values];
+        for (i, data_type) in self.order_types.iter().enumerate() {
+            let column: Vec<ScalarValue> = self
+                .orders
+                .iter()
+                .map(|keys| keys.get(i).cloned())
+                .collect::<Option<_>>()
+                .unwrap_or_default();
+            state.push(ScalarValue::List(ScalarValue::new_list_nullable(
+                &column, data_type,
+            )));
+        }
+        Ok(state)
     }
 
     fn merge(&mut self, states: &[ArrayRef]) -> DfResult<()> {
@@ -268,9 +347,18 @@ impl JsonAccumulator {
             }
             if !values.is_null(row) {
                 let v = values.value(row);
+                let orders: Vec<ArrayRef> = states[2..]
+                    .iter()
+                    .map(|s| s.as_list::<i32>().value(row))
+                    .collect();
                 for i in 0..v.len() {
                     self.values
                         .push(string_at(v.as_ref(), i)?.map(str::to_string));
+                    let keys = orders
+                        .iter()
+                        .map(|o| ScalarValue::try_from_array(o.as_ref(), i))
+                        .collect::<DfResult<Vec<_>>>()?;
+                    self.orders.push(keys);
                     self.rows += 1;
                 }
             }

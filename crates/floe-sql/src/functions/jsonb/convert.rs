@@ -191,9 +191,7 @@ fn timestamp_iso(micros: i64, with_zone: bool) -> String {
 fn interval_text(months: i32, days: i32, micros: i64) -> String {
     let mut parts: Vec<String> = Vec::new();
     let (years, months) = (months / 12, months % 12);
-    let unit = |n: i64, one: &str, many: &str| {
-        format!("{n} {}", if n == 1 || n == -1 { one } else { many })
-    };
+    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     if years != 0 {
         parts.push(unit(i64::from(years), "year", "years"));
     }
