@@ -251,6 +251,7 @@ impl Engine {
         state.add_analyzer_rule(Arc::new(crate::subquery::PostgresSubqueries::new()));
         state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));
         state.add_analyzer_rule(Arc::new(crate::bounded_text::BpcharComparisons));
+        state.add_analyzer_rule(Arc::new(functions::jsonb::operators::JsonbOrder));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),

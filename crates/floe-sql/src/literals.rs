@@ -147,6 +147,12 @@ pub fn canonical_uuid(text: &str) -> Option<String> {
     ))
 }
 
+/// A `json` (`binary` false) or `jsonb` input text's value: the text itself once checked, or
+/// `jsonb`'s canonical text (22P02 for text that is not JSON; see `functions::jsonb`).
+pub fn read_json(text: &str, binary: bool) -> crate::SqlResult<String> {
+    crate::functions::jsonb::read_literal(text, binary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

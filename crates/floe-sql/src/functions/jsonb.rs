@@ -130,6 +130,8 @@ enum Op {
     Input,
     /// JSON text as it is, tagged with its type again (after `unnest` dropped the tag).
     Tag,
+    /// The bytes `ORDER BY` sorts a `jsonb` value by ([`Jsonb::sort_key`]).
+    SortKey,
 }
 
 /// Which of the two JSON types a function reads and returns.
@@ -169,6 +171,7 @@ fn operator_name(op: Op) -> &'static str {
         Op::Delete => "floe_jsonb_delete",
         Op::DeletePath => "floe_jsonb_delete_path",
         Op::Compare => "floe_jsonb_cmp",
+        Op::SortKey => "floe_jsonb_sort_key",
         _ => "floe_json_unknown",
     }
 }
@@ -199,6 +202,7 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         Op::Delete,
         Op::DeletePath,
         Op::Compare,
+        Op::SortKey,
     ] {
         let name = operator_name(op);
         out.push(function(name, name, op, Flavour::OfOperand));
@@ -269,6 +273,7 @@ enum Out {
     Text(String),
     Bool(bool),
     Int(i32),
+    Bytes(Vec<u8>),
     List(Vec<Option<String>>),
 }
 
@@ -280,6 +285,7 @@ enum Shape {
     Text,
     Bool,
     Int,
+    Bytes,
     ListOf(Element),
 }
 
@@ -309,6 +315,7 @@ impl Shape {
             Shape::Text => Field::new(name, DataType::Utf8, true),
             Shape::Bool => Field::new(name, DataType::Boolean, true),
             Shape::Int => Field::new(name, DataType::Int32, true),
+            Shape::Bytes => Field::new(name, DataType::Binary, true),
             Shape::ListOf(e) => Field::new(name, DataType::List(Arc::new(element(e))), true),
         }
     }
@@ -343,6 +350,7 @@ impl JsonFunction {
             }
             Op::Concat | Op::Delete | Op::DeletePath | Op::Set | Op::Insert => Shape::Jsonb,
             Op::Compare | Op::ArrayLength => Shape::Int,
+            Op::SortKey => Shape::Bytes,
             Op::ArrayElements | Op::EachValues => Shape::ListOf(same_element),
             Op::ArrayElementsText | Op::EachKeys | Op::EachValuesText | Op::ObjectKeys => {
                 Shape::ListOf(Element::Text)
@@ -366,6 +374,7 @@ impl JsonFunction {
             | Op::Delete
             | Op::DeletePath
             | Op::Compare => n == 2,
+            Op::SortKey => n == 1,
             Op::BuildObject | Op::BuildArray => true,
             Op::ExtractPath | Op::ExtractPathText => n >= 1,
             Op::Set => n == 3 || n == 4,
@@ -479,6 +488,16 @@ fn build(shape: Shape, results: Vec<Out>) -> DfResult<ArrayRef> {
             for r in results {
                 match r {
                     Out::Int(v) => b.append_value(v),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Shape::Bytes => {
+            let mut b = datafusion::arrow::array::BinaryBuilder::new();
+            for r in results {
+                match r {
+                    Out::Bytes(v) => b.append_value(v),
                     _ => b.append_null(),
                 }
             }
@@ -798,6 +817,10 @@ impl JsonFunction {
                 Ok(Out::Text(Jsonb::parse(&text)?.to_text()))
             }
             Op::Tag => Ok(text_out(string_at(arg(0), row)?.map(str::to_string))),
+            Op::SortKey => Ok(match jsonb_at(arg(0), row)? {
+                Some(value) => Out::Bytes(value.sort_key()),
+                None => Out::Null,
+            }),
             Op::Input => {
                 let Some(text) = string_at(arg(0), row)? else {
                     return Ok(Out::Null);

@@ -6,15 +6,19 @@
 //! `?&` and `#-` exist only for JSON here; `@>` and `<@` are taken when an operand is JSON text
 //! (arrays keep DataFusion's meaning); `||`, `-` and comparisons only when the left operand
 //! (for `||` and comparisons, either operand) is `jsonb` and the other `jsonb` or an untyped
-//! literal, as PostgreSQL resolves them.
+//! literal, as PostgreSQL resolves them. [`JsonbOrder`] makes `ORDER BY` sort `jsonb` values
+//! in `jsonb`'s order.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{lit, Expr, ExprSchemable, ScalarUDF};
+use datafusion::logical_expr::{lit, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
+use datafusion::optimizer::AnalyzerRule;
 use datafusion::sql::sqlparser::ast::{self, BinaryOperator};
 
 use super::{operator_name, Op};
@@ -294,4 +298,43 @@ pub(crate) fn table_function(factor: &ast::TableFactor) -> Option<ast::TableFact
         alias: Some(alias),
         sample: None,
     })
+}
+
+/// `ORDER BY` of `jsonb` values in `jsonb`'s order (`[] < null < "a" < 1 < true < [1] < {}`,
+/// numbers by value), not in the order of their text: an analyzer rule that sorts by
+/// [`super::value::Jsonb::sort_key`].
+#[derive(Debug, Default)]
+pub struct JsonbOrder;
+
+impl AnalyzerRule for JsonbOrder {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Sort(mut sort) = node else {
+                return Ok(Transformed::no(node));
+            };
+            let schema = Arc::clone(sort.input.schema());
+            let mut changed = false;
+            for key in sort.expr.iter_mut() {
+                if operand(&key.expr, &schema) == Operand::Jsonb {
+                    let value = std::mem::replace(&mut key.expr, lit(0i32));
+                    key.expr = Expr::ScalarFunction(ScalarFunction::new_udf(
+                        udf(Op::SortKey),
+                        vec![value],
+                    ));
+                    changed = true;
+                }
+            }
+            let node = LogicalPlan::Sort(sort);
+            Ok(if changed {
+                Transformed::yes(node)
+            } else {
+                Transformed::no(node)
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_jsonb_order"
+    }
 }

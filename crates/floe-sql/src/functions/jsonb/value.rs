@@ -291,6 +291,62 @@ impl Jsonb {
         }
     }
 
+    /// Bytes that sort as [`Jsonb::compare`] orders values (equal values, `1` and `1.0`
+    /// among them, have equal keys): what `ORDER BY` of a `jsonb` sorts by.
+    pub(crate) fn sort_key(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            // A top-level scalar sorts as a one-element array, before a real one.
+            scalar if scalar.is_scalar() => {
+                out.push(self.rank_of_array());
+                out.extend(1u64.to_be_bytes());
+                out.push(0);
+                scalar.write_key(&mut out);
+            }
+            Jsonb::Array(items) => {
+                out.push(self.rank_of_array());
+                out.extend((items.len() as u64).to_be_bytes());
+                out.push(1);
+                for item in items {
+                    item.write_key(&mut out);
+                }
+            }
+            object => object.write_key(&mut out),
+        }
+        out
+    }
+
+    fn rank_of_array(&self) -> u8 {
+        Jsonb::Array(Vec::new()).rank()
+    }
+
+    /// The key of a value below the top level (prefix-free, so keys concatenate).
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.push(self.rank());
+        match self {
+            Jsonb::Null => {}
+            Jsonb::Bool(b) => out.push(u8::from(*b)),
+            Jsonb::String(s) => write_string_key(s, out),
+            Jsonb::Number(n) => match Numeric::parse(n) {
+                Ok(value) => out.extend(crate::numeric::value::value_part(&value.to_key())),
+                Err(_) => write_string_key(n, out),
+            },
+            Jsonb::Array(items) => {
+                out.extend((items.len() as u64).to_be_bytes());
+                for item in items {
+                    item.write_key(out);
+                }
+            }
+            Jsonb::Object(members) => {
+                out.extend((members.len() as u64).to_be_bytes());
+                for (key, value) in members {
+                    write_string_key(key, out);
+                    value.write_key(out);
+                }
+            }
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Jsonb::Null => 0,
@@ -382,6 +438,17 @@ fn deep_contains(left: &Jsonb, right: &Jsonb) -> bool {
         (l, r) if l.is_scalar() && r.is_scalar() => l.scalar_equals(r),
         _ => false,
     }
+}
+
+/// A string's bytes with 0 escaped as 0 1, ended by 0 0: byte order, prefix-free.
+fn write_string_key(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(1);
+        }
+    }
+    out.extend([0, 0]);
 }
 
 /// Compares two numbers in `numeric` text form by value.
@@ -789,5 +856,45 @@ mod tests {
         assert!(!j("[1,2,[3]]").contains(&j("[3]")));
         assert!(j("[1,2,[3]]").contains(&j("[[3]]")));
         assert!(j("[1]").contains(&j("1")));
+        let values = [
+            "[]",
+            "null",
+            "\"\"",
+            "\"a\"",
+            "\"ab\"",
+            "\"b\"",
+            "-1",
+            "0",
+            "1",
+            "1.0",
+            "2.5",
+            "10",
+            "false",
+            "true",
+            "[null]",
+            "[1]",
+            "[\"a\"]",
+            "[[]]",
+            "[1, 2]",
+            "{}",
+            "{\"a\": 1}",
+            "{\"a\": 2}",
+            "{\"b\": 1}",
+            "{\"aa\": 1}",
+            "{\"a\": 1, \"b\": 1}",
+            "[1, [2]]",
+            "[1, {}]",
+            "{\"a\": [1]}",
+            "{\"a\": {}}",
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(
+                    j(a).sort_key().cmp(&j(b).sort_key()),
+                    j(a).compare(&j(b)),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
 }
