@@ -31,6 +31,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
+use crate::datetime::Zone;
 use crate::error::{sqlstate, SqlError};
 use crate::types::SqlType;
 use value::{Jsonb, Raw};
@@ -447,9 +448,10 @@ impl ScalarUDFImpl for JsonFunction {
             .max()
             .unwrap_or(0);
         let fields = &args.arg_fields;
+        let zone = crate::datetime_udf::session_zone(&args.config_options);
         let results = value::on_deep_stack(depth, || {
             (0..rows)
-                .map(|row| self.row(&arrays, fields, row, json))
+                .map(|row| self.row(&arrays, fields, row, json, zone))
                 .collect::<DfResult<Vec<Out>>>()
         })?;
         let array = build(shape, results)?;
@@ -804,11 +806,12 @@ impl JsonFunction {
         fields: &[FieldRef],
         row: usize,
         json: bool,
+        zone: Zone,
     ) -> DfResult<Out> {
         let arg = |i: usize| arrays[i].as_ref();
         match self.op {
             Op::ToJson => {
-                let Some(text) = convert::json_text(arg(0), &fields[0], row)? else {
+                let Some(text) = convert::json_text(arg(0), &fields[0], row, zone)? else {
                     return Ok(Out::Null);
                 };
                 if json {
@@ -832,11 +835,11 @@ impl JsonFunction {
                     raw.to_jsonb()?.to_text()
                 }))
             }
-            Op::BuildObject => self.build_object(arrays, fields, row, json),
+            Op::BuildObject => self.build_object(arrays, fields, row, json, zone),
             Op::BuildArray => {
                 let mut items = Vec::with_capacity(arrays.len());
                 for (array, field) in arrays.iter().zip(fields) {
-                    items.push(convert::json_text(array.as_ref(), field, row)?);
+                    items.push(convert::json_text(array.as_ref(), field, row, zone)?);
                 }
                 if json {
                     let items: Vec<String> = items
@@ -1094,6 +1097,7 @@ impl JsonFunction {
         fields: &[FieldRef],
         row: usize,
         json: bool,
+        zone: Zone,
     ) -> DfResult<Out> {
         if !arrays.len().is_multiple_of(2) {
             return Err(SqlError::new(
@@ -1109,9 +1113,9 @@ impl JsonFunction {
         let mut members = Vec::with_capacity(arrays.len() / 2);
         for pair in 0..arrays.len() / 2 {
             let (k, v) = (2 * pair, 2 * pair + 1);
-            let key = key_text(arrays[k].as_ref(), &fields[k], row)?
+            let key = key_text(arrays[k].as_ref(), &fields[k], row, zone)?
                 .ok_or_else(|| invalid(format!("argument {}: key must not be null", k + 1)))?;
-            let value = convert::json_text(arrays[v].as_ref(), &fields[v], row)?;
+            let value = convert::json_text(arrays[v].as_ref(), &fields[v], row, zone)?;
             members.push((key, value));
         }
         if json {
@@ -1137,14 +1141,14 @@ impl JsonFunction {
 
 /// An object key from a value of any scalar type: its text, as PostgreSQL's output function
 /// prints it (numbers as digits, strings as they are).
-fn key_text(array: &dyn Array, field: &Field, row: usize) -> DfResult<Option<String>> {
+fn key_text(array: &dyn Array, field: &Field, row: usize, zone: Zone) -> DfResult<Option<String>> {
     if matches!(
         array.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
     ) {
         return Ok(string_at(array, row)?.map(str::to_string));
     }
-    let Some(text) = convert::json_text(array, field, row)? else {
+    let Some(text) = convert::json_text(array, field, row, zone)? else {
         return Ok(None);
     };
     if matches!(array.data_type(), DataType::List(_) | DataType::Struct(_)) {

@@ -41,6 +41,12 @@ pub(crate) fn udafs() -> Vec<AggregateUDF> {
     .collect()
 }
 
+/// The zone aggregates print `timestamptz` values in: UTC (an accumulator does not see the
+/// session's TimeZone).
+fn utc() -> crate::datetime::Zone {
+    crate::datetime::Zone::from_setting(None)
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct JsonAgg {
     name: &'static str,
@@ -201,7 +207,7 @@ impl Accumulator for JsonAccumulator {
         for row in 0..rows {
             if self.object {
                 let key_field = self.fields[0].clone();
-                let Some(key) = key_text(values[0].as_ref(), &key_field, row)? else {
+                let Some(key) = key_text(values[0].as_ref(), &key_field, row, utc())? else {
                     return Err(invalid("field name must not be null"));
                 };
                 self.keys.push(key);
@@ -215,6 +221,7 @@ impl Accumulator for JsonAccumulator {
                 values[value_index].as_ref(),
                 &field,
                 row,
+                utc(),
             )?);
             self.rows += 1;
         }

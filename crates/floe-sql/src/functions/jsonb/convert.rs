@@ -17,11 +17,16 @@ use datafusion::arrow::datatypes::{
 use datafusion::common::Result as DfResult;
 
 use super::value::quoted;
-use crate::datetime::{date_text, DATE_INFINITY, DATE_NEG_INFINITY};
+use crate::datetime::{date_text, Zone, DATE_INFINITY, DATE_NEG_INFINITY};
 use crate::types::{float4_text, float8_text, SqlType};
 
 /// The JSON text of row `row` of `array` (a column of `field`'s type); `None` for SQL NULL.
-pub(crate) fn json_text(array: &dyn Array, field: &Field, row: usize) -> DfResult<Option<String>> {
+pub(crate) fn json_text(
+    array: &dyn Array,
+    field: &Field,
+    row: usize,
+    zone: Zone,
+) -> DfResult<Option<String>> {
     if array.is_null(row) {
         return Ok(None);
     }
@@ -72,7 +77,9 @@ pub(crate) fn json_text(array: &dyn Array, field: &Field, row: usize) -> DfResul
                 _ => date_text(days),
             })
         }
-        DataType::Timestamp(unit, zone) => {
+        DataType::Timestamp(unit, with_zone) => {
+            let session_zone = zone;
+            let zone = with_zone;
             let micros = match unit {
                 TimeUnit::Microsecond => {
                     array.as_primitive::<TimestampMicrosecondType>().value(row)
@@ -89,7 +96,10 @@ pub(crate) fn json_text(array: &dyn Array, field: &Field, row: usize) -> DfResul
                     array.as_primitive::<TimestampNanosecondType>().value(row) / 1000
                 }
             };
-            quoted(&timestamp_iso(micros, zone.is_some()))
+            quoted(&timestamp_iso(
+                micros,
+                zone.is_some().then_some(session_zone),
+            ))
         }
         DataType::Time64(unit) => {
             let micros = match unit {
@@ -120,7 +130,7 @@ pub(crate) fn json_text(array: &dyn Array, field: &Field, row: usize) -> DfResul
                 if i > 0 {
                     out.push(',');
                 }
-                match json_text(values.as_ref(), item, i)? {
+                match json_text(values.as_ref(), item, i, zone)? {
                     Some(text) => out.push_str(&text),
                     None => out.push_str("null"),
                 }
@@ -165,23 +175,30 @@ fn bytea_text(bytes: &[u8]) -> String {
     out
 }
 
-/// A timestamp as JSON prints it: `2020-01-01T10:00:00.5`, with `+00:00` for `timestamptz`
-/// (Floe's sessions print timestamptz in UTC here).
-fn timestamp_iso(micros: i64, with_zone: bool) -> String {
+/// A timestamp as JSON prints it: `2020-01-01T10:00:00.5`; a `timestamptz` in the session's
+/// zone with its offset (`+05:30`).
+fn timestamp_iso(micros: i64, zone: Option<Zone>) -> String {
     use crate::datetime::{TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY};
     match micros {
         TIMESTAMP_INFINITY => return "infinity".into(),
         TIMESTAMP_NEG_INFINITY => return "-infinity".into(),
         _ => {}
     }
-    let text = crate::datetime::timestamp_text(micros, None);
+    let offset = zone.map(|z| z.offset_at_utc(micros));
+    let local = micros.saturating_add(i64::from(offset.unwrap_or(0)) * 1_000_000);
+    let text = crate::datetime::timestamp_text(local, None);
     let (text, bc) = match text.strip_suffix(" BC") {
         Some(t) => (t.to_string(), " BC"),
         None => (text, ""),
     };
     let mut out = text.replacen(' ', "T", 1);
-    if with_zone {
-        out.push_str("+00:00");
+    if let Some(offset) = offset {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let abs = offset.unsigned_abs();
+        out.push_str(&format!("{sign}{:02}:{:02}", abs / 3600, (abs / 60) % 60));
+        if abs % 60 != 0 {
+            out.push_str(&format!(":{:02}", abs % 60));
+        }
     }
     out.push_str(bc);
     out
@@ -239,7 +256,10 @@ mod tests {
         );
         assert_eq!(interval_text(0, 0, 0), "00:00:00");
         assert_eq!(bytea_text(&[1, 255]), "\\x01ff");
-        assert_eq!(timestamp_iso(500_000, true), "1970-01-01T00:00:00.5+00:00");
+        assert_eq!(
+            timestamp_iso(500_000, Some(Zone::from_setting(None))),
+            "1970-01-01T00:00:00.5+00:00"
+        );
         assert!(is_json_number("1e+20"));
         assert!(!is_json_number("NaN"));
     }

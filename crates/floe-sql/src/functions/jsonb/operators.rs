@@ -70,6 +70,47 @@ fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
     }
 }
 
+fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
+}
+
+/// PostgreSQL's error for an operator its operand types do not have (42883), or have too
+/// many of (42725, two untyped literals).
+fn no_operator(
+    op: &BinaryOperator,
+    left: &Expr,
+    right: &Expr,
+    schema: &DFSchema,
+    l: Operand,
+    r: Operand,
+) -> crate::SqlError {
+    let name = |expr: &Expr, o: Operand| match o {
+        Operand::Unknown => "unknown".to_string(),
+        _ => field_of(expr, schema)
+            .map(|f| SqlType::from_arrow_field(&f).name())
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    let (left, right) = (name(left, l), name(right, r));
+    if l == Operand::Unknown && r == Operand::Unknown {
+        return crate::SqlError::new(
+            "42725",
+            format!("operator is not unique: {left} {op} {right}"),
+        );
+    }
+    crate::SqlError::new(
+        crate::sqlstate::UNDEFINED_FUNCTION,
+        format!("operator does not exist: {left} {op} {right}"),
+    )
+}
+
 /// The function implementing `op`.
 fn udf(op: Op) -> Arc<ScalarUDF> {
     let name = operator_name(op);
@@ -100,6 +141,39 @@ impl ExprPlanner for JsonOperators {
         let jsonb_pair = (l == Operand::Jsonb && matches!(r, Operand::Jsonb | Operand::Unknown))
             || (r == Operand::Jsonb && l == Operand::Unknown);
         let left_textual = json_like(l) || matches!(l, Operand::Unknown | Operand::Text);
+        let json_only = matches!(
+            op,
+            BinaryOperator::Arrow
+                | BinaryOperator::LongArrow
+                | BinaryOperator::HashArrow
+                | BinaryOperator::HashLongArrow
+                | BinaryOperator::Question
+                | BinaryOperator::QuestionPipe
+                | BinaryOperator::QuestionAnd
+                | BinaryOperator::HashMinus
+        );
+        // Text is not JSON to PostgreSQL; two literals could be json or jsonb.
+        let both_types = matches!(
+            op,
+            BinaryOperator::Arrow
+                | BinaryOperator::LongArrow
+                | BinaryOperator::HashArrow
+                | BinaryOperator::HashLongArrow
+        );
+        // Only where the text is surely text: DataFusion's CASE and subqueries drop the JSON
+        // types' tags while planning (`crate::type_tags`).
+        let surely_text = l == Operand::Text
+            && match &left {
+                Expr::Column(_) | Expr::Cast(_) => true,
+                Expr::ScalarFunction(f) => f.name().ends_with("_text"),
+                _ => false,
+            };
+        if json_only && surely_text
+            || both_types && l == Operand::Unknown && r == Operand::Unknown
+            || l == Operand::Json && r == Operand::Json && is_comparison(&op)
+        {
+            return Err(no_operator(&op, &left, &right, schema, l, r).into());
+        }
         let function = match op {
             BinaryOperator::Arrow if left_textual => Op::Field,
             BinaryOperator::LongArrow if left_textual => Op::FieldText,
