@@ -261,6 +261,7 @@ pub(crate) fn table_function(factor: &ast::TableFactor) -> Option<ast::TableFact
         name,
         args: Some(args),
         alias,
+        with_ordinality: false,
         ..
     } = factor
     else {
