@@ -124,6 +124,8 @@ impl Engine {
             .position(|r| r.name() == "type_coercion")
             .unwrap_or(0);
         analyzer_rules.insert(coercion, Arc::new(crate::numeric::NumericSemantics));
+        // Before numeric semantics: `jsonb` casts to numbers become casts of text.
+        analyzer_rules.insert(coercion, Arc::new(functions::jsonb::operators::JsonbCasts));
         // Before coercion too: it refuses RANGE frames ordered by binary keys.
         analyzer_rules.insert(coercion, Arc::new(crate::window_frames::PeerFrames));
         // Date/time operands too (see the rule's doc).

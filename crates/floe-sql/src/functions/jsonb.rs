@@ -133,6 +133,9 @@ enum Op {
     Tag,
     /// The bytes `ORDER BY` sorts a `jsonb` value by ([`Jsonb::sort_key`]).
     SortKey,
+    /// The text of a JSON number or boolean a cast to a SQL type reads
+    /// ([`operators::JsonbCasts`]).
+    ScalarText,
 }
 
 /// Which of the two JSON types a function reads and returns.
@@ -173,6 +176,7 @@ fn operator_name(op: Op) -> &'static str {
         Op::DeletePath => "floe_jsonb_delete_path",
         Op::Compare => "floe_jsonb_cmp",
         Op::SortKey => "floe_jsonb_sort_key",
+        Op::ScalarText => "floe_jsonb_scalar_text",
         _ => "floe_json_unknown",
     }
 }
@@ -204,6 +208,7 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         Op::DeletePath,
         Op::Compare,
         Op::SortKey,
+        Op::ScalarText,
     ] {
         let name = operator_name(op);
         out.push(function(name, name, op, Flavour::OfOperand));
@@ -352,6 +357,7 @@ impl JsonFunction {
             Op::Concat | Op::Delete | Op::DeletePath | Op::Set | Op::Insert => Shape::Jsonb,
             Op::Compare | Op::ArrayLength => Shape::Int,
             Op::SortKey => Shape::Bytes,
+            Op::ScalarText => Shape::Text,
             Op::ArrayElements | Op::EachValues => Shape::ListOf(same_element),
             Op::ArrayElementsText | Op::EachKeys | Op::EachValuesText | Op::ObjectKeys => {
                 Shape::ListOf(Element::Text)
@@ -376,6 +382,7 @@ impl JsonFunction {
             | Op::DeletePath
             | Op::Compare => n == 2,
             Op::SortKey => n == 1,
+            Op::ScalarText => n == 2,
             Op::BuildObject | Op::BuildArray => true,
             Op::ExtractPath | Op::ExtractPathText => n >= 1,
             Op::Set => n == 3 || n == 4,
@@ -820,6 +827,13 @@ impl JsonFunction {
                 Ok(Out::Text(Jsonb::parse(&text)?.to_text()))
             }
             Op::Tag => Ok(text_out(string_at(arg(0), row)?.map(str::to_string))),
+            Op::ScalarText => {
+                let (Some(value), Some(target)) = (jsonb_at(arg(0), row)?, string_at(arg(1), row)?)
+                else {
+                    return Ok(Out::Null);
+                };
+                scalar_text(&value, target).map(Out::Text)
+            }
             Op::SortKey => Ok(match jsonb_at(arg(0), row)? {
                 Some(value) => Out::Bytes(value.sort_key()),
                 None => Out::Null,
@@ -1137,6 +1151,46 @@ impl JsonFunction {
             .collect::<Result<Vec<_>, SqlError>>()?;
         Ok(Out::Text(Jsonb::object(members).to_text()))
     }
+}
+
+/// The text a cast of `value` to the SQL type `target` reads (see
+/// [`operators::JsonbCasts`]).
+fn scalar_text(value: &Jsonb, target: &str) -> DfResult<String> {
+    let kind = match value {
+        Jsonb::Number(n) if target != "boolean" => {
+            if matches!(target, "smallint" | "integer" | "bigint") {
+                let rounded = crate::numeric::Numeric::parse(n)
+                    .and_then(|v| v.round(0))
+                    .map_err(|_| invalid(format!("invalid number {n}")))?;
+                let target: &'static str = match target {
+                    "smallint" => "smallint",
+                    "integer" => "integer",
+                    _ => "bigint",
+                };
+                let fits = match (rounded.to_i64(target), target) {
+                    (Ok(v), "smallint") => i16::try_from(v).is_ok(),
+                    (Ok(v), "integer") => i32::try_from(v).is_ok(),
+                    (Ok(_), _) => true,
+                    (Err(_), _) => false,
+                };
+                if !fits {
+                    return Err(SqlError::new(
+                        sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                        format!("{target} out of range"),
+                    )
+                    .into());
+                }
+                return Ok(rounded.to_text());
+            }
+            return Ok(n.clone());
+        }
+        Jsonb::Bool(b) if target == "boolean" => return Ok(b.to_string()),
+        Jsonb::Number(_) => "numeric",
+        other => other.type_name(),
+    };
+    Err(invalid(format!(
+        "cannot cast jsonb {kind} to type {target}"
+    )))
 }
 
 /// An object key from a value of any scalar type: its text, as PostgreSQL's output function

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
@@ -411,5 +411,69 @@ impl AnalyzerRule for JsonbOrder {
 
     fn name(&self) -> &str {
         "floe_jsonb_order"
+    }
+}
+
+/// `jsonb` cast to a number or a boolean (`(j -> 'n')::int`) as PostgreSQL casts it: only a
+/// JSON number becomes a number (integers rounded from it, `'1.5'::jsonb::int` is 2) and only
+/// a JSON boolean a boolean; anything else is 22023 ("cannot cast jsonb string to type
+/// integer"). The cast's operand becomes the scalar's text, checked; the cast itself stays.
+/// Runs before type coercion, so numeric targets get Floe's numeric casts.
+#[derive(Debug, Default)]
+pub struct JsonbCasts;
+
+/// PostgreSQL's name of a cast target `jsonb` converts to, if it is one.
+fn scalar_target(field: &datafusion::arrow::datatypes::Field) -> Option<&'static str> {
+    Some(match field.data_type() {
+        DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Boolean => "boolean",
+        DataType::Decimal128(..) | DataType::LargeBinary => "numeric",
+        _ => return None,
+    })
+}
+
+impl AnalyzerRule for JsonbCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = datafusion::logical_expr::utils::merge_schema(&node.inputs());
+            let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| {
+                    let Expr::Cast(cast) = &e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let Some(target) = scalar_target(&cast.field) else {
+                        return Ok(Transformed::no(e));
+                    };
+                    if operand(&cast.expr, &schema) != Operand::Jsonb {
+                        return Ok(Transformed::no(e));
+                    }
+                    let Expr::Cast(cast) = e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let scalar = Expr::ScalarFunction(ScalarFunction::new_udf(
+                        udf(Op::ScalarText),
+                        vec![*cast.expr, lit(target)],
+                    ));
+                    Ok(Transformed::yes(Expr::Cast(
+                        datafusion::logical_expr::expr::Cast::new_from_field(
+                            Box::new(scalar),
+                            cast.field,
+                        ),
+                    )))
+                })?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_jsonb_casts"
     }
 }
