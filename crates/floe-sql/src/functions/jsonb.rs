@@ -16,8 +16,17 @@
 //! - Aggregates (`json_agg`, `jsonb_agg`, `json_object_agg`, `jsonb_object_agg`) are in
 //!   [`aggregate`].
 //!
+//! - `ORDER BY` a `jsonb` sorts in `jsonb`'s order and casts of `jsonb` to numbers and
+//!   booleans follow PostgreSQL's rules ([`operators::JsonbOrder`], [`operators::JsonbCasts`]).
+//!
 //! Errors are PostgreSQL's (22023 "cannot extract elements from an object", 22P02 for bad
 //! JSON text, …), raised as [`SqlError`]s so they reach the client with their SQLSTATE.
+//!
+//! Not yet: `jsonb_each` and `json_each` in a select list (PostgreSQL returns a record),
+//! `WITH ORDINALITY`, set-returning functions over other FROM items (LATERAL), GROUP BY and
+//! DISTINCT by `jsonb` value (they group by text, so `1` and `1.0` stay apart), `to_json` of a
+//! row, the `jsonpath` functions, `jsonb_to_record` and friends. Aggregates print
+//! `timestamptz` values in UTC (an accumulator does not see the session's TimeZone).
 
 use std::sync::Arc;
 
