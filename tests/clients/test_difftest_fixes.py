@@ -106,7 +106,40 @@ DESCRIBED = [
         "FROM (SELECT 1 AS k) AS t",
         [("u", 2950), ("j", 3802), ("v", 1043)],
     ),
+    # json and jsonb operators and functions: jsonb (3802) or json (114) where PostgreSQL's are.
+    (
+        "SELECT '{\"a\": 1}'::jsonb -> 'a', '{\"a\": 1}'::jsonb ->> 'a', "
+        "'{\"a\": 1}'::json -> 'a', '{\"a\": 1}'::jsonb ? 'a', '[1]'::jsonb || '[2]', "
+        "'[1]'::jsonb #> '{0}', to_jsonb(1), to_json(1), jsonb_build_object('k', 1), "
+        "json_build_array(1), jsonb_array_length('[]'), jsonb_set('[1]', '{0}', '2')",
+        [("?column?", 3802), ("?column?", 25), ("?column?", 114), ("?column?", 16),
+         ("?column?", 3802), ("?column?", 3802), ("to_jsonb", 3802), ("to_json", 114),
+         ("jsonb_build_object", 3802), ("json_build_array", 114), ("jsonb_array_length", 23),
+         ("jsonb_set", 3802)],
+    ),
+    (
+        "SELECT jsonb_agg(1), json_agg(1), jsonb_object_agg('a', 1), json_object_agg('a', 1)",
+        [("jsonb_agg", 3802), ("json_agg", 114), ("jsonb_object_agg", 3802),
+         ("json_object_agg", 114)],
+    ),
+    ("SELECT jsonb_array_elements('[1, 2]')", [("jsonb_array_elements", 3802)]),
+    ("SELECT json_array_elements_text('[1, 2]')", [("json_array_elements_text", 25)]),
+    ("SELECT * FROM jsonb_each('{\"a\": 1}')", [("key", 25), ("value", 3802)]),
+    ("SELECT * FROM json_each_text('{\"a\": 1}')", [("key", 25), ("value", 25)]),
 ]
+
+
+def test_jsonb_parameters_are_read_as_jsonb(conn):
+    """A jsonb parameter is jsonb's canonical value, in text and in binary format."""
+    from psycopg.types.json import Json, Jsonb
+
+    for binary in (False, True):
+        row = conn.execute(
+            "SELECT %s::jsonb::text, %s::jsonb -> 'b', %s::json::text",
+            [Jsonb({"b": [1, 2], "a": 1.50}), Jsonb({"b": 2}), Json({"x": 1})],
+            binary=binary,
+        ).fetchone()
+        assert row == ('{"a": 1.5, "b": [1, 2]}', 2, '{"x": 1}')
 
 
 @pytest.mark.parametrize("sql,described", DESCRIBED)

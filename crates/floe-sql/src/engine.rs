@@ -124,6 +124,8 @@ impl Engine {
             .position(|r| r.name() == "type_coercion")
             .unwrap_or(0);
         analyzer_rules.insert(coercion, Arc::new(crate::numeric::NumericSemantics));
+        // Before numeric semantics: `jsonb` casts to numbers become casts of text.
+        analyzer_rules.insert(coercion, Arc::new(functions::jsonb::operators::JsonbCasts));
         // Before coercion too: it refuses RANGE frames ordered by binary keys.
         analyzer_rules.insert(coercion, Arc::new(crate::window_frames::PeerFrames));
         // Date/time operands too (see the rule's doc).
@@ -162,6 +164,7 @@ impl Engine {
             planners.insert(0, functions::text::substring_planner());
             planners.insert(0, Arc::new(crate::arithmetic::PostgresOperators::new()));
             planners.insert(0, Arc::new(crate::numeric::NumericExprPlanner));
+            planners.insert(0, Arc::new(functions::jsonb::operators::JsonOperators));
         }
         let mut state = builder.build();
         let mut math: Vec<_> = [
@@ -190,6 +193,11 @@ impl Engine {
                     .map_err(SqlError::from)?;
             }
         }
+        for udaf in functions::jsonb::aggregate::udafs() {
+            state
+                .register_udaf(Arc::new(udaf))
+                .map_err(SqlError::from)?;
+        }
         let statistics: Vec<_> = ["var", "var_pop", "stddev", "stddev_pop"]
             .iter()
             .filter_map(|name| state.aggregate_functions().get(*name).cloned())
@@ -207,6 +215,7 @@ impl Engine {
             .chain(functions::datetime::udfs())
             .chain(functions::to_timestamp::udfs())
             .chain(functions::encoding::udfs())
+            .chain(functions::jsonb::udfs())
             .chain([
                 functions::type_of::udf(),
                 crate::numeric::functions::negate_udf(),
@@ -247,6 +256,7 @@ impl Engine {
         state.add_analyzer_rule(Arc::new(crate::subquery::PostgresSubqueries::new()));
         state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));
         state.add_analyzer_rule(Arc::new(crate::bounded_text::BpcharComparisons));
+        state.add_analyzer_rule(Arc::new(functions::jsonb::operators::JsonbOrder));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),

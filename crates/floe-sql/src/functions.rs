@@ -1,7 +1,8 @@
 //! Functions that need the database or the session: `nextval`, advisory locks, `set_config`,
 //! `pg_sleep`, and `pg_typeof` ([`type_of`]); PostgreSQL's domain checks around DataFusion's
 //! built-ins ([`domain`]); and PostgreSQL functions DataFusion lacks or types differently
-//! ([`math`], [`text`], [`datetime`], [`window`]).
+//! ([`math`], [`text`], [`datetime`], [`window`]); `json`/`jsonb` functions and operators
+//! ([`jsonb`]).
 //!
 //! A `nextval` call names its sequence by text (`nextval('t_id_seq')`); the session resolves
 //! the name along its `search_path` while planning and calls `floe_nextval(<oid>)`, so
@@ -29,6 +30,7 @@ pub(crate) mod datetime;
 pub(crate) mod domain;
 pub(crate) mod encoding;
 pub(crate) mod handle;
+pub(crate) mod jsonb;
 pub(crate) mod math;
 pub(crate) mod number_format;
 pub(crate) mod settings;

@@ -61,6 +61,9 @@ impl VisitorMut for SessionFunctions<'_> {
     fn post_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
         if let Some(replacement) = int4_series(factor) {
             *factor = replacement;
+        } else if let Some(replacement) = crate::functions::jsonb::operators::table_function(factor)
+        {
+            *factor = replacement;
         }
         ControlFlow::Continue(())
     }
@@ -109,9 +112,14 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        if let Some(replacement) = crate::functions::jsonb::operators::cast_input(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(function) = expr else {
             return ControlFlow::Continue(());
         };
+        constant_aggregate_order(function);
         if function.name.0.len() > 2 {
             return ControlFlow::Continue(());
         }
@@ -400,6 +408,23 @@ fn negation(expr: &Expr) -> Option<Expr> {
         crate::numeric::functions::NEGATE,
         vec![operand.as_ref().clone()],
     ))
+}
+
+/// `agg(x ORDER BY 1)` orders by the constant 1 in PostgreSQL (no order at all); DataFusion
+/// reads the 1 as a position and refused it. Constant number keys are dropped.
+fn constant_aggregate_order(function: &mut ast::Function) {
+    let FunctionArguments::List(list) = &mut function.args else {
+        return;
+    };
+    for clause in list.clauses.iter_mut() {
+        if let ast::FunctionArgumentClause::OrderBy(keys) = clause {
+            keys.retain(
+                |key| !matches!(&key.expr, Expr::Value(v) if matches!(v.value, Value::Number(..))),
+            );
+        }
+    }
+    list.clauses
+        .retain(|c| !matches!(c, ast::FunctionArgumentClause::OrderBy(keys) if keys.is_empty()));
 }
 
 /// A call of the function `name` (Floe's own, unquoted) with `args`.
@@ -736,8 +761,13 @@ fn bounded_text_cast(expr: &Expr) -> Option<Expr> {
     }))
 }
 
-/// Set-returning functions that DataFusion implements as functions returning a list.
+/// Set-returning functions that DataFusion implements as functions returning a list (and
+/// the JSON ones, [`crate::functions::jsonb::SET_RETURNING`]).
 const LIST_RETURNING_SRFS: [&str; 2] = ["generate_series", "regexp_split_to_table"];
+
+fn is_list_returning(name: &str) -> bool {
+    LIST_RETURNING_SRFS.contains(&name) || crate::functions::jsonb::SET_RETURNING.contains(&name)
+}
 
 /// Set-returning functions in a select list return rows, one per element, as in PostgreSQL:
 /// `SELECT generate_series(1, 3)` is three rows (DataFusion's `generate_series` returns a
@@ -794,9 +824,9 @@ fn set_returning_functions(statement: &mut Statement) -> SqlResult<()> {
                 self.conditionals.pop();
             }
             let name = function_name(expr);
-            let is_srf = name.as_deref().is_some_and(|n| {
-                n == "unnest" && self.inside_unnest == 1 || LIST_RETURNING_SRFS.contains(&n)
-            });
+            let is_srf = name
+                .as_deref()
+                .is_some_and(|n| n == "unnest" && self.inside_unnest == 1 || is_list_returning(n));
             if let (true, Some(kind)) = (is_srf, self.conditionals.last()) {
                 return ControlFlow::Break(SqlError::not_supported(format!(
                     "set-returning functions are not allowed in {kind}"
@@ -804,9 +834,8 @@ fn set_returning_functions(statement: &mut Statement) -> SqlResult<()> {
             }
             match name {
                 Some(name) if name == "unnest" => self.inside_unnest -= 1,
-                Some(name)
-                    if self.inside_unnest == 0 && LIST_RETURNING_SRFS.contains(&name.as_str()) =>
-                {
+                Some(name) if self.inside_unnest == 0 && is_list_returning(&name) => {
+                    let tag = crate::functions::jsonb::element_tag(&name);
                     let call = std::mem::replace(expr, Expr::value(Value::Null));
                     *expr = Expr::Function(ast::Function {
                         name: ast::ObjectName::from(vec![ast::Ident::new("unnest")]),
@@ -822,6 +851,10 @@ fn set_returning_functions(statement: &mut Statement) -> SqlResult<()> {
                         over: None,
                         within_group: vec![],
                     });
+                    if let Some(tag) = tag {
+                        let unnested = std::mem::replace(expr, Expr::value(Value::Null));
+                        *expr = self::call(tag, vec![unnested]);
+                    }
                 }
                 _ => {}
             }
@@ -926,19 +959,7 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
         _ => None,
     };
     if let Some(binary) = json_kind {
-        let invalid = |reason: String| {
-            SqlError::new(
-                sqlstate::INVALID_TEXT_REPRESENTATION,
-                "invalid input syntax for type json",
-            )
-            .with_detail(reason)
-        };
-        let value = if binary {
-            literals::normalize_jsonb(text).map_err(invalid)?
-        } else {
-            literals::validate_json(text).map_err(invalid)?;
-            text.clone()
-        };
+        let value = crate::functions::jsonb::read_literal(text, binary)?;
         return Ok(Some(Expr::Cast {
             kind: ast::CastKind::DoubleColon,
             expr: Box::new(Expr::value(Value::SingleQuotedString(value))),

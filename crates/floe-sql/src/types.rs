@@ -423,6 +423,9 @@ fn assignment_cast_template(field: &Field) -> String {
     let type_name = match SqlType::from_arrow_field(field) {
         SqlType::Varchar => "character varying",
         SqlType::Bpchar => "character",
+        // Stored JSON is read as JSON: checked, and jsonb in its canonical text.
+        SqlType::Json => return format!("floe_json_in({cast})"),
+        SqlType::Jsonb => return format!("floe_jsonb_in({cast})"),
         _ => return cast,
     };
     let length = field.metadata().get(PG_TYPMOD_KEY).and_then(|t| {

@@ -115,16 +115,10 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
             let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| invalid_text(ty, text))?;
             ScalarValue::Utf8(Some(uuid.hyphenated().to_string()))
         }
-        SqlType::Json | SqlType::Jsonb => {
-            serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
-                SqlError::new(
-                    sqlstate::INVALID_TEXT_REPRESENTATION,
-                    "invalid input syntax for type json",
-                )
-                .with_detail(e.to_string())
-            })?;
-            ScalarValue::Utf8(Some(text.to_string()))
-        }
+        SqlType::Json | SqlType::Jsonb => ScalarValue::Utf8(Some(floe_sql::literals::read_json(
+            text,
+            *ty == SqlType::Jsonb,
+        )?)),
         SqlType::Numeric => ScalarValue::LargeBinary(Some(Numeric::parse(text)?.to_key())),
         SqlType::Int2
         | SqlType::Int4
@@ -338,8 +332,9 @@ fn decode_binary(ty: &SqlType, raw: &[u8]) -> Result<ScalarValue, DecodeError> {
             if *version != 1 {
                 return Err(format!("unsupported jsonb version number {version}"));
             }
+            let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
             ScalarValue::Utf8(Some(
-                std::str::from_utf8(body).map_err(|e| e.to_string())?.into(),
+                floe_sql::literals::read_json(text, true).map_err(|e| e.message)?,
             ))
         }
         SqlType::Uuid => {

@@ -571,7 +571,11 @@ impl Session {
             }
             let field = &def.columns[column].field;
             let operand = |binder: &mut Binder, expr: &Expr| match binder.column(expr) {
-                Some(source) if def.columns[source].field.data_type() == field.data_type() => {
+                // Both plain: a tagged target (jsonb, uuid, varchar(n)) needs its cast.
+                Some(source)
+                    if def.columns[source].field.data_type() == field.data_type()
+                        && plain_type(field).is_some() =>
+                {
                     plain_type(&def.columns[source].field).map(|_| Operand::Column(source))
                 }
                 Some(_) => None,
