@@ -133,7 +133,8 @@ class Side:
             try:
                 self.connect()
             except Exception as e:
-                return lambda: Outcome(lost=True, message=str(e))
+                message = str(e)  # `e` is gone once the except block ends
+                return lambda: Outcome(lost=True, message=message)
         conn = self.conn
         future = self.pool.submit(self._exec, sql, extended)
 

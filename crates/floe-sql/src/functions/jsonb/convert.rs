@@ -9,16 +9,20 @@
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, Int8Type, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Date32Type, Field, Float32Type, Float64Type, IntervalUnit, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use datafusion::common::Result as DfResult;
 
 use super::value::quoted;
 use crate::datetime::{date_text, Zone, DATE_INFINITY, DATE_NEG_INFINITY};
 use crate::types::{float4_text, float8_text, SqlType};
+
+/// A value's PostgreSQL output text (`crate::array_text`), for the types it always has one.
+fn output_text(array: &dyn Array, row: usize, zone: Zone) -> String {
+    crate::array_text::value_text(array, row, zone).unwrap_or_default()
+}
 
 /// The JSON text of row `row` of `array` (a column of `field`'s type); `None` for SQL NULL.
 pub(crate) fn json_text(
@@ -41,19 +45,18 @@ pub(crate) fn json_text(
     Ok(Some(match array.data_type() {
         DataType::Null => return Ok(None),
         DataType::Boolean => array.as_boolean().value(row).to_string(),
-        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).to_string(),
-        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
-        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
-        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
-        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).to_string(),
-        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).to_string(),
-        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
-        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
+        // Numbers as their output text, as PostgreSQL's datum_to_json.
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Decimal128(..) => output_text(array, row, zone),
         DataType::Float32 => number(float4_text(array.as_primitive::<Float32Type>().value(row))),
         DataType::Float64 => number(float8_text(array.as_primitive::<Float64Type>().value(row))),
-        DataType::Decimal128(_, scale) => {
-            decimal_text(array.as_primitive::<Decimal128Type>().value(row), *scale)
-        }
         DataType::LargeBinary => {
             let value = crate::numeric::Numeric::from_key(array.as_binary::<i64>().value(row))?;
             number(value.to_text())
@@ -65,9 +68,9 @@ pub(crate) fn json_text(
                 _ => quoted(text),
             }
         }
-        DataType::Binary => {
-            let bytes = array.as_binary::<i32>().value(row);
-            quoted(&bytea_text(bytes))
+        // Strings of their output text.
+        DataType::Binary | DataType::Time64(_) | DataType::Interval(IntervalUnit::MonthDayNano) => {
+            quoted(&output_text(array, row, zone))
         }
         DataType::Date32 => {
             let days = array.as_primitive::<Date32Type>().value(row);
@@ -101,27 +104,6 @@ pub(crate) fn json_text(
                 zone.is_some().then_some(session_zone),
             ))
         }
-        DataType::Time64(unit) => {
-            let micros = match unit {
-                TimeUnit::Nanosecond => {
-                    array.as_primitive::<Time64NanosecondType>().value(row) / 1000
-                }
-                _ => array.as_primitive::<Time64MicrosecondType>().value(row),
-            };
-            let secs = micros / 1_000_000;
-            let mut out = format!(
-                "{:02}:{:02}:{:02}",
-                secs / 3600,
-                (secs / 60) % 60,
-                secs % 60
-            );
-            crate::datetime::push_fraction(&mut out, micros % 1_000_000);
-            quoted(&out)
-        }
-        DataType::Interval(IntervalUnit::MonthDayNano) => {
-            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
-            quoted(&interval_text(v.months, v.days, v.nanoseconds / 1000))
-        }
         DataType::List(item) => {
             let list = array.as_list::<i32>();
             let values = list.value(row);
@@ -150,29 +132,6 @@ pub(crate) fn json_text(
 /// Whether `text` is a JSON number (PostgreSQL's `IsValidJsonNumber`).
 fn is_json_number(text: &str) -> bool {
     super::value::parse(text).is_ok_and(|v| matches!(v, super::value::Raw::Number(_)))
-}
-
-/// A decimal's text with all `scale` digits.
-fn decimal_text(value: i128, scale: i8) -> String {
-    if scale <= 0 {
-        return (value * 10i128.pow(u32::from(scale.unsigned_abs()))).to_string();
-    }
-    let digits = value.unsigned_abs().to_string();
-    let scale = scale as usize;
-    let digits = format!("{digits:0>width$}", width = scale + 1);
-    let (whole, fraction) = digits.split_at(digits.len() - scale);
-    let sign = if value < 0 { "-" } else { "" };
-    format!("{sign}{whole}.{fraction}")
-}
-
-/// bytea's hex output, `\x0102`.
-fn bytea_text(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(2 + bytes.len() * 2);
-    out.push_str("\\x");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 /// A timestamp as JSON prints it: `2020-01-01T10:00:00.5`; a `timestamptz` in the session's
@@ -204,58 +163,12 @@ fn timestamp_iso(micros: i64, zone: Option<Zone>) -> String {
     out
 }
 
-/// An interval in PostgreSQL's default output style (`1 year 2 mons 3 days 04:05:06.5`).
-fn interval_text(months: i32, days: i32, micros: i64) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let (years, months) = (months / 12, months % 12);
-    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    if years != 0 {
-        parts.push(unit(i64::from(years), "year", "years"));
-    }
-    if months != 0 {
-        parts.push(unit(i64::from(months), "mon", "mons"));
-    }
-    if days != 0 {
-        parts.push(unit(i64::from(days), "day", "days"));
-    }
-    if micros != 0 || parts.is_empty() {
-        let negative = micros < 0;
-        let abs = micros.unsigned_abs();
-        let secs = abs / 1_000_000;
-        let mut time = format!(
-            "{}{:02}:{:02}:{:02}",
-            if negative {
-                "-"
-            } else if parts.iter().any(|p| p.starts_with('-')) {
-                "+"
-            } else {
-                ""
-            },
-            secs / 3600,
-            (secs / 60) % 60,
-            secs % 60
-        );
-        crate::datetime::push_fraction(&mut time, (abs % 1_000_000) as i64);
-        parts.push(time);
-    }
-    parts.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn values_print_as_postgres_json() {
-        assert_eq!(decimal_text(150, 2), "1.50");
-        assert_eq!(decimal_text(-5, 2), "-0.05");
-        assert_eq!(interval_text(0, 1, 0), "1 day");
-        assert_eq!(
-            interval_text(14, 3, 14_706_500_000),
-            "1 year 2 mons 3 days 04:05:06.5"
-        );
-        assert_eq!(interval_text(0, 0, 0), "00:00:00");
-        assert_eq!(bytea_text(&[1, 255]), "\\x01ff");
         assert_eq!(
             timestamp_iso(500_000, Some(Zone::from_setting(None))),
             "1970-01-01T00:00:00.5+00:00"
