@@ -44,7 +44,7 @@ pub fn pg_text(array: &dyn Array, row: usize, zone: Zone) -> Option<String> {
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
-            pg_interval::Interval::new(v.months, v.days, v.nanoseconds / 1000).to_postgres()
+            crate::interval::PgInterval::from_arrow(v).to_text()
         }
         DataType::Float64 => {
             crate::types::float8_text(array.as_primitive::<Float64Type>().value(row))

@@ -94,6 +94,17 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        match interval_literal(expr) {
+            Ok(Some(replacement)) => {
+                *expr = replacement;
+                return ControlFlow::Continue(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -891,6 +902,41 @@ fn bool_arg(arg: &FunctionArg) -> Option<bool> {
 /// String literals cast to bytea or to an array type, which DataFusion would read as raw bytes
 /// or not at all: `'\\x0102'::bytea` becomes a binary literal, `'{1,2}'::int[]` an `ARRAY[…]`
 /// cast to the element type.
+/// `INTERVAL '…'` is read with PostgreSQL's interval input ([`crate::interval`]), not
+/// DataFusion's: the literal is restated as months, days and microseconds, which DataFusion's
+/// parser reads to the same value (and which stays a literal, as window frames need).
+fn interval_literal(expr: &Expr) -> SqlResult<Option<Expr>> {
+    let Expr::Interval(interval) = expr else {
+        return Ok(None);
+    };
+    let qualified = interval.leading_field.is_some()
+        || interval.last_field.is_some()
+        || interval.leading_precision.is_some()
+        || interval.fractional_seconds_precision.is_some();
+    let text = match interval.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => s,
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if qualified {
+        return Ok(None);
+    }
+    let value = crate::interval::parse_interval(text)?;
+    let restated = format!(
+        "{} months {} days {} microseconds",
+        value.months, value.days, value.micros
+    );
+    Ok(Some(Expr::Interval(ast::Interval {
+        value: Box::new(Expr::value(Value::SingleQuotedString(restated))),
+        leading_field: None,
+        leading_precision: None,
+        last_field: None,
+        fractional_seconds_precision: None,
+    })))
+}
+
 fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
     let (text, data_type) = match expr {
         Expr::Cast {
