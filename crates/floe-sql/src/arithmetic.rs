@@ -436,8 +436,12 @@ impl ExprPlanner for PostgresOperators {
             }));
         }
         // interval * number, number * interval and interval / number (DataFusion has none).
-        let is_number =
-            |t: &Option<DataType>| t.as_ref().is_some_and(|t| t.is_numeric() || t.is_null());
+        // (LargeBinary is Floe's numeric, read as float8 as PostgreSQL does here.)
+        let is_number = |t: &Option<DataType>| {
+            t.as_ref().is_some_and(|t| {
+                t.is_numeric() || t.is_null() || crate::numeric::is_numeric_field_type(t)
+            })
+        };
         let scaled = match expr.op {
             SqlOperator::Multiply if is_interval(&left_type) && is_number(&right_type) => {
                 Some((0, expr.left.clone(), expr.right.clone()))
@@ -451,6 +455,10 @@ impl ExprPlanner for PostgresOperators {
             _ => None,
         };
         if let Some((divide, span, factor)) = scaled {
+            let factor = Expr::Cast(datafusion::logical_expr::expr::Cast::new(
+                Box::new(factor),
+                DataType::Float64,
+            ));
             return Ok(PlannerResult::Planned(Expr::ScalarFunction(
                 ScalarFunction::new_udf(self.interval_scale[divide].clone(), vec![span, factor]),
             )));

@@ -210,6 +210,7 @@ impl Engine {
             .chain([
                 functions::type_of::udf(),
                 crate::numeric::functions::negate_udf(),
+                crate::interval::make_interval_udf(),
             ])
             .chain(crate::bounded_text::udfs())
             .chain([

@@ -9,7 +9,17 @@
 //! is read (no SQL-standard sign propagation), and a unitless value is seconds (no
 //! `INTERVAL '1' DAY` field qualifiers).
 
-use datafusion::arrow::datatypes::IntervalMonthDayNano;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, IntervalMonthDayNanoArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Float64Type, Int64Type, IntervalMonthDayNano, IntervalUnit,
+};
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use crate::error::{sqlstate, SqlError};
 
@@ -702,6 +712,95 @@ fn decode_iso8601(text: &str) -> Decoded<Fields> {
         have_field = true;
     }
     Ok(out)
+}
+
+/// The parameters of `make_interval`, in order; the statement rewrite turns named and
+/// missing arguments into a positional call of all seven (missing ones 0).
+pub(crate) const MAKE_INTERVAL_PARAMS: [&str; 7] =
+    ["years", "months", "weeks", "days", "hours", "mins", "secs"];
+
+/// The function a `make_interval(…)` call becomes.
+pub(crate) const MAKE_INTERVAL: &str = "floe_make_interval";
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MakeInterval {
+    signature: Signature,
+}
+
+/// `floe_make_interval(years, months, weeks, days, hours, mins, secs)`.
+pub(crate) fn make_interval_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(MakeInterval {
+        signature: Signature::any(7, Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for MakeInterval {
+    fn name(&self) -> &str {
+        MAKE_INTERVAL
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = crate::functions::rows_of(&args);
+        let mut ints = Vec::with_capacity(6);
+        for arg in &args.args[..6] {
+            ints.push(cast(&arg.to_array(rows)?, &DataType::Int64)?);
+        }
+        let secs = cast(&args.args[6].to_array(rows)?, &DataType::Float64)?;
+        let ints: Vec<_> = ints.iter().map(|a| a.as_primitive::<Int64Type>()).collect();
+        let secs = secs.as_primitive::<Float64Type>();
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let mut values = [0i64; 6];
+            let mut null = secs.is_null(row);
+            for (value, array) in values.iter_mut().zip(&ints) {
+                null |= array.is_null(row);
+                *value = array.value(row);
+            }
+            out.push(if null {
+                None
+            } else {
+                Some(make_interval(values, secs.value(row))?.to_arrow()?)
+            });
+        }
+        let result: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(out));
+        crate::functions::finish(&args.args, result)
+    }
+}
+
+/// PostgreSQL's `make_interval`: years and months to months, weeks and days to days, the rest
+/// to microseconds (seconds rounded to a microsecond).
+fn make_interval(
+    [years, months, weeks, days, hours, mins]: [i64; 6],
+    secs: f64,
+) -> Result<PgInterval, SqlError> {
+    let to_i32 = |v: Option<i64>| {
+        v.and_then(|v| i32::try_from(v).ok())
+            .ok_or_else(out_of_range)
+    };
+    let months = to_i32(years.checked_mul(12).and_then(|y| y.checked_add(months)))?;
+    let days = to_i32(weeks.checked_mul(7).and_then(|w| w.checked_add(days)))?;
+    let secs = (secs * 1e6).round_ties_even();
+    if !secs.is_finite() || !(-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&secs) {
+        return Err(out_of_range());
+    }
+    let micros = hours
+        .checked_mul(USECS_PER_HOUR)
+        .and_then(|h| h.checked_add(mins.checked_mul(USECS_PER_MINUTE)?))
+        .and_then(|t| t.checked_add(secs as i64))
+        .ok_or_else(out_of_range)?;
+    Ok(PgInterval {
+        months,
+        days,
+        micros,
+    })
 }
 
 /// PostgreSQL's `TSROUND`: to microsecond precision.
