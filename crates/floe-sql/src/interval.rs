@@ -45,6 +45,15 @@ impl PgInterval {
         Ok(IntervalMonthDayNano::new(self.months, self.days, nanos))
     }
 
+    /// `-interval` (22008 for the one value without a negation).
+    pub(crate) fn negated(self) -> Result<PgInterval, SqlError> {
+        Ok(PgInterval {
+            months: self.months.checked_neg().ok_or_else(out_of_range)?,
+            days: self.days.checked_neg().ok_or_else(out_of_range)?,
+            micros: self.micros.checked_neg().ok_or_else(out_of_range)?,
+        })
+    }
+
     /// From Arrow's value (nanoseconds below a microsecond are dropped, as in the output).
     pub(crate) fn from_arrow(value: IntervalMonthDayNano) -> PgInterval {
         PgInterval {

@@ -957,8 +957,18 @@ fn make_interval(function: &ast::Function) -> Option<Expr> {
 /// DataFusion's: the literal is restated as months, days and microseconds, which DataFusion's
 /// parser reads to the same value (and which stays a literal, as window frames need).
 fn interval_literal(expr: &Expr) -> SqlResult<Option<Expr>> {
-    let Expr::Interval(interval) = expr else {
-        return Ok(None);
+    // DataFusion reads `- INTERVAL '…'` by putting a `-` before the text, which would negate
+    // only the restatement's first number: the negation is done here instead.
+    let (interval, negative) = match expr {
+        Expr::Interval(interval) => (interval, false),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr: inner,
+        } => match inner.as_ref() {
+            Expr::Interval(interval) => (interval, true),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
     };
     let qualified = interval.leading_field.is_some()
         || interval.last_field.is_some()
@@ -974,7 +984,10 @@ fn interval_literal(expr: &Expr) -> SqlResult<Option<Expr>> {
     if qualified {
         return Ok(None);
     }
-    let value = crate::interval::parse_interval(text)?;
+    let mut value = crate::interval::parse_interval(text)?;
+    if negative {
+        value = value.negated()?;
+    }
     let restated = format!(
         "{} months {} days {} microseconds",
         value.months, value.days, value.micros
