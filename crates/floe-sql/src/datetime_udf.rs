@@ -395,7 +395,12 @@ impl PgDateTimeCasts {
     fn rewrite(&self, expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         let expr = match expr {
             Expr::ScalarFunction(f) => return Ok(Self::local_fields(f, schema)),
-            Expr::BinaryExpr(b) => return Ok(Self::infinite_operand(b, schema)),
+            Expr::BinaryExpr(b) => {
+                return Ok(match Self::interval_comparison(b, schema) {
+                    Ok(compared) => compared,
+                    Err(b) => Self::infinite_operand(b, schema),
+                })
+            }
             other => other,
         };
         let Expr::Cast(Cast { expr: inner, field }) = expr else {
@@ -456,6 +461,50 @@ impl PgDateTimeCasts {
             vec![arg],
         ));
         Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args }))
+    }
+}
+
+impl PgDateTimeCasts {
+    /// Intervals compare as PostgreSQL's `interval_cmp_value` (30-day months, 24-hour days):
+    /// both sides become [`crate::interval::interval_key_udf`]. `Err` gives back anything else.
+    fn interval_comparison(
+        b: datafusion::logical_expr::BinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<Transformed<Expr>, datafusion::logical_expr::BinaryExpr> {
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        let compares = matches!(
+            b.op,
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::IsDistinctFrom
+                | Operator::IsNotDistinctFrom
+        );
+        let interval = |e: &Expr| {
+            matches!(
+                e.get_type(schema),
+                Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+            )
+        };
+        if !(compares && interval(&b.left) && interval(&b.right)) {
+            return Err(b);
+        }
+        let key = Arc::new(crate::interval::interval_key_udf());
+        let BinaryExpr { left, op, right } = b;
+        let keyed = |e: Box<Expr>| {
+            Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                key.clone(),
+                vec![*e],
+            )))
+        };
+        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+            left: keyed(left),
+            op,
+            right: keyed(right),
+        })))
     }
 }
 

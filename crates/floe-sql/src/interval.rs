@@ -812,6 +812,55 @@ fn make_interval(
     })
 }
 
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalKey {
+    signature: Signature,
+}
+
+/// `floe_interval_key(interval)`: the value PostgreSQL compares intervals by
+/// (`interval_cmp_value`: a month is 30 days, a day 24 hours), as microseconds in a
+/// `Decimal128(38, 0)`, so `'1 day' = '24 hours'` as in PostgreSQL (Arrow compares the
+/// months, days and nanoseconds one after another).
+pub(crate) fn interval_key_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(IntervalKey {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for IntervalKey {
+    fn name(&self) -> &str {
+        "floe_interval_key"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Decimal128(38, 0))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::Decimal128Array;
+        use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
+        let rows = crate::functions::rows_of(&args);
+        let input = args.args[0].to_array(rows)?;
+        let keys: Decimal128Array = input
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    let v = PgInterval::from_arrow(v);
+                    let days = i128::from(v.months) * 30 + i128::from(v.days);
+                    days * i128::from(USECS_PER_DAY) + i128::from(v.micros)
+                })
+            })
+            .collect();
+        let result: ArrayRef = Arc::new(keys.with_precision_and_scale(38, 0)?);
+        crate::functions::finish(&args.args, result)
+    }
+}
+
 /// PostgreSQL's `TSROUND`: to microsecond precision.
 fn ts_round(value: f64) -> f64 {
     (value * 1e6).round_ties_even() / 1e6
