@@ -439,6 +439,16 @@ impl PgDateTimeCasts {
                 if field == "epoch" || field.starts_with("timezone") {
                     return Transformed::no(Expr::ScalarFunction(f));
                 }
+                if matches!(field.as_str(), "microsecond" | "microseconds")
+                    && f.args.get(1).is_some_and(|a| {
+                        matches!(
+                            a.get_type(schema),
+                            Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+                        )
+                    })
+                {
+                    return Self::interval_microsecond(f, schema);
+                }
                 1
             }
             _ => return Transformed::no(Expr::ScalarFunction(f)),
@@ -461,6 +471,27 @@ impl PgDateTimeCasts {
             vec![arg],
         ));
         Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args }))
+    }
+}
+
+impl PgDateTimeCasts {
+    /// `date_part('microsecond', interval)` keeps the seconds' fraction (the `second` and
+    /// `millisecond` fields are computed from it by the statement rewrite); the result keeps
+    /// the type DataFusion's `date_part` had.
+    fn interval_microsecond(f: ScalarFunction, schema: &DFSchema) -> Transformed<Expr> {
+        let planned = Expr::ScalarFunction(f);
+        let Ok(result_type) = planned.get_type(schema) else {
+            return Transformed::no(planned);
+        };
+        let Expr::ScalarFunction(ScalarFunction { mut args, .. }) = planned else {
+            return Transformed::no(planned);
+        };
+        let interval = args.swap_remove(1);
+        let micros = Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(crate::interval::interval_microsecond_udf()),
+            vec![interval],
+        ));
+        Transformed::yes(Expr::Cast(Cast::new(Box::new(micros), result_type)))
     }
 }
 

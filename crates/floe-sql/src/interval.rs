@@ -861,6 +861,48 @@ impl ScalarUDFImpl for IntervalKey {
     }
 }
 
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalMicrosecond {
+    signature: Signature,
+}
+
+/// `floe_interval_microsecond(interval)`: PostgreSQL's `microsecond` field of an interval, the
+/// seconds of the minute with their fraction, in microseconds (DataFusion's `date_part` drops
+/// the fraction, so `extract(second from '00:00:04.5')` was 4).
+pub(crate) fn interval_microsecond_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(IntervalMicrosecond {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for IntervalMicrosecond {
+    fn name(&self) -> &str {
+        "floe_interval_microsecond"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::Float64Array;
+        use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
+        let rows = crate::functions::rows_of(&args);
+        let input = args.args[0].to_array(rows)?;
+        let values: Float64Array = input
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .map(|v| v.map(|v| (PgInterval::from_arrow(v).micros % USECS_PER_MINUTE) as f64))
+            .collect();
+        let result: ArrayRef = Arc::new(values);
+        crate::functions::finish(&args.args, result)
+    }
+}
+
 /// PostgreSQL's `TSROUND`: to microsecond precision.
 fn ts_round(value: f64) -> f64 {
     (value * 1e6).round_ties_even() / 1e6
