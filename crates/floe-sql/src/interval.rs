@@ -903,6 +903,137 @@ impl ScalarUDFImpl for IntervalMicrosecond {
     }
 }
 
+/// `justify_hours`, `justify_days` and `justify_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Justify {
+    Hours,
+    Days,
+    Interval,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JustifyUdf {
+    kind: Justify,
+    signature: Signature,
+}
+
+/// PostgreSQL's `justify_hours`, `justify_days` and `justify_interval`.
+pub(crate) fn justify_udfs() -> Vec<ScalarUDF> {
+    [Justify::Hours, Justify::Days, Justify::Interval]
+        .into_iter()
+        .map(|kind| {
+            ScalarUDF::new_from_impl(JustifyUdf {
+                kind,
+                signature: Signature::exact(
+                    vec![DataType::Interval(IntervalUnit::MonthDayNano)],
+                    Volatility::Immutable,
+                ),
+            })
+        })
+        .collect()
+}
+
+impl ScalarUDFImpl for JustifyUdf {
+    fn name(&self) -> &str {
+        match self.kind {
+            Justify::Hours => "justify_hours",
+            Justify::Days => "justify_days",
+            Justify::Interval => "justify_interval",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
+        let rows = crate::functions::rows_of(&args);
+        let input = args.args[0].to_array(rows)?;
+        let mut out = Vec::with_capacity(rows);
+        for value in input.as_primitive::<IntervalMonthDayNanoType>().iter() {
+            out.push(match value {
+                Some(v) => Some(justify(PgInterval::from_arrow(v), self.kind)?.to_arrow()?),
+                None => None,
+            });
+        }
+        let result: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(out));
+        crate::functions::finish(&args.args, result)
+    }
+}
+
+/// PostgreSQL's `interval_justify_*`: 24-hour days into days, 30-day months into months, and
+/// the signs of the fields made to agree.
+fn justify(span: PgInterval, kind: Justify) -> Result<PgInterval, SqlError> {
+    let PgInterval {
+        mut months,
+        mut days,
+        mut micros,
+    } = span;
+    let whole_months = |days: &mut i32, months: &mut i32| -> Result<(), SqlError> {
+        let whole = *days / 30;
+        *days -= whole * 30;
+        *months = months.checked_add(whole).ok_or_else(out_of_range)?;
+        Ok(())
+    };
+    let whole_days = |micros: &mut i64, days: &mut i32| -> Result<(), SqlError> {
+        let whole = *micros / USECS_PER_DAY;
+        *micros -= whole * USECS_PER_DAY;
+        let whole = i32::try_from(whole).map_err(|_| out_of_range())?;
+        *days = days.checked_add(whole).ok_or_else(out_of_range)?;
+        Ok(())
+    };
+    let days_and_time = |days: &mut i32, micros: &mut i64| {
+        if *days > 0 && *micros < 0 {
+            *micros += USECS_PER_DAY;
+            *days -= 1;
+        } else if *days < 0 && *micros > 0 {
+            *micros -= USECS_PER_DAY;
+            *days += 1;
+        }
+    };
+    match kind {
+        Justify::Hours => {
+            whole_days(&mut micros, &mut days)?;
+            days_and_time(&mut days, &mut micros);
+        }
+        Justify::Days => {
+            whole_months(&mut days, &mut months)?;
+            if months > 0 && days < 0 {
+                days += 30;
+                months -= 1;
+            } else if months < 0 && days > 0 {
+                days -= 30;
+                months += 1;
+            }
+        }
+        Justify::Interval => {
+            if (days > 0 && micros > 0) || (days < 0 && micros < 0) {
+                whole_months(&mut days, &mut months)?;
+            }
+            whole_days(&mut micros, &mut days)?;
+            whole_months(&mut days, &mut months)?;
+            if months > 0 && (days < 0 || (days == 0 && micros < 0)) {
+                days += 30;
+                months -= 1;
+            } else if months < 0 && (days > 0 || (days == 0 && micros > 0)) {
+                days -= 30;
+                months += 1;
+            }
+            days_and_time(&mut days, &mut micros);
+        }
+    }
+    Ok(PgInterval {
+        months,
+        days,
+        micros,
+    })
+}
+
 /// PostgreSQL's `TSROUND`: to microsecond precision.
 fn ts_round(value: f64) -> f64 {
     (value * 1e6).round_ties_even() / 1e6
