@@ -20,10 +20,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array, IntervalMonthDayNanoArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int16Type, Int64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Float64Type, Int16Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -249,6 +251,55 @@ pub(crate) struct PostgresOperators {
     /// `<<` and `>>` of a `smallint`.
     int2_shift: [Arc<ScalarUDF>; 2],
     xor: Arc<ScalarUDF>,
+    /// `interval * number` and `interval / number`.
+    interval_scale: [Arc<ScalarUDF>; 2],
+}
+
+/// `interval * float8` or `interval / float8` (the interval first), PostgreSQL's
+/// `interval_mul`/`interval_div`: fractions of months and days cascade down.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalScale {
+    divide: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IntervalScale {
+    fn name(&self) -> &str {
+        if self.divide {
+            "floe_interval_div"
+        } else {
+            "floe_interval_mul"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use crate::interval::{scale, PgInterval};
+        let rows = crate::functions::rows_of(&args);
+        let span = args.args[0].to_array(rows)?;
+        let span = cast(&span, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+        let factor = cast(&args.args[1].to_array(rows)?, &DataType::Float64)?;
+        let span = span.as_primitive::<IntervalMonthDayNanoType>();
+        let factor = factor.as_primitive::<Float64Type>();
+        let mut out = Vec::with_capacity(span.len());
+        for (span, factor) in span.iter().zip(factor.iter()) {
+            out.push(match (span, factor) {
+                (Some(span), Some(factor)) => {
+                    Some(scale(PgInterval::from_arrow(span), factor, self.divide)?.to_arrow()?)
+                }
+                _ => None,
+            });
+        }
+        let result: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(out));
+        crate::functions::finish(&args.args, result)
+    }
 }
 
 /// `a # b` of integers (the wider of the two types), NULL when either is.
@@ -320,6 +371,12 @@ impl PostgresOperators {
             xor: Arc::new(ScalarUDF::new_from_impl(IntXor {
                 signature: Signature::user_defined(Volatility::Immutable),
             })),
+            interval_scale: [false, true].map(|divide| {
+                Arc::new(ScalarUDF::new_from_impl(IntervalScale {
+                    divide,
+                    signature: Signature::any(2, Volatility::Immutable),
+                }))
+            }),
         }
     }
 }
@@ -377,6 +434,34 @@ impl ExprPlanner for PostgresOperators {
                 left: expr.left,
                 right,
             }));
+        }
+        // interval * number, number * interval and interval / number (DataFusion has none).
+        // (LargeBinary is Floe's numeric, read as float8 as PostgreSQL does here.)
+        let is_number = |t: &Option<DataType>| {
+            t.as_ref().is_some_and(|t| {
+                t.is_numeric() || t.is_null() || crate::numeric::is_numeric_field_type(t)
+            })
+        };
+        let scaled = match expr.op {
+            SqlOperator::Multiply if is_interval(&left_type) && is_number(&right_type) => {
+                Some((0, expr.left.clone(), expr.right.clone()))
+            }
+            SqlOperator::Multiply if is_number(&left_type) && is_interval(&right_type) => {
+                Some((0, expr.right.clone(), expr.left.clone()))
+            }
+            SqlOperator::Divide if is_interval(&left_type) && is_number(&right_type) => {
+                Some((1, expr.left.clone(), expr.right.clone()))
+            }
+            _ => None,
+        };
+        if let Some((divide, span, factor)) = scaled {
+            let factor = Expr::Cast(datafusion::logical_expr::expr::Cast::new(
+                Box::new(factor),
+                DataType::Float64,
+            ));
+            return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                ScalarFunction::new_udf(self.interval_scale[divide].clone(), vec![span, factor]),
+            )));
         }
         // `#` on integers: DataFusion's simplifier folds `a # a` to 0 even when `a` is NULL.
         if expr.op == SqlOperator::PGBitwiseXor

@@ -44,7 +44,7 @@ pub fn pg_text(array: &dyn Array, row: usize, zone: Zone) -> Option<String> {
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
-            interval_text(v.months, v.days, v.nanoseconds / 1000)
+            crate::interval::PgInterval::from_arrow(v).to_text()
         }
         DataType::Float64 => {
             crate::types::float8_text(array.as_primitive::<Float64Type>().value(row))
@@ -169,51 +169,6 @@ pub fn array_out(values: &dyn Array, zone: Zone) -> Option<String> {
     Some(out)
 }
 
-/// An interval in PostgreSQL's default output style (`1 year 2 mons 3 days 04:05:06.5`,
-/// `-1 days +02:00:00`), as its `EncodeInterval`: a field after a negative one carries its
-/// sign, the time part appears when it is not zero or nothing else does.
-pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
-    let mut out = String::new();
-    // Whether nothing was written yet, and whether the last field written was negative.
-    let (mut is_zero, mut is_before) = (true, false);
-    for (value, unit) in [
-        (i64::from(months / 12), "year"),
-        (i64::from(months % 12), "mon"),
-        (i64::from(days), "day"),
-    ] {
-        if value == 0 {
-            continue;
-        }
-        out.push_str(&format!(
-            "{}{}{value} {unit}{}",
-            if is_zero { "" } else { " " },
-            if is_before && value > 0 { "+" } else { "" },
-            if value != 1 { "s" } else { "" }
-        ));
-        is_before = value < 0;
-        is_zero = false;
-    }
-    if is_zero || micros != 0 {
-        let abs = micros.unsigned_abs();
-        let secs = abs / 1_000_000;
-        let sign = if micros < 0 {
-            "-"
-        } else if is_before {
-            "+"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "{}{sign}{:02}:{:02}:{:02}",
-            if is_zero { "" } else { " " },
-            secs / 3600,
-            (secs / 60) % 60,
-            secs % 60
-        ));
-        datetime::push_fraction(&mut out, (abs % 1_000_000) as i64);
-    }
-    out
-}
 
 /// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped, like PostgreSQL.
 pub fn time_text(micros: i64) -> String {
@@ -321,21 +276,6 @@ impl ScalarUDFImpl for ArrayText {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_print_like_postgres() {
-        assert_eq!(interval_text(0, 1, 0), "1 day");
-        assert_eq!(
-            interval_text(14, 3, 14_706_500_000),
-            "1 year 2 mons 3 days 04:05:06.5"
-        );
-        assert_eq!(interval_text(0, 0, 0), "00:00:00");
-        assert_eq!(interval_text(0, -1, 7_200_000_000), "-1 days +02:00:00");
-        assert_eq!(interval_text(-10, 0, 0), "-10 mons");
-        assert_eq!(interval_text(-12, 3, 0), "-1 years +3 days");
-        assert_eq!(interval_text(0, 0, -1_500_000), "-00:00:01.5");
-        assert_eq!(interval_text(0, 0, 6_500_000), "00:00:06.5");
-    }
 
     #[test]
     fn numerics_print_with_their_scale() {

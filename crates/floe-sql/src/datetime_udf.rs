@@ -4,7 +4,8 @@
 //! [`PgDateTimeCasts`] is an analyzer rule that runs after type coercion and replaces casts
 //! from text to `date`/`timestamp[tz]` (PostgreSQL's input forms, `infinity`, `BC`, the whole
 //! range), between `date` and `timestamp` (infinities kept, range checked) and from
-//! `date`/`timestamp[tz]` to text (PostgreSQL's output form, not ISO 8601's `T`). The result
+//! `date`/`timestamp[tz]`/`interval` to text (PostgreSQL's output form, not ISO 8601's `T` nor
+//! Arrow's `secs`), and from text to `interval` (PostgreSQL's input, see [`crate::interval`]). The result
 //! type of each replaced cast is unchanged. The same rule reads `extract`/`date_part` of a
 //! `timestamptz` in the session's zone and keeps `infinity` ± an interval infinite.
 //! [`PgTemporalOperands`] runs before type coercion, so a `date` or text compared with a
@@ -16,9 +17,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, IntervalMonthDayNanoArray, StringBuilder,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Field, FieldRef, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
@@ -228,6 +233,16 @@ fn from_text(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayR
             }
             timestamp_array(out, target)
         }
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let mut out = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                out.push(match value {
+                    Some(s) => Some(crate::interval::parse_interval(s)?.to_arrow()?),
+                    None => None,
+                });
+            }
+            Ok(Arc::new(IntervalMonthDayNanoArray::from(out)))
+        }
         other => Err(SqlError::internal(format!("no text input for {other}")).into()),
     }
 }
@@ -334,6 +349,13 @@ fn to_text(input: &ArrayRef, zone: Zone) -> DfResult<ArrayRef> {
                 out.append_option(value.map(|m| datetime::timestamp_text(m, zone)));
             }
         }
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            for value in input.as_primitive::<IntervalMonthDayNanoType>().iter() {
+                out.append_option(
+                    value.map(|v| crate::interval::PgInterval::from_arrow(v).to_text()),
+                );
+            }
+        }
         other => return Err(SqlError::internal(format!("no text output for {other}")).into()),
     }
     Ok(Arc::new(out.finish()))
@@ -347,9 +369,17 @@ fn is_text(t: &DataType) -> bool {
 fn conversion(from: &DataType, to: &DataType) -> Option<Conversion> {
     match (from, to) {
         (f, DataType::Date32 | DataType::Timestamp(..)) if is_text(f) => Some(Conversion::FromText),
+        (f, DataType::Interval(IntervalUnit::MonthDayNano)) if is_text(f) => {
+            Some(Conversion::FromText)
+        }
         (DataType::Date32, DataType::Timestamp(..)) => Some(Conversion::DateToTimestamp),
         (DataType::Timestamp(..), DataType::Date32) => Some(Conversion::TimestampToDate),
-        (DataType::Date32 | DataType::Timestamp(..), t) if is_text(t) => Some(Conversion::ToText),
+        (
+            DataType::Date32
+            | DataType::Timestamp(..)
+            | DataType::Interval(IntervalUnit::MonthDayNano),
+            t,
+        ) if is_text(t) => Some(Conversion::ToText),
         (DataType::Timestamp(..), DataType::Timestamp(..)) if from != to => {
             Some(Conversion::Retime)
         }
@@ -365,7 +395,12 @@ impl PgDateTimeCasts {
     fn rewrite(&self, expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         let expr = match expr {
             Expr::ScalarFunction(f) => return Ok(Self::local_fields(f, schema)),
-            Expr::BinaryExpr(b) => return Ok(Self::infinite_operand(b, schema)),
+            Expr::BinaryExpr(b) => {
+                return Ok(match Self::interval_comparison(b, schema) {
+                    Ok(compared) => compared,
+                    Err(b) => Self::infinite_operand(b, schema),
+                })
+            }
             other => other,
         };
         let Expr::Cast(Cast { expr: inner, field }) = expr else {
@@ -404,6 +439,16 @@ impl PgDateTimeCasts {
                 if field == "epoch" || field.starts_with("timezone") {
                     return Transformed::no(Expr::ScalarFunction(f));
                 }
+                if matches!(field.as_str(), "microsecond" | "microseconds")
+                    && f.args.get(1).is_some_and(|a| {
+                        matches!(
+                            a.get_type(schema),
+                            Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+                        )
+                    })
+                {
+                    return Self::interval_microsecond(f, schema);
+                }
                 1
             }
             _ => return Transformed::no(Expr::ScalarFunction(f)),
@@ -426,6 +471,71 @@ impl PgDateTimeCasts {
             vec![arg],
         ));
         Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args }))
+    }
+}
+
+impl PgDateTimeCasts {
+    /// `date_part('microsecond', interval)` keeps the seconds' fraction (the `second` and
+    /// `millisecond` fields are computed from it by the statement rewrite); the result keeps
+    /// the type DataFusion's `date_part` had.
+    fn interval_microsecond(f: ScalarFunction, schema: &DFSchema) -> Transformed<Expr> {
+        let planned = Expr::ScalarFunction(f);
+        let Ok(result_type) = planned.get_type(schema) else {
+            return Transformed::no(planned);
+        };
+        let Expr::ScalarFunction(ScalarFunction { mut args, .. }) = planned else {
+            return Transformed::no(planned);
+        };
+        let interval = args.swap_remove(1);
+        let micros = Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(crate::interval::interval_microsecond_udf()),
+            vec![interval],
+        ));
+        Transformed::yes(Expr::Cast(Cast::new(Box::new(micros), result_type)))
+    }
+}
+
+impl PgDateTimeCasts {
+    /// Intervals compare as PostgreSQL's `interval_cmp_value` (30-day months, 24-hour days):
+    /// both sides become [`crate::interval::interval_key_udf`]. `Err` gives back anything else.
+    fn interval_comparison(
+        b: datafusion::logical_expr::BinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<Transformed<Expr>, datafusion::logical_expr::BinaryExpr> {
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        let compares = matches!(
+            b.op,
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::IsDistinctFrom
+                | Operator::IsNotDistinctFrom
+        );
+        let interval = |e: &Expr| {
+            matches!(
+                e.get_type(schema),
+                Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+            )
+        };
+        if !(compares && interval(&b.left) && interval(&b.right)) {
+            return Err(b);
+        }
+        let key = Arc::new(crate::interval::interval_key_udf());
+        let BinaryExpr { left, op, right } = b;
+        let keyed = |e: Box<Expr>| {
+            Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                key.clone(),
+                vec![*e],
+            )))
+        };
+        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+            left: keyed(left),
+            op,
+            right: keyed(right),
+        })))
     }
 }
 

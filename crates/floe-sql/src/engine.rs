@@ -219,7 +219,9 @@ impl Engine {
             .chain([
                 functions::type_of::udf(),
                 crate::numeric::functions::negate_udf(),
+                crate::interval::make_interval_udf(),
             ])
+            .chain(crate::interval::justify_udfs())
             .chain(crate::bounded_text::udfs())
             .chain([
                 crate::subquery::single_row_udf(),

@@ -29,6 +29,7 @@ pub mod sqlstate {
     pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
     pub const INVALID_DATETIME_FORMAT: &str = "22007";
     pub const DATETIME_FIELD_OVERFLOW: &str = "22008";
+    pub const INTERVAL_FIELD_OVERFLOW: &str = "22015";
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const DATA_EXCEPTION: &str = "22000";
     pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";

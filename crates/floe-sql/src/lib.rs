@@ -18,6 +18,7 @@ mod datetime_udf;
 pub mod engine;
 pub mod error;
 mod functions;
+mod interval;
 pub mod literals;
 mod names;
 pub mod numeric;

@@ -97,6 +97,17 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        match interval_literal(expr) {
+            Ok(Some(replacement)) => {
+                *expr = replacement;
+                return ControlFlow::Continue(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -135,6 +146,12 @@ impl VisitorMut for SessionFunctions<'_> {
             if schema != "pg_catalog" {
                 return ControlFlow::Continue(());
             }
+        }
+        if name == "make_interval" {
+            if let Some(replacement) = make_interval(function) {
+                *expr = replacement;
+            }
+            return ControlFlow::Continue(());
         }
         let args = match &function.args {
             FunctionArguments::None => Vec::new(),
@@ -924,6 +941,99 @@ fn bool_arg(arg: &FunctionArg) -> Option<bool> {
 /// String literals cast to bytea or to an array type, which DataFusion would read as raw bytes
 /// or not at all: `'\\x0102'::bytea` becomes a binary literal, `'{1,2}'::int[]` an `ARRAY[…]`
 /// cast to the element type.
+/// `make_interval(years, months, weeks, days, hours, mins, secs)`, each argument optional
+/// (default 0) and nameable (`make_interval(days => 2)`), as a positional call of all seven.
+/// `None` (left as is, so an unknown function) for an unknown, repeated or misplaced name.
+fn make_interval(function: &ast::Function) -> Option<Expr> {
+    use crate::interval::{MAKE_INTERVAL, MAKE_INTERVAL_PARAMS};
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    if list.args.len() > MAKE_INTERVAL_PARAMS.len() || !list.clauses.is_empty() {
+        return None;
+    }
+    let mut values: [Option<Expr>; 7] = Default::default();
+    let mut named = false;
+    for (position, arg) in list.args.iter().enumerate() {
+        let (slot, value) = match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if !named => (position, e),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            }
+            | FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => {
+                named = true;
+                let wanted = name.value.to_ascii_lowercase();
+                let slot = MAKE_INTERVAL_PARAMS.iter().position(|p| *p == wanted)?;
+                (slot, e)
+            }
+            _ => return None,
+        };
+        if values[slot].is_some() {
+            return None;
+        }
+        values[slot] = Some(value.clone());
+    }
+    let args = values
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| Expr::value(Value::Number("0".into(), false))))
+        .collect();
+    Some(call(MAKE_INTERVAL, args))
+}
+
+/// `INTERVAL '…'` is read with PostgreSQL's interval input ([`crate::interval`]), not
+/// DataFusion's: the literal is restated as months, days and microseconds, which DataFusion's
+/// parser reads to the same value (and which stays a literal, as window frames need).
+fn interval_literal(expr: &Expr) -> SqlResult<Option<Expr>> {
+    // DataFusion reads `- INTERVAL '…'` by putting a `-` before the text, which would negate
+    // only the restatement's first number: the negation is done here instead.
+    let (interval, negative) = match expr {
+        Expr::Interval(interval) => (interval, false),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr: inner,
+        } => match inner.as_ref() {
+            Expr::Interval(interval) => (interval, true),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let qualified = interval.leading_field.is_some()
+        || interval.last_field.is_some()
+        || interval.leading_precision.is_some()
+        || interval.fractional_seconds_precision.is_some();
+    let text = match interval.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => s,
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if qualified {
+        return Ok(None);
+    }
+    let mut value = crate::interval::parse_interval(text)?;
+    if negative {
+        value = value.negated()?;
+    }
+    let restated = format!(
+        "{} months {} days {} microseconds",
+        value.months, value.days, value.micros
+    );
+    Ok(Some(Expr::Interval(ast::Interval {
+        value: Box::new(Expr::value(Value::SingleQuotedString(restated))),
+        leading_field: None,
+        leading_precision: None,
+        last_field: None,
+        fractional_seconds_precision: None,
+    })))
+}
+
 fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
     let (text, data_type) = match expr {
         Expr::Cast {
