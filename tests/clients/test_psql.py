@@ -140,7 +140,6 @@ def test_psql_numeric_keeps_scale(server):
     assert (out.returncode, out.stdout) == (0, "1.50|2.000\n"), out.stderr
 
 
-@floe_xfail("interval literals in PostgreSQL's output form ('1 day 02:03:04') are rejected")
 def test_psql_interval_literal(server):
     out = psql(server, "-At", "-c", "select interval '1 day 02:03:04', '-1 days +02:00'::interval")
     assert (out.returncode, out.stdout) == (0, "1 day 02:03:04|-1 days +02:00:00\n"), out.stderr

@@ -169,7 +169,6 @@ pub fn array_out(values: &dyn Array, zone: Zone) -> Option<String> {
     Some(out)
 }
 
-
 /// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped, like PostgreSQL.
 pub fn time_text(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);
