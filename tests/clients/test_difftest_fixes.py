@@ -146,3 +146,13 @@ def test_jsonb_parameters_are_read_as_jsonb(conn):
 def test_result_names_and_types(conn, sql, described):
     cursor = conn.execute(sql)
     assert [(d.name, d.type_code) for d in cursor.description] == described
+
+
+def test_union_of_differing_integer_types_is_bigint_in_binary(conn):
+    """A UNION of an integer column and a bigint is described as bigint and sent as one: it was
+    described with its first input's type (integer) while its rows were bigint, which a binary
+    client read as garbage (asyncpg: 'unexpected trailing 4 bytes')."""
+    cur = conn.cursor(binary=True)
+    cur.execute("SELECT x FROM (VALUES (1), (2)) AS v(x) UNION ALL SELECT 2147483648 ORDER BY 1")
+    assert [d.type_code for d in cur.description] == [20]
+    assert cur.fetchall() == [(1,), (2,), (2147483648,)]

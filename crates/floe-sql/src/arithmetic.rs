@@ -404,6 +404,24 @@ impl ExprPlanner for PostgresOperators {
                 )));
             }
         }
+        // timestamp - timestamp is an interval of days and time in PostgreSQL (timestamp_mi:
+        // `1 day 02:00:00`), not Arrow's duration (`26:00:00`).
+        if expr.op == SqlOperator::Minus
+            && matches!(left_type, Some(DataType::Timestamp(..)))
+            && matches!(right_type, Some(DataType::Timestamp(..)))
+        {
+            let interval =
+                DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano);
+            let difference = Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                Box::new(expr.left),
+                datafusion::logical_expr::Operator::Minus,
+                Box::new(expr.right),
+            ))
+            .cast_to(&interval, schema)?;
+            return Ok(PlannerResult::Planned(
+                crate::interval::justify_hours_udf().call(vec![difference]),
+            ));
+        }
         // date ± interval is a timestamp in PostgreSQL (DataFusion keeps a date and drops the
         // time of day: '2009-06-03'::date + interval '1 hour' was 2009-06-03).
         let is_interval = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_)));

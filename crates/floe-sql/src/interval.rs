@@ -917,6 +917,13 @@ struct JustifyUdf {
     signature: Signature,
 }
 
+/// `justify_hours` alone (a timestamp difference is justified so, as in PostgreSQL).
+pub(crate) fn justify_hours_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| Arc::new(justify_udfs().swap_remove(0)))
+        .clone()
+}
+
 /// PostgreSQL's `justify_hours`, `justify_days` and `justify_interval`.
 pub(crate) fn justify_udfs() -> Vec<ScalarUDF> {
     [Justify::Hours, Justify::Days, Justify::Interval]

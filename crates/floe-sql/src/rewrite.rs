@@ -1407,6 +1407,11 @@ fn union_input_types(
     {
         return Ok(LogicalPlan::Union(union));
     }
+    // Where the inputs differ, the type DataFusion's coercion will give the column (the union
+    // was planned with its first input's types: `SELECT int4_col UNION ALL SELECT 2147483648`
+    // was described as integer while its rows were bigint).
+    let coerced =
+        datafusion::optimizer::analyzer::type_coercion::coerce_union_schema(&union.inputs).ok();
     let mut changed = false;
     let fields: Vec<Field> = union
         .schema
@@ -1419,9 +1424,17 @@ fn union_input_types(
                 .inputs
                 .iter()
                 .all(|input| input.schema().field(i).data_type() == first);
-            if agree && first != field.data_type() {
+            let target = if agree {
+                first
+            } else {
+                match &coerced {
+                    Some(schema) if schema.fields().len() == width => schema.field(i).data_type(),
+                    _ => field.data_type(),
+                }
+            };
+            if target != field.data_type() {
                 changed = true;
-                field.as_ref().clone().with_data_type(first.clone())
+                field.as_ref().clone().with_data_type(target.clone())
             } else {
                 field.as_ref().clone()
             }
