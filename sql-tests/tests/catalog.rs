@@ -319,7 +319,7 @@ async fn catalog_queries_over_the_extended_protocol() {
     let client = server.connect().await;
     client.batch_execute(SCHEMA).await.unwrap();
 
-    let oid: i32 = client
+    let oid: u32 = client
         .query_one(
             "SELECT oid FROM pg_catalog.pg_class WHERE relname = $1",
             &[&"t"],
@@ -423,19 +423,19 @@ async fn relation_oids_survive_a_restart() {
         let client = server.connect().await;
         client.batch_execute(SCHEMA).await.unwrap();
         let row = client.query_one(query, &[]).await.unwrap();
-        (row.get::<_, i32>(0), row.get::<_, i32>(1))
+        (row.get::<_, u32>(0), row.get::<_, u32>(1))
     };
     assert!(server.terminate(Duration::from_secs(30)).is_some());
     server.restart(&[]);
     let client = server.connect().await;
     let row = client.query_one(query, &[]).await.unwrap();
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), before);
+    assert_eq!((row.get::<_, u32>(0), row.get::<_, u32>(1)), before);
     let regclass: i32 = client
         .query_one("SELECT 't'::regclass::int4", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(regclass, before.0);
+    assert_eq!(regclass as u32, before.0);
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{new_empty_array, RecordBatch};
+use datafusion::arrow::array::{new_empty_array, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use datafusion::common::metadata::FieldMetadata;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -666,7 +666,12 @@ impl SubPlan {
             fields,
             batch.schema().metadata().clone(),
         ));
-        Ok(RecordBatch::try_new(schema, columns)?)
+        // Lists compare without their item fields' metadata: an answer computed from a
+        // plan of its own may carry other type tags than the field planned for it.
+        let options = RecordBatchOptions::new().with_match_field_names(false);
+        Ok(RecordBatch::try_new_with_options(
+            schema, columns, &options,
+        )?)
     }
 }
 

@@ -193,6 +193,9 @@ impl Engine {
                     .map_err(SqlError::from)?;
             }
         }
+        state
+            .register_udaf(Arc::new(functions::array_agg::TaggedArrayAgg::udaf()))
+            .map_err(SqlError::from)?;
         for udaf in functions::jsonb::aggregate::udafs() {
             state
                 .register_udaf(Arc::new(udaf))
@@ -259,6 +262,8 @@ impl Engine {
         state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));
         state.add_analyzer_rule(Arc::new(crate::bounded_text::BpcharComparisons));
         state.add_analyzer_rule(Arc::new(functions::jsonb::operators::JsonbOrder));
+        // Last: operand types and PostgreSQL's operators are final.
+        state.add_analyzer_rule(Arc::new(crate::const_errors::PlanTimeErrors));
         Ok(Arc::new(Engine {
             db,
             state: Arc::new(state),

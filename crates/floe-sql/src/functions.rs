@@ -26,6 +26,7 @@ use floe_storage::Db;
 
 pub(crate) mod advisory;
 pub(crate) mod any;
+pub(crate) mod array_agg;
 pub(crate) mod datetime;
 pub(crate) mod domain;
 pub(crate) mod encoding;

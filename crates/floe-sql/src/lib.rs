@@ -12,6 +12,7 @@ mod bounded_text;
 mod cast_names;
 pub mod catalog;
 pub mod colnames;
+mod const_errors;
 pub mod copy;
 pub mod datetime;
 mod datetime_udf;

@@ -70,6 +70,7 @@ pub fn schema(db: &Arc<Db>, database: &str, name: &str) -> Option<Arc<dyn Schema
 }
 
 pub(crate) use rewrite::CatalogContext;
+pub(crate) use system::procs;
 
 /// Names of the catalog schemas every database has.
 pub fn schema_names() -> [&'static str; 2] {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
@@ -50,12 +50,12 @@ fn subquery_tag(expr: &Expr) -> Option<HashMap<String, String>> {
         _ => return None,
     };
     let mut plan = subquery.subquery.as_ref();
-    if plan
-        .schema()
-        .fields()
-        .first()
-        .is_none_or(|f| f.metadata().contains_key(PG_TYPE_KEY))
-    {
+    if plan.schema().fields().first().is_none_or(|f| {
+        // `array_agg` says `uuid[]`: its element's tag is still to be found.
+        f.metadata()
+            .get(PG_TYPE_KEY)
+            .is_some_and(|tag| !tag.ends_with("[]"))
+    }) {
         return None;
     }
     let aggregate = loop {
@@ -82,8 +82,10 @@ fn subquery_tag(expr: &Expr) -> Option<HashMap<String, String>> {
 /// The tag the results of `expr` share, if `expr` is a `CASE` that loses it, or a correlated
 /// scalar subquery that does ([`subquery_tag`]).
 fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
-    let Expr::Case(case) = expr else {
-        return subquery_tag(expr);
+    let case = match expr {
+        Expr::Case(case) => case,
+        Expr::Cast(cast) => return cast_from_oid(cast, schema),
+        _ => return subquery_tag(expr),
     };
     let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = case
         .when_then_expr
@@ -105,11 +107,22 @@ fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
         return None;
     }
     let tag = crate::numeric::functions::shared_type_tag(&fields, &literals)?;
-    matches!(
-        own.data_type(),
-        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-    )
-    .then_some(tag)
+    let array_tag = tag.get(PG_TYPE_KEY).is_some_and(|t| t.ends_with("[]"));
+    match own.data_type() {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Some(tag),
+        // `array_agg` of a tagged type (`oid[]`): the tag is on the list's field.
+        DataType::List(_) | DataType::LargeList(_) if array_tag => Some(tag),
+        _ => None,
+    }
+}
+
+/// No tag (an empty map) for a cast of an `oid` to another type (`oid::int8`), which
+/// DataFusion's cast to a type without a field of its own would keep calling `oid`.
+fn cast_from_oid(cast: &Cast, schema: &DFSchema) -> Option<HashMap<String, String>> {
+    let source = field_of(&cast.expr, schema)?;
+    let tag = source.metadata().get(PG_TYPE_KEY)?;
+    let untyped_target = cast.field.metadata().is_empty();
+    (untyped_target && (tag == "oid" || tag == "oid[]")).then(HashMap::new)
 }
 
 /// Wraps every `CASE` of `plan` that loses its results' shared type tag.

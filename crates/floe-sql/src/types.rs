@@ -174,7 +174,8 @@ impl SqlType {
         }
     }
 
-    /// The metadata tag for types Arrow can't tell apart from `Utf8`.
+    /// The metadata tag for types Arrow can't tell apart from `Utf8` (or, for `oid`, from
+    /// the integers).
     fn tag(&self) -> Option<&'static str> {
         match self {
             SqlType::Uuid => Some("uuid"),
@@ -184,6 +185,7 @@ impl SqlType {
             SqlType::Bpchar => Some("bpchar"),
             SqlType::Name => Some("name"),
             SqlType::Void => Some("void"),
+            SqlType::Oid => Some("oid"),
             _ => None,
         }
     }
@@ -235,18 +237,35 @@ impl SqlType {
     /// The PostgreSQL type of an Arrow field (its tag first, else its Arrow type).
     pub fn from_arrow_field(field: &Field) -> SqlType {
         if let Some(tag) = field.metadata().get(PG_TYPE_KEY) {
-            match tag.as_str() {
-                "uuid" => return SqlType::Uuid,
-                "json" => return SqlType::Json,
-                "jsonb" => return SqlType::Jsonb,
-                "varchar" => return SqlType::Varchar,
-                "bpchar" => return SqlType::Bpchar,
-                "name" => return SqlType::Name,
-                "void" => return SqlType::Void,
-                _ => {}
+            // A list field may say its elements' type (`array_agg` of a tagged column).
+            let (element, array) = match tag.strip_suffix("[]") {
+                Some(element) => (element, true),
+                None => (tag.as_str(), false),
+            };
+            if let Some(t) = SqlType::from_tag(element) {
+                return if array {
+                    SqlType::Array(Box::new(t))
+                } else {
+                    t
+                };
             }
         }
         SqlType::from_arrow(field.data_type())
+    }
+
+    /// The type a metadata tag names (see [`SqlType::tag`]).
+    fn from_tag(tag: &str) -> Option<SqlType> {
+        Some(match tag {
+            "uuid" => SqlType::Uuid,
+            "json" => SqlType::Json,
+            "jsonb" => SqlType::Jsonb,
+            "varchar" => SqlType::Varchar,
+            "bpchar" => SqlType::Bpchar,
+            "name" => SqlType::Name,
+            "void" => SqlType::Void,
+            "oid" => SqlType::Oid,
+            _ => return None,
+        })
     }
 
     /// The PostgreSQL type of an untagged Arrow type.

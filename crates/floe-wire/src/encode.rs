@@ -11,7 +11,8 @@ use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, IntervalUnit, Schema, TimestampMicrosecondType,
+    DataType, Date32Type, Decimal128Type, Int32Type, Int64Type, IntervalUnit, Schema,
+    TimestampMicrosecondType,
 };
 use floe_sql::array_text::{self, decimal_digits};
 use floe_sql::datetime;
@@ -357,8 +358,15 @@ fn pg_binary(array: &dyn Array, row: usize, ty: &SqlType) -> Option<Result<Vec<u
                 .map(|v| v.to_pg_binary())
                 .map_err(|e| e.to_string()),
         ),
+        // `oid` is unsigned and 4 bytes, whichever integer holds it.
+        (SqlType::Oid, DataType::Int32 | DataType::Int64) => {
+            Some(Ok(oid_value(array, row).to_be_bytes().to_vec()))
+        }
         (SqlType::Array(item), DataType::List(_))
-            if matches!(**item, SqlType::Numeric | SqlType::Uuid | SqlType::Jsonb) =>
+            if matches!(
+                **item,
+                SqlType::Numeric | SqlType::Uuid | SqlType::Jsonb | SqlType::Oid
+            ) =>
         {
             let values = array.as_list::<i32>().value(row);
             if !matches!(
@@ -367,12 +375,21 @@ fn pg_binary(array: &dyn Array, row: usize, ty: &SqlType) -> Option<Result<Vec<u
                     SqlType::Numeric,
                     DataType::Decimal128(..) | DataType::LargeBinary
                 ) | (SqlType::Uuid | SqlType::Jsonb, DataType::Utf8)
+                    | (SqlType::Oid, DataType::Int32 | DataType::Int64)
             ) {
                 return None;
             }
             Some(array_binary(values.as_ref(), item))
         }
         _ => None,
+    }
+}
+
+/// An `oid` held in an Int32 (catalog columns) or Int64 (`::oid` casts) array.
+fn oid_value(array: &dyn Array, row: usize) -> u32 {
+    match array.data_type() {
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row) as u32,
+        _ => array.as_primitive::<Int64Type>().value(row) as u32,
     }
 }
 
@@ -399,6 +416,7 @@ fn array_binary(values: &dyn Array, item: &SqlType) -> Result<Vec<u8>, String> {
             (_, DataType::LargeBinary) => wide_numeric(values, i)
                 .map_err(|e| e.to_string())?
                 .to_pg_binary(),
+            (SqlType::Oid, _) => oid_value(values, i).to_be_bytes().to_vec(),
             (SqlType::Uuid, _) => {
                 let text = values.as_string::<i32>().value(i);
                 uuid::Uuid::parse_str(text)

@@ -790,12 +790,11 @@ pub(crate) fn shared_type_tag(
         .iter()
         .enumerate()
         .filter(|(i, f)| {
-            let unknown = matches!(
-                literals.get(*i),
-                Some(Some(
-                    ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::Null
-                ))
-            );
+            let unknown = match literals.get(*i) {
+                Some(Some(ScalarValue::Utf8(_) | ScalarValue::Utf8View(_))) => true,
+                Some(Some(value)) => value.is_null(),
+                _ => false,
+            };
             f.data_type() != &DataType::Null && !unknown
         })
         .map(|(_, f)| f)
@@ -808,7 +807,15 @@ pub(crate) fn shared_type_tag(
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null
         )
     });
-    if !all_strings
+    // `array_agg` of a tagged type is a list whose field says `uuid[]`.
+    let all_lists = tag.ends_with("[]")
+        && fields.iter().all(|f| {
+            matches!(
+                f.data_type(),
+                DataType::List(_) | DataType::LargeList(_) | DataType::Null
+            )
+        });
+    if !(all_strings || all_lists)
         || !typed
             .iter()
             .all(|f| f.metadata().get(PG_TYPE_KEY) == Some(tag))

@@ -193,9 +193,17 @@ fn statics() -> DfResult<&'static PgCatalogStaticTables> {
 pub(crate) struct Procs {
     names: std::collections::HashMap<u32, String>,
     oids: std::collections::HashMap<String, Vec<u32>>,
+    /// Names with a stable or volatile form (`provolatile` other than `i`).
+    not_immutable: std::collections::HashSet<String>,
 }
 
 impl Procs {
+    /// Whether every built-in function called `name` is immutable (also when there is none),
+    /// so PostgreSQL folds a call of it with constant arguments while planning.
+    pub(crate) fn immutable(&self, name: &str) -> bool {
+        !self.not_immutable.contains(name)
+    }
+
     /// The name of function `oid`.
     pub(crate) fn name(&self, oid: u32) -> Option<&str> {
         self.names.get(&oid).map(String::as_str)
@@ -233,11 +241,20 @@ pub(crate) fn procs() -> &'static Procs {
                 continue;
             };
             let (oids, names) = (oids.as_primitive::<Int64Type>(), names.as_string::<i32>());
+            let volatility = batch
+                .column_by_name("provolatile")
+                .and_then(|v| cast(v, &DataType::Utf8).ok());
             for row in 0..batch.num_rows() {
                 if oids.is_null(row) || names.is_null(row) {
                     continue;
                 }
                 let (oid, name) = (oids.value(row) as u32, names.value(row).to_string());
+                if let Some(volatility) = &volatility {
+                    let volatility = volatility.as_string::<i32>();
+                    if volatility.is_valid(row) && volatility.value(row) != "i" {
+                        procs.not_immutable.insert(name.clone());
+                    }
+                }
                 procs.oids.entry(name.clone()).or_default().push(oid);
                 procs.names.insert(oid, name);
             }

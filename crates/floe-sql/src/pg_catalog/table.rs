@@ -43,7 +43,26 @@ pub(crate) enum Kind {
     OidArray,
 }
 
+/// A field tagged with a PostgreSQL type: `oid` values are Int32 tagged `oid`, so clients see
+/// PostgreSQL's type 26 (and `array_agg` of one is `oid[]`, which asyncpg's type introspection
+/// relies on); `oid[]` is a list of Int32 tagged `oid[]`.
+fn tagged_field(name: &str, data_type: DataType, tag: &str) -> Field {
+    Field::new(name, data_type, true).with_metadata(
+        [(crate::types::PG_TYPE_KEY.to_string(), tag.to_string())]
+            .into_iter()
+            .collect(),
+    )
+}
+
 impl Kind {
+    fn field(self, name: &str) -> Field {
+        match self {
+            Kind::Oid => tagged_field(name, self.data_type(), "oid"),
+            Kind::OidArray => tagged_field(name, self.data_type(), "oid[]"),
+            _ => Field::new(name, self.data_type(), true),
+        }
+    }
+
     fn data_type(self) -> DataType {
         let list = |inner: DataType| DataType::List(Arc::new(Field::new("item", inner, true)));
         match self {
@@ -153,7 +172,7 @@ pub(crate) fn schema_of(columns: Columns) -> SchemaRef {
     Arc::new(Schema::new(
         columns
             .iter()
-            .map(|(name, kind)| Field::new(*name, kind.data_type(), true))
+            .map(|(name, kind)| kind.field(name))
             .collect::<Vec<_>>(),
     ))
 }

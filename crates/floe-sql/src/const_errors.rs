@@ -1,0 +1,351 @@
+//! Errors of constant expressions are raised when the statement is planned, as PostgreSQL
+//! does.
+//!
+//! PostgreSQL folds every constant subexpression of immutable functions and operators while it
+//! plans a statement (`eval_const_expressions`), so `SELECT make_date(0, 1, 1) FROM t` fails
+//! even when `t` is empty, and `CASE WHEN x > 0 THEN 1 ELSE 1/0 END` fails whatever `x` holds.
+//! DataFusion folds constants too but keeps an expression whose evaluation fails, so the error
+//! came only from rows (never, for an empty input). [`PlanTimeErrors`], the last analyzer rule
+//! (operand types are final), evaluates each constant subexpression once and returns its error.
+//!
+//! It follows PostgreSQL's order and short cuts, so nothing PostgreSQL skips is evaluated: a
+//! `CASE` branch whose constant condition is false (or after one that is true), the operands of
+//! `AND`/`OR` after a constant that decides it, `coalesce` arguments after a constant that is
+//! not NULL. Only immutable functions are evaluated (PostgreSQL folds no stable ones), and
+//! nothing whose value is an array (no work is spent on a constant `generate_series`).
+//! String literals read as another type come first, as PostgreSQL reads them while parsing;
+//! a subquery column that nothing reads is not evaluated (PostgreSQL pulls the subquery up).
+//! The plan is left as it is: DataFusion's simplifier still does the folding.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::record_batch::RecordBatchOptions;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::expr::{Case, ScalarFunction};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Volatility,
+};
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::optimizer::{AnalyzerRule, OptimizerContext, OptimizerRule};
+use datafusion::physical_expr::create_physical_expr;
+
+/// Raises the errors of constant subexpressions at planning (see the module doc).
+#[derive(Debug, Default)]
+pub struct PlanTimeErrors;
+
+impl AnalyzerRule for PlanTimeErrors {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        // The parser's work first: string literals read as their types.
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    if is_literal_coercion(e) {
+                        evaluate(e)?;
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+        // Then the planner's folding, of what the statement uses: a subquery column nobody
+        // reads is gone before PostgreSQL folds (its subquery was pulled up).
+        let used = OptimizeProjections::new()
+            .rewrite(plan.clone(), &OptimizerContext::new())
+            .map(|t| t.data);
+        used.as_ref()
+            .unwrap_or(&plan)
+            .apply_with_subqueries(|node| {
+                node.apply_expressions(|expr| {
+                    check(expr)?;
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })?;
+        Ok(plan)
+    }
+
+    fn name(&self) -> &str {
+        "floe_plan_time_errors"
+    }
+}
+
+/// Evaluates the constant parts of `expr` in PostgreSQL's order, returning the first error.
+fn check(expr: &Expr) -> DfResult<()> {
+    match expr {
+        Expr::Literal(..) => Ok(()),
+        Expr::BinaryExpr(BinaryExpr {
+            op: op @ (Operator::And | Operator::Or),
+            ..
+        }) => {
+            // PostgreSQL flattens nested ANDs (ORs) and stops at a constant that decides.
+            let decides = *op == Operator::Or;
+            let mut operands = Vec::new();
+            flatten(expr, *op, &mut operands);
+            for operand in operands {
+                if fold(operand)? == Some(ScalarValue::Boolean(Some(decides))) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        Expr::Case(case) => check_case(case),
+        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "coalesce" => {
+            for arg in args {
+                if fold(arg)?.is_some_and(|value| !value.is_null()) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        _ if is_constant(expr) && !has_short_cuts(expr) && !is_array(expr) => {
+            evaluate(expr).map(|_| ())
+        }
+        _ => {
+            let mut result = Ok(());
+            expr.apply_children(|child| {
+                result = check(child);
+                Ok(if result.is_ok() {
+                    TreeNodeRecursion::Continue
+                } else {
+                    TreeNodeRecursion::Stop
+                })
+            })?;
+            result
+        }
+    }
+}
+
+fn check_case(case: &Case) -> DfResult<()> {
+    let base = match &case.expr {
+        Some(base) => Some(fold(base)?),
+        None => None,
+    };
+    for (when, then) in &case.when_then_expr {
+        let taken = match (&base, fold(when)?) {
+            // A condition or operand whose value is known only when run.
+            (Some(None), _) | (_, None) => None,
+            (Some(Some(base)), Some(value)) => {
+                Some(!base.is_null() && !value.is_null() && *base == value)
+            }
+            (None, Some(value)) => Some(value == ScalarValue::Boolean(Some(true))),
+        };
+        match taken {
+            // Every later branch and ELSE are dropped.
+            Some(true) => return check(then),
+            // A branch that can't be taken is dropped unevaluated.
+            Some(false) => {}
+            None => check(then)?,
+        }
+    }
+    match &case.else_expr {
+        Some(otherwise) => check(otherwise),
+        None => Ok(()),
+    }
+}
+
+/// Checks `expr` and returns its value if it is constant (what PostgreSQL's folding makes of
+/// it), `None` if it is known only when the statement runs.
+fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
+    if !is_constant(expr) || is_array(expr) {
+        check(expr)?;
+        return Ok(None);
+    }
+    if !has_short_cuts(expr) {
+        return evaluate(expr).map(Some);
+    }
+    // Checked part by part; then DataFusion's simplifier (which knows `coalesce`, `CASE`, …)
+    // gives the value.
+    check(expr)?;
+    let simplifier = ExprSimplifier::new(SimplifyContext::default());
+    Ok(match simplifier.simplify(expr.clone()) {
+        Ok(Expr::Literal(value, _)) => Some(value),
+        _ => None,
+    })
+}
+
+fn flatten<'a>(expr: &'a Expr, op: Operator, out: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryExpr(binary) if binary.op == op => {
+            flatten(&binary.left, op, out);
+            flatten(&binary.right, op, out);
+        }
+        Expr::Alias(alias) => flatten(&alias.expr, op, out),
+        _ => out.push(expr),
+    }
+}
+
+/// Whether `expr` is a string literal read as another type (`'2020-01-01'::date`, a literal
+/// coerced to a column's type), which PostgreSQL does while parsing.
+fn is_literal_coercion(expr: &Expr) -> bool {
+    let operand = match expr {
+        Expr::Cast(cast) => cast.expr.as_ref(),
+        Expr::ScalarFunction(f) if f.name().starts_with("floe_") && f.args.len() == 1 => &f.args[0],
+        _ => return false,
+    };
+    matches!(
+        operand,
+        Expr::Literal(
+            ScalarValue::Utf8(Some(_))
+                | ScalarValue::Utf8View(Some(_))
+                | ScalarValue::LargeUtf8(Some(_)),
+            _
+        )
+    ) && is_constant(expr)
+}
+
+/// Whether PostgreSQL folds a call of `f` with constant arguments: an immutable function
+/// (Floe's and every built-in of that name). Date/time conversions that depend on the
+/// session's `TimeZone` or `DateStyle` are stable there; text read as a date/time is folded
+/// only as a literal.
+fn folds(f: &ScalarFunction) -> bool {
+    if f.func.signature().volatility != Volatility::Immutable
+        || !crate::pg_catalog::procs().immutable(f.name())
+    {
+        return false;
+    }
+    match f.name() {
+        "floe_retime" | "floe_datetime_to_text" => false,
+        "floe_text_to_datetime" => matches!(f.args.first(), Some(Expr::Literal(..))),
+        "floe_date_to_timestamp" | "floe_timestamp_to_date" => {
+            let zoned = |e: &Expr| {
+                e.get_type(&DFSchema::empty())
+                    .map_or(true, |t| matches!(t, DataType::Timestamp(_, Some(_))))
+            };
+            let call = Expr::ScalarFunction(f.clone());
+            !f.args.iter().any(zoned) && !zoned(&call)
+        }
+        _ => true,
+    }
+}
+
+/// Whether `expr` reads no row, no parameter and no subquery, and calls only functions
+/// PostgreSQL folds ([`folds`]).
+fn is_constant(expr: &Expr) -> bool {
+    !expr
+        .exists(|e| {
+            Ok(match e {
+                #[allow(deprecated)]
+                Expr::AggregateFunction(_)
+                | Expr::ScalarVariable(..)
+                | Expr::Column(_)
+                | Expr::OuterReferenceColumn(..)
+                | Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::SetComparison(_)
+                | Expr::ScalarSubquery(_)
+                | Expr::WindowFunction(_)
+                | Expr::GroupingSet(_)
+                | Expr::Wildcard { .. }
+                | Expr::Placeholder(_)
+                | Expr::Unnest(_)
+                | Expr::HigherOrderFunction(_)
+                | Expr::Lambda(_)
+                | Expr::LambdaVariable(_) => true,
+                Expr::ScalarFunction(f) => !folds(f),
+                _ => false,
+            })
+        })
+        .unwrap_or(true)
+}
+
+/// Whether `expr` holds a node whose operands PostgreSQL may leave unevaluated.
+fn has_short_cuts(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(match e {
+            Expr::Case(_) => true,
+            Expr::BinaryExpr(b) => matches!(b.op, Operator::And | Operator::Or),
+            Expr::ScalarFunction(f) => f.func.name() == "coalesce",
+            _ => false,
+        })
+    })
+    .unwrap_or(true)
+}
+
+fn is_array(expr: &Expr) -> bool {
+    match expr.get_type(&DFSchema::empty()) {
+        Ok(data_type) => matches!(
+            data_type,
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+        ),
+        Err(_) => true,
+    }
+}
+
+/// One row with no columns: a constant's value is its one value.
+static ONE_ROW: LazyLock<RecordBatch> = LazyLock::new(|| {
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .expect("a batch of one row and no columns")
+});
+
+/// The value of a constant expression, or the error evaluating it raises.
+fn evaluate(expr: &Expr) -> DfResult<ScalarValue> {
+    if let Expr::Literal(value, _) = expr {
+        return Ok(value.clone());
+    }
+    let physical = create_physical_expr(
+        expr,
+        &DFSchema::empty(),
+        &ExecutionProps::new(),
+        &PhysicalPlanningContext::default(),
+    )?;
+    match physical.evaluate(&ONE_ROW)? {
+        ColumnarValue::Scalar(value) => Ok(value),
+        ColumnarValue::Array(array) if array.len() == 1 => ScalarValue::try_from_array(&array, 0),
+        // Not a single value (not expected of a constant): nothing to say at planning.
+        ColumnarValue::Array(_) => Ok(ScalarValue::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::functions::expr_fn::coalesce;
+    use datafusion::logical_expr::{col, lit, when};
+
+    fn div_by_zero() -> Expr {
+        lit(1i64) / lit(0i64)
+    }
+
+    #[test]
+    fn constants_are_evaluated_where_postgres_folds_them() {
+        // DataFusion's own integer division by zero raises.
+        assert!(check(&div_by_zero()).is_err());
+        assert!(check(&(col("x").gt(lit(0)).and(div_by_zero().eq(lit(1i64))))).is_err());
+        let case = when(col("x").gt(lit(0)), lit(1i64))
+            .otherwise(div_by_zero())
+            .unwrap();
+        assert!(check(&case).is_err());
+    }
+
+    #[test]
+    fn short_cuts_are_honoured() {
+        let dropped = when(lit(false), div_by_zero())
+            .otherwise(lit(1i64))
+            .unwrap();
+        assert!(check(&dropped).is_ok());
+        let after_true = when(lit(true), lit(1i64)).otherwise(div_by_zero()).unwrap();
+        assert!(check(&after_true).is_ok());
+        assert!(check(&lit(false).and(div_by_zero().eq(lit(1i64)))).is_ok());
+        assert!(check(&lit(true).or(div_by_zero().eq(lit(1i64)))).is_ok());
+        assert!(check(&div_by_zero().eq(lit(1i64)).and(lit(false))).is_err());
+        assert!(check(&col("x").eq(lit(1))).is_ok());
+        // DataFusion cannot run `coalesce` itself; its value decides the branch.
+        let decided = when(
+            coalesce(vec![lit(ScalarValue::Boolean(None)), lit(true)]),
+            lit(1i64),
+        )
+        .otherwise(div_by_zero())
+        .unwrap();
+        assert!(check(&decided).is_ok());
+    }
+}
