@@ -413,9 +413,9 @@ impl ExprPlanner for PostgresOperators {
             let interval =
                 DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano);
             let difference = Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
-                Box::new(expr.left),
+                Box::new(crate::date_days::finite_timestamp(expr.left)),
                 datafusion::logical_expr::Operator::Minus,
-                Box::new(expr.right),
+                Box::new(crate::date_days::finite_timestamp(expr.right)),
             ))
             .cast_to(&interval, schema)?;
             return Ok(PlannerResult::Planned(
@@ -490,18 +490,31 @@ impl ExprPlanner for PostgresOperators {
                 ScalarFunction::new_udf(self.xor.clone(), vec![expr.left, expr.right]),
             )));
         }
-        if expr.op == SqlOperator::Minus
-            && left_type == Some(DataType::Date32)
-            && right_type == Some(DataType::Date32)
-        {
-            let days = Expr::BinaryExpr(BinaryExpr::new(
-                Box::new(expr.left),
-                Operator::Minus,
-                Box::new(expr.right),
-            ));
-            return Ok(PlannerResult::Planned(Expr::Cast(
-                datafusion::logical_expr::expr::Cast::new(Box::new(days), DataType::Int32),
-            )));
+        // date - date, date ± integer: PostgreSQL's range and infinities (`crate::date_days`).
+        let date = Some(DataType::Date32);
+        let integer = |t: &Option<DataType>| t.as_ref().is_some_and(DataType::is_integer);
+        match expr.op {
+            SqlOperator::Minus if left_type == date && right_type == date => {
+                return Ok(PlannerResult::Planned(crate::date_days::days_between(
+                    expr.left, expr.right,
+                )));
+            }
+            SqlOperator::Minus if left_type == date && integer(&right_type) => {
+                return Ok(PlannerResult::Planned(crate::date_days::sub_days(
+                    expr.left, expr.right,
+                )));
+            }
+            SqlOperator::Plus if left_type == date && integer(&right_type) => {
+                return Ok(PlannerResult::Planned(crate::date_days::add_days(
+                    expr.left, expr.right,
+                )));
+            }
+            SqlOperator::Plus if integer(&left_type) && right_type == date => {
+                return Ok(PlannerResult::Planned(crate::date_days::add_days(
+                    expr.right, expr.left,
+                )));
+            }
+            _ => {}
         }
         Ok(PlannerResult::Original(expr))
     }

@@ -15,6 +15,8 @@
 //! nothing whose value is an array (no work is spent on a constant `generate_series`).
 //! String literals read as another type come first, as PostgreSQL reads them while parsing;
 //! a subquery column that nothing reads is not evaluated (PostgreSQL pulls the subquery up).
+//! Last come the `WHERE` conditions that read no row but call stable functions: PostgreSQL's
+//! executor evaluates them once before the first row (a one-time filter), so Floe does too.
 //! The plan is left as it is: DataFusion's simplifier still does the folding.
 
 use std::sync::{Arc, LazyLock};
@@ -59,14 +61,20 @@ impl AnalyzerRule for PlanTimeErrors {
         let used = OptimizeProjections::new()
             .rewrite(plan.clone(), &OptimizerContext::new())
             .map(|t| t.data);
-        used.as_ref()
-            .unwrap_or(&plan)
-            .apply_with_subqueries(|node| {
-                node.apply_expressions(|expr| {
-                    check(expr)?;
-                    Ok(TreeNodeRecursion::Continue)
-                })
-            })?;
+        let used = used.as_ref().unwrap_or(&plan);
+        used.apply_with_subqueries(|node| {
+            node.apply_expressions(|expr| {
+                check(expr)?;
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        // Last, what PostgreSQL's executor evaluates once before reading any row.
+        used.apply(|node| {
+            if let LogicalPlan::Filter(filter) = node {
+                one_time_filter(&filter.predicate)?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
         Ok(plan)
     }
 
@@ -103,22 +111,38 @@ fn check(expr: &Expr) -> DfResult<()> {
             }
             Ok(())
         }
-        _ if is_constant(expr) && !has_short_cuts(expr) && !is_array(expr) => {
-            evaluate(expr).map(|_| ())
-        }
-        _ => {
-            let mut result = Ok(());
-            expr.apply_children(|child| {
-                result = check(child);
-                Ok(if result.is_ok() {
-                    TreeNodeRecursion::Continue
-                } else {
-                    TreeNodeRecursion::Stop
-                })
-            })?;
-            result
-        }
+        _ if is_constant(expr) && !is_array(expr) => fold(expr).map(|_| ()),
+        _ => check_children(expr),
     }
+}
+
+/// [`check`] of `expr` as a tree of parts: short-cut nodes by their rules, anything else by
+/// its children.
+fn check_parts(expr: &Expr) -> DfResult<()> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            op: Operator::And | Operator::Or,
+            ..
+        })
+        | Expr::Case(_) => check(expr),
+        Expr::ScalarFunction(ScalarFunction { func, .. }) if func.name() == "coalesce" => {
+            check(expr)
+        }
+        _ => check_children(expr),
+    }
+}
+
+fn check_children(expr: &Expr) -> DfResult<()> {
+    let mut result = Ok(());
+    expr.apply_children(|child| {
+        result = check(child);
+        Ok(if result.is_ok() {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    })?;
+    result
 }
 
 fn check_case(case: &Case) -> DfResult<()> {
@@ -160,13 +184,17 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
         return evaluate(expr).map(Some);
     }
     // Checked part by part; then DataFusion's simplifier (which knows `coalesce`, `CASE`, …)
-    // gives the value.
-    check(expr)?;
+    // gives the value, or what is left once the short cuts are taken, which is evaluated
+    // (`'-infinity'::date - CASE WHEN true THEN … END` fails).
+    check_parts(expr)?;
     let simplifier = ExprSimplifier::new(SimplifyContext::default());
-    Ok(match simplifier.simplify(expr.clone()) {
-        Ok(Expr::Literal(value, _)) => Some(value),
-        _ => None,
-    })
+    match simplifier.simplify(expr.clone()) {
+        Ok(Expr::Literal(value, _)) => Ok(Some(value)),
+        Ok(rest) if is_constant(&rest) && !has_short_cuts(&rest) && !is_array(&rest) => {
+            evaluate(&rest).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 fn flatten<'a>(expr: &'a Expr, op: Operator, out: &mut Vec<&'a Expr>) {
@@ -204,9 +232,10 @@ fn is_literal_coercion(expr: &Expr) -> bool {
 /// session's `TimeZone` or `DateStyle` are stable there; text read as a date/time is folded
 /// only as a literal.
 fn folds(f: &ScalarFunction) -> bool {
-    if f.func.signature().volatility != Volatility::Immutable
-        || !crate::pg_catalog::procs().immutable(f.name())
-    {
+    // Floe's `to_timestamp` is stable for its `(text, text)` form; the one of a number is not.
+    let immutable = f.func.signature().volatility == Volatility::Immutable
+        || (f.name() == "to_timestamp" && f.args.len() == 1);
+    if !immutable || !crate::pg_catalog::procs().immutable(f.name(), f.args.len()) {
         return false;
     }
     match f.name() {
@@ -227,6 +256,12 @@ fn folds(f: &ScalarFunction) -> bool {
 /// Whether `expr` reads no row, no parameter and no subquery, and calls only functions
 /// PostgreSQL folds ([`folds`]).
 fn is_constant(expr: &Expr) -> bool {
+    reads_nothing(expr, folds)
+}
+
+/// Whether `expr` reads no row, no parameter and no subquery, and calls only functions
+/// `allowed` accepts.
+fn reads_nothing(expr: &Expr, allowed: fn(&ScalarFunction) -> bool) -> bool {
     !expr
         .exists(|e| {
             Ok(match e {
@@ -247,11 +282,44 @@ fn is_constant(expr: &Expr) -> bool {
                 | Expr::HigherOrderFunction(_)
                 | Expr::Lambda(_)
                 | Expr::LambdaVariable(_) => true,
-                Expr::ScalarFunction(f) => !folds(f),
+                Expr::ScalarFunction(f) => !allowed(f),
                 _ => false,
             })
         })
         .unwrap_or(true)
+}
+
+/// Evaluates the conditions of a `WHERE` that read no row (a stable function of constants,
+/// such as text read as a timestamp): PostgreSQL's planner makes them a one-time filter that
+/// its executor evaluates before the first row, so their errors come even from an empty
+/// table. In order, up to the first that is not true; none if a constant condition is false
+/// (PostgreSQL then plans no scan at all).
+fn one_time_filter(predicate: &Expr) -> DfResult<()> {
+    let mut conditions = Vec::new();
+    flatten(predicate, Operator::And, &mut conditions);
+    let pseudo_constant = |e: &Expr| {
+        !is_constant(e)
+            && reads_nothing(e, |f| {
+                f.func.signature().volatility == Volatility::Immutable
+            })
+            && !has_short_cuts(e)
+            && !is_array(e)
+    };
+    for condition in &conditions {
+        if is_constant(condition) && fold(condition)?.is_some_and(|v| !is_true(&v)) {
+            return Ok(());
+        }
+    }
+    for condition in conditions.into_iter().filter(|c| pseudo_constant(c)) {
+        if !is_true(&evaluate(condition)?) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn is_true(value: &ScalarValue) -> bool {
+    *value == ScalarValue::Boolean(Some(true))
 }
 
 /// Whether `expr` holds a node whose operands PostgreSQL may leave unevaluated.

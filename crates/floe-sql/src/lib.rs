@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod colnames;
 mod const_errors;
 pub mod copy;
+mod date_days;
 pub mod datetime;
 mod datetime_udf;
 pub mod engine;

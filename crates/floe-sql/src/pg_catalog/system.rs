@@ -193,15 +193,18 @@ fn statics() -> DfResult<&'static PgCatalogStaticTables> {
 pub(crate) struct Procs {
     names: std::collections::HashMap<u32, String>,
     oids: std::collections::HashMap<String, Vec<u32>>,
-    /// Names with a stable or volatile form (`provolatile` other than `i`).
-    not_immutable: std::collections::HashSet<String>,
+    /// Name and argument count of each stable or volatile form (`provolatile` other than
+    /// `i`); `None` for a variadic one.
+    not_immutable: std::collections::HashSet<(String, Option<usize>)>,
 }
 
 impl Procs {
-    /// Whether every built-in function called `name` is immutable (also when there is none),
-    /// so PostgreSQL folds a call of it with constant arguments while planning.
-    pub(crate) fn immutable(&self, name: &str) -> bool {
-        !self.not_immutable.contains(name)
+    /// Whether every built-in function called `name` with `args` arguments is immutable (also
+    /// when there is none), so PostgreSQL folds a call of it with constant arguments while
+    /// planning. `to_timestamp(double precision)` is; `to_timestamp(text, text)` is not.
+    pub(crate) fn immutable(&self, name: &str, args: usize) -> bool {
+        let key = |arity| (name.to_string(), arity);
+        !self.not_immutable.contains(&key(Some(args))) && !self.not_immutable.contains(&key(None))
     }
 
     /// The name of function `oid`.
@@ -241,9 +244,20 @@ pub(crate) fn procs() -> &'static Procs {
                 continue;
             };
             let (oids, names) = (oids.as_primitive::<Int64Type>(), names.as_string::<i32>());
-            let volatility = batch
-                .column_by_name("provolatile")
-                .and_then(|v| cast(v, &DataType::Utf8).ok());
+            let column = |name: &str, to: &DataType| {
+                batch.column_by_name(name).and_then(|v| cast(v, to).ok())
+            };
+            let volatility = column("provolatile", &DataType::Utf8);
+            let arity = column("pronargs", &DataType::Int64);
+            let defaults = column("pronargdefaults", &DataType::Int64);
+            let variadic = column("provariadic", &DataType::Int64);
+            let int = |array: &Option<datafusion::arrow::array::ArrayRef>, row: usize| {
+                array
+                    .as_ref()
+                    .map(|a| a.as_primitive::<Int64Type>())
+                    .filter(|a| a.is_valid(row))
+                    .map_or(0, |a| a.value(row))
+            };
             for row in 0..batch.num_rows() {
                 if oids.is_null(row) || names.is_null(row) {
                     continue;
@@ -252,7 +266,15 @@ pub(crate) fn procs() -> &'static Procs {
                 if let Some(volatility) = &volatility {
                     let volatility = volatility.as_string::<i32>();
                     if volatility.is_valid(row) && volatility.value(row) != "i" {
-                        procs.not_immutable.insert(name.clone());
+                        if int(&variadic, row) != 0 || arity.is_none() {
+                            procs.not_immutable.insert((name.clone(), None));
+                        } else {
+                            let most = int(&arity, row).max(0) as usize;
+                            let least = most.saturating_sub(int(&defaults, row).max(0) as usize);
+                            for args in least..=most {
+                                procs.not_immutable.insert((name.clone(), Some(args)));
+                            }
+                        }
                     }
                 }
                 procs.oids.entry(name.clone()).or_default().push(oid);
