@@ -723,9 +723,20 @@ impl ScalarUDFImpl for Extends {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         if self.kind == Extended::Substr && args.number_rows > 0 {
             if let Some(count) = args.args.get(2) {
-                let counts = count.to_array(1)?;
+                // Only where no argument is NULL: the function is strict, so a NULL string or
+                // start gives NULL whatever the length (`substring('' FROM NULL FOR -1)`).
+                let rows = args.number_rows;
+                let counts = count.to_array(rows)?;
                 if let Some(counts) = counts.as_primitive_opt::<Int64Type>() {
-                    if counts.iter().flatten().any(|c| c < 0) {
+                    let others = args.args[..2]
+                        .iter()
+                        .map(|a| a.to_array(rows))
+                        .collect::<DfResult<Vec<_>>>()?;
+                    let negative = counts.iter().enumerate().any(|(row, c)| {
+                        c.is_some_and(|c| c < 0)
+                            && others.iter().all(|a| a.len() <= row || a.is_valid(row))
+                    });
+                    if negative {
                         return Err(error("22011", "negative substring length not allowed"));
                     }
                 }
