@@ -512,6 +512,13 @@ fn classify_message(msg: &str) -> Option<SqlError> {
             "division by zero",
         ));
     }
+    // DataFusion's split_part.
+    if lower.contains("field position must not be zero") {
+        return Some(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            "field position must not be zero",
+        ));
+    }
     if let Some(name) = between(msg, "table '", "' not found") {
         let name = name.rsplit('.').next().unwrap_or(name);
         return Some(SqlError::new(
