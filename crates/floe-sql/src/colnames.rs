@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, DataType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, Statement, TableAlias,
-    TableAliasColumnDef, TableFactor, TimezoneInfo, VisitMut, VisitorMut,
+    self, DataType, Expr, Ident, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr,
+    Statement, TableAlias, TableAliasColumnDef, TableFactor, TimezoneInfo, Visit, VisitMut,
+    Visitor, VisitorMut,
 };
 
 /// Separates a column's name from the counter that keeps repeated names apart.
@@ -38,6 +39,28 @@ impl VisitorMut for Namer {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         name_set_expr(&mut query.body);
+        unclash_order_by(query);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &mut query.with {
+            for cte in &mut with.cte_tables {
+                restore_order_by_names(&cte.query, &mut cte.alias);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } = factor
+        {
+            restore_order_by_names(subquery, alias);
+        }
         ControlFlow::Continue(())
     }
 
@@ -88,6 +111,139 @@ fn name_set_expr(body: &mut SetExpr) {
             name_set_expr(right);
         }
         _ => {}
+    }
+}
+
+/// `SELECT lower(t.name) AS name FROM t ORDER BY t.name` sorts by the table's column in
+/// PostgreSQL. DataFusion plans such an ORDER BY column as an extra column next to the select
+/// list, where a column `name` beside `t.name` is ambiguous to it (42702). So a select item
+/// aliased like the last part of a qualified ORDER BY column gets a hidden suffix, and a bare
+/// `ORDER BY name` (PostgreSQL's output-column reference) follows the new alias.
+fn unclash_order_by(query: &mut Query) {
+    let Some(OrderBy {
+        kind: OrderByKind::Expressions(order),
+        ..
+    }) = &mut query.order_by
+    else {
+        return;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let mut qualified = QualifiedColumns::default();
+    for item in order.iter() {
+        let _ = item.expr.visit(&mut qualified);
+    }
+    if qualified.columns.is_empty() {
+        return;
+    }
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        let SelectItem::ExprWithAlias { expr, alias } = item else {
+            continue;
+        };
+        let name = alias_name(alias);
+        // `SELECT t.name AS name … ORDER BY t.name` is the same column: DataFusion sorts by
+        // the select item.
+        let same = folded_parts(expr);
+        let clashes = qualified
+            .columns
+            .iter()
+            .any(|parts| parts.last() == Some(&name) && Some(parts) != same.as_ref());
+        if !clashes {
+            continue;
+        }
+        let unique = Ident::with_quote('"', format!("{name}{ORDER_BY_MARK}{position}"));
+        for item in order.iter_mut() {
+            if matches!(&item.expr, Expr::Identifier(ident) if ident_name(ident) == name) {
+                item.expr = Expr::Identifier(unique.clone());
+            }
+        }
+        *alias = unique;
+    }
+}
+
+/// Marks an alias [`unclash_order_by`] renamed.
+const ORDER_BY_MARK: &str = "\u{1}o";
+
+/// A derived table or CTE whose select list [`unclash_order_by`] renamed keeps the names
+/// PostgreSQL gives its columns, through the alias's column list (`AS x(name, …)`), when the
+/// list is known (no `*`) and the names are distinct.
+fn restore_order_by_names(query: &Query, alias: &mut TableAlias) {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return;
+    };
+    if !alias.columns.is_empty() {
+        return;
+    }
+    let renamed = select.projection.iter().any(
+        |item| matches!(item, SelectItem::ExprWithAlias { alias, .. } if alias.value.contains(ORDER_BY_MARK)),
+    );
+    if !renamed {
+        return;
+    }
+    let mut names = Vec::with_capacity(select.projection.len());
+    for item in &select.projection {
+        let name = match item {
+            SelectItem::ExprWithAlias { alias, .. } if alias.value.contains(ORDER_BY_MARK) => {
+                display_name(&alias.value).to_string()
+            }
+            SelectItem::ExprWithAlias { alias, .. } => alias_name(alias),
+            SelectItem::UnnamedExpr(expr) => match figure_name(expr) {
+                Some(name) => name,
+                None => return,
+            },
+            _ => return,
+        };
+        if names.contains(&name) {
+            return;
+        }
+        names.push(name);
+    }
+    alias.columns = names
+        .into_iter()
+        .map(|name| TableAliasColumnDef {
+            name: Ident::with_quote('"', name),
+            data_type: None,
+        })
+        .collect();
+}
+
+/// The parts of a qualified column reference, case-folded.
+fn folded_parts(expr: &Expr) -> Option<Vec<String>> {
+    match expr {
+        Expr::CompoundIdentifier(parts) if parts.len() > 1 => {
+            Some(parts.iter().map(ident_name).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Qualified column references (`t.name`) of an expression outside its subqueries, as
+/// [`folded_parts`].
+#[derive(Default)]
+struct QualifiedColumns {
+    columns: Vec<Vec<String>>,
+    depth: usize,
+}
+
+impl Visitor for QualifiedColumns {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if self.depth == 0 {
+            self.columns.extend(folded_parts(expr));
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -324,6 +480,24 @@ mod tests {
             names("SELECT CASE WHEN a THEN 1 ELSE sum(b) END, CASE WHEN a THEN 1 ELSE c END, CASE WHEN a THEN 1 ELSE 2::int8 END FROM t"),
             "SELECT CASE WHEN a THEN 1 ELSE sum(b) END AS \"sum\", CASE WHEN a THEN 1 ELSE c END AS \"c\", \
              CASE WHEN a THEN 1 ELSE 2::INT8 END AS \"case\" FROM t"
+        );
+    }
+
+    /// An alias named like a qualified ORDER BY column is renamed (DataFusion would see both
+    /// side by side); bare ORDER BY names follow it, and a derived table keeps the name.
+    #[test]
+    fn order_by_columns_do_not_clash_with_aliases() {
+        assert_eq!(
+            names("SELECT lower(t.k) AS K, t.v AS v FROM t ORDER BY t.k, k, T.V"),
+            "SELECT lower(t.k) AS \"k#o0\", t.v AS \"v\" FROM t ORDER BY t.k, \"k#o0\", T.V"
+        );
+        assert_eq!(
+            names("SELECT x.k FROM (SELECT a.v AS k, a.w FROM a ORDER BY a.k) AS x"),
+            "SELECT x.k FROM (SELECT a.v AS \"k#o0\", a.w FROM a ORDER BY a.k) AS x (\"k\", \"w\")"
+        );
+        assert_eq!(
+            names("WITH c AS (SELECT a.v AS k FROM a ORDER BY a.k) SELECT k FROM c"),
+            "WITH c (\"k\") AS (SELECT a.v AS \"k#o0\" FROM a ORDER BY a.k) SELECT k FROM c"
         );
     }
 }
