@@ -140,6 +140,12 @@ impl Engine {
             .position(|r| r.name() == "decorrelate_lateral_join")
             .map_or(0, |i| i + 1);
         optimizer_rules.insert(subqueries_done, Arc::new(crate::apply::SubqueriesPerRow));
+        // Right after the first constant folding, before filters are dropped or pushed down.
+        let folded = optimizer_rules
+            .iter()
+            .position(|r| r.name() == "simplify_expressions")
+            .map_or(0, |i| i + 1);
+        optimizer_rules.insert(folded, Arc::new(crate::null_conditions::NullConditions));
         optimizer_rules.insert(subqueries_done, Arc::new(crate::numeric::keys::NumericKeys));
         optimizer_rules.push(Arc::new(crate::numeric::keys::NumericKeys));
         // A sum of small integers is bigint; split in two steps it would become numeric.

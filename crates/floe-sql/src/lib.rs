@@ -23,6 +23,7 @@ mod functions;
 mod interval;
 pub mod literals;
 mod names;
+mod null_conditions;
 pub mod numeric;
 pub mod pg_catalog;
 mod rewrite;

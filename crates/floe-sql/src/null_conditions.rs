@@ -1,0 +1,101 @@
+//! A condition that is NULL keeps no row, as false does.
+//!
+//! PostgreSQL folds a `WHERE`, `HAVING` or `JOIN … ON` condition with a constant NULL or false
+//! part (`x AND NULL::bool`) into a one-time filter and never reads the rows below it, so `x`
+//! is never evaluated (nor are its errors raised). DataFusion folds `x AND false` to false and
+//! drops the input, but keeps `x AND NULL` (right in a select list, where its value may be
+//! false or NULL) and evaluates `x` for every row. [`NullConditions`], right after DataFusion's
+//! first constant folding, makes such a condition false; DataFusion's later rules then drop
+//! the filter's input (and an inner join's).
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{lit, Expr, Filter, LogicalPlan};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+/// Makes a filter or join condition with a NULL conjunct false (see the module doc).
+#[derive(Debug, Default)]
+pub struct NullConditions;
+
+impl OptimizerRule for NullConditions {
+    fn name(&self) -> &str {
+        "floe_null_conditions"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        match plan {
+            LogicalPlan::Filter(filter) if has_null_conjunct(&filter.predicate) => {
+                let filter = Filter::try_new(lit(false), filter.input)?;
+                Ok(Transformed::yes(LogicalPlan::Filter(filter)))
+            }
+            LogicalPlan::Join(mut join) if join.filter.as_ref().is_some_and(has_null_conjunct) => {
+                join.filter = Some(lit(false));
+                Ok(Transformed::yes(LogicalPlan::Join(join)))
+            }
+            plan => Ok(Transformed::no(plan)),
+        }
+    }
+}
+
+/// Whether one of `predicate`'s AND-ed parts is a NULL constant.
+fn has_null_conjunct(predicate: &Expr) -> bool {
+    split_conjunction(predicate)
+        .iter()
+        .any(|part| matches!(part, Expr::Literal(value, _) if value.is_null()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{col, LogicalPlanBuilder};
+    use datafusion::optimizer::OptimizerContext;
+
+    fn scan() -> LogicalPlanBuilder {
+        let schema = Schema::new(vec![Field::new("x", DataType::Int32, true)]);
+        datafusion::logical_expr::table_scan(Some("t"), &schema, None).unwrap()
+    }
+
+    #[test]
+    fn a_null_conjunct_makes_the_filter_false() {
+        let null = Expr::Literal(ScalarValue::Boolean(None), None);
+        let plan = scan()
+            .filter(col("x").gt(lit(0)).and(null.clone()))
+            .unwrap()
+            .build()
+            .unwrap();
+        let out = NullConditions
+            .rewrite(plan, &OptimizerContext::new())
+            .unwrap();
+        assert!(out.transformed);
+        let LogicalPlan::Filter(filter) = out.data else {
+            panic!("a filter")
+        };
+        assert_eq!(filter.predicate, lit(false));
+        // NULL inside an OR is not a conjunct: `x > 0 OR NULL` keeps the rows where x > 0.
+        let plan = scan()
+            .filter(col("x").gt(lit(0)).or(null))
+            .unwrap()
+            .build()
+            .unwrap();
+        let out = NullConditions
+            .rewrite(plan, &OptimizerContext::new())
+            .unwrap();
+        assert!(!out.transformed);
+    }
+}
