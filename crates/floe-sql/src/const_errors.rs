@@ -56,6 +56,10 @@ impl AnalyzerRule for PlanTimeErrors {
                 })
             })
         })?;
+        // Most statements of a running application hold nothing to fold: no copy for them.
+        if !has_constant_part(&plan) {
+            return Ok(plan);
+        }
         // Then the planner's folding, of what the statement uses: a subquery column nobody
         // reads is gone before PostgreSQL folds (its subquery was pulled up).
         let used = OptimizeProjections::new()
@@ -80,6 +84,49 @@ impl AnalyzerRule for PlanTimeErrors {
 
     fn name(&self) -> &str {
         "floe_plan_time_errors"
+    }
+}
+
+/// Whether some expression of `plan` or its subqueries has a part that reads nothing and is
+/// not a literal: an operator, cast or call whose operands are all literals (a function
+/// without arguments too). Every constant expression that is not a literal holds one, so
+/// without one there is nothing to fold or to evaluate once.
+fn has_constant_part(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                found = is_constant_leaf(e);
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    });
+    found
+}
+
+/// Whether `expr` is a non-literal node whose operands are all literals (see
+/// [`has_constant_part`]).
+fn is_constant_leaf(expr: &Expr) -> bool {
+    let literal = |e: &Expr| matches!(e, Expr::Literal(..));
+    match expr {
+        Expr::ScalarFunction(f) => f.args.iter().all(literal),
+        Expr::Literal(..)
+        | Expr::Alias(_)
+        | Expr::AggregateFunction(_)
+        | Expr::WindowFunction(_) => false,
+        _ => {
+            let (mut operands, mut literals) = (0, 0);
+            let _ = expr.apply_children(|child| {
+                operands += 1;
+                literals += usize::from(literal(child));
+                Ok(TreeNodeRecursion::Continue)
+            });
+            operands > 0 && operands == literals
+        }
     }
 }
 
@@ -415,5 +462,16 @@ mod tests {
         .otherwise(div_by_zero())
         .unwrap();
         assert!(check(&decided).is_ok());
+    }
+
+    /// Only an expression with a non-literal part that reads nothing needs the check.
+    #[test]
+    fn constant_parts_are_found() {
+        assert!(is_constant_leaf(&div_by_zero()));
+        assert!(!is_constant_leaf(&lit(1i64)));
+        assert!(!is_constant_leaf(&(col("x") + lit(1i64))));
+        assert!(!is_constant_leaf(&lit(1i64).alias("a")));
+        assert!(is_constant_leaf(&datafusion::functions::expr_fn::now()));
+        assert!(is_constant_leaf(&Expr::Not(Box::new(lit(true)))));
     }
 }
