@@ -435,7 +435,9 @@ fn read_time(text: &str) -> Result<(u32, u32, u32, i64), Refusal> {
     Ok((hour as u32, minute as u32, second as u32, micros))
 }
 
-/// Microseconds of a fraction's digits, rounded half up at the sixth digit.
+/// Microseconds of a fraction's digits, rounded as PostgreSQL rounds them: the fraction read
+/// as a double, times a million, to the nearest integer (ties to even), so `.1234565` is
+/// 123456 µs.
 fn fraction_micros(digits: &str) -> Result<i64, Refusal> {
     if digits.is_empty() {
         return Ok(0);
@@ -443,14 +445,8 @@ fn fraction_micros(digits: &str) -> Result<i64, Refusal> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Refusal::Syntax);
     }
-    let mut micros = 0i64;
-    for (i, b) in digits.bytes().take(6).enumerate() {
-        micros += i64::from(b - b'0') * 10i64.pow(5 - i as u32);
-    }
-    if digits.len() > 6 && digits.as_bytes()[6] >= b'5' {
-        micros += 1;
-    }
-    Ok(micros)
+    let fraction: f64 = format!("0.{digits}").parse().map_err(|_| Refusal::Syntax)?;
+    Ok((fraction * 1_000_000.0).round_ties_even() as i64)
 }
 
 /// Splits a time word from a zone written right after it (`10:00:00+02`, `10:00Z`).
@@ -479,12 +475,12 @@ fn special(word: &str) -> Option<&'static str> {
     .find(|s| *s == word)
 }
 
-/// Reads date/time text into fields (see the module doc for the forms).
-fn read_fields(text: &str) -> Result<Fields, Refusal> {
+/// The lower-cased words of date/time text, split at ISO 8601's `T` between a date and a
+/// time.
+fn split_words(text: &str) -> Vec<String> {
     let lower = text.trim().to_ascii_lowercase();
     let mut words: Vec<String> = Vec::new();
     for w in lower.split_ascii_whitespace() {
-        // ISO 8601's `T` between a date and a time.
         match w.find('t') {
             Some(at)
                 if at > 0
@@ -497,6 +493,12 @@ fn read_fields(text: &str) -> Result<Fields, Refusal> {
             _ => words.push(w.to_string()),
         }
     }
+    words
+}
+
+/// Reads date/time text into fields (see the module doc for the forms).
+fn read_fields(text: &str) -> Result<Fields, Refusal> {
+    let words = split_words(text);
     let mut f = Fields::default();
     let mut i = 0;
     while i < words.len() {
@@ -577,6 +579,53 @@ fn read_fields(text: &str) -> Result<Fields, Refusal> {
     Ok(f)
 }
 
+/// Why text without a whole date is refused. PostgreSQL checks the fields it has read before
+/// it asks for the missing ones, reads bare numbers month first (`DateStyle` MDY) and six
+/// digits as YYMMDD: `'31'`, `'jan 32'` and `'0 0'` are a field out of range (22008), `'12'`
+/// is not a date (22007).
+fn incomplete_date(text: &str) -> Refusal {
+    let words = split_words(text);
+    let (mut month, mut day): (Option<i64>, Option<i64>) = (None, None);
+    let mut numeric_month = false;
+    for word in &words {
+        let bare = !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit());
+        if let Some(named) = month_word(word) {
+            match month {
+                None => {}
+                // A number read as the month was the day (`5 jan`).
+                Some(first) if numeric_month && day.is_none() && (1..=31).contains(&first) => {
+                    day = Some(first)
+                }
+                Some(_) => return Refusal::Syntax,
+            }
+            month = Some(i64::from(named));
+            numeric_month = false;
+        } else if bare && word.len() == 6 && words.len() == 1 {
+            month = word[2..4].parse().ok();
+            day = word[4..].parse().ok();
+        } else if bare && word.len() <= 2 {
+            let value = word.parse().ok();
+            if month.is_none() {
+                month = value;
+                numeric_month = true;
+            } else if day.is_none() {
+                day = value;
+            } else {
+                return Refusal::Syntax;
+            }
+        } else {
+            return Refusal::Syntax;
+        }
+    }
+    let month_ok = month.is_none_or(|m| (1..=12).contains(&m));
+    let day_ok = day.is_none_or(|d| (1..=31).contains(&d));
+    if words.is_empty() || (month_ok && day_ok) {
+        Refusal::Syntax
+    } else {
+        Refusal::FieldRange
+    }
+}
+
 fn read_zone(word: &str) -> Result<Zone, Refusal> {
     if let Some(seconds) = offset_seconds(word) {
         return Ok(Zone::Fixed(seconds));
@@ -631,9 +680,12 @@ fn read(text: &str, now_micros: i64, session: Zone) -> Result<(Reading, Option<Z
         };
         return Ok((reading, None));
     }
-    let f = read_fields(text)?;
+    let f = read_fields(text).map_err(|refusal| match refusal {
+        Refusal::Syntax => incomplete_date(text),
+        other => other,
+    })?;
     let (Some((year, digits)), Some(month), Some(day)) = (f.year, f.month, f.day) else {
-        return Err(Refusal::Syntax);
+        return Err(incomplete_date(text));
     };
     let mut year = year;
     if digits <= 2 && !f.bc {
@@ -652,15 +704,7 @@ fn read(text: &str, now_micros: i64, session: Zone) -> Result<(Reading, Option<Z
     }
     let (mut hour, minute, second, micros) = f.time.unwrap_or((0, 0, 0, 0));
     if let Some(pm) = f.meridiem {
-        if !(1..=12).contains(&hour) {
-            return Err(Refusal::FieldRange);
-        }
-        hour = match (pm, hour) {
-            (false, 12) => 0,
-            (true, 12) => 12,
-            (true, h) => h + 12,
-            (false, h) => h,
-        };
+        hour = with_meridiem(hour, pm)?;
     }
     let exact = minute == 0 && second == 0 && micros == 0;
     if hour > 24 || (hour == 24 && !exact) || minute > 59 || second > 60 {
@@ -708,6 +752,156 @@ fn out_of_range(kind: Kind, text: &str) -> SqlError {
         sqlstate::DATETIME_FIELD_OVERFLOW,
         format!("{what} out of range: \"{text}\""),
     )
+}
+
+/// An hour written with `am` (`pm`: true) as an hour of the day: 12 am is 0, 0 to 12 only.
+fn with_meridiem(hour: u32, pm: bool) -> Result<u32, Refusal> {
+    Ok(match (pm, hour) {
+        (_, h) if h > 12 => return Err(Refusal::FieldRange),
+        (false, 12) => 0,
+        (true, 12) => 12,
+        (true, h) => h + 12,
+        (false, h) => h,
+    })
+}
+
+/// Reads a `time` as PostgreSQL's `time_in` does, as microseconds since midnight (up to
+/// `24:00:00` included): `HH:MM[:SS[.ffffff]]`, `HHMM` and `HHMMSS[.ffffff]`, `am`/`pm`, a
+/// leading `T`; a date before the time and a zone offset or abbreviation after it are read
+/// and ignored; `allballs` is midnight and `now` the session's wall-clock time. 22007 for
+/// text that is not a time (a bare number, a date alone, a zone name, which needs a date),
+/// 22008 for a field out of range.
+pub fn parse_time(text: &str, now_micros: i64, session: Zone) -> Result<i64, SqlError> {
+    read_time_of_day(text, now_micros, session).map_err(|refusal| match refusal {
+        Refusal::FieldRange => SqlError::new(
+            sqlstate::DATETIME_FIELD_OVERFLOW,
+            format!("date/time field value out of range: \"{text}\""),
+        ),
+        Refusal::Syntax | Refusal::Zone(_) => SqlError::new(
+            sqlstate::INVALID_DATETIME_FORMAT,
+            format!("invalid input syntax for type time: \"{text}\""),
+        ),
+    })
+}
+
+fn read_time_of_day(text: &str, now_micros: i64, session: Zone) -> Result<i64, Refusal> {
+    let words = split_words(text);
+    match words.as_slice() {
+        [only] if only == "now" => {
+            let local =
+                now_micros + i64::from(session.offset_at_utc(now_micros)) * MICROS_PER_SECOND;
+            return Ok(local.rem_euclid(MICROS_PER_DAY));
+        }
+        [only] if only == "allballs" => return Ok(0),
+        _ => {}
+    }
+    let mut time: Option<(u32, u32, u32, i64)> = None;
+    let mut meridiem = None;
+    let mut date = Fields::default();
+    let mut bad_date = false;
+    for word in &words {
+        let word = word.trim_end_matches(',');
+        let word = match word.strip_prefix('t') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest,
+            _ => word,
+        };
+        if word.is_empty() {
+            continue;
+        }
+        let first = word.as_bytes()[0];
+        if word.contains(':') {
+            if time.is_some() {
+                return Err(Refusal::Syntax);
+            }
+            let (clock, zone) = split_time_zone(word);
+            time = Some(read_clock(clock)?);
+            if let Some(zone) = zone {
+                read_zone(zone)?;
+            }
+            continue;
+        }
+        if (first == b'+' || first == b'-') && time.is_some() {
+            read_zone(word)?;
+            continue;
+        }
+        match word {
+            "am" | "a.m." => meridiem = Some(false),
+            "pm" | "p.m." => meridiem = Some(true),
+            "bc" | "b.c." | "ad" | "a.d." => {}
+            _ if first.is_ascii_digit() => {
+                let (whole, fraction) = word.split_once('.').unwrap_or((word, ""));
+                let digits = whole.bytes().all(|b| b.is_ascii_digit());
+                if digits && fraction.is_empty() && date.month.is_some() && whole.len() <= 4 {
+                    // The day or year of `Jan 5 2020`.
+                } else if digits && time.is_none() && (whole.len() == 4 || whole.len() == 6) {
+                    // HHMM or HHMMSS.
+                    let field = |at: usize| whole[at..at + 2].parse::<u32>().unwrap_or(0);
+                    let (hour, minute) = (field(0), field(2));
+                    let (second, micros) = match whole.len() {
+                        6 => (field(4), fraction_micros(fraction)?),
+                        _ if fraction.is_empty() => (0, 0),
+                        _ => return Err(Refusal::Syntax),
+                    };
+                    time = Some((hour, minute, second, micros));
+                } else if time.is_some() {
+                    // A date comes before the time.
+                    return Err(Refusal::Syntax);
+                } else {
+                    read_date_word(word, &mut date)?;
+                    let (Some(month), Some(day)) = (date.month, date.day) else {
+                        return Err(Refusal::Syntax);
+                    };
+                    // Refused only once a time was found (a date alone is not a time).
+                    bad_date |= !(1..=12).contains(&month) || !(1..=31).contains(&day);
+                }
+            }
+            _ if month_word(word).is_some() => date.month = month_word(word),
+            _ if ABBREVIATIONS.iter().any(|(name, _)| *name == word) => {}
+            _ => return Err(Refusal::Syntax),
+        }
+    }
+    let (mut hour, minute, second, micros) = time.ok_or(Refusal::Syntax)?;
+    if bad_date {
+        return Err(Refusal::FieldRange);
+    }
+    if let Some(pm) = meridiem {
+        hour = with_meridiem(hour, pm)?;
+    }
+    if hour > 24 || minute > 59 || second > 60 {
+        return Err(Refusal::FieldRange);
+    }
+    let total = ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second))
+        * MICROS_PER_SECOND
+        + micros;
+    if total > MICROS_PER_DAY {
+        return Err(Refusal::FieldRange);
+    }
+    Ok(total)
+}
+
+/// Reads the `HH:MM[:SS[.ffffff]]` of a time (`12:` is noon).
+fn read_clock(text: &str) -> Result<(u32, u32, u32, i64), Refusal> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let field = |s: &str| -> Result<u32, Refusal> {
+        if s.len() > 2 {
+            return Err(Refusal::FieldRange);
+        }
+        Ok(number(s)? as u32)
+    };
+    match parts.as_slice() {
+        [hour, ""] => Ok((number(hour)?.min(99) as u32, 0, 0, 0)),
+        [hour, minute] => Ok((number(hour)?.min(99) as u32, field(minute)?, 0, 0)),
+        [hour, minute, second] => {
+            let (whole, fraction) = second.split_once('.').unwrap_or((second, ""));
+            Ok((
+                number(hour)?.min(99) as u32,
+                field(minute)?,
+                field(whole)?,
+                fraction_micros(fraction)?,
+            ))
+        }
+        _ => Err(Refusal::Syntax),
+    }
 }
 
 /// Reads a `date` (days since 1970-01-01; `infinity` is [`DATE_INFINITY`]). `now_micros` is
@@ -1305,6 +1499,72 @@ mod tests {
         for s in samples {
             let _ = parse_timestamp(s, Kind::Timestamptz, 0, UTC);
             let _ = parse_date(s, 0, UTC);
+            let _ = parse_time(s, 0, UTC);
+        }
+    }
+
+    fn time(text: &str) -> Result<String, String> {
+        parse_time(text, 0, UTC)
+            .map(crate::array_text::time_text)
+            .map_err(|e| e.code.to_string())
+    }
+
+    /// What PostgreSQL 15's `time_in` makes of these (checked against it).
+    #[test]
+    fn times_as_postgres_reads_them() {
+        for (text, expected) in [
+            ("1234", "12:34:00"),
+            ("123456.5", "12:34:56.5"),
+            ("1:2", "01:02:00"),
+            ("12:", "12:00:00"),
+            ("12:59:60", "13:00:00"),
+            ("24:00", "24:00:00"),
+            ("12:30 am", "00:30:00"),
+            ("0:30 am", "00:30:00"),
+            ("04:05 PM", "16:05:00"),
+            ("allballs", "00:00:00"),
+            ("2020-01-01 12:00", "12:00:00"),
+            ("2020-01-01T12:00:01", "12:00:01"),
+            ("t12:30", "12:30:00"),
+            ("12:00-02", "12:00:00"),
+            ("12:00 PST", "12:00:00"),
+            ("12:30:15 bc", "12:30:15"),
+            ("12:30:15.1234565", "12:30:15.123456"),
+        ] {
+            assert_eq!(time(text).as_deref(), Ok(expected), "{text}");
+        }
+        for (text, code) in [
+            ("0", "22007"),
+            ("202012x", "22007"),
+            ("12345", "22007"),
+            ("12 am", "22007"),
+            ("2020-01-01", "22007"),
+            ("2020-13-01", "22007"),
+            ("12:00 2020-01-01", "22007"),
+            ("12:00 europe/paris", "22007"),
+            ("Jan 5 2020", "22007"),
+            ("epoch", "22007"),
+            ("12:60", "22008"),
+            ("12:59:61", "22008"),
+            ("23:59:60.5", "22008"),
+            ("24:00:00.1", "22008"),
+            ("13:30 am", "22008"),
+            ("2020-13-01 12:00", "22008"),
+        ] {
+            assert_eq!(time(text), Err(code.to_string()), "{text}");
+        }
+    }
+
+    /// Text without a whole date: PostgreSQL checks the fields it read first.
+    #[test]
+    fn incomplete_dates_are_classified_like_postgres() {
+        for text in ["0", "00", "31", "13", "202012", "0 0", "1 32", "jan 32"] {
+            assert!(date(text).unwrap_err().starts_with("22008"), "{text}");
+        }
+        for text in [
+            "1", "12", "2020", "99999", "12 13", "32 jan", "5 jan", "jan",
+        ] {
+            assert!(date(text).unwrap_err().starts_with("22007"), "{text}");
         }
     }
 }

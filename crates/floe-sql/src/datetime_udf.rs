@@ -19,10 +19,12 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Array, IntervalMonthDayNanoArray, StringBuilder,
+    Time64MicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Field, FieldRef, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+    DataType, Date32Type, Field, FieldRef, IntervalMonthDayNanoType, IntervalUnit,
+    Time64MicrosecondType, TimeUnit,
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -233,6 +235,17 @@ fn from_text(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayR
             }
             timestamp_array(out, target)
         }
+        // In microseconds; the caller casts to the target's unit.
+        DataType::Time64(_) => {
+            let mut out = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                out.push(match value {
+                    Some(s) => Some(datetime::parse_time(s, now, zone)?),
+                    None => None,
+                });
+            }
+            Ok(Arc::new(Time64MicrosecondArray::from(out)))
+        }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let mut out = Vec::with_capacity(text.len());
             for value in text.iter() {
@@ -349,6 +362,12 @@ fn to_text(input: &ArrayRef, zone: Zone) -> DfResult<ArrayRef> {
                 out.append_option(value.map(|m| datetime::timestamp_text(m, zone)));
             }
         }
+        DataType::Time64(_) => {
+            let micros = cast(input, &DataType::Time64(TimeUnit::Microsecond))?;
+            for value in micros.as_primitive::<Time64MicrosecondType>().iter() {
+                out.append_option(value.map(crate::array_text::time_text));
+            }
+        }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             for value in input.as_primitive::<IntervalMonthDayNanoType>().iter() {
                 out.append_option(
@@ -368,7 +387,9 @@ fn is_text(t: &DataType) -> bool {
 /// The conversion that replaces a cast from `from` to `to`, if DataFusion's differs.
 fn conversion(from: &DataType, to: &DataType) -> Option<Conversion> {
     match (from, to) {
-        (f, DataType::Date32 | DataType::Timestamp(..)) if is_text(f) => Some(Conversion::FromText),
+        (f, DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)) if is_text(f) => {
+            Some(Conversion::FromText)
+        }
         (f, DataType::Interval(IntervalUnit::MonthDayNano)) if is_text(f) => {
             Some(Conversion::FromText)
         }
@@ -377,6 +398,7 @@ fn conversion(from: &DataType, to: &DataType) -> Option<Conversion> {
         (
             DataType::Date32
             | DataType::Timestamp(..)
+            | DataType::Time64(_)
             | DataType::Interval(IntervalUnit::MonthDayNano),
             t,
         ) if is_text(t) => Some(Conversion::ToText),
