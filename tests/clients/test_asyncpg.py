@@ -196,6 +196,10 @@ DESCRIBE = [
     ("SELECT atttypid AS t, 1::oid AS o FROM pg_attribute LIMIT 1", [],
      [("t", "oid"), ("o", "oid")]),
     ("SELECT array_agg(atttypid) AS a FROM pg_attribute", [], [("a", "oid[]")]),
+    # A cast takes the target's type, not the tagged source's (was varchar/oid).
+    ("SELECT CAST(v AS int4) AS i, v::text AS t, CAST(v AS date) IS NULL AS n, "
+     "oid::int8 AS o FROM (SELECT '12'::varchar(5) AS v, 1::oid AS oid WHERE false) AS x", [],
+     [("i", "int4"), ("t", "text"), ("n", "bool"), ("o", "int8")]),
     ("SELECT array_agg(u ORDER BY u) AS u, array_agg(DISTINCT j) AS j, array_agg(v) AS v FROM "
      "(VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '{}'::jsonb, 'x'::varchar)) "
      "AS t(u, j, v)", [], [("u", "uuid[]"), ("j", "jsonb[]"), ("v", "varchar[]")]),
@@ -238,6 +242,11 @@ def test_untyped_parameters_where_the_server_infers_the_type(run, conn):
 
 def test_array_parameter_type_is_introspected(run, conn):
     assert run(conn.fetchval("SELECT $1::int4[]", [1, None, 3])) == [1, None, 3]
+
+
+def test_cast_of_a_tagged_column_is_sent_as_its_target_type(run, conn):
+    """Binary int4 rows, not a varchar description of them."""
+    assert run(conn.fetchval("SELECT CAST(v AS int4) FROM (SELECT '12'::varchar(5) AS v) x")) == 12
 
 
 def test_oids_and_arrays_of_them(run, conn):

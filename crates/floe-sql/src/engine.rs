@@ -227,6 +227,7 @@ impl Engine {
             .chain(functions::jsonb::udfs())
             .chain([
                 functions::type_of::udf(),
+                functions::gen_random_uuid::udf(),
                 crate::numeric::functions::negate_udf(),
                 crate::interval::make_interval_udf(),
             ])

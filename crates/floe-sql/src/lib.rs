@@ -12,6 +12,7 @@ mod bounded_text;
 mod cast_names;
 pub mod catalog;
 pub mod colnames;
+mod common_types;
 mod const_errors;
 pub mod copy;
 mod date_days;

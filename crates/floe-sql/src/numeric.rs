@@ -188,7 +188,7 @@ pub(crate) fn coerce_like<F: UDFCoercionExt>(
 }
 
 /// `expr` cast from numeric to `target` (integers, floats, text).
-fn from_numeric(expr: Expr, target: DataType) -> Expr {
+pub(crate) fn from_numeric(expr: Expr, target: DataType) -> Expr {
     let field = Arc::new(Field::new("", target, true));
     call(Kind::FromNumeric(field), vec![expr])
 }
@@ -507,7 +507,7 @@ fn is_wide(expr: &Expr, schema: &DFSchema) -> bool {
 }
 
 /// `expr` as a wide numeric, when it converts to one.
-fn widened(expr: Expr, schema: &DFSchema) -> Expr {
+pub(crate) fn widened(expr: Expr, schema: &DFSchema) -> Expr {
     match type_of(&expr, schema) {
         Some(t) if is_numeric_field_type(&t) => expr,
         Some(t) if functions::converts_to_numeric(&t) && t != DataType::Null => {

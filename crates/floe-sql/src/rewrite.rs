@@ -1308,6 +1308,7 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
             return Ok(Transformed::no(node));
         }
         let names = NamePreserver::new(&node);
+        let schema = datafusion::logical_expr::utils::merge_schema(&node.inputs());
         let node = node.map_expressions(|expr| {
             let saved = names.save(&expr);
             let rewritten = expr.transform_up(|e| match e {
@@ -1321,6 +1322,9 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
                 }
                 other => Ok(Transformed::no(other)),
             })?;
+            // Then the common type of CASE branches & co. (with the literals' final types).
+            let rewritten = rewritten
+                .transform_data(|e| e.transform_up(|e| crate::common_types::resolve(e, &schema)))?;
             // Keep the expression's output name, which parent nodes refer to.
             Ok(rewritten.update_data(|e| saved.restore(e)))
         })?;

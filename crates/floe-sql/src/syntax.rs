@@ -22,6 +22,9 @@
 //!    `SERIALIZABLE READ ONLY DEFERRABLE` transaction runs as `SERIALIZABLE READ ONLY`, which
 //!    is allowed to abort where PostgreSQL's would have waited for a safe snapshot.
 //! 8. `RESET TIME ZONE` as `RESET timezone`.
+//! 9. `x IN ((SELECT …), y)`: sqlparser reads the parenthesized first element as the IN's
+//!    subquery and then fails at the comma, so that element is read as `coalesce((SELECT …))`
+//!    (one argument: the same value, a scalar subquery still).
 
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -88,6 +91,7 @@ fn rewrite_statement(tokens: &mut Vec<TokenWithSpan>) {
     }
     lock_strengths(tokens);
     identity_options(tokens);
+    in_list_subqueries(tokens);
     if words.is(tokens, 0, Keyword::BEGIN)
         || words.is(tokens, 0, Keyword::START)
         || (words.is(tokens, 0, Keyword::SET)
@@ -490,6 +494,57 @@ fn lock_strengths(tokens: &mut Vec<TokenWithSpan>) {
     }
 }
 
+/// `IN ((SELECT …), …)`: the first element, a parenthesized subquery followed by more
+/// elements, is wrapped in a one-argument `coalesce` (see the module doc).
+fn in_list_subqueries(tokens: &mut Vec<TokenWithSpan>) {
+    let words = Words::of(tokens);
+    let token = |n: usize| words.0.get(n).map(|&i| &tokens[i].token);
+    let mut wraps = Vec::new();
+    for n in 0..words.0.len() {
+        if !words.is(tokens, n, Keyword::IN)
+            || token(n + 1) != Some(&Token::LParen)
+            || token(n + 2) != Some(&Token::LParen)
+        {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut close = None;
+        for m in n + 2..words.0.len() {
+            match token(m) {
+                Some(Token::LParen) => depth += 1,
+                Some(Token::RParen) => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(m);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else { continue };
+        if token(close + 1) == Some(&Token::Comma) {
+            wraps.push((words.0[n + 2], words.0[close]));
+        }
+    }
+    // From the end, so earlier positions stay valid.
+    let mut inserts: Vec<(usize, Vec<Token>)> = Vec::new();
+    for (open, close) in wraps {
+        inserts.push((
+            open,
+            vec![Token::make_word("coalesce", None), Token::LParen],
+        ));
+        inserts.push((close + 1, vec![Token::RParen]));
+    }
+    inserts.sort_by(|a, b| b.0.cmp(&a.0));
+    for (at, new) in inserts {
+        let span = tokens[at.min(tokens.len() - 1)].span;
+        for (k, t) in new.into_iter().enumerate() {
+            tokens.insert(at + k, TokenWithSpan::new(t, span));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_statements;
@@ -502,6 +557,14 @@ mod tests {
 
     #[test]
     fn syntax_the_parser_lacks_is_rewritten() {
+        reads_as(
+            "SELECT 'a' NOT IN ((SELECT 'a'), 'b', ((SELECT 1)))",
+            "SELECT 'a' NOT IN (coalesce((SELECT 'a')), 'b', ((SELECT 1)))",
+        );
+        reads_as(
+            "SELECT 1 IN ((SELECT 1), (SELECT 2)) AND 2 IN ((SELECT 2))",
+            "SELECT 1 IN (coalesce((SELECT 1)), (SELECT 2)) AND 2 IN ((SELECT 2))",
+        );
         reads_as("ALTER VIEW v RENAME TO w", "ALTER TABLE v RENAME TO w");
         reads_as(
             "create table t as select * from u with no data;",

@@ -84,7 +84,7 @@ fn subquery_tag(expr: &Expr) -> Option<HashMap<String, String>> {
 fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
     let case = match expr {
         Expr::Case(case) => case,
-        Expr::Cast(cast) => return cast_from_oid(cast, schema),
+        Expr::Cast(cast) => return cast_tag(cast, schema),
         _ => return subquery_tag(expr),
     };
     let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = case
@@ -116,13 +116,22 @@ fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
     }
 }
 
-/// No tag (an empty map) for a cast of an `oid` to another type (`oid::int8`), which
-/// DataFusion's cast to a type without a field of its own would keep calling `oid`.
-fn cast_from_oid(cast: &Cast, schema: &DFSchema) -> Option<HashMap<String, String>> {
+/// No tag (an empty map) for a cast whose source is tagged but whose result is not of the
+/// tag's type: DataFusion's type-only cast (to a type Floe plans without a field of its own,
+/// `int4`, `date`, …) keeps the source's metadata, so `CAST(varchar_col AS int4)` was
+/// described to clients as `varchar` and `oid::int8` as `oid`. A cast to the same Arrow type
+/// keeps the tag (a coercion, which changes nothing), except from `oid`, whose `int4`
+/// shares its Arrow type.
+fn cast_tag(cast: &Cast, schema: &DFSchema) -> Option<HashMap<String, String>> {
     let source = field_of(&cast.expr, schema)?;
     let tag = source.metadata().get(PG_TYPE_KEY)?;
     let untyped_target = cast.field.metadata().is_empty();
-    (untyped_target && (tag == "oid" || tag == "oid[]")).then(HashMap::new)
+    let string =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
+    let (from, to) = (source.data_type(), cast.field.data_type());
+    let same_type = from == to || (string(from) && string(to));
+    let from_oid = tag == "oid" || tag == "oid[]";
+    (untyped_target && (from_oid || !same_type)).then(HashMap::new)
 }
 
 /// Wraps every `CASE` of `plan` that loses its results' shared type tag.

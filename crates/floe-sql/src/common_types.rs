@@ -1,0 +1,253 @@
+//! The type of a `CASE`, `coalesce`, `greatest` or `least` whose branches differ in type, and
+//! of a comparison between `numeric` and a float, as PostgreSQL resolves them.
+//!
+//! PostgreSQL gives such an expression the common type of its branches (`select_common_type`):
+//! in the numeric category the one every other converts to implicitly, int2 → int4 → int8 →
+//! numeric → float4 → float8. DataFusion took a `CASE`'s type from its first branch when the
+//! statement was planned, so `CASE WHEN c THEN 1 ELSE 2.5 END` was described to clients as
+//! `int4` and sent as a decimal (garbage for binary clients), and it resolves numeric with a
+//! float to a decimal, where PostgreSQL computes in float: `1.5 = 1e20::float8` overflowed
+//! `Decimal128(30, 15)` (22003). Right after planning (where the statement's result types
+//! are decided), [`resolve`] casts the branches to the common type: explicit, so what is
+//! described is what is sent. Integers mixed with narrow decimals keep DataFusion's decimal
+//! (TPC-H's `CASE … THEN price ELSE 0 END` stays a fast `Decimal128`).
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, Result as DfResult};
+use datafusion::logical_expr::expr::{Between, Case, InList, ScalarFunction};
+use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
+
+use crate::numeric::{from_numeric, is_numeric_field_type, widened};
+
+/// Where a type stands in PostgreSQL's implicit casts of the numeric category; `None` for
+/// other types (left to DataFusion) and NULL (which takes any type).
+fn rank(data_type: &DataType) -> Option<u8> {
+    Some(match data_type {
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => 1,
+        DataType::Int32 | DataType::UInt16 => 2,
+        DataType::Int64 | DataType::UInt32 => 3,
+        DataType::Decimal128(..) | DataType::Decimal256(..) => 4,
+        t if is_numeric_field_type(t) => 4,
+        DataType::Float16 | DataType::Float32 => 5,
+        DataType::Float64 => 6,
+        _ => return None,
+    })
+}
+
+/// The common type of `types` (NULLs ignored) when all are of the numeric category and not
+/// all alike; `None` otherwise.
+fn common_type(types: &[DataType]) -> Option<DataType> {
+    let typed: Vec<&DataType> = types.iter().filter(|t| !t.is_null()).collect();
+    let first = typed.first()?;
+    if typed.iter().all(|t| t == first) {
+        return None;
+    }
+    let ranks = typed.iter().map(|t| rank(t)).collect::<Option<Vec<u8>>>()?;
+    let top = *ranks.iter().max()?;
+    let highest = typed[ranks.iter().position(|r| *r == top)?];
+    Some(match top {
+        4 => match typed.iter().find(|t| is_numeric_field_type(t)) {
+            Some(wide) => (*wide).clone(),
+            // Integers and narrow decimals: DataFusion's decimal, which holds them all.
+            None => type_union_resolution(&typed.into_iter().cloned().collect::<Vec<_>>())?,
+        },
+        _ => highest.clone(),
+    })
+}
+
+/// `expr` as `target` (a wide numeric through Floe's conversion, a float from a wide
+/// numeric likewise).
+fn convert(expr: Expr, target: &DataType, schema: &DFSchema) -> DfResult<Expr> {
+    let from = expr.get_type(schema)?;
+    if &from == target || from.is_null() {
+        return Ok(expr);
+    }
+    if is_numeric_field_type(target) {
+        return Ok(widened(expr, schema));
+    }
+    if is_numeric_field_type(&from) {
+        return Ok(from_numeric(expr, target.clone()));
+    }
+    expr.cast_to(target, schema)
+}
+
+/// Converts `exprs` to their common type, if they need it.
+fn unify(exprs: Vec<Expr>, schema: &DFSchema) -> DfResult<Transformed<Vec<Expr>>> {
+    let types = exprs
+        .iter()
+        .map(|e| e.get_type(schema))
+        .collect::<DfResult<Vec<_>>>()?;
+    let Some(target) = common_type(&types) else {
+        return Ok(Transformed::no(exprs));
+    };
+    let converted = exprs
+        .into_iter()
+        .map(|e| convert(e, &target, schema))
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(Transformed::yes(converted))
+}
+
+/// Converts `exprs` to their common type only when it is a float (numeric compared with a
+/// float is compared as floats; integers with decimals DataFusion compares exactly already).
+fn unify_floats(exprs: Vec<Expr>, schema: &DFSchema) -> DfResult<Transformed<Vec<Expr>>> {
+    let types = exprs
+        .iter()
+        .map(|e| e.get_type(schema))
+        .collect::<DfResult<Vec<_>>>()?;
+    let numeric = types.iter().any(|t| matches!(rank(t), Some(4)));
+    match common_type(&types) {
+        Some(target @ (DataType::Float32 | DataType::Float64)) if numeric => {
+            let converted = exprs
+                .into_iter()
+                .map(|e| convert(e, &target, schema))
+                .collect::<DfResult<Vec<_>>>()?;
+            Ok(Transformed::yes(converted))
+        }
+        _ => Ok(Transformed::no(exprs)),
+    }
+}
+
+/// Resolves one expression node (see the module doc); applied bottom-up.
+pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    match expr {
+        Expr::Case(case) => {
+            let Case {
+                expr: operand,
+                when_then_expr,
+                else_expr,
+            } = case;
+            let (whens, thens): (Vec<Box<Expr>>, Vec<Expr>) =
+                when_then_expr.into_iter().map(|(w, t)| (w, *t)).unzip();
+            let has_else = else_expr.is_some();
+            let results: Vec<Expr> = thens.into_iter().chain(else_expr.map(|e| *e)).collect();
+            let unified = unify(results, schema)?;
+            let transformed = unified.transformed;
+            let mut results = unified.data;
+            let else_expr = if has_else {
+                results.pop().map(Box::new)
+            } else {
+                None
+            };
+            let when_then_expr = whens
+                .into_iter()
+                .zip(results.into_iter().map(Box::new))
+                .collect();
+            let case = Case {
+                expr: operand,
+                when_then_expr,
+                else_expr,
+            };
+            Ok(Transformed::new_transformed(Expr::Case(case), transformed))
+        }
+        Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "greatest" | "least") => {
+            let ScalarFunction { func, args } = f;
+            let unified = unify(args, schema)?;
+            let transformed = unified.transformed;
+            Ok(Transformed::new_transformed(
+                Expr::ScalarFunction(ScalarFunction {
+                    func,
+                    args: unified.data,
+                }),
+                transformed,
+            ))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) =>
+        {
+            let unified = unify_floats(vec![*left, *right], schema)?;
+            let transformed = unified.transformed;
+            let [left, right]: [Expr; 2] = unified
+                .data
+                .try_into()
+                .map_err(|_| datafusion::error::DataFusionError::Internal("comparison".into()))?;
+            Ok(Transformed::new_transformed(
+                Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))),
+                transformed,
+            ))
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) => {
+            let unified = unify_floats(std::iter::once(*expr).chain(list).collect(), schema)?;
+            let transformed = unified.transformed;
+            let mut all = unified.data.into_iter();
+            let expr = all
+                .next()
+                .map(Box::new)
+                .ok_or_else(|| datafusion::error::DataFusionError::Internal("IN list".into()))?;
+            Ok(Transformed::new_transformed(
+                Expr::InList(InList {
+                    expr,
+                    list: all.collect(),
+                    negated,
+                }),
+                transformed,
+            ))
+        }
+        Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) => {
+            let unified = unify_floats(vec![*expr, *low, *high], schema)?;
+            let transformed = unified.transformed;
+            let [expr, low, high]: [Expr; 3] = unified
+                .data
+                .try_into()
+                .map_err(|_| datafusion::error::DataFusionError::Internal("BETWEEN".into()))?;
+            Ok(Transformed::new_transformed(
+                Expr::Between(Between::new(
+                    Box::new(expr),
+                    negated,
+                    Box::new(low),
+                    Box::new(high),
+                )),
+                transformed,
+            ))
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::DataType as D;
+
+    #[test]
+    fn common_types_follow_postgres() {
+        assert_eq!(common_type(&[D::Int16, D::Int32]), Some(D::Int32));
+        assert_eq!(common_type(&[D::Int32, D::Null, D::Int64]), Some(D::Int64));
+        assert_eq!(
+            common_type(&[D::Decimal128(2, 1), D::Float64]),
+            Some(D::Float64)
+        );
+        assert_eq!(common_type(&[D::Float32, D::Int64]), Some(D::Float32));
+        assert_eq!(common_type(&[D::Float32, D::Float64]), Some(D::Float64));
+        assert_eq!(
+            common_type(&[D::Int32, D::Decimal128(2, 1)]),
+            Some(D::Decimal128(11, 1))
+        );
+        assert_eq!(
+            common_type(&[D::Int32, D::LargeBinary]),
+            Some(D::LargeBinary)
+        );
+        assert_eq!(common_type(&[D::Int32, D::Int32]), None);
+        assert_eq!(common_type(&[D::Int32, D::Utf8]), None);
+    }
+}
