@@ -536,7 +536,7 @@ fn in_list_subqueries(tokens: &mut Vec<TokenWithSpan>) {
         ));
         inserts.push((close + 1, vec![Token::RParen]));
     }
-    inserts.sort_by(|a, b| b.0.cmp(&a.0));
+    inserts.sort_by_key(|insert| std::cmp::Reverse(insert.0));
     for (at, new) in inserts {
         let span = tokens[at.min(tokens.len() - 1)].span;
         for (k, t) in new.into_iter().enumerate() {
