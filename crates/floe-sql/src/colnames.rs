@@ -114,27 +114,37 @@ fn name_set_expr(body: &mut SetExpr) {
     }
 }
 
-/// `SELECT lower(t.name) AS name FROM t ORDER BY t.name` sorts by the table's column in
-/// PostgreSQL. DataFusion plans such an ORDER BY column as an extra column next to the select
-/// list, where a column `name` beside `t.name` is ambiguous to it (42702). So a select item
-/// aliased like the last part of a qualified ORDER BY column gets a hidden suffix, and a bare
-/// `ORDER BY name` (PostgreSQL's output-column reference) follows the new alias.
+/// Select aliases DataFusion would find ambiguous get a hidden suffix:
+/// - `SELECT lower(t.name) AS name FROM t ORDER BY t.name` sorts by the table's column in
+///   PostgreSQL. DataFusion plans such an ORDER BY column as an extra column next to the select
+///   list, where a column `name` beside `t.name` is ambiguous to it (42702).
+/// - `SELECT unnest(tags), n + 1 AS n FROM t`: with a set-returning function DataFusion
+///   projects the columns the select list reads next to its items before it unnests, so an
+///   alias named like such a column is ambiguous too.
+///
+/// A bare `ORDER BY name` (PostgreSQL's output-column reference) follows the new alias.
 fn unclash_order_by(query: &mut Query) {
-    let Some(OrderBy {
-        kind: OrderByKind::Expressions(order),
-        ..
-    }) = &mut query.order_by
-    else {
-        return;
-    };
     let SetExpr::Select(select) = query.body.as_mut() else {
         return;
     };
-    let mut qualified = QualifiedColumns::default();
-    for item in order.iter() {
-        let _ = item.expr.visit(&mut qualified);
+    let mut order = match &mut query.order_by {
+        Some(OrderBy {
+            kind: OrderByKind::Expressions(order),
+            ..
+        }) => Some(order),
+        _ => None,
+    };
+    let mut in_order = References::default();
+    for item in order.iter().flat_map(|o| o.iter()) {
+        let _ = item.expr.visit(&mut in_order);
     }
-    if qualified.columns.is_empty() {
+    let mut in_select = References::default();
+    for item in &select.projection {
+        if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+            let _ = expr.visit(&mut in_select);
+        }
+    }
+    if in_order.qualified.is_empty() && !in_select.set_returning {
         return;
     }
     for (position, item) in select.projection.iter_mut().enumerate() {
@@ -145,15 +155,16 @@ fn unclash_order_by(query: &mut Query) {
         // `SELECT t.name AS name … ORDER BY t.name` is the same column: DataFusion sorts by
         // the select item.
         let same = folded_parts(expr);
-        let clashes = qualified
-            .columns
+        let order_clash = in_order
+            .qualified
             .iter()
             .any(|parts| parts.last() == Some(&name) && Some(parts) != same.as_ref());
-        if !clashes {
+        let unnest_clash = in_select.set_returning && in_select.names.contains(&name);
+        if !order_clash && !unnest_clash {
             continue;
         }
         let unique = Ident::with_quote('"', format!("{name}{ORDER_BY_MARK}{position}"));
-        for item in order.iter_mut() {
+        for item in order.iter_mut().flat_map(|o| o.iter_mut()) {
             if matches!(&item.expr, Expr::Identifier(ident) if ident_name(ident) == name) {
                 item.expr = Expr::Identifier(unique.clone());
             }
@@ -218,15 +229,18 @@ fn folded_parts(expr: &Expr) -> Option<Vec<String>> {
     }
 }
 
-/// Qualified column references (`t.name`) of an expression outside its subqueries, as
-/// [`folded_parts`].
+/// What an expression reads outside its subqueries: qualified column references (as
+/// [`folded_parts`]), the names of all column references, and whether it calls a
+/// set-returning function.
 #[derive(Default)]
-struct QualifiedColumns {
-    columns: Vec<Vec<String>>,
+struct References {
+    qualified: Vec<Vec<String>>,
+    names: Vec<String>,
+    set_returning: bool,
     depth: usize,
 }
 
-impl Visitor for QualifiedColumns {
+impl Visitor for References {
     type Break = ();
 
     fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
@@ -240,8 +254,24 @@ impl Visitor for QualifiedColumns {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if self.depth == 0 {
-            self.columns.extend(folded_parts(expr));
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        match expr {
+            Expr::Identifier(ident) => self.names.push(ident_name(ident)),
+            Expr::CompoundIdentifier(parts) => {
+                self.names.extend(parts.last().map(ident_name));
+                self.qualified.extend(folded_parts(expr));
+            }
+            Expr::Function(function) => {
+                let name = object_last(&function.name);
+                if function.over.is_none()
+                    && (name == "unnest" || crate::rewrite::is_list_returning(&name))
+                {
+                    self.set_returning = true;
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -494,6 +524,10 @@ mod tests {
         assert_eq!(
             names("SELECT x.k FROM (SELECT a.v AS k, a.w FROM a ORDER BY a.k) AS x"),
             "SELECT x.k FROM (SELECT a.v AS \"k#o0\", a.w FROM a ORDER BY a.k) AS x (\"k\", \"w\")"
+        );
+        assert_eq!(
+            names("SELECT unnest(a) AS u, n + 1 AS n FROM t ORDER BY n"),
+            "SELECT unnest(a) AS \"u\", n + 1 AS \"n#o1\" FROM t ORDER BY \"n#o1\""
         );
         assert_eq!(
             names("WITH c AS (SELECT a.v AS k FROM a ORDER BY a.k) SELECT k FROM c"),

@@ -9,7 +9,8 @@
 //! float to a decimal, where PostgreSQL computes in float: `1.5 = 1e20::float8` overflowed
 //! `Decimal128(30, 15)` (22003). Right after planning (where the statement's result types
 //! are decided), [`resolve`] casts the branches to the common type: explicit, so what is
-//! described is what is sent. Integers mixed with narrow decimals keep DataFusion's decimal
+//! described is what is sent; an operator over a branch that became a wide numeric is planned
+//! again as Floe's numeric operator. Integers mixed with narrow decimals keep DataFusion's decimal
 //! (TPC-H's `CASE … THEN price ELSE 0 END` stays a fast `Decimal128`).
 
 use datafusion::arrow::datatypes::DataType;
@@ -152,6 +153,14 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
                 }),
                 transformed,
             ))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if crate::numeric::wide_operator(&left, op, &right, schema).is_some() =>
+        {
+            let planned = crate::numeric::wide_operator(&left, op, &right, schema);
+            Ok(Transformed::yes(planned.unwrap_or(Expr::BinaryExpr(
+                BinaryExpr::new(left, op, right),
+            ))))
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(

@@ -144,7 +144,7 @@ fn timestamp_array(values: Vec<Option<i64>>, target: &DataType) -> DfResult<Arra
 }
 
 /// The timestamps of `array` (any unit) as microseconds, with nulls.
-fn timestamp_micros(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+pub(crate) fn timestamp_micros(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
     let DataType::Timestamp(unit, _) = array.data_type() else {
         return Err(SqlError::internal("not a timestamp").into());
     };

@@ -197,6 +197,54 @@ fn call(kind: Kind, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(udf(kind), args))
 }
 
+/// An arithmetic or comparison operator over a wide numeric (an operand whose type became
+/// numeric after it was planned, such as a `CASE` given its branches' common type), as
+/// [`NumericExprPlanner`] would have planned it; `None` for other operators and operands.
+pub(crate) fn wide_operator(
+    left: &Expr,
+    op: Operator,
+    right: &Expr,
+    schema: &DFSchema,
+) -> Option<Expr> {
+    let kind = match op {
+        Operator::Plus => Kind::Arith(ArithOp::Add),
+        Operator::Minus => Kind::Arith(ArithOp::Sub),
+        Operator::Multiply => Kind::Arith(ArithOp::Mul),
+        Operator::Divide => Kind::Arith(ArithOp::Div),
+        Operator::Modulo => Kind::Arith(ArithOp::Mod),
+        Operator::Eq => Kind::Compare(CmpOp::Eq),
+        Operator::NotEq => Kind::Compare(CmpOp::NotEq),
+        Operator::Lt => Kind::Compare(CmpOp::Lt),
+        Operator::LtEq => Kind::Compare(CmpOp::LtEq),
+        Operator::Gt => Kind::Compare(CmpOp::Gt),
+        Operator::GtEq => Kind::Compare(CmpOp::GtEq),
+        _ => return None,
+    };
+    let (lt, rt) = (type_of(left, schema)?, type_of(right, schema)?);
+    let (lw, rw) = (is_numeric_field_type(&lt), is_numeric_field_type(&rt));
+    if !lw && !rw {
+        return None;
+    }
+    let other = if lw { &rt } else { &lt };
+    if is_float(other) {
+        // numeric op float8 is float8 arithmetic in PostgreSQL.
+        let (left, right) = if lw {
+            (from_numeric(left.clone(), DataType::Float64), right.clone())
+        } else {
+            (left.clone(), from_numeric(right.clone(), DataType::Float64))
+        };
+        return Some(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(left),
+            op,
+            Box::new(right),
+        )));
+    }
+    if !(functions::converts_to_numeric(other) || is_text(other)) {
+        return None;
+    }
+    Some(call(kind, vec![left.clone(), right.clone()]))
+}
+
 /// An untyped placeholder given the numeric type (so clients are told `numeric`).
 fn typed_placeholder(expr: Expr) -> Expr {
     match expr {

@@ -469,7 +469,8 @@ pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
 /// PostgreSQL, with the seconds' fraction (`extract(second FROM …01.5)` is `1.500000`);
 /// DataFusion's `date_part` is an integer for most fields and drops the fraction of seconds.
 /// Both become DataFusion's `date_part` of whole fields and of the microseconds of the minute,
-/// combined as PostgreSQL combines them. `epoch` and fields DataFusion lacks are left alone.
+/// combined as PostgreSQL combines them. `extract(epoch …)` is Floe's exact function; the
+/// `epoch` of `date_part` and fields DataFusion lacks are left alone.
 fn datetime_fields(expr: &Expr) -> Option<Expr> {
     let number = |n: i64| Expr::value(Value::Number(n.to_string(), false));
     let cast = |e: Expr, data_type: ast::DataType| Expr::Cast {
@@ -516,6 +517,10 @@ fn datetime_fields(expr: &Expr) -> Option<Expr> {
                 )
             };
             match field.trim_end_matches('s') {
+                "epoch" => Some(call(
+                    crate::functions::datetime::EXTRACT_EPOCH,
+                    vec![(**expr).clone()],
+                )),
                 "second" => Some(scaled(1_000_000, 6)),
                 "millisecond" => Some(scaled(1_000, 3)),
                 "microsecond" => Some(micros()),
@@ -782,7 +787,7 @@ fn bounded_text_cast(expr: &Expr) -> Option<Expr> {
 /// the JSON ones, [`crate::functions::jsonb::SET_RETURNING`]).
 const LIST_RETURNING_SRFS: [&str; 2] = ["generate_series", "regexp_split_to_table"];
 
-fn is_list_returning(name: &str) -> bool {
+pub(crate) fn is_list_returning(name: &str) -> bool {
     LIST_RETURNING_SRFS.contains(&name) || crate::functions::jsonb::SET_RETURNING.contains(&name)
 }
 

@@ -1,5 +1,7 @@
 //! PostgreSQL's date/time functions DataFusion lacks or gets wrong: `make_timestamp`,
-//! `make_date` (BC years) and `isfinite`.
+//! `make_date` (BC years), `isfinite` and `extract(epoch from …)` (a `numeric`, exact to the
+//! microsecond, `±Infinity` for infinite values; `floe_extract_epoch`, which the SQL rewrite
+//! calls).
 //!
 //! `isfinite` is false for `±infinity` (the extreme values of `date` and `timestamp[tz]`, see
 //! [`crate::datetime`]); PostgreSQL 15's intervals are always finite.
@@ -7,12 +9,18 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, LargeBinaryBuilder, TimestampMicrosecondArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, FieldRef, Float64Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit,
+    Time64MicrosecondType, TimeUnit,
+};
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 use super::{finish, rows_of};
@@ -30,7 +38,120 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(MakeDate {
             signature: Signature::user_defined(Volatility::Immutable),
         }),
+        ScalarUDF::new_from_impl(ExtractEpoch {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }),
     ]
+}
+
+/// The name `extract(epoch from x)` is planned as.
+pub(crate) const EXTRACT_EPOCH: &str = "floe_extract_epoch";
+
+/// `extract(epoch from x)`: seconds since 1970-01-01 00:00 UTC (of a `timestamp`, as if it
+/// were UTC), or the seconds of a `time` or an `interval` (a year of 365.25 days, a month of
+/// 30), as PostgreSQL's `numeric` with six decimals (a `date`: none).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExtractEpoch {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ExtractEpoch {
+    fn name(&self) -> &str {
+        EXTRACT_EPOCH
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        match arg_types {
+            [t @ (DataType::Date32
+            | DataType::Timestamp(..)
+            | DataType::Time64(_)
+            | DataType::Interval(IntervalUnit::MonthDayNano))] => Ok(vec![t.clone()]),
+            // Text is read as `timestamptz`, the form PostgreSQL picks for an unknown literal.
+            [DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null] => {
+                Ok(vec![crate::datetime_udf::timestamptz_type()])
+            }
+            _ => Err(no_function("extract", arg_types)),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(crate::numeric::numeric_field("", None).data_type().clone())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(crate::numeric::numeric_field(self.name(), None)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use crate::datetime::{
+            DATE_INFINITY, DATE_NEG_INFINITY, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY,
+        };
+        use crate::numeric::value::Numeric;
+        let values = args.args[0].to_array(rows_of(&args))?;
+        let infinite = |positive: bool| {
+            Some(if positive {
+                Numeric::Infinity
+            } else {
+                Numeric::NegInfinity
+            })
+        };
+        let at = |mantissa: i64, scale: u32| Numeric::finite(mantissa.into(), scale).ok();
+        let epochs: Vec<Option<Numeric>> = match values.data_type() {
+            DataType::Date32 => values
+                .as_primitive::<Date32Type>()
+                .iter()
+                .map(|v| {
+                    v.and_then(|days| match days {
+                        DATE_INFINITY => infinite(true),
+                        DATE_NEG_INFINITY => infinite(false),
+                        _ => at(i64::from(days) * 86_400, 0),
+                    })
+                })
+                .collect(),
+            DataType::Timestamp(..) => crate::datetime_udf::timestamp_micros(&values)?
+                .into_iter()
+                .map(|v| {
+                    v.and_then(|micros| match micros {
+                        TIMESTAMP_INFINITY => infinite(true),
+                        TIMESTAMP_NEG_INFINITY => infinite(false),
+                        _ => at(micros, 6),
+                    })
+                })
+                .collect(),
+            DataType::Time64(_) => cast(&values, &DataType::Time64(TimeUnit::Microsecond))?
+                .as_primitive::<Time64MicrosecondType>()
+                .iter()
+                .map(|v| v.and_then(|micros| at(micros, 6)))
+                .collect(),
+            DataType::Interval(IntervalUnit::MonthDayNano) => values
+                .as_primitive::<IntervalMonthDayNanoType>()
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| {
+                        let i = crate::interval::PgInterval::from_arrow(v);
+                        // PostgreSQL's sum, in quarter days: 365.25 days a year, 30 a month.
+                        let (months, days) = (i64::from(i.months), i64::from(i.days));
+                        let quarter_days = 1461 * (months / 12) + 120 * (months % 12) + 4 * days;
+                        let seconds = quarter_days * (86_400 / 4);
+                        at(seconds * 1_000_000 + i.micros, 6)
+                    })
+                })
+                .collect(),
+            other => return Err(no_function("extract", std::slice::from_ref(other))),
+        };
+        let mut out = LargeBinaryBuilder::with_capacity(epochs.len(), epochs.len() * 12);
+        for epoch in epochs {
+            match epoch {
+                Some(value) => out.append_value(value.to_key()),
+                None => out.append_null(),
+            }
+        }
+        finish(&args.args, Arc::new(out.finish()))
+    }
 }
 
 pub(crate) fn no_function(
