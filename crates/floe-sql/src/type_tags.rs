@@ -8,6 +8,12 @@
 //! (NULL and string literals take the others' type, as PostgreSQL's `unknown`) is wrapped in a
 //! pass-through function whose field carries the tag.
 //!
+//! A cast's own field (a type with a name or tag: `text`, `varchar(5)`) is nullable while
+//! its operand may be NOT NULL; DataFusion then takes the cast's nullability from the operand
+//! in the logical plan and from the field in the physical one, and refuses the plan where the
+//! two must agree (`SELECT DISTINCT k::text FROM t`: "Physical input schema should be the same
+//! …"). [`CastNullability`], an analyzer rule, makes such a field as nullable as its operand.
+//!
 //! Correlated scalar subqueries lose the tag too: `(SELECT u FROM t WHERE t.k = o.k)` collects
 //! its rows with `array_agg` (see `crate::subquery`), whose field has none; the call that takes
 //! the one row is wrapped the same way (around it, so DataFusion still turns the subquery
@@ -132,6 +138,44 @@ fn cast_tag(cast: &Cast, schema: &DFSchema) -> Option<HashMap<String, String>> {
     let same_type = from == to || (string(from) && string(to));
     let from_oid = tag == "oid" || tag == "oid[]";
     (untyped_target && (from_oid || !same_type)).then(HashMap::new)
+}
+
+/// Makes the field of every cast with a field of its own as nullable as its operand (see the
+/// module doc).
+#[derive(Debug, Default)]
+pub(crate) struct CastNullability;
+
+impl datafusion::optimizer::AnalyzerRule for CastNullability {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let mut schema = merge_schema(&node.inputs());
+            if let LogicalPlan::TableScan(scan) = &node {
+                schema.merge(scan.projected_schema.as_ref());
+            }
+            node.map_expressions(|expr| {
+                expr.transform_up(|e| match e {
+                    Expr::Cast(Cast { expr, field })
+                        if field.is_nullable()
+                            && (!field.name().is_empty() || !field.metadata().is_empty())
+                            && matches!(expr.nullable(&schema), Ok(false)) =>
+                    {
+                        let field = Arc::new(field.as_ref().clone().with_nullable(false));
+                        Ok(Transformed::yes(Expr::Cast(Cast { expr, field })))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_cast_nullability"
+    }
 }
 
 /// Wraps every `CASE` of `plan` that loses its results' shared type tag.
