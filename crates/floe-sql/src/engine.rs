@@ -199,6 +199,14 @@ impl Engine {
                     .map_err(SqlError::from)?;
             }
         }
+        let min_max = ["min", "max"].map(|name| state.aggregate_functions().get(name).cloned());
+        if let [Some(min), Some(max)] = min_max {
+            for udaf in functions::float_min_max::udafs(min, max) {
+                state
+                    .register_udaf(Arc::new(udaf))
+                    .map_err(SqlError::from)?;
+            }
+        }
         state
             .register_udaf(Arc::new(functions::array_agg::TaggedArrayAgg::udaf()))
             .map_err(SqlError::from)?;
