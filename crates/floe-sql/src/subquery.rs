@@ -296,7 +296,8 @@ fn not_in_to_not_exists(
 }
 
 /// `x NOT IN (SELECT y …)` as `NOT EXISTS (SELECT … WHERE y = x OR y IS NULL OR x IS NULL)`,
-/// `x`'s columns made outer references; unchanged when `x` itself holds a subquery.
+/// `x`'s columns made outer references; unchanged when `x` itself holds a correlated subquery
+/// (or an IN/EXISTS one).
 fn not_exists(in_subquery: InSubquery, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let InSubquery {
         expr,
@@ -304,12 +305,15 @@ fn not_exists(in_subquery: InSubquery, schema: &DFSchema) -> DfResult<Transforme
         negated,
     } = in_subquery;
     let plan = subquery.subquery.as_ref();
+    // An uncorrelated scalar subquery (`(SELECT 1) NOT IN (…)`) can move into the NOT EXISTS
+    // as it is; a correlated one or another kind of subquery cannot.
     let mut has_subquery = false;
     expr.apply(|e| {
-        has_subquery |= matches!(
-            e,
-            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
-        );
+        has_subquery |= match e {
+            Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
+            Expr::InSubquery(_) | Expr::Exists(_) => true,
+            _ => false,
+        };
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;
     if has_subquery || plan.schema().fields().len() != 1 {
