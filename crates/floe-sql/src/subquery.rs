@@ -15,7 +15,9 @@
 //!   `NOT EXISTS (SELECT … WHERE c AND (y = x OR y IS NULL OR x IS NULL))`, which DataFusion
 //!   decorrelates exactly. The uncorrelated conjunct keeps DataFusion's hash anti join, unless
 //!   `x` is a constant: DataFusion then pushes `y = x` into the subquery as a filter and joins
-//!   without keys, which drops the NULL `y`s the answer depends on.
+//!   without keys, which drops the NULL `y`s the answer depends on. Where the value of an IN
+//!   or NOT IN in a filter matters (under CASE, NOT, IS NULL), DataFusion's mark join answers
+//!   false for NULL; there it becomes a CASE of EXISTS with PostgreSQL's three values.
 
 use std::sync::Arc;
 
@@ -291,74 +293,151 @@ fn not_in_to_not_exists(
         {
             not_exists(in_subquery, schema)
         }
-        other => Ok(Transformed::no(other)),
+        // IN at a truth position is DataFusion's semi join, exact there.
+        Expr::InSubquery(in_subquery) => Ok(Transformed::no(Expr::InSubquery(in_subquery))),
+        // Anywhere else the membership's value matters.
+        other => other.transform_down(|e| match e {
+            Expr::InSubquery(in_subquery) => {
+                let rewritten = three_valued_in(in_subquery, schema)?;
+                // Its EXISTS are not to be visited again.
+                Ok(Transformed::new(
+                    rewritten.data,
+                    rewritten.transformed,
+                    datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                ))
+            }
+            Expr::ScalarSubquery(_) | Expr::Exists(_) => Ok(Transformed::new(
+                e,
+                false,
+                datafusion::common::tree_node::TreeNodeRecursion::Jump,
+            )),
+            other => Ok(Transformed::no(other)),
+        }),
+    }
+}
+
+/// `x [NOT] IN (SELECT y …)` taken apart for EXISTS forms: the subquery, its column `y` and
+/// `x` with its columns made outer references (and those references). `None` when `x` holds
+/// a correlated subquery (or an IN/EXISTS one), which cannot move into another subquery, or
+/// the subquery has more than one column.
+struct Membership {
+    subquery: Subquery,
+    inner: Expr,
+    outer: Expr,
+    outer_ref_columns: Vec<Expr>,
+}
+
+impl Membership {
+    fn of(in_subquery: &InSubquery, schema: &DFSchema) -> DfResult<Option<Membership>> {
+        let InSubquery { expr, subquery, .. } = in_subquery;
+        let plan = subquery.subquery.as_ref();
+        // An uncorrelated scalar subquery (`(SELECT 1) NOT IN (…)`) can move into the EXISTS
+        // as it is; a correlated one or another kind of subquery cannot.
+        let mut has_subquery = false;
+        expr.apply(|e| {
+            has_subquery |= match e {
+                Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
+                Expr::InSubquery(_) | Expr::Exists(_) => true,
+                _ => false,
+            };
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })?;
+        if has_subquery || plan.schema().fields().len() != 1 {
+            return Ok(None);
+        }
+        let mut outer_columns = Vec::new();
+        let outer = expr
+            .as_ref()
+            .clone()
+            .transform(|e| match e {
+                Expr::Column(column) => {
+                    let (_, field) = schema.qualified_field_from_column(&column)?;
+                    let outer = Expr::OuterReferenceColumn(Arc::clone(field), column);
+                    outer_columns.push(outer.clone());
+                    Ok(Transformed::yes(outer))
+                }
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        let (qualifier, field) = plan.schema().qualified_field(0);
+        let inner = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+        let mut outer_ref_columns = subquery.outer_ref_columns.clone();
+        for column in outer_columns {
+            if !outer_ref_columns.contains(&column) {
+                outer_ref_columns.push(column);
+            }
+        }
+        Ok(Some(Membership {
+            subquery: subquery.clone(),
+            inner,
+            outer,
+            outer_ref_columns,
+        }))
+    }
+
+    /// `[NOT] EXISTS (SELECT … WHERE condition(y, x))`.
+    fn exists(&self, condition: Expr, negated: bool) -> DfResult<Expr> {
+        let plan = self.subquery.subquery.as_ref().clone();
+        let filtered = LogicalPlan::Filter(Filter::try_new(condition, Arc::new(plan))?);
+        Ok(Expr::Exists(Exists::new(
+            Subquery {
+                subquery: Arc::new(filtered),
+                outer_ref_columns: self.outer_ref_columns.clone(),
+                spans: self.subquery.spans.clone(),
+            },
+            negated,
+        )))
+    }
+
+    /// `y IS NULL OR x IS NULL`: the rows that make a membership unknown.
+    fn unknown(&self) -> Expr {
+        self.inner
+            .clone()
+            .is_null()
+            .or(self.outer.clone().is_null())
     }
 }
 
 /// `x NOT IN (SELECT y …)` as `NOT EXISTS (SELECT … WHERE y = x OR y IS NULL OR x IS NULL)`,
-/// `x`'s columns made outer references; unchanged when `x` itself holds a correlated subquery
-/// (or an IN/EXISTS one).
+/// for a filter's truth; unchanged when [`Membership::of`] cannot take it apart.
 fn not_exists(in_subquery: InSubquery, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    let InSubquery {
-        expr,
-        subquery,
-        negated,
-    } = in_subquery;
-    let plan = subquery.subquery.as_ref();
-    // An uncorrelated scalar subquery (`(SELECT 1) NOT IN (…)`) can move into the NOT EXISTS
-    // as it is; a correlated one or another kind of subquery cannot.
-    let mut has_subquery = false;
-    expr.apply(|e| {
-        has_subquery |= match e {
-            Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
-            Expr::InSubquery(_) | Expr::Exists(_) => true,
-            _ => false,
-        };
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })?;
-    if has_subquery || plan.schema().fields().len() != 1 {
-        return Ok(Transformed::no(Expr::InSubquery(InSubquery {
-            expr,
-            subquery,
-            negated,
-        })));
-    }
-    let mut outer_columns = Vec::new();
-    let outer = expr
-        .as_ref()
-        .clone()
-        .transform(|e| match e {
-            Expr::Column(column) => {
-                let (_, field) = schema.qualified_field_from_column(&column)?;
-                let outer = Expr::OuterReferenceColumn(Arc::clone(field), column);
-                outer_columns.push(outer.clone());
-                Ok(Transformed::yes(outer))
-            }
-            other => Ok(Transformed::no(other)),
-        })?
-        .data;
-    let (qualifier, field) = plan.schema().qualified_field(0);
-    let inner = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-    let matches = inner
-        .clone()
-        .eq(outer.clone())
-        .or(inner.is_null())
-        .or(outer.is_null());
-    let filtered = LogicalPlan::Filter(Filter::try_new(matches, Arc::new(plan.clone()))?);
-    let mut outer_ref_columns = subquery.outer_ref_columns.clone();
-    for column in outer_columns {
-        if !outer_ref_columns.contains(&column) {
-            outer_ref_columns.push(column);
-        }
-    }
-    Ok(Transformed::yes(Expr::Exists(Exists::new(
-        Subquery {
-            subquery: Arc::new(filtered),
-            outer_ref_columns,
-            spans: subquery.spans.clone(),
-        },
-        true,
-    ))))
+    let Some(m) = Membership::of(&in_subquery, schema)? else {
+        return Ok(Transformed::no(Expr::InSubquery(in_subquery)));
+    };
+    let matches = m.inner.clone().eq(m.outer.clone()).or(m.unknown());
+    Ok(Transformed::yes(m.exists(matches, true)?))
+}
+
+/// `x [NOT] IN (SELECT y …)` where its value matters, not only its truth (under CASE, NOT,
+/// IS NULL, a comparison): DataFusion's mark join answers false where PostgreSQL answers
+/// NULL, so it becomes `CASE WHEN EXISTS (… WHERE y = x) THEN true WHEN EXISTS (… WHERE y IS
+/// NULL OR x IS NULL) THEN NULL ELSE false END` (true and false swapped for NOT IN), whose
+/// EXISTS DataFusion answers exactly.
+fn three_valued_in(in_subquery: InSubquery, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Some(m) = Membership::of(&in_subquery, schema)? else {
+        return Ok(Transformed::no(Expr::InSubquery(in_subquery)));
+    };
+    let found = m.exists(m.inner.clone().eq(m.outer.clone()), false)?;
+    let unknown = m.exists(m.unknown(), false)?;
+    let member = !in_subquery.negated;
+    let case = Expr::Case(datafusion::logical_expr::expr::Case {
+        expr: None,
+        when_then_expr: vec![
+            (
+                Box::new(found),
+                Box::new(Expr::Literal(ScalarValue::Boolean(Some(member)), None)),
+            ),
+            (
+                Box::new(unknown),
+                Box::new(Expr::Literal(ScalarValue::Boolean(None), None)),
+            ),
+        ],
+        else_expr: Some(Box::new(Expr::Literal(
+            ScalarValue::Boolean(Some(!member)),
+            None,
+        ))),
+    });
+    Ok(Transformed::yes(case))
 }
 
 impl AnalyzerRule for PostgresSubqueries {
