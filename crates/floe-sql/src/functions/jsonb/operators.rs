@@ -384,6 +384,9 @@ pub struct JsonbOrder;
 impl AnalyzerRule for JsonbOrder {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            if let LogicalPlan::Window(_) = &node {
+                return window_order(node);
+            }
             let LogicalPlan::Sort(mut sort) = node else {
                 return Ok(Transformed::no(node));
             };
@@ -412,6 +415,36 @@ impl AnalyzerRule for JsonbOrder {
     fn name(&self) -> &str {
         "floe_jsonb_order"
     }
+}
+
+/// The `ORDER BY` of window functions (`rank() OVER (ORDER BY j)`) in `jsonb`'s order too.
+fn window_order(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    let schema = datafusion::logical_expr::utils::merge_schema(&node.inputs());
+    let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&node);
+    node.map_expressions(|expr| {
+        let saved = names.save(&expr);
+        let rewritten = expr.transform_up(|e| {
+            let Expr::WindowFunction(mut window) = e else {
+                return Ok(Transformed::no(e));
+            };
+            let mut changed = false;
+            for key in window.params.order_by.iter_mut() {
+                if operand(&key.expr, &schema) == Operand::Jsonb {
+                    let value = std::mem::replace(&mut key.expr, lit(0i32));
+                    key.expr = Expr::ScalarFunction(ScalarFunction::new_udf(
+                        udf(Op::SortKey),
+                        vec![value],
+                    ));
+                    changed = true;
+                }
+            }
+            Ok(Transformed::new_transformed(
+                Expr::WindowFunction(window),
+                changed,
+            ))
+        })?;
+        Ok(rewritten.update_data(|e| saved.restore(e)))
+    })
 }
 
 /// `jsonb` cast to a number or a boolean (`(j -> 'n')::int`) as PostgreSQL casts it: only a
