@@ -140,6 +140,11 @@ impl Engine {
             .position(|r| r.name() == "decorrelate_lateral_join")
             .map_or(0, |i| i + 1);
         optimizer_rules.insert(subqueries_done, Arc::new(crate::apply::SubqueriesPerRow));
+        let empties = optimizer_rules
+            .iter()
+            .position(|r| r.name() == "propagate_empty_relation")
+            .unwrap_or(0);
+        optimizer_rules.insert(empties, Arc::new(crate::set_operations::UnionInputNames));
         // Right after the first constant folding, before filters are dropped or pushed down.
         let folded = optimizer_rules
             .iter()

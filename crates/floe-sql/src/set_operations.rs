@@ -135,3 +135,70 @@ fn widen_numeric_keys(on: &mut [(Expr, Expr)], left: &DFSchema, right: &DFSchema
     }
     changed
 }
+
+/// Union inputs named like the union (an optimizer rule, before `propagate_empty_relation`).
+///
+/// A union takes its column names from its first input. When DataFusion drops the inputs
+/// known to be empty and one is left, it projects that input's columns by the union's names
+/// (`(SELECT 1 AS a WHERE false) UNION (SELECT DISTINCT 1 AS b)` failed: "No field named
+/// a"). Each input whose columns are named otherwise is given a projection renaming them.
+#[derive(Debug, Default)]
+pub struct UnionInputNames;
+
+impl datafusion::optimizer::OptimizerRule for UnionInputNames {
+    fn name(&self) -> &str {
+        "floe_union_input_names"
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::optimizer::ApplyOrder> {
+        Some(datafusion::optimizer::optimizer::ApplyOrder::BottomUp)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        let LogicalPlan::Union(mut union) = plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let names: Vec<String> = union
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut changed = false;
+        for input in union.inputs.iter_mut() {
+            let same = input
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name())
+                .eq(names.iter());
+            if same {
+                continue;
+            }
+            let renamed: Vec<Expr> = input
+                .schema()
+                .columns()
+                .into_iter()
+                .zip(&names)
+                .map(|(column, name)| Expr::Column(column).alias(name))
+                .collect();
+            let projected = LogicalPlanBuilder::from(input.as_ref().clone())
+                .project(renamed)?
+                .build()?;
+            *input = Arc::new(projected);
+            changed = true;
+        }
+        Ok(Transformed::new_transformed(
+            LogicalPlan::Union(union),
+            changed,
+        ))
+    }
+}
