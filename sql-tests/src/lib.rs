@@ -198,7 +198,8 @@ impl TestServer {
                 "postgres",
                 "--auth=trust",
                 "--encoding=UTF8",
-                "--locale=C",
+                // Floe's locale: code point order, Unicode case mapping.
+                "--locale=C.UTF-8",
                 "--no-sync",
             ],
         )

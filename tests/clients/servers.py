@@ -142,9 +142,10 @@ def start_postgres():
     if as_root:
         subprocess.run(["chown", "-R", "postgres", workdir], check=True)
     pgdata = os.path.join(workdir, "pgdata")
+    # Floe's locale: code point order (as C) with Unicode case mapping (upper('ü') is 'Ü').
     subprocess.run(
         command("initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                "--locale=C", "--no-sync"),
+                "--locale=C.UTF-8", "--no-sync"),
         check=True,
         capture_output=True,
     )

@@ -137,14 +137,14 @@ const PARAMS: &[ParamSpec] = &[
     ),
     p(
         "lc_collate",
-        "C",
+        "C.UTF-8",
         false,
         true,
         "Shows the collation order locale.",
     ),
     p(
         "lc_ctype",
-        "C",
+        "C.UTF-8",
         false,
         true,
         "Shows the character classification and case conversion locale.",
