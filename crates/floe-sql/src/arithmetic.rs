@@ -116,6 +116,19 @@ impl ScalarUDFImpl for CheckedFloat {
         Ok(arg_types[0].clone())
     }
 
+    /// Strict: NULL with a NULL constant operand (folded, as PostgreSQL).
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        let return_type = match args.first() {
+            Some(first) => info.get_data_type(first),
+            None => Ok(DataType::Null),
+        };
+        crate::null_conditions::strict(args, return_type)
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let all_scalar = args
             .args
@@ -541,6 +554,19 @@ impl ScalarUDFImpl for CheckedInt {
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
         Ok(arg_types[0].clone())
+    }
+
+    /// Strict: NULL with a NULL constant operand (folded, as PostgreSQL).
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        let return_type = match args.first() {
+            Some(first) => info.get_data_type(first),
+            None => Ok(DataType::Null),
+        };
+        crate::null_conditions::strict(args, return_type)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

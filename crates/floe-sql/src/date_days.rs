@@ -110,6 +110,20 @@ impl ScalarUDFImpl for DateDays {
         })
     }
 
+    /// Strict: NULL with a NULL constant operand (folded, as PostgreSQL).
+    fn simplify(
+        &self,
+        args: Vec<datafusion::logical_expr::Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        let types = args
+            .iter()
+            .map(|a| info.get_data_type(a))
+            .collect::<DfResult<Vec<_>>>();
+        let return_type = types.and_then(|t| self.return_type(&t));
+        crate::null_conditions::strict(args, return_type)
+    }
+
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         if self.op == Op::FiniteTimestamp {
             let value = args.args.swap_remove(0);

@@ -7,9 +7,16 @@
 //! false or NULL) and evaluates `x` for every row. [`NullConditions`], right after DataFusion's
 //! first constant folding, makes such a condition false; DataFusion's later rules then drop
 //! the filter's input (and an inner join's).
+//!
+//! PostgreSQL's strict operators are NULL when an operand is a NULL constant, and its planner
+//! folds them so (`x < NULL::numeric`, `NULL::date - k`). DataFusion does that for its own
+//! operators; Floe's (numeric comparisons, checked integer and float arithmetic, date ± days)
+//! call [`strict`] from their `simplify`, so such a condition folds to NULL too.
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::Result as DfResult;
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::simplify::ExprSimplifyResult;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{lit, Expr, Filter, LogicalPlan};
 use datafusion::optimizer::optimizer::ApplyOrder;
@@ -51,11 +58,32 @@ impl OptimizerRule for NullConditions {
     }
 }
 
+/// A strict function's simplification: a NULL of `return_type` when an argument is a NULL
+/// constant, else the call as it is.
+pub(crate) fn strict(
+    args: Vec<Expr>,
+    return_type: DfResult<DataType>,
+) -> DfResult<ExprSimplifyResult> {
+    let null_argument = args
+        .iter()
+        .any(|a| matches!(a, Expr::Literal(value, _) if value.is_null()));
+    match return_type {
+        Ok(t) if null_argument => match ScalarValue::try_from(&t) {
+            Ok(null) => Ok(ExprSimplifyResult::Simplified(Expr::Literal(null, None))),
+            Err(_) => Ok(ExprSimplifyResult::Original(args)),
+        },
+        _ => Ok(ExprSimplifyResult::Original(args)),
+    }
+}
+
 /// Whether one of `predicate`'s AND-ed parts is a NULL constant.
 fn has_null_conjunct(predicate: &Expr) -> bool {
-    split_conjunction(predicate)
-        .iter()
-        .any(|part| matches!(part, Expr::Literal(value, _) if value.is_null()))
+    let null = |e: &Expr| matches!(e, Expr::Literal(value, _) if value.is_null());
+    split_conjunction(predicate).iter().any(|part| match part {
+        // `nullif(NULL, x)` is NULL whatever `x` is.
+        Expr::ScalarFunction(f) if f.name() == "nullif" => f.args.first().is_some_and(null),
+        other => null(other),
+    })
 }
 
 #[cfg(test)]

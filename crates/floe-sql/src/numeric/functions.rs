@@ -574,6 +574,14 @@ impl ScalarUDFImpl for NumericFunction {
         Ok(self.return_field_of())
     }
 
+    /// Comparisons are strict: NULL with a NULL constant operand (folded, as PostgreSQL).
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        match self.kind {
+            Kind::Compare(_) => crate::null_conditions::strict(args, Ok(DataType::Boolean)),
+            _ => Ok(ExprSimplifyResult::Original(args)),
+        }
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let all_scalar = args
             .args
