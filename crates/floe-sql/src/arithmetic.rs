@@ -694,6 +694,17 @@ impl CheckedIntegerArithmetic {
                 Ok(t) if is_checked_integer(&t) => (Op::Neg, vec![*inner]),
                 _ => return Ok(Transformed::no(Expr::Negative(inner))),
             },
+            // `int::bool` is `int <> 0`, as PostgreSQL's int4_bool. DataFusion's own cast is
+            // right too, but its planner takes a row filter on it (`WHERE i::bool`) for one
+            // that makes `i` a constant, and drops an `ORDER BY i` above it.
+            Expr::Cast(datafusion::logical_expr::expr::Cast { expr, field })
+                if field.data_type() == &DataType::Boolean
+                    && expr.get_type(schema).is_ok_and(|t| is_checked_integer(&t)) =>
+            {
+                let zero =
+                    datafusion::logical_expr::lit(0i64).cast_to(&expr.get_type(schema)?, schema)?;
+                return Ok(Transformed::yes(expr.not_eq(zero)));
+            }
             other => return Ok(Transformed::no(other)),
         };
         Ok(Transformed::yes(Expr::ScalarFunction(
