@@ -395,8 +395,12 @@ impl Jsonb {
     }
 
     /// `self @> other`: PostgreSQL's `JsonbDeepContains` (a top-level scalar counts as a
-    /// one-element array).
+    /// one-element array on the right, `'[1]' @> '1'`, but a scalar contains no array:
+    /// `'1' @> '[1]'` and `'1' @> '[]'` are false).
     pub(crate) fn contains(&self, other: &Jsonb) -> bool {
+        if self.is_scalar() && matches!(other, Jsonb::Array(_)) {
+            return false;
+        }
         fn as_array(v: &Jsonb) -> Option<std::borrow::Cow<'_, [Jsonb]>> {
             match v {
                 Jsonb::Object(_) => None,
