@@ -11,7 +11,8 @@
 //! are decided), [`resolve`] casts the branches to the common type: explicit, so what is
 //! described is what is sent; an operator over a branch that became a wide numeric is planned
 //! again as Floe's numeric operator. Integers mixed with narrow decimals keep DataFusion's decimal
-//! (TPC-H's `CASE … THEN price ELSE 0 END` stays a fast `Decimal128`).
+//! (TPC-H's `CASE … THEN price ELSE 0 END` stays a fast `Decimal128`). An IN list holding
+//! more than literals becomes its comparisons (see [`resolve`]).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
@@ -196,12 +197,54 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             let mut all = unified.data.into_iter();
             let expr = all
                 .next()
-                .map(Box::new)
                 .ok_or_else(|| datafusion::error::DataFusionError::Internal("IN list".into()))?;
+            let list: Vec<Expr> = all.collect();
+            // A list with more than literals is the comparisons it stands for (PostgreSQL's
+            // semantics, NULLs included): DataFusion takes any list it can evaluate on an empty
+            // batch for a constant one, and `btrim(s) IN (CASE … s …, 'a')` then compared
+            // with 'a' only.
+            let literal = |e: &Expr| matches!(e, Expr::Literal(..));
+            // Where `=` is Arrow's equality (not numerics' or jsonb's own, planned with the
+            // SQL); NumericSemantics expands lists of wide numerics itself.
+            let plain = |e: &Expr| {
+                e.to_field(schema).is_ok_and(|(_, f)| {
+                    !is_numeric_field_type(f.data_type())
+                        && !matches!(
+                            f.metadata()
+                                .get(crate::types::PG_TYPE_KEY)
+                                .map(String::as_str),
+                            Some("jsonb" | "json")
+                        )
+                })
+            };
+            if !list.iter().all(literal)
+                && !expr.is_volatile()
+                && plain(&expr)
+                && list.iter().all(plain)
+            {
+                let compare = |item: Expr| {
+                    if negated {
+                        expr.clone().not_eq(item)
+                    } else {
+                        expr.clone().eq(item)
+                    }
+                };
+                let expanded =
+                    list.into_iter()
+                        .map(compare)
+                        .reduce(|a, b| if negated { a.and(b) } else { a.or(b) });
+                if let Some(expanded) = expanded {
+                    return Ok(Transformed::yes(expanded));
+                }
+                return Ok(Transformed::new_transformed(
+                    Expr::InList(InList::new(Box::new(expr), Vec::new(), negated)),
+                    transformed,
+                ));
+            }
             Ok(Transformed::new_transformed(
                 Expr::InList(InList {
-                    expr,
-                    list: all.collect(),
+                    expr: Box::new(expr),
+                    list,
                     negated,
                 }),
                 transformed,
