@@ -186,6 +186,7 @@ impl ScalarUDFImpl for CheckedFloat {
                 .into());
             }
         }
+        let array = canonical_nan(array);
         if all_scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                 &array, 0,
@@ -628,6 +629,38 @@ fn is_checked_integer(data_type: &DataType) -> bool {
         data_type,
         DataType::Int16 | DataType::Int32 | DataType::Int64
     )
+}
+
+/// NaN without its sign: x86 makes `∞ - ∞` and `∞ × 0` a NaN with the sign bit set, which
+/// Arrow's sort (IEEE total order) puts before every number; PostgreSQL's NaN is above every
+/// number, as a positive NaN sorts.
+fn canonical_nan(array: ArrayRef) -> ArrayRef {
+    use datafusion::arrow::datatypes::Float32Type;
+    match array.data_type() {
+        DataType::Float64 => {
+            let values = array.as_primitive::<Float64Type>();
+            if !values
+                .values()
+                .iter()
+                .any(|v| v.is_nan() && v.is_sign_negative())
+            {
+                return array;
+            }
+            Arc::new(values.unary::<_, Float64Type>(|v| if v.is_nan() { f64::NAN } else { v }))
+        }
+        DataType::Float32 => {
+            let values = array.as_primitive::<Float32Type>();
+            if !values
+                .values()
+                .iter()
+                .any(|v| v.is_nan() && v.is_sign_negative())
+            {
+                return array;
+            }
+            Arc::new(values.unary::<_, Float32Type>(|v| if v.is_nan() { f32::NAN } else { v }))
+        }
+        _ => array,
+    }
 }
 
 /// Replaces wrapping integer arithmetic by the checked functions (see the module doc).
