@@ -449,7 +449,7 @@ impl PgDateTimeCasts {
     fn local_fields(f: ScalarFunction, schema: &DFSchema) -> Transformed<Expr> {
         let name = f.name().to_ascii_lowercase();
         let at = match name.as_str() {
-            "date_part" | "datepart" => {
+            "date_part" | "datepart" | crate::functions::datetime::DATE_PART => {
                 let field = match f.args.first() {
                     Some(Expr::Literal(ScalarValue::Utf8(Some(v)), _))
                     | Some(Expr::Literal(ScalarValue::Utf8View(Some(v)), _))

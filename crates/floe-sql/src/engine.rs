@@ -241,6 +241,7 @@ impl Engine {
             .chain([
                 functions::type_of::udf(),
                 functions::gen_random_uuid::udf(),
+                functions::datetime::date_part_udf(),
                 crate::numeric::functions::negate_udf(),
                 crate::interval::make_interval_udf(),
             ])

@@ -480,7 +480,12 @@ fn datetime_fields(expr: &Expr) -> Option<Expr> {
         array: false,
         format: None,
     };
-    let part = |field: &str, value: &Expr| call("date_part", vec![text(field), value.clone()]);
+    let part = |field: &str, value: &Expr| {
+        call(
+            crate::functions::datetime::DATE_PART,
+            vec![text(field), value.clone()],
+        )
+    };
     let binary = |left: Expr, op: ast::BinaryOperator, right: Expr| Expr::BinaryOp {
         left: Box::new(left),
         op,
@@ -567,7 +572,9 @@ fn datetime_fields(expr: &Expr) -> Option<Expr> {
                     binary(fraction(), ast::BinaryOperator::Divide, number(1_000)),
                 )),
                 "microsecond" => Some(cast(part("microsecond", value), float())),
-                f if WHOLE_FIELDS.contains(&f) => Some(cast(part(f, value), float())),
+                f if WHOLE_FIELDS.contains(&f) || f == "epoch" => {
+                    Some(cast(part(f, value), float()))
+                }
                 _ => None,
             }
         }

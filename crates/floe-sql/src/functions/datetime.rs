@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, LargeBinaryBuilder, TimestampMicrosecondArray,
+    Array, AsArray, BooleanArray, Float64Array, LargeBinaryBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -42,6 +42,143 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             signature: Signature::user_defined(Volatility::Immutable),
         }),
     ]
+}
+
+/// The name `extract` and `date_part` are planned as (see [`DatePart`]).
+pub(crate) const DATE_PART: &str = "floe_date_part";
+
+/// `floe_date_part(field, x)`: DataFusion's `date_part` as a `double precision`, with
+/// PostgreSQL's answers where DataFusion's differ: of `±infinity`, `±Infinity` for the fields
+/// that grow without end (`epoch`, `julian`, `year`, `isoyear`, `decade`, `century`,
+/// `millennium`) and NULL for the others (DataFusion computed on the extreme integers); the
+/// `year` of a BC date counts no year 0 (`0044-03-15 BC` is -44, DataFusion's -43).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DatePart {
+    inner: Arc<ScalarUDF>,
+}
+
+/// [`DatePart`] over DataFusion's `date_part`.
+pub(crate) fn date_part_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(DatePart {
+        inner: datafusion::functions::datetime::date_part(),
+    })
+}
+
+impl ScalarUDFImpl for DatePart {
+    fn name(&self) -> &str {
+        DATE_PART
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(
+            self.name(),
+            DataType::Float64,
+            args.arg_fields.iter().any(|f| f.is_nullable()),
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use crate::datetime::{
+            DATE_INFINITY, DATE_NEG_INFINITY, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY,
+        };
+        let rows = rows_of(&args);
+        let field = match &args.args[0] {
+            ColumnarValue::Scalar(value) => value.to_string().to_ascii_lowercase(),
+            ColumnarValue::Array(_) => String::new(),
+        };
+        let values = args.args[1].to_array(rows)?;
+        // +1 / -1 for an infinite value, 0 for a finite one, per row.
+        let infinite: Vec<i8> = match values.data_type() {
+            DataType::Date32 => values
+                .as_primitive::<Date32Type>()
+                .iter()
+                .map(|v| match v {
+                    Some(DATE_INFINITY) => 1,
+                    Some(DATE_NEG_INFINITY) => -1,
+                    _ => 0,
+                })
+                .collect(),
+            DataType::Timestamp(..) => crate::datetime_udf::timestamp_micros(&values)?
+                .into_iter()
+                .map(|v| match v {
+                    Some(TIMESTAMP_INFINITY) => 1,
+                    Some(TIMESTAMP_NEG_INFINITY) => -1,
+                    _ => 0,
+                })
+                .collect(),
+            _ => vec![0; values.len()],
+        };
+        // Decades, centuries and millennia come from the year (astronomical), as PostgreSQL
+        // computes them; DataFusion lacks some.
+        let field = field.trim_end_matches('s').to_string();
+        let from_year = matches!(field.as_str(), "decade" | "century" | "millennium");
+        let mut inner_values = args.args.clone();
+        if from_year {
+            inner_values[0] =
+                ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(Some("year".into())));
+        }
+        let scalars: Vec<Option<&datafusion::common::ScalarValue>> = inner_values
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(value) => Some(value),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        let return_field = self.inner.return_field_from_args(ReturnFieldArgs {
+            arg_fields: &args.arg_fields,
+            scalar_arguments: &scalars,
+        })?;
+        let inner_args = ScalarFunctionArgs {
+            args: inner_values.clone(),
+            arg_fields: args.arg_fields.clone(),
+            number_rows: args.number_rows,
+            return_field,
+            config_options: args.config_options.clone(),
+        };
+        let computed = self.inner.invoke_with_args(inner_args)?.to_array(rows)?;
+        let computed = cast(&computed, &DataType::Float64)?;
+        let computed = computed.as_primitive::<Float64Type>();
+        let unbounded = matches!(
+            field.as_str(),
+            "epoch" | "julian" | "year" | "isoyear" | "decade" | "century" | "millennium"
+        );
+        // PostgreSQL's fields of an astronomical year `a` (no year 0 before 1 AD).
+        let of_year = |a: i64| -> i64 {
+            match field.as_str() {
+                "year" if a <= 0 => a - 1,
+                "decade" if a > 0 => a / 10,
+                "decade" => -((8 - (a - 1)) / 10),
+                "century" if a > 0 => (a + 99) / 100,
+                "century" => -((99 - (a - 1)) / 100),
+                "millennium" if a > 0 => (a + 999) / 1000,
+                "millennium" => -((999 - (a - 1)) / 1000),
+                _ => a,
+            }
+        };
+        let by_year = from_year || field == "year";
+        let out: Float64Array = (0..computed.len())
+            .map(|row| match infinite.get(row).copied().unwrap_or(0) {
+                0 if computed.is_null(row) => None,
+                0 if by_year => Some(of_year(computed.value(row) as i64) as f64),
+                0 => Some(computed.value(row)),
+                sign if unbounded => Some(f64::from(sign) * f64::INFINITY),
+                _ => None,
+            })
+            .collect();
+        finish(&args.args, Arc::new(out))
+    }
 }
 
 /// The name `extract(epoch from x)` is planned as.
