@@ -101,7 +101,8 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_floe():
+def start_floe(*extra_args):
+    """A Floe server on a fresh data dir; `extra_args` are more `floe serve` options."""
     binary = floe_binary()
     if not binary.exists():
         raise RuntimeError(f"floe binary {binary} not found; build it or set FLOE_BIN")
@@ -119,6 +120,7 @@ def start_floe():
                 os.path.join(workdir, "data"),
                 "--log-level",
                 os.environ.get("FLOE_TEST_LOG", "warn"),
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -559,3 +559,23 @@ def test_connection_threads_are_reused(own_server):
     # One thread served them all, unless a client came before the last one's thread was back
     # in the idle list.
     assert 1 <= connection_threads() <= 5
+
+
+@pytest.mark.skipif(TARGET != "floe", reason="Floe's --memory-limit")
+def test_small_memory_limit_still_sorts():
+    """With a small --memory-limit an ORDER BY of a few rows works and a large one spills
+    (every sort failed with 53200 below ~32MB: each partition set aside 10 MB to merge spills)."""
+    from servers import start_floe
+
+    server = start_floe("--memory-limit", "16MB")
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            rows = c.execute("SELECT g FROM generate_series(1, 3) g ORDER BY g DESC").fetchall()
+            assert rows == [(3,), (2,), (1,)]
+            big = c.execute(
+                "SELECT count(*), min(x), max(x) FROM "
+                "(SELECT g AS x FROM generate_series(1, 300000) g ORDER BY g DESC) t"
+            ).fetchone()
+            assert big == (300000, 1, 300000)
+    finally:
+        server.stop()

@@ -105,6 +105,14 @@ impl Engine {
             options.sql_parser.parse_float_as_decimal = true;
             options.sql_parser.enable_ident_normalization = true;
             options.execution.time_zone = Some("+00:00".to_string());
+            // A sort sets aside room to merge its spills (10 MB by default), per partition: with
+            // a small memory limit every ORDER BY failed with 53200, even of three rows.
+            if let Some(limit) = config.query_memory_limit {
+                let partitions = config.target_partitions.max(1);
+                let share = limit / (8 * partitions);
+                let reserve = &mut options.execution.sort_spill_reservation_bytes;
+                *reserve = (*reserve).min(share.max(64 * 1024));
+            }
         }
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = config.query_memory_limit {

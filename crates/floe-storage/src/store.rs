@@ -31,7 +31,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     RetryConfig,
 };
 
@@ -511,15 +511,18 @@ fn s3_store(bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
         max_retries: 6,
         retry_timeout: Duration::from_secs(60),
     };
-    let client = ClientOptions::new()
-        .with_timeout(Duration::from_secs(30))
-        .with_connect_timeout(Duration::from_secs(5));
-    Ok(Arc::new(
-        builder
-            .with_retry(retry)
-            .with_client_options(client)
-            .build()?,
-    ))
+    // Timeouts key by key: `with_client_options` would replace every client option read from
+    // the environment (`AWS_ALLOW_HTTP`, proxies, …) and the loopback allowance above.
+    for (key, value) in [
+        (ClientConfigKey::Timeout, "30s"),
+        (ClientConfigKey::ConnectTimeout, "5s"),
+    ] {
+        let key = AmazonS3ConfigKey::Client(key);
+        if builder.get_config_value(&key).is_none() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    Ok(Arc::new(builder.with_retry(retry).build()?))
 }
 
 #[cfg(test)]
