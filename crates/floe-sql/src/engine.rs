@@ -291,7 +291,7 @@ impl Engine {
         state.add_analyzer_rule(Arc::new(crate::datetime_udf::PgDateTimeCasts));
         state.add_analyzer_rule(Arc::new(crate::bounded_text::BpcharComparisons));
         state.add_analyzer_rule(Arc::new(functions::jsonb::operators::JsonbOrder));
-        state.add_analyzer_rule(Arc::new(crate::type_tags::CastNullability));
+        state.add_analyzer_rule(Arc::new(crate::type_tags::Nullability));
         // Last: operand types and PostgreSQL's operators are final.
         state.add_analyzer_rule(Arc::new(crate::const_errors::PlanTimeErrors));
         Ok(Arc::new(Engine {

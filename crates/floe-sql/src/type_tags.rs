@@ -12,7 +12,9 @@
 //! its operand may be NOT NULL; DataFusion then takes the cast's nullability from the operand
 //! in the logical plan and from the field in the physical one, and refuses the plan where the
 //! two must agree (`SELECT DISTINCT k::text FROM t`: "Physical input schema should be the same
-//! …"). [`CastNullability`], an analyzer rule, makes such a field as nullable as its operand.
+//! …"). [`Nullability`], an analyzer rule, makes such a field as nullable as its operand, and
+//! refreshes the schemas of projections (and unions and nodes above them) whose expressions
+//! earlier rules made nullable.
 //!
 //! Correlated scalar subqueries lose the tag too: `(SELECT u FROM t WHERE t.k = o.k)` collects
 //! its rows with `array_agg` (see `crate::subquery`), whose field has none; the call that takes
@@ -140,18 +142,82 @@ fn cast_tag(cast: &Cast, schema: &DFSchema) -> Option<HashMap<String, String>> {
     (untyped_target && (from_oid || !same_type)).then(HashMap::new)
 }
 
-/// Makes the field of every cast with a field of its own as nullable as its operand (see the
-/// module doc).
+/// Makes the field of every cast with a field of its own as nullable as its operand, and
+/// stale schemas follow their expressions' nullability (see the module doc).
 #[derive(Debug, Default)]
-pub(crate) struct CastNullability;
+pub(crate) struct Nullability;
 
-impl datafusion::optimizer::AnalyzerRule for CastNullability {
+impl datafusion::optimizer::AnalyzerRule for Nullability {
     fn analyze(
         &self,
         plan: LogicalPlan,
         _config: &datafusion::common::config::ConfigOptions,
     ) -> DfResult<LogicalPlan> {
+        // Schemas were computed when the statement was planned; rules since may have made a
+        // column nullable (a checked operator is a function, nullable to DataFusion, where the
+        // operator was not) without the projection's schema saying so, and the physical plan
+        // then disagrees ("Physical input schema should be the same …" under DISTINCT or
+        // GROUP BY). Such a projection, a union over it and the nodes above take their schemas
+        // from their inputs again.
+        let mut unions_changed = false;
         plan.transform_up_with_subqueries(|node| {
+            let node = match node {
+                LogicalPlan::Union(union) => {
+                    let rebuilt = datafusion::logical_expr::Union::try_new_with_loose_types(
+                        union.inputs.clone(),
+                    )?;
+                    let differs = rebuilt
+                        .schema
+                        .fields()
+                        .iter()
+                        .zip(union.schema.fields().iter())
+                        .any(|(a, b)| a.is_nullable() != b.is_nullable());
+                    if differs {
+                        unions_changed = true;
+                        // Keep the planned names and types; only nullability follows the inputs.
+                        let fields: Vec<_> = union
+                            .schema
+                            .iter()
+                            .zip(rebuilt.schema.fields().iter())
+                            .map(|((qualifier, field), new)| {
+                                (
+                                    qualifier.cloned(),
+                                    Arc::new(
+                                        field.as_ref().clone().with_nullable(new.is_nullable()),
+                                    ),
+                                )
+                            })
+                            .collect();
+                        let schema = datafusion::common::DFSchema::new_with_metadata(
+                            fields,
+                            union.schema.metadata().clone(),
+                        )?;
+                        LogicalPlan::Union(datafusion::logical_expr::Union {
+                            inputs: union.inputs,
+                            schema: Arc::new(schema),
+                        })
+                    } else {
+                        LogicalPlan::Union(union)
+                    }
+                }
+                LogicalPlan::Projection(projection) => {
+                    let input = projection.input.schema();
+                    let stale = projection
+                        .expr
+                        .iter()
+                        .zip(projection.schema.fields().iter())
+                        .any(|(e, f)| e.nullable(input).is_ok_and(|n| n != f.is_nullable()));
+                    if stale || unions_changed {
+                        unions_changed = true;
+                        LogicalPlan::Projection(projection).recompute_schema()?
+                    } else {
+                        LogicalPlan::Projection(projection)
+                    }
+                }
+                LogicalPlan::Values(_) | LogicalPlan::TableScan(_) => node,
+                other if unions_changed => other.recompute_schema()?,
+                other => other,
+            };
             let mut schema = merge_schema(&node.inputs());
             if let LogicalPlan::TableScan(scan) = &node {
                 schema.merge(scan.projected_schema.as_ref());
@@ -174,7 +240,7 @@ impl datafusion::optimizer::AnalyzerRule for CastNullability {
     }
 
     fn name(&self) -> &str {
-        "floe_cast_nullability"
+        "floe_nullability"
     }
 }
 
