@@ -196,6 +196,10 @@ DESCRIBE = [
     ("SELECT atttypid AS t, 1::oid AS o FROM pg_attribute LIMIT 1", [],
      [("t", "oid"), ("o", "oid")]),
     ("SELECT array_agg(atttypid) AS a FROM pg_attribute", [], [("a", "oid[]")]),
+    # nullif is of the type its first argument is compared as (varchar compares as text).
+    ("SELECT nullif(v, 'x') AS a, nullif('x', v) AS b, nullif(u, u) AS c FROM "
+     "(SELECT 'a'::varchar(5) AS v, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u) AS t", [],
+     [("a", "text"), ("b", "text"), ("c", "uuid")]),
     # A cast takes the target's type, not the tagged source's (was varchar/oid).
     ("SELECT CAST(v AS int4) AS i, v::text AS t, CAST(v AS date) IS NULL AS n, "
      "oid::int8 AS o FROM (SELECT '12'::varchar(5) AS v, 1::oid AS oid WHERE false) AS x", [],

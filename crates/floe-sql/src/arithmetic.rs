@@ -122,11 +122,7 @@ impl ScalarUDFImpl for CheckedFloat {
         args: Vec<Expr>,
         info: &datafusion::logical_expr::simplify::SimplifyContext,
     ) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
-        let return_type = match args.first() {
-            Some(first) => info.get_data_type(first),
-            None => Ok(DataType::Null),
-        };
-        crate::null_conditions::strict(args, return_type)
+        strict_operator(args, info)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -563,11 +559,7 @@ impl ScalarUDFImpl for CheckedInt {
         args: Vec<Expr>,
         info: &datafusion::logical_expr::simplify::SimplifyContext,
     ) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
-        let return_type = match args.first() {
-            Some(first) => info.get_data_type(first),
-            None => Ok(DataType::Null),
-        };
-        crate::null_conditions::strict(args, return_type)
+        strict_operator(args, info)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -629,6 +621,18 @@ fn is_checked_integer(data_type: &DataType) -> bool {
         data_type,
         DataType::Int16 | DataType::Int32 | DataType::Int64
     )
+}
+
+/// A checked operator with a NULL constant operand is a NULL of its first operand's type.
+fn strict_operator(
+    args: Vec<Expr>,
+    info: &datafusion::logical_expr::simplify::SimplifyContext,
+) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+    let return_type = match args.first() {
+        Some(first) => info.get_data_type(first),
+        None => Ok(DataType::Null),
+    };
+    crate::null_conditions::strict(args, return_type)
 }
 
 /// NaN without its sign: x86 makes `∞ - ∞` and `∞ × 0` a NaN with the sign bit set, which

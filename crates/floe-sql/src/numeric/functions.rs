@@ -1050,6 +1050,18 @@ impl ScalarUDFImpl for Overload {
             });
         }
         let shared = match self.numeric {
+            // `nullif(a, b)` is of the type `a` is compared as: its own (uuid, bpchar, …), text
+            // for varchar (which compares as text) and a string literal.
+            Numerics::Conditional if self.inner.name() == "nullif" => {
+                let literal = matches!(args.scalar_arguments.first(), Some(Some(_)));
+                args.arg_fields
+                    .first()
+                    .filter(|f| {
+                        let tag = f.metadata().get(crate::types::PG_TYPE_KEY);
+                        !literal && tag.is_some_and(|t| t != "varchar")
+                    })
+                    .map(|f| f.metadata().clone())
+            }
             Numerics::Conditional => shared_type_tag(args.arg_fields, args.scalar_arguments),
             Numerics::Unary(..) => None,
         };

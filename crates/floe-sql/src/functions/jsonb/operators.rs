@@ -391,17 +391,7 @@ impl AnalyzerRule for JsonbOrder {
                 return Ok(Transformed::no(node));
             };
             let schema = Arc::clone(sort.input.schema());
-            let mut changed = false;
-            for key in sort.expr.iter_mut() {
-                if operand(&key.expr, &schema) == Operand::Jsonb {
-                    let value = std::mem::replace(&mut key.expr, lit(0i32));
-                    key.expr = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        udf(Op::SortKey),
-                        vec![value],
-                    ));
-                    changed = true;
-                }
-            }
+            let changed = jsonb_sort_keys(&mut sort.expr, &schema);
             let node = LogicalPlan::Sort(sort);
             Ok(if changed {
                 Transformed::yes(node)
@@ -417,6 +407,19 @@ impl AnalyzerRule for JsonbOrder {
     }
 }
 
+/// Sorts the `jsonb` keys of `keys` by [`super::value::Jsonb::sort_key`]; whether any was.
+fn jsonb_sort_keys(keys: &mut [datafusion::logical_expr::SortExpr], schema: &DFSchema) -> bool {
+    let mut changed = false;
+    for key in keys.iter_mut() {
+        if operand(&key.expr, schema) == Operand::Jsonb {
+            let value = std::mem::replace(&mut key.expr, lit(0i32));
+            key.expr = Expr::ScalarFunction(ScalarFunction::new_udf(udf(Op::SortKey), vec![value]));
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// The `ORDER BY` of window functions (`rank() OVER (ORDER BY j)`) in `jsonb`'s order too.
 fn window_order(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     let schema = datafusion::logical_expr::utils::merge_schema(&node.inputs());
@@ -427,17 +430,7 @@ fn window_order(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
             let Expr::WindowFunction(mut window) = e else {
                 return Ok(Transformed::no(e));
             };
-            let mut changed = false;
-            for key in window.params.order_by.iter_mut() {
-                if operand(&key.expr, &schema) == Operand::Jsonb {
-                    let value = std::mem::replace(&mut key.expr, lit(0i32));
-                    key.expr = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        udf(Op::SortKey),
-                        vec![value],
-                    ));
-                    changed = true;
-                }
-            }
+            let changed = jsonb_sort_keys(&mut window.params.order_by, &schema);
             Ok(Transformed::new_transformed(
                 Expr::WindowFunction(window),
                 changed,
