@@ -44,6 +44,31 @@ enum Operand {
 }
 
 fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
+    // A CASE (or coalesce) is of its branches' type; DataFusion's field of it has no tag
+    // while the statement is planned (`'{}'::jsonb || CASE … THEN j END` is jsonb's `||`).
+    let branches: Option<Vec<&Expr>> = match expr {
+        Expr::Case(case) => Some(
+            case.when_then_expr
+                .iter()
+                .map(|(_, then)| then.as_ref())
+                .chain(case.else_expr.as_deref())
+                .collect(),
+        ),
+        Expr::ScalarFunction(f) if f.name() == "coalesce" => Some(f.args.iter().collect()),
+        _ => None,
+    };
+    if let Some(branches) = branches {
+        let typed: Vec<Operand> = branches
+            .into_iter()
+            .map(|b| operand(b, schema))
+            .filter(|o| *o != Operand::Unknown)
+            .collect();
+        if let Some(first) = typed.first() {
+            if matches!(first, Operand::Json | Operand::Jsonb) && typed.iter().all(|o| o == first) {
+                return *first;
+            }
+        }
+    }
     if let Expr::Literal(value, None) = expr {
         if matches!(
             value,
