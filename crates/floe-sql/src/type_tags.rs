@@ -259,13 +259,53 @@ pub(crate) fn keep_type_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
             })?;
             Ok(rewritten.update_data(|e| saved.restore(e)))
         })?;
-        // Children may have changed their fields: refresh this node's schema.
+        // Children may have changed their fields: refresh this node's schema (a union's
+        // fields take its first input's metadata, as the physical union's do; DataFusion's
+        // recompute keeps a union's schema as it was).
         node.map_data(|n| match n {
             LogicalPlan::Values(_) => Ok(n),
+            LogicalPlan::Union(union) => union_with_input_tags(union),
             other => other.recompute_schema(),
         })
     })
     .map(|t| t.data)
+}
+
+/// `union` with each field's metadata taken from its first input's field.
+fn union_with_input_tags(union: datafusion::logical_expr::Union) -> DfResult<LogicalPlan> {
+    let Some(first) = union.inputs.first() else {
+        return Ok(LogicalPlan::Union(union));
+    };
+    let firsts = first.schema().fields().clone();
+    if firsts.len() != union.schema.fields().len()
+        || firsts
+            .iter()
+            .zip(union.schema.fields().iter())
+            .all(|(a, b)| a.metadata() == b.metadata())
+    {
+        return Ok(LogicalPlan::Union(union));
+    }
+    let fields: Vec<_> = union
+        .schema
+        .iter()
+        .zip(firsts.iter())
+        .map(|((qualifier, field), input)| {
+            (
+                qualifier.cloned(),
+                Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_metadata(input.metadata().clone()),
+                ),
+            )
+        })
+        .collect();
+    let schema = DFSchema::new_with_metadata(fields, union.schema.metadata().clone())?;
+    Ok(LogicalPlan::Union(datafusion::logical_expr::Union {
+        inputs: union.inputs,
+        schema: Arc::new(schema),
+    }))
 }
 
 fn udf(metadata: HashMap<String, String>) -> ScalarUDF {
