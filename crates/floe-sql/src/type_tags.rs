@@ -222,8 +222,21 @@ impl datafusion::optimizer::AnalyzerRule for Nullability {
             if let LogicalPlan::TableScan(scan) = &node {
                 schema.merge(scan.projected_schema.as_ref());
             }
+            let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&node);
             node.map_expressions(|expr| {
-                expr.transform_up(|e| match e {
+                let saved = names.save(&expr);
+                let nullable = |e: &Expr| !matches!(e.nullable(&schema), Ok(false));
+                // `x IS TRUE` & co. of a nullable `x` are never NULL, but DataFusion's physical
+                // form (`x IS NOT DISTINCT FROM true`) says nullable: as the coalesce they are,
+                // both plans agree.
+                let never_null = |e: Expr, negate: bool, otherwise: bool| {
+                    let e = if negate { Expr::Not(Box::new(e)) } else { e };
+                    datafusion::functions::expr_fn::coalesce(vec![
+                        e,
+                        datafusion::logical_expr::lit(otherwise),
+                    ])
+                };
+                let rewritten = expr.transform_up(|e| match e {
                     Expr::Cast(Cast { expr, field })
                         if field.is_nullable()
                             && (!field.name().is_empty() || !field.metadata().is_empty())
@@ -232,8 +245,21 @@ impl datafusion::optimizer::AnalyzerRule for Nullability {
                         let field = Arc::new(field.as_ref().clone().with_nullable(false));
                         Ok(Transformed::yes(Expr::Cast(Cast { expr, field })))
                     }
+                    Expr::IsTrue(e) if nullable(&e) => {
+                        Ok(Transformed::yes(never_null(*e, false, false)))
+                    }
+                    Expr::IsFalse(e) if nullable(&e) => {
+                        Ok(Transformed::yes(never_null(*e, true, false)))
+                    }
+                    Expr::IsNotTrue(e) if nullable(&e) => {
+                        Ok(Transformed::yes(never_null(*e, true, true)))
+                    }
+                    Expr::IsNotFalse(e) if nullable(&e) => {
+                        Ok(Transformed::yes(never_null(*e, false, true)))
+                    }
                     other => Ok(Transformed::no(other)),
-                })
+                })?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
             })
         })
         .map(|t| t.data)
