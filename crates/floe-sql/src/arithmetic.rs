@@ -639,30 +639,22 @@ fn strict_operator(
 /// Arrow's sort (IEEE total order) puts before every number; PostgreSQL's NaN is above every
 /// number, as a positive NaN sorts.
 fn canonical_nan(array: ArrayRef) -> ArrayRef {
-    use datafusion::arrow::datatypes::Float32Type;
+    use datafusion::arrow::datatypes::{ArrowPrimitiveType, Float32Type};
+    use num_traits::Float;
+    fn positive<T: ArrowPrimitiveType>(array: ArrayRef) -> ArrayRef
+    where
+        T::Native: Float,
+    {
+        let values = array.as_primitive::<T>();
+        let negative_nan = |v: &T::Native| v.is_nan() && v.is_sign_negative();
+        if !values.values().iter().any(negative_nan) {
+            return array;
+        }
+        Arc::new(values.unary::<_, T>(|v| if v.is_nan() { T::Native::nan() } else { v }))
+    }
     match array.data_type() {
-        DataType::Float64 => {
-            let values = array.as_primitive::<Float64Type>();
-            if !values
-                .values()
-                .iter()
-                .any(|v| v.is_nan() && v.is_sign_negative())
-            {
-                return array;
-            }
-            Arc::new(values.unary::<_, Float64Type>(|v| if v.is_nan() { f64::NAN } else { v }))
-        }
-        DataType::Float32 => {
-            let values = array.as_primitive::<Float32Type>();
-            if !values
-                .values()
-                .iter()
-                .any(|v| v.is_nan() && v.is_sign_negative())
-            {
-                return array;
-            }
-            Arc::new(values.unary::<_, Float32Type>(|v| if v.is_nan() { f32::NAN } else { v }))
-        }
+        DataType::Float64 => positive::<Float64Type>(array),
+        DataType::Float32 => positive::<Float32Type>(array),
         _ => array,
     }
 }

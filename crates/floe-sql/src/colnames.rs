@@ -39,14 +39,14 @@ impl VisitorMut for Namer {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         name_set_expr(&mut query.body);
-        unclash_order_by(query);
+        unclash_aliases(query);
         ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         if let Some(with) = &mut query.with {
             for cte in &mut with.cte_tables {
-                restore_order_by_names(&cte.query, &mut cte.alias);
+                restore_alias_names(&cte.query, &mut cte.alias);
             }
         }
         ControlFlow::Continue(())
@@ -59,7 +59,7 @@ impl VisitorMut for Namer {
             ..
         } = factor
         {
-            restore_order_by_names(subquery, alias);
+            restore_alias_names(subquery, alias);
         }
         ControlFlow::Continue(())
     }
@@ -123,7 +123,7 @@ fn name_set_expr(body: &mut SetExpr) {
 ///   alias named like such a column is ambiguous too.
 ///
 /// A bare `ORDER BY name` (PostgreSQL's output-column reference) follows the new alias.
-fn unclash_order_by(query: &mut Query) {
+fn unclash_aliases(query: &mut Query) {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return;
     };
@@ -163,7 +163,7 @@ fn unclash_order_by(query: &mut Query) {
         if !order_clash && !unnest_clash {
             continue;
         }
-        let unique = Ident::with_quote('"', format!("{name}{ORDER_BY_MARK}{position}"));
+        let unique = Ident::with_quote('"', format!("{name}{RENAMED_MARK}{position}"));
         for item in order.iter_mut().flat_map(|o| o.iter_mut()) {
             if matches!(&item.expr, Expr::Identifier(ident) if ident_name(ident) == name) {
                 item.expr = Expr::Identifier(unique.clone());
@@ -173,13 +173,13 @@ fn unclash_order_by(query: &mut Query) {
     }
 }
 
-/// Marks an alias [`unclash_order_by`] renamed.
-const ORDER_BY_MARK: &str = "\u{1}o";
+/// Marks an alias [`unclash_aliases`] renamed.
+const RENAMED_MARK: &str = "\u{1}o";
 
-/// A derived table or CTE whose select list [`unclash_order_by`] renamed keeps the names
+/// A derived table or CTE whose select list [`unclash_aliases`] renamed keeps the names
 /// PostgreSQL gives its columns, through the alias's column list (`AS x(name, …)`), when the
 /// list is known (no `*`) and the names are distinct.
-fn restore_order_by_names(query: &Query, alias: &mut TableAlias) {
+fn restore_alias_names(query: &Query, alias: &mut TableAlias) {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return;
     };
@@ -187,7 +187,7 @@ fn restore_order_by_names(query: &Query, alias: &mut TableAlias) {
         return;
     }
     let renamed = select.projection.iter().any(
-        |item| matches!(item, SelectItem::ExprWithAlias { alias, .. } if alias.value.contains(ORDER_BY_MARK)),
+        |item| matches!(item, SelectItem::ExprWithAlias { alias, .. } if alias.value.contains(RENAMED_MARK)),
     );
     if !renamed {
         return;
@@ -195,7 +195,7 @@ fn restore_order_by_names(query: &Query, alias: &mut TableAlias) {
     let mut names = Vec::with_capacity(select.projection.len());
     for item in &select.projection {
         let name = match item {
-            SelectItem::ExprWithAlias { alias, .. } if alias.value.contains(ORDER_BY_MARK) => {
+            SelectItem::ExprWithAlias { alias, .. } if alias.value.contains(RENAMED_MARK) => {
                 display_name(&alias.value).to_string()
             }
             SelectItem::ExprWithAlias { alias, .. } => alias_name(alias),

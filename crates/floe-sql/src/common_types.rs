@@ -75,40 +75,32 @@ fn convert(expr: Expr, target: &DataType, schema: &DFSchema) -> DfResult<Expr> {
     expr.cast_to(target, schema)
 }
 
-/// Converts `exprs` to their common type, if they need it.
-fn unify(exprs: Vec<Expr>, schema: &DFSchema) -> DfResult<Transformed<Vec<Expr>>> {
+/// Converts `exprs` to their common type, if they need it. `floats_only`: only when that type
+/// is a float over a numeric (a comparison: numeric with a float is compared as floats;
+/// integers with decimals DataFusion compares exactly already).
+fn unify(
+    exprs: Vec<Expr>,
+    schema: &DFSchema,
+    floats_only: bool,
+) -> DfResult<Transformed<Vec<Expr>>> {
     let types = exprs
         .iter()
         .map(|e| e.get_type(schema))
         .collect::<DfResult<Vec<_>>>()?;
-    let Some(target) = common_type(&types) else {
-        return Ok(Transformed::no(exprs));
+    let target = match common_type(&types) {
+        Some(target) if !floats_only => target,
+        Some(target @ (DataType::Float32 | DataType::Float64))
+            if types.iter().any(|t| rank(t) == Some(4)) =>
+        {
+            target
+        }
+        _ => return Ok(Transformed::no(exprs)),
     };
     let converted = exprs
         .into_iter()
         .map(|e| convert(e, &target, schema))
         .collect::<DfResult<Vec<_>>>()?;
     Ok(Transformed::yes(converted))
-}
-
-/// Converts `exprs` to their common type only when it is a float (numeric compared with a
-/// float is compared as floats; integers with decimals DataFusion compares exactly already).
-fn unify_floats(exprs: Vec<Expr>, schema: &DFSchema) -> DfResult<Transformed<Vec<Expr>>> {
-    let types = exprs
-        .iter()
-        .map(|e| e.get_type(schema))
-        .collect::<DfResult<Vec<_>>>()?;
-    let numeric = types.iter().any(|t| matches!(rank(t), Some(4)));
-    match common_type(&types) {
-        Some(target @ (DataType::Float32 | DataType::Float64)) if numeric => {
-            let converted = exprs
-                .into_iter()
-                .map(|e| convert(e, &target, schema))
-                .collect::<DfResult<Vec<_>>>()?;
-            Ok(Transformed::yes(converted))
-        }
-        _ => Ok(Transformed::no(exprs)),
-    }
 }
 
 /// Resolves one expression node (see the module doc); applied bottom-up.
@@ -124,7 +116,7 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
                 when_then_expr.into_iter().map(|(w, t)| (w, *t)).unzip();
             let has_else = else_expr.is_some();
             let results: Vec<Expr> = thens.into_iter().chain(else_expr.map(|e| *e)).collect();
-            let unified = unify(results, schema)?;
+            let unified = unify(results, schema, false)?;
             let transformed = unified.transformed;
             let mut results = unified.data;
             let else_expr = if has_else {
@@ -145,7 +137,7 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
         }
         Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "greatest" | "least") => {
             let ScalarFunction { func, args } = f;
-            let unified = unify(args, schema)?;
+            let unified = unify(args, schema, false)?;
             let transformed = unified.transformed;
             Ok(Transformed::new_transformed(
                 Expr::ScalarFunction(ScalarFunction {
@@ -176,7 +168,7 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
                     | Operator::IsNotDistinctFrom
             ) =>
         {
-            let unified = unify_floats(vec![*left, *right], schema)?;
+            let unified = unify(vec![*left, *right], schema, true)?;
             let transformed = unified.transformed;
             let [left, right]: [Expr; 2] = unified
                 .data
@@ -192,7 +184,7 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             list,
             negated,
         }) => {
-            let unified = unify_floats(std::iter::once(*expr).chain(list).collect(), schema)?;
+            let unified = unify(std::iter::once(*expr).chain(list).collect(), schema, true)?;
             let transformed = unified.transformed;
             let mut all = unified.data.into_iter();
             let expr = all
@@ -256,7 +248,7 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             low,
             high,
         }) => {
-            let unified = unify_floats(vec![*expr, *low, *high], schema)?;
+            let unified = unify(vec![*expr, *low, *high], schema, true)?;
             let transformed = unified.transformed;
             let [expr, low, high]: [Expr; 3] = unified
                 .data
