@@ -126,6 +126,20 @@ DESCRIBED = [
     ("SELECT json_array_elements_text('[1, 2]')", [("json_array_elements_text", 25)]),
     ("SELECT * FROM jsonb_each('{\"a\": 1}')", [("key", 25), ("value", 3802)]),
     ("SELECT * FROM json_each_text('{\"a\": 1}')", [("key", 25), ("value", 25)]),
+    # Of text, varchar and bpchar the first is the common type (a CASE's ELSE first).
+    (
+        "SELECT coalesce('a', 'x'::varchar(5), 'y'::text), coalesce('y'::text, 'x'::varchar), "
+        "CASE WHEN true THEN 'y'::text ELSE 'x'::varchar END, "
+        "CASE WHEN true THEN 'x'::varchar ELSE 'y'::text END",
+        [("coalesce", 1043), ("coalesce", 25), ("case", 1043), ("case", 25)],
+    ),
+    (
+        "SELECT ARRAY['x'::varchar, 'a'], ARRAY[gen_random_uuid()], unnest(ARRAY['x'::varchar]), "
+        "unnest(ARRAY[gen_random_uuid()])",
+        [("array", 1015), ("array", 2951), ("unnest", 1043), ("unnest", 2950)],
+    ),
+    ("SELECT * FROM unnest(ARRAY[1, 2])", [("unnest", 23)]),
+    ("SELECT x FROM unnest(ARRAY['a'::varchar]) x", [("x", 1043)]),
 ]
 
 

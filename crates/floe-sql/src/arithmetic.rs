@@ -104,6 +104,11 @@ struct CheckedFloat {
 }
 
 impl ScalarUDFImpl for CheckedFloat {
+    /// NULL when an operand is NULL: an outer join under a filter on it can be an inner one.
+    fn is_strict(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         self.op.float_name()
     }
@@ -202,6 +207,11 @@ struct Int2Shift {
 }
 
 impl ScalarUDFImpl for Int2Shift {
+    /// NULL when an operand is NULL: an outer join under a filter on it can be an inner one.
+    fn is_strict(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         if self.left {
             "floe_int2_shl"
@@ -274,6 +284,11 @@ struct IntervalScale {
 }
 
 impl ScalarUDFImpl for IntervalScale {
+    /// NULL when an operand is NULL: an outer join under a filter on it can be an inner one.
+    fn is_strict(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         if self.divide {
             "floe_interval_div"
@@ -319,6 +334,11 @@ struct IntXor {
 }
 
 impl ScalarUDFImpl for IntXor {
+    /// NULL when an operand is NULL: an outer join under a filter on it can be an inner one.
+    fn is_strict(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         "floe_int_xor"
     }
@@ -541,6 +561,11 @@ struct CheckedInt {
 }
 
 impl ScalarUDFImpl for CheckedInt {
+    /// NULL when an operand is NULL: an outer join under a filter on it can be an inner one.
+    fn is_strict(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         self.op.name()
     }

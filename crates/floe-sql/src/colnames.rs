@@ -65,6 +65,37 @@ impl VisitorMut for Namer {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        // `unnest(array)` in FROM is one column named like its alias, or `unnest`
+        // (DataFusion's name was the whole expression).
+        if let TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } = factor
+        {
+            if array_exprs.len() == 1 {
+                match alias {
+                    None => {
+                        *alias = Some(TableAlias {
+                            explicit: true,
+                            name: Ident::new("unnest"),
+                            columns: vec![TableAliasColumnDef::from_name("unnest")],
+                            at: None,
+                        })
+                    }
+                    Some(a) if a.columns.is_empty() => {
+                        a.columns = vec![TableAliasColumnDef {
+                            name: a.name.clone(),
+                            data_type: None,
+                        }]
+                    }
+                    Some(_) => {}
+                }
+            }
+            return ControlFlow::Continue(());
+        }
         if let TableFactor::Table {
             name,
             alias,

@@ -78,6 +78,10 @@ fn is_infinite(days: i32) -> bool {
 }
 
 impl ScalarUDFImpl for DateDays {
+    fn is_strict(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &str {
         match self.op {
             Op::AddDays => "floe_date_add_days",

@@ -93,13 +93,15 @@ fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
     let case = match expr {
         Expr::Case(case) => case,
         Expr::Cast(cast) => return cast_tag(cast, schema),
+        Expr::ScalarFunction(f) if f.name() == "make_array" => return array_tag(f, expr, schema),
         _ => return subquery_tag(expr),
     };
+    // PostgreSQL resolves the ELSE first (its type wins among text, varchar and bpchar).
     let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = case
-        .when_then_expr
-        .iter()
-        .map(|(_, then)| then.as_ref())
-        .chain(case.else_expr.as_deref())
+        .else_expr
+        .as_deref()
+        .into_iter()
+        .chain(case.when_then_expr.iter().map(|(_, then)| then.as_ref()))
         .map(|e| {
             let literal = match e {
                 Expr::Literal(value, _) => Some(value),
@@ -122,6 +124,82 @@ fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
         DataType::List(_) | DataType::LargeList(_) if array_tag => Some(tag),
         _ => None,
     }
+}
+
+/// `ARRAY[u, v]` of elements sharing a tag (`uuid`, `varchar`, …) is an array of that type
+/// (`uuid[]`, on the list's field); DataFusion's `make_array` has no tag.
+fn array_tag(
+    array: &ScalarFunction,
+    expr: &Expr,
+    schema: &DFSchema,
+) -> Option<HashMap<String, String>> {
+    let own = field_of(expr, schema)?;
+    if !own.metadata().is_empty() || !matches!(own.data_type(), DataType::List(_)) {
+        return None;
+    }
+    let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = array
+        .args
+        .iter()
+        .map(|e| {
+            let literal = match e {
+                Expr::Literal(value, _) => Some(value),
+                _ => None,
+            };
+            field_of(e, schema).map(|f| (f, literal))
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let tag = crate::numeric::functions::shared_type_tag(&fields, &literals)?;
+    let element = tag.get(PG_TYPE_KEY).filter(|t| !t.ends_with("[]"))?;
+    Some(HashMap::from([(
+        PG_TYPE_KEY.to_string(),
+        format!("{element}[]"),
+    )]))
+}
+
+/// `unnest`'s output fields (DataFusion's have no metadata) of the element type of a tagged
+/// array (`uuid[]` → `uuid`); the other fields keep their input's.
+fn unnest_with_input_tags(unnest: datafusion::logical_expr::Unnest) -> DfResult<LogicalPlan> {
+    let input = unnest.input.schema();
+    let mut changed = false;
+    let fields: Vec<_> = unnest
+        .schema
+        .iter()
+        .zip(unnest.dependency_indices.iter())
+        .map(|((qualifier, field), &from)| {
+            let source = input.field(from);
+            let element = source
+                .metadata()
+                .get(PG_TYPE_KEY)
+                .and_then(|t| t.strip_suffix("[]"));
+            let unnested = match source.data_type() {
+                DataType::List(inner) | DataType::LargeList(inner) => {
+                    inner.data_type() == field.data_type()
+                }
+                _ => false,
+            };
+            let field = match element {
+                Some(element) if unnested && field.metadata().is_empty() => {
+                    changed = true;
+                    Arc::new(field.as_ref().clone().with_metadata(HashMap::from([(
+                        PG_TYPE_KEY.to_string(),
+                        element.to_string(),
+                    )])))
+                }
+                _ => Arc::clone(field),
+            };
+            (qualifier.cloned(), field)
+        })
+        .collect();
+    if !changed {
+        return Ok(LogicalPlan::Unnest(unnest));
+    }
+    let schema = DFSchema::new_with_metadata(fields, unnest.schema.metadata().clone())?;
+    Ok(LogicalPlan::Unnest(datafusion::logical_expr::Unnest {
+        schema: Arc::new(schema),
+        ..unnest
+    }))
 }
 
 /// No tag (an empty map) for a cast whose source is tagged but whose result is not of the
@@ -291,6 +369,10 @@ pub(crate) fn keep_type_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         node.map_data(|n| match n {
             LogicalPlan::Values(_) => Ok(n),
             LogicalPlan::Union(union) => union_with_input_tags(union),
+            LogicalPlan::Unnest(_) => match n.recompute_schema()? {
+                LogicalPlan::Unnest(unnest) => unnest_with_input_tags(unnest),
+                other => Ok(other),
+            },
             other => other.recompute_schema(),
         })
     })

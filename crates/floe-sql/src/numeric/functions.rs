@@ -558,6 +558,11 @@ fn from_numeric(array: &ArrayRef, target: &DataType, rows: usize) -> DfResult<Ar
 }
 
 impl ScalarUDFImpl for NumericFunction {
+    /// PostgreSQL's numeric operators and casts are strict.
+    fn is_strict(&self) -> bool {
+        !matches!(self.kind, Kind::Elements(..))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -809,6 +814,11 @@ pub(crate) fn shared_type_tag(
         .collect();
     let first = typed.first()?;
     let tag = first.metadata().get(PG_TYPE_KEY)?;
+    let string_tag = |f: &&FieldRef| {
+        f.metadata()
+            .get(PG_TYPE_KEY)
+            .is_none_or(|t| t == "varchar" || t == "bpchar")
+    };
     let all_strings = fields.iter().all(|f| {
         matches!(
             f.data_type(),
@@ -823,10 +833,14 @@ pub(crate) fn shared_type_tag(
                 DataType::List(_) | DataType::LargeList(_) | DataType::Null
             )
         });
+    // Of text, varchar and bpchar (each implicitly castable to the others) PostgreSQL's
+    // common type is the first one's: `coalesce(varchar_col, text_col)` is varchar.
+    let first_string_wins = all_strings && string_tag(first) && typed.iter().all(string_tag);
     if !(all_strings || all_lists)
-        || !typed
-            .iter()
-            .all(|f| f.metadata().get(PG_TYPE_KEY) == Some(tag))
+        || !(first_string_wins
+            || typed
+                .iter()
+                .all(|f| f.metadata().get(PG_TYPE_KEY) == Some(tag)))
     {
         return None;
     }
