@@ -25,7 +25,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{Case, ScalarFunction};
@@ -66,6 +66,7 @@ impl AnalyzerRule for PlanTimeErrors {
             .rewrite(plan.clone(), &OptimizerContext::new())
             .map(|t| t.data);
         let used = used.as_ref().unwrap_or(&plan);
+        let used = without_null_strict_calls(used.clone())?;
         used.apply_with_subqueries(|node| {
             node.apply_expressions(|expr| {
                 check(expr)?;
@@ -297,6 +298,66 @@ fn folds(f: &ScalarFunction) -> bool {
             !f.args.iter().any(zoned) && !zoned(&call)
         }
         _ => true,
+    }
+}
+
+/// `plan` with the subqueries dropped from every strict operator or function that has a
+/// constant NULL operand: PostgreSQL folds `NULL::numeric * (SELECT log(-1))` to NULL before
+/// it plans the subquery, so the subquery's constants are never evaluated (constant operands
+/// are, as they are folded first: `NULL * log(-1)` fails).
+fn without_null_strict_calls(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    let null_operand = |args: &[&Expr]| {
+        args.iter()
+            .any(|a| is_constant(a) && !is_array(a) && evaluate(a).is_ok_and(|v| v.is_null()))
+    };
+    let subquery = |e: &Expr| subquery_type(e).is_some();
+    // A NULL of the subquery's type, so the operator still evaluates.
+    let drop_subquery =
+        |e: Expr| match subquery_type(&e).and_then(|t| ScalarValue::try_from(t).ok()) {
+            Some(null) => Expr::Literal(null, None),
+            None => e,
+        };
+    plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|expr| {
+            expr.transform_up(|e| match e {
+                Expr::ScalarFunction(mut f)
+                    if f.func.is_strict()
+                        && f.args.iter().any(subquery)
+                        && null_operand(&f.args.iter().collect::<Vec<_>>()) =>
+                {
+                    f.args = f.args.into_iter().map(drop_subquery).collect();
+                    Ok(Transformed::yes(Expr::ScalarFunction(f)))
+                }
+                Expr::BinaryExpr(mut b)
+                    if b.op.returns_null_on_null()
+                        && (subquery(&b.left) || subquery(&b.right))
+                        && null_operand(&[&b.left, &b.right]) =>
+                {
+                    b.left = Box::new(drop_subquery(*b.left));
+                    b.right = Box::new(drop_subquery(*b.right));
+                    Ok(Transformed::yes(Expr::BinaryExpr(b)))
+                }
+                e => Ok(Transformed::no(e)),
+            })
+        })
+    })
+    .map(|t| t.data)
+}
+
+/// The type of `expr` if it is a scalar subquery (under casts and Floe's wrappers).
+fn subquery_type(expr: &Expr) -> Option<DataType> {
+    match expr {
+        Expr::ScalarSubquery(s) => s
+            .subquery
+            .schema()
+            .fields()
+            .first()
+            .map(|f| f.data_type().clone()),
+        Expr::Cast(cast) => subquery_type(&cast.expr).map(|_| cast.field.data_type().clone()),
+        Expr::ScalarFunction(f) if f.name() == crate::subquery::NULLABLE && f.args.len() == 1 => {
+            subquery_type(&f.args[0])
+        }
+        _ => None,
     }
 }
 

@@ -76,6 +76,28 @@ pub(crate) fn strict(
     }
 }
 
+/// [`strict`] for a function whose result field carries metadata (a type tag): the NULL
+/// keeps it, so the plan's schema does not change.
+pub(crate) fn strict_field(
+    args: Vec<Expr>,
+    field: &datafusion::arrow::datatypes::Field,
+) -> DfResult<ExprSimplifyResult> {
+    let null_argument = args
+        .iter()
+        .any(|a| matches!(a, Expr::Literal(value, _) if value.is_null()));
+    if !null_argument {
+        return Ok(ExprSimplifyResult::Original(args));
+    }
+    let Ok(null) = ScalarValue::try_from(field.data_type()) else {
+        return Ok(ExprSimplifyResult::Original(args));
+    };
+    let metadata = (!field.metadata().is_empty())
+        .then(|| datafusion::common::metadata::FieldMetadata::from(field));
+    Ok(ExprSimplifyResult::Simplified(Expr::Literal(
+        null, metadata,
+    )))
+}
+
 /// Whether one of `predicate`'s AND-ed parts is a NULL constant.
 fn has_null_conjunct(predicate: &Expr) -> bool {
     let null = |e: &Expr| matches!(e, Expr::Literal(value, _) if value.is_null());

@@ -421,6 +421,36 @@ fn negation(expr: &Expr) -> Option<Expr> {
     if matches!(operand.as_ref(), Expr::Value(_) | Expr::Interval(_)) {
         return None;
     }
+    // PostgreSQL's grammar folds a minus into the number it stands before, parentheses
+    // between them or not: `- (-2147483648)` is the constant 2147483648 (a bigint).
+    let mut negative = true;
+    let mut inner = operand.as_ref();
+    loop {
+        match inner {
+            Expr::Nested(e) => inner = e,
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Minus,
+                expr: e,
+            } => {
+                negative = !negative;
+                inner = e;
+            }
+            _ => break,
+        }
+    }
+    if let Expr::Value(v) = inner {
+        if matches!(v.value, Value::Number(..)) {
+            let number = Expr::Value(v.clone());
+            return Some(if negative {
+                Expr::UnaryOp {
+                    op: ast::UnaryOperator::Minus,
+                    expr: Box::new(number),
+                }
+            } else {
+                number
+            });
+        }
+    }
     Some(call(
         crate::numeric::functions::NEGATE,
         vec![operand.as_ref().clone()],

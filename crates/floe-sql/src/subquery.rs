@@ -40,6 +40,9 @@ use crate::error::{sqlstate, SqlError};
 /// The name of the function that takes a correlated scalar subquery's single row.
 pub(crate) const SINGLE_ROW: &str = "floe_single_row";
 
+/// The name of [`Nullable`].
+pub(crate) const NULLABLE: &str = "floe_nullable";
+
 /// `floe_single_row(list) → element`: NULL for no element, the element for one, 21000 for
 /// more (see the module doc).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -118,7 +121,7 @@ struct Nullable {
 
 impl ScalarUDFImpl for Nullable {
     fn name(&self) -> &str {
-        "floe_nullable"
+        NULLABLE
     }
 
     fn signature(&self) -> &Signature {

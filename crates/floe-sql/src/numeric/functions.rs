@@ -579,11 +579,13 @@ impl ScalarUDFImpl for NumericFunction {
         Ok(self.return_field_of())
     }
 
-    /// Comparisons are strict: NULL with a NULL constant operand (folded, as PostgreSQL).
+    /// Strict: NULL with a NULL constant operand (folded, as PostgreSQL).
     fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
         match self.kind {
             Kind::Compare(_) => crate::null_conditions::strict(args, Ok(DataType::Boolean)),
-            _ => Ok(ExprSimplifyResult::Original(args)),
+            // PostgreSQL folds `NULL::numeric * x` to NULL without evaluating `x`.
+            Kind::Elements(..) | Kind::Identity => Ok(ExprSimplifyResult::Original(args)),
+            _ => crate::null_conditions::strict_field(args, &self.return_field_of()),
         }
     }
 
