@@ -294,11 +294,17 @@ class DiffTest:
             if (signature.startswith("sqlstate:") and not is_dml(stmt)
                     and self.minimizer.plan_dependent(stmt, found, extended, self.pg)):
                 cls = "plan-dependent:" + cls
+            elif (signature.startswith("sqlstate:")
+                    and self.minimizer.order_dependent(stmt, found, extended, self.pg)):
+                cls = "evaluation-order:" + cls
         else:
             cls = classify(stmt_min, signature, ev)
             if (signature.startswith("sqlstate:")
                     and self.minimizer.plan_dependent(stmt_min, ev, extended)):
                 cls = "plan-dependent:" + cls
+            elif (signature.startswith("sqlstate:")
+                    and self.minimizer.order_dependent(stmt_min, ev, extended)):
+                cls = "evaluation-order:" + cls
             if cls not in self.summary.counts and data:
                 data, ev = self.minimizer.shrink_rows(stmt_min, signature, extended, tables,
                                                       data)

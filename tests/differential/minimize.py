@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from runner import Side, compare, run_pair
-from sqlast import Select, SetOp, is_dml, tables_of, variants
+from sqlast import Select, SetOp, is_dml, reorderings, tables_of, variants
 
 MIN_DB = "difftest_min"
 MINIMIZE_SECONDS = 30  # per statement, for the reductions (slow candidates add up)
@@ -26,6 +26,7 @@ PLAN_VARIANTS = (
     ("enable_seqscan",),
     ("enable_indexscan", "enable_bitmapscan"),
     ("enable_hashagg",),
+    ("enable_sort",),
 )
 
 
@@ -180,6 +181,27 @@ class Minimizer:
                 for setting in variant:
                     pg.run(f"SET LOCAL {setting} = off")
                 out = pg.run(stmt.sql(), extended)
+                pg.run("ROLLBACK")
+                if out.sqlstate == ev.floe.sqlstate and not out.lost:
+                    return True
+        finally:
+            pg.keep_block = False
+        return False
+
+    def order_dependent(self, stmt, ev, extended, pg=None):
+        """Whether PostgreSQL (in difftest_min, or on `pg`) fails like Floe did (or succeeds
+        like it) once the parts whose order of evaluation SQL leaves open are reversed
+        (`sqlast.reorderings`). A DML statement runs inside BEGIN … ROLLBACK."""
+        pg = pg or self.pg
+        if ev.pg.lost or ev.floe.lost:
+            return False
+        pg.keep_block = True
+        try:
+            for other in reorderings(stmt):
+                if other.sql() == stmt.sql():
+                    continue
+                pg.run("BEGIN")
+                out = pg.run(other.sql(), extended)
                 pg.run("ROLLBACK")
                 if out.sqlstate == ev.floe.sqlstate and not out.lost:
                     return True

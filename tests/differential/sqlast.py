@@ -296,6 +296,38 @@ def children(node):
     return out
 
 
+# --- orders of evaluation -------------------------------------------------------------------
+
+
+def reorderings(node):
+    """`node` with the parts whose order of evaluation SQL leaves open reversed: WHERE
+    conditions and AND/OR operands; select items (and SET assignments, RETURNING items); both.
+    PostgreSQL evaluates them left to right, and a statement that fails or not by that order
+    alone answers as it does by chance ("the order of evaluation of subexpressions is not
+    defined", PostgreSQL's manual, 4.2.14)."""
+    for conds, items in ((True, False), (False, True), (True, True)):
+        yield _reorder(node, conds, items)
+
+
+def _reorder(value, conds, items):
+    if isinstance(value, tuple):
+        return tuple(_reorder(v, conds, items) for v in value)
+    if not isinstance(value, Node) or isinstance(value, (Leaf, Raw)):
+        return value
+    changes = {f.name: _reorder(getattr(value, f.name), conds, items) for f in fields(value)}
+    if isinstance(value, Expr) and value.label in ("AND", "OR") and conds:
+        changes["args"] = changes["args"][::-1]
+    if isinstance(value, (Select, Update, Delete)) and conds:
+        changes["where"] = changes["where"][::-1]
+    if isinstance(value, Select) and items:
+        changes["items"] = changes["items"][::-1]
+    if isinstance(value, Update) and items:
+        changes["sets"] = changes["sets"][::-1]
+    if isinstance(value, (Insert, Update, Delete)) and items:
+        changes["returning"] = changes["returning"][::-1]
+    return replace(value, **changes)
+
+
 # --- reductions ----------------------------------------------------------------------------
 
 

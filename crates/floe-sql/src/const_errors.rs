@@ -290,10 +290,6 @@ fn folds(f: &ScalarFunction) -> bool {
         "floe_retime" | "floe_datetime_to_text" => false,
         "floe_text_to_datetime" => matches!(f.args.first(), Some(Expr::Literal(..))),
         "floe_date_to_timestamp" | "floe_timestamp_to_date" => {
-            let zoned = |e: &Expr| {
-                e.get_type(&DFSchema::empty())
-                    .map_or(true, |t| matches!(t, DataType::Timestamp(_, Some(_))))
-            };
             let call = Expr::ScalarFunction(f.clone());
             !f.args.iter().any(zoned) && !zoned(&call)
         }
@@ -361,6 +357,12 @@ fn subquery_type(expr: &Expr) -> Option<DataType> {
     }
 }
 
+/// Whether `expr` is a `timestamptz` (or of a type not known without a schema).
+fn zoned(expr: &Expr) -> bool {
+    expr.get_type(&DFSchema::empty())
+        .map_or(true, |t| matches!(t, DataType::Timestamp(_, Some(_))))
+}
+
 /// Whether `expr` reads no row, no parameter and no subquery, and calls only functions
 /// PostgreSQL folds ([`folds`]).
 fn is_constant(expr: &Expr) -> bool {
@@ -409,6 +411,7 @@ fn one_time_filter(predicate: &Expr) -> DfResult<()> {
         !is_constant(e)
             && reads_nothing(e, |f| {
                 f.func.signature().volatility == Volatility::Immutable
+                    || crate::datetime_udf::is_stable_call(&f.func)
             })
             && !has_short_cuts(e)
             && !is_array(e)

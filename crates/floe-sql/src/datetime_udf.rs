@@ -638,11 +638,97 @@ fn is_temporal(t: &DataType) -> bool {
 
 impl AnalyzerRule for PgDateTimeCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        crate::rewrite::rewrite_plan_expressions(plan, |e, schema| self.rewrite(e, schema))
+        let plan =
+            crate::rewrite::rewrite_plan_expressions(plan, |e, schema| self.rewrite(e, schema))?;
+        crate::rewrite::rewrite_plan_expressions(plan, zoned_calls_stable)
     }
 
     fn name(&self) -> &str {
         "floe_pg_datetime_casts"
+    }
+}
+
+/// Functions that read the session's TimeZone when given a `timestamptz` (`extract`,
+/// `date_part`, `date_trunc`, `to_char`) are stable there, as in PostgreSQL, and immutable
+/// otherwise: such a call of constants is made a [`StableCall`], so neither DataFusion's
+/// constant folding (which folds stable functions too: it is called volatile) nor
+/// `crate::const_errors` evaluates it while planning (`CAST(extract(epoch FROM
+/// '0001-01-01+00'::timestamptz) AS int2) FROM empty_table` failed; PostgreSQL reads no row).
+/// `crate::const_errors` still evaluates it in a WHERE that reads no row (a one-time filter).
+fn zoned_calls_stable(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::ScalarFunction(call) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let reads_zone = matches!(
+        call.name(),
+        "floe_date_part" | "floe_extract_epoch" | "date_part" | "date_trunc" | "to_char"
+    ) && call.func.signature().volatility == Volatility::Immutable
+        && !call.args.iter().any(|a| a.any_column_refs())
+        && call.args.iter().any(|a| {
+            a.get_type(schema)
+                .is_ok_and(|t| matches!(t, DataType::Timestamp(_, Some(_))))
+        });
+    if !reads_zone {
+        return Ok(Transformed::no(expr));
+    }
+    let Expr::ScalarFunction(call) = expr else {
+        unreachable!("matched above")
+    };
+    let mut signature = call.func.signature().clone();
+    signature.volatility = Volatility::Volatile;
+    let stable = ScalarUDF::new_from_impl(StableCall {
+        inner: call.func,
+        signature,
+    });
+    Ok(Transformed::yes(Expr::ScalarFunction(
+        datafusion::logical_expr::expr::ScalarFunction::new_udf(Arc::new(stable), call.args),
+    )))
+}
+
+/// Whether `f` is a [`StableCall`].
+pub(crate) fn is_stable_call(f: &ScalarUDF) -> bool {
+    let inner: &dyn std::any::Any = f.inner().as_ref();
+    inner.is::<StableCall>()
+}
+
+/// A function called as a stable one (see [`zoned_calls_stable`]): everything else is
+/// `inner`'s.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StableCall {
+    inner: Arc<ScalarUDF>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for StableCall {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> DfResult<datafusion::arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn is_strict(&self) -> bool {
+        self.inner.is_strict()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        self.inner.invoke_with_args(args)
     }
 }
 

@@ -272,7 +272,13 @@ fn cast_error(msg: &str) -> SqlError {
         if let Some((value, ty)) = rest.rsplit_once("' to value of ") {
             let ty = ty.trim_end_matches(" type");
             let pg = arrow_name_to_pg(ty);
-            if msg.contains("overflow") {
+            // Integer syntax whose value does not fit is out of range, as PostgreSQL says.
+            let digits = value.trim_matches([' ', '\t', '\n', '\r']);
+            let digits = digits.strip_prefix(['+', '-']).unwrap_or(digits);
+            let integer_syntax = matches!(pg, "smallint" | "integer" | "bigint")
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit());
+            if msg.contains("overflow") || integer_syntax {
                 return SqlError::new(
                     sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
                     format!("value \"{value}\" is out of range for type {pg}"),
@@ -627,6 +633,18 @@ mod tests {
         assert_eq!(
             err.message,
             "invalid input syntax for type integer: \"abc\""
+        );
+    }
+
+    #[test]
+    fn integer_syntax_out_of_range_is_22003() {
+        let err = SqlError::from(ArrowError::CastError(
+            "Cannot cast string ' -8000000000000000' to value of Int32 type".into(),
+        ));
+        assert_eq!(err.code, sqlstate::NUMERIC_VALUE_OUT_OF_RANGE);
+        assert_eq!(
+            err.message,
+            "value \" -8000000000000000\" is out of range for type integer"
         );
     }
 

@@ -47,6 +47,9 @@ pub(crate) fn udfs(state: &SessionState) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(SplitToTable {
             signature: signature(),
         }),
+        ScalarUDF::new_from_impl(ToHex {
+            signature: signature(),
+        }),
     ];
     for (name, kind) in [("encode", Extended::Encode), ("decode", Extended::Decode)] {
         if let Some(inner) = state.scalar_functions().get(name) {
@@ -276,6 +279,62 @@ impl ScalarUDFImpl for Quote {
             })
             .collect();
         finish(&args.args, Arc::new(quoted))
+    }
+}
+
+/// `to_hex(integer | bigint)`: the two's complement digits of the argument's own width
+/// (`to_hex(-1)` is `ffffffff`; DataFusion's widened an `integer` to 64 bits).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToHex {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ToHex {
+    fn name(&self) -> &str {
+        "to_hex"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        match arg_types {
+            [DataType::Int64 | DataType::UInt32 | DataType::UInt64] => Ok(vec![DataType::Int64]),
+            [t] if t.is_integer() || t.is_null() => Ok(vec![DataType::Int32]),
+            [t] => Err(error(
+                sqlstate::UNDEFINED_FUNCTION,
+                format!(
+                    "function to_hex({}) does not exist",
+                    crate::error::arrow_name_to_pg(&t.to_string())
+                ),
+            )),
+            _ => Err(error(
+                sqlstate::UNDEFINED_FUNCTION,
+                "function to_hex takes one argument".to_string(),
+            )),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let values = args.args[0].to_array(rows_of(&args))?;
+        let hex: StringArray = match values.data_type() {
+            DataType::Int64 => values
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(|v| format!("{:x}", v as u64)))
+                .collect(),
+            _ => cast(&values, &DataType::Int32)?
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                .iter()
+                .map(|v| v.map(|v| format!("{:x}", v as u32)))
+                .collect(),
+        };
+        finish(&args.args, Arc::new(hex))
     }
 }
 
