@@ -140,6 +140,7 @@ DESCRIBED = [
     ),
     ("SELECT * FROM unnest(ARRAY[1, 2])", [("unnest", 23)]),
     ("SELECT x FROM unnest(ARRAY['a'::varchar]) x", [("x", 1043)]),
+    ("SELECT CAST((SELECT 2) AS int2), (SELECT 1 AS x)::text", [("?column?", 21), ("x", 25)]),
 ]
 
 

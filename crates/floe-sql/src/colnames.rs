@@ -422,7 +422,12 @@ fn figure(expr: &Expr) -> Option<(String, u8)> {
         Expr::Overlay { .. } => strong("overlay"),
         Expr::Ceil { .. } => strong("ceil"),
         Expr::Floor { .. } => strong("floor"),
-        Expr::Subquery(query) => subquery_name(query).map(|name| (name, STRONG)),
+        // The subquery's column name, `?column?` included, is a strong one:
+        // `CAST((SELECT 2) AS int2)` is `?column?`, not `int2`.
+        Expr::Subquery(query) => Some((
+            subquery_name(query).unwrap_or_else(|| "?column?".into()),
+            STRONG,
+        )),
         _ => None,
     }
 }

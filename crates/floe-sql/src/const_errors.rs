@@ -80,7 +80,7 @@ impl AnalyzerRule for PlanTimeErrors {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        Ok(plan)
+        defer_failing_casts(plan)
     }
 
     fn name(&self) -> &str {
@@ -235,12 +235,15 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
     // gives the value, or what is left once the short cuts are taken, which is evaluated
     // (`'-infinity'::date - CASE WHEN true THEN … END` fails).
     check_parts(expr)?;
+    // The casts in skipped parts deferred, DataFusion's folding fails only on a cast it
+    // reaches (as PostgreSQL's would).
     let simplifier = ExprSimplifier::new(SimplifyContext::default());
-    match simplifier.simplify(expr.clone()) {
+    match simplifier.simplify(defer_casts(expr.clone(), false)?.data) {
         Ok(Expr::Literal(value, _)) => Ok(Some(value)),
         Ok(rest) if is_constant(&rest) && !has_short_cuts(&rest) && !is_array(&rest) => {
             evaluate(&rest).map(Some)
         }
+        Err(e) => Err(e),
         _ => Ok(None),
     }
 }
@@ -338,6 +341,105 @@ fn without_null_strict_calls(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         })
     })
     .map(|t| t.data)
+}
+
+/// `plan` with the operand of every failing cast of a constant (to DataFusion, which folds
+/// stable functions too) wrapped in `floe_deferred` where PostgreSQL does not fold it: under a
+/// CASE, `coalesce`, AND or OR (the checks above found no error where PostgreSQL evaluates, so
+/// it is in a part PostgreSQL skips: `CASE WHEN false THEN CAST(right('日本語', 3) AS int4)
+/// END`), or of a stable function (`CAST('infinity'::date::text AS int4)`). DataFusion's
+/// constant folding raises the error of a failing cast of a literal wherever it is; only rows
+/// that reach it raise it now.
+fn defer_failing_casts(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    let names =
+        |node: &LogicalPlan| datafusion::logical_expr::expr_rewriter::NamePreserver::new(node);
+    plan.transform_up_with_subqueries(|node| {
+        let preserver = names(&node);
+        node.map_expressions(|expr| {
+            let saved = preserver.save(&expr);
+            defer_casts(expr, false).map(|t| t.update_data(|e| saved.restore(e)))
+        })
+    })
+    .map(|t| t.data)
+}
+
+fn defer_casts(expr: Expr, under_short_cut: bool) -> DfResult<Transformed<Expr>> {
+    match expr {
+        Expr::Cast(mut cast)
+            if (under_short_cut || !is_constant(&cast.expr))
+                && reads_nothing(&cast.expr, |f| {
+                    f.func.signature().volatility != Volatility::Volatile
+                })
+                && !is_array(&cast.expr)
+                && evaluate(&Expr::Cast(cast.clone())).is_err() =>
+        {
+            cast.expr = Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                deferred_udf(),
+                vec![*cast.expr],
+            )));
+            Ok(Transformed::yes(Expr::Cast(cast)))
+        }
+        Expr::Case(_)
+        | Expr::BinaryExpr(BinaryExpr {
+            op: Operator::And | Operator::Or,
+            ..
+        }) => expr.map_children(|c| defer_casts(c, true)),
+        Expr::ScalarFunction(ref f) if f.name() == "coalesce" => {
+            expr.map_children(|c| defer_casts(c, true))
+        }
+        // A subquery's plan is visited on its own.
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => {
+            Ok(Transformed::no(expr))
+        }
+        _ => expr.map_children(|c| defer_casts(c, under_short_cut)),
+    }
+}
+
+/// `floe_deferred(x)`: `x`, as a volatile function (never folded while planning).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Deferred {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Deferred {
+    fn name(&self) -> &str {
+        "floe_deferred"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> DfResult<datafusion::arrow::datatypes::FieldRef> {
+        Ok(Arc::new(
+            args.arg_fields[0].as_ref().clone().with_name(self.name()),
+        ))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> DfResult<ColumnarValue> {
+        Ok(args.args[0].clone())
+    }
+}
+
+fn deferred_udf() -> Arc<datafusion::logical_expr::ScalarUDF> {
+    static DEFERRED: LazyLock<Arc<datafusion::logical_expr::ScalarUDF>> = LazyLock::new(|| {
+        Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            Deferred {
+                signature: datafusion::logical_expr::Signature::any(1, Volatility::Volatile),
+            },
+        ))
+    });
+    DEFERRED.clone()
 }
 
 /// The type of `expr` if it is a scalar subquery (under casts and Floe's wrappers).
