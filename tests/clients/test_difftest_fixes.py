@@ -141,6 +141,13 @@ DESCRIBED = [
     ("SELECT * FROM unnest(ARRAY[1, 2])", [("unnest", 23)]),
     ("SELECT x FROM unnest(ARRAY['a'::varchar]) x", [("x", 1043)]),
     ("SELECT CAST((SELECT 2) AS int2), (SELECT 1 AS x)::text", [("?column?", 21), ("x", 25)]),
+    # An integer literal under sum/min/max is an integer (sum: bigint), string_agg is text.
+    (
+        "SELECT sum(CASE WHEN true THEN 1 ELSE 0 END) + 1, sum(1) * 2, max(1) + 1, "
+        "sum(3000000000), octet_length(string_agg('a', ',')), strpos(string_agg('ab', ','), 'b')",
+        [("?column?", 20), ("?column?", 20), ("?column?", 23), ("sum", 1700),
+         ("octet_length", 23), ("strpos", 23)],
+    ),
 ]
 
 

@@ -153,6 +153,32 @@ impl VisitorMut for SessionFunctions<'_> {
             }
             return ControlFlow::Continue(());
         }
+        // `sum(1)`, `sum(CASE WHEN … THEN 1 ELSE 0 END)`: PostgreSQL's `1` is an integer,
+        // whose sum is a bigint (DataFusion plans the literal as a bigint, whose sum is a
+        // numeric: `sum(1) + 1` was numeric).
+        if matches!(name.as_str(), "sum" | "min" | "max") {
+            if let FunctionArguments::List(list) = &mut function.args {
+                if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))) =
+                    list.args.first_mut()
+                {
+                    int4_results(arg);
+                }
+            }
+            return ControlFlow::Continue(());
+        }
+        // DataFusion's `string_agg` is a large string, whose functions answer `bigint`
+        // (`octet_length(string_agg(…))`): PostgreSQL's is `text`.
+        if name == "string_agg" {
+            let aggregate = std::mem::replace(expr, Expr::value(Value::Null));
+            *expr = Expr::Cast {
+                kind: ast::CastKind::Cast,
+                expr: Box::new(aggregate),
+                data_type: ast::DataType::Text,
+                array: false,
+                format: None,
+            };
+            return ControlFlow::Continue(());
+        }
         let args = match &function.args {
             FunctionArguments::None => Vec::new(),
             FunctionArguments::List(list) => list.args.clone(),
@@ -408,6 +434,47 @@ fn distinct_from(expr: &Expr) -> Option<Expr> {
     } else {
         same
     })
+}
+
+/// The integer literals `expr` evaluates to (itself, or a CASE's results) that fit an
+/// `integer` cast to one, as PostgreSQL types them.
+fn int4_results(expr: &mut Expr) {
+    let fits = |e: &Expr| match e {
+        Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if n.parse::<i32>().is_ok()),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr: inner,
+        } => matches!(inner.as_ref(), Expr::Value(v)
+            if matches!(&v.value, Value::Number(n, _) if format!("-{n}").parse::<i32>().is_ok())),
+        _ => false,
+    };
+    if fits(expr) {
+        let literal = std::mem::replace(expr, Expr::value(Value::Null));
+        *expr = Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(literal),
+            data_type: ast::DataType::Int4(None),
+            array: false,
+            format: None,
+        };
+        return;
+    }
+    match expr {
+        Expr::Nested(inner) => int4_results(inner),
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => {
+            for when in conditions {
+                int4_results(&mut when.result);
+            }
+            if let Some(otherwise) = else_result {
+                int4_results(otherwise);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn negation(expr: &Expr) -> Option<Expr> {
