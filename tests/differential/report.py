@@ -170,6 +170,11 @@ def message_shape(message):
 def classify(stmt, signature, ev):
     """The class key: the signature, then Floe's error message (values removed) when Floe
     failed where PostgreSQL did not or failed otherwise, else the culprit's label."""
+    # PostgreSQL's executor has no FULL JOIN for a condition that is not an equality it can
+    # hash or merge; Floe joins on any condition, as the standard defines it.
+    if ev.pg.sqlstate == "0A000" and (ev.pg.message or "").startswith(
+            "FULL JOIN is only supported with merge-joinable or hash-joinable"):
+        return "postgres-refuses:full-join-condition"
     if signature.startswith("sqlstate:") and ev.floe.sqlstate:
         return f"{signature}:{message_shape(ev.floe.message)}"
     return f"{signature}:{culprit(stmt, signature, ev)}"

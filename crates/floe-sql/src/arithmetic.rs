@@ -748,6 +748,23 @@ impl CheckedIntegerArithmetic {
                 Ok(t) if is_checked_integer(&t) => (Op::Neg, vec![*inner]),
                 _ => return Ok(Transformed::no(Expr::Negative(inner))),
             },
+            // A narrowing integer cast of a column is a function: DataFusion's simplifier
+            // unwraps `CAST(CAST(i8 AS int4) AS int8) < 1` into `i8 < 1`, dropping the
+            // overflow error PostgreSQL raises (`CAST(i8 AS int4) < 1::int8` was false).
+            Expr::Cast(datafusion::logical_expr::expr::Cast { expr, field })
+                if narrows(&expr.get_type(schema)?, field.data_type())
+                    && expr.any_column_refs() =>
+            {
+                return Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::new_from_impl(NarrowInt {
+                            to: field.data_type().clone(),
+                            signature: Signature::any(1, Volatility::Immutable),
+                        })),
+                        vec![*expr],
+                    ),
+                )));
+            }
             // `int::bool` is `int <> 0`, as PostgreSQL's int4_bool. DataFusion's own cast is
             // right too, but its planner takes a row filter on it (`WHERE i::bool`) for one
             // that makes `i` a constant, and drops an `ORDER BY i` above it.
@@ -774,6 +791,55 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 
     fn name(&self) -> &str {
         "floe_checked_integer_arithmetic"
+    }
+}
+
+/// Whether a cast `from` → `to` is one of an integer to a narrower integer.
+fn narrows(from: &DataType, to: &DataType) -> bool {
+    matches!(
+        (from, to),
+        (DataType::Int64, DataType::Int32 | DataType::Int16) | (DataType::Int32, DataType::Int16)
+    )
+}
+
+/// `floe_int_narrow(x)`: `x` cast to the narrower integer type `to`, failing (22003) where a
+/// value does not fit.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NarrowInt {
+    to: DataType,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NarrowInt {
+    fn name(&self) -> &str {
+        "floe_int_narrow"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.to.clone())
+    }
+
+    fn is_strict(&self) -> bool {
+        true
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let options = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        match &args.args[0] {
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(
+                datafusion::arrow::compute::cast_with_options(array, &self.to, &options)?,
+            )),
+            ColumnarValue::Scalar(value) => Ok(ColumnarValue::Scalar(
+                value.cast_to_with_options(&self.to, &options)?,
+            )),
+        }
     }
 }
 

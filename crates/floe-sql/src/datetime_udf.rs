@@ -640,7 +640,11 @@ impl AnalyzerRule for PgDateTimeCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         let plan =
             crate::rewrite::rewrite_plan_expressions(plan, |e, schema| self.rewrite(e, schema))?;
-        crate::rewrite::rewrite_plan_expressions(plan, zoned_calls_stable)
+        let plan = crate::rewrite::rewrite_plan_expressions(plan, zoned_calls_stable)?;
+        crate::rewrite::rewrite_plan_expressions(
+            plan,
+            crate::functions::encoding::text_to_bytea_casts,
+        )
     }
 
     fn name(&self) -> &str {

@@ -305,3 +305,101 @@ impl ScalarUDFImpl for Convert {
         }
     }
 }
+
+/// A cast of text to `bytea` reads bytea's input forms (`\x0102` hex, or the escape format),
+/// as PostgreSQL's `byteain`: DataFusion's cast took the text's bytes as they are, so
+/// `CAST('\x01'::bytea::text AS bytea)` was `\x5c783031`. Casts of literals are read while
+/// the statement is parsed (`crate::rewrite`); this is the rewrite of the others, after type
+/// coercion.
+pub(crate) fn text_to_bytea_casts(
+    expr: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> DfResult<datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Expr, ExprSchemable};
+    let Expr::Cast(cast) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let to_bytes = matches!(
+        cast.field.data_type(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    ) && cast.field.metadata().is_empty();
+    let from_text = cast
+        .expr
+        .get_type(schema)
+        .is_ok_and(|t| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+    if !to_bytes || !from_text || matches!(cast.expr.as_ref(), Expr::Literal(..)) {
+        return Ok(Transformed::no(expr));
+    }
+    let Expr::Cast(cast) = expr else {
+        unreachable!("matched above")
+    };
+    let read = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+        text_to_bytea_udf(),
+        vec![*cast.expr],
+    ));
+    Ok(Transformed::yes(
+        if cast.field.data_type() == &DataType::Binary {
+            read
+        } else {
+            Expr::Cast(datafusion::logical_expr::expr::Cast::new(
+                Box::new(read),
+                cast.field.data_type().clone(),
+            ))
+        },
+    ))
+}
+
+fn text_to_bytea_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::LazyLock<Arc<ScalarUDF>> = std::sync::LazyLock::new(|| {
+        Arc::new(ScalarUDF::new_from_impl(TextToBytea {
+            signature: Signature::any(1, Volatility::Immutable),
+        }))
+    });
+    UDF.clone()
+}
+
+/// `floe_text_to_bytea(text) → bytea`: bytea's input function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextToBytea {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TextToBytea {
+    fn name(&self) -> &str {
+        "floe_text_to_bytea"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn is_strict(&self) -> bool {
+        true
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let texts = cast(&args.args[0].to_array(rows_of(&args))?, &DataType::Utf8)?;
+        let mut out = BinaryBuilder::new();
+        for text in texts.as_string::<i32>() {
+            match text {
+                None => out.append_null(),
+                Some(t) => match crate::literals::parse_bytea(t) {
+                    Some(bytes) => out.append_value(bytes),
+                    None => {
+                        return Err(SqlError::new(
+                            sqlstate::INVALID_TEXT_REPRESENTATION,
+                            "invalid input syntax for type bytea",
+                        )
+                        .into())
+                    }
+                },
+            }
+        }
+        finish(&args.args, Arc::new(out.finish()))
+    }
+}
