@@ -66,7 +66,7 @@ impl AnalyzerRule for PlanTimeErrors {
             .rewrite(plan.clone(), &OptimizerContext::new())
             .map(|t| t.data);
         let used = used.as_ref().unwrap_or(&plan);
-        let used = without_null_strict_calls(used.clone())?;
+        let used = without_skipped_subqueries(used.clone())?;
         used.apply_with_subqueries(|node| {
             node.apply_expressions(|expr| {
                 check(expr)?;
@@ -300,11 +300,12 @@ fn folds(f: &ScalarFunction) -> bool {
     }
 }
 
-/// `plan` with the subqueries dropped from every strict operator or function that has a
-/// constant NULL operand: PostgreSQL folds `NULL::numeric * (SELECT log(-1))` to NULL before
-/// it plans the subquery, so the subquery's constants are never evaluated (constant operands
-/// are, as they are folded first: `NULL * log(-1)` fails).
-fn without_null_strict_calls(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+/// `plan` without the subqueries PostgreSQL folds away before planning them: the operands of
+/// a strict operator or function that has a constant NULL operand (`NULL::numeric * (SELECT
+/// log(-1))` is NULL; constant operands are folded first: `NULL * log(-1)` fails), the
+/// `coalesce` arguments after a constant that is not NULL, and an AND (OR) with a constant
+/// false (true) operand. Their constants are then never evaluated.
+fn without_skipped_subqueries(plan: LogicalPlan) -> DfResult<LogicalPlan> {
     let null_operand = |args: &[&Expr]| {
         args.iter()
             .any(|a| is_constant(a) && !is_array(a) && evaluate(a).is_ok_and(|v| v.is_null()))
@@ -336,11 +337,59 @@ fn without_null_strict_calls(plan: LogicalPlan) -> DfResult<LogicalPlan> {
                     b.right = Box::new(drop_subquery(*b.right));
                     Ok(Transformed::yes(Expr::BinaryExpr(b)))
                 }
+                // `coalesce(true, (x IN (SELECT …)))`: nothing after a constant that is not
+                // NULL is planned (PostgreSQL folds the call to that constant).
+                Expr::ScalarFunction(mut f)
+                    if f.name() == "coalesce" && f.args.iter().any(has_subquery) =>
+                {
+                    let decided = f.args.iter().position(|a| {
+                        is_constant(a) && !is_array(a) && evaluate(a).is_ok_and(|v| !v.is_null())
+                    });
+                    match decided {
+                        Some(at) if f.args[at + 1..].iter().any(has_subquery) => {
+                            for arg in f.args[at + 1..].iter_mut() {
+                                if has_subquery(arg) {
+                                    *arg = Expr::Literal(ScalarValue::Null, None);
+                                }
+                            }
+                            Ok(Transformed::yes(Expr::ScalarFunction(f)))
+                        }
+                        _ => Ok(Transformed::no(Expr::ScalarFunction(f))),
+                    }
+                }
+                // `false AND (x IN (SELECT …))`, `true OR …`: folded to the constant.
+                Expr::BinaryExpr(b)
+                    if matches!(b.op, Operator::And | Operator::Or)
+                        && (has_subquery(&b.left) || has_subquery(&b.right)) =>
+                {
+                    let decides = ScalarValue::Boolean(Some(b.op == Operator::Or));
+                    let decided =
+                        |e: &Expr| is_constant(e) && evaluate(e).is_ok_and(|v| v == decides);
+                    if decided(&b.left) || decided(&b.right) {
+                        Ok(Transformed::yes(Expr::Literal(decides, None)))
+                    } else {
+                        Ok(Transformed::no(Expr::BinaryExpr(b)))
+                    }
+                }
                 e => Ok(Transformed::no(e)),
             })
         })
     })
     .map(|t| t.data)
+}
+
+/// Whether `expr` holds a subquery.
+fn has_subquery(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_)
+                | Expr::InSubquery(_)
+                | Expr::Exists(_)
+                | Expr::SetComparison(_)
+        ))
+    })
+    .unwrap_or(false)
 }
 
 /// `plan` with the operand of every failing cast of a constant (to DataFusion, which folds
