@@ -414,19 +414,28 @@ fn defer_failing_casts(plan: LogicalPlan) -> DfResult<LogicalPlan> {
 
 fn defer_casts(expr: Expr, under_short_cut: bool) -> DfResult<Transformed<Expr>> {
     match expr {
-        Expr::Cast(mut cast)
-            if (under_short_cut || !is_constant(&cast.expr))
+        // Innermost first: DataFusion folds the constant inside a deferred operand too.
+        Expr::Cast(mut cast) => {
+            let operand = defer_casts(*cast.expr, under_short_cut)?;
+            let changed = operand.transformed;
+            cast.expr = Box::new(operand.data);
+            let fails = (under_short_cut || !is_constant(&cast.expr))
                 && reads_nothing(&cast.expr, |f| {
                     f.func.signature().volatility != Volatility::Volatile
                 })
                 && !is_array(&cast.expr)
-                && evaluate(&Expr::Cast(cast.clone())).is_err() =>
-        {
-            cast.expr = Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
-                deferred_udf(),
-                vec![*cast.expr],
-            )));
-            Ok(Transformed::yes(Expr::Cast(cast)))
+                && evaluate(&Expr::Cast(cast.clone())).is_err();
+            if fails {
+                cast.expr = Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    deferred_udf(),
+                    vec![*cast.expr],
+                )));
+            }
+            Ok(if fails || changed {
+                Transformed::yes(Expr::Cast(cast))
+            } else {
+                Transformed::no(Expr::Cast(cast))
+            })
         }
         Expr::Case(_)
         | Expr::BinaryExpr(BinaryExpr {

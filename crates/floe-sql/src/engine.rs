@@ -105,6 +105,11 @@ impl Engine {
             options.sql_parser.parse_float_as_decimal = true;
             options.sql_parser.enable_ident_normalization = true;
             options.execution.time_zone = Some("+00:00".to_string());
+            // Sorts run after their partitions are merged, not per partition with a merge
+            // above: DataFusion's per-partition TopK under a UNION ALL whose branches hold
+            // different constants in a sort key returned wrong rows (`… UNION ALL … ORDER BY
+            // 1, 2 LIMIT 2` took the first key for constant and merged by the second only).
+            options.optimizer.repartition_sorts = false;
             // A sort sets aside room to merge its spills (10 MB by default), per partition: with
             // a small memory limit every ORDER BY failed with 53200, even of three rows.
             if let Some(limit) = config.query_memory_limit {

@@ -250,6 +250,25 @@ impl ScalarUDFImpl for Checked {
         if self.is_int4_series(&types) {
             return self.int4_series(args);
         }
+        // `log(x)` of a float is C's log10, as PostgreSQL's dlog10 (DataFusion divides
+        // logarithms: log(0.1) was -0.9999999999999998).
+        if matches!(self.rule, Rule::Logarithm)
+            && matches!(types[..], [DataType::Float64])
+            && matches!(self.inner.name(), "log" | "log10")
+        {
+            return match &args.args[0] {
+                ColumnarValue::Array(array) => {
+                    let values: datafusion::arrow::array::Float64Array = array
+                        .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                        .unary(f64::log10);
+                    Ok(ColumnarValue::Array(Arc::new(values)))
+                }
+                ColumnarValue::Scalar(ScalarValue::Float64(v)) => Ok(ColumnarValue::Scalar(
+                    ScalarValue::Float64(v.map(f64::log10)),
+                )),
+                _ => self.inner.invoke_with_args(args),
+            };
+        }
         let inputs =
             matches!(self.rule, Rule::Exponential | Rule::Power).then(|| args.args.clone());
         let result = self.inner.invoke_with_args(args)?;
