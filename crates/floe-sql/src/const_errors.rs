@@ -225,6 +225,11 @@ fn check_case(case: &Case) -> DfResult<()> {
 /// it), `None` if it is known only when the statement runs.
 fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
     if !is_constant(expr) || is_array(expr) {
+        // A strict operator with a constant NULL operand is NULL, whatever its other
+        // operands read (`CASE WHEN i4 = NULL::numeric THEN log(0, 1) END` drops the branch).
+        if null_strict_call(expr)? {
+            return Ok(Some(ScalarValue::Null));
+        }
         check(expr)?;
         return Ok(None);
     }
@@ -317,6 +322,31 @@ fn without_skipped_subqueries(plan: LogicalPlan) -> DfResult<LogicalPlan> {
             Some(null) => Expr::Literal(null, None),
             None => e,
         };
+    // A WHERE with a constant NULL or false condition reads nothing: nothing else in it is
+    // planned (PostgreSQL's one-time filter).
+    let never = |predicate: &Expr| {
+        datafusion::logical_expr::utils::split_conjunction(predicate)
+            .iter()
+            .any(|c| {
+                is_constant(c)
+                    && evaluate(c)
+                        .is_ok_and(|v| v.is_null() || v == ScalarValue::Boolean(Some(false)))
+            })
+    };
+    let plan = plan
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Filter(filter)
+                if has_subquery(&filter.predicate) && never(&filter.predicate) =>
+            {
+                let filter = datafusion::logical_expr::Filter::try_new(
+                    Expr::Literal(ScalarValue::Boolean(Some(false)), None),
+                    filter.input,
+                )?;
+                Ok(Transformed::yes(LogicalPlan::Filter(filter)))
+            }
+            node => Ok(Transformed::no(node)),
+        })?
+        .data;
     plan.transform_up_with_subqueries(|node| {
         node.map_expressions(|expr| {
             expr.transform_up(|e| match e {
@@ -376,6 +406,23 @@ fn without_skipped_subqueries(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         })
     })
     .map(|t| t.data)
+}
+
+/// Whether `expr` is a strict operator or function with an operand that folds to NULL (its
+/// constant operands folded, as PostgreSQL does first).
+fn null_strict_call(expr: &Expr) -> DfResult<bool> {
+    let operands: Vec<&Expr> = match expr {
+        Expr::BinaryExpr(b) if b.op.returns_null_on_null() => vec![&b.left, &b.right],
+        Expr::ScalarFunction(f) if f.func.is_strict() => f.args.iter().collect(),
+        _ => return Ok(false),
+    };
+    for operand in operands {
+        if is_constant(operand) && !is_array(operand) && fold(operand)?.is_some_and(|v| v.is_null())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether `expr` holds a subquery.
