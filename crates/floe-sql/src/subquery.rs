@@ -479,3 +479,73 @@ impl AnalyzerRule for PostgresSubqueries {
         "floe_postgres_subqueries"
     }
 }
+
+/// Subqueries in ORDER BY: DataFusion plans subqueries in projections, filters and
+/// aggregates only ("Correlated scalar subquery can only be used in Projection, Filter,
+/// Aggregate plan nodes": `ORDER BY (SELECT max(c.at) FROM c WHERE c.post = p.id)`). Each
+/// sort key holding one is computed by a projection below the sort, as a hidden column the
+/// projection above drops.
+#[derive(Debug, Default)]
+pub(crate) struct SortSubqueries;
+
+impl AnalyzerRule for SortSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Sort(sort) if sort.expr.iter().any(|k| holds_subquery(&k.expr)) => {
+                let columns: Vec<Expr> = sort
+                    .input
+                    .schema()
+                    .iter()
+                    .map(|(qualifier, field)| {
+                        Expr::Column(Column::new(qualifier.cloned(), field.name()))
+                    })
+                    .collect();
+                let mut below = columns.clone();
+                let mut keys = Vec::with_capacity(sort.expr.len());
+                for (i, key) in sort.expr.into_iter().enumerate() {
+                    if holds_subquery(&key.expr) {
+                        let name = format!("{}floe_sort_{i}", crate::colnames::HIDDEN_SUFFIX);
+                        below.push(key.expr.clone().alias(&name));
+                        keys.push(datafusion::logical_expr::SortExpr {
+                            expr: Expr::Column(Column::from_name(name)),
+                            ..key
+                        });
+                    } else {
+                        keys.push(key);
+                    }
+                }
+                // Below a projection (the select list), the subquery's outer columns are
+                // those of the projection's input: the hidden columns join that projection.
+                let base = match sort.input.as_ref() {
+                    LogicalPlan::Projection(p) => {
+                        let mut exprs = p.expr.clone();
+                        exprs.extend(below.drain(columns.len()..));
+                        LogicalPlanBuilder::from(p.input.as_ref().clone()).project(exprs)?
+                    }
+                    input => LogicalPlanBuilder::from(input.clone()).project(below)?,
+                };
+                let plan = base
+                    .sort_with_limit(keys, sort.fetch)?
+                    .project(columns)?
+                    .build()?;
+                Ok(Transformed::yes(plan))
+            }
+            node => Ok(Transformed::no(node)),
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_sort_subqueries"
+    }
+}
+
+fn holds_subquery(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ))
+    })
+    .unwrap_or(false)
+}
