@@ -145,6 +145,7 @@ impl Engine {
         analyzer_rules.insert(0, Arc::new(crate::datetime_udf::PgTemporalOperands));
         // First: the later rules see its subqueries in a projection.
         analyzer_rules.insert(0, Arc::new(crate::subquery::SortSubqueries));
+        analyzer_rules.insert(0, Arc::new(crate::subquery::InSubqueryOperands));
         analyzer_rules.insert(0, Arc::new(crate::set_operations::AllSetOperations));
         // Numeric keys by value: as soon as IN-subqueries are joins (before later rules
         // derive byte comparisons from join keys), and last, when DISTINCT and

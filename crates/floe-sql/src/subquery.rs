@@ -549,3 +549,61 @@ fn holds_subquery(expr: &Expr) -> bool {
     })
     .unwrap_or(false)
 }
+
+/// A subquery as the left operand of IN/NOT IN a subquery (`(SELECT c.at FROM c WHERE c.k =
+/// a.k) IN (SELECT …)`): DataFusion turns the IN into a join whose condition would hold the
+/// scalar subquery, which it refuses (42601). The operand is computed by a projection below the
+/// filter, as a hidden column the projection above drops.
+#[derive(Debug, Default)]
+pub(crate) struct InSubqueryOperands;
+
+impl AnalyzerRule for InSubqueryOperands {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Filter(filter) = node else {
+                return Ok(Transformed::no(node));
+            };
+            let mut hoisted: Vec<Expr> = Vec::new();
+            let predicate = filter
+                .predicate
+                .clone()
+                .transform_up(|e| match e {
+                    Expr::InSubquery(mut in_subquery) if holds_subquery(&in_subquery.expr) => {
+                        let name = format!(
+                            "{}floe_in_operand_{}",
+                            crate::colnames::HIDDEN_SUFFIX,
+                            hoisted.len()
+                        );
+                        hoisted.push(in_subquery.expr.as_ref().clone().alias(&name));
+                        in_subquery.expr = Box::new(Expr::Column(Column::from_name(name)));
+                        Ok(Transformed::yes(Expr::InSubquery(in_subquery)))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })?
+                .data;
+            if hoisted.is_empty() {
+                return Ok(Transformed::no(LogicalPlan::Filter(filter)));
+            }
+            let columns: Vec<Expr> = filter
+                .input
+                .schema()
+                .iter()
+                .map(|(qualifier, field)| {
+                    Expr::Column(Column::new(qualifier.cloned(), field.name()))
+                })
+                .collect();
+            let below: Vec<Expr> = columns.iter().cloned().chain(hoisted).collect();
+            let plan = LogicalPlanBuilder::from(filter.input.as_ref().clone())
+                .project(below)?
+                .filter(predicate)?
+                .project(columns)?
+                .build()?;
+            Ok(Transformed::yes(plan))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "floe_in_subquery_operands"
+    }
+}
