@@ -171,37 +171,32 @@ class Minimizer:
     def plan_dependent(self, stmt, ev, extended, pg=None):
         """Whether PostgreSQL (in difftest_min, or on `pg`) under another plan fails like Floe
         did (or succeeds like it)."""
-        pg = pg or self.pg
-        if not tables_of(stmt) or ev.pg.lost or ev.floe.lost:
+        if not tables_of(stmt):
             return False
-        pg.keep_block = True
-        try:
-            for variant in PLAN_VARIANTS:
-                pg.run("BEGIN")
-                for setting in variant:
-                    pg.run(f"SET LOCAL {setting} = off")
-                out = pg.run(stmt.sql(), extended)
-                pg.run("ROLLBACK")
-                if out.sqlstate == ev.floe.sqlstate and not out.lost:
-                    return True
-        finally:
-            pg.keep_block = False
-        return False
+        tries = [([f"SET LOCAL {setting} = off" for setting in variant], stmt)
+                 for variant in PLAN_VARIANTS]
+        return self._postgres_answers_like(tries, ev, extended, pg)
 
     def order_dependent(self, stmt, ev, extended, pg=None):
         """Whether PostgreSQL (in difftest_min, or on `pg`) fails like Floe did (or succeeds
         like it) once the parts whose order of evaluation SQL leaves open are reversed
         (`sqlast.reorderings`). A DML statement runs inside BEGIN … ROLLBACK."""
+        tries = [([], other) for other in reorderings(stmt) if other.sql() != stmt.sql()]
+        return self._postgres_answers_like(tries, ev, extended, pg)
+
+    def _postgres_answers_like(self, tries, ev, extended, pg):
+        """Whether one of `tries` ((settings, statement) pairs, each run inside BEGIN …
+        ROLLBACK) ends on PostgreSQL with Floe's SQLSTATE (none: success)."""
         pg = pg or self.pg
         if ev.pg.lost or ev.floe.lost:
             return False
         pg.keep_block = True
         try:
-            for other in reorderings(stmt):
-                if other.sql() == stmt.sql():
-                    continue
+            for settings, statement in tries:
                 pg.run("BEGIN")
-                out = pg.run(other.sql(), extended)
+                for setting in settings:
+                    pg.run(setting)
+                out = pg.run(statement.sql(), extended)
                 pg.run("ROLLBACK")
                 if out.sqlstate == ev.floe.sqlstate and not out.lost:
                     return True

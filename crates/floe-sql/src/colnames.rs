@@ -76,23 +76,7 @@ impl VisitorMut for Namer {
         } = factor
         {
             if array_exprs.len() == 1 {
-                match alias {
-                    None => {
-                        *alias = Some(TableAlias {
-                            explicit: true,
-                            name: Ident::new("unnest"),
-                            columns: vec![TableAliasColumnDef::from_name("unnest")],
-                            at: None,
-                        })
-                    }
-                    Some(a) if a.columns.is_empty() => {
-                        a.columns = vec![TableAliasColumnDef {
-                            name: a.name.clone(),
-                            data_type: None,
-                        }]
-                    }
-                    Some(_) => {}
-                }
+                name_single_column(alias, "unnest");
             }
             return ControlFlow::Continue(());
         }
@@ -105,26 +89,32 @@ impl VisitorMut for Namer {
         {
             let function = object_last(name);
             if is_scalar_table_function(&function) {
-                match alias {
-                    None => {
-                        *alias = Some(TableAlias {
-                            explicit: true,
-                            name: Ident::new(function.clone()),
-                            columns: vec![TableAliasColumnDef::from_name(function)],
-                            at: None,
-                        })
-                    }
-                    Some(a) if a.columns.is_empty() => {
-                        a.columns = vec![TableAliasColumnDef {
-                            name: a.name.clone(),
-                            data_type: None,
-                        }]
-                    }
-                    Some(_) => {}
-                }
+                name_single_column(alias, &function);
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The one column of a table function in FROM is named after its alias, or `function` (as
+/// is the alias then).
+fn name_single_column(alias: &mut Option<TableAlias>, function: &str) {
+    match alias {
+        None => {
+            *alias = Some(TableAlias {
+                explicit: true,
+                name: Ident::new(function),
+                columns: vec![TableAliasColumnDef::from_name(function)],
+                at: None,
+            })
+        }
+        Some(a) if a.columns.is_empty() => {
+            a.columns = vec![TableAliasColumnDef {
+                name: a.name.clone(),
+                data_type: None,
+            }]
+        }
+        Some(_) => {}
     }
 }
 

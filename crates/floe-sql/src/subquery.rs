@@ -492,14 +492,7 @@ impl AnalyzerRule for SortSubqueries {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| match node {
             LogicalPlan::Sort(sort) if sort.expr.iter().any(|k| holds_subquery(&k.expr)) => {
-                let columns: Vec<Expr> = sort
-                    .input
-                    .schema()
-                    .iter()
-                    .map(|(qualifier, field)| {
-                        Expr::Column(Column::new(qualifier.cloned(), field.name()))
-                    })
-                    .collect();
+                let columns = columns_of(&sort.input);
                 let mut below = columns.clone();
                 let mut keys = Vec::with_capacity(sort.expr.len());
                 for (i, key) in sort.expr.into_iter().enumerate() {
@@ -538,6 +531,14 @@ impl AnalyzerRule for SortSubqueries {
     fn name(&self) -> &str {
         "floe_sort_subqueries"
     }
+}
+
+/// A column reference for each output column of `plan`.
+fn columns_of(plan: &LogicalPlan) -> Vec<Expr> {
+    plan.schema()
+        .iter()
+        .map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name())))
+        .collect()
 }
 
 fn holds_subquery(expr: &Expr) -> bool {
@@ -584,14 +585,7 @@ impl AnalyzerRule for InSubqueryOperands {
             if hoisted.is_empty() {
                 return Ok(Transformed::no(LogicalPlan::Filter(filter)));
             }
-            let columns: Vec<Expr> = filter
-                .input
-                .schema()
-                .iter()
-                .map(|(qualifier, field)| {
-                    Expr::Column(Column::new(qualifier.cloned(), field.name()))
-                })
-                .collect();
+            let columns = columns_of(&filter.input);
             let below: Vec<Expr> = columns.iter().cloned().chain(hoisted).collect();
             let plan = LogicalPlanBuilder::from(filter.input.as_ref().clone())
                 .project(below)?

@@ -97,21 +97,13 @@ fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
         _ => return subquery_tag(expr),
     };
     // PostgreSQL resolves the ELSE first (its type wins among text, varchar and bpchar).
-    let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = case
-        .else_expr
-        .as_deref()
-        .into_iter()
-        .chain(case.when_then_expr.iter().map(|(_, then)| then.as_ref()))
-        .map(|e| {
-            let literal = match e {
-                Expr::Literal(value, _) => Some(value),
-                _ => None,
-            };
-            field_of(e, schema).map(|f| (f, literal))
-        })
-        .collect::<Option<Vec<_>>>()?
-        .into_iter()
-        .unzip();
+    let (fields, literals) = fields_and_literals(
+        case.else_expr
+            .as_deref()
+            .into_iter()
+            .chain(case.when_then_expr.iter().map(|(_, then)| then.as_ref())),
+        schema,
+    )?;
     let own = field_of(expr, schema)?;
     if own.metadata().contains_key(PG_TYPE_KEY) {
         return None;
@@ -126,6 +118,24 @@ fn lost_tag(expr: &Expr, schema: &DFSchema) -> Option<HashMap<String, String>> {
     }
 }
 
+/// The fields of `exprs` and, for each, its value if it is a literal (what
+/// `shared_type_tag` takes); `None` if a field is not known.
+fn fields_and_literals<'a>(
+    exprs: impl Iterator<Item = &'a Expr>,
+    schema: &DFSchema,
+) -> Option<(Vec<FieldRef>, Vec<Option<&'a ScalarValue>>)> {
+    let pairs = exprs
+        .map(|e| {
+            let literal = match e {
+                Expr::Literal(value, _) => Some(value),
+                _ => None,
+            };
+            field_of(e, schema).map(|f| (f, literal))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(pairs.into_iter().unzip())
+}
+
 /// `ARRAY[u, v]` of elements sharing a tag (`uuid`, `varchar`, …) is an array of that type
 /// (`uuid[]`, on the list's field); DataFusion's `make_array` has no tag.
 fn array_tag(
@@ -137,19 +147,7 @@ fn array_tag(
     if !own.metadata().is_empty() || !matches!(own.data_type(), DataType::List(_)) {
         return None;
     }
-    let (fields, literals): (Vec<FieldRef>, Vec<Option<&ScalarValue>>) = array
-        .args
-        .iter()
-        .map(|e| {
-            let literal = match e {
-                Expr::Literal(value, _) => Some(value),
-                _ => None,
-            };
-            field_of(e, schema).map(|f| (f, literal))
-        })
-        .collect::<Option<Vec<_>>>()?
-        .into_iter()
-        .unzip();
+    let (fields, literals) = fields_and_literals(array.args.iter(), schema)?;
     let tag = crate::numeric::functions::shared_type_tag(&fields, &literals)?;
     let element = tag.get(PG_TYPE_KEY).filter(|t| !t.ends_with("[]"))?;
     Some(HashMap::from([(
