@@ -372,8 +372,11 @@ fn without_skipped_subqueries(plan: LogicalPlan) -> DfResult<LogicalPlan> {
                 Expr::ScalarFunction(mut f)
                     if f.name() == "coalesce" && f.args.iter().any(has_subquery) =>
                 {
+                    // (Its own errors are the checks' to raise, in PostgreSQL's order.)
                     let decided = f.args.iter().position(|a| {
-                        is_constant(a) && !is_array(a) && evaluate(a).is_ok_and(|v| !v.is_null())
+                        is_constant(a)
+                            && !is_array(a)
+                            && fold(a).is_ok_and(|v| v.is_some_and(|v| !v.is_null()))
                     });
                     match decided {
                         Some(at) if f.args[at + 1..].iter().any(has_subquery) => {

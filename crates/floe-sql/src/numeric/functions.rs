@@ -1109,7 +1109,25 @@ impl ScalarUDFImpl for Overload {
             .map(|a| info.get_data_type(a))
             .collect::<DfResult<Vec<_>>>();
         match types {
-            Ok(types) if self.takes(&types) => Ok(ExprSimplifyResult::Original(args)),
+            Ok(types) if self.takes(&types) => {
+                // `coalesce(1.5, x)` is its first argument that is a constant other than
+                // NULL (the rest is never evaluated, as in PostgreSQL: this overload
+                // evaluates its arguments before it is called).
+                let result = self.result_type(&types);
+                if self.inner.name() == "coalesce" {
+                    let first = args
+                        .iter()
+                        .zip(&types)
+                        .find(|(a, _)| !matches!(a, Expr::Literal(v, _) if v.is_null()));
+                    if let Some((Expr::Literal(..), t)) = first {
+                        if *t == result {
+                            let literal = first.map(|(a, _)| a.clone()).expect("found");
+                            return Ok(ExprSimplifyResult::Simplified(literal));
+                        }
+                    }
+                }
+                Ok(ExprSimplifyResult::Original(args))
+            }
             _ => self.inner.simplify(args, info),
         }
     }
