@@ -48,6 +48,34 @@ pub fn parse_bytea(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The error of bytea input `text` that [`parse_bytea`] refused, as PostgreSQL's `byteain`
+/// reports it: a bad hex digit or an odd number of them is 22023, anything else 22P02.
+pub fn bytea_input_error(text: &str) -> crate::error::SqlError {
+    use crate::error::{sqlstate, SqlError};
+    if let Some(hex) = text
+        .strip_prefix("\\x")
+        .or_else(|| text.strip_prefix("\\X"))
+    {
+        let digits: Vec<char> = hex.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        if let Some(bad) = digits.iter().find(|c| !c.is_ascii_hexdigit()) {
+            return SqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!("invalid hexadecimal digit: \"{bad}\""),
+            );
+        }
+        if digits.len() % 2 == 1 {
+            return SqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "invalid hexadecimal data: odd number of digits",
+            );
+        }
+    }
+    SqlError::new(
+        sqlstate::INVALID_TEXT_REPRESENTATION,
+        "invalid input syntax for type bytea",
+    )
+}
+
 /// A one-dimensional array literal `{a,"b c",NULL}` into its elements.
 pub fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
     let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
@@ -198,5 +226,17 @@ mod tests {
         assert_eq!(parse_bytea("\\x0aff").unwrap(), vec![10, 255]);
         assert_eq!(parse_bytea("a\\\\b\\001").unwrap(), b"a\\b\x01".to_vec());
         assert!(parse_bytea("\\x0").is_none());
+        assert_eq!(
+            bytea_input_error("\\x0").code,
+            crate::error::sqlstate::INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            bytea_input_error("\\x4g").message,
+            "invalid hexadecimal digit: \"g\""
+        );
+        assert_eq!(
+            bytea_input_error("a\\9").code,
+            crate::error::sqlstate::INVALID_TEXT_REPRESENTATION
+        );
     }
 }

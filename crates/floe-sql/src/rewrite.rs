@@ -1205,12 +1205,8 @@ fn literal_cast(expr: &Expr) -> SqlResult<Option<Expr>> {
     }
     match data_type {
         ast::DataType::Bytea => {
-            let bytes = literals::parse_bytea(text).ok_or_else(|| {
-                SqlError::new(
-                    sqlstate::INVALID_TEXT_REPRESENTATION,
-                    "invalid input syntax for type bytea",
-                )
-            })?;
+            let bytes =
+                literals::parse_bytea(text).ok_or_else(|| literals::bytea_input_error(text))?;
             let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
             Ok(Some(Expr::value(Value::HexStringLiteral(hex))))
         }

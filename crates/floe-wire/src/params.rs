@@ -109,7 +109,7 @@ pub(crate) fn decode_text(ty: &SqlType, text: &str) -> SqlResult<ScalarValue> {
     }
     Ok(match ty {
         SqlType::Bytea => ScalarValue::Binary(Some(
-            parse_bytea(text).ok_or_else(|| invalid_text(ty, text))?,
+            parse_bytea(text).ok_or_else(|| floe_sql::literals::bytea_input_error(text))?,
         )),
         SqlType::Uuid => {
             let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| invalid_text(ty, text))?;

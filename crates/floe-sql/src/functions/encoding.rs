@@ -390,13 +390,7 @@ impl ScalarUDFImpl for TextToBytea {
                 None => out.append_null(),
                 Some(t) => match crate::literals::parse_bytea(t) {
                     Some(bytes) => out.append_value(bytes),
-                    None => {
-                        return Err(SqlError::new(
-                            sqlstate::INVALID_TEXT_REPRESENTATION,
-                            "invalid input syntax for type bytea",
-                        )
-                        .into())
-                    }
+                    None => return Err(crate::literals::bytea_input_error(t).into()),
                 },
             }
         }
