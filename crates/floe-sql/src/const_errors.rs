@@ -17,7 +17,12 @@
 //! a subquery column that nothing reads is not evaluated (PostgreSQL pulls the subquery up).
 //! Last come the `WHERE` conditions that read no row but call stable functions: PostgreSQL's
 //! executor evaluates them once before the first row (a one-time filter), so Floe does too.
-//! The plan is left as it is: DataFusion's simplifier still does the folding.
+//! The checks skip what PostgreSQL folds away before planning it: subqueries beside a NULL
+//! operand of a strict operator, after a decisive `coalesce` constant or AND/OR operand, and
+//! under a WHERE with a constant NULL or false condition. DataFusion's simplifier still does
+//! the folding; the one change to the plan is that a failing cast of a constant PostgreSQL
+//! never evaluates (a skipped branch, or over a stable function) gets its operand wrapped in
+//! the volatile `floe_deferred`, as DataFusion raises such casts wherever they are.
 
 use std::sync::{Arc, LazyLock};
 
