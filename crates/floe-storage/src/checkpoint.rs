@@ -390,6 +390,10 @@ impl Inner {
                 age,
                 "flushed settled keys to cold runs"
             );
+            // Also when nothing was flushed: a TRUNCATE or DROP may have left runs to drop.
+            if !cold.manifest.current().runs.is_empty() {
+                self.request_compaction();
+            }
         }
         let written = match self.write_generation(generation, checkpoint_ts, &tables) {
             Ok(written) => written,

@@ -682,6 +682,9 @@ struct RunReader {
     row_groups_scanned: AtomicU64,
     /// Bytes fetched after opening (footer and page index excluded).
     bytes_read: Arc<AtomicU64>,
+    /// Keeps the sweeper from deleting the file while any reader holds the run
+    /// ([`ColdRun::pin_in`]); released when the last clone drops.
+    pin: OnceLock<PinGuard>,
 }
 
 impl ColdRun {
@@ -717,6 +720,16 @@ impl ColdRun {
     ) -> ColdResult<ColdRun> {
         let io = store.clone();
         io.io().block_on(ColdRun::open(store, meta, codec))?
+    }
+
+    /// Pins the run's file in `pins` for as long as any clone of this run lives: a run an
+    /// engine reads from is never swept, even after a compaction or a DROP took it out of the
+    /// manifest, until the last reader lets go. A second call keeps the first pin.
+    pub fn pin_in(&self, pins: &Arc<RunPins>) {
+        let _ = self
+            .reader
+            .pin
+            .get_or_init(|| pins.pin(vec![self.reader.meta.path.clone()]));
     }
 
     /// What the manifest records of the run.
@@ -1298,6 +1311,7 @@ impl RunReader {
             row_groups_read: AtomicU64::new(0),
             row_groups_scanned: AtomicU64::new(0),
             bytes_read: Arc::default(),
+            pin: OnceLock::new(),
         })
     }
 

@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
+use crate::codec::TableCodec;
 use crate::cold_run::{ColdRun, RunMeta};
 use crate::error::StorageResult;
 use crate::manifest::{ManifestWriter, RunPins};
@@ -29,6 +32,10 @@ pub(crate) struct ColdTier {
     pub store: Arc<ColdStore>,
     /// This process's writer (its epoch is in every run it names).
     pub manifest: Arc<ManifestWriter>,
+    /// Held from a manifest publish until the tables' run lists show it (flush, compaction):
+    /// so a publish that drops runs no table lists never races a flush whose run is listed
+    /// by the manifest but not yet by its table.
+    pub lists: Mutex<()>,
 }
 
 impl ColdTier {
@@ -47,7 +54,19 @@ impl ColdTier {
             runs = manifest.current().runs.len(),
             "opened the cold tier"
         );
-        Ok(ColdTier { store, manifest })
+        Ok(ColdTier {
+            store,
+            manifest,
+            lists: Mutex::new(()),
+        })
+    }
+
+    /// Opens the run `meta` of a table encoded by `codec`, pinned for as long as it is held
+    /// ([`ColdRun::pin_in`]).
+    pub fn open_run(&self, meta: RunMeta, codec: Arc<TableCodec>) -> StorageResult<Arc<ColdRun>> {
+        let run = ColdRun::open_blocking(self.store.clone(), meta, codec)?;
+        run.pin_in(self.manifest.pins());
+        Ok(Arc::new(run))
     }
 
     /// Attaches to each table of `tables` the runs the newest manifest version lists for it,
@@ -71,16 +90,10 @@ impl ColdTier {
                 continue;
             };
             // Newest first: lower levels hold newer versions; within a level, newer runs.
-            metas.sort_by(|a, b| {
-                (a.level, std::cmp::Reverse(a.max_ts)).cmp(&(b.level, std::cmp::Reverse(b.max_ts)))
-            });
+            metas.sort_by(|a, b| crate::table::read_order(a).cmp(&crate::table::read_order(b)));
             let mut runs = Vec::with_capacity(metas.len());
             for meta in metas {
-                runs.push(Arc::new(ColdRun::open_blocking(
-                    self.store.clone(),
-                    meta,
-                    table.codec.clone(),
-                )?));
+                runs.push(self.open_run(meta, table.codec.clone())?);
             }
             table.hot.keep_tombstones_from_now();
             tracing::info!(table = table_id, runs = runs.len(), "attached cold runs");
@@ -89,21 +102,31 @@ impl ColdTier {
         Ok(())
     }
 
-    /// Deletes run files no manifest version lists (left by a crash mid-flush). Failures only
-    /// leave garbage behind: logged, not returned.
-    pub fn sweep(&self) {
+    /// Deletes run files no manifest version lists (left by a crash mid-flush, compacted
+    /// away, of dropped tables) that no reader pins. Failures only leave garbage behind:
+    /// logged, not returned. Returns whether nothing unlisted is left (`false`: a reader
+    /// pinned some, or the sweep failed; sweep again later).
+    pub fn sweep(&self) -> bool {
         let manifest = self.manifest.clone();
         match self
             .store
             .io()
             .block_on(async move { manifest.sweep().await })
         {
-            Ok(Ok(report)) if !report.runs_deleted.is_empty() => {
-                tracing::info!(runs = report.runs_deleted.len(), "swept unlisted cold runs")
+            Ok(Ok(report)) => {
+                if !report.runs_deleted.is_empty() {
+                    tracing::info!(runs = report.runs_deleted.len(), "swept unlisted cold runs");
+                }
+                report.runs_pinned.is_empty()
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "cold-tier sweep failed"),
-            Err(error) => tracing::warn!(%error, "cold-tier sweep failed"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cold-tier sweep failed");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cold-tier sweep failed");
+                false
+            }
         }
     }
 }

@@ -28,8 +28,10 @@ use crate::changes::{ChangeLog, ChangeReader};
 use crate::checkpoint::{
     self, CheckpointFailpoint, CheckpointInfo, CheckpointState, CheckpointTrigger,
 };
+use crate::cold_run::RunMeta;
 use crate::cold_tier::ColdTier;
 use crate::commit::CommitRequest;
+use crate::compaction::{self, CompactionInfo, Compactor};
 use crate::error::{StorageError, StorageResult};
 use crate::index::HotIndex;
 use crate::lock::{LockManager, TxnId};
@@ -147,6 +149,8 @@ pub(crate) struct Inner {
     pub(crate) checkpoint_trigger: CheckpointTrigger,
     /// The cold tier: its store and this process's manifest writer (`None`: disabled).
     pub(crate) cold: Option<Arc<ColdTier>>,
+    /// Compaction of the cold runs: its thread's wake-up and what it did.
+    pub(crate) compactor: Compactor,
 }
 
 /// An open database. Cheap to share as `Arc<Db>`.
@@ -156,6 +160,7 @@ pub struct Db {
     pub(crate) committer: Mutex<Option<mpsc::Sender<CommitRequest>>>,
     pub(crate) committer_thread: Mutex<Option<JoinHandle<()>>>,
     pub(crate) checkpointer_thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) compactor_thread: Mutex<Option<JoinHandle<()>>>,
     pub(crate) closed: AtomicBool,
     pub(crate) next_txn_id: AtomicU64,
     pub(crate) advisory_locks: AdvisoryLocks,
@@ -207,6 +212,7 @@ impl Db {
             log_bytes_since_checkpoint: AtomicU64::new(log_bytes),
             checkpoint_trigger: CheckpointTrigger::default(),
             cold,
+            compactor: Compactor::default(),
         });
         let (sender, receiver) = mpsc::channel();
         let committer_inner = inner.clone();
@@ -217,13 +223,27 @@ impl Db {
         let checkpointer = std::thread::Builder::new()
             .name("floe-checkpointer".into())
             .spawn(move || checkpoint::run_checkpointer(checkpointer_inner))?;
-        // A long log replayed at startup is worth a checkpoint right away.
+        let compactor = match inner.cold {
+            Some(_) => {
+                let compactor_inner = inner.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("floe-compactor".into())
+                        .spawn(move || compaction::run_compactor(compactor_inner))?,
+                )
+            }
+            None => None,
+        };
+        // A long log replayed at startup is worth a checkpoint right away, and runs a crash
+        // left uncompacted a compaction.
         inner.maybe_trigger_checkpoint(log_bytes);
+        inner.request_compaction();
         Ok(Arc::new(Db {
             inner,
             committer: Mutex::new(Some(sender)),
             committer_thread: Mutex::new(Some(thread)),
             checkpointer_thread: Mutex::new(Some(checkpointer)),
+            compactor_thread: Mutex::new(compactor),
             closed: AtomicBool::new(false),
             next_txn_id: AtomicU64::new(1),
             advisory_locks: AdvisoryLocks::default(),
@@ -241,6 +261,10 @@ impl Db {
         if let Some(thread) = self.checkpointer_thread.lock().take() {
             let _ = thread.join();
         }
+        self.inner.compactor.stop();
+        if let Some(thread) = self.compactor_thread.lock().take() {
+            let _ = thread.join();
+        }
         self.committer.lock().take();
         if let Some(thread) = self.committer_thread.lock().take() {
             let _ = thread.join();
@@ -251,6 +275,27 @@ impl Db {
                 tracing::warn!(error = %e, "checkpoint at shutdown failed; the next start replays the log");
             }
         }
+    }
+
+    /// Compacts every table's cold runs now, merging any level-0 run (the background
+    /// compactor waits for [`compaction::L0_TRIGGER`] of them), and drops runs of dropped
+    /// tables from the manifest. Returns the number of tables compacted.
+    pub fn compact(&self) -> StorageResult<usize> {
+        self.inner.compact(true)
+    }
+
+    /// Compactions running now and the last ones finished, oldest first.
+    pub fn compactions(&self) -> Vec<CompactionInfo> {
+        self.inner.compactor.history()
+    }
+
+    /// The runs the newest manifest version lists (empty without a cold tier).
+    pub fn cold_runs(&self) -> Vec<RunMeta> {
+        self.inner
+            .cold
+            .as_ref()
+            .map(|cold| cold.manifest.current().runs.clone())
+            .unwrap_or_default()
     }
 
     /// Takes a checkpoint now (SQL `CHECKPOINT`): writes every table as of the newest commit

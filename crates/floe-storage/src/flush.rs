@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cold_run::{ColdRun, RunOptions, RunWriter};
+use crate::cold_run::{RunOptions, RunWriter};
 use crate::cold_tier::ColdTier;
 use crate::db::Inner;
 use crate::error::StorageResult;
@@ -97,26 +97,22 @@ impl Inner {
         .write_all(chosen)?;
         let mut new_runs = Vec::with_capacity(written.runs.len());
         for meta in &written.runs {
-            new_runs.push(Arc::new(ColdRun::open_blocking(
-                cold.store.clone(),
-                meta.clone(),
-                table.codec.clone(),
-            )?));
+            new_runs.push(cold.open_run(meta.clone(), table.codec.clone())?);
         }
         let manifest = cold.manifest.clone();
         let edit = ManifestEdit {
             add: written.runs.clone(),
             remove: Vec::new(),
         };
+        // Until the table lists the run, a compaction must not take it for a dropped table's.
+        let lists = cold.lists.lock();
         cold.store
             .io()
             .block_on(async move { manifest.publish(edit).await })??;
         // Listed now: the sweeper keeps them without the writer's pin.
         drop(written.pin);
-        // The newest run first: it holds newer versions than every older run.
-        let mut runs = new_runs;
-        runs.extend(table.cold.current().runs.iter().cloned());
-        let old = table.cold.replace(runs);
+        let old = table.cold.edit(&[], new_runs);
+        drop(lists);
         let started = Instant::now();
         while Arc::strong_count(&old.sources) > 1 {
             if started.elapsed() > READER_WAIT {

@@ -10,7 +10,8 @@
 //! the runtime its calls run on), `cold_run` (immutable Parquet runs, a [`Source`] each),
 //! `manifest` (the truth about which runs are live, writer fencing, the sweeper),
 //! `cold_tier` (the store and writer an open database holds; runs attached at recovery) and
-//! `flush` (settled keys moved into runs at checkpoints) and `cold_scan` (scans that read runs
+//! `flush` (settled keys moved into runs at checkpoints), `compaction` (level-0 runs merged
+//! into non-overlapping level-1 runs, runs of dropped tables dropped) and `cold_scan` (scans that read runs
 //! by batch where that is exact); see `docs/design/0010-cold-runs.md`,
 //! `docs/design/0011-cold-tier-in-the-engine.md` and `docs/design/0012-cold-scans.md`.
 //! It must not know SQL syntax: defaults, CHECK expressions and view text are opaque strings
@@ -30,6 +31,7 @@ pub mod cold_run;
 mod cold_scan;
 mod cold_tier;
 mod commit;
+pub mod compaction;
 pub mod db;
 pub mod error;
 #[cfg(test)]

@@ -77,15 +77,48 @@ impl ColdRuns {
     /// Replaces the list with `runs` (newest first); returns the old one, which readers may
     /// still hold.
     pub fn replace(&self, runs: Vec<Arc<ColdRun>>) -> RunSet {
+        std::mem::replace(&mut *self.current.write(), RunSet::of(runs))
+    }
+
+    /// Takes `removed` (by path) out of the list and adds `added`, in one step (a flush may
+    /// add a run meanwhile); the list is kept in read order: level ascending, then the newest
+    /// `max_ts` first. Returns the old list.
+    pub fn edit(&self, removed: &[String], added: Vec<Arc<ColdRun>>) -> RunSet {
+        let mut current = self.current.write();
+        let mut runs: Vec<Arc<ColdRun>> = current
+            .runs
+            .iter()
+            .filter(|run| !removed.contains(&run.meta().path))
+            .cloned()
+            .chain(added)
+            .collect();
+        runs.sort_by(|a, b| read_order(a.meta()).cmp(&read_order(b.meta())));
+        std::mem::replace(&mut *current, RunSet::of(runs))
+    }
+}
+
+/// Where a run goes in a table's list: level ascending (lower levels hold newer versions),
+/// then newest first. For two runs holding the same key, the one written later holds the
+/// newer version and has the greater `max_ts` (a flush at `C` writes only versions newer
+/// than every version an earlier flush wrote of the same key, and those are above its `C`).
+pub fn read_order(meta: &RunMeta) -> (u32, std::cmp::Reverse<u64>, &str) {
+    (
+        meta.level,
+        std::cmp::Reverse(meta.max_ts),
+        meta.path.as_str(),
+    )
+}
+
+impl RunSet {
+    fn of(runs: Vec<Arc<ColdRun>>) -> RunSet {
         let sources: OlderSources = runs
             .iter()
             .map(|run| run.clone() as Arc<dyn Source>)
             .collect();
-        let new = RunSet {
+        RunSet {
             sources,
             runs: Arc::from(runs),
-        };
-        std::mem::replace(&mut *self.current.write(), new)
+        }
     }
 }
 

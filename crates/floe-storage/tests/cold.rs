@@ -361,8 +361,9 @@ impl Rng {
     }
 }
 
-/// Random inserts, updates, deletes, flushes (checkpoints), restarts and held snapshots read
-/// like a model map. `FLOE_FLUSH_SEED=<n>` replays one seed.
+/// Random inserts, updates, deletes, truncations, flushes (checkpoints), compactions
+/// (requested ones, and the background compactor's after each flush), restarts and held
+/// snapshots read like a model map. `FLOE_FLUSH_SEED=<n>` replays one seed.
 #[tokio::test(flavor = "multi_thread")]
 async fn random_writes_flushes_and_restarts_read_like_a_model() {
     let seeds: Vec<u64> = match std::env::var("FLOE_FLUSH_SEED") {
@@ -383,7 +384,7 @@ async fn random_writes_flushes_and_restarts_read_like_a_model() {
         let mut next_balance = 1i64;
         for step in 0..80 {
             let table = db.table(def.id).unwrap();
-            match rng.below(10) {
+            match rng.below(12) {
                 0..=4 => {
                     let id = rng.below(40) as i32;
                     next_balance += 1;
@@ -401,6 +402,17 @@ async fn random_writes_flushes_and_restarts_read_like_a_model() {
                 8 => {
                     held.push((db.snapshot(), model.iter().map(|(k, v)| (*k, *v)).collect()));
                 }
+                10 => {
+                    db.compact().unwrap();
+                    assert_compacted(&db, def.id);
+                }
+                11 if rng.below(3) == 0 => {
+                    let mut txn = db.begin(Isolation::ReadCommitted);
+                    txn.truncate(&table);
+                    txn.commit().await.unwrap();
+                    model.clear();
+                }
+                11 => {}
                 _ => {
                     held.clear();
                     db.close();
@@ -433,4 +445,170 @@ async fn random_writes_flushes_and_restarts_read_like_a_model() {
         held.clear();
         db.close();
     }
+}
+
+/// After [`Db::compact`]: no level-0 run of `table_id` is left, and its level-1 runs hold one
+/// version per key and overlap no other.
+fn assert_compacted(db: &Db, table_id: u32) {
+    let mut runs: Vec<_> = db
+        .cold_runs()
+        .into_iter()
+        .filter(|r| r.table_id == table_id)
+        .collect();
+    assert!(runs.iter().all(|r| r.level == 1), "{runs:#?}");
+    assert!(runs.iter().all(|r| r.unique_keys), "{runs:#?}");
+    runs.sort_by(|a, b| a.min_key.cmp(&b.min_key));
+    for pair in runs.windows(2) {
+        assert!(pair[0].max_key < pair[1].min_key, "{runs:#?}");
+    }
+    let table = db.table(table_id).unwrap();
+    assert_eq!(
+        table.cold.metas().len(),
+        runs.len(),
+        "the table reads what is listed"
+    );
+}
+
+/// The run files under the default `file://<dir>/cold` store.
+fn run_files(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let runs = dir.join("cold").join("runs");
+    for table in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(table.path()).unwrap().flatten() {
+            files.push(format!(
+                "runs/{}/{}",
+                table.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            ));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_merges_runs_drops_tombstones_and_runs_nobody_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_flushing(dir.path());
+    let def = Arc::new(def(&db));
+    db.commit_catalog(vec![CatalogChange::PutRelation(def.clone())])
+        .await
+        .unwrap();
+    let table = db.table(def.id).unwrap();
+    let mut model: std::collections::BTreeMap<i32, i64> = Default::default();
+    // Five flushes over overlapping keys: updates and deletes of keys earlier runs hold.
+    for round in 0..5i64 {
+        let values: Vec<(i32, i64)> = (0..60)
+            .map(|i| (i * 5 + round as i32, 1000 * round + i64::from(i)))
+            .chain((0..20).map(|i| (i * 3, 100_000 + 1000 * round + i64::from(i))))
+            .collect();
+        let mut unique = std::collections::BTreeMap::new();
+        for (k, v) in values {
+            unique.insert(k, v);
+        }
+        let values: Vec<(i32, i64)> = unique.into_iter().collect();
+        write(&db, &table, &values).await.unwrap();
+        model.extend(values);
+        for id in (round as i32..300).step_by(17) {
+            delete(&db, &table, id).await;
+            model.remove(&id);
+        }
+        db.checkpoint().unwrap();
+    }
+    let expect: Vec<(i32, i64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(balances(&db, def.id), expect);
+    let before = db.cold_runs();
+    assert!(before.len() >= 2, "{before:#?}");
+    // A reader holding a snapshot (and so the old runs) across the compaction.
+    let held = db.snapshot();
+    let held_list = table.cold.current();
+    db.compact().unwrap();
+    assert_compacted(&db, def.id);
+    let after = db.cold_runs();
+    let cold_rows: u64 = after.iter().map(|r| r.rows).sum();
+    let hot_keys = table.hot.key_count() as u64;
+    assert!(
+        cold_rows + hot_keys >= model.len() as u64 && cold_rows <= model.len() as u64,
+        "tombstones and older versions are gone: {cold_rows} cold rows, {} live",
+        model.len()
+    );
+    assert_eq!(balances(&db, def.id), expect);
+    assert_eq!(balances_at(&db, def.id, held.ts), expect);
+    // The old runs' files stay while a reader holds them, and go once it lets go.
+    let files = run_files(dir.path());
+    for meta in before.iter() {
+        assert!(
+            files.contains(&meta.path),
+            "{} was deleted under a reader",
+            meta.path
+        );
+    }
+    drop(held_list);
+    drop(held);
+    let compactions = db.compactions();
+    let last = compactions.last().unwrap();
+    assert_eq!(last.state, floe_storage::compaction::CompactionState::Done);
+    assert_eq!(last.table_id, def.id);
+    assert!(
+        last.rows_read >= last.output_rows && last.output_rows > 0,
+        "{last:?}"
+    );
+    db.compact().unwrap();
+    let listed: Vec<String> = db.cold_runs().into_iter().map(|r| r.path).collect();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(
+        run_files(dir.path()),
+        listed_sorted,
+        "unlisted runs were swept"
+    );
+    // Lookups and the unique constraint see the compacted rows.
+    let (&some_id, &some_balance) = model.iter().next().unwrap();
+    let err = write(&db, &table, &[(5000, some_balance)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
+    let [(key, _)] = rows(&table, &[(some_id, 0)]).try_into().unwrap();
+    assert!(table.latest().try_get(&key).unwrap().is_some());
+    db.close();
+    drop(db);
+    let db = open_flushing(dir.path());
+    assert_eq!(balances(&db, def.id), expect);
+    assert_compacted(&db, def.id);
+
+    // TRUNCATE: once every reader sees it, compaction drops the runs without reading them.
+    let table = db.table(def.id).unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.truncate(&table);
+    txn.commit().await.unwrap();
+    write(&db, &table, &[(1, 1)]).await.unwrap();
+    db.checkpoint().unwrap();
+    db.compact().unwrap();
+    assert_eq!(balances(&db, def.id), vec![(1, 1)]);
+    let runs = db.cold_runs();
+    assert!(
+        runs.iter().all(|r| r.rows <= 1),
+        "truncated runs dropped: {runs:#?}"
+    );
+
+    // DROP TABLE: its runs leave the manifest, and their files are swept once the last
+    // reader of the table lets go.
+    db.commit_catalog(vec![CatalogChange::DropRelation(def.id)])
+        .await
+        .unwrap();
+    db.compact().unwrap();
+    assert!(db.cold_runs().is_empty(), "{:#?}", db.cold_runs());
+    assert!(
+        !run_files(dir.path()).is_empty(),
+        "a reader still holds the table"
+    );
+    drop(table);
+    db.compact().unwrap();
+    assert!(db.cold_runs().is_empty(), "{:#?}", db.cold_runs());
+    assert!(
+        run_files(dir.path()).is_empty(),
+        "{:?}",
+        run_files(dir.path())
+    );
+    db.close();
 }
