@@ -209,7 +209,10 @@ fn psql_output_matches_postgres() {
         "\\d cmp_a_code_key",
         "\\d cmp_b_k_v_idx",
         "\\d cmp_b_d_uq",
-        "\\dn",
+        // Floe's own views live in `floe_catalog`, a schema PostgreSQL does not have (as an
+        // extension's schema would), so the user schemas are compared by pattern.
+        "\\dn cmp*",
+        "\\dn public",
         "\\dv",
         "\\ds",
     ] {
@@ -219,6 +222,9 @@ fn psql_output_matches_postgres() {
             "psql {command}: Floe (left) differs from PostgreSQL (right)"
         );
     }
+    let schemas = squeeze(&psql(&floe, "\\dn"));
+    assert!(schemas.contains("floe_catalog | postgres"), "{schemas}");
+    assert!(schemas.contains("cmp_s | postgres"), "{schemas}");
 }
 
 #[tokio::test]

@@ -108,3 +108,110 @@ async fn a_table_past_its_memory_budget_answers_correctly_across_restarts() {
     let c = server.connect().await;
     check(&c, "after SIGKILL").await;
 }
+
+/// Polls `sql` (one bigint) until `done` holds for its value, for up to a minute.
+async fn wait_for(c: &Client, sql: &str, done: impl Fn(i64) -> bool) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let value = one(c, sql).await;
+        if done(value) || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Flushes that overlap in key range pile up level-0 runs; the background compactor merges
+/// them into level-1 runs (visible in `floe_catalog.compactions` and `floe_catalog.cold_runs`)
+/// while the answers stay the same, and a dropped table's runs leave the manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_flushes_are_compacted_in_the_background() {
+    const ROUNDS: i64 = 6;
+    const PER_ROUND: i64 = 6000;
+    let mut server = TestServer::start_floe_with(&BUDGET);
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE k (id bigint PRIMARY KEY, v bigint, pad text)")
+        .await
+        .unwrap();
+    // Round r writes ids r, r + ROUNDS, r + 2 * ROUNDS, …: every flush spans the whole key
+    // range, so no run can simply move down a level. Each round also updates and deletes
+    // rows earlier rounds flushed.
+    for round in 0..ROUNDS {
+        c.batch_execute(&format!(
+            "INSERT INTO k SELECT i * {ROUNDS} + {round}, i, repeat('x', 600)
+             FROM generate_series(0::bigint, {}::bigint) AS s(i)",
+            PER_ROUND - 1
+        ))
+        .await
+        .unwrap();
+        if round > 0 {
+            c.batch_execute(&format!(
+                "UPDATE k SET v = v + 1000000 WHERE id % 97 = {} AND id % {ROUNDS} < {round};
+                 DELETE FROM k WHERE id % 101 = {round} AND id % {ROUNDS} < {round};",
+                round - 1
+            ))
+            .await
+            .unwrap();
+        }
+        c.batch_execute("CHECKPOINT").await.unwrap();
+    }
+    let expect_count = one(&c, "SELECT count(*) FROM k").await;
+    let expect_sum = one(&c, "SELECT sum(v)::bigint FROM k").await;
+    let relid = one(&c, "SELECT 'k'::regclass::oid::bigint").await;
+    let compacted = wait_for(
+        &c,
+        &format!(
+            "SELECT count(*) FROM floe_catalog.compactions
+             WHERE relid = {relid} AND state = 'done' AND input_runs > 1"
+        ),
+        |n| n > 0,
+    )
+    .await;
+    assert!(compacted > 0, "no compaction of k finished");
+    let level0 = wait_for(
+        &c,
+        &format!("SELECT count(*) FROM floe_catalog.cold_runs WHERE relid = {relid} AND level = 0"),
+        |n| n < 4,
+    )
+    .await;
+    assert!(level0 < 4, "{level0} level-0 runs left");
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT relname, output_rows, rows_read, error IS NULL
+                 FROM floe_catalog.compactions WHERE relid = {relid} AND state = 'done'
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "k");
+    assert!(row.get::<_, i64>(1) > 0 && row.get::<_, i64>(2) >= row.get::<_, i64>(1));
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(one(&c, "SELECT count(*) FROM k").await, expect_count);
+    assert_eq!(one(&c, "SELECT sum(v)::bigint FROM k").await, expect_sum);
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT v FROM k WHERE id = {}", 5 * ROUNDS + 2)
+        )
+        .await,
+        5
+    );
+    drop(c);
+    server.kill9();
+    server.restart(&BUDGET);
+    let c = server.connect().await;
+    assert_eq!(one(&c, "SELECT count(*) FROM k").await, expect_count);
+    assert_eq!(one(&c, "SELECT sum(v)::bigint FROM k").await, expect_sum);
+    // No CHECKPOINT needed: dropping a table with runs asks the compactor for a pass.
+    c.batch_execute("DROP TABLE k").await.unwrap();
+    let left = wait_for(
+        &c,
+        &format!("SELECT count(*) FROM floe_catalog.cold_runs WHERE relid = {relid}"),
+        |n| n == 0,
+    )
+    .await;
+    assert_eq!(left, 0, "the dropped table's runs left the manifest");
+}

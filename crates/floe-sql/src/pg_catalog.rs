@@ -22,6 +22,7 @@
 //! `has_*_privilege` is true), comments (`obj_description` is NULL), statistics, and the
 //! system catalogs' own rows in `information_schema`.
 
+pub(crate) mod floe_catalog;
 mod functions;
 pub(crate) mod information_schema;
 pub(crate) mod oids;
@@ -43,6 +44,7 @@ use crate::error::{SqlError, SqlResult};
 pub const PG_CATALOG: &str = "pg_catalog";
 /// The SQL-standard catalog views.
 pub const INFORMATION_SCHEMA: &str = "information_schema";
+pub use floe_catalog::FLOE_CATALOG;
 
 /// Installs the catalog functions into `state` and replaces DataFusion's own
 /// `information_schema` with Floe's (the schemas themselves resolve through
@@ -60,6 +62,7 @@ pub fn schema(db: &Arc<Db>, database: &str, name: &str) -> Option<Arc<dyn Schema
     let kind = match name {
         PG_CATALOG => Kind::PgCatalog,
         INFORMATION_SCHEMA => Kind::InformationSchema,
+        FLOE_CATALOG => Kind::FloeCatalog,
         _ => return None,
     };
     Some(Arc::new(CatalogSchema {
@@ -73,8 +76,8 @@ pub(crate) use rewrite::CatalogContext;
 pub(crate) use system::procs;
 
 /// Names of the catalog schemas every database has.
-pub fn schema_names() -> [&'static str; 2] {
-    [PG_CATALOG, INFORMATION_SCHEMA]
+pub fn schema_names() -> [&'static str; 3] {
+    [PG_CATALOG, INFORMATION_SCHEMA, FLOE_CATALOG]
 }
 
 /// Rewrites `statement` so DataFusion can answer clients' catalog queries (see [`rewrite`]).
@@ -89,6 +92,7 @@ pub(crate) fn rewrite_statement(
 enum Kind {
     PgCatalog,
     InformationSchema,
+    FloeCatalog,
 }
 
 /// One database's `pg_catalog` or `information_schema`.
@@ -111,6 +115,10 @@ impl SchemaProvider for CatalogSchema {
                 .iter()
                 .map(|t| t.name.to_string())
                 .collect(),
+            Kind::FloeCatalog => floe_catalog::TABLES
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect(),
         }
     }
 
@@ -120,15 +128,21 @@ impl SchemaProvider for CatalogSchema {
                 Some(t) => Ok(Some(t.provider(&self.db, &self.database)?)),
                 None => Ok(None),
             },
-            Kind::InformationSchema => Ok(information_schema::table(name).map(|t| {
-                Arc::new(table::CatalogTable::new(
-                    t.name,
-                    t.columns,
-                    t.rows,
-                    self.db.clone(),
-                    &self.database,
-                )) as Arc<dyn TableProvider>
-            })),
+            Kind::InformationSchema | Kind::FloeCatalog => {
+                let found = match self.kind {
+                    Kind::InformationSchema => information_schema::table(name),
+                    _ => floe_catalog::table(name),
+                };
+                Ok(found.map(|t| {
+                    Arc::new(table::CatalogTable::new(
+                        t.name,
+                        t.columns,
+                        t.rows,
+                        self.db.clone(),
+                        &self.database,
+                    )) as Arc<dyn TableProvider>
+                }))
+            }
         }
     }
 
@@ -136,6 +150,7 @@ impl SchemaProvider for CatalogSchema {
         match self.kind {
             Kind::PgCatalog => system::system_table(name).is_some(),
             Kind::InformationSchema => information_schema::table(name).is_some(),
+            Kind::FloeCatalog => floe_catalog::table(name).is_some(),
         }
     }
 }

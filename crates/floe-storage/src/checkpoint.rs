@@ -390,7 +390,9 @@ impl Inner {
                 age,
                 "flushed settled keys to cold runs"
             );
-            // Also when nothing was flushed: a TRUNCATE or DROP may have left runs to drop.
+        }
+        // Also when nothing was flushed: a TRUNCATE or DROP may have left runs to drop.
+        if let Some(cold) = &self.cold {
             if !cold.manifest.current().runs.is_empty() {
                 self.request_compaction();
             }

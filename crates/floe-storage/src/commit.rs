@@ -668,6 +668,10 @@ impl Inner {
                             if let Some(old) = old {
                                 self.hot_bytes
                                     .fetch_sub(old.hot.bytes() as i64, Ordering::Relaxed);
+                                // A rewrite: the old layout's runs are read no more.
+                                if !old.cold.is_empty() {
+                                    self.request_compaction();
+                                }
                             }
                             let indexes = def
                                 .indexes
@@ -696,6 +700,10 @@ impl Inner {
                     if let Some(old) = tables.remove(id) {
                         self.hot_bytes
                             .fetch_sub(old.hot.bytes() as i64, Ordering::Relaxed);
+                        // Its runs leave the manifest at the compactor's next pass.
+                        if !old.cold.is_empty() {
+                            self.request_compaction();
+                        }
                     }
                     self.sequences.lock().remove(id);
                 }

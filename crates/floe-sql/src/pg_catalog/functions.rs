@@ -228,11 +228,8 @@ fn table_is_visible(db: &Db, oid: u32, path: &[String]) -> bool {
     if SYSTEM_TABLES.iter().any(|t| t.oid == oid) {
         return true;
     }
-    if super::information_schema::TABLES
-        .iter()
-        .any(|t| t.oid == oid)
-    {
-        return path.iter().any(|s| s == "information_schema");
+    if let Some((schema, _)) = super::information_schema::view_by_oid(oid) {
+        return path.iter().any(|s| s == schema);
     }
     let catalog = db.catalog();
     let (def, name) = match catalog.relation(oid) {
@@ -268,11 +265,8 @@ pub(crate) fn regclass_name(db: &Db, oid: u32, path: Option<&[String]>) -> Strin
     if let Some(t) = SYSTEM_TABLES.iter().find(|t| t.oid == oid) {
         return t.name.to_string();
     }
-    if let Some(t) = super::information_schema::TABLES
-        .iter()
-        .find(|t| t.oid == oid)
-    {
-        return format!("information_schema.{}", t.name);
+    if let Some((schema, t)) = super::information_schema::view_by_oid(oid) {
+        return format!("{schema}.{}", t.name);
     }
     let catalog = db.catalog();
     let visible = match path {
@@ -312,6 +306,7 @@ pub(crate) fn namespace_name(db: &Db, oid: u32) -> Option<String> {
     match oid {
         oids::PG_CATALOG_OID => Some("pg_catalog".into()),
         oids::INFORMATION_SCHEMA_OID => Some("information_schema".into()),
+        oids::FLOE_CATALOG_OID => Some(super::FLOE_CATALOG.into()),
         _ => {
             let catalog = db.catalog();
             let name = catalog

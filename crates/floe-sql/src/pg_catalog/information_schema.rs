@@ -24,6 +24,26 @@ pub(crate) struct InfoTable {
     pub rows: RowFn,
 }
 
+/// The schemas of views computed from Floe's state: `information_schema` and `floe_catalog`,
+/// as (namespace OID, name, views).
+pub(crate) fn view_schemas() -> [(u32, &'static str, &'static [InfoTable]); 2] {
+    [
+        (oids::INFORMATION_SCHEMA_OID, "information_schema", TABLES),
+        (
+            oids::FLOE_CATALOG_OID,
+            super::floe_catalog::FLOE_CATALOG,
+            super::floe_catalog::TABLES,
+        ),
+    ]
+}
+
+/// The view with OID `oid` of [`view_schemas`], with its schema's name.
+pub(crate) fn view_by_oid(oid: u32) -> Option<(&'static str, &'static InfoTable)> {
+    view_schemas()
+        .into_iter()
+        .find_map(|(_, schema, views)| views.iter().find(|t| t.oid == oid).map(|t| (schema, t)))
+}
+
 /// Every view of `information_schema`.
 pub(crate) const TABLES: &[InfoTable] = &[
     InfoTable {

@@ -23,6 +23,8 @@ pub(crate) const DATABASE_OWNER_OID: u32 = 6171;
 pub(crate) const PG_CATALOG_OID: u32 = 11;
 /// `information_schema` (PostgreSQL assigns it at initdb; any OID below 16384 will do).
 pub(crate) const INFORMATION_SCHEMA_OID: u32 = 13000;
+/// `floe_catalog`'s namespace OID (its views are 13501…).
+pub(crate) const FLOE_CATALOG_OID: u32 = 13500;
 /// `pg_class` (the `classid` of relations in `pg_depend`).
 pub(crate) const PG_CLASS_OID: u32 = 1259;
 /// The `heap` table access method.

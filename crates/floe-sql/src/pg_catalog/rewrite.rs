@@ -545,6 +545,7 @@ pub(crate) fn resolve_class(
     let system = |schema: &str| match schema {
         PG_CATALOG => system::system_table(name).map(|t| t.oid),
         "information_schema" => super::information_schema::table(name).map(|t| t.oid),
+        super::FLOE_CATALOG => super::floe_catalog::table(name).map(|t| t.oid),
         _ => None,
     };
     let catalog = db.catalog();
@@ -585,6 +586,7 @@ pub(crate) fn resolve_namespace(db: &Db, database: &str, text: &str) -> SqlResul
     match name.as_str() {
         PG_CATALOG => Ok(oids::PG_CATALOG_OID),
         "information_schema" => Ok(oids::INFORMATION_SCHEMA_OID),
+        super::FLOE_CATALOG => Ok(oids::FLOE_CATALOG_OID),
         _ => db
             .catalog()
             .schema(database, &name)

@@ -339,6 +339,7 @@ pub(crate) fn kind_columns(columns: Columns) -> Vec<(String, u32)> {
                 TextArray => 1009,
                 Int2Array => 1005,
                 OidArray => 1028,
+                Kind::TimestampTz => 1184,
             };
             (name.to_string(), oid)
         })
@@ -1049,6 +1050,11 @@ pub(crate) fn namespaces(ctx: &Ctx) -> Vec<(u32, String, u32)> {
             "information_schema".to_string(),
             oids::SUPERUSER_OID,
         ),
+        (
+            oids::FLOE_CATALOG_OID,
+            super::FLOE_CATALOG.to_string(),
+            oids::SUPERUSER_OID,
+        ),
     ];
     for schema in ctx.catalog.schemas(&ctx.database) {
         let owner = if schema.name == crate::engine::DEFAULT_SCHEMA {
@@ -1158,22 +1164,24 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
             .row(),
         );
     }
-    for t in super::information_schema::TABLES {
-        rows.push(
-            ClassRow {
-                oid: t.oid,
-                name: t.name,
-                namespace: oids::INFORMATION_SCHEMA_OID,
-                relkind: "v",
-                am: 0,
-                tuples: -1.0,
-                natts: t.columns.len(),
-                checks: 0,
-                hasindex: false,
-                persistence: "p",
-            }
-            .row(),
-        );
+    for (namespace, _, views) in super::information_schema::view_schemas() {
+        for t in views {
+            rows.push(
+                ClassRow {
+                    oid: t.oid,
+                    name: t.name,
+                    namespace,
+                    relkind: "v",
+                    am: 0,
+                    tuples: -1.0,
+                    natts: t.columns.len(),
+                    checks: 0,
+                    hasindex: false,
+                    persistence: "p",
+                }
+                .row(),
+            );
+        }
     }
     for (namespace, def) in relations(ctx) {
         let persistence = if def.is_temporary() { "t" } else { "p" };
@@ -1310,8 +1318,10 @@ fn pg_attribute(ctx: &Ctx) -> Vec<Row> {
     for t in SYSTEM_TABLES {
         system(&mut rows, t.oid, t.columns());
     }
-    for t in super::information_schema::TABLES {
-        system(&mut rows, t.oid, kind_columns(t.columns));
+    for (_, _, views) in super::information_schema::view_schemas() {
+        for t in views {
+            system(&mut rows, t.oid, kind_columns(t.columns));
+        }
     }
     for (_, def) in relations(ctx) {
         if let RelationKind::Sequence(_) = def.kind {

@@ -41,6 +41,8 @@ pub(crate) enum Kind {
     Int2Array,
     /// `oid[]` / `oidvector`.
     OidArray,
+    /// `timestamptz` (values: microseconds since the Unix epoch).
+    TimestampTz,
 }
 
 /// A field tagged with a PostgreSQL type: `oid` values are Int32 tagged `oid`, so clients see
@@ -75,6 +77,7 @@ impl Kind {
             Kind::TextArray => list(DataType::Utf8),
             Kind::Int2Array => list(DataType::Int16),
             Kind::OidArray => list(DataType::Int32),
+            Kind::TimestampTz => crate::types::SqlType::Timestamptz.to_arrow(),
         }
     }
 }
@@ -282,6 +285,14 @@ fn column<'a>(kind: Kind, values: impl Iterator<Item = &'a V>) -> ArrayRef {
                 }
             }
             Arc::new(b.finish())
+        }
+        Kind::TimestampTz => {
+            let micros: Vec<Option<i64>> = values.map(int).collect();
+            let array = datafusion::arrow::array::TimestampMicrosecondArray::from(micros);
+            match crate::types::SqlType::Timestamptz.to_arrow() {
+                DataType::Timestamp(_, zone) => Arc::new(array.with_timezone_opt(zone)),
+                _ => Arc::new(array),
+            }
         }
         Kind::OidArray => {
             let mut b = ListBuilder::new(Int32Builder::new());
