@@ -379,8 +379,17 @@ impl Inner {
                 if table.hot.keeps_tombstones() {
                     flushed += self.flush_table(cold, table, checkpoint_ts, horizon, age)?;
                 }
-                // Nothing older than the hot tier: its tombstones hide nothing.
-                if table.cold.is_empty() {
+                // Nothing older than the hot tier: its tombstones hide nothing (unless a
+                // failed publish may have listed a run for it after all).
+                if table.cold.is_empty()
+                    && !cold.uncertain.load(Ordering::Acquire)
+                    && cold
+                        .manifest
+                        .current()
+                        .table_runs(table.def.id)
+                        .next()
+                        .is_none()
+                {
                     table.hot.stop_keeping_tombstones();
                 }
             }

@@ -16,14 +16,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::Mutex;
 
 use crate::codec::TableCodec;
 use crate::cold_run::{ColdRun, RunMeta};
 use crate::error::StorageResult;
-use crate::manifest::{ManifestWriter, RunPins};
+use crate::manifest::{Manifest, ManifestEdit, ManifestWriter, RunPins};
 use crate::store::ColdStore;
-use crate::table::TableData;
+use crate::table::{RunSet, TableData};
 
 /// The cold tier of an open database.
 #[derive(Debug)]
@@ -36,13 +38,25 @@ pub(crate) struct ColdTier {
     /// so a publish that drops runs no table lists never races a flush whose run is listed
     /// by the manifest but not yet by its table.
     pub lists: Mutex<()>,
+    /// A publish failed, and none succeeded since: it may have landed anyway (a timeout
+    /// after the store applied it), so the manifest may list runs no table reads yet. While
+    /// set, tables keep their tombstones whatever their run lists say.
+    pub uncertain: AtomicBool,
+    /// For each run this process wrote or attached: the table list it is for
+    /// ([`crate::table::ColdRuns::id`]). A sync adds a run to a table only if it is for that
+    /// table's list: the runs of a layout before a rewrite never reach the new layout.
+    owners: Mutex<HashMap<String, u64>>,
 }
 
 impl ColdTier {
     /// Opens the store at `location` (`None`: `file://<dir>/cold`) and claims the next
     /// writer epoch.
     pub fn open(location: Option<&str>, dir: &Path) -> StorageResult<ColdTier> {
-        let store = Arc::new(ColdStore::open(location, dir)?);
+        ColdTier::with_store(Arc::new(ColdStore::open(location, dir)?))
+    }
+
+    /// The cold tier over `store`; claims the next writer epoch.
+    pub fn with_store(store: Arc<ColdStore>) -> StorageResult<ColdTier> {
         let manifest = Arc::new(
             store
                 .io()
@@ -58,7 +72,18 @@ impl ColdTier {
             store,
             manifest,
             lists: Mutex::new(()),
+            uncertain: AtomicBool::new(false),
+            owners: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Records that the runs `paths` were written for the table list `list`
+    /// ([`crate::table::ColdRuns::id`]).
+    pub fn own(&self, paths: impl IntoIterator<Item = String>, list: u64) {
+        let mut owners = self.owners.lock();
+        for path in paths {
+            owners.insert(path, list);
+        }
     }
 
     /// Opens the run `meta` of a table encoded by `codec`, pinned for as long as it is held
@@ -96,10 +121,111 @@ impl ColdTier {
                 runs.push(self.open_run(meta, table.codec.clone())?);
             }
             table.hot.keep_tombstones_from_now();
+            self.own(
+                runs.iter().map(|run| run.meta().path.clone()),
+                table.cold.id(),
+            );
             tracing::info!(table = table_id, runs = runs.len(), "attached cold runs");
             table.cold.replace(runs);
         }
         Ok(())
+    }
+
+    /// Publishes `edit` (the caller holds [`ColdTier::lists`]), then makes every table in
+    /// `tables` read exactly the runs the new version lists for it. A publish that reported
+    /// failure but landed is adopted by the next one (see `ManifestWriter::publish`), so the
+    /// version published may hold more than `edit`: a compaction's outputs in place of inputs
+    /// a table still reads, a flush's run its table never added. Returns the tables' old
+    /// lists (readers may still hold them), by table.
+    pub fn publish_and_sync(
+        &self,
+        edit: ManifestEdit,
+        tables: &HashMap<u32, Arc<TableData>>,
+    ) -> StorageResult<HashMap<u32, RunSet>> {
+        let manifest = self.manifest.clone();
+        let published = self
+            .store
+            .io()
+            .block_on(async move { manifest.publish(edit).await })?;
+        let published = match published {
+            Ok(published) => published,
+            Err(error) => {
+                self.uncertain.store(true, Ordering::Release);
+                return Err(error.into());
+            }
+        };
+        self.uncertain.store(false, Ordering::Release);
+        // The version just published is the whole truth (it adopted any earlier publish that
+        // landed after reporting failure): owners of runs it does not list are stale.
+        self.owners.lock().retain(|path, _| published.lists(path));
+        self.sync_lists(&published, tables)
+    }
+
+    /// After a failed publish: learns from the store whether it landed after all, and makes
+    /// every table in `tables` read what the newest version lists. The caller holds
+    /// [`ColdTier::lists`].
+    pub fn resolve_uncertainty(&self, tables: &HashMap<u32, Arc<TableData>>) -> StorageResult<()> {
+        if !self.uncertain.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let manifest = self.manifest.clone();
+        let newest = self
+            .store
+            .io()
+            .block_on(async move { manifest.refresh().await })??;
+        self.uncertain.store(false, Ordering::Release);
+        self.sync_lists(&newest, tables)?;
+        Ok(())
+    }
+
+    /// Makes every table in `tables` read exactly the runs `manifest` lists for it (see
+    /// [`ColdTier::publish_and_sync`]); returns the old lists of the tables it changed. A run
+    /// that fails to open leaves its table's list as it was (the next sync tries again).
+    pub fn sync_lists(
+        &self,
+        published: &Manifest,
+        tables: &HashMap<u32, Arc<TableData>>,
+    ) -> StorageResult<HashMap<u32, RunSet>> {
+        let mut old_lists = HashMap::new();
+        for (id, table) in tables {
+            let current = table.cold.current().runs;
+            // A run the table does not read yet is added only if it was written for this
+            // table's list (not for the layout before a rewrite).
+            let list = table.cold.id();
+            let mut listed: Vec<&RunMeta> = {
+                let owners = self.owners.lock();
+                published
+                    .table_runs(*id)
+                    .filter(|meta| {
+                        current.iter().any(|run| run.meta().path == meta.path)
+                            || owners.get(&meta.path) == Some(&list)
+                    })
+                    .collect()
+            };
+            listed.sort_by(|a, b| crate::table::read_order(a).cmp(&crate::table::read_order(b)));
+            let same = current.len() == listed.len()
+                && current.iter().zip(&listed).all(|(run, meta)| {
+                    run.meta().path == meta.path && run.meta().level == meta.level
+                });
+            if same {
+                continue;
+            }
+            let mut runs = Vec::with_capacity(listed.len());
+            for meta in listed {
+                match current
+                    .iter()
+                    .find(|run| run.meta().path == meta.path && run.meta().level == meta.level)
+                {
+                    Some(run) => runs.push(run.clone()),
+                    None => runs.push(self.open_run(meta.clone(), table.codec.clone())?),
+                }
+            }
+            if !runs.is_empty() {
+                table.hot.keep_tombstones_from_now();
+            }
+            old_lists.insert(*id, table.cold.replace(runs));
+        }
+        Ok(old_lists)
     }
 
     /// Deletes run files no manifest version lists (left by a crash mid-flush, compacted

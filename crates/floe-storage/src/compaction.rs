@@ -346,6 +346,10 @@ impl Inner {
             return Ok(0);
         };
         let _pass = self.compactor.pass.lock();
+        {
+            let _lists = cold.lists.lock();
+            cold.resolve_uncertainty(&self.tables.read().clone())?;
+        }
         let mut tables: Vec<Arc<TableData>> = self
             .tables
             .read()
@@ -474,27 +478,25 @@ impl Inner {
             });
         }
         removed.extend(plan.drops.iter().map(|r| r.meta().path.clone()));
-        let mut added = Vec::with_capacity(added_metas.len());
-        for meta in &added_metas {
-            added.push(cold.open_run(meta.clone(), table.codec.clone())?);
-        }
         self.compactor.update(id, |info| {
             info.output_runs = written;
             info.output_rows = added_metas[..written].iter().map(|m| m.rows).sum();
             info.output_bytes = added_metas[..written].iter().map(|m| m.bytes).sum();
         });
-        let manifest = cold.manifest.clone();
         let edit = ManifestEdit {
             add: added_metas,
-            remove: removed.clone(),
+            remove: removed,
         };
         let lists = cold.lists.lock();
-        cold.store
-            .io()
-            .block_on(async move { manifest.publish(edit).await })??;
+        // Under the lock: a sync meanwhile would forget the owner of an unlisted run.
+        cold.own(
+            edit.add.iter().map(|meta| meta.path.clone()),
+            table.cold.id(),
+        );
+        let tables = self.tables.read().clone();
+        // Readers of the old lists keep their runs pinned until they finish.
+        drop(cold.publish_and_sync(edit, &tables)?);
         drop(pins);
-        // Readers of the old list keep its runs pinned until they finish.
-        drop(table.cold.edit(&removed, added));
         drop(lists);
         tracing::info!(
             table = table.def.id,
@@ -585,37 +587,38 @@ impl Inner {
         Ok(Merged { written, read })
     }
 
-    /// Publishes a manifest version without the runs no table reads (tables dropped or
-    /// rewritten since); `true` when one was published.
+    /// Publishes a manifest version without the runs no reader can need: those of tables
+    /// that no longer exist, and runs of a table it does not read that are wholly older than
+    /// a TRUNCATE every reader sees (the layout before a rewrite). Runs of a live table it
+    /// does not read yet (a publish that landed after reporting failure, a run that failed
+    /// to open) are synced into its list instead. `true` when a version was published.
     fn drop_unread_runs(&self, cold: &ColdTier) -> StorageResult<bool> {
         let lists = cold.lists.lock();
-        let read: std::collections::HashSet<String> = self
-            .tables
-            .read()
-            .values()
-            .flat_map(|t| t.cold.metas())
-            .map(|meta| meta.path)
-            .collect();
-        let remove: Vec<String> = cold
-            .manifest
-            .current()
+        let tables = self.tables.read().clone();
+        let manifest = cold.manifest.current();
+        cold.sync_lists(&manifest, &tables)?;
+        let horizon = self.horizon();
+        let remove: Vec<String> = manifest
             .runs
             .iter()
-            .filter(|run| !read.contains(&run.path))
+            .filter(|run| match tables.get(&run.table_id) {
+                None => true,
+                Some(table) => {
+                    run.max_ts < table.hot.truncated_at(horizon)
+                        && !table.cold.metas().iter().any(|m| m.path == run.path)
+                }
+            })
             .map(|run| run.path.clone())
             .collect();
         if remove.is_empty() {
             return Ok(false);
         }
         let count = remove.len();
-        let manifest = cold.manifest.clone();
         let edit = ManifestEdit {
             add: Vec::new(),
             remove,
         };
-        cold.store
-            .io()
-            .block_on(async move { manifest.publish(edit).await })??;
+        drop(cold.publish_and_sync(edit, &tables)?);
         drop(lists);
         tracing::info!(
             runs = count,

@@ -70,6 +70,10 @@ pub struct DbOptions {
     /// Tests only: make checkpoints fail at this point.
     #[doc(hidden)]
     pub checkpoint_failpoint: Option<CheckpointFailpoint>,
+    /// Tests only: the cold tier's store itself (a fault-injecting one), instead of
+    /// [`DbOptions::storage`].
+    #[doc(hidden)]
+    pub cold_store: Option<Arc<crate::store::ColdStore>>,
 }
 
 /// [`DbOptions::flush_age_commits`]: rows go cold under memory pressure only.
@@ -96,6 +100,7 @@ impl Default for DbOptions {
             cold_tier: true,
             flush_age_commits: Some(DEFAULT_FLUSH_AGE_COMMITS),
             checkpoint_failpoint: None,
+            cold_store: None,
         }
     }
 }
@@ -172,7 +177,10 @@ impl Db {
         // The cold tier first: recovery attaches each table's runs before it loads the hot
         // tier, so tombstones that hide cold versions are kept from the start.
         let cold = match options.cold_tier {
-            true => Some(Arc::new(ColdTier::open(options.storage.as_deref(), dir)?)),
+            true => Some(Arc::new(match &options.cold_store {
+                Some(store) => ColdTier::with_store(store.clone())?,
+                None => ColdTier::open(options.storage.as_deref(), dir)?,
+            })),
             false => None,
         };
         let Recovered {

@@ -95,24 +95,27 @@ impl Inner {
             RunOptions::default(),
         )?
         .write_all(chosen)?;
-        let mut new_runs = Vec::with_capacity(written.runs.len());
-        for meta in &written.runs {
-            new_runs.push(cold.open_run(meta.clone(), table.codec.clone())?);
-        }
-        let manifest = cold.manifest.clone();
         let edit = ManifestEdit {
             add: written.runs.clone(),
             remove: Vec::new(),
         };
         // Until the table lists the run, a compaction must not take it for a dropped table's.
         let lists = cold.lists.lock();
-        cold.store
-            .io()
-            .block_on(async move { manifest.publish(edit).await })??;
+        // Under the lock: a sync meanwhile would forget the owner of an unlisted run.
+        cold.own(
+            written.runs.iter().map(|meta| meta.path.clone()),
+            table.cold.id(),
+        );
+        let tables = self.tables.read().clone();
+        let mut old_lists = cold.publish_and_sync(edit, &tables)?;
         // Listed now: the sweeper keeps them without the writer's pin.
         drop(written.pin);
-        let old = table.cold.edit(&[], new_runs);
         drop(lists);
+        let Some(old) = old_lists.remove(&table.def.id) else {
+            // The table was dropped or rewritten meanwhile: nothing to remove.
+            return Ok(0);
+        };
+        drop(old_lists);
         let started = Instant::now();
         while Arc::strong_count(&old.sources) > 1 {
             if started.elapsed() > READER_WAIT {

@@ -34,8 +34,9 @@ mod commit;
 pub mod compaction;
 pub mod db;
 pub mod error;
-#[cfg(test)]
-mod fault;
+/// A fault-injecting object store, for the tests of this crate and its users.
+#[doc(hidden)]
+pub mod fault;
 mod flush;
 pub mod hot;
 pub mod index;

@@ -423,6 +423,28 @@ impl ManifestWriter {
         Ok(next)
     }
 
+    /// Reads the newest version from the store and adopts it when it is newer than the one
+    /// this writer knows (only an earlier publish of its own that reported failure can be).
+    /// Fails with [`ColdError::Fenced`] when a newer writer took over.
+    pub async fn refresh(&self) -> ColdResult<Arc<Manifest>> {
+        let _writing = self.writing.lock().await;
+        let newest = load_newest(&self.store).await?;
+        if newest.epoch > self.epoch {
+            return Err(self.fenced(format!(
+                "manifest version {} has epoch {}",
+                newest.version, newest.epoch
+            )));
+        }
+        if newest.version > self.current().version {
+            tracing::warn!(
+                version = newest.version,
+                "an earlier manifest publish landed after reporting failure"
+            );
+            *self.current.write() = Arc::new(newest);
+        }
+        Ok(self.current())
+    }
+
     fn fenced(&self, detail: String) -> ColdError {
         tracing::error!(epoch = self.epoch, %detail, "cold-tier writer fenced");
         ColdError::Fenced {

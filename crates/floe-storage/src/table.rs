@@ -31,6 +31,9 @@ use crate::source::{OlderSources, Source, Sources, LATEST};
 #[derive(Debug)]
 pub struct ColdRuns {
     current: RwLock<RunSet>,
+    /// Unique in this process: which list (which row layout of which table) a run was
+    /// written for.
+    id: u64,
 }
 
 /// One list of a table's runs, newest first.
@@ -44,16 +47,24 @@ pub struct RunSet {
 
 impl Default for ColdRuns {
     fn default() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         ColdRuns {
             current: RwLock::new(RunSet {
                 sources: Arc::from(Vec::new()),
                 runs: Arc::from(Vec::new()),
             }),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
 
 impl ColdRuns {
+    /// This list's identity in this process ([`crate::cold_tier::ColdTier`] records which
+    /// list each run it writes is for).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The current list (readers hold it for their whole read).
     pub fn current(&self) -> RunSet {
         self.current.read().clone()
@@ -78,22 +89,6 @@ impl ColdRuns {
     /// still hold.
     pub fn replace(&self, runs: Vec<Arc<ColdRun>>) -> RunSet {
         std::mem::replace(&mut *self.current.write(), RunSet::of(runs))
-    }
-
-    /// Takes `removed` (by path) out of the list and adds `added`, in one step (a flush may
-    /// add a run meanwhile); the list is kept in read order: level ascending, then the newest
-    /// `max_ts` first. Returns the old list.
-    pub fn edit(&self, removed: &[String], added: Vec<Arc<ColdRun>>) -> RunSet {
-        let mut current = self.current.write();
-        let mut runs: Vec<Arc<ColdRun>> = current
-            .runs
-            .iter()
-            .filter(|run| !removed.contains(&run.meta().path))
-            .cloned()
-            .chain(added)
-            .collect();
-        runs.sort_by(|a, b| read_order(a.meta()).cmp(&read_order(b.meta())));
-        std::mem::replace(&mut *current, RunSet::of(runs))
     }
 }
 
