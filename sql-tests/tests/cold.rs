@@ -215,3 +215,65 @@ async fn overlapping_flushes_are_compacted_in_the_background() {
     .await;
     assert_eq!(left, 0, "the dropped table's runs left the manifest");
 }
+
+/// SIGKILL at random moments while checkpoints flush and the compactor merges and swaps
+/// manifest versions: every acknowledged row is there after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_flushes_and_compactions_loses_nothing() {
+    let mut server = TestServer::start_floe_with(&BUDGET);
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE s (id bigint PRIMARY KEY, v bigint, pad text)")
+        .await
+        .unwrap();
+    let (mut count, mut sum) = (0i64, 0i64);
+    // Kill delays in milliseconds after the CHECKPOINT is sent: before, during and after
+    // the flush, and while the compactor runs.
+    for (round, delay) in [0u64, 40, 150, 400, 900, 1500].into_iter().enumerate() {
+        let round = round as i64;
+        let c = server.connect().await;
+        // Interleaved keys: every flush overlaps the earlier ones.
+        for part in 0..6 {
+            c.batch_execute(&format!(
+                "INSERT INTO s SELECT i * 8 + {round}, i, repeat('y', 600)
+                 FROM generate_series({}::bigint, {}::bigint) AS g(i)",
+                part * 1000,
+                part * 1000 + 999
+            ))
+            .await
+            .unwrap();
+        }
+        c.batch_execute(&format!(
+            "UPDATE s SET v = v + 1 WHERE id % 8 < {round} AND id % 13 = 0"
+        ))
+        .await
+        .unwrap();
+        count = one(&c, "SELECT count(*) FROM s").await;
+        sum = one(&c, "SELECT sum(v)::bigint FROM s").await;
+        let checkpointer = server.connect().await;
+        let pending = tokio::spawn(async move { checkpointer.batch_execute("CHECKPOINT").await });
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        server.kill9();
+        let _ = pending.await;
+        drop(c);
+        server.restart(&BUDGET);
+        let c = server.connect().await;
+        assert_eq!(
+            one(&c, "SELECT count(*) FROM s").await,
+            count,
+            "round {round}"
+        );
+        assert_eq!(
+            one(&c, "SELECT sum(v)::bigint FROM s").await,
+            sum,
+            "round {round}"
+        );
+    }
+    let c = server.connect().await;
+    c.batch_execute("CHECKPOINT").await.unwrap();
+    assert_eq!(one(&c, "SELECT count(*) FROM s").await, count);
+    assert_eq!(one(&c, "SELECT sum(v)::bigint FROM s").await, sum);
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM s WHERE id = 8 * 77 + 3").await,
+        1
+    );
+}

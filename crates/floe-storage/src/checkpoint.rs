@@ -603,6 +603,11 @@ struct TriggerSignal {
 }
 
 impl CheckpointTrigger {
+    /// Whether a checkpoint was asked for and has not finished.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Asks the checkpointer thread to finish (after a checkpoint in progress).
     pub(crate) fn stop(&self) {
         let mut signal = self.signal.lock();

@@ -76,6 +76,9 @@ pub struct DbOptions {
     pub cold_store: Option<Arc<crate::store::ColdStore>>,
 }
 
+/// The longest a writer waits for a flush under memory pressure ([`Db::wait_for_flush`]).
+pub const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// [`DbOptions::flush_age_commits`]: rows go cold under memory pressure only.
 pub const FLUSH_BY_AGE_NEVER: u64 = u64::MAX;
 
@@ -242,9 +245,11 @@ impl Db {
             }
             None => None,
         };
-        // A long log replayed at startup is worth a checkpoint right away, and runs a crash
-        // left uncompacted a compaction.
+        // A long log replayed at startup is worth a checkpoint right away (so is a hot tier
+        // replayed past half its budget: the flush makes room before the first write needs
+        // it), and runs a crash left uncompacted a compaction.
         inner.maybe_trigger_checkpoint(log_bytes);
+        inner.maybe_flush_for_memory();
         inner.request_compaction();
         Ok(Arc::new(Db {
             inner,
@@ -454,6 +459,24 @@ impl Db {
     /// Bytes held by the hot tier.
     pub fn hot_bytes(&self) -> usize {
         self.inner.hot_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Backpressure: while the hot tier is past half its budget and the flush asked for has
+    /// not finished, a writer waits for it (up to [`FLUSH_WAIT`]) instead of running into the
+    /// limit (53200) while memory is about to be freed (after a restart replayed a large log,
+    /// or while a bulk load outruns the flushes).
+    pub async fn wait_for_flush(&self) {
+        let inner = &self.inner;
+        if inner.cold.is_none() || !inner.under_memory_pressure() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        while inner.checkpoint_trigger.is_pending()
+            && inner.under_memory_pressure()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// The cold tier's location and this process's writer epoch (`None`: disabled).

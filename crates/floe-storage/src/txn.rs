@@ -685,6 +685,7 @@ impl Txn {
         key: Key,
         row: Option<RowBytes>,
     ) -> StorageResult<()> {
+        self.db.wait_for_flush().await;
         let indexes = self.unique_indexes(table);
         let (conflict, introduced) = self
             .check_unique(table, &indexes, &key, row.as_ref())
@@ -814,6 +815,7 @@ impl Txn {
         columns: Option<&[ArrayRef]>,
         lock: bool,
     ) -> StorageResult<Option<usize>> {
+        self.db.wait_for_flush().await;
         let keyed = table.codec.has_primary_key();
         if !self.unique_indexes(table).is_empty() {
             for (i, (key, row)) in rows.into_iter().enumerate() {
