@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use crate::codec::TableCodec;
-use crate::cold_run::{ColdRun, RunMeta};
+use crate::cold_run::{ColdRun, RunMeta, RunOptions, RunWriter};
 use crate::error::StorageResult;
 use crate::manifest::{Manifest, ManifestEdit, ManifestWriter, RunPins};
 use crate::store::ColdStore;
@@ -84,6 +84,20 @@ impl ColdTier {
         for path in paths {
             owners.insert(path, list);
         }
+    }
+
+    /// A writer of `table`'s runs at `level`, named by this process's writer and pinned
+    /// until listed.
+    pub fn run_writer(&self, table: &TableData, level: u32) -> StorageResult<RunWriter> {
+        Ok(RunWriter::new(
+            self.store.clone(),
+            table.codec.clone(),
+            table.def.id,
+            level,
+            self.manifest.namer().clone(),
+            self.manifest.pins(),
+            RunOptions::default(),
+        )?)
     }
 
     /// Opens the run `meta` of a table encoded by `codec`, pinned for as long as it is held

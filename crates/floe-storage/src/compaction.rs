@@ -33,7 +33,7 @@ use std::time::SystemTime;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::cold_run::{ColdRun, RunMeta, RunOptions, RunWriter};
+use crate::cold_run::{ColdRun, RunMeta};
 use crate::cold_tier::ColdTier;
 use crate::db::Inner;
 use crate::error::{ColdError, StorageResult};
@@ -520,15 +520,7 @@ impl Inner {
         id: u64,
         read_before: u64,
     ) -> StorageResult<Merged> {
-        let mut writer = RunWriter::new(
-            cold.store.clone(),
-            table.codec.clone(),
-            table.def.id,
-            1,
-            cold.manifest.namer().clone(),
-            cold.manifest.pins(),
-            RunOptions::default(),
-        )?;
+        let mut writer = cold.run_writer(table, 1)?;
         let mut cursors: Vec<Cursor> = group.iter().cloned().map(Cursor::new).collect();
         let mut read = 0u64;
         let mut reported = 0u64;

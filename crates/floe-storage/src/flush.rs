@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cold_run::{RunOptions, RunWriter};
 use crate::cold_tier::ColdTier;
 use crate::db::Inner;
 use crate::error::StorageResult;
@@ -85,16 +84,7 @@ impl Inner {
             .map(|v| (v.key.clone(), v.commit_ts))
             .collect();
         let versions = chosen.len();
-        let written = RunWriter::new(
-            cold.store.clone(),
-            table.codec.clone(),
-            table.def.id,
-            0,
-            cold.manifest.namer().clone(),
-            cold.manifest.pins(),
-            RunOptions::default(),
-        )?
-        .write_all(chosen)?;
+        let written = cold.run_writer(table, 0)?.write_all(chosen)?;
         let edit = ManifestEdit {
             add: written.runs.clone(),
             remove: Vec::new(),

@@ -428,6 +428,11 @@ impl ManifestWriter {
     /// Fails with [`ColdError::Fenced`] when a newer writer took over.
     pub async fn refresh(&self) -> ColdResult<Arc<Manifest>> {
         let _writing = self.writing.lock().await;
+        self.adopt_newest().await
+    }
+
+    /// [`ManifestWriter::refresh`] for a caller holding `writing`.
+    async fn adopt_newest(&self) -> ColdResult<Arc<Manifest>> {
         let newest = load_newest(&self.store).await?;
         if newest.epoch > self.epoch {
             return Err(self.fenced(format!(
@@ -459,18 +464,8 @@ impl ManifestWriter {
     /// nothing) when a newer writer took over.
     pub async fn sweep(&self) -> ColdResult<SweepReport> {
         let _writing = self.writing.lock().await;
-        let newest = load_newest(&self.store).await?;
-        if newest.epoch > self.epoch {
-            return Err(self.fenced(format!(
-                "manifest version {} has epoch {}",
-                newest.version, newest.epoch
-            )));
-        }
-        let current = self.current();
-        if newest.version > current.version {
-            // Only an earlier publish of ours that reported failure can be newer.
-            *self.current.write() = Arc::new(newest.clone());
-        }
+        // Only an earlier publish of ours that reported failure can be newer than `current`.
+        let newest = self.adopt_newest().await?;
         let listed: HashSet<&str> = newest.runs.iter().map(|run| run.path.as_str()).collect();
         let mut report = SweepReport::default();
         for object in self.store.list(RUNS_DIR).await? {
