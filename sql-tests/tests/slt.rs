@@ -6,7 +6,9 @@
 //! - `sql-tests/floe/*.slt` (Floe-only features) against Floe.
 //!
 //! `SLT_TARGET=floe` or `SLT_TARGET=postgres` runs one side only; `SLT_FILTER=substring` picks
-//! files by name.
+//! files by name. `SLT_TARGET=floe-cold` runs the Floe side on a server that checkpoints every
+//! few kilobytes of log and moves every settled row into cold runs each time (`--flush-age 0`),
+//! so the files read rows through the cold tier and its compactions.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,8 +69,13 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut failures = Vec::new();
 
-    if target.is_empty() || target == "floe" {
-        let server = TestServer::start_floe();
+    if target.is_empty() || target == "floe" || target == "floe-cold" {
+        let server = match target.as_str() {
+            "floe-cold" => {
+                TestServer::start_floe_with(&["--flush-age", "0", "--checkpoint-log-size", "8kB"])
+            }
+            _ => TestServer::start_floe(),
+        };
         let mut all = postgres_files.clone();
         all.extend(floe_files);
         runtime.block_on(run_files(&server, &all, &mut failures));

@@ -343,7 +343,7 @@ class Deployment:
             for n, s in enumerate(self.servers)
         )
 
-    def start(self):
+    def start(self, *extra):
         binary = floe_binary()
         if not binary.exists():
             raise RuntimeError(f"floe binary {binary} not found; build it or set FLOE_BIN")
@@ -358,6 +358,7 @@ class Deployment:
                     "--memory-limit", MEMORY_LIMIT,
                     "--storage", self.storage,
                     "--log-level", os.environ.get("FLOE_TEST_LOG", "info"),
+                    *extra,
                 ],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -672,6 +673,63 @@ def test_cold_rows_on_s3_answer_change_and_survive_a_clean_restart(moto, deploy)
     restart(d, signal.SIGTERM)
     with d.connect() as conn:
         check(conn, model, keys, codes)
+    assert d.current.stop() == 0
+
+
+def test_compaction_on_s3(moto, deploy):
+    """Every checkpoint flushes (`--flush-age 0`) runs whose key ranges overlap; the background
+    compactor merges them into level-1 runs in the bucket, the manifest lists exactly the runs
+    present once the sweeper ran, and the answers stay the model's, also after a restart."""
+    d = deploy
+    s3 = moto.s3
+    d.start("--flush-age", "0")
+    model = {}
+    rounds = 5
+    with d.connect() as conn:
+        conn.execute(CREATE_T)
+        for r in range(rounds):
+            # Interleaved keys: every run spans the whole key range.
+            keys = range(r, 4000, rounds)
+            conn.execute(
+                f"INSERT INTO t SELECT g, g * 7 - 3, 'c' || g, md5(g::text), "
+                f"CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || (g % 10) END "
+                f"FROM generate_series({r}, 3999, {rounds}) AS g"
+            )
+            for i in keys:
+                model[i] = row(i)
+            if r > 0:
+                conn.execute(f"DELETE FROM t WHERE id % 97 = {r}")
+                for i in [k for k in model if k % 97 == r]:
+                    del model[i]
+            conn.execute("CHECKPOINT")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            done = conn.execute(
+                "SELECT count(*) FROM floe_catalog.compactions "
+                "WHERE relname = 't' AND state = 'done' AND input_runs > 1"
+            ).fetchone()[0]
+            level0 = conn.execute(
+                "SELECT count(*) FROM floe_catalog.cold_runs WHERE relname = 't' AND level = 0"
+            ).fetchone()[0]
+            if done and level0 < 4:
+                break
+            time.sleep(0.2)
+        assert done and level0 < 4, (done, level0, d.logs())
+        check(conn, model, [0, 1, 97, 3999, 4000], ["c0", "c1", "c3999"])
+        # The sweeper deletes compacted-away runs once no reader holds them.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            manifest = newest_manifest(s3, d)
+            listed = sorted(run["path"] for run in manifest["runs"])
+            if listed == runs_in_bucket(s3, d):
+                break
+            conn.execute("CHECKPOINT")
+            time.sleep(0.5)
+        assert listed == runs_in_bucket(s3, d), (listed, runs_in_bucket(s3, d))
+        assert any(run["level"] == 1 for run in manifest["runs"]), manifest
+    restart(d, signal.SIGKILL)
+    with d.connect() as conn:
+        check(conn, model, [0, 1, 97, 3999, 4000], ["c0", "c1", "c3999"])
     assert d.current.stop() == 0
 
 

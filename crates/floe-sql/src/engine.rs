@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub max_connections: usize,
     /// Where cold data lives (`file://…` or `s3://…`; `None`: a folder in the data dir).
     pub storage: Option<String>,
+    /// Checkpoints flush rows not written in this many commits into cold runs (`None`: only
+    /// under memory pressure).
+    pub flush_age_commits: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +61,7 @@ impl Default for EngineConfig {
             checkpoint_log_bytes: floe_storage::DEFAULT_CHECKPOINT_LOG_BYTES,
             max_connections: 100,
             storage: None,
+            flush_age_commits: None,
         }
     }
 }
@@ -90,6 +94,11 @@ impl Engine {
                 memory_limit: config.hot_memory_limit,
                 checkpoint_log_bytes: Some(config.checkpoint_log_bytes.max(1)),
                 storage: config.storage.clone(),
+                flush_age_commits: Some(
+                    config
+                        .flush_age_commits
+                        .unwrap_or(floe_storage::db::DEFAULT_FLUSH_AGE_COMMITS),
+                ),
                 ..DbOptions::default()
             },
         )?;

@@ -70,6 +70,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOE_STORAGE", value_name = "URL")]
     pub storage: Option<String>,
 
+    /// Checkpoints also move rows not written in the last N commits into cold runs (0: every
+    /// row no reader needs an older version of) [default: only when the hot tier passes half
+    /// its share of --memory-limit]
+    #[arg(long, env = "FLOE_FLUSH_AGE", value_name = "COMMITS")]
+    pub flush_age: Option<u64>,
+
     /// Threads that run the partitions of parallel query plans (each connection also has a thread
     /// of its own) [default: the CPU cores]
     #[arg(long, env = "FLOE_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -92,6 +98,7 @@ struct FileConfig {
     checkpoint_log_size: Option<String>,
     worker_threads: Option<u16>,
     storage: Option<String>,
+    flush_age: Option<u64>,
 }
 
 /// The effective settings of `floe serve`.
@@ -107,6 +114,9 @@ pub struct ServeConfig {
     pub worker_threads: usize,
     /// The cold tier's location (`None`: `file://<data dir>/cold`).
     pub storage: Option<String>,
+    /// Flush rows not written in this many commits at each checkpoint (`None`: under memory
+    /// pressure only).
+    pub flush_age: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -168,6 +178,7 @@ impl ServeArgs {
                 None => default_worker_threads(),
             },
             storage: self.storage.or(file.storage),
+            flush_age: self.flush_age.or(file.flush_age),
         })
     }
 }
@@ -255,6 +266,7 @@ mod tests {
             checkpoint_log_size: None,
             worker_threads: None,
             storage: None,
+            flush_age: None,
         };
         let c = args.resolve().unwrap();
         assert_eq!(c.listen.port(), 6000);
@@ -276,6 +288,7 @@ mod tests {
             checkpoint_log_size: None,
             worker_threads: Some(3),
             storage: None,
+            flush_age: None,
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
         let _ = std::fs::remove_dir_all(dir);

@@ -144,6 +144,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         checkpoint_log_bytes: config.checkpoint_log_size as u64,
         max_connections: config.max_connections,
         storage: config.storage.clone(),
+        flush_age_commits: config.flush_age,
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;
