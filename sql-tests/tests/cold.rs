@@ -277,3 +277,127 @@ async fn sigkill_during_flushes_and_compactions_loses_nothing() {
         1
     );
 }
+
+/// The server's resident set in bytes (Linux).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A table about ten times the memory budget (`FLOE_BIG_ROWS` rows, 640,000 by default, of
+/// ~260 bytes against `--memory-limit 16MB`) loads in statements of 10,000 rows, answers count,
+/// sum, GROUP BY, point lookups, UPDATE and DELETE of cold rows correctly, survives a restart,
+/// and the server's RSS does not grow with the data: the second half of the load adds at most
+/// 48 MB, and the peak stays within the idle size plus the budget plus a stated overhead of
+/// 448 MB. That overhead is buffers of fixed size that do not follow `--memory-limit` yet
+/// (RocksDB memtables, the change stream's 64 MB retention, allocator caches, a statement's
+/// execution): measured 340-370 MB at 16 MB; shrinking it is open work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_ten_times_the_budget_loads_answers_and_stays_in_memory() {
+    const BIG_BUDGET: [&str; 2] = ["--memory-limit", "16MB"];
+    const OVERHEAD: u64 = 448 << 20;
+    let rows: i64 = std::env::var("FLOE_BIG_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(700_000);
+    let mut server = TestServer::start_floe_with(&BIG_BUDGET);
+    let c = server.connect().await;
+    let idle = rss_bytes(server.pid());
+    let mut peak = idle;
+    let mut at_half = 0;
+    c.batch_execute("CREATE TABLE big (id bigint PRIMARY KEY, g int, v bigint, pad text)")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for start in (0..rows).step_by(10_000) {
+        c.batch_execute(&format!(
+            "INSERT INTO big SELECT i, (i % 7)::int, i * 3, repeat(md5(i::text), 7)
+             FROM generate_series({start}::bigint, {}::bigint) AS s(i)",
+            (start + 9_999).min(rows - 1)
+        ))
+        .await
+        .unwrap();
+        peak = peak.max(rss_bytes(server.pid()));
+        if start < rows / 2 {
+            at_half = peak;
+        }
+    }
+    println!(
+        "loaded {rows} rows in {:?}; RSS idle {} MB, peak {} MB",
+        started.elapsed(),
+        idle >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak <= at_half + (48 << 20),
+        "RSS grew with the data: {} MB at half the load, {} MB at the end",
+        at_half >> 20,
+        peak >> 20
+    );
+    let data_bytes = rows as u64 * 260;
+    assert!(data_bytes >= 10 * (16 << 20) || rows < 700_000);
+    c.batch_execute("UPDATE big SET v = -1 WHERE id = 12345; DELETE FROM big WHERE id = 54321")
+        .await
+        .unwrap();
+    let expect_sum: i64 = (0..rows).map(|i| i * 3).sum::<i64>() - 12345 * 3 - 1 - 54321 * 3;
+    for when in ["loaded", "restarted"] {
+        let c2 = server.connect().await;
+        assert_eq!(
+            one(&c2, "SELECT count(*) FROM big").await,
+            rows - 1,
+            "{when}"
+        );
+        assert_eq!(
+            one(&c2, "SELECT sum(v)::bigint FROM big").await,
+            expect_sum,
+            "{when}"
+        );
+        assert_eq!(
+            one(
+                &c2,
+                "SELECT count(*) FROM (SELECT g, count(*) FROM big GROUP BY g) s"
+            )
+            .await,
+            7,
+            "{when}"
+        );
+        assert_eq!(
+            one(&c2, "SELECT v FROM big WHERE id = 777").await,
+            2331,
+            "{when}"
+        );
+        assert_eq!(
+            one(&c2, "SELECT v FROM big WHERE id = 12345").await,
+            -1,
+            "{when}"
+        );
+        assert_eq!(
+            one(&c2, "SELECT count(*) FROM big WHERE id = 54321").await,
+            0,
+            "{when}"
+        );
+        peak = peak.max(rss_bytes(server.pid()));
+        if when == "loaded" {
+            server.terminate(std::time::Duration::from_secs(30));
+            server.restart(&BIG_BUDGET);
+        }
+    }
+    println!("RSS peak {} MB", peak >> 20);
+    assert!(
+        peak <= idle + (16 << 20) + OVERHEAD,
+        "RSS peaked at {} MB: idle {} MB + budget 16 MB + overhead {} MB",
+        peak >> 20,
+        idle >> 20,
+        OVERHEAD >> 20
+    );
+}
