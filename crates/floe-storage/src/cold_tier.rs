@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -46,6 +46,8 @@ pub(crate) struct ColdTier {
     /// ([`crate::table::ColdRuns::id`]). A sync adds a run to a table only if it is for that
     /// table's list: the runs of a layout before a rewrite never reach the new layout.
     owners: Mutex<HashMap<String, u64>>,
+    /// Size at which a run being written is closed (it is built in memory before its upload).
+    target_run_bytes: AtomicUsize,
 }
 
 impl ColdTier {
@@ -74,6 +76,7 @@ impl ColdTier {
             lists: Mutex::new(()),
             uncertain: AtomicBool::new(false),
             owners: Mutex::new(HashMap::new()),
+            target_run_bytes: AtomicUsize::new(RunOptions::default().target_run_bytes),
         })
     }
 
@@ -96,8 +99,20 @@ impl ColdTier {
             level,
             self.manifest.namer().clone(),
             self.manifest.pins(),
-            RunOptions::default(),
+            RunOptions {
+                target_run_bytes: self.target_run_bytes.load(Ordering::Relaxed),
+                ..RunOptions::default()
+            },
         )?)
+    }
+
+    /// Follows the memory budget: a run is built in memory before its upload, so runs are
+    /// closed at an eighth of the hot tier's share (8 MB to 128 MB).
+    pub fn set_memory_limit(&self, limit: Option<usize>) {
+        if let Some(limit) = limit {
+            let bytes = (limit / 8).clamp(8 << 20, RunOptions::default().target_run_bytes);
+            self.target_run_bytes.store(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Opens the run `meta` of a table encoded by `codec`, pinned for as long as it is held

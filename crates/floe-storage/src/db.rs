@@ -180,10 +180,14 @@ impl Db {
         // The cold tier first: recovery attaches each table's runs before it loads the hot
         // tier, so tombstones that hide cold versions are kept from the start.
         let cold = match options.cold_tier {
-            true => Some(Arc::new(match &options.cold_store {
-                Some(store) => ColdTier::with_store(store.clone())?,
-                None => ColdTier::open(options.storage.as_deref(), dir)?,
-            })),
+            true => {
+                let cold = match &options.cold_store {
+                    Some(store) => ColdTier::with_store(store.clone())?,
+                    None => ColdTier::open(options.storage.as_deref(), dir)?,
+                };
+                cold.set_memory_limit(options.memory_limit);
+                Some(Arc::new(cold))
+            }
             false => None,
         };
         let Recovered {
@@ -194,7 +198,7 @@ impl Db {
             last_ts,
             log_bytes,
             hot_bytes,
-        } = recovery::recover(dir, cold.as_deref())?;
+        } = recovery::recover(dir, cold.as_deref(), options.memory_limit)?;
         if let Some(cold) = &cold {
             cold.sweep();
         }
@@ -211,7 +215,11 @@ impl Db {
             changes: Arc::new(ChangeLog::new(
                 last_ts,
                 options.change_retention_commits,
-                options.change_retention_bytes,
+                // The change stream's retention counts against the budget: an eighth at most.
+                match options.memory_limit {
+                    Some(limit) => options.change_retention_bytes.min(limit / 8),
+                    None => options.change_retention_bytes,
+                },
             )),
             hot_bytes: AtomicI64::new(hot_bytes as i64),
             poisoned: AtomicBool::new(false),

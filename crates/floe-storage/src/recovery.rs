@@ -41,7 +41,11 @@ pub(crate) struct Recovered {
 
 /// Opens (or creates) the RocksDB files in `dir` and rebuilds every table from the checkpoint
 /// and the commit log.
-pub(crate) fn recover(dir: &Path, cold: Option<&ColdTier>) -> StorageResult<Recovered> {
+pub(crate) fn recover(
+    dir: &Path,
+    cold: Option<&ColdTier>,
+    memory_limit: Option<usize>,
+) -> StorageResult<Recovered> {
     std::fs::create_dir_all(dir)?;
     let mut db_options = Options::default();
     db_options.create_if_missing(true);
@@ -51,6 +55,11 @@ pub(crate) fn recover(dir: &Path, cold: Option<&ColdTier>) -> StorageResult<Reco
     // Bounds RocksDB's own WAL (replayed on open): past it, RocksDB flushes the column
     // families that keep old WAL files alive.
     db_options.set_max_total_wal_size(128 << 20);
+    // RocksDB's memtables (64 MB per column family by default) follow the memory budget: at
+    // most an eighth of the hot tier's share across all column families, 4 MB at least.
+    if let Some(limit) = memory_limit {
+        db_options.set_db_write_buffer_size((limit / 8).clamp(4 << 20, 256 << 20));
+    }
     let cfs = [CF_LOG, CF_CATALOG, CF_SEQUENCES, CF_CHECKPOINT]
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
