@@ -300,8 +300,9 @@ fn rss_bytes(pid: u32) -> u64 {
 /// and the server's RSS does not grow with the data: the second half of the load adds at most
 /// 48 MB, and the peak stays within the idle size plus the budget plus a stated overhead of
 /// 384 MB. RocksDB's memtables and the change stream's retention follow the budget (an eighth
-/// each); what is left does not yet (allocator caches kept 30 s, the runtime's and DataFusion's
-/// buffers): measured 270-300 MB at 16 MB, down from ~370 MB; shrinking it is open work.
+/// each) and freed memory is returned within a second; what is left does not yet (the
+/// runtimes' and DataFusion's buffers, caches): measured 250-300 MB at 16 MB, down from
+/// ~370 MB; shrinking it is open work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_ten_times_the_budget_loads_answers_and_stays_in_memory() {
     const BIG_BUDGET: [&str; 2] = ["--memory-limit", "16MB"];
