@@ -590,14 +590,24 @@ impl Inner {
         let manifest = cold.manifest.current();
         cold.sync_lists(&manifest, &tables)?;
         let horizon = self.horizon();
+        let read: std::collections::HashSet<String> = tables
+            .values()
+            .flat_map(|t| {
+                t.cold
+                    .current()
+                    .runs
+                    .iter()
+                    .map(|r| r.meta().path.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let remove: Vec<String> = manifest
             .runs
             .iter()
             .filter(|run| match tables.get(&run.table_id) {
                 None => true,
                 Some(table) => {
-                    run.max_ts < table.hot.truncated_at(horizon)
-                        && !table.cold.metas().iter().any(|m| m.path == run.path)
+                    run.max_ts < table.hot.truncated_at(horizon) && !read.contains(&run.path)
                 }
             })
             .map(|run| run.path.clone())

@@ -258,9 +258,7 @@ async fn truncating_a_table_with_runs_hides_them_across_checkpoints() {
     let db = open(dir.path());
     let table = db.table(def.id).unwrap();
     assert_eq!(balances(&db, def.id), vec![(1, 10), (2, 20)]);
-    let mut txn = db.begin(Isolation::ReadCommitted);
-    txn.truncate(&table);
-    txn.commit().await.unwrap();
+    truncate(&db, &table).await;
     write(&db, &table, &[(3, 20)]).await.unwrap();
     assert_eq!(balances(&db, def.id), vec![(3, 20)]);
     db.checkpoint().unwrap();
@@ -269,6 +267,13 @@ async fn truncating_a_table_with_runs_hides_them_across_checkpoints() {
     let db = open(dir.path());
     assert_eq!(balances(&db, def.id), vec![(3, 20)]);
     db.close();
+}
+
+/// TRUNCATE of `table`, committed.
+async fn truncate(db: &Arc<Db>, table: &Arc<TableData>) {
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.truncate(table);
+    txn.commit().await.unwrap();
 }
 
 fn open_flushing(dir: &std::path::Path) -> Arc<Db> {
@@ -407,9 +412,7 @@ async fn random_writes_flushes_and_restarts_read_like_a_model() {
                     assert_compacted(&db, def.id);
                 }
                 11 if rng.below(3) == 0 => {
-                    let mut txn = db.begin(Isolation::ReadCommitted);
-                    txn.truncate(&table);
-                    txn.commit().await.unwrap();
+                    truncate(&db, &table).await;
                     model.clear();
                 }
                 11 => {}
@@ -578,9 +581,7 @@ async fn compaction_merges_runs_drops_tombstones_and_runs_nobody_reads() {
 
     // TRUNCATE: once every reader sees it, compaction drops the runs without reading them.
     let table = db.table(def.id).unwrap();
-    let mut txn = db.begin(Isolation::ReadCommitted);
-    txn.truncate(&table);
-    txn.commit().await.unwrap();
+    truncate(&db, &table).await;
     write(&db, &table, &[(1, 1)]).await.unwrap();
     db.checkpoint().unwrap();
     db.compact().unwrap();
