@@ -30,6 +30,7 @@ pub(crate) mod array_agg;
 pub(crate) mod datetime;
 pub(crate) mod domain;
 pub(crate) mod encoding;
+pub(crate) mod float_aggregates;
 pub(crate) mod float_min_max;
 pub(crate) mod gen_random_uuid;
 pub(crate) mod handle;

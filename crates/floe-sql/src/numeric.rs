@@ -499,23 +499,36 @@ fn widen_values(values: Values) -> DfResult<Transformed<LogicalPlan>> {
         if !is_decimal(field.data_type()) {
             continue;
         }
-        // With a float among them, the column is double precision, as PostgreSQL resolves it
-        // (DataFusion picked the decimal).
-        let float = rows.iter().any(|row| {
+        // With a float among them, the column is that float type (double precision if one is),
+        // as PostgreSQL resolves it (DataFusion picked the decimal).
+        let mut float: Option<DataType> = None;
+        for row in &rows {
             // The row's own type: under the cast to the column's type DataFusion added, if any.
             let own = match &row[column] {
                 Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => expr,
                 other => other,
             };
-            own.get_type(&empty).is_ok_and(|t| is_float(&t))
-                || uncast(row[column].clone())
-                    .get_type(&empty)
-                    .is_ok_and(|t| is_float(&t))
-        });
-        if float {
+            for t in [
+                own.get_type(&empty),
+                uncast(row[column].clone()).get_type(&empty),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(is_float)
+            {
+                if float.as_ref() != Some(&DataType::Float64) {
+                    float = Some(if t == DataType::Float64 {
+                        DataType::Float64
+                    } else {
+                        DataType::Float32
+                    });
+                }
+            }
+        }
+        if let Some(float) = float {
             for row in &mut rows {
                 let inner = uncast(std::mem::take(&mut row[column]));
-                row[column] = Expr::Cast(Cast::new(Box::new(inner), DataType::Float64));
+                row[column] = float_cast(inner, &float, &empty);
             }
             changed = true;
             continue;
@@ -835,11 +848,78 @@ fn widen_columns(plan: LogicalPlan, positions: &[usize]) -> DfResult<LogicalPlan
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
+/// `expr` (of the numeric category) as the float type `target`.
+fn float_cast(expr: Expr, target: &DataType, schema: &DFSchema) -> Expr {
+    match type_of(&expr, schema) {
+        Some(t) if t == *target => expr,
+        Some(t) if is_numeric_field_type(&t) => from_numeric(expr, target.clone()),
+        _ => Expr::Cast(Cast::new(Box::new(expr), target.clone())),
+    }
+}
+
+/// The float type PostgreSQL gives a column of `types` of the numeric category holding a float
+/// (`real` unless one is `double precision`), when they are not all alike.
+fn float_column(types: &[&DataType]) -> Option<DataType> {
+    let float = types
+        .iter()
+        .filter(|t| is_float(t))
+        .max_by_key(|t| **t == &DataType::Float64)?;
+    let float = if **float == DataType::Float64 {
+        DataType::Float64
+    } else {
+        DataType::Float32
+    };
+    let numeric = |t: &DataType| is_float(t) || functions::converts_to_numeric(t);
+    (types.iter().all(|t| numeric(t)) && types.iter().any(|t| **t != float)).then_some(float)
+}
+
+/// `plan` with its columns at `positions` converted to the float types given (names kept).
+fn float_columns(plan: LogicalPlan, positions: &[(usize, DataType)]) -> DfResult<LogicalPlan> {
+    let schema = plan.schema().clone();
+    let exprs: Vec<Expr> = schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            match positions.iter().find(|(p, _)| *p == i) {
+                Some((_, target)) if field.data_type() != target => {
+                    float_cast(column, target, &schema)
+                        .alias_qualified(qualifier.cloned(), field.name())
+                }
+                _ => column,
+            }
+        })
+        .collect();
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
 /// A UNION whose column is a wide numeric in one branch and an integer or decimal in another:
 /// PostgreSQL resolves the column to `numeric` (DataFusion refuses), so the other branches
-/// convert theirs.
+/// convert theirs. With a float among them the column is that float type (PostgreSQL converts
+/// integers and numerics to floats implicitly, not back).
 fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
     let columns = union.schema.fields().len();
+    let mut floats = Vec::new();
+    for column in 0..columns {
+        let types: Vec<&DataType> = union
+            .inputs
+            .iter()
+            .filter_map(|input| input.schema().fields().get(column).map(|f| f.data_type()))
+            .collect();
+        if let Some(float) = float_column(&types) {
+            floats.push((column, float));
+        }
+    }
+    let union = if floats.is_empty() {
+        union
+    } else {
+        let inputs = union
+            .inputs
+            .into_iter()
+            .map(|input| float_columns(Arc::unwrap_or_clone(input), &floats).map(Arc::new))
+            .collect::<DfResult<Vec<_>>>()?;
+        Union::try_new_with_loose_types(inputs)?
+    };
     let mut positions = Vec::new();
     for column in 0..columns {
         let types: Vec<&DataType> = union
@@ -855,7 +935,10 @@ fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
         }
     }
     if positions.is_empty() {
-        return Ok(Transformed::no(LogicalPlan::Union(union)));
+        return Ok(Transformed::new_transformed(
+            LogicalPlan::Union(union),
+            !floats.is_empty(),
+        ));
     }
     let inputs = union
         .inputs

@@ -15,6 +15,9 @@
 //!   Small integers are kept at their own type through coercion (DataFusion's `sum` widens
 //!   them to `bigint` first, after which they could not be told apart from `bigint` inputs).
 //!
+//! `sum` and `avg` of floats are `functions::float_aggregates`' (PostgreSQL's overflow errors,
+//! `sum` of `real` is `real`).
+//!
 //! `DISTINCT` keeps the distinct values by value (`1.5` and `1.50` count once).
 
 use std::collections::{BTreeMap, HashSet};
@@ -39,6 +42,7 @@ use num_bigint::BigInt;
 use super::functions::{keys_array, scalar_key, value_at};
 use super::value::{Numeric, NumericError, SCALE_BYTES};
 use super::{is_numeric_field_type, numeric_field};
+use crate::functions::float_aggregates::{self, FloatAggregate};
 
 /// `sum` and `avg` wrapping DataFusion's `inner` of the same name.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -113,6 +117,16 @@ impl NumericAggregate {
         }
     }
 
+    /// The float aggregate computing a call over `data_type`, if it is a float.
+    fn float(&self, data_type: Option<&DataType>) -> Option<FloatAggregate> {
+        let data_type = data_type?;
+        float_aggregates::takes(data_type).then_some(if self.avg {
+            FloatAggregate::Avg
+        } else {
+            FloatAggregate::Sum
+        })
+    }
+
     /// The input and output of a call over `field`, if this module treats it.
     fn treats(&self, field: Option<&FieldRef>) -> Option<(Input, Output)> {
         let data_type = field?.data_type();
@@ -131,6 +145,9 @@ impl AggregateUDFImpl for NumericAggregate {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
         match arg_types {
+            [t] if self.float(Some(t)).is_some() => {
+                Ok(vec![self.float(Some(t)).unwrap().coerce(t)])
+            }
             // Small integers too keep their type: widened, they would read as `bigint`.
             [t] if self.input(t).is_some() => Ok(arg_types.to_vec()),
             _ => super::coerce_like(arg_types, self.inner.as_ref()),
@@ -138,6 +155,9 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        if let ([t], Some(float)) = (arg_types, self.float(arg_types.first())) {
+            return Ok(float.return_type(t));
+        }
         match arg_types {
             [t] if self.input(t).is_some() => Ok(match self.output(t) {
                 Output::BigintSum => DataType::Int64,
@@ -148,6 +168,16 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
+        if let ([f], Some(float)) = (
+            arg_fields,
+            self.float(arg_fields.first().map(|f| f.data_type())),
+        ) {
+            return Ok(Arc::new(Field::new(
+                self.name(),
+                float.return_type(f.data_type()),
+                true,
+            )));
+        }
         match self.treats(arg_fields.first()) {
             Some((_, Output::BigintSum)) if arg_fields.len() == 1 => {
                 Ok(Arc::new(Field::new(self.name(), DataType::Int64, true)))
@@ -158,6 +188,13 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let input = args.expr_fields.first().map(|f| f.data_type());
+        if let (Some(float), Some(t)) = (self.float(input), input) {
+            return Ok(match args.is_distinct {
+                true => float.distinct_accumulator(t),
+                false => float.accumulator(t),
+            });
+        }
         match self.treats(args.expr_fields.first()) {
             Some((input, output)) => Ok(Box::new(NumericAccumulator::new(
                 output,
@@ -169,6 +206,13 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        let float_input = args.input_fields.first().map(|f| f.data_type());
+        if let (Some(float), Some(t)) = (self.float(float_input), float_input) {
+            return Ok(match args.is_distinct {
+                true => float.distinct_state_fields(args.name),
+                false => float.state_fields(args.name, t),
+            });
+        }
         let Some(input) = args
             .input_fields
             .first()
@@ -194,6 +238,12 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        if self
+            .float(args.expr_fields.first().map(|f| f.data_type()))
+            .is_some()
+        {
+            return !args.is_distinct;
+        }
         match self.treats(args.expr_fields.first()) {
             Some((Input::Fixed(_), _)) => !args.is_distinct,
             Some((Input::Wide, _)) => false,
@@ -205,6 +255,10 @@ impl AggregateUDFImpl for NumericAggregate {
         &self,
         args: AccumulatorArgs,
     ) -> DfResult<Box<dyn GroupsAccumulator>> {
+        let input = args.expr_fields.first().map(|f| f.data_type());
+        if let (Some(float), Some(t)) = (self.float(input), input) {
+            return Ok(float.groups_accumulator(t));
+        }
         match self.treats(args.expr_fields.first()) {
             Some((Input::Fixed(scale), output)) => Ok(Box::new(FixedGroups {
                 scale,
@@ -217,6 +271,10 @@ impl AggregateUDFImpl for NumericAggregate {
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let input = args.expr_fields.first().map(|f| f.data_type());
+        if let (Some(float), Some(t)) = (self.float(input), input) {
+            return Ok(float.sliding_accumulator(t));
+        }
         match self.treats(args.expr_fields.first()) {
             Some(_) => self.accumulator(args),
             None => self.inner.inner().create_sliding_accumulator(args),

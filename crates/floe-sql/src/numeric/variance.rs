@@ -2,7 +2,8 @@
 //! PostgreSQL computes them: exact sums of the values and of their squares, then
 //! `(N·Σx² − (Σx)²) / (N·(N−1))` (or `N²`) with PostgreSQL's division scale, and for the
 //! standard deviations the square root at that scale (`numeric_stddev_internal`). The result
-//! is `numeric`. Float arguments go to DataFusion's functions of the same names unchanged.
+//! is `numeric`. Float arguments are `functions::float_aggregates`' (PostgreSQL's
+//! Youngs-Cramer sums and overflow errors).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use datafusion::logical_expr::{
 use super::functions::{scalar_key, value_at};
 use super::value::Numeric;
 use super::{is_numeric_field_type, numeric_field};
+use crate::functions::float_aggregates::{self, FloatAggregate};
 
 /// One of the four statistics over DataFusion's function (`inner`) of the same name.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -73,6 +75,19 @@ fn takes(data_type: &DataType) -> bool {
         )
 }
 
+impl Statistic {
+    /// The float aggregate computing a call over `data_type`, if it is a float.
+    fn float(&self, data_type: Option<&DataType>) -> Option<(FloatAggregate, DataType)> {
+        let data_type = data_type?;
+        let sample = self.sample;
+        let kind = match self.variance {
+            true => FloatAggregate::Variance { sample },
+            false => FloatAggregate::Stddev { sample },
+        };
+        float_aggregates::takes(data_type).then(|| (kind, data_type.clone()))
+    }
+}
+
 impl AggregateUDFImpl for Statistic {
     fn name(&self) -> &str {
         self.inner.name()
@@ -87,6 +102,9 @@ impl AggregateUDFImpl for Statistic {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if let ([_], Some((float, t))) = (arg_types, self.float(arg_types.first())) {
+            return Ok(vec![float.coerce(&t)]);
+        }
         match arg_types {
             [t] if takes(t) => Ok(arg_types.to_vec()),
             _ => super::coerce_like(arg_types, self.inner.as_ref()),
@@ -94,6 +112,9 @@ impl AggregateUDFImpl for Statistic {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        if let ([_], Some((float, t))) = (arg_types, self.float(arg_types.first())) {
+            return Ok(float.return_type(&t));
+        }
         match arg_types {
             [t] if takes(t) => Ok(DataType::LargeBinary),
             _ => self.inner.return_type(arg_types),
@@ -101,6 +122,14 @@ impl AggregateUDFImpl for Statistic {
     }
 
     fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
+        let input = arg_fields.first().map(|f| f.data_type());
+        if let ([_], Some((float, t))) = (arg_fields, self.float(input)) {
+            return Ok(Arc::new(Field::new(
+                self.name(),
+                float.return_type(&t),
+                true,
+            )));
+        }
         match arg_fields {
             [f] if takes(f.data_type()) => Ok(Arc::new(numeric_field(self.name(), None))),
             _ => self.inner.inner().return_field(arg_fields),
@@ -108,6 +137,12 @@ impl AggregateUDFImpl for Statistic {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        if let Some((float, t)) = self.float(args.expr_fields.first().map(|f| f.data_type())) {
+            return Ok(match args.is_distinct {
+                true => float.distinct_accumulator(&t),
+                false => float.accumulator(&t),
+            });
+        }
         match args.expr_fields.first() {
             Some(f) if takes(f.data_type()) && !args.is_distinct => Ok(Box::new(
                 StatisticAccumulator::new(self.variance, self.sample),
@@ -117,6 +152,12 @@ impl AggregateUDFImpl for Statistic {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        if let Some((float, t)) = self.float(args.input_fields.first().map(|f| f.data_type())) {
+            return Ok(match args.is_distinct {
+                true => float.distinct_state_fields(args.name),
+                false => float.state_fields(args.name, &t),
+            });
+        }
         match args.input_fields.first() {
             Some(f) if takes(f.data_type()) && !args.is_distinct => {
                 let field = |suffix: &str, data_type: DataType| {
@@ -137,6 +178,12 @@ impl AggregateUDFImpl for Statistic {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        if self
+            .float(args.expr_fields.first().map(|f| f.data_type()))
+            .is_some()
+        {
+            return !args.is_distinct;
+        }
         match args.expr_fields.first() {
             Some(f) if takes(f.data_type()) => false,
             _ => self.inner.inner().groups_accumulator_supported(args),
@@ -147,10 +194,16 @@ impl AggregateUDFImpl for Statistic {
         &self,
         args: AccumulatorArgs,
     ) -> DfResult<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        if let Some((float, t)) = self.float(args.expr_fields.first().map(|f| f.data_type())) {
+            return Ok(float.groups_accumulator(&t));
+        }
         self.inner.inner().create_groups_accumulator(args)
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        if let Some((float, t)) = self.float(args.expr_fields.first().map(|f| f.data_type())) {
+            return Ok(float.sliding_accumulator(&t));
+        }
         match args.expr_fields.first() {
             Some(f) if takes(f.data_type()) => self.accumulator(args),
             _ => self.inner.inner().create_sliding_accumulator(args),
