@@ -230,13 +230,19 @@ fn check_case(case: &Case) -> DfResult<()> {
 /// it), `None` if it is known only when the statement runs.
 fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
     if !is_constant(expr) || is_array(expr) {
+        // PostgreSQL folds the operands first (`abs(-32768::int2) + x >= NULL` fails).
+        check(expr)?;
         // A strict operator with a constant NULL operand is NULL, whatever its other
         // operands read (`CASE WHEN i4 = NULL::numeric THEN log(0, 1) END` drops the branch).
         if null_strict_call(expr)? {
             return Ok(Some(ScalarValue::Null));
         }
-        check(expr)?;
-        return Ok(None);
+        // A test of an operand that folds to a constant folds too (`(NULL % k) IS NOT NULL`
+        // is false, so a CASE branch under it is dropped).
+        return Ok(match test_of(expr) {
+            Some((operand, test)) => fold(operand)?.and_then(test),
+            None => None,
+        });
     }
     if !has_short_cuts(expr) {
         return evaluate(expr).map(Some);
@@ -256,6 +262,49 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
         Err(e) => Err(e),
         _ => Ok(None),
     }
+}
+
+/// A NULL test, boolean test or NOT: its operand and what it makes of the operand's value
+/// (`None` where that is not a boolean or NULL).
+#[allow(clippy::type_complexity)]
+fn test_of(expr: &Expr) -> Option<(&Expr, fn(ScalarValue) -> Option<ScalarValue>)> {
+    fn of(v: &ScalarValue) -> Option<Option<bool>> {
+        match v {
+            ScalarValue::Boolean(b) => Some(*b),
+            v if v.is_null() => Some(None),
+            _ => None,
+        }
+    }
+    Some(match expr {
+        Expr::IsNull(e) => (e.as_ref(), |v| {
+            Some(ScalarValue::Boolean(Some(v.is_null())))
+        }),
+        Expr::IsNotNull(e) => (e.as_ref(), |v| {
+            Some(ScalarValue::Boolean(Some(!v.is_null())))
+        }),
+        Expr::IsTrue(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(Some(b == Some(true))))
+        }),
+        Expr::IsFalse(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(Some(b == Some(false))))
+        }),
+        Expr::IsNotTrue(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(Some(b != Some(true))))
+        }),
+        Expr::IsNotFalse(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(Some(b != Some(false))))
+        }),
+        Expr::IsUnknown(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(Some(b.is_none())))
+        }),
+        Expr::IsNotUnknown(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(Some(b.is_some())))
+        }),
+        Expr::Not(e) => (e.as_ref(), |v| {
+            of(&v).map(|b| ScalarValue::Boolean(b.map(|b| !b)))
+        }),
+        _ => return None,
+    })
 }
 
 fn flatten<'a>(expr: &'a Expr, op: Operator, out: &mut Vec<&'a Expr>) {
