@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, NullEquality, Result as DfResult};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
@@ -200,5 +200,84 @@ impl datafusion::optimizer::OptimizerRule for UnionInputNames {
             LogicalPlan::Union(union),
             changed,
         ))
+    }
+}
+
+/// A union's columns are nullable when a column of one of its inputs is.
+///
+/// DataFusion derives a union's schema when it is built and keeps it while later rules
+/// rewrite its inputs: `coalesce(x, false)` is NOT NULL when planned, but simplified to
+/// `x IS NOT NULL AND x` it is nullable, and the physical plan of `SELECT coalesce(x, false)
+/// FROM t UNION SELECT false` failed ("Physical input schema should be the same as the one
+/// converted from logical input schema"). The last rule, this one gives each union the
+/// nullability of its inputs and recomputes the schemas of the nodes above a union it changed.
+#[derive(Debug, Default)]
+pub struct UnionNullability;
+
+impl datafusion::optimizer::OptimizerRule for UnionNullability {
+    fn name(&self) -> &str {
+        "floe_union_nullability"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        union_nullability(plan)
+    }
+}
+
+fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    let plan = plan
+        .map_subqueries(|subquery| union_nullability(subquery))?
+        .transform_sibling(|p| p.map_children(union_nullability))?;
+    let changed = plan.transformed;
+    match plan.data {
+        LogicalPlan::Union(mut union) => {
+            let nullable: Vec<bool> = (0..union.schema.fields().len())
+                .map(|i| {
+                    union.inputs.iter().any(|input| {
+                        input
+                            .schema()
+                            .fields()
+                            .get(i)
+                            .is_some_and(|f| f.is_nullable())
+                    })
+                })
+                .collect();
+            let stale = union
+                .schema
+                .fields()
+                .iter()
+                .zip(&nullable)
+                .any(|(f, n)| f.is_nullable() != *n);
+            if !stale {
+                return Ok(Transformed::new_transformed(
+                    LogicalPlan::Union(union),
+                    changed,
+                ));
+            }
+            let qualified: Vec<_> = union
+                .schema
+                .iter()
+                .zip(&nullable)
+                .map(|((qualifier, field), n)| {
+                    (
+                        qualifier.cloned(),
+                        Arc::new(field.as_ref().clone().with_nullable(*n)),
+                    )
+                })
+                .collect();
+            let schema = DFSchema::new_with_metadata(qualified, union.schema.metadata().clone())?;
+            union.schema = Arc::new(schema);
+            Ok(Transformed::yes(LogicalPlan::Union(union)))
+        }
+        other if changed => Ok(Transformed::yes(other.recompute_schema()?)),
+        other => Ok(Transformed::no(other)),
     }
 }
