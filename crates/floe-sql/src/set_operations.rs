@@ -234,7 +234,7 @@ impl datafusion::optimizer::OptimizerRule for UnionNullability {
 
 fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     let plan = plan
-        .map_subqueries(|subquery| union_nullability(subquery))?
+        .map_subqueries(union_nullability)?
         .transform_sibling(|p| p.map_children(union_nullability))?;
     let changed = plan.transformed;
     match plan.data {
