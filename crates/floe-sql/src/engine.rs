@@ -238,6 +238,11 @@ impl Engine {
                     .map_err(SqlError::from)?;
             }
         }
+        if let Some(string_agg) = state.aggregate_functions().get("string_agg").cloned() {
+            state
+                .register_udaf(Arc::new(functions::string_agg::StringAgg::udaf(string_agg)))
+                .map_err(SqlError::from)?;
+        }
         state
             .register_udaf(Arc::new(functions::array_agg::TaggedArrayAgg::udaf()))
             .map_err(SqlError::from)?;

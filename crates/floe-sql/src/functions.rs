@@ -39,6 +39,7 @@ pub(crate) mod math;
 pub(crate) mod number_format;
 pub(crate) mod settings;
 pub(crate) mod sleep;
+pub(crate) mod string_agg;
 pub(crate) mod text;
 pub(crate) mod to_timestamp;
 pub(crate) mod type_of;
