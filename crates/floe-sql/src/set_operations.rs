@@ -17,7 +17,7 @@ use datafusion::common::{Column, DFSchema, NullEquality, Result as DfResult};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
     Expr, ExprFunctionExt, ExprSchemable, Join, JoinConstraint, JoinType, LogicalPlan,
-    LogicalPlanBuilder,
+    LogicalPlanBuilder, Union,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -238,46 +238,54 @@ fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
         .transform_sibling(|p| p.map_children(union_nullability))?;
     let changed = plan.transformed;
     match plan.data {
-        LogicalPlan::Union(mut union) => {
-            let nullable: Vec<bool> = (0..union.schema.fields().len())
-                .map(|i| {
-                    union.inputs.iter().any(|input| {
-                        input
-                            .schema()
-                            .fields()
-                            .get(i)
-                            .is_some_and(|f| f.is_nullable())
-                    })
-                })
-                .collect();
-            let stale = union
-                .schema
-                .fields()
-                .iter()
-                .zip(&nullable)
-                .any(|(f, n)| f.is_nullable() != *n);
-            if !stale {
-                return Ok(Transformed::new_transformed(
-                    LogicalPlan::Union(union),
-                    changed,
-                ));
-            }
-            let qualified: Vec<_> = union
-                .schema
-                .iter()
-                .zip(&nullable)
-                .map(|((qualifier, field), n)| {
-                    (
-                        qualifier.cloned(),
-                        Arc::new(field.as_ref().clone().with_nullable(*n)),
-                    )
-                })
-                .collect();
-            let schema = DFSchema::new_with_metadata(qualified, union.schema.metadata().clone())?;
-            union.schema = Arc::new(schema);
-            Ok(Transformed::yes(LogicalPlan::Union(union)))
+        LogicalPlan::Union(union) => {
+            let fixed = with_inputs_nullability(union)?;
+            let changed = changed || fixed.transformed;
+            Ok(Transformed::new_transformed(
+                LogicalPlan::Union(fixed.data),
+                changed,
+            ))
         }
         other if changed => Ok(Transformed::yes(other.recompute_schema()?)),
         other => Ok(Transformed::no(other)),
     }
+}
+
+/// `union` with each column nullable when the column of one of its inputs is (names and types
+/// as planned); transformed when that changed its schema.
+pub(crate) fn with_inputs_nullability(mut union: Union) -> DfResult<Transformed<Union>> {
+    let nullable: Vec<bool> = (0..union.schema.fields().len())
+        .map(|i| {
+            union.inputs.iter().any(|input| {
+                input
+                    .schema()
+                    .fields()
+                    .get(i)
+                    .is_some_and(|f| f.is_nullable())
+            })
+        })
+        .collect();
+    let stale = union
+        .schema
+        .fields()
+        .iter()
+        .zip(&nullable)
+        .any(|(f, n)| f.is_nullable() != *n);
+    if !stale {
+        return Ok(Transformed::no(union));
+    }
+    let qualified: Vec<_> = union
+        .schema
+        .iter()
+        .zip(&nullable)
+        .map(|((qualifier, field), n)| {
+            (
+                qualifier.cloned(),
+                Arc::new(field.as_ref().clone().with_nullable(*n)),
+            )
+        })
+        .collect();
+    let schema = DFSchema::new_with_metadata(qualified, union.schema.metadata().clone())?;
+    union.schema = Arc::new(schema);
+    Ok(Transformed::yes(union))
 }

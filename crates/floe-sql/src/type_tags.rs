@@ -239,42 +239,10 @@ impl datafusion::optimizer::AnalyzerRule for Nullability {
         plan.transform_up_with_subqueries(|node| {
             let node = match node {
                 LogicalPlan::Union(union) => {
-                    let rebuilt = datafusion::logical_expr::Union::try_new_with_loose_types(
-                        union.inputs.clone(),
-                    )?;
-                    let differs = rebuilt
-                        .schema
-                        .fields()
-                        .iter()
-                        .zip(union.schema.fields().iter())
-                        .any(|(a, b)| a.is_nullable() != b.is_nullable());
-                    if differs {
-                        unions_changed = true;
-                        // Keep the planned names and types; only nullability follows the inputs.
-                        let fields: Vec<_> = union
-                            .schema
-                            .iter()
-                            .zip(rebuilt.schema.fields().iter())
-                            .map(|((qualifier, field), new)| {
-                                (
-                                    qualifier.cloned(),
-                                    Arc::new(
-                                        field.as_ref().clone().with_nullable(new.is_nullable()),
-                                    ),
-                                )
-                            })
-                            .collect();
-                        let schema = datafusion::common::DFSchema::new_with_metadata(
-                            fields,
-                            union.schema.metadata().clone(),
-                        )?;
-                        LogicalPlan::Union(datafusion::logical_expr::Union {
-                            inputs: union.inputs,
-                            schema: Arc::new(schema),
-                        })
-                    } else {
-                        LogicalPlan::Union(union)
-                    }
+                    // Only nullability follows the inputs; the planned names and types stay.
+                    let fixed = crate::set_operations::with_inputs_nullability(union)?;
+                    unions_changed |= fixed.transformed;
+                    LogicalPlan::Union(fixed.data)
                 }
                 LogicalPlan::Projection(projection) => {
                     let input = projection.input.schema();
