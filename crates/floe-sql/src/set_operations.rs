@@ -1,28 +1,30 @@
-//! `INTERSECT ALL` and `EXCEPT ALL` with PostgreSQL's multiplicities.
+//! `INTERSECT` and `EXCEPT` (with or without ALL) as PostgreSQL computes them.
 //!
-//! A row that appears `m` times on the left and `n` times on the right appears `min(m, n)`
-//! times in `INTERSECT ALL` and `max(m - n, 0)` times in `EXCEPT ALL`. DataFusion plans both
-//! as a semi or anti join of the two sides on all columns (NULLs equal), which keeps all `m`
-//! copies for INTERSECT ALL and none for EXCEPT ALL whenever `n > 0`. [`AllSetOperations`]
-//! numbers the copies of each row on both sides (`row_number() OVER (PARTITION BY` every
-//! column`)`) and joins on the number too: the `k`-th copy on the left meets the `k`-th on the
-//! right, so exactly the counts above survive. Keys pairing a wide `numeric` with an integer
-//! or decimal column compare as numerics (in both the ALL and the distinct forms).
+//! PostgreSQL reads both sides of every INTERSECT and EXCEPT into one hashed or sorted set
+//! operation, counting each row's copies per side: a row that appears `m` times on the left and
+//! `n` times on the right appears `min(m, n)` times in `INTERSECT ALL` and `max(m - n, 0)` times
+//! in `EXCEPT ALL`, and both sides are always evaluated (an error in either is raised even when
+//! the other is empty). DataFusion plans a semi or anti join of the two sides on all columns
+//! (NULLs equal), which kept all `m` copies for INTERSECT ALL and none for EXCEPT ALL whenever
+//! `n > 0`, and skipped one side when the other was empty. [`AllSetOperations`] plans them as
+//! PostgreSQL does: the two sides tagged and appended (`UNION ALL`), grouped by every column
+//! (NULLs equal; numerics by value), and the groups kept whose tags show the row on both sides
+//! (INTERSECT) or only on the left (EXCEPT). With ALL the copies of a row on each side are
+//! numbered first (`row_number() OVER (PARTITION BY` every column and the side`)`) and the
+//! number is one more grouping key: the `k`-th copy on the left meets the `k`-th on the right.
 
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, NullEquality, Result as DfResult};
+use datafusion::common::{DFSchema, NullEquality, Result as DfResult};
+use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, ExprSchemable, Join, JoinConstraint, JoinType, LogicalPlan,
-    LogicalPlanBuilder, Union,
+    col, lit, Distinct, Expr, ExprFunctionExt, Join, JoinType, LogicalPlan, LogicalPlanBuilder,
+    Union,
 };
 use datafusion::optimizer::AnalyzerRule;
-
-use crate::numeric::functions::{converts_to_numeric, udf, Kind};
-use crate::numeric::is_numeric_field_type;
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -56,84 +58,76 @@ fn is_set_operation(join: &Join) -> bool {
             .all(|(l, r)| matches!((l, r), (Expr::Column(_), Expr::Column(_))))
 }
 
-const LEFT_NUMBER: &str = "__floe_copy_l";
-const RIGHT_NUMBER: &str = "__floe_copy_r";
+const LEFT: &str = "__floe_left";
+const RIGHT: &str = "__floe_right";
+const COPY: &str = "__floe_copy";
 
-fn rewrite(join: Join) -> DfResult<Transformed<LogicalPlan>> {
-    let all = !matches!(join.left.as_ref(), LogicalPlan::Distinct(_));
-    let numbered = |plan: &LogicalPlan, name: &str| -> DfResult<LogicalPlan> {
-        let columns: Vec<Expr> = plan
-            .schema()
-            .columns()
-            .into_iter()
-            .map(Expr::Column)
-            .collect();
-        let number = row_number().partition_by(columns).build()?.alias(name);
-        LogicalPlanBuilder::from(plan.clone())
-            .window(vec![number])?
-            .build()
-    };
-    let output: Vec<Expr> = join
-        .left
+fn key(i: usize) -> String {
+    format!("__floe_key{i}")
+}
+
+/// `plan`'s columns as `__floe_key{i}`, and its side's tags.
+fn tagged(plan: &LogicalPlan, left: bool) -> DfResult<LogicalPlan> {
+    let mut exprs: Vec<Expr> = plan
         .schema()
         .columns()
         .into_iter()
-        .map(Expr::Column)
+        .enumerate()
+        .map(|(i, column)| Expr::Column(column).alias(key(i)))
         .collect();
-    let (left, right, mut on) = if all {
-        let mut on = join.on.clone();
-        on.push((
-            Expr::Column(Column::from_name(LEFT_NUMBER)),
-            Expr::Column(Column::from_name(RIGHT_NUMBER)),
-        ));
-        (
-            Arc::new(numbered(&join.left, LEFT_NUMBER)?),
-            Arc::new(numbered(&join.right, RIGHT_NUMBER)?),
-            on,
-        )
-    } else {
-        (join.left.clone(), join.right.clone(), join.on.clone())
-    };
-    let widened = widen_numeric_keys(&mut on, left.schema(), right.schema());
-    if !all && !widened {
-        return Ok(Transformed::no(LogicalPlan::Join(join)));
-    }
-    let joined = LogicalPlan::Join(Join::try_new(
-        left,
-        right,
-        on,
-        None,
-        join.join_type,
-        JoinConstraint::On,
-        NullEquality::NullEqualsNull,
-        false,
-    )?);
-    if !all {
-        return Ok(Transformed::yes(joined));
-    }
-    let plan = LogicalPlanBuilder::from(joined).project(output)?.build()?;
-    Ok(Transformed::yes(plan))
+    exprs.push(lit(i64::from(left)).alias(LEFT));
+    exprs.push(lit(i64::from(!left)).alias(RIGHT));
+    LogicalPlanBuilder::from(plan.clone())
+        .project(exprs)?
+        .build()
 }
 
-/// A wide `numeric` column matched with an integer or `Decimal128` one (`SELECT 1.5::numeric
-/// INTERSECT SELECT 1.5`): the other side is converted to numeric, so the key compares values
-/// (DataFusion's coercion refused the pair).
-fn widen_numeric_keys(on: &mut [(Expr, Expr)], left: &DFSchema, right: &DFSchema) -> bool {
-    let mut changed = false;
-    for (l, r) in on.iter_mut() {
-        let (Ok(lt), Ok(rt)) = (l.get_type(left), r.get_type(right)) else {
-            continue;
-        };
-        let (lw, rw) = (is_numeric_field_type(&lt), is_numeric_field_type(&rt));
-        if lw && !rw && converts_to_numeric(&rt) {
-            *r = udf(Kind::ToNumeric(None)).call(vec![std::mem::take(r)]);
-            changed = true;
-        } else if rw && !lw && converts_to_numeric(&lt) {
-            *l = udf(Kind::ToNumeric(None)).call(vec![std::mem::take(l)]);
-            changed = true;
-        }
+fn rewrite(join: Join) -> DfResult<Transformed<LogicalPlan>> {
+    // Without ALL, DataFusion made the left side distinct first.
+    let (all, left) = match join.left.as_ref() {
+        LogicalPlan::Distinct(Distinct::All(input)) => (false, input.as_ref()),
+        other => (true, other),
+    };
+    let width = join.schema.fields().len();
+    let keys: Vec<Expr> = (0..width).map(|i| col(key(i))).collect();
+    let mut plan =
+        LogicalPlanBuilder::from(tagged(left, true)?).union(tagged(&join.right, false)?)?;
+    let mut group = keys.clone();
+    if all {
+        // The k-th copy of a row on one side meets the k-th on the other.
+        let mut partition = keys.clone();
+        partition.push(col(LEFT));
+        plan = plan.window(vec![row_number()
+            .partition_by(partition)
+            .build()?
+            .alias(COPY)])?;
+        group.push(col(COPY));
     }
-    changed
+    let on_left = max(col(LEFT)).alias(LEFT);
+    let on_right = max(col(RIGHT)).alias(RIGHT);
+    let right_count = if join.join_type == JoinType::LeftSemi {
+        1
+    } else {
+        0
+    };
+    let output: Vec<Expr> = join
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            col(key(i)).alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    let plan = plan
+        .aggregate(group, vec![on_left, on_right])?
+        .filter(
+            col(LEFT)
+                .eq(lit(1i64))
+                .and(col(RIGHT).eq(lit(right_count as i64))),
+        )?
+        .project(output)?
+        .build()?;
+    Ok(Transformed::yes(plan))
 }
 
 /// Union inputs named like the union (an optimizer rule, before `propagate_empty_relation`).
