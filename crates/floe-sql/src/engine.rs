@@ -196,7 +196,8 @@ impl Engine {
             .with_type_planner(Arc::new(FloeTypePlanner))
             .with_analyzer_rules(analyzer_rules)
             .with_optimizer_rules(optimizer_rules)
-            .with_query_planner(Arc::new(crate::apply::FloeQueryPlanner));
+            .with_query_planner(Arc::new(crate::apply::FloeQueryPlanner))
+            .with_physical_optimizer_rule(Arc::new(crate::lazy_logic::LazyLogic));
         {
             // First: the planners are asked in order; numeric operands never reach
             // DataFusion's operators.

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 mod functions;
 mod interval;
+mod lazy_logic;
 pub mod literals;
 mod names;
 mod null_conditions;
