@@ -663,7 +663,7 @@ fn strict_operator(
 /// NaN without its sign: x86 makes `∞ - ∞` and `∞ × 0` a NaN with the sign bit set, which
 /// Arrow's sort (IEEE total order) puts before every number; PostgreSQL's NaN is above every
 /// number, as a positive NaN sorts.
-fn canonical_nan(array: ArrayRef) -> ArrayRef {
+pub(crate) fn canonical_nan(array: ArrayRef) -> ArrayRef {
     use datafusion::arrow::datatypes::{ArrowPrimitiveType, Float32Type};
     use num_traits::Float;
     fn positive<T: ArrowPrimitiveType>(array: ArrayRef) -> ArrayRef

@@ -85,6 +85,10 @@ impl VisitorMut for SessionFunctions<'_> {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
+        if let Some(replacement) = not_exists_test(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         if let Some(replacement) = time_precision(expr) {
             *expr = replacement;
             return ControlFlow::Continue(());
@@ -1596,4 +1600,37 @@ pub(crate) fn rewrite_plan_expressions(
         })
     })
     .map(|t| t.data)
+}
+
+/// `NOT EXISTS (…) IS NULL` (and the other IS tests) as PostgreSQL reads it: `NOT` binds more
+/// loosely than `IS`, so it is `NOT (EXISTS (…) IS NULL)`, true; the parser read `NOT EXISTS`
+/// as one operand, `(NOT EXISTS (…)) IS NULL`, false.
+fn not_exists_test(expr: &Expr) -> Option<Expr> {
+    let exists = |e: &Expr| match e {
+        Expr::Exists {
+            subquery,
+            negated: true,
+        } => Some(Box::new(Expr::Exists {
+            subquery: subquery.clone(),
+            negated: false,
+        })),
+        _ => None,
+    };
+    let test = match expr {
+        Expr::IsNull(e) => Expr::IsNull(exists(e)?),
+        Expr::IsNotNull(e) => Expr::IsNotNull(exists(e)?),
+        Expr::IsTrue(e) => Expr::IsTrue(exists(e)?),
+        Expr::IsNotTrue(e) => Expr::IsNotTrue(exists(e)?),
+        Expr::IsFalse(e) => Expr::IsFalse(exists(e)?),
+        Expr::IsNotFalse(e) => Expr::IsNotFalse(exists(e)?),
+        Expr::IsUnknown(e) => Expr::IsUnknown(exists(e)?),
+        Expr::IsNotUnknown(e) => Expr::IsNotUnknown(exists(e)?),
+        Expr::IsDistinctFrom(l, r) => Expr::IsDistinctFrom(exists(l)?, r.clone()),
+        Expr::IsNotDistinctFrom(l, r) => Expr::IsNotDistinctFrom(exists(l)?, r.clone()),
+        _ => return None,
+    };
+    Some(Expr::UnaryOp {
+        op: ast::UnaryOperator::Not,
+        expr: Box::new(Expr::Nested(Box::new(test))),
+    })
 }

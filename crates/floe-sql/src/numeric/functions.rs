@@ -722,8 +722,11 @@ impl ScalarUDFImpl for Negate {
             DataType::LargeBinary => {
                 keys_array(rows, |row| Ok(value_at(&array, row)?.map(|v| v.neg())))?
             }
-            data_type => datafusion::arrow::compute::kernels::numeric::neg(array.as_ref())
-                .map_err(|e| crate::arithmetic::overflow_error(e, data_type))?,
+            // A negated NaN keeps no sign: PostgreSQL's NaN is above every number.
+            data_type => crate::arithmetic::canonical_nan(
+                datafusion::arrow::compute::kernels::numeric::neg(array.as_ref())
+                    .map_err(|e| crate::arithmetic::overflow_error(e, data_type))?,
+            ),
         };
         if all_scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
