@@ -122,6 +122,41 @@ pub(crate) fn widen_values_literals(rows: &mut [ast::Parens<Vec<ast::Expr>>]) {
         if !wide {
             continue;
         }
+        // With a float among them the column is that float type (PostgreSQL converts numeric
+        // to floats implicitly, not back): the numerics are cast to it.
+        let float = rows
+            .iter()
+            .filter_map(|row| match row.content.get(column) {
+                Some(ast::Expr::Cast { data_type, .. }) => float_type(data_type),
+                _ => None,
+            })
+            .max();
+        if let Some(double) = float {
+            let target = if double {
+                ast::DataType::DoublePrecision
+            } else {
+                ast::DataType::Real
+            };
+            for row in rows.iter_mut() {
+                let Some(expr) = row.content.get_mut(column) else {
+                    continue;
+                };
+                if matches!(&*expr, ast::Expr::Cast { data_type, .. } if plan_numeric_type(data_type).is_some())
+                {
+                    *expr = ast::Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(ast::Expr::Nested(Box::new(std::mem::replace(
+                            expr,
+                            ast::Expr::value(ast::Value::Null),
+                        )))),
+                        data_type: target.clone(),
+                        array: false,
+                        format: None,
+                    };
+                }
+            }
+            continue;
+        }
         for row in rows.iter_mut() {
             let Some(expr) = row.content.get_mut(column) else {
                 continue;
@@ -147,6 +182,21 @@ pub(crate) fn widen_values_literals(rows: &mut [ast::Parens<Vec<ast::Expr>>]) {
                 };
             }
         }
+    }
+}
+
+/// For a float type: whether it is `double precision` (`false`: `real`).
+fn float_type(data_type: &ast::DataType) -> Option<bool> {
+    match data_type {
+        ast::DataType::Real | ast::DataType::Float4 => Some(false),
+        ast::DataType::DoublePrecision
+        | ast::DataType::Float8
+        | ast::DataType::Double(_)
+        | ast::DataType::Float64 => Some(true),
+        ast::DataType::Float(info) => {
+            Some(!matches!(info, ast::ExactNumberInfo::Precision(p) if *p <= 24))
+        }
+        _ => None,
     }
 }
 
