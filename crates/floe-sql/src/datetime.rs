@@ -364,8 +364,9 @@ fn read_date_word(word: &str, f: &mut Fields) -> Result<(), Refusal> {
     }
     let separator = word.chars().find(|c| matches!(c, '-' | '/' | '.'));
     let Some(sep) = separator else {
-        // All digits: YYYYMMDD (or a longer year before MMDD).
-        if word.len() >= 8 && word.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: YYYYMMDD (or a longer or shorter year before MMDD: seven digits are
+        // YYYMMDD; six, YYMMDD, are read elsewhere).
+        if word.len() >= 7 && word.bytes().all(|b| b.is_ascii_digit()) {
             let (y, md) = word.split_at(word.len() - 4);
             f.year = Some(year_field(y)?);
             f.month = Some(number(&md[..2])? as u32);
