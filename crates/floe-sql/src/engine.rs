@@ -197,7 +197,8 @@ impl Engine {
             .with_analyzer_rules(analyzer_rules)
             .with_optimizer_rules(optimizer_rules)
             .with_query_planner(Arc::new(crate::apply::FloeQueryPlanner))
-            .with_physical_optimizer_rule(Arc::new(crate::lazy_logic::LazyLogic));
+            .with_physical_optimizer_rule(Arc::new(crate::lazy_logic::LazyLogic))
+            .with_relation_planners(vec![Arc::new(crate::type_tags::DerivedTableTags)]);
         {
             // First: the planners are asked in order; numeric operands never reach
             // DataFusion's operators.

@@ -429,3 +429,39 @@ impl ScalarUDFImpl for TypeTag {
         Ok(args.args.swap_remove(0))
     }
 }
+
+/// Derived tables (`FROM (SELECT …) AS d`) get their type tags as soon as they are planned, so
+/// the statement around them sees them: `d.c ->> 'k'` over `CASE … THEN '{}'::jsonb END AS c`
+/// was planned against a plain `text` column ("operator does not exist: text ->> unknown");
+/// [`keep_type_tags`] runs over the whole statement only once it is planned.
+#[derive(Debug, Default)]
+pub(crate) struct DerivedTableTags;
+
+thread_local! {
+    /// Set while this planner asks DataFusion to plan a derived table: DataFusion offers that
+    /// same table to the relation planners first, and this one then lets it through.
+    static PLANNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl datafusion::logical_expr::planner::RelationPlanner for DerivedTableTags {
+    fn plan_relation(
+        &self,
+        relation: datafusion::sql::sqlparser::ast::TableFactor,
+        context: &mut dyn datafusion::logical_expr::planner::RelationPlannerContext,
+    ) -> DfResult<datafusion::logical_expr::planner::RelationPlanning> {
+        use datafusion::logical_expr::planner::{PlannedRelation, RelationPlanning};
+        use datafusion::sql::sqlparser::ast::TableFactor;
+        let ours = matches!(relation, TableFactor::Derived { .. }) && !PLANNING.get();
+        if !ours {
+            PLANNING.set(false);
+            return Ok(RelationPlanning::Original(Box::new(relation)));
+        }
+        PLANNING.set(true);
+        let plan = context.plan(relation);
+        PLANNING.set(false);
+        let plan = keep_type_tags(plan?)?;
+        Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
+            plan, None,
+        ))))
+    }
+}
