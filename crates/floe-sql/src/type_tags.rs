@@ -430,7 +430,7 @@ impl ScalarUDFImpl for TypeTag {
     }
 }
 
-/// Derived tables (`FROM (SELECT …) AS d`) get their type tags as soon as they are planned, so
+/// Derived tables (`FROM (SELECT …) AS d`) and CTEs get their type tags as soon as they are planned, so
 /// the statement around them sees them: `d.c ->> 'k'` over `CASE … THEN '{}'::jsonb END AS c`
 /// was planned against a plain `text` column ("operator does not exist: text ->> unknown");
 /// [`keep_type_tags`] runs over the whole statement only once it is planned.
@@ -451,7 +451,11 @@ impl datafusion::logical_expr::planner::RelationPlanner for DerivedTableTags {
     ) -> DfResult<datafusion::logical_expr::planner::RelationPlanning> {
         use datafusion::logical_expr::planner::{PlannedRelation, RelationPlanning};
         use datafusion::sql::sqlparser::ast::TableFactor;
-        let ours = matches!(relation, TableFactor::Derived { .. }) && !PLANNING.get();
+        // A table named in FROM may be a CTE, planned like a derived table.
+        let ours = matches!(
+            relation,
+            TableFactor::Derived { .. } | TableFactor::Table { args: None, .. }
+        ) && !PLANNING.get();
         if !ours {
             PLANNING.set(false);
             return Ok(RelationPlanning::Original(Box::new(relation)));
