@@ -208,12 +208,18 @@ fn unnest_with_input_tags(unnest: datafusion::logical_expr::Unnest) -> DfResult<
 /// shares its Arrow type.
 fn cast_tag(cast: &Cast, schema: &DFSchema) -> Option<HashMap<String, String>> {
     let source = field_of(&cast.expr, schema)?;
-    let tag = source.metadata().get(PG_TYPE_KEY)?;
     let untyped_target = cast.field.metadata().is_empty();
     let string =
         |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
     let (from, to) = (source.data_type(), cast.field.data_type());
     let same_type = from == to || (string(from) && string(to));
+    // A type modifier alone (`numeric(20,6)` cast to `int8`) goes the same way: the physical
+    // cast's field has none, and a plan that compares the two failed ("Physical input schema
+    // should be the same …" under a UNION or EXCEPT).
+    let Some(tag) = source.metadata().get(PG_TYPE_KEY) else {
+        let typmod = source.metadata().contains_key(crate::types::PG_TYPMOD_KEY);
+        return (typmod && untyped_target && !same_type).then(HashMap::new);
+    };
     let from_oid = tag == "oid" || tag == "oid[]";
     (untyped_target && (from_oid || !same_type)).then(HashMap::new)
 }
