@@ -881,17 +881,27 @@ fn rewrite_case(case: Case, schema: &DFSchema) -> Case {
 
 /// `plan` with its columns at `positions` converted to wide numerics (names kept).
 fn widen_columns(plan: LogicalPlan, positions: &[usize]) -> DfResult<LogicalPlan> {
+    convert_columns(plan, |i, column, data_type, _| {
+        (positions.contains(&i) && !is_numeric_field_type(data_type))
+            .then(|| call(Kind::ToNumeric(None), vec![column]))
+    })
+}
+
+/// `plan` projected with each column `convert` gives a new expression for (given its position,
+/// the column, its type and the schema) converted, its name kept.
+fn convert_columns(
+    plan: LogicalPlan,
+    convert: impl Fn(usize, Expr, &DataType, &DFSchema) -> Option<Expr>,
+) -> DfResult<LogicalPlan> {
     let schema = plan.schema().clone();
     let exprs: Vec<Expr> = schema
         .iter()
         .enumerate()
         .map(|(i, (qualifier, field))| {
             let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-            if positions.contains(&i) && !is_numeric_field_type(field.data_type()) {
-                call(Kind::ToNumeric(None), vec![column])
-                    .alias_qualified(qualifier.cloned(), field.name())
-            } else {
-                column
+            match convert(i, column.clone(), field.data_type(), &schema) {
+                Some(converted) => converted.alias_qualified(qualifier.cloned(), field.name()),
+                None => column,
             }
         })
         .collect();
@@ -925,22 +935,10 @@ fn float_column(types: &[&DataType]) -> Option<DataType> {
 
 /// `plan` with its columns at `positions` converted to the float types given (names kept).
 fn float_columns(plan: LogicalPlan, positions: &[(usize, DataType)]) -> DfResult<LogicalPlan> {
-    let schema = plan.schema().clone();
-    let exprs: Vec<Expr> = schema
-        .iter()
-        .enumerate()
-        .map(|(i, (qualifier, field))| {
-            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-            match positions.iter().find(|(p, _)| *p == i) {
-                Some((_, target)) if field.data_type() != target => {
-                    float_cast(column, target, &schema)
-                        .alias_qualified(qualifier.cloned(), field.name())
-                }
-                _ => column,
-            }
-        })
-        .collect();
-    LogicalPlanBuilder::from(plan).project(exprs)?.build()
+    convert_columns(plan, |i, column, data_type, schema| {
+        let (_, target) = positions.iter().find(|(p, _)| *p == i)?;
+        (data_type != target).then(|| float_cast(column, target, schema))
+    })
 }
 
 /// A UNION whose column is a wide numeric in one branch and an integer or decimal in another:
@@ -949,13 +947,21 @@ fn float_columns(plan: LogicalPlan, positions: &[(usize, DataType)]) -> DfResult
 /// integers and numerics to floats implicitly, not back).
 fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
     let columns = union.schema.fields().len();
-    let mut floats = Vec::new();
-    for column in 0..columns {
-        let types: Vec<&DataType> = union
+    // The types of a column across the union's inputs.
+    let types_of = |union: &Union, column: usize| -> Vec<DataType> {
+        union
             .inputs
             .iter()
-            .filter_map(|input| input.schema().fields().get(column).map(|f| f.data_type()))
-            .collect();
+            .filter_map(|input| {
+                let field = input.schema().fields().get(column)?;
+                Some(field.data_type().clone())
+            })
+            .collect()
+    };
+    let mut floats = Vec::new();
+    for column in 0..columns {
+        let types = types_of(&union, column);
+        let types: Vec<&DataType> = types.iter().collect();
         if let Some(float) = float_column(&types) {
             floats.push((column, float));
         }
@@ -972,11 +978,7 @@ fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
     };
     let mut positions = Vec::new();
     for column in 0..columns {
-        let types: Vec<&DataType> = union
-            .inputs
-            .iter()
-            .filter_map(|input| input.schema().fields().get(column).map(|f| f.data_type()))
-            .collect();
+        let types = types_of(&union, column);
         let any_wide = types.iter().any(|t| is_numeric_field_type(t));
         let all_wide = types.iter().all(|t| is_numeric_field_type(t));
         let convertible = types.iter().all(|t| functions::converts_to_numeric(t));
