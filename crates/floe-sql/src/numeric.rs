@@ -979,9 +979,9 @@ fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
     let mut positions = Vec::new();
     for column in 0..columns {
         let types = types_of(&union, column);
-        let any_wide = types.iter().any(|t| is_numeric_field_type(t));
-        let all_wide = types.iter().all(|t| is_numeric_field_type(t));
-        let convertible = types.iter().all(|t| functions::converts_to_numeric(t));
+        let any_wide = types.iter().any(is_numeric_field_type);
+        let all_wide = types.iter().all(is_numeric_field_type);
+        let convertible = types.iter().all(functions::converts_to_numeric);
         if any_wide && !all_wide && convertible {
             positions.push(column);
         }
