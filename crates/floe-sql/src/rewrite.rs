@@ -477,6 +477,42 @@ fn int4_results(expr: &mut Expr) {
                 int4_results(otherwise);
             }
         }
+        // Integer operators and the functions that return their argument's type keep
+        // PostgreSQL's `integer` (`sum(1 | 12)`, `sum(nullif(1, 1))` are sums of integers).
+        Expr::BinaryOp {
+            left,
+            op:
+                ast::BinaryOperator::Plus
+                | ast::BinaryOperator::Minus
+                | ast::BinaryOperator::Multiply
+                | ast::BinaryOperator::Divide
+                | ast::BinaryOperator::Modulo
+                | ast::BinaryOperator::BitwiseAnd
+                | ast::BinaryOperator::BitwiseOr
+                | ast::BinaryOperator::PGBitwiseXor,
+            right,
+        } => {
+            int4_results(left);
+            int4_results(right);
+        }
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus | ast::UnaryOperator::Plus,
+            expr: inner,
+        } => int4_results(inner),
+        Expr::Function(f)
+            if matches!(
+                f.name.to_string().to_ascii_lowercase().as_str(),
+                "nullif" | "coalesce" | "abs" | "greatest" | "least"
+            ) =>
+        {
+            if let FunctionArguments::List(list) = &mut f.args {
+                for arg in list.args.iter_mut() {
+                    if let FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = arg {
+                        int4_results(e);
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }
