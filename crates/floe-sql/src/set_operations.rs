@@ -66,14 +66,19 @@ fn key(i: usize) -> String {
     format!("__floe_key{i}")
 }
 
-/// `plan`'s columns as `__floe_key{i}`, and its side's tags.
+/// `plan`'s columns as `__floe_key{i}`, and its side's tags. The keys carry no field metadata
+/// (type tags and modifiers come back on the output): the physical union merges its inputs'
+/// metadata where the logical one takes the first input's, and the aggregate above it
+/// refused the difference ("Physical input schema should be the same …").
 fn tagged(plan: &LogicalPlan, left: bool) -> DfResult<LogicalPlan> {
     let mut exprs: Vec<Expr> = plan
         .schema()
         .columns()
         .into_iter()
         .enumerate()
-        .map(|(i, column)| Expr::Column(column).alias(key(i)))
+        .map(|(i, column)| {
+            crate::type_tags::with_metadata(Expr::Column(column), Default::default()).alias(key(i))
+        })
         .collect();
     exprs.push(lit(i64::from(left)).alias(LEFT));
     exprs.push(lit(i64::from(!left)).alias(RIGHT));
@@ -115,7 +120,12 @@ fn rewrite(join: Join) -> DfResult<Transformed<LogicalPlan>> {
         .iter()
         .enumerate()
         .map(|(i, (qualifier, field))| {
-            col(key(i)).alias_qualified(qualifier.cloned(), field.name())
+            let key = col(key(i));
+            let key = match field.metadata() {
+                tags if tags.is_empty() => key,
+                tags => crate::type_tags::with_metadata(key, tags.clone()),
+            };
+            key.alias_qualified(qualifier.cloned(), field.name())
         })
         .collect();
     let plan = plan

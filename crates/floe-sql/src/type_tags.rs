@@ -388,6 +388,12 @@ fn union_with_input_tags(union: datafusion::logical_expr::Union) -> DfResult<Log
     }))
 }
 
+/// `expr` whose field carries exactly `metadata` (none if it is empty), in the logical plan
+/// and in the physical one alike.
+pub(crate) fn with_metadata(expr: Expr, metadata: HashMap<String, String>) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf(metadata)), vec![expr]))
+}
+
 fn udf(metadata: HashMap<String, String>) -> ScalarUDF {
     ScalarUDF::new_from_impl(TypeTag {
         metadata,
