@@ -8,8 +8,10 @@
 //! physical optimizer rule, replaces each AND/OR of a filter or projection whose right operand
 //! can fail (anything but columns, literals, comparisons, NULL tests, NOT, IN lists and LIKE)
 //! with [`LazyBinary`]: the left operand over the batch, then the right one over only the rows
-//! it leaves open, combined with SQL's three-valued logic. The planner's own order of the
-//! operands stays (PostgreSQL may also reorder a WHERE's conditions by cost).
+//! it leaves open, combined with SQL's three-valued logic. Where only the left operand can fail
+//! the two trade places: DataFusion orders a WHERE's conditions cheap-first with casts counted
+//! cheap, PostgreSQL by cost with each function counted, so its guard (a comparison, LIKE or
+//! regular expression) comes first.
 
 use std::fmt;
 use std::hash::Hash;
@@ -107,19 +109,27 @@ fn lazy(
             Operator::Or => false,
             _ => return Ok(Transformed::no(e)),
         };
-        if !can_fail(binary.right(), schema) {
-            return Ok(Transformed::no(e));
-        }
+        let (left, right) = (binary.left(), binary.right());
+        let (left, right) = match (can_fail(left, schema), can_fail(right, schema)) {
+            (_, true) => (left, right),
+            // Only the left one can fail: the other goes first (AND and OR commute). DataFusion
+            // orders a WHERE's conditions cheap-first and counts casts as cheap, so the guard
+            // of `s ~ '^[0-9]+$' AND s::int > 5` came second; PostgreSQL, which counts the
+            // cast's function, evaluates the regular expression first.
+            (true, false) => (right, left),
+            (false, false) => return Ok(Transformed::no(e)),
+        };
         Ok(Transformed::yes(Arc::new(LazyBinary {
-            left: Arc::clone(binary.left()),
-            right: Arc::clone(binary.right()),
+            left: Arc::clone(left),
+            right: Arc::clone(right),
             and,
         }) as Arc<dyn PhysicalExpr>))
     })
 }
 
 /// Whether evaluating `expr` could raise an error: anything but columns, literals,
-/// comparisons, AND/OR, NULL tests, NOT, IN lists, LIKE and widening casts of such operands.
+/// comparisons, AND/OR, NULL tests, NOT, IN lists, LIKE, regular expression matches (a bad
+/// pattern fails whichever operand goes first) and widening casts of such operands.
 fn can_fail(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> bool {
     let widening = expr.downcast_ref::<CastExpr>().is_some_and(|cast| {
         cast.expr()
@@ -149,6 +159,14 @@ fn can_fail(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> bool {
                     | Operator::Or
                     | Operator::IsDistinctFrom
                     | Operator::IsNotDistinctFrom
+                    | Operator::RegexMatch
+                    | Operator::RegexIMatch
+                    | Operator::RegexNotMatch
+                    | Operator::RegexNotIMatch
+                    | Operator::LikeMatch
+                    | Operator::ILikeMatch
+                    | Operator::NotLikeMatch
+                    | Operator::NotILikeMatch
             )
         });
     !safe_node || expr.children().into_iter().any(|c| can_fail(c, schema))
