@@ -143,16 +143,7 @@ pub(crate) fn widen_values_literals(rows: &mut [ast::Parens<Vec<ast::Expr>>]) {
                 };
                 if matches!(&*expr, ast::Expr::Cast { data_type, .. } if plan_numeric_type(data_type).is_some())
                 {
-                    *expr = ast::Expr::Cast {
-                        kind: ast::CastKind::DoubleColon,
-                        expr: Box::new(ast::Expr::Nested(Box::new(std::mem::replace(
-                            expr,
-                            ast::Expr::value(ast::Value::Null),
-                        )))),
-                        data_type: target.clone(),
-                        array: false,
-                        format: None,
-                    };
+                    cast_in_place(expr, target.clone());
                 }
             }
             continue;
@@ -170,19 +161,22 @@ pub(crate) fn widen_values_literals(rows: &mut [ast::Parens<Vec<ast::Expr>>]) {
                 _ => false,
             };
             if number {
-                *expr = ast::Expr::Cast {
-                    kind: ast::CastKind::DoubleColon,
-                    expr: Box::new(ast::Expr::Nested(Box::new(std::mem::replace(
-                        expr,
-                        ast::Expr::value(ast::Value::Null),
-                    )))),
-                    data_type: ast::DataType::Numeric(ast::ExactNumberInfo::None),
-                    array: false,
-                    format: None,
-                };
+                cast_in_place(expr, ast::DataType::Numeric(ast::ExactNumberInfo::None));
             }
         }
     }
+}
+
+/// Replaces `expr` by `(expr)::data_type`.
+fn cast_in_place(expr: &mut ast::Expr, data_type: ast::DataType) {
+    let operand = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+    *expr = ast::Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(ast::Expr::Nested(Box::new(operand))),
+        data_type,
+        array: false,
+        format: None,
+    };
 }
 
 /// For a float type: whether it is `double precision` (`false`: `real`).

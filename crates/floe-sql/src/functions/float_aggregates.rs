@@ -21,7 +21,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
@@ -195,6 +195,19 @@ impl State {
         Ok(())
     }
 
+    /// The state of `values` aggregated in order.
+    fn of(
+        kind: FloatAggregate,
+        single: bool,
+        values: impl IntoIterator<Item = f64>,
+    ) -> DfResult<State> {
+        let mut state = State::default();
+        for x in values {
+            state.update(kind, single, x)?;
+        }
+        Ok(state)
+    }
+
     /// float8_combine (and `float8pl` of two partial sums).
     fn combine(&mut self, kind: FloatAggregate, single: bool, other: State) -> DfResult<()> {
         if other.n == 0.0 {
@@ -338,10 +351,7 @@ impl Accumulator for FloatFrame {
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let mut state = State::default();
-        for &x in &self.values {
-            state.update(self.kind, self.single, x)?;
-        }
+        let state = State::of(self.kind, self.single, self.values.iter().copied())?;
         Ok(result_scalar(self.kind.finish(&state), self.single))
     }
 
@@ -350,10 +360,7 @@ impl Accumulator for FloatFrame {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let mut state = State::default();
-        for &x in &self.values {
-            state.update(self.kind, self.single, x)?;
-        }
+        let state = State::of(self.kind, self.single, self.values.iter().copied())?;
         Ok(state_scalars(self.kind, self.single, &state))
     }
 
@@ -414,31 +421,10 @@ impl GroupsAccumulator for FloatGroups {
         let Some(values) = values.first() else {
             return Ok(());
         };
-        let (kind, single) = (self.kind, self.single);
-        match values.data_type() {
-            DataType::Float64 => {
-                let values = values.as_primitive::<Float64Type>();
-                for (row, &group) in group_indices.iter().enumerate() {
-                    if values.is_valid(row) && passes(opt_filter, row) {
-                        self.states[group].update(kind, single, values.value(row))?;
-                    }
-                }
-            }
-            DataType::Float32 => {
-                let values = values.as_primitive::<Float32Type>();
-                for (row, &group) in group_indices.iter().enumerate() {
-                    if values.is_valid(row) && passes(opt_filter, row) {
-                        self.states[group].update(kind, single, values.value(row).into())?;
-                    }
-                }
-            }
-            _ => {
-                let values = values_of(values)?;
-                for (row, &group) in group_indices.iter().enumerate() {
-                    if values.is_valid(row) && passes(opt_filter, row) {
-                        self.states[group].update(kind, single, values.value(row))?;
-                    }
-                }
+        let values = values_of(values)?;
+        for (row, &group) in group_indices.iter().enumerate() {
+            if values.is_valid(row) && passes(opt_filter, row) {
+                self.states[group].update(self.kind, self.single, values.value(row))?;
             }
         }
         Ok(())
@@ -530,10 +516,7 @@ impl Accumulator for FloatDistinct {
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let mut state = State::default();
-        for x in self.distinct() {
-            state.update(self.kind, self.single, x)?;
-        }
+        let state = State::of(self.kind, self.single, self.distinct())?;
         Ok(result_scalar(self.kind.finish(&state), self.single))
     }
 
