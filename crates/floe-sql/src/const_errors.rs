@@ -61,17 +61,19 @@ impl AnalyzerRule for PlanTimeErrors {
                 })
             })
         })?;
+        let plan = fold_nullif(plan)?;
         // Most statements of a running application hold nothing to fold: no copy for them.
         if !has_constant_part(&plan) {
             return Ok(plan);
         }
         // Then the planner's folding, of what the statement uses: a subquery column nobody
         // reads is gone before PostgreSQL folds (its subquery was pulled up).
-        let used = OptimizeProjections::new()
-            .rewrite(plan.clone(), &OptimizerContext::new())
-            .map(|t| t.data);
-        let used = used.as_ref().unwrap_or(&plan);
-        let used = without_skipped_subqueries(used.clone())?;
+        let original = plan.clone();
+        let pruned = OptimizeProjections::new()
+            .rewrite(plan, &OptimizerContext::new())
+            .map(|t| t.data)
+            .unwrap_or_else(|_| original.clone());
+        let used = without_skipped_subqueries(pruned.clone())?;
         used.apply_with_subqueries(|node| {
             node.apply_expressions(|expr| {
                 check(expr)?;
@@ -85,12 +87,65 @@ impl AnalyzerRule for PlanTimeErrors {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        defer_failing_casts(plan)
+        // The pruned plan goes on: DataFusion's simplifier would fold (and fail on) the
+        // columns nobody reads before its own pruning drops them.
+        // PostgreSQL keeps every column of a UNION ALL it pulls up: no pruning then.
+        let has_union = pruned
+            .exists(|node| Ok(matches!(node, LogicalPlan::Union(_))))
+            .unwrap_or(true);
+        defer_failing_casts(if has_union { original } else { pruned })
     }
 
     fn name(&self) -> &str {
         "floe_plan_time_errors"
     }
+}
+
+/// `plan` with `nullif(x, NULL)` as `x` and `nullif(NULL, x)` as NULL, as PostgreSQL folds
+/// them ("if either argument is NULL they can't be equal") whatever the other argument is:
+/// `nullif(NULL::timestamp, s::timestamp)` never reads `s` as a timestamp there.
+fn fold_nullif(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    let is_null = |e: &Expr| match e {
+        Expr::Literal(value, _) => value.is_null(),
+        Expr::Cast(cast) => matches!(cast.expr.as_ref(), Expr::Literal(v, _) if v.is_null()),
+        _ => false,
+    };
+    let mut any = false;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            any |=
+                e.exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.name() == "nullif")))?;
+            Ok(if any {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })
+    })?;
+    if !any {
+        return Ok(plan);
+    }
+    let names =
+        |node: &LogicalPlan| datafusion::logical_expr::expr_rewriter::NamePreserver::new(node);
+    plan.transform_up_with_subqueries(|node| {
+        let preserver = names(&node);
+        node.map_expressions(|expr| {
+            let saved = preserver.save(&expr);
+            expr.transform_up(|e| match e {
+                Expr::ScalarFunction(f) if f.name() == "nullif" && f.args.len() == 2 => {
+                    // Either way the answer is the first argument (NULL when it is).
+                    if is_null(&f.args[1]) || is_null(&f.args[0]) {
+                        Ok(Transformed::yes(f.args[0].clone()))
+                    } else {
+                        Ok(Transformed::no(Expr::ScalarFunction(f)))
+                    }
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.update_data(|e| saved.restore(e)))
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// Whether some expression of `plan` or its subqueries has a part that reads nothing and is
@@ -342,6 +397,11 @@ fn is_literal_coercion(expr: &Expr) -> bool {
 /// session's `TimeZone` or `DateStyle` are stable there; text read as a date/time is folded
 /// only as a literal.
 fn folds(f: &ScalarFunction) -> bool {
+    // `quote_literal(anyelement)` is stable, but an SQL function PostgreSQL inlines into the
+    // immutable `quote_literal(text)` of its argument cast to text.
+    if f.name() == "quote_literal" {
+        return true;
+    }
     // Floe's `to_timestamp` is stable for its `(text, text)` form; the one of a number is not.
     let immutable = f.func.signature().volatility == Volatility::Immutable
         || (f.name() == "to_timestamp" && f.args.len() == 1);

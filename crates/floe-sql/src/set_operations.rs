@@ -13,6 +13,7 @@
 //! numbered first (`row_number() OVER (PARTITION BY` every column and the side`)`) and the
 //! number is one more grouping key: the `k`-th copy on the left meets the `k`-th on the right.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
@@ -213,8 +214,11 @@ impl datafusion::optimizer::OptimizerRule for UnionInputNames {
 /// rewrite its inputs: `coalesce(x, false)` is NOT NULL when planned, but simplified to
 /// `x IS NOT NULL AND x` it is nullable, and the physical plan of `SELECT coalesce(x, false)
 /// FROM t UNION SELECT false` failed ("Physical input schema should be the same as the one
-/// converted from logical input schema"). The last rule, this one gives each union the
-/// nullability of its inputs and recomputes the schemas of the nodes above a union it changed.
+/// converted from logical input schema"). Field metadata (Floe's type tags) goes the same
+/// way: `coalesce(v, 'a')` over a `varchar(10)` column keeps the column's tag, the `CASE` it is
+/// simplified to has none. The last rule, this one gives each union the nullability and the
+/// metadata its physical plan derives from its inputs and recomputes the schemas of the nodes
+/// above a union it changed.
 #[derive(Debug, Default)]
 pub struct UnionNullability;
 
@@ -244,7 +248,9 @@ fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     match plan.data {
         LogicalPlan::Union(union) => {
             let fixed = with_inputs_nullability(union)?;
-            let changed = changed || fixed.transformed;
+            let tagged = with_inputs_metadata(fixed.data)?;
+            let changed = changed || fixed.transformed || tagged.transformed;
+            let fixed = tagged;
             Ok(Transformed::new_transformed(
                 LogicalPlan::Union(fixed.data),
                 changed,
@@ -253,6 +259,62 @@ fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
         other if changed => Ok(Transformed::yes(other.recompute_schema()?)),
         other => Ok(Transformed::no(other)),
     }
+}
+
+/// `union` with each field's metadata as DataFusion's physical union derives it: the
+/// metadata of the first input whose field is nullable (else the first input), extended by
+/// every other input's in order.
+fn with_inputs_metadata(mut union: Union) -> DfResult<Transformed<Union>> {
+    let width = union.schema.fields().len();
+    if union
+        .inputs
+        .iter()
+        .any(|i| i.schema().fields().len() != width)
+    {
+        return Ok(Transformed::no(union));
+    }
+    let derived: Vec<HashMap<String, String>> = (0..width)
+        .map(|i| {
+            let field = |input: &Arc<LogicalPlan>| input.schema().field(i).clone();
+            let chosen = union
+                .inputs
+                .iter()
+                .position(|input| field(input).is_nullable())
+                .unwrap_or(0);
+            let mut metadata = field(&union.inputs[chosen]).metadata().clone();
+            for (j, input) in union.inputs.iter().enumerate() {
+                if j != chosen {
+                    metadata.extend(field(input).metadata().clone());
+                }
+            }
+            metadata
+        })
+        .collect();
+    if union
+        .schema
+        .fields()
+        .iter()
+        .zip(&derived)
+        .all(|(f, m)| f.metadata() == m)
+    {
+        return Ok(Transformed::no(union));
+    }
+    let fields: Vec<_> = union
+        .schema
+        .iter()
+        .zip(derived)
+        .map(|((qualifier, field), metadata)| {
+            (
+                qualifier.cloned(),
+                Arc::new(field.as_ref().clone().with_metadata(metadata)),
+            )
+        })
+        .collect();
+    union.schema = Arc::new(DFSchema::new_with_metadata(
+        fields,
+        union.schema.metadata().clone(),
+    )?);
+    Ok(Transformed::yes(union))
 }
 
 /// `union` with each column nullable when the column of one of its inputs is (names and types

@@ -341,6 +341,14 @@ pub(crate) fn keep_type_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         node.map_data(|n| match n {
             LogicalPlan::Values(_) => Ok(n),
             LogicalPlan::Union(union) => union_with_input_tags(union),
+            LogicalPlan::Join(join)
+                if matches!(
+                    join.join_type,
+                    datafusion::common::JoinType::LeftSemi | datafusion::common::JoinType::LeftAnti
+                ) =>
+            {
+                set_operation_tags(LogicalPlan::Join(join).recompute_schema()?)
+            }
             LogicalPlan::Unnest(_) => match n.recompute_schema()? {
                 LogicalPlan::Unnest(unnest) => unnest_with_input_tags(unnest),
                 other => Ok(other),
@@ -351,33 +359,44 @@ pub(crate) fn keep_type_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
     .map(|t| t.data)
 }
 
-/// `union` with each field's metadata taken from its first input's field.
+/// `union` with each field's metadata taken from its first input's field, skipping inputs
+/// whose column is an untyped literal (`SELECT 'x' UNION SELECT v`: PostgreSQL reads `'x'`
+/// as `unknown` and the column is `v`'s type).
 fn union_with_input_tags(union: datafusion::logical_expr::Union) -> DfResult<LogicalPlan> {
-    let Some(first) = union.inputs.first() else {
-        return Ok(LogicalPlan::Union(union));
-    };
-    let firsts = first.schema().fields().clone();
-    if firsts.len() != union.schema.fields().len()
-        || firsts
+    let width = union.schema.fields().len();
+    if union.inputs.is_empty()
+        || union
+            .inputs
             .iter()
-            .zip(union.schema.fields().iter())
-            .all(|(a, b)| a.metadata() == b.metadata())
+            .any(|input| input.schema().fields().len() != width)
+    {
+        return Ok(LogicalPlan::Union(union));
+    }
+    let tags: Vec<_> = (0..width)
+        .map(|i| {
+            let typed = union
+                .inputs
+                .iter()
+                .find(|input| !is_untyped_literal_column(input, i))
+                .unwrap_or(&union.inputs[0]);
+            typed.schema().field(i).metadata().clone()
+        })
+        .collect();
+    if tags
+        .iter()
+        .zip(union.schema.fields().iter())
+        .all(|(tag, field)| tag == field.metadata())
     {
         return Ok(LogicalPlan::Union(union));
     }
     let fields: Vec<_> = union
         .schema
         .iter()
-        .zip(firsts.iter())
-        .map(|((qualifier, field), input)| {
+        .zip(tags)
+        .map(|((qualifier, field), tag)| {
             (
                 qualifier.cloned(),
-                Arc::new(
-                    field
-                        .as_ref()
-                        .clone()
-                        .with_metadata(input.metadata().clone()),
-                ),
+                Arc::new(field.as_ref().clone().with_metadata(tag)),
             )
         })
         .collect();
@@ -386,6 +405,64 @@ fn union_with_input_tags(union: datafusion::logical_expr::Union) -> DfResult<Log
         inputs: union.inputs,
         schema: Arc::new(schema),
     }))
+}
+
+/// INTERSECT or EXCEPT (planned as a semi or anti join of its two sides, with the left side's
+/// schema): a column whose left side is an untyped literal takes the right side's tag, as
+/// PostgreSQL reads the literal as `unknown` (`SELECT 'a' EXCEPT SELECT v` is `v`'s type).
+fn set_operation_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    let LogicalPlan::Join(mut join) = plan else {
+        return Ok(plan);
+    };
+    let width = join.schema.fields().len();
+    if join.right.schema().fields().len() != width
+        || !(0..width).any(|i| is_untyped_literal_column(&join.left, i))
+    {
+        return Ok(LogicalPlan::Join(join));
+    }
+    let fields: Vec<_> = join
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            let field = if is_untyped_literal_column(&join.left, i) {
+                field
+                    .as_ref()
+                    .clone()
+                    .with_metadata(join.right.schema().field(i).metadata().clone())
+            } else {
+                field.as_ref().clone()
+            };
+            (qualifier.cloned(), Arc::new(field))
+        })
+        .collect();
+    join.schema = Arc::new(DFSchema::new_with_metadata(
+        fields,
+        join.schema.metadata().clone(),
+    )?);
+    Ok(LogicalPlan::Join(join))
+}
+
+/// Whether column `i` of a union input is a string literal or NULL without a type of its own
+/// (PostgreSQL's `unknown`), seen through the nodes that keep a column as it is.
+fn is_untyped_literal_column(input: &LogicalPlan, i: usize) -> bool {
+    match input {
+        LogicalPlan::Projection(projection) => projection.expr.get(i).is_some_and(|e| {
+            matches!(
+                e.clone().unalias_nested().data,
+                Expr::Literal(ScalarValue::Utf8(_) | ScalarValue::Null, None)
+            )
+        }),
+        LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_))
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Filter(_) => input
+            .inputs()
+            .first()
+            .is_some_and(|child| is_untyped_literal_column(child, i)),
+        _ => false,
+    }
 }
 
 /// `expr` whose field carries exactly `metadata` (none if it is empty), in the logical plan

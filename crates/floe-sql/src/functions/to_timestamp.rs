@@ -738,7 +738,11 @@ pub(crate) fn from_epoch(seconds: f64) -> Result<i64, SqlError> {
     if seconds == f64::NEG_INFINITY {
         return Ok(TIMESTAMP_NEG_INFINITY);
     }
-    let micros = (seconds * 1_000_000.0).round();
+    // As PostgreSQL computes it: moved to its epoch (2000) first, then scaled and rounded
+    // half to even, so the last microsecond is the one PostgreSQL gives.
+    const PG_EPOCH_SECONDS: f64 = 946_684_800.0;
+    let since_2000 = ((seconds - PG_EPOCH_SECONDS) * 1_000_000.0).round_ties_even();
+    let micros = since_2000 + PG_EPOCH_SECONDS * 1_000_000.0;
     if !(-211_813_488_000_000_000.0..9_223_371_331_200_000_000.0).contains(&micros) {
         return Err(SqlError::new(
             sqlstate::DATETIME_FIELD_OVERFLOW,
@@ -748,7 +752,7 @@ pub(crate) fn from_epoch(seconds: f64) -> Result<i64, SqlError> {
             ),
         ));
     }
-    Ok(micros as i64)
+    Ok(since_2000 as i64 + 946_684_800_000_000)
 }
 
 /// `to_timestamp` (`date: false`) or `to_date` (`date: true`).

@@ -265,15 +265,27 @@ fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
                 Ok(DataType::Float64 | DataType::Float32)
             )
         };
+        let zero = |p: &Expr| match p.get_type(schema) {
+            Ok(DataType::Float32) => lit(0.0f32),
+            _ => lit(0.0f64),
+        };
         if !f
             .params
             .partition_by
             .iter()
             .any(|p| is_wide(p, schema) || float(p))
+            && !f.params.order_by.iter().any(|s| float(&s.expr))
         {
             return Ok(Transformed::no(Expr::WindowFunction(f)));
         }
         let WindowFunction { params, .. } = f.as_mut();
+        // -0 and 0 are peers in PostgreSQL too (DataFusion's peers compare bit patterns).
+        for sort in params.order_by.iter_mut() {
+            if float(&sort.expr) {
+                let z = zero(&sort.expr);
+                sort.expr = sort.expr.clone() + z;
+            }
+        }
         params.partition_by = std::mem::take(&mut params.partition_by)
             .into_iter()
             .map(|p| {
@@ -281,11 +293,8 @@ fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
                     identity(p)
                 } else if float(&p) {
                     // -0 and 0 are one partition in PostgreSQL; adding +0 turns -0 into 0.
-                    let zero = match p.get_type(schema) {
-                        Ok(DataType::Float32) => lit(0.0f32),
-                        _ => lit(0.0f64),
-                    };
-                    p + zero
+                    let z = zero(&p);
+                    p + z
                 } else {
                     p
                 }
