@@ -24,6 +24,7 @@
 //! never evaluates (a skipped branch, or over a stable function) gets its operand wrapped in
 //! the volatile `floe_deferred`, as DataFusion raises such casts wherever they are.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::RecordBatch;
@@ -33,11 +34,11 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::execution::context::ExecutionProps;
-use datafusion::logical_expr::expr::{Case, ScalarFunction};
+use datafusion::logical_expr::expr::{Case, Exists, InSubquery, ScalarFunction};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Volatility,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, Volatility,
 };
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
@@ -74,9 +75,14 @@ impl AnalyzerRule for PlanTimeErrors {
             .map(|t| t.data)
             .unwrap_or_else(|_| original.clone());
         let used = without_skipped_subqueries(pruned.clone())?;
+        let constants = pulled_up_constants(&used);
         used.apply_with_subqueries(|node| {
             node.apply_expressions(|expr| {
-                check(expr)?;
+                if constants.is_empty() {
+                    check(expr)?;
+                } else {
+                    check(&with_constants(expr, &constants))?;
+                }
                 Ok(TreeNodeRecursion::Continue)
             })
         })?;
@@ -99,6 +105,101 @@ impl AnalyzerRule for PlanTimeErrors {
     fn name(&self) -> &str {
         "floe_plan_time_errors"
     }
+}
+
+/// The constant columns of the derived tables PostgreSQL pulls up into the query above them
+/// (`FROM (SELECT '-1'::int2 AS c WHERE …) AS d`: `d.c` is `'-1'::int2` there, so
+/// `d.c / 0` is folded and fails), by (alias, column). Not pulled up: a subquery with
+/// grouping, aggregates, windows, DISTINCT, ORDER BY, LIMIT or a set operation, and one on
+/// the nullable side of an outer join (its columns may be NULL-extended); an alias used
+/// twice in the statement is left out.
+fn pulled_up_constants(plan: &LogicalPlan) -> HashMap<(String, String), Expr> {
+    fn visit(
+        plan: &LogicalPlan,
+        nullable: bool,
+        seen: &mut HashMap<String, usize>,
+        out: &mut HashMap<(String, String), Expr>,
+    ) {
+        if let LogicalPlan::SubqueryAlias(alias) = plan {
+            let name = alias.alias.table().to_string();
+            *seen.entry(name.clone()).or_default() += 1;
+            if let (false, LogicalPlan::Projection(projection)) = (nullable, alias.input.as_ref()) {
+                let mut input = projection.input.as_ref();
+                while let LogicalPlan::Filter(filter) = input {
+                    input = filter.input.as_ref();
+                }
+                let simple = !matches!(
+                    input,
+                    LogicalPlan::Aggregate(_)
+                        | LogicalPlan::Window(_)
+                        | LogicalPlan::Distinct(_)
+                        | LogicalPlan::Sort(_)
+                        | LogicalPlan::Limit(_)
+                        | LogicalPlan::Union(_)
+                        | LogicalPlan::Unnest(_)
+                );
+                if simple {
+                    for (expr, field) in projection.expr.iter().zip(alias.schema.fields()) {
+                        let expr = expr.clone().unalias_nested().data;
+                        if is_constant(&expr) && !is_array(&expr) {
+                            out.insert((name.clone(), field.name().clone()), expr);
+                        }
+                    }
+                }
+            }
+        }
+        let sides = match plan {
+            LogicalPlan::Join(join) => Some(match join.join_type {
+                JoinType::Left => (false, true),
+                JoinType::Right => (true, false),
+                JoinType::Full => (true, true),
+                _ => (false, false),
+            }),
+            _ => None,
+        };
+        for (i, child) in plan.inputs().into_iter().enumerate() {
+            let side = sides
+                .map(|(l, r)| if i == 0 { l } else { r })
+                .unwrap_or(false);
+            visit(child, nullable || side, seen, out);
+        }
+        let _ = plan.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarSubquery(q) | Expr::Exists(Exists { subquery: q, .. }) = e {
+                    visit(&q.subquery, false, seen, out);
+                }
+                if let Expr::InSubquery(InSubquery { subquery, .. }) = e {
+                    visit(&subquery.subquery, false, seen, out);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+    }
+    let (mut seen, mut out) = (HashMap::new(), HashMap::new());
+    visit(plan, false, &mut seen, &mut out);
+    out.retain(|(alias, _), _| seen.get(alias) == Some(&1));
+    out
+}
+
+/// `expr` with the columns of `constants` replaced by their expressions.
+fn with_constants(expr: &Expr, constants: &HashMap<(String, String), Expr>) -> Expr {
+    let lookup = |column: &datafusion::common::Column| {
+        let alias = column.relation.as_ref()?.table().to_string();
+        constants.get(&(alias, column.name.clone())).cloned()
+    };
+    expr.clone()
+        .transform_up(|e| {
+            let replaced = match &e {
+                Expr::Column(column) | Expr::OuterReferenceColumn(_, column) => lookup(column),
+                _ => None,
+            };
+            Ok(match replaced {
+                Some(constant) => Transformed::yes(constant),
+                None => Transformed::no(e),
+            })
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| expr.clone())
 }
 
 /// `plan` with `nullif(x, NULL)` as `x` and `nullif(NULL, x)` as NULL, as PostgreSQL folds
@@ -150,11 +251,25 @@ fn fold_nullif(plan: LogicalPlan) -> DfResult<LogicalPlan> {
 
 /// Whether some expression of `plan` or its subqueries has a part that reads nothing and is
 /// not a literal: an operator, cast or call whose operands are all literals (a function
-/// without arguments too). Every constant expression that is not a literal holds one, so
-/// without one there is nothing to fold or to evaluate once.
+/// without arguments too), or a derived table with a literal column. Every constant
+/// expression that is not a literal holds one, so without one there is nothing to fold or to
+/// evaluate once.
 fn has_constant_part(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
+        // A derived table's literal column (`FROM (SELECT '\x'::bytea AS c) AS d`) is a
+        // constant where the query above reads it.
+        if let LogicalPlan::SubqueryAlias(alias) = node {
+            if let LogicalPlan::Projection(projection) = alias.input.as_ref() {
+                found = projection
+                    .expr
+                    .iter()
+                    .any(|e| matches!(e.clone().unalias_nested().data, Expr::Literal(..)));
+                if found {
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 found = is_constant_leaf(e);
@@ -174,6 +289,8 @@ fn has_constant_part(plan: &LogicalPlan) -> bool {
 fn is_constant_leaf(expr: &Expr) -> bool {
     let literal = |e: &Expr| matches!(e, Expr::Literal(..));
     match expr {
+        // `coalesce(<literal>, x)` folds to the literal unless it is NULL.
+        Expr::ScalarFunction(f) if f.name() == "coalesce" => f.args.first().is_some_and(literal),
         Expr::ScalarFunction(f) => f.args.iter().all(literal),
         Expr::Literal(..)
         | Expr::Alias(_)
@@ -220,7 +337,10 @@ fn check(expr: &Expr) -> DfResult<()> {
             Ok(())
         }
         _ if is_constant(expr) && !is_array(expr) => fold(expr).map(|_| ()),
-        _ => check_children(expr),
+        _ => {
+            check_children(expr)?;
+            with_folded_operands(expr).map(|_| ())
+        }
     }
 }
 
@@ -292,6 +412,24 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
         if null_strict_call(expr)? {
             return Ok(Some(ScalarValue::Null));
         }
+        // `coalesce` whose first argument that is not a NULL constant is a constant is that
+        // constant (`CAST(coalesce(2147483647 * 6::int8, x) AS int4)` fails).
+        if let Expr::ScalarFunction(f) = expr {
+            if f.name() == "coalesce" {
+                for arg in &f.args {
+                    match fold(arg)? {
+                        Some(value) if value.is_null() => continue,
+                        Some(value) => return Ok(Some(value)),
+                        None => break,
+                    }
+                }
+            }
+        }
+        // An operator, cast or function whose operands all fold (through `coalesce`, `CASE`,
+        // …) is evaluated with their values, as PostgreSQL folds bottom-up.
+        if let Some(value) = with_folded_operands(expr)? {
+            return Ok(Some(value));
+        }
         // A test of an operand that folds to a constant folds too (`(NULL % k) IS NOT NULL`
         // is false, so a CASE branch under it is dropped).
         return Ok(match test_of(expr) {
@@ -316,6 +454,62 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
         }
         Err(e) => Err(e),
         _ => Ok(None),
+    }
+}
+
+/// The value of `expr`, an operator, cast or immutable function call that reads a row but
+/// whose operands all fold to values (`CAST(coalesce(2147483647 * 6::int8, x) AS int4)`):
+/// the call evaluated on those values. `None` where an operand does not fold, or is an
+/// untyped NULL; only data errors (SQLSTATE class 22) of the evaluation are raised.
+fn with_folded_operands(expr: &Expr) -> DfResult<Option<ScalarValue>> {
+    let evaluated = match expr {
+        Expr::Cast(_) | Expr::TryCast(_) | Expr::Negative(_) => true,
+        Expr::BinaryExpr(b) => !matches!(b.op, Operator::And | Operator::Or),
+        Expr::ScalarFunction(f) => f.name() != "coalesce" && folds(f),
+        _ => false,
+    };
+    // Only an operand with a short cut in it can fold while reading a row.
+    if !evaluated || !has_short_cuts(expr) {
+        return Ok(None);
+    }
+    let mut values = Vec::new();
+    let mut folded = true;
+    expr.apply_children(|child| {
+        match fold(child)? {
+            Some(value)
+                if value != ScalarValue::Null
+                    && !matches!(
+                        value.data_type(),
+                        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+                    ) =>
+            {
+                values.push(value)
+            }
+            _ => folded = false,
+        }
+        Ok(if folded {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    })?;
+    if !folded {
+        return Ok(None);
+    }
+    let mut values = values.into_iter();
+    let substituted = expr
+        .clone()
+        .map_children(|_| {
+            Ok(Transformed::yes(Expr::Literal(
+                values.next().unwrap_or(ScalarValue::Null),
+                None,
+            )))
+        })?
+        .data;
+    match evaluate(&substituted) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if crate::error::from_datafusion(&e).code.starts_with("22") => Err(e),
+        Err(_) => Ok(None),
     }
 }
 

@@ -479,7 +479,25 @@ fn special(word: &str) -> Option<&'static str> {
 /// The lower-cased words of date/time text, split at ISO 8601's `T` between a date and a
 /// time.
 fn split_words(text: &str) -> Vec<String> {
-    let lower = text.trim().to_ascii_lowercase();
+    // Other punctuation only separates fields (`"2026-08-09"`, `(2026-08-09)`, `2026_08_09`),
+    // as in PostgreSQL's lexer; `_` inside a word stays (`america/new_york`).
+    let mut previous = ' ';
+    let lower: String = text
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            let keep = !c.is_ascii_punctuation()
+                || matches!(c, '-' | '+' | '/' | '.' | ':' | ',')
+                || (c == '_' && previous.is_ascii_alphabetic());
+            previous = c;
+            if keep {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
     let mut words: Vec<String> = Vec::new();
     for w in lower.split_ascii_whitespace() {
         match w.find('t') {
@@ -551,6 +569,21 @@ fn read_fields(text: &str) -> Result<Fields, Refusal> {
                 } else {
                     return Err(Refusal::Syntax);
                 }
+                continue;
+            }
+            if bare
+                && (3..=4).contains(&word.len())
+                && f.year.is_none()
+                && f.month.is_none()
+                && f.day.is_none()
+            {
+                // A number of three or four digits first is the year (`2001 jan 5`).
+                f.year = Some(year_field(word)?);
+                continue;
+            }
+            if bare && word.len() <= 2 && f.year.is_some() && f.month.is_none() && f.day.is_none() {
+                // `2026 08 09`: year, month, day.
+                f.month = Some(number(word)? as u32);
                 continue;
             }
             if bare && word.len() <= 2 && f.year.is_none() && f.month.is_none() {

@@ -197,7 +197,13 @@ impl Engine {
             .with_analyzer_rules(analyzer_rules)
             .with_optimizer_rules(optimizer_rules)
             .with_query_planner(Arc::new(crate::apply::FloeQueryPlanner))
-            .with_physical_optimizer_rule(Arc::new(crate::lazy_logic::LazyLogic))
+            .with_physical_optimizer_rules({
+                let mut rules = crate::filter_pushdown_guard::guarded(
+                    datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
+                );
+                rules.push(Arc::new(crate::lazy_logic::LazyLogic));
+                rules
+            })
             .with_relation_planners(vec![Arc::new(crate::type_tags::DerivedTableTags)]);
         {
             // First: the planners are asked in order; numeric operands never reach

@@ -430,7 +430,7 @@ fn storage_error_ref(err: &floe_storage::StorageError) -> SqlError {
     SqlError::from(owned)
 }
 
-fn from_datafusion(err: &DataFusionError) -> SqlError {
+pub(crate) fn from_datafusion(err: &DataFusionError) -> SqlError {
     match err {
         DataFusionError::SQL(parser, _) => syntax_error_from_parser(parser),
         DataFusionError::ArrowError(arrow, _) => from_arrow(arrow),

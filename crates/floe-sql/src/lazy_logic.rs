@@ -23,8 +23,9 @@ use datafusion::arrow::compute::kernels::boolean::{and_kleene, or_kleene};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::expressions::{
     BinaryExpr, CastExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal,
@@ -34,7 +35,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -53,10 +54,19 @@ impl PhysicalOptimizerRule for LazyLogic {
                 if !predicate.transformed {
                     return Ok(Transformed::no(node));
                 }
+                let properties = Arc::clone(filter.properties());
                 let filter = FilterExecBuilder::from(filter)
                     .with_predicate(predicate.data)
                     .build()?;
-                return Ok(Transformed::yes(Arc::new(filter) as Arc<dyn ExecutionPlan>));
+                // The rewritten predicate hides its conjuncts from DataFusion, which would no
+                // longer see the constants and equalities the sorts above were planned with
+                // (a window over `WHERE i4 = 0 AND …`, partitioned by `i4`, then failed with
+                // "Expects PARTITION BY expression to be ordered").
+                return Ok(Transformed::yes(Arc::new(SameProperties {
+                    input: Arc::new(filter),
+                    properties,
+                })
+                    as Arc<dyn ExecutionPlan>));
             }
             if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
                 let mut changed = false;
@@ -317,5 +327,61 @@ impl PhysicalExpr for LazyBinary {
         self.left.fmt_sql(f)?;
         write!(f, " {} ", self.operator())?;
         self.right.fmt_sql(f)
+    }
+}
+
+/// Its input, described by the properties of the node it replaced (the same rows: a filter
+/// whose predicate [`LazyLogic`] rewrote).
+#[derive(Debug)]
+struct SameProperties {
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for SameProperties {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SameProperties")
+    }
+}
+
+impl ExecutionPlan for SameProperties {
+    fn name(&self) -> &str {
+        "SameProperties"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match <[_; 1]>::try_from(children) {
+            Ok([input]) => Ok(Arc::new(SameProperties {
+                input,
+                properties: Arc::clone(&self.properties),
+            })),
+            Err(_) => datafusion::common::internal_err!("SameProperties has one child"),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
     }
 }

@@ -20,6 +20,7 @@ pub mod datetime;
 mod datetime_udf;
 pub mod engine;
 pub mod error;
+mod filter_pushdown_guard;
 mod functions;
 mod interval;
 mod lazy_logic;

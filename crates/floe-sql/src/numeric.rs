@@ -518,12 +518,18 @@ impl AnalyzerRule for NumericCoercedCasts {
     }
 }
 
-/// `expr` without the casts DataFusion wrapped it in (and the aliases that keep a
+/// `expr` without the cast DataFusion wrapped it in (and the aliases that keep a
 /// rewritten literal's name).
 fn uncast(expr: Expr) -> Expr {
-    match expr {
-        Expr::Cast(Cast { expr, .. }) => uncast(*expr),
-        Expr::Alias(alias) => uncast(*alias.expr),
+    fn unalias(expr: Expr) -> Expr {
+        match expr {
+            Expr::Alias(alias) => unalias(*alias.expr),
+            other => other,
+        }
+    }
+    // One cast only: the value's own casts stay (`CAST(CAST(-0.5 AS int2) AS numeric)` is -1).
+    match unalias(expr) {
+        Expr::Cast(Cast { expr, .. }) => unalias(*expr),
         other => other,
     }
 }
