@@ -1,4 +1,4 @@
-//! Calls that differ only in their casts keep apart in DataFusion's plan.
+//! Calls that differ only in their casts (or scalar subqueries) keep apart in DataFusion's plan.
 //!
 //! DataFusion names an expression by its text with every cast left out (`sum(x::int2)` is
 //! `sum(v.x)`), and an aggregate or window node must not compute two expressions of one name.
@@ -7,6 +7,8 @@
 //! once their casts are left out, every cast in their arguments is wrapped in
 //! [`CAST_NAMED`]`(cast, 'type')`, a function that passes its first argument through (its
 //! field too, so the result type a client sees is the cast's) and whose name shows the type.
+//! Scalar subqueries likewise: DataFusion names one by its column, so `min((SELECT max(1))),
+//! min((SELECT max(2)))` clashed too (42712); each is wrapped with its text as the name.
 //! Statements without such calls are left alone.
 
 use std::collections::HashMap;
@@ -79,8 +81,14 @@ impl VisitorMut for Strip {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Cast { expr: inner, .. } = expr {
-            *expr = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+        match expr {
+            Expr::Cast { expr: inner, .. } => {
+                *expr = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+            }
+            // DataFusion names a scalar subquery by its column (`min((SELECT max(1)))` is
+            // `min(max)`): subqueries read alike.
+            Expr::Subquery(_) => *expr = Expr::Identifier(ast::Ident::new("subquery")),
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -109,11 +117,14 @@ impl VisitorMut for NameCasts {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Cast { data_type, .. } = expr {
-            let type_name = Expr::value(Value::SingleQuotedString(data_type.to_string()));
-            let cast = std::mem::replace(expr, Expr::value(Value::Null));
-            *expr = crate::rewrite::call(CAST_NAMED, vec![cast, type_name]);
-        }
+        let name = match expr {
+            Expr::Cast { data_type, .. } => data_type.to_string(),
+            Expr::Subquery(query) => query.to_string(),
+            _ => return ControlFlow::Continue(()),
+        };
+        let name = Expr::value(Value::SingleQuotedString(name));
+        let named = std::mem::replace(expr, Expr::value(Value::Null));
+        *expr = crate::rewrite::call(CAST_NAMED, vec![named, name]);
         ControlFlow::Continue(())
     }
 }
@@ -184,6 +195,15 @@ mod tests {
             rewritten("SELECT sum(x::int4), sum(x::int2) FROM t"),
             "SELECT sum(floe_cast_named(x::INT4, 'INT4')), \
              sum(floe_cast_named(x::INT2, 'INT2')) FROM t"
+        );
+    }
+
+    #[test]
+    fn calls_apart_only_by_subqueries_get_named_subqueries() {
+        assert_eq!(
+            rewritten("SELECT min((SELECT max(1))), min((SELECT max(2)))"),
+            "SELECT min(floe_cast_named((SELECT max(1)), 'SELECT max(1)')), \
+             min(floe_cast_named((SELECT max(2)), 'SELECT max(2)'))"
         );
     }
 
