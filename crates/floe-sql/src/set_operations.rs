@@ -246,6 +246,16 @@ fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
         .transform_sibling(|p| p.map_children(union_nullability))?;
     let changed = plan.transformed;
     match plan.data {
+        LogicalPlan::Projection(projection) => {
+            let fixed = with_case_nullability(projection)?;
+            let changed = changed || fixed.transformed;
+            match fixed.data {
+                projection if changed => Ok(Transformed::yes(
+                    LogicalPlan::Projection(projection).recompute_schema()?,
+                )),
+                projection => Ok(Transformed::no(LogicalPlan::Projection(projection))),
+            }
+        }
         LogicalPlan::Union(union) => {
             let fixed = with_inputs_nullability(union)?;
             let tagged = with_inputs_metadata(fixed.data)?;
@@ -259,6 +269,43 @@ fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
         other if changed => Ok(Transformed::yes(other.recompute_schema()?)),
         other => Ok(Transformed::no(other)),
     }
+}
+
+/// `projection` with each CASE that DataFusion's logical plan holds NOT NULL but whose
+/// physical expression is nullable (a NULL branch whose condition the logical analysis proves
+/// never true: `WHEN x BETWEEN NULL AND 1.5 THEN NULL`) marked nullable in both, so an
+/// aggregate above it (DISTINCT) plans.
+fn with_case_nullability(
+    mut projection: datafusion::logical_expr::Projection,
+) -> DfResult<Transformed<datafusion::logical_expr::Projection>> {
+    use datafusion::logical_expr::ExprSchemable;
+    let schema = Arc::clone(projection.input.schema());
+    let naive = |case: &datafusion::logical_expr::expr::Case| -> bool {
+        case.when_then_expr
+            .iter()
+            .map(|(_, then)| then.as_ref())
+            .chain(case.else_expr.as_deref())
+            .any(|e| e.nullable(&schema).unwrap_or(true))
+            || case.else_expr.is_none()
+    };
+    let mut changed = false;
+    for expr in projection.expr.iter_mut() {
+        let name = expr.schema_name().to_string();
+        let (inner, qualifier) = match &*expr {
+            Expr::Alias(alias) => (alias.expr.as_ref(), alias.relation.clone()),
+            other => (other, None),
+        };
+        let Expr::Case(case) = inner else {
+            continue;
+        };
+        if inner.nullable(&schema).unwrap_or(true) || !naive(case) {
+            continue;
+        }
+        let wrapped = crate::type_tags::nullable(inner.clone()).alias_qualified(qualifier, name);
+        *expr = wrapped;
+        changed = true;
+    }
+    Ok(Transformed::new_transformed(projection, changed))
 }
 
 /// `union` with each field's metadata as DataFusion's physical union derives it: the

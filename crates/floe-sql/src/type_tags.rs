@@ -415,8 +415,14 @@ fn set_operation_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         return Ok(plan);
     };
     let width = join.schema.fields().len();
+    // Without ALL, DataFusion made the left side distinct (a DISTINCT of the query's own
+    // reads its literals as text, as PostgreSQL's does).
+    let left = match join.left.as_ref() {
+        LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => input.as_ref(),
+        other => other,
+    };
     if join.right.schema().fields().len() != width
-        || !(0..width).any(|i| is_untyped_literal_column(&join.left, i))
+        || !(0..width).any(|i| is_untyped_literal_column(left, i))
     {
         return Ok(LogicalPlan::Join(join));
     }
@@ -425,7 +431,7 @@ fn set_operation_tags(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         .iter()
         .enumerate()
         .map(|(i, (qualifier, field))| {
-            let field = if is_untyped_literal_column(&join.left, i) {
+            let field = if is_untyped_literal_column(left, i) {
                 field
                     .as_ref()
                     .clone()
@@ -454,7 +460,6 @@ fn is_untyped_literal_column(input: &LogicalPlan, i: usize) -> bool {
             )
         }),
         LogicalPlan::SubqueryAlias(_)
-        | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_))
         | LogicalPlan::Sort(_)
         | LogicalPlan::Limit(_)
         | LogicalPlan::Filter(_) => input
@@ -556,5 +561,47 @@ impl datafusion::logical_expr::planner::RelationPlanner for DerivedTableTags {
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
             plan, None,
         ))))
+    }
+}
+
+/// `expr` as a nullable field, in the logical plan and in the physical one alike.
+pub(crate) fn nullable(expr: Expr) -> Expr {
+    static UDF: std::sync::LazyLock<Arc<ScalarUDF>> = std::sync::LazyLock::new(|| {
+        Arc::new(ScalarUDF::new_from_impl(Nullable {
+            signature: Signature::any(1, Volatility::Immutable),
+        }))
+    });
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&UDF), vec![expr]))
+}
+
+/// `floe_nullable(x)`: `x`, with a nullable field (see [`nullable`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nullable {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Nullable {
+    fn name(&self) -> &str {
+        "floe_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let field = match args.arg_fields.first() {
+            Some(field) => field.as_ref().clone(),
+            None => Field::new("floe_nullable", DataType::Null, true),
+        };
+        Ok(Arc::new(field.with_nullable(true)))
+    }
+
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(args.args.swap_remove(0))
     }
 }

@@ -479,11 +479,23 @@ impl Db {
             return;
         }
         let deadline = std::time::Instant::now() + FLUSH_WAIT;
-        while inner.checkpoint_trigger.is_pending()
-            && inner.under_memory_pressure()
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // A flush that was already under way may have started before the rows now pressing
+        // were written: once it is done and the pressure stays, one more is asked for and
+        // waited on (not more: rows no flush can move must not hold a writer for the whole
+        // wait on every statement).
+        for round in 0..2 {
+            if round > 0 {
+                inner.maybe_flush_for_memory();
+            }
+            while inner.checkpoint_trigger.is_pending()
+                && inner.under_memory_pressure()
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            if !inner.under_memory_pressure() || std::time::Instant::now() >= deadline {
+                return;
+            }
         }
     }
 

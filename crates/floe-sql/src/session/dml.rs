@@ -872,6 +872,15 @@ impl Session {
         let rows = table.codec.encode_rows(&values)?;
         let keys = table.codec.encode_keys(&values)?;
         let mut conflicts: Vec<(Key, usize)> = Vec::new();
+        // Rows this statement inserted: DO UPDATE may not touch them again either.
+        let mut inserted: std::collections::HashSet<Key> = std::collections::HashSet::new();
+        let second_time = || {
+            SqlError::new(
+                sqlstate::CARDINALITY_VIOLATION,
+                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+            )
+            .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values.")
+        };
         for i in 0..rows.num_rows() {
             let row: RowBytes = Arc::from(rows.row(i).data());
             let key: Key = match &keys {
@@ -886,12 +895,10 @@ impl Session {
                             OnConflict::Error => return Err(duplicate_key(table, &key)),
                             OnConflict::Nothing => continue,
                             OnConflict::Update(_) => {
-                                if conflicts.iter().any(|(k, _)| *k == key) {
-                                    return Err(SqlError::new(
-                                        sqlstate::CARDINALITY_VIOLATION,
-                                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
-                                    )
-                                    .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+                                if inserted.contains(&key)
+                                    || conflicts.iter().any(|(k, _)| *k == key)
+                                {
+                                    return Err(second_time());
                                 }
                                 conflicts.push((key, i));
                                 continue;
@@ -915,12 +922,10 @@ impl Session {
                             if still.as_ref().map(|(_, k)| k) != Some(&existing) {
                                 return Err(floe_storage::StorageError::SerializationFailure.into());
                             }
-                            if conflicts.iter().any(|(k, _)| *k == existing) {
-                                return Err(SqlError::new(
-                                    sqlstate::CARDINALITY_VIOLATION,
-                                    "ON CONFLICT DO UPDATE command cannot affect row a second time",
-                                )
-                                .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+                            if inserted.contains(&existing)
+                                || conflicts.iter().any(|(k, _)| *k == existing)
+                            {
+                                return Err(second_time());
                             }
                             conflicts.push((existing, i));
                             continue;
@@ -928,6 +933,9 @@ impl Session {
                         _ => return Err(txn.unique_violation(table, oid, Some(&row)).into()),
                     }
                 }
+            }
+            if matches!(plan.on_conflict, OnConflict::Update(_)) {
+                inserted.insert(key.clone());
             }
             txn.write(table, key, Some(row.clone())).await?;
             affected.push(row);

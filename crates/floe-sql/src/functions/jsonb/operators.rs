@@ -69,6 +69,26 @@ fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
             }
         }
     }
+    // A scalar subquery is of its column's type, which a CASE there has no tag of yet
+    // (`'{}'::jsonb || (SELECT CASE … THEN '{}'::jsonb END)`).
+    if let Expr::ScalarSubquery(subquery) = expr {
+        let mut plan = subquery.subquery.as_ref();
+        while let LogicalPlan::SubqueryAlias(alias) = plan {
+            plan = alias.input.as_ref();
+        }
+        if let LogicalPlan::Projection(projection) = plan {
+            if let [only] = projection.expr.as_slice() {
+                let only = match only {
+                    Expr::Alias(alias) => alias.expr.as_ref(),
+                    other => other,
+                };
+                let inner = operand(only, projection.input.schema());
+                if matches!(inner, Operand::Json | Operand::Jsonb) {
+                    return inner;
+                }
+            }
+        }
+    }
     if let Expr::Literal(value, None) = expr {
         if matches!(
             value,
