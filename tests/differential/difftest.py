@@ -297,6 +297,10 @@ class DiffTest:
             elif (signature.startswith("sqlstate:")
                     and self.minimizer.order_dependent(stmt, found, extended, self.pg)):
                 cls = "evaluation-order:" + cls
+            elif (signature.startswith("sqlstate:")
+                    and self.minimizer.scope_dependent(stmt, found, extended, self.pg,
+                                                       self.floe, message_shape)):
+                cls = "evaluation-scope:" + cls
         else:
             cls = classify(stmt_min, signature, ev)
             if (signature.startswith("sqlstate:")
@@ -305,6 +309,10 @@ class DiffTest:
             elif (signature.startswith("sqlstate:")
                     and self.minimizer.order_dependent(stmt_min, ev, extended)):
                 cls = "evaluation-order:" + cls
+            elif (signature.startswith("sqlstate:")
+                    and self.minimizer.scope_dependent(stmt_min, ev, extended,
+                                                       shape=message_shape)):
+                cls = "evaluation-scope:" + cls
             if cls not in self.summary.counts and data:
                 data, ev = self.minimizer.shrink_rows(stmt_min, signature, extended, tables,
                                                       data)

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from runner import Side, compare, run_pair
-from sqlast import Select, SetOp, is_dml, reorderings, tables_of, variants
+from sqlast import (Select, SetOp, is_dml, reorderings, row_probes, scope_probes, tables_of,
+                    variants)
 
 MIN_DB = "difftest_min"
 MINIMIZE_SECONDS = 30  # per statement, for the reductions (slow candidates add up)
@@ -28,6 +29,14 @@ PLAN_VARIANTS = (
     ("enable_hashagg",),
     ("enable_sort",),
 )
+
+
+# The function `sqlast.row_probes` call on PostgreSQL: runs a statement, returns `ok` or its
+# error as `SQLSTATE:message` (created inside each probe's transaction block).
+TRY_FUNCTION = (
+    "CREATE FUNCTION pg_temp.difftest_try(q text) RETURNS text LANGUAGE plpgsql AS $f$ "
+    "BEGIN EXECUTE q; RETURN 'ok'; "
+    "EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ':' || SQLERRM; END $f$")
 
 
 @dataclass
@@ -183,6 +192,52 @@ class Minimizer:
         (`sqlast.reorderings`). A DML statement runs inside BEGIN … ROLLBACK."""
         tries = [([], other) for other in reorderings(stmt) if other.sql() != stmt.sql()]
         return self._postgres_answers_like(tries, ev, extended, pg)
+
+    def scope_dependent(self, stmt, ev, extended, pg=None, floe=None, shape=None):
+        """Whether the data exception (SQLSTATE class 22) one side raised and the other did
+        not is raised by that other side too when it evaluates one of the statement's
+        subexpressions on all rows of the FROM items it reads (`sqlast.scope_probes`), with
+        the same SQLSTATE and message (`shape` strips the values): the statement's rows
+        hold the value, and whether it is reached is the plan's choice (which rows a filter
+        or join sees first, an empty join side PostgreSQL's executor checks before the other).
+        """
+        pg, floe = pg or self.pg, floe or self.floe
+        if ev.pg.lost or ev.floe.lost:
+            return False
+        if (ev.floe.sqlstate or "").startswith("22"):
+            other, want = pg, ev.floe
+        elif (ev.pg.sqlstate or "").startswith("22") and not ev.floe.sqlstate:
+            other, want = floe, ev.pg
+        else:
+            return False
+        def like(sqlstate, message):
+            return sqlstate == want.sqlstate and (
+                shape is None or shape(message) == shape(want.message))
+
+        other.keep_block = True
+        try:
+            for probe in scope_probes(stmt):
+                other.run("BEGIN")
+                other.run("SET LOCAL statement_timeout = '2s'")
+                out = other.run(probe.sql(), extended)
+                other.run("ROLLBACK")
+                if not out.lost and like(out.sqlstate, out.message):
+                    return True
+            if other is pg:
+                # Row by row: the first failing row may fail otherwise.
+                for probe in row_probes(stmt):
+                    other.run("BEGIN")
+                    other.run("SET LOCAL statement_timeout = '5s'")
+                    other.run(TRY_FUNCTION)
+                    out = other.run(probe.sql())
+                    other.run("ROLLBACK")
+                    for (outcome,) in out.rows if out.ok else ():
+                        state, _, message = (outcome or "").partition(":")
+                        if like(state, message):
+                            return True
+        finally:
+            other.keep_block = False
+        return False
 
     def _postgres_answers_like(self, tries, ev, extended, pg):
         """Whether one of `tries` ((settings, statement) pairs, each run inside BEGIN …

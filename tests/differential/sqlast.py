@@ -8,6 +8,7 @@ subexpression hoisted into its parent's place or replaced by a plain literal, a 
 WHERE conjunct, join, clause or VALUES row dropped, a set operation replaced by one side.
 """
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
@@ -326,6 +327,82 @@ def _reorder(value, conds, items):
     if isinstance(value, (Insert, Update, Delete)) and items:
         changes["returning"] = changes["returning"][::-1]
     return replace(value, **changes)
+
+
+# --- evaluation scope -----------------------------------------------------------------------
+
+_ALIAS = re.compile(r"\b([a-z]\d+)\.")
+
+
+def row_probes(stmt, limit=40):
+    """`scope_probes` row by row, for PostgreSQL: each probe evaluates the subexpression once
+    per combination of rows of the tables it reads (`pg_temp.difftest_try`, a PL/pgSQL
+    function that returns the error instead of raising it) and returns the distinct outcomes
+    as `SQLSTATE:message` (`ok` where it succeeded), so an error a later row raises shows
+    even when an earlier row fails otherwise."""
+    out = []
+    for expr_text, sources in _scoped_expressions(stmt):
+        # Every table has the key column k; a DML statement's own table is named, not aliased.
+        tables = [(src.alias, src.sql()) if isinstance(src, FromItem) else (src, src)
+                  for src in sources if not isinstance(src, FromItem) or src.table]
+        if not tables:
+            continue
+        rendered = [src.sql() if isinstance(src, FromItem) else src for src in sources]
+        keys = " || ' AND ' || ".join(f"'{alias}.k = ' || {alias}.k" for alias, _ in tables)
+        inner = f"$probe$SELECT ({expr_text}) FROM {', '.join(rendered)} WHERE $probe$ || {keys}"
+        body = (f"SELECT DISTINCT pg_temp.difftest_try({inner}) FROM "
+                + ", ".join(source for _, source in tables))
+        out.append(Raw(body))
+    out.sort(key=lambda r: len(r.text))
+    return out[:limit]
+
+
+def scope_probes(stmt, limit=40):
+    """Statements that evaluate one subexpression of `stmt` on every row of the FROM items it
+    reads, joined without condition (`SELECT (e) FROM t1 AS a1, t2 AS a2`; for UPDATE and
+    DELETE, also their table): which of those rows a statement evaluates an expression on
+    depends on its plan (an empty join partner, a filter applied first), so an error one of
+    these raises is an error of the data, raised or not by the plan. Smallest first; no
+    aggregates, window calls or subqueries (a subquery's own expressions are probed with its
+    FROM items)."""
+    probes = {}
+    for text, sources in _scoped_expressions(stmt):
+        rendered = [src.sql() if isinstance(src, FromItem) else src for src in sources]
+        body = f"SELECT ({text})" + (" FROM " + ", ".join(rendered) if rendered else "")
+        probes.setdefault(body, Raw(body))
+    return [probes[k] for k in sorted(probes, key=len)][:limit]
+
+
+def _scoped_expressions(stmt):
+    """(text, sources) of each subexpression `scope_probes` evaluates: its FROM items (and
+    for UPDATE and DELETE, the target table's name)."""
+    items = {}
+
+    def collect(n):
+        if isinstance(n, FromItem):
+            items[n.alias] = n
+        for c in children(n):
+            collect(c)
+
+    collect(stmt)
+    target = stmt.table if isinstance(stmt, (Update, Delete)) else None
+    out = {}
+
+    def walk(n):
+        for c in children(n):
+            walk(c)
+        if not isinstance(n, Expr) or n.agg or n.label.startswith("win:"):
+            return
+        if any(isinstance(a, (Select, SetOp)) for a in n.args):
+            return
+        text = n.sql()
+        aliases = sorted(set(_ALIAS.findall(text)))
+        if any(a not in items for a in aliases):
+            return
+        out.setdefault(text, [items[a] for a in aliases] + ([target] if target else []))
+
+    walk(stmt)
+    return list(out.items())
 
 
 # --- reductions ----------------------------------------------------------------------------
