@@ -284,13 +284,30 @@ impl Session {
                 let select = sqlbuild::select_mut(&mut query)?;
                 sqlbuild::set_first_alias(select, &alias)?;
                 select.projection = projection;
+                let computed = select.projection.iter().any(|item| {
+                    !matches!(
+                        item,
+                        ast::SelectItem::UnnamedExpr(
+                            Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+                        )
+                    )
+                });
                 let statement = Statement::Query(Box::new(query));
-                Some(
-                    with_dml_sources(sources.clone(), async {
-                        self.plan_query(&statement, &[]).await
-                    })
-                    .await?,
-                )
+                let plan = with_dml_sources(sources.clone(), async {
+                    self.plan_query(&statement, &[]).await
+                })
+                .await?;
+                // Its constants are folded now, before any row is written, as PostgreSQL
+                // plans RETURNING with the statement (`RETURNING 1/0` fails and writes
+                // nothing, also where a row would have failed a constraint first).
+                if computed {
+                    self.state.analyzer().execute_and_check(
+                        plan.clone(),
+                        self.state.config_options(),
+                        |_, _| {},
+                    )?;
+                }
+                Some(plan)
             }
             None => None,
         };
