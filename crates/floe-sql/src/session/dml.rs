@@ -730,7 +730,13 @@ impl Session {
         txn: &mut Txn,
     ) -> SqlResult<Vec<RowBytes>> {
         let view = txn.statement_view();
-        let batches = self.collect_plan(select, view.clone()).await?;
+        let batches = match self.collect_plan(select, view.clone()).await {
+            Ok(batches) => batches,
+            Err(e) if plan.kind == DmlKind::Insert && e.code.starts_with("22") => {
+                return self.insert_row_by_row(plan, select, txn, e).await;
+            }
+            Err(e) => return Err(e),
+        };
         let table = &plan.table;
         let width = table.def.columns.len();
         let mut affected = Vec::new();
@@ -805,6 +811,34 @@ impl Session {
             }
         }
         Ok(affected)
+    }
+
+    /// INSERT … VALUES of several rows whose values failed to convert: PostgreSQL computes and
+    /// inserts one row at a time, so an earlier row's own error (a duplicate key) comes first.
+    /// The rows are converted and inserted one by one until one fails; `error` stands if none
+    /// does (or the source is not a VALUES list). The statement fails either way.
+    async fn insert_row_by_row(
+        &self,
+        plan: &DmlPlan,
+        select: &LogicalPlan,
+        txn: &mut Txn,
+        error: SqlError,
+    ) -> SqlResult<Vec<RowBytes>> {
+        let Some(rows) = values_rows(select) else {
+            return Err(error);
+        };
+        if rows < 2 {
+            return Err(error);
+        }
+        let mut affected = Vec::new();
+        for i in 0..rows {
+            let one = with_values_row(select.clone(), i)?;
+            for batch in self.collect_plan(&one, txn.statement_view()).await? {
+                let values = self.checked_values(plan, &batch, 0)?;
+                self.insert_rows(plan, values, txn, &mut affected).await?;
+            }
+        }
+        Err(error)
     }
 
     /// COPY FROM's write of one chunk of rows: `select` (the INSERT's plan over the chunk)
@@ -1535,4 +1569,38 @@ pub(super) fn keyed_rows(
             (key, Arc::from(rows.row(i).data()))
         })
         .collect()
+}
+
+/// The number of rows of the VALUES list an INSERT reads (its source `__src`), if it is one.
+fn values_rows(select: &LogicalPlan) -> Option<usize> {
+    let mut rows = None;
+    let _ = select.apply(|node| {
+        if let LogicalPlan::Values(values) = node {
+            rows = Some(values.values.len());
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    rows
+}
+
+/// `select` reading only row `i` of its VALUES list.
+fn with_values_row(select: LogicalPlan, i: usize) -> SqlResult<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    let mut done = false;
+    Ok(select
+        .transform_down(|node| {
+            if done {
+                return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
+            }
+            match node {
+                LogicalPlan::Values(mut values) => {
+                    done = true;
+                    values.values = values.values.into_iter().skip(i).take(1).collect();
+                    Ok(Transformed::yes(LogicalPlan::Values(values)))
+                }
+                other => Ok(Transformed::no(other)),
+            }
+        })?
+        .data)
 }
