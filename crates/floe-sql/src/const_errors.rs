@@ -75,13 +75,18 @@ impl AnalyzerRule for PlanTimeErrors {
             .map(|t| t.data)
             .unwrap_or_else(|_| original.clone());
         let used = without_skipped_subqueries(pruned.clone())?;
-        let constants = pulled_up_constants(&used);
+        let (constants, pushed) = pulled_up_constants(&used);
+        let in_filters: Constants = constants.clone().into_iter().chain(pushed).collect();
         used.apply_with_subqueries(|node| {
+            let constants = match node {
+                LogicalPlan::Filter(_) => &in_filters,
+                _ => &constants,
+            };
             node.apply_expressions(|expr| {
                 if constants.is_empty() {
                     check(expr)?;
                 } else {
-                    check(&with_constants(expr, &constants))?;
+                    check(&with_constants(expr, constants))?;
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
@@ -112,18 +117,26 @@ impl AnalyzerRule for PlanTimeErrors {
 /// `d.c / 0` is folded and fails), by (alias, column). Not pulled up: a subquery with
 /// grouping, aggregates, windows, DISTINCT, ORDER BY, LIMIT or a set operation, and one on
 /// the nullable side of an outer join (its columns may be NULL-extended); an alias used
-/// twice in the statement is left out.
-fn pulled_up_constants(plan: &LogicalPlan) -> HashMap<(String, String), Expr> {
+/// twice in the statement is left out. Second, those of subqueries with DISTINCT, which
+/// PostgreSQL does not pull up but pushes the conditions of a WHERE on them into (where they
+/// are folded the same way).
+fn pulled_up_constants(plan: &LogicalPlan) -> (Constants, Constants) {
     fn visit(
         plan: &LogicalPlan,
         nullable: bool,
         seen: &mut HashMap<String, usize>,
-        out: &mut HashMap<(String, String), Expr>,
+        out: &mut (Constants, Constants),
     ) {
         if let LogicalPlan::SubqueryAlias(alias) = plan {
             let name = alias.alias.table().to_string();
             *seen.entry(name.clone()).or_default() += 1;
-            if let (false, LogicalPlan::Projection(projection)) = (nullable, alias.input.as_ref()) {
+            let (target, input) = match alias.input.as_ref() {
+                LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+                    (&mut out.1, input.as_ref())
+                }
+                input => (&mut out.0, input),
+            };
+            if let (false, LogicalPlan::Projection(projection)) = (nullable, input) {
                 let mut input = projection.input.as_ref();
                 while let LogicalPlan::Filter(filter) = input {
                     input = filter.input.as_ref();
@@ -142,7 +155,7 @@ fn pulled_up_constants(plan: &LogicalPlan) -> HashMap<(String, String), Expr> {
                     for (expr, field) in projection.expr.iter().zip(alias.schema.fields()) {
                         let expr = expr.clone().unalias_nested().data;
                         if is_constant(&expr) && !is_array(&expr) {
-                            out.insert((name.clone(), field.name().clone()), expr);
+                            target.insert((name.clone(), field.name().clone()), expr);
                         }
                     }
                 }
@@ -175,14 +188,18 @@ fn pulled_up_constants(plan: &LogicalPlan) -> HashMap<(String, String), Expr> {
             })
         });
     }
-    let (mut seen, mut out) = (HashMap::new(), HashMap::new());
+    let (mut seen, mut out) = (HashMap::new(), (HashMap::new(), HashMap::new()));
     visit(plan, false, &mut seen, &mut out);
-    out.retain(|(alias, _), _| seen.get(alias) == Some(&1));
+    out.0.retain(|(alias, _), _| seen.get(alias) == Some(&1));
+    out.1.retain(|(alias, _), _| seen.get(alias) == Some(&1));
     out
 }
 
+/// Constant columns by (alias, column).
+type Constants = HashMap<(String, String), Expr>;
+
 /// `expr` with the columns of `constants` replaced by their expressions.
-fn with_constants(expr: &Expr, constants: &HashMap<(String, String), Expr>) -> Expr {
+fn with_constants(expr: &Expr, constants: &Constants) -> Expr {
     let lookup = |column: &datafusion::common::Column| {
         let alias = column.relation.as_ref()?.table().to_string();
         constants.get(&(alias, column.name.clone())).cloned()
@@ -291,6 +308,8 @@ fn is_constant_leaf(expr: &Expr) -> bool {
     match expr {
         // `coalesce(<literal>, x)` folds to the literal unless it is NULL.
         Expr::ScalarFunction(f) if f.name() == "coalesce" => f.args.first().is_some_and(literal),
+        // `CASE WHEN <literal> …` may fold to one of its branches.
+        Expr::Case(case) => case.when_then_expr.iter().any(|(when, _)| literal(when)),
         Expr::ScalarFunction(f) => f.args.iter().all(literal),
         Expr::Literal(..)
         | Expr::Alias(_)
@@ -412,6 +431,11 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
         if null_strict_call(expr)? {
             return Ok(Some(ScalarValue::Null));
         }
+        // A CASE whose branch is decided by constants is that branch's value
+        // (`CAST(CASE WHEN false THEN s ELSE 'x y' END AS numeric)` fails).
+        if let Expr::Case(case) = expr {
+            return fold_case(case);
+        }
         // `coalesce` whose first argument that is not a NULL constant is a constant is that
         // constant (`CAST(coalesce(2147483647 * 6::int8, x) AS int4)` fails).
         if let Expr::ScalarFunction(f) = expr {
@@ -454,6 +478,25 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
         }
         Err(e) => Err(e),
         _ => Ok(None),
+    }
+}
+
+/// The value of a searched CASE whose conditions up to the branch taken fold to constants
+/// (`None` where one is known only when the statement runs, or for `CASE x WHEN …`).
+fn fold_case(case: &Case) -> DfResult<Option<ScalarValue>> {
+    if case.expr.is_some() {
+        return Ok(None);
+    }
+    for (when, then) in &case.when_then_expr {
+        match fold(when)? {
+            Some(ScalarValue::Boolean(Some(true))) => return fold(then),
+            Some(_) => continue,
+            None => return Ok(None),
+        }
+    }
+    match &case.else_expr {
+        Some(otherwise) => fold(otherwise),
+        None => Ok(None),
     }
 }
 

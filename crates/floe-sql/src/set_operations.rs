@@ -271,10 +271,10 @@ fn union_nullability(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     }
 }
 
-/// `projection` with each CASE that DataFusion's logical plan holds NOT NULL but whose
+/// `projection` with each CASE or cast that DataFusion's logical plan holds NOT NULL but whose
 /// physical expression is nullable (a NULL branch whose condition the logical analysis proves
-/// never true: `WHEN x BETWEEN NULL AND 1.5 THEN NULL`) marked nullable in both, so an
-/// aggregate above it (DISTINCT) plans.
+/// never true: `WHEN x BETWEEN NULL AND 1.5 THEN NULL`; a cast's field) marked nullable in
+/// both, so an aggregate above it (DISTINCT, an ordered aggregate) plans.
 fn with_case_nullability(
     mut projection: datafusion::logical_expr::Projection,
 ) -> DfResult<Transformed<datafusion::logical_expr::Projection>> {
@@ -295,10 +295,17 @@ fn with_case_nullability(
             Expr::Alias(alias) => (alias.expr.as_ref(), alias.relation.clone()),
             other => (other, None),
         };
-        let Expr::Case(case) = inner else {
+        if inner.nullable(&schema).unwrap_or(true) {
             continue;
+        }
+        let physical_nullable = match inner {
+            Expr::Case(case) => naive(case),
+            // A cast's own field (`k::text`) stays nullable when a later rule (outer join
+            // elimination) made its operand NOT NULL; the physical cast takes the field.
+            Expr::Cast(cast) => cast.field.is_nullable(),
+            _ => false,
         };
-        if inner.nullable(&schema).unwrap_or(true) || !naive(case) {
+        if !physical_nullable {
             continue;
         }
         let wrapped = crate::type_tags::nullable(inner.clone()).alias_qualified(qualifier, name);

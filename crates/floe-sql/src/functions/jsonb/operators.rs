@@ -73,8 +73,10 @@ fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
     // (`'{}'::jsonb || (SELECT CASE … THEN '{}'::jsonb END)`).
     if let Expr::ScalarSubquery(subquery) = expr {
         let mut plan = subquery.subquery.as_ref();
-        while let LogicalPlan::SubqueryAlias(alias) = plan {
-            plan = alias.input.as_ref();
+        while let LogicalPlan::SubqueryAlias(_) | LogicalPlan::Limit(_) | LogicalPlan::Sort(_) =
+            plan
+        {
+            plan = plan.inputs()[0];
         }
         if let LogicalPlan::Projection(projection) = plan {
             if let [only] = projection.expr.as_slice() {
