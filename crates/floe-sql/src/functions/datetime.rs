@@ -31,6 +31,11 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(MakeTimestamp {
             signature: Signature::user_defined(Volatility::Immutable),
+            time: false,
+        }),
+        ScalarUDF::new_from_impl(MakeTimestamp {
+            signature: Signature::user_defined(Volatility::Immutable),
+            time: true,
         }),
         ScalarUDF::new_from_impl(IsFinite {
             signature: Signature::user_defined(Volatility::Immutable),
@@ -307,14 +312,72 @@ pub(crate) fn no_function(
     .into()
 }
 
-/// `make_timestamp(year, month, day, hour, min, sec) → timestamp`.
+/// `make_timestamp(year, month, day, hour, min, sec) → timestamp` (`time: false`) and
+/// `make_time(hour, min, sec) → time` (`time: true`; DataFusion's took integer seconds and
+/// refused 24:00:00).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct MakeTimestamp {
     signature: Signature,
+    time: bool,
 }
 
 fn field_overflow(message: String) -> datafusion::error::DataFusionError {
     SqlError::new(sqlstate::DATETIME_FIELD_OVERFLOW, message).into()
+}
+
+/// Seconds as PostgreSQL's `%02g` prints them in its messages (six significant digits:
+/// 59.999999 is `60`, 5 is `05`).
+fn seconds_text(seconds: f64) -> String {
+    let text = if seconds == 0.0 || !seconds.is_finite() {
+        format!("{seconds}")
+    } else {
+        let exponent = seconds.abs().log10().floor() as i32;
+        if (-5..6).contains(&exponent) {
+            let decimals = (5 - exponent).max(0) as usize;
+            let fixed = format!("{seconds:.decimals$}");
+            let trimmed = if fixed.contains('.') {
+                fixed.trim_end_matches('0').trim_end_matches('.')
+            } else {
+                &fixed
+            };
+            trimmed.to_string()
+        } else {
+            let scientific = format!("{seconds:.5e}");
+            let (mantissa, exp) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+            let mantissa = if mantissa.contains('.') {
+                mantissa.trim_end_matches('0').trim_end_matches('.')
+            } else {
+                mantissa
+            };
+            let exp: i32 = exp.parse().unwrap_or(0);
+            format!(
+                "{mantissa}e{}{:02}",
+                if exp < 0 { '-' } else { '+' },
+                exp.abs()
+            )
+        }
+    };
+    if text.len() < 2 {
+        format!("0{text}")
+    } else {
+        text
+    }
+}
+
+/// Microseconds since midnight of `hour:minute:seconds` as PostgreSQL's `make_time` and
+/// `make_timestamp` accept them (24:00:00 included), or 22008.
+fn time_micros(hour: i64, minute: i64, seconds: f64) -> DfResult<i64> {
+    let time_ok = (0..=24).contains(&hour)
+        && (0..=59).contains(&minute)
+        && (0.0..=60.0).contains(&seconds)
+        && !(hour == 24 && (minute > 0 || seconds > 0.0));
+    if !time_ok {
+        return Err(field_overflow(format!(
+            "time field value out of range: {hour}:{minute:02}:{}",
+            seconds_text(seconds)
+        )));
+    }
+    Ok((hour * 60 + minute) * 60_000_000 + (seconds * 1_000_000.0).round() as i64)
 }
 
 /// Microseconds since 1970 of the timestamp PostgreSQL's `make_timestamp` builds, or its
@@ -338,28 +401,22 @@ fn make_timestamp(fields: [i64; 5], seconds: f64) -> DfResult<i64> {
         .zip(u32::try_from(day).ok())
         .and_then(|((y, m), d)| NaiveDate::from_ymd_opt(y, m, d))
         .ok_or_else(date_error)?;
-    let time_ok = (0..=24).contains(&hour)
-        && (0..=59).contains(&minute)
-        && (0.0..=60.0).contains(&seconds)
-        && !(hour == 24 && (minute > 0 || seconds > 0.0));
-    if !time_ok {
-        return Err(field_overflow(format!(
-            "time field value out of range: {hour}:{minute:02}:{seconds:02}"
-        )));
-    }
+    let time = time_micros(hour, minute, seconds)?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let days = date.signed_duration_since(epoch).num_days();
-    let micros = (seconds * 1_000_000.0).round() as i64;
     let out_of_range = || field_overflow("timestamp out of range".to_string());
     days.checked_mul(86_400_000_000)
-        .and_then(|d| d.checked_add((hour * 60 + minute) * 60_000_000))
-        .and_then(|d| d.checked_add(micros))
+        .and_then(|d| d.checked_add(time))
         .ok_or_else(out_of_range)
 }
 
 impl ScalarUDFImpl for MakeTimestamp {
     fn name(&self) -> &str {
-        "make_timestamp"
+        if self.time {
+            "make_time"
+        } else {
+            "make_timestamp"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -368,25 +425,31 @@ impl ScalarUDFImpl for MakeTimestamp {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
         let numeric = |t: &DataType| t.is_numeric() || t.is_null();
-        if arg_types.len() != 6 || !arg_types.iter().all(numeric) {
+        let integers = if self.time { 2 } else { 5 };
+        if arg_types.len() != integers + 1 || !arg_types.iter().all(numeric) {
             return Err(no_function(self.name(), arg_types));
         }
-        let mut types = vec![DataType::Int64; 5];
+        let mut types = vec![DataType::Int64; integers];
         types.push(DataType::Float64);
         Ok(types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
+        Ok(if self.time {
+            DataType::Time64(TimeUnit::Microsecond)
+        } else {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = rows_of(&args);
-        let mut ints = Vec::with_capacity(5);
-        for arg in &args.args[..5] {
+        let integers = args.args.len() - 1;
+        let mut ints = Vec::with_capacity(integers);
+        for arg in &args.args[..integers] {
             ints.push(cast(&arg.to_array(rows)?, &DataType::Int64)?);
         }
-        let seconds = cast(&args.args[5].to_array(rows)?, &DataType::Float64)?;
+        let seconds = cast(&args.args[integers].to_array(rows)?, &DataType::Float64)?;
         let seconds = seconds.as_primitive::<Float64Type>();
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
@@ -395,10 +458,19 @@ impl ScalarUDFImpl for MakeTimestamp {
                 continue;
             }
             let field = |i: usize| ints[i].as_primitive::<Int64Type>().value(row);
-            let fields = [field(0), field(1), field(2), field(3), field(4)];
-            out.push(Some(make_timestamp(fields, seconds.value(row))?));
+            out.push(Some(if self.time {
+                time_micros(field(0), field(1), seconds.value(row))?
+            } else {
+                let fields = [field(0), field(1), field(2), field(3), field(4)];
+                make_timestamp(fields, seconds.value(row))?
+            }));
         }
-        finish(&args.args, Arc::new(TimestampMicrosecondArray::from(out)))
+        let array: datafusion::arrow::array::ArrayRef = if self.time {
+            Arc::new(datafusion::arrow::array::Time64MicrosecondArray::from(out))
+        } else {
+            Arc::new(TimestampMicrosecondArray::from(out))
+        };
+        finish(&args.args, array)
     }
 }
 
@@ -515,5 +587,24 @@ impl ScalarUDFImpl for IsFinite {
                 .collect(),
         };
         finish(&args.args, Arc::new(finite))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds_text;
+
+    #[test]
+    fn seconds_print_as_postgres_percent_02g() {
+        for (seconds, text) in [
+            (0.0, "00"),
+            (5.0, "05"),
+            (0.5, "0.5"),
+            (59.999999, "60"),
+            (61.25, "61.25"),
+            (1e-7, "1e-07"),
+        ] {
+            assert_eq!(seconds_text(seconds), text, "{seconds}");
+        }
     }
 }
