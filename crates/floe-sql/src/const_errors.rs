@@ -661,6 +661,19 @@ fn folds(f: &ScalarFunction) -> bool {
 /// log(-1))` is NULL; constant operands are folded first: `NULL * log(-1)` fails), the
 /// `coalesce` arguments after a constant that is not NULL, and an AND (OR) with a constant
 /// false (true) operand. Their constants are then never evaluated.
+/// `expr` with each subquery in it replaced by a NULL of its type (the rest stays: its
+/// constants are PostgreSQL's to fold even in a branch it drops).
+fn drop_subquery_anywhere(expr: Expr) -> Expr {
+    expr.transform_up(
+        |e| match subquery_type(&e).and_then(|t| ScalarValue::try_from(t).ok()) {
+            Some(null) => Ok(Transformed::yes(Expr::Literal(null, None))),
+            None => Ok(Transformed::no(e)),
+        },
+    )
+    .map(|t| t.data)
+    .unwrap_or(Expr::Literal(ScalarValue::Null, None))
+}
+
 fn without_skipped_subqueries(plan: LogicalPlan) -> DfResult<LogicalPlan> {
     let null_operand = |args: &[&Expr]| {
         args.iter()
@@ -740,6 +753,52 @@ fn without_skipped_subqueries(plan: LogicalPlan) -> DfResult<LogicalPlan> {
                         }
                         _ => Ok(Transformed::no(Expr::ScalarFunction(f))),
                     }
+                }
+                // `CASE WHEN true THEN 'a' ELSE (SELECT …) END`: branches a constant condition
+                // decides away are dropped unplanned (a branch after a true condition, ELSE
+                // included, and the result of a false one).
+                Expr::Case(mut case)
+                    if case.expr.is_none() && has_subquery(&Expr::Case(case.clone())) =>
+                {
+                    let value = |e: &Expr| {
+                        if is_constant(e) && !is_array(e) {
+                            fold(e).ok().flatten()
+                        } else {
+                            None
+                        }
+                    };
+                    let mut changed = false;
+                    let mut taken = false;
+                    for (when, then) in case.when_then_expr.iter_mut() {
+                        let skip = taken || {
+                            let v = value(when);
+                            taken = v == Some(ScalarValue::Boolean(Some(true)));
+                            v.is_some() && !taken
+                        };
+                        if skip {
+                            if has_subquery(when) {
+                                **when = Expr::Literal(ScalarValue::Boolean(Some(false)), None);
+                                changed = true;
+                            }
+                            if has_subquery(then) {
+                                **then = drop_subquery_anywhere(std::mem::replace(
+                                    then.as_mut(),
+                                    Expr::Literal(ScalarValue::Null, None),
+                                ));
+                                changed = true;
+                            }
+                        }
+                    }
+                    if let (true, Some(otherwise)) = (taken, case.else_expr.as_mut()) {
+                        if has_subquery(otherwise) {
+                            **otherwise = drop_subquery_anywhere(std::mem::replace(
+                                otherwise.as_mut(),
+                                Expr::Literal(ScalarValue::Null, None),
+                            ));
+                            changed = true;
+                        }
+                    }
+                    Ok(Transformed::new_transformed(Expr::Case(case), changed))
                 }
                 // `false AND (x IN (SELECT …))`, `true OR …`: folded to the constant.
                 Expr::BinaryExpr(b)
