@@ -14,15 +14,20 @@
 //! not NULL. Only immutable functions are evaluated (PostgreSQL folds no stable ones), and
 //! nothing whose value is an array (no work is spent on a constant `generate_series`).
 //! String literals read as another type come first, as PostgreSQL reads them while parsing;
-//! a subquery column that nothing reads is not evaluated (PostgreSQL pulls the subquery up).
-//! Last come the `WHERE` conditions that read no row but call stable functions: PostgreSQL's
+//! a subquery column that nothing reads is not evaluated (PostgreSQL pulls the subquery up),
+//! and the constant columns of a derived table PostgreSQL pulls up are seen where they are
+//! read. Folding is bottom-up: an operator over a `coalesce` or `CASE` that folds to a
+//! constant is evaluated with it. Last come the `WHERE` conditions that read no row but call stable functions: PostgreSQL's
 //! executor evaluates them once before the first row (a one-time filter), so Floe does too.
 //! The checks skip what PostgreSQL folds away before planning it: subqueries beside a NULL
 //! operand of a strict operator, after a decisive `coalesce` constant or AND/OR operand, and
-//! under a WHERE with a constant NULL or false condition. DataFusion's simplifier still does
-//! the folding; the one change to the plan is that a failing cast of a constant PostgreSQL
-//! never evaluates (a skipped branch, or over a stable function) gets its operand wrapped in
-//! the volatile `floe_deferred`, as DataFusion raises such casts wherever they are.
+//! in a CASE branch a constant decides away, and under a WHERE with a constant NULL or false
+//! condition. DataFusion's simplifier still does the folding; the changes to the plan are
+//! that a failing cast of a constant PostgreSQL never evaluates (a skipped branch, or over a
+//! stable function) gets its operand wrapped in the volatile `floe_deferred`, as DataFusion
+//! raises such casts wherever they are, that a subquery column nobody reads is pruned before
+//! DataFusion's simplifier could fold it, and that `nullif` with a NULL argument is folded as
+//! PostgreSQL folds it (without evaluating the other argument).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -62,11 +67,11 @@ impl AnalyzerRule for PlanTimeErrors {
                 })
             })
         })?;
-        let plan = fold_nullif(plan)?;
         // Most statements of a running application hold nothing to fold: no copy for them.
         if !has_constant_part(&plan) {
             return Ok(plan);
         }
+        let plan = fold_nullif(plan)?;
         // Then the planner's folding, of what the statement uses: a subquery column nobody
         // reads is gone before PostgreSQL folds (its subquery was pulled up).
         let original = plan.clone();
@@ -228,21 +233,6 @@ fn fold_nullif(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         Expr::Cast(cast) => matches!(cast.expr.as_ref(), Expr::Literal(v, _) if v.is_null()),
         _ => false,
     };
-    let mut any = false;
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            any |=
-                e.exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.name() == "nullif")))?;
-            Ok(if any {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        })
-    })?;
-    if !any {
-        return Ok(plan);
-    }
     let names =
         |node: &LogicalPlan| datafusion::logical_expr::expr_rewriter::NamePreserver::new(node);
     plan.transform_up_with_subqueries(|node| {
@@ -306,6 +296,8 @@ fn has_constant_part(plan: &LogicalPlan) -> bool {
 fn is_constant_leaf(expr: &Expr) -> bool {
     let literal = |e: &Expr| matches!(e, Expr::Literal(..));
     match expr {
+        // `nullif(NULL, x)` and `nullif(x, NULL)` fold (see `fold_nullif`).
+        Expr::ScalarFunction(f) if f.name() == "nullif" => f.args.iter().any(literal),
         // `coalesce(<literal>, x)` folds to the literal unless it is NULL.
         Expr::ScalarFunction(f) if f.name() == "coalesce" => f.args.first().is_some_and(literal),
         // `CASE WHEN <literal> …` may fold to one of its branches.
@@ -519,13 +511,7 @@ fn with_folded_operands(expr: &Expr) -> DfResult<Option<ScalarValue>> {
     let mut folded = true;
     expr.apply_children(|child| {
         match fold(child)? {
-            Some(value)
-                if value != ScalarValue::Null
-                    && !matches!(
-                        value.data_type(),
-                        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-                    ) =>
-            {
+            Some(value) if value != ScalarValue::Null && !is_list(&value.data_type()) => {
                 values.push(value)
             }
             _ => folded = false,
@@ -1067,13 +1053,15 @@ fn has_short_cuts(expr: &Expr) -> bool {
 }
 
 fn is_array(expr: &Expr) -> bool {
-    match expr.get_type(&DFSchema::empty()) {
-        Ok(data_type) => matches!(
-            data_type,
-            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-        ),
-        Err(_) => true,
-    }
+    expr.get_type(&DFSchema::empty())
+        .map_or(true, |data_type| is_list(&data_type))
+}
+
+fn is_list(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+    )
 }
 
 /// One row with no columns: a constant's value is its one value.

@@ -478,29 +478,46 @@ pub(crate) fn with_metadata(expr: Expr, metadata: HashMap<String, String>) -> Ex
 
 fn udf(metadata: HashMap<String, String>) -> ScalarUDF {
     ScalarUDF::new_from_impl(TypeTag {
-        metadata,
+        rule: FieldRule::Tag(metadata),
         signature: Signature::any(1, Volatility::Immutable),
     })
 }
 
-/// `floe_type_tag(value)`: `value`, its field tagged with `metadata`.
+/// What [`TypeTag`] makes of its operand's field.
+#[derive(Debug, PartialEq, Eq)]
+enum FieldRule {
+    /// Exactly this metadata.
+    Tag(HashMap<String, String>),
+    /// Nullable, metadata kept.
+    Nullable,
+}
+
+/// `floe_type_tag(value)` (`floe_nullable(value)`): `value`, its field changed by `rule`.
 #[derive(Debug, PartialEq, Eq)]
 struct TypeTag {
-    metadata: HashMap<String, String>,
+    rule: FieldRule,
     signature: Signature,
 }
 
 impl Hash for TypeTag {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut entries: Vec<_> = self.metadata.iter().collect();
-        entries.sort();
-        entries.hash(state);
+        match &self.rule {
+            FieldRule::Tag(metadata) => {
+                let mut entries: Vec<_> = metadata.iter().collect();
+                entries.sort();
+                entries.hash(state);
+            }
+            FieldRule::Nullable => "nullable".hash(state),
+        }
     }
 }
 
 impl ScalarUDFImpl for TypeTag {
     fn name(&self) -> &str {
-        TYPE_TAG
+        match self.rule {
+            FieldRule::Tag(_) => TYPE_TAG,
+            FieldRule::Nullable => "floe_nullable",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -516,7 +533,10 @@ impl ScalarUDFImpl for TypeTag {
             Some(field) => field.as_ref().clone(),
             None => Field::new(TYPE_TAG, DataType::Null, true),
         };
-        Ok(Arc::new(field.with_metadata(self.metadata.clone())))
+        Ok(Arc::new(match &self.rule {
+            FieldRule::Tag(metadata) => field.with_metadata(metadata.clone()),
+            FieldRule::Nullable => field.with_nullable(true),
+        }))
     }
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -564,44 +584,14 @@ impl datafusion::logical_expr::planner::RelationPlanner for DerivedTableTags {
     }
 }
 
-/// `expr` as a nullable field, in the logical plan and in the physical one alike.
+/// `expr` as a nullable field (its tags kept), in the logical plan and in the physical one
+/// alike.
 pub(crate) fn nullable(expr: Expr) -> Expr {
     static UDF: std::sync::LazyLock<Arc<ScalarUDF>> = std::sync::LazyLock::new(|| {
-        Arc::new(ScalarUDF::new_from_impl(Nullable {
+        Arc::new(ScalarUDF::new_from_impl(TypeTag {
+            rule: FieldRule::Nullable,
             signature: Signature::any(1, Volatility::Immutable),
         }))
     });
     Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&UDF), vec![expr]))
-}
-
-/// `floe_nullable(x)`: `x`, with a nullable field (see [`nullable`]).
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Nullable {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for Nullable {
-    fn name(&self) -> &str {
-        "floe_nullable"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let field = match args.arg_fields.first() {
-            Some(field) => field.as_ref().clone(),
-            None => Field::new("floe_nullable", DataType::Null, true),
-        };
-        Ok(Arc::new(field.with_nullable(true)))
-    }
-
-    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        Ok(args.args.swap_remove(0))
-    }
 }
