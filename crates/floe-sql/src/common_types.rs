@@ -10,14 +10,16 @@
 //! `Decimal128(30, 15)` (22003). Right after planning (where the statement's result types
 //! are decided), [`resolve`] casts the branches to the common type: explicit, so what is
 //! described is what is sent; an operator over a branch that became a wide numeric is planned
-//! again as Floe's numeric operator. Integers mixed with narrow decimals keep DataFusion's decimal
-//! (TPC-H's `CASE … THEN price ELSE 0 END` stays a fast `Decimal128`). An IN list holding
+//! again as Floe's numeric operator. Decimals of one scale (integers with decimals of scale 0)
+//! keep DataFusion's decimal; decimals of different scales, integers among them, become wide
+//! numerics, whose values keep their own scales as in PostgreSQL (TPC-H's `CASE … THEN
+//! price ELSE 0 END` too: measured in `docs/design/0007-numeric.md`). An IN list holding
 //! more than literals becomes its comparisons (see [`resolve`]).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result as DfResult};
-use datafusion::logical_expr::expr::{Between, Case, InList, ScalarFunction};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::{Between, Case, Cast, InList, ScalarFunction};
 use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
 
@@ -52,7 +54,10 @@ fn common_type(types: &[DataType]) -> Option<DataType> {
     Some(match top {
         4 => match typed.iter().find(|t| is_numeric_field_type(t)) {
             Some(wide) => (*wide).clone(),
-            // Integers and narrow decimals: DataFusion's decimal, which holds them all.
+            // Decimals of different scales (integers are of scale 0): `numeric`, each value
+            // keeping its scale (`coalesce(price, 0)` is `0`, not `0.00`).
+            None if crate::numeric::mixes_scales(typed.iter().copied()) => DataType::LargeBinary,
+            // Integers and decimals of one scale: DataFusion's decimal, which holds them all.
             None => type_union_resolution(&typed.into_iter().cloned().collect::<Vec<_>>())?,
         },
         _ => highest.clone(),
@@ -103,6 +108,96 @@ fn unify(
     Ok(Transformed::yes(converted))
 }
 
+/// Whether `expr` is a string literal: PostgreSQL's `unknown`, which takes the type of the
+/// other branches.
+fn is_unknown(expr: &Expr) -> bool {
+    matches!(
+        expr,
+        Expr::Literal(
+            ScalarValue::Utf8(Some(_))
+                | ScalarValue::Utf8View(Some(_))
+                | ScalarValue::LargeUtf8(Some(_)),
+            _
+        )
+    )
+}
+
+/// Branches `exprs` with their string literals cast to the type of the others, when those are
+/// of the numeric category (`CASE … THEN '12' ELSE int_col END` is an integer, where DataFusion
+/// made it text; likewise booleans, dates and times): PostgreSQL's `select_common_type` skips `unknown` inputs and then reads each
+/// literal as that type. A literal read as a numeric keeps its written scale (`numeric`, not
+/// the other branches' `numeric(p, s)`).
+fn type_unknown_literals(exprs: Vec<Expr>, schema: &DFSchema) -> DfResult<Transformed<Vec<Expr>>> {
+    if !exprs.iter().any(is_unknown) {
+        return Ok(Transformed::no(exprs));
+    }
+    let mut typed = Vec::new();
+    for expr in exprs.iter().filter(|e| !is_unknown(e)) {
+        let data_type = expr.get_type(schema)?;
+        if !data_type.is_null() {
+            typed.push(data_type);
+        }
+    }
+    let Some(first) = typed.first() else {
+        return Ok(Transformed::no(exprs));
+    };
+    // Besides the numeric category: booleans, dates and times of one type (text-like types,
+    // bytea and the rest keep DataFusion's coercion).
+    let temporal = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Boolean
+                | DataType::Date32
+                | DataType::Timestamp(..)
+                | DataType::Time64(_)
+                | DataType::Interval(_)
+        )
+    };
+    let numeric = typed.iter().all(|t| rank(t).is_some());
+    let one_temporal = temporal(first) && typed.iter().all(|t| t == first);
+    if !(numeric || one_temporal) {
+        return Ok(Transformed::no(exprs));
+    }
+    let target = match common_type(&typed).unwrap_or_else(|| first.clone()) {
+        DataType::Decimal128(..) | DataType::Decimal256(..) => DataType::LargeBinary,
+        other => other,
+    };
+    let converted = exprs
+        .into_iter()
+        .map(|e| {
+            if is_unknown(&e) {
+                Expr::Cast(Cast::new(Box::new(e), target.clone()))
+            } else {
+                e
+            }
+        })
+        .collect();
+    Ok(Transformed::yes(converted))
+}
+
+/// `expr` with its string-literal branches typed (see [`type_unknown_literals`]) when it is a
+/// CASE, `coalesce`, `greatest` or `least` that has them: for an operator planned over it,
+/// which DataFusion would type from the literal (`CASE … THEN '12' ELSE i END + 1` would be
+/// text + integer).
+pub(crate) fn typed_branches(expr: Expr, schema: &DFSchema) -> DfResult<Expr> {
+    let has_unknown = match &expr {
+        Expr::Case(case) => case
+            .when_then_expr
+            .iter()
+            .map(|(_, then)| then)
+            .chain(case.else_expr.iter())
+            .any(|e| is_unknown(e)),
+        Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "greatest" | "least") => {
+            f.args.iter().any(is_unknown)
+        }
+        _ => false,
+    };
+    if !has_unknown {
+        return Ok(expr);
+    }
+    Ok(resolve(expr, schema)?.data)
+}
+
 /// Resolves one expression node (see the module doc); applied bottom-up.
 pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     match expr {
@@ -116,8 +211,9 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
                 when_then_expr.into_iter().map(|(w, t)| (w, *t)).unzip();
             let has_else = else_expr.is_some();
             let results: Vec<Expr> = thens.into_iter().chain(else_expr.map(|e| *e)).collect();
-            let unified = unify(results, schema, false)?;
-            let transformed = unified.transformed;
+            let typed = type_unknown_literals(results, schema)?;
+            let unified = unify(typed.data, schema, false)?;
+            let transformed = typed.transformed || unified.transformed;
             let mut results = unified.data;
             let else_expr = if has_else {
                 results.pop().map(Box::new)
@@ -137,8 +233,9 @@ pub(crate) fn resolve(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
         }
         Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "greatest" | "least") => {
             let ScalarFunction { func, args } = f;
-            let unified = unify(args, schema, false)?;
-            let transformed = unified.transformed;
+            let typed = type_unknown_literals(args, schema)?;
+            let unified = unify(typed.data, schema, false)?;
+            let transformed = typed.transformed || unified.transformed;
             Ok(Transformed::new_transformed(
                 Expr::ScalarFunction(ScalarFunction {
                     func,
@@ -285,7 +382,15 @@ mod tests {
         assert_eq!(common_type(&[D::Float32, D::Float64]), Some(D::Float64));
         assert_eq!(
             common_type(&[D::Int32, D::Decimal128(2, 1)]),
-            Some(D::Decimal128(11, 1))
+            Some(D::LargeBinary)
+        );
+        assert_eq!(
+            common_type(&[D::Decimal128(12, 2), D::Decimal128(3, 2)]),
+            Some(D::Decimal128(12, 2))
+        );
+        assert_eq!(
+            common_type(&[D::Int64, D::Decimal128(5, 0)]),
+            Some(D::Decimal128(20, 0))
         );
         assert_eq!(
             common_type(&[D::Int32, D::LargeBinary]),

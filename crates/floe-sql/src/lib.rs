@@ -32,6 +32,7 @@ pub mod pg_catalog;
 mod rewrite;
 pub mod session;
 mod set_operations;
+mod sort_positions;
 mod sqlbuild;
 mod subquery;
 mod syntax;

@@ -201,6 +201,33 @@ fn is_decimal(data_type: &DataType) -> bool {
     )
 }
 
+/// Whether values of `types` (the branches of a CASE, the arguments of `coalesce`, a UNION's
+/// column) mix decimals of different scales, integers with decimals of a scale above 0, or
+/// string literals (PostgreSQL's `unknown`, read at the scale written) with decimals. PostgreSQL
+/// resolves them to `numeric` and every value keeps its own scale (`coalesce(price, 0)` is `0`,
+/// not `0.00`), where DataFusion's common `Decimal128` would rescale them all: such a mix is
+/// computed as wide numerics. Floats and wide numerics among them are resolved elsewhere.
+pub(crate) fn mixes_scales<'a>(types: impl IntoIterator<Item = &'a DataType>) -> bool {
+    let mut scales = std::collections::BTreeSet::new();
+    let mut decimal = false;
+    let mut text = false;
+    for data_type in types {
+        match data_type {
+            DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => {
+                decimal = true;
+                scales.insert(i16::from(*s));
+            }
+            DataType::Null => {}
+            t if is_text(t) => text = true,
+            t if functions::converts_to_numeric(t) && !is_numeric_field_type(t) => {
+                scales.insert(0);
+            }
+            _ => return false,
+        }
+    }
+    decimal && (scales.len() > 1 || text)
+}
+
 fn is_float(data_type: &DataType) -> bool {
     matches!(
         data_type,
@@ -344,6 +371,8 @@ impl ExprPlanner for NumericExprPlanner {
         schema: &DFSchema,
     ) -> DfResult<PlannerResult<RawBinaryExpr>> {
         let RawBinaryExpr { op, left, right } = expr;
+        let left = crate::common_types::typed_branches(left, schema)?;
+        let right = crate::common_types::typed_branches(right, schema)?;
         let (lt, rt) = (type_of(&left, schema), type_of(&right, schema));
         let wide = |t: &Option<DataType>| t.as_ref().is_some_and(is_numeric_field_type);
         let arith = match op {
@@ -829,12 +858,30 @@ fn case_involves_numeric(case: &Case, schema: &DFSchema) -> bool {
         is_wide(e, schema) || case.when_then_expr.iter().any(|(w, _)| is_wide(w, schema))
     });
     compares
-        || case
-            .when_then_expr
-            .iter()
-            .map(|(_, then)| then)
-            .chain(case.else_expr.iter())
-            .any(|e| is_wide(e, schema))
+        || returns_numeric(
+            case.when_then_expr.iter().map(|(_, then)| then.as_ref()),
+            case.else_expr.as_deref(),
+            schema,
+        )
+}
+
+/// Whether a CASE with these THEN and ELSE branches is a wide numeric: one branch is, or they
+/// mix scales ([`mixes_scales`]).
+fn returns_numeric<'a>(
+    thens: impl Iterator<Item = &'a Expr>,
+    else_expr: Option<&'a Expr>,
+    schema: &DFSchema,
+) -> bool {
+    let branches: Vec<&Expr> = thens.chain(else_expr).collect();
+    let types: Vec<DataType> = branches.iter().filter_map(|e| type_of(e, schema)).collect();
+    if types.iter().any(is_numeric_field_type) {
+        return true;
+    }
+    // Text that is not a literal does not convert implicitly (PostgreSQL: 42804).
+    let text_expr = branches.iter().any(|e| {
+        !matches!(e, Expr::Literal(..)) && type_of(e, schema).is_some_and(|t| is_text(&t))
+    });
+    !text_expr && mixes_scales(&types)
 }
 
 /// `CASE x WHEN v …` with numerics as `CASE WHEN x = v …` (comparing values), and every
@@ -857,25 +904,35 @@ fn rewrite_case(case: Case, schema: &DFSchema) -> Case {
             .collect(),
         None => when_then_expr,
     };
-    let returns_numeric = when_then_expr
-        .iter()
-        .map(|(_, then)| then)
-        .chain(else_expr.iter())
-        .any(|e| is_wide(e, schema));
-    if !returns_numeric {
+    if !returns_numeric(
+        when_then_expr.iter().map(|(_, then)| then.as_ref()),
+        else_expr.as_deref(),
+        schema,
+    ) {
         return Case {
             expr: None,
             when_then_expr,
             else_expr,
         };
     }
+    // A string literal is PostgreSQL's `unknown`: it takes the branches' type, numeric.
+    let branch = |e: Box<Expr>| {
+        Box::new(match *e {
+            literal @ Expr::Literal(..)
+                if type_of(&literal, schema).is_some_and(|t| is_text(&t)) =>
+            {
+                call(Kind::ToNumeric(None), vec![literal])
+            }
+            other => widened(other, schema),
+        })
+    };
     Case {
         expr: None,
         when_then_expr: when_then_expr
             .into_iter()
-            .map(|(when, then)| (when, Box::new(widened(*then, schema))))
+            .map(|(when, then)| (when, branch(then)))
             .collect(),
-        else_expr: else_expr.map(|e| Box::new(widened(*e, schema))),
+        else_expr: else_expr.map(branch),
     }
 }
 
@@ -982,7 +1039,7 @@ fn widen_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
         let any_wide = types.iter().any(is_numeric_field_type);
         let all_wide = types.iter().all(is_numeric_field_type);
         let convertible = types.iter().all(functions::converts_to_numeric);
-        if any_wide && !all_wide && convertible {
+        if (any_wide && !all_wide && convertible) || mixes_scales(&types) {
             positions.push(column);
         }
     }

@@ -44,6 +44,10 @@ impl VisitorMut for SessionFunctions<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<Self::Break> {
+        if let Err(err) = crate::sort_positions::check(query) {
+            self.error = Some(err);
+            return ControlFlow::Break(());
+        }
         // Before the literal casts in the rows are folded (`literal_cast`).
         if let ast::SetExpr::Values(values) = query.body.as_mut() {
             type_values_literals(&mut values.rows);

@@ -737,6 +737,16 @@ impl ScalarUDFImpl for Negate {
     }
 }
 
+/// The scale of a value of an integer or decimal type (text, read at its written scale, below
+/// all).
+fn scale_of(data_type: &DataType) -> i16 {
+    match data_type {
+        DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => i16::from(*s),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => -1,
+        _ => 0,
+    }
+}
+
 /// A DataFusion function (`inner`) overloaded for numeric arguments: calls that
 /// [`Overload::takes`] are computed by Floe, every other call goes to `inner` unchanged.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -899,6 +909,12 @@ impl Overload {
                     || (matches!(first, DataType::Decimal128(..) | DataType::Decimal256(..))
                         && *op != UnaryOp::Abs);
                 arity && numeric
+            }
+            // `nullif` is its first argument, which DataFusion would rescale to the larger
+            // scale of the two (`nullif(1.5, numeric(20,6))` printed `1.500000`).
+            Numerics::Conditional if super::mixes_scales(arg_types) => {
+                self.inner.name() != "nullif"
+                    || arg_types.first().map(scale_of) < arg_types.iter().map(scale_of).max()
             }
             Numerics::Conditional => {
                 arg_types.iter().any(is_numeric_field_type)
