@@ -26,7 +26,7 @@ SUITES = {
     "micro": ("Micro benchmarks (floe-storage)", micro.run),
     "ivm": ("Incremental view maintenance", placeholders.runner("ivm")),
     "subscribe": ("SUBSCRIBE", placeholders.runner("subscribe")),
-    "tpch-cold": ("TPC-H on the cold tier", placeholders.runner("tpch-cold")),
+    "tpch-cold": ("TPC-H on the cold tier", tpch.run_cold),
 }
 
 

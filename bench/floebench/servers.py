@@ -253,10 +253,11 @@ class Server:
 class FloeServer(Server):
     name = FLOE
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, extra_args=()):
         super().__init__(workdir)
         self.binary = binary
         self.data_dir = os.path.join(workdir, "floe-data")
+        self.extra_args = list(extra_args)  # e.g. ["--flush-age", "0"] for the cold tier
 
     MAX_RESTARTS = 3
 
@@ -289,7 +290,7 @@ class FloeServer(Server):
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
              self.data_dir, "--log-level", "warn", "--max-connections",
-             str(FLOE_MAX_CONNECTIONS)],
+             str(FLOE_MAX_CONNECTIONS)] + self.extra_args,
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         log.close()
 
@@ -466,10 +467,10 @@ class Servers:
     """Both servers of one suite, started fresh for it. Floe failing to start is recorded
     (Floe cannot run the suite yet); PostgreSQL failing is a harness error."""
 
-    def __init__(self, ctx, suite):
+    def __init__(self, ctx, suite, floe_args=()):
         self.ctx = ctx
         self.dir = os.path.join(ctx.work, suite)
-        self.floe = FloeServer(ctx.floe_bin, os.path.join(self.dir, "floe"))
+        self.floe = FloeServer(ctx.floe_bin, os.path.join(self.dir, "floe"), floe_args)
         self.pg = PostgresServer(os.path.join(self.dir, "postgres"))
 
     def __enter__(self):

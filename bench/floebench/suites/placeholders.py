@@ -6,8 +6,6 @@ SLOTS = {
            "freshness lag, and REFRESH from scratch as the peer",
     "subscribe": "SUBSCRIBE: change-feed latency from COMMIT to the subscriber, and "
                  "subscribers per server",
-    "tpch-cold": "TPC-H over the cold tier: the same 22 queries after the tables have sunk "
-                 "into Parquet runs, against DataFusion over the raw Parquet",
 }
 
 

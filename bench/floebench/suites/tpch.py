@@ -1,6 +1,10 @@
 """tpch: TPC-H (SF1 by default) generated with tpchgen-cli, loaded with COPY into Floe and
 PostgreSQL 15; all 22 queries on Floe, PostgreSQL, DuckDB (native tables, loaded from the same
 CSV files) and DataFusion over the raw Parquet files (the ceiling).
+
+tpch-cold: the same, with Floe started with `--flush-age 0` and a `CHECKPOINT` after the load,
+which moves every row into cold Parquet runs (the time it takes and the share of rows cold are
+reported) before the queries run.
 """
 
 import os
@@ -124,7 +128,34 @@ class Peer:
         return ""
 
 
-def run(ctx):
+def run_cold(ctx):
+    return run(ctx, cold=True)
+
+
+def settle_cold(ctx, server, conn, notes):
+    """After the load: CHECKPOINT (with --flush-age 0 it moves every settled row into cold
+    runs), then waits (up to 10 minutes) for background compaction to go quiet. Returns
+    (seconds, rows in cold runs)."""
+    t0 = time.perf_counter()
+    server.execute("CHECKPOINT", conn.get())
+    deadline = time.time() + 600
+    last = None
+    while time.time() < deadline:
+        with conn.get().cursor() as cur:
+            cur.execute("SELECT count(*), coalesce(sum(rows), 0) FROM floe_catalog.cold_runs")
+            state = tuple(cur.fetchone())
+            cur.execute("SELECT count(*) FROM floe_catalog.compactions "
+                        "WHERE finished IS NULL")
+            running = cur.fetchone()[0]
+        if state == last and running == 0:
+            break
+        last = state
+        time.sleep(2)
+    secs = time.perf_counter() - t0
+    return secs, int(last[1]) if last else 0
+
+
+def run(ctx, cold=False):
     sf = ctx.args.tpch_scale if ctx.args.tpch_scale else (0.01 if ctx.smoke else 1.0)
     timeout = ctx.args.query_timeout or (60 if ctx.smoke else 600)
     qdir = os.path.join(ctx.bench_dir, "tpch", "queries")
@@ -154,7 +185,10 @@ def run(ctx):
     for t in TABLES:
         dfctx.register_parquet(t, table_file(base, "parquet", t))
 
-    with Servers(ctx, "tpch") as srv:
+    suite = "tpch-cold" if cold else "tpch"
+    cold_state = {}
+    floe_args = ["--flush-age", "0"] if cold else []
+    with Servers(ctx, suite, floe_args=floe_args) as srv:
         conns = {server.name: Conn(server) for server in srv.both()}
         if [d.split()[2] for d in schema] != list(TABLES):
             raise HarnessError("tpch/schema.sql must create exactly the TPC-H tables in the "
@@ -184,6 +218,12 @@ def run(ctx):
                         _timed(lambda s=s: server.execute(s, conn.get()))
                         for s in statements(os.path.join(ctx.bench_dir, "tpch",
                                                          "post_load.sql"))))
+            if cold and server is srv.floe:
+                ctx.log("tpch-cold: CHECKPOINT, moving the rows into cold runs")
+                settled = Outcome()
+                measure(ctx, server, settled, notes, "CHECKPOINT into cold runs",
+                        lambda server=server, conn=conn: cold_state.setdefault(
+                            "settle", settle_cold(ctx, server, conn, notes))[0])
             # Queries (only) run under statement_timeout, also after a reconnect.
             set_timeout = f"SET statement_timeout = '{timeout:g}s'"
             conn.setup.append(set_timeout)
@@ -231,8 +271,19 @@ def run(ctx):
         for c in conns.values():
             c.close()
     duck.close()
-    return render(ctx, sf, timeout, queries, load, load_rows, load_bytes, post, times, rows,
-                  notes)
+    report = render(ctx, sf, timeout, queries, load, load_rows, load_bytes, post, times, rows,
+                    notes, suite)
+    if cold:
+        settle = cold_state.get("settle")
+        total = sum(load_rows.values()) if load_rows else None
+        if settle:
+            share = f" of {total:,} ({100 * settle[1] / total:.1f} %)" if total else ""
+            report = (f"Floe ran with `--flush-age 0`; after the load a `CHECKPOINT` moved "
+                      f"{settle[1]:,} rows{share} into cold runs in {settle[0]:.1f} s "
+                      "(compaction included).\n\n" + report)
+        else:
+            report = "The move into cold runs failed (see the notes).\n\n" + report
+    return report
 
 
 def _timed(fn):
@@ -259,7 +310,8 @@ def _peer_call(fn):
     return call
 
 
-def render(ctx, sf, timeout, queries, load, load_rows, load_bytes, post, times, rows, notes):
+def render(ctx, sf, timeout, queries, load, load_rows, load_bytes, post, times, rows, notes,
+           suite="tpch"):
     out = [f"Scale factor {sf:g}; {ctx.repeat} run(s) of each query per engine, engines "
            f"interleaved per query; statement_timeout {timeout:g} s on the servers. Floe and "
            "PostgreSQL load the CSV files with `COPY … FROM STDIN (FORMAT csv)`, then run "
@@ -333,7 +385,7 @@ def render(ctx, sf, timeout, queries, load, load_rows, load_bytes, post, times, 
         ratios[key].append(g[e] / g[DF] if g[e] and g[DF] else None)
     note = None if any(v is not None for v in ratios["Floe / DataFusion"]) else \
         "Floe: cannot run these yet (see report)"
-    png = plots.ratio_bars(os.path.join(ctx.out, "tpch-ratio.png"),
+    png = plots.ratio_bars(os.path.join(ctx.out, f"{suite}-ratio.png"),
                            f"TPC-H SF {sf:g}: query time relative to DataFusion over Parquet "
                            "(lower is better; 1 = the ceiling)", cats, ratios,
                            "time / DataFusion time (log)", log=True, note=note)
