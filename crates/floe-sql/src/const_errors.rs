@@ -441,6 +441,29 @@ fn fold(expr: &Expr) -> DfResult<Option<ScalarValue>> {
                 }
             }
         }
+        // AND/OR: a folded operand that decides it decides it; all folded, they combine
+        // (Floe's `timestamp + interval` guards infinities with such a CASE condition).
+        if let Expr::BinaryExpr(BinaryExpr {
+            op: op @ (Operator::And | Operator::Or),
+            ..
+        }) = expr
+        {
+            let decides = *op == Operator::Or;
+            let mut operands = Vec::new();
+            flatten(expr, *op, &mut operands);
+            let (mut known, mut null) = (true, false);
+            for operand in operands {
+                match fold(operand)? {
+                    Some(ScalarValue::Boolean(Some(b))) if b == decides => {
+                        return Ok(Some(ScalarValue::Boolean(Some(decides))))
+                    }
+                    Some(ScalarValue::Boolean(Some(_))) => {}
+                    Some(value) if value.is_null() => null = true,
+                    _ => known = false,
+                }
+            }
+            return Ok(known.then(|| ScalarValue::Boolean((!null).then_some(!decides))));
+        }
         // An operator, cast or function whose operands all fold (through `coalesce`, `CASE`,
         // …) is evaluated with their values, as PostgreSQL folds bottom-up.
         if let Some(value) = with_folded_operands(expr)? {
@@ -813,6 +836,8 @@ fn null_strict_call(expr: &Expr) -> DfResult<bool> {
     let operands: Vec<&Expr> = match expr {
         Expr::BinaryExpr(b) if b.op.returns_null_on_null() => vec![&b.left, &b.right],
         Expr::ScalarFunction(f) if f.func.is_strict() => f.args.iter().collect(),
+        // `NULL IN (…)` is NULL whatever the list holds (each comparison with it is).
+        Expr::InList(list) => vec![list.expr.as_ref()],
         _ => return Ok(false),
     };
     for operand in operands {
@@ -1027,12 +1052,71 @@ fn one_time_filter(predicate: &Expr) -> DfResult<()> {
             return Ok(());
         }
     }
-    for condition in conditions.into_iter().filter(|c| pseudo_constant(c)) {
+    for condition in conditions.iter().filter(|c| pseudo_constant(c)) {
         if !is_true(&evaluate(condition)?) {
             return Ok(());
         }
     }
+    // Then PostgreSQL estimates the selectivity of each comparison of one relation's columns
+    // with a constant, evaluating that constant (stable functions included) while planning:
+    // `WHERE octet_length(s) < '2000-02-29'::date - '-infinity'::timestamptz::date` fails
+    // even on an empty table.
+    for condition in &conditions {
+        // `a IS DISTINCT FROM b` is planned as `NOT (a IS NOT DISTINCT FROM b)`.
+        let condition = match condition {
+            Expr::Not(inner) => inner.as_ref(),
+            other => other,
+        };
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = condition else {
+            continue;
+        };
+        let estimated = matches!(
+            op,
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::IsDistinctFrom
+                | Operator::IsNotDistinctFrom
+        );
+        if !estimated {
+            continue;
+        }
+        let one_relation = |e: &Expr| {
+            let columns = e.column_refs();
+            let mut relations = columns.iter().map(|c| &c.relation);
+            match relations.next() {
+                Some(first) => relations.all(|r| r == first) && reads_nothing_but_columns(e),
+                None => false,
+            }
+        };
+        for (variable, other) in [(left, right), (right, left)] {
+            if one_relation(variable) && pseudo_constant(other) {
+                evaluate(other)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether `expr` reads nothing but columns of the row (no subquery, parameter or aggregate).
+fn reads_nothing_but_columns(expr: &Expr) -> bool {
+    !expr
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::AggregateFunction(_)
+                    | Expr::OuterReferenceColumn(..)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::ScalarSubquery(_)
+                    | Expr::WindowFunction(_)
+                    | Expr::Placeholder(_)
+            ))
+        })
+        .unwrap_or(true)
 }
 
 fn is_true(value: &ScalarValue) -> bool {

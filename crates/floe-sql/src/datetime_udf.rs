@@ -925,7 +925,9 @@ pub(crate) fn now_udf() -> ScalarUDF {
 /// Before type coercion: a `date` compared with (or subtracted from) a timestamp becomes a
 /// timestamp of the same kind in microseconds. DataFusion would cast both to a nanosecond
 /// `timestamp` without zone, failing beyond 2262 and dropping `timestamptz`'s zone, where
-/// PostgreSQL reads the date as midnight (in the session's zone for `timestamptz`).
+/// PostgreSQL reads the date as midnight (in the session's zone for `timestamptz`). Also
+/// refused here as in PostgreSQL (DataFusion accepts them): `date ± bigint` (42883; integer
+/// literals are `integer` by now) and casts of `bigint` or `smallint` to boolean (42846).
 #[derive(Debug, Default)]
 pub(crate) struct PgTemporalOperands;
 
@@ -944,6 +946,41 @@ impl PgTemporalOperands {
             }
         };
         let expr = match expr {
+            // PostgreSQL has casts to boolean from integer only (`1::bool`), none from
+            // smallint or bigint.
+            Expr::Cast(Cast { expr, field }) if field.data_type() == &DataType::Boolean => {
+                let from = match expr.get_type(schema) {
+                    Ok(DataType::Int64) => Some("bigint"),
+                    Ok(DataType::Int16) => Some("smallint"),
+                    _ => None,
+                };
+                if let Some(from) = from {
+                    return Err(crate::SqlError::new(
+                        crate::sqlstate::CANNOT_COERCE,
+                        format!("cannot cast type {from} to boolean"),
+                    )
+                    .into());
+                }
+                return Ok(Transformed::no(Expr::Cast(Cast { expr, field })));
+            }
+            // date ± integer is PostgreSQL's `date ± integer` only: no bigint operator (Floe's
+            // planner made it a function before integer literals got their types).
+            Expr::ScalarFunction(f)
+                if matches!(f.name(), "floe_date_add_days" | "floe_date_sub_days")
+                    && f.args.get(1).and_then(|a| a.get_type(schema).ok())
+                        == Some(DataType::Int64) =>
+            {
+                let op = if f.name() == "floe_date_add_days" {
+                    "+"
+                } else {
+                    "-"
+                };
+                return Err(crate::SqlError::new(
+                    crate::sqlstate::UNDEFINED_FUNCTION,
+                    format!("operator does not exist: date {op} bigint"),
+                )
+                .into());
+            }
             Expr::Between(Between {
                 expr,
                 negated,

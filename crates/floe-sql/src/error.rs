@@ -44,6 +44,7 @@ pub mod sqlstate {
     pub const DUPLICATE_ALIAS: &str = "42712";
     pub const DUPLICATE_COLUMN: &str = "42701";
     pub const DATATYPE_MISMATCH: &str = "42804";
+    pub const CANNOT_COERCE: &str = "42846";
     pub const GROUPING_ERROR: &str = "42803";
     pub const INVALID_PARAMETER_OBJECT: &str = "42P02";
     pub const UNDEFINED_PARAMETER: &str = "42P02";

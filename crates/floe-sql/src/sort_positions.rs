@@ -101,17 +101,28 @@ fn constant(expr: &Expr) -> Option<Constant> {
             Value::Placeholder(_) => None,
             _ => Some(Constant::Other),
         },
-        // The grammar folds a minus sign into a number constant (not into a string).
+        // The grammar folds a minus sign into a number constant (not into a string), also
+        // one already negated (`- (-1)`).
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
-        } if matches!(unparenthesized(expr), Expr::Value(v) if matches!(v.value, Value::Number(..))) => {
-            match constant(expr)? {
-                Constant::Position(position) => Some(Constant::Position(-position)),
-                Constant::Other => Some(Constant::Other),
-            }
-        }
+        } if is_number(expr) => match constant(expr)? {
+            Constant::Position(position) => Some(Constant::Position(-position)),
+            Constant::Other => Some(Constant::Other),
+        },
         _ => None,
+    }
+}
+
+/// Whether `expr` is a number constant, negated or not.
+fn is_number(expr: &Expr) -> bool {
+    match unparenthesized(expr) {
+        Expr::Value(v) => matches!(v.value, Value::Number(..)),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => is_number(expr),
+        _ => false,
     }
 }
 

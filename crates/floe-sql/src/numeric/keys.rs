@@ -9,7 +9,8 @@
 //!   (`first_value`), as PostgreSQL's hash aggregate returns the group's first row; a
 //!   projection above gives the node its old column names back;
 //! - `count(DISTINCT x)` counts distinct identities;
-//! - equi-join keys and window partitions compare identities;
+//! - equi-join keys, window partitions and orderings and ORDER BY compare identities (equal
+//!   values of different scales tie, and the next sort key decides);
 //! - comparisons that DataFusion's rules write between wide numerics (a decorrelated
 //!   IN-subquery's join filter, inferred predicates) compare values, and Floe's `=` in a join
 //!   condition becomes an equality of identities, so the join can hash.
@@ -85,6 +86,21 @@ impl OptimizerRule for NumericKeys {
                 ))
             }
             LogicalPlan::Window(window) => rewrite_window(window),
+            // ORDER BY compares values: `0` and `0.00` tie, and the next key decides.
+            LogicalPlan::Sort(mut sort) => {
+                let schema = sort.input.schema().clone();
+                let mut changed = false;
+                for key in &mut sort.expr {
+                    if is_wide(&key.expr, &schema) {
+                        key.expr = identity(std::mem::take(&mut key.expr));
+                        changed = true;
+                    }
+                }
+                Ok(Transformed::new_transformed(
+                    LogicalPlan::Sort(sort),
+                    changed,
+                ))
+            }
             other => Ok(Transformed::no(other)),
         })
     }
@@ -274,14 +290,21 @@ fn rewrite_window(window: Window) -> DfResult<Transformed<LogicalPlan>> {
             .partition_by
             .iter()
             .any(|p| is_wide(p, schema) || float(p))
-            && !f.params.order_by.iter().any(|s| float(&s.expr))
+            && !f
+                .params
+                .order_by
+                .iter()
+                .any(|s| float(&s.expr) || is_wide(&s.expr, schema))
         {
             return Ok(Transformed::no(Expr::WindowFunction(f)));
         }
         let WindowFunction { params, .. } = f.as_mut();
         // -0 and 0 are peers in PostgreSQL too (DataFusion's peers compare bit patterns).
         for sort in params.order_by.iter_mut() {
-            if float(&sort.expr) {
+            // Equal numerics of different scales are peers.
+            if is_wide(&sort.expr, schema) {
+                sort.expr = identity(std::mem::take(&mut sort.expr));
+            } else if float(&sort.expr) {
                 let z = zero(&sort.expr);
                 sort.expr = sort.expr.clone() + z;
             }

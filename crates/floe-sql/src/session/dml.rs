@@ -830,6 +830,14 @@ impl Session {
         if rows < 2 {
             return Err(error);
         }
+        // A literal that does not read as its type fails while PostgreSQL parses, before any
+        // row is computed (`VALUES (…, too_long_expr), (…, '日本'::timestamptz)`).
+        // The errors Floe raises where PostgreSQL parses and plans (the analyzer's
+        // `const_errors`) come before any row's.
+        self.state
+            .analyzer()
+            .execute_and_check(select.clone(), self.state.config_options(), |_, _| {})
+            .map_err(|e| crate::error::from_datafusion(&e))?;
         let mut affected = Vec::new();
         for i in 0..rows {
             let one = with_values_row(select.clone(), i)?;

@@ -43,6 +43,41 @@ enum Operand {
     Other,
 }
 
+/// The operand `expr` of `projection` is, looking through a column that only passes on what a
+/// projection below computed (an ORDER BY in a subquery puts its projection under a Sort).
+fn projected_operand(expr: &Expr, projection: &datafusion::logical_expr::Projection) -> Operand {
+    let direct = operand(expr, projection.input.schema());
+    let Expr::Column(column) = expr else {
+        return direct;
+    };
+    if matches!(direct, Operand::Json | Operand::Jsonb) {
+        return direct;
+    }
+    let mut plan = projection.input.as_ref();
+    while let LogicalPlan::SubqueryAlias(_)
+    | LogicalPlan::Limit(_)
+    | LogicalPlan::Sort(_)
+    | LogicalPlan::Filter(_) = plan
+    {
+        plan = plan.inputs()[0];
+    }
+    let LogicalPlan::Projection(below) = plan else {
+        return direct;
+    };
+    below
+        .expr
+        .iter()
+        .find(|e| e.schema_name().to_string() == column.name)
+        .map(|e| {
+            let e = match e {
+                Expr::Alias(alias) => alias.expr.as_ref(),
+                other => other,
+            };
+            projected_operand(e, below)
+        })
+        .unwrap_or(direct)
+}
+
 fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
     // A CASE (or coalesce) is of its branches' type; DataFusion's field of it has no tag
     // while the statement is planned (`'{}'::jsonb || CASE … THEN j END` is jsonb's `||`).
@@ -84,7 +119,7 @@ fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
                     Expr::Alias(alias) => alias.expr.as_ref(),
                     other => other,
                 };
-                let inner = operand(only, projection.input.schema());
+                let inner = projected_operand(only, projection);
                 if matches!(inner, Operand::Json | Operand::Jsonb) {
                     return inner;
                 }
