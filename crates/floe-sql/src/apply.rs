@@ -39,8 +39,8 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, Extension, LogicalPlan, LogicalPlanBuilder, UserDefinedLogicalNode,
-    UserDefinedLogicalNodeCore,
+    Expr, ExprSchemable, Extension, Filter, LogicalPlan, LogicalPlanBuilder,
+    UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -296,6 +296,7 @@ fn holds_subquery(expr: &Expr) -> bool {
 /// theirs, which the physical planner then refuses as before.
 fn subqueries_to_applies(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     plan.transform_up(|node| {
+        let node = split_filter(node)?;
         if node.inputs().len() != 1
             || matches!(node, LogicalPlan::Extension(_))
             || !node.expressions().iter().any(holds_subquery)
@@ -344,6 +345,29 @@ fn subqueries_to_applies(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>
                 .build()?,
         ))
     })
+}
+
+/// A filter whose conjuncts hold subqueries and others do not, as a filter of the others
+/// under one of the subquery conjuncts: the plain conditions (join conditions among them, which
+/// DataFusion's later rules push into the join) are not stuck above the [`Apply`] nodes, and
+/// the subqueries run only for the rows that pass them, as PostgreSQL evaluates a SubPlan
+/// condition last (TPC-H Q15 ran its scalar subquery over a cross join of 100 M rows).
+fn split_filter(node: LogicalPlan) -> DfResult<LogicalPlan> {
+    let LogicalPlan::Filter(filter) = node else {
+        return Ok(node);
+    };
+    let (with, without): (Vec<Expr>, Vec<Expr>) =
+        datafusion::logical_expr::utils::split_conjunction_owned(filter.predicate.clone())
+            .into_iter()
+            .partition(holds_subquery);
+    let (Some(with), Some(without)) = (
+        datafusion::logical_expr::utils::conjunction(with),
+        datafusion::logical_expr::utils::conjunction(without),
+    ) else {
+        return Ok(LogicalPlan::Filter(filter));
+    };
+    let below = LogicalPlan::Filter(Filter::try_new(without, Arc::clone(&filter.input))?);
+    Ok(LogicalPlan::Filter(Filter::try_new(with, Arc::new(below))?))
 }
 
 /// Plans [`Apply`] nodes as [`ApplyExec`].
