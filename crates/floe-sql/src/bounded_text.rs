@@ -24,8 +24,8 @@ use datafusion::common::{exec_err, Result as DfResult, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::{BinaryExpr, InList};
 use datafusion::logical_expr::{
-    lit, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    lit, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -270,17 +270,8 @@ fn bpchar_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr
     let is_bpchar = |e: &Expr| sql_type(e, schema) == Some(SqlType::Bpchar);
     Ok(match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right })
-            if matches!(
-                op,
-                Operator::Eq
-                    | Operator::NotEq
-                    | Operator::Lt
-                    | Operator::LtEq
-                    | Operator::Gt
-                    | Operator::GtEq
-                    | Operator::IsDistinctFrom
-                    | Operator::IsNotDistinctFrom
-            ) && (is_bpchar(&left) || is_bpchar(&right)) =>
+            if crate::datetime_udf::is_comparison(op)
+                && (is_bpchar(&left) || is_bpchar(&right)) =>
         {
             let (left, right) = (*left, *right);
             let trim = |e: Expr, other_is_bpchar: bool| {

@@ -1070,18 +1070,7 @@ fn one_time_filter(predicate: &Expr) -> DfResult<()> {
         let Expr::BinaryExpr(BinaryExpr { left, op, right }) = condition else {
             continue;
         };
-        let estimated = matches!(
-            op,
-            Operator::Eq
-                | Operator::NotEq
-                | Operator::Lt
-                | Operator::LtEq
-                | Operator::Gt
-                | Operator::GtEq
-                | Operator::IsDistinctFrom
-                | Operator::IsNotDistinctFrom
-        );
-        if !estimated {
+        if !crate::datetime_udf::is_comparison(*op) {
             continue;
         }
         let one_relation = |e: &Expr| {

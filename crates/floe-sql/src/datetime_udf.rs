@@ -524,18 +524,8 @@ impl PgDateTimeCasts {
         b: datafusion::logical_expr::BinaryExpr,
         schema: &DFSchema,
     ) -> Result<Transformed<Expr>, datafusion::logical_expr::BinaryExpr> {
-        use datafusion::logical_expr::{BinaryExpr, Operator};
-        let compares = matches!(
-            b.op,
-            Operator::Eq
-                | Operator::NotEq
-                | Operator::Lt
-                | Operator::LtEq
-                | Operator::Gt
-                | Operator::GtEq
-                | Operator::IsDistinctFrom
-                | Operator::IsNotDistinctFrom
-        );
+        use datafusion::logical_expr::BinaryExpr;
+        let compares = is_comparison(b.op);
         let interval = |e: &Expr| {
             matches!(
                 e.get_type(schema),
@@ -1225,7 +1215,8 @@ fn truncate(field: &str, micros: i64, zone: Option<Zone>) -> Result<i64, SqlErro
     })
 }
 
-fn is_comparison(op: datafusion::logical_expr::Operator) -> bool {
+/// Whether `op` compares its operands (`=`, `<>`, `<`, `<=`, `>`, `>=`, IS [NOT] DISTINCT FROM).
+pub(crate) fn is_comparison(op: datafusion::logical_expr::Operator) -> bool {
     use datafusion::logical_expr::Operator::*;
     matches!(
         op,
