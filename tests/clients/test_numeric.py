@@ -113,3 +113,76 @@ def test_asyncpg_binary_numerics(server, loop):
             await c.close()
 
     loop.run_until_complete(go())
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_nan_into_typmod_columns_through_parameters(server, binary):
+    """PostgreSQL stores NaN in numeric(p, s); so does Floe (the column becomes a wide numeric
+    on its first NaN), whether the NaN comes as a numeric or a float parameter."""
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        table = f"num_nan_{int(binary)}"
+        c.execute(f"DROP TABLE IF EXISTS {table}")
+        c.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, p numeric(10,2), q numeric(5,1))")
+        cur = c.cursor(binary=binary)
+        insert = f"INSERT INTO {table} VALUES (%s, %s, %s)"
+        cur.execute(insert, [1, Decimal("1.005"), Decimal("2")])
+        cur.execute(insert, [2, Decimal("NaN"), Decimal("3")])
+        cur.execute(insert, [3, float("nan"), 4.25])
+        cur.execute(f"UPDATE {table} SET q = %s WHERE id = %s", [Decimal("NaN"), 1])
+        with c.transaction():
+            cur.executemany(insert, [(4, Decimal("4.5"), Decimal("NaN")), (5, None, None)])
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            cur.execute(insert, [6, Decimal("123456789.5"), None])
+        rows = cur.execute(f"SELECT id, p, q FROM {table} ORDER BY id").fetchall()
+        text = [(i, str(p) if p is not None else None, str(q) if q is not None else None)
+                for i, p, q in rows]
+        assert text == [(1, "1.01", "NaN"), (2, "NaN", "3.0"), (3, "NaN", "4.3"),
+                        (4, "4.50", "NaN"), (5, None, None)]
+        assert cur.execute(f"SELECT id FROM {table} WHERE p = %s ORDER BY id",
+                           [Decimal("NaN")]).fetchall() == [(2,), (3,)]
+
+
+def test_copy_nan_into_a_typmod_column_after_the_first_chunk(server):
+    """A COPY whose NaN comes after rows already written (Floe converts 16k rows at a time)
+    keeps every row, also inside a block."""
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS num_nan_copy")
+        c.execute("CREATE TABLE num_nan_copy (id int PRIMARY KEY, p numeric(12,2))")
+        rows = [(i, Decimal(i) + Decimal("0.5")) for i in range(20000)]
+        rows[18000] = (18000, Decimal("NaN"))
+        cur = c.cursor()
+        with cur.copy("COPY num_nan_copy FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        assert cur.execute("SELECT count(*), count(p) FROM num_nan_copy").fetchone() == (
+            20000, 20000)
+        got = cur.execute("SELECT p FROM num_nan_copy WHERE id IN (17999, 18000) ORDER BY id")
+        assert [str(r[0]) for r in got.fetchall()] == ["17999.50", "NaN"]
+        c.execute("DROP TABLE num_nan_copy")
+        c.execute("CREATE TABLE num_nan_copy (id int PRIMARY KEY, p numeric(12,2))")
+        with c.transaction():
+            with cur.copy("COPY num_nan_copy FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            assert cur.execute("SELECT count(p) FROM num_nan_copy").fetchone() == (20000,)
+        assert cur.execute("SELECT max(p) FROM num_nan_copy").fetchone()[0].is_nan()
+
+
+def test_asyncpg_nan_into_a_typmod_column(server, loop):
+    async def go():
+        c = await asyncpg.connect(host=server.host, port=server.port, user="postgres",
+                                  database="postgres")
+        try:
+            await c.execute("DROP TABLE IF EXISTS num_nan_async")
+            await c.execute("CREATE TABLE num_nan_async (id int PRIMARY KEY, p numeric(8,3))")
+            async with c.transaction():
+                await c.executemany("INSERT INTO num_nan_async VALUES ($1, $2)",
+                                    [(1, Decimal("1.5")), (2, Decimal("NaN")),
+                                     (3, Decimal("-2.0005"))])
+            rows = await c.fetch("SELECT id, p FROM num_nan_async ORDER BY p")
+            assert [r["id"] for r in rows] == [3, 1, 2]
+            assert rows[2]["p"].is_nan() and str(rows[0]["p"]) == "-2.001"
+        finally:
+            await c.close()
+
+    loop.run_until_complete(go())

@@ -181,6 +181,8 @@ impl Engine {
         optimizer_rules.insert(folded, Arc::new(crate::null_conditions::NullConditions));
         optimizer_rules.insert(subqueries_done, Arc::new(crate::numeric::keys::NumericKeys));
         optimizer_rules.push(Arc::new(crate::numeric::keys::NumericKeys));
+        // Before common subexpressions leave the aggregates' arguments.
+        optimizer_rules.insert(0, Arc::new(crate::numeric::aggregate::SumOfProducts));
         optimizer_rules.push(Arc::new(crate::set_operations::UnionNullability));
         // A sum of small integers is bigint; split in two steps it would become numeric.
         for rule in optimizer_rules.iter_mut() {

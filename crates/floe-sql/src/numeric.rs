@@ -90,12 +90,113 @@ pub fn field_typmod(field: &Field) -> Option<(u32, u32)> {
     Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
 }
 
+/// The SQL name of a wide `numeric(p, s)` with `p ≤ 38` (`floe_wide_numeric(10, 2)`), as
+/// columns that hold NaN are ([`crate::session`] widens them): `numeric(10, 2)` itself plans
+/// as `Decimal128`. Only Floe's generated casts spell it.
+pub const WIDE_TYPMOD_NAME: &str = "floe_wide_numeric";
+
+/// The SQL name of `numeric(p, s)`, `p ≤ 38`, as a `Decimal128(p, s)` whatever is cast
+/// (`floe_fixed_numeric(10, 2)`): Floe's own casts to a column's type (an INSERT's values,
+/// whose NaN widens the column instead) spell it, so [`typmod_cast`] leaves them alone.
+pub const FIXED_TYPMOD_NAME: &str = "floe_fixed_numeric";
+
+/// The `(p, s)` of `numeric(p, s)`, `numeric(p)` or [`FIXED_TYPMOD_NAME`] with `p ≤ 38`.
+fn fixed_typmod(sql_type: &ast::DataType) -> Option<(u64, u64)> {
+    use ast::{DataType as D, ExactNumberInfo as I};
+    let (p, s) = match sql_type {
+        D::Numeric(info) | D::Decimal(info) | D::Dec(info) => match info {
+            I::Precision(p) => (*p, 0),
+            I::PrecisionAndScale(p, s) => (*p, u64::try_from(*s).ok()?),
+            I::None => return None,
+        },
+        D::Custom(name, modifiers) if name.to_string() == FIXED_TYPMOD_NAME => {
+            let [p, s] = modifiers.as_slice() else {
+                return None;
+            };
+            (p.parse().ok()?, s.parse().ok()?)
+        }
+        _ => return None,
+    };
+    ((1..=38).contains(&p) && s <= p).then_some((p, s))
+}
+
+/// The `Decimal128` field [`FIXED_TYPMOD_NAME`] plans as.
+pub fn plan_fixed_type(sql_type: &ast::DataType) -> Option<Field> {
+    match sql_type {
+        ast::DataType::Custom(..) => {
+            let (p, s) = fixed_typmod(sql_type)?;
+            Some(Field::new("", DataType::Decimal128(p as u8, s as i8), true))
+        }
+        _ => None,
+    }
+}
+
+/// A statement's `CAST(x AS numeric(p, s))`, `p ≤ 38`, of a column or an expression (not a
+/// literal, not a parameter, whose types the cast gives) becomes
+/// [`functions::TYPMOD_CAST`]`(x, p, s)`: fixed-point when `x` is an exact number, a wide
+/// numeric holding the typmod when `x` may be NaN (float, text, numeric), as PostgreSQL's
+/// `numeric(p, s)` holds NaN.
+pub(crate) fn typmod_cast(expr: &mut ast::Expr) -> bool {
+    let ast::Expr::Cast {
+        kind: ast::CastKind::Cast | ast::CastKind::DoubleColon,
+        expr: operand,
+        data_type,
+        array: false,
+        format: None,
+    } = expr
+    else {
+        return false;
+    };
+    if matches!(data_type, ast::DataType::Custom(..)) {
+        return false;
+    }
+    let Some((p, s)) = fixed_typmod(data_type) else {
+        return false;
+    };
+    let literal = |e: &ast::Expr| matches!(e, ast::Expr::Value(_) | ast::Expr::TypedString(_));
+    let plain_literal = literal(operand)
+        || matches!(operand.as_ref(), ast::Expr::UnaryOp { expr: inner, .. } if literal(inner))
+        || matches!(operand.as_ref(), ast::Expr::Nested(inner) if literal(inner));
+    let mut parameter = false;
+    let _ = ast::visit_expressions(operand.as_ref(), |e| {
+        if matches!(e, ast::Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_))) {
+            parameter = true;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    // A parameter alone (`$1::numeric(10,2)`) is typed numeric by a cast inside, as
+    // PostgreSQL types it; one inside an expression keeps the plain cast.
+    let lone_parameter = matches!(operand.as_ref(),
+        ast::Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)));
+    if (plain_literal || parameter) && !lone_parameter {
+        return false;
+    }
+    let slot = match lone_parameter {
+        true => format!("CAST({} AS numeric)", crate::sqlbuild::SLOT),
+        false => crate::sqlbuild::SLOT.to_string(),
+    };
+    let Ok(template) =
+        crate::sqlbuild::template_expr(&format!("{}({slot}, {p}, {s})", functions::TYPMOD_CAST))
+    else {
+        return false;
+    };
+    let operand = std::mem::replace(operand.as_mut(), ast::Expr::value(ast::Value::Null));
+    *expr = crate::sqlbuild::fill(template, operand);
+    true
+}
+
 /// The field a SQL numeric type name is planned as, when it is a wide numeric (`numeric`,
 /// `numeric(50, 5)`); `None` for `numeric(p, s)` with `p ≤ 38` (a `Decimal128`).
 pub fn plan_numeric_type(sql_type: &ast::DataType) -> Option<Field> {
     use ast::{DataType as D, ExactNumberInfo as I};
     let info = match sql_type {
         D::Numeric(info) | D::Decimal(info) | D::Dec(info) => info,
+        D::Custom(name, modifiers) if name.to_string() == WIDE_TYPMOD_NAME => {
+            let [p, s] = modifiers.as_slice() else {
+                return None;
+            };
+            return Some(numeric_field("", Some((p.parse().ok()?, s.parse().ok()?))));
+        }
         _ => return None,
     };
     match info {
@@ -154,6 +255,9 @@ pub(crate) fn widen_values_literals(rows: &mut [ast::Parens<Vec<ast::Expr>>]) {
             };
             let number = match &*expr {
                 ast::Expr::Value(v) => matches!(v.value, ast::Value::Number(..)),
+                // A fixed-point `numeric(p, s)` (an INSERT's assignment cast of another row):
+                // its value, now wide.
+                ast::Expr::Cast { data_type, .. } => fixed_typmod(data_type).is_some(),
                 ast::Expr::UnaryOp { op, expr: inner } => {
                     matches!(op, ast::UnaryOperator::Minus | ast::UnaryOperator::Plus)
                         && matches!(inner.as_ref(), ast::Expr::Value(v) if matches!(v.value, ast::Value::Number(..)))
@@ -446,9 +550,26 @@ impl ExprPlanner for NumericExprPlanner {
             }
             return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
         }
-        // Decimal division: PostgreSQL's result scale, not DataFusion's.
         let exact = |t: &Option<DataType>| t.as_ref().is_some_and(functions::converts_to_numeric);
         let decimal = |t: &Option<DataType>| t.as_ref().is_some_and(is_decimal);
+        // Fixed-point `+ - *` whose result could need more than `Decimal128`'s 38 digits
+        // (`numeric(38,18) * numeric(38,18)`, three `numeric(15,2)` multiplied): PostgreSQL's
+        // result is an unconstrained numeric, so it is computed as one, exactly, where
+        // DataFusion would cap the precision at 38 and fail once a value does not fit.
+        if let Some(op @ (ArithOp::Add | ArithOp::Sub | ArithOp::Mul)) = arith {
+            if (decimal(&lt) || decimal(&rt)) && exact(&lt) && exact(&rt) {
+                let bounds = (exact_bound(&left, schema), exact_bound(&right, schema));
+                if let (Some(l), Some(r)) = bounds {
+                    if result_bound(op, l, r).0 > 38 {
+                        return Ok(PlannerResult::Planned(call(
+                            Kind::Arith(op),
+                            vec![left, right],
+                        )));
+                    }
+                }
+            }
+        }
+        // Decimal division: PostgreSQL's result scale, not DataFusion's.
         if arith == Some(ArithOp::Div) && (decimal(&lt) || decimal(&rt)) && exact(&lt) && exact(&rt)
         {
             return Ok(PlannerResult::Planned(call(
@@ -458,6 +579,68 @@ impl ExprPlanner for NumericExprPlanner {
         }
         Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }))
     }
+}
+
+/// Bounds on the digits of an exact number's values: (precision, scale).
+type Bound = (u32, u32);
+
+/// The digits `x op y` can need, as PostgreSQL computes it (exactly), for operands within
+/// `l` and `r`.
+fn result_bound(op: ArithOp, l: Bound, r: Bound) -> Bound {
+    match op {
+        ArithOp::Mul => (l.0 + r.0, l.1 + r.1),
+        _ => {
+            let scale = l.1.max(r.1);
+            ((l.0 - l.1).max(r.0 - r.1) + scale + 1, scale)
+        }
+    }
+}
+
+/// A bound on the digits of an exact-number expression's values: its type's, but an integer
+/// or decimal literal counts its own digits (DataFusion types `1` in `1 - l_discount` as a
+/// 20-digit decimal), and fixed-point `+ - *` combine their operands' bounds. `None` for
+/// other types.
+fn exact_bound(expr: &Expr, schema: &DFSchema) -> Option<Bound> {
+    use datafusion::common::ScalarValue as S;
+    let digits = |magnitude: u128| magnitude.checked_ilog10().map_or(1, |d| d + 1);
+    match expr {
+        Expr::Alias(alias) => exact_bound(&alias.expr, schema),
+        Expr::Negative(inner) => exact_bound(inner, schema),
+        Expr::Literal(value, _) => match value {
+            S::Int8(Some(v)) => Some((digits(v.unsigned_abs() as u128), 0)),
+            S::Int16(Some(v)) => Some((digits(v.unsigned_abs() as u128), 0)),
+            S::Int32(Some(v)) => Some((digits(v.unsigned_abs() as u128), 0)),
+            S::Int64(Some(v)) => Some((digits(v.unsigned_abs() as u128), 0)),
+            S::Decimal128(Some(m), _, s) if *s >= 0 => {
+                let scale = *s as u32;
+                Some((digits(m.unsigned_abs()).max(scale).max(1), scale))
+            }
+            other => type_bound(&other.data_type()),
+        },
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let op = match op {
+                Operator::Plus => ArithOp::Add,
+                Operator::Minus => ArithOp::Sub,
+                Operator::Multiply => ArithOp::Mul,
+                _ => return type_bound(&type_of(expr, schema)?),
+            };
+            let (l, r) = (exact_bound(left, schema)?, exact_bound(right, schema)?);
+            Some(result_bound(op, l, r))
+        }
+        _ => type_bound(&type_of(expr, schema)?),
+    }
+}
+
+fn type_bound(data_type: &DataType) -> Option<Bound> {
+    Some(match data_type {
+        DataType::Decimal128(p, s) if *s >= 0 => (*p as u32, *s as u32),
+        DataType::Int8 | DataType::UInt8 => (3, 0),
+        DataType::Int16 | DataType::UInt16 => (5, 0),
+        DataType::Int32 | DataType::UInt32 => (10, 0),
+        DataType::Int64 => (19, 0),
+        DataType::UInt64 => (20, 0),
+        _ => return None,
+    })
 }
 
 /// Rewrites what DataFusion would compute on a wide numeric's bytes, or round differently
@@ -796,6 +979,31 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 else_expr: Some(Box::new(a)),
             }))
         }
+        // `price = 'NaN'` with a `numeric(p, s)` column held as `Decimal128` (which never
+        // holds NaN): the literal cannot become the column's type, so both sides compare
+        // as numerics, as in PostgreSQL (false, or true for `<>`).
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+            ) && ((is_nan_literal(&left) && is_decimal_typed(&right, schema))
+                    || (is_nan_literal(&right) && is_decimal_typed(&left, schema))) =>
+        {
+            let (left, right) = (widened_nan(*left, schema), widened_nan(*right, schema));
+            match wide_operator(&left, op, &right, schema) {
+                Some(compared) => Transformed::yes(compared),
+                None => Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(left),
+                    op,
+                    Box::new(right),
+                ))),
+            }
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
                 && (is_wide(&left, schema) || is_wide(&right, schema)) =>
@@ -850,6 +1058,71 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// A string literal reading as numeric NaN (`'NaN'`, `' nan '`).
+fn is_nan_literal(expr: &Expr) -> bool {
+    use datafusion::common::ScalarValue as S;
+    matches!(expr, Expr::Literal(S::Utf8(Some(t)) | S::Utf8View(Some(t)) | S::LargeUtf8(Some(t)), _)
+        if t.trim().eq_ignore_ascii_case("nan"))
+}
+
+fn is_decimal_typed(expr: &Expr, schema: &DFSchema) -> bool {
+    type_of(expr, schema).is_some_and(|t| matches!(t, DataType::Decimal128(..)))
+}
+
+/// A side of a comparison with a NaN literal as a wide numeric.
+fn widened_nan(expr: Expr, schema: &DFSchema) -> Expr {
+    if is_nan_literal(&expr) {
+        call(Kind::ToNumeric(None), vec![expr])
+    } else {
+        widened(expr, schema)
+    }
+}
+
+/// `'NaN'::numeric(p, s)` with `p ≤ 38` (also `numeric(p, s) 'NaN'`): PostgreSQL's value is
+/// NaN, which the `Decimal128` that `numeric(p, s)` plans as cannot hold, so the literal is
+/// cast to (wide) `numeric` instead.
+pub(crate) fn nan_literal_cast(expr: &mut ast::Expr) -> bool {
+    use ast::{DataType as D, ExactNumberInfo as I};
+    let (text, data_type) = match expr {
+        ast::Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => match inner.as_ref() {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(t) | ast::Value::EscapedStringLiteral(t) => {
+                    (t.clone(), data_type)
+                }
+                _ => return false,
+            },
+            _ => return false,
+        },
+        ast::Expr::TypedString(typed) => match &typed.value.value {
+            ast::Value::SingleQuotedString(t) => (t.clone(), &mut typed.data_type),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    if !text.trim().eq_ignore_ascii_case("nan") {
+        return false;
+    }
+    let (precision, scale) = match data_type {
+        D::Numeric(info) | D::Decimal(info) | D::Dec(info) => match info {
+            I::Precision(p) => (*p, 0),
+            I::PrecisionAndScale(p, s) => (*p, *s),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    // Out-of-range typmods keep their own errors.
+    if precision == 0 || precision > 38 || scale < 0 || scale as u64 > precision {
+        return false;
+    }
+    // NaN is NaN at any typmod; without one, the cast mixes with others in a VALUES list.
+    *data_type = D::Numeric(I::None);
+    true
 }
 
 /// Whether a CASE compares or returns wide numerics (which DataFusion cannot coerce).

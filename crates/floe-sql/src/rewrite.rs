@@ -116,6 +116,9 @@ impl VisitorMut for SessionFunctions<'_> {
                 return ControlFlow::Break(());
             }
         }
+        if crate::numeric::nan_literal_cast(expr) || crate::numeric::typmod_cast(expr) {
+            return ControlFlow::Continue(());
+        }
         match literal_cast(expr) {
             Ok(Some(replacement)) => {
                 *expr = replacement;

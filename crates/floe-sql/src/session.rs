@@ -154,6 +154,10 @@ pub struct Prepared {
     /// The catalog version the plan was made against; a plan older than the catalog is made
     /// again before it runs.
     catalog_version: u64,
+    /// The table the statement writes when it has `numeric(p, s)` columns held as
+    /// `Decimal128`: writing NaN into one makes it a wide numeric and runs the statement again
+    /// ([`Session::widen_for_nan`]).
+    nan_widens: Option<u32>,
 }
 
 impl Prepared {
@@ -175,7 +179,21 @@ impl Prepared {
             physical: Arc::new(std::sync::OnceLock::new()),
             reusable,
             catalog_version: 0,
+            nan_widens: None,
         }
+        .with_nan_widens()
+    }
+
+    fn with_nan_widens(mut self) -> Prepared {
+        let written = match &self.plan {
+            PreparedPlan::Dml(plan) => Some(plan.table_def()),
+            PreparedPlan::Fast(plan) => plan.written_table(),
+            _ => None,
+        };
+        self.nan_widens = written
+            .filter(|def| alter::has_fixed_numerics(def))
+            .map(|def| def.id);
+        self
     }
 
     /// Whether a simple-protocol query string may be answered from the session's statement
@@ -189,6 +207,9 @@ impl Prepared {
         matches!(self.plan, PreparedPlan::Empty)
     }
 }
+
+/// How many times a statement may widen its table's columns for NaN (one per typmod).
+const MAX_NAN_WIDENINGS: usize = 16;
 
 /// Settings restored when a transaction block ends: `SET LOCAL` always, plain `SET` on
 /// rollback (PostgreSQL undoes settings of an aborted transaction).
@@ -585,7 +606,77 @@ impl Session {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> SqlResult<StatementResult> {
-        let result = match self.active_pending_catalog() {
+        let result = match prepared.nan_widens {
+            None => self.execute_once(prepared, params).await,
+            Some(table) => Box::pin(self.execute_widening(prepared, params, table)).await,
+        };
+        if result.is_err() {
+            self.on_statement_error();
+        }
+        result
+    }
+
+    /// [`Session::execute`] of a statement writing `table`, which has `numeric(p, s)`
+    /// columns held as `Decimal128`: when the statement fails because it writes NaN into
+    /// one, that column becomes a wide numeric (which holds NaN, as PostgreSQL's
+    /// `numeric(p, s)` does) and the statement runs again, planned anew.
+    async fn execute_widening(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+        table: u32,
+    ) -> SqlResult<StatementResult> {
+        let mut mark = self.statement_mark().await;
+        let mut result = self.execute_once(prepared, params.clone()).await;
+        // One rewrite per typmod of the table's fixed-point columns at most.
+        for _ in 0..MAX_NAN_WIDENINGS {
+            let Some(typmod) = result
+                .as_ref()
+                .err()
+                .and_then(crate::numeric::value::nan_in_fixed)
+            else {
+                return result;
+            };
+            if let (Some(block), Some(mark)) = (&self.txn, mark) {
+                // Undo what the statement wrote before it failed; the block goes on.
+                block.storage.lock().await.rollback_to(mark);
+            }
+            let widened = match self.active_pending_catalog() {
+                Some(pending) => {
+                    Box::pin(with_pending_catalog(
+                        pending,
+                        self.widen_for_nan(table, typmod),
+                    ))
+                    .await
+                }
+                None => Box::pin(self.widen_for_nan(table, typmod)).await,
+            };
+            match widened {
+                Ok(true) => {
+                    mark = self.statement_mark().await;
+                    result = self.execute_once(prepared, params.clone()).await;
+                }
+                Ok(false) => return result,
+                Err(e) => return Err(e),
+            }
+        }
+        result
+    }
+
+    /// Where the block's write set stands before a statement (`None` outside a block).
+    async fn statement_mark(&self) -> Option<SavepointMark> {
+        match &self.txn {
+            Some(block) => Some(block.storage.lock().await.savepoint()),
+            None => None,
+        }
+    }
+
+    async fn execute_once(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        match self.active_pending_catalog() {
             Some(pending) => {
                 let result = Box::pin(with_pending_catalog(
                     pending.clone(),
@@ -605,11 +696,7 @@ impl Session {
                 }
             }
             None => self.execute_inner(prepared, params).await,
-        };
-        if result.is_err() {
-            self.on_statement_error();
         }
-        result
     }
 
     async fn execute_inner(

@@ -476,8 +476,9 @@ pub fn char_length(field: &Field) -> Option<usize> {
 /// The SQL spelling of a column's exact type, for CASTs to it.
 pub fn cast_name(field: &Field) -> String {
     match field.data_type() {
-        DataType::Decimal128(p, s) => format!("NUMERIC({p}, {s})"),
+        DataType::Decimal128(p, s) => format!("{}({p}, {s})", crate::numeric::FIXED_TYPMOD_NAME),
         DataType::LargeBinary => match crate::numeric::field_typmod(field) {
+            Some((p, s)) if p <= 38 => format!("{}({p}, {s})", crate::numeric::WIDE_TYPMOD_NAME),
             Some((p, s)) => format!("NUMERIC({p}, {s})"),
             None => "NUMERIC".into(),
         },
@@ -578,7 +579,9 @@ impl TypePlanner for FloeTypePlanner {
             };
             return Ok(Some(Arc::new(t.to_arrow_field(""))));
         }
-        if let Some(field) = crate::numeric::plan_numeric_type(sql_type) {
+        if let Some(field) = crate::numeric::plan_numeric_type(sql_type)
+            .or_else(|| crate::numeric::plan_fixed_type(sql_type))
+        {
             return Ok(Some(Arc::new(field)));
         }
         // A cast to text is text, whatever its operand was: DataFusion carries the operand's

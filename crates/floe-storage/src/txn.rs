@@ -991,7 +991,18 @@ impl Txn {
                     Some(old) if old.codec.same_layout(&codec) => {
                         TableData::redefined(def.clone(), &old)?
                     }
-                    _ => TableData::new(def.clone())?,
+                    _ => {
+                        let data = TableData::new(def.clone())?;
+                        // A rewrite wrote the table's rows already, under rowids it chose:
+                        // the transaction's later inserts take rowids after them (they
+                        // replaced rewritten rows in the write set).
+                        if let Some(rewritten) = self.writes.lock().tables.get(&def.id) {
+                            for (key, _) in rewritten.rows.iter() {
+                                data.saw_rowid(key);
+                            }
+                        }
+                        data
+                    }
                 };
                 let id = def.id;
                 (

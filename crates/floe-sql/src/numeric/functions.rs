@@ -28,7 +28,7 @@ use datafusion::logical_expr::{
 use num_bigint::BigInt;
 
 use super::value::{compare_keys, value_part, write_finite_key, Numeric, NumericError};
-use super::{is_numeric_field_type, numeric_field};
+use super::{field_typmod, is_numeric_field_type, numeric_field};
 use crate::error::{sqlstate, SqlError};
 
 /// Binary arithmetic operators.
@@ -239,6 +239,120 @@ pub(crate) fn keys_array(
     Ok(Arc::new(builder.finish()))
 }
 
+/// `+ - *` of integers and `Decimal128`s (fixed-point arithmetic whose result may need more
+/// than 38 digits, planned as numeric) without big numbers: each row's exact result from
+/// `i128` mantissas, written as a key directly; a row whose result does not fit an `i128`
+/// goes the general way. `None` for other operators and operand types.
+fn fixed_arith(op: ArithOp, a: &ArrayRef, b: &ArrayRef, rows: usize) -> DfResult<Option<ArrayRef>> {
+    let fixed = |array: &ArrayRef| -> DfResult<Option<(ArrayRef, u32)>> {
+        Ok(match array.data_type() {
+            DataType::Decimal128(_, s) if *s >= 0 => Some((array.clone(), *s as u32)),
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Some((
+                datafusion::arrow::compute::cast(array, &DataType::Decimal128(38, 0))?,
+                0,
+            )),
+            _ => None,
+        })
+    };
+    if matches!(op, ArithOp::Div | ArithOp::Mod) {
+        return Ok(None);
+    }
+    let (Some((x, sx)), Some((y, sy))) = (fixed(a)?, fixed(b)?) else {
+        return Ok(None);
+    };
+    let scale = match op {
+        ArithOp::Mul => sx + sy,
+        _ => sx.max(sy),
+    };
+    let (xs, ys) = (
+        x.as_primitive::<Decimal128Type>(),
+        y.as_primitive::<Decimal128Type>(),
+    );
+    let rescale = |m: i128, from: u32| 10i128.checked_pow(scale - from)?.checked_mul(m);
+    let mut builder = LargeBinaryBuilder::with_capacity(rows, rows * 12);
+    let mut key = Vec::with_capacity(24);
+    let mut text = DigitBuffer::default();
+    for row in 0..rows {
+        if xs.is_null(row) || ys.is_null(row) {
+            builder.append_null();
+            continue;
+        }
+        let (m, n) = (xs.value(row), ys.value(row));
+        let exact = match op {
+            ArithOp::Mul => m.checked_mul(n),
+            ArithOp::Add => rescale(m, sx)
+                .zip(rescale(n, sy))
+                .and_then(|(m, n)| m.checked_add(n)),
+            _ => rescale(m, sx)
+                .zip(rescale(n, sy))
+                .and_then(|(m, n)| m.checked_sub(n)),
+        };
+        key.clear();
+        match exact {
+            Some(v) => write_finite_key(v < 0, text.digits(v.unsigned_abs()), scale, &mut key),
+            None => {
+                let (Some(p), Some(q)) = (value_at(&x, row)?, value_at(&y, row)?) else {
+                    builder.append_null();
+                    continue;
+                };
+                let result = match op {
+                    ArithOp::Mul => p.mul(&q),
+                    ArithOp::Add => p.add(&q),
+                    _ => p.sub(&q),
+                }?;
+                result.write_key(&mut key);
+            }
+        }
+        builder.append_value(&key);
+    }
+    Ok(Some(Arc::new(builder.finish())))
+}
+
+/// Room for the decimal digits of a `u128`, written without allocating.
+struct DigitBuffer([u8; 40]);
+
+impl Default for DigitBuffer {
+    fn default() -> Self {
+        DigitBuffer([0; 40])
+    }
+}
+
+impl DigitBuffer {
+    /// The decimal digits of `v`.
+    fn digits(&mut self, v: u128) -> &str {
+        // u128 division is slow: split into u64 parts of 19 digits.
+        const TEN19: u128 = 10_000_000_000_000_000_000;
+        let mut at = self.0.len();
+        if v <= u64::MAX as u128 {
+            self.push(&mut at, v as u64, 1);
+        } else {
+            let high = v / TEN19;
+            self.push(&mut at, (v % TEN19) as u64, 19);
+            if high <= u64::MAX as u128 {
+                self.push(&mut at, high as u64, 1);
+            } else {
+                self.push(&mut at, (high % TEN19) as u64, 19);
+                self.push(&mut at, (high / TEN19) as u64, 1);
+            }
+        }
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.0[at..]).unwrap_or("0")
+    }
+
+    /// Writes `x`'s digits, at least `min` of them (zero-padded), before position `at`.
+    fn push(&mut self, at: &mut usize, mut x: u64, min: usize) {
+        let end = *at;
+        loop {
+            *at -= 1;
+            self.0[*at] = b'0' + (x % 10) as u8;
+            x /= 10;
+            if x == 0 && end - *at >= min {
+                break;
+            }
+        }
+    }
+}
+
 /// A scalar numeric value as its key (a `LargeBinary` scalar).
 pub(crate) fn scalar_key(value: Option<&Numeric>) -> ScalarValue {
     ScalarValue::LargeBinary(value.map(Numeric::to_key))
@@ -315,6 +429,9 @@ impl NumericFunction {
             }
             Kind::Arith(op) => {
                 let (a, b) = (arg(0)?, arg(1)?);
+                if let Some(keys) = fixed_arith(*op, a, b, rows)? {
+                    return Ok(keys);
+                }
                 keys_array(rows, |row| {
                     let (Some(x), Some(y)) = (value_at(a, row)?, value_at(b, row)?) else {
                         return Ok(None);
@@ -621,7 +738,93 @@ pub(crate) fn numeric_only() -> Vec<ScalarUDF> {
     ]
     .into_iter()
     .map(|kind| Arc::unwrap_or_clone(udf(kind)))
+    .chain([ScalarUDF::new_from_impl(TypmodCast {
+        signature: Signature::any(3, Volatility::Immutable),
+    })])
     .collect()
+}
+
+/// The name of [`TypmodCast`], which statements' `CAST(x AS numeric(p, s))` become.
+pub const TYPMOD_CAST: &str = "floe_numeric_typmod";
+
+/// `floe_numeric_typmod(x, p, s)`: a statement's `CAST(x AS numeric(p, s))` with `p ≤ 38`
+/// of a column or expression. An exact number (integers, decimals: never NaN) becomes a
+/// `Decimal128(p, s)`, as the cast always did; a float, text or numeric, which may be NaN
+/// (which PostgreSQL's `numeric(p, s)` holds), becomes a wide numeric with the typmod. Both
+/// round and check like PostgreSQL's typmod.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TypmodCast {
+    signature: Signature,
+}
+
+impl TypmodCast {
+    fn fixed(source: &DataType) -> bool {
+        source == &DataType::Null || (converts_to_numeric(source) && !is_numeric_field_type(source))
+    }
+
+    /// `(p, s)` from the literal arguments.
+    fn typmod(args: &[Option<&ScalarValue>]) -> DfResult<(u8, i8)> {
+        let number = |i: usize| match args.get(i).copied().flatten() {
+            Some(ScalarValue::Int64(Some(v))) => Some(*v),
+            Some(ScalarValue::Int32(Some(v))) => Some(i64::from(*v)),
+            _ => None,
+        };
+        match (number(1), number(2)) {
+            (Some(p), Some(s)) if (1..=38).contains(&p) && (0..=p).contains(&s) => {
+                Ok((p as u8, s as i8))
+            }
+            _ => Err(SqlError::internal(format!("{TYPMOD_CAST}: bad typmod arguments")).into()),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TypmodCast {
+    fn name(&self) -> &str {
+        TYPMOD_CAST
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Err(SqlError::internal(format!("{TYPMOD_CAST}: return_field_from_args")).into())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let (p, s) = Self::typmod(args.scalar_arguments)?;
+        let source = args.arg_fields.first().map(|f| f.data_type().clone());
+        Ok(Arc::new(match source {
+            Some(source) if !Self::fixed(&source) => numeric_field("", Some((p as u32, s as u32))),
+            _ => Field::new("", DataType::Decimal128(p, s), true),
+        }))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let target = args.return_field.data_type().clone();
+        let value = args
+            .args
+            .first()
+            .ok_or_else(|| SqlError::internal(format!("{TYPMOD_CAST}: no argument")))?;
+        let scalar = matches!(value, ColumnarValue::Scalar(_));
+        let array = value.to_array(if scalar { 1 } else { rows })?;
+        let result = match (&target, field_typmod(&args.return_field)) {
+            (DataType::Decimal128(p, s), _) => to_decimal(&array, *p, *s, array.len())?,
+            (_, Some((p, s))) => keys_array(array.len(), |row| {
+                value_at(&array, row)?
+                    .map(|x| x.apply_typmod(p, s))
+                    .transpose()
+                    .map_err(Into::into)
+            })?,
+            _ => return Err(SqlError::internal(format!("{TYPMOD_CAST}: no typmod")).into()),
+        };
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?)
+        } else {
+            ColumnarValue::Array(result)
+        })
+    }
 }
 
 /// Whether values of `data_type` convert to numeric implicitly in PostgreSQL (integers and

@@ -58,6 +58,11 @@ pub enum NumericError {
     /// A value too wide for a `numeric(p, s)`; the DETAIL says why.
     #[error("numeric field overflow")]
     FieldOverflow(String),
+    /// NaN converted to a `Decimal128(precision, scale)`, which cannot hold it. A statement
+    /// that writes it into a `numeric(p, s)` column makes that column a wide numeric and runs
+    /// again ([`nan_in_fixed`]); anywhere else this is 22003.
+    #[error("numeric field overflow")]
+    NaNInFixed { precision: u32, scale: u32 },
     /// A conversion to a narrower type (`integer`, `bigint`, …) out of its range.
     #[error("{0} out of range")]
     OutOfRange(&'static str),
@@ -89,6 +94,7 @@ impl From<NumericError> for SqlError {
             NumericError::InvalidText(_) => sqlstate::INVALID_TEXT_REPRESENTATION,
             NumericError::Overflow
             | NumericError::FieldOverflow(_)
+            | NumericError::NaNInFixed { .. }
             | NumericError::OutOfRange(_) => sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
             NumericError::DivisionByZero => sqlstate::DIVISION_BY_ZERO,
             NumericError::CannotConvert { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
@@ -102,9 +108,34 @@ impl From<NumericError> for SqlError {
         let sql = SqlError::new(code, err.to_string());
         match err {
             NumericError::FieldOverflow(detail) => sql.with_detail(detail),
+            NumericError::NaNInFixed { precision, scale } => {
+                sql.with_detail(nan_in_fixed_detail(precision, scale))
+            }
             _ => sql,
         }
     }
+}
+
+const NAN_IN_FIXED: &str = "cannot hold NaN in Floe's fixed-point form";
+
+fn nan_in_fixed_detail(precision: u32, scale: u32) -> String {
+    format!("A field with precision {precision}, scale {scale} {NAN_IN_FIXED}.")
+}
+
+/// The `(precision, scale)` of a [`NumericError::NaNInFixed`] that reached the client side
+/// of DataFusion as a [`SqlError`].
+pub fn nan_in_fixed(err: &SqlError) -> Option<(u32, u32)> {
+    if err.code != sqlstate::NUMERIC_VALUE_OUT_OF_RANGE {
+        return None;
+    }
+    let rest = err
+        .detail
+        .as_deref()?
+        .strip_prefix("A field with precision ")?;
+    let (precision, rest) = rest.split_once(", scale ")?;
+    let (scale, rest) = rest.split_once(' ')?;
+    let typmod = (precision.parse().ok()?, scale.parse().ok()?);
+    (rest.strip_suffix('.')? == NAN_IN_FIXED).then_some(typmod)
 }
 
 impl From<NumericError> for datafusion::error::DataFusionError {
@@ -984,10 +1015,7 @@ impl Numeric {
                 .to_i128()
                 .ok_or_else(|| NumericError::FieldOverflow(String::new())),
             Numeric::Finite { .. } => self.round(scale as i64)?.to_i128_at(precision, scale),
-            _ => Err(NumericError::FieldOverflow(format!(
-                "A field with precision {precision}, scale {scale} cannot hold NaN in Floe \
-                 (numeric(p,s) with p <= 38 is stored as a fixed-point decimal)."
-            ))),
+            _ => Err(NumericError::NaNInFixed { precision, scale }),
         }
     }
 }
@@ -1066,6 +1094,63 @@ pub fn write_finite_key(negative: bool, digits: &str, scale: u32, out: &mut Vec<
         }
     }
     out.extend((scale as u16).to_be_bytes());
+}
+
+/// The mantissa and display scale of a finite key whose value fits an `i128` (a fast path
+/// for sums of keys from fixed-point arithmetic); `None` for NaN, the infinities, values
+/// beyond `i128` and malformed keys ([`Numeric::from_key`] reads those).
+pub fn fixed_from_key(key: &[u8]) -> Option<(i128, u32)> {
+    if key.len() < 1 + SCALE_BYTES {
+        return None;
+    }
+    let (body, scale_bytes) = key.split_at(key.len() - SCALE_BYTES);
+    let scale = u16::from_be_bytes([scale_bytes[0], scale_bytes[1]]) as u32;
+    let (tag, body) = (body[0], &body[1..]);
+    let negative = match tag {
+        TAG_ZERO if body.is_empty() => return Some((0, scale)),
+        TAG_POS => false,
+        TAG_NEG => true,
+        _ => return None,
+    };
+    let mask = if negative { 0xFF } else { 0 };
+    if body.len() < 5 || body[body.len() - 1] ^ mask != 0 {
+        return None;
+    }
+    let exponent = (u32::from_be_bytes([
+        body[0] ^ mask,
+        body[1] ^ mask,
+        body[2] ^ mask,
+        body[3] ^ mask,
+    ]) ^ 0x8000_0000) as i32 as i64;
+    let pairs = &body[4..body.len() - 1];
+    if pairs.len() > 20 {
+        return None;
+    }
+    let mut digits: u128 = 0;
+    let mut count = 0i64;
+    for (i, &b) in pairs.iter().enumerate() {
+        let pair = (b ^ mask).checked_sub(1).filter(|p| *p <= 99)?;
+        if i + 1 == pairs.len() && pair % 10 == 0 {
+            // An odd number of digits: the last pair's second digit is padding.
+            digits = digits.checked_mul(10)?.checked_add((pair / 10) as u128)?;
+            count += 1;
+        } else {
+            digits = digits.checked_mul(100)?.checked_add(pair as u128)?;
+            count += 2;
+        }
+    }
+    // value = 0.d1d2… × 10^exponent: the mantissa at `scale` is the digits × 10^shift.
+    let mut shift = exponent - count + scale as i64;
+    while shift < 0 {
+        if !digits.is_multiple_of(10) {
+            return None;
+        }
+        digits /= 10;
+        shift += 1;
+    }
+    let magnitude = digits.checked_mul(10u128.checked_pow(u32::try_from(shift).ok()?)?)?;
+    let magnitude = i128::try_from(magnitude).ok()?;
+    Some((if negative { -magnitude } else { magnitude }, scale))
 }
 
 /// Orders two keys by value, ignoring their display scales.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::sql::sqlparser::ast::{
     self, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, Expr, Query,
     RenameTableNameKind, TableConstraint,
@@ -118,7 +119,11 @@ impl Session {
                                 default_expr = Some(expr.clone());
                             }
                             ColumnOption::Check(check) => {
-                                let constraint = format!("{}_{name}_check", def.name);
+                                let constraint = super::ddl::check_constraint_name(
+                                    &def.name,
+                                    &check.expr,
+                                    &new_def.constraints,
+                                );
                                 new_def.constraints.push(ConstraintDef::Check {
                                     name: constraint.clone(),
                                     expr: check.expr.to_string(),
@@ -219,12 +224,28 @@ impl Session {
                             data_type, using, ..
                         } => {
                             let column = &new_def.columns[position];
-                            let field = column_field(&name, &data_type)?
+                            let exact_source = using.is_none()
+                                && crate::numeric::functions::converts_to_numeric(
+                                    column.field.data_type(),
+                                )
+                                && !crate::numeric::is_numeric_field_type(column.field.data_type());
+                            let mut field = column_field(&name, &data_type)?
                                 .with_nullable(column.field.is_nullable());
                             let source = match using {
                                 Some(expr) => expr,
                                 None => Expr::Identifier(sqlbuild::name(&name)),
                             };
+                            if matches!(field.data_type(), DataType::Decimal128(..))
+                                && !exact_source
+                                && self.holds_nan(&def, &source).await?
+                            {
+                                // NaN (from a float, text or numeric) into numeric(p, s): held
+                                // as a wide numeric with the typmod, as a column NaN is
+                                // written into is (see `Session::widen_for_nan`).
+                                field = Field::new(name.as_str(), DataType::LargeBinary, true)
+                                    .with_nullable(field.is_nullable())
+                                    .with_metadata(field.metadata().clone());
+                            }
                             new_values[position] = assignment_cast(source, &field)?;
                             retype = true;
                             new_def.columns[position].field = field;
@@ -237,72 +258,74 @@ impl Session {
                         }
                     }
                 }
-                AlterTableOperation::AddConstraint { constraint, .. } => {
-                    match constraint {
-                        TableConstraint::PrimaryKey(pk) => {
-                            if new_def.primary_key.is_some() {
-                                return Err(SqlError::new(
-                                    sqlstate::INVALID_TABLE_DEFINITION,
-                                    format!(
-                                        "multiple primary keys for table \"{}\" are not allowed",
-                                        def.name
-                                    ),
-                                ));
-                            }
-                            let mut columns = Vec::new();
-                            for c in &pk.columns {
-                                let name = key_column_name(&c.column.expr)?;
-                                let position = column_position(&new_def, &name)?;
-                                let column = &mut new_def.columns[position];
-                                column.field = column.field.clone().with_nullable(false);
-                                not_null_to_validate.push(position);
-                                columns.push(position);
-                            }
-                            new_def.primary_key = Some(PrimaryKey {
-                                name: pk
-                                    .name
-                                    .as_ref()
-                                    .map(ident_name)
-                                    .unwrap_or_else(|| format!("{}_pkey", def.name)),
-                                columns,
-                            });
-                            rewrite = true;
+                AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+                    TableConstraint::PrimaryKey(pk) => {
+                        if new_def.primary_key.is_some() {
+                            return Err(SqlError::new(
+                                sqlstate::INVALID_TABLE_DEFINITION,
+                                format!(
+                                    "multiple primary keys for table \"{}\" are not allowed",
+                                    def.name
+                                ),
+                            ));
                         }
-                        TableConstraint::Check(check) => {
-                            let constraint = check
+                        let mut columns = Vec::new();
+                        for c in &pk.columns {
+                            let name = key_column_name(&c.column.expr)?;
+                            let position = column_position(&new_def, &name)?;
+                            let column = &mut new_def.columns[position];
+                            column.field = column.field.clone().with_nullable(false);
+                            not_null_to_validate.push(position);
+                            columns.push(position);
+                        }
+                        new_def.primary_key = Some(PrimaryKey {
+                            name: pk
                                 .name
                                 .as_ref()
                                 .map(ident_name)
-                                .unwrap_or_else(|| format!("{}_check", def.name));
-                            new_def.constraints.push(ConstraintDef::Check {
-                                name: constraint.clone(),
-                                expr: check.expr.to_string(),
-                            });
-                            checks_to_validate.push((constraint, (*check.expr).clone()));
-                        }
-                        TableConstraint::Unique(unique) => {
-                            let mut ids = Vec::new();
-                            let mut names = Vec::new();
-                            for c in &unique.columns {
-                                let name = key_column_name(&c.column.expr)?;
-                                let position = column_position(&new_def, &name)?;
-                                ids.push(new_def.columns[position].id);
-                                names.push(name);
-                            }
-                            new_def.constraints.push(ConstraintDef::Unique {
-                                name: unique.name.as_ref().map(ident_name).unwrap_or_else(|| {
-                                    format!("{}_{}_key", def.name, names.join("_"))
-                                }),
-                                columns: ids,
-                            });
-                        }
-                        other => {
-                            return Err(SqlError::not_supported(format!(
-                                "ADD {other} is not supported yet"
-                            )))
-                        }
+                                .unwrap_or_else(|| format!("{}_pkey", def.name)),
+                            columns,
+                        });
+                        rewrite = true;
                     }
-                }
+                    TableConstraint::Check(check) => {
+                        let constraint = check.name.as_ref().map(ident_name).unwrap_or_else(|| {
+                            super::ddl::check_constraint_name(
+                                &def.name,
+                                &check.expr,
+                                &new_def.constraints,
+                            )
+                        });
+                        new_def.constraints.push(ConstraintDef::Check {
+                            name: constraint.clone(),
+                            expr: check.expr.to_string(),
+                        });
+                        checks_to_validate.push((constraint, (*check.expr).clone()));
+                    }
+                    TableConstraint::Unique(unique) => {
+                        let mut ids = Vec::new();
+                        let mut names = Vec::new();
+                        for c in &unique.columns {
+                            let name = key_column_name(&c.column.expr)?;
+                            let position = column_position(&new_def, &name)?;
+                            ids.push(new_def.columns[position].id);
+                            names.push(name);
+                        }
+                        new_def.constraints.push(ConstraintDef::Unique {
+                            name: unique
+                                .name
+                                .as_ref()
+                                .map(ident_name)
+                                .unwrap_or_else(|| format!("{}_{}_key", def.name, names.join("_"))),
+                            columns: ids,
+                        });
+                    }
+                    other => {
+                        return Err(SqlError::not_supported(format!(
+                            "ADD {other} is not supported yet"
+                        )))
+                    }
+                },
                 AlterTableOperation::DropConstraint {
                     if_exists, name, ..
                 } => {
@@ -405,6 +428,19 @@ impl Session {
         Ok(StatementResult::Command("ALTER TABLE".into()))
     }
 
+    /// Whether `value`, computed from each row of table `def`, is NaN for some row.
+    async fn holds_nan(&self, def: &TableDef, value: &Expr) -> SqlResult<bool> {
+        let mut query = sqlbuild::template_query("SELECT count(*) FROM t")?;
+        let select = sqlbuild::select_mut(&mut query)?;
+        sqlbuild::set_first_table(select, &def.schema, &def.name)?;
+        let nan = sqlbuild::template_expr(&format!(
+            "CAST(({}) AS numeric) = CAST('NaN' AS numeric)",
+            sqlbuild::SLOT
+        ))?;
+        select.selection = Some(sqlbuild::fill(nan, value.clone()));
+        Ok(self.count_rows(query).await? > 0)
+    }
+
     async fn count_rows(&self, query: Query) -> SqlResult<i64> {
         let batches = self.query_latest(query).await?;
         let value = batches
@@ -427,6 +463,52 @@ impl Session {
             None => Arc::new(floe_storage::ReadView::committed(self.db().snapshot())),
         };
         self.collect_plan(&plan, view).await
+    }
+
+    /// Makes table `id`'s `numeric(p, s)` columns of typmod `typmod` that are held as
+    /// `Decimal128` wide numerics (keeping the typmod, as `numeric(p > 38, s)` columns are), so
+    /// they can hold NaN as PostgreSQL's do: a rewrite, like `ALTER … TYPE`, and transactional
+    /// like it. Values, the column's type as clients see it and its constraints are unchanged;
+    /// only arithmetic on the column leaves the vectorised `Decimal128` path. False when the
+    /// table has no such column.
+    pub(super) async fn widen_for_nan(&mut self, id: u32, typmod: (u32, u32)) -> SqlResult<bool> {
+        let Some(def) = self.db().catalog().relation(id).cloned() else {
+            return Ok(false);
+        };
+        let Some((new_def, select)) = nan_widened(&def, typmod)? else {
+            return Ok(false);
+        };
+        self.lock_relation_for_ddl(def.id).await?;
+        self.rewrite_table(Arc::new(new_def), select).await?;
+        Ok(true)
+    }
+
+    /// [`Session::widen_for_nan`] inside `txn`, which has written rows of the table (a COPY
+    /// that meets NaN after some chunks): the rewrite reads them too, and the new definition
+    /// is in `txn`'s pending catalog until it commits.
+    pub(super) async fn widen_for_nan_in(
+        &self,
+        txn: &mut floe_storage::Txn,
+        id: u32,
+        typmod: (u32, u32),
+    ) -> SqlResult<bool> {
+        let pending = txn.pending_catalog();
+        floe_storage::with_pending_catalog(pending, async {
+            let Some(def) = self.db().catalog().relation(id).cloned() else {
+                return Ok(false);
+            };
+            let Some((new_def, select)) = nan_widened(&def, typmod)? else {
+                return Ok(false);
+            };
+            txn.lock_relation(id).await?;
+            let plan = self
+                .plan_query(&ast::Statement::Query(Box::new(select)), &[])
+                .await?;
+            let batches = self.collect_plan(&plan, txn.latest_view()).await?;
+            fill_rewritten(txn, Arc::new(new_def), batches).await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Replaces the table's definition and all its rows (computed by `select`) in one commit.
@@ -499,6 +581,58 @@ async fn fill_rewritten(
         txn.change_catalog(CatalogChange::PutRelation(new_def))?;
         Ok(())
     }
+}
+
+/// `def` with its `Decimal128(p, s)` columns of typmod `typmod` as wide numerics, and the
+/// query computing its rows in that layout; `None` when it has no such column.
+fn nan_widened(def: &TableDef, typmod: (u32, u32)) -> SqlResult<Option<(TableDef, Query)>> {
+    let fits = |field: &Field| {
+        matches!(field.data_type(), DataType::Decimal128(p, s)
+            if (*p as u32, *s as u32) == typmod)
+    };
+    if !def.columns.iter().any(|c| fits(&c.field)) {
+        return Ok(None);
+    }
+    let mut new_def = def.clone();
+    let mut values = Vec::with_capacity(def.columns.len());
+    let to_numeric = sqlbuild::template_expr(&format!("CAST({} AS numeric)", sqlbuild::SLOT))?;
+    for column in &mut new_def.columns {
+        let name = Expr::Identifier(sqlbuild::name(&column.name));
+        if fits(&column.field) {
+            column.field = Field::new(
+                column.field.name(),
+                DataType::LargeBinary,
+                column.field.is_nullable(),
+            )
+            .with_metadata(column.field.metadata().clone());
+            values.push(sqlbuild::fill(to_numeric.clone(), name));
+        } else {
+            values.push(name);
+        }
+    }
+    tracing::info!(
+        table = %def.name,
+        "numeric({},{}) columns become wide numerics to hold NaN",
+        typmod.0,
+        typmod.1
+    );
+    let mut query = sqlbuild::template_query("SELECT 1 FROM t")?;
+    let select = sqlbuild::select_mut(&mut query)?;
+    sqlbuild::set_first_table(select, &def.schema, &def.name)?;
+    select.projection = values
+        .into_iter()
+        .zip(&new_def.columns)
+        .map(|(value, column)| sqlbuild::aliased(value, &column.name))
+        .collect();
+    Ok(Some((new_def, query)))
+}
+
+/// Whether `def` has `numeric(p, s)` columns held as `Decimal128` (see
+/// [`Session::widen_for_nan`]).
+pub(super) fn has_fixed_numerics(def: &TableDef) -> bool {
+    def.columns
+        .iter()
+        .any(|c| matches!(c.field.data_type(), DataType::Decimal128(..)))
 }
 
 impl Session {

@@ -41,6 +41,8 @@ const CHUNK_ROWS: usize = 16 * 1024;
 /// A COPY FROM STDIN waiting for the client's data.
 pub(crate) struct CopyIn {
     plan: Arc<DmlPlan>,
+    /// The INSERT the plan was made from (planned again when NaN widens a column).
+    insert: Statement,
     source_schema: SchemaRef,
     parser: CopyParser,
     txn: StatementTxn,
@@ -143,6 +145,7 @@ impl Session {
         let txn = self.statement_txn().await?;
         let copy_in = CopyIn {
             plan: Arc::new(plan),
+            insert,
             source_schema,
             parser: CopyParser::new(options, &def.name),
             txn,
@@ -241,7 +244,9 @@ impl Session {
     /// Writes the rows parsed so far, seeing the block's uncommitted DDL (COPY data arrives
     /// outside [`Session::execute`], which otherwise puts it in scope).
     async fn write_copy_rows(&mut self, state: &mut CopyIn) -> SqlResult<()> {
-        match self.active_pending_catalog() {
+        // The block's pending catalog, or the COPY's own once NaN widened a column.
+        let pending = state.txn.pending_catalog();
+        match (!pending.is_empty()).then_some(pending) {
             Some(pending) => {
                 Box::pin(floe_storage::with_pending_catalog(
                     pending,
@@ -259,8 +264,29 @@ impl Session {
         }
         let (columns, lines) = state.rows.take();
         let batch = RecordBatch::try_new(state.source_schema.clone(), columns)?;
-        let select = replace_sources(state.plan.select().clone(), &[("copy", batch.clone())])?;
-        match self.copy_rows(&state.plan, &select, &mut state.txn).await {
+        let mut result = self.copy_chunk(state, &batch).await;
+        // NaN into a `numeric(p, s)` column held as `Decimal128`: the column becomes a wide
+        // numeric inside the COPY's transaction (rows already written included), and the
+        // chunk is converted again (once per typmod that needs it).
+        while let Err(CopyRowsError::Convert(error)) = &result {
+            let Some(typmod) = crate::numeric::value::nan_in_fixed(error) else {
+                break;
+            };
+            let table = state.plan.table_def().id;
+            // Boxed (rare): keeps the COPY's futures small.
+            if !Box::pin(self.widen_for_nan_in(&mut state.txn, table, typmod)).await? {
+                break;
+            }
+            let pending = state.txn.pending_catalog();
+            let (plan, _, _) = Box::pin(floe_storage::with_pending_catalog(
+                pending,
+                self.plan_dml_from(&state.insert, &[], Some(state.source_schema.clone())),
+            ))
+            .await?;
+            state.plan = Arc::new(plan);
+            result = self.copy_chunk(state, &batch).await;
+        }
+        match result {
             Ok(written) => {
                 state.count += written;
                 Ok(())
@@ -277,6 +303,17 @@ impl Session {
                 })
             }
         }
+    }
+
+    /// Converts and writes one chunk of rows.
+    async fn copy_chunk(
+        &self,
+        state: &mut CopyIn,
+        batch: &RecordBatch,
+    ) -> Result<u64, CopyRowsError> {
+        let select = replace_sources(state.plan.select().clone(), &[("copy", batch.clone())])
+            .map_err(|e| CopyRowsError::Row(e, None))?;
+        self.copy_rows(&state.plan, &select, &mut state.txn).await
     }
 
     /// The line of the first row of `batch` whose conversion fails: the shortest failing

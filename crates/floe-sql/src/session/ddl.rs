@@ -212,8 +212,9 @@ impl Session {
                         columns: vec![position as u32 + 1],
                     }),
                     ColumnOption::Check(check) => constraints.push(ConstraintDef::Check {
-                        name: constraint_name
-                            .unwrap_or_else(|| format!("{name}_{column_name}_check")),
+                        name: constraint_name.unwrap_or_else(|| {
+                            check_constraint_name(&name, &check.expr, &constraints)
+                        }),
                         expr: check.expr.to_string(),
                     }),
                     ColumnOption::Generated {
@@ -326,14 +327,14 @@ impl Session {
                         columns: positions.iter().map(|&i| columns[i].id).collect(),
                     });
                 }
-                TableConstraint::Check(check) => constraints.push(ConstraintDef::Check {
-                    name: check
-                        .name
-                        .as_ref()
-                        .map(ident_name)
-                        .unwrap_or_else(|| format!("{name}_check")),
-                    expr: check.expr.to_string(),
-                }),
+                TableConstraint::Check(check) => {
+                    constraints.push(ConstraintDef::Check {
+                        name: check.name.as_ref().map(ident_name).unwrap_or_else(|| {
+                            check_constraint_name(&name, &check.expr, &constraints)
+                        }),
+                        expr: check.expr.to_string(),
+                    })
+                }
                 TableConstraint::ForeignKey(_) => {
                     return Err(SqlError::not_supported(
                         "FOREIGN KEY constraints are not supported yet",
@@ -852,4 +853,38 @@ fn serial_type(data_type: &AstType) -> Option<AstType> {
         "smallserial" | "serial2" => Some(AstType::SmallInt(None)),
         _ => None,
     }
+}
+
+/// PostgreSQL's name for an unnamed CHECK constraint of table `table`: `t_col_check` when its
+/// expression names one column, `t_check` otherwise, with `1`, `2`, … appended while a
+/// constraint of the table already has the name.
+pub(crate) fn check_constraint_name(
+    table: &str,
+    expr: &Expr,
+    constraints: &[ConstraintDef],
+) -> String {
+    let mut columns: Vec<String> = Vec::new();
+    let _ = ast::visit_expressions(expr, |e| {
+        let column = match e {
+            Expr::Identifier(ident) => Some(ident_name(ident)),
+            Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
+            _ => None,
+        };
+        if let Some(column) = column.filter(|c| !columns.contains(c)) {
+            columns.push(column);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let base = match columns.as_slice() {
+        [column] => format!("{table}_{column}_check"),
+        _ => format!("{table}_check"),
+    };
+    let taken = |candidate: &str| constraints.iter().any(|c| c.name() == candidate);
+    let mut name = base.clone();
+    let mut n = 0;
+    while taken(&name) {
+        n += 1;
+        name = format!("{base}{n}");
+    }
+    name
 }

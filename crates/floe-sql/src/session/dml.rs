@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::Rows;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -30,7 +30,8 @@ use datafusion::sql::sqlparser::ast::{
     OnInsert, Query, SetExpr, Statement, TableFactor, TableObject, UpdateTableFromKind,
 };
 use floe_storage::{
-    ConstraintDef, FloeTable, Key, RowBytes, RowCheck, TableCodec, TableData, Txn, KEY_COLUMN,
+    ConstraintDef, FloeTable, Key, RowBytes, RowCheck, TableCodec, TableData, TableDef, Txn,
+    KEY_COLUMN,
 };
 
 use super::ddl::ident_name;
@@ -109,6 +110,11 @@ fn internal_table(name: &str) -> String {
 }
 
 impl DmlPlan {
+    /// The table the statement writes.
+    pub(crate) fn table_def(&self) -> &TableDef {
+        &self.table.def
+    }
+
     /// The plan producing the statement's rows.
     pub(super) fn select(&self) -> &LogicalPlan {
         &self.select
@@ -1105,6 +1111,13 @@ impl Session {
             let column = batch.column(i);
             let column = if column.data_type() == field.data_type() {
                 column.clone()
+            } else if crate::numeric::is_numeric_field_type(column.data_type())
+                && matches!(field.data_type(), DataType::Decimal128(..))
+            {
+                // A wide numeric (an UPDATE's `'NaN'`) into a `numeric(p, s)` column: checked
+                // like a cast (NaN makes the column wide, see `Session::widen_for_nan`).
+                crate::numeric::functions::convert(column, field.data_type())
+                    .map_err(|e| Box::new((e.into(), None)))?
             } else {
                 cast(column, field.data_type()).map_err(|e| Box::new((e.into(), None)))?
             };

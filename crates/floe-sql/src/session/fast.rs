@@ -100,6 +100,14 @@ impl FastPlan {
             | FastPlan::Insert { table, .. } => table.def.id,
         }
     }
+
+    /// The table the statement writes, if it writes.
+    pub(crate) fn written_table(&self) -> Option<&TableDef> {
+        match self {
+            FastPlan::Get { .. } => None,
+            FastPlan::Update { table, .. } | FastPlan::Insert { table, .. } => Some(&table.def),
+        }
+    }
 }
 
 /// A recognised statement with the types the client is told.

@@ -248,3 +248,39 @@ fn binary_form_matches_numeric_send() {
     );
     assert!(Numeric::from_pg_binary(&[0, 1]).is_err());
 }
+
+#[test]
+fn fixed_keys_read_back_without_big_numbers() {
+    let mut rng = Rng(0x5eed_f1ed);
+    for i in 0..20_000 {
+        // Mantissas of every size up to i128's, some with trailing zeros.
+        let bits = rng.below(127) as u32;
+        let mut m = ((rng.next() as u128) << 64 | rng.next() as u128) >> (127 - bits);
+        if i % 3 == 0 {
+            m = m / 1000 * 1000;
+        }
+        let m = if rng.below(2) == 0 {
+            -(m as i128)
+        } else {
+            m as i128
+        };
+        let scale = rng.below(40) as u32;
+        let mut key = Vec::new();
+        write_finite_key(m < 0, &m.unsigned_abs().to_string(), scale, &mut key);
+        assert_eq!(fixed_from_key(&key), Some((m, scale)), "{m} scale {scale}");
+        let value = Numeric::from_key(&key).unwrap();
+        assert_eq!(
+            value,
+            Numeric::Finite {
+                mantissa: BigInt::from(m),
+                scale
+            }
+        );
+    }
+    for text in ["NaN", "Infinity", "-Infinity"] {
+        assert_eq!(fixed_from_key(&n(text).to_key()), None);
+    }
+    // Beyond i128: read by the general way only.
+    assert_eq!(fixed_from_key(&n(&"9".repeat(40)).to_key()), None);
+    assert_eq!(fixed_from_key(&n("0.000").to_key()), Some((0, 3)));
+}
