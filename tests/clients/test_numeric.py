@@ -186,3 +186,28 @@ def test_asyncpg_nan_into_a_typmod_column(server, loop):
             await c.close()
 
     loop.run_until_complete(go())
+
+
+def test_asyncpg_describes_set_operations_mixing_integers_and_numerics(server, loop):
+    """A Describe tells the type rows come in: an integer column UNION a numeric is numeric
+    (Floe described it as integer and sent numerics, which asyncpg could not decode)."""
+    async def go():
+        c = await asyncpg.connect(host=server.host, port=server.port, user="postgres",
+                                  database="postgres")
+        try:
+            await c.execute("DROP TABLE IF EXISTS num_setops")
+            await c.execute("CREATE TABLE num_setops (a int4)")
+            await c.execute("INSERT INTO num_setops VALUES (1), (3)")
+            for sql, want in [
+                ("SELECT a FROM num_setops UNION ALL SELECT 1e40 EXCEPT SELECT 3",
+                 [Decimal("1"), Decimal("1E+40")]),
+                ("SELECT a FROM num_setops EXCEPT SELECT 1e40", [Decimal("1"), Decimal("3")]),
+                ("SELECT * FROM (VALUES (1), (2.5::numeric)) v", [Decimal("1"), Decimal("2.5")]),
+            ]:
+                stmt = await c.prepare(sql)
+                assert [a.type.name for a in stmt.get_attributes()] == ["numeric"], sql
+                assert sorted(r[0] for r in await stmt.fetch()) == want, sql
+        finally:
+            await c.close()
+
+    loop.run_until_complete(go())

@@ -566,7 +566,10 @@ impl Session {
             Statement::Query(_) => {
                 let declared = with_placeholder_casts(&statement, declared_types);
                 let plan = self.plan_query(&statement, &declared).await?;
-                let (param_types, schema) = describe_plan(&plan, &declared)?;
+                let (param_types, mut schema) = describe_plan(&plan, &declared)?;
+                if let Some(analyzed) = self.analyzed_output(&plan) {
+                    schema = analyzed;
+                }
                 let mut prepared = Prepared::new(
                     Some(statement),
                     PreparedPlan::Query(plan),
@@ -2275,6 +2278,44 @@ fn sql_type_of(t: &ast::DataType) -> SqlResult<SqlType> {
         }
     };
     Ok(ty)
+}
+
+impl Session {
+    /// The output schema of `plan` once the analyzer has run, for plans whose column types
+    /// it may change (set operations and VALUES lists mixing numerics: an integer column
+    /// UNION a `1e40` is numeric), so that a Describe tells the type the rows come in.
+    /// `None` for other plans and when the analyzer fails (the execution reports that).
+    fn analyzed_output(&self, plan: &LogicalPlan) -> Option<SchemaRef> {
+        use datafusion::common::tree_node::TreeNode;
+        let mut retypes = false;
+        let _ = plan.apply(|node| {
+            retypes |= match node {
+                LogicalPlan::Union(_) | LogicalPlan::Values(_) => true,
+                LogicalPlan::Join(join) => matches!(
+                    join.join_type,
+                    datafusion::common::JoinType::LeftSemi | datafusion::common::JoinType::LeftAnti
+                ),
+                _ => false,
+            };
+            Ok(match retypes {
+                true => datafusion::common::tree_node::TreeNodeRecursion::Stop,
+                false => datafusion::common::tree_node::TreeNodeRecursion::Continue,
+            })
+        });
+        if !retypes {
+            return None;
+        }
+        let input = match plan {
+            LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => prepare.input.as_ref(),
+            other => other,
+        };
+        let analyzed = self
+            .state
+            .analyzer()
+            .execute_and_check(input.clone(), self.state.config_options(), |_, _| {})
+            .ok()?;
+        Some(plan_output_schema(&analyzed))
+    }
 }
 
 /// Parameter types (declared, else inferred, else text) and the output schema of a plan.

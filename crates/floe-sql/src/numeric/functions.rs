@@ -28,7 +28,7 @@ use datafusion::logical_expr::{
 use num_bigint::BigInt;
 
 use super::value::{compare_keys, value_part, write_finite_key, Numeric, NumericError};
-use super::{field_typmod, is_numeric_field_type, numeric_field};
+use super::{is_numeric_field_type, numeric_field};
 use crate::error::{sqlstate, SqlError};
 
 /// Binary arithmetic operators.
@@ -351,6 +351,11 @@ impl DigitBuffer {
             }
         }
     }
+}
+
+/// Values of any numeric-like type (integers, decimals, numerics) as wide numerics.
+pub(crate) fn to_wide(array: &ArrayRef) -> DfResult<ArrayRef> {
+    keys_array(array.len(), |row| value_at(array, row))
 }
 
 /// A scalar numeric value as its key (a `LargeBinary` scalar).
@@ -794,8 +799,10 @@ impl ScalarUDFImpl for TypmodCast {
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
         let (p, s) = Self::typmod(args.scalar_arguments)?;
         let source = args.arg_fields.first().map(|f| f.data_type().clone());
+        // Without typmod metadata: DataFusion refuses a VALUES list whose rows' fields differ
+        // in metadata (a cast row next to a literal row).
         Ok(Arc::new(match source {
-            Some(source) if !Self::fixed(&source) => numeric_field("", Some((p as u32, s as u32))),
+            Some(source) if !Self::fixed(&source) => numeric_field("", None),
             _ => Field::new("", DataType::Decimal128(p, s), true),
         }))
     }
@@ -809,15 +816,23 @@ impl ScalarUDFImpl for TypmodCast {
             .ok_or_else(|| SqlError::internal(format!("{TYPMOD_CAST}: no argument")))?;
         let scalar = matches!(value, ColumnarValue::Scalar(_));
         let array = value.to_array(if scalar { 1 } else { rows })?;
-        let result = match (&target, field_typmod(&args.return_field)) {
-            (DataType::Decimal128(p, s), _) => to_decimal(&array, *p, *s, array.len())?,
-            (_, Some((p, s))) => keys_array(array.len(), |row| {
+        let scalars: Vec<Option<&ScalarValue>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(v) => Some(v),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        let (p, s) = Self::typmod(&scalars)?;
+        let result = match &target {
+            DataType::Decimal128(..) => to_decimal(&array, p, s, array.len())?,
+            _ => keys_array(array.len(), |row| {
                 value_at(&array, row)?
-                    .map(|x| x.apply_typmod(p, s))
+                    .map(|x| x.apply_typmod(p as u32, s as u32))
                     .transpose()
                     .map_err(Into::into)
             })?,
-            _ => return Err(SqlError::internal(format!("{TYPMOD_CAST}: no typmod")).into()),
         };
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?)

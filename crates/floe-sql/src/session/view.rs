@@ -465,7 +465,20 @@ impl Session {
             ));
         }
         let output = super::plan_output_schema(&plan);
-        let columns = result_columns(&output, names, "too many column names were specified")?;
+        let mut columns = result_columns(&output, names, "too many column names were specified")?;
+        for column in &mut columns {
+            // An expression's fixed-point type (`price * 2`, `1.5 * 2`) is DataFusion's, not
+            // a typmod PostgreSQL gives the column: it is an unconstrained numeric (stored as
+            // `Decimal128(p, s)`, `1.23456` would become `1.2`). Columns and casts carry
+            // their typmod and stay fixed-point.
+            let fixed = matches!(
+                column.field.data_type(),
+                datafusion::arrow::datatypes::DataType::Decimal128(..)
+            );
+            if fixed && !column.field.metadata().contains_key(PG_TYPMOD_KEY) {
+                column.field = crate::numeric::numeric_field(&column.name, None);
+            }
+        }
         let next_column_id = columns.len() as u32 + 1;
         let def = Arc::new(TableDef {
             id: self.db().allocate_oid(),
@@ -508,6 +521,8 @@ async fn fill_created(
                 let column = batch.column(i);
                 arrays.push(if column.data_type() == field.data_type() {
                     column.clone()
+                } else if crate::numeric::is_numeric_field_type(field.data_type()) {
+                    crate::numeric::functions::to_wide(column)?
                 } else {
                     cast(column, field.data_type())?
                 });
