@@ -105,10 +105,13 @@ pub struct SqlError {
     /// Optional HINT line.
     pub hint: Option<String>,
     /// Optional 1-based character position in the query string.
-    pub position: Option<usize>,
+    pub position: Option<u32>,
     /// Optional CONTEXT line (where it happened, e.g. `COPY t, line 3`); boxed to keep the
     /// error small.
     pub context: Option<Box<str>>,
+    /// NaN was converted to a `numeric(p, s)` held as `Decimal128(p, s)`: `(p, s)` (a write
+    /// into such a column widens it and runs again; see `crate::numeric::value`).
+    pub nan_in_fixed: Option<(u8, u8)>,
 }
 
 impl SqlError {
@@ -121,6 +124,7 @@ impl SqlError {
             hint: None,
             position: None,
             context: None,
+            nan_in_fixed: None,
         }
     }
 
@@ -206,6 +210,9 @@ fn syntax_error_from_parser(err: &ParserError) -> SqlError {
             format!("syntax error at or near \"{token}\"")
         };
         return SqlError::syntax(message).with_detail(text);
+    }
+    if text.starts_with("trailing junk after numeric literal") {
+        return SqlError::syntax(text);
     }
     if text.contains("Unterminated string literal") {
         return SqlError::syntax(format!("unterminated quoted string: {text}"));

@@ -42,6 +42,7 @@ pub(crate) fn parse_statements(
 ) -> Result<Vec<Statement>, ParserError> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
+    trailing_junk(&tokens)?;
     let mut rewritten = Vec::with_capacity(tokens.len());
     let mut statement = Vec::new();
     for token in tokens {
@@ -58,6 +59,34 @@ pub(crate) fn parse_statements(
         .with_recursion_limit(recursion_limit)
         .with_tokens_with_locations(rewritten)
         .parse_statements()
+}
+
+/// PostgreSQL's lexer refuses a number run into a word (`1e4007EXCEPT`, `12abc`, `1_000`):
+/// 42601 "trailing junk after numeric literal"; the tokenizer would read a number and a word.
+fn trailing_junk(tokens: &[TokenWithSpan]) -> Result<(), ParserError> {
+    for token in tokens {
+        // `1_000`: digit separators came with PostgreSQL 16.
+        if let Token::Number(number, _) = &token.token {
+            if number.contains('_') {
+                return Err(ParserError::TokenizerError(format!(
+                    "trailing junk after numeric literal at or near \"{number}\""
+                )));
+            }
+        }
+    }
+    for pair in tokens.windows(2) {
+        let (Token::Number(number, _), Token::Word(word)) = (&pair[0].token, &pair[1].token) else {
+            continue;
+        };
+        // Adjacent in the token list: no whitespace (or comment) token between them.
+        if word.quote_style.is_none() {
+            return Err(ParserError::TokenizerError(format!(
+                "trailing junk after numeric literal at or near \"{number}{}\"",
+                word.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Applies every rewrite to one statement's tokens (its trailing `;` included, if any).

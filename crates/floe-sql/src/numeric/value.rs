@@ -109,33 +109,23 @@ impl From<NumericError> for SqlError {
         match err {
             NumericError::FieldOverflow(detail) => sql.with_detail(detail),
             NumericError::NaNInFixed { precision, scale } => {
-                sql.with_detail(nan_in_fixed_detail(precision, scale))
+                let mut sql = sql.with_detail(format!(
+                    "A field with precision {precision}, scale {scale} cannot hold NaN in \
+                     Floe's fixed-point form."
+                ));
+                // Decimal128 typmods: precision and scale at most 38.
+                sql.nan_in_fixed = u8::try_from(precision).ok().zip(u8::try_from(scale).ok());
+                sql
             }
             _ => sql,
         }
     }
 }
 
-const NAN_IN_FIXED: &str = "cannot hold NaN in Floe's fixed-point form";
-
-fn nan_in_fixed_detail(precision: u32, scale: u32) -> String {
-    format!("A field with precision {precision}, scale {scale} {NAN_IN_FIXED}.")
-}
-
 /// The `(precision, scale)` of a [`NumericError::NaNInFixed`] that reached the client side
 /// of DataFusion as a [`SqlError`].
 pub fn nan_in_fixed(err: &SqlError) -> Option<(u32, u32)> {
-    if err.code != sqlstate::NUMERIC_VALUE_OUT_OF_RANGE {
-        return None;
-    }
-    let rest = err
-        .detail
-        .as_deref()?
-        .strip_prefix("A field with precision ")?;
-    let (precision, rest) = rest.split_once(", scale ")?;
-    let (scale, rest) = rest.split_once(' ')?;
-    let typmod = (precision.parse().ok()?, scale.parse().ok()?);
-    (rest.strip_suffix('.')? == NAN_IN_FIXED).then_some(typmod)
+    err.nan_in_fixed.map(|(p, s)| (p.into(), s.into()))
 }
 
 impl From<NumericError> for datafusion::error::DataFusionError {
