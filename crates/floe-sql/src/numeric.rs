@@ -983,15 +983,9 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         // holds NaN): the literal cannot become the column's type, so both sides compare
         // as numerics, as in PostgreSQL (false, or true for `<>`).
         Expr::BinaryExpr(BinaryExpr { left, op, right })
-            if matches!(
-                op,
-                Operator::Eq
-                    | Operator::NotEq
-                    | Operator::Lt
-                    | Operator::LtEq
-                    | Operator::Gt
-                    | Operator::GtEq
-            ) && ((is_nan_literal(&left) && is_decimal_typed(&right, schema))
+            if crate::datetime_udf::is_comparison(op)
+                && !matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
+                && ((is_nan_literal(&left) && is_decimal_typed(&right, schema))
                     || (is_nan_literal(&right) && is_decimal_typed(&left, schema))) =>
         {
             let (left, right) = (widened_nan(*left, schema), widened_nan(*right, schema));
