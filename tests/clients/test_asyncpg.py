@@ -133,13 +133,16 @@ def test_explicit_prepare_and_fetch_rows(run, conn):
     run(go())
 
 
-@floe_xfail("a parameter as a generate_series() bound fails to plan (42601)")
 def test_parameter_in_table_function(run, conn):
     async def go():
         stmt = await conn.prepare("SELECT g FROM generate_series(1, $1::int4) AS g")
-        return [r[0] for r in await stmt.fetch(3)]
+        first = [r[0] for r in await stmt.fetch(3)]
+        again = [r[0] for r in await stmt.fetch(2)]
+        untyped = await conn.prepare("SELECT g FROM generate_series($2::int4, $1) AS g")
+        params = [t.name for t in untyped.get_parameters()]
+        return first, again, params, [r[0] for r in await untyped.fetch(6, 4)]
 
-    assert run(go()) == [1, 2, 3]
+    assert run(go()) == ([1, 2, 3], [1, 2], ["int4", "int4"], [4, 5, 6])
 
 
 def test_cursor_fetches_in_batches(run, conn):
@@ -173,23 +176,13 @@ DESCRIBE = [
     ("SELECT $1::numeric * $2", ["numeric", "numeric"], [("?column?", "numeric")]),
     ("SELECT $1", ["text"], [("?column?", "text")]),
     ("SELECT $1::timestamptz - $2", ["timestamptz", "timestamptz"], [("?column?", "interval")]),
-    pytest.param(
-        "SELECT $1::text[] || $2", ["text[]", "text[]"], [("?column?", "text[]")],
-        marks=floe_xfail("the parameter in `text[] || $2` is inferred as text, not text[]"),
-    ),
-    pytest.param(
-        "SELECT array_length($1::int4[], 1)", ["int4[]"], [("array_length", "int4")],
-        marks=floe_xfail("array_length($1::int4[], 1) fails to plan: 'Argument #2 must be an "
-                         "INTEGER or NULL' (42601)"),
-    ),
+    ("SELECT $1::text[] || $2", ["text[]", "text[]"], [("?column?", "text[]")]),
+    ("SELECT array_length($1::int4[], 1)", ["int4[]"], [("array_length", "int4")]),
     ("SELECT $1::uuid AS u, $2::jsonb AS j, $3::bytea AS b", ["uuid", "jsonb", "bytea"],
      [("u", "uuid"), ("j", "jsonb"), ("b", "bytea")]),
     ("SELECT $1::float4 AS r, $2::int2 AS s, $3::varchar AS v",
      ["float4", "int2", "varchar"], [("r", "float4"), ("s", "int2"), ("v", "varchar")]),
-    pytest.param(
-        "SELECT $1::bpchar AS c", ["bpchar"], [("c", "bpchar")],
-        marks=floe_xfail("a $1::bpchar parameter is described as text"),
-    ),
+    ("SELECT $1::bpchar AS c", ["bpchar"], [("c", "bpchar")]),
     ("SELECT $1::time AS t, $2::timestamp AS ts, $3::interval AS i, $4::json AS j",
      ["time", "timestamp", "interval", "json"],
      [("t", "time"), ("ts", "timestamp"), ("i", "interval"), ("j", "json")]),
@@ -207,14 +200,20 @@ DESCRIBE = [
     ("SELECT array_agg(u ORDER BY u) AS u, array_agg(DISTINCT j) AS j, array_agg(v) AS v FROM "
      "(VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '{}'::jsonb, 'x'::varchar)) "
      "AS t(u, j, v)", [], [("u", "uuid[]"), ("j", "jsonb[]"), ("v", "varchar[]")]),
-    pytest.param(
-        "SELECT $1 + 1", ["int4"], [("?column?", "int4")],
-        marks=floe_xfail("untyped parameter next to an integer literal is int8 (README)"),
-    ),
-    pytest.param(
-        "SELECT coalesce($1, 5::int4)", ["int4"], [("coalesce", "int4")],
-        marks=floe_xfail("the parameter in coalesce($1, 5::int4) is inferred as text, not int4"),
-    ),
+    ("SELECT $1 + 1", ["int4"], [("?column?", "int4")]),
+    ("SELECT $1 > 3000000000", ["int8"], [("?column?", "bool")]),
+    ("SELECT $1 = $2 + 1", ["int4", "int4"], [("?column?", "bool")]),
+    ("SELECT coalesce($1, 5::int4)", ["int4"], [("coalesce", "int4")]),
+    ("SELECT nullif($1, 3) AS a, greatest($2, 2, 3) AS b", ["int4", "int4"],
+     [("a", "int4"), ("b", "int4")]),
+    ("SELECT length($1) AS l, upper($2) AS u, lpad($3, 5, '*') AS p", ["text", "text", "text"],
+     [("l", "int4"), ("u", "text"), ("p", "text")]),
+    ("SELECT array_append(ARRAY[1, 2], $1)", ["int4"], [("array_append", "int4[]")]),
+    ("SELECT $1 IN (1, 2) AS i, $2 BETWEEN 1 AND 5 AS b, $3 LIKE 'a%' AS l",
+     ["int4", "int4", "text"], [("i", "bool"), ("b", "bool"), ("l", "bool")]),
+    ("SELECT CASE WHEN true THEN $1 ELSE 5 END", ["int4"], [("case", "int4")]),
+    ("SELECT 1 AS one LIMIT $1", ["int8"], [("one", "int4")]),
+    ("SELECT g FROM generate_series(1, $1) AS g", ["int4"], [("g", "int4")]),
 ]
 
 

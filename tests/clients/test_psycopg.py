@@ -276,7 +276,6 @@ def test_timestamptz_cast_to_text(conn):
         cur.execute("SET TimeZone = 'UTC'")
 
 
-@floe_xfail("a parameter as a generate_series() bound fails to plan (42601)")
 @pytest.mark.parametrize("mode", ["text", "prepared"])
 def test_parameter_in_table_function(conn, mode):
     binary, ph, prepare = MODES[mode]

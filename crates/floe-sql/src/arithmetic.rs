@@ -24,7 +24,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Array, IntervalMon
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{
-    DataType, Float64Type, Int16Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit,
+    DataType, FieldRef, Float64Type, Int16Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit,
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
@@ -520,6 +520,13 @@ impl ExprPlanner for PostgresOperators {
                 ScalarFunction::new_udf(self.xor.clone(), vec![expr.left, expr.right]),
             )));
         }
+        // array || unknown: the unknown side is an array of the same type, as PostgreSQL
+        // resolves it (`text[] || $1` concatenates two arrays; `|| NULL` adds nothing).
+        if expr.op == SqlOperator::StringConcat {
+            if let Some(expr) = untyped_array_operand(&expr, schema) {
+                return Ok(PlannerResult::Original(expr));
+            }
+        }
         // date - date, date ± integer: PostgreSQL's range and infinities (`crate::date_days`).
         let date = Some(DataType::Date32);
         let integer = |t: &Option<DataType>| t.as_ref().is_some_and(DataType::is_integer);
@@ -548,6 +555,47 @@ impl ExprPlanner for PostgresOperators {
         }
         Ok(PlannerResult::Original(expr))
     }
+}
+
+/// `array || x` (or `x || array`) with `x` an untyped parameter or NULL given the array's
+/// type; `None` when neither side is such a pair.
+fn untyped_array_operand(expr: &RawBinaryExpr, schema: &DFSchema) -> Option<RawBinaryExpr> {
+    use datafusion::logical_expr::expr::Placeholder;
+    let list_field = |e: &Expr| {
+        e.to_field(schema)
+            .ok()
+            .map(|(_, f)| f)
+            .filter(|f| matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)))
+    };
+    let typed = |e: &Expr, field: FieldRef| match e {
+        Expr::Placeholder(Placeholder { id, field: None }) => {
+            Some(Expr::Placeholder(Placeholder {
+                id: id.clone(),
+                field: Some(Arc::new(
+                    field.as_ref().clone().with_name("").with_nullable(true),
+                )),
+            }))
+        }
+        Expr::Literal(ScalarValue::Null, _) => ScalarValue::try_from(field.data_type())
+            .ok()
+            .map(|null| Expr::Literal(null, None)),
+        _ => None,
+    };
+    if let Some(field) = list_field(&expr.left) {
+        let right = typed(&expr.right, field)?;
+        return Some(RawBinaryExpr {
+            op: expr.op.clone(),
+            left: expr.left.clone(),
+            right,
+        });
+    }
+    let field = list_field(&expr.right)?;
+    let left = typed(&expr.left, field)?;
+    Some(RawBinaryExpr {
+        op: expr.op.clone(),
+        left,
+        right: expr.right.clone(),
+    })
 }
 
 fn is_checked_float(data_type: &DataType) -> bool {

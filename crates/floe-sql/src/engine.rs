@@ -217,6 +217,12 @@ impl Engine {
             planners.insert(0, Arc::new(functions::jsonb::operators::JsonOperators));
         }
         let mut state = builder.build();
+        for name in ["generate_series", "range"] {
+            if let Some(series) = state.table_functions().get(name).cloned() {
+                let widened = functions::series::IntegerArguments(series.function().clone());
+                state.register_udtf(name, Arc::new(widened));
+            }
+        }
         let mut math: Vec<_> = [
             "round", "trunc", "abs", "ceil", "floor", "signum", "sqrt", "power", "ln", "exp",
             "log", "log10",

@@ -37,6 +37,7 @@ pub(crate) mod handle;
 pub(crate) mod jsonb;
 pub(crate) mod math;
 pub(crate) mod number_format;
+pub(crate) mod series;
 pub(crate) mod settings;
 pub(crate) mod sleep;
 pub(crate) mod string_agg;

@@ -1480,24 +1480,32 @@ pub fn postgres_literal_types(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
             // Keep the expression's output name, which parent nodes refer to.
             Ok(rewritten.update_data(|e| saved.restore(e)))
         })?;
-        if !node.transformed {
-            // Children may have changed type; refresh this node's schema.
-            return node.map_data(|n| match n {
-                LogicalPlan::Values(_) => Ok(n),
-                LogicalPlan::Union(union) => union_input_types(union),
-                LogicalPlan::RecursiveQuery(query) => recursive_static_types(query),
-                other => other.recompute_schema(),
-            });
-        }
-        node.map_data(|n| match n {
-            LogicalPlan::Values(values) => LogicalPlanBuilder::values(values.values)?.build(),
-            other => other.recompute_schema(),
-        })
+        refresh_schema(node)
     });
     match transformed {
         Ok(t) => Ok(t.data),
         Err(e) => Err(SqlError::new(sqlstate::INTERNAL_ERROR, e.to_string())),
     }
+}
+
+/// A plan node's schema recomputed after its expressions (`transformed`) or its children's
+/// types changed, in a bottom-up rewrite of the plan.
+pub(crate) fn refresh_schema(
+    node: Transformed<LogicalPlan>,
+) -> datafusion::common::Result<Transformed<LogicalPlan>> {
+    if !node.transformed {
+        // Children may have changed type; refresh this node's schema.
+        return node.map_data(|n| match n {
+            LogicalPlan::Values(_) => Ok(n),
+            LogicalPlan::Union(union) => union_input_types(union),
+            LogicalPlan::RecursiveQuery(query) => recursive_static_types(query),
+            other => other.recompute_schema(),
+        });
+    }
+    node.map_data(|n| match n {
+        LogicalPlan::Values(values) => LogicalPlanBuilder::values(values.values)?.build(),
+        other => other.recompute_schema(),
+    })
 }
 
 /// A recursive CTE's first term with the types of its recursive term: the recursive term was

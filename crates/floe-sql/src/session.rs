@@ -158,6 +158,9 @@ pub struct Prepared {
     /// `Decimal128`: writing NaN into one makes it a wide numeric and runs the statement again
     /// ([`Session::widen_for_nan`]).
     nan_widens: Option<u32>,
+    /// Whether parameters stand in a table function's arguments: then each execution plans
+    /// the statement again with their values ([`crate::table_params`]).
+    table_params: bool,
 }
 
 impl Prepared {
@@ -179,6 +182,7 @@ impl Prepared {
             physical: Arc::new(std::sync::OnceLock::new()),
             reusable,
             catalog_version: 0,
+            table_params: false,
             nan_widens: None,
         }
         .with_nan_widens()
@@ -565,19 +569,14 @@ impl Session {
             }
             Statement::Query(_) => {
                 let declared = with_placeholder_casts(&statement, declared_types);
-                let plan = self.plan_query(&statement, &declared).await?;
-                let (param_types, mut schema) = describe_plan(&plan, &declared)?;
-                if let Some(analyzed) = self.analyzed_output(&plan) {
-                    schema = analyzed;
+                let table_params = crate::table_params::parameters(&statement, &declared);
+                if !table_params.is_empty() {
+                    // Rare: boxed, so every other statement's future stays small.
+                    return Box::pin(self.prepare_table_params(statement, declared, table_params))
+                        .await;
                 }
-                let mut prepared = Prepared::new(
-                    Some(statement),
-                    PreparedPlan::Query(plan),
-                    param_types,
-                    Some(schema),
-                );
-                prepared.catalog_version = self.db().catalog_version();
-                Ok(prepared)
+                let plan = self.plan_query(&statement, &declared).await?;
+                self.prepared_query(statement, plan, &declared)
             }
             Statement::Explain { .. } => {
                 let declared = with_placeholder_casts(&statement, declared_types);
@@ -600,6 +599,62 @@ impl Session {
                 ))
             }
         }
+    }
+
+    /// Prepares a query whose table functions take parameters (`table_params`, with their
+    /// types): planned with those as NULLs for its Describe; each execution plans it again with
+    /// their values ([`crate::table_params`]).
+    async fn prepare_table_params(
+        &self,
+        statement: Statement,
+        mut declared: Vec<SqlType>,
+        table_params: Vec<(usize, SqlType)>,
+    ) -> SqlResult<Prepared> {
+        for (n, t) in &table_params {
+            if declared.len() < *n {
+                declared.resize(*n, SqlType::Unknown);
+            }
+            declared[n - 1] = t.clone();
+        }
+        let nulls = crate::table_params::with_nulls(&statement, &table_params);
+        let plan = self.plan_query(&nulls, &declared).await?;
+        let mut prepared = self.prepared_query(statement, plan, &declared)?;
+        prepared.table_params = true;
+        Ok(prepared)
+    }
+
+    /// A query prepared as `plan`, described with its parameter and result types.
+    fn prepared_query(
+        &self,
+        statement: Statement,
+        plan: LogicalPlan,
+        declared: &[SqlType],
+    ) -> SqlResult<Prepared> {
+        let (param_types, mut schema) = describe_plan(&plan, declared)?;
+        if let Some(analyzed) = self.analyzed_output(&plan) {
+            schema = analyzed;
+        }
+        let mut prepared = Prepared::new(
+            Some(statement),
+            PreparedPlan::Query(plan),
+            param_types,
+            Some(schema),
+        );
+        prepared.catalog_version = self.db().catalog_version();
+        Ok(prepared)
+    }
+
+    /// Executes a query whose table functions take parameters: planned again with their
+    /// values in place.
+    async fn execute_table_params(
+        &mut self,
+        statement: &Statement,
+        param_types: &[SqlType],
+        params: Vec<ScalarValue>,
+    ) -> SqlResult<StatementResult> {
+        let statement = crate::table_params::with_values(statement, param_types, &params)?;
+        let replanned = self.prepare(Some(statement), param_types).await?;
+        Box::pin(self.execute_inner(&replanned, params)).await
     }
 
     /// Executes a prepared statement with parameter values. On error the transaction block
@@ -745,6 +800,10 @@ impl Session {
                 | PreparedPlan::Fast(_)
                 | PreparedPlan::Locking(_)
         ) && prepared.catalog_version != self.db().catalog_version();
+        if let (true, Some(statement)) = (prepared.table_params, &prepared.statement) {
+            let types = &prepared.param_types;
+            return Box::pin(self.execute_table_params(statement, types, params)).await;
+        }
         if stale {
             // Tables changed since planning: plan again against today's catalog.
             let replanned = self
@@ -868,6 +927,7 @@ impl Session {
             .statement_to_plan(DFStatement::Statement(Box::new(statement)))
             .await?;
         let plan = rewrite::postgres_literal_types(plan)?;
+        let plan = crate::param_types::infer(plan, declared)?;
         let plan = crate::type_tags::keep_type_tags(plan)?;
         crate::functions::handle::bind(plan, &self.handle)
     }
@@ -2181,7 +2241,7 @@ fn set_value_text(values: &[Expr]) -> SqlResult<String> {
 }
 
 /// A SQL type name for a [`SqlType`], used to declare parameter types to the planner.
-fn sql_data_type(t: &SqlType) -> ast::DataType {
+pub(crate) fn sql_data_type(t: &SqlType) -> ast::DataType {
     let name = cast_target_name(t);
     let dialect = PostgreSqlDialect {};
     Parser::new(&dialect)
@@ -2213,7 +2273,7 @@ fn cast_target_name(t: &SqlType) -> String {
 fn with_placeholder_casts(statement: &Statement, declared: &[SqlType]) -> Vec<SqlType> {
     let mut types = declared.to_vec();
     for (n, data_type) in rewrite::placeholder_casts(statement) {
-        let Some(ty) = cast_type(&data_type) else {
+        let Some(ty) = SqlType::from_sql(&data_type) else {
             continue;
         };
         if n == 0 {
@@ -2233,51 +2293,17 @@ fn with_placeholder_casts(statement: &Statement, declared: &[SqlType]) -> Vec<Sq
     types
 }
 
-/// The type of a cast target, arrays included; `None` for types Floe does not know.
-fn cast_type(t: &ast::DataType) -> Option<SqlType> {
-    match t {
-        ast::DataType::Array(
-            ast::ArrayElemTypeDef::SquareBracket(inner, _)
-            | ast::ArrayElemTypeDef::AngleBracket(inner)
-            | ast::ArrayElemTypeDef::Parenthesis(inner),
-        ) => cast_type(inner).map(|i| SqlType::Array(Box::new(i))),
-        other => sql_type_of(other).ok(),
-    }
-}
-
 /// The [`SqlType`] a SQL type name denotes.
 fn sql_type_of(t: &ast::DataType) -> SqlResult<SqlType> {
-    let text = t.to_string().to_ascii_lowercase();
-    let ty = match text.as_str() {
-        "int" | "integer" | "int4" => SqlType::Int4,
-        "smallint" | "int2" => SqlType::Int2,
-        "bigint" | "int8" => SqlType::Int8,
-        "real" | "float4" => SqlType::Float4,
-        "double precision" | "float8" | "float" => SqlType::Float8,
-        "text" => SqlType::Text,
-        "name" => SqlType::Name,
-        "oid" => SqlType::Oid,
-        "boolean" | "bool" => SqlType::Bool,
-        "date" => SqlType::Date,
-        "uuid" => SqlType::Uuid,
-        "json" => SqlType::Json,
-        "jsonb" => SqlType::Jsonb,
-        "bytea" => SqlType::Bytea,
-        "interval" => SqlType::Interval,
-        "timestamptz" | "timestamp with time zone" => SqlType::Timestamptz,
-        s if s.starts_with("timestamp") => SqlType::Timestamp,
-        s if s.starts_with("time") => SqlType::Time,
-        s if s.starts_with("numeric") || s.starts_with("decimal") => SqlType::Numeric,
-        s if s.starts_with("varchar") || s.starts_with("character varying") => SqlType::Varchar,
-        s if s.starts_with("char") => SqlType::Bpchar,
-        other => {
-            return Err(SqlError::new(
-                sqlstate::UNDEFINED_OBJECT,
-                format!("type \"{other}\" does not exist"),
-            ))
-        }
-    };
-    Ok(ty)
+    SqlType::from_sql(t).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::UNDEFINED_OBJECT,
+            format!(
+                "type \"{}\" does not exist",
+                t.to_string().to_ascii_lowercase()
+            ),
+        )
+    })
 }
 
 impl Session {

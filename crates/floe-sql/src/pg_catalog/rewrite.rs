@@ -14,7 +14,8 @@
 //!   name up when it runs (NULL if there is no such object) and prints like `x::regclass`;
 //! - `current_schemas(b)`, `pg_table_is_visible(oid)`, `pg_get_serial_sequence(t, c)` and
 //!   `pg_settings` see the session's search path, database and settings;
-//! - `array_position` is an `integer`, as in PostgreSQL;
+//! - `array_position`, `array_length`, `cardinality` and `array_ndims` are `integer`s, as in
+//!   PostgreSQL;
 //! - `ARRAY(subquery)` aggregates the subquery (`array_agg`), or maps the array for
 //!   `ARRAY(SELECT f(x) FROM unnest(a) x)` (`array_transform`);
 //! - a correlated scalar subquery in a select list that is not aggregated collects its rows
@@ -756,8 +757,10 @@ impl VisitorMut for Expressions<'_> {
                             };
                         }
                     }
-                    ("array_position", 2 | 3) => {
-                        // PostgreSQL's array_position is an integer (DataFusion's unsigned).
+                    ("array_position", 2 | 3)
+                    | ("array_length", 2)
+                    | ("cardinality" | "array_ndims", 1) => {
+                        // PostgreSQL's are integers (DataFusion's unsigned).
                         if let Some(cast) = fill(
                             "CAST(__floe_position AS INTEGER)",
                             vec![("__floe_position", Expr::Function(f.clone()))],
