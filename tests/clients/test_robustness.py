@@ -488,10 +488,13 @@ def test_bad_binary_parameter(server):
         assert msgs[-1] == (b"Z", b"I")
 
 
-@floe_xfail("Execute of an unknown portal gives 26000, not 34000")
 def test_execute_unknown_portal(server):
     with logged_in(server) as s:
         s.sendall(message(b"E", b"nope\0" + struct.pack("!i", 0)) + message(b"S"))
+        msgs = read_until_ready(s)
+        assert [error_fields(b)["C"] for k, b in msgs if k == b"E"] == ["34000"]
+        assert msgs[-1] == (b"Z", b"I")
+        s.sendall(message(b"D", b"Pnope\0") + message(b"S"))
         msgs = read_until_ready(s)
         assert [error_fields(b)["C"] for k, b in msgs if k == b"E"] == ["34000"]
         assert msgs[-1] == (b"Z", b"I")

@@ -325,6 +325,18 @@ fn classify(err: PgWireError) -> Failure {
     }
 }
 
+/// An unknown portal is PostgreSQL's 34000 (pgwire says 26000, the code for statements).
+fn unknown_portal(err: PgWireError) -> PgWireError {
+    match err {
+        PgWireError::PortalNotFound(name) => PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            sqlstate::INVALID_CURSOR_NAME.to_owned(),
+            format!("portal \"{name}\" does not exist"),
+        ))),
+        other => other,
+    }
+}
+
 pub(crate) fn txn_status(status: TxnStatus) -> TransactionStatus {
     match status {
         TxnStatus::Idle => TransactionStatus::Idle,
@@ -1148,7 +1160,10 @@ impl ExtendedQueryHandler for Connection {
             c.begin();
         }
         // Replies are queued, not flushed: they go out with ReadyForQuery at Sync.
-        let result = self._on_execute(&mut Deferred(client), message).await;
+        let result = self
+            ._on_execute(&mut Deferred(client), message)
+            .await
+            .map_err(unknown_portal);
         if let Some(c) = &control {
             c.end();
         }
@@ -1220,7 +1235,9 @@ impl ExtendedQueryHandler for Connection {
                 .await?;
             return Ok(());
         }
-        self._on_describe(&mut client, message).await
+        self._on_describe(&mut client, message)
+            .await
+            .map_err(unknown_portal)
     }
 
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
