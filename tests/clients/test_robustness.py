@@ -363,7 +363,6 @@ def test_startup_without_user_is_rejected(server):
     assert error_fields(msg[1])["C"] == "28000"
 
 
-@floe_xfail("a FATAL startup error is followed by a ReadyForQuery before the close")
 def test_fatal_startup_error_is_the_last_message(server):
     with raw(server) as s:
         s.sendall(startup_packet({"database": "postgres"}))

@@ -547,7 +547,21 @@ impl StartupHandler for Connection {
                 "expected a startup message",
             ));
         };
-        self.start(client, &startup).await
+        match self.start(client, &startup).await {
+            // PostgreSQL's last word to a refused login is the FATAL error; pgwire would follow
+            // it with a ReadyForQuery. Sent and closed here, the connection is then done.
+            Err(PgWireError::UserError(info)) if info.is_fatal() => {
+                client
+                    .send(PgWireBackendMessage::ErrorResponse((*info).into()))
+                    .await?;
+                client.close().await?;
+                Err(PgWireError::IoError(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "login refused",
+                )))
+            }
+            other => other,
+        }
     }
 }
 
