@@ -203,11 +203,16 @@ def test_error_has_nonlocalized_severity(pconn):
     assert info.value.diag.severity_nonlocalized == "ERROR"
 
 
-@floe_xfail("syntax errors carry no position (P field); the DETAIL names line and column")
-def test_syntax_error_has_position(pconn):
+@pytest.mark.parametrize("sql,position", [
+    ("SELECT 1 + )", "12"),
+    ("SELECT 1 +", "11"),
+    ("SELECT 'é',\n  ) x", "15"),
+    ("select 1;\nselect 2 2", "20"),
+])
+def test_syntax_error_has_position(pconn, sql, position):
     with pytest.raises(psycopg.errors.SyntaxError) as info:
-        pconn.execute("SELECT 1 + )")
-    assert info.value.diag.statement_position == "12"
+        pconn.execute(sql)
+    assert info.value.diag.statement_position == position
 
 
 def test_unknown_setting(pconn):

@@ -473,7 +473,8 @@ impl Session {
 
     /// Splits a query string into statements (PostgreSQL dialect; see [`crate::syntax`]).
     pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
-        let statements = crate::syntax::parse_statements(sql, PARSER_RECURSION_LIMIT)?;
+        let statements = crate::syntax::parse_statements(sql, PARSER_RECURSION_LIMIT)
+            .map_err(|e| crate::syntax::positioned(sql, e))?;
         for statement in &statements {
             check_nesting(statement)?;
         }

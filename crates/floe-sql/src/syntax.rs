@@ -61,6 +61,40 @@ pub(crate) fn parse_statements(
         .parse_statements()
 }
 
+/// A parse error of `sql` as PostgreSQL reports it, with the 1-based character position of
+/// the token it stopped at (the `P` field clients point at), or just past the end for an
+/// error at the end of input.
+pub(crate) fn positioned(sql: &str, err: ParserError) -> crate::error::SqlError {
+    let text = match &err {
+        ParserError::ParserError(msg) | ParserError::TokenizerError(msg) => msg.clone(),
+        ParserError::RecursionLimitExceeded => String::new(),
+    };
+    let mut error = crate::error::SqlError::from(err);
+    // sqlparser: "… at Line: 1, Column: 8" (both 1-based, columns in characters).
+    let location = text.rsplit_once(" at Line: ").and_then(|(_, at)| {
+        let (line, column) = at.split_once(", Column: ")?;
+        let column: String = column.chars().take_while(char::is_ascii_digit).collect();
+        Some((
+            line.trim().parse::<usize>().ok()?,
+            column.parse::<usize>().ok()?,
+        ))
+    });
+    let position = match location {
+        Some((line, column)) if line >= 1 && column >= 1 => {
+            let before: usize = sql
+                .split('\n')
+                .take(line - 1)
+                .map(|l| l.chars().count() + 1)
+                .sum();
+            Some(before + column)
+        }
+        _ if error.message == "syntax error at end of input" => Some(sql.chars().count() + 1),
+        _ => None,
+    };
+    error.position = position.and_then(|p| u32::try_from(p).ok());
+    error
+}
+
 /// PostgreSQL's lexer refuses a number run into a word (`1e4007EXCEPT`, `12abc`, `1_000`):
 /// 42601 "trailing junk after numeric literal"; the tokenizer would read a number and a word.
 fn trailing_junk(tokens: &[TokenWithSpan]) -> Result<(), ParserError> {
