@@ -196,7 +196,6 @@ def test_error_fields(pconn):
     assert diag.message_primary == 'relation "no_such_table" does not exist'
 
 
-@floe_xfail("ErrorResponse has no V (non-localized severity) field")
 def test_error_has_nonlocalized_severity(pconn):
     with pytest.raises(psycopg.Error) as info:
         pconn.execute("SELECT * FROM no_such_table")

@@ -273,9 +273,17 @@ impl CancelHandler for FloeCancelHandler {
 // ---------------------------------------------------------------------------------------------
 // Errors
 
+/// An ErrorResponse's (or NoticeResponse's) fields: severity, also non-localized (`V`, which
+/// clients read to tell errors apart whatever the server's language), SQLSTATE and message.
+fn error_fields(severity: String, code: String, message: String) -> ErrorInfo {
+    let mut info = ErrorInfo::new(severity.clone(), code, message);
+    info.severity_nonlocalized = Some(severity);
+    info
+}
+
 /// The ErrorResponse fields for a SQL error.
 pub(crate) fn error_info(err: &SqlError) -> ErrorInfo {
-    let mut info = ErrorInfo::new(
+    let mut info = error_fields(
         if err.code == sqlstate::ADMIN_SHUTDOWN {
             "FATAL".to_owned()
         } else {
@@ -296,7 +304,7 @@ pub(crate) fn user_error(err: SqlError) -> PgWireError {
 }
 
 fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
+    PgWireError::UserError(Box::new(error_fields(
         "FATAL".to_owned(),
         code.to_owned(),
         message.into(),
@@ -321,14 +329,18 @@ impl From<SqlError> for Failure {
 fn classify(err: PgWireError) -> Failure {
     match err {
         PgWireError::IoError(_) => Failure::Connection(err),
-        other => Failure::Statement(Box::new(other.into())),
+        other => {
+            let mut info: ErrorInfo = other.into();
+            info.severity_nonlocalized = Some(info.severity.clone());
+            Failure::Statement(Box::new(info))
+        }
     }
 }
 
 /// An unknown portal is PostgreSQL's 34000 (pgwire says 26000, the code for statements).
 fn unknown_portal(err: PgWireError) -> PgWireError {
     match err {
-        PgWireError::PortalNotFound(name) => PgWireError::UserError(Box::new(ErrorInfo::new(
+        PgWireError::PortalNotFound(name) => PgWireError::UserError(Box::new(error_fields(
             "ERROR".to_owned(),
             sqlstate::INVALID_CURSOR_NAME.to_owned(),
             format!("portal \"{name}\" does not exist"),
@@ -425,7 +437,7 @@ where
     PgWireError: From<C::Error>,
 {
     for notice in notices {
-        let info = ErrorInfo::new(
+        let info = error_fields(
             notice.severity.to_owned(),
             notice.code.to_owned(),
             notice.message,
