@@ -42,8 +42,9 @@ CASES = [
     ("0A000", NOT_SUPPORTED),
     ("0A000", "SELECT CASE WHEN true THEN generate_series(1, 3) END"),
     ("0A000", "SELECT coalesce(generate_series(1, 3), 0)"),
-    pytest.param("42601", "SELECT 1 FROM WHERE",
-                 marks=floe_xfail("`FROM WHERE` parses as a table named where (42P01)")),
+    ("42601", "SELECT 1 FROM WHERE"),
+    ("42601", "SELECT 1 FROM ORDER BY 1"),
+    ("42601", "DELETE FROM WHERE x = 1"),
 ]
 
 

@@ -43,6 +43,7 @@ pub(crate) fn parse_statements(
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
     trailing_junk(&tokens)?;
+    reserved_after_from(&tokens)?;
     let mut rewritten = Vec::with_capacity(tokens.len());
     let mut statement = Vec::new();
     for token in tokens {
@@ -118,6 +119,54 @@ fn trailing_junk(tokens: &[TokenWithSpan]) -> Result<(), ParserError> {
                 "trailing junk after numeric literal at or near \"{number}{}\"",
                 word.value
             )));
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL's reserved words that can never start a FROM item: `FROM WHERE` is a syntax
+/// error there (sqlparser read `where` as a table name, 42P01).
+const NOT_A_FROM_ITEM: [Keyword; 19] = [
+    Keyword::WHERE,
+    Keyword::GROUP,
+    Keyword::HAVING,
+    Keyword::ORDER,
+    Keyword::LIMIT,
+    Keyword::OFFSET,
+    Keyword::WINDOW,
+    Keyword::UNION,
+    Keyword::INTERSECT,
+    Keyword::EXCEPT,
+    Keyword::FETCH,
+    Keyword::FOR,
+    Keyword::INTO,
+    Keyword::ON,
+    Keyword::USING,
+    Keyword::WHEN,
+    Keyword::THEN,
+    Keyword::AND,
+    Keyword::OR,
+];
+
+/// Refuses `FROM` followed by a reserved word that cannot name a FROM item (unquoted), with
+/// the word's location.
+fn reserved_after_from(tokens: &[TokenWithSpan]) -> Result<(), ParserError> {
+    let significant = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)));
+    let mut after_from = false;
+    for token in significant {
+        if let Token::Word(word) = &token.token {
+            if after_from && word.quote_style.is_none() && NOT_A_FROM_ITEM.contains(&word.keyword) {
+                let at = token.span.start;
+                return Err(ParserError::ParserError(format!(
+                    "Expected: a table, found: {} at Line: {}, Column: {}",
+                    word.value, at.line, at.column
+                )));
+            }
+            after_from = word.quote_style.is_none() && word.keyword == Keyword::FROM;
+        } else {
+            after_from = false;
         }
     }
     Ok(())
