@@ -200,6 +200,9 @@ DESCRIBE = [
     ("SELECT array_agg(u ORDER BY u) AS u, array_agg(DISTINCT j) AS j, array_agg(v) AS v FROM "
      "(VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '{}'::jsonb, 'x'::varchar)) "
      "AS t(u, j, v)", [], [("u", "uuid[]"), ("j", "jsonb[]"), ("v", "varchar[]")]),
+    # A union of text and varchar is of its first input's type (the analyzer merged the tags).
+    ("(SELECT NULL::text AS c) UNION (SELECT 'a'::varchar(3))", [], [("c", "text")]),
+    ("(SELECT 'a'::varchar(3) AS c) UNION (SELECT 'x'::text)", [], [("c", "varchar")]),
     ("SELECT $1 + 1", ["int4"], [("?column?", "int4")]),
     ("SELECT $1 > 3000000000", ["int8"], [("?column?", "bool")]),
     ("SELECT $1 = $2 + 1", ["int4", "int4"], [("?column?", "bool")]),

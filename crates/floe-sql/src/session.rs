@@ -2341,7 +2341,29 @@ impl Session {
             .analyzer()
             .execute_and_check(input.clone(), self.state.config_options(), |_, _| {})
             .ok()?;
-        Some(plan_output_schema(&analyzed))
+        // Only the types come from the analyzer: where a column's type stayed, its PostgreSQL
+        // type tag is the planned one (the analyzer merges the tags of a union's inputs, so
+        // `text UNION varchar` became varchar; PostgreSQL takes the first input's type).
+        let planned = plan_output_schema(plan);
+        let analyzed = plan_output_schema(&analyzed);
+        if planned.fields().len() != analyzed.fields().len() {
+            return Some(analyzed);
+        }
+        let fields: Vec<Field> = planned
+            .fields()
+            .iter()
+            .zip(analyzed.fields().iter())
+            .map(
+                |(planned, analyzed)| match planned.data_type() == analyzed.data_type() {
+                    true => planned.as_ref().clone(),
+                    false => analyzed.as_ref().clone(),
+                },
+            )
+            .collect();
+        Some(Arc::new(Schema::new_with_metadata(
+            fields,
+            analyzed.metadata().clone(),
+        )))
     }
 }
 
