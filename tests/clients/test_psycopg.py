@@ -276,6 +276,22 @@ def test_timestamptz_cast_to_text(conn):
         cur.execute("SET TimeZone = 'UTC'")
 
 
+@pytest.mark.parametrize("prepare", [False, True])
+def test_datetime_text_parameters(conn, prepare):
+    """Dates and times sent as text read as PostgreSQL reads them: no seconds, a zone-less
+    timestamptz in the session's time zone."""
+    conn.execute("SET TimeZone = 'America/New_York'")
+    try:
+        row = conn.execute(
+            "SELECT %s::timestamptz::text, %s::timestamp::text, %s::time::text, %s::date::text",
+            ["2024-01-02 10:00", "2024-01-02 10:00", "10:00", "Jan 2, 2024"],
+            prepare=prepare,
+        ).fetchone()
+    finally:
+        conn.execute("RESET TimeZone")
+    assert row == ("2024-01-02 10:00:00-05", "2024-01-02 10:00:00", "10:00:00", "2024-01-02")
+
+
 @pytest.mark.parametrize("mode", ["text", "prepared"])
 def test_parameter_in_table_function(conn, mode):
     binary, ph, prepare = MODES[mode]

@@ -202,7 +202,7 @@ impl ScalarUDFImpl for DateTimeCast {
     }
 }
 
-fn from_text(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayRef> {
+pub(crate) fn from_text(input: &ArrayRef, target: &DataType, zone: Zone) -> DfResult<ArrayRef> {
     let text = cast(input, &DataType::Utf8)?;
     let text = text.as_string::<i32>();
     let now = now_micros();

@@ -602,6 +602,11 @@ impl Session {
         }
     }
 
+    /// The session's time zone (parameters in text are read in it).
+    fn zone(&self) -> crate::datetime::Zone {
+        crate::datetime_udf::session_zone(self.state.config_options())
+    }
+
     /// Prepares a query whose table functions take parameters (`table_params`, with their
     /// types): planned with those as NULLs for its Describe; each execution plans it again with
     /// their values ([`crate::table_params`]).
@@ -832,7 +837,8 @@ impl Session {
                 let rows = if prepared.reusable {
                     self.run_reusable(prepared, plan, view).await?
                 } else {
-                    let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
+                    let plan =
+                        bind_params(plan.clone(), &prepared.param_types, params, self.zone())?;
                     self.run_plan(plan, view).await?
                 };
                 Ok(StatementResult::Rows {
@@ -841,7 +847,7 @@ impl Session {
                 })
             }
             PreparedPlan::Explain(plan) => {
-                let plan = bind_params(plan.clone(), &prepared.param_types, params)?;
+                let plan = bind_params(plan.clone(), &prepared.param_types, params, self.zone())?;
                 let view = self.read_view().await;
                 let rows = self.run_explain(plan, view).await?;
                 Ok(StatementResult::Rows {
@@ -2439,6 +2445,7 @@ fn bind_params(
     plan: LogicalPlan,
     types: &[SqlType],
     params: Vec<ScalarValue>,
+    zone: crate::datetime::Zone,
 ) -> SqlResult<LogicalPlan> {
     let declared_fields: Option<Vec<FieldRef>> = match &plan {
         LogicalPlan::Statement(PlanStatement::Prepare(p)) => Some(p.fields.clone()),
@@ -2473,6 +2480,17 @@ fn bind_params(
             .unwrap_or_else(|| types[i].to_arrow());
         let value = if value.data_type() == target {
             value
+        } else if value.data_type() == DataType::Utf8
+            && matches!(
+                target,
+                DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)
+            )
+        {
+            // Dates and times in text read as PostgreSQL reads them (`10:00` without seconds,
+            // a zone-less timestamptz in the session's zone), not by Arrow's cast.
+            let read = crate::datetime_udf::from_text(&value.to_array()?, &target, zone)?;
+            let read = datafusion::arrow::compute::cast(&read, &target)?;
+            ScalarValue::try_from_array(&read, 0)?
         } else if matches!(value.data_type(), DataType::LargeBinary)
             || matches!(target, DataType::LargeBinary)
         {

@@ -702,7 +702,7 @@ impl Session {
             DmlKind::Update => "UPDATE",
             DmlKind::Delete => "DELETE",
         })?;
-        let select = bind_params(plan.select.clone(), param_types, params)?;
+        let select = bind_params(plan.select.clone(), param_types, params, self.zone())?;
         let mut txn = self.statement_txn().await?;
         let result = match self.write_rows(plan, &select, &mut txn).await {
             // RETURNING is computed before the statement's writes commit: an error in it

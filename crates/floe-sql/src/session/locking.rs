@@ -294,7 +294,7 @@ impl Session {
                 "cannot execute SELECT FOR UPDATE in a read-only transaction",
             ));
         }
-        let query = bind_params(plan.plan.clone(), param_types, params)?;
+        let query = bind_params(plan.plan.clone(), param_types, params, self.zone())?;
         let mut txn = self.statement_txn().await?;
         let result = self.lock_rows(plan, &query, &mut txn).await;
         let rows = self.finish_statement_txn(txn, result).await?;
