@@ -212,6 +212,7 @@ DESCRIBE = [
     ("SELECT length($1) AS l, upper($2) AS u, lpad($3, 5, '*') AS p", ["text", "text", "text"],
      [("l", "int4"), ("u", "text"), ("p", "text")]),
     ("SELECT array_append(ARRAY[1, 2], $1)", ["int4"], [("array_append", "int4[]")]),
+    ("SELECT round($1, 2) AS r", ["numeric"], [("r", "numeric")]),
     ("SELECT $1 IN (1, 2) AS i, $2 BETWEEN 1 AND 5 AS b, $3 LIKE 'a%' AS l",
      ["int4", "int4", "text"], [("i", "bool"), ("b", "bool"), ("l", "bool")]),
     ("SELECT CASE WHEN true THEN $1 ELSE 5 END", ["int4"], [("case", "int4")]),

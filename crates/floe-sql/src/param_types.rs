@@ -14,7 +14,8 @@
 //!   for their bounds and list, and the bounds or list for the tested value;
 //! - the other results of a CASE for a result, the tested value for a WHEN value and back;
 //! - the function's signature for an argument: DataFusion's own coercion of the call with the
-//!   parameter as NULL, which takes the type the function's other arguments decide.
+//!   parameter as NULL, which takes the type the function's other arguments decide; where the
+//!   signature refuses NULL or keeps it, the first of text, numeric, float8 it takes.
 //!
 //! LIMIT and OFFSET make a parameter `bigint`. A parameter typed by the client or by a cast
 //! (`$1::int4`) keeps its type. One that stays open is `text` (see `describe_plan`).
@@ -41,11 +42,17 @@ const ROUNDS: usize = 4;
 pub fn infer(plan: LogicalPlan, declared: &[SqlType]) -> DfResult<LogicalPlan> {
     let mut open = open_parameters(&plan, declared)?;
     let mut plan = plan;
+    // Last: a function whose signature decides nothing by itself (see `function_arguments`).
+    let mut fallback = false;
     for _ in 0..ROUNDS {
         if open.is_empty() {
             break;
         }
-        let decided = decide(&plan, &open)?;
+        let decided = decide(&plan, &open, fallback)?;
+        if decided.is_empty() && !fallback {
+            fallback = true;
+            continue;
+        }
         if decided.is_empty() {
             break;
         }
@@ -127,7 +134,11 @@ fn mentions_open(expr: &Expr, open: &HashSet<String>) -> bool {
 }
 
 /// The types the places of the open parameters decide (the first place for each).
-fn decide(plan: &LogicalPlan, open: &HashSet<String>) -> DfResult<HashMap<String, FieldRef>> {
+fn decide(
+    plan: &LogicalPlan,
+    open: &HashSet<String>,
+    fallback: bool,
+) -> DfResult<HashMap<String, FieldRef>> {
     let mut decided: HashMap<String, FieldRef> = HashMap::new();
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Limit(limit) = node {
@@ -142,7 +153,7 @@ fn decide(plan: &LogicalPlan, open: &HashSet<String>) -> DfResult<HashMap<String
         let schema = merge_schema(&node.inputs());
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                for (id, field) in places(e, &schema, open) {
+                for (id, field) in places(e, &schema, open, fallback) {
                     decided.entry(id.to_string()).or_insert(field);
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -157,6 +168,7 @@ fn places<'a>(
     expr: &'a Expr,
     schema: &DFSchema,
     open: &HashSet<String>,
+    fallback: bool,
 ) -> Vec<(&'a str, FieldRef)> {
     let mut found = Vec::new();
     // `target` takes the type of the first of `sources` that has one.
@@ -214,7 +226,7 @@ fn places<'a>(
         Expr::ScalarFunction(ScalarFunction { func, args })
             if args.iter().any(|a| open_id(a, open).is_some()) =>
         {
-            found.extend(function_arguments(func, args, schema, open));
+            found.extend(function_arguments(func, args, schema, open, fallback));
         }
         _ => {}
     }
@@ -229,6 +241,7 @@ fn function_arguments<'a>(
     args: &'a [Expr],
     schema: &DFSchema,
     open: &HashSet<String>,
+    fallback: bool,
 ) -> Vec<(&'a str, FieldRef)> {
     let mut fields = Vec::with_capacity(args.len());
     for arg in args {
@@ -243,22 +256,54 @@ fn function_arguments<'a>(
             }
         }
     }
-    let Ok(coerced) = fields_with_udf(&fields, func) else {
+    if let Ok(coerced) = fields_with_udf(&fields, func) {
+        let decided: Vec<(&str, FieldRef)> = args
+            .iter()
+            .zip(coerced)
+            .filter_map(|(arg, field)| {
+                let id = open_id(arg, open)?;
+                if field.data_type().is_null() {
+                    return None;
+                }
+                Some((
+                    id,
+                    Arc::new(Field::new("", field.data_type().clone(), true)),
+                ))
+            })
+            .collect();
+        if !decided.is_empty() {
+            return decided;
+        }
+    }
+    // A signature that refuses NULL or keeps it: the first of text, numeric, float8 it takes
+    // (`round($1, 2)` is numeric, PostgreSQL's only two-argument round), once nothing else in
+    // the statement decides the parameter (`pg_typeof($1)` takes anything).
+    if !fallback {
         return vec![];
-    };
-    args.iter()
-        .zip(coerced)
-        .filter_map(|(arg, field)| {
-            let id = open_id(arg, open)?;
-            if field.data_type().is_null() {
-                return None;
-            }
-            Some((
-                id,
-                Arc::new(Field::new("", field.data_type().clone(), true)),
-            ))
-        })
-        .collect()
+    }
+    let candidates = [
+        Field::new("", DataType::Utf8, true),
+        crate::numeric::numeric_field("", None),
+        Field::new("", DataType::Float64, true),
+    ];
+    for candidate in candidates {
+        let candidate = Arc::new(candidate);
+        let trial: Vec<FieldRef> = args
+            .iter()
+            .zip(&fields)
+            .map(|(arg, field)| match open_id(arg, open) {
+                Some(_) => Arc::clone(&candidate),
+                None => Arc::clone(field),
+            })
+            .collect();
+        if fields_with_udf(&trial, func).is_ok() {
+            return args
+                .iter()
+                .filter_map(|arg| Some((open_id(arg, open)?, Arc::clone(&candidate))))
+                .collect();
+        }
+    }
+    vec![]
 }
 
 /// `plan` with every occurrence of the decided parameters typed, its schemas refreshed.
