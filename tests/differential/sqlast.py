@@ -370,7 +370,12 @@ def scope_probes(stmt, limit=40):
         rendered = [src.sql() if isinstance(src, FromItem) else src for src in sources]
         body = f"SELECT ({text})" + (" FROM " + ", ".join(rendered) if rendered else "")
         probes.setdefault(body, Raw(body))
-    return [probes[k] for k in sorted(probes, key=len)][:limit]
+    out = [probes[k] for k in sorted(probes, key=len)][:limit]
+    if isinstance(stmt, (Select, SetOp)) and (stmt.limit is not None or stmt.offset is not None):
+        # The rows LIMIT/OFFSET discard: whether their select list is computed first (a sort
+        # key PostgreSQL computes for every row) is the plan's choice.
+        out.append(replace(stmt, limit=None, offset=None))
+    return out
 
 
 def _scoped_expressions(stmt):
@@ -402,7 +407,37 @@ def _scoped_expressions(stmt):
         out.setdefault(text, [items[a] for a in aliases] + ([target] if target else []))
 
     walk(stmt)
+    # An inner join's equality of two columns lets a planner apply a condition on one of them
+    # to the other side as well (DataFusion's inferred join predicates: `a.x % a.x` with
+    # `ON a.x = b.y` is also evaluated as `b.y % b.y` on b's rows, even rows that join
+    # nothing): those substitutions are probed too.
+    for a, b in _join_equalities(stmt):
+        for text in list(out):
+            for old, new in ((a, b), (b, a)):
+                if re.search(rf"\b{re.escape(old)}\b", text):
+                    other = re.sub(rf"\b{re.escape(old)}\b", new, text)
+                    aliases = sorted(set(_ALIAS.findall(other)))
+                    if all(x in items for x in aliases):
+                        out.setdefault(other, [items[x] for x in aliases]
+                                       + ([target] if target else []))
     return list(out.items())
+
+
+def _join_equalities(stmt):
+    """(left, right) column texts of the inner joins' `ON a.x = b.y` conditions."""
+    out = []
+
+    def walk(n):
+        if isinstance(n, Join) and n.kind == "JOIN" and isinstance(n.on, Expr):
+            args = n.on.args
+            if (n.on.template == "({0} = {1})" and len(args) == 2
+                    and all(isinstance(x, Leaf) and x.label.startswith("col:") for x in args)):
+                out.append((args[0].text, args[1].text))
+        for c in children(n):
+            walk(c)
+
+    walk(stmt)
+    return out
 
 
 # --- reductions ----------------------------------------------------------------------------

@@ -323,6 +323,8 @@ struct Fields {
     year: Option<(i64, usize)>,
     month: Option<u32>,
     day: Option<u32>,
+    /// The day of the year (`1999.008`, `1999 008`), instead of a month and day.
+    doy: Option<u32>,
     /// Hour, minute, second and microseconds, as written (before am/pm).
     time: Option<(u32, u32, u32, i64)>,
     meridiem: Option<bool>,
@@ -332,7 +334,7 @@ struct Fields {
 
 impl Fields {
     fn date_complete(&self) -> bool {
-        self.year.is_some() && self.month.is_some() && self.day.is_some()
+        self.year.is_some() && (self.month.is_some() && self.day.is_some() || self.doy.is_some())
     }
 }
 
@@ -376,6 +378,14 @@ fn read_date_word(word: &str, f: &mut Fields) -> Result<(), Refusal> {
         return Err(Refusal::Syntax);
     };
     let parts: Vec<&str> = word.split(sep).collect();
+    if let [year, doy] = parts[..] {
+        // `1999.008`: the year and the day of the year.
+        if sep == '.' && year.len() >= 3 && doy.len() == 3 {
+            f.year = Some(year_field(year)?);
+            f.doy = Some(day_of_year(doy)?);
+            return Ok(());
+        }
+    }
     if parts.len() != 3 {
         return Err(Refusal::Syntax);
     }
@@ -410,6 +420,14 @@ fn read_date_word(word: &str, f: &mut Fields) -> Result<(), Refusal> {
         f.year = Some(year_field(c)?);
     }
     Ok(())
+}
+
+/// A day of the year, 1 to 366.
+fn day_of_year(s: &str) -> Result<u32, Refusal> {
+    match number(s)? {
+        n @ 1..=366 => Ok(n as u32),
+        _ => Err(Refusal::FieldRange),
+    }
 }
 
 /// Reads `HH:MM[:SS[.ffffff]]` (hours and minutes at most two digits each).
@@ -581,6 +599,17 @@ fn read_fields(text: &str) -> Result<Fields, Refusal> {
                 f.year = Some(year_field(word)?);
                 continue;
             }
+            if bare
+                && word.len() == 3
+                && f.year.is_some()
+                && f.month.is_none()
+                && f.day.is_none()
+                && f.doy.is_none()
+            {
+                // `1999 008`: three digits after the year are the day of the year.
+                f.doy = Some(day_of_year(word)?);
+                continue;
+            }
             if bare && word.len() <= 2 && f.year.is_some() && f.month.is_none() && f.day.is_none() {
                 // `2026 08 09`: year, month, day.
                 f.month = Some(number(word)? as u32);
@@ -718,7 +747,7 @@ fn read(text: &str, now_micros: i64, session: Zone) -> Result<(Reading, Option<Z
         Refusal::Syntax => incomplete_date(text),
         other => other,
     })?;
-    let (Some((year, digits)), Some(month), Some(day)) = (f.year, f.month, f.day) else {
+    let Some((year, digits)) = f.year else {
         return Err(incomplete_date(text));
     };
     let mut year = year;
@@ -733,9 +762,18 @@ fn read(text: &str, now_micros: i64, session: Zone) -> Result<(Reading, Option<Z
     } else if year == 0 {
         return Err(Refusal::FieldRange);
     }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(Refusal::FieldRange);
-    }
+    let days = match (f.month, f.day, f.doy) {
+        // PostgreSQL counts the day from January 1st, so day 366 of a common year is January
+        // 1st of the next.
+        (_, _, Some(doy)) => days_from_civil(year, 1, 1) + i64::from(doy) - 1,
+        (Some(month), Some(day), None) => {
+            if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+                return Err(Refusal::FieldRange);
+            }
+            days_from_civil(year, month, day)
+        }
+        _ => return Err(incomplete_date(text)),
+    };
     let (mut hour, minute, second, micros) = f.time.unwrap_or((0, 0, 0, 0));
     if let Some(pm) = f.meridiem {
         hour = with_meridiem(hour, pm)?;
@@ -752,7 +790,7 @@ fn read(text: &str, now_micros: i64, session: Zone) -> Result<(Reading, Option<Z
         + micros;
     Ok((
         Reading::Finite {
-            days: days_from_civil(year, month, day),
+            days,
             micros_of_day,
         },
         f.zone,
@@ -1505,6 +1543,16 @@ mod tests {
             .unwrap_err()
             .starts_with("22007 invalid input syntax for type date"));
         assert_eq!(date("infinity").unwrap(), "infinity");
+        // The year and the day of the year.
+        assert_eq!(date("1999.008").unwrap(), "1999-01-08");
+        assert_eq!(date("1999 366").unwrap(), "2000-01-01");
+        assert_eq!(date("2000.366").unwrap(), "2000-12-31");
+        assert_eq!(date("\\204\\225").unwrap(), "0204-08-12");
+        assert_eq!(date("1999 008 bc").unwrap(), "1999-01-08 BC");
+        assert!(date("1999 367").unwrap_err().starts_with("22008"));
+        assert!(date("1999 000").unwrap_err().starts_with("22008"));
+        assert!(date("1999.08").unwrap_err().starts_with("22007"));
+        assert_eq!(ts("204 225 10:30").unwrap(), "0204-08-12 10:30:00");
     }
 
     #[test]

@@ -171,19 +171,7 @@ impl ScalarUDFImpl for Checked {
                     *length = non_negative(length)?;
                 }
             }
-            Rule::Logarithm => {
-                for arg in &args.args {
-                    each_float(arg, |x| {
-                        if x == 0.0 {
-                            Err(error("2201E", "cannot take logarithm of zero"))
-                        } else if x < 0.0 {
-                            Err(error("2201E", "cannot take logarithm of a negative number"))
-                        } else {
-                            Ok(())
-                        }
-                    })?;
-                }
-            }
+            Rule::Logarithm => check_logarithm(&args.args, args.number_rows)?,
             Rule::SquareRoot => each_float(&args.args[0], |x| {
                 if x < 0.0 {
                     Err(error(
@@ -378,6 +366,36 @@ fn floats(value: &ColumnarValue, rows: usize) -> DfResult<Option<ArrayRef>> {
         &DataType::Float64,
         &options,
     )?))
+}
+
+/// PostgreSQL's logarithm refusals (zero, negative) for the rows whose arguments are all
+/// non-NULL: the functions are strict, so `log(-1, NULL)` is NULL.
+fn check_logarithm(args: &[ColumnarValue], rows: usize) -> DfResult<()> {
+    let rows = rows.max(1);
+    let columns = args
+        .iter()
+        .map(|a| a.to_array(rows))
+        .collect::<DfResult<Vec<_>>>()?;
+    let nulls: Vec<_> = columns.iter().map(|c| c.logical_nulls()).collect();
+    let any_null = |row: usize| nulls.iter().flatten().any(|n| n.is_null(row));
+    for column in &columns {
+        let Some(values) = floats(&ColumnarValue::Array(column.clone()), rows)? else {
+            continue;
+        };
+        for (row, x) in values.as_primitive::<Float64Type>().iter().enumerate() {
+            let Some(x) = x else { continue };
+            if any_null(row) {
+                continue;
+            }
+            if x == 0.0 {
+                return Err(error("2201E", "cannot take logarithm of zero"));
+            }
+            if x < 0.0 {
+                return Err(error("2201E", "cannot take logarithm of a negative number"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// PostgreSQL's `dpow` refusals: zero to a negative power, a negative number to a fractional
