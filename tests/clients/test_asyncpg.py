@@ -203,6 +203,12 @@ DESCRIBE = [
     # A union of text and varchar is of its first input's type (the analyzer merged the tags).
     ("(SELECT NULL::text AS c) UNION (SELECT 'a'::varchar(3))", [], [("c", "text")]),
     ("(SELECT 'a'::varchar(3) AS c) UNION (SELECT 'x'::text)", [], [("c", "varchar")]),
+    # Also where the text side is an expression (no tag) and the varchar side a column read
+    # as another Arrow string type.
+    ("SELECT CASE WHEN true THEN 'a' ELSE NULL::text END AS c UNION SELECT 'b'::varchar(8) "
+     "ORDER BY 1 LIMIT 3", [], [("c", "text")]),
+    ("SELECT upper('a') AS c UNION ALL SELECT relname::varchar FROM pg_class", [],
+     [("c", "text")]),
     ("SELECT $1 + 1", ["int4"], [("?column?", "int4")]),
     ("SELECT $1 > 3000000000", ["int8"], [("?column?", "bool")]),
     ("SELECT $1 = $2 + 1", ["int4", "int4"], [("?column?", "bool")]),

@@ -424,11 +424,12 @@ def _scoped_expressions(stmt):
 
 
 def _join_equalities(stmt):
-    """(left, right) column texts of the inner joins' `ON a.x = b.y` conditions."""
+    """(left, right) column texts of the joins' `ON a.x = b.y` conditions (inner joins, and
+    outer joins a WHERE condition may turn into inner ones)."""
     out = []
 
     def walk(n):
-        if isinstance(n, Join) and n.kind == "JOIN" and isinstance(n.on, Expr):
+        if isinstance(n, Join) and n.kind in ("JOIN", "LEFT JOIN") and isinstance(n.on, Expr):
             args = n.on.args
             if (n.on.template == "({0} = {1})" and len(args) == 2
                     and all(isinstance(x, Leaf) and x.label.startswith("col:") for x in args)):

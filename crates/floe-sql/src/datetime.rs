@@ -370,6 +370,10 @@ fn read_date_word(word: &str, f: &mut Fields) -> Result<(), Refusal> {
         // YYYMMDD; six, YYMMDD, are read elsewhere).
         if word.len() >= 7 && word.bytes().all(|b| b.is_ascii_digit()) {
             let (y, md) = word.split_at(word.len() - 4);
+            if y.len() > 9 {
+                // PostgreSQL reads the digits as fields and finds the year out of range.
+                return Err(Refusal::FieldRange);
+            }
             f.year = Some(year_field(y)?);
             f.month = Some(number(&md[..2])? as u32);
             f.day = Some(number(&md[2..])? as u32);
@@ -1553,6 +1557,7 @@ mod tests {
         assert!(date("1999 000").unwrap_err().starts_with("22008"));
         assert!(date("1999.08").unwrap_err().starts_with("22007"));
         assert_eq!(ts("204 225 10:30").unwrap(), "0204-08-12 10:30:00");
+        assert!(ts("8000000000000000").unwrap_err().starts_with("22008"));
     }
 
     #[test]

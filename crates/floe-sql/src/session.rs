@@ -2355,21 +2355,61 @@ impl Session {
         if planned.fields().len() != analyzed.fields().len() {
             return Some(analyzed);
         }
+        let first = union_first_input(input).map(|first| first.schema().as_arrow().clone());
         let fields: Vec<Field> = planned
             .fields()
             .iter()
             .zip(analyzed.fields().iter())
-            .map(
-                |(planned, analyzed)| match planned.data_type() == analyzed.data_type() {
+            .enumerate()
+            .map(|(i, (planned, analyzed))| {
+                let mut field = match planned.data_type() == analyzed.data_type() {
                     true => planned.as_ref().clone(),
                     false => analyzed.as_ref().clone(),
-                },
-            )
+                };
+                // A union's column has its first input's PostgreSQL type where the types
+                // agree (DataFusion merges the inputs' tags: `text UNION varchar` took the
+                // varchar's tag where the text side had none, a CASE or a function's result).
+                if let Some(first) = first.as_ref().and_then(|s| s.fields().get(i)) {
+                    let text = |t: &DataType| {
+                        matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+                    };
+                    let tag = |f: &Field| f.metadata().get(crate::types::PG_TYPE_KEY).cloned();
+                    let same_kind = first.data_type() == field.data_type()
+                        || text(first.data_type()) && text(field.data_type());
+                    if same_kind && tag(first) != tag(&field) {
+                        // The inputs' types differ, so no type modifier holds (as
+                        // PostgreSQL's select_common_typmod finds).
+                        let mut metadata = field.metadata().clone();
+                        metadata.remove(crate::types::PG_TYPMOD_KEY);
+                        metadata.remove(crate::types::PG_TYPE_KEY);
+                        if let Some(tag) = tag(first) {
+                            metadata.insert(crate::types::PG_TYPE_KEY.to_string(), tag);
+                        }
+                        field = field.with_metadata(metadata);
+                    }
+                }
+                field
+            })
             .collect();
         Some(Arc::new(Schema::new_with_metadata(
             fields,
             analyzed.metadata().clone(),
         )))
+    }
+}
+
+/// The first input of the union whose columns `plan` returns as they are (through ORDER BY,
+/// LIMIT, DISTINCT and aliases), if any.
+fn union_first_input(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+    match plan {
+        LogicalPlan::Union(union) => union.inputs.first().map(|i| i.as_ref()),
+        LogicalPlan::Sort(sort) => union_first_input(&sort.input),
+        LogicalPlan::Limit(limit) => union_first_input(&limit.input),
+        LogicalPlan::SubqueryAlias(alias) => union_first_input(&alias.input),
+        LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+            union_first_input(input)
+        }
+        _ => None,
     }
 }
 
