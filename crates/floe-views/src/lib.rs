@@ -1,0 +1,353 @@
+//! Incremental view maintenance (DESIGN.md ideas 1–4, issue 17; `docs/design/0013-materialized-views.md`).
+//!
+//! A view's optimised DataFusion `LogicalPlan` is compiled into an incremental [`Plan`]
+//! (`plan.rs`) and rendered onto differential dataflow (`render.rs`) over one runtime row type
+//! (`row.rs`). Each [`View`] runs its dataflow on a timely worker thread of its own, fed over
+//! a channel with the base tables' changes in commit order; the view's frontier says up to
+//! which commit its output is complete, and a reader waits for it ([`View::wait`]).
+//!
+//! Invariant: once the frontier has passed `ts`, the view's rows (or its error) are exactly
+//! what the defining query returns at a snapshot at `ts`.
+
+pub mod plan;
+pub mod render;
+pub mod row;
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, TableReference};
+use differential_dataflow::input::InputSession;
+use parking_lot::{Condvar, Mutex};
+use timely::dataflow::ProbeHandle;
+
+pub use plan::{compile, Plan};
+pub use row::{Row, RowCodec};
+
+/// Why a view cannot be created, maintained or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The query has a construct views cannot maintain yet (named in the message).
+    #[error("materialized views do not support {0} yet")]
+    Unsupported(String),
+    /// The defining query fails at the snapshot read (as the query itself would).
+    #[error("{0}")]
+    Query(String),
+    /// The view did not catch up with the snapshot in time.
+    #[error("the materialized view did not catch up within {0:?}")]
+    Timeout(Duration),
+    /// The view's maintenance stopped (its thread ended).
+    #[error("the materialized view's maintenance stopped: {0}")]
+    Stopped(String),
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+enum Command {
+    /// Changes of the source at `source` (a position in [`Plan::sources`]) committed at `ts`.
+    Changes {
+        ts: u64,
+        source: usize,
+        rows: RecordBatch,
+        diffs: Vec<isize>,
+    },
+    /// Every change committed at or before `ts` has been sent.
+    Advance(u64),
+}
+
+#[derive(Default)]
+struct Output {
+    /// Changes at timestamps below it are all applied.
+    frontier: u64,
+    rows: BTreeMap<Row, isize>,
+    errors: BTreeMap<String, isize>,
+    stopped: Option<String>,
+}
+
+struct Shared {
+    output: Mutex<Output>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn apply<K: Ord + Clone>(map: &mut BTreeMap<K, isize>, key: &K, diff: isize) {
+        let count = map.entry(key.clone()).or_default();
+        *count += diff;
+        if *count == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+/// A maintained view: its dataflow on a worker thread, and its output.
+pub struct View {
+    commands: Option<mpsc::Sender<Command>>,
+    shared: Arc<Shared>,
+    sources: Vec<TableReference>,
+    schema: SchemaRef,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl View {
+    /// Starts maintaining `plan`; its first changes may come at `after_ts + 1` (the sources'
+    /// snapshots at `after_ts` are sent as changes at `after_ts`).
+    pub fn start(plan: Plan, after_ts: u64) -> Result<View, ViewError> {
+        let sources = plan.sources();
+        let schema = plan.schema();
+        let shared = Arc::new(Shared {
+            output: Mutex::new(Output {
+                frontier: after_ts,
+                ..Output::default()
+            }),
+            changed: Condvar::new(),
+        });
+        let (commands, receiver) = mpsc::channel();
+        let (ready, started) = mpsc::sync_channel(1);
+        let worker_shared = Arc::clone(&shared);
+        let source_schemas: Vec<SchemaRef> = sources
+            .iter()
+            .map(|table| source_schema(&plan, table))
+            .collect();
+        let thread = std::thread::Builder::new()
+            .name("floe-view".into())
+            .spawn(move || {
+                // Only this thread ever takes the receiver; the mutex makes the closure Sync.
+                let receiver = Mutex::new(receiver);
+                timely::execute_directly(move |worker| {
+                    let receiver = receiver.into_inner();
+                    run(worker, plan, source_schemas, receiver, ready, worker_shared)
+                })
+            })
+            .map_err(|e| ViewError::Stopped(e.to_string()))?;
+        match started.recv() {
+            Ok(Ok(())) => Ok(View {
+                commands: Some(commands),
+                shared,
+                sources,
+                schema,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ViewError::Stopped("the worker did not start".into())),
+        }
+    }
+
+    /// The base tables the view reads, in the order [`View::update`] numbers them.
+    pub fn sources(&self) -> &[TableReference] {
+        &self.sources
+    }
+
+    /// The view's output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Sends rows of source `source` changed at `ts` (+1 inserted, -1 deleted each).
+    pub fn update(
+        &self,
+        ts: u64,
+        source: usize,
+        rows: RecordBatch,
+        diffs: Vec<isize>,
+    ) -> Result<(), ViewError> {
+        self.send(Command::Changes {
+            ts,
+            source,
+            rows,
+            diffs,
+        })
+    }
+
+    /// Says every change committed at or before `ts` has been sent.
+    pub fn advance(&self, ts: u64) -> Result<(), ViewError> {
+        self.send(Command::Advance(ts))
+    }
+
+    fn send(&self, command: Command) -> Result<(), ViewError> {
+        let stopped = || ViewError::Stopped(self.stopped_reason());
+        self.commands
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(command)
+            .map_err(|_| stopped())
+    }
+
+    fn stopped_reason(&self) -> String {
+        let output = self.shared.output.lock();
+        output
+            .stopped
+            .clone()
+            .unwrap_or_else(|| "the worker ended".into())
+    }
+
+    /// The timestamp below which every change is applied.
+    pub fn frontier(&self) -> u64 {
+        self.shared.output.lock().frontier
+    }
+
+    /// Waits until the view is complete at `ts` (its frontier has passed it).
+    pub fn wait(&self, ts: u64, timeout: Duration) -> Result<(), ViewError> {
+        let deadline = Instant::now() + timeout;
+        let mut output = self.shared.output.lock();
+        while output.frontier <= ts {
+            if let Some(reason) = &output.stopped {
+                return Err(ViewError::Stopped(reason.clone()));
+            }
+            if self
+                .shared
+                .changed
+                .wait_until(&mut output, deadline)
+                .timed_out()
+            {
+                return Err(ViewError::Timeout(timeout));
+            }
+        }
+        Ok(())
+    }
+
+    /// The view's rows at its frontier, each repeated by its multiplicity, or the error the
+    /// defining query raises there.
+    pub fn read(&self) -> Result<RecordBatch, ViewError> {
+        let output = self.shared.output.lock();
+        if let Some((message, _)) = output.errors.iter().next() {
+            return Err(ViewError::Query(message.clone()));
+        }
+        let codec = RowCodec::new(Arc::clone(&self.schema))?;
+        let mut rows = Vec::new();
+        for (row, count) in &output.rows {
+            if *count < 0 {
+                return Err(ViewError::Stopped(
+                    "the view holds a row a negative number of times".into(),
+                ));
+            }
+            rows.extend(std::iter::repeat_n(row, *count as usize));
+        }
+        Ok(codec.decode(rows)?)
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The full schema of base table `table` in `plan`.
+fn source_schema(plan: &Plan, table: &TableReference) -> SchemaRef {
+    match plan {
+        Plan::Source { table: t, schema } if t == table => Arc::clone(schema),
+        Plan::Source { .. } => Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
+            source_schema(input, table)
+        }
+    }
+}
+
+/// The worker: builds the dataflow, then applies commands until the view is dropped.
+fn run(
+    worker: &mut timely::worker::Worker,
+    plan: Plan,
+    source_schemas: Vec<SchemaRef>,
+    receiver: mpsc::Receiver<Command>,
+    ready: mpsc::SyncSender<Result<(), ViewError>>,
+    shared: Arc<Shared>,
+) {
+    let sources = plan.sources();
+    let probe = ProbeHandle::new();
+    let built = worker.dataflow::<u64, _, _>(|scope| {
+        let mut inputs: Vec<InputSession<u64, Row, isize>> =
+            sources.iter().map(|_| InputSession::new()).collect();
+        let collections: Vec<_> = inputs
+            .iter_mut()
+            .map(|input| input.to_collection(scope))
+            .collect();
+        let no_errors = differential_dataflow::collection::concatenate(scope, Vec::new());
+        let source = |table: &TableReference| {
+            let i = sources.iter().position(|t| t == table).unwrap_or(0);
+            (collections[i].clone(), no_errors.clone())
+        };
+        let (rows, errors) = render::render(&plan, &source)?;
+        let rows_output = Arc::clone(&shared);
+        rows.inspect_batch(move |_, updates| {
+            let mut output = rows_output.output.lock();
+            for (row, _, diff) in updates {
+                Shared::apply(&mut output.rows, row, *diff);
+            }
+        })
+        .probe_with(&probe);
+        let errors_output = Arc::clone(&shared);
+        errors
+            .inspect_batch(move |_, updates| {
+                let mut output = errors_output.output.lock();
+                for (message, _, diff) in updates {
+                    Shared::apply(&mut output.errors, message, *diff);
+                }
+            })
+            .probe_with(&probe);
+        Ok::<_, ViewError>(inputs)
+    });
+    let mut inputs = match built {
+        Ok(inputs) => {
+            let _ = ready.send(Ok(()));
+            inputs
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let codecs: Vec<Option<RowCodec>> = source_schemas
+        .into_iter()
+        .map(|schema| RowCodec::new(schema).ok())
+        .collect();
+    let start = shared.output.lock().frontier;
+    for input in &mut inputs {
+        input.advance_to(start);
+    }
+    while let Ok(command) = receiver.recv() {
+        match command {
+            Command::Changes {
+                ts,
+                source,
+                rows,
+                diffs,
+            } => {
+                let Some(codec) = codecs.get(source).and_then(Option::as_ref) else {
+                    continue;
+                };
+                match codec.encode(rows.columns()) {
+                    Ok(encoded) => {
+                        for (row, diff) in encoded.into_iter().zip(diffs) {
+                            inputs[source].update_at(row, ts, diff);
+                        }
+                    }
+                    Err(e) => {
+                        let mut output = shared.output.lock();
+                        output.stopped = Some(e.to_string());
+                        shared.changed.notify_all();
+                        return;
+                    }
+                }
+            }
+            Command::Advance(ts) => {
+                let next = ts + 1;
+                for input in &mut inputs {
+                    input.advance_to(next);
+                    input.flush();
+                }
+                worker.step_while(|| probe.less_than(&next));
+                let mut output = shared.output.lock();
+                output.frontier = output.frontier.max(next);
+                shared.changed.notify_all();
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The incremental plan: a view's optimised DataFusion `LogicalPlan` compiled into the few
+//! shapes the dataflow renders (`render.rs`). Scalar work stays DataFusion's: every expression
+//! becomes a `PhysicalExpr` evaluated over batches of rows, and every aggregate a DataFusion
+//! accumulator, so a view computes exactly what its defining query computes.
+//!
+//! Invariant: `compile` either returns a plan that maintains the query exactly, or refuses with
+//! [`ViewError::Unsupported`] naming the construct; it never approximates.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
+use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion::physical_plan::expressions::Column;
+
+use crate::ViewError;
+
+/// One node of an incremental plan. Every node's output rows follow its [`Plan::schema`].
+#[derive(Debug)]
+pub enum Plan {
+    /// Every row of a base table, all columns in the table's order.
+    Source {
+        table: TableReference,
+        schema: SchemaRef,
+    },
+    /// The input rows for which `predicate` is true.
+    Filter {
+        input: Box<Plan>,
+        predicate: Arc<dyn PhysicalExpr>,
+    },
+    /// Each input row mapped to `exprs` (a projection).
+    Map {
+        input: Box<Plan>,
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
+    /// GROUP BY `group` with `aggregates` over each group's rows; output columns are the group
+    /// values, then the aggregates.
+    Reduce {
+        input: Box<Plan>,
+        group: Vec<Arc<dyn PhysicalExpr>>,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        schema: SchemaRef,
+    },
+}
+
+impl Plan {
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            Plan::Source { schema, .. }
+            | Plan::Map { schema, .. }
+            | Plan::Reduce { schema, .. } => Arc::clone(schema),
+            Plan::Filter { input, .. } => input.schema(),
+        }
+    }
+
+    /// The base tables the plan reads, each once.
+    pub fn sources(&self) -> Vec<TableReference> {
+        let mut out = Vec::new();
+        self.collect_sources(&mut out);
+        out
+    }
+
+    fn collect_sources(&self, out: &mut Vec<TableReference>) {
+        match self {
+            Plan::Source { table, .. } => {
+                if !out.contains(table) {
+                    out.push(table.clone());
+                }
+            }
+            Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
+                input.collect_sources(out)
+            }
+        }
+    }
+}
+
+/// Compiles an optimised logical plan.
+pub fn compile(plan: &LogicalPlan) -> Result<Plan, ViewError> {
+    let props = ExecutionProps::new();
+    compile_node(plan, &props)
+}
+
+fn unsupported(what: impl Into<String>) -> ViewError {
+    ViewError::Unsupported(what.into())
+}
+
+fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, ViewError> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            if scan.fetch.is_some() {
+                return Err(unsupported("LIMIT"));
+            }
+            let schema = scan.source.schema();
+            let qualified = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &schema)?;
+            let mut node = Plan::Source {
+                table: scan.table_name.clone(),
+                schema: Arc::clone(&schema),
+            };
+            for filter in &scan.filters {
+                check_expr(filter)?;
+                node = Plan::Filter {
+                    input: Box::new(node),
+                    predicate: create_physical_expr(
+                        filter,
+                        &qualified,
+                        props,
+                        &PhysicalPlanningContext::default(),
+                    )?,
+                };
+            }
+            if let Some(projection) = &scan.projection {
+                let exprs = projection
+                    .iter()
+                    .map(|&i| {
+                        Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+                    })
+                    .collect();
+                node = Plan::Map {
+                    input: Box::new(node),
+                    exprs,
+                    schema: Arc::new(scan.projected_schema.as_arrow().clone()),
+                };
+            }
+            Ok(node)
+        }
+        LogicalPlan::Filter(filter) => {
+            check_expr(&filter.predicate)?;
+            let input = compile_node(&filter.input, props)?;
+            Ok(Plan::Filter {
+                predicate: create_physical_expr(
+                    &filter.predicate,
+                    filter.input.schema(),
+                    props,
+                    &PhysicalPlanningContext::default(),
+                )?,
+                input: Box::new(input),
+            })
+        }
+        LogicalPlan::Projection(projection) => {
+            let input = compile_node(&projection.input, props)?;
+            let exprs = projection
+                .expr
+                .iter()
+                .map(|e| {
+                    check_expr(e)?;
+                    Ok(create_physical_expr(
+                        e,
+                        projection.input.schema(),
+                        props,
+                        &PhysicalPlanningContext::default(),
+                    )?)
+                })
+                .collect::<Result<_, ViewError>>()?;
+            Ok(Plan::Map {
+                input: Box::new(input),
+                exprs,
+                schema: Arc::new(projection.schema.as_arrow().clone()),
+            })
+        }
+        LogicalPlan::SubqueryAlias(alias) => compile_node(&alias.input, props),
+        // A view's rows have no order (as in PostgreSQL, ORDER BY in a materialized view's
+        // query orders nothing a later SELECT sees).
+        LogicalPlan::Sort(sort) if sort.fetch.is_none() => compile_node(&sort.input, props),
+        LogicalPlan::Aggregate(aggregate) => {
+            if aggregate.group_expr.is_empty() {
+                return Err(unsupported("an aggregate without GROUP BY"));
+            }
+            let input = compile_node(&aggregate.input, props)?;
+            let logical_input = aggregate.input.schema();
+            let physical_input: Schema = logical_input.as_arrow().clone();
+            let group = aggregate
+                .group_expr
+                .iter()
+                .map(|e| {
+                    check_expr(e)?;
+                    if matches!(e, Expr::GroupingSet(_)) {
+                        return Err(unsupported("GROUPING SETS, CUBE or ROLLUP"));
+                    }
+                    Ok(create_physical_expr(
+                        e,
+                        logical_input,
+                        props,
+                        &PhysicalPlanningContext::default(),
+                    )?)
+                })
+                .collect::<Result<_, ViewError>>()?;
+            let aggregates = aggregate
+                .aggr_expr
+                .iter()
+                .map(|e| {
+                    check_expr(e)?;
+                    let context = PhysicalPlanningContext::default();
+                    let lowered = LoweredAggregateBuilder::new(
+                        e,
+                        logical_input,
+                        &physical_input,
+                        props,
+                        &context,
+                    )
+                    .build()?;
+                    let function = lowered.aggregate;
+                    if lowered.filter.is_some() {
+                        return Err(unsupported("an aggregate's FILTER clause"));
+                    }
+                    if !lowered.order_bys.is_empty() {
+                        return Err(unsupported("an aggregate's ORDER BY"));
+                    }
+                    if function.is_distinct() {
+                        return Err(unsupported(format!(
+                            "{}(DISTINCT …)",
+                            function.fun().name()
+                        )));
+                    }
+                    Ok(function)
+                })
+                .collect::<Result<_, ViewError>>()?;
+            Ok(Plan::Reduce {
+                input: Box::new(input),
+                group,
+                aggregates,
+                schema: Arc::new(aggregate.schema.as_arrow().clone()),
+            })
+        }
+        other => Err(unsupported(plan_name(other))),
+    }
+}
+
+/// Refuses expressions whose value is not a function of the row: volatile or stable functions
+/// (`random()`, `now()`), subqueries not decorrelated into the plan.
+fn check_expr(expr: &Expr) -> Result<(), ViewError> {
+    let mut refusal = None;
+    expr.apply(|e| {
+        let found = match e {
+            Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
+                Some(format!("{}()", f.func.name()))
+            }
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => {
+                Some("a subquery in an expression".to_string())
+            }
+            Expr::Placeholder(_) => Some("a parameter".to_string()),
+            _ => None,
+        };
+        Ok(match found {
+            Some(what) => {
+                refusal = Some(what);
+                TreeNodeRecursion::Stop
+            }
+            None => TreeNodeRecursion::Continue,
+        })
+    })?;
+    match refusal {
+        Some(what) => Err(unsupported(what)),
+        None => Ok(()),
+    }
+}
+
+fn plan_name(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Join(_) => "JOIN".into(),
+        LogicalPlan::Limit(_) => "LIMIT or OFFSET".into(),
+        LogicalPlan::Sort(_) => "ORDER BY … LIMIT".into(),
+        LogicalPlan::Distinct(_) => "DISTINCT".into(),
+        LogicalPlan::Union(_) => "UNION".into(),
+        LogicalPlan::Window(_) => "a window function".into(),
+        LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE".into(),
+        LogicalPlan::Unnest(_) => "a set-returning function".into(),
+        LogicalPlan::Values(_) => "VALUES".into(),
+        LogicalPlan::EmptyRelation(_) => "a query without FROM".into(),
+        other => other.display().to_string(),
+    }
+}

@@ -1,0 +1,231 @@
+//! Seeded randomized maintenance: after every transaction of random INSERT/UPDATE/DELETE on a
+//! base table, each view equals its defining query run directly by DataFusion (the oracle),
+//! including when the query fails (a view is in error exactly when the query fails).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use floe_views::{compile, View, ViewError};
+
+/// A tiny deterministic generator (the seed is printed on failure).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+type Order = (i32, Option<i32>, Option<i32>, Option<String>);
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("customer", DataType::Int32, true),
+        Field::new("amount", DataType::Int32, true),
+        Field::new("status", DataType::Utf8, true),
+    ]))
+}
+
+fn batch(rows: &[Order]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))),
+        Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.1))),
+        Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.2))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.3.clone()))),
+    ];
+    RecordBatch::try_new(schema(), columns).unwrap()
+}
+
+fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let values: Vec<String> = batch
+                .columns()
+                .iter()
+                .map(|c| {
+                    if c.is_null(row) {
+                        "NULL".into()
+                    } else {
+                        array_value_to_string(c, row).unwrap()
+                    }
+                })
+                .collect();
+            out.push(values.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn context(rows: &[Order]) -> SessionContext {
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(schema(), vec![vec![batch(rows)]]).unwrap();
+    ctx.register_table("orders", Arc::new(table)).unwrap();
+    ctx
+}
+
+/// The oracle: the query's rows, or its error.
+async fn oracle(rows: &[Order], sql: &str) -> Result<Vec<String>, String> {
+    let ctx = context(rows).await;
+    let frame = ctx.sql(sql).await.map_err(|e| e.to_string())?;
+    frame
+        .collect()
+        .await
+        .map(|b| lines(&b))
+        .map_err(|e| e.to_string())
+}
+
+async fn start(sql: &str) -> Result<View, ViewError> {
+    let ctx = context(&[]).await;
+    let plan = ctx.sql(sql).await?.into_optimized_plan()?;
+    View::start(compile(&plan)?, 0)
+}
+
+fn random_order(rng: &mut Rng, id: i32) -> Order {
+    let maybe = |rng: &mut Rng, v: i32| (rng.below(10) != 0).then_some(v);
+    let statuses = ["new", "paid", "shipped", "über"];
+    let customer = rng.below(6) as i32;
+    let amount = rng.below(200) as i32 - 20;
+    let status = statuses[rng.below(4) as usize].to_string();
+    (
+        id,
+        maybe(rng, customer),
+        maybe(rng, amount),
+        maybe(rng, 0).map(|_| status),
+    )
+}
+
+const VIEWS: [&str; 6] = [
+    "SELECT id, amount * 2 AS doubled, status FROM orders WHERE amount > 50",
+    "SELECT customer, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount) \
+     FROM orders GROUP BY customer",
+    "SELECT status, count(*) AS n FROM orders WHERE customer < 3 GROUP BY status HAVING count(*) > 2",
+    "SELECT customer, string_agg(status, ',' ORDER BY status) FROM orders GROUP BY customer",
+    "SELECT id, 1000 / (amount % 8) AS share FROM orders WHERE customer = 1",
+    "SELECT customer, count(DISTINCT status) FROM orders GROUP BY customer",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_equal_their_query_after_every_transaction() {
+    let seed: u64 = std::env::var("FLOE_VIEWS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(17);
+    let mut rng = Rng(seed);
+    let mut views = Vec::new();
+    for sql in VIEWS {
+        match start(sql).await {
+            Ok(view) => views.push((sql, view)),
+            Err(ViewError::Unsupported(what)) => {
+                // string_agg(… ORDER BY …) is refused for now; every other view must start.
+                assert!(what.contains("ORDER BY"), "{sql}: {what}");
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+    assert_eq!(views.len(), VIEWS.len() - 1);
+    let mut table: BTreeMap<i32, Order> = BTreeMap::new();
+    let mut next_id = 1;
+    let (mut failures, mut recoveries) = (0, 0);
+    let mut failing = std::collections::BTreeSet::new();
+    for ts in 1..=150u64 {
+        let mut changes: Vec<(Order, isize)> = Vec::new();
+        for _ in 0..=rng.below(6) {
+            // The table hovers around 30 rows, so a failing row is soon deleted again.
+            match if table.len() > 30 { 4 } else { rng.below(5) } {
+                0 | 1 => {
+                    let row = random_order(&mut rng, next_id);
+                    next_id += 1;
+                    table.insert(row.0, row.clone());
+                    changes.push((row, 1));
+                }
+                2 | 3 if !table.is_empty() => {
+                    let id = *table
+                        .keys()
+                        .nth(rng.below(table.len() as u64) as usize)
+                        .unwrap();
+                    let new = random_order(&mut rng, id);
+                    let old = table.insert(id, new.clone()).unwrap();
+                    changes.push((old, -1));
+                    changes.push((new, 1));
+                }
+                _ if !table.is_empty() => {
+                    let id = *table
+                        .keys()
+                        .nth(rng.below(table.len() as u64) as usize)
+                        .unwrap();
+                    changes.push((table.remove(&id).unwrap(), -1));
+                }
+                _ => {}
+            }
+        }
+        let rows: Vec<Order> = changes.iter().map(|(r, _)| r.clone()).collect();
+        let diffs: Vec<isize> = changes.iter().map(|(_, d)| *d).collect();
+        let current: Vec<Order> = table.values().cloned().collect();
+        for (sql, view) in &views {
+            view.update(ts, 0, batch(&rows), diffs.clone()).unwrap();
+            view.advance(ts).unwrap();
+            view.wait(ts, Duration::from_secs(30)).unwrap();
+            let expected = oracle(&current, sql).await;
+            let got = view.read().map(|b| lines(&[b])).map_err(|e| e.to_string());
+            match (&expected, &got) {
+                (Ok(e), Ok(g)) => {
+                    assert_eq!(e, g, "seed {seed}, ts {ts}, view {sql}");
+                    if failing.remove(sql) {
+                        recoveries += 1;
+                    }
+                }
+                (Err(_), Err(_)) => {
+                    failures += 1;
+                    failing.insert(*sql);
+                }
+                _ => panic!("seed {seed}, ts {ts}, view {sql}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+    // The division view fails while an order of customer 1 has amount 0, and recovers.
+    assert!(failures > 0, "seed {seed}: no transaction made a view fail");
+    assert!(recoveries > 0, "seed {seed}: no failing view recovered");
+}
+
+#[tokio::test]
+async fn unsupported_queries_are_refused_by_name() {
+    for (sql, construct) in [
+        ("SELECT id, random() FROM orders", "random()"),
+        ("SELECT id FROM orders ORDER BY id LIMIT 3", "LIMIT"),
+        ("SELECT id FROM orders LIMIT 3", "LIMIT"),
+        ("SELECT count(*) FROM orders", "without GROUP BY"),
+        (
+            "SELECT customer, count(DISTINCT status), sum(DISTINCT amount) FROM orders \
+             GROUP BY customer",
+            "DISTINCT",
+        ),
+        (
+            "SELECT a.id FROM orders a JOIN orders b ON a.id = b.customer",
+            "JOIN",
+        ),
+    ] {
+        match start(sql).await {
+            Err(ViewError::Unsupported(what)) => {
+                assert!(what.contains(construct), "{sql}: {what}")
+            }
+            Err(e) => panic!("{sql}: {e}"),
+            Ok(_) => panic!("{sql} was accepted"),
+        }
+    }
+}
