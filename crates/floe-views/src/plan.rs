@@ -40,7 +40,7 @@ pub enum Plan {
         schema: SchemaRef,
     },
     /// GROUP BY `group` with `aggregates` over each group's rows; output columns are the group
-    /// values, then the aggregates.
+    /// values, then the aggregates. Without GROUP BY, one row even over no rows.
     Reduce {
         input: Box<Plan>,
         group: Vec<Arc<dyn PhysicalExpr>>,
@@ -168,9 +168,6 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
         // query orders nothing a later SELECT sees).
         LogicalPlan::Sort(sort) if sort.fetch.is_none() => compile_node(&sort.input, props),
         LogicalPlan::Aggregate(aggregate) => {
-            if aggregate.group_expr.is_empty() {
-                return Err(unsupported("an aggregate without GROUP BY"));
-            }
             let input = compile_node(&aggregate.input, props)?;
             let logical_input = aggregate.input.schema();
             let physical_input: Schema = logical_input.as_arrow().clone();

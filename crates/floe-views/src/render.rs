@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::ToStream;
 
 use crate::plan::Plan;
 use crate::row::{Row, RowCodec};
@@ -88,20 +89,36 @@ pub fn render<'scope>(
                     .map(|f| Field::new(f.name(), f.data_type().clone(), true))
                     .collect::<Vec<_>>(),
             ));
+            let global = group.is_empty();
+            let scope = rows.inner.scope();
             let group = group.clone();
             let keys = RowCodec::new(Arc::clone(&group_schema))?;
             // (group values, whole input row)
             let (keyed, failed) = map_batches_to(rows, "GroupKey", Arc::clone(&in_schema), {
                 move |batch| {
+                    if global {
+                        return Ok(vec![Row(Vec::new()); batch.num_rows()]);
+                    }
                     let columns = evaluate(&group, batch)?;
                     keys.encode(&columns)
                 }
             })?;
-            let aggregates = aggregates.clone();
-            let out_schema = Arc::clone(schema);
             let inputs = RowCodec::new(in_schema)?;
             let group_codec = RowCodec::new(group_schema)?;
-            let out = RowCodec::new(Arc::clone(&out_schema))?;
+            let out = RowCodec::new(Arc::clone(schema))?;
+            // Without GROUP BY: the aggregates of an empty input, the one row over no rows.
+            let default = global.then(|| {
+                aggregate(
+                    &Row(Vec::new()),
+                    &[],
+                    &inputs,
+                    &group_codec,
+                    aggregates,
+                    &out,
+                )
+                .map_or_else(|e| Outcome::Error(e.to_string()), Outcome::Row)
+            });
+            let aggregates = aggregates.clone();
             let reduced = keyed.reduce_named(
                 "Aggregate",
                 move |key: &Row, vals: &[(&Row, isize)], output: &mut Vec<(Outcome, isize)>| {
@@ -110,7 +127,20 @@ pub fn render<'scope>(
                     output.push((outcome, 1));
                 },
             );
-            let (rows, failed_groups) = split(reduced.map(|(_key, outcome)| outcome));
+            let outcomes = reduced.map(|(_key, outcome)| outcome);
+            let outcomes = match default {
+                None => outcomes,
+                Some(default) => {
+                    // The default row is present exactly while the reduce has no row (the
+                    // one group's row replaces it).
+                    let always = vec![(default.clone(), 0u64, 1isize)]
+                        .to_stream(scope)
+                        .as_collection();
+                    let replaced = outcomes.clone().map(move |_| default.clone()).negate();
+                    outcomes.concat(always).concat(replaced)
+                }
+            };
+            let (rows, failed_groups) = split(outcomes);
             Ok((rows, errors.concat(failed).concat(failed_groups)))
         }
     }
@@ -157,8 +187,10 @@ fn aggregate(
         repeated.extend(std::iter::repeat_n(*row, *count as usize));
     }
     let batch = inputs.decode(repeated)?;
-    let group = group_codec.decode([key])?;
-    let mut columns: Vec<ArrayRef> = group.columns().to_vec();
+    let mut columns: Vec<ArrayRef> = match group_codec.schema().fields().is_empty() {
+        true => Vec::new(),
+        false => group_codec.decode([key])?.columns().to_vec(),
+    };
     for function in aggregates {
         let arguments = evaluate(&function.expressions(), &batch)?;
         let mut accumulator = function.create_accumulator()?;
