@@ -9,6 +9,7 @@
 //! Invariant: once the frontier has passed `ts`, the view's rows (or its error) are exactly
 //! what the defining query returns at a snapshot at `ts`.
 
+pub mod feed;
 pub mod plan;
 pub mod render;
 pub mod row;
@@ -26,6 +27,7 @@ use differential_dataflow::input::InputSession;
 use parking_lot::{Condvar, Mutex};
 use timely::dataflow::ProbeHandle;
 
+pub use feed::Feed;
 pub use plan::{compile, Plan};
 pub use row::{Row, RowCodec};
 
@@ -46,6 +48,8 @@ pub enum ViewError {
     Stopped(String),
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
+    #[error(transparent)]
+    Storage(#[from] floe_storage::StorageError),
 }
 
 enum Command {
@@ -185,6 +189,13 @@ impl View {
             .unwrap_or_else(|| "the worker ended".into())
     }
 
+    /// Marks the view stopped (its feed failed): waiting readers get the reason.
+    pub fn stop(&self, reason: String) {
+        let mut output = self.shared.output.lock();
+        output.stopped.get_or_insert(reason);
+        self.shared.changed.notify_all();
+    }
+
     /// The timestamp below which every change is applied.
     pub fn frontier(&self) -> u64 {
         self.shared.output.lock().frontier
@@ -214,6 +225,9 @@ impl View {
     /// defining query raises there.
     pub fn read(&self) -> Result<RecordBatch, ViewError> {
         let output = self.shared.output.lock();
+        if let Some(reason) = &output.stopped {
+            return Err(ViewError::Stopped(reason.clone()));
+        }
         if let Some((message, _)) = output.errors.iter().next() {
             return Err(ViewError::Query(message.clone()));
         }

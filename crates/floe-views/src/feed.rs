@@ -1,0 +1,169 @@
+//! Feeds a [`View`] from the database: each source table's rows at a snapshot `ts0`, sent as
+//! changes at `ts0`, then every commit after `ts0` in commit order from the change stream
+//! (`floe_storage::changes`), each exactly once, with `View::advance` after each commit
+//! whether or not it touched a source (so a reader at any snapshot knows when the view has
+//! caught up with it).
+//!
+//! TRUNCATE publishes no row changes (it is a table-level marker in the hot tier): a commit
+//! whose truncation marker is its own ts is sent as the table's rows at that commit minus its
+//! rows just before it. The feed holds a snapshot no newer than the last commit it sent, so
+//! those older rows are still readable.
+//!
+//! Invariant: after `View::advance(ts)` the view has been sent exactly the rows of each source
+//! at `ts` (as a sum of changes). A source whose row layout changes (ALTER TABLE rewriting it)
+//! or that is dropped stops the feed with an error, never with rows read under the wrong
+//! layout; so does a reader that fell behind the change stream's retention.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use datafusion::arrow::array::RecordBatch;
+use floe_storage::{ChangeError, Db, TableCodec};
+use futures::channel::oneshot;
+use futures::future::{select, Either};
+
+use crate::{View, ViewError};
+
+/// Rows read per chunk of a snapshot scan.
+const CHUNK: usize = 4096;
+
+/// A running feed; dropping it stops it.
+pub struct Feed {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), ViewError>>>,
+}
+
+impl Feed {
+    /// Starts feeding `view` the tables `tables` (by OID, in the order of
+    /// [`View::sources`]). Returns once the snapshot's ts is chosen, with that ts.
+    pub fn start(db: Arc<Db>, view: Arc<View>, tables: Vec<u32>) -> Result<(Feed, u64), ViewError> {
+        let (stop, stopped) = oneshot::channel();
+        let snapshot = db.snapshot();
+        let start = snapshot.ts;
+        let reader = db.changes(start);
+        let thread = std::thread::Builder::new()
+            .name("floe-view-feed".into())
+            .spawn(move || {
+                let result = run(&db, &view, &tables, snapshot, reader, stopped);
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "view feed stopped");
+                    view.stop(e.to_string());
+                }
+                result
+            })
+            .map_err(|e| ViewError::Stopped(e.to_string()))?;
+        Ok((
+            Feed {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            start,
+        ))
+    }
+
+    /// Stops the feed and returns why it had stopped, if it had failed.
+    pub fn stop(mut self) -> Result<(), ViewError> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<(), ViewError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ViewError::Stopped("the feed panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
+fn run(
+    db: &Arc<Db>,
+    view: &View,
+    tables: &[u32],
+    snapshot: Arc<floe_storage::Snapshot>,
+    mut reader: floe_storage::ChangeReader,
+    mut stopped: oneshot::Receiver<()>,
+) -> Result<(), ViewError> {
+    let start = snapshot.ts;
+    let mut held = snapshot;
+    let mut codecs: Vec<Arc<TableCodec>> = Vec::with_capacity(tables.len());
+    for (i, &id) in tables.iter().enumerate() {
+        let table = db.table(id).ok_or_else(|| gone(id))?;
+        codecs.push(Arc::clone(&table.codec));
+        let rows = rows_at(db, id, &table.codec, start)?;
+        let n = rows.num_rows();
+        view.update(start, i, rows, vec![1; n])?;
+    }
+    view.advance(start)?;
+    loop {
+        let next = futures::executor::block_on(async {
+            match select(Box::pin(reader.next()), &mut stopped).await {
+                Either::Left((commit, _)) => Some(commit),
+                Either::Right(_) => None,
+            }
+        });
+        let commit = match next {
+            None => return Ok(()),
+            Some(Ok(commit)) => commit,
+            Some(Err(ChangeError::Closed)) => return Ok(()),
+            Some(Err(e @ ChangeError::Lagged(_))) => return Err(ViewError::Stopped(e.to_string())),
+        };
+        let ts = commit.commit_ts;
+        for (i, &id) in tables.iter().enumerate() {
+            let table = db.table(id).ok_or_else(|| gone(id))?;
+            if !table.codec.same_layout(&codecs[i]) {
+                return Err(ViewError::Stopped(format!(
+                    "the row layout of table {id} changed"
+                )));
+            }
+            if table.hot.truncated_at(ts) == ts {
+                let before = rows_at(db, id, &codecs[i], ts - 1)?;
+                let after = rows_at(db, id, &codecs[i], ts)?;
+                let (b, a) = (before.num_rows(), after.num_rows());
+                view.update(ts, i, before, vec![-1; b])?;
+                view.update(ts, i, after, vec![1; a])?;
+                continue;
+            }
+            let changes: Vec<_> = commit.changes.iter().filter(|c| c.table_id == id).collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let rows = codecs[i].decode_rows(changes.iter().map(|c| c.row.as_ref()))?;
+            let diffs = changes.iter().map(|c| c.diff as isize).collect();
+            view.update(ts, i, rows, diffs)?;
+        }
+        view.advance(ts)?;
+        // Keep a snapshot no newer than what was sent: the rows before the next commit must
+        // stay readable (a TRUNCATE reads them).
+        let newer = db.snapshot();
+        if newer.ts <= ts {
+            held = newer;
+        }
+        debug_assert!(held.ts <= ts);
+    }
+}
+
+fn gone(id: u32) -> ViewError {
+    ViewError::Stopped(format!("table {id} was dropped"))
+}
+
+/// Every row of table `id` at `ts`, as a batch of the table's schema.
+fn rows_at(db: &Db, id: u32, codec: &TableCodec, ts: u64) -> Result<RecordBatch, ViewError> {
+    let table = db.table(id).ok_or_else(|| gone(id))?;
+    let sources = table.sources(ts);
+    let mut all = Vec::new();
+    let mut range = (Bound::Unbounded, Bound::Unbounded);
+    while let Some(last) = sources.try_scan_chunk(&range, CHUNK, &mut all)? {
+        range.0 = Bound::Excluded(last);
+    }
+    Ok(codec.decode_rows(all.iter().map(|(_, row)| row.as_ref()))?)
+}
