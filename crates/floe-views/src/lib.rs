@@ -10,11 +10,11 @@
 //! what the defining query returns at a snapshot at `ts`.
 
 pub mod feed;
+pub mod history;
 pub mod plan;
 pub mod render;
 pub mod row;
 
-use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,6 +28,7 @@ use parking_lot::{Condvar, Mutex};
 use timely::dataflow::ProbeHandle;
 
 pub use feed::Feed;
+use history::History;
 pub use plan::{compile, Plan};
 pub use row::{Row, RowCodec};
 
@@ -64,28 +65,17 @@ enum Command {
     Advance(u64),
 }
 
-#[derive(Default)]
 struct Output {
     /// Changes at timestamps below it are all applied.
     frontier: u64,
-    rows: BTreeMap<Row, isize>,
-    errors: BTreeMap<String, isize>,
+    rows: History<Row>,
+    errors: History<String>,
     stopped: Option<String>,
 }
 
 struct Shared {
     output: Mutex<Output>,
     changed: Condvar,
-}
-
-impl Shared {
-    fn apply<K: Ord + Clone>(map: &mut BTreeMap<K, isize>, key: &K, diff: isize) {
-        let count = map.entry(key.clone()).or_default();
-        *count += diff;
-        if *count == 0 {
-            map.remove(key);
-        }
-    }
 }
 
 /// A maintained view: its dataflow on a worker thread, and its output.
@@ -106,7 +96,9 @@ impl View {
         let shared = Arc::new(Shared {
             output: Mutex::new(Output {
                 frontier: after_ts,
-                ..Output::default()
+                rows: History::new(after_ts),
+                errors: History::new(after_ts),
+                stopped: None,
             }),
             changed: Condvar::new(),
         });
@@ -196,6 +188,14 @@ impl View {
         self.shared.changed.notify_all();
     }
 
+    /// Lets the view forget how it looked before `ts` (no reader has an older snapshot).
+    pub fn compact(&self, ts: u64) {
+        let mut output = self.shared.output.lock();
+        let ts = ts.min(output.frontier.saturating_sub(1));
+        output.rows.compact(ts);
+        output.errors.compact(ts);
+    }
+
     /// The timestamp below which every change is applied.
     pub fn frontier(&self) -> u64 {
         self.shared.output.lock().frontier
@@ -221,19 +221,37 @@ impl View {
         Ok(())
     }
 
-    /// The view's rows at its frontier, each repeated by its multiplicity, or the error the
-    /// defining query raises there.
+    /// The view's rows as of the newest complete commit: see [`View::read_at`].
     pub fn read(&self) -> Result<RecordBatch, ViewError> {
+        let ts = self.frontier().saturating_sub(1);
+        self.read_at(ts)
+    }
+
+    /// The view's rows at snapshot `ts`, each repeated by its multiplicity, or the error the
+    /// defining query raises there. `ts` must be complete ([`View::wait`]) and not compacted
+    /// away ([`View::compact`]).
+    pub fn read_at(&self, ts: u64) -> Result<RecordBatch, ViewError> {
         let output = self.shared.output.lock();
         if let Some(reason) = &output.stopped {
             return Err(ViewError::Stopped(reason.clone()));
         }
-        if let Some((message, _)) = output.errors.iter().next() {
-            return Err(ViewError::Query(message.clone()));
+        if ts >= output.frontier {
+            return Err(ViewError::Stopped(format!(
+                "the view is not complete at {ts} (read after waiting for it)"
+            )));
         }
+        let too_old = || ViewError::Stopped(format!("the view's history before {ts} is gone"));
+        if !output.errors.is_empty_at(ts) {
+            let errors = output.errors.at(ts).ok_or_else(too_old)?;
+            if let Some((message, _)) = errors.into_iter().next() {
+                return Err(ViewError::Query(message));
+            }
+        }
+        let contents = output.rows.at(ts).ok_or_else(too_old)?;
+        drop(output);
         let codec = RowCodec::new(Arc::clone(&self.schema))?;
         let mut rows = Vec::new();
-        for (row, count) in &output.rows {
+        for (row, count) in &contents {
             if *count < 0 {
                 return Err(ViewError::Stopped(
                     "the view holds a row a negative number of times".into(),
@@ -292,8 +310,8 @@ fn run(
         let rows_output = Arc::clone(&shared);
         rows.inspect_batch(move |_, updates| {
             let mut output = rows_output.output.lock();
-            for (row, _, diff) in updates {
-                Shared::apply(&mut output.rows, row, *diff);
+            for (row, time, diff) in updates {
+                output.rows.update(*time, row, *diff);
             }
         })
         .probe_with(&probe);
@@ -301,8 +319,8 @@ fn run(
         errors
             .inspect_batch(move |_, updates| {
                 let mut output = errors_output.output.lock();
-                for (message, _, diff) in updates {
-                    Shared::apply(&mut output.errors, message, *diff);
+                for (message, time, diff) in updates {
+                    output.errors.update(*time, message, *diff);
                 }
             })
             .probe_with(&probe);
