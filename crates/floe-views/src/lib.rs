@@ -107,7 +107,10 @@ impl View {
         let worker_shared = Arc::clone(&shared);
         let source_schemas: Vec<SchemaRef> = sources
             .iter()
-            .map(|table| source_schema(&plan, table))
+            .map(|table| {
+                source_schema(&plan, table)
+                    .unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()))
+            })
             .collect();
         let thread = std::thread::Builder::new()
             .name("floe-view".into())
@@ -273,12 +276,14 @@ impl Drop for View {
 }
 
 /// The full schema of base table `table` in `plan`.
-fn source_schema(plan: &Plan, table: &TableReference) -> SchemaRef {
+fn source_schema(plan: &Plan, table: &TableReference) -> Option<SchemaRef> {
     match plan {
-        Plan::Source { table: t, schema } if t == table => Arc::clone(schema),
-        Plan::Source { .. } => Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        Plan::Source { table: t, schema } => (t == table).then(|| Arc::clone(schema)),
         Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
             source_schema(input, table)
+        }
+        Plan::Join { left, right, .. } => {
+            source_schema(left, table).or_else(|| source_schema(right, table))
         }
     }
 }

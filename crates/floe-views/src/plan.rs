@@ -39,6 +39,19 @@ pub enum Plan {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     },
+    /// A join on `left_keys = right_keys` (NULL keys match nothing unless `nulls_equal`), then
+    /// `filter` over the joined row (left columns, then right ones). `kind` says which rows
+    /// come out: see [`JoinKind`].
+    Join {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        left_keys: Vec<Arc<dyn PhysicalExpr>>,
+        right_keys: Vec<Arc<dyn PhysicalExpr>>,
+        nulls_equal: bool,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        kind: JoinKind,
+        schema: SchemaRef,
+    },
     /// GROUP BY `group` with `aggregates` over each group's rows; output columns are the group
     /// values, then the aggregates. Without GROUP BY, one row even over no rows.
     Reduce {
@@ -49,6 +62,27 @@ pub enum Plan {
     },
 }
 
+/// Which rows a join returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Matching pairs.
+    Inner,
+    /// Matching pairs, and each left row without a match padded with NULLs.
+    Left,
+    /// Matching pairs, and each right row without a match padded with NULLs.
+    Right,
+    /// Both of the above.
+    Full,
+    /// Each left row that has a match (EXISTS, IN), once.
+    LeftSemi,
+    /// Each left row that has no match (NOT EXISTS).
+    LeftAnti,
+    /// Each right row that has a match.
+    RightSemi,
+    /// Each right row that has no match.
+    RightAnti,
+}
+
 impl Plan {
     pub fn schema(&self) -> SchemaRef {
         match self {
@@ -56,6 +90,7 @@ impl Plan {
             | Plan::Map { schema, .. }
             | Plan::Reduce { schema, .. } => Arc::clone(schema),
             Plan::Filter { input, .. } => input.schema(),
+            Plan::Join { schema, .. } => Arc::clone(schema),
         }
     }
 
@@ -75,6 +110,10 @@ impl Plan {
             }
             Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
                 input.collect_sources(out)
+            }
+            Plan::Join { left, right, .. } => {
+                left.collect_sources(out);
+                right.collect_sources(out);
             }
         }
     }
@@ -164,6 +203,69 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
             })
         }
         LogicalPlan::SubqueryAlias(alias) => compile_node(&alias.input, props),
+        LogicalPlan::Join(join) => {
+            use datafusion::common::{JoinType, NullEquality};
+            let kind = match join.join_type {
+                JoinType::Inner => JoinKind::Inner,
+                JoinType::Left => JoinKind::Left,
+                JoinType::Right => JoinKind::Right,
+                JoinType::Full => JoinKind::Full,
+                JoinType::LeftSemi => JoinKind::LeftSemi,
+                JoinType::LeftAnti => JoinKind::LeftAnti,
+                JoinType::RightSemi => JoinKind::RightSemi,
+                JoinType::RightAnti => JoinKind::RightAnti,
+                JoinType::LeftMark | JoinType::RightMark => {
+                    return Err(unsupported("EXISTS or IN inside OR"))
+                }
+            };
+            if join.null_aware {
+                return Err(unsupported("NOT IN over a subquery"));
+            }
+            let keys = |exprs: Vec<&Expr>, schema: &DFSchema| {
+                exprs
+                    .into_iter()
+                    .map(|e| {
+                        check_expr(e)?;
+                        Ok(create_physical_expr(
+                            e,
+                            schema,
+                            props,
+                            &PhysicalPlanningContext::default(),
+                        )?)
+                    })
+                    .collect::<Result<Vec<_>, ViewError>>()
+            };
+            let left_keys = keys(join.on.iter().map(|(l, _)| l).collect(), join.left.schema())?;
+            let right_keys = keys(
+                join.on.iter().map(|(_, r)| r).collect(),
+                join.right.schema(),
+            )?;
+            // The residual condition is evaluated over the left columns then the right ones,
+            // whatever the join returns.
+            let joined = join.left.schema().join(join.right.schema())?;
+            let filter = match &join.filter {
+                None => None,
+                Some(f) => {
+                    check_expr(f)?;
+                    Some(create_physical_expr(
+                        f,
+                        &joined,
+                        props,
+                        &PhysicalPlanningContext::default(),
+                    )?)
+                }
+            };
+            Ok(Plan::Join {
+                left: Box::new(compile_node(&join.left, props)?),
+                right: Box::new(compile_node(&join.right, props)?),
+                left_keys,
+                right_keys,
+                nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
+                filter,
+                kind,
+                schema: Arc::new(join.schema.as_arrow().clone()),
+            })
+        }
         // A view's rows have no order (as in PostgreSQL, ORDER BY in a materialized view's
         // query orders nothing a later SELECT sees).
         LogicalPlan::Sort(sort) if sort.fetch.is_none() => compile_node(&sort.input, props),
@@ -259,7 +361,7 @@ fn check_expr(expr: &Expr) -> Result<(), ViewError> {
 
 fn plan_name(plan: &LogicalPlan) -> String {
     match plan {
-        LogicalPlan::Join(_) => "JOIN".into(),
+        LogicalPlan::Join(_) => "this JOIN".into(),
         LogicalPlan::Limit(_) => "LIMIT or OFFSET".into(),
         LogicalPlan::Sort(_) => "ORDER BY … LIMIT".into(),
         LogicalPlan::Distinct(_) => "DISTINCT".into(),

@@ -26,7 +26,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::ToStream;
 
-use crate::plan::Plan;
+use crate::plan::{JoinKind, Plan};
 use crate::row::{Row, RowCodec};
 
 /// A collection of rows at commit timestamps.
@@ -75,6 +75,12 @@ pub fn render<'scope>(
             })?;
             Ok((mapped, errors.concat(failed)))
         }
+        Plan::Join { left, right, .. } => {
+            let (left_rows, left_errors) = render(left, source)?;
+            let (right_rows, right_errors) = render(right, source)?;
+            let (rows, errors) = join(left_rows, right_rows, plan)?;
+            Ok((rows, left_errors.concat(right_errors).concat(errors)))
+        }
         Plan::Reduce {
             input,
             group,
@@ -97,10 +103,10 @@ pub fn render<'scope>(
             let (keyed, failed) = map_batches_to(rows, "GroupKey", Arc::clone(&in_schema), {
                 move |batch| {
                     if global {
-                        return Ok(vec![Row(Vec::new()); batch.num_rows()]);
+                        return Ok(vec![Some(Row(Vec::new())); batch.num_rows()]);
                     }
                     let columns = evaluate(&group, batch)?;
-                    keys.encode(&columns)
+                    Ok(keys.encode(&columns)?.into_iter().map(Some).collect())
                 }
             })?;
             let inputs = RowCodec::new(in_schema)?;
@@ -216,16 +222,16 @@ fn map_batches<'scope>(
     schema: SchemaRef,
     logic: impl FnMut(&RecordBatch) -> DfResult<Vec<bool>> + 'static,
 ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let codec = RowCodec::new(schema)?;
     let mut logic = logic;
-    let (kept, errors) = per_batch(rows, name, schema, move |batch, rows: &[Row]| {
-        let keep = logic(batch)?;
+    Ok(per_batch(rows, name, move |rows: &[Row]| {
+        let keep = logic(&codec.decode(rows)?)?;
         Ok(rows
             .iter()
             .zip(keep)
             .map(|(r, k)| k.then(|| r.clone()))
             .collect())
-    })?;
-    Ok((kept, errors))
+    }))
 }
 
 /// Replaces every row with what `logic` (over a batch of them) computes for it.
@@ -235,56 +241,58 @@ fn map_rows<'scope>(
     schema: SchemaRef,
     logic: impl FnMut(&RecordBatch) -> DfResult<Vec<Row>> + 'static,
 ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let codec = RowCodec::new(schema)?;
     let mut logic = logic;
-    per_batch(rows, name, schema, move |batch, _rows: &[Row]| {
-        Ok(logic(batch)?.into_iter().map(Some).collect())
-    })
+    Ok(per_batch(rows, name, move |rows: &[Row]| {
+        Ok(logic(&codec.decode(rows)?)?.into_iter().map(Some).collect())
+    }))
 }
 
-/// Pairs every row with the key `logic` (over a batch of them) computes for it.
+/// Pairs every row with the key `logic` (over a batch of them) computes for it; a row whose
+/// key is `None` is dropped.
 fn map_batches_to<'scope>(
     rows: Rows<'scope>,
     name: &str,
     schema: SchemaRef,
-    logic: impl FnMut(&RecordBatch) -> DfResult<Vec<Row>> + 'static,
+    logic: impl FnMut(&RecordBatch) -> DfResult<Vec<Option<Row>>> + 'static,
 ) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
-    let mut logic = logic;
-    per_batch(rows, name, schema, move |batch, rows: &[Row]| {
-        Ok(logic(batch)?
-            .into_iter()
-            .zip(rows)
-            .map(|(key, row)| Some((key, row.clone())))
-            .collect())
-    })
-}
-
-/// The batch operator behind the maps: decodes each timely batch of rows, runs `logic`, and
-/// emits its results with each input row's time and diff. Where `logic` fails on a batch, it
-/// runs again row by row, so only the failing rows become errors.
-fn per_batch<'scope, D: Clone + Ord + std::fmt::Debug + 'static>(
-    rows: Rows<'scope>,
-    name: &str,
-    schema: SchemaRef,
-    logic: impl FnMut(&RecordBatch, &[Row]) -> DfResult<Vec<Option<D>>> + 'static,
-) -> DfResult<(VecCollection<'scope, u64, D, isize>, Errors<'scope>)> {
     let codec = RowCodec::new(schema)?;
     let mut logic = logic;
+    Ok(per_batch(rows, name, move |rows: &[Row]| {
+        Ok(logic(&codec.decode(rows)?)?
+            .into_iter()
+            .zip(rows)
+            .map(|(key, row)| key.map(|key| (key, row.clone())))
+            .collect())
+    }))
+}
+
+/// The batch operator behind the maps: runs `logic` over each timely batch of records and
+/// emits its results with each input record's time and diff. Where `logic` fails on a batch,
+/// it runs again record by record, so only the failing records become errors.
+fn per_batch<'scope, I, D>(
+    input: VecCollection<'scope, u64, I, isize>,
+    name: &str,
+    logic: impl FnMut(&[I]) -> DfResult<Vec<Option<D>>> + 'static,
+) -> (VecCollection<'scope, u64, D, isize>, Errors<'scope>)
+where
+    I: Clone + 'static,
+    D: Clone + Ord + std::fmt::Debug + 'static,
+{
+    let mut logic = logic;
     type Out<D> = Vec<(Result<D, String>, u64, isize)>;
-    let results = rows
+    let results = input
         .inner
         .unary::<CapacityContainerBuilder<Out<D>>, _, _, _>(Pipeline, name, move |_, _| {
             move |input, output| {
                 input.for_each(|time, data| {
-                    let rows: Vec<Row> = data.iter().map(|(r, _, _)| r.clone()).collect();
-                    let outcomes = match codec.decode(&rows).and_then(|b| logic(&b, &rows)) {
+                    let records: Vec<I> = data.iter().map(|(r, _, _)| r.clone()).collect();
+                    let outcomes = match logic(&records) {
                         Ok(results) => results.into_iter().map(Ok).collect(),
-                        Err(_) => rows
+                        Err(_) => records
                             .iter()
-                            .map(|row| {
-                                let one = std::slice::from_ref(row);
-                                codec
-                                    .decode(one)
-                                    .and_then(|b| logic(&b, one))
+                            .map(|record| {
+                                logic(std::slice::from_ref(record))
                                     .map(|mut r| r.pop().flatten())
                                     .map_err(|e| e.to_string())
                             })
@@ -304,5 +312,181 @@ fn per_batch<'scope, D: Clone + Ord + std::fmt::Debug + 'static>(
         .as_collection();
     let values = results.clone().flat_map(|r: Result<D, String>| r.ok());
     let errors = results.flat_map(|r: Result<D, String>| r.err());
-    Ok((values, errors))
+    (values, errors)
+}
+
+/// Rows keyed by `keys` over them; rows with a NULL key are dropped unless `nulls_equal`
+/// (SQL's `=` matches no NULL).
+fn keyed<'scope>(
+    rows: Rows<'scope>,
+    schema: SchemaRef,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    nulls_equal: bool,
+) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
+    let key_schema = Arc::new(Schema::new(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Ok(Field::new(format!("k{i}"), k.data_type(&schema)?, true)))
+            .collect::<DfResult<Vec<_>>>()?,
+    ));
+    let codec = RowCodec::new(key_schema)?;
+    map_batches_to(rows, "JoinKey", schema, move |batch| {
+        let columns = evaluate(&keys, batch)?;
+        let encoded = codec.encode(&columns)?;
+        Ok(encoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let null = columns.iter().any(|c| c.is_null(i));
+                (nulls_equal || !null).then_some(key)
+            })
+            .collect())
+    })
+}
+
+/// The rows and errors of `plan`, a [`Plan::Join`] (see [`JoinKind`]), over its inputs' rows.
+fn join<'scope>(
+    left: Rows<'scope>,
+    right: Rows<'scope>,
+    plan: &Plan,
+) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let Plan::Join {
+        left: left_plan,
+        right: right_plan,
+        left_keys,
+        right_keys,
+        nulls_equal,
+        filter,
+        kind,
+        schema,
+    } = plan
+    else {
+        return Err(DataFusionError::Internal("not a join".into()));
+    };
+    let (left_schema, right_schema) = (left_plan.schema(), right_plan.schema());
+    let (nulls_equal, filter, kind) = (*nulls_equal, filter.clone(), *kind);
+    let (left_keys, right_keys) = (left_keys.clone(), right_keys.clone());
+    let (left_keyed, left_failed) = keyed(
+        left.clone(),
+        Arc::clone(&left_schema),
+        left_keys,
+        nulls_equal,
+    )?;
+    let (right_keyed, right_failed) = keyed(
+        right.clone(),
+        Arc::clone(&right_schema),
+        right_keys,
+        nulls_equal,
+    )?;
+    let pairs = left_keyed.join(right_keyed).map(|(_key, (l, r))| (l, r));
+    // The matching pairs that pass the residual condition, with their joined row (left
+    // columns, then right ones).
+    let joined_schema = Arc::new(Schema::new(
+        left_schema
+            .fields()
+            .iter()
+            .chain(right_schema.fields().iter())
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    let (lcodec, rcodec) = (
+        RowCodec::new(Arc::clone(&left_schema))?,
+        RowCodec::new(Arc::clone(&right_schema))?,
+    );
+    let jcodec = RowCodec::new(Arc::clone(&joined_schema))?;
+    let (matched, filter_failed) = per_batch(pairs, "JoinPairs", move |pairs: &[(Row, Row)]| {
+        let lefts = lcodec.decode(pairs.iter().map(|(l, _)| l))?;
+        let rights = rcodec.decode(pairs.iter().map(|(_, r)| r))?;
+        let mut columns = lefts.columns().to_vec();
+        columns.extend(rights.columns().iter().cloned());
+        let batch = RecordBatch::try_new_with_options(
+            Arc::clone(&joined_schema),
+            columns.clone(),
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(pairs.len())),
+        )?;
+        let keep: Vec<bool> = match &filter {
+            None => vec![true; pairs.len()],
+            Some(f) => {
+                let mask = f.evaluate(&batch)?.into_array(batch.num_rows())?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    DataFusionError::Internal("a join condition that is not boolean".into())
+                })?;
+                (0..pairs.len())
+                    .map(|i| mask.is_valid(i) && mask.value(i))
+                    .collect()
+            }
+        };
+        let rows = jcodec.encode(&columns)?;
+        Ok(pairs
+            .iter()
+            .zip(rows)
+            .zip(keep)
+            .map(|(((l, r), joined), k)| k.then(|| (l.clone(), r.clone(), joined)))
+            .collect())
+    });
+    let errors = left_failed.concat(right_failed).concat(filter_failed);
+    let inner = || matched.clone().map(|(_, _, joined)| joined);
+    // Each row of `side` (with its multiplicity) that has / has no matching pair.
+    let with_match = |side: Rows<'scope>, matched_side: Rows<'scope>, want: bool| {
+        let side = side.map(|row| (row, ()));
+        let matched_side = matched_side.distinct();
+        match want {
+            true => side.semijoin(matched_side),
+            false => side.antijoin(matched_side),
+        }
+        .map(|(row, ())| row)
+    };
+    let matched_left = || matched.clone().map(|(l, _, _)| l);
+    let matched_right = || matched.clone().map(|(_, r, _)| r);
+    let rows = match kind {
+        JoinKind::Inner => inner(),
+        JoinKind::LeftSemi => with_match(left, matched_left(), true),
+        JoinKind::LeftAnti => with_match(left, matched_left(), false),
+        JoinKind::RightSemi => with_match(right, matched_right(), true),
+        JoinKind::RightAnti => with_match(right, matched_right(), false),
+        JoinKind::Left | JoinKind::Right | JoinKind::Full => {
+            let mut rows = inner();
+            let mut errors = errors.clone();
+            if matches!(kind, JoinKind::Left | JoinKind::Full) {
+                let unmatched = with_match(left, matched_left(), false);
+                let (pad, failed) = padded(unmatched, &left_schema, schema, true)?;
+                rows = rows.concat(pad);
+                errors = errors.concat(failed);
+            }
+            if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                let unmatched = with_match(right, matched_right(), false);
+                let (pad, failed) = padded(unmatched, &right_schema, schema, false)?;
+                rows = rows.concat(pad);
+                errors = errors.concat(failed);
+            }
+            return Ok((rows, errors));
+        }
+    };
+    Ok((rows, errors))
+}
+
+/// Rows of one side of an outer join completed with NULLs for the other side's columns
+/// (`left`: the rows are the left side's, NULLs follow them).
+fn padded<'scope>(
+    rows: Rows<'scope>,
+    side: &SchemaRef,
+    schema: &SchemaRef,
+    left: bool,
+) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let out = RowCodec::new(Arc::clone(schema))?;
+    let width = side.fields().len();
+    let others: Vec<_> = match left {
+        true => schema.fields()[width..].to_vec(),
+        false => schema.fields()[..schema.fields().len() - width].to_vec(),
+    };
+    map_rows(rows, "Pad", Arc::clone(side), move |batch| {
+        let nulls = others
+            .iter()
+            .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), batch.num_rows()));
+        let columns: Vec<ArrayRef> = match left {
+            true => batch.columns().iter().cloned().chain(nulls).collect(),
+            false => nulls.chain(batch.columns().iter().cloned()).collect(),
+        };
+        out.encode(&columns)
+    })
 }

@@ -72,16 +72,20 @@ fn lines(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-async fn context(rows: &[Order]) -> SessionContext {
+/// `orders` and `customers`; `customers` has the orders' columns (its `id` is what
+/// `orders.customer` refers to, its `status` plays a region).
+async fn context(orders: &[Order], customers: &[Order]) -> SessionContext {
     let ctx = SessionContext::new();
-    let table = MemTable::try_new(schema(), vec![vec![batch(rows)]]).unwrap();
-    ctx.register_table("orders", Arc::new(table)).unwrap();
+    for (name, rows) in [("orders", orders), ("customers", customers)] {
+        let table = MemTable::try_new(schema(), vec![vec![batch(rows)]]).unwrap();
+        ctx.register_table(name, Arc::new(table)).unwrap();
+    }
     ctx
 }
 
 /// The oracle: the query's rows, or its error.
-async fn oracle(rows: &[Order], sql: &str) -> Result<Vec<String>, String> {
-    let ctx = context(rows).await;
+async fn oracle(orders: &[Order], customers: &[Order], sql: &str) -> Result<Vec<String>, String> {
+    let ctx = context(orders, customers).await;
     let frame = ctx.sql(sql).await.map_err(|e| e.to_string())?;
     frame
         .collect()
@@ -91,7 +95,7 @@ async fn oracle(rows: &[Order], sql: &str) -> Result<Vec<String>, String> {
 }
 
 async fn start(sql: &str) -> Result<View, ViewError> {
-    let ctx = context(&[]).await;
+    let ctx = context(&[], &[]).await;
     let plan = ctx.sql(sql).await?.into_optimized_plan()?;
     View::start(compile(&plan)?, 0)
 }
@@ -110,7 +114,7 @@ fn random_order(rng: &mut Rng, id: i32) -> Order {
     )
 }
 
-const VIEWS: [&str; 8] = [
+const VIEWS: [&str; 17] = [
     "SELECT id, amount * 2 AS doubled, status FROM orders WHERE amount > 50",
     "SELECT customer, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount) \
      FROM orders GROUP BY customer",
@@ -121,6 +125,22 @@ const VIEWS: [&str; 8] = [
     // Without GROUP BY: one row, also over no rows (the WHERE is mostly false).
     "SELECT count(*), sum(amount), max(status) FROM orders",
     "SELECT count(*) AS n, sum(amount) AS total FROM orders WHERE amount > 170",
+    // Joins, outer joins, semi and anti joins (EXISTS, IN, NOT EXISTS), a self join.
+    "SELECT o.id, o.amount, c.status AS region FROM orders o JOIN customers c ON o.customer = c.id",
+    "SELECT o.id, c.status FROM orders o LEFT JOIN customers c \
+     ON o.customer = c.id AND c.status <> 'new'",
+    "SELECT c.id, count(o.id) AS n, sum(o.amount) AS total FROM customers c \
+     LEFT JOIN orders o ON o.customer = c.id GROUP BY c.id",
+    "SELECT o.id, c.id AS cid FROM orders o FULL JOIN customers c ON o.customer = c.id",
+    "SELECT o.id, c.id AS cid FROM orders o RIGHT JOIN customers c ON o.customer = c.id \
+     AND o.amount > c.amount",
+    "SELECT id FROM orders o WHERE EXISTS \
+     (SELECT 1 FROM customers c WHERE c.id = o.customer AND c.status = 'paid')",
+    "SELECT id, amount FROM orders o WHERE NOT EXISTS \
+     (SELECT 1 FROM customers c WHERE c.id = o.customer)",
+    "SELECT id FROM orders WHERE customer IN (SELECT id FROM customers WHERE status = 'über')",
+    "SELECT a.id, b.id AS other FROM orders a JOIN orders b ON a.customer = b.customer \
+     AND a.id < b.id AND b.amount > 150",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +163,7 @@ async fn views_equal_their_query_after_every_transaction() {
     }
     assert_eq!(views.len(), VIEWS.len() - 1);
     let mut table: BTreeMap<i32, Order> = BTreeMap::new();
+    let mut customers: BTreeMap<i32, Order> = BTreeMap::new();
     let mut next_id = 1;
     let (mut failures, mut recoveries) = (0, 0);
     let mut answers = Vec::new();
@@ -178,14 +199,41 @@ async fn views_equal_their_query_after_every_transaction() {
                 _ => {}
             }
         }
-        let rows: Vec<Order> = changes.iter().map(|(r, _)| r.clone()).collect();
-        let diffs: Vec<isize> = changes.iter().map(|(_, d)| *d).collect();
+        // Customers: an insert, update or delete of one of eight ids, half the time.
+        let mut customer_changes: Vec<(Order, isize)> = Vec::new();
+        if rng.below(2) == 0 {
+            let id = rng.below(8) as i32;
+            let new = random_order(&mut rng, id);
+            match (customers.get(&id).cloned(), rng.below(3)) {
+                (Some(old), 0) => {
+                    customers.remove(&id);
+                    customer_changes.push((old, -1));
+                }
+                (Some(old), _) => {
+                    customers.insert(id, new.clone());
+                    customer_changes.push((old, -1));
+                    customer_changes.push((new, 1));
+                }
+                (None, _) => {
+                    customers.insert(id, new.clone());
+                    customer_changes.push((new, 1));
+                }
+            }
+        }
         let current: Vec<Order> = table.values().cloned().collect();
+        let current_customers: Vec<Order> = customers.values().cloned().collect();
         for (v, (sql, view)) in views.iter().enumerate() {
-            view.update(ts, 0, batch(&rows), diffs.clone()).unwrap();
+            for (name, changes) in [("orders", &changes), ("customers", &customer_changes)] {
+                let Some(source) = view.sources().iter().position(|t| t.table() == name) else {
+                    continue;
+                };
+                let rows: Vec<Order> = changes.iter().map(|(r, _)| r.clone()).collect();
+                let diffs: Vec<isize> = changes.iter().map(|(_, d)| *d).collect();
+                view.update(ts, source, batch(&rows), diffs).unwrap();
+            }
             view.advance(ts).unwrap();
             view.wait(ts, Duration::from_secs(30)).unwrap();
-            let expected = oracle(&current, sql).await;
+            let expected = oracle(&current, &current_customers, sql).await;
             answers.push((ts, v, expected.is_ok().then(|| expected.clone().unwrap())));
             let got = view.read().map(|b| lines(&[b])).map_err(|e| e.to_string());
             match (&expected, &got) {
@@ -239,8 +287,13 @@ async fn unsupported_queries_are_refused_by_name() {
             "DISTINCT",
         ),
         (
-            "SELECT a.id FROM orders a JOIN orders b ON a.id = b.customer",
-            "JOIN",
+            "SELECT id FROM orders WHERE customer NOT IN (SELECT id FROM customers)",
+            "NOT IN",
+        ),
+        (
+            "SELECT id FROM orders o WHERE amount > 5 OR EXISTS \
+             (SELECT 1 FROM customers c WHERE c.id = o.customer)",
+            "inside OR",
         ),
     ] {
         match start(sql).await {
