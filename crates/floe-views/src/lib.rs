@@ -285,6 +285,8 @@ fn source_schema(plan: &Plan, table: &TableReference) -> Option<SchemaRef> {
         Plan::Join { left, right, .. } => {
             source_schema(left, table).or_else(|| source_schema(right, table))
         }
+        Plan::Distinct { input } => source_schema(input, table),
+        Plan::Union { inputs, .. } => inputs.iter().find_map(|i| source_schema(i, table)),
     }
 }
 
@@ -360,7 +362,7 @@ fn run(
                 let Some(codec) = codecs.get(source).and_then(Option::as_ref) else {
                     continue;
                 };
-                match codec.encode(rows.columns()) {
+                match codec.encode(rows.columns(), rows.num_rows()) {
                     Ok(encoded) => {
                         for (row, diff) in encoded.into_iter().zip(diffs) {
                             inputs[source].update_at(row, ts, diff);

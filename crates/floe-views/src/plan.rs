@@ -52,6 +52,13 @@ pub enum Plan {
         kind: JoinKind,
         schema: SchemaRef,
     },
+    /// Each distinct input row once.
+    Distinct { input: Box<Plan> },
+    /// The rows of every input (UNION ALL); the inputs have the output's column types.
+    Union {
+        inputs: Vec<Plan>,
+        schema: SchemaRef,
+    },
     /// GROUP BY `group` with `aggregates` over each group's rows; output columns are the group
     /// values, then the aggregates. Without GROUP BY, one row even over no rows.
     Reduce {
@@ -90,7 +97,8 @@ impl Plan {
             | Plan::Map { schema, .. }
             | Plan::Reduce { schema, .. } => Arc::clone(schema),
             Plan::Filter { input, .. } => input.schema(),
-            Plan::Join { schema, .. } => Arc::clone(schema),
+            Plan::Join { schema, .. } | Plan::Union { schema, .. } => Arc::clone(schema),
+            Plan::Distinct { input } => input.schema(),
         }
     }
 
@@ -115,6 +123,8 @@ impl Plan {
                 left.collect_sources(out);
                 right.collect_sources(out);
             }
+            Plan::Distinct { input } => input.collect_sources(out),
+            Plan::Union { inputs, .. } => inputs.iter().for_each(|i| i.collect_sources(out)),
         }
     }
 }
@@ -203,6 +213,34 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
             })
         }
         LogicalPlan::SubqueryAlias(alias) => compile_node(&alias.input, props),
+        LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+            Ok(Plan::Distinct {
+                input: Box::new(compile_node(input, props)?),
+            })
+        }
+        LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(_)) => {
+            Err(unsupported("DISTINCT ON"))
+        }
+        LogicalPlan::Union(union) => {
+            let schema = Arc::new(union.schema.as_arrow().clone());
+            let inputs = union
+                .inputs
+                .iter()
+                .map(|input| {
+                    let types = input
+                        .schema()
+                        .as_arrow()
+                        .fields()
+                        .iter()
+                        .map(|f| f.data_type().clone());
+                    if !types.eq(schema.fields().iter().map(|f| f.data_type().clone())) {
+                        return Err(unsupported("UNION of inputs of different column types"));
+                    }
+                    compile_node(input, props)
+                })
+                .collect::<Result<_, ViewError>>()?;
+            Ok(Plan::Union { inputs, schema })
+        }
         LogicalPlan::Join(join) => {
             use datafusion::common::{JoinType, NullEquality};
             let kind = match join.join_type {
@@ -364,8 +402,6 @@ fn plan_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Join(_) => "this JOIN".into(),
         LogicalPlan::Limit(_) => "LIMIT or OFFSET".into(),
         LogicalPlan::Sort(_) => "ORDER BY … LIMIT".into(),
-        LogicalPlan::Distinct(_) => "DISTINCT".into(),
-        LogicalPlan::Union(_) => "UNION".into(),
         LogicalPlan::Window(_) => "a window function".into(),
         LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE".into(),
         LogicalPlan::Unnest(_) => "a set-returning function".into(),

@@ -71,9 +71,24 @@ pub fn render<'scope>(
             let out = RowCodec::new(Arc::clone(schema))?;
             let (mapped, failed) = map_rows(rows, "Map", in_schema, move |batch| {
                 let columns = evaluate(&exprs, batch)?;
-                out.encode(&columns)
+                out.encode(&columns, batch.num_rows())
             })?;
             Ok((mapped, errors.concat(failed)))
+        }
+        Plan::Distinct { input } => {
+            let (rows, errors) = render(input, source)?;
+            Ok((rows.distinct(), errors))
+        }
+        Plan::Union { inputs, .. } => {
+            let mut out: Option<(Rows<'scope>, Errors<'scope>)> = None;
+            for input in inputs {
+                let (rows, errors) = render(input, source)?;
+                out = Some(match out {
+                    None => (rows, errors),
+                    Some((r, e)) => (r.concat(rows), e.concat(errors)),
+                });
+            }
+            out.ok_or_else(|| DataFusionError::Internal("a union without inputs".into()))
         }
         Plan::Join { left, right, .. } => {
             let (left_rows, left_errors) = render(left, source)?;
@@ -102,11 +117,12 @@ pub fn render<'scope>(
             // (group values, whole input row)
             let (keyed, failed) = map_batches_to(rows, "GroupKey", Arc::clone(&in_schema), {
                 move |batch| {
-                    if global {
-                        return Ok(vec![Some(Row(Vec::new())); batch.num_rows()]);
-                    }
                     let columns = evaluate(&group, batch)?;
-                    Ok(keys.encode(&columns)?.into_iter().map(Some).collect())
+                    Ok(keys
+                        .encode(&columns, batch.num_rows())?
+                        .into_iter()
+                        .map(Some)
+                        .collect())
                 }
             })?;
             let inputs = RowCodec::new(in_schema)?;
@@ -193,10 +209,7 @@ fn aggregate(
         repeated.extend(std::iter::repeat_n(*row, *count as usize));
     }
     let batch = inputs.decode(repeated)?;
-    let mut columns: Vec<ArrayRef> = match group_codec.schema().fields().is_empty() {
-        true => Vec::new(),
-        false => group_codec.decode([key])?.columns().to_vec(),
-    };
+    let mut columns: Vec<ArrayRef> = group_codec.decode([key])?.columns().to_vec();
     for function in aggregates {
         let arguments = evaluate(&function.expressions(), &batch)?;
         let mut accumulator = function.create_accumulator()?;
@@ -205,7 +218,7 @@ fn aggregate(
         let field = &out.schema().fields()[columns.len()];
         columns.push(value.cast_to(field.data_type())?.to_array()?);
     }
-    Ok(out.encode(&columns)?.remove(0))
+    Ok(out.encode(&columns, 1)?.remove(0))
 }
 
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> DfResult<Vec<ArrayRef>> {
@@ -332,7 +345,7 @@ fn keyed<'scope>(
     let codec = RowCodec::new(key_schema)?;
     map_batches_to(rows, "JoinKey", schema, move |batch| {
         let columns = evaluate(&keys, batch)?;
-        let encoded = codec.encode(&columns)?;
+        let encoded = codec.encode(&columns, batch.num_rows())?;
         Ok(encoded
             .into_iter()
             .enumerate()
@@ -416,7 +429,7 @@ fn join<'scope>(
                     .collect()
             }
         };
-        let rows = jcodec.encode(&columns)?;
+        let rows = jcodec.encode(&columns, pairs.len())?;
         Ok(pairs
             .iter()
             .zip(rows)
@@ -487,6 +500,6 @@ fn padded<'scope>(
             true => batch.columns().iter().cloned().chain(nulls).collect(),
             false => nulls.chain(batch.columns().iter().cloned()).collect(),
         };
-        out.encode(&columns)
+        out.encode(&columns, batch.num_rows())
     })
 }

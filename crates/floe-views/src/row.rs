@@ -49,14 +49,26 @@ impl RowCodec {
         &self.schema
     }
 
-    /// The rows of `columns` (one array per field of the schema).
-    pub fn encode(&self, columns: &[ArrayRef]) -> DfResult<Vec<Row>> {
+    /// The `count` rows of `columns` (one array per field of the schema; a schema without
+    /// fields has rows too, all empty).
+    pub fn encode(&self, columns: &[ArrayRef], count: usize) -> DfResult<Vec<Row>> {
+        if self.schema.fields().is_empty() {
+            return Ok(vec![Row(Vec::new()); count]);
+        }
         let rows = self.converter.convert_columns(columns)?;
         Ok(rows.iter().map(|r| Row(r.as_ref().to_vec())).collect())
     }
 
     /// A batch of `rows`, in order.
     pub fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a Row>) -> DfResult<RecordBatch> {
+        if self.schema.fields().is_empty() {
+            let options = RecordBatchOptions::new().with_row_count(Some(rows.into_iter().count()));
+            return Ok(RecordBatch::try_new_with_options(
+                Arc::clone(&self.schema),
+                Vec::new(),
+                &options,
+            )?);
+        }
         let parser = self.converter.parser();
         let parsed: Vec<_> = rows.into_iter().map(|r| parser.parse(&r.0)).collect();
         let count = parsed.len();
@@ -85,12 +97,17 @@ mod tests {
         let codec = RowCodec::new(schema).unwrap();
         let a: ArrayRef = Arc::new(Int32Array::from(vec![Some(-5), None, Some(7)]));
         let b: ArrayRef = Arc::new(StringArray::from(vec![Some("über"), Some(""), None]));
-        let rows = codec.encode(&[a.clone(), b.clone()]).unwrap();
+        let rows = codec.encode(&[a.clone(), b.clone()], 3).unwrap();
         assert!(rows[0] < rows[2], "-5 sorts before 7");
         let batch = codec.decode(&rows).unwrap();
         assert_eq!(batch.column(0), &a);
         assert_eq!(batch.column(1), &b);
         let empty = codec.decode([]).unwrap();
         assert_eq!(empty.num_rows(), 0);
+        // Rows without columns (a projection of none, `SELECT count(*) FROM (SELECT …)`).
+        let none = RowCodec::new(Arc::new(Schema::empty())).unwrap();
+        let rows = none.encode(&[], 2).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(none.decode(&rows).unwrap().num_rows(), 2);
     }
 }

@@ -114,7 +114,7 @@ fn random_order(rng: &mut Rng, id: i32) -> Order {
     )
 }
 
-const VIEWS: [&str; 17] = [
+const VIEWS: [&str; 23] = [
     "SELECT id, amount * 2 AS doubled, status FROM orders WHERE amount > 50",
     "SELECT customer, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount) \
      FROM orders GROUP BY customer",
@@ -141,6 +141,13 @@ const VIEWS: [&str; 17] = [
     "SELECT id FROM orders WHERE customer IN (SELECT id FROM customers WHERE status = 'über')",
     "SELECT a.id, b.id AS other FROM orders a JOIN orders b ON a.customer = b.customer \
      AND a.id < b.id AND b.amount > 150",
+    // DISTINCT and set operations.
+    "SELECT DISTINCT customer, status FROM orders",
+    "SELECT customer FROM orders UNION ALL SELECT id FROM customers",
+    "SELECT customer FROM orders WHERE amount > 100 UNION SELECT id FROM customers",
+    "SELECT customer FROM orders INTERSECT SELECT id FROM customers WHERE status <> 'new'",
+    "SELECT customer FROM orders EXCEPT SELECT id FROM customers",
+    "SELECT count(*) AS n FROM (SELECT DISTINCT status FROM orders) AS s",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
