@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, TableReference};
@@ -51,6 +52,14 @@ pub enum Plan {
         filter: Option<Arc<dyn PhysicalExpr>>,
         kind: JoinKind,
         schema: SchemaRef,
+    },
+    /// ORDER BY `keys` then OFFSET `offset` LIMIT `limit`: the rows ranked `offset ..
+    /// offset + limit` (ties broken by the whole row, so the set is deterministic).
+    TopK {
+        input: Box<Plan>,
+        keys: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+        offset: usize,
+        limit: Option<usize>,
     },
     /// Each distinct input row once.
     Distinct { input: Box<Plan> },
@@ -98,7 +107,7 @@ impl Plan {
             | Plan::Reduce { schema, .. } => Arc::clone(schema),
             Plan::Filter { input, .. } => input.schema(),
             Plan::Join { schema, .. } | Plan::Union { schema, .. } => Arc::clone(schema),
-            Plan::Distinct { input } => input.schema(),
+            Plan::Distinct { input } | Plan::TopK { input, .. } => input.schema(),
         }
     }
 
@@ -123,7 +132,7 @@ impl Plan {
                 left.collect_sources(out);
                 right.collect_sources(out);
             }
-            Plan::Distinct { input } => input.collect_sources(out),
+            Plan::Distinct { input } | Plan::TopK { input, .. } => input.collect_sources(out),
             Plan::Union { inputs, .. } => inputs.iter().for_each(|i| i.collect_sources(out)),
         }
     }
@@ -307,6 +316,27 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
         // A view's rows have no order (as in PostgreSQL, ORDER BY in a materialized view's
         // query orders nothing a later SELECT sees).
         LogicalPlan::Sort(sort) if sort.fetch.is_none() => compile_node(&sort.input, props),
+        LogicalPlan::Sort(sort) => top_k(sort, 0, sort.fetch, props),
+        LogicalPlan::Limit(limit) => {
+            use datafusion::logical_expr::{FetchType, SkipType};
+            let (SkipType::Literal(offset), FetchType::Literal(fetch)) =
+                (limit.get_skip_type()?, limit.get_fetch_type()?)
+            else {
+                return Err(unsupported("LIMIT or OFFSET that is not a constant"));
+            };
+            match limit.input.as_ref() {
+                LogicalPlan::Sort(sort) => {
+                    // The sort's own fetch (pushed down by the optimiser) counts the offset.
+                    let fetch = match (fetch, sort.fetch) {
+                        (Some(f), Some(s)) => Some(f.min(s.saturating_sub(offset))),
+                        (f, None) => f,
+                        (None, Some(s)) => Some(s.saturating_sub(offset)),
+                    };
+                    top_k(sort, offset, fetch, props)
+                }
+                _ => Err(unsupported("LIMIT or OFFSET without ORDER BY")),
+            }
+        }
         LogicalPlan::Aggregate(aggregate) => {
             let input = compile_node(&aggregate.input, props)?;
             let logical_input = aggregate.input.schema();
@@ -368,6 +398,38 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
     }
 }
 
+fn top_k(
+    sort: &datafusion::logical_expr::Sort,
+    offset: usize,
+    limit: Option<usize>,
+    props: &ExecutionProps,
+) -> Result<Plan, ViewError> {
+    let keys = sort
+        .expr
+        .iter()
+        .map(|key| {
+            check_expr(&key.expr)?;
+            let expr = create_physical_expr(
+                &key.expr,
+                sort.input.schema(),
+                props,
+                &PhysicalPlanningContext::default(),
+            )?;
+            let options = SortOptions {
+                descending: !key.asc,
+                nulls_first: key.nulls_first,
+            };
+            Ok((expr, options))
+        })
+        .collect::<Result<_, ViewError>>()?;
+    Ok(Plan::TopK {
+        input: Box::new(compile_node(&sort.input, props)?),
+        keys,
+        offset,
+        limit,
+    })
+}
+
 /// Refuses expressions whose value is not a function of the row: volatile or stable functions
 /// (`random()`, `now()`), subqueries not decorrelated into the plan.
 fn check_expr(expr: &Expr) -> Result<(), ViewError> {
@@ -400,8 +462,6 @@ fn check_expr(expr: &Expr) -> Result<(), ViewError> {
 fn plan_name(plan: &LogicalPlan) -> String {
     match plan {
         LogicalPlan::Join(_) => "this JOIN".into(),
-        LogicalPlan::Limit(_) => "LIMIT or OFFSET".into(),
-        LogicalPlan::Sort(_) => "ORDER BY … LIMIT".into(),
         LogicalPlan::Window(_) => "a window function".into(),
         LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE".into(),
         LogicalPlan::Unnest(_) => "a set-returning function".into(),

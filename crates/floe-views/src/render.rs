@@ -75,6 +75,17 @@ pub fn render<'scope>(
             })?;
             Ok((mapped, errors.concat(failed)))
         }
+        Plan::TopK {
+            input,
+            keys,
+            offset,
+            limit,
+        } => {
+            let schema = input.schema();
+            let (rows, errors) = render(input, source)?;
+            let (rows, failed) = top_k(rows, schema, keys, *offset, *limit)?;
+            Ok((rows, errors.concat(failed)))
+        }
         Plan::Distinct { input } => {
             let (rows, errors) = render(input, source)?;
             Ok((rows.distinct(), errors))
@@ -502,4 +513,86 @@ fn padded<'scope>(
         };
         out.encode(&columns, batch.num_rows())
     })
+}
+
+/// The rows ranked `offset .. offset + limit` by `keys` (then by the whole row). Hierarchical:
+/// rows are bucketed by a hash of the row, each bucket keeps its first `offset + limit`, in
+/// levels of fewer and fewer buckets down to one, so a change re-ranks a bucket of bounded
+/// size at each level instead of the whole input.
+fn top_k<'scope>(
+    rows: Rows<'scope>,
+    schema: SchemaRef,
+    keys: &[(
+        Arc<dyn PhysicalExpr>,
+        datafusion::arrow::compute::SortOptions,
+    )],
+    offset: usize,
+    limit: Option<usize>,
+) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let key_schema = Arc::new(Schema::new(
+        keys.iter()
+            .enumerate()
+            .map(|(i, (k, _))| Ok(Field::new(format!("k{i}"), k.data_type(&schema)?, true)))
+            .collect::<DfResult<Vec<_>>>()?,
+    ));
+    let options: Vec<_> = keys.iter().map(|(_, o)| *o).collect();
+    let codec = RowCodec::ordered(key_schema, &options)?;
+    let exprs: Vec<_> = keys.iter().map(|(k, _)| Arc::clone(k)).collect();
+    let (ranked, errors) = map_batches_to(rows, "SortKey", schema, move |batch| {
+        let columns = evaluate(&exprs, batch)?;
+        Ok(codec
+            .encode(&columns, batch.num_rows())?
+            .into_iter()
+            .map(Some)
+            .collect())
+    })?;
+    let keep = limit.map_or(usize::MAX, |l| l.saturating_add(offset));
+    let mut level = ranked;
+    // Buckets of the 64-bit hash: 2^16, then 2^8, then one.
+    for shift in [48u32, 56] {
+        level = level
+            .map(move |(key, row)| (bucket(&row) >> shift, (key, row)))
+            .reduce_named("TopK", move |_bucket, input, output| {
+                first(input, 0, keep, output)
+            })
+            .map(|(_bucket, ranked)| ranked);
+    }
+    let top = level
+        .map(|ranked| ((), ranked))
+        .reduce_named("TopK", move |_, input, output| {
+            first(input, offset, keep.saturating_sub(offset), output)
+        })
+        .map(|((), (_key, row))| row);
+    Ok((top, errors))
+}
+
+/// The values of a reduce's (sorted) input ranked `skip .. skip + take`, with their counts.
+fn first(
+    input: &[(&(Row, Row), isize)],
+    skip: usize,
+    take: usize,
+    output: &mut Vec<((Row, Row), isize)>,
+) {
+    let (mut skip, mut take) = (skip as isize, take.min(isize::MAX as usize) as isize);
+    for (value, count) in input {
+        let mut count = *count;
+        let skipped = count.min(skip);
+        skip -= skipped;
+        count -= skipped;
+        let taken = count.min(take);
+        if taken > 0 {
+            output.push(((*value).clone(), taken));
+            take -= taken;
+        }
+        if take == 0 {
+            break;
+        }
+    }
+}
+
+fn bucket(row: &Row) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    row.hash(&mut hasher);
+    hasher.finish()
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Result as DfResult;
@@ -38,6 +39,20 @@ impl RowCodec {
             .fields()
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(RowCodec {
+            converter: RowConverter::new(fields)?,
+            schema,
+        })
+    }
+
+    /// A codec whose rows order as `ORDER BY` with `options` (one per field) orders them.
+    pub fn ordered(schema: SchemaRef, options: &[SortOptions]) -> DfResult<RowCodec> {
+        let fields = schema
+            .fields()
+            .iter()
+            .zip(options)
+            .map(|(f, o)| SortField::new_with_options(f.data_type().clone(), *o))
             .collect();
         Ok(RowCodec {
             converter: RowConverter::new(fields)?,

@@ -114,7 +114,7 @@ fn random_order(rng: &mut Rng, id: i32) -> Order {
     )
 }
 
-const VIEWS: [&str; 23] = [
+const VIEWS: [&str; 26] = [
     "SELECT id, amount * 2 AS doubled, status FROM orders WHERE amount > 50",
     "SELECT customer, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount) \
      FROM orders GROUP BY customer",
@@ -148,6 +148,11 @@ const VIEWS: [&str; 23] = [
     "SELECT customer FROM orders INTERSECT SELECT id FROM customers WHERE status <> 'new'",
     "SELECT customer FROM orders EXCEPT SELECT id FROM customers",
     "SELECT count(*) AS n FROM (SELECT DISTINCT status FROM orders) AS s",
+    // ORDER BY … LIMIT (ties broken by a unique column, so the oracle's rows are defined).
+    "SELECT id, amount FROM orders ORDER BY amount DESC NULLS LAST, id LIMIT 5",
+    "SELECT id, status FROM orders ORDER BY id LIMIT 3 OFFSET 2",
+    "SELECT customer, count(*) AS n FROM orders GROUP BY customer \
+     ORDER BY n DESC, customer NULLS FIRST LIMIT 2",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,8 +287,10 @@ async fn views_equal_their_query_after_every_transaction() {
 async fn unsupported_queries_are_refused_by_name() {
     for (sql, construct) in [
         ("SELECT id, random() FROM orders", "random()"),
-        ("SELECT id FROM orders ORDER BY id LIMIT 3", "LIMIT"),
-        ("SELECT id FROM orders LIMIT 3", "LIMIT"),
+        (
+            "SELECT id FROM orders LIMIT 3",
+            "LIMIT or OFFSET without ORDER BY",
+        ),
         (
             "SELECT status, count(*) FROM orders GROUP BY ROLLUP (status)",
             "ROLLUP",
