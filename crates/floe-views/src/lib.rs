@@ -285,7 +285,9 @@ fn source_schema(plan: &Plan, table: &TableReference) -> Option<SchemaRef> {
         Plan::Join { left, right, .. } => {
             source_schema(left, table).or_else(|| source_schema(right, table))
         }
-        Plan::Distinct { input } | Plan::TopK { input, .. } => source_schema(input, table),
+        Plan::Distinct { input } | Plan::TopK { input, .. } | Plan::Window { input, .. } => {
+            source_schema(input, table)
+        }
         Plan::Union { inputs, .. } => inputs.iter().find_map(|i| source_schema(i, table)),
     }
 }

@@ -16,8 +16,10 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
+use datafusion::physical_expr::window::WindowExpr;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_planner::create_window_expr;
 
 use crate::ViewError;
 
@@ -60,6 +62,14 @@ pub enum Plan {
         keys: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
         offset: usize,
         limit: Option<usize>,
+    },
+    /// Window functions sharing `partition`: each input row with the functions' values
+    /// appended (every function sorts the partition by its own ORDER BY).
+    Window {
+        input: Box<Plan>,
+        partition: Vec<Arc<dyn PhysicalExpr>>,
+        functions: Vec<Arc<dyn WindowExpr>>,
+        schema: SchemaRef,
     },
     /// Each distinct input row once.
     Distinct { input: Box<Plan> },
@@ -106,7 +116,9 @@ impl Plan {
             | Plan::Map { schema, .. }
             | Plan::Reduce { schema, .. } => Arc::clone(schema),
             Plan::Filter { input, .. } => input.schema(),
-            Plan::Join { schema, .. } | Plan::Union { schema, .. } => Arc::clone(schema),
+            Plan::Join { schema, .. }
+            | Plan::Union { schema, .. }
+            | Plan::Window { schema, .. } => Arc::clone(schema),
             Plan::Distinct { input } | Plan::TopK { input, .. } => input.schema(),
         }
     }
@@ -132,7 +144,9 @@ impl Plan {
                 left.collect_sources(out);
                 right.collect_sources(out);
             }
-            Plan::Distinct { input } | Plan::TopK { input, .. } => input.collect_sources(out),
+            Plan::Distinct { input } | Plan::TopK { input, .. } | Plan::Window { input, .. } => {
+                input.collect_sources(out)
+            }
             Plan::Union { inputs, .. } => inputs.iter().for_each(|i| i.collect_sources(out)),
         }
     }
@@ -222,6 +236,40 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
             })
         }
         LogicalPlan::SubqueryAlias(alias) => compile_node(&alias.input, props),
+        LogicalPlan::Window(window) => {
+            let context = PhysicalPlanningContext::default();
+            let functions = window
+                .window_expr
+                .iter()
+                .map(|e| {
+                    check_expr(e)?;
+                    Ok(create_window_expr(
+                        e,
+                        window.input.schema(),
+                        props,
+                        &context,
+                    )?)
+                })
+                .collect::<Result<Vec<_>, ViewError>>()?;
+            let partition = functions
+                .first()
+                .map(|f| f.partition_by().to_vec())
+                .unwrap_or_default();
+            let same = |f: &Arc<dyn WindowExpr>| {
+                format!("{:?}", f.partition_by()) == format!("{partition:?}")
+            };
+            if !functions.iter().all(same) {
+                return Err(unsupported(
+                    "window functions with different PARTITION BY in one query level",
+                ));
+            }
+            Ok(Plan::Window {
+                input: Box::new(compile_node(&window.input, props)?),
+                partition,
+                functions,
+                schema: Arc::new(window.schema.as_arrow().clone()),
+            })
+        }
         LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
             Ok(Plan::Distinct {
                 input: Box::new(compile_node(input, props)?),
@@ -462,7 +510,6 @@ fn check_expr(expr: &Expr) -> Result<(), ViewError> {
 fn plan_name(plan: &LogicalPlan) -> String {
     match plan {
         LogicalPlan::Join(_) => "this JOIN".into(),
-        LogicalPlan::Window(_) => "a window function".into(),
         LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE".into(),
         LogicalPlan::Unnest(_) => "a set-returning function".into(),
         LogicalPlan::Values(_) => "VALUES".into(),

@@ -86,6 +86,17 @@ pub fn render<'scope>(
             let (rows, failed) = top_k(rows, schema, keys, *offset, *limit)?;
             Ok((rows, errors.concat(failed)))
         }
+        Plan::Window {
+            input,
+            partition,
+            functions,
+            schema,
+        } => {
+            let in_schema = input.schema();
+            let (rows, errors) = render(input, source)?;
+            let (rows, failed) = window(rows, in_schema, partition, functions, schema)?;
+            Ok((rows, errors.concat(failed)))
+        }
         Plan::Distinct { input } => {
             let (rows, errors) = render(input, source)?;
             Ok((rows.distinct(), errors))
@@ -595,4 +606,91 @@ fn bucket(row: &Row) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     row.hash(&mut hasher);
     hasher.finish()
+}
+
+/// Window functions: rows keyed by their partition; a changed partition is computed again
+/// (its rows decoded, sorted by each function's ORDER BY, the function evaluated by
+/// DataFusion, the values put back in row order).
+fn window<'scope>(
+    rows: Rows<'scope>,
+    in_schema: SchemaRef,
+    partition: &[Arc<dyn PhysicalExpr>],
+    functions: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
+    schema: &SchemaRef,
+) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let key_schema = Arc::new(Schema::new(
+        partition
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Ok(Field::new(format!("k{i}"), k.data_type(&in_schema)?, true)))
+            .collect::<DfResult<Vec<_>>>()?,
+    ));
+    let keys = RowCodec::new(key_schema)?;
+    let partition = partition.to_vec();
+    let (keyed, failed) =
+        map_batches_to(rows, "PartitionKey", Arc::clone(&in_schema), move |batch| {
+            let columns = evaluate(&partition, batch)?;
+            Ok(keys
+                .encode(&columns, batch.num_rows())?
+                .into_iter()
+                .map(Some)
+                .collect())
+        })?;
+    let inputs = RowCodec::new(in_schema)?;
+    let out = RowCodec::new(Arc::clone(schema))?;
+    let functions = functions.to_vec();
+    let computed = keyed.reduce_named(
+        "Window",
+        move |_key: &Row, vals: &[(&Row, isize)], output: &mut Vec<(Outcome, isize)>| {
+            match window_partition(vals, &inputs, &functions, &out) {
+                Ok(rows) => output.extend(rows.into_iter().map(|r| (Outcome::Row(r), 1))),
+                Err(e) => output.push((Outcome::Error(e.to_string()), 1)),
+            }
+        },
+    );
+    let (rows, failed_partitions) = split(computed.map(|(_key, outcome)| outcome));
+    Ok((rows, failed.concat(failed_partitions)))
+}
+
+fn window_partition(
+    vals: &[(&Row, isize)],
+    inputs: &RowCodec,
+    functions: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
+    out: &RowCodec,
+) -> DfResult<Vec<Row>> {
+    use datafusion::arrow::array::UInt32Array;
+    use datafusion::arrow::compute::{lexsort_to_indices, take};
+    let mut repeated = Vec::new();
+    for (row, count) in vals {
+        repeated.extend(std::iter::repeat_n(*row, (*count).max(0) as usize));
+    }
+    let batch = inputs.decode(repeated)?;
+    let n = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for function in functions {
+        let order = function.order_by_columns(&batch)?;
+        let values = if order.is_empty() {
+            function.evaluate(&batch)?
+        } else {
+            let indices = lexsort_to_indices(&order, None)?;
+            let sorted = RecordBatch::try_new_with_options(
+                batch.schema(),
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &indices, None))
+                    .collect::<Result<Vec<_>, _>>()?,
+                &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
+            )?;
+            let values = function.evaluate(&sorted)?;
+            // Back to the batch's order: the value of sorted row i belongs to row indices[i].
+            let mut inverse = vec![0u32; n];
+            for (i, &row) in indices.values().iter().enumerate() {
+                inverse[row as usize] = i as u32;
+            }
+            take(values.as_ref(), &UInt32Array::from(inverse), None)?
+        };
+        columns.push(values);
+    }
+    out.encode(&columns, n)
 }

@@ -114,7 +114,7 @@ fn random_order(rng: &mut Rng, id: i32) -> Order {
     )
 }
 
-const VIEWS: [&str; 26] = [
+const VIEWS: [&str; 29] = [
     "SELECT id, amount * 2 AS doubled, status FROM orders WHERE amount > 50",
     "SELECT customer, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount) \
      FROM orders GROUP BY customer",
@@ -153,6 +153,14 @@ const VIEWS: [&str; 26] = [
     "SELECT id, status FROM orders ORDER BY id LIMIT 3 OFFSET 2",
     "SELECT customer, count(*) AS n FROM orders GROUP BY customer \
      ORDER BY n DESC, customer NULLS FIRST LIMIT 2",
+    // Window functions (a changed partition is computed again), TopK per group.
+    "SELECT id, customer, row_number() OVER (PARTITION BY customer ORDER BY id) AS rn, \
+     sum(amount) OVER (PARTITION BY customer ORDER BY id) AS running FROM orders",
+    "SELECT id, rank() OVER (ORDER BY amount DESC NULLS LAST) AS r, \
+     count(*) OVER () AS total FROM orders",
+    "SELECT id, customer FROM (SELECT id, customer, row_number() OVER \
+     (PARTITION BY customer ORDER BY amount DESC NULLS LAST, id) AS rn FROM orders) AS t \
+     WHERE rn <= 2",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
