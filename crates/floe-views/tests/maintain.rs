@@ -114,7 +114,7 @@ fn random_order(rng: &mut Rng, id: i32) -> Order {
     )
 }
 
-const VIEWS: [&str; 29] = [
+const VIEWS: [&str; 31] = [
     "SELECT id, amount * 2 AS doubled, status FROM orders WHERE amount > 50",
     "SELECT customer, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount) \
      FROM orders GROUP BY customer",
@@ -161,6 +161,11 @@ const VIEWS: [&str; 29] = [
     "SELECT id, customer FROM (SELECT id, customer, row_number() OVER \
      (PARTITION BY customer ORDER BY amount DESC NULLS LAST, id) AS rn FROM orders) AS t \
      WHERE rn <= 2",
+    // Scalar subqueries (decorrelated into joins), a three-way join.
+    "SELECT c.id, (SELECT sum(o.amount) FROM orders o WHERE o.customer = c.id) AS total \
+     FROM customers c",
+    "SELECT a.id, b.id AS cid, c.id AS other FROM orders a JOIN customers b ON a.customer = b.id \
+     JOIN orders c ON c.customer = b.id AND c.amount > a.amount",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,6 +303,10 @@ async fn unsupported_queries_are_refused_by_name() {
         (
             "SELECT id FROM orders LIMIT 3",
             "LIMIT or OFFSET without ORDER BY",
+        ),
+        (
+            "SELECT id, amount - (SELECT max(amount) FROM orders) AS gap FROM orders",
+            "a subquery in an expression",
         ),
         (
             "SELECT status, count(*) FROM orders GROUP BY ROLLUP (status)",
