@@ -209,6 +209,13 @@ DESCRIBE = [
      "ORDER BY 1 LIMIT 3", [], [("c", "text")]),
     ("SELECT upper('a') AS c UNION ALL SELECT relname::varchar FROM pg_class", [],
      [("c", "text")]),
+    # A bare string literal is of unknown type: the next input's type decides, unless the
+    # literal went through a derived table or DISTINCT (which resolve it to text).
+    ("SELECT 'a_c' AS c UNION SELECT relname::varchar FROM pg_class", [], [("c", "varchar")]),
+    ("SELECT d.c FROM (SELECT 'a' AS c) d UNION SELECT relname::varchar FROM pg_class", [],
+     [("c", "text")]),
+    ("(SELECT DISTINCT 'a' AS c) UNION (SELECT relname::varchar FROM pg_class)", [],
+     [("c", "text")]),
     ("SELECT $1 + 1", ["int4"], [("?column?", "int4")]),
     ("SELECT $1 > 3000000000", ["int8"], [("?column?", "bool")]),
     ("SELECT $1 = $2 + 1", ["int4", "int4"], [("?column?", "bool")]),

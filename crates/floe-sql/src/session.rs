@@ -2355,7 +2355,7 @@ impl Session {
         if planned.fields().len() != analyzed.fields().len() {
             return Some(analyzed);
         }
-        let first = union_first_input(input).map(|first| first.schema().as_arrow().clone());
+        let inputs = union_inputs(input);
         let fields: Vec<Field> = planned
             .fields()
             .iter()
@@ -2366,10 +2366,17 @@ impl Session {
                     true => planned.as_ref().clone(),
                     false => analyzed.as_ref().clone(),
                 };
-                // A union's column has its first input's PostgreSQL type where the types
-                // agree (DataFusion merges the inputs' tags: `text UNION varchar` took the
-                // varchar's tag where the text side had none, a CASE or a function's result).
-                if let Some(first) = first.as_ref().and_then(|s| s.fields().get(i)) {
+                // A union's column has its first typed input's PostgreSQL type where the
+                // types agree (DataFusion merges the inputs' tags: `text UNION varchar` took
+                // the varchar's tag where the text side had none, a CASE or a function's
+                // result); a bare string literal is of unknown type and decides nothing
+                // (`'a' UNION varchar` is varchar).
+                let first = inputs
+                    .iter()
+                    .find(|input| !unknown_literal(input, i))
+                    .or(inputs.first())
+                    .map(|input| input.schema().field(i).clone());
+                if let Some(first) = first.as_ref() {
                     let text = |t: &DataType| {
                         matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
                     };
@@ -2398,18 +2405,38 @@ impl Session {
     }
 }
 
-/// The first input of the union whose columns `plan` returns as they are (through ORDER BY,
+/// The inputs of the union whose columns `plan` returns as they are (through ORDER BY,
 /// LIMIT, DISTINCT and aliases), if any.
-fn union_first_input(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+fn union_inputs(plan: &LogicalPlan) -> Vec<&LogicalPlan> {
     match plan {
-        LogicalPlan::Union(union) => union.inputs.first().map(|i| i.as_ref()),
-        LogicalPlan::Sort(sort) => union_first_input(&sort.input),
-        LogicalPlan::Limit(limit) => union_first_input(&limit.input),
-        LogicalPlan::SubqueryAlias(alias) => union_first_input(&alias.input),
+        LogicalPlan::Union(union) => union.inputs.iter().map(|i| i.as_ref()).collect(),
+        LogicalPlan::Sort(sort) => union_inputs(&sort.input),
+        LogicalPlan::Limit(limit) => union_inputs(&limit.input),
+        LogicalPlan::SubqueryAlias(alias) => union_inputs(&alias.input),
         LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
-            union_first_input(input)
+            union_inputs(input)
         }
-        _ => None,
+        _ => Vec::new(),
+    }
+}
+
+/// Whether column `i` of `plan` is a string literal without a type written right in the
+/// union's select list (PostgreSQL's `unknown`: `'a'`, not `'a'::text`; a literal a derived
+/// table, DISTINCT or ORDER BY returns has been resolved to text already).
+fn unknown_literal(plan: &LogicalPlan, i: usize) -> bool {
+    let LogicalPlan::Projection(projection) = plan else {
+        return false;
+    };
+    match projection
+        .expr
+        .get(i)
+        .map(|e| e.clone().unalias_nested().data)
+    {
+        Some(datafusion::logical_expr::Expr::Literal(
+            ScalarValue::Utf8(_) | ScalarValue::Utf8View(_),
+            metadata,
+        )) => metadata.is_none_or(|m| !m.inner().contains_key(crate::types::PG_TYPE_KEY)),
+        _ => false,
     }
 }
 
