@@ -137,16 +137,8 @@ pub fn render<'scope>(
             let group = group.clone();
             let keys = RowCodec::new(Arc::clone(&group_schema))?;
             // (group values, whole input row)
-            let (keyed, failed) = map_batches_to(rows, "GroupKey", Arc::clone(&in_schema), {
-                move |batch| {
-                    let columns = evaluate(&group, batch)?;
-                    Ok(keys
-                        .encode(&columns, batch.num_rows())?
-                        .into_iter()
-                        .map(Some)
-                        .collect())
-                }
-            })?;
+            let (keyed, failed) =
+                keyed_by(rows, "GroupKey", Arc::clone(&in_schema), group, keys, false)?;
             let inputs = RowCodec::new(in_schema)?;
             let group_codec = RowCodec::new(group_schema)?;
             let out = RowCodec::new(Arc::clone(schema))?;
@@ -350,33 +342,47 @@ where
     (values, errors)
 }
 
-/// Rows keyed by `keys` over them; rows with a NULL key are dropped unless `nulls_equal`
-/// (SQL's `=` matches no NULL).
+/// The Arrow schema of the values of `exprs` over rows of `schema`.
+fn key_schema(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> DfResult<SchemaRef> {
+    Ok(Arc::new(Schema::new(
+        exprs
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Ok(Field::new(format!("k{i}"), k.data_type(schema)?, true)))
+            .collect::<DfResult<Vec<_>>>()?,
+    )))
+}
+
+/// Rows paired with the key `exprs` compute from them, encoded by `codec`; a row with a NULL
+/// in its key is dropped when `drop_null` (SQL's `=` matches no NULL).
+fn keyed_by<'scope>(
+    rows: Rows<'scope>,
+    name: &str,
+    schema: SchemaRef,
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    codec: RowCodec,
+    drop_null: bool,
+) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
+    map_batches_to(rows, name, schema, move |batch| {
+        let columns = evaluate(&exprs, batch)?;
+        let encoded = codec.encode(&columns, batch.num_rows())?;
+        Ok(encoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| (!drop_null || !columns.iter().any(|c| c.is_null(i))).then_some(key))
+            .collect())
+    })
+}
+
+/// Rows keyed by the join keys `keys` over them.
 fn keyed<'scope>(
     rows: Rows<'scope>,
     schema: SchemaRef,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     nulls_equal: bool,
 ) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
-    let key_schema = Arc::new(Schema::new(
-        keys.iter()
-            .enumerate()
-            .map(|(i, k)| Ok(Field::new(format!("k{i}"), k.data_type(&schema)?, true)))
-            .collect::<DfResult<Vec<_>>>()?,
-    ));
-    let codec = RowCodec::new(key_schema)?;
-    map_batches_to(rows, "JoinKey", schema, move |batch| {
-        let columns = evaluate(&keys, batch)?;
-        let encoded = codec.encode(&columns, batch.num_rows())?;
-        Ok(encoded
-            .into_iter()
-            .enumerate()
-            .map(|(i, key)| {
-                let null = columns.iter().any(|c| c.is_null(i));
-                (nulls_equal || !null).then_some(key)
-            })
-            .collect())
-    })
+    let codec = RowCodec::new(key_schema(&keys, &schema)?)?;
+    keyed_by(rows, "JoinKey", schema, keys, codec, !nulls_equal)
 }
 
 /// The rows and errors of `plan`, a [`Plan::Join`] (see [`JoinKind`]), over its inputs' rows.
@@ -540,23 +546,10 @@ fn top_k<'scope>(
     offset: usize,
     limit: Option<usize>,
 ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
-    let key_schema = Arc::new(Schema::new(
-        keys.iter()
-            .enumerate()
-            .map(|(i, (k, _))| Ok(Field::new(format!("k{i}"), k.data_type(&schema)?, true)))
-            .collect::<DfResult<Vec<_>>>()?,
-    ));
-    let options: Vec<_> = keys.iter().map(|(_, o)| *o).collect();
-    let codec = RowCodec::ordered(key_schema, &options)?;
     let exprs: Vec<_> = keys.iter().map(|(k, _)| Arc::clone(k)).collect();
-    let (ranked, errors) = map_batches_to(rows, "SortKey", schema, move |batch| {
-        let columns = evaluate(&exprs, batch)?;
-        Ok(codec
-            .encode(&columns, batch.num_rows())?
-            .into_iter()
-            .map(Some)
-            .collect())
-    })?;
+    let options: Vec<_> = keys.iter().map(|(_, o)| *o).collect();
+    let codec = RowCodec::ordered(key_schema(&exprs, &schema)?, &options)?;
+    let (ranked, errors) = keyed_by(rows, "SortKey", schema, exprs, codec, false)?;
     let keep = limit.map_or(usize::MAX, |l| l.saturating_add(offset));
     let mut level = ranked;
     // Buckets of the 64-bit hash: 2^16, then 2^8, then one.
@@ -618,24 +611,15 @@ fn window<'scope>(
     functions: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
     schema: &SchemaRef,
 ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
-    let key_schema = Arc::new(Schema::new(
-        partition
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Ok(Field::new(format!("k{i}"), k.data_type(&in_schema)?, true)))
-            .collect::<DfResult<Vec<_>>>()?,
-    ));
-    let keys = RowCodec::new(key_schema)?;
-    let partition = partition.to_vec();
-    let (keyed, failed) =
-        map_batches_to(rows, "PartitionKey", Arc::clone(&in_schema), move |batch| {
-            let columns = evaluate(&partition, batch)?;
-            Ok(keys
-                .encode(&columns, batch.num_rows())?
-                .into_iter()
-                .map(Some)
-                .collect())
-        })?;
+    let keys = RowCodec::new(key_schema(partition, &in_schema)?)?;
+    let (keyed, failed) = keyed_by(
+        rows,
+        "PartitionKey",
+        Arc::clone(&in_schema),
+        partition.to_vec(),
+        keys,
+        false,
+    )?;
     let inputs = RowCodec::new(in_schema)?;
     let out = RowCodec::new(Arc::clone(schema))?;
     let functions = functions.to_vec();
