@@ -105,13 +105,8 @@ impl View {
         let (commands, receiver) = mpsc::channel();
         let (ready, started) = mpsc::sync_channel(1);
         let worker_shared = Arc::clone(&shared);
-        let source_schemas: Vec<SchemaRef> = sources
-            .iter()
-            .map(|table| {
-                source_schema(&plan, table)
-                    .unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()))
-            })
-            .collect();
+        let source_schemas: Vec<SchemaRef> =
+            plan.source_schemas().into_iter().map(|(_, s)| s).collect();
         let thread = std::thread::Builder::new()
             .name("floe-view".into())
             .spawn(move || {
@@ -272,23 +267,6 @@ impl Drop for View {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// The full schema of base table `table` in `plan`.
-fn source_schema(plan: &Plan, table: &TableReference) -> Option<SchemaRef> {
-    match plan {
-        Plan::Source { table: t, schema } => (t == table).then(|| Arc::clone(schema)),
-        Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
-            source_schema(input, table)
-        }
-        Plan::Join { left, right, .. } => {
-            source_schema(left, table).or_else(|| source_schema(right, table))
-        }
-        Plan::Distinct { input } | Plan::TopK { input, .. } | Plan::Window { input, .. } => {
-            source_schema(input, table)
-        }
-        Plan::Union { inputs, .. } => inputs.iter().find_map(|i| source_schema(i, table)),
     }
 }
 

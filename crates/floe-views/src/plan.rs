@@ -125,16 +125,21 @@ impl Plan {
 
     /// The base tables the plan reads, each once.
     pub fn sources(&self) -> Vec<TableReference> {
+        self.source_schemas().into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// The base tables the plan reads, each once, with their full schemas.
+    pub fn source_schemas(&self) -> Vec<(TableReference, SchemaRef)> {
         let mut out = Vec::new();
         self.collect_sources(&mut out);
         out
     }
 
-    fn collect_sources(&self, out: &mut Vec<TableReference>) {
+    fn collect_sources(&self, out: &mut Vec<(TableReference, SchemaRef)>) {
         match self {
-            Plan::Source { table, .. } => {
-                if !out.contains(table) {
-                    out.push(table.clone());
+            Plan::Source { table, schema } => {
+                if !out.iter().any(|(t, _)| t == table) {
+                    out.push((table.clone(), Arc::clone(schema)));
                 }
             }
             Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {

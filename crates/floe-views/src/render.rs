@@ -48,14 +48,16 @@ pub fn render<'scope>(
             let schema = input.schema();
             let (rows, errors) = render(input, source)?;
             let predicate = Arc::clone(predicate);
-            let (kept, failed) = map_batches(rows, "Filter", schema, move |batch| {
+            let (kept, failed) = map_decoded(rows, "Filter", schema, move |batch, rows| {
                 let keep = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
                 let keep = keep.as_boolean_opt().ok_or_else(|| {
                     DataFusionError::Internal("a filter that is not boolean".into())
                 })?;
-                Ok((0..batch.num_rows())
-                    .map(|i| keep.is_valid(i) && keep.value(i))
-                    .collect::<Vec<_>>())
+                Ok(rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| (keep.is_valid(i) && keep.value(i)).then(|| row.clone()))
+                    .collect())
             })?;
             // The filter's own output is the input row where the predicate held.
             Ok((kept, errors.concat(failed)))
@@ -69,9 +71,13 @@ pub fn render<'scope>(
             let (rows, errors) = render(input, source)?;
             let exprs = exprs.clone();
             let out = RowCodec::new(Arc::clone(schema))?;
-            let (mapped, failed) = map_rows(rows, "Map", in_schema, move |batch| {
+            let (mapped, failed) = map_decoded(rows, "Map", in_schema, move |batch, _| {
                 let columns = evaluate(&exprs, batch)?;
-                out.encode(&columns, batch.num_rows())
+                Ok(out
+                    .encode(&columns, batch.num_rows())?
+                    .into_iter()
+                    .map(Some)
+                    .collect())
             })?;
             Ok((mapped, errors.concat(failed)))
         }
@@ -242,55 +248,21 @@ fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> DfResult<Ve
         .collect()
 }
 
-/// Keeps the rows for which `logic` (over a batch of them) says true.
-fn map_batches<'scope>(
+/// Runs `logic` over each batch of rows decoded with `schema`; it returns, per row, the
+/// output (or `None` to drop the row) given the batch and the rows as they came.
+fn map_decoded<'scope, D>(
     rows: Rows<'scope>,
     name: &str,
     schema: SchemaRef,
-    logic: impl FnMut(&RecordBatch) -> DfResult<Vec<bool>> + 'static,
-) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    logic: impl FnMut(&RecordBatch, &[Row]) -> DfResult<Vec<Option<D>>> + 'static,
+) -> DfResult<(VecCollection<'scope, u64, D, isize>, Errors<'scope>)>
+where
+    D: Clone + Ord + std::fmt::Debug + 'static,
+{
     let codec = RowCodec::new(schema)?;
     let mut logic = logic;
     Ok(per_batch(rows, name, move |rows: &[Row]| {
-        let keep = logic(&codec.decode(rows)?)?;
-        Ok(rows
-            .iter()
-            .zip(keep)
-            .map(|(r, k)| k.then(|| r.clone()))
-            .collect())
-    }))
-}
-
-/// Replaces every row with what `logic` (over a batch of them) computes for it.
-fn map_rows<'scope>(
-    rows: Rows<'scope>,
-    name: &str,
-    schema: SchemaRef,
-    logic: impl FnMut(&RecordBatch) -> DfResult<Vec<Row>> + 'static,
-) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
-    let codec = RowCodec::new(schema)?;
-    let mut logic = logic;
-    Ok(per_batch(rows, name, move |rows: &[Row]| {
-        Ok(logic(&codec.decode(rows)?)?.into_iter().map(Some).collect())
-    }))
-}
-
-/// Pairs every row with the key `logic` (over a batch of them) computes for it; a row whose
-/// key is `None` is dropped.
-fn map_batches_to<'scope>(
-    rows: Rows<'scope>,
-    name: &str,
-    schema: SchemaRef,
-    logic: impl FnMut(&RecordBatch) -> DfResult<Vec<Option<Row>>> + 'static,
-) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
-    let codec = RowCodec::new(schema)?;
-    let mut logic = logic;
-    Ok(per_batch(rows, name, move |rows: &[Row]| {
-        Ok(logic(&codec.decode(rows)?)?
-            .into_iter()
-            .zip(rows)
-            .map(|(key, row)| key.map(|key| (key, row.clone())))
-            .collect())
+        logic(&codec.decode(rows)?, rows)
     }))
 }
 
@@ -363,13 +335,17 @@ fn keyed_by<'scope>(
     codec: RowCodec,
     drop_null: bool,
 ) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
-    map_batches_to(rows, name, schema, move |batch| {
+    map_decoded(rows, name, schema, move |batch, rows| {
         let columns = evaluate(&exprs, batch)?;
         let encoded = codec.encode(&columns, batch.num_rows())?;
         Ok(encoded
             .into_iter()
+            .zip(rows)
             .enumerate()
-            .map(|(i, key)| (!drop_null || !columns.iter().any(|c| c.is_null(i))).then_some(key))
+            .map(|(i, (key, row))| {
+                let null = drop_null && columns.iter().any(|c| c.is_null(i));
+                (!null).then(|| (key, row.clone()))
+            })
             .collect())
     })
 }
@@ -520,7 +496,7 @@ fn padded<'scope>(
         true => schema.fields()[width..].to_vec(),
         false => schema.fields()[..schema.fields().len() - width].to_vec(),
     };
-    map_rows(rows, "Pad", Arc::clone(side), move |batch| {
+    map_decoded(rows, "Pad", Arc::clone(side), move |batch, _| {
         let nulls = others
             .iter()
             .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), batch.num_rows()));
@@ -528,7 +504,11 @@ fn padded<'scope>(
             true => batch.columns().iter().cloned().chain(nulls).collect(),
             false => nulls.chain(batch.columns().iter().cloned()).collect(),
         };
-        out.encode(&columns, batch.num_rows())
+        Ok(out
+            .encode(&columns, batch.num_rows())?
+            .into_iter()
+            .map(Some)
+            .collect())
     })
 }
 

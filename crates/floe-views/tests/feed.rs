@@ -2,13 +2,15 @@
 //! updates, deletes, TRUNCATE with rows written after it in the same transaction); after each
 //! commit the view equals its defining query over the table's rows at that commit.
 
+mod common;
+use common::lines;
+
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use floe_storage::{
@@ -84,25 +86,6 @@ fn rows_at(db: &Db, table: &TableData, ts: u64) -> RecordBatch {
         .codec
         .decode_rows(all.iter().map(|(_, r)| r.as_ref()))
         .unwrap()
-}
-
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = batch
-                .columns()
-                .iter()
-                .map(|c| match c.is_null(row) {
-                    true => "NULL".into(),
-                    false => array_value_to_string(c, row).unwrap(),
-                })
-                .collect();
-            out.push(values.join("|"));
-        }
-    }
-    out.sort();
-    out
 }
 
 async fn context(table: &TableData, rows: RecordBatch) -> SessionContext {

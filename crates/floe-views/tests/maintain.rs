@@ -2,13 +2,15 @@
 //! base table, each view equals its defining query run directly by DataFusion (the oracle),
 //! including when the query fails (a view is in error exactly when the query fails).
 
+mod common;
+use common::lines;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use floe_views::{compile, View, ViewError};
@@ -48,28 +50,6 @@ fn batch(rows: &[Order]) -> RecordBatch {
         Arc::new(StringArray::from_iter(rows.iter().map(|r| r.3.clone()))),
     ];
     RecordBatch::try_new(schema(), columns).unwrap()
-}
-
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = batch
-                .columns()
-                .iter()
-                .map(|c| {
-                    if c.is_null(row) {
-                        "NULL".into()
-                    } else {
-                        array_value_to_string(c, row).unwrap()
-                    }
-                })
-                .collect();
-            out.push(values.join("|"));
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `orders` and `customers`; `customers` has the orders' columns (its `id` is what
