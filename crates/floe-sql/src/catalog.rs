@@ -16,6 +16,8 @@ use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use floe_storage::{Db, FloeTable};
 
+use crate::matview::{MatViewTable, MatViews};
+
 /// The schema that resolves DML planning's private relations.
 pub const INTERNAL_SCHEMA: &str = "floe_internal";
 
@@ -62,12 +64,13 @@ pub async fn with_dml_sources<F: std::future::Future>(
 #[derive(Debug)]
 pub struct FloeCatalogList {
     db: Arc<Db>,
+    matviews: Arc<MatViews>,
 }
 
 impl FloeCatalogList {
-    /// The catalog list over `db`.
-    pub fn new(db: Arc<Db>) -> FloeCatalogList {
-        FloeCatalogList { db }
+    /// The catalog list over `db`, its materialized views read from `matviews`.
+    pub fn new(db: Arc<Db>, matviews: Arc<MatViews>) -> FloeCatalogList {
+        FloeCatalogList { db, matviews }
     }
 }
 
@@ -98,6 +101,7 @@ impl CatalogProviderList for FloeCatalogList {
         self.db.catalog().database(name)?;
         Some(Arc::new(FloeDatabase {
             db: self.db.clone(),
+            matviews: self.matviews.clone(),
             database: name.to_string(),
         }))
     }
@@ -107,6 +111,7 @@ impl CatalogProviderList for FloeCatalogList {
 #[derive(Debug)]
 struct FloeDatabase {
     db: Arc<Db>,
+    matviews: Arc<MatViews>,
     database: String,
 }
 
@@ -132,6 +137,7 @@ impl CatalogProvider for FloeDatabase {
         self.db.catalog().schema(&self.database, name)?;
         Some(Arc::new(FloeSchema {
             db: self.db.clone(),
+            matviews: self.matviews.clone(),
             database: self.database.clone(),
             schema: name.to_string(),
         }))
@@ -150,6 +156,7 @@ impl CatalogProvider for FloeDatabase {
 #[derive(Debug)]
 struct FloeSchema {
     db: Arc<Db>,
+    matviews: Arc<MatViews>,
     database: String,
     schema: String,
 }
@@ -170,6 +177,12 @@ impl SchemaProvider for FloeSchema {
         let Some(def) = catalog.relation_by_name(&self.database, &self.schema, name) else {
             return Ok(None);
         };
+        if def.is_materialized_view() {
+            return Ok(self
+                .matviews
+                .get(def.id)
+                .map(|m| Arc::new(MatViewTable::new(m)) as _));
+        }
         Ok(self
             .db
             .table(def.id)

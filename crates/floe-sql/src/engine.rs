@@ -19,6 +19,7 @@ use floe_storage::{Db, DbOptions};
 use crate::catalog::FloeCatalogList;
 use crate::error::{SqlError, SqlResult};
 use crate::functions;
+use crate::matview::MatViews;
 use crate::session::Session;
 use crate::types::FloeTypePlanner;
 
@@ -69,6 +70,8 @@ impl Default for EngineConfig {
 /// Shared state of the SQL layer; cheap to clone via `Arc`.
 pub struct Engine {
     db: Arc<Db>,
+    /// The materialized views being maintained.
+    matviews: Arc<MatViews>,
     state: Arc<SessionState>,
     next_backend_pid: AtomicI32,
     /// Temporary-schema slots (`pg_temp_N`) held by live sessions.
@@ -102,6 +105,8 @@ impl Engine {
                 ..DbOptions::default()
             },
         )?;
+        let matviews = Arc::new(MatViews::default());
+        floe_views::set_error_text(SqlError::view_error_text);
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DEFAULT_DATABASE, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
@@ -194,7 +199,7 @@ impl Engine {
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone())))
+            .with_catalog_list(Arc::new(FloeCatalogList::new(db.clone(), matviews.clone())))
             .with_type_planner(Arc::new(FloeTypePlanner))
             .with_analyzer_rules(analyzer_rules)
             .with_optimizer_rules(optimizer_rules)
@@ -338,6 +343,7 @@ impl Engine {
         state.add_analyzer_rule(Arc::new(crate::const_errors::PlanTimeErrors));
         Ok(Arc::new(Engine {
             db,
+            matviews,
             state: Arc::new(state),
             next_backend_pid: AtomicI32::new(std::process::id() as i32 % 10_000 * 100 + 1),
             temp_slots: std::sync::Mutex::new(std::collections::BTreeSet::new()),
@@ -365,9 +371,36 @@ impl Engine {
         &self.db
     }
 
-    /// Stops accepting commits after the ones in flight (shutdown).
+    /// Stops accepting commits after the ones in flight (shutdown), and view maintenance.
     pub fn close(&self) {
+        self.matviews.stop_all();
         self.db.close();
+    }
+
+    /// The materialized views being maintained.
+    pub fn matviews(&self) -> &Arc<MatViews> {
+        &self.matviews
+    }
+
+    /// Starts maintaining every materialized view of the catalog (at startup): each is built
+    /// again from its base tables, on threads of its own, a few at a time; a read of one waits
+    /// until it is built (one not yet started is read as its query).
+    /// Returns once they are all built, with their number.
+    pub async fn start_materialized_views(self: &Arc<Self>) -> SqlResult<usize> {
+        let databases: Vec<String> = self
+            .db
+            .committed_catalog()
+            .relations()
+            .filter(|r| r.is_materialized_view())
+            .map(|r| r.database.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for database in databases {
+            let mut session = self.new_session("floe", &database, [])?;
+            session.sync_materialized_views(true).await;
+        }
+        Ok(self.matviews.all().len())
     }
 
     /// The shared DataFusion state sessions plan and execute with.

@@ -146,6 +146,36 @@ impl SqlError {
         self
     }
 
+    /// How a materialized view records an error its defining query raised (the view engine
+    /// keeps errors as text): SQLSTATE, message, detail and hint, separated by U+001F.
+    pub(crate) fn view_error_text(err: &DataFusionError) -> String {
+        let e = from_datafusion(err);
+        format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            e.code,
+            e.message,
+            e.detail.unwrap_or_default(),
+            e.hint.unwrap_or_default()
+        )
+    }
+
+    /// The error [`SqlError::view_error_text`] recorded (a text without the separators is a
+    /// message of its own, XX000).
+    pub(crate) fn from_view_message(text: &str) -> SqlError {
+        let parts: Vec<&str> = text.split('\u{1f}').collect();
+        let [code, message, detail, hint] = parts[..] else {
+            return SqlError::internal(text.to_string());
+        };
+        let mut e = SqlError::new(static_code(code), message);
+        if !detail.is_empty() {
+            e = e.with_detail(detail);
+        }
+        if !hint.is_empty() {
+            e = e.with_hint(hint);
+        }
+        e
+    }
+
     /// `0A000`: valid SQL that Floe does not implement (yet).
     pub fn not_supported(what: impl Into<String>) -> Self {
         SqlError::new(sqlstate::FEATURE_NOT_SUPPORTED, what)
@@ -397,6 +427,21 @@ impl From<floe_storage::StorageError> for SqlError {
             E::Internal(_) => SqlError::internal(err.to_string()),
         }
     }
+}
+
+/// A SQLSTATE as the `'static` string errors carry: each distinct code is interned once.
+fn static_code(code: &str) -> &'static str {
+    static CODES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return sqlstate::INTERNAL_ERROR;
+    }
+    let mut codes = CODES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = codes.iter().find(|c| **c == code) {
+        return known;
+    }
+    let interned: &'static str = Box::leak(code.to_string().into_boxed_str());
+    codes.push(interned);
+    interned
 }
 
 impl From<DataFusionError> for SqlError {

@@ -25,6 +25,7 @@ mod functions;
 mod interval;
 mod lazy_logic;
 pub mod literals;
+pub mod matview;
 mod names;
 mod null_conditions;
 pub mod numeric;

@@ -40,6 +40,7 @@ mod dml;
 mod fast;
 mod index;
 mod locking;
+mod matview;
 mod temp;
 mod view;
 
@@ -1340,6 +1341,7 @@ impl Session {
             }
             None => {
                 self.db().commit_catalog(changes).await?;
+                self.sync_materialized_views(false).await;
                 Ok(())
             }
         }
@@ -1411,6 +1413,11 @@ impl Session {
             copy @ Statement::Copy { .. } => self.copy(copy).await,
             Statement::AlterTable(alter) => self.alter_table(alter).await,
             Statement::Vacuum(vacuum) if vacuum.recluster => self.checkpoint().await,
+            // `REFRESH MATERIALIZED VIEW` (see `syntax::REFRESH_STATEMENT`).
+            Statement::Vacuum(vacuum) if vacuum.reindex => match &vacuum.table_name {
+                Some(name) => self.refresh_materialized_view(name, vacuum.boost).await,
+                None => Err(SqlError::internal("REFRESH without a name")),
+            },
             // Storage needs neither: accepted so scripts and tools (pgbench -i) run unchanged,
             // once the table named is known to exist.
             Statement::Vacuum(vacuum) => {
@@ -1591,6 +1598,8 @@ impl Session {
                 // Transaction-level advisory locks end once the commit is applied.
                 self.handle.end_transaction();
                 committed?;
+                // The block's DDL may have created or dropped materialized views.
+                self.sync_materialized_views(false).await;
                 if chain {
                     self.begin(&[])?;
                 }
@@ -2134,7 +2143,9 @@ fn check_writable(prepared: &Prepared) -> SqlResult<()> {
             Statement::Copy { to: false, .. } => "COPY FROM",
             Statement::Query(query) if view::has_into(query) => "SELECT INTO",
             Statement::CreateTable(_) => "CREATE TABLE",
+            Statement::CreateView(create) if create.materialized => "CREATE MATERIALIZED VIEW",
             Statement::CreateView(_) => "CREATE VIEW",
+            Statement::Vacuum(vacuum) if vacuum.reindex => "REFRESH MATERIALIZED VIEW",
             Statement::CreateIndex(_) => "CREATE INDEX",
             Statement::CreateSchema { .. } => "CREATE SCHEMA",
             Statement::CreateSequence { .. } => "CREATE SEQUENCE",
@@ -2142,6 +2153,7 @@ fn check_writable(prepared: &Prepared) -> SqlResult<()> {
             Statement::Drop { object_type, .. } => match object_type {
                 ast::ObjectType::Table => "DROP TABLE",
                 ast::ObjectType::View => "DROP VIEW",
+                ast::ObjectType::MaterializedView => "DROP MATERIALIZED VIEW",
                 ast::ObjectType::Index => "DROP INDEX",
                 ast::ObjectType::Schema => "DROP SCHEMA",
                 ast::ObjectType::Sequence => "DROP SEQUENCE",

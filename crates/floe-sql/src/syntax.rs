@@ -22,6 +22,9 @@
 //!    `SERIALIZABLE READ ONLY DEFERRABLE` transaction runs as `SERIALIZABLE READ ONLY`, which
 //!    is allowed to abort where PostgreSQL's would have waited for a safe snapshot.
 //! 8. `RESET TIME ZONE` as `RESET timezone`.
+//! 10. `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH [NO] DATA]` as
+//!     [`REFRESH_STATEMENT`] `name` (with `BOOST` for `WITH NO DATA`), and
+//!     `ALTER MATERIALIZED VIEW … RENAME …` as `ALTER TABLE`.
 //! 9. `x IN ((SELECT …), y)`: sqlparser reads the parenthesized first element as the IN's
 //!    subquery and then fails at the comma, so that element is read as `coalesce((SELECT …))`
 //!    (one argument: the same value, a scalar subquery still).
@@ -34,6 +37,10 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whi
 
 /// What `CHECKPOINT` is parsed as: a Redshift-only VACUUM form PostgreSQL clients never send.
 pub(crate) const CHECKPOINT_STATEMENT: &str = "VACUUM RECLUSTER";
+
+/// What `REFRESH MATERIALIZED VIEW` is parsed as: a Redshift-only VACUUM form PostgreSQL
+/// clients never send (`VACUUM REINDEX name`, `BOOST` meaning `WITH NO DATA`).
+pub(crate) const REFRESH_STATEMENT: &str = "VACUUM REINDEX";
 
 /// Splits `sql` into statements, with the rewrites of this module applied.
 pub(crate) fn parse_statements(
@@ -181,8 +188,16 @@ fn rewrite_statement(tokens: &mut Vec<TokenWithSpan>) {
     if words.keyword(tokens, 0) == Some(Keyword::COPY) {
         copy_boolean_options(tokens, &words);
     }
-    if maintenance(tokens, &words) {
+    if maintenance(tokens, &words) || refresh(tokens, &words) {
         return;
+    }
+    if words.is(tokens, 0, Keyword::ALTER)
+        && words.is(tokens, 1, Keyword::MATERIALIZED)
+        && words.is(tokens, 2, Keyword::VIEW)
+        && words.any(tokens, Keyword::RENAME)
+    {
+        tokens[words.0[1]].token = Token::make_keyword("TABLE");
+        tokens[words.0[2]].token = Token::Whitespace(Whitespace::Space);
     }
     if words.is(tokens, 0, Keyword::ALTER)
         && words.is(tokens, 1, Keyword::VIEW)
@@ -357,6 +372,58 @@ fn maintenance(tokens: &mut Vec<TokenWithSpan>, words: &Words) -> bool {
         keywords(tokens, command);
         tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
         tokens.extend(table);
+    }
+    tokens.extend(end);
+    true
+}
+
+/// `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH [NO] DATA]` as [`REFRESH_STATEMENT`]
+/// (see the module doc). Anything else after the name is left for the parser to refuse.
+fn refresh(tokens: &mut Vec<TokenWithSpan>, words: &Words) -> bool {
+    let first = &tokens[words.0[0]].token;
+    let is_refresh = matches!(first, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("refresh"));
+    if !is_refresh
+        || !words.is(tokens, 1, Keyword::MATERIALIZED)
+        || !words.is(tokens, 2, Keyword::VIEW)
+    {
+        return false;
+    }
+    let mut at = 3;
+    if words.is(tokens, at, Keyword::CONCURRENTLY) {
+        at += 1;
+    }
+    let significant: Vec<TokenWithSpan> =
+        words.0[at..].iter().map(|&i| tokens[i].clone()).collect();
+    let name_end = significant
+        .iter()
+        .position(|t| unquoted_keyword(&t.token) == Some(Keyword::WITH))
+        .unwrap_or(significant.len());
+    let tail: Vec<Option<Keyword>> = significant[name_end..]
+        .iter()
+        .map(|t| unquoted_keyword(&t.token))
+        .collect();
+    let no_data = match tail.as_slice() {
+        [] | [Some(Keyword::WITH), Some(Keyword::DATA)] => false,
+        [Some(Keyword::WITH), Some(Keyword::NO), Some(Keyword::DATA)] => true,
+        _ => return false,
+    };
+    let end = tokens
+        .last()
+        .filter(|t| t.token == Token::SemiColon)
+        .cloned();
+    let name: Vec<TokenWithSpan> = significant[..name_end].to_vec();
+    tokens.clear();
+    for (i, word) in REFRESH_STATEMENT.split(' ').enumerate() {
+        if i > 0 {
+            tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+        }
+        tokens.push(TokenWithSpan::wrap(Token::make_keyword(word)));
+    }
+    tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+    tokens.extend(name);
+    if no_data {
+        tokens.push(TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space)));
+        tokens.push(TokenWithSpan::wrap(Token::make_keyword("BOOST")));
     }
     tokens.extend(end);
     true

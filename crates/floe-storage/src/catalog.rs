@@ -172,6 +172,28 @@ pub enum RelationKind {
     },
     /// A sequence.
     Sequence(SequenceDef),
+    /// A materialized view: its defining query, kept up to date by the view engine
+    /// (`floe-views`) after every commit; it holds no rows in storage.
+    MaterializedView {
+        /// The SELECT, as SQL text with every relation name qualified by its schema (so it
+        /// means the same whatever `search_path` is when the view is planned again).
+        query: String,
+        /// OIDs of the relations the query reads directly (tables, views and materialized
+        /// views): they cannot be dropped without CASCADE while the view exists.
+        #[serde(default)]
+        depends_on: Vec<u32>,
+    },
+}
+
+impl RelationKind {
+    /// The relations a view or materialized view reads directly (none for other kinds).
+    pub fn depends_on(&self) -> &[u32] {
+        match self {
+            RelationKind::View { depends_on, .. }
+            | RelationKind::MaterializedView { depends_on, .. } => depends_on,
+            RelationKind::Table | RelationKind::Sequence(_) => &[],
+        }
+    }
 }
 
 /// A relation (PostgreSQL's `pg_class` row): a table, a view or a sequence.
@@ -242,6 +264,11 @@ impl TableDef {
     /// Whether this relation holds rows.
     pub fn is_table(&self) -> bool {
         matches!(self.kind, RelationKind::Table)
+    }
+
+    /// Whether this is a materialized view.
+    pub fn is_materialized_view(&self) -> bool {
+        matches!(self.kind, RelationKind::MaterializedView { .. })
     }
 
     /// Whether this is a temporary relation (see [`Persistence`]).

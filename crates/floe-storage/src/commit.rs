@@ -239,8 +239,8 @@ fn apply_on_commit_actions(body: &mut CommitBody) {
                     RelationKind::Sequence(seq) => {
                         seq.owned_by.is_some_and(|(t, _)| dropped.contains(&t))
                     }
-                    RelationKind::View { depends_on, .. } => {
-                        depends_on.iter().any(|d| dropped.contains(d))
+                    RelationKind::View { .. } | RelationKind::MaterializedView { .. } => {
+                        def.kind.depends_on().iter().any(|d| dropped.contains(d))
                     }
                     RelationKind::Table => false,
                 };

@@ -377,6 +377,12 @@ impl Db {
         self.inner.snapshot()
     }
 
+    /// The oldest snapshot any reader still holds (the newest visible ts when none is held):
+    /// no reader will ask for data as of an older ts.
+    pub fn oldest_snapshot_ts(&self) -> u64 {
+        self.inner.horizon()
+    }
+
     /// The newest commit timestamp visible to new snapshots.
     pub fn visible_ts(&self) -> u64 {
         self.inner.visible_ts.load(Ordering::Acquire)

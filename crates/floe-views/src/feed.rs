@@ -142,6 +142,8 @@ fn run(
             view.update(ts, i, rows, diffs)?;
         }
         view.advance(ts)?;
+        // No reader will ask for the view as of a ts older than the oldest snapshot held.
+        view.compact(db.oldest_snapshot_ts());
         // Keep a snapshot no newer than what was sent: the rows before the next commit must
         // stay readable (a TRUNCATE reads them).
         let newer = db.snapshot();

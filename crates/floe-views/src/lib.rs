@@ -1,10 +1,10 @@
-//! Incremental view maintenance (DESIGN.md ideas 1–4, issue 17; `docs/design/0013-materialized-views.md`).
+//! Incremental view maintenance (DESIGN.md ideas 1–4, issue 17; `docs/design/0014-materialized-views.md`).
 //!
 //! A view's optimised DataFusion `LogicalPlan` is compiled into an incremental [`Plan`]
 //! (`plan.rs`) and rendered onto differential dataflow (`render.rs`) over one runtime row type
 //! (`row.rs`). Each [`View`] runs its dataflow on a timely worker thread of its own, fed over
 //! a channel with the base tables' changes in commit order; the view's frontier says up to
-//! which commit its output is complete, and a reader waits for it ([`View::wait`]).
+//! which commit its output is complete, and a reader waits for it ([`View::wait`], or [`View::wait_async`] on a runtime).
 //!
 //! Invariant: once the frontier has passed `ts`, the view's rows (or its error) are exactly
 //! what the defining query returns at a snapshot at `ts`.
@@ -31,6 +31,23 @@ pub use feed::Feed;
 use history::History;
 pub use plan::{compile, Plan};
 pub use row::{Row, RowCodec};
+
+/// How an expression's error is kept in a view's error collection (its text). The server
+/// installs one that keeps the SQLSTATE ([`set_error_text`]); the default is the message.
+static ERROR_TEXT: std::sync::OnceLock<fn(&DataFusionError) -> String> = std::sync::OnceLock::new();
+
+/// Sets how errors raised while maintaining views are recorded (once per process; later calls
+/// are ignored). A read returns the text as [`ViewError::Query`].
+pub fn set_error_text(text: fn(&DataFusionError) -> String) {
+    let _ = ERROR_TEXT.set(text);
+}
+
+pub(crate) fn error_text(e: &DataFusionError) -> String {
+    match ERROR_TEXT.get() {
+        Some(text) => text(e),
+        None => e.to_string(),
+    }
+}
 
 /// Why a view cannot be created, maintained or read.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +93,16 @@ struct Output {
 struct Shared {
     output: Mutex<Output>,
     changed: Condvar,
+    /// Bumped with every notification, for async waiters.
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    /// Wakes every waiter (the frontier moved, or the view stopped).
+    fn notify(&self) {
+        self.changed.notify_all();
+        self.version.send_modify(|v| *v += 1);
+    }
 }
 
 /// A maintained view: its dataflow on a worker thread, and its output.
@@ -101,6 +128,7 @@ impl View {
                 stopped: None,
             }),
             changed: Condvar::new(),
+            version: tokio::sync::watch::Sender::new(0),
         });
         let (commands, receiver) = mpsc::channel();
         let (ready, started) = mpsc::sync_channel(1);
@@ -183,7 +211,12 @@ impl View {
     pub fn stop(&self, reason: String) {
         let mut output = self.shared.output.lock();
         output.stopped.get_or_insert(reason);
-        self.shared.changed.notify_all();
+        self.shared.notify();
+    }
+
+    /// Why the view's maintenance stopped, if it did.
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.output.lock().stopped.clone()
     }
 
     /// Lets the view forget how it looked before `ts` (no reader has an older snapshot).
@@ -217,6 +250,26 @@ impl View {
             }
         }
         Ok(())
+    }
+
+    /// [`View::wait`] without blocking the thread: for readers on an async runtime (a
+    /// statement's timeout or cancel drops the future).
+    pub async fn wait_async(&self, ts: u64) -> Result<(), ViewError> {
+        let mut version = self.shared.version.subscribe();
+        loop {
+            {
+                let output = self.shared.output.lock();
+                if output.frontier > ts {
+                    return Ok(());
+                }
+                if let Some(reason) = &output.stopped {
+                    return Err(ViewError::Stopped(reason.clone()));
+                }
+            }
+            if version.changed().await.is_err() {
+                return Err(ViewError::Stopped("the worker ended".into()));
+            }
+        }
     }
 
     /// The view's rows as of the newest complete commit: see [`View::read_at`].
@@ -351,7 +404,7 @@ fn run(
                     Err(e) => {
                         let mut output = shared.output.lock();
                         output.stopped = Some(e.to_string());
-                        shared.changed.notify_all();
+                        shared.notify();
                         return;
                     }
                 }
@@ -365,7 +418,7 @@ fn run(
                 worker.step_while(|| probe.less_than(&next));
                 let mut output = shared.output.lock();
                 output.frontier = output.frontier.max(next);
-                shared.changed.notify_all();
+                shared.notify();
             }
         }
     }

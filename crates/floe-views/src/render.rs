@@ -158,14 +158,14 @@ pub fn render<'scope>(
                     aggregates,
                     &out,
                 )
-                .map_or_else(|e| Outcome::Error(e.to_string()), Outcome::Row)
+                .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row)
             });
             let aggregates = aggregates.clone();
             let reduced = keyed.reduce_named(
                 "Aggregate",
                 move |key: &Row, vals: &[(&Row, isize)], output: &mut Vec<(Outcome, isize)>| {
                     let outcome = aggregate(key, vals, &inputs, &group_codec, &aggregates, &out)
-                        .map_or_else(|e| Outcome::Error(e.to_string()), Outcome::Row);
+                        .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row);
                     output.push((outcome, 1));
                 },
             );
@@ -293,7 +293,7 @@ where
                             .map(|record| {
                                 logic(std::slice::from_ref(record))
                                     .map(|mut r| r.pop().flatten())
-                                    .map_err(|e| e.to_string())
+                                    .map_err(|e| crate::error_text(&e))
                             })
                             .collect::<Vec<_>>(),
                     };
@@ -608,7 +608,7 @@ fn window<'scope>(
         move |_key: &Row, vals: &[(&Row, isize)], output: &mut Vec<(Outcome, isize)>| {
             match window_partition(vals, &inputs, &functions, &out) {
                 Ok(rows) => output.extend(rows.into_iter().map(|r| (Outcome::Row(r), 1))),
-                Err(e) => output.push((Outcome::Error(e.to_string()), 1)),
+                Err(e) => output.push((Outcome::Error(crate::error_text(&e)), 1)),
             }
         },
     );

@@ -162,6 +162,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;
+    start_materialized_views(&engine);
     let server = Server::bind(
         ServerConfig {
             listen: config.listen,
@@ -186,6 +187,39 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     server.run(shutdown_signal()).await?;
     engine.close();
     Ok(())
+}
+
+/// Starts maintaining the catalog's materialized views on a thread of its own: each is built
+/// again from its base tables (a few at a time); until a view is, a read of it waits.
+fn start_materialized_views(engine: &Arc<Engine>) {
+    let engine = Arc::clone(engine);
+    let spawned = std::thread::Builder::new()
+        .name("floe-view-startup".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "materialized views not started");
+                    return;
+                }
+            };
+            let started = std::time::Instant::now();
+            match runtime.block_on(engine.start_materialized_views()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    views = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "materialized views rehydrated"
+                ),
+                Err(e) => tracing::error!(error = %e.message, "materialized views not started"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "materialized views not started");
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -360,7 +360,9 @@ fn index_definition(db: &Db, oid: u32, column: i64) -> Option<String> {
 /// `pg_get_viewdef`.
 fn view_definition(db: &Db, oid: u32) -> Option<String> {
     match &db.catalog().relation(oid)?.kind {
-        RelationKind::View { query, .. } => Some(system::view_definition(query)),
+        RelationKind::View { query, .. } | RelationKind::MaterializedView { query, .. } => {
+            Some(system::view_definition(query))
+        }
         _ => None,
     }
 }

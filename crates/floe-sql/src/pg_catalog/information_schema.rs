@@ -334,7 +334,8 @@ fn tables(ctx: &Ctx) -> Vec<Row> {
                 RelationKind::Table if def.is_temporary() => ("LOCAL TEMPORARY", true),
                 RelationKind::Table => ("BASE TABLE", true),
                 RelationKind::View { .. } => ("VIEW", false),
-                RelationKind::Sequence(_) => return None,
+                // PostgreSQL's information_schema leaves materialized views out.
+                RelationKind::Sequence(_) | RelationKind::MaterializedView { .. } => return None,
             };
             Some(vec![
                 (&ctx.database).into(),
@@ -405,7 +406,10 @@ fn numeric_facts(t: &SqlType, typmod: i32) -> Numeric {
 fn columns(ctx: &Ctx) -> Vec<Row> {
     let mut rows = Vec::new();
     for def in relations(ctx) {
-        if matches!(def.kind, RelationKind::Sequence(_)) {
+        if matches!(
+            def.kind,
+            RelationKind::Sequence(_) | RelationKind::MaterializedView { .. }
+        ) {
             continue;
         }
         let is_view = matches!(def.kind, RelationKind::View { .. });

@@ -150,12 +150,7 @@ pub(crate) const SYSTEM_TABLES: &[SystemTable] = &[
     // Views.
     view("pg_indexes", 12010, PG_INDEXES, pg_indexes),
     view("pg_locks", 12019, PG_LOCKS, pg_locks),
-    SystemTable {
-        name: "pg_matviews",
-        oid: 12011,
-        relkind: "v",
-        source: Source::Empty(PG_MATVIEWS),
-    },
+    view("pg_matviews", 12011, PG_MATVIEWS, pg_matviews),
     view("pg_roles", 12012, PG_ROLES, pg_roles),
     view("pg_sequences", 12013, PG_SEQUENCES, pg_sequences),
     view("pg_settings", 12014, PG_SETTINGS, pg_settings),
@@ -1034,6 +1029,7 @@ fn relkind(def: &TableDef) -> &'static str {
         RelationKind::Table => "r",
         RelationKind::View { .. } => "v",
         RelationKind::Sequence(_) => "S",
+        RelationKind::MaterializedView { .. } => "m",
     }
 }
 
@@ -1189,6 +1185,7 @@ fn pg_class(ctx: &Ctx) -> Vec<Row> {
         let (am, tuples, natts) = match &def.kind {
             RelationKind::Table => (oids::HEAP_AM_OID, row_count(ctx, def), def.columns.len()),
             RelationKind::View { .. } => (0, -1.0, def.columns.len()),
+            RelationKind::MaterializedView { .. } => (0, -1.0, def.columns.len()),
             RelationKind::Sequence(_) => (0, 1.0, 3),
         };
         let checks = def
@@ -1973,6 +1970,25 @@ fn pg_views(ctx: &Ctx) -> Vec<Row> {
                 (&def.schema).into(),
                 (&def.name).into(),
                 "postgres".into(),
+                view_definition(query).into(),
+            ]);
+        }
+    }
+    rows
+}
+
+fn pg_matviews(ctx: &Ctx) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (_, def) in relations(ctx) {
+        if let RelationKind::MaterializedView { query, .. } = &def.kind {
+            rows.push(vec![
+                (&def.schema).into(),
+                (&def.name).into(),
+                "postgres".into(),
+                V::Null,
+                (!oids::indexes(def).is_empty()).into(),
+                // Floe's materialized views are always populated (maintained on every commit).
+                true.into(),
                 view_definition(query).into(),
             ]);
         }

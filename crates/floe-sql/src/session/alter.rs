@@ -52,7 +52,11 @@ impl Session {
             ));
         };
         self.lock_relation_for_ddl(def.id).await?;
-        if matches!(def.kind, floe_storage::RelationKind::View { .. }) {
+        if matches!(
+            def.kind,
+            floe_storage::RelationKind::View { .. }
+                | floe_storage::RelationKind::MaterializedView { .. }
+        ) {
             return self.alter_view(def, alter).await;
         }
         if !def.is_table() {

@@ -391,7 +391,10 @@ impl Session {
     ) -> SqlResult<StatementResult> {
         let tag = format!("DROP {object_type}");
         match object_type {
-            ObjectType::Table | ObjectType::View | ObjectType::Sequence => {
+            ObjectType::Table
+            | ObjectType::View
+            | ObjectType::MaterializedView
+            | ObjectType::Sequence => {
                 let mut changes = Vec::new();
                 let named: Vec<u32> = names
                     .iter()
@@ -422,6 +425,10 @@ impl Session {
                         (&def.kind, object_type),
                         (RelationKind::Table, ObjectType::Table)
                             | (RelationKind::View { .. }, ObjectType::View)
+                            | (
+                                RelationKind::MaterializedView { .. },
+                                ObjectType::MaterializedView
+                            )
                             | (RelationKind::Sequence(_), ObjectType::Sequence)
                     );
                     if !kind_matches {

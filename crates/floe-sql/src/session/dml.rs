@@ -200,9 +200,14 @@ impl Session {
             .with_detail("Views are not automatically updatable in Floe yet."));
         }
         if !def.is_table() {
+            let what = if def.is_materialized_view() {
+                "materialized view"
+            } else {
+                "relation"
+            };
             return Err(SqlError::new(
                 sqlstate::WRONG_OBJECT_TYPE,
-                format!("cannot change relation \"{}\"", def.name),
+                format!("cannot change {what} \"{}\"", def.name),
             ));
         }
         let table = self

@@ -65,7 +65,7 @@ fn stored_field(name: &str, field: &Field) -> Field {
 }
 
 /// Column definitions for a query's result, with `names` replacing the first names.
-fn result_columns(
+pub(super) fn result_columns(
     schema: &datafusion::arrow::datatypes::Schema,
     names: &[String],
     too_many: &str,
@@ -97,10 +97,11 @@ fn result_columns(
     Ok(columns)
 }
 
-fn kind_word(def: &TableDef) -> &'static str {
+pub(super) fn kind_word(def: &TableDef) -> &'static str {
     match def.kind {
         RelationKind::Table => "table",
         RelationKind::View { .. } => "view",
+        RelationKind::MaterializedView { .. } => "materialized view",
         RelationKind::Sequence(_) => "sequence",
     }
 }
@@ -112,9 +113,7 @@ impl Session {
         create: ast::CreateView,
     ) -> SqlResult<StatementResult> {
         if create.materialized {
-            return Err(SqlError::not_supported(
-                "CREATE MATERIALIZED VIEW is not supported yet",
-            ));
+            return self.create_materialized_view(create).await;
         }
         // A view that reads a temporary relation is temporary itself, as in PostgreSQL.
         let depends_on = self.referenced_relations(&create.query)?;
@@ -193,7 +192,7 @@ impl Session {
     }
 
     /// The catalog relations a query names (not its CTEs), by OID.
-    fn referenced_relations(&self, query: &Query) -> SqlResult<Vec<u32>> {
+    pub(super) fn referenced_relations(&self, query: &Query) -> SqlResult<Vec<u32>> {
         struct Names {
             ctes: HashSet<String>,
             relations: Vec<ObjectName>,
@@ -243,14 +242,12 @@ impl Session {
         let mut frontier: Vec<u32> = ids.to_vec();
         while let Some(id) = frontier.pop() {
             for relation in catalog.relations() {
-                if let RelationKind::View { depends_on, .. } = &relation.kind {
-                    if depends_on.contains(&id)
-                        && !ids.contains(&relation.id)
-                        && !found.iter().any(|f| f.id == relation.id)
-                    {
-                        found.push(relation.clone());
-                        frontier.push(relation.id);
-                    }
+                if relation.kind.depends_on().contains(&id)
+                    && !ids.contains(&relation.id)
+                    && !found.iter().any(|f| f.id == relation.id)
+                {
+                    found.push(relation.clone());
+                    frontier.push(relation.id);
                 }
             }
         }
@@ -276,9 +273,12 @@ impl Session {
                 .iter()
                 .map(|v| {
                     format!(
-                        "view {} depends on {} {}",
+                        "{} {} depends on {} {}",
+                        kind_word(v),
                         v.name,
-                        if v.kind == def.kind || !def.is_table() {
+                        if def.is_materialized_view() {
+                            "materialized view"
+                        } else if v.kind == def.kind || !def.is_table() {
                             "view"
                         } else {
                             kind_word(def)
@@ -302,7 +302,7 @@ impl Session {
             self.notices.push(Notice {
                 severity: "NOTICE",
                 code: sqlstate::SUCCESSFUL_COMPLETION,
-                message: format!("drop cascades to view {}", view.name),
+                message: format!("drop cascades to {} {}", kind_word(view), view.name),
             });
         }
         Ok(dependents)
@@ -340,12 +340,27 @@ impl Session {
         }
         self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(new_def))])
             .await?;
-        Ok(StatementResult::Command("ALTER VIEW".into()))
+        Ok(StatementResult::Command(
+            if def.is_materialized_view() {
+                "ALTER MATERIALIZED VIEW"
+            } else {
+                "ALTER VIEW"
+            }
+            .into(),
+        ))
     }
 
     /// Replaces every reference to a view in `statement` by the view's query.
+    /// A materialized view is expanded too when it has no running maintenance (see
+    /// [`crate::matview`]); otherwise it is read as a relation.
     pub(super) fn expand_views(&self, statement: &mut Statement) -> SqlResult<()> {
-        self.expand_views_at(statement, 0, true)
+        self.expand_views_at(statement, 0, true, false)
+    }
+
+    /// [`Session::expand_views`], materialized views always expanded: a materialized view's
+    /// maintenance reads the base tables under the views it reads.
+    pub(super) fn expand_all_views(&self, statement: &mut Statement) -> SqlResult<()> {
+        self.expand_views_at(statement, 0, false, true)
     }
 
     /// Expands the views `statement` reads, `depth` views deep; `temporary`: whether its bare
@@ -355,6 +370,7 @@ impl Session {
         statement: &mut Statement,
         depth: usize,
         temporary: bool,
+        materialized: bool,
     ) -> SqlResult<()> {
         let mut expander = ViewExpander {
             session: self,
@@ -362,6 +378,7 @@ impl Session {
             ctes: HashSet::new(),
             depth,
             temporary,
+            materialized,
             error: None,
         };
         let _ = statement.visit(&mut expander);
@@ -372,7 +389,13 @@ impl Session {
     }
 
     /// The query of view `def`, with the views it reads expanded.
-    fn view_query(&self, def: &TableDef, query: &str, depth: usize) -> SqlResult<Box<Query>> {
+    fn view_query(
+        &self,
+        def: &TableDef,
+        query: &str,
+        depth: usize,
+        materialized: bool,
+    ) -> SqlResult<Box<Query>> {
         if depth >= MAX_VIEW_DEPTH {
             return Err(SqlError::new(
                 sqlstate::INVALID_OBJECT_DEFINITION,
@@ -386,7 +409,7 @@ impl Session {
             .parse(query)?
             .pop()
             .ok_or_else(|| SqlError::internal("view has no query"))?;
-        self.expand_views_at(&mut statement, depth + 1, def.is_temporary())?;
+        self.expand_views_at(&mut statement, depth + 1, def.is_temporary(), materialized)?;
         match statement {
             Statement::Query(query) => Ok(query),
             _ => Err(SqlError::internal("view definition is not a query")),
@@ -591,6 +614,8 @@ struct ViewExpander<'a> {
     depth: usize,
     /// Whether bare names may mean temporary relations.
     temporary: bool,
+    /// Whether materialized views are expanded even when maintained.
+    materialized: bool,
     error: Option<SqlError>,
 }
 
@@ -637,7 +662,16 @@ impl VisitorMut for ViewExpander<'_> {
         let Ok(Some(def)) = self.session.find_relation_with(name, self.temporary) else {
             return ControlFlow::Continue(());
         };
-        let RelationKind::View { query, .. } = &def.kind else {
+        let query = match &def.kind {
+            RelationKind::View { query, .. } => Some(query),
+            RelationKind::MaterializedView { query, .. }
+                if self.materialized || self.session.engine.matviews().get(def.id).is_none() =>
+            {
+                Some(query)
+            }
+            _ => None,
+        };
+        let Some(query) = query else {
             // DataFusion resolves a bare name in the first schema of search_path only: a
             // relation found further along the path (or in the temporary schema) is named
             // with its schema, keeping the bare name as the range variable.
@@ -656,7 +690,10 @@ impl VisitorMut for ViewExpander<'_> {
             }
             return ControlFlow::Continue(());
         };
-        let subquery = match self.session.view_query(&def, query, self.depth) {
+        let subquery = match self
+            .session
+            .view_query(&def, query, self.depth, self.materialized)
+        {
             Ok(q) => q,
             Err(err) => {
                 self.error = Some(err);

@@ -1,0 +1,418 @@
+//! Materialized views at run time: the maintained views of the server ([`MatViews`], held by
+//! the engine) and the table provider a `SELECT` reads one through ([`MatViewTable`]).
+//!
+//! A materialized view's definition is a catalog relation
+//! ([`floe_storage::RelationKind::MaterializedView`]); its rows are kept by the view engine
+//! (`floe-views`): the session compiles the defining query's optimised plan, starts a [`View`]
+//! and a [`Feed`] from the base tables (`session/matview.rs`), and registers them here under
+//! the view's OID. Which views run follows the committed catalog: after every commit that
+//! changed it (and at startup) the registry is reconciled with it — new views start, dropped
+//! ones stop, and a view whose base tables changed their row layout is planned again.
+//!
+//! A read waits until the view's frontier has passed the reader's snapshot (which includes the
+//! session's own last commit), then returns the view's rows as of that snapshot: the same rows
+//! the defining query returns there. A view with no running maintenance (created by the
+//! reader's own uncommitted block, or one whose maintenance could not start) is read as its
+//! defining query instead (`session/view.rs`), which is the same answer, computed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session as CatalogSession;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{project_schema, DataFusionError, Result as DfResult};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use floe_storage::{ReadView, TableCodec};
+use floe_views::{Feed, View, ViewError};
+use parking_lot::Mutex;
+
+/// One maintained view.
+pub struct Maintained {
+    /// The view's OID.
+    pub oid: u32,
+    /// Its name when it started (for messages).
+    pub name: String,
+    view: Arc<View>,
+    feed: Mutex<Option<Feed>>,
+    /// The relation's columns (names and stored types): the view's rows are cast to them.
+    schema: SchemaRef,
+    /// The base tables read, each with the row layout the view was planned for.
+    sources: Vec<(u32, Arc<TableCodec>)>,
+    /// The snapshot the view was built from: it has no rows before it.
+    start_ts: u64,
+    started: Instant,
+    /// How long building the view from its base tables took, once done.
+    hydrated: Arc<Mutex<Option<Duration>>>,
+}
+
+impl fmt::Debug for Maintained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Maintained")
+            .field("oid", &self.oid)
+            .field("name", &self.name)
+            .field("start_ts", &self.start_ts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What introspection reports of a maintained view.
+#[derive(Debug, Clone)]
+pub struct MaintainedStatus {
+    pub oid: u32,
+    /// Every commit below it is reflected.
+    pub frontier: u64,
+    /// Whether the view has been built from its base tables.
+    pub hydrated: bool,
+    /// How long that took.
+    pub hydration_time: Option<Duration>,
+    /// Why maintenance stopped, if it did.
+    pub error: Option<String>,
+}
+
+impl Maintained {
+    /// Starts maintaining `view`'s plan from the base tables `sources` (OIDs in the view's
+    /// source order, with the layouts it was planned for).
+    pub(crate) fn start(
+        db: Arc<floe_storage::Db>,
+        oid: u32,
+        name: String,
+        schema: SchemaRef,
+        plan: floe_views::Plan,
+        sources: Vec<(u32, Arc<TableCodec>)>,
+    ) -> Result<Maintained, ViewError> {
+        let started = Instant::now();
+        let view = Arc::new(View::start(plan, 0)?);
+        let tables = sources.iter().map(|(id, _)| *id).collect();
+        let (feed, start_ts) = Feed::start(db, Arc::clone(&view), tables)?;
+        let hydrated = Arc::new(Mutex::new(None));
+        {
+            let view = Arc::clone(&view);
+            let hydrated = Arc::clone(&hydrated);
+            let name = name.clone();
+            // Reports when the view is built (the thread ends with it if maintenance stops).
+            let _ = std::thread::Builder::new()
+                .name("floe-view-hydration".into())
+                .spawn(move || {
+                    if view
+                        .wait(start_ts, Duration::from_secs(365 * 24 * 3600))
+                        .is_ok()
+                    {
+                        let took = started.elapsed();
+                        *hydrated.lock() = Some(took);
+                        tracing::info!(view = %name, ms = took.as_millis() as u64, "materialized view hydrated");
+                    }
+                });
+        }
+        Ok(Maintained {
+            oid,
+            name,
+            view,
+            feed: Mutex::new(Some(feed)),
+            schema,
+            sources,
+            start_ts,
+            started,
+            hydrated,
+        })
+    }
+
+    /// Whether a base table's row layout is no longer the one the view was planned for (or
+    /// the table is gone): the view must be planned again.
+    pub(crate) fn is_outdated(&self, db: &floe_storage::Db) -> bool {
+        self.sources.iter().any(|(id, codec)| {
+            db.committed_table(*id)
+                .is_none_or(|table| !table.codec.same_layout(codec))
+        })
+    }
+
+    /// The view's state for introspection.
+    pub fn status(&self) -> MaintainedStatus {
+        let frontier = self.view.frontier();
+        let hydration_time = *self.hydrated.lock();
+        MaintainedStatus {
+            oid: self.oid,
+            frontier,
+            hydrated: frontier > self.start_ts,
+            hydration_time,
+            error: self.view.stopped(),
+        }
+    }
+
+    /// Waits until the view is built from its base tables.
+    pub async fn wait_hydrated(&self) -> Result<(), ViewError> {
+        self.view.wait_async(self.start_ts).await
+    }
+
+    /// Since when the view has been starting (for logs).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The view's rows at snapshot `ts`, once it has caught up with `ts`, in the relation's
+    /// column types.
+    async fn read_at(&self, ts: u64) -> DfResult<RecordBatch> {
+        if ts < self.start_ts {
+            return Err(DataFusionError::External(Box::new(
+                crate::error::SqlError::new(
+                    crate::error::sqlstate::SERIALIZATION_FAILURE,
+                    format!(
+                        "could not serialize access: materialized view \"{}\" was created after this transaction's snapshot",
+                        self.name
+                    ),
+                ),
+            )));
+        }
+        self.view.wait_async(ts).await.map_err(view_error)?;
+        let batch = self.view.read_at(ts).map_err(view_error)?;
+        conform(batch, &self.schema)
+    }
+
+    /// Stops maintenance.
+    pub(crate) fn stop(&self) {
+        if let Some(feed) = self.feed.lock().take() {
+            let _ = feed.stop();
+        }
+        self.view
+            .stop("the materialized view was dropped or replaced".into());
+    }
+}
+
+impl Drop for Maintained {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A view error as a query error: the defining query's own error keeps its SQLSTATE (it is
+/// carried as text, `SQLSTATE: message`, see `session/matview.rs`), others are internal.
+fn view_error(e: ViewError) -> DataFusionError {
+    match e {
+        ViewError::Query(message) => DataFusionError::External(Box::new(
+            crate::error::SqlError::from_view_message(&message),
+        )),
+        other => DataFusionError::External(Box::new(crate::error::SqlError::new(
+            crate::error::sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            other.to_string(),
+        ))),
+    }
+}
+
+/// `batch`'s columns cast to `schema`'s types, under its names.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                Ok(cast(column, field.data_type())?)
+            }
+        })
+        .collect::<DfResult<_>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// The server's maintained views, by OID.
+#[derive(Debug, Default)]
+pub struct MatViews {
+    running: Mutex<HashMap<u32, Arc<Maintained>>>,
+    /// Held while the registry is reconciled with the catalog (one at a time).
+    pub(crate) sync: tokio::sync::Mutex<u64>,
+}
+
+impl MatViews {
+    /// The maintained view with OID `oid`, if it runs.
+    pub fn get(&self, oid: u32) -> Option<Arc<Maintained>> {
+        self.running.lock().get(&oid).cloned()
+    }
+
+    /// Every maintained view.
+    pub fn all(&self) -> Vec<Arc<Maintained>> {
+        self.running.lock().values().cloned().collect()
+    }
+
+    /// Registers `maintained`, stopping the view it replaces.
+    pub(crate) fn insert(&self, maintained: Maintained) -> Arc<Maintained> {
+        let maintained = Arc::new(maintained);
+        let old = self
+            .running
+            .lock()
+            .insert(maintained.oid, Arc::clone(&maintained));
+        if let Some(old) = old {
+            old.stop();
+        }
+        maintained
+    }
+
+    pub(crate) fn remove(&self, oid: u32) {
+        let old = self.running.lock().remove(&oid);
+        if let Some(old) = old {
+            old.stop();
+        }
+    }
+
+    pub(crate) fn oids(&self) -> Vec<u32> {
+        self.running.lock().keys().copied().collect()
+    }
+
+    /// Stops every view (shutdown).
+    pub fn stop_all(&self) {
+        let all: Vec<_> = self.running.lock().drain().map(|(_, m)| m).collect();
+        for maintained in all {
+            maintained.stop();
+        }
+    }
+}
+
+/// DataFusion's view of a maintained materialized view.
+#[derive(Debug)]
+pub struct MatViewTable {
+    maintained: Arc<Maintained>,
+}
+
+impl MatViewTable {
+    pub fn new(maintained: Arc<Maintained>) -> MatViewTable {
+        MatViewTable { maintained }
+    }
+}
+
+#[async_trait]
+impl TableProvider for MatViewTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.maintained.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn CatalogSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = project_schema(&self.maintained.schema, projection)?;
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(Arc::new(MatViewScanExec {
+            maintained: Arc::clone(&self.maintained),
+            projection: projection.cloned(),
+            schema,
+            properties,
+        }))
+    }
+}
+
+/// Reads a maintained view at the statement's snapshot (found in the task context at
+/// execution, like the table scans').
+#[derive(Debug)]
+struct MatViewScanExec {
+    maintained: Arc<Maintained>,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for MatViewScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "MaterializedViewScan: {}", self.maintained.name)
+    }
+}
+
+impl ExecutionPlan for MatViewScanExec {
+    fn name(&self) -> &str {
+        "MaterializedViewScan"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let ts = match context.session_config().get_extension::<ReadView>() {
+            Some(view) => view.snapshot_ts(),
+            None => {
+                return Err(DataFusionError::Internal(
+                    "a materialized view read without a snapshot".into(),
+                ))
+            }
+        };
+        let maintained = Arc::clone(&self.maintained);
+        let projection = self.projection.clone();
+        let schema = Arc::clone(&self.schema);
+        let read = async move {
+            let batch = maintained.read_at(ts).await?;
+            let batch = match &projection {
+                Some(p) => batch.project(p)?,
+                None => batch,
+            };
+            Ok(RecordBatch::try_new_with_options(
+                schema,
+                batch.columns().to_vec(),
+                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )?)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::once(read),
+        )))
+    }
+}

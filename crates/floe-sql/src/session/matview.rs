@@ -1,0 +1,405 @@
+//! `CREATE`, `REFRESH` (and, through the generic paths, `DROP` and `ALTER … RENAME`) of
+//! materialized views, and starting their maintenance (see [`crate::matview`]).
+//!
+//! CREATE plans the query as a `SELECT` would be planned, compiles the optimised plan for the
+//! view engine (a construct it cannot maintain is refused here with 0A000, naming it), runs it
+//! once (a query that fails now fails the CREATE, as in PostgreSQL, and the row count is the
+//! command tag's), and commits the definition with every relation name qualified by its schema
+//! (so planning it again after a restart means the same relations). Maintenance starts once
+//! the definition is committed: at once outside a block, at COMMIT inside one
+//! ([`Session::sync_materialized_views`]).
+//!
+//! Maintenance reads base tables only: the views and materialized views a definition reads
+//! are expanded into their queries for it (a materialized view over another one maintains the
+//! combined query; both answer at every snapshot exactly as their queries do).
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::{
+    self, Ident, ObjectName, Query, Statement, TableAlias, TableFactor, VisitMut, VisitorMut,
+};
+use floe_storage::{CatalogChange, FloeTable, RelationKind, TableCodec, TableDef};
+use floe_views::ViewError;
+
+use super::ddl::ident_name;
+use super::view::result_columns;
+use super::{Session, StatementResult};
+use crate::error::{sqlstate, SqlError, SqlResult};
+use crate::matview::Maintained;
+
+/// How many views build from their base tables at once after a restart.
+const REHYDRATION_CONCURRENCY: usize = 2;
+
+/// A view engine error at CREATE or planning time.
+fn view_sql_error(e: ViewError) -> SqlError {
+    match e {
+        ViewError::Unsupported(_) => SqlError::not_supported(e.to_string()),
+        ViewError::DataFusion(e) => SqlError::from(e),
+        ViewError::Query(text) => SqlError::from_view_message(&text),
+        other => SqlError::internal(other.to_string()),
+    }
+}
+
+/// What maintaining a view needs: its incremental plan and the base tables it reads.
+struct Compiled {
+    plan: floe_views::Plan,
+    sources: Vec<(u32, Arc<TableCodec>)>,
+}
+
+impl Session {
+    /// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [(columns)] AS query`.
+    pub(super) async fn create_materialized_view(
+        &mut self,
+        create: ast::CreateView,
+    ) -> SqlResult<StatementResult> {
+        if create.or_replace || create.temporary {
+            let word = if create.or_replace {
+                "REPLACE"
+            } else {
+                "TEMPORARY"
+            };
+            return Err(SqlError::syntax(format!(
+                "syntax error at or near \"{word}\""
+            )));
+        }
+        let depends_on = self.referenced_relations(&create.query)?;
+        if self.reads_temporary(&depends_on) {
+            return Err(SqlError::not_supported(
+                "materialized views must not use temporary tables or views",
+            ));
+        }
+        let (schema, name, persistence) = self.creation_target(&create.name, false, None).await?;
+        let existing = self
+            .db()
+            .catalog()
+            .relation_by_name(&self.database, &schema, &name)
+            .cloned();
+        if existing.is_some() {
+            if create.if_not_exists {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(StatementResult::Command("CREATE MATERIALIZED VIEW".into()));
+            }
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        let mut query = create.query.clone();
+        self.qualify_relations(&mut query)?;
+        let statement = Statement::Query(query.clone());
+        // The plan a SELECT would run, to report the row count and fail as it would.
+        let plan = self.plan_query(&statement, &[]).await?;
+        if !plan.get_parameter_fields()?.is_empty() {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_PARAMETER,
+                "there is no parameter $1",
+            ));
+        }
+        let output = super::plan_output_schema(&plan);
+        let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
+        let columns = result_columns(
+            &output,
+            &names,
+            "CREATE MATERIALIZED VIEW specifies too many column names",
+        )?;
+        // Refused constructs fail before anything runs.
+        self.compile_materialized(&statement).await?;
+        let view = self.read_view().await;
+        let rows: usize = self
+            .collect_plan(&plan, view)
+            .await?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        let next_column_id = columns.len() as u32 + 1;
+        let def = TableDef {
+            id: self.db().allocate_oid(),
+            database: self.database.clone(),
+            schema,
+            name,
+            kind: RelationKind::MaterializedView {
+                query: query.to_string(),
+                depends_on,
+            },
+            columns,
+            primary_key: None,
+            constraints: vec![],
+            indexes: vec![],
+            next_column_id,
+            persistence,
+        };
+        self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
+            .await?;
+        Ok(StatementResult::Command(format!("SELECT {rows}")))
+    }
+
+    /// `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name`: builds the view again from its base
+    /// tables (its maintained rows already equal its query's; this recomputes them from
+    /// scratch) and returns once it is built.
+    pub(super) async fn refresh_materialized_view(
+        &mut self,
+        name: &ObjectName,
+        no_data: bool,
+    ) -> SqlResult<StatementResult> {
+        let def = self.relation(name)?;
+        if !def.is_materialized_view() {
+            return Err(SqlError::new(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("\"{}\" is not a materialized view", def.name),
+            ));
+        }
+        if no_data {
+            return Err(SqlError::not_supported(
+                "REFRESH MATERIALIZED VIEW … WITH NO DATA is not supported: Floe's materialized views are always populated",
+            ));
+        }
+        let committed = self.db().committed_catalog().relation(def.id).is_some();
+        if committed {
+            let maintained = self.start_materialized(&def).await?;
+            let maintained = self.engine.matviews().insert(maintained);
+            maintained
+                .wait_hydrated()
+                .await
+                .map_err(|e| SqlError::internal(e.to_string()))?;
+        }
+        Ok(StatementResult::Command("REFRESH MATERIALIZED VIEW".into()))
+    }
+
+    /// Reconciles the running views with the committed catalog: starts the views of this
+    /// session's database that do not run, plans again those whose base tables changed their
+    /// row layout, stops those no longer in the catalog. `bounded`: wait for views to build so
+    /// that at most [`REHYDRATION_CONCURRENCY`] build at once (startup).
+    pub async fn sync_materialized_views(&mut self, bounded: bool) {
+        let registry = Arc::clone(self.engine.matviews());
+        let mut synced = registry.sync.lock().await;
+        let version = self.db().catalog_version();
+        if *synced == version && !bounded {
+            return;
+        }
+        let catalog = self.db().committed_catalog();
+        for oid in registry.oids() {
+            if !catalog
+                .relation(oid)
+                .is_some_and(|r| r.is_materialized_view())
+            {
+                registry.remove(oid);
+            }
+        }
+        let wanted: Vec<Arc<TableDef>> = catalog
+            .relations()
+            .filter(|r| r.is_materialized_view() && r.database == self.database)
+            .cloned()
+            .collect();
+        let mut building: Vec<Arc<Maintained>> = Vec::new();
+        for def in wanted {
+            if registry
+                .get(def.id)
+                .is_some_and(|m| !m.is_outdated(self.db()))
+            {
+                continue;
+            }
+            match self.start_materialized(&def).await {
+                Ok(maintained) => {
+                    let maintained = registry.insert(maintained);
+                    if bounded {
+                        building.push(maintained);
+                        if building.len() >= REHYDRATION_CONCURRENCY {
+                            let oldest = building.remove(0);
+                            let _ = oldest.wait_hydrated().await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Read as its query until it can be maintained (the read reports the
+                    // same error if the query itself no longer plans).
+                    tracing::warn!(view = %def.name, error = %e.message, "materialized view maintenance did not start");
+                    registry.remove(def.id);
+                }
+            }
+        }
+        for maintained in building {
+            let _ = maintained.wait_hydrated().await;
+        }
+        *synced = version;
+    }
+
+    /// Plans `def`'s query and starts maintaining it.
+    async fn start_materialized(&mut self, def: &TableDef) -> SqlResult<Maintained> {
+        let RelationKind::MaterializedView { query, .. } = &def.kind else {
+            return Err(SqlError::internal("not a materialized view"));
+        };
+        let statement = self
+            .parse(query)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("materialized view has no query"))?;
+        let compiled = self.compile_materialized(&statement).await?;
+        if compiled.plan.schema().fields().len() != def.columns.len() {
+            return Err(SqlError::new(
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "materialized view \"{}\" no longer matches its query's columns",
+                    def.name
+                ),
+            ));
+        }
+        Maintained::start(
+            Arc::clone(self.db()),
+            def.id,
+            def.name.clone(),
+            def.arrow_schema(),
+            compiled.plan,
+            compiled.sources,
+        )
+        .map_err(view_sql_error)
+    }
+
+    /// The incremental plan of a view's query (`statement`) over base tables.
+    async fn compile_materialized(&self, statement: &Statement) -> SqlResult<Compiled> {
+        let mut statement = statement.clone();
+        self.expand_all_views(&mut statement)?;
+        let plan = self.plan_query(&statement, &[]).await?;
+        let plan = self.state.optimize(&plan)?;
+        let compiled = floe_views::compile(&plan).map_err(view_sql_error)?;
+        let scans = base_tables(&plan)?;
+        let catalog = self.db().catalog();
+        let mut sources = Vec::new();
+        for table in compiled.sources() {
+            let Some((_, data)) = scans.iter().find(|(name, _)| *name == table) else {
+                return Err(SqlError::internal(format!(
+                    "materialized view source {table} not found in its plan"
+                )));
+            };
+            if catalog
+                .relation(data.def.id)
+                .is_some_and(|r| r.is_temporary())
+            {
+                return Err(SqlError::not_supported(
+                    "materialized views must not use temporary tables or views",
+                ));
+            }
+            sources.push((data.def.id, Arc::clone(&data.codec)));
+        }
+        Ok(Compiled {
+            plan: compiled,
+            sources,
+        })
+    }
+
+    /// Names every relation `query` reads by its schema too (keeping the bare name as the
+    /// range variable), so the text means the same relations under any `search_path`.
+    fn qualify_relations(&self, query: &mut Query) -> SqlResult<()> {
+        struct Qualifier<'a> {
+            session: &'a Session,
+            ctes: HashSet<String>,
+            error: Option<SqlError>,
+        }
+        impl VisitorMut for Qualifier<'_> {
+            type Break = ();
+            fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+                if let Some(with) = &query.with {
+                    for cte in &with.cte_tables {
+                        self.ctes.insert(ident_name(&cte.alias.name));
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+                let TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } = factor
+                else {
+                    return ControlFlow::Continue(());
+                };
+                let [part] = name.0.as_slice() else {
+                    return ControlFlow::Continue(());
+                };
+                let Some(bare) = part.as_ident().cloned() else {
+                    return ControlFlow::Continue(());
+                };
+                if self.ctes.contains(&ident_name(&bare)) {
+                    return ControlFlow::Continue(());
+                }
+                match self.session.find_relation(name) {
+                    Ok(Some(def)) => {
+                        if alias.is_none() {
+                            *alias = Some(TableAlias {
+                                explicit: true,
+                                name: bare,
+                                columns: vec![],
+                                at: None,
+                            });
+                        }
+                        *name = ObjectName::from(vec![
+                            Ident::with_quote('"', def.schema.clone()),
+                            Ident::with_quote('"', def.name.clone()),
+                        ]);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut qualifier = Qualifier {
+            session: self,
+            ctes: HashSet::new(),
+            error: None,
+        };
+        let _ = query.visit(&mut qualifier);
+        match qualifier.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every table scan of `plan` with the storage table it reads; a scan of anything else
+/// (a system catalog, a table function) cannot be maintained.
+fn base_tables(
+    plan: &LogicalPlan,
+) -> SqlResult<
+    Vec<(
+        datafusion::common::TableReference,
+        Arc<floe_storage::TableData>,
+    )>,
+> {
+    let mut found = Vec::new();
+    let mut error = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let provider = match source_as_provider(&scan.source) {
+                Ok(p) => p,
+                Err(e) => {
+                    error = Some(SqlError::from(e));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            };
+            match provider.downcast_ref::<FloeTable>() {
+                Some(table) => found.push((scan.table_name.clone(), Arc::clone(table.data()))),
+                None => {
+                    error = Some(SqlError::not_supported(format!(
+                        "materialized views do not support reading {} yet",
+                        scan.table_name
+                    )));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(found),
+    }
+}
