@@ -128,7 +128,9 @@ impl CatalogProvider for FloeDatabase {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if let Some(schema) = crate::pg_catalog::schema(&self.db, &self.database, name) {
+        if let Some(schema) =
+            crate::pg_catalog::schema(&self.db, &self.matviews, &self.database, name)
+        {
             return Some(schema);
         }
         if name == INTERNAL_SCHEMA {

@@ -81,6 +81,8 @@ pub struct MaintainedStatus {
     pub hydration_time: Option<Duration>,
     /// Why maintenance stopped, if it did.
     pub error: Option<String>,
+    /// The output's size.
+    pub stats: floe_views::ViewStats,
 }
 
 impl Maintained {
@@ -141,10 +143,12 @@ impl Maintained {
 
     /// The view's state for introspection.
     pub fn status(&self) -> MaintainedStatus {
-        let frontier = self.view.frontier();
+        let stats = self.view.stats();
+        let frontier = stats.frontier;
         let hydration_time = *self.hydrated.lock();
         MaintainedStatus {
             oid: self.oid,
+            stats,
             frontier,
             hydrated: frontier > self.start_ts,
             hydration_time,

@@ -58,7 +58,12 @@ pub fn install(state: &mut SessionState, db: Arc<Db>) -> SqlResult<()> {
 }
 
 /// `pg_catalog` or `information_schema` of `database`, if `name` is one of them.
-pub fn schema(db: &Arc<Db>, database: &str, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+pub fn schema(
+    db: &Arc<Db>,
+    matviews: &Arc<crate::matview::MatViews>,
+    database: &str,
+    name: &str,
+) -> Option<Arc<dyn SchemaProvider>> {
     let kind = match name {
         PG_CATALOG => Kind::PgCatalog,
         INFORMATION_SCHEMA => Kind::InformationSchema,
@@ -67,6 +72,7 @@ pub fn schema(db: &Arc<Db>, database: &str, name: &str) -> Option<Arc<dyn Schema
     };
     Some(Arc::new(CatalogSchema {
         db: db.clone(),
+        matviews: matviews.clone(),
         database: database.to_string(),
         kind,
     }))
@@ -99,6 +105,7 @@ enum Kind {
 #[derive(Debug)]
 struct CatalogSchema {
     db: Arc<Db>,
+    matviews: Arc<crate::matview::MatViews>,
     database: String,
     kind: Kind,
 }
@@ -134,13 +141,16 @@ impl SchemaProvider for CatalogSchema {
                     _ => floe_catalog::table(name),
                 };
                 Ok(found.map(|t| {
-                    Arc::new(table::CatalogTable::new(
-                        t.name,
-                        t.columns,
-                        t.rows,
-                        self.db.clone(),
-                        &self.database,
-                    )) as Arc<dyn TableProvider>
+                    Arc::new(
+                        table::CatalogTable::new(
+                            t.name,
+                            t.columns,
+                            t.rows,
+                            self.db.clone(),
+                            &self.database,
+                        )
+                        .with_matviews(self.matviews.clone()),
+                    ) as Arc<dyn TableProvider>
                 }))
             }
         }

@@ -580,6 +580,16 @@ impl Session {
                 let plan = self.plan_query(&statement, &declared).await?;
                 self.prepared_query(statement, plan, &declared)
             }
+            Statement::Explain {
+                statement: inner, ..
+            } if matches!(inner.as_ref(), Statement::CreateView(c) if c.materialized) => {
+                Ok(Prepared::new(
+                    Some(statement.clone()),
+                    PreparedPlan::Utility(Box::new(statement)),
+                    vec![],
+                    Some(query_plan_schema()),
+                ))
+            }
             Statement::Explain { .. } => {
                 let declared = with_placeholder_casts(&statement, declared_types);
                 let plan = self.plan_query(&statement, &declared).await?;
@@ -1409,6 +1419,16 @@ impl Session {
                 self.create_table(create).await
             }
             Statement::CreateView(create) => self.create_view(create).await,
+            Statement::Explain { statement, .. } => match *statement {
+                Statement::CreateView(create) if create.materialized => {
+                    let lines = self.explain_materialized_view(create).await?;
+                    Ok(StatementResult::Rows {
+                        rows: text_rows(query_plan_schema(), vec![lines]),
+                        tag: "EXPLAIN",
+                    })
+                }
+                _ => Err(SqlError::internal("EXPLAIN of a utility statement")),
+            },
             Statement::Query(query) if view::has_into(&query) => self.select_into(*query).await,
             copy @ Statement::Copy { .. } => self.copy(copy).await,
             Statement::AlterTable(alter) => self.alter_table(alter).await,

@@ -9,19 +9,80 @@
 
 use std::collections::BTreeMap;
 
+/// The memory an entry holds, for accounting (an estimate: its bytes plus the map's overhead).
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// A map entry's overhead beyond its key's bytes (node share, count, vector slot).
+const ENTRY_OVERHEAD: usize = 48;
+
+impl Weigh for crate::Row {
+    fn weight(&self) -> usize {
+        self.0.capacity() + ENTRY_OVERHEAD
+    }
+}
+
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        self.capacity() + ENTRY_OVERHEAD
+    }
+}
+
+impl Weigh for &str {
+    fn weight(&self) -> usize {
+        self.len() + ENTRY_OVERHEAD
+    }
+}
+
 #[derive(Debug)]
-pub struct History<K: Ord + Clone> {
+pub struct History<K: Ord + Clone + Weigh> {
     since: u64,
     base: BTreeMap<K, isize>,
     recent: BTreeMap<u64, Vec<(K, isize)>>,
+    /// Weight of every entry of `base` and `recent`.
+    bytes: usize,
+    /// Rows in `base` (multiplicities summed).
+    base_rows: isize,
 }
 
-impl<K: Ord + Clone> History<K> {
+impl<K: Ord + Clone + Weigh> History<K> {
     pub fn new(since: u64) -> History<K> {
         History {
             since,
             base: BTreeMap::new(),
             recent: BTreeMap::new(),
+            bytes: 0,
+            base_rows: 0,
+        }
+    }
+
+    /// The memory held (estimated).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The number of rows at `since` (the recent updates not counted).
+    pub fn base_rows(&self) -> isize {
+        self.base_rows
+    }
+
+    fn add_to_base(&mut self, key: &K, diff: isize) {
+        self.base_rows += diff;
+        match self.base.get_mut(key) {
+            Some(count) => {
+                *count += diff;
+                if *count == 0 {
+                    self.base.remove(key);
+                    self.bytes -= key.weight();
+                }
+            }
+            None => {
+                if diff != 0 {
+                    self.base.insert(key.clone(), diff);
+                    self.bytes += key.weight();
+                }
+            }
         }
     }
 
@@ -33,8 +94,9 @@ impl<K: Ord + Clone> History<K> {
     /// Records `diff` copies of `key` at `time` (a time at or before `since` folds in at once).
     pub fn update(&mut self, time: u64, key: &K, diff: isize) {
         if time <= self.since {
-            add(&mut self.base, key, diff);
+            self.add_to_base(key, diff);
         } else {
+            self.bytes += key.weight();
             self.recent
                 .entry(time)
                 .or_default()
@@ -72,7 +134,8 @@ impl<K: Ord + Clone> History<K> {
         let later = self.recent.split_off(&(ts + 1));
         for (_, updates) in std::mem::replace(&mut self.recent, later) {
             for (key, diff) in updates {
-                add(&mut self.base, &key, diff);
+                self.bytes -= key.weight();
+                self.add_to_base(&key, diff);
             }
         }
         self.since = ts;
@@ -116,5 +179,8 @@ mod tests {
         assert!(!h.is_empty_at(2));
         h.update(4, &"b", -1);
         assert!(h.is_empty_at(4));
+        h.compact(4);
+        assert_eq!(h.base_rows(), 0);
+        assert_eq!(h.bytes(), 0);
     }
 }

@@ -70,6 +70,19 @@ pub enum ViewError {
     Storage(#[from] floe_storage::StorageError),
 }
 
+/// What [`View::stats`] reports.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewStats {
+    /// Every change below it is applied.
+    pub frontier: u64,
+    /// Output rows (at the oldest snapshot still readable).
+    pub rows: u64,
+    /// Memory the output and its history hold (estimated).
+    pub output_bytes: u64,
+    /// Whether the defining query fails at the newest complete snapshot.
+    pub errors: bool,
+}
+
 enum Command {
     /// Changes of the source at `source` (a position in [`Plan::sources`]) committed at `ts`.
     Changes {
@@ -212,6 +225,18 @@ impl View {
         let mut output = self.shared.output.lock();
         output.stopped.get_or_insert(reason);
         self.shared.notify();
+    }
+
+    /// The view's output as last reported: rows at the oldest readable snapshot and the
+    /// memory its output and history hold (estimated).
+    pub fn stats(&self) -> ViewStats {
+        let output = self.shared.output.lock();
+        ViewStats {
+            frontier: output.frontier,
+            rows: output.rows.base_rows().max(0) as u64,
+            output_bytes: (output.rows.bytes() + output.errors.bytes()) as u64,
+            errors: !output.errors.is_empty_at(output.frontier.saturating_sub(1)),
+        }
     }
 
     /// Why the view's maintenance stopped, if it did.

@@ -123,6 +123,115 @@ impl Plan {
         }
     }
 
+    /// The plan as indented lines, one per node (`EXPLAIN CREATE MATERIALIZED VIEW`).
+    pub fn explain(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.explain_into(0, &mut lines);
+        lines
+    }
+
+    fn explain_into(&self, depth: usize, lines: &mut Vec<String>) {
+        let list = |exprs: &[Arc<dyn PhysicalExpr>]| {
+            exprs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let line = match self {
+            Plan::Source { table, .. } => format!("Source: {table}"),
+            Plan::Filter { predicate, .. } => format!("Filter: {predicate}"),
+            Plan::Map { exprs, .. } => format!("Map: {}", list(exprs)),
+            Plan::Join {
+                left_keys,
+                right_keys,
+                nulls_equal,
+                filter,
+                kind,
+                ..
+            } => {
+                let on: Vec<String> = left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| format!("{l} = {r}"))
+                    .collect();
+                let mut text = format!("Join ({kind:?}): on [{}]", on.join(", "));
+                if *nulls_equal {
+                    text.push_str(" nulls equal");
+                }
+                if let Some(filter) = filter {
+                    text.push_str(&format!(" filter {filter}"));
+                }
+                text
+            }
+            Plan::TopK {
+                keys,
+                offset,
+                limit,
+                ..
+            } => {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|(e, o)| {
+                        format!(
+                            "{e} {}{}",
+                            if o.descending { "DESC" } else { "ASC" },
+                            if o.nulls_first { " NULLS FIRST" } else { "" }
+                        )
+                    })
+                    .collect();
+                let limit = limit.map_or("ALL".to_string(), |l| l.to_string());
+                format!(
+                    "TopK (hierarchical): order by [{}] offset {offset} limit {limit}",
+                    keys.join(", ")
+                )
+            }
+            Plan::Window {
+                partition,
+                functions,
+                ..
+            } => {
+                let names: Vec<String> = functions.iter().map(|f| f.name().to_string()).collect();
+                format!(
+                    "Window (partition recomputed): partition by [{}] functions [{}]",
+                    list(partition),
+                    names.join(", ")
+                )
+            }
+            Plan::Distinct { .. } => "Distinct".to_string(),
+            Plan::Union { .. } => "Union All".to_string(),
+            Plan::Reduce {
+                group, aggregates, ..
+            } => {
+                let names: Vec<String> = aggregates.iter().map(|a| a.name().to_string()).collect();
+                format!(
+                    "Reduce (group rescan): group by [{}] aggregates [{}]",
+                    list(group),
+                    names.join(", ")
+                )
+            }
+        };
+        lines.push(format!("{}{line}", "  ".repeat(depth)));
+        match self {
+            Plan::Source { .. } => {}
+            Plan::Filter { input, .. }
+            | Plan::Map { input, .. }
+            | Plan::TopK { input, .. }
+            | Plan::Window { input, .. }
+            | Plan::Distinct { input }
+            | Plan::Reduce { input, .. } => input.explain_into(depth + 1, lines),
+            Plan::Join { left, right, .. } => {
+                left.explain_into(depth + 1, lines);
+                right.explain_into(depth + 1, lines);
+            }
+            Plan::Union { inputs, .. } => {
+                for input in inputs {
+                    input.explain_into(depth + 1, lines);
+                }
+            }
+        }
+    }
+
     /// The base tables the plan reads, each once.
     pub fn sources(&self) -> Vec<TableReference> {
         self.source_schemas().into_iter().map(|(t, _)| t).collect()

@@ -1,6 +1,7 @@
 //! `floe_catalog`: views of what Floe does that PostgreSQL has no catalog for, in every
 //! database: the cold tier's runs (`cold_runs`, the newest manifest version) and its
-//! compactions (`compactions`: running ones, with progress, and the last finished).
+//! compactions (`compactions`: running ones, with progress, and the last finished), and the
+//! maintenance of the database's materialized views (`materialized_views`).
 //!
 //! Like `information_schema`, computed when scanned; the runs and compactions are the whole
 //! server's (the cold tier is shared), named by the connected database's relations where it
@@ -30,6 +31,12 @@ pub(crate) const TABLES: &[InfoTable] = &[
         columns: COMPACTIONS,
         rows: compactions,
     },
+    InfoTable {
+        name: "materialized_views",
+        oid: 13503,
+        columns: MATERIALIZED_VIEWS,
+        rows: materialized_views,
+    },
 ];
 
 /// The view named `name`.
@@ -48,6 +55,19 @@ const COLD_RUNS: Columns = &[
     ("min_commit_ts", Int8),
     ("max_commit_ts", Int8),
     ("unique_keys", Bool),
+];
+
+const MATERIALIZED_VIEWS: Columns = &[
+    ("relid", Oid),
+    ("schemaname", Text),
+    ("relname", Text),
+    ("state", Text),
+    ("frontier_ts", Int8),
+    ("lag_ts", Int8),
+    ("rows", Int8),
+    ("output_bytes", Int8),
+    ("hydration_ms", Int8),
+    ("error", Text),
 ];
 
 const COMPACTIONS: Columns = &[
@@ -135,6 +155,60 @@ fn compactions(ctx: &Ctx) -> Vec<Row> {
                 c.dropped_runs.into(),
                 c.error.into(),
             ]
+        })
+        .collect()
+}
+
+/// The connected database's materialized views and their maintenance: `state` is `hydrating`
+/// (being built from its base tables), `running`, `error` (the defining query fails at the
+/// newest snapshot; reads return that error), `stopped` (maintenance ended; `error` says why)
+/// or `not maintained` (read as its query: created by a block not yet committed, or its
+/// maintenance could not start). `lag_ts`: commits not yet reflected.
+fn materialized_views(ctx: &Ctx) -> Vec<Row> {
+    let visible = ctx.db.visible_ts();
+    ctx.catalog
+        .relations()
+        .filter(|r| r.database == ctx.database && r.is_materialized_view())
+        .map(|def| {
+            let maintained = ctx.matviews.as_ref().and_then(|m| m.get(def.id));
+            let head = vec![
+                def.id.into(),
+                def.schema.as_str().into(),
+                def.name.as_str().into(),
+            ];
+            let tail = match maintained {
+                None => vec![
+                    "not maintained".into(),
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                ],
+                Some(m) => {
+                    let status = m.status();
+                    let state = match (&status.error, status.hydrated, status.stats.errors) {
+                        (Some(_), _, _) => "stopped",
+                        (None, false, _) => "hydrating",
+                        (None, true, true) => "error",
+                        (None, true, false) => "running",
+                    };
+                    let lag = (visible + 1).saturating_sub(status.frontier);
+                    vec![
+                        state.into(),
+                        (status.frontier.saturating_sub(1) as i64).into(),
+                        (lag as i64).into(),
+                        (status.stats.rows as i64).into(),
+                        (status.stats.output_bytes as i64).into(),
+                        status
+                            .hydration_time
+                            .map_or(V::Null, |d| V::Int(d.as_millis() as i64)),
+                        status.error.map_or(V::Null, V::from),
+                    ]
+                }
+            };
+            head.into_iter().chain(tail).collect()
         })
         .collect()
 }

@@ -317,6 +317,8 @@ pub(crate) struct Ctx {
     pub db: Arc<Db>,
     pub catalog: Arc<Catalog>,
     pub database: String,
+    /// The maintained materialized views (for `floe_catalog`; `None` elsewhere).
+    pub matviews: Option<Arc<crate::matview::MatViews>>,
 }
 
 /// Computes a table's rows.
@@ -330,6 +332,7 @@ pub(crate) struct CatalogTable {
     rows: RowFn,
     db: Arc<Db>,
     database: String,
+    matviews: Option<Arc<crate::matview::MatViews>>,
 }
 
 impl std::fmt::Debug for CatalogTable {
@@ -356,7 +359,14 @@ impl CatalogTable {
             rows,
             db,
             database: database.to_string(),
+            matviews: None,
         }
+    }
+
+    /// The table's rows may describe the maintained materialized views.
+    pub(crate) fn with_matviews(mut self, matviews: Arc<crate::matview::MatViews>) -> Self {
+        self.matviews = Some(matviews);
+        self
     }
 
     /// The table's rows now.
@@ -365,6 +375,7 @@ impl CatalogTable {
             catalog: self.db.catalog(),
             db: self.db.clone(),
             database: self.database.clone(),
+            matviews: self.matviews.clone(),
         };
         let rows = (self.rows)(&ctx);
         to_batch(&self.schema, self.columns, &rows)

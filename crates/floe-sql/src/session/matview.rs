@@ -138,6 +138,17 @@ impl Session {
         Ok(StatementResult::Command(format!("SELECT {rows}")))
     }
 
+    /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the incremental plan that would maintain it.
+    pub(super) async fn explain_materialized_view(
+        &mut self,
+        create: ast::CreateView,
+    ) -> SqlResult<Vec<String>> {
+        let mut query = create.query.clone();
+        self.qualify_relations(&mut query)?;
+        let compiled = self.compile_materialized(&Statement::Query(query)).await?;
+        Ok(compiled.plan.explain())
+    }
+
     /// `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name`: builds the view again from its base
     /// tables (its maintained rows already equal its query's; this recomputes them from
     /// scratch) and returns once it is built.
@@ -337,10 +348,8 @@ impl Session {
                                 at: None,
                             });
                         }
-                        *name = ObjectName::from(vec![
-                            Ident::with_quote('"', def.schema.clone()),
-                            Ident::with_quote('"', def.name.clone()),
-                        ]);
+                        *name =
+                            ObjectName::from(vec![name_ident(&def.schema), name_ident(&def.name)]);
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -361,6 +370,24 @@ impl Session {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// `name` as an identifier, quoted only where it must be (not lower case, or a keyword).
+fn name_ident(name: &str) -> Ident {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !datafusion::sql::sqlparser::keywords::ALL_KEYWORDS
+            .contains(&name.to_ascii_uppercase().as_str());
+    if plain {
+        Ident::new(name)
+    } else {
+        Ident::with_quote('"', name)
     }
 }
 
