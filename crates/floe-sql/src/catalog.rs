@@ -183,7 +183,7 @@ impl SchemaProvider for FloeSchema {
             return Ok(self
                 .matviews
                 .get(def.id)
-                .map(|m| Arc::new(MatViewTable::new(m)) as _));
+                .map(|m| Arc::new(MatViewTable::new(m, def.arrow_schema())) as _));
         }
         Ok(self
             .db

@@ -48,8 +48,6 @@ pub struct Maintained {
     pub name: String,
     view: Arc<View>,
     feed: Mutex<Option<Feed>>,
-    /// The relation's columns (names and stored types): the view's rows are cast to them.
-    schema: SchemaRef,
     /// The base tables read, each with the row layout the view was planned for.
     sources: Vec<(u32, Arc<TableCodec>)>,
     /// The snapshot the view was built from: it has no rows before it.
@@ -92,7 +90,6 @@ impl Maintained {
         db: Arc<floe_storage::Db>,
         oid: u32,
         name: String,
-        schema: SchemaRef,
         plan: floe_views::Plan,
         sources: Vec<(u32, Arc<TableCodec>)>,
     ) -> Result<Maintained, ViewError> {
@@ -124,7 +121,6 @@ impl Maintained {
             name,
             view,
             feed: Mutex::new(Some(feed)),
-            schema,
             sources,
             start_ts,
             started,
@@ -168,7 +164,7 @@ impl Maintained {
 
     /// The view's rows at snapshot `ts`, once it has caught up with `ts`, in the relation's
     /// column types.
-    async fn read_at(&self, ts: u64) -> DfResult<RecordBatch> {
+    async fn read_at(&self, ts: u64, relation: &SchemaRef) -> DfResult<RecordBatch> {
         if ts < self.start_ts {
             return Err(DataFusionError::External(Box::new(
                 crate::error::SqlError::new(
@@ -182,7 +178,7 @@ impl Maintained {
         }
         self.view.wait_async(ts).await.map_err(view_error)?;
         let batch = self.view.read_at(ts).map_err(view_error)?;
-        conform(batch, &self.schema)
+        conform(batch, relation)
     }
 
     /// Stops maintenance.
@@ -292,18 +288,20 @@ impl MatViews {
 #[derive(Debug)]
 pub struct MatViewTable {
     maintained: Arc<Maintained>,
+    /// The relation's columns now (a rename after the view started shows).
+    schema: SchemaRef,
 }
 
 impl MatViewTable {
-    pub fn new(maintained: Arc<Maintained>) -> MatViewTable {
-        MatViewTable { maintained }
+    pub fn new(maintained: Arc<Maintained>, schema: SchemaRef) -> MatViewTable {
+        MatViewTable { maintained, schema }
     }
 }
 
 #[async_trait]
 impl TableProvider for MatViewTable {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.maintained.schema)
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -327,7 +325,7 @@ impl TableProvider for MatViewTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = project_schema(&self.maintained.schema, projection)?;
+        let schema = project_schema(&self.schema, projection)?;
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
@@ -336,6 +334,7 @@ impl TableProvider for MatViewTable {
         ));
         Ok(Arc::new(MatViewScanExec {
             maintained: Arc::clone(&self.maintained),
+            relation: Arc::clone(&self.schema),
             projection: projection.cloned(),
             schema,
             properties,
@@ -348,6 +347,8 @@ impl TableProvider for MatViewTable {
 #[derive(Debug)]
 struct MatViewScanExec {
     maintained: Arc<Maintained>,
+    /// The relation's columns (before the projection).
+    relation: SchemaRef,
     projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -402,8 +403,9 @@ impl ExecutionPlan for MatViewScanExec {
         let maintained = Arc::clone(&self.maintained);
         let projection = self.projection.clone();
         let schema = Arc::clone(&self.schema);
+        let relation = Arc::clone(&self.relation);
         let read = async move {
-            let batch = maintained.read_at(ts).await?;
+            let batch = maintained.read_at(ts, &relation).await?;
             let batch = match &projection {
                 Some(p) => batch.project(p)?,
                 None => batch,

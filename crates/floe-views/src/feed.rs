@@ -47,7 +47,12 @@ impl Feed {
             .spawn(move || {
                 let result = run(&db, &view, &tables, snapshot, reader, stopped);
                 if let Err(e) = &result {
-                    tracing::warn!(error = %e, "view feed stopped");
+                    // A dropped source means the view is being dropped with it (CASCADE).
+                    if matches!(e, ViewError::Stopped(m) if m.ends_with(DROPPED)) {
+                        tracing::debug!(error = %e, "view feed stopped");
+                    } else {
+                        tracing::warn!(error = %e, "view feed stopped");
+                    }
                     view.stop(e.to_string());
                 }
                 result
@@ -154,8 +159,10 @@ fn run(
     }
 }
 
+const DROPPED: &str = "was dropped";
+
 fn gone(id: u32) -> ViewError {
-    ViewError::Stopped(format!("table {id} was dropped"))
+    ViewError::Stopped(format!("table {id} {DROPPED}"))
 }
 
 /// Every row of table `id` at `ts`, as a batch of the table's schema.

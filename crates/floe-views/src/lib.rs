@@ -371,7 +371,7 @@ fn run(
             let i = sources.iter().position(|t| t == table).unwrap_or(0);
             (collections[i].clone(), no_errors.clone())
         };
-        let (rows, errors) = render::render(&plan, &source)?;
+        let (rows, errors) = render::render(&plan, scope, &source)?;
         let rows_output = Arc::clone(&shared);
         rows.inspect_batch(move |_, updates| {
             let mut output = rows_output.output.lock();

@@ -71,6 +71,12 @@ pub enum Plan {
         functions: Vec<Arc<dyn WindowExpr>>,
         schema: SchemaRef,
     },
+    /// Constant rows (`VALUES`, or the one row of a query without FROM): each row's
+    /// expressions, evaluated once.
+    Constant {
+        rows: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+        schema: SchemaRef,
+    },
     /// Each distinct input row once.
     Distinct { input: Box<Plan> },
     /// The rows of every input (UNION ALL); the inputs have the output's column types.
@@ -118,7 +124,8 @@ impl Plan {
             Plan::Filter { input, .. } => input.schema(),
             Plan::Join { schema, .. }
             | Plan::Union { schema, .. }
-            | Plan::Window { schema, .. } => Arc::clone(schema),
+            | Plan::Window { schema, .. }
+            | Plan::Constant { schema, .. } => Arc::clone(schema),
             Plan::Distinct { input } | Plan::TopK { input, .. } => input.schema(),
         }
     }
@@ -140,6 +147,7 @@ impl Plan {
         };
         let line = match self {
             Plan::Source { table, .. } => format!("Source: {table}"),
+            Plan::Constant { rows, .. } => format!("Constant: {} row(s)", rows.len()),
             Plan::Filter { predicate, .. } => format!("Filter: {predicate}"),
             Plan::Map { exprs, .. } => format!("Map: {}", list(exprs)),
             Plan::Join {
@@ -213,7 +221,7 @@ impl Plan {
         };
         lines.push(format!("{}{line}", "  ".repeat(depth)));
         match self {
-            Plan::Source { .. } => {}
+            Plan::Source { .. } | Plan::Constant { .. } => {}
             Plan::Filter { input, .. }
             | Plan::Map { input, .. }
             | Plan::TopK { input, .. }
@@ -251,6 +259,7 @@ impl Plan {
                     out.push((table.clone(), Arc::clone(schema)));
                 }
             }
+            Plan::Constant { .. } => {}
             Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
                 input.collect_sources(out)
             }
@@ -350,6 +359,38 @@ fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, View
             })
         }
         LogicalPlan::SubqueryAlias(alias) => compile_node(&alias.input, props),
+        LogicalPlan::EmptyRelation(empty) => Ok(Plan::Constant {
+            rows: if empty.produce_one_row {
+                vec![vec![]]
+            } else {
+                vec![]
+            },
+            schema: Arc::new(empty.schema.as_arrow().clone()),
+        }),
+        LogicalPlan::Values(values) => {
+            let no_columns = DFSchema::empty();
+            let rows = values
+                .values
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|e| {
+                            check_expr(e)?;
+                            Ok(create_physical_expr(
+                                e,
+                                &no_columns,
+                                props,
+                                &PhysicalPlanningContext::default(),
+                            )?)
+                        })
+                        .collect::<Result<Vec<_>, ViewError>>()
+                })
+                .collect::<Result<Vec<_>, ViewError>>()?;
+            Ok(Plan::Constant {
+                rows,
+                schema: Arc::new(values.schema.as_arrow().clone()),
+            })
+        }
         LogicalPlan::Window(window) => {
             let context = PhysicalPlanningContext::default();
             let functions = window
@@ -626,8 +667,9 @@ fn plan_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Join(_) => "this JOIN".into(),
         LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE".into(),
         LogicalPlan::Unnest(_) => "a set-returning function".into(),
-        LogicalPlan::Values(_) => "VALUES".into(),
-        LogicalPlan::EmptyRelation(_) => "a query without FROM".into(),
+        LogicalPlan::Extension(e) if e.node.name().starts_with("Apply") => {
+            "a scalar subquery that is not correlated with its query".into()
+        }
         other => other.display().to_string(),
     }
 }

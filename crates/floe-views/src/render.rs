@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -25,6 +25,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::ToStream;
+use timely::dataflow::Scope;
 
 use crate::plan::{JoinKind, Plan};
 use crate::row::{Row, RowCodec};
@@ -40,13 +41,43 @@ type Keyed<'scope> = VecCollection<'scope, u64, (Row, Row), isize>;
 /// [`Plan::sources`].
 pub fn render<'scope>(
     plan: &Plan,
+    scope: Scope<'scope, u64>,
     source: &dyn Fn(&datafusion::common::TableReference) -> (Rows<'scope>, Errors<'scope>),
 ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
     match plan {
         Plan::Source { table, .. } => Ok(source(table)),
+        Plan::Constant { rows, schema } => {
+            let codec = RowCodec::new(Arc::clone(schema))?;
+            let no_columns = RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                vec![],
+                &RecordBatchOptions::new().with_row_count(Some(1)),
+            )?;
+            let mut outcomes = Vec::with_capacity(rows.len());
+            for exprs in rows {
+                let row = exprs
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(e, field)| {
+                        let value = e.evaluate(&no_columns)?.into_array(1)?;
+                        if value.data_type() == field.data_type() {
+                            Ok(value)
+                        } else {
+                            Ok(datafusion::arrow::compute::cast(&value, field.data_type())?)
+                        }
+                    })
+                    .collect::<DfResult<Vec<ArrayRef>>>()
+                    .and_then(|columns| codec.encode(&columns, 1));
+                outcomes.push(match row {
+                    Ok(mut encoded) => (Outcome::Row(encoded.remove(0)), 0u64, 1isize),
+                    Err(e) => (Outcome::Error(crate::error_text(&e)), 0u64, 1isize),
+                });
+            }
+            Ok(split(outcomes.to_stream(scope).as_collection()))
+        }
         Plan::Filter { input, predicate } => {
             let schema = input.schema();
-            let (rows, errors) = render(input, source)?;
+            let (rows, errors) = render(input, scope, source)?;
             let predicate = Arc::clone(predicate);
             let (kept, failed) = map_decoded(rows, "Filter", schema, move |batch, rows| {
                 let keep = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -68,7 +99,7 @@ pub fn render<'scope>(
             schema,
         } => {
             let in_schema = input.schema();
-            let (rows, errors) = render(input, source)?;
+            let (rows, errors) = render(input, scope, source)?;
             let exprs = exprs.clone();
             let out = RowCodec::new(Arc::clone(schema))?;
             let (mapped, failed) = map_decoded(rows, "Map", in_schema, move |batch, _| {
@@ -88,7 +119,7 @@ pub fn render<'scope>(
             limit,
         } => {
             let schema = input.schema();
-            let (rows, errors) = render(input, source)?;
+            let (rows, errors) = render(input, scope, source)?;
             let (rows, failed) = top_k(rows, schema, keys, *offset, *limit)?;
             Ok((rows, errors.concat(failed)))
         }
@@ -99,18 +130,18 @@ pub fn render<'scope>(
             schema,
         } => {
             let in_schema = input.schema();
-            let (rows, errors) = render(input, source)?;
+            let (rows, errors) = render(input, scope, source)?;
             let (rows, failed) = window(rows, in_schema, partition, functions, schema)?;
             Ok((rows, errors.concat(failed)))
         }
         Plan::Distinct { input } => {
-            let (rows, errors) = render(input, source)?;
+            let (rows, errors) = render(input, scope, source)?;
             Ok((rows.distinct(), errors))
         }
         Plan::Union { inputs, .. } => {
             let mut out: Option<(Rows<'scope>, Errors<'scope>)> = None;
             for input in inputs {
-                let (rows, errors) = render(input, source)?;
+                let (rows, errors) = render(input, scope, source)?;
                 out = Some(match out {
                     None => (rows, errors),
                     Some((r, e)) => (r.concat(rows), e.concat(errors)),
@@ -119,8 +150,8 @@ pub fn render<'scope>(
             out.ok_or_else(|| DataFusionError::Internal("a union without inputs".into()))
         }
         Plan::Join { left, right, .. } => {
-            let (left_rows, left_errors) = render(left, source)?;
-            let (right_rows, right_errors) = render(right, source)?;
+            let (left_rows, left_errors) = render(left, scope, source)?;
+            let (right_rows, right_errors) = render(right, scope, source)?;
             let (rows, errors) = join(left_rows, right_rows, plan)?;
             Ok((rows, left_errors.concat(right_errors).concat(errors)))
         }
@@ -131,7 +162,7 @@ pub fn render<'scope>(
             schema,
         } => {
             let in_schema = input.schema();
-            let (rows, errors) = render(input, source)?;
+            let (rows, errors) = render(input, scope, source)?;
             let group_schema = Arc::new(Schema::new(
                 schema.fields()[..group.len()]
                     .iter()

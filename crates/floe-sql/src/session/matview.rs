@@ -262,7 +262,6 @@ impl Session {
             Arc::clone(self.db()),
             def.id,
             def.name.clone(),
-            def.arrow_schema(),
             compiled.plan,
             compiled.sources,
         )
@@ -274,7 +273,7 @@ impl Session {
         let mut statement = statement.clone();
         self.expand_all_views(&mut statement)?;
         let plan = self.plan_query(&statement, &[]).await?;
-        let plan = self.state.optimize(&plan)?;
+        let plan = without_deferral(self.state.optimize(&plan)?)?;
         let compiled = floe_views::compile(&plan).map_err(view_sql_error)?;
         let scans = base_tables(&plan)?;
         let catalog = self.db().catalog();
@@ -371,6 +370,27 @@ impl Session {
             None => Ok(()),
         }
     }
+}
+
+/// The optimised plan without `floe_deferred(x)` wrappers: identities marked volatile so
+/// planning never folds what PostgreSQL evaluates at run time (`const_errors`); planning is
+/// over, and the view engine would refuse them as volatile.
+fn without_deferral(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::Expr;
+    let plan = plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|expr| {
+            expr.transform_up(|e| match e {
+                Expr::ScalarFunction(f) if f.name() == "floe_deferred" && f.args.len() == 1 => {
+                    Ok(Transformed::yes(f.args.into_iter().next().unwrap_or_else(
+                        || Expr::Literal(datafusion::scalar::ScalarValue::Null, None),
+                    )))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })?;
+    Ok(plan.data)
 }
 
 /// `name` as an identifier, quoted only where it must be (not lower case, or a keyword).
