@@ -15,7 +15,7 @@ import traceback
 
 from .common import PG_BIN, Context, HarnessError
 from .servers import PG_SETTINGS, fs_type
-from .suites import ingest, micro, oltp, placeholders, restart, tpch, wire
+from .suites import ingest, ivm, micro, oltp, placeholders, restart, tpch, wire
 
 SUITES = {
     "wire": ("Wire protocol", wire.run),
@@ -24,7 +24,7 @@ SUITES = {
     "ingest": ("Ingest (COPY)", ingest.run),
     "restart": ("Restart after a crash", restart.run),
     "micro": ("Micro benchmarks (floe-storage)", micro.run),
-    "ivm": ("Incremental view maintenance", placeholders.runner("ivm")),
+    "ivm": ("Incremental view maintenance", ivm.run),
     "subscribe": ("SUBSCRIBE", placeholders.runner("subscribe")),
     "tpch-cold": ("TPC-H on the cold tier", tpch.run_cold),
 }
@@ -62,6 +62,14 @@ def parse_args(argv):
     ap.add_argument("--restart-mb", type=int,
                     help="MiB of row data committed before the restart suite's crash "
                          "(default 1024, smoke 20)")
+    ap.add_argument("--ivm-seconds", type=int,
+                    help="seconds per ivm pgbench run (default 20; smoke 2 for the 8-client "
+                         "runs, 1 for the others)")
+    ap.add_argument("--ivm-rows", type=int,
+                    help="orders rows of the ivm write runs (default 100,000, smoke 5,000)")
+    ap.add_argument("--ivm-rehydrate-rows", type=int,
+                    help="orders rows under the view ivm restarts Floe with "
+                         "(default 1,000,000, smoke 20,000)")
     args = ap.parse_args(argv)
     if args.sf10:
         args.tpch_scale = 10.0
@@ -70,6 +78,9 @@ def parse_args(argv):
             ap.error(f"unknown suite {s!r}; choose from {', '.join(SUITES)}")
     if args.restart_mb is not None and args.restart_mb < 1:
         ap.error("--restart-mb must be at least 1")
+    for opt in ("ivm_seconds", "ivm_rows", "ivm_rehydrate_rows"):
+        if getattr(args, opt) is not None and getattr(args, opt) < 1:
+            ap.error(f"--{opt.replace('_', '-')} must be at least 1")
     if args.repeat is not None and args.repeat < 1:
         ap.error("--repeat must be at least 1")
     return args

@@ -75,7 +75,7 @@ def ratio_bars(path, title, categories, series, ylabel, log=False, note=None):
     return os.path.basename(path)
 
 
-def latency_cdf(path, title, curves, note=None):
+def latency_cdf(path, title, curves, note=None, xlabel=None):
     """curves: label -> sorted latencies in ms. Log-scale x, fraction of transactions on y."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     palette = {}
@@ -100,8 +100,9 @@ def latency_cdf(path, title, curves, note=None):
         ax.legend(fontsize=7, loc="lower right")
     ax.axhline(0.5, color="#ccc", linewidth=0.6)
     ax.axhline(0.99, color="#ccc", linewidth=0.6)
-    ax.set_xlabel("latency per transaction (ms, log scale; pgbench's per-transaction log)")
-    ax.set_ylabel("fraction of transactions")
+    ax.set_xlabel(xlabel or
+                  "latency per transaction (ms, log scale; pgbench's per-transaction log)")
+    ax.set_ylabel("fraction of transactions" if xlabel is None else "fraction of samples")
     ax.set_ylim(0, 1.01)
     ax.set_title(title, fontsize=10)
     if note:

@@ -258,6 +258,7 @@ class FloeServer(Server):
         self.binary = binary
         self.data_dir = os.path.join(workdir, "floe-data")
         self.extra_args = list(extra_args)  # e.g. ["--flush-age", "0"] for the cold tier
+        self.log_level = "warn"  # a suite may raise it (ivm reads Floe's rehydration line)
 
     MAX_RESTARTS = 3
 
@@ -289,7 +290,7 @@ class FloeServer(Server):
         env.pop("FLOE_LOG_LEVEL", None)
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
-             self.data_dir, "--log-level", "warn", "--max-connections",
+             self.data_dir, "--log-level", self.log_level, "--max-connections",
              str(FLOE_MAX_CONNECTIONS)] + self.extra_args,
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         log.close()

@@ -2,8 +2,6 @@
 the report shows the gap instead of hiding it."""
 
 SLOTS = {
-    "ivm": "incremental materialized views: commit latency with N maintained views, view "
-           "freshness lag, and REFRESH from scratch as the peer",
     "subscribe": "SUBSCRIBE: change-feed latency from COMMIT to the subscriber, and "
                  "subscribers per server",
 }

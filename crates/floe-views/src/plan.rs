@@ -213,7 +213,7 @@ impl Plan {
             } => {
                 let names: Vec<String> = aggregates.iter().map(|a| a.name().to_string()).collect();
                 format!(
-                    "Reduce (group rescan): group by [{}] aggregates [{}]",
+                    "Reduce (hierarchical): group by [{}] aggregates [{}]",
                     list(group),
                     names.join(", ")
                 )

@@ -191,15 +191,14 @@ pub fn render<'scope>(
                 )
                 .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row)
             });
-            let aggregates = aggregates.clone();
-            let reduced = keyed.reduce_named(
-                "Aggregate",
-                move |key: &Row, vals: &[(&Row, isize)], output: &mut Vec<(Outcome, isize)>| {
-                    let outcome = aggregate(key, vals, &inputs, &group_codec, &aggregates, &out)
-                        .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row);
-                    output.push((outcome, 1));
-                },
-            );
+            let reduced = hierarchical_aggregate(
+                keyed,
+                aggregates,
+                inputs,
+                group_codec,
+                out,
+                if global { 16 } else { 8 },
+            )?;
             let outcomes = reduced.map(|(_key, outcome)| outcome);
             let outcomes = match default {
                 None => outcomes,
@@ -270,6 +269,186 @@ fn aggregate(
         columns.push(value.cast_to(field.data_type())?.to_array()?);
     }
     Ok(out.encode(&columns, 1)?.remove(0))
+}
+
+/// GROUP BY in levels (Materialize's hierarchical reduction, generalised through DataFusion's
+/// two-phase aggregation): each group's rows are bucketed by a hash of the row; a bucket's
+/// rows become the aggregates' partial states (`Accumulator::state`), buckets are merged into
+/// fewer buckets 8 bits at a time (`merge_batch`), and the last level merges a group's
+/// buckets and evaluates. A change recomputes one bucket per level — a bounded number of rows
+/// or states — instead of the whole group, and min/max stay correct when the extreme is
+/// deleted (each level is a reduce over what is there now). `bits`: the first level's bucket
+/// bits (16: a group may be the whole input; 8: most groups are small).
+fn hierarchical_aggregate<'scope>(
+    keyed: Keyed<'scope>,
+    aggregates: &[Arc<AggregateFunctionExpr>],
+    inputs: RowCodec,
+    group_codec: RowCodec,
+    out: RowCodec,
+    bits: u32,
+) -> DfResult<VecCollection<'scope, u64, (Row, Outcome), isize>> {
+    let mut state_fields = Vec::new();
+    let mut widths = Vec::with_capacity(aggregates.len());
+    for function in aggregates {
+        let fields = function.state_fields()?;
+        widths.push(fields.len());
+        for field in fields {
+            let name = format!("s{}", state_fields.len());
+            state_fields.push(Field::new(name, field.data_type().clone(), true));
+        }
+    }
+    let states = Arc::new(RowCodec::new(Arc::new(Schema::new(state_fields)))?);
+    let aggregates: Arc<[Arc<AggregateFunctionExpr>]> = aggregates.into();
+    let widths: Arc<[usize]> = widths.into();
+    let partial = {
+        let (aggregates, states) = (Arc::clone(&aggregates), Arc::clone(&states));
+        keyed
+            .map(move |(group, row)| ((group, bucket(&row) >> (64 - bits)), row))
+            .reduce_named(
+                "AggregatePartial",
+                move |_key, vals: &[(&Row, isize)], output: &mut Vec<(Outcome, isize)>| {
+                    let outcome = partial_states(vals, &inputs, &aggregates, &states)
+                        .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row);
+                    output.push((outcome, 1));
+                },
+            )
+    };
+    let mut level = partial;
+    let mut remaining = bits;
+    while remaining > 8 {
+        remaining -= 8;
+        let (aggregates, widths, states) = (
+            Arc::clone(&aggregates),
+            Arc::clone(&widths),
+            Arc::clone(&states),
+        );
+        level = level
+            .map(|((group, b), outcome)| ((group, b >> 8), outcome))
+            .reduce_named(
+                "AggregateMerge",
+                move |_key, vals: &[(&Outcome, isize)], output: &mut Vec<(Outcome, isize)>| {
+                    let outcome = merge_states(vals, &aggregates, &widths, &states, None);
+                    output.push((outcome, 1));
+                },
+            );
+    }
+    Ok(level
+        .map(|((group, _b), outcome)| (group, outcome))
+        .reduce_named(
+            "Aggregate",
+            move |group: &Row, vals: &[(&Outcome, isize)], output: &mut Vec<(Outcome, isize)>| {
+                let outcome = merge_states(
+                    vals,
+                    &aggregates,
+                    &widths,
+                    &states,
+                    Some((group, &group_codec, &out)),
+                );
+                output.push((outcome, 1));
+            },
+        ))
+}
+
+/// The aggregates' partial states over a bucket's rows, as one row of `states`.
+fn partial_states(
+    vals: &[(&Row, isize)],
+    inputs: &RowCodec,
+    aggregates: &[Arc<AggregateFunctionExpr>],
+    states: &RowCodec,
+) -> DfResult<Row> {
+    let batch = inputs.decode(repeated(vals)?)?;
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for function in aggregates {
+        let arguments = evaluate(&function.expressions(), &batch)?;
+        let mut accumulator = function.create_accumulator()?;
+        accumulator.update_batch(&arguments)?;
+        for value in accumulator.state()? {
+            columns.push(value.to_array()?);
+        }
+    }
+    encode_cast(states, columns)
+}
+
+/// Merges partial states: into one state row, or (`last`: the group, its codec and the
+/// output's) into the group's output row. Any input error is the result.
+fn merge_states(
+    vals: &[(&Outcome, isize)],
+    aggregates: &[Arc<AggregateFunctionExpr>],
+    widths: &[usize],
+    states: &RowCodec,
+    last: Option<(&Row, &RowCodec, &RowCodec)>,
+) -> Outcome {
+    let mut rows = Vec::with_capacity(vals.len());
+    for (outcome, count) in vals {
+        match outcome {
+            Outcome::Error(e) => return Outcome::Error(e.clone()),
+            Outcome::Row(row) => rows.push((row, *count)),
+        }
+    }
+    let merged = (|| -> DfResult<Row> {
+        let batch = states.decode(repeated(&rows)?)?;
+        let mut columns: Vec<ArrayRef> = match last {
+            Some((group, group_codec, _)) => group_codec.decode([group])?.columns().to_vec(),
+            None => Vec::new(),
+        };
+        let mut at = 0;
+        for (function, width) in aggregates.iter().zip(widths) {
+            let mut accumulator = function.create_accumulator()?;
+            accumulator.merge_batch(&batch.columns()[at..at + width])?;
+            at += width;
+            match last {
+                Some(_) => columns.push(accumulator.evaluate()?.to_array()?),
+                None => {
+                    for value in accumulator.state()? {
+                        columns.push(value.to_array()?);
+                    }
+                }
+            }
+        }
+        match last {
+            Some((_, _, out)) => encode_cast(out, columns),
+            None => encode_cast(states, columns),
+        }
+    })();
+    merged.map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row)
+}
+
+/// Each value repeated by its (positive) count.
+fn repeated<'a>(vals: &[(&'a Row, isize)]) -> DfResult<Vec<&'a Row>> {
+    let mut out = Vec::with_capacity(vals.len());
+    for (row, count) in vals {
+        if *count < 0 {
+            return Err(DataFusionError::Internal(
+                "a group holds a row a negative number of times".into(),
+            ));
+        }
+        out.extend(std::iter::repeat_n(*row, *count as usize));
+    }
+    Ok(out)
+}
+
+/// One row of `codec`'s schema from one-value columns, cast to its types.
+fn encode_cast(codec: &RowCodec, columns: Vec<ArrayRef>) -> DfResult<Row> {
+    let fields = codec.schema().fields();
+    if columns.len() != fields.len() {
+        return Err(DataFusionError::Internal(format!(
+            "{} aggregate values for {} columns",
+            columns.len(),
+            fields.len()
+        )));
+    }
+    let columns = columns
+        .into_iter()
+        .zip(fields)
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                Ok(datafusion::arrow::compute::cast(&c, f.data_type())?)
+            }
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(codec.encode(&columns, 1)?.remove(0))
 }
 
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> DfResult<Vec<ArrayRef>> {
