@@ -382,11 +382,13 @@ impl Engine {
         &self.matviews
     }
 
-    /// Starts maintaining every materialized view of the catalog (at startup): each is built
-    /// again from its base tables, on threads of its own, a few at a time; a read of one waits
-    /// until it is built (one not yet started is read as its query).
-    /// Returns once they are all built, with their number.
-    pub async fn start_materialized_views(self: &Arc<Self>) -> SqlResult<usize> {
+    /// Starts maintaining every materialized view of the catalog (at startup, before the
+    /// server accepts connections): each is built again from its base tables on threads of its
+    /// own, a few at a time; a read of one waits until it is built. Returns once they are all
+    /// started (not built), with the views.
+    pub async fn start_materialized_views(
+        self: &Arc<Self>,
+    ) -> SqlResult<Vec<Arc<crate::matview::Maintained>>> {
         let databases: Vec<String> = self
             .db
             .committed_catalog()
@@ -400,7 +402,7 @@ impl Engine {
             let mut session = self.new_session("floe", &database, [])?;
             session.sync_materialized_views(true).await;
         }
-        Ok(self.matviews.all().len())
+        Ok(self.matviews.all())
     }
 
     /// The shared DataFusion state sessions plan and execute with.

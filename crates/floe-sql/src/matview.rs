@@ -92,11 +92,12 @@ impl Maintained {
         name: String,
         plan: floe_views::Plan,
         sources: Vec<(u32, Arc<TableCodec>)>,
+        permits: Arc<floe_views::Permits>,
     ) -> Result<Maintained, ViewError> {
         let started = Instant::now();
         let view = Arc::new(View::start(plan, 0)?);
         let tables = sources.iter().map(|(id, _)| *id).collect();
-        let (feed, start_ts) = Feed::start(db, Arc::clone(&view), tables)?;
+        let (feed, start_ts) = Feed::start_with(db, Arc::clone(&view), tables, Some(permits))?;
         let hydrated = Arc::new(Mutex::new(None));
         {
             let view = Arc::clone(&view);
@@ -152,6 +153,23 @@ impl Maintained {
         }
     }
 
+    /// The view's size now.
+    pub fn stats(&self) -> floe_views::ViewStats {
+        self.view.stats()
+    }
+
+    /// The view's rows as of its start, in `relation`'s types, once built (or the error its
+    /// query raises there): what CREATE reports.
+    pub(crate) async fn initial_rows(&self, relation: &SchemaRef) -> DfResult<usize> {
+        Ok(self.read_at(self.start_ts, relation).await?.num_rows())
+    }
+
+    /// [`Maintained::wait_hydrated`], blocking the thread.
+    pub fn wait_hydrated_blocking(&self) -> Result<(), ViewError> {
+        self.view
+            .wait(self.start_ts, Duration::from_secs(365 * 24 * 3600))
+    }
+
     /// Waits until the view is built from its base tables.
     pub async fn wait_hydrated(&self) -> Result<(), ViewError> {
         self.view.wait_async(self.start_ts).await
@@ -197,13 +215,17 @@ impl Drop for Maintained {
     }
 }
 
-/// A view error as a query error: the defining query's own error keeps its SQLSTATE (it is
-/// carried as text, `SQLSTATE: message`, see `session/matview.rs`), others are internal.
+/// A view error as a query error: the defining query's own error, and a view stopped past its
+/// memory share, keep their SQLSTATE (carried as text, see
+/// [`crate::error::SqlError::view_error_text`]); others are 55000.
 fn view_error(e: ViewError) -> DataFusionError {
     match e {
         ViewError::Query(message) => DataFusionError::External(Box::new(
             crate::error::SqlError::from_view_message(&message),
         )),
+        ViewError::Stopped(message) if message.contains('\u{1f}') => DataFusionError::External(
+            Box::new(crate::error::SqlError::from_view_message(&message)),
+        ),
         other => DataFusionError::External(Box::new(crate::error::SqlError::new(
             crate::error::sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
             other.to_string(),
@@ -233,14 +255,77 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
 }
 
 /// The server's maintained views, by OID.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MatViews {
+    /// Views load their base tables' snapshots a few at a time.
+    permits: Arc<floe_views::Permits>,
     running: Mutex<HashMap<u32, Arc<Maintained>>>,
+    /// Views CREATE built before committing their definition, for the reconciliation after
+    /// the commit to take over (instead of building them again).
+    built: Mutex<HashMap<u32, Maintained>>,
     /// Held while the registry is reconciled with the catalog (one at a time).
     pub(crate) sync: tokio::sync::Mutex<u64>,
 }
 
+/// How many views load their base tables at once (after a restart, several rebuild).
+const REHYDRATION_CONCURRENCY: usize = 2;
+
+impl Default for MatViews {
+    fn default() -> Self {
+        MatViews {
+            permits: Arc::new(floe_views::Permits::new(REHYDRATION_CONCURRENCY)),
+            running: Mutex::default(),
+            built: Mutex::default(),
+            sync: tokio::sync::Mutex::default(),
+        }
+    }
+}
+
 impl MatViews {
+    /// The permits every view's feed loads its snapshot under.
+    pub(crate) fn permits(&self) -> Arc<floe_views::Permits> {
+        Arc::clone(&self.permits)
+    }
+
+    /// Hands over a view built before its definition was committed.
+    pub(crate) fn offer(&self, maintained: Maintained) {
+        self.built.lock().insert(maintained.oid, maintained);
+    }
+
+    /// Takes back the view offered for `oid` (to use it, or because the commit failed).
+    pub(crate) fn take_offered(&self, oid: u32) -> Option<Maintained> {
+        self.built.lock().remove(&oid)
+    }
+
+    /// Memory shares: every view may grow into what the hot tier and the other views leave of
+    /// `limit` (the hot tier's share of `--memory-limit`); past it a view stops with 53200.
+    pub(crate) fn share_memory(&self, db: &floe_storage::Db) {
+        let Some(limit) = db.memory_limit() else {
+            return;
+        };
+        let all = self.all();
+        let used: u64 = all.iter().map(|m| m.view.stats().state_bytes).sum();
+        let free = (limit as u64).saturating_sub(db.hot_bytes() as u64 + used);
+        for maintained in all {
+            let own = maintained.view.stats().state_bytes;
+            maintained.view.set_memory_limit((own + free).max(1));
+        }
+    }
+
+    /// Whether a view of `bytes` more state fits the memory limit now: `Err(needed, free)`.
+    pub(crate) fn fits(&self, db: &floe_storage::Db, bytes: u64) -> Result<(), (u64, u64)> {
+        let Some(limit) = db.memory_limit() else {
+            return Ok(());
+        };
+        let used: u64 = self.all().iter().map(|m| m.view.stats().state_bytes).sum();
+        let free = (limit as u64).saturating_sub(db.hot_bytes() as u64 + used);
+        if bytes > free {
+            Err((bytes, free))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The maintained view with OID `oid`, if it runs.
     pub fn get(&self, oid: u32) -> Option<Arc<Maintained>> {
         self.running.lock().get(&oid).cloned()
@@ -392,19 +477,20 @@ impl ExecutionPlan for MatViewScanExec {
         _partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let ts = match context.session_config().get_extension::<ReadView>() {
-            Some(view) => view.snapshot_ts(),
-            None => {
-                return Err(DataFusionError::Internal(
-                    "a materialized view read without a snapshot".into(),
-                ))
-            }
+        let Some(snapshot) = context.session_config().get_extension::<ReadView>() else {
+            return Err(DataFusionError::Internal(
+                "a materialized view read without a snapshot".into(),
+            ));
         };
+        let ts = snapshot.snapshot_ts();
         let maintained = Arc::clone(&self.maintained);
         let projection = self.projection.clone();
         let schema = Arc::clone(&self.schema);
         let relation = Arc::clone(&self.relation);
         let read = async move {
+            // Held until the read is done: the view keeps its history back to the oldest
+            // snapshot a reader holds, so this one must stay registered while it waits.
+            let _snapshot = snapshot;
             let batch = maintained.read_at(ts, &relation).await?;
             let batch = match &projection {
                 Some(p) => batch.project(p)?,

@@ -333,8 +333,9 @@ async fn views_equal_their_queries_after_every_transaction() {
     let mut early = session(&engine);
     // Before maintenance starts, a view is read as its query.
     assert_eq!(ok(&mut early, "SELECT * FROM mv1").await, expected[1]);
+    // Started, not yet built: reads wait for the views to be built.
     assert_eq!(
-        engine.start_materialized_views().await.unwrap(),
+        engine.start_materialized_views().await.unwrap().len(),
         views.len()
     );
     for (i, rows) in expected.iter().enumerate() {
@@ -352,6 +353,70 @@ async fn views_equal_their_queries_after_every_transaction() {
     assert_eq!(states, vec![vec!["running".to_string()]]);
     engine.close();
     drop(early);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_count_against_the_memory_limit() {
+    let dir = temp_dir("matviews-memory");
+    let engine = Engine::new(EngineConfig {
+        data_dir: dir.clone(),
+        target_partitions: 2,
+        hot_memory_limit: Some(4 << 20),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let mut s = session(&engine);
+    ok(
+        &mut s,
+        "CREATE TABLE pairs (id int PRIMARY KEY, g int); \
+         INSERT INTO pairs SELECT g, g % 2 FROM generate_series(1, 1000) g",
+    )
+    .await;
+    // 500,000 joined rows do not fit: the CREATE fails and leaves nothing behind.
+    let err = run(
+        &mut s,
+        "CREATE MATERIALIZED VIEW too_big AS SELECT a.id AS x, b.id AS y FROM pairs a JOIN pairs b ON a.g = b.g",
+    )
+    .await
+    .expect_err("a view past the memory limit");
+    assert_eq!(err.code, "53200", "{err:?}");
+    assert!(run(&mut s, "SELECT * FROM too_big").await.is_err());
+    // A view that fits, then grows past its share: reads report 53200, the server goes on.
+    ok(
+        &mut s,
+        "CREATE TABLE few (id int PRIMARY KEY, g int); INSERT INTO few VALUES (1, 1), (2, 1); \
+         CREATE MATERIALIZED VIEW grows AS SELECT a.id AS x, b.id AS y FROM few a JOIN few b ON a.g = b.g",
+    )
+    .await;
+    assert_eq!(
+        ok(&mut s, "SELECT count(*) FROM grows").await,
+        vec![vec!["4".to_string()]]
+    );
+    ok(
+        &mut s,
+        "INSERT INTO few SELECT g, 1 FROM generate_series(3, 600) g",
+    )
+    .await;
+    let err = run(&mut s, "SELECT count(*) FROM grows")
+        .await
+        .expect_err("a view grown past its share");
+    assert_eq!(err.code, "53200", "{err:?}");
+    let state = ok(
+        &mut s,
+        "SELECT state FROM floe_catalog.materialized_views WHERE relname = 'grows'",
+    )
+    .await;
+    assert_eq!(state, vec![vec!["stopped".to_string()]]);
+    assert_eq!(
+        ok(&mut s, "SELECT count(*) FROM few").await,
+        vec![vec!["600".to_string()]]
+    );
+    // Dropped, its memory is free again.
+    ok(&mut s, "DROP MATERIALIZED VIEW grows").await;
+    engine.close();
+    drop(s);
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -38,6 +38,18 @@ impl Feed {
     /// Starts feeding `view` the tables `tables` (by OID, in the order of
     /// [`View::sources`]). Returns once the snapshot's ts is chosen, with that ts.
     pub fn start(db: Arc<Db>, view: Arc<View>, tables: Vec<u32>) -> Result<(Feed, u64), ViewError> {
+        Feed::start_with(db, view, tables, None)
+    }
+
+    /// [`Feed::start`], loading the snapshot only while holding one of `permits` (several
+    /// views rebuilt at once load a few at a time; the changes after the snapshot are kept
+    /// for the feed meanwhile).
+    pub fn start_with(
+        db: Arc<Db>,
+        view: Arc<View>,
+        tables: Vec<u32>,
+        permits: Option<Arc<Permits>>,
+    ) -> Result<(Feed, u64), ViewError> {
         let (stop, stopped) = oneshot::channel();
         let snapshot = db.snapshot();
         let start = snapshot.ts;
@@ -45,7 +57,7 @@ impl Feed {
         let thread = std::thread::Builder::new()
             .name("floe-view-feed".into())
             .spawn(move || {
-                let result = run(&db, &view, &tables, snapshot, reader, stopped);
+                let result = run(&db, &view, &tables, snapshot, reader, stopped, permits);
                 if let Err(e) = &result {
                     // A dropped source means the view is being dropped with it (CASCADE).
                     if matches!(e, ViewError::Stopped(m) if m.ends_with(DROPPED)) {
@@ -97,9 +109,17 @@ fn run(
     snapshot: Arc<floe_storage::Snapshot>,
     mut reader: floe_storage::ChangeReader,
     mut stopped: oneshot::Receiver<()>,
+    permits: Option<Arc<Permits>>,
 ) -> Result<(), ViewError> {
     let start = snapshot.ts;
     let mut held = snapshot;
+    let permit = match &permits {
+        Some(permits) => match permits.acquire(&mut stopped) {
+            Some(permit) => Some(permit),
+            None => return Ok(()),
+        },
+        None => None,
+    };
     let mut codecs: Vec<Arc<TableCodec>> = Vec::with_capacity(tables.len());
     for (i, &id) in tables.iter().enumerate() {
         let table = db.table(id).ok_or_else(|| gone(id))?;
@@ -109,6 +129,9 @@ fn run(
         view.update(start, i, rows, vec![1; n])?;
     }
     view.advance(start)?;
+    // Built (the worker applies the snapshot before the next command): the next view may load.
+    view.wait(start, std::time::Duration::from_secs(365 * 24 * 3600))?;
+    drop(permit);
     loop {
         let next = futures::executor::block_on(async {
             match select(Box::pin(reader.next()), &mut stopped).await {
@@ -160,6 +183,49 @@ fn run(
 }
 
 const DROPPED: &str = "was dropped";
+
+/// A counting semaphore bounding how many feeds load their snapshot at once.
+#[derive(Debug)]
+pub struct Permits {
+    free: parking_lot::Mutex<usize>,
+    released: parking_lot::Condvar,
+}
+
+/// One held permit; released when dropped.
+pub struct Permit<'a>(&'a Permits);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock() += 1;
+        self.0.released.notify_one();
+    }
+}
+
+impl Permits {
+    /// `n` permits (at least one).
+    pub fn new(n: usize) -> Permits {
+        Permits {
+            free: parking_lot::Mutex::new(n.max(1)),
+            released: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Waits for a permit; `None` once `stopped` fires (or its sender is gone).
+    fn acquire(&self, stopped: &mut oneshot::Receiver<()>) -> Option<Permit<'_>> {
+        let mut free = self.free.lock();
+        loop {
+            if !matches!(stopped.try_recv(), Ok(None)) {
+                return None;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return Some(Permit(self));
+            }
+            self.released
+                .wait_for(&mut free, std::time::Duration::from_millis(50));
+        }
+    }
+}
 
 fn gone(id: u32) -> ViewError {
     ViewError::Stopped(format!("table {id} {DROPPED}"))

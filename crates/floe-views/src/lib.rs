@@ -15,6 +15,7 @@ pub mod plan;
 pub mod render;
 pub mod row;
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,7 +28,7 @@ use differential_dataflow::input::InputSession;
 use parking_lot::{Condvar, Mutex};
 use timely::dataflow::ProbeHandle;
 
-pub use feed::Feed;
+pub use feed::{Feed, Permits};
 use history::History;
 pub use plan::{compile, Plan};
 pub use row::{Row, RowCodec};
@@ -70,6 +71,9 @@ pub enum ViewError {
     Storage(#[from] floe_storage::StorageError),
 }
 
+/// Bytes an arranged update holds beyond its row's (its key, time, diff, the batch's share).
+const ARRANGED_OVERHEAD: u64 = 48;
+
 /// What [`View::stats`] reports.
 #[derive(Debug, Clone, Copy)]
 pub struct ViewStats {
@@ -79,6 +83,11 @@ pub struct ViewStats {
     pub rows: u64,
     /// Memory the output and its history hold (estimated).
     pub output_bytes: u64,
+    /// Updates held in the dataflow's arrangements (counted from differential's events).
+    pub arranged_updates: u64,
+    /// Memory the view holds: its arrangements (estimated from the updates they hold and the
+    /// input rows' average size) and its output.
+    pub state_bytes: u64,
     /// Whether the defining query fails at the newest complete snapshot.
     pub errors: bool,
 }
@@ -108,6 +117,33 @@ struct Shared {
     changed: Condvar,
     /// Bumped with every notification, for async waiters.
     version: tokio::sync::watch::Sender<u64>,
+    /// Updates held in the dataflow's arrangements.
+    arranged: AtomicI64,
+    /// Input rows encoded so far, and their bytes (the average sizes an arranged update).
+    input_rows: AtomicU64,
+    input_bytes: AtomicU64,
+    /// Bytes the view may hold ([`View::set_memory_limit`]; 0: no limit).
+    memory_limit: AtomicU64,
+}
+
+impl Shared {
+    fn stats(&self) -> ViewStats {
+        let output = self.output.lock();
+        let arranged = self.arranged.load(Ordering::Relaxed).max(0) as u64;
+        let rows_in = self.input_rows.load(Ordering::Relaxed).max(1);
+        let bytes_in = self.input_bytes.load(Ordering::Relaxed);
+        // An arranged update: its row (about an input row's size), a key, time and diff.
+        let per_update = bytes_in / rows_in + ARRANGED_OVERHEAD;
+        let output_bytes = (output.rows.bytes() + output.errors.bytes()) as u64;
+        ViewStats {
+            frontier: output.frontier,
+            rows: output.rows.base_rows().max(0) as u64,
+            output_bytes,
+            arranged_updates: arranged,
+            state_bytes: arranged * per_update + output_bytes,
+            errors: !output.errors.is_empty_at(output.frontier.saturating_sub(1)),
+        }
+    }
 }
 
 impl Shared {
@@ -142,6 +178,10 @@ impl View {
             }),
             changed: Condvar::new(),
             version: tokio::sync::watch::Sender::new(0),
+            arranged: AtomicI64::new(0),
+            input_rows: AtomicU64::new(0),
+            input_bytes: AtomicU64::new(0),
+            memory_limit: AtomicU64::new(0),
         });
         let (commands, receiver) = mpsc::channel();
         let (ready, started) = mpsc::sync_channel(1);
@@ -230,13 +270,14 @@ impl View {
     /// The view's output as last reported: rows at the oldest readable snapshot and the
     /// memory its output and history hold (estimated).
     pub fn stats(&self) -> ViewStats {
-        let output = self.shared.output.lock();
-        ViewStats {
-            frontier: output.frontier,
-            rows: output.rows.base_rows().max(0) as u64,
-            output_bytes: (output.rows.bytes() + output.errors.bytes()) as u64,
-            errors: !output.errors.is_empty_at(output.frontier.saturating_sub(1)),
-        }
+        self.shared.stats()
+    }
+
+    /// Limits the memory the view holds ([`ViewStats::state_bytes`]): past it, maintenance
+    /// stops with a 53200-style error (DataFusion's `ResourcesExhausted`, as
+    /// [`set_error_text`] records it) that reads return. 0: no limit.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.shared.memory_limit.store(bytes, Ordering::Relaxed);
     }
 
     /// Why the view's maintenance stopped, if it did.
@@ -359,6 +400,32 @@ fn run(
 ) {
     let sources = plan.sources();
     let probe = ProbeHandle::new();
+    // Updates held in the dataflow's arrangements, from differential's batch events (each
+    // batch added, each merge's inputs replaced by its output, each dropped batch removed).
+    if let Some(mut register) = worker.log_register() {
+        let arranged = Arc::clone(&shared);
+        register.insert::<differential_dataflow::logging::DifferentialEventBuilder, _>(
+            "differential/arrange",
+            move |_time, data| {
+                use differential_dataflow::logging::DifferentialEvent as E;
+                let Some(events) = data else { return };
+                let mut delta = 0i64;
+                for (_, event) in events.iter() {
+                    match event {
+                        E::Batch(b) => delta += b.length as i64,
+                        E::Merge(m) => {
+                            if let Some(done) = m.complete {
+                                delta += done as i64 - m.length1 as i64 - m.length2 as i64;
+                            }
+                        }
+                        E::Drop(d) => delta -= d.length as i64,
+                        _ => {}
+                    }
+                }
+                arranged.arranged.fetch_add(delta, Ordering::Relaxed);
+            },
+        );
+    }
     let built = worker.dataflow::<u64, _, _>(|scope| {
         let mut inputs: Vec<InputSession<u64, Row, isize>> =
             sources.iter().map(|_| InputSession::new()).collect();
@@ -422,6 +489,13 @@ fn run(
                 };
                 match codec.encode(rows.columns(), rows.num_rows()) {
                     Ok(encoded) => {
+                        let bytes: usize = encoded.iter().map(|r| r.0.len()).sum();
+                        shared
+                            .input_rows
+                            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                        shared
+                            .input_bytes
+                            .fetch_add(bytes as u64, Ordering::Relaxed);
                         for (row, diff) in encoded.into_iter().zip(diffs) {
                             inputs[source].update_at(row, ts, diff);
                         }
@@ -441,6 +515,19 @@ fn run(
                     input.flush();
                 }
                 worker.step_while(|| probe.less_than(&next));
+                let limit = shared.memory_limit.load(Ordering::Relaxed);
+                if limit > 0 {
+                    let used = shared.stats().state_bytes;
+                    if used > limit {
+                        let e = DataFusionError::ResourcesExhausted(format!(
+                            "materialized view state of {used} bytes exceeds its share of the memory limit ({limit} bytes)"
+                        ));
+                        let mut output = shared.output.lock();
+                        output.stopped = Some(error_text(&e));
+                        shared.notify();
+                        return;
+                    }
+                }
                 let mut output = shared.output.lock();
                 output.frontier = output.frontier.max(next);
                 shared.notify();

@@ -162,7 +162,7 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ..EngineConfig::default()
     })
     .map_err(ServeError::Engine)?;
-    start_materialized_views(&engine);
+    start_materialized_views(&engine).await;
     let server = Server::bind(
         ServerConfig {
             listen: config.listen,
@@ -189,36 +189,35 @@ async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Starts maintaining the catalog's materialized views on a thread of its own: each is built
-/// again from its base tables (a few at a time); until a view is, a read of it waits.
-fn start_materialized_views(engine: &Arc<Engine>) {
-    let engine = Arc::clone(engine);
+/// Starts maintaining the catalog's materialized views before connections are accepted, so a
+/// read of one waits until it is rebuilt from its base tables (a few at a time, on threads of
+/// their own); logs the time once all are.
+async fn start_materialized_views(engine: &Arc<Engine>) {
+    let started = std::time::Instant::now();
+    let views = match engine.start_materialized_views().await {
+        Ok(views) => views,
+        Err(e) => {
+            tracing::error!(error = %e.message, "materialized views not started");
+            return;
+        }
+    };
+    if views.is_empty() {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("floe-view-startup".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "materialized views not started");
-                    return;
-                }
-            };
-            let started = std::time::Instant::now();
-            match runtime.block_on(engine.start_materialized_views()) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    views = n,
-                    ms = started.elapsed().as_millis() as u64,
-                    "materialized views rehydrated"
-                ),
-                Err(e) => tracing::error!(error = %e.message, "materialized views not started"),
+            for view in &views {
+                let _ = view.wait_hydrated_blocking();
             }
+            tracing::info!(
+                views = views.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "materialized views rehydrated"
+            );
         });
     if let Err(e) = spawned {
-        tracing::error!(error = %e, "materialized views not started");
+        tracing::error!(error = %e, "materialized view startup log not started");
     }
 }
 

@@ -32,13 +32,11 @@ use super::{Session, StatementResult};
 use crate::error::{sqlstate, SqlError, SqlResult};
 use crate::matview::Maintained;
 
-/// How many views build from their base tables at once after a restart.
-const REHYDRATION_CONCURRENCY: usize = 2;
-
 /// A view engine error at CREATE or planning time.
 fn view_sql_error(e: ViewError) -> SqlError {
     match e {
         ViewError::Unsupported(_) => SqlError::not_supported(e.to_string()),
+        ViewError::Stopped(text) if text.contains('\u{1f}') => SqlError::from_view_message(&text),
         ViewError::DataFusion(e) => SqlError::from(e),
         ViewError::Query(text) => SqlError::from_view_message(&text),
         other => SqlError::internal(other.to_string()),
@@ -108,17 +106,11 @@ impl Session {
             "CREATE MATERIALIZED VIEW specifies too many column names",
         )?;
         // Refused constructs fail before anything runs.
-        self.compile_materialized(&statement).await?;
-        let view = self.read_view().await;
-        let rows: usize = self
-            .collect_plan(&plan, view)
-            .await?
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
+        let compiled = self.compile_materialized(&statement).await?;
+        let id = self.db().allocate_oid();
         let next_column_id = columns.len() as u32 + 1;
         let def = TableDef {
-            id: self.db().allocate_oid(),
+            id,
             database: self.database.clone(),
             schema,
             name,
@@ -133,8 +125,44 @@ impl Session {
             next_column_id,
             persistence,
         };
-        self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
-            .await?;
+        // Built now, from the base tables at the latest commit: CREATE returns once the view
+        // is, fails as its query fails there (as PostgreSQL's CREATE does), or with 53200 when
+        // its state does not fit the memory limit.
+        let maintained = Maintained::start(
+            Arc::clone(self.db()),
+            id,
+            def.name.clone(),
+            compiled.plan,
+            compiled.sources,
+            self.engine.matviews().permits(),
+        )
+        .map_err(view_sql_error)?;
+        maintained.wait_hydrated().await.map_err(view_sql_error)?;
+        let rows = maintained.initial_rows(&def.arrow_schema()).await?;
+        let state = maintained.stats().state_bytes;
+        if let Err((needed, free)) = self.engine.matviews().fits(self.db(), state) {
+            return Err(SqlError::new(
+                sqlstate::OUT_OF_MEMORY,
+                format!(
+                    "out of memory: materialized view \"{}\" holds {needed} bytes of state, {free} bytes of the memory limit are free",
+                    def.name
+                ),
+            )
+            .with_hint("Raise --memory-limit or define a smaller view."));
+        }
+        // Outside a block the commit's reconciliation takes this view over; inside one it is
+        // built again at COMMIT (a rollback must leave nothing running).
+        let outside_block = self.txn.is_none();
+        if outside_block {
+            self.engine.matviews().offer(maintained);
+        }
+        if let Err(e) = self
+            .commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
+            .await
+        {
+            self.engine.matviews().take_offered(id);
+            return Err(e);
+        }
         Ok(StatementResult::Command(format!("SELECT {rows}")))
     }
 
@@ -183,13 +211,15 @@ impl Session {
 
     /// Reconciles the running views with the committed catalog: starts the views of this
     /// session's database that do not run, plans again those whose base tables changed their
-    /// row layout, stops those no longer in the catalog. `bounded`: wait for views to build so
-    /// that at most [`REHYDRATION_CONCURRENCY`] build at once (startup).
-    pub async fn sync_materialized_views(&mut self, bounded: bool) {
+    /// row layout, stops those no longer in the catalog. Starting a view returns before it is
+    /// built (reads wait for it); its feed loads the base tables under the registry's permits.
+    /// `all`: look at every view even if the catalog did not change since the last time
+    /// (startup, one session per database).
+    pub async fn sync_materialized_views(&mut self, all: bool) {
         let registry = Arc::clone(self.engine.matviews());
         let mut synced = registry.sync.lock().await;
         let version = self.db().catalog_version();
-        if *synced == version && !bounded {
+        if *synced == version && !all {
             return;
         }
         let catalog = self.db().committed_catalog();
@@ -206,7 +236,6 @@ impl Session {
             .filter(|r| r.is_materialized_view() && r.database == self.database)
             .cloned()
             .collect();
-        let mut building: Vec<Arc<Maintained>> = Vec::new();
         for def in wanted {
             if registry
                 .get(def.id)
@@ -214,16 +243,13 @@ impl Session {
             {
                 continue;
             }
-            match self.start_materialized(&def).await {
+            let started = match registry.take_offered(def.id) {
+                Some(built) => Ok(built),
+                None => self.start_materialized(&def).await,
+            };
+            match started {
                 Ok(maintained) => {
-                    let maintained = registry.insert(maintained);
-                    if bounded {
-                        building.push(maintained);
-                        if building.len() >= REHYDRATION_CONCURRENCY {
-                            let oldest = building.remove(0);
-                            let _ = oldest.wait_hydrated().await;
-                        }
-                    }
+                    registry.insert(maintained);
                 }
                 Err(e) => {
                     // Read as its query until it can be maintained (the read reports the
@@ -233,9 +259,7 @@ impl Session {
                 }
             }
         }
-        for maintained in building {
-            let _ = maintained.wait_hydrated().await;
-        }
+        registry.share_memory(self.db());
         *synced = version;
     }
 
@@ -264,6 +288,7 @@ impl Session {
             def.name.clone(),
             compiled.plan,
             compiled.sources,
+            self.engine.matviews().permits(),
         )
         .map_err(view_sql_error)
     }
