@@ -223,6 +223,10 @@ fn view_error(e: ViewError) -> DataFusionError {
         ViewError::Query(message) => DataFusionError::External(Box::new(
             crate::error::SqlError::from_view_message(&message),
         )),
+        ViewError::Behind(_) => DataFusionError::External(Box::new(crate::error::SqlError::new(
+            crate::error::sqlstate::SERIALIZATION_FAILURE,
+            format!("could not serialize access: {e}"),
+        ))),
         ViewError::Stopped(message) if message.contains('\u{1f}') => DataFusionError::External(
             Box::new(crate::error::SqlError::from_view_message(&message)),
         ),

@@ -12,7 +12,11 @@
 //! Invariant: after `View::advance(ts)` the view has been sent exactly the rows of each source
 //! at `ts` (as a sum of changes). A source whose row layout changes (ALTER TABLE rewriting it)
 //! or that is dropped stops the feed with an error, never with rows read under the wrong
-//! layout; so does a reader that fell behind the change stream's retention.
+//! layout. A feed that falls behind the change stream's retention catches up from a new
+//! snapshot: at its ts it retracts the rows of the last commit it sent (its held snapshot
+//! keeps them readable) and inserts the rows at the new snapshot; the commits in between are
+//! a gap the view cannot answer at ([`View::mark_gap`]: readers there get an error, never a
+//! stale answer).
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -132,6 +136,8 @@ fn run(
     // Built (the worker applies the snapshot before the next command): the next view may load.
     view.wait(start, std::time::Duration::from_secs(365 * 24 * 3600))?;
     drop(permit);
+    // The last commit sent: the held snapshot keeps its rows readable.
+    let mut last = start;
     loop {
         let next = futures::executor::block_on(async {
             match select(Box::pin(reader.next()), &mut stopped).await {
@@ -143,7 +149,31 @@ fn run(
             None => return Ok(()),
             Some(Ok(commit)) => commit,
             Some(Err(ChangeError::Closed)) => return Ok(()),
-            Some(Err(e @ ChangeError::Lagged(_))) => return Err(ViewError::Stopped(e.to_string())),
+            Some(Err(ChangeError::Lagged(_))) => {
+                // Fell behind the stream's retention: catch up from a new snapshot.
+                let snapshot = db.snapshot();
+                let now = snapshot.ts;
+                reader = db.changes(now);
+                view.mark_gap(last + 1, now.saturating_sub(1));
+                for (i, &id) in tables.iter().enumerate() {
+                    let table = db.table(id).ok_or_else(|| gone(id))?;
+                    if !table.codec.same_layout(&codecs[i]) {
+                        return Err(ViewError::Stopped(format!(
+                            "the row layout of table {id} changed"
+                        )));
+                    }
+                    let before = rows_at(db, id, &codecs[i], last)?;
+                    let after = rows_at(db, id, &codecs[i], now)?;
+                    let (b, a) = (before.num_rows(), after.num_rows());
+                    view.update(now, i, before, vec![-1; b])?;
+                    view.update(now, i, after, vec![1; a])?;
+                }
+                view.advance(now)?;
+                tracing::info!(from = last, to = now, "view feed caught up from a snapshot");
+                last = now;
+                held = snapshot;
+                continue;
+            }
         };
         let ts = commit.commit_ts;
         for (i, &id) in tables.iter().enumerate() {
@@ -170,6 +200,7 @@ fn run(
             view.update(ts, i, rows, diffs)?;
         }
         view.advance(ts)?;
+        last = ts;
         // No reader will ask for the view as of a ts older than the oldest snapshot held.
         view.compact(db.oldest_snapshot_ts());
         // Keep a snapshot no newer than what was sent: the rows before the next commit must
@@ -208,6 +239,16 @@ impl Permits {
             free: parking_lot::Mutex::new(n.max(1)),
             released: parking_lot::Condvar::new(),
         }
+    }
+
+    /// A permit if one is free now.
+    pub fn try_take(&self) -> Option<Permit<'_>> {
+        let mut free = self.free.lock();
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Permit(self))
     }
 
     /// Waits for a permit; `None` once `stopped` fires (or its sender is gone).

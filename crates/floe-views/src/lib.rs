@@ -59,6 +59,12 @@ pub enum ViewError {
     /// The defining query fails at the snapshot read (as the query itself would).
     #[error("{0}")]
     Query(String),
+    /// The view skipped this commit while catching up with its base tables: it cannot
+    /// answer as of it (a newer snapshot can).
+    #[error(
+        "the materialized view fell behind its base tables and has no answer as of {0}; retry"
+    )]
+    Behind(u64),
     /// The view did not catch up with the snapshot in time.
     #[error("the materialized view did not catch up within {0:?}")]
     Timeout(Duration),
@@ -110,6 +116,8 @@ struct Output {
     rows: History<Row>,
     errors: History<String>,
     stopped: Option<String>,
+    /// Commit ranges (inclusive) the view skipped while catching up: no answer there.
+    gaps: Vec<(u64, u64)>,
 }
 
 struct Shared {
@@ -175,6 +183,7 @@ impl View {
                 rows: History::new(after_ts),
                 errors: History::new(after_ts),
                 stopped: None,
+                gaps: Vec::new(),
             }),
             changed: Condvar::new(),
             version: tokio::sync::watch::Sender::new(0),
@@ -280,6 +289,14 @@ impl View {
         self.shared.memory_limit.store(bytes, Ordering::Relaxed);
     }
 
+    /// Says the view will have no answer at the commits `from ..= to` (its feed skipped them
+    /// to catch up); reads there get [`ViewError::Behind`].
+    pub fn mark_gap(&self, from: u64, to: u64) {
+        if from <= to {
+            self.shared.output.lock().gaps.push((from, to));
+        }
+    }
+
     /// Why the view's maintenance stopped, if it did.
     pub fn stopped(&self) -> Option<String> {
         self.shared.output.lock().stopped.clone()
@@ -291,6 +308,7 @@ impl View {
         let ts = ts.min(output.frontier.saturating_sub(1));
         output.rows.compact(ts);
         output.errors.compact(ts);
+        output.gaps.retain(|(_, to)| *to >= ts);
     }
 
     /// The timestamp below which every change is applied.
@@ -356,6 +374,13 @@ impl View {
             return Err(ViewError::Stopped(format!(
                 "the view is not complete at {ts} (read after waiting for it)"
             )));
+        }
+        if output
+            .gaps
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&ts))
+        {
+            return Err(ViewError::Behind(ts));
         }
         let too_old = || ViewError::Stopped(format!("the view's history before {ts} is gone"));
         if !output.errors.is_empty_at(ts) {

@@ -17,7 +17,7 @@ use floe_storage::{
     CatalogChange, ColumnDef, Db, DbOptions, Isolation, Key, PrimaryKey, RelationKind, RowBytes,
     TableData, TableDef,
 };
-use floe_views::{compile, Feed, View};
+use floe_views::{compile, Feed, Permits, View};
 
 fn def(db: &Db) -> TableDef {
     let column = |id: u32, name: &str, data_type: DataType, nullable: bool| ColumnDef {
@@ -179,4 +179,77 @@ async fn fed_views_follow_commits_and_truncates() {
     for (_, _, feed) in views {
         feed.stop().unwrap();
     }
+}
+
+/// A feed held back past the change stream's retention (here while it waits for its permit
+/// to load its snapshot) catches up from a new snapshot: the view equals its query after
+/// it, and the commits it skipped get an error, never a stale answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_falls_behind_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        DbOptions {
+            change_retention_commits: 3,
+            ..DbOptions::default()
+        },
+    )
+    .unwrap();
+    let def = Arc::new(def(&db));
+    db.commit_catalog(vec![CatalogChange::PutRelation(def.clone())])
+        .await
+        .unwrap();
+    let table = db.table(def.id).unwrap();
+    let write = |rows: Vec<Account>| {
+        let db = db.clone();
+        let table = table.clone();
+        async move {
+            let mut txn = db.begin(Isolation::ReadCommitted);
+            for (key, row) in encode(&table, &rows) {
+                txn.lock_row(&table, &key).await.unwrap();
+                txn.write(&table, key, Some(row)).await.unwrap();
+            }
+            txn.commit().await.unwrap();
+        }
+    };
+    write((1..=10).map(|i| (i, i % 3, 100)).collect()).await;
+    let ctx = context(&table, rows_at(&db, &table, db.visible_ts())).await;
+    let plan = ctx
+        .sql(VIEWS[0])
+        .await
+        .unwrap()
+        .into_optimized_plan()
+        .unwrap();
+    let view = Arc::new(View::start(compile(&plan).unwrap(), 0).unwrap());
+    let permits = Arc::new(Permits::new(1));
+    let blocker = permits.try_take().expect("a free permit");
+    let (feed, start) = Feed::start_with(
+        db.clone(),
+        view.clone(),
+        vec![def.id],
+        Some(permits.clone()),
+    )
+    .unwrap();
+    for round in 0..10 {
+        write(vec![(round + 1, 7, 1000 + i64::from(round))]).await;
+    }
+    drop(blocker);
+    let now = db.visible_ts();
+    view.wait(now, Duration::from_secs(30)).unwrap();
+    let ctx = context(&table, rows_at(&db, &table, now)).await;
+    let expected = lines(&ctx.sql(VIEWS[0]).await.unwrap().collect().await.unwrap());
+    assert_eq!(lines(&[view.read_at(now).unwrap()]), expected);
+    // The commits between the snapshot and the catch-up have no answer.
+    assert!(matches!(
+        view.read_at(start + 2),
+        Err(floe_views::ViewError::Behind(_))
+    ));
+    // And the view goes on following commits.
+    write(vec![(50, 1, 5)]).await;
+    let later = db.visible_ts();
+    view.wait(later, Duration::from_secs(30)).unwrap();
+    let ctx = context(&table, rows_at(&db, &table, later)).await;
+    let expected = lines(&ctx.sql(VIEWS[0]).await.unwrap().collect().await.unwrap());
+    assert_eq!(lines(&[view.read_at(later).unwrap()]), expected);
+    feed.stop().unwrap();
 }

@@ -40,6 +40,12 @@ impl Session {
     pub(super) async fn create_index(&mut self, create: CreateIndex) -> SqlResult<StatementResult> {
         let tag = || StatementResult::Command("CREATE INDEX".into());
         let def = self.relation(&create.table_name)?;
+        if def.is_materialized_view() {
+            // A view's rows are held by the view engine, not in a table an index could cover.
+            return Err(SqlError::not_supported(
+                "CREATE INDEX on a materialized view is not supported yet",
+            ));
+        }
         if !def.is_table() {
             return Err(SqlError::new(
                 sqlstate::WRONG_OBJECT_TYPE,
