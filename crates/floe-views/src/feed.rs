@@ -205,9 +205,11 @@ fn run(
         view.compact(db.oldest_snapshot_ts());
         // Keep a snapshot no newer than what was sent: the rows before the next commit must
         // stay readable (a TRUNCATE reads them).
-        let newer = db.snapshot();
-        if newer.ts <= ts {
-            held = newer;
+        if db.visible_ts() <= ts {
+            let newer = db.snapshot();
+            if newer.ts <= ts {
+                held = newer;
+            }
         }
         debug_assert!(held.ts <= ts);
     }

@@ -501,62 +501,91 @@ fn run(
     for input in &mut inputs {
         input.advance_to(start);
     }
+    // Applies one command's changes to the inputs; false when the view must stop.
+    let apply = |inputs: &mut Vec<InputSession<u64, Row, isize>>,
+                 ts: u64,
+                 source: usize,
+                 rows: RecordBatch,
+                 diffs: Vec<isize>|
+     -> bool {
+        let Some(codec) = codecs.get(source).and_then(Option::as_ref) else {
+            return true;
+        };
+        match codec.encode(rows.columns(), rows.num_rows()) {
+            Ok(encoded) => {
+                let bytes: usize = encoded.iter().map(|r| r.0.len()).sum();
+                shared
+                    .input_rows
+                    .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                shared
+                    .input_bytes
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
+                for (row, diff) in encoded.into_iter().zip(diffs) {
+                    inputs[source].update_at(row, ts, diff);
+                }
+                true
+            }
+            Err(e) => {
+                let mut output = shared.output.lock();
+                output.stopped = Some(e.to_string());
+                shared.notify();
+                false
+            }
+        }
+    };
     while let Ok(command) = receiver.recv() {
-        match command {
+        let ts = match command {
             Command::Changes {
                 ts,
                 source,
                 rows,
                 diffs,
             } => {
-                let Some(codec) = codecs.get(source).and_then(Option::as_ref) else {
-                    continue;
-                };
-                match codec.encode(rows.columns(), rows.num_rows()) {
-                    Ok(encoded) => {
-                        let bytes: usize = encoded.iter().map(|r| r.0.len()).sum();
-                        shared
-                            .input_rows
-                            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                        shared
-                            .input_bytes
-                            .fetch_add(bytes as u64, Ordering::Relaxed);
-                        for (row, diff) in encoded.into_iter().zip(diffs) {
-                            inputs[source].update_at(row, ts, diff);
-                        }
-                    }
-                    Err(e) => {
-                        let mut output = shared.output.lock();
-                        output.stopped = Some(e.to_string());
-                        shared.notify();
-                        return;
-                    }
+                if !apply(&mut inputs, ts, source, rows, diffs) {
+                    return;
                 }
+                continue;
             }
-            Command::Advance(ts) => {
-                let next = ts + 1;
-                for input in &mut inputs {
-                    input.advance_to(next);
-                    input.flush();
-                }
-                worker.step_while(|| probe.less_than(&next));
-                let limit = shared.memory_limit.load(Ordering::Relaxed);
-                if limit > 0 {
-                    let used = shared.stats().state_bytes;
-                    if used > limit {
-                        let e = DataFusionError::ResourcesExhausted(format!(
-                            "materialized view state of {used} bytes exceeds its share of the memory limit ({limit} bytes)"
-                        ));
-                        let mut output = shared.output.lock();
-                        output.stopped = Some(error_text(&e));
-                        shared.notify();
+            Command::Advance(ts) => ts,
+        };
+        // Under load, the commits already queued are applied before the dataflow runs, so
+        // one step (and one wake-up of the readers) covers them all; each keeps its own ts.
+        let mut next = ts + 1;
+        while let Ok(command) = receiver.try_recv() {
+            match command {
+                Command::Changes {
+                    ts,
+                    source,
+                    rows,
+                    diffs,
+                } => {
+                    if !apply(&mut inputs, ts, source, rows, diffs) {
                         return;
                     }
                 }
-                let mut output = shared.output.lock();
-                output.frontier = output.frontier.max(next);
-                shared.notify();
+                Command::Advance(ts) => next = next.max(ts + 1),
             }
         }
+        for input in &mut inputs {
+            input.advance_to(next);
+            input.flush();
+        }
+        worker.step_while(|| probe.less_than(&next));
+        let limit = shared.memory_limit.load(Ordering::Relaxed);
+        if limit > 0 {
+            let used = shared.stats().state_bytes;
+            if used > limit {
+                let e = DataFusionError::ResourcesExhausted(format!(
+                    "materialized view state of {used} bytes exceeds its share of the memory limit ({limit} bytes)"
+                ));
+                let mut output = shared.output.lock();
+                output.stopped = Some(error_text(&e));
+                shared.notify();
+                return;
+            }
+        }
+        let mut output = shared.output.lock();
+        output.frontier = output.frontier.max(next);
+        shared.notify();
     }
 }
