@@ -383,6 +383,12 @@ impl Db {
         self.inner.horizon()
     }
 
+    /// A snapshot at the committed `ts`, taken while `holder` (a snapshot at or before `ts`)
+    /// keeps every version `ts` needs (see [`Inner::snapshot_at`]).
+    pub fn snapshot_at(&self, ts: u64, holder: &Snapshot) -> Option<Arc<Snapshot>> {
+        self.inner.snapshot_at(ts, holder)
+    }
+
     /// The newest commit timestamp visible to new snapshots.
     pub fn visible_ts(&self) -> u64 {
         self.inner.visible_ts.load(Ordering::Acquire)
@@ -552,6 +558,25 @@ impl Inner {
             ts,
             inner: self.clone(),
         })
+    }
+
+    /// Registers a snapshot at `ts` while `holder` (at or before `ts`) keeps its versions:
+    /// a reader that follows commits moves its read point forward without jumping to the
+    /// newest commit. `None` when `ts` is not committed yet or `holder` is newer.
+    pub(crate) fn snapshot_at(
+        self: &Arc<Self>,
+        ts: u64,
+        holder: &Snapshot,
+    ) -> Option<Arc<Snapshot>> {
+        let mut active = self.snapshots.lock();
+        if holder.ts > ts || ts > self.visible_ts.load(Ordering::Acquire) {
+            return None;
+        }
+        *active.entry(ts).or_insert(0) += 1;
+        Some(Arc::new(Snapshot {
+            ts,
+            inner: self.clone(),
+        }))
     }
 
     /// The oldest snapshot still registered (or the visible ts when none is).

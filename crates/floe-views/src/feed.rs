@@ -205,11 +205,8 @@ fn run(
         view.compact(db.oldest_snapshot_ts());
         // Keep a snapshot no newer than what was sent: the rows before the next commit must
         // stay readable (a TRUNCATE reads them).
-        if db.visible_ts() <= ts {
-            let newer = db.snapshot();
-            if newer.ts <= ts {
-                held = newer;
-            }
+        if let Some(newer) = db.snapshot_at(ts, &held) {
+            held = newer;
         }
         debug_assert!(held.ts <= ts);
     }
