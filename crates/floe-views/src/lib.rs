@@ -533,26 +533,14 @@ fn run(
             }
         }
     };
-    while let Ok(command) = receiver.recv() {
-        let ts = match command {
-            Command::Changes {
-                ts,
-                source,
-                rows,
-                diffs,
-            } => {
-                if !apply(&mut inputs, ts, source, rows, diffs) {
-                    return;
-                }
-                continue;
-            }
-            Command::Advance(ts) => ts,
-        };
-        // Under load, the commits already queued are applied before the dataflow runs, so
-        // one step (and one wake-up of the readers) covers them all; each keeps its own ts.
-        let mut next = ts + 1;
-        while let Ok(command) = receiver.try_recv() {
-            match command {
+    while let Ok(first) = receiver.recv() {
+        // Under load, the commits already queued behind an Advance are applied before the
+        // dataflow runs, so one step (and one wake-up of the readers) covers them all; each
+        // keeps its own ts.
+        let mut command = Some(first);
+        let mut advance: Option<u64> = None;
+        while let Some(current) = command.take() {
+            match current {
                 Command::Changes {
                     ts,
                     source,
@@ -563,9 +551,15 @@ fn run(
                         return;
                     }
                 }
-                Command::Advance(ts) => next = next.max(ts + 1),
+                Command::Advance(ts) => advance = Some(advance.unwrap_or(0).max(ts + 1)),
+            }
+            if advance.is_some() {
+                command = receiver.try_recv().ok();
             }
         }
+        let Some(next) = advance else {
+            continue;
+        };
         for input in &mut inputs {
             input.advance_to(next);
             input.flush();

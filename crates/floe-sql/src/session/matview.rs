@@ -13,16 +13,12 @@
 //! are expanded into their queries for it (a materialized view over another one maintains the
 //! combined query; both answer at every snapshot exactly as their queries do).
 
-use std::collections::HashSet;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::sqlparser::ast::{
-    self, Ident, ObjectName, Query, Statement, TableAlias, TableFactor, VisitMut, VisitorMut,
-};
+use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName, Statement};
 use floe_storage::{CatalogChange, FloeTable, RelationKind, TableCodec, TableDef};
 use floe_views::ViewError;
 
@@ -324,77 +320,6 @@ impl Session {
             sources,
         })
     }
-
-    /// Names every relation `query` reads by its schema too (keeping the bare name as the
-    /// range variable), so the text means the same relations under any `search_path`.
-    fn qualify_relations(&self, query: &mut Query) -> SqlResult<()> {
-        struct Qualifier<'a> {
-            session: &'a Session,
-            ctes: HashSet<String>,
-            error: Option<SqlError>,
-        }
-        impl VisitorMut for Qualifier<'_> {
-            type Break = ();
-            fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-                if let Some(with) = &query.with {
-                    for cte in &with.cte_tables {
-                        self.ctes.insert(ident_name(&cte.alias.name));
-                    }
-                }
-                ControlFlow::Continue(())
-            }
-            fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-                let TableFactor::Table {
-                    name,
-                    alias,
-                    args: None,
-                    ..
-                } = factor
-                else {
-                    return ControlFlow::Continue(());
-                };
-                let [part] = name.0.as_slice() else {
-                    return ControlFlow::Continue(());
-                };
-                let Some(bare) = part.as_ident().cloned() else {
-                    return ControlFlow::Continue(());
-                };
-                if self.ctes.contains(&ident_name(&bare)) {
-                    return ControlFlow::Continue(());
-                }
-                match self.session.find_relation(name) {
-                    Ok(Some(def)) => {
-                        if alias.is_none() {
-                            *alias = Some(TableAlias {
-                                explicit: true,
-                                name: bare,
-                                columns: vec![],
-                                at: None,
-                            });
-                        }
-                        *name =
-                            ObjectName::from(vec![name_ident(&def.schema), name_ident(&def.name)]);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.error = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                }
-                ControlFlow::Continue(())
-            }
-        }
-        let mut qualifier = Qualifier {
-            session: self,
-            ctes: HashSet::new(),
-            error: None,
-        };
-        let _ = query.visit(&mut qualifier);
-        match qualifier.error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The optimised plan without `floe_deferred(x)` wrappers: identities marked volatile so
@@ -419,7 +344,7 @@ fn without_deferral(plan: LogicalPlan) -> SqlResult<LogicalPlan> {
 }
 
 /// `name` as an identifier, quoted only where it must be (not lower case, or a keyword).
-fn name_ident(name: &str) -> Ident {
+pub(super) fn name_ident(name: &str) -> Ident {
     let plain = name
         .chars()
         .next()

@@ -379,10 +379,32 @@ impl Session {
             depth,
             temporary,
             materialized,
+            qualify_only: false,
             error: None,
         };
         let _ = statement.visit(&mut expander);
         match expander.error {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// Names every relation `query` reads by its schema too (keeping the bare name as the
+    /// range variable), so the text means the same relations under any `search_path`; views
+    /// stay as they are.
+    pub(super) fn qualify_relations(&self, query: &mut Query) -> SqlResult<()> {
+        let mut qualifier = ViewExpander {
+            session: self,
+            default_schema: None,
+            ctes: HashSet::new(),
+            depth: 0,
+            temporary: true,
+            materialized: false,
+            qualify_only: true,
+            error: None,
+        };
+        let _ = query.visit(&mut qualifier);
+        match qualifier.error {
             Some(err) => Err(err),
             None => Ok(()),
         }
@@ -616,6 +638,8 @@ struct ViewExpander<'a> {
     temporary: bool,
     /// Whether materialized views are expanded even when maintained.
     materialized: bool,
+    /// Only name every relation by its schema, expanding nothing ([`Session::qualify_relations`]).
+    qualify_only: bool,
     error: Option<SqlError>,
 }
 
@@ -662,6 +686,25 @@ impl VisitorMut for ViewExpander<'_> {
         let Ok(Some(def)) = self.session.find_relation_with(name, self.temporary) else {
             return ControlFlow::Continue(());
         };
+        if self.qualify_only {
+            if let [bare] = name.0.as_slice() {
+                if let Some(bare) = bare.as_ident().cloned() {
+                    if alias.is_none() {
+                        *alias = Some(TableAlias {
+                            explicit: true,
+                            name: bare,
+                            columns: vec![],
+                            at: None,
+                        });
+                    }
+                    *name = ObjectName::from(vec![
+                        super::matview::name_ident(&def.schema),
+                        super::matview::name_ident(&def.name),
+                    ]);
+                }
+            }
+            return ControlFlow::Continue(());
+        }
         let query = match &def.kind {
             RelationKind::View { query, .. } => Some(query),
             RelationKind::MaterializedView { query, .. }
