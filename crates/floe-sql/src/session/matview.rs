@@ -22,8 +22,6 @@ use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName, Statement};
 use floe_storage::{CatalogChange, FloeTable, RelationKind, TableCodec, TableDef};
 use floe_views::ViewError;
 
-use super::ddl::ident_name;
-use super::view::result_columns;
 use super::{Session, StatementResult};
 use crate::error::{sqlstate, SqlError, SqlResult};
 use crate::matview::Maintained;
@@ -86,21 +84,13 @@ impl Session {
         let mut query = create.query.clone();
         self.qualify_relations(&mut query)?;
         let statement = Statement::Query(query.clone());
-        // The plan a SELECT would run, to report the row count and fail as it would.
-        let plan = self.plan_query(&statement, &[]).await?;
-        if !plan.get_parameter_fields()?.is_empty() {
-            return Err(SqlError::new(
-                sqlstate::UNDEFINED_PARAMETER,
-                "there is no parameter $1",
-            ));
-        }
-        let output = super::plan_output_schema(&plan);
-        let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
-        let columns = result_columns(
-            &output,
-            &names,
-            "CREATE MATERIALIZED VIEW specifies too many column names",
-        )?;
+        let columns = self
+            .view_columns(
+                &statement,
+                &create.columns,
+                "CREATE MATERIALIZED VIEW specifies too many column names",
+            )
+            .await?;
         // Refused constructs fail before anything runs.
         let compiled = self.compile_materialized(&statement).await?;
         let id = self.db().allocate_oid();

@@ -65,7 +65,7 @@ fn stored_field(name: &str, field: &Field) -> Field {
 }
 
 /// Column definitions for a query's result, with `names` replacing the first names.
-pub(super) fn result_columns(
+fn result_columns(
     schema: &datafusion::arrow::datatypes::Schema,
     names: &[String],
     too_many: &str,
@@ -147,21 +147,13 @@ impl Session {
                 ));
             }
         }
-        let statement = Statement::Query(create.query.clone());
-        let plan = self.plan_query(&statement, &[]).await?;
-        if !plan.get_parameter_fields()?.is_empty() {
-            return Err(SqlError::new(
-                sqlstate::UNDEFINED_PARAMETER,
-                "there is no parameter $1",
-            ));
-        }
-        let output = super::plan_output_schema(&plan);
-        let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
-        let columns = result_columns(
-            &output,
-            &names,
-            "CREATE VIEW specifies more column names than columns",
-        )?;
+        let columns = self
+            .view_columns(
+                &Statement::Query(create.query.clone()),
+                &create.columns,
+                "CREATE VIEW specifies more column names than columns",
+            )
+            .await?;
         if let Some(existing) = &existing {
             check_replacement(existing, &columns)?;
         }
@@ -189,6 +181,26 @@ impl Session {
         self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
             .await?;
         Ok(StatementResult::Command("CREATE VIEW".into()))
+    }
+
+    /// The columns of a view defined by `statement` (a query without parameters), named by
+    /// `names` first.
+    pub(super) async fn view_columns(
+        &self,
+        statement: &Statement,
+        names: &[ast::ViewColumnDef],
+        too_many: &str,
+    ) -> SqlResult<Vec<ColumnDef>> {
+        let plan = self.plan_query(statement, &[]).await?;
+        if !plan.get_parameter_fields()?.is_empty() {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_PARAMETER,
+                "there is no parameter $1",
+            ));
+        }
+        let output = super::plan_output_schema(&plan);
+        let names: Vec<String> = names.iter().map(|c| ident_name(&c.name)).collect();
+        result_columns(&output, &names, too_many)
     }
 
     /// The catalog relations a query names (not its CTEs), by OID.
