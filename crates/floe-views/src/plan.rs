@@ -667,6 +667,7 @@ fn plan_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Join(_) => "this JOIN".into(),
         LogicalPlan::RecursiveQuery(_) => "WITH RECURSIVE".into(),
         LogicalPlan::Unnest(_) => "a set-returning function".into(),
+        LogicalPlan::Subquery(_) => "a LATERAL subquery that is not decorrelated".into(),
         LogicalPlan::Extension(e) if e.node.name().starts_with("Apply") => {
             "a scalar subquery that is not correlated with its query".into()
         }
