@@ -36,6 +36,15 @@ async fn step_typed(
         .iter()
         .map(|c| format!("{}:{}", c.name(), c.type_().name()))
         .collect();
+    if stmt.columns().is_empty() {
+        // A command: its row count (INSERT 0 0 for a skipped conflict, DELETE 1, …).
+        let outcome = match c.execute(&stmt, params).await {
+            Ok(n) => format!("count {n}"),
+            Err(e) => format!("error {}", error_text(&e)),
+        };
+        log.push(format!("{sql} params {params_desc:?} -> {outcome}"));
+        return;
+    }
     let result = c.query(&stmt, params).await;
     let outcome = match result {
         Ok(rows) => {
@@ -67,6 +76,9 @@ fn cell(row: &tokio_postgres::Row, i: usize) -> String {
         Type::FLOAT8 => row.get::<_, Option<f64>>(i).map(|v| v.to_string()),
         Type::BOOL => row.get::<_, Option<bool>>(i).map(|v| v.to_string()),
         Type::TEXT | Type::VARCHAR => row.get::<_, Option<String>>(i),
+        Type::NUMERIC => row
+            .get::<_, Option<rust_decimal::Decimal>>(i)
+            .map(|v| v.to_string()),
         other => Some(format!("<{other}>")),
     };
     text.unwrap_or_else(|| "NULL".into())
@@ -373,6 +385,100 @@ async fn scenario(c: &Client) -> Vec<String> {
         )
         .await;
     }
+
+    // Numerics (rounded to the column's scale, 22003 past its precision, NaN widening a
+    // numeric(p, s) column), DELETE by key and INSERT … ON CONFLICT DO NOTHING.
+    {
+        use rust_decimal::Decimal;
+        let d = |t: &str| t.parse::<Decimal>().unwrap();
+        c.batch_execute(
+            "CREATE TABLE ord (id bigint PRIMARY KEY, c int NOT NULL, amount numeric(12,2) NOT NULL,
+                              w numeric, status text);
+             CREATE TABLE uq (id int PRIMARY KEY, e text UNIQUE);
+             INSERT INTO uq VALUES (1, 'a');",
+        )
+        .await
+        .unwrap();
+        let insert = "INSERT INTO ord (id, c, amount, status) VALUES ($1, $2, $3, 'new') \
+                      ON CONFLICT DO NOTHING";
+        step(c, s, insert, &[&1i64, &1i32, &d("12.345")]).await;
+        step(c, s, insert, &[&1i64, &2i32, &d("99")]).await;
+        step(c, s, insert, &[&2i64, &2i32, &d("99.995")]).await;
+        step(c, s, insert, &[&3i64, &2i32, &d("9999999999.995")]).await;
+        step(c, s, insert, &[&3i64, &2i32, &d("-0.004")]).await;
+        step(c, s, insert, &[&4i64, &2i32, &None::<Decimal>]).await;
+        let update = "UPDATE ord SET amount = $1, w = $1 WHERE id = $2";
+        step(c, s, update, &[&d("1.005"), &1i64]).await;
+        step(c, s, update, &[&d("-1500"), &2i64]).await;
+        step(c, s, update, &[&d("100000000000"), &2i64]).await;
+        step(c, s, "UPDATE ord SET w = -2.50 WHERE id = 1", &[]).await;
+        step(c, s, "UPDATE ord SET amount = 7.777 WHERE id = 2", &[]).await;
+        step(c, s, "UPDATE ord SET amount = 1e3 WHERE id = 3", &[]).await;
+        step(c, s, "SELECT amount, w FROM ord WHERE id = $1", &[&1i64]).await;
+        step(c, s, "SELECT id, amount, w FROM ord ORDER BY id", &[]).await;
+        let delete = "DELETE FROM ord WHERE id = $1";
+        step(c, s, delete, &[&1i64]).await;
+        step(c, s, delete, &[&1i64]).await;
+        step(c, s, delete, &[&None::<i64>]).await;
+        step(c, s, "DELETE FROM ord o WHERE o.id = 2", &[]).await;
+        step(
+            c,
+            s,
+            "DELETE FROM ord WHERE id = $1 AND id = $2",
+            &[&3i64, &3i64],
+        )
+        .await;
+        step(c, s, "SELECT id, amount FROM ord ORDER BY id", &[]).await;
+        // NaN into numeric(12,2): the column widens and the row goes in, as in PostgreSQL.
+        c.batch_execute("INSERT INTO ord VALUES (5, 1, 0, 'NaN', 'nan')")
+            .await
+            .unwrap();
+        let nan = "INSERT INTO ord (id, c, amount) VALUES ($1, 1, 'NaN') ON CONFLICT DO NOTHING";
+        step(c, s, nan, &[&6i64]).await;
+        step(
+            c,
+            s,
+            "SELECT id, amount::text, w::text FROM ord ORDER BY id",
+            &[],
+        )
+        .await;
+        let skip_any = "INSERT INTO uq VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        step(c, s, skip_any, &[&2i32, &"a"]).await;
+        step(c, s, skip_any, &[&1i32, &"b"]).await;
+        step(c, s, skip_any, &[&2i32, &"b"]).await;
+        let skip_pk = "INSERT INTO uq VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+        step(c, s, skip_pk, &[&1i32, &"c"]).await;
+        step(c, s, skip_pk, &[&3i32, &"a"]).await;
+        step(
+            c,
+            s,
+            "INSERT INTO uq VALUES (1, 'z'), (4, 'd'), (4, 'e') ON CONFLICT ON CONSTRAINT uq_pkey DO NOTHING",
+            &[],
+        )
+        .await;
+        step(
+            c,
+            s,
+            "INSERT INTO uq VALUES (5, 'a') ON CONFLICT (e) DO NOTHING",
+            &[],
+        )
+        .await;
+        step(
+            c,
+            s,
+            "INSERT INTO uq VALUES (5, 'a') ON CONFLICT (nope) DO NOTHING",
+            &[],
+        )
+        .await;
+        step(
+            c,
+            s,
+            "INSERT INTO uq VALUES (1, 'q') ON CONFLICT (id) DO UPDATE SET e = 'q'",
+            &[],
+        )
+        .await;
+        step(c, s, "SELECT id, e FROM uq ORDER BY id", &[]).await;
+    }
     log
 }
 
@@ -515,4 +621,84 @@ async fn fast_update_conflict_under_repeatable_read() {
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// 8 sessions insert the same 50 keys with `ON CONFLICT DO NOTHING`, then delete them by key:
+/// each key is inserted once and deleted once (a waiter sees the winner's committed row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_conflicting_inserts_and_deletes_apply_once() {
+    let server = Arc::new(TestServer::start_floe());
+    let setup = server.connect().await;
+    setup
+        .batch_execute("CREATE TABLE k (id bigint PRIMARY KEY, amount numeric(12,2))")
+        .await
+        .unwrap();
+    let run = |sql: &'static str| {
+        let mut tasks = Vec::new();
+        for worker in 0..8i64 {
+            let server = server.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = server.connect().await;
+                let stmt = c.prepare(sql).await.unwrap();
+                let mut applied = 0;
+                for i in 0..50i64 {
+                    // Each worker walks the keys from another start.
+                    let id = (i + worker * 7) % 50;
+                    applied += c.execute(&stmt, &[&id]).await.unwrap();
+                }
+                applied
+            }));
+        }
+        tasks
+    };
+    let mut inserted = 0;
+    for task in run("INSERT INTO k VALUES ($1, 1.5) ON CONFLICT DO NOTHING") {
+        inserted += task.await.unwrap();
+    }
+    assert_eq!(inserted, 50);
+    let n: i64 = setup
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 50);
+    let mut deleted = 0;
+    for task in run("DELETE FROM k WHERE id = $1") {
+        deleted += task.await.unwrap();
+    }
+    assert_eq!(deleted, 50);
+    let n: i64 = setup
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+/// Under REPEATABLE READ a fast-path delete of a row changed since the snapshot is 40001.
+#[tokio::test]
+async fn fast_delete_conflict_under_repeatable_read() {
+    let server = TestServer::start_floe();
+    let mut a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute("CREATE TABLE c (id int PRIMARY KEY, v int); INSERT INTO c VALUES (1, 0)")
+        .await
+        .unwrap();
+    let t = a
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    t.query_one("SELECT v FROM c WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    b.execute("UPDATE c SET v = v + $1 WHERE id = $2", &[&5i32, &1i32])
+        .await
+        .unwrap();
+    let err = t
+        .execute("DELETE FROM c WHERE id = $1", &[&1i32])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
 }

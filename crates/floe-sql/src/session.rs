@@ -2151,6 +2151,7 @@ fn check_writable(prepared: &Prepared) -> SqlResult<()> {
         (PreparedPlan::Fast(plan), _) => match plan.as_ref() {
             fast::FastPlan::Get { .. } => return Ok(()),
             fast::FastPlan::Update { .. } => "UPDATE",
+            fast::FastPlan::Delete { .. } => "DELETE",
             fast::FastPlan::Insert { .. } => "INSERT",
         },
         (PreparedPlan::Locking(_), _) => "SELECT FOR UPDATE",

@@ -1,4 +1,5 @@
-//! The fast path: primary-key point reads, point updates and plain inserts without DataFusion.
+//! The fast path: primary-key point reads, point updates and deletes, and plain inserts
+//! without DataFusion.
 //!
 //! pgbench's statements (`SELECT abalance FROM pgbench_accounts WHERE aid = $1`,
 //! `UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2`,
@@ -9,22 +10,27 @@
 //!
 //! The shapes are deliberately narrow, and everything outside them takes the general path:
 //! - the statement names one table of the catalog (no CTE, join, subquery, RETURNING, ORDER
-//!   BY, LIMIT, locking clause, …);
-//! - the WHERE clause is exactly `key_column = value` for every primary-key column, ANDed;
-//! - values are parameters, integer or string constants, or (INSERT) `CURRENT_TIMESTAMP`/`now()`;
-//!   UPDATE may also assign `column`, `column + value` or `column - value`;
+//!   BY, LIMIT, USING, locking clause, …);
+//! - the WHERE clause (SELECT, UPDATE, DELETE) is exactly `key_column = value` for every
+//!   primary-key column, ANDed;
+//! - values are parameters, number or string constants, or (INSERT) `CURRENT_TIMESTAMP`/`now()`;
+//!   UPDATE may also assign `column`, `column + value` or `column - value` (integers, floats);
 //! - every column a value goes into has a plain type (booleans, integers, floats, unconstrained
-//!   text, timestamps) so no typmod, padding or rounding rule applies;
+//!   text, timestamps) so no typmod, padding or rounding rule applies, or is a numeric, whose
+//!   values are rounded and range-checked by the same conversion the general path's casts use
+//!   (NaN into a `numeric(p, s)` column fails as there, so the statement widens the column);
 //! - the table has no CHECK constraint and INSERT leaves out only columns without a default,
 //!   so nothing is checked here but NOT NULL and the primary key (UNIQUE constraints and
 //!   indexes are enforced by storage in `Txn::write`, on every path);
+//! - INSERT's `ON CONFLICT` is `DO NOTHING`, without a target (a row taken on any unique key
+//!   is skipped) or with the primary key as target;
 //! - parameter types follow from the columns exactly as DataFusion would infer them; a client
 //!   that declares another type gets the general path.
 //!
 //! Semantics follow the general path's: reads see the statement's view (own writes included);
-//! UPDATE locks the row, and under READ COMMITTED applies to the newest version when another
-//! transaction changed it (the key predicate cannot stop matching, since the key columns are
-//! never assigned), under REPEATABLE READ such a change is a serialization failure.
+//! UPDATE and DELETE lock the row, and under READ COMMITTED apply to the newest version when
+//! another transaction changed it (the key predicate cannot stop matching, since the key
+//! columns are never assigned), under REPEATABLE READ such a change is a serialization failure.
 
 use std::sync::Arc;
 
@@ -84,11 +90,30 @@ pub(crate) enum FastPlan {
         key: Vec<Operand>,
         sets: Vec<(usize, Assigned)>,
     },
-    /// `INSERT INTO t [(columns)] VALUES (…), …`: one operand per table column and row.
+    /// `DELETE FROM t WHERE key = …`.
+    Delete {
+        table: Arc<TableData>,
+        key: Vec<Operand>,
+    },
+    /// `INSERT INTO t [(columns)] VALUES (…), … [ON CONFLICT … DO NOTHING]`: one operand per
+    /// table column and row.
     Insert {
         table: Arc<TableData>,
         rows: Vec<Vec<Operand>>,
+        on_conflict: Conflict,
     },
+}
+
+/// What INSERT does with a row whose key is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conflict {
+    /// No ON CONFLICT clause: 23505.
+    Error,
+    /// `ON CONFLICT DO NOTHING`: skip a row that conflicts on any unique key.
+    SkipAny,
+    /// `ON CONFLICT (primary key) DO NOTHING`: skip a row whose primary key is taken (a
+    /// conflict on another unique index is still 23505).
+    SkipPrimaryKey,
 }
 
 impl FastPlan {
@@ -97,6 +122,7 @@ impl FastPlan {
         match self {
             FastPlan::Get { table, .. }
             | FastPlan::Update { table, .. }
+            | FastPlan::Delete { table, .. }
             | FastPlan::Insert { table, .. } => table.def.id,
         }
     }
@@ -105,7 +131,9 @@ impl FastPlan {
     pub(crate) fn written_table(&self) -> Option<&TableDef> {
         match self {
             FastPlan::Get { .. } => None,
-            FastPlan::Update { table, .. } | FastPlan::Insert { table, .. } => Some(&table.def),
+            FastPlan::Update { table, .. }
+            | FastPlan::Delete { table, .. }
+            | FastPlan::Insert { table, .. } => Some(&table.def),
         }
     }
 }
@@ -144,7 +172,7 @@ impl Binder<'_> {
     /// A parameter, constant or clock value standing for a value of column `target`.
     fn value(&mut self, expr: &Expr, target: usize, clock: bool) -> Option<Operand> {
         let field = &self.def.columns[target].field;
-        let ty = plain_type(field)?;
+        let ty = value_type(field)?;
         match expr {
             Expr::Nested(inner) => self.value(inner, target, clock),
             Expr::Value(v) => match &v.value {
@@ -317,6 +345,34 @@ fn plain_type(field: &Field) -> Option<SqlType> {
     .then_some(ty)
 }
 
+/// The type of the values a column takes: a plain type, or a numeric (`numeric(p, s)` held as
+/// `Decimal128`, or unconstrained `numeric`) whose values are rounded and range-checked as
+/// PostgreSQL's assignment does ([`to_column`]).
+fn value_type(field: &Field) -> Option<SqlType> {
+    match field.data_type() {
+        DataType::Decimal128(..) => Some(SqlType::Numeric),
+        DataType::LargeBinary if crate::numeric::field_typmod(field).is_none() => {
+            Some(SqlType::Numeric)
+        }
+        _ => plain_type(field),
+    }
+}
+
+/// `array` as a value of a column of type `target`: numerics convert (rounding to the
+/// column's scale, 22003 beyond its precision, NaN into a fixed-point column widens it as on
+/// the general path), everything else casts.
+fn to_column(array: ArrayRef, target: &DataType) -> SqlResult<ArrayRef> {
+    if array.data_type() == target {
+        return Ok(array);
+    }
+    if matches!(target, DataType::Decimal128(..) | DataType::LargeBinary)
+        || crate::numeric::is_numeric_field_type(array.data_type())
+    {
+        return crate::numeric::functions::convert(&array, target).map_err(SqlError::from);
+    }
+    Ok(cast(&array, target)?)
+}
+
 /// Key columns the fast path looks up by: integers and text.
 fn key_type(field: &Field) -> bool {
     matches!(
@@ -336,10 +392,19 @@ fn is_float(data_type: &DataType) -> bool {
     matches!(data_type, DataType::Float32 | DataType::Float64)
 }
 
-/// An integer constant for an integer or float column (anything else, such as `1.5` for an
-/// integer column or a value out of the column's range, is the general path's business).
+/// An integer constant for an integer or float column, or any number for a numeric column
+/// (anything else, such as `1.5` for an integer column or a value out of the column's range,
+/// is the general path's business).
 fn number(text: &str, negative: bool, field: &Field) -> Option<Operand> {
     let data_type = field.data_type();
+    if value_type(field) == Some(SqlType::Numeric) {
+        // Any numeric constant: converted to the column's type when the statement runs.
+        let value = crate::numeric::Numeric::parse(text).ok()?;
+        let value = if negative { value.neg() } else { value };
+        return Some(Operand::Const(ScalarValue::LargeBinary(Some(
+            value.to_key(),
+        ))));
+    }
     if !(is_integer(data_type) || is_float(data_type)) {
         return None;
     }
@@ -379,6 +444,37 @@ fn single_table(relation: &TableFactor) -> Option<(&ObjectName, Option<String>)>
     }
 }
 
+/// The fast path's reading of an ON CONFLICT clause: DO NOTHING, without a target or with the
+/// primary key as its target (anything else, including a target that names nothing, is the
+/// general path's business).
+fn conflict_action(def: &TableDef, on: &ast::OnInsert) -> Option<Conflict> {
+    let ast::OnInsert::OnConflict(conflict) = on else {
+        return None;
+    };
+    if !matches!(conflict.action, ast::OnConflictAction::DoNothing) {
+        return None;
+    }
+    let pk = def.primary_key.as_ref()?;
+    match &conflict.conflict_target {
+        None => Some(Conflict::SkipAny),
+        Some(ast::ConflictTarget::Columns(columns)) => {
+            let mut named = Vec::with_capacity(columns.len());
+            for column in columns {
+                let position = def.column_index(&ident_name(column))?;
+                if !named.contains(&position) {
+                    named.push(position);
+                }
+            }
+            let same =
+                named.len() == pk.columns.len() && pk.columns.iter().all(|c| named.contains(c));
+            same.then_some(Conflict::SkipPrimaryKey)
+        }
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            (name.to_string() == pk.name).then_some(Conflict::SkipPrimaryKey)
+        }
+    }
+}
+
 impl Session {
     /// The table `name` refers to, if it is one of Floe's tables and nothing else could be
     /// meant by it (PostgreSQL looks in pg_catalog first).
@@ -407,6 +503,7 @@ impl Session {
             Statement::Query(query) => self.fast_select(query, declared),
             Statement::Update(update) => self.fast_update_match(update, declared),
             Statement::Insert(insert) => self.fast_insert_match(insert, declared),
+            Statement::Delete(delete) => self.fast_delete_match(delete, declared),
             _ => None,
         }
     }
@@ -629,7 +726,6 @@ impl Session {
             && insert.partitioned.is_none()
             && insert.after_columns.is_empty()
             && !insert.has_table_keyword
-            && insert.on.is_none()
             && insert.returning.is_none()
             && insert.output.is_none()
             && !insert.replace_into
@@ -670,6 +766,10 @@ impl Session {
         if has_checks(def) {
             return None;
         }
+        let on_conflict = match &insert.on {
+            None => Conflict::Error,
+            Some(on) => conflict_action(def, on)?,
+        };
         let targets: Vec<usize> = if insert.columns.is_empty() {
             (0..def.columns.len()).collect()
         } else {
@@ -722,7 +822,61 @@ impl Session {
         }
         let param_types = binder.param_types(declared)?;
         Some(FastMatch {
-            plan: FastPlan::Insert { table, rows },
+            plan: FastPlan::Insert {
+                table,
+                rows,
+                on_conflict,
+            },
+            param_types,
+            result_schema: None,
+        })
+    }
+
+    fn fast_delete_match(&self, delete: &ast::Delete, declared: &[SqlType]) -> Option<FastMatch> {
+        let ast::Delete {
+            delete_token: _,
+            optimizer_hints,
+            tables,
+            from,
+            using,
+            selection,
+            returning,
+            output,
+            order_by,
+            limit,
+        } = delete;
+        if !optimizer_hints.is_empty()
+            || !tables.is_empty()
+            || using.is_some()
+            || returning.is_some()
+            || output.is_some()
+            || !order_by.is_empty()
+            || limit.is_some()
+        {
+            return None;
+        }
+        let from = match from {
+            ast::FromTable::WithFromKeyword(from) => from,
+            ast::FromTable::WithoutKeyword(_) => return None,
+        };
+        let [from] = from.as_slice() else {
+            return None;
+        };
+        if !from.joins.is_empty() {
+            return None;
+        }
+        let (name, alias) = single_table(&from.relation)?;
+        let table = self.fast_table(name)?;
+        let def = &table.def;
+        let mut binder = Binder {
+            def,
+            qualifier: alias.unwrap_or_else(|| def.name.clone()),
+            params: Vec::new(),
+        };
+        let key = binder.key_predicate(selection.as_ref()?)?;
+        let param_types = binder.param_types(declared)?;
+        Some(FastMatch {
+            plan: FastPlan::Delete { table, key },
             param_types,
             result_schema: None,
         })
@@ -795,11 +949,24 @@ impl Session {
                 let count = self.finish_statement_txn(txn, result).await?;
                 Ok(StatementResult::Command(format!("UPDATE {count}")))
             }
-            FastPlan::Insert { table, rows } => {
+            FastPlan::Delete { table, key } => {
+                self.check_writable("DELETE")?;
+                let mut txn = self.statement_txn().await?;
+                let result = self.fast_delete(table, key, &params, &mut txn).await;
+                let count = self.finish_statement_txn(txn, result).await?;
+                Ok(StatementResult::Command(format!("DELETE {count}")))
+            }
+            FastPlan::Insert {
+                table,
+                rows,
+                on_conflict,
+            } => {
                 self.check_writable("INSERT")?;
                 let now = self.clock_value();
                 let mut txn = self.statement_txn().await?;
-                let result = self.fast_insert(table, rows, &params, &now, &mut txn).await;
+                let result = self
+                    .fast_insert(table, rows, *on_conflict, &params, &now, &mut txn)
+                    .await;
                 let count = self.finish_statement_txn(txn, result).await?;
                 Ok(StatementResult::Command(format!("INSERT 0 {count}")))
             }
@@ -896,18 +1063,8 @@ impl Session {
         params: &[ScalarValue],
         txn: &mut Txn,
     ) -> SqlResult<usize> {
-        let view = txn.statement_view();
-        let Some(key) = self.fast_key(table, key, params)? else {
+        let Some((key, row)) = self.fast_locked_row(table, key, params, txn).await? else {
             return Ok(0);
-        };
-        // Only a row the statement's snapshot sees is a candidate (as a scan would find it).
-        if view.get(table, &key)?.is_none() {
-            return Ok(0);
-        }
-        txn.lock_row(table, &key).await?;
-        let row = match txn.check_row(table, &key, &view)? {
-            RowCheck::Current(Some(row)) | RowCheck::Changed(Some(row)) => row,
-            RowCheck::Current(None) | RowCheck::Changed(None) => return Ok(0),
         };
         let old = table.codec.decode_rows([row.as_ref()])?;
         let mut columns = old.columns().to_vec();
@@ -920,11 +1077,7 @@ impl Session {
                     Operand::Const(v) => v.to_array()?,
                     Operand::Now => self.clock_for(&self.clock_value(), target).to_array()?,
                 };
-                Ok(if array.data_type() == target {
-                    array
-                } else {
-                    cast(&array, target)?
-                })
+                to_column(array, target)
             };
             let value = match assigned {
                 Assigned::Value(v) => array(v)?,
@@ -944,10 +1097,50 @@ impl Session {
         Ok(1)
     }
 
+    /// The row with key `key` the statement's snapshot sees, locked, in its newest version
+    /// (READ COMMITTED; a changed row is a serialization failure under REPEATABLE READ), as
+    /// UPDATE and DELETE find it; `None` when there is none (any more).
+    async fn fast_locked_row(
+        &self,
+        table: &Arc<TableData>,
+        key: &[Operand],
+        params: &[ScalarValue],
+        txn: &mut Txn,
+    ) -> SqlResult<Option<(Key, RowBytes)>> {
+        let view = txn.statement_view();
+        let Some(key) = self.fast_key(table, key, params)? else {
+            return Ok(None);
+        };
+        // Only a row the statement's snapshot sees is a candidate (as a scan would find it).
+        if view.get(table, &key)?.is_none() {
+            return Ok(None);
+        }
+        txn.lock_row(table, &key).await?;
+        Ok(match txn.check_row(table, &key, &view)? {
+            RowCheck::Current(Some(row)) | RowCheck::Changed(Some(row)) => Some((key, row)),
+            RowCheck::Current(None) | RowCheck::Changed(None) => None,
+        })
+    }
+
+    async fn fast_delete(
+        &self,
+        table: &Arc<TableData>,
+        key: &[Operand],
+        params: &[ScalarValue],
+        txn: &mut Txn,
+    ) -> SqlResult<usize> {
+        let Some((key, _)) = self.fast_locked_row(table, key, params, txn).await? else {
+            return Ok(0);
+        };
+        txn.write(table, key, None).await?;
+        Ok(1)
+    }
+
     async fn fast_insert(
         &self,
         table: &Arc<TableData>,
         rows: &[Vec<Operand>],
+        on_conflict: Conflict,
         params: &[ScalarValue],
         now: &ScalarValue,
         txn: &mut Txn,
@@ -967,12 +1160,7 @@ impl Session {
                         return Err(SqlError::internal("fast path: column in VALUES"))
                     }
                 };
-                let array = if array.data_type() == target {
-                    array
-                } else {
-                    cast(&array, target)?
-                };
-                columns[i].push(array);
+                columns[i].push(to_column(array, target)?);
             }
         }
         let columns: Vec<ArrayRef> = columns
@@ -985,22 +1173,38 @@ impl Session {
         check_not_null(table, &columns)?;
         let encoded = table.codec.encode_rows(&columns)?;
         let keys = table.codec.encode_keys(&columns)?;
+        // Only DO NOTHING without a target skips rows taken on another unique key.
+        let other_keys =
+            on_conflict == Conflict::SkipAny && table.def.indexes.iter().any(|i| i.unique);
+        let mut inserted = 0;
         for i in 0..rows.len() {
+            let row: RowBytes = Arc::from(encoded.row(i).data());
             let key: Key = match &keys {
                 Some(keys) => {
                     let key: Key = Arc::from(keys.row(i).data());
                     txn.lock_row(table, &key).await?;
                     if txn.key_exists(table, &key)? {
-                        return Err(duplicate_key(table, &key));
+                        if on_conflict == Conflict::Error {
+                            return Err(duplicate_key(table, &key));
+                        }
+                        continue;
                     }
                     key
                 }
                 None => floe_storage::TableCodec::rowid_key(table.next_rowid()),
             };
-            txn.write(table, key, Some(Arc::from(encoded.row(i).data())))
-                .await?;
+            if other_keys
+                && txn
+                    .unique_conflict(table, &key, Some(&row))
+                    .await?
+                    .is_some()
+            {
+                continue;
+            }
+            txn.write(table, key, Some(row)).await?;
+            inserted += 1;
         }
-        Ok(rows.len())
+        Ok(inserted)
     }
 }
 
