@@ -1508,51 +1508,117 @@ pub(crate) fn refresh_schema(
     })
 }
 
-/// A recursive CTE's first term with the types of its recursive term: the recursive term was
-/// planned reading the CTE with the types DataFusion gave the first term (`bigint` for
-/// `SELECT 0`), so narrowed literals there would no longer match
-/// (`WITH RECURSIVE t(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM t …)`).
+/// A recursive CTE whose terms produce the types its recursive term reads. DataFusion fixes
+/// the work table's types when it plans the SQL (`bigint` for `SELECT 0` or `id % 9`); once
+/// Floe's rules narrow literals to PostgreSQL's `integer`, the rows the terms produce no
+/// longer match what the recursive term reads
+/// (`WITH RECURSIVE t(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM t …)`). Both terms are cast
+/// to the work table's types, and the result back to the first term's types (PostgreSQL
+/// takes a recursive CTE's column types from its non-recursive term).
 fn recursive_static_types(
     query: datafusion::logical_expr::RecursiveQuery,
 ) -> datafusion::common::Result<LogicalPlan> {
-    use datafusion::logical_expr::{Expr as PlanExpr, ExprSchemable};
-    let first = query.static_term.schema();
-    let then = query.recursive_term.schema();
-    let differs = first.fields().len() == then.fields().len()
-        && first
+    use datafusion::arrow::datatypes::DataType;
+    let first = std::sync::Arc::clone(query.static_term.schema());
+    let work: Vec<DataType> = match work_table_types(&query.recursive_term, &query.name) {
+        Some(types) => types,
+        // No scan of the work table left: the recursive term's own types.
+        None => query
+            .recursive_term
+            .schema()
             .fields()
             .iter()
-            .zip(then.fields().iter())
-            .any(|(a, b)| a.data_type() != b.data_type());
-    if !differs {
+            .map(|f| f.data_type().clone())
+            .collect(),
+    };
+    let types_of = |schema: &datafusion::common::DFSchema| -> Vec<DataType> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect()
+    };
+    if work.len() != first.fields().len()
+        || (types_of(&first) == work && types_of(query.recursive_term.schema()) == work)
+    {
         return Ok(LogicalPlan::RecursiveQuery(query));
     }
-    let columns = first
+    let static_term = cast_columns(query.static_term.as_ref().clone(), &work)?;
+    let recursive_term = cast_columns(query.recursive_term.as_ref().clone(), &work)?;
+    let recursive = LogicalPlan::RecursiveQuery(datafusion::logical_expr::RecursiveQuery::try_new(
+        query.name,
+        std::sync::Arc::new(static_term),
+        std::sync::Arc::new(recursive_term),
+        query.is_distinct,
+    )?);
+    cast_columns(recursive, &types_of(&first))
+}
+
+/// The column types of the work table `name` as `plan` reads it.
+fn work_table_types(
+    plan: &LogicalPlan,
+    name: &str,
+) -> Option<Vec<datafusion::arrow::datatypes::DataType>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::cte_worktable::CteWorkTable;
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let provider = datafusion::datasource::source_as_provider(&scan.source).ok();
+            if let Some(table) = provider
+                .as_ref()
+                .and_then(|p| p.downcast_ref::<CteWorkTable>())
+                .filter(|t| t.name() == name)
+            {
+                found = Some(
+                    table
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.data_type().clone())
+                        .collect(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// `plan` with its columns cast to `types` where they differ, keeping names and qualifiers.
+fn cast_columns(
+    plan: LogicalPlan,
+    types: &[datafusion::arrow::datatypes::DataType],
+) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::logical_expr::{Expr as PlanExpr, ExprSchemable};
+    let schema = std::sync::Arc::clone(plan.schema());
+    if schema
+        .fields()
         .iter()
-        .zip(then.fields().iter())
+        .zip(types)
+        .all(|(f, t)| f.data_type() == t)
+    {
+        return Ok(plan);
+    }
+    let columns = schema
+        .iter()
+        .zip(types)
         .map(|((qualifier, field), target)| {
             let column = PlanExpr::Column(datafusion::common::Column::new(
                 qualifier.cloned(),
                 field.name(),
             ));
-            if field.data_type() == target.data_type() {
+            if field.data_type() == target {
                 Ok(column)
             } else {
                 Ok(column
-                    .cast_to(target.data_type(), first)?
+                    .cast_to(target, &schema)?
                     .alias_qualified(qualifier.cloned(), field.name()))
             }
         })
         .collect::<datafusion::common::Result<Vec<_>>>()?;
-    let static_term = LogicalPlanBuilder::from(query.static_term.as_ref().clone())
-        .project(columns)?
-        .build()?;
-    Ok(LogicalPlan::RecursiveQuery(
-        datafusion::logical_expr::RecursiveQuery {
-            static_term: std::sync::Arc::new(static_term),
-            ..query
-        },
-    ))
+    LogicalPlanBuilder::from(plan).project(columns)?.build()
 }
 
 /// A UNION whose inputs now agree on a column's type (`SELECT 1 UNION SELECT 2`: both

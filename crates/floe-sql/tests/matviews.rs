@@ -50,6 +50,16 @@ const VIEWS: &[&str] = &[
     "SELECT customer_id, id FROM (SELECT customer_id, id, row_number() OVER (PARTITION BY customer_id ORDER BY amount DESC, id) AS rn \
      FROM orders) t WHERE rn <= 2",
     "SELECT id, customer_id, sum(amount) OVER (PARTITION BY customer_id) AS total FROM orders",
+    // WITH RECURSIVE: a transitive closure (UNION, over a graph with cycles), paths counted
+    // with their duplicates (UNION ALL, bounded by depth), and a recursion seeded by an
+    // aggregate (every round changes when the base row does).
+    "WITH RECURSIVE r(a, b) AS (SELECT customer_id, id % 9 FROM orders \
+     UNION SELECT r.a, o.id % 9 FROM r JOIN orders o ON o.customer_id = r.b) SELECT a, b FROM r",
+    "WITH RECURSIVE r(src, dst, depth) AS (SELECT customer_id, id % 9, 1 FROM orders \
+     UNION ALL SELECT r.src, o.id % 9, r.depth + 1 FROM r JOIN orders o ON o.customer_id = r.dst \
+     WHERE r.depth < 3 AND o.amount > 150) SELECT src, dst, depth FROM r",
+    "WITH RECURSIVE t(n) AS (SELECT count(*) FROM orders UNION ALL SELECT n - 1 FROM t WHERE n > 0) \
+     SELECT n FROM t",
 ];
 
 /// Views over the views above (by position): a view of a materialized view, and a

@@ -175,7 +175,17 @@ fn run(
                 continue;
             }
         };
-        let ts = commit.commit_ts;
+        // Under load more commits are already published: they go to the view together (one
+        // decode per table, one advance), each row keeping its commit's ts.
+        let mut batch = vec![commit];
+        while batch.len() < MAX_BATCH {
+            match reader.try_next() {
+                Ok(Some(commit)) => batch.push(commit),
+                // A lag shows again at the next `next()`.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Every commit of the batch is published, so a layout change among them shows here.
         for (i, &id) in tables.iter().enumerate() {
             let table = db.table(id).ok_or_else(|| gone(id))?;
             if !table.codec.same_layout(&codecs[i]) {
@@ -183,22 +193,29 @@ fn run(
                     "the row layout of table {id} changed"
                 )));
             }
-            if table.hot.truncated_at(ts) == ts {
-                let before = rows_at(db, id, &codecs[i], ts - 1)?;
-                let after = rows_at(db, id, &codecs[i], ts)?;
-                let (b, a) = (before.num_rows(), after.num_rows());
-                view.update(ts, i, before, vec![-1; b])?;
-                view.update(ts, i, after, vec![1; a])?;
-                continue;
-            }
-            let changes: Vec<_> = commit.changes.iter().filter(|c| c.table_id == id).collect();
-            if changes.is_empty() {
-                continue;
-            }
-            let rows = codecs[i].decode_rows(changes.iter().map(|c| c.row.as_ref()))?;
-            let diffs = changes.iter().map(|c| c.diff as isize).collect();
-            view.update(ts, i, rows, diffs)?;
         }
+        let mut pending = Pending::new(tables.len());
+        for commit in &batch {
+            let ts = commit.commit_ts;
+            for (i, &id) in tables.iter().enumerate() {
+                let table = db.table(id).ok_or_else(|| gone(id))?;
+                if table.hot.truncated_at(ts) == ts {
+                    // The table's rows before and after the TRUNCATE, after what came first.
+                    pending.send(view, &codecs)?;
+                    let before = rows_at(db, id, &codecs[i], ts - 1)?;
+                    let after = rows_at(db, id, &codecs[i], ts)?;
+                    let (b, a) = (before.num_rows(), after.num_rows());
+                    view.update(ts, i, before, vec![-1; b])?;
+                    view.update(ts, i, after, vec![1; a])?;
+                    continue;
+                }
+                for change in commit.changes.iter().filter(|c| c.table_id == id) {
+                    pending.tables[i].push((change.row.clone(), ts, change.diff as isize));
+                }
+            }
+        }
+        pending.send(view, &codecs)?;
+        let ts = batch.last().map_or(last, |c| c.commit_ts);
         view.advance(ts)?;
         last = ts;
         // No reader will ask for the view as of a ts older than the oldest snapshot held.
@@ -213,6 +230,37 @@ fn run(
 }
 
 const DROPPED: &str = "was dropped";
+
+/// Commits sent to the view in one batch at most.
+const MAX_BATCH: usize = 1024;
+
+/// Row changes gathered per source table: (stored row, commit ts, diff).
+struct Pending {
+    tables: Vec<Vec<(floe_storage::RowBytes, u64, isize)>>,
+}
+
+impl Pending {
+    fn new(tables: usize) -> Pending {
+        Pending {
+            tables: vec![Vec::new(); tables],
+        }
+    }
+
+    /// Sends each table's gathered changes (decoded in one batch) and forgets them.
+    fn send(&mut self, view: &View, codecs: &[Arc<TableCodec>]) -> Result<(), ViewError> {
+        for (i, changes) in self.tables.iter_mut().enumerate() {
+            if changes.is_empty() {
+                continue;
+            }
+            let rows = codecs[i].decode_rows(changes.iter().map(|(row, _, _)| row.as_ref()))?;
+            let times = changes.iter().map(|(_, ts, _)| *ts).collect();
+            let diffs = changes.iter().map(|(_, _, diff)| *diff).collect();
+            view.update_at(times, i, rows, diffs)?;
+            changes.clear();
+        }
+        Ok(())
+    }
+}
 
 /// A counting semaphore bounding how many feeds load their snapshot at once.
 #[derive(Debug)]

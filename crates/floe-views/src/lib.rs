@@ -99,9 +99,10 @@ pub struct ViewStats {
 }
 
 enum Command {
-    /// Changes of the source at `source` (a position in [`Plan::sources`]) committed at `ts`.
+    /// Changes of the source at `source` (a position in [`Plan::sources`]), row `i`
+    /// committed at `times[i]`.
     Changes {
-        ts: u64,
+        times: Vec<u64>,
         source: usize,
         rows: RecordBatch,
         diffs: Vec<isize>,
@@ -195,6 +196,7 @@ impl View {
         let (commands, receiver) = mpsc::channel();
         let (ready, started) = mpsc::sync_channel(1);
         let worker_shared = Arc::clone(&shared);
+        let panic_shared = Arc::clone(&shared);
         let source_schemas: Vec<SchemaRef> =
             plan.source_schemas().into_iter().map(|(_, s)| s).collect();
         let thread = std::thread::Builder::new()
@@ -202,10 +204,25 @@ impl View {
             .spawn(move || {
                 // Only this thread ever takes the receiver; the mutex makes the closure Sync.
                 let receiver = Mutex::new(receiver);
-                timely::execute_directly(move |worker| {
-                    let receiver = receiver.into_inner();
-                    run(worker, plan, source_schemas, receiver, ready, worker_shared)
-                })
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    timely::execute_directly(move |worker| {
+                        let receiver = receiver.into_inner();
+                        run(worker, plan, source_schemas, receiver, ready, worker_shared)
+                    })
+                }));
+                if let Err(panic) = ran {
+                    // A bug, never a hang: readers and the feed get the view's error.
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a panic".into());
+                    tracing::error!(panic = %what, "materialized view worker panicked");
+                    let mut output = panic_shared.output.lock();
+                    output.stopped = Some(format!("internal error in view maintenance: {what}"));
+                    drop(output);
+                    panic_shared.notify();
+                }
             })
             .map_err(|e| ViewError::Stopped(e.to_string()))?;
         match started.recv() {
@@ -239,8 +256,20 @@ impl View {
         rows: RecordBatch,
         diffs: Vec<isize>,
     ) -> Result<(), ViewError> {
+        let times = vec![ts; rows.num_rows()];
+        self.update_at(times, source, rows, diffs)
+    }
+
+    /// Sends rows of source `source` changed in several commits: row `i` at `times[i]`.
+    pub fn update_at(
+        &self,
+        times: Vec<u64>,
+        source: usize,
+        rows: RecordBatch,
+        diffs: Vec<isize>,
+    ) -> Result<(), ViewError> {
         self.send(Command::Changes {
-            ts,
+            times,
             source,
             rows,
             diffs,
@@ -503,7 +532,7 @@ fn run(
     }
     // Applies one command's changes to the inputs; false when the view must stop.
     let apply = |inputs: &mut Vec<InputSession<u64, Row, isize>>,
-                 ts: u64,
+                 times: Vec<u64>,
                  source: usize,
                  rows: RecordBatch,
                  diffs: Vec<isize>|
@@ -520,7 +549,7 @@ fn run(
                 shared
                     .input_bytes
                     .fetch_add(bytes as u64, Ordering::Relaxed);
-                for (row, diff) in encoded.into_iter().zip(diffs) {
+                for ((row, diff), ts) in encoded.into_iter().zip(diffs).zip(times) {
                     inputs[source].update_at(row, ts, diff);
                 }
                 true
@@ -542,12 +571,12 @@ fn run(
         while let Some(current) = command.take() {
             match current {
                 Command::Changes {
-                    ts,
+                    times,
                     source,
                     rows,
                     diffs,
                 } => {
-                    if !apply(&mut inputs, ts, source, rows, diffs) {
+                    if !apply(&mut inputs, times, source, rows, diffs) {
                         return;
                     }
                 }
@@ -564,19 +593,31 @@ fn run(
             input.advance_to(next);
             input.flush();
         }
-        worker.step_while(|| probe.less_than(&next));
-        let limit = shared.memory_limit.load(Ordering::Relaxed);
-        if limit > 0 {
+        // The state is checked after the step, and during a long one (a recursive query's
+        // many rounds) every so often, so a view outgrowing its share stops before the server
+        // runs out of memory.
+        let over_limit = || {
+            let limit = shared.memory_limit.load(Ordering::Relaxed);
             let used = shared.stats().state_bytes;
-            if used > limit {
+            (limit > 0 && used > limit).then(|| {
                 let e = DataFusionError::ResourcesExhausted(format!(
                     "materialized view state of {used} bytes exceeds its share of the memory limit ({limit} bytes)"
                 ));
                 let mut output = shared.output.lock();
                 output.stopped = Some(error_text(&e));
                 shared.notify();
+            })
+        };
+        let mut steps = 0u64;
+        while probe.less_than(&next) {
+            worker.step();
+            steps += 1;
+            if steps.is_multiple_of(1024) && over_limit().is_some() {
                 return;
             }
+        }
+        if over_limit().is_some() {
+            return;
         }
         let mut output = shared.output.lock();
         output.frontier = output.frontier.max(next);

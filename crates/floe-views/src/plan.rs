@@ -79,6 +79,17 @@ pub enum Plan {
     },
     /// Each distinct input row once.
     Distinct { input: Box<Plan> },
+    /// `WITH RECURSIVE name AS (base UNION [ALL] step)`: `step` reads the recursive relation
+    /// through [`Plan::WorkTable`]; the rows are the least fixpoint of `base + step(rows)`
+    /// (distinct for UNION).
+    Recursive {
+        name: String,
+        base: Box<Plan>,
+        step: Box<Plan>,
+        distinct: bool,
+    },
+    /// The recursive relation inside its query's recursive term.
+    WorkTable { name: String, schema: SchemaRef },
     /// The rows of every input (UNION ALL); the inputs have the output's column types.
     Union {
         inputs: Vec<Plan>,
@@ -127,6 +138,8 @@ impl Plan {
             | Plan::Window { schema, .. }
             | Plan::Constant { schema, .. } => Arc::clone(schema),
             Plan::Distinct { input } | Plan::TopK { input, .. } => input.schema(),
+            Plan::Recursive { base, .. } => base.schema(),
+            Plan::WorkTable { schema, .. } => Arc::clone(schema),
         }
     }
 
@@ -207,6 +220,11 @@ impl Plan {
                 )
             }
             Plan::Distinct { .. } => "Distinct".to_string(),
+            Plan::Recursive { name, distinct, .. } => format!(
+                "Recursive (iterated to a fixpoint): {name} {}",
+                if *distinct { "UNION" } else { "UNION ALL" }
+            ),
+            Plan::WorkTable { name, .. } => format!("Recursive reference: {name}"),
             Plan::Union { .. } => "Union All".to_string(),
             Plan::Reduce {
                 group, aggregates, ..
@@ -221,7 +239,11 @@ impl Plan {
         };
         lines.push(format!("{}{line}", "  ".repeat(depth)));
         match self {
-            Plan::Source { .. } | Plan::Constant { .. } => {}
+            Plan::Source { .. } | Plan::Constant { .. } | Plan::WorkTable { .. } => {}
+            Plan::Recursive { base, step, .. } => {
+                base.explain_into(depth + 1, lines);
+                step.explain_into(depth + 1, lines);
+            }
             Plan::Filter { input, .. }
             | Plan::Map { input, .. }
             | Plan::TopK { input, .. }
@@ -236,6 +258,64 @@ impl Plan {
                 for input in inputs {
                     input.explain_into(depth + 1, lines);
                 }
+            }
+        }
+    }
+
+    /// How often a recursive term reads its recursive relation, refusing a read under an
+    /// operator that is not linear in it (an aggregate, TopK, a window, the inner side of
+    /// an outer, semi or anti join, DISTINCT under UNION ALL): the fixpoint computed then
+    /// would not be the rows PostgreSQL's round-by-round evaluation gives.
+    fn recursive_uses(&self, distinct: bool) -> Result<usize, ViewError> {
+        let uses = |plans: &[&Plan]| -> Result<usize, ViewError> {
+            plans
+                .iter()
+                .map(|p| p.recursive_uses(distinct))
+                .sum::<Result<usize, ViewError>>()
+        };
+        let refuse = |input: &Plan, what: &str| -> Result<usize, ViewError> {
+            match input.recursive_uses(distinct)? {
+                0 => Ok(0),
+                _ => Err(unsupported(format!("{what} in a recursive term"))),
+            }
+        };
+        match self {
+            Plan::WorkTable { .. } => Ok(1),
+            Plan::Source { .. } | Plan::Constant { .. } => Ok(0),
+            Plan::Filter { input, .. } | Plan::Map { input, .. } => input.recursive_uses(distinct),
+            Plan::Union { inputs, .. } => uses(&inputs.iter().collect::<Vec<_>>()),
+            Plan::Distinct { input } if distinct => input.recursive_uses(distinct),
+            Plan::Distinct { input } => refuse(input, "DISTINCT under UNION ALL"),
+            // DISTINCT arrives as a GROUP BY without aggregates: a set, like UNION's.
+            Plan::Reduce {
+                input, aggregates, ..
+            } if aggregates.is_empty() && distinct => input.recursive_uses(distinct),
+            Plan::Reduce {
+                input, aggregates, ..
+            } if aggregates.is_empty() => refuse(input, "DISTINCT under UNION ALL"),
+            Plan::Reduce { input, .. } => refuse(input, "an aggregate"),
+            Plan::TopK { input, .. } => refuse(input, "ORDER BY with LIMIT"),
+            Plan::Window { input, .. } => refuse(input, "a window function"),
+            Plan::Recursive { base, step, .. } => uses(&[base, step]),
+            Plan::Join {
+                left, right, kind, ..
+            } => {
+                let (l, r) = (
+                    left.recursive_uses(distinct)?,
+                    right.recursive_uses(distinct)?,
+                );
+                let inner_side = match kind {
+                    JoinKind::Inner => false,
+                    JoinKind::Left | JoinKind::LeftSemi | JoinKind::LeftAnti => r > 0,
+                    JoinKind::Right | JoinKind::RightSemi | JoinKind::RightAnti => l > 0,
+                    JoinKind::Full => l + r > 0,
+                };
+                if inner_side {
+                    return Err(unsupported(
+                        "a recursive reference inside an outer join, EXISTS or IN",
+                    ));
+                }
+                Ok(l + r)
             }
         }
     }
@@ -259,7 +339,11 @@ impl Plan {
                     out.push((table.clone(), Arc::clone(schema)));
                 }
             }
-            Plan::Constant { .. } => {}
+            Plan::Constant { .. } | Plan::WorkTable { .. } => {}
+            Plan::Recursive { base, step, .. } => {
+                base.collect_sources(out);
+                step.collect_sources(out);
+            }
             Plan::Filter { input, .. } | Plan::Map { input, .. } | Plan::Reduce { input, .. } => {
                 input.collect_sources(out)
             }
@@ -277,16 +361,106 @@ impl Plan {
 
 /// Compiles an optimised logical plan.
 pub fn compile(plan: &LogicalPlan) -> Result<Plan, ViewError> {
-    let props = ExecutionProps::new();
+    let props = Cx {
+        props: ExecutionProps::new(),
+        recursive: None,
+    };
     compile_node(plan, &props)
+}
+
+/// What compiling a node needs: DataFusion's execution properties and, inside a recursive
+/// query's recursive term, the recursive relation's name.
+struct Cx {
+    props: ExecutionProps,
+    /// The recursive relation's name and the schema of its rows.
+    recursive: Option<(String, SchemaRef)>,
+}
+
+impl std::ops::Deref for Cx {
+    type Target = ExecutionProps;
+
+    fn deref(&self) -> &ExecutionProps {
+        &self.props
+    }
 }
 
 fn unsupported(what: impl Into<String>) -> ViewError {
     ViewError::Unsupported(what.into())
 }
 
-fn compile_node(plan: &LogicalPlan, props: &ExecutionProps) -> Result<Plan, ViewError> {
+fn compile_node(plan: &LogicalPlan, props: &Cx) -> Result<Plan, ViewError> {
     match plan {
+        LogicalPlan::TableScan(scan) if work_table(scan).is_some() => {
+            let name = work_table(scan).unwrap_or_default();
+            let Some((_, rows)) = props.recursive.as_ref().filter(|(n, _)| *n == name) else {
+                return Err(unsupported(
+                    "a recursive reference outside its recursive term",
+                ));
+            };
+            if scan.fetch.is_some() || !scan.filters.is_empty() {
+                return Err(unsupported("LIMIT"));
+            }
+            // The recursive term was planned over the work table's schema, whose types may
+            // differ from the rows' (the query's): the rows are cast to it.
+            let schema = scan.source.schema();
+            let node = Plan::WorkTable {
+                name,
+                schema: Arc::clone(rows),
+            };
+            let mut node = conform(node, &schema)?;
+            if let Some(projection) = &scan.projection {
+                let exprs = projection
+                    .iter()
+                    .map(|&i| {
+                        Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+                    })
+                    .collect();
+                node = Plan::Map {
+                    input: Box::new(node),
+                    exprs,
+                    schema: Arc::new(scan.projected_schema.as_arrow().clone()),
+                };
+            }
+            Ok(node)
+        }
+        LogicalPlan::RecursiveQuery(query) => {
+            if props.recursive.is_some() {
+                return Err(unsupported("WITH RECURSIVE inside a recursive term"));
+            }
+            let base = compile_node(&query.static_term, props)?;
+            let inner = Cx {
+                props: props.props.clone(),
+                recursive: Some((
+                    query.name.clone(),
+                    Arc::new(query.schema.as_arrow().clone()),
+                )),
+            };
+            let step = compile_node(&query.recursive_term, &inner)?;
+            // Both terms' rows in the query's column types.
+            let rows = Arc::new(query.schema.as_arrow().clone());
+            let base = conform(base, &rows)?;
+            let step = conform(step, &rows)?;
+            match step.recursive_uses(query.is_distinct)? {
+                1 => {}
+                0 => {
+                    return Err(unsupported(
+                        "WITH RECURSIVE whose recursive term does not read it",
+                    ))
+                }
+                _ => {
+                    return Err(unsupported(format!(
+                        "a recursive reference to \"{}\" more than once",
+                        query.name
+                    )))
+                }
+            }
+            Ok(Plan::Recursive {
+                name: query.name.clone(),
+                base: Box::new(base),
+                step: Box::new(step),
+                distinct: query.is_distinct,
+            })
+        }
         LogicalPlan::TableScan(scan) => {
             if scan.fetch.is_some() {
                 return Err(unsupported("LIMIT"));
@@ -605,7 +779,7 @@ fn top_k(
     sort: &datafusion::logical_expr::Sort,
     offset: usize,
     limit: Option<usize>,
-    props: &ExecutionProps,
+    props: &Cx,
 ) -> Result<Plan, ViewError> {
     let keys = sort
         .expr
@@ -660,6 +834,49 @@ fn check_expr(expr: &Expr) -> Result<(), ViewError> {
         Some(what) => Err(unsupported(what)),
         None => Ok(()),
     }
+}
+
+/// `plan`'s rows cast to the column types of `schema` (the same number of columns), where
+/// they differ.
+fn conform(plan: Plan, schema: &SchemaRef) -> Result<Plan, ViewError> {
+    let from = plan.schema();
+    if from.fields().len() != schema.fields().len() {
+        return Err(unsupported(
+            "WITH RECURSIVE whose terms have different widths",
+        ));
+    }
+    let pairs = || from.fields().iter().zip(schema.fields());
+    if pairs().all(|(a, b)| a.data_type() == b.data_type()) {
+        return Ok(plan);
+    }
+    let exprs = pairs()
+        .enumerate()
+        .map(|(i, (a, b))| {
+            let column = Arc::new(Column::new(a.name(), i)) as Arc<dyn PhysicalExpr>;
+            if a.data_type() == b.data_type() {
+                column
+            } else {
+                Arc::new(datafusion::physical_expr::expressions::CastExpr::new(
+                    column,
+                    b.data_type().clone(),
+                    None,
+                ))
+            }
+        })
+        .collect();
+    Ok(Plan::Map {
+        input: Box::new(plan),
+        exprs,
+        schema: Arc::clone(schema),
+    })
+}
+
+/// The name of the recursive relation a scan reads, if it reads one.
+fn work_table(scan: &datafusion::logical_expr::TableScan) -> Option<String> {
+    let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
+    provider
+        .downcast_ref::<datafusion::datasource::cte_worktable::CteWorkTable>()
+        .map(|table| table.name().to_string())
 }
 
 fn plan_name(plan: &LogicalPlan) -> String {

@@ -19,33 +19,94 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::operators::iterate::Variable;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Filter;
 use timely::dataflow::operators::ToStream;
 use timely::dataflow::Scope;
+use timely::order::Product;
+use timely::progress::Timestamp;
 
 use crate::plan::{JoinKind, Plan};
 use crate::row::{Row, RowCodec};
 
 /// A collection of rows at commit timestamps.
-pub type Rows<'scope> = VecCollection<'scope, u64, Row, isize>;
+pub type Rows<'scope, T = u64> = VecCollection<'scope, T, Row, isize>;
 /// Error messages at commit timestamps (see the module doc).
-pub type Errors<'scope> = VecCollection<'scope, u64, String, isize>;
+pub type Errors<'scope, T = u64> = VecCollection<'scope, T, String, isize>;
 /// Rows paired with a key computed from them.
-type Keyed<'scope> = VecCollection<'scope, u64, (Row, Row), isize>;
+type Keyed<'scope, T> = VecCollection<'scope, T, (Row, Row), isize>;
+/// The collection of a base table, by name.
+pub type Source<'a, 'scope, T = u64> =
+    dyn Fn(&datafusion::common::TableReference) -> (Rows<'scope, T>, Errors<'scope, T>) + 'a;
+
+/// The timestamps a plan is rendered at: commit timestamps (`u64`), and inside a recursive
+/// query's loop (commit ts, iteration).
+pub trait Time: Timestamp + Lattice {
+    /// Renders a [`Plan::Recursive`] at this timestamp.
+    fn recursive<'scope>(
+        plan: &Plan,
+        scope: Scope<'scope, Self>,
+        source: &Source<'_, 'scope, Self>,
+    ) -> DfResult<(Rows<'scope, Self>, Errors<'scope, Self>)>;
+}
+
+impl Time for u64 {
+    fn recursive<'scope>(
+        plan: &Plan,
+        scope: Scope<'scope, u64>,
+        source: &Source<'_, 'scope, u64>,
+    ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+        recursive(plan, scope, source)
+    }
+}
+
+impl Time for Product<u64, u64> {
+    /// A recursive query inside another's recursive term (`compile` refuses it).
+    fn recursive<'scope>(
+        _plan: &Plan,
+        _scope: Scope<'scope, Self>,
+        _source: &Source<'_, 'scope, Self>,
+    ) -> DfResult<(Rows<'scope, Self>, Errors<'scope, Self>)> {
+        Err(DataFusionError::NotImplemented(
+            "WITH RECURSIVE inside a recursive term".into(),
+        ))
+    }
+}
 
 /// Renders `plan`; `source` gives the collection of a base table by its position in
 /// [`Plan::sources`].
 pub fn render<'scope>(
     plan: &Plan,
     scope: Scope<'scope, u64>,
-    source: &dyn Fn(&datafusion::common::TableReference) -> (Rows<'scope>, Errors<'scope>),
+    source: &Source<'_, 'scope>,
 ) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    render_node(plan, scope, source, None)
+}
+
+/// [`render`] at any [`Time`]; `work` is the recursive relation when rendering a recursive
+/// query's recursive term.
+fn render_node<'scope, T: Time>(
+    plan: &Plan,
+    scope: Scope<'scope, T>,
+    source: &Source<'_, 'scope, T>,
+    work: Option<&Rows<'scope, T>>,
+) -> DfResult<(Rows<'scope, T>, Errors<'scope, T>)> {
+    let render = |plan: &Plan| render_node(plan, scope, source, work);
     match plan {
         Plan::Source { table, .. } => Ok(source(table)),
+        Plan::WorkTable { .. } => {
+            let rows = work.cloned().ok_or_else(|| {
+                DataFusionError::Internal("a recursive reference outside its query".into())
+            })?;
+            Ok((rows, empty(scope)))
+        }
+        Plan::Recursive { .. } => T::recursive(plan, scope, source),
         Plan::Constant { rows, schema } => {
             let codec = RowCodec::new(Arc::clone(schema))?;
             let no_columns = RecordBatch::try_new_with_options(
@@ -69,15 +130,15 @@ pub fn render<'scope>(
                     .collect::<DfResult<Vec<ArrayRef>>>()
                     .and_then(|columns| codec.encode(&columns, 1));
                 outcomes.push(match row {
-                    Ok(mut encoded) => (Outcome::Row(encoded.remove(0)), 0u64, 1isize),
-                    Err(e) => (Outcome::Error(crate::error_text(&e)), 0u64, 1isize),
+                    Ok(mut encoded) => (Outcome::Row(encoded.remove(0)), T::minimum(), 1isize),
+                    Err(e) => (Outcome::Error(crate::error_text(&e)), T::minimum(), 1isize),
                 });
             }
             Ok(split(outcomes.to_stream(scope).as_collection()))
         }
         Plan::Filter { input, predicate } => {
             let schema = input.schema();
-            let (rows, errors) = render(input, scope, source)?;
+            let (rows, errors) = render(input)?;
             let predicate = Arc::clone(predicate);
             let (kept, failed) = map_decoded(rows, "Filter", schema, move |batch, rows| {
                 let keep = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -99,7 +160,7 @@ pub fn render<'scope>(
             schema,
         } => {
             let in_schema = input.schema();
-            let (rows, errors) = render(input, scope, source)?;
+            let (rows, errors) = render(input)?;
             let exprs = exprs.clone();
             let out = RowCodec::new(Arc::clone(schema))?;
             let (mapped, failed) = map_decoded(rows, "Map", in_schema, move |batch, _| {
@@ -119,7 +180,7 @@ pub fn render<'scope>(
             limit,
         } => {
             let schema = input.schema();
-            let (rows, errors) = render(input, scope, source)?;
+            let (rows, errors) = render(input)?;
             let (rows, failed) = top_k(rows, schema, keys, *offset, *limit)?;
             Ok((rows, errors.concat(failed)))
         }
@@ -130,18 +191,18 @@ pub fn render<'scope>(
             schema,
         } => {
             let in_schema = input.schema();
-            let (rows, errors) = render(input, scope, source)?;
+            let (rows, errors) = render(input)?;
             let (rows, failed) = window(rows, in_schema, partition, functions, schema)?;
             Ok((rows, errors.concat(failed)))
         }
         Plan::Distinct { input } => {
-            let (rows, errors) = render(input, scope, source)?;
+            let (rows, errors) = render(input)?;
             Ok((rows.distinct(), errors))
         }
         Plan::Union { inputs, .. } => {
-            let mut out: Option<(Rows<'scope>, Errors<'scope>)> = None;
+            let mut out: Option<(Rows<'scope, T>, Errors<'scope, T>)> = None;
             for input in inputs {
-                let (rows, errors) = render(input, scope, source)?;
+                let (rows, errors) = render(input)?;
                 out = Some(match out {
                     None => (rows, errors),
                     Some((r, e)) => (r.concat(rows), e.concat(errors)),
@@ -150,8 +211,8 @@ pub fn render<'scope>(
             out.ok_or_else(|| DataFusionError::Internal("a union without inputs".into()))
         }
         Plan::Join { left, right, .. } => {
-            let (left_rows, left_errors) = render(left, scope, source)?;
-            let (right_rows, right_errors) = render(right, scope, source)?;
+            let (left_rows, left_errors) = render(left)?;
+            let (right_rows, right_errors) = render(right)?;
             let (rows, errors) = join(left_rows, right_rows, plan)?;
             Ok((rows, left_errors.concat(right_errors).concat(errors)))
         }
@@ -162,7 +223,7 @@ pub fn render<'scope>(
             schema,
         } => {
             let in_schema = input.schema();
-            let (rows, errors) = render(input, scope, source)?;
+            let (rows, errors) = render(input)?;
             let group_schema = Arc::new(Schema::new(
                 schema.fields()[..group.len()]
                     .iter()
@@ -205,7 +266,7 @@ pub fn render<'scope>(
                 Some(default) => {
                     // The default row is present exactly while the reduce has no row (the
                     // one group's row replaces it).
-                    let always = vec![(default.clone(), 0u64, 1isize)]
+                    let always = vec![(default.clone(), T::minimum(), 1isize)]
                         .to_stream(scope)
                         .as_collection();
                     let replaced = outcomes.clone().map(move |_| default.clone()).negate();
@@ -218,6 +279,74 @@ pub fn render<'scope>(
     }
 }
 
+/// Rounds a recursive query may take; a query still producing rows after that many (a
+/// UNION ALL over a cycle, which PostgreSQL runs until it is cancelled) puts the view in
+/// error instead of running forever.
+pub const MAX_ITERATIONS: u64 = 100_000;
+
+/// `WITH RECURSIVE name AS (base UNION [ALL] step)`: the least fixpoint of
+/// `R = base + step(R)` (`distinct` for UNION), by differential's iteration. PostgreSQL
+/// evaluates the step over the rows the previous round added only; for a step linear in the
+/// recursive relation (joins, filters, projections, UNION ALL: what `compile` admits) both
+/// give the same rows, counting duplicates under UNION ALL.
+fn recursive<'scope>(
+    plan: &Plan,
+    scope: Scope<'scope, u64>,
+    source: &Source<'_, 'scope>,
+) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+    let Plan::Recursive {
+        base,
+        step,
+        distinct,
+        ..
+    } = plan
+    else {
+        return Err(DataFusionError::Internal("not a recursive query".into()));
+    };
+    let (base_rows, base_errors) = render_node(base, scope, source, None)?;
+    let distinct = *distinct;
+    let (rows, errors) = scope.iterative::<u64, _, _>(|inner| {
+        let entered = |table: &datafusion::common::TableReference| {
+            let (rows, errors) = source(table);
+            (rows.enter(inner), errors.enter(inner))
+        };
+        let start = base_rows.clone().enter(inner);
+        let (variable, current) = Variable::new_from(start.clone(), Product::new(0, 1));
+        let (stepped, step_errors) = render_node(step, inner, &entered, Some(&current))?;
+        // Rows past the last round stop circulating and become an error.
+        let (stepped, runaway) = (
+            stepped
+                .inner
+                .clone()
+                .filter(|(_, t, _)| t.inner < MAX_ITERATIONS)
+                .as_collection(),
+            stepped
+                .inner
+                .filter(|(_, t, _)| t.inner >= MAX_ITERATIONS)
+                .as_collection()
+                .map(|_| {
+                    format!("recursive query did not finish after {MAX_ITERATIONS} iterations")
+                }),
+        );
+        let next = start.concat(stepped);
+        let next = if distinct {
+            next.distinct()
+        } else {
+            next.consolidate()
+        };
+        variable.set(next.clone());
+        Ok::<_, DataFusionError>((next.leave(scope), step_errors.concat(runaway).leave(scope)))
+    })?;
+    Ok((rows, base_errors.concat(errors)))
+}
+
+/// No errors.
+fn empty<'scope, T: Time>(scope: Scope<'scope, T>) -> Errors<'scope, T> {
+    Vec::<(String, T, isize)>::new()
+        .to_stream(scope)
+        .as_collection()
+}
+
 /// A reduce's result for one group: its row, or why it could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Outcome {
@@ -225,9 +354,9 @@ enum Outcome {
     Error(String),
 }
 
-fn split<'scope>(
-    outcomes: VecCollection<'scope, u64, Outcome, isize>,
-) -> (Rows<'scope>, Errors<'scope>) {
+fn split<'scope, T: Time>(
+    outcomes: VecCollection<'scope, T, Outcome, isize>,
+) -> (Rows<'scope, T>, Errors<'scope, T>) {
     let rows = outcomes.clone().flat_map(|o| match o {
         Outcome::Row(row) => Some(row),
         Outcome::Error(_) => None,
@@ -279,14 +408,14 @@ fn aggregate(
 /// or states — instead of the whole group, and min/max stay correct when the extreme is
 /// deleted (each level is a reduce over what is there now). `bits`: the first level's bucket
 /// bits (16: a group may be the whole input; 8: most groups are small).
-fn hierarchical_aggregate<'scope>(
-    keyed: Keyed<'scope>,
+fn hierarchical_aggregate<'scope, T: Time>(
+    keyed: Keyed<'scope, T>,
     aggregates: &[Arc<AggregateFunctionExpr>],
     inputs: RowCodec,
     group_codec: RowCodec,
     out: RowCodec,
     bits: u32,
-) -> DfResult<VecCollection<'scope, u64, (Row, Outcome), isize>> {
+) -> DfResult<VecCollection<'scope, T, (Row, Outcome), isize>> {
     let mut state_fields = Vec::new();
     let mut widths = Vec::with_capacity(aggregates.len());
     for function in aggregates {
@@ -460,12 +589,12 @@ fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> DfResult<Ve
 
 /// Runs `logic` over each batch of rows decoded with `schema`; it returns, per row, the
 /// output (or `None` to drop the row) given the batch and the rows as they came.
-fn map_decoded<'scope, D>(
-    rows: Rows<'scope>,
+fn map_decoded<'scope, T: Time, D>(
+    rows: Rows<'scope, T>,
     name: &str,
     schema: SchemaRef,
     logic: impl FnMut(&RecordBatch, &[Row]) -> DfResult<Vec<Option<D>>> + 'static,
-) -> DfResult<(VecCollection<'scope, u64, D, isize>, Errors<'scope>)>
+) -> DfResult<(VecCollection<'scope, T, D, isize>, Errors<'scope, T>)>
 where
     D: Clone + Ord + std::fmt::Debug + 'static,
 {
@@ -479,20 +608,20 @@ where
 /// The batch operator behind the maps: runs `logic` over each timely batch of records and
 /// emits its results with each input record's time and diff. Where `logic` fails on a batch,
 /// it runs again record by record, so only the failing records become errors.
-fn per_batch<'scope, I, D>(
-    input: VecCollection<'scope, u64, I, isize>,
+fn per_batch<'scope, T: Time, I, D>(
+    input: VecCollection<'scope, T, I, isize>,
     name: &str,
     logic: impl FnMut(&[I]) -> DfResult<Vec<Option<D>>> + 'static,
-) -> (VecCollection<'scope, u64, D, isize>, Errors<'scope>)
+) -> (VecCollection<'scope, T, D, isize>, Errors<'scope, T>)
 where
     I: Clone + 'static,
     D: Clone + Ord + std::fmt::Debug + 'static,
 {
     let mut logic = logic;
-    type Out<D> = Vec<(Result<D, String>, u64, isize)>;
+    type Out<D, T> = Vec<(Result<D, String>, T, isize)>;
     let results = input
         .inner
-        .unary::<CapacityContainerBuilder<Out<D>>, _, _, _>(Pipeline, name, move |_, _| {
+        .unary::<CapacityContainerBuilder<Out<D, T>>, _, _, _>(Pipeline, name, move |_, _| {
             move |input, output| {
                 input.for_each(|time, data| {
                     let records: Vec<I> = data.iter().map(|(r, _, _)| r.clone()).collect();
@@ -537,14 +666,14 @@ fn key_schema(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> DfResult<S
 
 /// Rows paired with the key `exprs` compute from them, encoded by `codec`; a row with a NULL
 /// in its key is dropped when `drop_null` (SQL's `=` matches no NULL).
-fn keyed_by<'scope>(
-    rows: Rows<'scope>,
+fn keyed_by<'scope, T: Time>(
+    rows: Rows<'scope, T>,
     name: &str,
     schema: SchemaRef,
     exprs: Vec<Arc<dyn PhysicalExpr>>,
     codec: RowCodec,
     drop_null: bool,
-) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
+) -> DfResult<(Keyed<'scope, T>, Errors<'scope, T>)> {
     map_decoded(rows, name, schema, move |batch, rows| {
         let columns = evaluate(&exprs, batch)?;
         let encoded = codec.encode(&columns, batch.num_rows())?;
@@ -561,22 +690,22 @@ fn keyed_by<'scope>(
 }
 
 /// Rows keyed by the join keys `keys` over them.
-fn keyed<'scope>(
-    rows: Rows<'scope>,
+fn keyed<'scope, T: Time>(
+    rows: Rows<'scope, T>,
     schema: SchemaRef,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     nulls_equal: bool,
-) -> DfResult<(Keyed<'scope>, Errors<'scope>)> {
+) -> DfResult<(Keyed<'scope, T>, Errors<'scope, T>)> {
     let codec = RowCodec::new(key_schema(&keys, &schema)?)?;
     keyed_by(rows, "JoinKey", schema, keys, codec, !nulls_equal)
 }
 
 /// The rows and errors of `plan`, a [`Plan::Join`] (see [`JoinKind`]), over its inputs' rows.
-fn join<'scope>(
-    left: Rows<'scope>,
-    right: Rows<'scope>,
+fn join<'scope, T: Time>(
+    left: Rows<'scope, T>,
+    right: Rows<'scope, T>,
     plan: &Plan,
-) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+) -> DfResult<(Rows<'scope, T>, Errors<'scope, T>)> {
     let Plan::Join {
         left: left_plan,
         right: right_plan,
@@ -654,7 +783,7 @@ fn join<'scope>(
     let errors = left_failed.concat(right_failed).concat(filter_failed);
     let inner = || matched.clone().map(|(_, _, joined)| joined);
     // Each row of `side` (with its multiplicity) that has / has no matching pair.
-    let with_match = |side: Rows<'scope>, matched_side: Rows<'scope>, want: bool| {
+    let with_match = |side: Rows<'scope, T>, matched_side: Rows<'scope, T>, want: bool| {
         let side = side.map(|row| (row, ()));
         let matched_side = matched_side.distinct();
         match want {
@@ -694,12 +823,12 @@ fn join<'scope>(
 
 /// Rows of one side of an outer join completed with NULLs for the other side's columns
 /// (`left`: the rows are the left side's, NULLs follow them).
-fn padded<'scope>(
-    rows: Rows<'scope>,
+fn padded<'scope, T: Time>(
+    rows: Rows<'scope, T>,
     side: &SchemaRef,
     schema: &SchemaRef,
     left: bool,
-) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+) -> DfResult<(Rows<'scope, T>, Errors<'scope, T>)> {
     let out = RowCodec::new(Arc::clone(schema))?;
     let width = side.fields().len();
     let others: Vec<_> = match left {
@@ -726,8 +855,8 @@ fn padded<'scope>(
 /// rows are bucketed by a hash of the row, each bucket keeps its first `offset + limit`, in
 /// levels of fewer and fewer buckets down to one, so a change re-ranks a bucket of bounded
 /// size at each level instead of the whole input.
-fn top_k<'scope>(
-    rows: Rows<'scope>,
+fn top_k<'scope, T: Time>(
+    rows: Rows<'scope, T>,
     schema: SchemaRef,
     keys: &[(
         Arc<dyn PhysicalExpr>,
@@ -735,7 +864,7 @@ fn top_k<'scope>(
     )],
     offset: usize,
     limit: Option<usize>,
-) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+) -> DfResult<(Rows<'scope, T>, Errors<'scope, T>)> {
     let exprs: Vec<_> = keys.iter().map(|(k, _)| Arc::clone(k)).collect();
     let options: Vec<_> = keys.iter().map(|(_, o)| *o).collect();
     let codec = RowCodec::ordered(key_schema(&exprs, &schema)?, &options)?;
@@ -794,13 +923,13 @@ fn bucket(row: &Row) -> u64 {
 /// Window functions: rows keyed by their partition; a changed partition is computed again
 /// (its rows decoded, sorted by each function's ORDER BY, the function evaluated by
 /// DataFusion, the values put back in row order).
-fn window<'scope>(
-    rows: Rows<'scope>,
+fn window<'scope, T: Time>(
+    rows: Rows<'scope, T>,
     in_schema: SchemaRef,
     partition: &[Arc<dyn PhysicalExpr>],
     functions: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
     schema: &SchemaRef,
-) -> DfResult<(Rows<'scope>, Errors<'scope>)> {
+) -> DfResult<(Rows<'scope, T>, Errors<'scope, T>)> {
     let keys = RowCodec::new(key_schema(partition, &in_schema)?)?;
     let (keyed, failed) = keyed_by(
         rows,

@@ -374,6 +374,10 @@ fn base_tables(
             };
             match provider.downcast_ref::<FloeTable>() {
                 Some(table) => found.push((scan.table_name.clone(), Arc::clone(table.data()))),
+                // A recursive query's reference to itself.
+                None if provider
+                    .downcast_ref::<datafusion::datasource::cte_worktable::CteWorkTable>()
+                    .is_some() => {}
                 None => {
                     error = Some(SqlError::not_supported(format!(
                         "materialized views do not support reading {} yet",
