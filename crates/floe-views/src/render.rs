@@ -281,8 +281,13 @@ fn render_node<'scope, T: Time>(
 
 /// Rounds a recursive query may take; a query still producing rows after that many (a
 /// UNION ALL over a cycle, which PostgreSQL runs until it is cancelled) puts the view in
-/// error instead of running forever.
-pub const MAX_ITERATIONS: u64 = 100_000;
+/// error instead of running forever. Read when a view's dataflow is built.
+static MAX_ITERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100_000);
+
+/// Sets the rounds a recursive query may take in views started from now on (default 100,000).
+pub fn set_max_iterations(rounds: u64) {
+    MAX_ITERATIONS.store(rounds.max(1), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// `WITH RECURSIVE name AS (base UNION [ALL] step)`: the least fixpoint of
 /// `R = base + step(R)` (`distinct` for UNION), by differential's iteration. PostgreSQL
@@ -305,6 +310,7 @@ fn recursive<'scope>(
     };
     let (base_rows, base_errors) = render_node(base, scope, source, None)?;
     let distinct = *distinct;
+    let rounds = MAX_ITERATIONS.load(std::sync::atomic::Ordering::Relaxed);
     let (rows, errors) = scope.iterative::<u64, _, _>(|inner| {
         let entered = |table: &datafusion::common::TableReference| {
             let (rows, errors) = source(table);
@@ -318,15 +324,13 @@ fn recursive<'scope>(
             stepped
                 .inner
                 .clone()
-                .filter(|(_, t, _)| t.inner < MAX_ITERATIONS)
+                .filter(move |(_, t, _)| t.inner < rounds)
                 .as_collection(),
             stepped
                 .inner
-                .filter(|(_, t, _)| t.inner >= MAX_ITERATIONS)
+                .filter(move |(_, t, _)| t.inner >= rounds)
                 .as_collection()
-                .map(|_| {
-                    format!("recursive query did not finish after {MAX_ITERATIONS} iterations")
-                }),
+                .map(move |_| format!("recursive query did not finish after {rounds} iterations")),
         );
         let next = start.concat(stepped);
         let next = if distinct {

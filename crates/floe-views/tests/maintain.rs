@@ -316,3 +316,33 @@ async fn unsupported_queries_are_refused_by_name() {
         }
     }
 }
+
+/// A recursive query that never stops producing rows (UNION ALL over a cycle, which
+/// PostgreSQL runs until it is cancelled) puts the view in error after the round limit
+/// instead of running forever, and the view recovers when the cycle is broken.
+#[tokio::test]
+async fn a_runaway_recursion_is_an_error_not_a_hang() {
+    floe_views::render::set_max_iterations(50);
+    let view = start(
+        "WITH RECURSIVE r(a, b) AS (SELECT customer, amount FROM orders \
+         UNION ALL SELECT r.a, o.amount FROM r JOIN orders o ON o.customer = r.b) \
+         SELECT a, b FROM r",
+    )
+    .await
+    .unwrap();
+    // customer 1 → 2 and 2 → 1: a cycle.
+    let edges: Vec<Order> = vec![(1, Some(1), Some(2), None), (2, Some(2), Some(1), None)];
+    view.update(1, 0, batch(&edges), vec![1, 1]).unwrap();
+    view.advance(1).unwrap();
+    view.wait(1, Duration::from_secs(60)).unwrap();
+    let err = view.read().unwrap_err().to_string();
+    assert!(
+        err.contains("recursive query did not finish after 50 iterations"),
+        "{err}"
+    );
+    // Without the edge back, the one path remains.
+    view.update(2, 0, batch(&edges[1..]), vec![-1]).unwrap();
+    view.advance(2).unwrap();
+    view.wait(2, Duration::from_secs(60)).unwrap();
+    assert_eq!(lines(&[view.read().unwrap()]), vec!["1|2".to_string()]);
+}
