@@ -407,21 +407,8 @@ fn compile_node(plan: &LogicalPlan, props: &Cx) -> Result<Plan, ViewError> {
                 name,
                 schema: Arc::clone(rows),
             };
-            let mut node = conform(node, &schema)?;
-            if let Some(projection) = &scan.projection {
-                let exprs = projection
-                    .iter()
-                    .map(|&i| {
-                        Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
-                    })
-                    .collect();
-                node = Plan::Map {
-                    input: Box::new(node),
-                    exprs,
-                    schema: Arc::new(scan.projected_schema.as_arrow().clone()),
-                };
-            }
-            Ok(node)
+            let node = conform(node, &schema)?;
+            Ok(projected(node, scan, &schema))
         }
         LogicalPlan::RecursiveQuery(query) => {
             if props.recursive.is_some() {
@@ -483,20 +470,7 @@ fn compile_node(plan: &LogicalPlan, props: &Cx) -> Result<Plan, ViewError> {
                     )?,
                 };
             }
-            if let Some(projection) = &scan.projection {
-                let exprs = projection
-                    .iter()
-                    .map(|&i| {
-                        Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
-                    })
-                    .collect();
-                node = Plan::Map {
-                    input: Box::new(node),
-                    exprs,
-                    schema: Arc::new(scan.projected_schema.as_arrow().clone()),
-                };
-            }
-            Ok(node)
+            Ok(projected(node, scan, &schema))
         }
         LogicalPlan::Filter(filter) => {
             check_expr(&filter.predicate)?;
@@ -833,6 +807,22 @@ fn check_expr(expr: &Expr) -> Result<(), ViewError> {
     match refusal {
         Some(what) => Err(unsupported(what)),
         None => Ok(()),
+    }
+}
+
+/// A scan's rows (`node`, all columns of `schema`) narrowed to the columns it projects.
+fn projected(node: Plan, scan: &datafusion::logical_expr::TableScan, schema: &SchemaRef) -> Plan {
+    let Some(projection) = &scan.projection else {
+        return node;
+    };
+    let exprs = projection
+        .iter()
+        .map(|&i| Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    Plan::Map {
+        input: Box::new(node),
+        exprs,
+        schema: Arc::new(scan.projected_schema.as_arrow().clone()),
     }
 }
 
