@@ -414,6 +414,28 @@ async fn scenario(c: &Client) -> Vec<String> {
         step(c, s, "UPDATE ord SET w = -2.50 WHERE id = 1", &[]).await;
         step(c, s, "UPDATE ord SET amount = 7.777 WHERE id = 2", &[]).await;
         step(c, s, "UPDATE ord SET amount = 1e3 WHERE id = 3", &[]).await;
+        // Increments: the exact sum, then the column's rounding (1.01 - 0.005 = 1.005 -> 1.01;
+        // rounding the operand first would give 1.00).
+        let bump = "UPDATE ord SET amount = amount + $1 WHERE id = $2";
+        step(c, s, bump, &[&d("-0.005"), &1i64]).await;
+        step(c, s, bump, &[&d("0.004"), &2i64]).await;
+        step(c, s, bump, &[&d("99999999999"), &2i64]).await;
+        step(c, s, bump, &[&None::<Decimal>, &3i64]).await;
+        step(c, s, "UPDATE ord SET w = w - 1.25 WHERE id = 1", &[]).await;
+        step(
+            c,
+            s,
+            "UPDATE ord SET w = w + $1 WHERE id = $2",
+            &[&d("1"), &3i64],
+        )
+        .await;
+        step(
+            c,
+            s,
+            "UPDATE ord SET amount = amount - 0.004 WHERE id = 1",
+            &[],
+        )
+        .await;
         step(c, s, "SELECT amount, w FROM ord WHERE id = $1", &[&1i64]).await;
         step(c, s, "SELECT id, amount, w FROM ord ORDER BY id", &[]).await;
         let delete = "DELETE FROM ord WHERE id = $1";

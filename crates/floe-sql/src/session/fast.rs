@@ -14,7 +14,8 @@
 //! - the WHERE clause (SELECT, UPDATE, DELETE) is exactly `key_column = value` for every
 //!   primary-key column, ANDed;
 //! - values are parameters, number or string constants, or (INSERT) `CURRENT_TIMESTAMP`/`now()`;
-//!   UPDATE may also assign `column`, `column + value` or `column - value` (integers, floats);
+//!   UPDATE may also assign `column`, `column + value` or `column - value` (integers, floats,
+//!   numerics: the exact result, then the column's rounding);
 //! - every column a value goes into has a plain type (booleans, integers, floats, unconstrained
 //!   text, timestamps) so no typmod, padding or rounding rule applies, or is a numeric, whose
 //!   values are rounded and range-checked by the same conversion the general path's casts use
@@ -373,6 +374,23 @@ fn to_column(array: ArrayRef, target: &DataType) -> SqlResult<ArrayRef> {
     Ok(cast(&array, target)?)
 }
 
+/// `a + b` (or `a - b`) of one-row numeric-like arrays as a value of a numeric column of
+/// type `target`.
+fn numeric_arith(a: &ArrayRef, b: &ArrayRef, add: bool, target: &DataType) -> SqlResult<ArrayRef> {
+    use crate::numeric::functions::{keys_array, value_at};
+    let result = keys_array(a.len(), |row| {
+        Ok(
+            match (value_at(a.as_ref(), row)?, value_at(b.as_ref(), row)?) {
+                (Some(x), Some(y)) if add => Some(x.add(&y)?),
+                (Some(x), Some(y)) => Some(x.sub(&y)?),
+                _ => None,
+            },
+        )
+    })
+    .map_err(SqlError::from)?;
+    to_column(result, target)
+}
+
 /// Key columns the fast path looks up by: integers and text.
 fn key_type(field: &Field) -> bool {
     matches!(
@@ -676,12 +694,13 @@ impl Session {
             }
             let field = &def.columns[column].field;
             let operand = |binder: &mut Binder, expr: &Expr| match binder.column(expr) {
-                // Both plain: a tagged target (jsonb, uuid, varchar(n)) needs its cast.
+                // Both plain or numerics of one type: a tagged target (jsonb, uuid,
+                // varchar(n)) needs its cast.
                 Some(source)
                     if def.columns[source].field.data_type() == field.data_type()
-                        && plain_type(field).is_some() =>
+                        && value_type(field).is_some() =>
                 {
-                    plain_type(&def.columns[source].field).map(|_| Operand::Column(source))
+                    value_type(&def.columns[source].field).map(|_| Operand::Column(source))
                 }
                 Some(_) => None,
                 None => binder.value(expr, column, false),
@@ -691,7 +710,8 @@ impl Session {
                     if matches!(op, BinaryOperator::Plus | BinaryOperator::Minus) =>
                 {
                     let data_type = field.data_type();
-                    if !(is_integer(data_type) || is_float(data_type)) {
+                    let numeric = value_type(field) == Some(SqlType::Numeric);
+                    if !(is_integer(data_type) || is_float(data_type) || numeric) {
                         return None;
                     }
                     let left = operand(&mut binder, left)?;
@@ -1070,17 +1090,22 @@ impl Session {
         let mut columns = old.columns().to_vec();
         for (column, assigned) in sets {
             let target = table.def.columns[*column].field.data_type();
-            let array = |operand: &Operand| -> SqlResult<ArrayRef> {
-                let array = match operand {
+            let raw = |operand: &Operand| -> SqlResult<ArrayRef> {
+                Ok(match operand {
                     Operand::Column(i) => old.column(*i).clone(),
                     Operand::Param(n) => params[*n].to_array()?,
                     Operand::Const(v) => v.to_array()?,
                     Operand::Now => self.clock_for(&self.clock_value(), target).to_array()?,
-                };
-                to_column(array, target)
+                })
             };
+            let array = |operand: &Operand| to_column(raw(operand)?, target);
+            let numeric = matches!(target, DataType::Decimal128(..) | DataType::LargeBinary);
             let value = match assigned {
                 Assigned::Value(v) => array(v)?,
+                // Numerics: the exact sum, then the column's rounding (as PostgreSQL assigns
+                // `amount + $1`), never the operands rounded first.
+                Assigned::Add(a, b) if numeric => numeric_arith(&raw(a)?, &raw(b)?, true, target)?,
+                Assigned::Sub(a, b) if numeric => numeric_arith(&raw(a)?, &raw(b)?, false, target)?,
                 Assigned::Add(a, b) => {
                     numeric::add(&array(a)?, &array(b)?).map_err(|e| out_of_range(e, target))?
                 }
