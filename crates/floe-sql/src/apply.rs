@@ -55,6 +55,55 @@ use crate::error::{sqlstate, SqlError};
 /// Answers kept per [`ApplyExec`] partition before the cache starts over.
 const MAX_CACHED_ANSWERS: usize = 10_000;
 
+/// What an uncorrelated subquery node computes ([`uncorrelated`]).
+pub(crate) enum UncorrelatedKind {
+    Scalar,
+    Exists { negated: bool },
+}
+
+/// The parts of an [`Apply`] whose subquery reads nothing of the outer row.
+pub(crate) struct UncorrelatedApply {
+    pub input: LogicalPlan,
+    pub subquery: LogicalPlan,
+    pub kind: UncorrelatedKind,
+    /// The name of the column the node adds.
+    pub answer: String,
+}
+
+/// `node` as an uncorrelated scalar or EXISTS subquery, if it is one (materialized views
+/// maintain those as joins: `view_shapes.rs`).
+pub(crate) fn uncorrelated(
+    node: &dyn UserDefinedLogicalNode,
+) -> DfResult<Option<UncorrelatedApply>> {
+    let Some(apply) = node.as_any().downcast_ref::<Apply>() else {
+        return Ok(None);
+    };
+    let kind = match apply.kind {
+        ApplyKind::Scalar => UncorrelatedKind::Scalar,
+        ApplyKind::Exists { negated } => UncorrelatedKind::Exists { negated },
+        ApplyKind::In { .. } => return Ok(None),
+    };
+    let mut correlated = false;
+    apply.subquery.apply_with_subqueries(|node| {
+        let inputs: Vec<&DFSchemaRef> = node.inputs().iter().map(|i| i.schema()).collect();
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                correlated |= outer_column(e, &inputs).is_some();
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    if correlated {
+        return Ok(None);
+    }
+    Ok(Some(UncorrelatedApply {
+        input: apply.input.clone(),
+        subquery: apply.subquery.clone(),
+        kind,
+        answer: apply.answer().name().clone(),
+    }))
+}
+
 /// The query planner: DataFusion's, after the leftover subqueries became [`Apply`] nodes.
 #[derive(Debug, Default)]
 pub(crate) struct FloeQueryPlanner;

@@ -42,6 +42,7 @@ mod table_params;
 mod type_tags;
 pub mod types;
 pub mod vars;
+mod view_shapes;
 mod window_frames;
 
 pub use datafusion;

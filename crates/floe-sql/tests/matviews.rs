@@ -60,6 +60,17 @@ const VIEWS: &[&str] = &[
      WHERE r.depth < 3 AND o.amount > 150) SELECT src, dst, depth FROM r",
     "WITH RECURSIVE t(n) AS (SELECT count(*) FROM orders UNION ALL SELECT n - 1 FROM t WHERE n > 0) \
      SELECT n FROM t",
+    // Aggregates with FILTER, ORDER BY and DISTINCT; DISTINCT ON.
+    "SELECT customer_id, count(*) FILTER (WHERE status = 'open') AS open, \
+     sum(DISTINCT amount) FILTER (WHERE amount > 100) AS big, string_agg(id::text, ',' ORDER BY id DESC) AS ids, \
+     count(DISTINCT status) AS statuses, array_agg(DISTINCT status ORDER BY status) AS kinds FROM orders GROUP BY customer_id",
+    "SELECT DISTINCT ON (customer_id) customer_id, id, amount FROM orders ORDER BY customer_id, amount DESC NULLS LAST, id",
+    // Uncorrelated subqueries: scalar (in WHERE and in the select list), EXISTS in an
+    // expression, NOT IN over a column with NULLs.
+    "SELECT id, amount FROM orders WHERE amount > (SELECT avg(amount) FROM orders)",
+    "SELECT c.id, (SELECT max(amount) FROM orders WHERE status = 'open') AS top_open, \
+     EXISTS (SELECT 1 FROM orders WHERE status = 'rare') AS any_rare FROM customers c",
+    "SELECT id FROM orders WHERE amount NOT IN (SELECT amount FROM orders WHERE status = 'rare')",
 ];
 
 /// Views over the views above (by position): a view of a materialized view, and a

@@ -30,7 +30,7 @@ use timely::dataflow::ProbeHandle;
 
 pub use feed::{Feed, Permits};
 use history::History;
-pub use plan::{compile, Plan};
+pub use plan::{compile, Aggregate, Plan};
 pub use row::{Row, RowCodec};
 
 /// How an expression's error is kept in a view's error collection (its text). The server

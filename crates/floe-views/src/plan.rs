@@ -100,9 +100,44 @@ pub enum Plan {
     Reduce {
         input: Box<Plan>,
         group: Vec<Arc<dyn PhysicalExpr>>,
-        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        aggregates: Vec<Aggregate>,
         schema: SchemaRef,
     },
+}
+
+/// One aggregate of a [`Plan::Reduce`]: DataFusion's function (with its ORDER BY, which
+/// order-sensitive accumulators apply themselves) and its FILTER.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    pub function: Arc<AggregateFunctionExpr>,
+    /// `FILTER (WHERE …)`: only the rows for which it is true reach the accumulator.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+impl Aggregate {
+    /// The accumulator's input over `batch`: the arguments, then the ORDER BY values (as
+    /// DataFusion's aggregate passes them), of the rows the FILTER keeps.
+    pub fn arguments(
+        &self,
+        batch: &datafusion::arrow::array::RecordBatch,
+    ) -> datafusion::common::Result<Vec<datafusion::arrow::array::ArrayRef>> {
+        let rows = batch.num_rows();
+        let mut arguments = self
+            .function
+            .expressions()
+            .iter()
+            .chain(self.function.order_bys().iter().map(|sort| &sort.expr))
+            .map(|e| e.evaluate(batch)?.into_array(rows))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        if let Some(filter) = &self.filter {
+            let keep = filter.evaluate(batch)?.into_array(rows)?;
+            let keep = datafusion::common::cast::as_boolean_array(&keep)?;
+            for argument in &mut arguments {
+                *argument = datafusion::arrow::compute::filter(argument, keep)?;
+            }
+        }
+        Ok(arguments)
+    }
 }
 
 /// Which rows a join returns.
@@ -229,7 +264,10 @@ impl Plan {
             Plan::Reduce {
                 group, aggregates, ..
             } => {
-                let names: Vec<String> = aggregates.iter().map(|a| a.name().to_string()).collect();
+                let names: Vec<String> = aggregates
+                    .iter()
+                    .map(|a| a.function.name().to_string())
+                    .collect();
                 format!(
                     "Reduce (hierarchical): group by [{}] aggregates [{}]",
                     list(group),
@@ -617,7 +655,7 @@ fn compile_node(plan: &LogicalPlan, props: &Cx) -> Result<Plan, ViewError> {
                 }
             };
             if join.null_aware {
-                return Err(unsupported("NOT IN over a subquery"));
+                return Err(unsupported("NOT IN over a correlated subquery"));
             }
             let keys = |exprs: Vec<&Expr>, schema: &DFSchema| {
                 exprs
@@ -722,20 +760,12 @@ fn compile_node(plan: &LogicalPlan, props: &Cx) -> Result<Plan, ViewError> {
                         &context,
                     )
                     .build()?;
-                    let function = lowered.aggregate;
-                    if lowered.filter.is_some() {
-                        return Err(unsupported("an aggregate's FILTER clause"));
-                    }
-                    if !lowered.order_bys.is_empty() {
-                        return Err(unsupported("an aggregate's ORDER BY"));
-                    }
-                    if function.is_distinct() {
-                        return Err(unsupported(format!(
-                            "{}(DISTINCT …)",
-                            function.fun().name()
-                        )));
-                    }
-                    Ok(function)
+                    // DISTINCT aggregates too: their partial states hold the distinct values
+                    // (DataFusion's distinct accumulators), which merging unites.
+                    Ok(Aggregate {
+                        function: lowered.aggregate,
+                        filter: lowered.filter,
+                    })
                 })
                 .collect::<Result<_, ViewError>>()?;
             Ok(Plan::Reduce {
@@ -876,7 +906,7 @@ fn plan_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Unnest(_) => "a set-returning function".into(),
         LogicalPlan::Subquery(_) => "a LATERAL subquery that is not decorrelated".into(),
         LogicalPlan::Extension(e) if e.node.name().starts_with("Apply") => {
-            "a scalar subquery that is not correlated with its query".into()
+            "a subquery in an expression that is correlated other than by equality".into()
         }
         other => other.display().to_string(),
     }

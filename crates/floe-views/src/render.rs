@@ -17,7 +17,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
-use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::iterate::Variable;
@@ -32,7 +31,7 @@ use timely::dataflow::Scope;
 use timely::order::Product;
 use timely::progress::Timestamp;
 
-use crate::plan::{JoinKind, Plan};
+use crate::plan::{Aggregate, JoinKind, Plan};
 use crate::row::{Row, RowCodec};
 
 /// A collection of rows at commit timestamps.
@@ -379,7 +378,7 @@ fn aggregate(
     vals: &[(&Row, isize)],
     inputs: &RowCodec,
     group_codec: &RowCodec,
-    aggregates: &[Arc<AggregateFunctionExpr>],
+    aggregates: &[Aggregate],
     out: &RowCodec,
 ) -> DfResult<Row> {
     let mut repeated = Vec::new();
@@ -393,9 +392,9 @@ fn aggregate(
     }
     let batch = inputs.decode(repeated)?;
     let mut columns: Vec<ArrayRef> = group_codec.decode([key])?.columns().to_vec();
-    for function in aggregates {
-        let arguments = evaluate(&function.expressions(), &batch)?;
-        let mut accumulator = function.create_accumulator()?;
+    for aggregate in aggregates {
+        let arguments = aggregate.arguments(&batch)?;
+        let mut accumulator = aggregate.function.create_accumulator()?;
         accumulator.update_batch(&arguments)?;
         let value: ScalarValue = accumulator.evaluate()?;
         let field = &out.schema().fields()[columns.len()];
@@ -414,7 +413,7 @@ fn aggregate(
 /// bits (16: a group may be the whole input; 8: most groups are small).
 fn hierarchical_aggregate<'scope, T: Time>(
     keyed: Keyed<'scope, T>,
-    aggregates: &[Arc<AggregateFunctionExpr>],
+    aggregates: &[Aggregate],
     inputs: RowCodec,
     group_codec: RowCodec,
     out: RowCodec,
@@ -422,8 +421,8 @@ fn hierarchical_aggregate<'scope, T: Time>(
 ) -> DfResult<VecCollection<'scope, T, (Row, Outcome), isize>> {
     let mut state_fields = Vec::new();
     let mut widths = Vec::with_capacity(aggregates.len());
-    for function in aggregates {
-        let fields = function.state_fields()?;
+    for aggregate in aggregates {
+        let fields = aggregate.function.state_fields()?;
         widths.push(fields.len());
         for field in fields {
             let name = format!("s{}", state_fields.len());
@@ -431,7 +430,7 @@ fn hierarchical_aggregate<'scope, T: Time>(
         }
     }
     let states = Arc::new(RowCodec::new(Arc::new(Schema::new(state_fields)))?);
-    let aggregates: Arc<[Arc<AggregateFunctionExpr>]> = aggregates.into();
+    let aggregates: Arc<[Aggregate]> = aggregates.into();
     let widths: Arc<[usize]> = widths.into();
     let partial = {
         let (aggregates, states) = (Arc::clone(&aggregates), Arc::clone(&states));
@@ -486,14 +485,14 @@ fn hierarchical_aggregate<'scope, T: Time>(
 fn partial_states(
     vals: &[(&Row, isize)],
     inputs: &RowCodec,
-    aggregates: &[Arc<AggregateFunctionExpr>],
+    aggregates: &[Aggregate],
     states: &RowCodec,
 ) -> DfResult<Row> {
     let batch = inputs.decode(repeated(vals)?)?;
     let mut columns: Vec<ArrayRef> = Vec::new();
-    for function in aggregates {
-        let arguments = evaluate(&function.expressions(), &batch)?;
-        let mut accumulator = function.create_accumulator()?;
+    for aggregate in aggregates {
+        let arguments = aggregate.arguments(&batch)?;
+        let mut accumulator = aggregate.function.create_accumulator()?;
         accumulator.update_batch(&arguments)?;
         for value in accumulator.state()? {
             columns.push(value.to_array()?);
@@ -506,7 +505,7 @@ fn partial_states(
 /// output's) into the group's output row. Any input error is the result.
 fn merge_states(
     vals: &[(&Outcome, isize)],
-    aggregates: &[Arc<AggregateFunctionExpr>],
+    aggregates: &[Aggregate],
     widths: &[usize],
     states: &RowCodec,
     last: Option<(&Row, &RowCodec, &RowCodec)>,
@@ -525,8 +524,8 @@ fn merge_states(
             None => Vec::new(),
         };
         let mut at = 0;
-        for (function, width) in aggregates.iter().zip(widths) {
-            let mut accumulator = function.create_accumulator()?;
+        for (aggregate, width) in aggregates.iter().zip(widths) {
+            let mut accumulator = aggregate.function.create_accumulator()?;
             accumulator.merge_batch(&batch.columns()[at..at + width])?;
             at += width;
             match last {

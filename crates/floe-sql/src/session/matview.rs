@@ -285,6 +285,7 @@ impl Session {
         self.expand_all_views(&mut statement)?;
         let plan = self.plan_query(&statement, &[]).await?;
         let plan = without_deferral(self.state.optimize(&plan)?)?;
+        let plan = crate::view_shapes::for_views(plan)?;
         let compiled = floe_views::compile(&plan).map_err(view_sql_error)?;
         let scans = base_tables(&plan)?;
         let catalog = self.db().catalog();
