@@ -71,6 +71,13 @@ const VIEWS: &[&str] = &[
     "SELECT c.id, (SELECT max(amount) FROM orders WHERE status = 'open') AS top_open, \
      EXISTS (SELECT 1 FROM orders WHERE status = 'rare') AS any_rare FROM customers c",
     "SELECT id FROM orders WHERE amount NOT IN (SELECT amount FROM orders WHERE status = 'rare')",
+    // Only accumulable aggregates (count, sum, avg: O(1) per change), over integers, bigints
+    // and numerics, with FILTER; and without GROUP BY (one row over no rows).
+    "SELECT customer_id, status, count(*) AS n, count(amount) AS na, sum(amount) AS total, avg(amount) AS mean, \
+     sum(id) AS ids, avg(id) AS mean_id, sum(id::bigint * 1000000000000) AS big_ids, \
+     count(*) FILTER (WHERE amount > 100) AS big, sum(amount) FILTER (WHERE status = 'open') AS open_total \
+     FROM orders GROUP BY customer_id, status",
+    "SELECT count(*) AS n, sum(amount) AS total, avg(amount) AS mean FROM orders WHERE status = 'rare'",
 ];
 
 /// Views over the views above (by position): a view of a materialized view, and a

@@ -69,7 +69,10 @@ impl Feed {
                     } else {
                         tracing::warn!(error = %e, "view feed stopped");
                     }
-                    view.stop(e.to_string());
+                    view.stop(match e {
+                        ViewError::Stopped(reason) => reason.clone(),
+                        other => other.to_string(),
+                    });
                 }
                 result
             })

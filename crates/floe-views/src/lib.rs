@@ -9,6 +9,7 @@
 //! Invariant: once the frontier has passed `ts`, the view's rows (or its error) are exactly
 //! what the defining query returns at a snapshot at `ts`.
 
+mod accumulable;
 pub mod feed;
 pub mod history;
 pub mod plan;

@@ -268,8 +268,12 @@ impl Plan {
                     .iter()
                     .map(|a| a.function.name().to_string())
                     .collect();
+                let how = match crate::accumulable::Accumulable::new(aggregates) {
+                    Ok(Some(_)) => "accumulable",
+                    _ => "hierarchical",
+                };
                 format!(
-                    "Reduce (hierarchical): group by [{}] aggregates [{}]",
+                    "Reduce ({how}): group by [{}] aggregates [{}]",
                     list(group),
                     names.join(", ")
                 )

@@ -31,6 +31,7 @@ use timely::dataflow::Scope;
 use timely::order::Product;
 use timely::progress::Timestamp;
 
+use crate::accumulable::{Accumulable, Sums};
 use crate::plan::{Aggregate, JoinKind, Plan};
 use crate::row::{Row, RowCodec};
 
@@ -40,6 +41,11 @@ pub type Rows<'scope, T = u64> = VecCollection<'scope, T, Row, isize>;
 pub type Errors<'scope, T = u64> = VecCollection<'scope, T, String, isize>;
 /// Rows paired with a key computed from them.
 type Keyed<'scope, T> = VecCollection<'scope, T, (Row, Row), isize>;
+/// Each group's output row (or error), keyed by the group, and the errors of its input rows.
+type Reduced<'scope, T> = (
+    VecCollection<'scope, T, (Row, Outcome), isize>,
+    Errors<'scope, T>,
+);
 /// The collection of a base table, by name.
 pub type Source<'a, 'scope, T = u64> =
     dyn Fn(&datafusion::common::TableReference) -> (Rows<'scope, T>, Errors<'scope, T>) + 'a;
@@ -233,10 +239,7 @@ fn render_node<'scope, T: Time>(
             let scope = rows.inner.scope();
             let group = group.clone();
             let keys = RowCodec::new(Arc::clone(&group_schema))?;
-            // (group values, whole input row)
-            let (keyed, failed) =
-                keyed_by(rows, "GroupKey", Arc::clone(&in_schema), group, keys, false)?;
-            let inputs = RowCodec::new(in_schema)?;
+            let inputs = RowCodec::new(Arc::clone(&in_schema))?;
             let group_codec = RowCodec::new(group_schema)?;
             let out = RowCodec::new(Arc::clone(schema))?;
             // Without GROUP BY: the aggregates of an empty input, the one row over no rows.
@@ -251,14 +254,25 @@ fn render_node<'scope, T: Time>(
                 )
                 .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row)
             });
-            let reduced = hierarchical_aggregate(
-                keyed,
-                aggregates,
-                inputs,
-                group_codec,
-                out,
-                if global { 16 } else { 8 },
-            )?;
+            let (reduced, failed) = match Accumulable::new(aggregates)? {
+                Some(accumulable) => {
+                    accumulate(rows, in_schema, group, keys, accumulable, group_codec, out)?
+                }
+                None => {
+                    // (group values, whole input row)
+                    let (keyed, failed) =
+                        keyed_by(rows, "GroupKey", in_schema, group, keys, false)?;
+                    let reduced = hierarchical_aggregate(
+                        keyed,
+                        aggregates,
+                        inputs,
+                        group_codec,
+                        out,
+                        if global { 16 } else { 8 },
+                    )?;
+                    (reduced, failed)
+                }
+            };
             let outcomes = reduced.map(|(_key, outcome)| outcome);
             let outcomes = match default {
                 None => outcomes,
@@ -401,6 +415,42 @@ fn aggregate(
         columns.push(value.cast_to(field.data_type())?.to_array()?);
     }
     Ok(out.encode(&columns, 1)?.remove(0))
+}
+
+/// GROUP BY with accumulable aggregates (`accumulable.rs`): each row's partial states are its
+/// difference, differential sums a group's, the accumulators evaluate the sum.
+fn accumulate<'scope, T: Time>(
+    rows: Rows<'scope, T>,
+    in_schema: SchemaRef,
+    group: Vec<Arc<dyn PhysicalExpr>>,
+    keys: RowCodec,
+    accumulable: Accumulable,
+    group_codec: RowCodec,
+    out: RowCodec,
+) -> DfResult<Reduced<'scope, T>> {
+    let accumulable = Arc::new(accumulable);
+    let states = Arc::clone(&accumulable);
+    let (summed, failed) = map_decoded(rows, "AggregateStates", in_schema, move |batch, _| {
+        let columns = evaluate(&group, batch)?;
+        let encoded = keys.encode(&columns, batch.num_rows())?;
+        let sums = states.row_sums(batch)?;
+        Ok(encoded.into_iter().zip(sums).map(Some).collect())
+    })?;
+    let reduced = summed
+        .explode(|(group, sums)| Some(((group, ()), sums)))
+        .reduce_named(
+            "Aggregate",
+            move |group: &Row, vals: &[(&(), Sums)], output: &mut Vec<(Outcome, isize)>| {
+                let outcome = match vals {
+                    [(_, sums)] => accumulable
+                        .output(group, sums, &group_codec, &out)
+                        .map_or_else(|e| Outcome::Error(crate::error_text(&e)), Outcome::Row),
+                    _ => Outcome::Error("internal error: a group's sums are not one".into()),
+                };
+                output.push((outcome, 1));
+            },
+        );
+    Ok((reduced, failed))
 }
 
 /// GROUP BY in levels (Materialize's hierarchical reduction, generalised through DataFusion's

@@ -111,6 +111,22 @@ impl Session {
             next_column_id,
             persistence,
         };
+        if self.txn.is_some() {
+            // Inside a block the view is read as its query, at the block's snapshot with its
+            // own writes (its base tables may be new in it), until COMMIT starts maintaining
+            // it; a rollback leaves nothing running. CREATE reports the query's rows there.
+            let plan = self.plan_query(&statement, &[]).await?;
+            self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
+                .await?;
+            let view = self.read_view().await;
+            let rows: usize = self
+                .collect_plan(&plan, view)
+                .await?
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            return Ok(StatementResult::Command(format!("SELECT {rows}")));
+        }
         // Built now, from the base tables at the latest commit: CREATE returns once the view
         // is, fails as its query fails there (as PostgreSQL's CREATE does), or with 53200 when
         // its state does not fit the memory limit.
@@ -136,12 +152,8 @@ impl Session {
             )
             .with_hint("Raise --memory-limit or define a smaller view."));
         }
-        // Outside a block the commit's reconciliation takes this view over; inside one it is
-        // built again at COMMIT (a rollback must leave nothing running).
-        let outside_block = self.txn.is_none();
-        if outside_block {
-            self.engine.matviews().offer(maintained);
-        }
+        // The commit's reconciliation takes this view over.
+        self.engine.matviews().offer(maintained);
         if let Err(e) = self
             .commit_ddl(vec![CatalogChange::PutRelation(Arc::new(def))])
             .await
