@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session as CatalogSession;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{project_schema, DataFusionError, Result as DfResult};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{BinaryExpr, Operator};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -36,7 +39,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use floe_storage::{ReadView, TableCodec};
+use floe_storage::{ReadView, TableCodec, TableDef};
 use floe_views::{Feed, View, ViewError};
 use parking_lot::Mutex;
 
@@ -161,7 +164,10 @@ impl Maintained {
     /// The view's rows as of its start, in `relation`'s types, once built (or the error its
     /// query raises there): what CREATE reports.
     pub(crate) async fn initial_rows(&self, relation: &SchemaRef) -> DfResult<usize> {
-        Ok(self.read_at(self.start_ts, relation).await?.num_rows())
+        Ok(self
+            .read_at(self.start_ts, relation, None)
+            .await?
+            .num_rows())
     }
 
     /// [`Maintained::wait_hydrated`], blocking the thread.
@@ -180,9 +186,32 @@ impl Maintained {
         self.started
     }
 
+    /// Keeps an index of the view's rows for each index of `def` (its current definition).
+    pub(crate) fn set_indexes(&self, def: &TableDef) {
+        let wanted = def
+            .indexes
+            .iter()
+            .filter_map(|index| {
+                index
+                    .columns
+                    .iter()
+                    .map(|id| def.columns.iter().position(|c| c.id == *id))
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .collect();
+        if let Err(e) = self.view.set_indexes(wanted) {
+            tracing::warn!(view = %self.name, error = %e, "indexing a materialized view failed");
+        }
+    }
+
     /// The view's rows at snapshot `ts`, once it has caught up with `ts`, in the relation's
-    /// column types.
-    async fn read_at(&self, ts: u64, relation: &SchemaRef) -> DfResult<RecordBatch> {
+    /// column types; with `lookup`, only (at least) the rows it selects.
+    async fn read_at(
+        &self,
+        ts: u64,
+        relation: &SchemaRef,
+        lookup: Option<&Lookup>,
+    ) -> DfResult<RecordBatch> {
         if ts < self.start_ts {
             return Err(DataFusionError::External(Box::new(
                 crate::error::SqlError::new(
@@ -195,7 +224,13 @@ impl Maintained {
             )));
         }
         self.view.wait_async(ts).await.map_err(view_error)?;
-        let batch = self.view.read_at(ts).map_err(view_error)?;
+        let batch = match lookup {
+            Some(lookup) => self
+                .view
+                .read_at_key(ts, &lookup.columns, &lookup.values)
+                .map_err(view_error)?,
+            None => self.view.read_at(ts).map_err(view_error)?,
+        };
         conform(batch, relation)
     }
 
@@ -397,23 +432,54 @@ impl TableProvider for MatViewTable {
         TableType::Base
     }
 
+    /// `column = constant` on an indexed column narrows the read to the index's rows; the
+    /// filter itself still runs over them (inexact).
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        let indexed: Vec<usize> = self.maintained.view.indexes().concat();
+        Ok(filters
+            .iter()
+            .map(|filter| match self.equality(filter) {
+                Some((column, _)) if indexed.contains(&column) => {
+                    TableProviderFilterPushDown::Inexact
+                }
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
     }
 
     async fn scan(
         &self,
         _state: &dyn CatalogSession,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let equal: Vec<(usize, ScalarValue)> =
+            filters.iter().filter_map(|f| self.equality(f)).collect();
+        let value = |column: usize| {
+            equal
+                .iter()
+                .find(|(c, _)| *c == column)
+                .map(|(_, v)| v.clone())
+        };
+        // The index whose leading columns the filters fix the most of.
+        let lookup = self
+            .maintained
+            .view
+            .indexes()
+            .into_iter()
+            .map(|columns| {
+                let values: Vec<ScalarValue> = columns.iter().map_while(|c| value(*c)).collect();
+                Lookup {
+                    columns: columns[..values.len()].to_vec(),
+                    values,
+                }
+            })
+            .filter(|lookup| !lookup.values.is_empty())
+            .max_by_key(|lookup| lookup.values.len());
         let schema = project_schema(&self.schema, projection)?;
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -423,6 +489,7 @@ impl TableProvider for MatViewTable {
         ));
         Ok(Arc::new(MatViewScanExec {
             maintained: Arc::clone(&self.maintained),
+            lookup,
             relation: Arc::clone(&self.schema),
             projection: projection.cloned(),
             schema,
@@ -431,11 +498,71 @@ impl TableProvider for MatViewTable {
     }
 }
 
+impl MatViewTable {
+    /// `filter` as (column position, value) when it is `column = constant` with the constant
+    /// of the column's type, one the view's rows hold unconverted and whose equality is
+    /// equality of the encoded value (so an index lookup finds every row equal to it).
+    fn equality(&self, filter: &Expr) -> Option<(usize, ScalarValue)> {
+        let Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) = filter
+        else {
+            return None;
+        };
+        let (column, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                (c, v)
+            }
+            _ => return None,
+        };
+        let position = self.position(column)?;
+        let field = self.schema.field(position);
+        let stored = self.maintained.view.schema().fields().get(position)?;
+        let exact = matches!(
+            field.data_type(),
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Boolean
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Date32
+                | DataType::Timestamp(..)
+        );
+        (exact
+            && !value.is_null()
+            && &value.data_type() == field.data_type()
+            && stored.data_type() == field.data_type())
+        .then(|| (position, value.clone()))
+    }
+
+    fn position(&self, column: &Column) -> Option<usize> {
+        self.schema.index_of(&column.name).ok()
+    }
+}
+
+/// An index lookup: the rows whose columns `columns` (leading columns of an index) equal
+/// `values`.
+#[derive(Debug, Clone)]
+struct Lookup {
+    columns: Vec<usize>,
+    values: Vec<ScalarValue>,
+}
+
 /// Reads a maintained view at the statement's snapshot (found in the task context at
 /// execution, like the table scans').
 #[derive(Debug)]
 struct MatViewScanExec {
     maintained: Arc<Maintained>,
+    lookup: Option<Lookup>,
     /// The relation's columns (before the projection).
     relation: SchemaRef,
     projection: Option<Vec<usize>>,
@@ -445,7 +572,16 @@ struct MatViewScanExec {
 
 impl DisplayAs for MatViewScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "MaterializedViewScan: {}", self.maintained.name)
+        write!(f, "MaterializedViewScan: {}", self.maintained.name)?;
+        if let Some(lookup) = &self.lookup {
+            let names: Vec<&str> = lookup
+                .columns
+                .iter()
+                .map(|c| self.relation.field(*c).name().as_str())
+                .collect();
+            write!(f, ", index lookup on ({})", names.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -488,6 +624,7 @@ impl ExecutionPlan for MatViewScanExec {
         };
         let ts = snapshot.snapshot_ts();
         let maintained = Arc::clone(&self.maintained);
+        let lookup = self.lookup.clone();
         let projection = self.projection.clone();
         let schema = Arc::clone(&self.schema);
         let relation = Arc::clone(&self.relation);
@@ -495,7 +632,7 @@ impl ExecutionPlan for MatViewScanExec {
             // Held until the read is done: the view keeps its history back to the oldest
             // snapshot a reader holds, so this one must stay registered while it waits.
             let _snapshot = snapshot;
-            let batch = maintained.read_at(ts, &relation).await?;
+            let batch = maintained.read_at(ts, &relation, lookup.as_ref()).await?;
             let batch = match &projection {
                 Some(p) => batch.project(p)?,
                 None => batch,

@@ -231,6 +231,34 @@ async fn check_all(writer: &mut Session, reader: &mut Session, views: &[String],
     }
 }
 
+/// Reads through the indexes made on `mv0` and `mv1` (`column = constant`, which read only the
+/// index's rows) equal the defining queries filtered the same way.
+async fn check_lookups(writer: &mut Session, reader: &mut Session, context: &str) {
+    let mut lookups: Vec<(String, String)> = (0..7)
+        .map(|k| {
+            (
+                format!("SELECT * FROM mv1 WHERE customer_id = {k}"),
+                format!("SELECT * FROM ({}) q WHERE customer_id = {k}", VIEWS[1]),
+            )
+        })
+        .collect();
+    for s in ["o", "done", "?"] {
+        lookups.push((
+            format!("SELECT * FROM mv0 WHERE s = '{s}'"),
+            format!("SELECT * FROM ({}) q WHERE s = '{s}'", VIEWS[0]),
+        ));
+    }
+    for (read, oracle) in &lookups {
+        let expected = ok(writer, oracle).await;
+        assert_eq!(ok(writer, read).await, expected, "{read}, {context}");
+        assert_eq!(
+            ok(reader, read).await,
+            expected,
+            "{read} from another session, {context}"
+        );
+    }
+}
+
 /// Every view defined as `mv<i>`, the ones over views last.
 async fn create_views(session: &mut Session) -> Vec<String> {
     let mut views: Vec<String> = VIEWS.iter().map(|q| q.to_string()).collect();
@@ -292,6 +320,23 @@ async fn views_equal_their_queries_after_every_transaction() {
     .await;
     assert_eq!(maintained, vec![vec![views.len().to_string()]]);
     check_all(&mut writer, &mut reader, &views, "after CREATE").await;
+    ok(
+        &mut writer,
+        "CREATE INDEX ON mv1 (customer_id); CREATE INDEX ON mv0 (s, id)",
+    )
+    .await;
+    let plan = ok(
+        &mut reader,
+        "EXPLAIN SELECT * FROM mv1 WHERE customer_id = 1",
+    )
+    .await;
+    assert!(
+        plan.iter()
+            .flatten()
+            .any(|l| l.contains("index lookup on (customer_id)")),
+        "{plan:?}"
+    );
+    check_lookups(&mut writer, &mut reader, "after CREATE INDEX").await;
     let plain = ok(&mut writer, OVER_VIEWS[0]).await;
     assert_eq!(ok(&mut reader, "SELECT * FROM plain_over").await, plain);
 
@@ -313,6 +358,7 @@ async fn views_equal_their_queries_after_every_transaction() {
         }
         let context = format!("seed {seed}, transaction {txn}: {statements:?}");
         check_all(&mut writer, &mut reader, &views, &context).await;
+        check_lookups(&mut writer, &mut reader, &context).await;
     }
 
     // REFRESH recomputes from scratch: the same rows.
@@ -328,12 +374,17 @@ async fn views_equal_their_queries_after_every_transaction() {
     // A REPEATABLE READ block reads the view as of its snapshot.
     ok(&mut reader, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
     let snapshot = ok(&mut reader, "SELECT * FROM mv1").await;
+    let one = ok(&mut reader, "SELECT * FROM mv1 WHERE customer_id = 1").await;
     ok(
         &mut writer,
         "INSERT INTO orders VALUES (99999, 1, 1000, 'open')",
     )
     .await;
     assert_eq!(ok(&mut reader, "SELECT * FROM mv1").await, snapshot);
+    assert_eq!(
+        ok(&mut reader, "SELECT * FROM mv1 WHERE customer_id = 1").await,
+        one
+    );
     assert_eq!(ok(&mut reader, VIEWS[1]).await, snapshot);
     ok(&mut reader, "COMMIT").await;
     assert_ne!(ok(&mut reader, "SELECT * FROM mv1").await, snapshot);
@@ -373,6 +424,8 @@ async fn views_equal_their_queries_after_every_transaction() {
             "mv{i} after restart"
         );
     }
+    let mut again = session(&engine);
+    check_lookups(&mut early, &mut again, "after restart").await;
     let states = ok(
         &mut early,
         "SELECT DISTINCT state FROM floe_catalog.materialized_views",

@@ -23,6 +23,12 @@ impl Weigh for crate::Row {
     }
 }
 
+impl Weigh for (crate::Row, crate::Row) {
+    fn weight(&self) -> usize {
+        self.0 .0.capacity() + self.1 .0.capacity() + ENTRY_OVERHEAD
+    }
+}
+
 impl Weigh for String {
     fn weight(&self) -> usize {
         self.capacity() + ENTRY_OVERHEAD
@@ -118,6 +124,46 @@ impl<K: Ord + Clone + Weigh> History<K> {
         Some(out)
     }
 
+    /// The entries at `ts` from `from` on while `within` holds (keys in order: `within` must
+    /// hold for a prefix of the keys from `from` on), or `None` before `since`.
+    pub fn range_at(
+        &self,
+        ts: u64,
+        from: &K,
+        within: impl Fn(&K) -> bool,
+    ) -> Option<BTreeMap<K, isize>> {
+        if ts < self.since {
+            return None;
+        }
+        let mut out: BTreeMap<K, isize> = self
+            .base
+            .range(from..)
+            .take_while(|(key, _)| within(key))
+            .map(|(key, count)| (key.clone(), *count))
+            .collect();
+        for (_, updates) in self.recent.range(..=ts) {
+            for (key, diff) in updates {
+                if key >= from && within(key) {
+                    add(&mut out, key, *diff);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Every entry: the base's at `since`, then the recent updates at their times.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, &K, isize)> {
+        let base = self
+            .base
+            .iter()
+            .map(|(key, count)| (self.since, key, *count));
+        let recent = self
+            .recent
+            .iter()
+            .flat_map(|(time, updates)| updates.iter().map(move |(key, diff)| (*time, key, *diff)));
+        base.chain(recent)
+    }
+
     /// Whether the contents at `ts` are empty (cheaper than `at` when they are not).
     pub fn is_empty_at(&self, ts: u64) -> bool {
         if self.recent.range(..=ts).next().is_none() {
@@ -177,6 +223,9 @@ mod tests {
         assert_eq!(keys(h.at(9).unwrap()), ["b"]);
         assert_eq!(h.recent_updates(), 1);
         assert!(!h.is_empty_at(2));
+        let from_b = h.range_at(9, &"b", |k| k.starts_with('b')).unwrap();
+        assert_eq!(keys(from_b), ["b"]);
+        assert_eq!(h.entries().count(), 3);
         h.update(4, &"b", -1);
         assert!(h.is_empty_at(4));
         h.compact(4);

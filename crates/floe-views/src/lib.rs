@@ -12,6 +12,7 @@
 mod accumulable;
 pub mod feed;
 pub mod history;
+mod index;
 pub mod plan;
 pub mod render;
 pub mod row;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::{DataFusionError, TableReference};
+use datafusion::common::{DataFusionError, ScalarValue, TableReference};
 use differential_dataflow::input::InputSession;
 use parking_lot::{Condvar, Mutex};
 use timely::dataflow::ProbeHandle;
@@ -120,6 +121,40 @@ struct Output {
     stopped: Option<String>,
     /// Commit ranges (inclusive) the view skipped while catching up: no answer there.
     gaps: Vec<(u64, u64)>,
+    /// The indexes of `rows` ([`View::set_indexes`]).
+    indexes: Vec<index::OutputIndex>,
+}
+
+impl Output {
+    /// Whether the view can answer at `ts`: why not, if it cannot.
+    fn readable(&self, ts: u64) -> Result<(), ViewError> {
+        if let Some(reason) = &self.stopped {
+            return Err(ViewError::Stopped(reason.clone()));
+        }
+        if ts >= self.frontier {
+            return Err(ViewError::Stopped(format!(
+                "the view is not complete at {ts} (read after waiting for it)"
+            )));
+        }
+        if self
+            .gaps
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&ts))
+        {
+            return Err(ViewError::Behind(ts));
+        }
+        if !self.errors.is_empty_at(ts) {
+            let errors = self.errors.at(ts).ok_or_else(|| too_old(ts))?;
+            if let Some((message, _)) = errors.into_iter().next() {
+                return Err(ViewError::Query(message));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn too_old(ts: u64) -> ViewError {
+    ViewError::Stopped(format!("the view's history before {ts} is gone"))
 }
 
 struct Shared {
@@ -144,7 +179,8 @@ impl Shared {
         let bytes_in = self.input_bytes.load(Ordering::Relaxed);
         // An arranged update: its row (about an input row's size), a key, time and diff.
         let per_update = bytes_in / rows_in + ARRANGED_OVERHEAD;
-        let output_bytes = (output.rows.bytes() + output.errors.bytes()) as u64;
+        let indexes: usize = output.indexes.iter().map(index::OutputIndex::bytes).sum();
+        let output_bytes = (output.rows.bytes() + output.errors.bytes() + indexes) as u64;
         ViewStats {
             frontier: output.frontier,
             rows: output.rows.base_rows().max(0) as u64,
@@ -186,6 +222,7 @@ impl View {
                 errors: History::new(after_ts),
                 stopped: None,
                 gaps: Vec::new(),
+                indexes: Vec::new(),
             }),
             changed: Condvar::new(),
             version: tokio::sync::watch::Sender::new(0),
@@ -338,6 +375,9 @@ impl View {
         let ts = ts.min(output.frontier.saturating_sub(1));
         output.rows.compact(ts);
         output.errors.compact(ts);
+        for index in &mut output.indexes {
+            index.compact(ts);
+        }
         output.gaps.retain(|(_, to)| *to >= ts);
     }
 
@@ -397,33 +437,71 @@ impl View {
     /// away ([`View::compact`]).
     pub fn read_at(&self, ts: u64) -> Result<RecordBatch, ViewError> {
         let output = self.shared.output.lock();
-        if let Some(reason) = &output.stopped {
-            return Err(ViewError::Stopped(reason.clone()));
+        output.readable(ts)?;
+        let contents = output.rows.at(ts).ok_or_else(|| too_old(ts))?;
+        drop(output);
+        self.decode(&contents)
+    }
+
+    /// The columns of each index of the view's rows.
+    pub fn indexes(&self) -> Vec<Vec<usize>> {
+        let output = self.shared.output.lock();
+        output.indexes.iter().map(|i| i.columns.clone()).collect()
+    }
+
+    /// Keeps an index of the view's rows on each of `wanted` (column positions), building
+    /// the new ones from the rows and their history, dropping the others.
+    pub fn set_indexes(&self, mut wanted: Vec<Vec<usize>>) -> Result<(), ViewError> {
+        wanted.dedup();
+        let mut output = self.shared.output.lock();
+        if output.indexes.iter().map(|i| &i.columns).eq(wanted.iter()) {
+            return Ok(());
         }
-        if ts >= output.frontier {
-            return Err(ViewError::Stopped(format!(
-                "the view is not complete at {ts} (read after waiting for it)"
-            )));
-        }
-        if output
-            .gaps
-            .iter()
-            .any(|(from, to)| (*from..=*to).contains(&ts))
-        {
-            return Err(ViewError::Behind(ts));
-        }
-        let too_old = || ViewError::Stopped(format!("the view's history before {ts} is gone"));
-        if !output.errors.is_empty_at(ts) {
-            let errors = output.errors.at(ts).ok_or_else(too_old)?;
-            if let Some((message, _)) = errors.into_iter().next() {
-                return Err(ViewError::Query(message));
+        let codec = RowCodec::new(Arc::clone(&self.schema))?;
+        let mut kept = std::mem::take(&mut output.indexes);
+        let mut indexes = Vec::with_capacity(wanted.len());
+        for columns in wanted {
+            match kept.iter().position(|i| i.columns == columns) {
+                Some(at) => indexes.push(kept.swap_remove(at)),
+                None => indexes.push(index::build(columns, &codec, &output.rows)?),
             }
         }
-        let contents = output.rows.at(ts).ok_or_else(too_old)?;
+        output.indexes = indexes;
+        Ok(())
+    }
+
+    /// [`View::read_at`], only the rows whose columns `columns` equal `values` (values of
+    /// the view's column types), through an index whose leading columns they are; without
+    /// such an index, every row.
+    pub fn read_at_key(
+        &self,
+        ts: u64,
+        columns: &[usize],
+        values: &[ScalarValue],
+    ) -> Result<RecordBatch, ViewError> {
+        let output = self.shared.output.lock();
+        output.readable(ts)?;
+        let Some(index) = output
+            .indexes
+            .iter()
+            .find(|i| i.columns.starts_with(columns))
+        else {
+            drop(output);
+            return self.read_at(ts);
+        };
+        let contents = index.lookup(ts, values)?.ok_or_else(|| too_old(ts))?;
         drop(output);
+        self.decode(&contents)
+    }
+
+    /// The rows of `contents`, each repeated by its multiplicity.
+    fn decode(
+        &self,
+        contents: &std::collections::BTreeMap<Row, isize>,
+    ) -> Result<RecordBatch, ViewError> {
         let codec = RowCodec::new(Arc::clone(&self.schema))?;
         let mut rows = Vec::new();
-        for (row, count) in &contents {
+        for (row, count) in contents {
             if *count < 0 {
                 return Err(ViewError::Stopped(
                     "the view holds a row a negative number of times".into(),
@@ -495,10 +573,29 @@ fn run(
         };
         let (rows, errors) = render::render(&plan, scope, &source)?;
         let rows_output = Arc::clone(&shared);
+        let out_codec = RowCodec::new(plan.schema())?;
         rows.inspect_batch(move |_, updates| {
             let mut output = rows_output.output.lock();
             for (row, time, diff) in updates {
                 output.rows.update(*time, row, *diff);
+            }
+            if !output.indexes.is_empty() {
+                let updates: Vec<(u64, &Row, isize)> = updates
+                    .iter()
+                    .map(|(row, time, diff)| (*time, row, *diff))
+                    .collect();
+                let indexed = out_codec
+                    .decode(updates.iter().map(|(_, row, _)| *row))
+                    .and_then(|batch| {
+                        output
+                            .indexes
+                            .iter_mut()
+                            .try_for_each(|index| index.update(&batch, &updates))
+                    });
+                if let Err(e) = indexed {
+                    output.stopped = Some(format!("indexing the view's rows failed: {e}"));
+                    rows_output.notify();
+                }
             }
         })
         .probe_with(&probe);

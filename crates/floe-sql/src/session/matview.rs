@@ -199,6 +199,7 @@ impl Session {
         if committed {
             let maintained = self.start_materialized(&def).await?;
             let maintained = self.engine.matviews().insert(maintained);
+            maintained.set_indexes(&def);
             maintained
                 .wait_hydrated()
                 .await
@@ -235,11 +236,11 @@ impl Session {
             .cloned()
             .collect();
         for def in wanted {
-            if registry
-                .get(def.id)
-                .is_some_and(|m| !m.is_outdated(self.db()))
-            {
-                continue;
+            if let Some(running) = registry.get(def.id) {
+                if !running.is_outdated(self.db()) {
+                    running.set_indexes(&def);
+                    continue;
+                }
             }
             let started = match registry.take_offered(def.id) {
                 Some(built) => Ok(built),
@@ -247,7 +248,7 @@ impl Session {
             };
             match started {
                 Ok(maintained) => {
-                    registry.insert(maintained);
+                    registry.insert(maintained).set_indexes(&def);
                 }
                 Err(e) => {
                     // Read as its query until it can be maintained (the read reports the
