@@ -11,7 +11,8 @@ region text)` with one row per customer (8 regions), for the join view.
 The view V: `SELECT customer_id, count(*) AS n, sum(amount) AS total FROM orders GROUP BY
 customer_id`, called `order_totals`:
 
-* Floe: `CREATE MATERIALIZED VIEW order_totals AS V`;
+* Floe: `CREATE MATERIALIZED VIEW order_totals AS V` and `CREATE INDEX ON order_totals
+  (customer_id)`;
 * PostgreSQL, "triggers": a table `order_totals(customer_id int primary key, n bigint, total
   numeric)` filled from V, then maintained by a plpgsql row trigger on orders (AFTER INSERT OR
   UPDATE OR DELETE FOR EACH ROW: decrement the old row's group, deleting it at n = 0; upsert
@@ -255,6 +256,10 @@ def reset(server, setup, view, orders_data, cust_data):
         t0 = time.perf_counter()
         if setup in ("view", "refresh"):
             server.execute(f"CREATE MATERIALIZED VIEW {name} AS {sql}", conn)
+            if view == "totals" and setup == "view":
+                # As PostgreSQL's summary table has its primary key: reads of one customer
+                # (the freshness probe's) go through it.
+                server.execute(f"CREATE INDEX ON {name} (customer_id)", conn)
             server.execute(f"SELECT count(*) FROM {name}", conn)
             built = time.perf_counter() - t0
         elif setup == "triggers":
