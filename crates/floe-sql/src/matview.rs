@@ -186,17 +186,32 @@ impl Maintained {
         self.started
     }
 
-    /// Keeps an index of the view's rows for each index of `def` (its current definition).
+    /// Keeps an index of the view's rows for each index of `def` (its current definition);
+    /// reads at a snapshot where a unique one's key repeats get 23505.
     pub(crate) fn set_indexes(&self, def: &TableDef) {
         let wanted = def
             .indexes
             .iter()
             .filter_map(|index| {
-                index
+                let columns = index
                     .columns
                     .iter()
                     .map(|id| def.columns.iter().position(|c| c.id == *id))
-                    .collect::<Option<Vec<usize>>>()
+                    .collect::<Option<Vec<usize>>>()?;
+                let names: Vec<String> = columns
+                    .iter()
+                    .map(|c| def.columns[*c].name.clone())
+                    .collect();
+                let name = index.name.clone();
+                let unique = index.unique.then(|| {
+                    Arc::new(move |key: &RecordBatch| {
+                        let error = duplicated(&name, &names, key);
+                        crate::error::SqlError::view_error_text(&DataFusionError::External(
+                            Box::new(error),
+                        ))
+                    }) as floe_views::UniqueText
+                });
+                Some(floe_views::IndexSpec { columns, unique })
             })
             .collect();
         if let Err(e) = self.view.set_indexes(wanted) {
@@ -248,6 +263,32 @@ impl Drop for Maintained {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// 23505 for a unique index `index` on columns `names` whose key `key` (one row of those
+/// columns) repeats.
+pub(crate) fn duplicated(
+    index: &str,
+    names: &[String],
+    key: &RecordBatch,
+) -> crate::error::SqlError {
+    let values: Vec<String> = key
+        .columns()
+        .iter()
+        .map(|c| {
+            datafusion::arrow::util::display::array_value_to_string(c, 0)
+                .unwrap_or_else(|_| "?".into())
+        })
+        .collect();
+    crate::error::SqlError::new(
+        crate::error::sqlstate::UNIQUE_VIOLATION,
+        format!("could not create unique index \"{index}\""),
+    )
+    .with_detail(format!(
+        "Key ({})=({}) is duplicated.",
+        names.join(", "),
+        values.join(", ")
+    ))
 }
 
 /// A view error as a query error: the defining query's own error, and a view stopped past its

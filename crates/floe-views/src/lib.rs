@@ -32,6 +32,7 @@ use timely::dataflow::ProbeHandle;
 
 pub use feed::{Feed, Permits};
 use history::History;
+pub use index::{IndexSpec, UniqueText};
 pub use plan::{compile, Aggregate, Plan};
 pub use row::{Row, RowCodec};
 
@@ -148,6 +149,9 @@ impl Output {
             if let Some((message, _)) = errors.into_iter().next() {
                 return Err(ViewError::Query(message));
             }
+        }
+        if let Some(message) = self.indexes.iter().find_map(|i| i.violation(ts)) {
+            return Err(ViewError::Query(message));
         }
         Ok(())
     }
@@ -449,21 +453,46 @@ impl View {
         output.indexes.iter().map(|i| i.columns.clone()).collect()
     }
 
-    /// Keeps an index of the view's rows on each of `wanted` (column positions), building
-    /// the new ones from the rows and their history, dropping the others.
-    pub fn set_indexes(&self, mut wanted: Vec<Vec<usize>>) -> Result<(), ViewError> {
-        wanted.dedup();
+    /// Keeps an index of the view's rows for each of `wanted`, building the new ones from
+    /// the rows and their history (a unique one checked over all of it), dropping the others.
+    /// An index on the same columns is kept as it is, unique or not, once each way.
+    pub fn set_indexes(&self, wanted: Vec<IndexSpec>) -> Result<(), ViewError> {
+        let mut seen = Vec::new();
+        let wanted: Vec<IndexSpec> = wanted
+            .into_iter()
+            .filter(|spec| {
+                let shape = (spec.columns.clone(), spec.unique.is_some());
+                let new = !seen.contains(&shape);
+                seen.push(shape);
+                new
+            })
+            .collect();
         let mut output = self.shared.output.lock();
-        if output.indexes.iter().map(|i| &i.columns).eq(wanted.iter()) {
+        let same = output.indexes.len() == wanted.len()
+            && output
+                .indexes
+                .iter()
+                .zip(&wanted)
+                .all(|(i, w)| i.columns == w.columns && i.is_unique() == w.unique.is_some());
+        if same {
             return Ok(());
         }
         let codec = RowCodec::new(Arc::clone(&self.schema))?;
         let mut kept = std::mem::take(&mut output.indexes);
         let mut indexes = Vec::with_capacity(wanted.len());
-        for columns in wanted {
-            match kept.iter().position(|i| i.columns == columns) {
+        for spec in wanted {
+            let existing = kept
+                .iter()
+                .position(|i| i.columns == spec.columns && i.is_unique() == spec.unique.is_some());
+            match existing {
                 Some(at) => indexes.push(kept.swap_remove(at)),
-                None => indexes.push(index::build(columns, &codec, &output.rows)?),
+                None => {
+                    let mut index = index::build(spec, &codec, &output.rows)?;
+                    // Every update below the frontier is in the rows; later ones are
+                    // checked once the step recording them is done.
+                    index.check_unique(output.frontier)?;
+                    indexes.push(index);
+                }
             }
         }
         output.indexes = indexes;
@@ -718,6 +747,14 @@ fn run(
             return;
         }
         let mut output = shared.output.lock();
+        // Every update below `next` is in: the unique indexes' keys can be checked.
+        let checked = output
+            .indexes
+            .iter_mut()
+            .try_for_each(|index| index.check_unique(next));
+        if let Err(e) = checked {
+            output.stopped = Some(format!("checking the view's unique indexes failed: {e}"));
+        }
         output.frontier = output.frontier.max(next);
         shared.notify();
     }

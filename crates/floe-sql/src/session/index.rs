@@ -42,13 +42,6 @@ impl Session {
     pub(super) async fn create_index(&mut self, create: CreateIndex) -> SqlResult<StatementResult> {
         let tag = || StatementResult::Command("CREATE INDEX".into());
         let def = self.relation(&create.table_name)?;
-        if def.is_materialized_view() && create.unique {
-            // Its rows change with every commit of its base tables, and a commit never waits
-            // for (or fails by) a view.
-            return Err(SqlError::not_supported(
-                "unique indexes on materialized views are not supported yet",
-            ));
-        }
         if !def.is_table() && !def.is_materialized_view() {
             return Err(SqlError::new(
                 sqlstate::WRONG_OBJECT_TYPE,
@@ -116,6 +109,9 @@ impl Session {
                 format!("relation \"{name}\" already exists"),
             ));
         }
+        if def.is_materialized_view() && create.unique {
+            self.check_view_unique(&def, &name, &names).await?;
+        }
         let mut new_def = def.as_ref().clone();
         new_def.indexes.push(IndexDef {
             oid: self.db().allocate_oid(),
@@ -127,6 +123,43 @@ impl Session {
         self.commit_ddl(vec![CatalogChange::PutRelation(Arc::new(new_def))])
             .await?;
         Ok(tag())
+    }
+
+    /// Fails with 23505 when the materialized view `def` repeats a key of `columns` (without
+    /// NULLs) now. Later commits that make it repeat one are reported by its reads.
+    async fn check_view_unique(
+        &mut self,
+        def: &TableDef,
+        index: &str,
+        columns: &[String],
+    ) -> SqlResult<()> {
+        let quoted: Vec<String> = columns
+            .iter()
+            .map(|c| super::matview::name_ident(c).to_string())
+            .collect();
+        let list = quoted.join(", ");
+        let not_null: Vec<String> = quoted.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+        let sql = format!(
+            "SELECT {list} FROM {}.{} WHERE {} GROUP BY {list} HAVING count(*) > 1 LIMIT 1",
+            super::matview::name_ident(&def.schema),
+            super::matview::name_ident(&def.name),
+            not_null.join(" AND ")
+        );
+        let statement = self
+            .parse(&sql)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("no statement"))?;
+        let plan = self.plan_query(&statement, &[]).await?;
+        let view = self.read_view().await;
+        let batches = self.collect_plan(&plan, view).await?;
+        match batches.iter().find(|b| b.num_rows() > 0) {
+            Some(batch) => Err(crate::matview::duplicated(
+                index,
+                columns,
+                &batch.slice(0, 1),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `DROP INDEX [IF EXISTS] name, …`.
