@@ -11,7 +11,8 @@
 //!
 //! A read waits until the view's frontier has passed the reader's snapshot (which includes the
 //! session's own last commit), then returns the view's rows as of that snapshot: the same rows
-//! the defining query returns there. A view with no running maintenance (created by the
+//! the defining query returns there. Equality filters on an index's leading columns
+//! (`CREATE INDEX` on the view) narrow the read to that index's rows (`View::read_at_key`). A view with no running maintenance (created by the
 //! reader's own uncommitted block, or one whose maintenance could not start) is read as its
 //! defining query instead (`session/view.rs`), which is the same answer, computed.
 

@@ -5,6 +5,8 @@
 //! (`row.rs`). Each [`View`] runs its dataflow on a timely worker thread of its own, fed over
 //! a channel with the base tables' changes in commit order; the view's frontier says up to
 //! which commit its output is complete, and a reader waits for it ([`View::wait`], or [`View::wait_async`] on a runtime).
+//! The output keeps its recent history for older snapshots (`history.rs`) and any indexes
+//! on it (`index.rs`, [`View::set_indexes`]).
 //!
 //! Invariant: once the frontier has passed `ts`, the view's rows (or its error) are exactly
 //! what the defining query returns at a snapshot at `ts`.
